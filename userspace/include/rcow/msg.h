@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Building and parsing remote_cow generic netlink messages, without any
+ * socket: every function works on a caller's buffer, so the wire format is
+ * unit-tested on the host.  nl.c does the sending and receiving.
+ *
+ * Both directions are here: the helper's requests (REGISTER, GET_DEVICE,
+ * FILL_DONE, HYDRATE, GET_BITMAP) and what the kernel sends (FAULT, device
+ * events, HYDRATE_CTL, replies).  The kernel-side builders exist for tests
+ * and for rcow-nl's deliberately wrong messages.
+ *
+ * Parsers check every attribute they use for its exact length (u32: 4,
+ * u64: 8, strings: NUL-terminated and within their limit) and that the
+ * attributes a message needs are there; attributes they do not know are
+ * ignored, so a newer kernel may add some.
+ */
+#ifndef RCOW_MSG_H
+#define RCOW_MSG_H
+
+#include <linux/netlink.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remote_cow.h"
+#include "rcow/err.h"
+
+#define RCOW_DM_NAME_MAX 128	/* DM_NAME_LEN, with the NUL */
+#define RCOW_DM_UUID_MAX 129	/* DM_UUID_LEN, with the NUL */
+
+/* Room for any message the helper builds. */
+#define RCOW_MSG_BUF_SIZE 8192
+
+struct rcow_device_info {
+	uint32_t dev_id;
+	char dm_name[RCOW_DM_NAME_MAX];
+	char dm_uuid[RCOW_DM_UUID_MAX];
+	uint32_t cow_major, cow_minor;
+	uint32_t extent_sectors;
+	uint64_t nr_extents;
+	uint64_t data_offset;	/* sectors */
+	uint64_t dev_sectors;
+	char base_uri[REMOTE_COW_MAX_URI + 1];
+	uint64_t present;
+	uint32_t flags;		/* RCOW_DEV_F_* */
+	uint64_t have;		/* bit 1 << RCOW_A_x for every attribute received */
+};
+
+struct rcow_fault {
+	uint32_t dev_id;
+	uint64_t first;
+	uint32_t count;
+	uint64_t cookie;
+};
+
+struct rcow_hydrate_ctl {
+	uint32_t dev_id;
+	bool start;		/* false: stop */
+	uint32_t rate;		/* MiB/s, 0 = unlimited */
+};
+
+/* A kernel -> helper message. */
+struct rcow_event {
+	uint8_t cmd;		/* RCOW_CMD_*; others are returned unparsed */
+	union {
+		struct rcow_fault fault;		/* FAULT */
+		struct rcow_device_info dev;		/* DEVICE_ADD, DEVICE_REMOVE */
+		struct rcow_hydrate_ctl hydrate;	/* HYDRATE_CTL */
+	} u;
+};
+
+/* A GET_BITMAP reply; data points into the message. */
+struct rcow_bitmap_chunk {
+	uint64_t first;
+	uint32_t count;
+	const uint8_t *data;
+	size_t len;
+};
+
+/* An NLMSG_ERROR (ack or refusal) with its extended ack, if any. */
+struct rcow_ack {
+	int error;		/* 0 or positive errno */
+	uint32_t seq;
+	char msg[256];		/* kernel's extack message, "" if none */
+	bool has_offset;
+	uint32_t offset;	/* byte offset of the offending attribute */
+};
+
+/* True for commands the kernel sends on its own (not replies). */
+bool rcow_cmd_is_event(uint8_t cmd);
+/* "FAULT", "FILL_DONE", ...; "CMD_<n>" for unknown into buf. */
+const char *rcow_cmd_name(uint8_t cmd, char *buf, size_t len);
+/* "dev_id", "cookie", ... for RCOW_A_*; NULL if unknown. */
+const char *rcow_attr_name(uint16_t type);
+/* Parse an attribute or command name (or a number); -1 if unknown. */
+int rcow_attr_from_name(const char *name);
+int rcow_cmd_from_name(const char *name);
+/* "present", "written", ...; RCOW_NR_BITMAPS / NULL if unknown. */
+int rcow_bitmap_from_name(const char *name);
+const char *rcow_bitmap_name(uint32_t bitmap);
+
+/*
+ * Start a message of netlink type 'type' with a genl header for cmd.
+ * Flags get NLM_F_REQUEST added.  buf must be RCOW_MSG_BUF_SIZE bytes and
+ * 4-byte aligned.
+ */
+struct nlmsghdr *rcow_msg_start(void *buf, uint16_t type, uint8_t cmd, uint16_t flags,
+				uint32_t seq);
+
+/* Append attributes; false if the buffer is full. */
+bool rcow_msg_put_u32(struct nlmsghdr *nlh, uint16_t type, uint32_t v);
+bool rcow_msg_put_u64(struct nlmsghdr *nlh, uint16_t type, uint64_t v);
+bool rcow_msg_put_str(struct nlmsghdr *nlh, uint16_t type, const char *s);
+bool rcow_msg_put_raw(struct nlmsghdr *nlh, uint16_t type, const void *data, size_t len);
+
+/* Helper -> kernel requests (family: the resolved family id). */
+struct nlmsghdr *rcow_msg_getfamily(void *buf, uint32_t seq, const char *name);
+struct nlmsghdr *rcow_msg_register(void *buf, uint16_t family, uint32_t seq);
+struct nlmsghdr *rcow_msg_unregister(void *buf, uint16_t family, uint32_t seq);
+struct nlmsghdr *rcow_msg_get_device(void *buf, uint16_t family, uint32_t seq, bool dump,
+				     uint32_t dev_id);
+struct nlmsghdr *rcow_msg_fill_done(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				    uint64_t cookie, uint32_t status);
+struct nlmsghdr *rcow_msg_hydrate(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				  uint64_t first, uint32_t count);
+struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				     uint32_t bitmap, uint64_t first);
+
+/* Kernel -> helper messages (tests, fakes). */
+struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq,
+				const struct rcow_fault *f);
+struct nlmsghdr *rcow_msg_device(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
+				 const struct rcow_device_info *d);
+struct nlmsghdr *rcow_msg_hydrate_ctl(void *buf, uint16_t family, uint32_t seq,
+				      const struct rcow_hydrate_ctl *h);
+struct nlmsghdr *rcow_msg_bitmap_reply(void *buf, uint16_t family, uint32_t seq,
+				       uint64_t first, uint32_t count, const void *data, size_t len);
+struct nlmsghdr *rcow_msg_hydrate_reply(void *buf, uint16_t family, uint32_t seq, uint32_t queued);
+
+/* Parsers; nlh must hold a complete message (nlmsg_len checked). */
+uint8_t rcow_msg_cmd(const struct nlmsghdr *nlh);
+int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, struct rcow_err *err);
+int rcow_msg_parse_device(const struct nlmsghdr *nlh, struct rcow_device_info *d,
+			  struct rcow_err *err);
+int rcow_msg_parse_hydrate_reply(const struct nlmsghdr *nlh, uint32_t *queued,
+				 struct rcow_err *err);
+int rcow_msg_parse_bitmap(const struct nlmsghdr *nlh, struct rcow_bitmap_chunk *c,
+			  struct rcow_err *err);
+int rcow_msg_parse_family(const struct nlmsghdr *nlh, uint16_t *id, struct rcow_err *err);
+int rcow_msg_parse_ack(const struct nlmsghdr *nlh, struct rcow_ack *ack, struct rcow_err *err);
+
+/* One line of key=value pairs (no newline), unsafe bytes escaped as \xHH. */
+int rcow_device_info_format(const struct rcow_device_info *d, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,704 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * msg.c - remote_cow generic netlink messages: names, builders, parsers
+ * (see include/rcow/msg.h).  libmnl does the attribute layout.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <libmnl/libmnl.h>
+#include <linux/genetlink.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rcow/msg.h"
+
+/* ---- names ---------------------------------------------------------- */
+
+static const char *const cmd_names[] = {
+	[RCOW_CMD_UNSPEC] = "UNSPEC",
+	[RCOW_CMD_REGISTER] = "REGISTER",
+	[RCOW_CMD_UNREGISTER] = "UNREGISTER",
+	[RCOW_CMD_GET_DEVICE] = "GET_DEVICE",
+	[RCOW_CMD_FAULT] = "FAULT",
+	[RCOW_CMD_FILL_DONE] = "FILL_DONE",
+	[RCOW_CMD_HYDRATE] = "HYDRATE",
+	[RCOW_CMD_GET_BITMAP] = "GET_BITMAP",
+	[RCOW_CMD_DEVICE_ADD] = "DEVICE_ADD",
+	[RCOW_CMD_DEVICE_REMOVE] = "DEVICE_REMOVE",
+	[RCOW_CMD_HYDRATE_CTL] = "HYDRATE_CTL",
+};
+
+static const char *const attr_names[] = {
+	[RCOW_A_UNSPEC] = "unspec",
+	[RCOW_A_PAD] = "pad",
+	[RCOW_A_DEV_ID] = "dev_id",
+	[RCOW_A_DM_NAME] = "dm_name",
+	[RCOW_A_DM_UUID] = "dm_uuid",
+	[RCOW_A_COW_MAJOR] = "cow_major",
+	[RCOW_A_COW_MINOR] = "cow_minor",
+	[RCOW_A_EXTENT_SECTORS] = "extent_sectors",
+	[RCOW_A_NR_EXTENTS] = "nr_extents",
+	[RCOW_A_DATA_OFFSET] = "data_offset",
+	[RCOW_A_DEV_SECTORS] = "dev_sectors",
+	[RCOW_A_BASE_URI] = "base_uri",
+	[RCOW_A_FIRST_EXTENT] = "first_extent",
+	[RCOW_A_EXTENT_COUNT] = "extent_count",
+	[RCOW_A_COOKIE] = "cookie",
+	[RCOW_A_STATUS] = "status",
+	[RCOW_A_BITMAP] = "bitmap",
+	[RCOW_A_BITMAP_DATA] = "bitmap_data",
+	[RCOW_A_HYDRATE_RATE] = "hydrate_rate",
+	[RCOW_A_PRESENT] = "present",
+	[RCOW_A_FLAGS] = "flags",
+};
+
+static const char *const bitmap_names[] = {
+	[RCOW_BITMAP_PRESENT] = "present",
+	[RCOW_BITMAP_WRITTEN] = "written",
+	[RCOW_BITMAP_DIRTY_COMMIT] = "dirty-commit",
+	[RCOW_BITMAP_FROZEN_COMMIT] = "frozen-commit",
+	[RCOW_BITMAP_DIRTY_MIGRATE] = "dirty-migrate",
+};
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+bool rcow_cmd_is_event(uint8_t cmd)
+{
+	return cmd == RCOW_CMD_FAULT || cmd == RCOW_CMD_DEVICE_ADD ||
+	       cmd == RCOW_CMD_DEVICE_REMOVE || cmd == RCOW_CMD_HYDRATE_CTL;
+}
+
+const char *rcow_cmd_name(uint8_t cmd, char *buf, size_t len)
+{
+	if (cmd < ARRAY_SIZE(cmd_names) && cmd_names[cmd])
+		return cmd_names[cmd];
+	snprintf(buf, len, "CMD_%u", cmd);
+	return buf;
+}
+
+const char *rcow_attr_name(uint16_t type)
+{
+	return type < ARRAY_SIZE(attr_names) ? attr_names[type] : NULL;
+}
+
+/* name or decimal number within [0, max] */
+static int lookup(const char *name, const char *const *names, size_t n, long max)
+{
+	char *end;
+	long v;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (names[i] && !strcasecmp(name, names[i]))
+			return (int)i;
+	errno = 0;
+	v = strtol(name, &end, 0);
+	if (!errno && *name && !*end && v >= 0 && v <= max)
+		return (int)v;
+	return -1;
+}
+
+int rcow_attr_from_name(const char *name)
+{
+	return lookup(name, attr_names, ARRAY_SIZE(attr_names), 0x3fff);
+}
+
+int rcow_cmd_from_name(const char *name)
+{
+	return lookup(name, cmd_names, ARRAY_SIZE(cmd_names), 255);
+}
+
+int rcow_bitmap_from_name(const char *name)
+{
+	int b = lookup(name, bitmap_names, ARRAY_SIZE(bitmap_names), 0x7fffffff);
+
+	return b < 0 ? RCOW_NR_BITMAPS : b;
+}
+
+const char *rcow_bitmap_name(uint32_t bitmap)
+{
+	return bitmap < ARRAY_SIZE(bitmap_names) ? bitmap_names[bitmap] : NULL;
+}
+
+/* ---- builders ------------------------------------------------------- */
+
+struct nlmsghdr *rcow_msg_start(void *buf, uint16_t type, uint8_t cmd, uint16_t flags,
+				uint32_t seq)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct genlmsghdr *g;
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+	nlh->nlmsg_seq = seq;
+	g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->cmd = cmd;
+	g->version = type == GENL_ID_CTRL ? 1 : REMOTE_COW_GENL_VERSION;
+	return nlh;
+}
+
+bool rcow_msg_put_u32(struct nlmsghdr *nlh, uint16_t type, uint32_t v)
+{
+	return mnl_attr_put_u32_check(nlh, RCOW_MSG_BUF_SIZE, type, v);
+}
+
+bool rcow_msg_put_u64(struct nlmsghdr *nlh, uint16_t type, uint64_t v)
+{
+	return mnl_attr_put_u64_check(nlh, RCOW_MSG_BUF_SIZE, type, v);
+}
+
+bool rcow_msg_put_str(struct nlmsghdr *nlh, uint16_t type, const char *s)
+{
+	return mnl_attr_put_strz_check(nlh, RCOW_MSG_BUF_SIZE, type, s);
+}
+
+bool rcow_msg_put_raw(struct nlmsghdr *nlh, uint16_t type, const void *data, size_t len)
+{
+	return mnl_attr_put_check(nlh, RCOW_MSG_BUF_SIZE, type, len, data);
+}
+
+struct nlmsghdr *rcow_msg_getfamily(void *buf, uint32_t seq, const char *name)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 0, seq);
+
+	return rcow_msg_put_str(nlh, CTRL_ATTR_FAMILY_NAME, name) ? nlh : NULL;
+}
+
+struct nlmsghdr *rcow_msg_register(void *buf, uint16_t family, uint32_t seq)
+{
+	return rcow_msg_start(buf, family, RCOW_CMD_REGISTER, 0, seq);
+}
+
+struct nlmsghdr *rcow_msg_unregister(void *buf, uint16_t family, uint32_t seq)
+{
+	return rcow_msg_start(buf, family, RCOW_CMD_UNREGISTER, 0, seq);
+}
+
+struct nlmsghdr *rcow_msg_get_device(void *buf, uint16_t family, uint32_t seq, bool dump,
+				     uint32_t dev_id)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_GET_DEVICE,
+					      dump ? NLM_F_DUMP : 0, seq);
+
+	if (!dump && !rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_fill_done(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				    uint64_t cookie, uint32_t status)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_FILL_DONE, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_COOKIE, cookie) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_STATUS, status))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_hydrate(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				  uint64_t first, uint32_t count)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_HYDRATE, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, count))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				     uint32_t bitmap, uint64_t first)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_GET_BITMAP, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_BITMAP, bitmap) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq,
+				const struct rcow_fault *f)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_FAULT, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, f->dev_id) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, f->first) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, f->count) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_COOKIE, f->cookie))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_device(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
+				 const struct rcow_device_info *d)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, cmd, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, d->dev_id))
+		return NULL;
+	if (cmd == RCOW_CMD_DEVICE_REMOVE)
+		return nlh;
+	if (!rcow_msg_put_str(nlh, RCOW_A_DM_NAME, d->dm_name) ||
+	    !rcow_msg_put_str(nlh, RCOW_A_DM_UUID, d->dm_uuid) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_COW_MAJOR, d->cow_major) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_COW_MINOR, d->cow_minor) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_SECTORS, d->extent_sectors) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_NR_EXTENTS, d->nr_extents) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_DATA_OFFSET, d->data_offset) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_DEV_SECTORS, d->dev_sectors) ||
+	    !rcow_msg_put_str(nlh, RCOW_A_BASE_URI, d->base_uri) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_PRESENT, d->present) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_FLAGS, d->flags))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_hydrate_ctl(void *buf, uint16_t family, uint32_t seq,
+				      const struct rcow_hydrate_ctl *h)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_HYDRATE_CTL, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, h->dev_id))
+		return NULL;
+	if (h->start && !rcow_msg_put_u32(nlh, RCOW_A_HYDRATE_RATE, h->rate))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_bitmap_reply(void *buf, uint16_t family, uint32_t seq,
+				       uint64_t first, uint32_t count, const void *data, size_t len)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_GET_BITMAP, 0, seq);
+
+	if (!rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, count) ||
+	    !rcow_msg_put_raw(nlh, RCOW_A_BITMAP_DATA, data, len))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_hydrate_reply(void *buf, uint16_t family, uint32_t seq, uint32_t queued)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_HYDRATE, 0, seq);
+
+	return rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, queued) ? nlh : NULL;
+}
+
+/* ---- parsers -------------------------------------------------------- */
+
+enum kind { K_NONE, K_U32, K_U64, K_STR, K_BIN };
+
+static const struct {
+	enum kind kind;
+	size_t max;	/* strings: bytes including the NUL */
+} policy[RCOW_A_MAX + 1] = {
+	[RCOW_A_DEV_ID] = { K_U32, 0 },
+	[RCOW_A_DM_NAME] = { K_STR, RCOW_DM_NAME_MAX },
+	[RCOW_A_DM_UUID] = { K_STR, RCOW_DM_UUID_MAX },
+	[RCOW_A_COW_MAJOR] = { K_U32, 0 },
+	[RCOW_A_COW_MINOR] = { K_U32, 0 },
+	[RCOW_A_EXTENT_SECTORS] = { K_U32, 0 },
+	[RCOW_A_NR_EXTENTS] = { K_U64, 0 },
+	[RCOW_A_DATA_OFFSET] = { K_U64, 0 },
+	[RCOW_A_DEV_SECTORS] = { K_U64, 0 },
+	[RCOW_A_BASE_URI] = { K_STR, REMOTE_COW_MAX_URI + 1 },
+	[RCOW_A_FIRST_EXTENT] = { K_U64, 0 },
+	[RCOW_A_EXTENT_COUNT] = { K_U32, 0 },
+	[RCOW_A_COOKIE] = { K_U64, 0 },
+	[RCOW_A_STATUS] = { K_U32, 0 },
+	[RCOW_A_BITMAP] = { K_U32, 0 },
+	[RCOW_A_BITMAP_DATA] = { K_BIN, 0 },
+	[RCOW_A_HYDRATE_RATE] = { K_U32, 0 },
+	[RCOW_A_PRESENT] = { K_U64, 0 },
+	[RCOW_A_FLAGS] = { K_U32, 0 },
+};
+
+struct attrs {
+	const struct nlattr *tb[RCOW_A_MAX + 1];
+	struct rcow_err *err;
+	int ret;
+};
+
+static int attr_cb(const struct nlattr *a, void *data)
+{
+	struct attrs *at = data;
+	uint16_t type = mnl_attr_get_type(a);
+	uint16_t len = mnl_attr_get_payload_len(a);
+	const char *p;
+
+	if (type > RCOW_A_MAX || policy[type].kind == K_NONE)
+		return MNL_CB_OK;	/* unknown or unused: ignore */
+	switch (policy[type].kind) {
+	case K_U32:
+		if (len != 4)
+			goto bad_len;
+		break;
+	case K_U64:
+		if (len != 8)
+			goto bad_len;
+		break;
+	case K_STR:
+		p = mnl_attr_get_payload(a);
+		if (len == 0 || p[len - 1] != '\0' || strlen(p) + 1 > policy[type].max) {
+			at->ret = rcow_err_set(at->err, EPROTO,
+				"attribute %s is not a NUL-terminated string of at most %zu bytes",
+				attr_names[type], policy[type].max - 1);
+			return MNL_CB_ERROR;
+		}
+		break;
+	default:
+		break;
+	}
+	at->tb[type] = a;
+	return MNL_CB_OK;
+bad_len:
+	at->ret = rcow_err_set(at->err, EPROTO, "attribute %s has %u payload bytes, expected %d",
+			       attr_names[type], len, policy[type].kind == K_U32 ? 4 : 8);
+	return MNL_CB_ERROR;
+}
+
+static int check_genl(const struct nlmsghdr *nlh, struct rcow_err *err)
+{
+	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct genlmsghdr))
+		return rcow_err_set(err, EPROTO,
+			"netlink message of %u bytes is too short for a generic netlink header",
+			nlh->nlmsg_len);
+	return 0;
+}
+
+static int parse_attrs(const struct nlmsghdr *nlh, struct attrs *at, struct rcow_err *err)
+{
+	int r = check_genl(nlh, err);
+
+	if (r)
+		return r;
+	memset(at, 0, sizeof(*at));
+	at->err = err;
+	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), attr_cb, at) < 0)
+		return at->ret ? at->ret : rcow_err_set(err, EPROTO, "malformed netlink attributes");
+	return 0;
+}
+
+/* All attributes in the zero-terminated list must be present. */
+static int need(const struct attrs *at, const char *what, const int *list, struct rcow_err *err)
+{
+	for (; *list; list++)
+		if (!at->tb[*list])
+			return rcow_err_set(err, EPROTO, "%s message lacks the %s attribute",
+					    what, attr_names[*list]);
+	return 0;
+}
+
+static uint32_t u32_of(const struct attrs *at, int type)
+{
+	return at->tb[type] ? mnl_attr_get_u32(at->tb[type]) : 0;
+}
+
+static uint64_t u64_of(const struct attrs *at, int type)
+{
+	return at->tb[type] ? mnl_attr_get_u64(at->tb[type]) : 0;
+}
+
+static void str_of(const struct attrs *at, int type, char *dst, size_t len)
+{
+	dst[0] = '\0';
+	if (at->tb[type])
+		snprintf(dst, len, "%s", mnl_attr_get_str(at->tb[type]));
+}
+
+uint8_t rcow_msg_cmd(const struct nlmsghdr *nlh)
+{
+	const struct genlmsghdr *g = mnl_nlmsg_get_payload(nlh);
+
+	if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(*g))
+		return RCOW_CMD_UNSPEC;
+	return g->cmd;
+}
+
+static void fill_device(const struct attrs *at, struct rcow_device_info *d)
+{
+	int t;
+
+	memset(d, 0, sizeof(*d));
+	for (t = 0; t <= RCOW_A_MAX; t++)
+		if (at->tb[t])
+			d->have |= 1ull << t;
+	d->dev_id = u32_of(at, RCOW_A_DEV_ID);
+	str_of(at, RCOW_A_DM_NAME, d->dm_name, sizeof(d->dm_name));
+	str_of(at, RCOW_A_DM_UUID, d->dm_uuid, sizeof(d->dm_uuid));
+	d->cow_major = u32_of(at, RCOW_A_COW_MAJOR);
+	d->cow_minor = u32_of(at, RCOW_A_COW_MINOR);
+	d->extent_sectors = u32_of(at, RCOW_A_EXTENT_SECTORS);
+	d->nr_extents = u64_of(at, RCOW_A_NR_EXTENTS);
+	d->data_offset = u64_of(at, RCOW_A_DATA_OFFSET);
+	d->dev_sectors = u64_of(at, RCOW_A_DEV_SECTORS);
+	str_of(at, RCOW_A_BASE_URI, d->base_uri, sizeof(d->base_uri));
+	d->present = u64_of(at, RCOW_A_PRESENT);
+	d->flags = u32_of(at, RCOW_A_FLAGS);
+}
+
+static const int device_attrs[] = {
+	RCOW_A_DEV_ID, RCOW_A_COW_MAJOR, RCOW_A_COW_MINOR, RCOW_A_EXTENT_SECTORS,
+	RCOW_A_NR_EXTENTS, RCOW_A_DATA_OFFSET, RCOW_A_DEV_SECTORS, RCOW_A_BASE_URI, 0
+};
+
+int rcow_msg_parse_device(const struct nlmsghdr *nlh, struct rcow_device_info *d,
+			  struct rcow_err *err)
+{
+	struct attrs at;
+	int r;
+
+	r = parse_attrs(nlh, &at, err);
+	if (!r)
+		r = need(&at, "device", device_attrs, err);
+	if (r)
+		return r;
+	fill_device(&at, d);
+	return 0;
+}
+
+int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, struct rcow_err *err)
+{
+	static const int fault_attrs[] = {
+		RCOW_A_DEV_ID, RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT, RCOW_A_COOKIE, 0
+	};
+	static const int id_attrs[] = { RCOW_A_DEV_ID, 0 };
+	struct attrs at;
+	int r;
+
+	memset(ev, 0, sizeof(*ev));
+	r = parse_attrs(nlh, &at, err);
+	if (r)
+		return r;
+	ev->cmd = rcow_msg_cmd(nlh);
+	switch (ev->cmd) {
+	case RCOW_CMD_FAULT:
+		r = need(&at, "FAULT", fault_attrs, err);
+		if (r)
+			return r;
+		ev->u.fault.dev_id = u32_of(&at, RCOW_A_DEV_ID);
+		ev->u.fault.first = u64_of(&at, RCOW_A_FIRST_EXTENT);
+		ev->u.fault.count = u32_of(&at, RCOW_A_EXTENT_COUNT);
+		ev->u.fault.cookie = u64_of(&at, RCOW_A_COOKIE);
+		return 0;
+	case RCOW_CMD_DEVICE_ADD:
+		r = need(&at, "DEVICE_ADD", device_attrs, err);
+		if (r)
+			return r;
+		fill_device(&at, &ev->u.dev);
+		return 0;
+	case RCOW_CMD_DEVICE_REMOVE:
+		r = need(&at, "DEVICE_REMOVE", id_attrs, err);
+		if (r)
+			return r;
+		fill_device(&at, &ev->u.dev);
+		return 0;
+	case RCOW_CMD_HYDRATE_CTL:
+		r = need(&at, "HYDRATE_CTL", id_attrs, err);
+		if (r)
+			return r;
+		ev->u.hydrate.dev_id = u32_of(&at, RCOW_A_DEV_ID);
+		ev->u.hydrate.start = at.tb[RCOW_A_HYDRATE_RATE] != NULL;
+		ev->u.hydrate.rate = u32_of(&at, RCOW_A_HYDRATE_RATE);
+		return 0;
+	default:
+		return 0;	/* unknown command: caller decides */
+	}
+}
+
+int rcow_msg_parse_hydrate_reply(const struct nlmsghdr *nlh, uint32_t *queued,
+				 struct rcow_err *err)
+{
+	static const int list[] = { RCOW_A_EXTENT_COUNT, 0 };
+	struct attrs at;
+	int r;
+
+	r = parse_attrs(nlh, &at, err);
+	if (!r)
+		r = need(&at, "HYDRATE reply", list, err);
+	if (r)
+		return r;
+	*queued = u32_of(&at, RCOW_A_EXTENT_COUNT);
+	return 0;
+}
+
+int rcow_msg_parse_bitmap(const struct nlmsghdr *nlh, struct rcow_bitmap_chunk *c,
+			  struct rcow_err *err)
+{
+	static const int list[] = { RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT, RCOW_A_BITMAP_DATA, 0 };
+	struct attrs at;
+	int r;
+
+	r = parse_attrs(nlh, &at, err);
+	if (!r)
+		r = need(&at, "GET_BITMAP reply", list, err);
+	if (r)
+		return r;
+	c->first = u64_of(&at, RCOW_A_FIRST_EXTENT);
+	c->count = u32_of(&at, RCOW_A_EXTENT_COUNT);
+	c->data = mnl_attr_get_payload(at.tb[RCOW_A_BITMAP_DATA]);
+	c->len = mnl_attr_get_payload_len(at.tb[RCOW_A_BITMAP_DATA]);
+	if (c->len < (c->count + 7ull) / 8)
+		return rcow_err_set(err, EPROTO,
+			"GET_BITMAP reply claims %u extents but carries only %zu bytes of bitmap",
+			c->count, c->len);
+	return 0;
+}
+
+struct fam_ctx {
+	uint16_t id;
+	bool found;
+};
+
+static int fam_cb(const struct nlattr *a, void *data)
+{
+	struct fam_ctx *f = data;
+
+	if (mnl_attr_get_type(a) == CTRL_ATTR_FAMILY_ID &&
+	    mnl_attr_validate(a, MNL_TYPE_U16) == 0) {
+		f->id = mnl_attr_get_u16(a);
+		f->found = true;
+	}
+	return MNL_CB_OK;
+}
+
+int rcow_msg_parse_family(const struct nlmsghdr *nlh, uint16_t *id, struct rcow_err *err)
+{
+	struct fam_ctx f = { 0, false };
+	int r = check_genl(nlh, err);
+
+	if (r)
+		return r;
+	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), fam_cb, &f) < 0 || !f.found)
+		return rcow_err_set(err, EPROTO, "generic netlink controller reply has no family id");
+	*id = f.id;
+	return 0;
+}
+
+struct ack_ctx {
+	struct rcow_ack *ack;
+};
+
+static int ack_cb(const struct nlattr *a, void *data)
+{
+	struct rcow_ack *ack = ((struct ack_ctx *)data)->ack;
+
+	switch (mnl_attr_get_type(a)) {
+	case NLMSGERR_ATTR_MSG:
+		if (mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
+			snprintf(ack->msg, sizeof(ack->msg), "%s", mnl_attr_get_str(a));
+		break;
+	case NLMSGERR_ATTR_OFFS:
+		if (mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
+			ack->has_offset = true;
+			ack->offset = mnl_attr_get_u32(a);
+		}
+		break;
+	}
+	return MNL_CB_OK;
+}
+
+int rcow_msg_parse_ack(const struct nlmsghdr *nlh, struct rcow_ack *ack, struct rcow_err *err)
+{
+	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+	struct ack_ctx ctx = { ack };
+	size_t off;
+
+	memset(ack, 0, sizeof(*ack));
+	if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(*e))
+		return rcow_err_set(err, EPROTO, "truncated netlink error message");
+	ack->error = e->error < 0 ? -e->error : e->error;
+	ack->seq = nlh->nlmsg_seq;
+	if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS))
+		return 0;
+	off = sizeof(e->error) +
+	      ((nlh->nlmsg_flags & NLM_F_CAPPED) ? sizeof(struct nlmsghdr) : e->msg.nlmsg_len);
+	if (MNL_ALIGN(off) + NLMSG_HDRLEN > nlh->nlmsg_len)
+		return 0;	/* no room for TLVs: ignore them */
+	mnl_attr_parse(nlh, (unsigned int)off, ack_cb, &ctx);
+	return 0;
+}
+
+/* ---- formatting ----------------------------------------------------- */
+
+struct out {
+	char *p;
+	size_t len, used;
+	bool overflow;
+};
+
+static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->p + o->used, o->len - o->used, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->len - o->used)
+		o->overflow = true;
+	else
+		o->used += (size_t)n;
+}
+
+static void out_escaped(struct out *o, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c <= 0x20 || c >= 0x7f || c == '\\')
+			outf(o, "\\x%02x", c);
+		else
+			outf(o, "%c", c);
+	}
+}
+
+int rcow_device_info_format(const struct rcow_device_info *d, char *buf, size_t len)
+{
+	struct out o = { buf, len, 0, false };
+
+#define HAVE(a) (d->have & (1ull << (a)))
+	if (len == 0)
+		return -ENOSPC;
+	buf[0] = '\0';
+	outf(&o, "dev_id=%u", d->dev_id);
+	if (HAVE(RCOW_A_DM_NAME)) {
+		outf(&o, " name=");
+		out_escaped(&o, d->dm_name);
+	}
+	if (HAVE(RCOW_A_DM_UUID)) {
+		outf(&o, " uuid=");
+		out_escaped(&o, d->dm_uuid);
+	}
+	if (HAVE(RCOW_A_COW_MAJOR) && HAVE(RCOW_A_COW_MINOR))
+		outf(&o, " cow=%u:%u", d->cow_major, d->cow_minor);
+	if (HAVE(RCOW_A_EXTENT_SECTORS))
+		outf(&o, " extent_sectors=%u", d->extent_sectors);
+	if (HAVE(RCOW_A_NR_EXTENTS))
+		outf(&o, " nr_extents=%llu", (unsigned long long)d->nr_extents);
+	if (HAVE(RCOW_A_DATA_OFFSET))
+		outf(&o, " data_offset=%llu", (unsigned long long)d->data_offset);
+	if (HAVE(RCOW_A_DEV_SECTORS))
+		outf(&o, " dev_sectors=%llu", (unsigned long long)d->dev_sectors);
+	if (HAVE(RCOW_A_PRESENT))
+		outf(&o, " present=%llu", (unsigned long long)d->present);
+	if (HAVE(RCOW_A_FLAGS))
+		outf(&o, " flags=0x%x", d->flags);
+	if (HAVE(RCOW_A_BASE_URI)) {
+		outf(&o, " base_uri=");
+		out_escaped(&o, d->base_uri);
+	}
+#undef HAVE
+	return o.overflow ? -ENOSPC : 0;
+}
