@@ -1,0 +1,701 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copyright (C) 2026 The dm-remote-cow authors.
+ *
+ * On-disk metadata of the remote-cow target.
+ *
+ * The COW device starts with 4 KiB metadata blocks:
+ *
+ *   block 0                        superblock (crc32c, geometry, base URI)
+ *   block 1 + b * bitmap_blocks    bitmap b, one bit per extent
+ *   sector data_offset             the data area: extent i at
+ *                                  data_offset + i * extent_sectors
+ *
+ * There is no mapping tree: the data area is 1:1 with the virtual device,
+ * and sparse allocation is left to the layer below (a thin LV, a sparse
+ * file on loop).  So the only metadata that changes at run time are the
+ * bitmaps, and a bit only ever goes from 0 to 1 while the device runs.
+ *
+ * The bitmaps live in memory (the target tests them without locks on every
+ * bio) and reach the disk through dm-bufio in rcow_md_commit().  The rule
+ * that keeps a crash harmless is that no PRESENT bit may reach the disk
+ * before the extent's data did.  A commit therefore stages the PRESENT
+ * words that changed, flushes the whole COW device (every fill and write
+ * that completed before the staging is now stable), and only then dirties
+ * the bitmap buffers.  Bits set after the staging wait for the next commit.
+ * WRITTEN and the dirty bitmaps may safely be ahead of the data (they only
+ * cost transfer), so they are copied straight from memory.
+ *
+ * A sector write is assumed atomic, a 4 KiB block write is not: a torn
+ * bitmap block still holds every bit of the previous commit, because the
+ * old and the new contents only differ in bits going from 0 to 1.
+ *
+ * The dirty state is not written on every guest write.  Instead the
+ * superblock carries a clean flag: it is durably cleared before the first
+ * I/O of a run and set again by the last commit of a clean shutdown.  Found
+ * clear at load time, it means that some writes may have reached the data
+ * area without their WRITTEN and dirty bits, so every present extent is
+ * marked written and dirty.  That over-reports (costs transfer in snapshot
+ * commit and migration), but never under-reports.
+ *
+ * Locking: md->lock serialises load, commit and close.  The in-memory
+ * bitmaps are read and set with atomic bitops from any context; the
+ * per-bitmap "changed" block maps are set after the bit they cover and
+ * test-and-cleared by the committer before it copies that block, so a bit
+ * set concurrently is either in this commit or flags its block for the
+ * next one.
+ */
+
+#include <linux/crc32c.h>
+#include <linux/dm-bufio.h>
+#include <linux/device-mapper.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "dm-remote-cow-metadata.h"
+
+#define DM_MSG_PREFIX "remote-cow"
+
+#define RCOW_SB_MAGIC		0x574f4352	/* "RCOW" */
+#define RCOW_SB_VERSION		1
+#define RCOW_SB_CSUM_XOR	0x5ca1ab1e
+#define RCOW_SB_F_CLEAN		BIT(0)
+
+struct rcow_disk_sb {
+	__le32 csum;		/* crc32c of the rest of the block */
+	__le32 magic;
+	__le32 version;
+	__le32 flags;
+	__le32 block_size;	/* bytes */
+	__le32 extent_sectors;
+	__le64 dev_sectors;
+	__le64 nr_extents;
+	__le64 data_offset;	/* sectors */
+	__le64 bitmap_start;	/* block */
+	__le64 bitmap_blocks;	/* blocks per bitmap */
+	__le32 nr_bitmaps;
+	__le32 base_uri_len;
+	__le64 generation;	/* bumped on every superblock write */
+	__u8 reserved[40];
+	char base_uri[REMOTE_COW_MAX_URI + 1];
+} __packed;
+
+struct rcow_metadata {
+	struct dm_bufio_client *bufio;
+	bool writable;
+	bool formatted;
+	bool failed;
+
+	u32 extent_sectors;
+	sector_t dev_sectors;
+	u64 nr_extents;
+	sector_t data_offset;
+	u64 bitmap_blocks;
+	u32 sb_flags;
+	u64 generation;
+
+	/* Serialises load, commit and close. */
+	struct mutex lock;
+
+	/* Bits set since the last commit (any bitmap). */
+	atomic_t changed_any;
+
+	unsigned long *bits[RCOW_NR_BITMAPS];
+	/* One bit per bitmap block: the block changed since its last write. */
+	unsigned long *changed[RCOW_NR_BITMAPS];
+	atomic64_t count[RCOW_NR_BITMAPS];
+
+	/* PRESENT as staged by the commit in progress, and as on disk. */
+	unsigned long *present_staged;
+	unsigned long *present_durable;
+	unsigned long *staged_blocks;
+};
+
+static u64 bitmap_blocks_for(u64 nr_extents)
+{
+	return DIV_ROUND_UP_ULL(nr_extents, RCOW_MD_BITS_PER_BLOCK);
+}
+
+static sector_t data_offset_for(const struct rcow_geometry *geo)
+{
+	sector_t md_sectors = (1 + RCOW_NR_BITMAPS *
+			       bitmap_blocks_for(geo->nr_extents)) *
+			      RCOW_MD_BLOCK_SECTORS;
+	sector_t align = max_t(sector_t, geo->extent_sectors,
+			       RCOW_MD_DATA_ALIGN);
+
+	return roundup(md_sectors, align);
+}
+
+sector_t rcow_md_required_sectors(const struct rcow_geometry *geo)
+{
+	return data_offset_for(geo) + geo->dev_sectors;
+}
+
+static u32 sb_checksum(const void *block)
+{
+	return crc32c(~0U, block + sizeof(__le32),
+		      RCOW_MD_BLOCK_SIZE - sizeof(__le32)) ^ RCOW_SB_CSUM_XOR;
+}
+
+static sector_t bitmap_block_nr(struct rcow_metadata *md,
+				enum remote_cow_bitmap b, u64 k)
+{
+	return 1 + (u64)b * md->bitmap_blocks + k;
+}
+
+/* Bits per allocated in-memory bitmap: whole metadata blocks. */
+static u64 alloc_bits(struct rcow_metadata *md)
+{
+	return md->bitmap_blocks * RCOW_MD_BITS_PER_BLOCK;
+}
+
+static unsigned long *alloc_bitmap(u64 nbits)
+{
+	return kvcalloc(BITS_TO_LONGS(nbits), sizeof(unsigned long),
+			GFP_KERNEL);
+}
+
+static void free_bitmaps(struct rcow_metadata *md)
+{
+	int b;
+
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
+		kvfree(md->bits[b]);
+		kvfree(md->changed[b]);
+	}
+	kvfree(md->present_staged);
+	kvfree(md->present_durable);
+	kvfree(md->staged_blocks);
+}
+
+static int alloc_bitmaps(struct rcow_metadata *md)
+{
+	u64 nbits = alloc_bits(md);
+	int b;
+
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
+		md->bits[b] = alloc_bitmap(nbits);
+		md->changed[b] = alloc_bitmap(md->bitmap_blocks);
+		if (!md->bits[b] || !md->changed[b])
+			return -ENOMEM;
+	}
+	md->present_staged = alloc_bitmap(nbits);
+	md->present_durable = alloc_bitmap(nbits);
+	md->staged_blocks = alloc_bitmap(md->bitmap_blocks);
+	if (!md->present_staged || !md->present_durable || !md->staged_blocks)
+		return -ENOMEM;
+	return 0;
+}
+
+/* One 64-bit word of an in-memory bitmap; @bit is a multiple of 64. */
+static u64 bits_word(const unsigned long *bits, u64 bit)
+{
+#if BITS_PER_LONG == 64
+	return READ_ONCE(bits[bit / BITS_PER_LONG]);
+#else
+	return READ_ONCE(bits[bit / BITS_PER_LONG]) |
+	       ((u64)READ_ONCE(bits[bit / BITS_PER_LONG + 1]) << 32);
+#endif
+}
+
+static void set_bits_word(unsigned long *bits, u64 bit, u64 val)
+{
+#if BITS_PER_LONG == 64
+	WRITE_ONCE(bits[bit / BITS_PER_LONG], val);
+#else
+	WRITE_ONCE(bits[bit / BITS_PER_LONG], (unsigned long)val);
+	WRITE_ONCE(bits[bit / BITS_PER_LONG + 1], (unsigned long)(val >> 32));
+#endif
+}
+
+#define WORDS_PER_BLOCK (RCOW_MD_BLOCK_SIZE / sizeof(__le64))
+
+static void copy_block_bits(unsigned long *dst, const unsigned long *src,
+			    u64 k)
+{
+	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
+	unsigned int w;
+
+	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
+		set_bits_word(dst, bit, bits_word(src, bit));
+}
+
+static int write_bitmap_block(struct rcow_metadata *md,
+			      enum remote_cow_bitmap b, u64 k,
+			      const unsigned long *src)
+{
+	struct dm_buffer *buf;
+	__le64 *words;
+	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
+	unsigned int w;
+
+	words = dm_bufio_new(md->bufio, bitmap_block_nr(md, b, k), &buf);
+	if (IS_ERR(words))
+		return PTR_ERR(words);
+	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
+		words[w] = cpu_to_le64(bits_word(src, bit));
+	dm_bufio_mark_buffer_dirty(buf);
+	dm_bufio_release(buf);
+	return 0;
+}
+
+static int read_bitmap_block(struct rcow_metadata *md,
+			     enum remote_cow_bitmap b, u64 k)
+{
+	struct dm_buffer *buf;
+	__le64 *words;
+	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
+	unsigned int w;
+
+	words = dm_bufio_read(md->bufio, bitmap_block_nr(md, b, k), &buf);
+	if (IS_ERR(words))
+		return PTR_ERR(words);
+	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64) {
+		u64 v = le64_to_cpu(words[w]);
+
+		/* Bits past the last extent are never set. */
+		if (bit + 64 > md->nr_extents) {
+			if (bit >= md->nr_extents)
+				v = 0;
+			else
+				v &= GENMASK_ULL(md->nr_extents - bit - 1, 0);
+		}
+		set_bits_word(md->bits[b], bit, v);
+	}
+	dm_bufio_release(buf);
+	return 0;
+}
+
+static int write_sb(struct rcow_metadata *md, const char *base_uri)
+{
+	struct rcow_disk_sb *sb;
+	struct dm_buffer *buf;
+	size_t len = strlen(base_uri);
+	int r;
+
+	sb = dm_bufio_new(md->bufio, 0, &buf);
+	if (IS_ERR(sb))
+		return PTR_ERR(sb);
+	memset(sb, 0, RCOW_MD_BLOCK_SIZE);
+	sb->magic = cpu_to_le32(RCOW_SB_MAGIC);
+	sb->version = cpu_to_le32(RCOW_SB_VERSION);
+	sb->flags = cpu_to_le32(md->sb_flags);
+	sb->block_size = cpu_to_le32(RCOW_MD_BLOCK_SIZE);
+	sb->extent_sectors = cpu_to_le32(md->extent_sectors);
+	sb->dev_sectors = cpu_to_le64(md->dev_sectors);
+	sb->nr_extents = cpu_to_le64(md->nr_extents);
+	sb->data_offset = cpu_to_le64(md->data_offset);
+	sb->bitmap_start = cpu_to_le64(1);
+	sb->bitmap_blocks = cpu_to_le64(md->bitmap_blocks);
+	sb->nr_bitmaps = cpu_to_le32(RCOW_NR_BITMAPS);
+	sb->base_uri_len = cpu_to_le32(len);
+	sb->generation = cpu_to_le64(++md->generation);
+	memcpy(sb->base_uri, base_uri, len);
+	sb->csum = cpu_to_le32(sb_checksum(sb));
+	dm_bufio_mark_buffer_dirty(buf);
+	dm_bufio_release(buf);
+
+	r = dm_bufio_write_dirty_buffers(md->bufio);
+	if (!r)
+		r = dm_bufio_issue_flush(md->bufio);
+	return r;
+}
+
+/* The superblock holds the base URI; keep it only while writing it. */
+static int update_sb(struct rcow_metadata *md)
+{
+	struct rcow_disk_sb *sb;
+	struct dm_buffer *buf;
+	char *uri;
+	int r;
+
+	sb = dm_bufio_read(md->bufio, 0, &buf);
+	if (IS_ERR(sb))
+		return PTR_ERR(sb);
+	uri = kstrndup(sb->base_uri, REMOTE_COW_MAX_URI, GFP_NOIO);
+	dm_bufio_release(buf);
+	if (!uri)
+		return -ENOMEM;
+	r = write_sb(md, uri);
+	kfree(uri);
+	return r;
+}
+
+static int format(struct rcow_metadata *md, const struct rcow_geometry *geo)
+{
+	struct dm_buffer *buf;
+	u64 blk, nr = (u64)RCOW_NR_BITMAPS * md->bitmap_blocks;
+	void *p;
+	int r;
+
+	DMINFO("formatting COW device: %llu extents of %u sectors, data at sector %llu",
+	       md->nr_extents, md->extent_sectors,
+	       (unsigned long long)md->data_offset);
+	for (blk = 1; blk <= nr; blk++) {
+		p = dm_bufio_new(md->bufio, blk, &buf);
+		if (IS_ERR(p))
+			return PTR_ERR(p);
+		memset(p, 0, RCOW_MD_BLOCK_SIZE);
+		dm_bufio_mark_buffer_dirty(buf);
+		dm_bufio_release(buf);
+	}
+	r = dm_bufio_write_dirty_buffers(md->bufio);
+	if (!r)
+		r = dm_bufio_issue_flush(md->bufio);
+	if (r)
+		return r;
+	md->sb_flags = RCOW_SB_F_CLEAN;
+	md->formatted = true;
+	return write_sb(md, geo->base_uri);
+}
+
+static int validate_sb(struct rcow_metadata *md, const struct rcow_disk_sb *sb,
+		       const struct rcow_geometry *geo, char **error)
+{
+	u32 uri_len = le32_to_cpu(sb->base_uri_len);
+
+	if (le32_to_cpu(sb->magic) != RCOW_SB_MAGIC) {
+		*error = "COW device has no remote-cow superblock (zero 4 KiB to format)";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb->csum) != sb_checksum(sb)) {
+		*error = "COW superblock checksum mismatch (metadata corrupt)";
+		return -EILSEQ;
+	}
+	if (le32_to_cpu(sb->version) != RCOW_SB_VERSION) {
+		*error = "COW metadata version not supported by this module";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb->extent_sectors) != geo->extent_sectors) {
+		*error = "COW device was formatted with another extent size";
+		return -EINVAL;
+	}
+	if (le64_to_cpu(sb->dev_sectors) != geo->dev_sectors) {
+		*error = "COW device was formatted for another device length";
+		return -EINVAL;
+	}
+	if (uri_len != strlen(geo->base_uri) ||
+	    memcmp(sb->base_uri, geo->base_uri, uri_len)) {
+		*error = "COW device was formatted for another base image";
+		return -EINVAL;
+	}
+	if (le32_to_cpu(sb->block_size) != RCOW_MD_BLOCK_SIZE ||
+	    le64_to_cpu(sb->nr_extents) != md->nr_extents ||
+	    le64_to_cpu(sb->data_offset) != md->data_offset ||
+	    le64_to_cpu(sb->bitmap_start) != 1 ||
+	    le64_to_cpu(sb->bitmap_blocks) != md->bitmap_blocks ||
+	    le32_to_cpu(sb->nr_bitmaps) != RCOW_NR_BITMAPS) {
+		*error = "COW superblock geometry is inconsistent (metadata corrupt)";
+		return -EILSEQ;
+	}
+	md->sb_flags = le32_to_cpu(sb->flags);
+	md->generation = le64_to_cpu(sb->generation);
+	return 0;
+}
+
+static int reread_sb_flags(struct rcow_metadata *md)
+{
+	struct rcow_disk_sb *sb;
+	struct dm_buffer *buf;
+	int r = 0;
+
+	sb = dm_bufio_read(md->bufio, 0, &buf);
+	if (IS_ERR(sb))
+		return PTR_ERR(sb);
+	if (le32_to_cpu(sb->magic) != RCOW_SB_MAGIC ||
+	    le32_to_cpu(sb->csum) != sb_checksum(sb)) {
+		DMERR("COW superblock changed under the device (corrupt)");
+		r = -EILSEQ;
+	} else {
+		md->sb_flags = le32_to_cpu(sb->flags);
+		md->generation = le64_to_cpu(sb->generation);
+	}
+	dm_bufio_release(buf);
+	return r;
+}
+
+struct rcow_metadata *rcow_md_open(struct block_device *bdev,
+				   sector_t bdev_sectors,
+				   const struct rcow_geometry *geo,
+				   bool writable, char **error)
+{
+	struct rcow_metadata *md;
+	struct dm_buffer *buf;
+	void *sb;
+	bool zeroed;
+	int r;
+
+	md = kzalloc(sizeof(*md), GFP_KERNEL);
+	if (!md) {
+		*error = "Cannot allocate metadata context";
+		return ERR_PTR(-ENOMEM);
+	}
+	mutex_init(&md->lock);
+	md->writable = writable;
+	md->extent_sectors = geo->extent_sectors;
+	md->dev_sectors = geo->dev_sectors;
+	md->nr_extents = geo->nr_extents;
+	md->bitmap_blocks = bitmap_blocks_for(geo->nr_extents);
+	md->data_offset = data_offset_for(geo);
+
+	if (bdev_sectors < rcow_md_required_sectors(geo)) {
+		*error = "COW device too small (see `remote-cow cow-size`)";
+		r = -ENOSPC;
+		goto bad;
+	}
+
+	md->bufio = dm_bufio_client_create(bdev, RCOW_MD_BLOCK_SIZE, 1, 0,
+					   NULL, NULL, 0);
+	if (IS_ERR(md->bufio)) {
+		*error = "Cannot create dm-bufio client for the COW device";
+		r = PTR_ERR(md->bufio);
+		md->bufio = NULL;
+		goto bad;
+	}
+
+	r = alloc_bitmaps(md);
+	if (r) {
+		*error = "Cannot allocate extent bitmaps";
+		goto bad;
+	}
+
+	sb = dm_bufio_read(md->bufio, 0, &buf);
+	if (IS_ERR(sb)) {
+		*error = "Cannot read the COW superblock";
+		r = PTR_ERR(sb);
+		goto bad;
+	}
+	zeroed = !memchr_inv(sb, 0, RCOW_MD_BLOCK_SIZE);
+	r = zeroed ? 0 : validate_sb(md, sb, geo, error);
+	dm_bufio_release(buf);
+	if (r)
+		goto bad;
+
+	if (zeroed) {
+		if (!writable) {
+			*error = "COW device is not formatted and the table is read-only";
+			r = -EROFS;
+			goto bad;
+		}
+		r = format(md, geo);
+		if (r) {
+			*error = "Cannot format the COW device (write failed)";
+			goto bad;
+		}
+	}
+	return md;
+
+bad:
+	rcow_md_close(md);
+	return ERR_PTR(r);
+}
+
+void rcow_md_close(struct rcow_metadata *md)
+{
+	if (md->bufio)
+		dm_bufio_client_destroy(md->bufio);
+	free_bitmaps(md);
+	kfree(md);
+}
+
+int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
+{
+	u64 k, nbits = alloc_bits(md);
+	int b, r = 0;
+
+	*was_unclean = false;
+	mutex_lock(&md->lock);
+
+	/*
+	 * Another table instance over this COW device may have committed
+	 * (and set the clean flag) since our constructor read the
+	 * superblock: read it again.
+	 */
+	dm_bufio_forget(md->bufio, 0);
+	r = reread_sb_flags(md);
+	if (r)
+		goto out;
+	dm_bufio_prefetch(md->bufio, 1, RCOW_NR_BITMAPS * md->bitmap_blocks);
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
+		for (k = 0; k < md->bitmap_blocks; k++) {
+			r = read_bitmap_block(md, b, k);
+			if (r)
+				goto out;
+		}
+		bitmap_zero(md->changed[b], md->bitmap_blocks);
+	}
+
+	if (!(md->sb_flags & RCOW_SB_F_CLEAN)) {
+		unsigned long *present = md->bits[RCOW_BITMAP_PRESENT];
+
+		*was_unclean = true;
+		bitmap_or(md->bits[RCOW_BITMAP_WRITTEN],
+			  md->bits[RCOW_BITMAP_WRITTEN], present, nbits);
+		bitmap_or(md->bits[RCOW_BITMAP_DIRTY_COMMIT],
+			  md->bits[RCOW_BITMAP_DIRTY_COMMIT], present, nbits);
+		bitmap_or(md->bits[RCOW_BITMAP_DIRTY_MIGRATE],
+			  md->bits[RCOW_BITMAP_DIRTY_MIGRATE], present, nbits);
+		bitmap_fill(md->changed[RCOW_BITMAP_WRITTEN], md->bitmap_blocks);
+		bitmap_fill(md->changed[RCOW_BITMAP_DIRTY_COMMIT],
+			    md->bitmap_blocks);
+		bitmap_fill(md->changed[RCOW_BITMAP_DIRTY_MIGRATE],
+			    md->bitmap_blocks);
+		atomic_set(&md->changed_any, 1);
+	}
+
+	for (b = 0; b < RCOW_NR_BITMAPS; b++)
+		atomic64_set(&md->count[b], bitmap_weight(md->bits[b], nbits));
+	bitmap_copy(md->present_durable, md->bits[RCOW_BITMAP_PRESENT], nbits);
+
+	/* From here on, a crash is an unclean shutdown. */
+	if (md->writable && (md->sb_flags & RCOW_SB_F_CLEAN)) {
+		md->sb_flags &= ~RCOW_SB_F_CLEAN;
+		r = update_sb(md);
+		if (r)
+			md->failed = true;
+	}
+out:
+	mutex_unlock(&md->lock);
+	return r;
+}
+
+int rcow_md_commit(struct rcow_metadata *md, bool clean)
+{
+	u64 k;
+	int b, r = 0;
+	bool want_clean_change;
+
+	mutex_lock(&md->lock);
+	if (!md->writable) {
+		r = -EROFS;
+		goto out;
+	}
+	if (md->failed) {
+		r = -EIO;
+		goto out;
+	}
+	want_clean_change = clean != !!(md->sb_flags & RCOW_SB_F_CLEAN);
+	if (!atomic_xchg(&md->changed_any, 0) && !want_clean_change)
+		goto out;
+
+	/* Stage PRESENT before the flush: only those bits are covered. */
+	bitmap_zero(md->staged_blocks, md->bitmap_blocks);
+	for (k = 0; k < md->bitmap_blocks; k++) {
+		if (!test_and_clear_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
+			continue;
+		copy_block_bits(md->present_staged,
+				md->bits[RCOW_BITMAP_PRESENT], k);
+		__set_bit(k, md->staged_blocks);
+	}
+
+	r = dm_bufio_issue_flush(md->bufio);
+	if (r)
+		goto fail;
+
+	for (k = 0; k < md->bitmap_blocks; k++) {
+		if (!test_bit(k, md->staged_blocks))
+			continue;
+		r = write_bitmap_block(md, RCOW_BITMAP_PRESENT, k,
+				       md->present_staged);
+		if (r)
+			goto fail;
+	}
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
+		if (b == RCOW_BITMAP_PRESENT)
+			continue;
+		for (k = 0; k < md->bitmap_blocks; k++) {
+			if (!test_and_clear_bit(k, md->changed[b]))
+				continue;
+			r = write_bitmap_block(md, b, k, md->bits[b]);
+			if (r)
+				goto fail;
+		}
+	}
+	r = dm_bufio_write_dirty_buffers(md->bufio);
+	if (!r)
+		r = dm_bufio_issue_flush(md->bufio);
+	if (r)
+		goto fail;
+
+	if (want_clean_change) {
+		if (clean)
+			md->sb_flags |= RCOW_SB_F_CLEAN;
+		else
+			md->sb_flags &= ~RCOW_SB_F_CLEAN;
+		r = update_sb(md);
+		if (r)
+			goto fail;
+	}
+
+	for (k = 0; k < md->bitmap_blocks; k++)
+		if (test_bit(k, md->staged_blocks))
+			copy_block_bits(md->present_durable,
+					md->present_staged, k);
+	goto out;
+
+fail:
+	DMERR("metadata commit failed: %d", r);
+	md->failed = true;
+out:
+	mutex_unlock(&md->lock);
+	return r;
+}
+
+sector_t rcow_md_data_offset(struct rcow_metadata *md)
+{
+	return md->data_offset;
+}
+
+bool rcow_md_was_formatted(struct rcow_metadata *md)
+{
+	return md->formatted;
+}
+
+bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		  u64 extent)
+{
+	return test_bit(extent, md->bits[b]);
+}
+
+bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		 u64 extent)
+{
+	if (test_bit(extent, md->bits[b]) ||
+	    test_and_set_bit(extent, md->bits[b]))
+		return false;
+	set_bit(extent / RCOW_MD_BITS_PER_BLOCK, md->changed[b]);
+	atomic64_inc(&md->count[b]);
+	/* Order the block flag before changed_any, see rcow_md_commit(). */
+	smp_mb__after_atomic();
+	if (!atomic_read(&md->changed_any))
+		atomic_set(&md->changed_any, 1);
+	return true;
+}
+
+bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent)
+{
+	return test_bit(extent, md->present_durable);
+}
+
+u64 rcow_md_count(struct rcow_metadata *md, enum remote_cow_bitmap b)
+{
+	return atomic64_read(&md->count[b]);
+}
+
+bool rcow_md_changed(struct rcow_metadata *md)
+{
+	return atomic_read(&md->changed_any);
+}
+
+void rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		       u64 first, u64 nr, u8 *buf)
+{
+	u64 i;
+
+	memset(buf, 0, DIV_ROUND_UP_ULL(nr, 8));
+	for (i = 0; i < nr; i++)
+		if (test_bit(first + i, md->bits[b]))
+			buf[i / 8] |= 1 << (i % 8);
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Copyright (C) 2026 The dm-remote-cow authors.
+ *
+ * Persistent extent state of a remote-cow device.
+ */
+#ifndef DM_REMOTE_COW_METADATA_H
+#define DM_REMOTE_COW_METADATA_H
+
+#include <linux/atomic.h>
+#include <linux/bitops.h>
+#include <linux/blkdev.h>
+#include <linux/mutex.h>
+#include <linux/types.h>
+
+#include "uapi/remote_cow.h"
+
+#define RCOW_MD_BLOCK_SIZE	4096
+#define RCOW_MD_BLOCK_SECTORS	(RCOW_MD_BLOCK_SIZE >> SECTOR_SHIFT)
+#define RCOW_MD_BITS_PER_BLOCK	(RCOW_MD_BLOCK_SIZE * 8)
+/* The data area starts on a multiple of this (and of the extent size). */
+#define RCOW_MD_DATA_ALIGN	2048	/* sectors: 1 MiB */
+
+/*
+ * What the table line says the device is; the superblock must agree.
+ */
+struct rcow_geometry {
+	sector_t dev_sectors;
+	u32 extent_sectors;
+	u64 nr_extents;
+	const char *base_uri;
+};
+
+struct rcow_metadata;
+
+/* Sectors the COW device needs for @geo: metadata plus the data area. */
+sector_t rcow_md_required_sectors(const struct rcow_geometry *geo);
+
+/*
+ * Open the metadata on @bdev: format it when the superblock block is all
+ * zeroes, validate it otherwise.  Bitmaps are loaded later by
+ * rcow_md_load().  On failure returns an ERR_PTR and points *@error at a
+ * static message for ti->error.
+ */
+struct rcow_metadata *rcow_md_open(struct block_device *bdev,
+				   sector_t bdev_sectors,
+				   const struct rcow_geometry *geo,
+				   bool writable, char **error);
+void rcow_md_close(struct rcow_metadata *md);
+
+/*
+ * Read the bitmaps from disk into memory.  If the device was not shut down
+ * cleanly, every present extent is marked written and dirty (the dirty
+ * state is then over-reported, never under-reported) and *@was_unclean is
+ * set.  When @writable, the superblock is then durably marked "in use"
+ * (clean flag cleared) before any I/O is allowed.
+ */
+int rcow_md_load(struct rcow_metadata *md, bool *was_unclean);
+
+/*
+ * Make the in-memory state durable: flush the COW device (so data written
+ * before this call is stable), then write the changed bitmap blocks and,
+ * with @clean, the superblock with the clean flag set.  Serialised
+ * internally; may sleep.
+ */
+int rcow_md_commit(struct rcow_metadata *md, bool clean);
+
+sector_t rcow_md_data_offset(struct rcow_metadata *md);
+bool rcow_md_was_formatted(struct rcow_metadata *md);
+
+/*
+ * In-memory bitmaps.  Bits only ever go from 0 to 1 while the device runs
+ * (bitmap clears happen in the worker, for commit and migration), so
+ * readers test them without locks.
+ */
+bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		  u64 extent);
+/* Set a bit; true if it was clear.  Atomic, callable from any context. */
+bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		 u64 extent);
+/* True once the extent's PRESENT bit is on disk. */
+bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent);
+u64 rcow_md_count(struct rcow_metadata *md, enum remote_cow_bitmap b);
+/* True if any bit changed since the last commit. */
+bool rcow_md_changed(struct rcow_metadata *md);
+
+/*
+ * Copy bits [first, first + nr) of bitmap @b into @buf, bit i of byte j
+ * describing extent first + 8 * j + i.  @first must be a multiple of 8.
+ */
+void rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		       u64 first, u64 nr, u8 *buf);
+
+#endif /* DM_REMOTE_COW_METADATA_H */

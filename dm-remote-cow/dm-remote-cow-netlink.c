@@ -1,0 +1,612 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copyright (C) 2026 The dm-remote-cow authors.
+ *
+ * The generic netlink channel between remote-cow devices and their
+ * userspace helper, remote-cowd.
+ *
+ * One helper serves every device of the host: it sends REGISTER from the
+ * socket on which it wants to hear from the kernel, and from then on each
+ * FAULT (and each device or hydrate event) is unicast to that socket.  The
+ * kernel learns that the helper is gone either when a unicast is refused
+ * or when its socket is released (netlink notifier); faults that had been
+ * sent to it are then queued again and resent to the next helper that
+ * registers.  Unicasts never block: a full socket buffer leaves the fault
+ * queued for a retry a few milliseconds later.
+ *
+ * Every command needs CAP_NET_ADMIN, every attribute is validated by the
+ * family's strict policy, and every extent number is checked against the
+ * device before it is used.  A FILL_DONE is accepted only for a cookie the
+ * device has outstanding.
+ *
+ * The family lives in the initial network namespace only.
+ */
+
+#include <linux/idr.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/netlink.h>
+#include <linux/notifier.h>
+#include <net/genetlink.h>
+#include <net/netlink.h>
+#include <net/net_namespace.h>
+
+#include "dm-remote-cow.h"
+
+#define DM_MSG_PREFIX "remote-cow"
+
+/*
+ * rcow_nl_lock protects rcow_devices, every device's netlink fields
+ * (struct rcow: id .. hydrate_rate) and writes of rcow_helper_portid.
+ * Lock order: rcow_nl_lock, then rc->lock.  Never held across anything
+ * that waits for a device's worker.
+ */
+static DEFINE_MUTEX(rcow_nl_lock);
+static LIST_HEAD(rcow_devices);
+static DEFINE_IDA(rcow_ids);
+/* 0: no helper.  Read locklessly with READ_ONCE for status and map. */
+static u32 rcow_helper_portid;
+
+static struct genl_family rcow_family;
+
+bool rcow_nl_helper_connected(void)
+{
+	return READ_ONCE(rcow_helper_portid) != 0;
+}
+
+/* rcow_nl_lock held. */
+static struct rcow *find_device(u32 id)
+{
+	struct rcow *rc;
+
+	list_for_each_entry(rc, &rcow_devices, nl_node)
+		if (rc->id == id)
+			return rc;
+	return NULL;
+}
+
+/* rcow_nl_lock held. */
+static void helper_gone(void)
+{
+	struct rcow *rc;
+
+	DMINFO("helper (port %u) disconnected; faults wait for the next one",
+	       rcow_helper_portid);
+	WRITE_ONCE(rcow_helper_portid, 0);
+	list_for_each_entry(rc, &rcow_devices, nl_node)
+		rcow_helper_left(rc);
+}
+
+/* rcow_nl_lock held.  Consumes @skb. */
+static int send_to_helper(struct sk_buff *skb)
+{
+	u32 portid = rcow_helper_portid;
+	int r;
+
+	if (!portid) {
+		nlmsg_free(skb);
+		return -ENOTCONN;
+	}
+	r = genlmsg_unicast(&init_net, skb, portid);
+	if (r == -ECONNREFUSED) {
+		helper_gone();
+		r = -ENOTCONN;
+	}
+	return r;
+}
+
+static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
+{
+	char name[DM_NAME_LEN] = "", uuid[DM_UUID_LEN] = "";
+	dev_t cow = rc->cow_dev->bdev->bd_dev;
+	u32 flags = 0;
+
+	if (dm_copy_name_and_uuid(dm_table_get_md(rc->ti->table), name, uuid)) {
+		name[0] = '\0';
+		uuid[0] = '\0';
+	}
+	if (rc->hydrating)
+		flags |= RCOW_DEV_F_HYDRATING;
+	if (READ_ONCE(rc->mode) != RCOW_MODE_RW)
+		flags |= RCOW_DEV_F_READ_ONLY;
+
+	if (nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	    nla_put_string(skb, RCOW_A_DM_NAME, name) ||
+	    nla_put_string(skb, RCOW_A_DM_UUID, uuid) ||
+	    nla_put_u32(skb, RCOW_A_COW_MAJOR, MAJOR(cow)) ||
+	    nla_put_u32(skb, RCOW_A_COW_MINOR, MINOR(cow)) ||
+	    nla_put_u32(skb, RCOW_A_EXTENT_SECTORS, rc->extent_sectors) ||
+	    nla_put_u64_64bit(skb, RCOW_A_NR_EXTENTS, rc->nr_extents,
+			      RCOW_A_PAD) ||
+	    nla_put_u64_64bit(skb, RCOW_A_DATA_OFFSET, rc->data_offset,
+			      RCOW_A_PAD) ||
+	    nla_put_u64_64bit(skb, RCOW_A_DEV_SECTORS, rc->ti->len,
+			      RCOW_A_PAD) ||
+	    nla_put_string(skb, RCOW_A_BASE_URI, rc->base_uri) ||
+	    nla_put_u64_64bit(skb, RCOW_A_PRESENT,
+			      rcow_md_count(rc->md, RCOW_BITMAP_PRESENT),
+			      RCOW_A_PAD) ||
+	    nla_put_u32(skb, RCOW_A_FLAGS, flags))
+		return -EMSGSIZE;
+	return 0;
+}
+
+/* rcow_nl_lock held. */
+static void send_device_event(struct rcow *rc, u8 cmd)
+{
+	struct sk_buff *skb;
+	void *hdr;
+
+	if (!rcow_helper_portid)
+		return;
+	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_NOIO);
+	if (!skb)
+		return;
+	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, cmd);
+	if (!hdr || put_device_attrs(skb, rc)) {
+		nlmsg_free(skb);
+		return;
+	}
+	genlmsg_end(skb, hdr);
+	send_to_helper(skb);
+}
+
+/*
+ * Called by the target
+ */
+
+int rcow_nl_add_device(struct rcow *rc)
+{
+	int id = ida_alloc_min(&rcow_ids, 1, GFP_KERNEL);
+
+	if (id < 0)
+		return id;
+	mutex_lock(&rcow_nl_lock);
+	rc->id = id;
+	list_add_tail(&rc->nl_node, &rcow_devices);
+	mutex_unlock(&rcow_nl_lock);
+	return 0;
+}
+
+void rcow_nl_remove_device(struct rcow *rc)
+{
+	mutex_lock(&rcow_nl_lock);
+	list_del_init(&rc->nl_node);
+	if (rc->announced)
+		send_device_event(rc, RCOW_CMD_DEVICE_REMOVE);
+	mutex_unlock(&rcow_nl_lock);
+	ida_free(&rcow_ids, rc->id);
+}
+
+void rcow_nl_announce(struct rcow *rc)
+{
+	mutex_lock(&rcow_nl_lock);
+	if (!rc->announced) {
+		rc->announced = true;
+		send_device_event(rc, RCOW_CMD_DEVICE_ADD);
+	}
+	mutex_unlock(&rcow_nl_lock);
+}
+
+int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count)
+{
+	struct sk_buff *skb;
+	void *hdr;
+	int r;
+
+	skb = genlmsg_new(nla_total_size(sizeof(u32)) * 2 +
+			  nla_total_size_64bit(sizeof(u64)) * 2, GFP_NOIO);
+	if (!skb)
+		return -ENOMEM;
+	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_FAULT);
+	if (!hdr ||
+	    nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	    nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, extent, RCOW_A_PAD) ||
+	    nla_put_u32(skb, RCOW_A_EXTENT_COUNT, count) ||
+	    nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie, RCOW_A_PAD)) {
+		nlmsg_free(skb);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+
+	mutex_lock(&rcow_nl_lock);
+	r = send_to_helper(skb);
+	mutex_unlock(&rcow_nl_lock);
+	return r;
+}
+
+void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate)
+{
+	struct sk_buff *skb;
+	void *hdr;
+
+	mutex_lock(&rcow_nl_lock);
+	WRITE_ONCE(rc->hydrating, start);
+	rc->hydrate_rate = rate;
+	if (!rcow_helper_portid)
+		goto out;
+	skb = genlmsg_new(nla_total_size(sizeof(u32)) * 2, GFP_KERNEL);
+	if (!skb)
+		goto out;
+	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_HYDRATE_CTL);
+	if (!hdr || nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	    (start && nla_put_u32(skb, RCOW_A_HYDRATE_RATE, rate))) {
+		nlmsg_free(skb);
+		goto out;
+	}
+	genlmsg_end(skb, hdr);
+	send_to_helper(skb);
+out:
+	mutex_unlock(&rcow_nl_lock);
+}
+
+/*
+ * Requests from the helper
+ */
+
+static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
+	[RCOW_A_DEV_ID]		= NLA_POLICY_MIN(NLA_U32, 1),
+	[RCOW_A_FIRST_EXTENT]	= { .type = NLA_U64 },
+	[RCOW_A_EXTENT_COUNT]	= NLA_POLICY_RANGE(NLA_U32, 1,
+						   REMOTE_COW_MAX_RANGE),
+	[RCOW_A_COOKIE]		= NLA_POLICY_MIN(NLA_U64, 1),
+	[RCOW_A_STATUS]		= NLA_POLICY_MAX(NLA_U32, MAX_ERRNO),
+	[RCOW_A_BITMAP]		= NLA_POLICY_MAX(NLA_U32, RCOW_NR_BITMAPS - 1),
+};
+
+static int need_attrs(struct genl_info *info, const int *attrs, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (GENL_REQ_ATTR_CHECK(info, attrs[i]))
+			return -EINVAL;
+	return 0;
+}
+
+/* rcow_nl_lock held. */
+static struct rcow *device_from_info(struct genl_info *info)
+{
+	struct rcow *rc = find_device(nla_get_u32(info->attrs[RCOW_A_DEV_ID]));
+
+	if (!rc)
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_DEV_ID],
+				    "no remote-cow device with this id");
+	return rc;
+}
+
+static int rcow_nl_register(struct sk_buff *skb, struct genl_info *info)
+{
+	struct rcow *rc;
+	int r = 0;
+
+	mutex_lock(&rcow_nl_lock);
+	if (rcow_helper_portid && rcow_helper_portid != info->snd_portid) {
+		GENL_SET_ERR_MSG(info, "another helper is registered");
+		r = -EBUSY;
+		goto out;
+	}
+	WRITE_ONCE(rcow_helper_portid, info->snd_portid);
+	DMINFO("helper registered (port %u)", info->snd_portid);
+	list_for_each_entry(rc, &rcow_devices, nl_node)
+		rcow_helper_arrived(rc);
+out:
+	mutex_unlock(&rcow_nl_lock);
+	return r;
+}
+
+static int rcow_nl_unregister(struct sk_buff *skb, struct genl_info *info)
+{
+	int r = 0;
+
+	mutex_lock(&rcow_nl_lock);
+	if (rcow_helper_portid != info->snd_portid) {
+		GENL_SET_ERR_MSG(info, "this socket is not the registered helper");
+		r = -ENOENT;
+	} else {
+		helper_gone();
+	}
+	mutex_unlock(&rcow_nl_lock);
+	return r;
+}
+
+static int rcow_nl_get_device(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int attrs[] = { RCOW_A_DEV_ID };
+	struct sk_buff *msg;
+	struct rcow *rc;
+	void *hdr;
+	int r;
+
+	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	if (r)
+		return r;
+	msg = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+
+	mutex_lock(&rcow_nl_lock);
+	rc = device_from_info(info);
+	if (!rc) {
+		r = -ENODEV;
+		goto bad;
+	}
+	hdr = genlmsg_put_reply(msg, info, &rcow_family, 0,
+				RCOW_CMD_GET_DEVICE);
+	if (!hdr || put_device_attrs(msg, rc)) {
+		r = -EMSGSIZE;
+		goto bad;
+	}
+	genlmsg_end(msg, hdr);
+	mutex_unlock(&rcow_nl_lock);
+	return genlmsg_reply(msg, info);
+
+bad:
+	mutex_unlock(&rcow_nl_lock);
+	nlmsg_free(msg);
+	return r;
+}
+
+static int rcow_nl_dump_devices(struct sk_buff *skb,
+				struct netlink_callback *cb)
+{
+	unsigned long idx = 0, start = cb->args[0];
+	struct rcow *rc;
+	void *hdr;
+
+	mutex_lock(&rcow_nl_lock);
+	list_for_each_entry(rc, &rcow_devices, nl_node) {
+		if (idx++ < start)
+			continue;
+		hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid,
+				  cb->nlh->nlmsg_seq, &rcow_family,
+				  NLM_F_MULTI, RCOW_CMD_GET_DEVICE);
+		if (!hdr)
+			break;
+		if (put_device_attrs(skb, rc)) {
+			genlmsg_cancel(skb, hdr);
+			break;
+		}
+		genlmsg_end(skb, hdr);
+		cb->args[0] = idx;
+	}
+	mutex_unlock(&rcow_nl_lock);
+	return skb->len;
+}
+
+static int rcow_nl_fill_done(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_COOKIE,
+				     RCOW_A_STATUS };
+	struct rcow *rc;
+	int r;
+
+	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	if (r)
+		return r;
+
+	mutex_lock(&rcow_nl_lock);
+	rc = device_from_info(info);
+	if (!rc) {
+		r = -ENODEV;
+		goto out;
+	}
+	r = rcow_fill_done(rc, nla_get_u64(info->attrs[RCOW_A_COOKIE]),
+			   nla_get_u32(info->attrs[RCOW_A_STATUS]));
+	if (r)
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_COOKIE],
+				    "cookie is not an outstanding fault of this device");
+out:
+	mutex_unlock(&rcow_nl_lock);
+	return r;
+}
+
+/* rcow_nl_lock held. */
+static int check_range(struct genl_info *info, struct rcow *rc, u64 first,
+		       u64 count)
+{
+	if (first >= rc->nr_extents || count > rc->nr_extents - first) {
+		NL_SET_ERR_MSG_ATTR(info->extack,
+				    info->attrs[RCOW_A_FIRST_EXTENT],
+				    "extent range beyond the end of the device");
+		return -ERANGE;
+	}
+	return 0;
+}
+
+static int rcow_nl_hydrate(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_FIRST_EXTENT,
+				     RCOW_A_EXTENT_COUNT };
+	struct sk_buff *msg;
+	struct rcow *rc;
+	u64 first;
+	u32 count, queued = 0;
+	void *hdr;
+	int r;
+
+	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	if (r)
+		return r;
+	first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
+	count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
+	msg = genlmsg_new(nla_total_size(sizeof(u32)), GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+
+	mutex_lock(&rcow_nl_lock);
+	rc = device_from_info(info);
+	if (!rc) {
+		r = -ENODEV;
+		goto bad;
+	}
+	r = check_range(info, rc, first, count);
+	if (r)
+		goto bad;
+	r = rcow_hydrate(rc, first, count, &queued);
+	if (r)
+		goto bad;
+	mutex_unlock(&rcow_nl_lock);
+
+	hdr = genlmsg_put_reply(msg, info, &rcow_family, 0, RCOW_CMD_HYDRATE);
+	if (!hdr || nla_put_u32(msg, RCOW_A_EXTENT_COUNT, queued)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+
+bad:
+	mutex_unlock(&rcow_nl_lock);
+	nlmsg_free(msg);
+	return r;
+}
+
+static int rcow_nl_get_bitmap(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_BITMAP,
+				     RCOW_A_FIRST_EXTENT };
+	struct sk_buff *msg;
+	struct nlattr *data;
+	struct rcow *rc;
+	u64 first, count;
+	void *hdr;
+	int r;
+
+	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	if (r)
+		return r;
+	first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
+	if (first % 8) {
+		NL_SET_ERR_MSG_ATTR(info->extack,
+				    info->attrs[RCOW_A_FIRST_EXTENT],
+				    "first extent must be a multiple of 8");
+		return -EINVAL;
+	}
+	msg = genlmsg_new(NLMSG_GOODSIZE + REMOTE_COW_BITMAP_CHUNK, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+
+	mutex_lock(&rcow_nl_lock);
+	rc = device_from_info(info);
+	if (!rc) {
+		r = -ENODEV;
+		goto bad;
+	}
+	r = check_range(info, rc, first, 1);
+	if (r)
+		goto bad;
+	count = min_t(u64, rc->nr_extents - first,
+		      REMOTE_COW_BITMAP_CHUNK * 8);
+	hdr = genlmsg_put_reply(msg, info, &rcow_family, 0,
+				RCOW_CMD_GET_BITMAP);
+	if (!hdr ||
+	    nla_put_u32(msg, RCOW_A_DEV_ID, rc->id) ||
+	    nla_put_u32(msg, RCOW_A_BITMAP,
+			nla_get_u32(info->attrs[RCOW_A_BITMAP])) ||
+	    nla_put_u64_64bit(msg, RCOW_A_FIRST_EXTENT, first, RCOW_A_PAD) ||
+	    nla_put_u32(msg, RCOW_A_EXTENT_COUNT, count)) {
+		r = -EMSGSIZE;
+		goto bad;
+	}
+	data = nla_reserve(msg, RCOW_A_BITMAP_DATA, DIV_ROUND_UP(count, 8));
+	if (!data) {
+		r = -EMSGSIZE;
+		goto bad;
+	}
+	rcow_md_read_bits(rc->md, nla_get_u32(info->attrs[RCOW_A_BITMAP]),
+			  first, count, nla_data(data));
+	mutex_unlock(&rcow_nl_lock);
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+
+bad:
+	mutex_unlock(&rcow_nl_lock);
+	nlmsg_free(msg);
+	return r;
+}
+
+static const struct genl_small_ops rcow_nl_ops[] = {
+	{
+		.cmd = RCOW_CMD_REGISTER,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_register,
+	},
+	{
+		.cmd = RCOW_CMD_UNREGISTER,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_unregister,
+	},
+	{
+		.cmd = RCOW_CMD_GET_DEVICE,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_get_device,
+		.dumpit = rcow_nl_dump_devices,
+	},
+	{
+		.cmd = RCOW_CMD_FILL_DONE,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_fill_done,
+	},
+	{
+		.cmd = RCOW_CMD_HYDRATE,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_hydrate,
+	},
+	{
+		.cmd = RCOW_CMD_GET_BITMAP,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_get_bitmap,
+	},
+};
+
+static struct genl_family rcow_family __ro_after_init = {
+	.name = REMOTE_COW_GENL_NAME,
+	.version = REMOTE_COW_GENL_VERSION,
+	.maxattr = RCOW_A_MAX,
+	.policy = rcow_nl_policy,
+	.module = THIS_MODULE,
+	.small_ops = rcow_nl_ops,
+	.n_small_ops = ARRAY_SIZE(rcow_nl_ops),
+	.resv_start_op = __RCOW_CMD_MAX,
+};
+
+static int rcow_nl_notify(struct notifier_block *nb, unsigned long state,
+			  void *ptr)
+{
+	struct netlink_notify *n = ptr;
+
+	if (state != NETLINK_URELEASE || n->protocol != NETLINK_GENERIC ||
+	    !net_eq(n->net, &init_net))
+		return NOTIFY_DONE;
+
+	mutex_lock(&rcow_nl_lock);
+	if (rcow_helper_portid && n->portid == rcow_helper_portid)
+		helper_gone();
+	mutex_unlock(&rcow_nl_lock);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block rcow_nl_notifier = {
+	.notifier_call = rcow_nl_notify,
+};
+
+int __init rcow_nl_init(void)
+{
+	int r;
+
+	r = netlink_register_notifier(&rcow_nl_notifier);
+	if (r)
+		return r;
+	r = genl_register_family(&rcow_family);
+	if (r)
+		netlink_unregister_notifier(&rcow_nl_notifier);
+	return r;
+}
+
+void rcow_nl_exit(void)
+{
+	genl_unregister_family(&rcow_family);
+	netlink_unregister_notifier(&rcow_nl_notifier);
+	ida_destroy(&rcow_ids);
+}

@@ -1,0 +1,1335 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copyright (C) 2026 The dm-remote-cow authors.
+ *
+ * remote-cow: a local copy-on-write device over a remote base image.
+ *
+ * The virtual device is the base image (remote, read-only, never written)
+ * overlaid by a local COW device whose data area maps 1:1 onto the virtual
+ * device.  The unit of fetching and of tracking is the extent (a power of
+ * two from 4 KiB to 4 MiB).  An extent is PRESENT once the COW device holds
+ * valid data for it: then every bio to it is remapped to the COW device
+ * from the map function, without a lock, an allocation or userspace.  The
+ * device splits bios at extent boundaries, so a bio always lies inside one
+ * extent.
+ *
+ * A bio to a missing extent is deferred to the worker, which keeps one
+ * struct rcow_pending per missing extent that has I/O waiting on it:
+ *
+ *  - a write covering the whole extent needs no data from the base: it is
+ *    issued at once, and other bios to the extent wait until it completes
+ *    and the extent is PRESENT, so no reader can see base data racing over
+ *    new data;
+ *  - anything else becomes a fault: one FAULT message to the userspace
+ *    helper per extent, whatever the number of bios waiting.  The helper
+ *    copies the extent from the base into the COW device and answers
+ *    FILL_DONE; the extent becomes PRESENT and the waiting bios are
+ *    remapped.
+ *
+ * Faults are kept until answered.  With no helper registered they wait in
+ * the "unsent" list and go out when one registers; when the helper's socket
+ * closes, the faults it had been sent move back there.  So I/O to missing
+ * extents waits for as long as it takes (like multipath's queue_if_no_path)
+ * unless fault_timeout is set, after which the waiting bios fail with EIO
+ * while the fault itself stays outstanding.  That matters: a helper may
+ * still be writing the extent, so the extent must not be handed to a later
+ * whole-extent write until that fault is answered.
+ *
+ * Metadata: see dm-remote-cow-metadata.c.  Bits are set in memory from the
+ * I/O path; the worker alone commits them to disk, every second, on an
+ * empty flush bio, and before a FUA write to an extent whose PRESENT bit
+ * is not yet on disk may be issued or completed.  A failed commit puts the
+ * device in "fail" mode (writes and flushes fail, reads of present extents
+ * go on) and raises a dm event.
+ *
+ * Suspend: a noflush suspend pushes the bios waiting on faults back to dm,
+ * which reissues them after resume.  A flush suspend waits for them while a
+ * helper is connected (bounded by fault_timeout when set) and fails them if
+ * no helper is, as multipath does without paths.  The last commit of a
+ * suspend sets the superblock's clean flag; resume clears it again.
+ */
+
+#include <linux/blkdev.h>
+#include <linux/ctype.h>
+#include <linux/jiffies.h>
+#include <linux/log2.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "dm-remote-cow.h"
+
+#define DM_MSG_PREFIX "remote-cow"
+
+#define RCOW_MIN_EXTENT_SECTORS		8
+#define RCOW_MAX_EXTENT_SECTORS		8192
+#define RCOW_MAX_EXTENTS		BIT_ULL(32)
+#define RCOW_MAX_FAULT_TIMEOUT_MS	(24U * 3600 * 1000)
+#define RCOW_COMMIT_PERIOD		HZ
+#define RCOW_RESEND_DELAY		(HZ / 50)
+#define RCOW_MIN_PENDING		64
+
+enum rcow_pending_kind {
+	RCOW_PE_FAULT,		/* waiting for the helper's FILL_DONE */
+	RCOW_PE_WRITE,		/* a whole-extent write is in flight */
+};
+
+struct rcow_pending {
+	struct rcow *rc;
+	struct hlist_node extent_node;
+	struct hlist_node cookie_node;	/* faults only */
+	struct list_head list;		/* unsent or sent; faults only */
+	u64 extent;
+	u64 cookie;
+	enum rcow_pending_kind kind;
+	struct bio_list waiters;
+};
+
+struct rcow_bio {
+	u64 extent;
+	unsigned long queued;		/* jiffies, for fault_timeout */
+	struct rcow_pending *pe;	/* whole-extent write */
+	bio_end_io_t *saved_end_io;
+	void *saved_private;
+};
+
+static struct rcow_bio *rcow_bio(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(struct rcow_bio));
+}
+
+static const char *rcow_name(struct rcow *rc)
+{
+	return dm_table_device_name(rc->ti->table);
+}
+
+static enum rcow_mode rcow_mode(struct rcow *rc)
+{
+	return READ_ONCE(rc->mode);
+}
+
+static void wake_worker(struct rcow *rc)
+{
+	queue_work(rc->wq, &rc->worker);
+}
+
+/* Process context only: raises the dm event from the worker. */
+static void set_mode(struct rcow *rc, enum rcow_mode mode)
+{
+	static const char * const names[] = { "rw", "ro", "fail" };
+	enum rcow_mode old = xchg(&rc->mode, mode);
+
+	if (old == mode)
+		return;
+	if (mode == RCOW_MODE_FAIL)
+		DMERR("%s: metadata mode %s -> fail: writes and flushes now fail",
+		      rcow_name(rc), names[old]);
+	else
+		DMINFO("%s: metadata mode %s -> %s", rcow_name(rc),
+		       names[old], names[mode]);
+	set_bit(RCOW_F_EVENT, &rc->flags);
+	wake_worker(rc);
+}
+
+/*
+ * Extent helpers
+ */
+
+static u64 bio_extent(struct rcow *rc, struct bio *bio)
+{
+	return dm_target_offset(rc->ti, bio->bi_iter.bi_sector) >>
+	       rc->extent_shift;
+}
+
+static sector_t extent_len(struct rcow *rc, u64 extent)
+{
+	sector_t start = extent << rc->extent_shift;
+
+	return min_t(sector_t, rc->extent_sectors, rc->ti->len - start);
+}
+
+static bool bio_covers_extent(struct rcow *rc, struct bio *bio, u64 extent)
+{
+	sector_t off = dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
+
+	return bio_op(bio) == REQ_OP_WRITE &&
+	       off == extent << rc->extent_shift &&
+	       bio_sectors(bio) == extent_len(rc, extent);
+}
+
+static void remap(struct rcow *rc, struct bio *bio)
+{
+	bio_set_dev(bio, rc->cow_dev->bdev);
+	bio->bi_iter.bi_sector = rc->data_offset +
+		dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
+}
+
+static void mark_written(struct rcow *rc, u64 extent)
+{
+	rcow_md_set(rc->md, RCOW_BITMAP_WRITTEN, extent);
+	rcow_md_set(rc->md, RCOW_BITMAP_DIRTY_COMMIT, extent);
+}
+
+static u32 hash_u64(u64 v)
+{
+	return hash_64(v, RCOW_HASH_BITS);
+}
+
+/* rc->lock held. */
+static struct rcow_pending *find_extent(struct rcow *rc, u64 extent)
+{
+	struct rcow_pending *pe;
+
+	hlist_for_each_entry(pe, &rc->extent_hash[hash_u64(extent)],
+			     extent_node)
+		if (pe->extent == extent)
+			return pe;
+	return NULL;
+}
+
+/* rc->lock held. */
+static struct rcow_pending *find_cookie(struct rcow *rc, u64 cookie)
+{
+	struct rcow_pending *pe;
+
+	hlist_for_each_entry(pe, &rc->cookie_hash[hash_u64(cookie)],
+			     cookie_node)
+		if (pe->cookie == cookie)
+			return pe;
+	return NULL;
+}
+
+/* rc->lock held.  Unhashes @pe; the caller frees it. */
+static void remove_pending(struct rcow *rc, struct rcow_pending *pe)
+{
+	hlist_del(&pe->extent_node);
+	if (pe->kind == RCOW_PE_FAULT) {
+		hlist_del(&pe->cookie_node);
+		list_del(&pe->list);
+		rc->nr_faults--;
+	}
+}
+
+/* rc->lock held; @pe freshly allocated. */
+static void add_fault(struct rcow *rc, struct rcow_pending *pe, u64 extent)
+{
+	pe->rc = rc;
+	pe->extent = extent;
+	pe->kind = RCOW_PE_FAULT;
+	pe->cookie = ++rc->next_cookie;
+	bio_list_init(&pe->waiters);
+	hlist_add_head(&pe->extent_node, &rc->extent_hash[hash_u64(extent)]);
+	hlist_add_head(&pe->cookie_node,
+		       &rc->cookie_hash[hash_u64(pe->cookie)]);
+	list_add_tail(&pe->list, &rc->unsent);
+	rc->nr_faults++;
+}
+
+static void end_bios(struct bio_list *bios, blk_status_t status)
+{
+	struct bio *bio;
+
+	while ((bio = bio_list_pop(bios))) {
+		bio->bi_status = status;
+		bio_endio(bio);
+	}
+}
+
+/*
+ * Issuing bios to present extents
+ */
+
+static void defer_for_commit(struct rcow *rc, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&rc->lock, flags);
+	bio_list_add(&rc->commit_bios, bio);
+	spin_unlock_irqrestore(&rc->lock, flags);
+	wake_worker(rc);
+}
+
+/*
+ * Map a bio to a present extent.  Returns true if the bio was remapped and
+ * should be submitted; false if it was taken over (deferred or ended).
+ */
+static bool map_present(struct rcow *rc, struct bio *bio, u64 extent)
+{
+	if (op_is_write(bio_op(bio))) {
+		if (unlikely(rcow_mode(rc) != RCOW_MODE_RW)) {
+			bio_io_error(bio);
+			return false;
+		}
+		mark_written(rc, extent);
+		/* FUA promises the data survives a crash: so must PRESENT. */
+		if (unlikely(bio->bi_opf & REQ_FUA) &&
+		    !rcow_md_present_durable(rc->md, extent)) {
+			defer_for_commit(rc, bio);
+			return false;
+		}
+	}
+	remap(rc, bio);
+	return true;
+}
+
+static void issue_present(struct rcow *rc, struct bio *bio, u64 extent)
+{
+	if (map_present(rc, bio, extent))
+		dm_submit_bio_remap(bio, NULL);
+}
+
+/*
+ * Whole-extent writes to missing extents
+ */
+
+static void full_write_endio(struct bio *bio)
+{
+	struct rcow_bio *rb = rcow_bio(bio);
+	struct rcow_pending *pe = rb->pe;
+	struct rcow *rc = pe->rc;
+	struct bio_list waiters;
+	unsigned long flags;
+	bool commit = false;
+
+	bio->bi_end_io = rb->saved_end_io;
+	bio->bi_private = rb->saved_private;
+	rb->pe = NULL;
+
+	if (!bio->bi_status) {
+		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, pe->extent);
+		mark_written(rc, pe->extent);
+		commit = bio->bi_opf & REQ_FUA;
+	}
+
+	spin_lock_irqsave(&rc->lock, flags);
+	remove_pending(rc, pe);
+	bio_list_init(&waiters);
+	bio_list_merge(&waiters, &pe->waiters);
+	/* Present now (or faulted in afresh if the write failed). */
+	bio_list_merge(&rc->deferred, &waiters);
+	if (commit)
+		bio_list_add(&rc->fua_done, bio);
+	spin_unlock_irqrestore(&rc->lock, flags);
+
+	mempool_free(pe, &rc->pending_pool);
+	wake_worker(rc);
+	if (!commit)
+		bio_endio(bio);
+}
+
+static void issue_full_write(struct rcow *rc, struct bio *bio,
+			     struct rcow_pending *pe)
+{
+	struct rcow_bio *rb = rcow_bio(bio);
+
+	rb->pe = pe;
+	rb->saved_end_io = bio->bi_end_io;
+	rb->saved_private = bio->bi_private;
+	bio->bi_end_io = full_write_endio;
+	remap(rc, bio);
+	dm_submit_bio_remap(bio, NULL);
+}
+
+/*
+ * The worker
+ */
+
+static void process_missing(struct rcow *rc, struct bio *bio, u64 extent)
+{
+	struct rcow_pending *pe, *new = NULL;
+
+	for (;;) {
+		spin_lock_irq(&rc->lock);
+		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, extent)) {
+			spin_unlock_irq(&rc->lock);
+			break;
+		}
+		if (rc->requeue_io) {
+			spin_unlock_irq(&rc->lock);
+			bio->bi_status = BLK_STS_DM_REQUEUE;
+			bio_endio(bio);
+			goto out;
+		}
+		pe = find_extent(rc, extent);
+		if (pe) {
+			bio_list_add(&pe->waiters, bio);
+			spin_unlock_irq(&rc->lock);
+			goto out;
+		}
+		if (!new) {
+			spin_unlock_irq(&rc->lock);
+			new = mempool_alloc(&rc->pending_pool, GFP_NOIO);
+			continue;
+		}
+		if (bio_covers_extent(rc, bio, extent) &&
+		    rcow_mode(rc) == RCOW_MODE_RW) {
+			new->rc = rc;
+			new->extent = extent;
+			new->kind = RCOW_PE_WRITE;
+			bio_list_init(&new->waiters);
+			hlist_add_head(&new->extent_node,
+				       &rc->extent_hash[hash_u64(extent)]);
+			spin_unlock_irq(&rc->lock);
+			issue_full_write(rc, bio, new);
+			return;
+		}
+		add_fault(rc, new, extent);
+		bio_list_add(&new->waiters, bio);
+		spin_unlock_irq(&rc->lock);
+		return;
+	}
+	/* The extent became present meanwhile. */
+	issue_present(rc, bio, extent);
+out:
+	if (new)
+		mempool_free(new, &rc->pending_pool);
+}
+
+static void process_deferred_bios(struct rcow *rc)
+{
+	struct bio_list bios;
+	struct bio *bio;
+	struct blk_plug plug;
+
+	bio_list_init(&bios);
+	spin_lock_irq(&rc->lock);
+	bio_list_merge(&bios, &rc->deferred);
+	bio_list_init(&rc->deferred);
+	spin_unlock_irq(&rc->lock);
+
+	if (bio_list_empty(&bios))
+		return;
+
+	blk_start_plug(&plug);
+	while ((bio = bio_list_pop(&bios))) {
+		u64 extent = rcow_bio(bio)->extent;
+
+		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, extent))
+			issue_present(rc, bio, extent);
+		else
+			process_missing(rc, bio, extent);
+	}
+	blk_finish_plug(&plug);
+}
+
+static void process_commit(struct rcow *rc)
+{
+	struct bio_list flushes, fuas, done;
+	struct bio *bio;
+	blk_status_t status = BLK_STS_OK;
+	int r = 0;
+
+	bio_list_init(&flushes);
+	bio_list_init(&fuas);
+	bio_list_init(&done);
+	spin_lock_irq(&rc->lock);
+	bio_list_merge(&flushes, &rc->flush_bios);
+	bio_list_init(&rc->flush_bios);
+	bio_list_merge(&fuas, &rc->commit_bios);
+	bio_list_init(&rc->commit_bios);
+	bio_list_merge(&done, &rc->fua_done);
+	bio_list_init(&rc->fua_done);
+	spin_unlock_irq(&rc->lock);
+
+	if (!test_and_clear_bit(RCOW_F_COMMIT, &rc->flags) &&
+	    bio_list_empty(&flushes) && bio_list_empty(&fuas) &&
+	    bio_list_empty(&done))
+		return;
+
+	switch (rcow_mode(rc)) {
+	case RCOW_MODE_RW:
+		if (!rc->loaded)
+			break;
+		r = rcow_md_commit(rc->md, false);
+		if (r) {
+			set_mode(rc, RCOW_MODE_FAIL);
+			status = BLK_STS_IOERR;
+		}
+		break;
+	case RCOW_MODE_RO:
+		break;
+	case RCOW_MODE_FAIL:
+		status = BLK_STS_IOERR;
+		break;
+	}
+
+	end_bios(&flushes, status);
+	end_bios(&done, status);
+	while ((bio = bio_list_pop(&fuas))) {
+		if (status) {
+			bio->bi_status = status;
+			bio_endio(bio);
+			continue;
+		}
+		remap(rc, bio);
+		dm_submit_bio_remap(bio, NULL);
+	}
+}
+
+static void send_unsent_faults(struct rcow *rc)
+{
+	struct rcow_pending *pe;
+	u64 cookie, extent;
+	int r;
+
+	for (;;) {
+		spin_lock_irq(&rc->lock);
+		pe = list_first_entry_or_null(&rc->unsent, struct rcow_pending,
+					      list);
+		if (!pe) {
+			spin_unlock_irq(&rc->lock);
+			return;
+		}
+		cookie = pe->cookie;
+		extent = pe->extent;
+		list_move_tail(&pe->list, &rc->sent);
+		spin_unlock_irq(&rc->lock);
+
+		r = rcow_nl_send_fault(rc, cookie, extent, 1);
+		if (!r)
+			continue;
+
+		/* Not delivered: put it back unless it was answered. */
+		spin_lock_irq(&rc->lock);
+		pe = find_cookie(rc, cookie);
+		if (pe)
+			list_move(&pe->list, &rc->unsent);
+		spin_unlock_irq(&rc->lock);
+		if (r != -ENOTCONN && !test_bit(RCOW_F_QUIESCED, &rc->flags))
+			mod_delayed_work(rc->wq, &rc->waker, RCOW_RESEND_DELAY);
+		return;
+	}
+}
+
+static void do_worker(struct work_struct *ws)
+{
+	struct rcow *rc = container_of(ws, struct rcow, worker);
+
+	process_deferred_bios(rc);
+	process_commit(rc);
+	send_unsent_faults(rc);
+	if (test_and_clear_bit(RCOW_F_EVENT, &rc->flags))
+		dm_table_event(rc->ti->table);
+}
+
+/* rc->lock held: take the bios of every pending fault waiting too long. */
+static void collect_expired(struct rcow *rc, struct list_head *head,
+			    unsigned long timeout, struct bio_list *expired)
+{
+	struct rcow_pending *pe;
+	struct bio_list keep;
+	struct bio *bio;
+
+	list_for_each_entry(pe, head, list) {
+		bio_list_init(&keep);
+		while ((bio = bio_list_pop(&pe->waiters))) {
+			if (time_after_eq(jiffies,
+					  rcow_bio(bio)->queued + timeout))
+				bio_list_add(expired, bio);
+			else
+				bio_list_add(&keep, bio);
+		}
+		bio_list_merge(&pe->waiters, &keep);
+	}
+}
+
+static void fail_expired(struct rcow *rc)
+{
+	unsigned long timeout = msecs_to_jiffies(rc->fault_timeout_ms);
+	struct bio_list expired;
+
+	if (!rc->fault_timeout_ms)
+		return;
+	bio_list_init(&expired);
+	spin_lock_irq(&rc->lock);
+	collect_expired(rc, &rc->unsent, timeout, &expired);
+	collect_expired(rc, &rc->sent, timeout, &expired);
+	spin_unlock_irq(&rc->lock);
+	if (!bio_list_empty(&expired))
+		DMWARN_LIMIT("%s: fault_timeout expired, failing I/O to missing extents",
+			     rcow_name(rc));
+	end_bios(&expired, BLK_STS_IOERR);
+}
+
+static void do_waker(struct work_struct *ws)
+{
+	struct rcow *rc = container_of(to_delayed_work(ws), struct rcow,
+				       waker);
+	unsigned long next = RCOW_COMMIT_PERIOD;
+
+	fail_expired(rc);
+	if (rcow_md_changed(rc->md))
+		set_bit(RCOW_F_COMMIT, &rc->flags);
+	wake_worker(rc);
+	if (rc->fault_timeout_ms)
+		next = min(next, max(1UL, msecs_to_jiffies(rc->fault_timeout_ms) / 4));
+	if (!test_bit(RCOW_F_QUIESCED, &rc->flags))
+		queue_delayed_work(rc->wq, &rc->waker, next);
+}
+
+/*
+ * Called by the netlink channel (rcow_nl_lock held)
+ */
+
+int rcow_fill_done(struct rcow *rc, u64 cookie, u32 status)
+{
+	struct rcow_pending *pe;
+	struct bio_list waiters;
+	struct bio *bio;
+
+	spin_lock_irq(&rc->lock);
+	pe = find_cookie(rc, cookie);
+	if (!pe) {
+		spin_unlock_irq(&rc->lock);
+		return -ENOENT;
+	}
+	if (!status)
+		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, pe->extent);
+	remove_pending(rc, pe);
+	bio_list_init(&waiters);
+	bio_list_merge(&waiters, &pe->waiters);
+	spin_unlock_irq(&rc->lock);
+
+	if (status) {
+		DMERR_LIMIT("%s: helper could not fill extent %llu: error %u",
+			    rcow_name(rc), pe->extent, status);
+		end_bios(&waiters, BLK_STS_IOERR);
+	} else {
+		while ((bio = bio_list_pop(&waiters)))
+			issue_present(rc, bio, pe->extent);
+	}
+	mempool_free(pe, &rc->pending_pool);
+	return 0;
+}
+
+int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued)
+{
+	struct rcow_pending *new = NULL;
+	u64 e;
+
+	*queued = 0;
+	for (e = first; e < first + count; e++) {
+		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e))
+			continue;
+		/* Prefetch is optional: leave the I/O path its reserve. */
+		if (!new)
+			new = kmalloc(sizeof(*new), GFP_KERNEL);
+		if (!new)
+			return -ENOMEM;
+		spin_lock_irq(&rc->lock);
+		if (!rc->requeue_io && !find_extent(rc, e) &&
+		    !rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e)) {
+			add_fault(rc, new, e);
+			new = NULL;
+			(*queued)++;
+		}
+		spin_unlock_irq(&rc->lock);
+	}
+	kfree(new);
+	if (*queued)
+		wake_worker(rc);
+	return 0;
+}
+
+void rcow_helper_arrived(struct rcow *rc)
+{
+	spin_lock_irq(&rc->lock);
+	list_splice_init(&rc->sent, &rc->unsent);
+	spin_unlock_irq(&rc->lock);
+	wake_worker(rc);
+}
+
+/* rc->lock held: take every bio waiting on a fault. */
+static void take_fault_waiters(struct rcow *rc, struct list_head *head,
+			       struct bio_list *out)
+{
+	struct rcow_pending *pe;
+
+	list_for_each_entry(pe, head, list) {
+		bio_list_merge(out, &pe->waiters);
+		bio_list_init(&pe->waiters);
+	}
+}
+
+void rcow_helper_left(struct rcow *rc)
+{
+	struct bio_list bios;
+
+	bio_list_init(&bios);
+	spin_lock_irq(&rc->lock);
+	/* Resend what the old helper had been told to the next one. */
+	list_splice_init(&rc->sent, &rc->unsent);
+	if (rc->suspending) {
+		take_fault_waiters(rc, &rc->unsent, &bios);
+		bio_list_merge(&bios, &rc->deferred);
+		bio_list_init(&rc->deferred);
+	}
+	spin_unlock_irq(&rc->lock);
+	if (!bio_list_empty(&bios))
+		DMWARN("%s: helper gone during suspend: failing I/O to missing extents",
+		       rcow_name(rc));
+	end_bios(&bios, BLK_STS_IOERR);
+}
+
+/*
+ * Constructor
+ */
+
+static int parse_extent_sectors(struct rcow *rc, const char *arg,
+				char **error)
+{
+	unsigned int v;
+
+	if (kstrtouint(arg, 10, &v) || !is_power_of_2(v) ||
+	    v < RCOW_MIN_EXTENT_SECTORS || v > RCOW_MAX_EXTENT_SECTORS) {
+		*error = "Invalid extent size: must be a power of two from 8 to 8192 sectors";
+		return -EINVAL;
+	}
+	rc->extent_sectors = v;
+	rc->extent_shift = ilog2(v);
+	return 0;
+}
+
+static bool str_has_prefix_len(const char *s, const char *prefix,
+			       size_t *len)
+{
+	*len = strlen(prefix);
+	return !strncmp(s, prefix, *len);
+}
+
+static int parse_base_uri(struct rcow *rc, const char *uri, char **error)
+{
+	const char *rest, *slash;
+	size_t len;
+
+	if (strlen(uri) > REMOTE_COW_MAX_URI) {
+		*error = "Base URI too long (at most 1023 bytes)";
+		return -EINVAL;
+	}
+	if (str_has_prefix_len(uri, "file://", &len)) {
+		rest = uri + len;
+		if (rest[0] != '/' || !rest[1]) {
+			*error = "Invalid file base URI: expected file:///PATH";
+			return -EINVAL;
+		}
+	} else if (str_has_prefix_len(uri, "nbd+unix://", &len)) {
+		rest = uri + len;
+		if (rest[0] != '/' || !strstr(rest, "socket=")) {
+			*error = "Invalid nbd+unix URI: want nbd+unix:///EXPORT?socket=PATH";
+			return -EINVAL;
+		}
+	} else if (str_has_prefix_len(uri, "nbd://", &len) ||
+		   str_has_prefix_len(uri, "nbds://", &len)) {
+		rest = uri + len;
+		slash = strchr(rest, '/');
+		if (!rest[0] || rest[0] == '/' || !slash) {
+			*error = "Invalid nbd base URI: expected nbd://HOST[:PORT]/EXPORT";
+			return -EINVAL;
+		}
+		if (memchr(rest, '@', slash - rest)) {
+			*error = "Base URI must not carry credentials (use remote-cowd.conf)";
+			return -EINVAL;
+		}
+	} else {
+		*error = "Unsupported base URI scheme: use nbd://, nbds://, nbd+unix:// or file://";
+		return -EINVAL;
+	}
+
+	rc->base_uri = kstrdup(uri, GFP_KERNEL);
+	if (!rc->base_uri) {
+		*error = "Cannot allocate base URI";
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int parse_features(struct rcow *rc, struct dm_arg_set *as,
+			  char **error)
+{
+	static const struct dm_arg _args[] = {
+		{0, 4, "Invalid number of optional arguments"},
+		{0, RCOW_MAX_FAULT_TIMEOUT_MS,
+		 "Invalid fault_timeout: milliseconds from 0 (wait forever) to 86400000"},
+	};
+	bool seen_discard = false;
+	unsigned int argc;
+	const char *arg;
+	int r;
+
+	rc->discard_passdown = true;
+	if (!as->argc)
+		return 0;
+
+	r = dm_read_arg_group(_args, as, &argc, error);
+	if (r)
+		return r;
+
+	while (argc) {
+		arg = dm_shift_arg(as);
+		argc--;
+
+		if (!strcasecmp(arg, "fault_timeout")) {
+			if (!argc) {
+				*error = "fault_timeout needs a value in milliseconds";
+				return -EINVAL;
+			}
+			r = dm_read_arg(&_args[1], as, &rc->fault_timeout_ms,
+					error);
+			if (r)
+				return r;
+			argc--;
+		} else if (!strcasecmp(arg, "discard_passdown") ||
+			   !strcasecmp(arg, "no_discard_passdown")) {
+			if (seen_discard) {
+				*error = "Conflicting or repeated discard options";
+				return -EINVAL;
+			}
+			seen_discard = true;
+			rc->discard_passdown = !strcasecmp(arg,
+							   "discard_passdown");
+		} else {
+			*error = "Unrecognised optional argument";
+			return -EINVAL;
+		}
+	}
+	if (as->argc) {
+		*error = "Unexpected arguments after the optional arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int init_pending(struct rcow *rc, char **error)
+{
+	int i;
+
+	spin_lock_init(&rc->lock);
+	bio_list_init(&rc->deferred);
+	bio_list_init(&rc->flush_bios);
+	bio_list_init(&rc->commit_bios);
+	bio_list_init(&rc->fua_done);
+	for (i = 0; i < ARRAY_SIZE(rc->extent_hash); i++) {
+		INIT_HLIST_HEAD(&rc->extent_hash[i]);
+		INIT_HLIST_HEAD(&rc->cookie_hash[i]);
+	}
+	INIT_LIST_HEAD(&rc->unsent);
+	INIT_LIST_HEAD(&rc->sent);
+	INIT_LIST_HEAD(&rc->nl_node);
+
+	if (mempool_init_kmalloc_pool(&rc->pending_pool, RCOW_MIN_PENDING,
+				      sizeof(struct rcow_pending))) {
+		*error = "Cannot allocate pending-extent pool";
+		return -ENOMEM;
+	}
+	rc->wq = alloc_ordered_workqueue("dm-remote-cow", WQ_MEM_RECLAIM);
+	if (!rc->wq) {
+		*error = "Cannot allocate workqueue";
+		return -ENOMEM;
+	}
+	INIT_WORK(&rc->worker, do_worker);
+	INIT_DELAYED_WORK(&rc->waker, do_waker);
+	return 0;
+}
+
+static void rcow_free(struct rcow *rc)
+{
+	struct rcow_pending *pe, *tmp;
+	struct hlist_node *n;
+	int i;
+
+	if (rc->wq)
+		destroy_workqueue(rc->wq);
+	/* No I/O is left (dm suspended us); free what faults remain. */
+	list_for_each_entry_safe(pe, tmp, &rc->unsent, list)
+		list_del_init(&pe->list);
+	list_for_each_entry_safe(pe, tmp, &rc->sent, list)
+		list_del_init(&pe->list);
+	for (i = 0; i < ARRAY_SIZE(rc->extent_hash); i++) {
+		hlist_for_each_entry_safe(pe, n, &rc->extent_hash[i],
+					  extent_node) {
+			hlist_del(&pe->extent_node);
+			WARN_ON_ONCE(!bio_list_empty(&pe->waiters));
+			mempool_free(pe, &rc->pending_pool);
+		}
+	}
+	mempool_exit(&rc->pending_pool);
+	if (rc->md)
+		rcow_md_close(rc->md);
+	if (rc->cow_dev)
+		dm_put_device(rc->ti, rc->cow_dev);
+	kfree(rc->base_uri);
+	kfree(rc);
+}
+
+/*
+ * <cow_dev> <extent_sectors> <base_uri> [<#opt_args> <opt_arg>...]
+ *
+ * Optional arguments: fault_timeout <ms>, discard_passdown,
+ * no_discard_passdown.
+ */
+static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as;
+	struct rcow_geometry geo;
+	struct rcow *rc;
+	fmode_t mode = dm_table_get_mode(ti->table);
+	sector_t cow_sectors, need;
+	int r;
+
+	if (argc < 3) {
+		ti->error = "Need <cow_dev> <extent_sectors> <base_uri> [<#opts> <opt>...]";
+		return -EINVAL;
+	}
+
+	rc = kzalloc(sizeof(*rc), GFP_KERNEL);
+	if (!rc) {
+		ti->error = "Cannot allocate remote-cow context";
+		return -ENOMEM;
+	}
+	rc->ti = ti;
+	/* The waker runs only between resume and postsuspend. */
+	set_bit(RCOW_F_QUIESCED, &rc->flags);
+	rc->mode = (mode & FMODE_WRITE) ? RCOW_MODE_RW : RCOW_MODE_RO;
+
+	r = init_pending(rc, &ti->error);
+	if (r)
+		goto bad;
+
+	r = parse_extent_sectors(rc, argv[1], &ti->error);
+	if (r)
+		goto bad;
+	r = parse_base_uri(rc, argv[2], &ti->error);
+	if (r)
+		goto bad;
+	as.argc = argc - 3;
+	as.argv = argv + 3;
+	r = parse_features(rc, &as, &ti->error);
+	if (r)
+		goto bad;
+
+	rc->nr_extents = DIV_ROUND_UP_ULL(ti->len, rc->extent_sectors);
+	if (rc->nr_extents > RCOW_MAX_EXTENTS) {
+		ti->error = "Too many extents: use a larger extent size";
+		r = -EINVAL;
+		goto bad;
+	}
+
+	r = dm_get_device(ti, argv[0], mode, &rc->cow_dev);
+	if (r) {
+		ti->error = "Cannot open the COW device";
+		goto bad;
+	}
+
+	geo.dev_sectors = ti->len;
+	geo.extent_sectors = rc->extent_sectors;
+	geo.nr_extents = rc->nr_extents;
+	geo.base_uri = rc->base_uri;
+	cow_sectors = bdev_nr_sectors(rc->cow_dev->bdev);
+	need = rcow_md_required_sectors(&geo);
+	if (cow_sectors < need) {
+		DMERR("COW device %s has %llu sectors; needs %llu (%llu metadata + %llu data)",
+		      rc->cow_dev->name, (unsigned long long)cow_sectors,
+		      (unsigned long long)need,
+		      (unsigned long long)(need - ti->len),
+		      (unsigned long long)ti->len);
+		ti->error = "COW device too small (see `remote-cow cow-size`)";
+		r = -ENOSPC;
+		goto bad;
+	}
+
+	rc->md = rcow_md_open(rc->cow_dev->bdev, cow_sectors, &geo,
+			      rc->mode == RCOW_MODE_RW, &ti->error);
+	if (IS_ERR(rc->md)) {
+		r = PTR_ERR(rc->md);
+		rc->md = NULL;
+		goto bad;
+	}
+	rc->data_offset = rcow_md_data_offset(rc->md);
+
+	r = dm_set_target_max_io_len(ti, rc->extent_sectors);
+	if (r) {
+		ti->error = "Cannot set the maximum I/O size";
+		goto bad;
+	}
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->num_discard_bios = rc->discard_passdown ? 1 : 0;
+	ti->per_io_data_size = sizeof(struct rcow_bio);
+	ti->accounts_remapped_io = true;
+	ti->private = rc;
+
+	r = rcow_nl_add_device(rc);
+	if (r) {
+		ti->error = "Cannot register the device with the netlink channel";
+		goto bad;
+	}
+	return 0;
+
+bad:
+	rcow_free(rc);
+	return r;
+}
+
+static void rcow_dtr(struct dm_target *ti)
+{
+	struct rcow *rc = ti->private;
+
+	rcow_nl_remove_device(rc);
+	cancel_delayed_work_sync(&rc->waker);
+	/*
+	 * Metadata was made durable and clean by postsuspend; committing
+	 * here could overwrite what a newer table instance over the same
+	 * COW device has written since.
+	 */
+	rcow_free(rc);
+}
+
+/*
+ * I/O
+ */
+
+static int map_discard(struct rcow *rc, struct bio *bio)
+{
+	u64 first = rcow_bio(bio)->extent;
+	u64 last = (dm_target_offset(rc->ti, bio_end_sector(bio)) - 1) >>
+		   rc->extent_shift;
+	u64 e;
+
+	if (rcow_mode(rc) != RCOW_MODE_RW)
+		return DM_MAPIO_KILL;
+	/*
+	 * Discard is advisory: over missing extents the base stays
+	 * visible.  Over present ones it is passed down, and the extent
+	 * may read back as zeroes: it no longer equals the base.
+	 */
+	for (e = first; e <= last; e++)
+		if (!rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e)) {
+			bio_endio(bio);
+			return DM_MAPIO_SUBMITTED;
+		}
+	for (e = first; e <= last; e++)
+		mark_written(rc, e);
+	remap(rc, bio);
+	return DM_MAPIO_REMAPPED;
+}
+
+static int rcow_map(struct dm_target *ti, struct bio *bio)
+{
+	struct rcow *rc = ti->private;
+	struct rcow_bio *rb = rcow_bio(bio);
+	u64 extent;
+
+	rb->pe = NULL;
+	if (unlikely(bio->bi_opf & REQ_PREFLUSH)) {
+		if (rcow_mode(rc) == RCOW_MODE_RO) {
+			bio_set_dev(bio, rc->cow_dev->bdev);
+			return DM_MAPIO_REMAPPED;
+		}
+		spin_lock_irq(&rc->lock);
+		bio_list_add(&rc->flush_bios, bio);
+		spin_unlock_irq(&rc->lock);
+		wake_worker(rc);
+		return DM_MAPIO_SUBMITTED;
+	}
+
+	extent = bio_extent(rc, bio);
+	rb->extent = extent;
+	if (unlikely(bio_op(bio) == REQ_OP_DISCARD))
+		return map_discard(rc, bio);
+
+	if (likely(rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, extent)))
+		return map_present(rc, bio, extent) ? DM_MAPIO_REMAPPED :
+						      DM_MAPIO_SUBMITTED;
+
+	if (op_is_write(bio_op(bio)) && rcow_mode(rc) != RCOW_MODE_RW)
+		return DM_MAPIO_KILL;
+
+	rb->queued = jiffies;
+	spin_lock_irq(&rc->lock);
+	if (unlikely(rc->requeue_io)) {
+		spin_unlock_irq(&rc->lock);
+		return DM_MAPIO_REQUEUE;
+	}
+	if (unlikely(rc->suspending && !rcow_nl_helper_connected())) {
+		spin_unlock_irq(&rc->lock);
+		return DM_MAPIO_KILL;
+	}
+	bio_list_add(&rc->deferred, bio);
+	spin_unlock_irq(&rc->lock);
+	wake_worker(rc);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/*
+ * Suspend and resume
+ */
+
+static void rcow_presuspend(struct dm_target *ti)
+{
+	struct rcow *rc = ti->private;
+	bool noflush = dm_noflush_suspending(ti);
+	bool helper = rcow_nl_helper_connected();
+	struct bio_list bios;
+
+	bio_list_init(&bios);
+	spin_lock_irq(&rc->lock);
+	if (noflush)
+		rc->requeue_io = true;
+	else
+		rc->suspending = true;
+	if (noflush || !helper) {
+		take_fault_waiters(rc, &rc->unsent, &bios);
+		take_fault_waiters(rc, &rc->sent, &bios);
+	}
+	spin_unlock_irq(&rc->lock);
+
+	/* dm reissues BLK_STS_DM_REQUEUE bios after resume (noflush). */
+	if (!bio_list_empty(&bios) && !noflush)
+		DMWARN("%s: suspend with no helper connected: failing I/O to missing extents",
+		       rcow_name(rc));
+	end_bios(&bios, noflush ? BLK_STS_DM_REQUEUE : BLK_STS_IOERR);
+	/* Bios already deferred by map meet requeue_io in the worker. */
+	wake_worker(rc);
+}
+
+static void rcow_presuspend_undo(struct dm_target *ti)
+{
+	struct rcow *rc = ti->private;
+
+	spin_lock_irq(&rc->lock);
+	rc->requeue_io = false;
+	rc->suspending = false;
+	spin_unlock_irq(&rc->lock);
+}
+
+static void rcow_postsuspend(struct dm_target *ti)
+{
+	struct rcow *rc = ti->private;
+	int r;
+
+	set_bit(RCOW_F_QUIESCED, &rc->flags);
+	cancel_delayed_work_sync(&rc->waker);
+	flush_workqueue(rc->wq);
+	if (rc->loaded && rcow_mode(rc) == RCOW_MODE_RW) {
+		r = rcow_md_commit(rc->md, true);
+		if (r)
+			set_mode(rc, RCOW_MODE_FAIL);
+	}
+	flush_workqueue(rc->wq);
+}
+
+static int rcow_preresume(struct dm_target *ti)
+{
+	struct rcow *rc = ti->private;
+	bool unclean;
+	int r;
+
+	if (!rc->loaded) {
+		r = rcow_md_load(rc->md, &unclean);
+		if (r) {
+			DMERR("%s: cannot load metadata: %d", rcow_name(rc), r);
+			return r;
+		}
+		if (unclean)
+			DMWARN("%s: unclean shutdown: present extents count as written and dirty",
+			       rcow_name(rc));
+		rc->loaded = true;
+	} else if (rcow_mode(rc) == RCOW_MODE_RW) {
+		/* Clear the clean flag before the first write. */
+		r = rcow_md_commit(rc->md, false);
+		if (r) {
+			set_mode(rc, RCOW_MODE_FAIL);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void rcow_resume(struct dm_target *ti)
+{
+	struct rcow *rc = ti->private;
+
+	spin_lock_irq(&rc->lock);
+	rc->requeue_io = false;
+	rc->suspending = false;
+	spin_unlock_irq(&rc->lock);
+
+	clear_bit(RCOW_F_QUIESCED, &rc->flags);
+	rcow_nl_announce(rc);
+	queue_delayed_work(rc->wq, &rc->waker, RCOW_COMMIT_PERIOD);
+	wake_worker(rc);
+}
+
+/*
+ * Status and messages
+ */
+
+static void rcow_status(struct dm_target *ti, status_type_t type,
+			unsigned int status_flags, char *result,
+			unsigned int maxlen)
+{
+	static const char * const modes[] = { "rw", "ro", "fail" };
+	struct rcow *rc = ti->private;
+	unsigned int sz = 0;
+	unsigned int nr_opts;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		DMEMIT("%u %llu/%llu %llu %u %s idle 0/0 idle 0/0 %s %s",
+		       rc->extent_sectors,
+		       rcow_md_count(rc->md, RCOW_BITMAP_PRESENT),
+		       rc->nr_extents,
+		       rcow_md_count(rc->md, RCOW_BITMAP_WRITTEN),
+		       READ_ONCE(rc->nr_faults),
+		       rcow_nl_helper_connected() ? "connected" : "absent",
+		       READ_ONCE(rc->hydrating) ? "hydrating" : "idle",
+		       modes[rcow_mode(rc)]);
+		break;
+	case STATUSTYPE_TABLE:
+		nr_opts = (rc->fault_timeout_ms ? 2 : 0) +
+			  (rc->discard_passdown ? 0 : 1);
+		DMEMIT("%s %u %s", rc->cow_dev->name, rc->extent_sectors,
+		       rc->base_uri);
+		if (nr_opts) {
+			DMEMIT(" %u", nr_opts);
+			if (rc->fault_timeout_ms)
+				DMEMIT(" fault_timeout %u", rc->fault_timeout_ms);
+			if (!rc->discard_passdown)
+				DMEMIT(" no_discard_passdown");
+		}
+		break;
+	case STATUSTYPE_IMA:
+		DMEMIT_TARGET_NAME_VERSION(ti->type);
+		DMEMIT(",cow_dev=%s,extent_sectors=%u,base_uri=%s;",
+		       rc->cow_dev->name, rc->extent_sectors, rc->base_uri);
+		break;
+	}
+}
+
+static int parse_hydrate(struct rcow *rc, unsigned int argc, char **argv)
+{
+	unsigned int rate = 0;
+
+	if (argc == 2 && !strcasecmp(argv[1], "stop")) {
+		rcow_nl_hydrate_ctl(rc, false, 0);
+		return 0;
+	}
+	if (argc < 2 || argc > 3 || strcasecmp(argv[1], "start")) {
+		DMWARN("%s: usage: hydrate start [<MiB/s>] | hydrate stop",
+		       rcow_name(rc));
+		return -EINVAL;
+	}
+	if (argc == 3 && kstrtouint(argv[2], 10, &rate)) {
+		DMWARN("%s: hydrate start: invalid rate '%s' (MiB/s, 0 = unlimited)",
+		       rcow_name(rc), argv[2]);
+		return -EINVAL;
+	}
+	rcow_nl_hydrate_ctl(rc, true, rate);
+	return 0;
+}
+
+static int not_supported_yet(struct rcow *rc, const char *what,
+			     unsigned int argc, unsigned int min,
+			     unsigned int max)
+{
+	if (argc < min || argc > max) {
+		DMWARN("%s: %s: wrong number of arguments", rcow_name(rc),
+		       what);
+		return -EINVAL;
+	}
+	DMWARN("%s: %s is not supported yet", rcow_name(rc), what);
+	return -EOPNOTSUPP;
+}
+
+static int rcow_message(struct dm_target *ti, unsigned int argc, char **argv,
+			char *result, unsigned int maxlen)
+{
+	struct rcow *rc = ti->private;
+
+	if (!argc)
+		return -EINVAL;
+	if (!strcasecmp(argv[0], "hydrate"))
+		return parse_hydrate(rc, argc, argv);
+	if (!strcasecmp(argv[0], "snapshot") && argc >= 2) {
+		if (!strcasecmp(argv[1], "commit"))
+			return not_supported_yet(rc, "snapshot commit", argc,
+						 3, 3);
+		if (!strcasecmp(argv[1], "abort"))
+			return not_supported_yet(rc, "snapshot abort", argc,
+						 2, 2);
+	}
+	if (!strcasecmp(argv[0], "migrate") && argc >= 2) {
+		if (!strcasecmp(argv[1], "send"))
+			return not_supported_yet(rc, "migrate send", argc,
+						 3, 3);
+		if (!strcasecmp(argv[1], "finish") ||
+		    !strcasecmp(argv[1], "abort"))
+			return not_supported_yet(rc, "migrate finish/abort",
+						 argc, 2, 2);
+	}
+	DMWARN("%s: unrecognised message '%s'", rcow_name(rc), argv[0]);
+	return -EINVAL;
+}
+
+static int rcow_iterate_devices(struct dm_target *ti,
+				iterate_devices_callout_fn fn, void *data)
+{
+	struct rcow *rc = ti->private;
+
+	return fn(ti, rc->cow_dev, rc->data_offset, ti->len, data);
+}
+
+static void rcow_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct rcow *rc = ti->private;
+
+	if (rc->discard_passdown) {
+		limits->discard_granularity = rc->extent_sectors << SECTOR_SHIFT;
+		rcow_set_max_discard(limits, rc->extent_sectors);
+	}
+}
+
+static struct target_type rcow_target = {
+	.name = "remote-cow",
+	.version = {1, 0, 0},
+	.module = THIS_MODULE,
+	.ctr = rcow_ctr,
+	.dtr = rcow_dtr,
+	.map = rcow_map,
+	.presuspend = rcow_presuspend,
+	.presuspend_undo = rcow_presuspend_undo,
+	.postsuspend = rcow_postsuspend,
+	.preresume = rcow_preresume,
+	.resume = rcow_resume,
+	.status = rcow_status,
+	.message = rcow_message,
+	.iterate_devices = rcow_iterate_devices,
+	.io_hints = rcow_io_hints,
+};
+
+static int __init dm_rcow_init(void)
+{
+	int r;
+
+	r = rcow_nl_init();
+	if (r)
+		return r;
+	r = dm_register_target(&rcow_target);
+	if (r) {
+		DMERR("register failed %d", r);
+		rcow_nl_exit();
+	}
+	return r;
+}
+
+static void __exit dm_rcow_exit(void)
+{
+	dm_unregister_target(&rcow_target);
+	rcow_nl_exit();
+}
+
+module_init(dm_rcow_init);
+module_exit(dm_rcow_exit);
+
+MODULE_DESCRIPTION(DM_NAME " copy-on-write device over a remote base image");
+MODULE_LICENSE("GPL");

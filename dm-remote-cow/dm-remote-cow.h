@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Copyright (C) 2026 The dm-remote-cow authors.
+ *
+ * Internal interface between the remote-cow target and its generic netlink
+ * channel to the userspace helper.
+ */
+#ifndef DM_REMOTE_COW_H
+#define DM_REMOTE_COW_H
+
+#include <linux/bio.h>
+#include <linux/device-mapper.h>
+#include <linux/list.h>
+#include <linux/mempool.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/blkdev.h>
+#include <linux/workqueue.h>
+
+#include "dm-remote-cow-metadata.h"
+
+#define RCOW_HASH_BITS	10
+
+enum rcow_mode {
+	RCOW_MODE_RW,
+	RCOW_MODE_RO,		/* table loaded read-only: no metadata writes */
+	RCOW_MODE_FAIL,		/* a metadata write failed */
+};
+
+struct rcow {
+	struct dm_target *ti;
+	struct dm_dev *cow_dev;
+	struct rcow_metadata *md;
+	char *base_uri;
+
+	u32 extent_sectors;
+	unsigned int extent_shift;
+	u64 nr_extents;
+	sector_t data_offset;
+	unsigned int fault_timeout_ms;
+	bool discard_passdown;
+
+	/* Written by the worker (or ctr); read anywhere with READ_ONCE. */
+	enum rcow_mode mode;
+	/* Bitmaps loaded by the first resume; worker and suspend hooks. */
+	bool loaded;
+
+	/* Fields below: protected by rcow_nl_lock (dm-remote-cow-netlink.c). */
+	u32 id;
+	struct list_head nl_node;
+	bool announced;
+	bool hydrating;
+	u32 hydrate_rate;
+
+	/*
+	 * lock protects the bio lists, the pending-extent tables and lists,
+	 * next_cookie, nr_faults and the suspend flags.  Taken from map,
+	 * from bio completion (irq) and from the worker and netlink
+	 * handlers, so always with interrupts disabled.  Never held while
+	 * allocating, sending or submitting.
+	 */
+	spinlock_t lock;
+	struct bio_list deferred;	/* missing extents, from map */
+	struct bio_list flush_bios;	/* empty flushes: end after commit */
+	struct bio_list commit_bios;	/* FUA writes: issue after commit */
+	struct bio_list fua_done;	/* FUA full-extent writes: end after commit */
+	struct hlist_head extent_hash[1 << RCOW_HASH_BITS];
+	struct hlist_head cookie_hash[1 << RCOW_HASH_BITS];
+	struct list_head unsent;	/* faults not yet delivered to a helper */
+	struct list_head sent;		/* faults delivered, awaiting FILL_DONE */
+	unsigned int nr_faults;
+	u64 next_cookie;
+	bool requeue_io;		/* noflush suspend: push I/O back to dm */
+	bool suspending;		/* flush suspend in progress */
+
+	unsigned long flags;		/* RCOW_F_*, atomic bitops */
+
+	struct workqueue_struct *wq;
+	struct work_struct worker;
+	struct delayed_work waker;
+	mempool_t pending_pool;
+};
+
+/* rcow->flags */
+#define RCOW_F_COMMIT		0	/* worker: commit metadata */
+#define RCOW_F_EVENT		1	/* worker: raise a dm event */
+#define RCOW_F_QUIESCED		2	/* suspended: do not rearm the waker */
+
+/* Target side, called by the netlink handlers with rcow_nl_lock held. */
+int rcow_fill_done(struct rcow *rc, u64 cookie, u32 status);
+int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued);
+void rcow_helper_arrived(struct rcow *rc);
+void rcow_helper_left(struct rcow *rc);
+
+/* Netlink side. */
+int rcow_nl_init(void);
+void rcow_nl_exit(void);
+int rcow_nl_add_device(struct rcow *rc);
+void rcow_nl_remove_device(struct rcow *rc);
+void rcow_nl_announce(struct rcow *rc);
+int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count);
+void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate);
+bool rcow_nl_helper_connected(void);
+
+/*
+ * Compatibility with kernels newer than Debian 12's 6.1: from 6.9 on the
+ * block layer derives max_discard_sectors from max_hw_discard_sectors.
+ * Kbuild defines RCOW_HW_DISCARD_ONLY for those kernels.
+ */
+static inline void rcow_set_max_discard(struct queue_limits *limits,
+					unsigned int sectors)
+{
+	limits->max_hw_discard_sectors = sectors;
+#ifndef RCOW_HW_DISCARD_ONLY
+	limits->max_discard_sectors = sectors;
+#endif
+}
+
+#endif /* DM_REMOTE_COW_H */

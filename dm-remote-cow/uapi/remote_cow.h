@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * remote-cow: interface between the dm-remote-cow kernel target and its
+ * userspace helper (remote-cowd), shared by both sides.
+ *
+ * The helper talks to the kernel over a generic netlink family.  One helper
+ * registers per network namespace; the kernel then sends it FAULT requests
+ * (unicast to the registered socket) and device events, and the helper
+ * answers each fault with FILL_DONE once the extent's data reached the COW
+ * device.  Every request from the helper needs CAP_NET_ADMIN.
+ *
+ * Extent numbers are 0-based within one device.  Extent i's data lives on
+ * the COW device at byte offset (data_offset + i * extent_sectors) * 512.
+ * The last extent may be shorter than extent_sectors when the device length
+ * is not a multiple of the extent size: the helper fills only up to
+ * dev_sectors.
+ */
+#ifndef _UAPI_REMOTE_COW_H
+#define _UAPI_REMOTE_COW_H
+
+#include <linux/const.h>
+#include <linux/types.h>
+
+#define REMOTE_COW_GENL_NAME		"remote_cow"
+#define REMOTE_COW_GENL_VERSION		1
+
+/* Largest base URI the target accepts (bytes, without the trailing NUL). */
+#define REMOTE_COW_MAX_URI		1023
+
+/* Most extents one FAULT or HYDRATE request may name. */
+#define REMOTE_COW_MAX_RANGE		4096
+
+/* Largest bitmap chunk returned by one GET_BITMAP reply (bytes). */
+#define REMOTE_COW_BITMAP_CHUNK		4096
+
+enum remote_cow_cmd {
+	RCOW_CMD_UNSPEC,
+	/*
+	 * helper -> kernel.  Become the helper of this network namespace.
+	 * Outstanding faults of every device are (re)sent to it at once.
+	 * Fails with EBUSY if another live socket is registered.
+	 */
+	RCOW_CMD_REGISTER,
+	/* helper -> kernel.  Stop being the helper (also implied by close). */
+	RCOW_CMD_UNREGISTER,
+	/*
+	 * helper -> kernel, doit with RCOW_A_DEV_ID or dump: one reply per
+	 * device with every RCOW_A_* device attribute below.
+	 */
+	RCOW_CMD_GET_DEVICE,
+	/*
+	 * kernel -> helper.  DEV_ID, FIRST_EXTENT, EXTENT_COUNT, COOKIE.
+	 * Fill extents [first, first + count) from the base into the COW
+	 * device, then answer FILL_DONE with the same cookie.
+	 */
+	RCOW_CMD_FAULT,
+	/*
+	 * helper -> kernel.  DEV_ID, COOKIE, STATUS (0 or a positive errno).
+	 * On 0 the extents become PRESENT and waiting I/O is reissued; on an
+	 * error the waiting I/O fails with EIO.  A cookie that is not
+	 * outstanding is refused with ENOENT.
+	 */
+	RCOW_CMD_FILL_DONE,
+	/*
+	 * helper -> kernel.  DEV_ID, FIRST_EXTENT, EXTENT_COUNT.  Ask the
+	 * kernel to fault in the missing extents of the range (prefetch and
+	 * background streaming).  The kernel answers with FAULT requests for
+	 * the extents that are neither present nor already outstanding; the
+	 * reply carries RCOW_A_EXTENT_COUNT = number of faults queued.
+	 */
+	RCOW_CMD_HYDRATE,
+	/*
+	 * helper -> kernel.  DEV_ID, BITMAP (enum remote_cow_bitmap),
+	 * FIRST_EXTENT (multiple of 8).  Reply: FIRST_EXTENT, EXTENT_COUNT and
+	 * BITMAP_DATA with the bits of extents [first, first + count), bit i
+	 * of byte j describing extent first + 8 * j + i.
+	 */
+	RCOW_CMD_GET_BITMAP,
+	/* kernel -> helper events, with the device attributes. */
+	RCOW_CMD_DEVICE_ADD,
+	RCOW_CMD_DEVICE_REMOVE,
+	/*
+	 * kernel -> helper.  DEV_ID, HYDRATE_RATE (MiB/s, 0: unlimited) when
+	 * background streaming is started by message; HYDRATE_RATE absent
+	 * means stop.
+	 */
+	RCOW_CMD_HYDRATE_CTL,
+
+	__RCOW_CMD_MAX,
+};
+
+#define RCOW_CMD_MAX (__RCOW_CMD_MAX - 1)
+
+enum remote_cow_attr {
+	RCOW_A_UNSPEC,
+	RCOW_A_PAD,
+	RCOW_A_DEV_ID,		/* u32: kernel-assigned device id */
+	RCOW_A_DM_NAME,		/* string: dm device name */
+	RCOW_A_DM_UUID,		/* string: dm uuid, may be empty */
+	RCOW_A_COW_MAJOR,	/* u32 */
+	RCOW_A_COW_MINOR,	/* u32 */
+	RCOW_A_EXTENT_SECTORS,	/* u32 */
+	RCOW_A_NR_EXTENTS,	/* u64 */
+	RCOW_A_DATA_OFFSET,	/* u64: sectors */
+	RCOW_A_DEV_SECTORS,	/* u64: target length in sectors */
+	RCOW_A_BASE_URI,	/* string */
+	RCOW_A_FIRST_EXTENT,	/* u64 */
+	RCOW_A_EXTENT_COUNT,	/* u32 */
+	RCOW_A_COOKIE,		/* u64 */
+	RCOW_A_STATUS,		/* u32: 0 or positive errno */
+	RCOW_A_BITMAP,		/* u32: enum remote_cow_bitmap */
+	RCOW_A_BITMAP_DATA,	/* binary */
+	RCOW_A_HYDRATE_RATE,	/* u32: MiB/s, 0 = unlimited */
+	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
+	RCOW_A_FLAGS,		/* u32: RCOW_DEV_F_* (in GET_DEVICE) */
+
+	__RCOW_A_MAX,
+};
+
+#define RCOW_A_MAX (__RCOW_A_MAX - 1)
+
+enum remote_cow_bitmap {
+	RCOW_BITMAP_PRESENT,	/* the COW device holds valid data */
+	RCOW_BITMAP_WRITTEN,	/* differs from the base: written locally */
+	RCOW_BITMAP_DIRTY_COMMIT,	/* written since the last snapshot commit */
+	RCOW_BITMAP_FROZEN_COMMIT,	/* frozen for the commit in progress */
+	RCOW_BITMAP_DIRTY_MIGRATE,	/* written since migration started */
+	RCOW_NR_BITMAPS,
+};
+
+/* RCOW_A_FLAGS bits */
+#define RCOW_DEV_F_HYDRATING	_BITUL(0)	/* hydrate start is in force */
+#define RCOW_DEV_F_READ_ONLY	_BITUL(1)	/* metadata mode is not rw */
+
+#endif /* _UAPI_REMOTE_COW_H */
