@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * unit.c - runs every librcow unit test group and prints one TAP stream:
+ * "ok N - group: description" lines, then the plan "1..N".  Exit status 1
+ * if any test failed.
+ */
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap.h"
+
+static void vreport(struct tap *t, bool cond, const char *directive, const char *fmt, va_list ap)
+{
+	char desc[512];
+
+	t->n++;
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	printf("%sok %d - %s: ", cond ? "" : "not ", t->n, t->group);
+	for (const char *c = desc; *c; c++) {	/* TAP: '#' starts a directive */
+		if (*c == '#')
+			fputs("\\#", stdout);
+		else
+			putchar((unsigned char)*c < 0x20 ? '?' : *c);
+	}
+	if (directive)
+		printf(" # %s", directive);
+	printf("\n");
+	fflush(stdout);
+}
+
+bool tap_ok(struct tap *t, bool cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(t, cond, NULL, fmt, ap);
+	va_end(ap);
+	if (!cond)
+		t->failed++;
+	return cond;
+}
+
+void tap_skip(struct tap *t, const char *reason, const char *fmt, ...)
+{
+	char directive[256];
+	va_list ap;
+
+	snprintf(directive, sizeof(directive), "SKIP %s", reason);
+	va_start(ap, fmt);
+	vreport(t, true, directive, fmt, ap);
+	va_end(ap);
+	t->skipped++;
+}
+
+void tap_diag(struct tap *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# %s: ", t->group);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+char *tap_tmpdir(struct tap *t)
+{
+	const char *base = getenv("TMPDIR");
+	char *dir;
+
+	if (!base || !*base)
+		base = "/tmp";
+	if (asprintf(&dir, "%s/rcow-unit.XXXXXX", base) < 0)
+		return NULL;
+	if (!mkdtemp(dir)) {
+		tap_diag(t, "cannot make a temporary directory under %s", base);
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void tap_rmtree(const char *dir)
+{
+	if (dir)
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(void)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(struct tap *t);
+	} groups[] = {
+		{ "uri", test_uri },
+		{ "msg", test_msg },
+		{ "base", test_base },
+		{ "nbd", test_nbd },
+		{ "fill", test_fill },
+	};
+	struct tap t = { 0, 0, 0, NULL };
+	size_t i;
+
+	for (i = 0; i < sizeof(groups) / sizeof(groups[0]); i++) {
+		t.group = groups[i].name;
+		groups[i].fn(&t);
+	}
+	printf("1..%d\n", t.n);
+	printf("# librcow unit tests: %d passed, %d failed, %d skipped\n",
+	       t.n - t.failed - t.skipped, t.failed, t.skipped);
+	return t.failed ? 1 : 0;
+}
