@@ -64,16 +64,16 @@ INITRD=$("$ROOT/scripts/vm-initramfs.sh" "$KDIR" "$ABI" "$BUILD/vm/initramfs-$AB
 
 # Per-run directory: the command, its output, the console and kernel logs.
 runs=$BUILD/vm/runs
+mkdir -p "$runs"
 if [ -z "$run_dir" ]; then
-	mkdir -p "$runs"
 	run_dir=$(mktemp -d "$runs/$(date +%Y%m%d-%H%M%S)-XXXX")
-	# Keep the newest VM_KEEP_RUNS runs.
-	find "$runs" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' |
-		sort -rn | tail -n +"$((${VM_KEEP_RUNS:-20} + 1))" | cut -d' ' -f2- |
-		xargs -r rm -rf
 else
 	mkdir -p "$run_dir"
 fi
+# Keep the newest VM_KEEP_RUNS runs.
+find "$runs" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' |
+	sort -rn | tail -n +"$((${VM_KEEP_RUNS:-20} + 1))" | cut -d' ' -f2- |
+	xargs -r rm -rf
 RUN=$(cd "$run_dir" && pwd)
 case $RUN$ROOT in
 *[[:space:]]*) log "paths with spaces are not supported: $RUN $ROOT"; exit 2 ;;
@@ -197,7 +197,7 @@ if ! "$ROOT/scripts/klog-check.sh" "$klog" >"$RUN/klog-check.txt"; then
 else
 	rm -f "$RUN/klog-check.txt"
 fi
-if [ "$rc" != 0 ] && [ "$rc" != 126 ]; then
+if [ "$rc" = 124 ] || [ "$rc" = 125 ]; then
 	log "kernel log tail ($klog):"
 	tail -n 40 "$klog" | sed 's/^/    /' >&2
 fi

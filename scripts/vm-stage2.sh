@@ -50,6 +50,10 @@ done
 read -r up _ </proc/uptime
 echo "vm-stage2: up after $up s" >/dev/kmsg
 
+# No udev: modules behind device nodes (loop-control) are not loaded on
+# first open, so load the common ones.
+modprobe loop 2>/dev/null
+
 if [ -f "$RUN/load-module" ]; then
 	modprobe dm-remote-cow || echo "vm-stage2: modprobe dm-remote-cow failed" >&2
 fi

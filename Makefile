@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# dm-remote-cow top-level Makefile.  See README.md and
+# Documentation/testing.rst.
+#
+#   make              build dm-remote-cow.ko and the userspace programs
+#   make deps         install what is missing (root; scripts/install-deps.sh)
+#   make lint         checkpatch --strict + sparse on the module, cppcheck on
+#                     the C programs, shellcheck on the scripts
+#   make check        host unit tests + all selftests in one VM boot
+#   make vm-test T=x  one selftest (selftests/x.sh) in a fresh VM
+#   make vm-shell     interactive VM with the module loaded
+#   make demo         tools/demo.sh in the VM
+#   make check-harness  self-test of the test harness
+#   make clean / distclean
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+BUILD := $(ROOT)/build
+
+# The Debian headers that linux-headers-amd64 points to; KDIR=... overrides.
+KABI ?= $(shell dpkg-query -W -f='$${Depends}' linux-headers-amd64 2>/dev/null | \
+	sed -n 's/.*linux-headers-\([^ ,]*-amd64\).*/\1/p')
+KDIR ?= $(firstword $(wildcard /usr/src/linux-headers-$(KABI)) \
+	$(lastword $(sort $(wildcard /usr/src/linux-headers-6.1.*-amd64))))
+
+MODULE_DIR := dm-remote-cow
+MODULE_KO := $(MODULE_DIR)/dm-remote-cow.ko
+HAVE_MODULE = $(wildcard $(MODULE_DIR)/Kbuild $(MODULE_DIR)/Makefile)
+# Userspace parts, each built by its own Makefile once it exists.
+SUBDIRS = $(patsubst %/Makefile,%,$(wildcard userspace/Makefile tools/Makefile selftests/progs/Makefile))
+
+CHECKPATCH := $(BUILD)/checkpatch/checkpatch.pl
+T ?=
+
+.PHONY: all module subdirs deps lint lint-checkpatch lint-sparse lint-c lint-sh \
+	check check-harness vm-test vm-shell demo clean distclean help kdir
+
+all: module subdirs
+
+kdir:
+	@if [ -z "$(KDIR)" ] || [ ! -f "$(KDIR)/Makefile" ]; then \
+		echo "No kernel headers found (KDIR='$(KDIR)'): run 'make deps' or set KDIR=" >&2; \
+		exit 1; fi
+
+module: kdir
+	@if [ -z "$(HAVE_MODULE)" ]; then \
+		echo "$(MODULE_DIR)/Kbuild does not exist yet: module not built"; \
+	else \
+		$(MAKE) -C "$(KDIR)" M="$(ROOT)" modules; \
+	fi
+
+subdirs:
+	@for d in $(SUBDIRS); do $(MAKE) -C "$$d"; done
+
+deps:
+	"$(ROOT)/scripts/install-deps.sh"
+
+# ---------------------------------------------------------------------------
+# Lint
+# ---------------------------------------------------------------------------
+lint: lint-checkpatch lint-sparse lint-c lint-sh
+
+KSRCS = $(filter-out %.mod.c,$(wildcard $(MODULE_DIR)/*.c $(MODULE_DIR)/*.h $(MODULE_DIR)/uapi/*.h))
+
+lint-checkpatch:
+	@test -x "$(CHECKPATCH)" || { echo "$(CHECKPATCH) missing: run 'make deps'" >&2; exit 1; }
+	@if [ -n "$(KSRCS)" ]; then \
+		echo "  CHECKPATCH $(KSRCS)"; \
+		"$(CHECKPATCH)" --strict --no-tree --quiet --show-types --terse \
+			--ignore FILE_PATH_CHANGES -f $(KSRCS); \
+	fi
+
+# Sparse (C=2 checks every file, built or not) with W=1; any warning from
+# the compiler, sparse or modpost fails.
+lint-sparse: kdir
+	@if [ -z "$(HAVE_MODULE)" ]; then echo "no module sources yet: sparse skipped"; exit 0; fi; \
+	mkdir -p "$(BUILD)"; \
+	$(MAKE) -C "$(KDIR)" M="$(ROOT)" C=2 CHECK=sparse W=1 modules 2>&1 | \
+		tee "$(BUILD)/lint-sparse.log"; \
+	if grep -E '(warning|error):|WARNING:' "$(BUILD)/lint-sparse.log" >/dev/null; then \
+		echo "lint-sparse: warnings found (see above, $(BUILD)/lint-sparse.log)" >&2; exit 1; \
+	fi
+
+C_SRCS = $(shell find userspace tools selftests/progs -name '*.c' 2>/dev/null)
+C_INCS = $(addprefix -I,$(wildcard $(MODULE_DIR)/uapi include userspace userspace/include userspace/lib tools selftests/progs))
+
+lint-c:
+	@if [ -n "$(strip $(C_SRCS))" ]; then \
+		echo "  CPPCHECK $(C_SRCS)"; \
+		cppcheck --quiet --error-exitcode=1 --inline-suppr \
+			--enable=warning,portability,performance \
+			--suppress=missingIncludeSystem --std=c11 \
+			-D__linux__ -D__x86_64__ $(C_INCS) $(C_SRCS); \
+	else echo "no userspace C sources yet: cppcheck skipped"; fi
+
+SH_SRCS = $(shell find scripts selftests tools .ci -type f \( -name '*.sh' -o -name run \) 2>/dev/null)
+
+lint-sh:
+	@echo "  SHELLCHECK $(words $(SH_SRCS)) scripts"
+	@shellcheck -x -P SCRIPTDIR $(SH_SRCS)
+	@shellcheck -s sh scripts/vm-init
+
+# ---------------------------------------------------------------------------
+# Tests in the VM
+# ---------------------------------------------------------------------------
+check: deps
+	$(MAKE) all
+	"$(ROOT)/scripts/check.sh"
+
+check-harness: deps
+	$(MAKE) all
+	"$(ROOT)/scripts/check-harness.sh"
+
+vm-test: all
+	@test -n "$(T)" || { echo "usage: make vm-test T=<selftest name> (e.g. T=module-load)" >&2; exit 2; }
+	"$(ROOT)/scripts/check.sh" --no-unit --klog-tail $(T)
+
+vm-shell: all
+	"$(ROOT)/scripts/vm-run.sh" --shell
+
+demo: deps
+	$(MAKE) all
+	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/tools/demo.sh"
+
+clean:
+	@if [ -n "$(HAVE_MODULE)" ] && [ -f "$(KDIR)/Makefile" ]; then \
+		$(MAKE) -C "$(KDIR)" M="$(ROOT)" clean; fi
+	@for d in $(SUBDIRS); do $(MAKE) -C "$$d" clean; done
+	rm -rf "$(BUILD)/vm/runs" "$(BUILD)/vm/depmod" "$(BUILD)/check" "$(BUILD)/lint-sparse.log"
+
+# Also drops the downloaded VM kernel and checkpatch (make deps restores them).
+distclean: clean
+	rm -rf "$(BUILD)"
+
+help:
+	@sed -n '3,18p' Makefile

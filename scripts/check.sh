@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The test driver behind 'make check' and 'make vm-test': host unit tests,
+# then selftests in one VM boot; counts every TAP result and ends with
+#
+#   N passed, N failed[, N skipped]
+#
+#   scripts/check.sh [--no-unit] [--no-vm] [--klog-tail] [--dir DIR] [name...]
+#
+#   --no-unit    skip the host unit tests ('make -C <dir> check')
+#   --no-vm      skip the selftests
+#   --klog-tail  print the end of the VM's kernel log afterwards
+#   --dir DIR    take the selftests from DIR (default selftests/)
+#   name...      selftests to run (file names without .sh; default all)
+#
+# Exit status: 0 when everything ran and passed; 1 when something failed,
+# did not run to its end (timeout, VM died) or nothing ran at all.
+#
+# Unit tests: each directory of userspace, tools, selftests/progs whose
+# Makefile has a 'check' target; its output is TAP: every line starting
+# with "ok N" or "not ok N" counts ("# SKIP" directive: skipped).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build}
+cd "$ROOT"
+
+unit=1 vm=1 klog_tail=0 dir=$ROOT/selftests
+while [ $# -gt 0 ]; do
+	case $1 in
+	--no-unit) unit=0 ;;
+	--no-vm) vm=0 ;;
+	--klog-tail) klog_tail=1 ;;
+	--dir) dir=$(cd "$2" && pwd); shift ;;
+	-*) echo "check: unknown option $1" >&2; exit 2 ;;
+	*) break ;;
+	esac
+	shift
+done
+
+pass=0 fail=0 skip=0
+failures=()
+mkdir -p "$BUILD/check"
+
+note_fail() {
+	fail=$((fail + 1))
+	failures+=("$1")
+}
+
+# count_tap <file> <label>: add up the un-indented TAP results of a log.
+count_tap() {
+	local line desc
+	while IFS= read -r line; do
+		case $line in
+		"not ok "[0-9]*)
+			desc=$(sed -E 's/^not ok [0-9]+ *-? *//' <<<"$line")
+			note_fail "$2: $desc"
+			;;
+		"ok "[0-9]*)
+			if grep -qiE '#[[:space:]]*skip' <<<"$line"; then
+				skip=$((skip + 1))
+			else
+				pass=$((pass + 1))
+			fi
+			;;
+		esac
+	done <"$1"
+}
+
+# ---------------------------------------------------------------------------
+# Host unit tests
+# ---------------------------------------------------------------------------
+if [ "$unit" = 1 ]; then
+	for d in userspace tools selftests/progs; do
+		[ -f "$d/Makefile" ] || continue
+		make -s -C "$d" -n check >/dev/null 2>&1 || continue
+		echo "== unit tests: make -C $d check"
+		log=$BUILD/check/unit-${d//\//-}.log
+		set +e
+		make -s -C "$d" check 2>&1 | tee "$log"
+		rc=${PIPESTATUS[0]}
+		set -e
+		before=$((pass + fail + skip))
+		f0=$fail
+		count_tap "$log" "unit ($d)"
+		if [ $((pass + fail + skip)) -eq "$before" ]; then
+			note_fail "unit ($d): no TAP result (make check exited $rc)"
+		elif [ "$rc" != 0 ] && [ "$fail" -eq "$f0" ]; then
+			note_fail "unit ($d): make check exited $rc"
+		fi
+	done
+fi
+
+# ---------------------------------------------------------------------------
+# Selftests in the VM
+# ---------------------------------------------------------------------------
+if [ "$vm" = 1 ]; then
+	names=("$@")
+	if [ ${#names[@]} -eq 0 ]; then
+		for f in "$dir"/*.sh; do
+			n=$(basename "$f" .sh)
+			case $n in lib | run) continue ;; esac
+			names+=("$n")
+		done
+	fi
+	# The VM's time limit: every test's timeout, plus boot and slack.
+	default_timeout=$(sed -n 's/^timeout=\([0-9][0-9]*\)$/\1/p' "$dir/settings" 2>/dev/null)
+	default_timeout=${default_timeout:-300}
+	total=180
+	for n in "${names[@]}"; do
+		t=$(sed -n 's/^# *TIMEOUT=\([0-9][0-9]*\).*/\1/p' "$dir/$n.sh" 2>/dev/null | head -n1)
+		total=$((total + ${t:-$default_timeout}))
+	done
+	[ "$total" -le 3600 ] || total=3600
+	total=${RC_RUN_TIMEOUT:-$total}
+
+	mkdir -p "$BUILD/vm/runs"
+	run=$(mktemp -d "$BUILD/vm/runs/$(date +%Y%m%d-%H%M%S)-check-XXXX")
+	echo "== selftests in the VM (${names[*]}; time limit ${total}s)"
+	set +e
+	"$ROOT/scripts/vm-run.sh" --run-dir "$run" --timeout "$total" -- \
+		"$ROOT/selftests/run.sh" -d "$dir" "${names[@]}"
+	vrc=$?
+	set -e
+
+	declare -A state=()
+	current='' sub_fail=0 sub_count=0 klog_attributed=0
+	while IFS= read -r line; do
+		case $line in
+		"# selftests: remote-cow: "*)
+			current=${line#"# selftests: remote-cow: "}
+			state[$current]=started
+			sub_fail=0
+			sub_count=0
+			;;
+		"# not ok "[0-9]*)
+			[ -n "$current" ] || continue
+			sub_count=$((sub_count + 1))
+			sub_fail=$((sub_fail + 1))
+			note_fail "$current: $(sed -E 's/^# not ok [0-9]+ *-? *//' <<<"$line")"
+			;;
+		"# ok "[0-9]*)
+			[ -n "$current" ] || continue
+			sub_count=$((sub_count + 1))
+			if grep -qiE '#[[:space:]]*skip' <<<"${line#"# ok "}"; then
+				skip=$((skip + 1))
+			else
+				pass=$((pass + 1))
+			fi
+			;;
+		"ok "[0-9]*" selftests: remote-cow: "* | "not ok "[0-9]*" selftests: remote-cow: "*)
+			name=${line#*selftests: remote-cow: }
+			reason=
+			case $name in *" # "*) reason=${name#* # }; name=${name%% # *} ;; esac
+			state[$name]=finished
+			case $line in
+			"not ok"*)
+				case $reason in *"kernel log"*) klog_attributed=1 ;; esac
+				# Failed subtests are already counted; add the
+				# failure that no subtest shows.
+				if [ "$sub_fail" -eq 0 ] || [[ $reason == *"kernel log"* ]] ||
+					[[ $reason == *TIMEOUT* ]]; then
+					note_fail "$name: $reason"
+				fi
+				;;
+			*)
+				[ "$sub_count" -gt 0 ] || skip=$((skip + 1))
+				;;
+			esac
+			current=
+			;;
+		esac
+	done <"$run/output.log"
+
+	why="did not run"
+	[ "$vrc" != 124 ] || why="did not finish: the VM timed out after ${total}s"
+	[ "$vrc" != 125 ] || why="did not finish: the VM died (see $run/console.log)"
+	for n in "${names[@]}"; do
+		case ${state[$n]:-} in
+		finished) ;;
+		started) note_fail "$n: ${why/did not run/did not finish}" ;;
+		*) note_fail "$n: $why" ;;
+		esac
+	done
+	if [ -f "$run/klog-check.txt" ] && [ "$klog_attributed" = 0 ]; then
+		note_fail "kernel log: $(grep -m1 -oE "$("$ROOT/scripts/klog-check.sh" --pattern)" \
+			"$run/dmesg.txt" "$run/console.log" 2>/dev/null | head -n1 | cut -d: -f2-) (see $run/klog-check.txt)"
+	fi
+	if [ "$klog_tail" = 1 ]; then
+		echo "== kernel log tail ($run/dmesg.txt)"
+		tail -n 30 "$run/dmesg.txt" 2>/dev/null || tail -n 30 "$run/console.log"
+	fi
+	echo "== results in $run"
+fi
+
+if [ ${#failures[@]} -gt 0 ]; then
+	echo "== failed:"
+	printf '  FAIL %s\n' "${failures[@]}"
+fi
+summary="$pass passed, $fail failed"
+[ "$skip" -eq 0 ] || summary="$summary, $skip skipped"
+echo "$summary"
+[ "$fail" -eq 0 ] && [ $((pass + skip)) -gt 0 ]
