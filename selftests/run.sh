@@ -136,6 +136,7 @@ for name in "${names[@]}"; do
 			sed 's/^/#   /' /proc/"$p"/stack 2>/dev/null
 		done
 		kill -KILL -- -"$pid" 2>/dev/null
+		disown "$pid" 2>/dev/null
 		# Do not wait for a task that cannot die.
 		for _ in 1 2 3 4 5 6 7 8 9 10; do
 			kill -0 "$pid" 2>/dev/null || break
