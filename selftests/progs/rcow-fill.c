@@ -68,7 +68,7 @@ struct stats {
 
 struct device {
 	struct device *next;
-	struct rcow_device_info info;
+	struct rcow_device_info info = { 0 };
 	struct rcow_geom geom;
 	struct rcow_base *base;	/* opened at the first fault */
 	struct rcow_cow *cow;
@@ -229,7 +229,7 @@ static int add_device(const struct rcow_device_info *info, void *data)
 {
 	struct helper *h = data;
 	struct device *d = calloc(1, sizeof(*d));
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 
 	if (!d) {
 		logmsg("out of memory adding device %u", info->dev_id);
@@ -295,7 +295,7 @@ static int handle_fault(struct helper *h, const struct rcow_fault *f)
 {
 	struct rcow_fill_stats fs = { 0 };
 	struct device *d;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	uint32_t status = 0;
 	int r;
 
@@ -313,7 +313,7 @@ static int handle_fault(struct helper *h, const struct rcow_fault *f)
 
 	d = find_device(h, f->dev_id);
 	if (!d) {
-		struct rcow_device_info info;
+		struct rcow_device_info info = { 0 };
 
 		if (rcow_nl_get_device(h->nl, f->dev_id, &info, &err) == 0 && add_device(&info, h) == 0)
 			d = find_device(h, f->dev_id);
@@ -435,8 +435,8 @@ static int touch(const char *path)
 
 static int run(struct helper *h, int sigfd)
 {
-	struct rcow_event ev;
-	struct rcow_err err;
+	struct rcow_event ev = { 0 };
+	struct rcow_err err = { 0 };
 	int r;
 
 	r = rcow_nl_open(&h->nl, &err);
@@ -478,10 +478,11 @@ static int run(struct helper *h, int sigfd)
 		if (r == 0)
 			continue;
 		if (r == -ENOBUFS) {
+			/* never re-register: that would resend faults being filled */
 			logmsg("%s", err.msg);
-			r = rcow_nl_register(h->nl, &err);
+			r = rcow_nl_dump_devices(h->nl, add_device, h, &err);
 			if (r) {
-				logmsg("re-registering failed: %s", err.msg);
+				logmsg("re-reading the device list failed: %s", err.msg);
 				return r;
 			}
 			continue;
@@ -510,7 +511,7 @@ static int run(struct helper *h, int sigfd)
 int main(int argc, char **argv)
 {
 	struct helper h = { 0 };
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	sigset_t mask;
 	int sigfd, r;
 

@@ -220,7 +220,7 @@ bad:
 static int cmd_raw(struct rcow_nl *nl, int argc, char **argv)
 {
 	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	struct nlmsghdr *nlh;
 	bool dump = false;
 	int cmd, i = 0;
@@ -244,8 +244,8 @@ static int cmd_raw(struct rcow_nl *nl, int argc, char **argv)
 
 static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_ms)
 {
-	struct rcow_err err;
-	struct rcow_event ev;
+	struct rcow_err err = { 0 };
+	struct rcow_event ev = { 0 };
 	char b[16];
 	int r;
 
@@ -288,8 +288,8 @@ static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 {
 	const char *c = argv[0];
 	unsigned long long a = 0, b = 0, d = 0;
-	struct rcow_device_info info;
-	struct rcow_err err;
+	struct rcow_device_info info = { 0 };
+	struct rcow_err err = { 0 };
 	int r;
 
 #define NEED(n) do { if (argc != (n) + 1) { usage(stderr); return EXIT_USAGE; } } while (0)
@@ -411,7 +411,7 @@ static bool known_command(const char *c)
 int main(int argc, char **argv)
 {
 	struct rcow_nl *nl = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	int i = 1, r;
 
 	if (i < argc && (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))) {

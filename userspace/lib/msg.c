@@ -583,13 +583,9 @@ int rcow_msg_parse_family(const struct nlmsghdr *nlh, uint16_t *id, struct rcow_
 	return 0;
 }
 
-struct ack_ctx {
-	struct rcow_ack *ack;
-};
-
 static int ack_cb(const struct nlattr *a, void *data)
 {
-	struct rcow_ack *ack = ((struct ack_ctx *)data)->ack;
+	struct rcow_ack *ack = data;
 
 	switch (mnl_attr_get_type(a)) {
 	case NLMSGERR_ATTR_MSG:
@@ -609,7 +605,6 @@ static int ack_cb(const struct nlattr *a, void *data)
 int rcow_msg_parse_ack(const struct nlmsghdr *nlh, struct rcow_ack *ack, struct rcow_err *err)
 {
 	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
-	struct ack_ctx ctx = { ack };
 	size_t off;
 
 	memset(ack, 0, sizeof(*ack));
@@ -623,7 +618,7 @@ int rcow_msg_parse_ack(const struct nlmsghdr *nlh, struct rcow_ack *ack, struct 
 	      ((nlh->nlmsg_flags & NLM_F_CAPPED) ? sizeof(struct nlmsghdr) : e->msg.nlmsg_len);
 	if (MNL_ALIGN(off) + NLMSG_HDRLEN > nlh->nlmsg_len)
 		return 0;	/* no room for TLVs: ignore them */
-	mnl_attr_parse(nlh, (unsigned int)off, ack_cb, &ctx);
+	mnl_attr_parse(nlh, (unsigned int)off, ack_cb, ack);
 	return 0;
 }
 

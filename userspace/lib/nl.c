@@ -15,6 +15,16 @@
  * NETLINK_CAP_ACK keeps error messages short.  The receive buffer is made
  * large (SO_RCVBUFFORCE, else SO_RCVBUF) because the kernel may send many
  * faults at once, e.g. all outstanding ones at REGISTER.
+ *
+ * Overruns: the kernel keeps a FAULT it could not deliver and retries it,
+ * so a full receive queue loses no fault.  NETLINK_NO_ENOBUFS stops such
+ * overruns from surfacing as ENOBUFS errors.  The helper must NOT recover
+ * from an overrun by registering again: the kernel answers a REGISTER by
+ * resending every fault outstanding at the helper, and filling a fault
+ * twice could overwrite data the guest wrote after the first fill.  Only
+ * device events are not retried; rcow_nl_next_event() reports -ENOBUFS if
+ * the kernel still flags an overrun, and the caller re-reads the device
+ * list.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -173,7 +183,7 @@ int rcow_nl_transact(struct rcow_nl *nl, struct nlmsghdr *nlh,
 		for (const struct nlmsghdr *m = (void *)nl->rbuf; mnl_nlmsg_ok(m, n);
 		     m = mnl_nlmsg_next(m, &n)) {
 			if (m->nlmsg_type == NLMSG_ERROR) {
-				struct rcow_ack ack;
+				struct rcow_ack ack = { 0 };
 
 				if (rcow_msg_parse_ack(m, &ack, err) < 0 || ack.seq != seq)
 					continue;
@@ -249,6 +259,7 @@ int rcow_nl_open(struct rcow_nl **out, struct rcow_err *err)
 	/* best effort: older kernels lack these, which only costs detail */
 	mnl_socket_setsockopt(nl->sock, NETLINK_EXT_ACK, &one, sizeof(one));
 	mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof(one));
+	mnl_socket_setsockopt(nl->sock, NETLINK_NO_ENOBUFS, &one, sizeof(one));
 	fd = mnl_socket_get_fd(nl->sock);
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
@@ -472,7 +483,7 @@ int rcow_nl_next_event(struct rcow_nl *nl, struct rcow_event *ev, int timeout_ms
 	if (nl->overflow) {
 		nl->overflow = false;
 		return rcow_err_set(err, ENOBUFS,
-			"the netlink socket's receive queue overflowed and the kernel dropped messages; re-registering makes it resend outstanding faults");
+			"the netlink socket's receive queue overflowed: the kernel retries faults, but device events may have been lost; re-read the device list");
 	}
 	if (nl->qhead)
 		return pop_event(nl, ev, err);

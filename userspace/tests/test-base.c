@@ -79,7 +79,7 @@ static void test_file(struct tap *t, const char *dir)
 	unsigned char *expect = malloc(FILE_SIZE), *got = malloc(FILE_SIZE + 8192);
 	struct rcow_extent_list l = { 0 };
 	struct rcow_base *b = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	char path[512], uri[600];
 	uint64_t rd = 0, zr = 0;
 	int r;
@@ -138,7 +138,7 @@ out:
 static void test_file_errors(struct tap *t, const char *dir)
 {
 	struct rcow_base *b = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	char uri[600];
 	int r;
 
@@ -159,7 +159,7 @@ static void test_null(struct tap *t)
 {
 	struct rcow_extent_list l = { 0 };
 	struct rcow_base *b = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	unsigned char buf[8192];
 	uint64_t rd = 0, zr = 0;
 
@@ -179,7 +179,7 @@ static void test_null(struct tap *t)
 static void test_extent_list(struct tap *t)
 {
 	struct rcow_extent_list l = { 0 };
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	int i, r = 0;
 
 	for (i = 0; i < 100; i++)

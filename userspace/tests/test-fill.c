@@ -110,7 +110,7 @@ static void scenario(struct tap *t, const char *dir, uint32_t es, uint64_t dev_s
 	unsigned char *base_c = NULL, *cow_c = NULL;
 	struct rcow_base *base = NULL;
 	struct rcow_cow *cow = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	char bpath[512], cpath[512], uri[600], label[96];
 	int r;
 
@@ -181,7 +181,7 @@ out:
 static void test_geom(struct tap *t)
 {
 	struct rcow_geom g = { 128, 10, 0, 1280 };
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 
 	tap_ok(t, rcow_geom_check(&g, &err) == 0, "geometry 128 x 10 = 1280 sectors");
 	g.dev_sectors = 1281;
@@ -203,7 +203,7 @@ static void test_geom(struct tap *t)
 static void test_cow_errors(struct tap *t, const char *dir)
 {
 	struct rcow_cow *cow = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	char path[512];
 	void *buf = NULL;
 	int r;
@@ -281,7 +281,7 @@ static void test_block_device(struct tap *t, const char *dir)
 {
 	char img[512], nodes[512], *loop;
 	struct rcow_cow *cow = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	struct stat st;
 	int r;
 
@@ -311,7 +311,7 @@ static void test_block_device(struct tap *t, const char *dir)
 static void test_open_dev_errors(struct tap *t, const char *dir)
 {
 	struct rcow_cow *cow = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	char nodes[512];
 	int r;
 

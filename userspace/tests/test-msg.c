@@ -106,8 +106,8 @@ static void test_events(struct tap *t, void *buf)
 	struct rcow_fault f = { 17, 123456789012ull, 4096, 0xdeadbeefcafef00dull };
 	struct rcow_device_info d = { 0 }, d2;
 	struct rcow_hydrate_ctl h = { 4, true, 0 };
-	struct rcow_event ev;
-	struct rcow_err err;
+	struct rcow_event ev = { 0 };
+	struct rcow_err err = { 0 };
 	struct nlmsghdr *nlh;
 	char line[2048];
 
@@ -173,7 +173,7 @@ static void test_replies(struct tap *t, void *buf)
 {
 	uint8_t bits[3] = { 0x81, 0xff, 0x01 };
 	struct rcow_bitmap_chunk c;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	struct nlmsghdr *nlh;
 	uint32_t q = 0;
 	uint16_t id = 0;
@@ -221,7 +221,7 @@ static struct nlmsghdr *make_error(void *buf, int error, uint32_t seq, const cha
 static void test_acks(struct tap *t, void *buf)
 {
 	struct rcow_ack ack;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 
 	tap_ok(t, rcow_msg_parse_ack(make_error(buf, 0, 3, NULL, -1), &ack, &err) == 0 &&
 		  ack.error == 0 && ack.seq == 3 && !ack.msg[0], "plain ack");
@@ -234,8 +234,8 @@ static void test_acks(struct tap *t, void *buf)
 
 static void test_malformed(struct tap *t, void *buf)
 {
-	struct rcow_event ev;
-	struct rcow_err err;
+	struct rcow_event ev = { 0 };
+	struct rcow_err err = { 0 };
 	struct nlmsghdr *nlh;
 	char big[200];
 

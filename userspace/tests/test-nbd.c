@@ -105,7 +105,7 @@ static void check_server(struct tap *t, const char *dir, const char *img, const 
 	struct rcow_extent_list l = { 0 };
 	unsigned char *got = malloc(IMG_SIZE);
 	struct rcow_base *b = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	char sock[512], uri[600];
 	uint64_t rd = 0, zr = 0;
 	pid_t pid;
@@ -146,7 +146,7 @@ void test_nbd(struct tap *t)
 {
 	unsigned char *expect;
 	struct rcow_base *b = NULL;
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	char *dir, img[512], uri[600];
 
 	if (!have_nbdkit()) {

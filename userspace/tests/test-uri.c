@@ -87,7 +87,7 @@ static const struct bad bads[] = {
 
 void test_uri(struct tap *t)
 {
-	struct rcow_err err;
+	struct rcow_err err = { 0 };
 	struct rcow_uri u;
 	size_t i;
 	char *long_uri;

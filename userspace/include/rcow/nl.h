@@ -82,8 +82,9 @@ uint32_t rcow_nl_next_seq(struct rcow_nl *nl);
 /*
  * Next kernel -> helper message: 1 with *ev filled, 0 if none arrived
  * within timeout_ms (-1: wait forever, 0: do not wait), or -errno.
- * -ENOBUFS means the kernel dropped messages because the socket's queue
- * was full: re-register so outstanding faults are sent again.  -EPROTO
+ * -ENOBUFS means the socket's queue overflowed: faults are retried by the
+ * kernel, but device events may be lost, so re-read the device list (never
+ * re-register: that resends faults already being filled).  -EPROTO
  * means one malformed message was skipped; the caller may go on.
  */
 int rcow_nl_next_event(struct rcow_nl *nl, struct rcow_event *ev, int timeout_ms,
