@@ -68,7 +68,7 @@ struct stats {
 
 struct device {
 	struct device *next;
-	struct rcow_device_info info = { 0 };
+	struct rcow_device_info info;
 	struct rcow_geom geom;
 	struct rcow_base *base;	/* opened at the first fault */
 	struct rcow_cow *cow;
