@@ -344,9 +344,12 @@ static void process_missing(struct rcow *rc, struct bio *bio, u64 extent)
 			spin_unlock_irq(&rc->lock);
 			break;
 		}
-		if (rc->requeue_io) {
+		if (rc->requeue_io ||
+		    (rc->suspending && !rcow_nl_helper_connected())) {
+			/* See rcow_presuspend(). */
+			bio->bi_status = rc->requeue_io ? BLK_STS_DM_REQUEUE :
+							  BLK_STS_IOERR;
 			spin_unlock_irq(&rc->lock);
-			bio->bi_status = BLK_STS_DM_REQUEUE;
 			bio_endio(bio);
 			goto out;
 		}
