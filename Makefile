@@ -96,7 +96,7 @@ lint-c:
 			-D__linux__ -D__x86_64__ $(C_INCS) $(C_SRCS); \
 	else echo "no userspace C sources yet: cppcheck skipped"; fi
 
-SH_SRCS = $(shell find scripts selftests tools .ci -type f \( -name '*.sh' -o -name run \) 2>/dev/null)
+SH_SRCS = $(shell find scripts selftests tools userspace .ci -path '*/build' -prune -o -type f \( -name '*.sh' -o -name run \) -print 2>/dev/null)
 
 lint-sh:
 	@echo "  SHELLCHECK $(words $(SH_SRCS)) scripts"
