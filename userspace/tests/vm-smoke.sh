@@ -94,6 +94,16 @@ wait "$rp"
 check "reader finished after the restart, data right" cmp -n $((256 << 10)) /dev/mapper/rc "$T/base.img"
 stop_fill
 
+check "fresh device" new_device "file://$T/base.img"
+"$P/rcow-fill" --once 2>>"$T/fill.log" &
+fp=$!
+dd if=/dev/mapper/rc of=/dev/null bs=64k count=1 iflag=direct status=none
+wait "$fp"; rc=$?; fp=''
+if [ $rc -eq 0 ]; then ok "--once answers one fault and exits 0"; else not_ok "--once exits 0" "rc=$rc"; fi
+start_fill --base-override null:
+check "--base-override null: fills zeroes over random base data" cmp -n $((960 << 10)) -i $((64 << 10)):0 /dev/mapper/rc /dev/zero
+stop_fill
+
 if command -v nbdkit >/dev/null; then
 	nbdkit -r -U "$T/nbd.sock" -P "$T/nbd.pid" file "$T/base.img" && wait_for "$T/nbd.sock"
 	nbd_pid=$(cat "$T/nbd.pid")
