@@ -126,7 +126,9 @@ static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 	    nla_put_u64_64bit(skb, RCOW_A_PRESENT,
 			      rcow_md_count(rc->md, RCOW_BITMAP_PRESENT),
 			      RCOW_A_PAD) ||
-	    nla_put_u32(skb, RCOW_A_FLAGS, flags))
+	    nla_put_u32(skb, RCOW_A_FLAGS, flags) ||
+	    (rc->hydrating &&
+	     nla_put_u32(skb, RCOW_A_HYDRATE_RATE, rc->hydrate_rate)))
 		return -EMSGSIZE;
 	return 0;
 }
@@ -286,6 +288,13 @@ static int rcow_nl_register(struct sk_buff *skb, struct genl_info *info)
 		r = -EBUSY;
 		goto out;
 	}
+	/*
+	 * Registering again from the registered socket changes nothing:
+	 * resending faults it may already have answered could let a stale
+	 * fill overwrite newer data.
+	 */
+	if (rcow_helper_portid == info->snd_portid)
+		goto out;
 	WRITE_ONCE(rcow_helper_portid, info->snd_portid);
 	DMINFO("helper registered (port %u)", info->snd_portid);
 	list_for_each_entry(rc, &rcow_devices, nl_node)

@@ -3,8 +3,9 @@
  * remote-cow: interface between the dm-remote-cow kernel target and its
  * userspace helper (remote-cowd), shared by both sides.
  *
- * The helper talks to the kernel over a generic netlink family.  One helper
- * registers per network namespace; the kernel then sends it FAULT requests
+ * The helper talks to the kernel over a generic netlink family that lives in
+ * the initial network namespace.  One helper registers per host; the kernel
+ * then sends it FAULT requests
  * (unicast to the registered socket) and device events, and the helper
  * answers each fault with FILL_DONE once the extent's data reached the COW
  * device.  Every request from the helper needs CAP_NET_ADMIN.
@@ -36,9 +37,11 @@
 enum remote_cow_cmd {
 	RCOW_CMD_UNSPEC,
 	/*
-	 * helper -> kernel.  Become the helper of this network namespace.
-	 * Outstanding faults of every device are (re)sent to it at once.
-	 * Fails with EBUSY if another live socket is registered.
+	 * helper -> kernel.  Become the helper of the host.  Outstanding
+	 * faults of every device are (re)sent to it at once; each fault is
+	 * sent at most once per registration.  Fails with EBUSY if another
+	 * live socket is registered; from the registered socket it is a
+	 * no-op.
 	 */
 	RCOW_CMD_REGISTER,
 	/* helper -> kernel.  Stop being the helper (also implied by close). */
@@ -71,12 +74,16 @@ enum remote_cow_cmd {
 	RCOW_CMD_HYDRATE,
 	/*
 	 * helper -> kernel.  DEV_ID, BITMAP (enum remote_cow_bitmap),
-	 * FIRST_EXTENT (multiple of 8).  Reply: FIRST_EXTENT, EXTENT_COUNT and
-	 * BITMAP_DATA with the bits of extents [first, first + count), bit i
+	 * FIRST_EXTENT (multiple of 8).  Reply: DEV_ID, BITMAP, FIRST_EXTENT,
+	 * EXTENT_COUNT and BITMAP_DATA with the bits of extents [first, first + count), bit i
 	 * of byte j describing extent first + 8 * j + i.
 	 */
 	RCOW_CMD_GET_BITMAP,
-	/* kernel -> helper events, with the device attributes. */
+	/*
+	 * kernel -> helper events, with the device attributes.  Events are
+	 * not retried when the helper's socket buffer is full: a helper that
+	 * sees a FAULT for an unknown DEV_ID asks GET_DEVICE.
+	 */
 	RCOW_CMD_DEVICE_ADD,
 	RCOW_CMD_DEVICE_REMOVE,
 	/*
@@ -94,7 +101,7 @@ enum remote_cow_cmd {
 enum remote_cow_attr {
 	RCOW_A_UNSPEC,
 	RCOW_A_PAD,
-	RCOW_A_DEV_ID,		/* u32: kernel-assigned device id */
+	RCOW_A_DEV_ID,		/* u32: kernel-assigned device id, never 0 */
 	RCOW_A_DM_NAME,		/* string: dm device name */
 	RCOW_A_DM_UUID,		/* string: dm uuid, may be empty */
 	RCOW_A_COW_MAJOR,	/* u32 */
@@ -110,7 +117,9 @@ enum remote_cow_attr {
 	RCOW_A_STATUS,		/* u32: 0 or positive errno */
 	RCOW_A_BITMAP,		/* u32: enum remote_cow_bitmap */
 	RCOW_A_BITMAP_DATA,	/* binary */
-	RCOW_A_HYDRATE_RATE,	/* u32: MiB/s, 0 = unlimited */
+	RCOW_A_HYDRATE_RATE,	/* u32: MiB/s, 0 = unlimited; in GET_DEVICE
+				 * too, while hydrating
+				 */
 	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
 	RCOW_A_FLAGS,		/* u32: RCOW_DEV_F_* (in GET_DEVICE) */
 
