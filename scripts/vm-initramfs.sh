@@ -89,6 +89,6 @@ for p in "${order[@]}"; do
 	esac
 	printf '%s\n' "$b" >>"$tmp/modules/order"
 done
-(cd "$tmp" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) >"$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+(cd "$tmp" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) >"$OUT.$$"
+mv "$OUT.$$" "$OUT"
 printf '%s\n' "$OUT"

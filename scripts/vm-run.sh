@@ -102,8 +102,8 @@ if [ ! -f "$dcache/modules.dep.bin" ]; then
 	depmod -b "$RUN/modules" "$ABI"
 	mkdir -p "$dcache.$$"
 	cp "$M"/modules.* "$dcache.$$/"
-	rm -rf "$dcache"
-	mv "$dcache.$$" "$dcache" 2>/dev/null || rm -rf "$dcache.$$"
+	# Another run may have made it meanwhile: keep that one.
+	mv -T "$dcache.$$" "$dcache" 2>/dev/null || rm -rf "$dcache.$$"
 	# Keep the 10 newest indexes.
 	find "$BUILD/vm/depmod" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' |
 		sort -rn | tail -n +11 | cut -d' ' -f2- | xargs -r rm -rf

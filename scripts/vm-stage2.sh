@@ -42,10 +42,14 @@ echo 30 >/proc/sys/kernel/hung_task_timeout_secs
 echo 0 >/proc/sys/kernel/panic_on_oops
 echo 0 >/proc/sys/kernel/softlockup_panic
 echo 0 >/proc/sys/kernel/printk_ratelimit
-# Let the run (tests, demo) find the tree's programs.
+# Let the run (tests, demo) find the tree's programs; login shells too.
 for d in "$TREE/tools" "$TREE/userspace"; do
 	[ -d "$d" ] && PATH=$PATH:$d
 done
+cat >/etc/profile.d/zz-rcvm.sh <<EOF
+export PATH=\$PATH:$TREE/tools:$TREE/userspace DM_DISABLE_UDEV=1
+export RC_TREE=$TREE RC_RUN=$RUN RC_VM=1
+EOF
 
 read -r up _ </proc/uptime
 echo "vm-stage2: up after $up s" >/dev/kmsg

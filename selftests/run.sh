@@ -105,6 +105,8 @@ for name in "${names[@]}"; do
 
 	log=/tmp/selftest-$name.log
 	: >"$log"
+	# A test that blocks I/O on purpose for longer may raise this itself.
+	echo 30 >/proc/sys/kernel/hung_task_timeout_secs
 	mark="rcow-selftest: begin $name $num $$"
 	echo "$mark" >/dev/kmsg
 	start=$SECONDS
