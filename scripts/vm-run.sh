@@ -161,6 +161,9 @@ start=$(date +%s%N)
 timeout -k 10 "$timeout" "${qemu[@]}" -append "${append[*]}" \
 	</dev/null >"$RUN/qemu.log" 2>&1 &
 qpid=$!
+# timeout(1) runs qemu in a process group of its own, out of reach of the
+# terminal's Ctrl-C: pass interruptions on.
+trap 'kill -TERM "$qpid" 2>/dev/null; log "interrupted"; exit 130' INT TERM HUP
 if [ "$quiet" = 0 ]; then
 	tail -n +1 -F --pid="$qpid" "$RUN/output.log" 2>/dev/null &
 	tpid=$!
