@@ -32,7 +32,7 @@ PACKAGES=(
 	qemu-system-x86 busybox-static cpio xz-utils
 	# tools used by tests and the demo, inside the VM
 	dmsetup libnbd-bin nbdkit qemu-utils fio iproute2 iputils-ping
-	e2fsprogs util-linux procps coreutils
+	e2fsprogs util-linux procps coreutils openssl
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
