@@ -1,0 +1,351 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# A "remote host" for the dm-remote-cow selftests, the demo and the NBD
+# benchmark, inside the test VM: a network namespace behind a veth pair,
+# an NBD server (nbdkit or qemu-nbd) running in it, tc netem shaping of the
+# link, link down/up, server kill/restart and the byte counters of the
+# link.  Source it after lib.sh (it uses at_exit for every cleanup):
+#
+#   . "$(dirname "$0")/lib.sh"
+#   . "$(dirname "$0")/lib-net.sh"
+#   net_setup                       # namespace + veth, removed at exit
+#   net_shape 20ms 100mbit          # netem on both directions
+#   net_serve "$base"               # nbdkit file plugin in the namespace
+#   uri=$(net_uri)                  # nbd://10.99.0.2:10809/base
+#   helper_start                    # remote-cowd, else rcow-fill
+#
+# The addresses (10.99.0.0/24) exist only in the VM's private namespaces;
+# nothing here touches any other interface.
+#
+# The helper that answers faults is $RCOW_HELPER: the daemon
+# userspace/remote-cowd when it is built, else the selftests' rcow-fill.
+# Set RCOW_HELPER=<path> to force one.
+
+NET_NS=${NET_NS:-rcow-srv}		# the server's network namespace
+NET_HOST_IF=${NET_HOST_IF:-rcow-h0}	# veth end in the root namespace
+NET_SRV_IF=${NET_SRV_IF:-rcow-s0}	# veth end in $NET_NS
+NET_HOST_IP=10.99.0.1
+NET_SRV_IP=10.99.0.2
+NET_PORT=${NET_PORT:-10809}
+NET_EXPORT=${NET_EXPORT:-base}
+NET_SERVER=${NET_SERVER:-nbdkit}	# nbdkit | qemu-nbd
+
+_RC_TREE_NET=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+
+# ---------------------------------------------------------------------------
+# The helper: one line to switch.  remote-cowd when built, else rcow-fill.
+# ---------------------------------------------------------------------------
+if [ -z "${RCOW_HELPER:-}" ]; then
+	if [ -x "$_RC_TREE_NET/userspace/remote-cowd" ]; then
+		RCOW_HELPER=$_RC_TREE_NET/userspace/remote-cowd
+	else
+		RCOW_HELPER=$_RC_TREE_NET/selftests/progs/rcow-fill
+	fi
+fi
+
+HELPER_PID=
+HELPER_STATS=
+HELPER_LOG=
+HELPER_READY=
+_helper_n=0
+
+helper_name() { basename "$RCOW_HELPER"; }
+
+# helper_is_daemon: true when the helper is remote-cowd (retries, prefetch,
+# streaming), false for the synchronous test helper rcow-fill.
+helper_is_daemon() {
+	[ "$(helper_name)" = remote-cowd ]
+}
+
+# helper_start [extra args...]: start the helper in the background with
+# --ready and --stats files in the scratch directory; waits until it is
+# ready (10 s).  Sets HELPER_PID, HELPER_STATS, HELPER_LOG.  Stopped at exit.
+helper_start() {
+	local dir i args=()
+	dir=${NET_WORKDIR:-$(test_tmpdir)}
+	_helper_n=$((_helper_n + 1))
+	HELPER_READY=$dir/helper.$_helper_n.ready
+	HELPER_STATS=$dir/helper.$_helper_n.stats
+	HELPER_LOG=$dir/helper.$_helper_n.log
+	rm -f "$HELPER_READY" "$HELPER_STATS"
+	helper_is_daemon && args+=(--foreground)
+	args+=(--ready "$HELPER_READY" --stats "$HELPER_STATS")
+	"$RCOW_HELPER" "${args[@]}" "$@" >"$HELPER_LOG" 2>&1 &
+	HELPER_PID=$!
+	at_exit "helper_stop_pid $HELPER_PID"
+	for ((i = 0; i < 100; i++)); do
+		[ -e "$HELPER_READY" ] && return 0
+		kill -0 "$HELPER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "helper $RCOW_HELPER not ready; its log:" >&2
+	cat "$HELPER_LOG" >&2
+	return 1
+}
+
+# helper_stop_pid <pid>: SIGTERM (the helper writes its stats), wait 10 s,
+# then SIGKILL.
+helper_stop_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+helper_stop() {	# stop the current helper (stats are then in $HELPER_STATS)
+	[ -n "$HELPER_PID" ] || return 0
+	helper_stop_pid "$HELPER_PID"
+	HELPER_PID=
+}
+
+helper_kill() {	# SIGKILL the current helper, no stats
+	[ -n "$HELPER_PID" ] || return 0
+	kill -KILL "$HELPER_PID" 2>/dev/null
+	wait "$HELPER_PID" 2>/dev/null
+	HELPER_PID=
+	return 0
+}
+
+# helper_stat <key> [file]: a counter from the helper's --stats file (0 when
+# absent).
+helper_stat() {
+	local f=${2:-$HELPER_STATS} v
+	v=$(sed -n "s/^$1=//p" "$f" 2>/dev/null | head -n1)
+	echo "${v:-0}"
+}
+
+# ---------------------------------------------------------------------------
+# Namespace and link
+# ---------------------------------------------------------------------------
+
+# nsx <command...>: run a command in the server's namespace.
+nsx() {
+	ip netns exec "$NET_NS" "$@"
+}
+
+# net_setup: the namespace and the veth pair, 10.99.0.1 (here) <->
+# 10.99.0.2 (there), both up.  Torn down at exit.
+net_setup() {
+	modprobe veth 2>/dev/null
+	modprobe sch_netem 2>/dev/null
+	net_teardown
+	ip netns add "$NET_NS" || return 1
+	at_exit "net_teardown"
+	ip link add "$NET_HOST_IF" type veth peer name "$NET_SRV_IF" || return 1
+	ip link set "$NET_SRV_IF" netns "$NET_NS" || return 1
+	ip addr add "$NET_HOST_IP/24" dev "$NET_HOST_IF" || return 1
+	ip link set "$NET_HOST_IF" up || return 1
+	nsx ip link set lo up || return 1
+	nsx ip addr add "$NET_SRV_IP/24" dev "$NET_SRV_IF" || return 1
+	nsx ip link set "$NET_SRV_IF" up || return 1
+	# One line of each: a connectivity check that fails fast.
+	ping -c1 -W2 "$NET_SRV_IP" >/dev/null 2>&1 || {
+		echo "net_setup: $NET_SRV_IP does not answer" >&2
+		return 1
+	}
+}
+
+# net_teardown: kill every process in the namespace, delete it and the
+# veth pair (deleting one end deletes both).
+net_teardown() {
+	local p
+	if ip netns list 2>/dev/null | grep -qw "$NET_NS"; then
+		for p in $(ip netns pids "$NET_NS" 2>/dev/null); do
+			kill -KILL "$p" 2>/dev/null
+		done
+		ip netns del "$NET_NS" 2>/dev/null
+	fi
+	ip link del "$NET_HOST_IF" 2>/dev/null
+	return 0
+}
+
+# net_shape [delay] [rate] [loss]: netem on both ends of the link, so each
+# direction gets the delay, the rate and the loss ("-" leaves one out):
+#   net_shape 50ms 100mbit        net_shape 20ms - 1%
+net_shape() {
+	local delay=${1:--} rate=${2:--} loss=${3:--} args=() limit=10000
+	[ "$delay" = - ] || args+=(delay "$delay")
+	[ "$rate" = - ] || args+=(rate "$rate")
+	[ "$loss" = - ] || args+=(loss "$loss")
+	[ ${#args[@]} -gt 0 ] || { net_unshape; return; }
+	tc qdisc replace dev "$NET_HOST_IF" root netem limit "$limit" "${args[@]}" || return 1
+	nsx tc qdisc replace dev "$NET_SRV_IF" root netem limit "$limit" "${args[@]}"
+}
+
+net_unshape() {	# remove the shaping
+	tc qdisc del dev "$NET_HOST_IF" root 2>/dev/null
+	nsx tc qdisc del dev "$NET_SRV_IF" root 2>/dev/null
+	return 0
+}
+
+# net_link_down / net_link_up: the server's end of the cable.  Its routes
+# go with it; TCP connections survive an outage shorter than their
+# retransmission timeout, as with a pulled cable.
+net_link_down() {
+	nsx ip link set "$NET_SRV_IF" down
+}
+
+net_link_up() {
+	nsx ip link set "$NET_SRV_IF" up || return 1
+	nsx ip route replace 10.99.0.0/24 dev "$NET_SRV_IF" src "$NET_SRV_IP" 2>/dev/null
+	return 0
+}
+
+# net_bytes [rx|tx|all]: bytes the root namespace's end of the link
+# received (rx: data from the server), sent (tx) or both (default).
+net_bytes() {
+	local s=/sys/class/net/$NET_HOST_IF/statistics rx tx
+	rx=$(cat "$s/rx_bytes") || return 1
+	tx=$(cat "$s/tx_bytes") || return 1
+	case ${1:-all} in
+	rx) echo "$rx" ;;
+	tx) echo "$tx" ;;
+	*) echo $((rx + tx)) ;;
+	esac
+}
+
+# ---------------------------------------------------------------------------
+# NBD server in the namespace
+# ---------------------------------------------------------------------------
+
+NET_SERVER_PID=
+_net_server_cmd=()
+
+# net_serve <image file> | net_serve --plugin <nbdkit plugin args...>:
+# start the NBD server (read-only) in the namespace on $NET_PORT and wait
+# until it answers.  $NET_SERVER picks nbdkit (file plugin, which reports
+# holes through base:allocation) or qemu-nbd (raw, export $NET_EXPORT).
+# Killed at exit.
+net_serve() {
+	local cmd=()
+	if [ "$1" = --plugin ]; then
+		shift
+		cmd=(nbdkit -f -r -i "$NET_SRV_IP" -p "$NET_PORT" -e "$NET_EXPORT" --threads 16 "$@")
+	elif [ "$NET_SERVER" = qemu-nbd ]; then
+		cmd=(qemu-nbd -f raw -r --persistent --shared=16 -b "$NET_SRV_IP" -p "$NET_PORT"
+			-x "$NET_EXPORT" "$1")
+	else
+		cmd=(nbdkit -f -r -i "$NET_SRV_IP" -p "$NET_PORT" -e "$NET_EXPORT" --threads 16
+			file "$1")
+	fi
+	_net_server_cmd=("${cmd[@]}")
+	net_server_start
+}
+
+# net_server_start: (re)start the server last given to net_serve.
+net_server_start() {
+	local i
+	# Not through nsx: $! must be the server itself (ip netns exec execs it).
+	ip netns exec "$NET_NS" "${_net_server_cmd[@]}" \
+		>>"${NET_WORKDIR:-$(test_tmpdir)}/nbd-server.log" 2>&1 &
+	NET_SERVER_PID=$!
+	at_exit "net_server_kill $NET_SERVER_PID"
+	for ((i = 0; i < 100; i++)); do
+		net_server_answers && return 0
+		kill -0 "$NET_SERVER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "net_server_start: ${_net_server_cmd[*]} does not answer" >&2
+	nsx ss -tanp >&2
+	ss -tanp >&2
+	cat "${NET_WORKDIR:-$(test_tmpdir)}/nbd-server.log" >&2
+	return 1
+}
+
+net_server_answers() {	# the export answers a size query (within 5 s)
+	timeout 5 nbdinfo --size "$(net_uri)" >/dev/null 2>&1
+}
+
+# net_server_kill [pid]: SIGKILL the server (the current one by default),
+# which drops its connections.
+net_server_kill() {
+	local pid=${1:-$NET_SERVER_PID}
+	[ -n "$pid" ] || return 0
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	[ "$pid" != "$NET_SERVER_PID" ] || NET_SERVER_PID=
+	return 0
+}
+
+# net_uri: the base URI of the export, as a remote-cow table takes it.
+net_uri() {
+	echo "nbd://$NET_SRV_IP:$NET_PORT/$NET_EXPORT"
+}
+
+# ---------------------------------------------------------------------------
+# Waiting and background reads
+# ---------------------------------------------------------------------------
+
+# wait_until <seconds> <command...>: poll every 0.1 s until the command
+# succeeds; false on timeout.
+wait_until() {
+	local limit=$(($1 * 10)) i
+	shift
+	for ((i = 0; i < limit; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	"$@"
+}
+
+# wait_pid <pid> <seconds>: wait for a background job; its exit status, or
+# 124 (and the job killed) on timeout.
+wait_pid() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		kill -KILL "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+		return 124
+	fi
+	wait "$1"
+}
+
+# present_extents <dm name>: the <present> of the status line.
+present_extents() {
+	dm_status_field "$1" 2 | cut -d/ -f1
+}
+
+# bg_sha256 <device> <out file>: sha256 of the whole device, read with
+# O_DIRECT in 1 MiB requests, in the background (BG_PID); the sum lands in
+# <out file> only when the read succeeded.
+BG_PID=
+bg_sha256() {
+	rm -f "$2"
+	(
+		sum=$(dd if="$1" bs=1M iflag=direct status=none | sha256sum) || exit 1
+		echo "${sum%% *}" >"$2"
+	) &
+	BG_PID=$!
+	at_exit "kill -KILL $BG_PID"
+}
+
+# net_tmpdir: the test's scratch directory, made in this shell (so its
+# removal is registered here), in NET_WORKDIR.
+net_tmpdir() {
+	test_tmpdir >/dev/null
+	NET_WORKDIR=$RC_TMP
+}
+
+# make_cow <bytes>: a zeroed sparse file on a loop device, in COW_DEV;
+# detached at exit.  (Not a command substitution, so the cleanup is
+# registered in the test's shell.)
+COW_DEV=
+make_cow() {
+	local f
+	f=$(mktemp "${NET_WORKDIR:?net_tmpdir first}/cow.XXXXXX") || return 1
+	truncate -s "$1" "$f" || return 1
+	[ -e /dev/loop-control ] || modprobe loop || return 1
+	COW_DEV=$(losetup -f --show "$f") || return 1
+	at_exit "losetup -d '$COW_DEV'"
+}

@@ -1,0 +1,68 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The link to the NBD server goes down for 10 seconds while a whole-device
+# read is in progress: the read waits, and once the link is back it
+# completes with the base's data, no EIO.
+#
+# remote-cowd retries and reconnects; the synchronous test helper rcow-fill
+# has only TCP retransmission to rely on, which also carries a 10 s cut
+# (its exponential backoff delays recovery by up to ~30 s).
+# TIMEOUT=300
+# shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-net.sh"
+
+require_vm
+require_cmd dmsetup losetup nbdkit nbdinfo ip tc openssl
+tap_plan 8
+
+NAME="rc-link-down"
+EXT=128				# 64 KiB extents
+BASE_BYTES=$((16 << 20))
+LEN=$((BASE_BYTES / 512))
+TOTAL=$((LEN / EXT))
+DOWN=10				# seconds
+
+load_module || tap_bail "cannot load $RC_MODULE"
+# Reads wait for the link on purpose: longer than the usual 30 s check.
+echo 120 >/proc/sys/kernel/hung_task_timeout_secs
+net_tmpdir
+tmp=$NET_WORKDIR
+net_setup || tap_bail "cannot set up the network namespace"
+net_shape 20ms 100mbit || tap_bail "cannot shape the link"
+base_sum=$(make_base_image "$tmp/base.img" "$BASE_BYTES" nbd-link-down) ||
+	tap_bail "cannot make the base image"
+net_serve "$tmp/base.img" || tap_bail "cannot start the NBD server"
+make_cow $((BASE_BYTES + (16 << 20))) || tap_bail "no COW loop device"
+tap_diag "helper: $RCOW_HELPER; base $(net_uri) behind 20 ms, 100 Mbit/s"
+
+helper_start || tap_bail "the helper does not start"
+at_exit "dm_remove $NAME"	# dm_create runs in check's subshell
+check "create $NAME" dm_create "$NAME" "$(rc_table "$LEN" "$COW_DEV" "$EXT" "$(net_uri)")" ||
+	tap_bail "cannot create the device"
+
+bg_sha256 "/dev/mapper/$NAME" "$tmp/sum"
+reader=$BG_PID
+some_present() { [ "$(present_extents "$NAME")" -ge 8 ]; }
+if wait_until 60 some_present && kill -0 "$reader" 2>/dev/null; then
+	tap_ok "the read is under way ($(dm_status_field "$NAME" 2) present)"
+else
+	tap_not_ok "the read is under way" "status: $(dmsetup status "$NAME")"
+fi
+check "link down" net_link_down
+p1=$(present_extents "$NAME")
+sleep "$DOWN"
+p2=$(present_extents "$NAME")
+tap_diag "after ${DOWN}s down: present $p1 -> $p2 of $TOTAL; $(dmsetup status "$NAME")"
+check "the read is still waiting after ${DOWN}s" kill -0 "$reader"
+check "link up" net_link_up
+t0=$SECONDS
+wait_pid "$reader" 180
+check_eq "the read completes" 0 "$?"
+tap_diag "completed $((SECONDS - t0))s after the link came back"
+check_eq "the data read equals the base" "$base_sum" "$(cat "$tmp/sum" 2>/dev/null)"
+check_eq "every extent is present" "$TOTAL/$TOTAL" "$(dm_status_field "$NAME" 2)"
+tap_diag "helper log:" "$(tail -n 20 "$HELPER_LOG")"
+
+tap_done
