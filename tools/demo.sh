@@ -1,121 +1,228 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# dm-remote-cow demo: a disk image that lives on an image server is used
-# at once, without copying it first.  Runs inside the test VM ('make demo'
+# dm-remote-cow demo: a disk image that lives on an image server is used at
+# once, without copying it first.  Runs inside the test VM ('make demo'
 # boots it); needs root and the module.
 #
-#  1. an "image server": an ext4 image with a few files, exported read-only
-#     over NBD by nbdkit on 127.0.0.1;
-#  2. an empty local COW device (a sparse file on a loop device);
-#  3. a remote-cow device over both (dmsetup), and the helper that fetches
-#     missing extents: remote-cowd when built, else the selftests' rcow-fill;
-#  4. the device is mounted: files read back identical to the image's, a
-#     new file is written locally, and the status line shows that only the
-#     touched extents were fetched;
-#  5. teardown; the image on the server is unchanged.
+#  1. builds an ext4 image with files of known checksums;
+#  2. serves it read-only over NBD (nbdkit) from a "remote host": a network
+#     namespace behind a veth link shaped by tc netem (20 ms each way,
+#     100 Mbit/s);
+#  3. creates a remote-cow device over it and an empty local COW device
+#     (with the remote-cow CLI when it is built, else dmsetup and the table
+#     line), and starts the helper (remote-cowd when built, else the
+#     selftests' rcow-fill);
+#  4. mounts it, reads and checks the files, writes new ones, and counts the
+#     bytes that crossed the link against the image size;
+#  5. hydrates the rest (hydrate start with remote-cowd; with rcow-fill,
+#     which does not stream, by reading the whole device);
+#  6. stops the image server, remounts, checks every file, runs fsck.
 #
-# Without any helper program built yet it only brings the device up and
-# down and shows its table and status.
-set -euo pipefail
+# Environment: DEMO_IMG_MIB (image size, 64), DEMO_DELAY (20ms),
+# DEMO_RATE (100mbit), RCOW_HELPER (force a helper program).
+# shellcheck disable=SC2119	# lib-net.sh helpers take optional arguments
 
 TREE=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
-export DM_DISABLE_UDEV=1
+# The selftests' helpers: at_exit cleanups, images, namespace and link.
+# shellcheck source=../selftests/lib.sh
+. "$TREE/selftests/lib.sh"
+# shellcheck source=../selftests/lib-net.sh
+. "$TREE/selftests/lib-net.sh"
+
 NAME=demo
-PORT=10809
-EXT=128			# extent size in sectors (64 KiB)
-IMG_MIB=64
+EXT=128				# extent: 64 KiB
+IMG_MIB=${DEMO_IMG_MIB:-64}
+DELAY=${DEMO_DELAY:-20ms}
+RATE=${DEMO_RATE:-100mbit}
+CLI=$TREE/tools/remote-cow
+t_start=$SECONDS
 
-say() { printf '\n== %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+step_n=0
+step() { step_n=$((step_n + 1)); printf '\n[%d] %s\n' "$step_n" "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
+status_line() { dmsetup status "$NAME" | cut -d' ' -f4-; }
 
-[ "$(id -u)" -eq 0 ] || { echo "demo: needs root (run it with 'make demo')" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/rcow-demo.XXXXXX)
-pids=()
-cow=''
-cleanup() {
-	set +e
-	mountpoint -q "$work/mnt" && umount "$work/mnt"
-	dmsetup info "$NAME" >/dev/null 2>&1 && dmsetup remove --retry "$NAME"
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-	[ -z "$cow" ] || losetup -d "$cow"
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-grep -q '^dm_remote_cow ' /proc/modules || run modprobe dm-remote-cow
-[ -e /dev/loop-control ] || modprobe loop
-
-say "1. the image server: an ext4 image exported read-only over NBD"
+[ "$(id -u)" -eq 0 ] || die "needs root: run it with 'make demo' (it boots the test VM)"
+for c in nbdkit nbdinfo ip tc mkfs.ext4 fsck.ext4 dmsetup losetup openssl; do
+	command -v "$c" >/dev/null || die "$c is not installed (make deps)"
+done
+load_module || die "cannot load $RC_MODULE"
+net_tmpdir
+work=$NET_WORKDIR
 mkdir -p "$work/content" "$work/mnt"
-echo "Hello from the image server." >"$work/content/hello.txt"
+at_exit "umount '$work/mnt'"
+
+printf 'dm-remote-cow demo: use a disk image that lives on a server at once, without copying it first.\n'
+
+# ---------------------------------------------------------------------------
+step "Building a ${IMG_MIB} MiB ext4 image with files of known checksums"
+cat >"$work/content/README.txt" <<EOF
+This file lives in an ext4 image on an NBD server.  You are reading it
+through dm-remote-cow, which fetched only the extents that hold it.
+EOF
+mkdir -p "$work/content/photos" "$work/content/docs"
+for i in 1 2 3 4; do
+	image_data "demo-photo$i" $((i * 2 << 20)) >"$work/content/photos/photo$i.raw"
+done
 for i in 1 2 3; do
-	head -c $((2 << 20)) /dev/urandom >"$work/content/blob$i.bin"
+	image_data "demo-doc$i" $((i * 40000)) | base64 >"$work/content/docs/doc$i.txt"
 done
-(cd "$work/content" && sha256sum ./*) >"$work/content.sha256"
-run mkfs.ext4 -q -F -b 4096 -d "$work/content" "$work/base.img" "${IMG_MIB}M"
-base_sum=$(sha256sum <"$work/base.img")
-nbdkit --exit-with-parent -f -r -i 127.0.0.1 -p "$PORT" file "$work/base.img" &
-pids+=($!)
-for _ in $(seq 50); do
-	nbdinfo --size "nbd://127.0.0.1:$PORT/" >/dev/null 2>&1 && break
-	sleep 0.2
-done
-run nbdinfo --size "nbd://127.0.0.1:$PORT/"
+image_data demo-archive $((4 << 20)) >"$work/content/archive.bin"
+(cd "$work/content" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$work/base.sums"
+mkfs.ext4 -q -F -b 4096 -L remote-image -d "$work/content" "$work/base.img" "${IMG_MIB}M" ||
+	die "mkfs.ext4 failed"
+img_bytes=$(stat -c %s "$work/base.img")
+files_bytes=$(du -sb "$work/content" | cut -f1)
+base_sum=$(sha256_of "$work/base.img")
+info "$(wc -l <"$work/base.sums") files, $(mib "$files_bytes") of data, image $(mib "$img_bytes")"
 
-say "2. an empty local COW device (sparse file on a loop device)"
-len=$((IMG_MIB * 2048))
-truncate -s $(((IMG_MIB + 16) << 20)) "$work/cow.img"
-cow=$(losetup -f --show "$work/cow.img")
-echo "COW device: $cow"
+# ---------------------------------------------------------------------------
+step "Starting the image server: nbdkit in network namespace $NET_NS, link shaped to $DELAY each way, $RATE"
+net_setup || die "cannot set up the network namespace"
+net_shape "$DELAY" "$RATE" || die "cannot shape the link"
+net_serve "$work/base.img" || die "cannot start nbdkit"
+info "export $(net_uri) ($(nbdinfo --size "$(net_uri)") bytes, read-only)"
+info "ping: $(ping -c1 -W2 "$NET_SRV_IP" | sed -n 's/.*time=\([0-9.]* ms\).*/\1/p') round trip"
 
-say "3. the remote-cow device over both"
-run dmsetup create "$NAME" --table "0 $len remote-cow $cow $EXT nbd://127.0.0.1:$PORT/"
-run dmsetup table "$NAME"
-run dmsetup status "$NAME"
+# ---------------------------------------------------------------------------
+len=$((img_bytes / 512))
+cow_bytes=$((img_bytes + (16 << 20)))	# metadata + data, with room
+step "Creating an empty local COW device: a sparse file on a loop device"
+make_cow "$cow_bytes" || die "cannot make the COW loop device"
+info "$COW_DEV: $(mib "$cow_bytes") apparent, $(du -k "$(losetup -nO BACK-FILE "$COW_DEV")" | cut -f1) KiB allocated"
 
-helper=()
-if [ -x "$TREE/userspace/remote-cowd" ]; then
-	helper=("$TREE/userspace/remote-cowd" --foreground)
-elif [ -x "$TREE/selftests/progs/rcow-fill" ]; then
-	helper=("$TREE/selftests/progs/rcow-fill" --ready "$work/ready")
-fi
-if [ ${#helper[@]} -eq 0 ]; then
-	say "no helper program is built yet: the demo stops at bringing the device up"
-	run dmsetup remove "$NAME"
-	exit 0
-fi
-
-say "helper: ${helper[*]}"
-"${helper[@]}" &
-pids+=($!)
-for _ in $(seq 100); do
-	{ [ "${helper[0]##*/}" != rcow-fill ] || [ -e "$work/ready" ]; } &&
-		dmsetup status "$NAME" | grep -q ' connected ' && break
-	sleep 0.1
-done
-run dmsetup status "$NAME"
-
-say "4. use the disk at once: mount, read, write"
-run mount "/dev/mapper/$NAME" "$work/mnt"
-run ls -l "$work/mnt"
-run cat "$work/mnt/hello.txt"
-(cd "$work/mnt" && sha256sum -c "$work/content.sha256")
-echo "written locally, never sent to the server" >"$work/mnt/local.txt"
-sync
-run dmsetup status "$NAME"
-read -r _ _ _ _ present written _ <<<"$(dmsetup status "$NAME")"
-echo "extents fetched from the server: ${present%/*} of ${present#*/};" \
-	"written locally: $written"
-
-say "5. teardown"
-run umount "$work/mnt"
-run dmsetup remove "$NAME"
-if [ "$(sha256sum <"$work/base.img")" = "$base_sum" ]; then
-	echo "the image on the server is unchanged"
+step "Creating the remote-cow device /dev/mapper/$NAME over it"
+if [ -x "$CLI" ]; then
+	info "\$ remote-cow create $NAME --cow $COW_DEV --base $(net_uri)"
+	"$CLI" create "$NAME" --cow "$COW_DEV" --base "$(net_uri)" ||
+		die "remote-cow create failed"
+	at_exit "dm_remove $NAME"
 else
-	echo "demo: the base image changed!" >&2
-	exit 1
+	table=$(rc_table "$len" "$COW_DEV" "$EXT" "$(net_uri)")
+	info "(the remote-cow CLI is not built yet: dmsetup with the table line)"
+	info "\$ dmsetup create $NAME --table '$table'"
+	dm_create "$NAME" "$table" || die "dmsetup create failed"
 fi
-say "demo done"
+info "status: $(status_line)"
+
+step "Starting the helper that fetches missing extents: $(helper_name)"
+helper_start || die "the helper did not start"
+helper_is_daemon || info "(remote-cowd is not built yet: the selftests' rcow-fill stands in; it fetches synchronously)"
+info "status: $(status_line)"
+
+# ---------------------------------------------------------------------------
+step "Mounting it and reading files: only what is read comes over the link"
+net0=$(net_bytes rx)
+t0=$(date +%s.%N)
+mount "/dev/mapper/$NAME" "$work/mnt" || die "mount failed"
+info "mounted in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f s", b - a }')" \
+	"after $(mib $(($(net_bytes rx) - net0))) crossed the link"
+(cd "$work/mnt" && ls -l --time-style=+ . photos docs) | sed 's/^/    | /'
+sed 's/^/    | /' "$work/mnt/README.txt"
+ls_bytes=$(($(net_bytes rx) - net0))
+info "mount + listing + README: $(mib "$ls_bytes") crossed the link" \
+	"($(pct "$ls_bytes" "$img_bytes") of the image)"
+if (cd "$work/mnt" && sha256sum --quiet -c "$work/base.sums"); then
+	info "all $(wc -l <"$work/base.sums") files match their checksums"
+else
+	die "checksum mismatch"
+fi
+read_bytes=$(($(net_bytes rx) - net0))
+info "bytes from the server so far: $(mib "$read_bytes") for $(mib "$files_bytes") of files" \
+	"($(pct "$read_bytes" "$img_bytes") of the $(mib "$img_bytes") image)"
+info "status: $(status_line)"
+
+step "Writing new files: they stay local, nothing goes to the server"
+tx0=$(net_bytes tx)
+image_data demo-new $((5 << 20)) >"$work/mnt/new-data.bin"
+date >"$work/mnt/written-here.txt"
+cp "$work/mnt/photos/photo1.raw" "$work/mnt/photo1-copy.raw"
+sync
+(cd "$work/mnt" && sha256sum new-data.bin written-here.txt photo1-copy.raw) >"$work/new.sums"
+info "wrote $(mib $((5 << 20))) + a copy of photo1 ($(mib "$(stat -c %s "$work/mnt/photo1-copy.raw")")); sent to the server meanwhile: $(($(net_bytes tx) - tx0)) bytes (requests only)"
+info "status: $(status_line)"
+present=$(present_extents "$NAME")
+total=$(dm_status_field "$NAME" 2 | cut -d/ -f2)
+info "$present of $total extents are local now"
+
+# ---------------------------------------------------------------------------
+net1=$(net_bytes rx)
+present0=$(present_extents "$NAME")
+t0=$(date +%s.%N)
+if helper_is_daemon; then
+	step "Hydrating: remote-cowd streams the remaining extents in the background"
+	info "\$ dmsetup message $NAME 0 hydrate start"
+	dmsetup message "$NAME" 0 hydrate start || die "hydrate start failed"
+	last=
+	while :; do
+		present=$(present_extents "$NAME")
+		[ "$present" -ge "$total" ] && break
+		now=$(pct "$present" "$total")
+		[ "$now" = "$last" ] || [ $((SECONDS % 5)) -ne 0 ] ||
+			info "progress: $present/$total extents ($now)"
+		last=$now
+		sleep 1
+	done
+	dmsetup message "$NAME" 0 hydrate stop 2>/dev/null || true
+else
+	step "Hydrating by reading the whole device (stand-in: rcow-fill does not stream; remote-cowd does 'hydrate start')"
+	dd if="/dev/mapper/$NAME" of=/dev/null bs=1M iflag=direct status=none ||
+		die "reading the whole device failed"
+fi
+hyd_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+hyd_bytes=$(($(net_bytes rx) - net1))
+info "status: $(status_line)"
+hyd_ext=$(($(present_extents "$NAME") - present0))
+info "$hyd_ext extents ($(mib $((hyd_ext * EXT * 512)))) made local in $hyd_s s;" \
+	"$(mib "$hyd_bytes") crossed the link"
+[ "$hyd_bytes" -ge $((hyd_ext * EXT * 512)) ] ||
+	info "(what did not cross the link is unused space of the image: the server reports it as holes, zero-filled locally)"
+[ "$(present_extents "$NAME")" -ge "$total" ] || die "not every extent is present after hydration"
+info "every extent is local now"
+
+# ---------------------------------------------------------------------------
+step "Stopping the image server: from now on the disk is entirely local"
+net_server_kill
+net_server_answers && die "the server still answers"
+info "nbdkit stopped; $(nbdinfo --size "$(net_uri)" 2>&1 | head -n1 | cut -c1-70)"
+
+step "Unmounting, mounting again, checking every file"
+umount "$work/mnt" || die "umount failed"
+mount "/dev/mapper/$NAME" "$work/mnt" || die "mount after hydration failed"
+(cd "$work/mnt" && sha256sum --quiet -c "$work/base.sums" && sha256sum --quiet -c "$work/new.sums") ||
+	die "checksum mismatch after remount"
+info "$(($(wc -l <"$work/base.sums") + $(wc -l <"$work/new.sums"))) files match (the image's and the new ones)"
+umount "$work/mnt"
+
+step "fsck.ext4 -fn on the device"
+fsck_out=$(fsck.ext4 -fn "/dev/mapper/$NAME" 2>&1) || { printf '%s\n' "$fsck_out"; die "fsck found problems"; }
+printf '%s\n' "$fsck_out" | tail -n1 | sed 's/^/    /'
+
+status_final=$(status_line)
+written=$(dm_status_field "$NAME" 3)
+dm_remove "$NAME"
+helper_stop
+[ "$(sha256_of "$work/base.img")" = "$base_sum" ] || die "the image on the server changed"
+total_rx=$(net_bytes rx)
+total_tx=$(net_bytes tx)
+
+# ---------------------------------------------------------------------------
+printf '\nSummary\n'
+printf '  %-36s %s\n' \
+	"image on the server" "$(mib "$img_bytes") ext4, $(wc -l <"$work/base.sums") files ($(mib "$files_bytes"))" \
+	"link" "veth to namespace $NET_NS, netem $DELAY each way, $RATE" \
+	"helper" "$(helper_name)" \
+	"fetched to mount, list, read README" "$(mib "$ls_bytes")" \
+	"fetched to mount + check every file" "$(mib "$read_bytes") ($(pct "$read_bytes" "$img_bytes") of the image)" \
+	"hydration$(helper_is_daemon || echo ' (by reading the device)')" "$hyd_ext extents in $hyd_s s, $(mib "$hyd_bytes") over the link" \
+	"link total, server -> host" "$(mib "$total_rx") (includes NBD and TCP overhead)" \
+	"link total, host -> server" "$(mib "$total_tx") (requests; no data is ever written to the server)" \
+	"extents written locally" "$written of $total (64 KiB each)" \
+	"final status" "$status_final" \
+	"image on the server" "unchanged (sha256 $(echo "$base_sum" | cut -c1-16)...)" \
+	"fsck.ext4 -fn" "clean"
+printf '\ndemo done in %d s: all checks passed.\n' $((SECONDS - t_start))
