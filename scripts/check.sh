@@ -100,7 +100,7 @@ if [ "$vm" = 1 ]; then
 	if [ ${#names[@]} -eq 0 ]; then
 		for f in "$dir"/*.sh; do
 			n=$(basename "$f" .sh)
-			case $n in lib | run) continue ;; esac
+			case $n in lib | lib-* | run) continue ;; esac
 			names+=("$n")
 		done
 	fi
@@ -173,14 +173,14 @@ if [ "$vm" = 1 ]; then
 		esac
 	done <"$run/output.log"
 
-	why="did not run"
-	[ "$vrc" != 124 ] || why="did not finish: the VM timed out after ${total}s"
-	[ "$vrc" != 125 ] || why="did not finish: the VM died (see $run/console.log)"
+	why=
+	[ "$vrc" != 124 ] || why=": the VM timed out after ${total}s"
+	[ "$vrc" != 125 ] || why=": the VM died (see $run/console.log)"
 	for n in "${names[@]}"; do
 		case ${state[$n]:-} in
 		finished) ;;
-		started) note_fail "$n: ${why/did not run/did not finish}" ;;
-		*) note_fail "$n: $why" ;;
+		started) note_fail "$n: did not finish$why" ;;
+		*) note_fail "$n: did not run$why" ;;
 		esac
 	done
 	if [ -f "$run/klog-check.txt" ] && [ "$klog_attributed" = 0 ]; then

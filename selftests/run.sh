@@ -5,7 +5,7 @@
 #
 #   selftests/run.sh [-d DIR] [name...]
 #
-# Runs DIR/<name>.sh for each name (default: every DIR/*.sh but lib.sh and
+# Runs DIR/<name>.sh for each name (default: every DIR/*.sh but lib*.sh and
 # run.sh; DIR defaults to this directory).  Each test's TAP is printed
 # indented as "# " diagnostics and followed by one result line
 #
@@ -46,7 +46,7 @@ names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
 	for f in "$DIR"/*.sh; do
 		n=$(basename "$f" .sh)
-		case $n in lib | run) continue ;; esac
+		case $n in lib | lib-* | run) continue ;; esac
 		names+=("$n")
 	done
 fi
