@@ -125,6 +125,17 @@ demo: deps
 	$(MAKE) all
 	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/tools/demo.sh"
 
+# Remote-cow over a shaped NBD link vs the export read directly
+# (Documentation/benchmarks-nbd.rst); figures, not in make check.
+.PHONY: bench-nbd
+bench-nbd: all
+	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- "$(ROOT)/bench/bench-nbd.sh"
+
+# Figures, not a test (Documentation/benchmarks.rst); not in make check.
+.PHONY: bench
+bench: all
+	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/bench/bench-target.sh"
+
 clean:
 	@if [ -n "$(HAVE_MODULE)" ] && [ -f "$(KDIR)/Makefile" ]; then \
 		$(MAKE) -C "$(KDIR)" M="$(ROOT)" clean; fi
