@@ -9,9 +9,11 @@
  * device.  The unit of fetching and of tracking is the extent (a power of
  * two from 4 KiB to 4 MiB).  An extent is PRESENT once the COW device holds
  * valid data for it: then every bio to it is remapped to the COW device
- * from the map function, without a lock, an allocation or userspace.  The
- * device splits bios at extent boundaries, so a bio always lies inside one
- * extent.
+ * from the map function, without a lock, an allocation or userspace.  A
+ * bio that spans several extents, all present, is remapped whole (so large
+ * sequential I/O costs what it costs on dm-linear); otherwise the map
+ * function accepts only its part in the first extent, dm sends the rest
+ * again, and from there on the bio lies inside one extent.
  *
  * A bio to a missing extent is deferred to the worker, which keeps one
  * struct rcow_pending per missing extent that has I/O waiting on it:
@@ -157,6 +159,34 @@ static bool bio_covers_extent(struct rcow *rc, struct bio *bio, u64 extent)
 	       bio_sectors(bio) == extent_len(rc, extent);
 }
 
+/*
+ * Called from map only.  Returns true when every extent of a bio that
+ * spans several is present and it needs nothing but a remap: reads, and
+ * writes without FUA while the metadata is writable.  Anything else is
+ * trimmed to its first extent with dm_accept_partial_bio() and takes the
+ * one-extent path.
+ */
+static bool map_span(struct rcow *rc, struct bio *bio, u64 first)
+{
+	sector_t off = dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
+	sector_t end_first = (first + 1) << rc->extent_shift;
+	u64 last, e;
+
+	if (off + bio_sectors(bio) <= end_first)
+		return false;
+	last = (off + bio_sectors(bio) - 1) >> rc->extent_shift;
+	if (op_is_write(bio_op(bio)) &&
+	    ((bio->bi_opf & REQ_FUA) || rcow_mode(rc) != RCOW_MODE_RW))
+		goto trim;
+	for (e = first; e <= last; e++)
+		if (!rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e))
+			goto trim;
+	return true;
+trim:
+	dm_accept_partial_bio(bio, end_first - off);
+	return false;
+}
+
 static void remap(struct rcow *rc, struct bio *bio)
 {
 	bio_set_dev(bio, rc->cow_dev->bdev);
@@ -168,6 +198,15 @@ static void mark_written(struct rcow *rc, u64 extent)
 {
 	rcow_md_set(rc->md, RCOW_BITMAP_WRITTEN, extent);
 	rcow_md_set(rc->md, RCOW_BITMAP_DIRTY_COMMIT, extent);
+}
+
+static void mark_span_written(struct rcow *rc, struct bio *bio, u64 first)
+{
+	sector_t off = dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
+	u64 last = (off + bio_sectors(bio) - 1) >> rc->extent_shift;
+
+	for (; first <= last; first++)
+		mark_written(rc, first);
 }
 
 static u32 hash_u64(u64 v)
@@ -949,11 +988,6 @@ static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	rc->data_offset = rcow_md_data_offset(rc->md);
 
-	r = dm_set_target_max_io_len(ti, rc->extent_sectors);
-	if (r) {
-		ti->error = "Cannot set the maximum I/O size";
-		goto bad;
-	}
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
 	ti->num_discard_bios = rc->discard_passdown ? 1 : 0;
@@ -1039,6 +1073,13 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 	rb->extent = extent;
 	if (unlikely(bio_op(bio) == REQ_OP_DISCARD))
 		return map_discard(rc, bio);
+
+	if (map_span(rc, bio, extent)) {
+		if (op_is_write(bio_op(bio)))
+			mark_span_written(rc, bio, extent);
+		remap(rc, bio);
+		return DM_MAPIO_REMAPPED;
+	}
 
 	if (likely(rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, extent)))
 		return map_present(rc, bio, extent) ? DM_MAPIO_REMAPPED :
