@@ -443,6 +443,7 @@ static void fill_device(const struct attrs *at, struct rcow_device_info *d)
 	str_of(at, RCOW_A_BASE_URI, d->base_uri, sizeof(d->base_uri));
 	d->present = u64_of(at, RCOW_A_PRESENT);
 	d->flags = u32_of(at, RCOW_A_FLAGS);
+	d->hydrate_rate = u32_of(at, RCOW_A_HYDRATE_RATE);
 }
 
 static const int device_attrs[] = {

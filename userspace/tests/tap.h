@@ -30,5 +30,7 @@ void test_msg(struct tap *t);
 void test_base(struct tap *t);
 void test_nbd(struct tap *t);
 void test_fill(struct tap *t);
+void test_policy(struct tap *t);
+void test_config(struct tap *t);
 
 #endif

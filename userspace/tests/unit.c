@@ -111,6 +111,8 @@ int main(void)
 		{ "base", test_base },
 		{ "nbd", test_nbd },
 		{ "fill", test_fill },
+		{ "policy", test_policy },
+		{ "config", test_config },
 	};
 	struct tap t = { 0, 0, 0, NULL };
 	size_t i;

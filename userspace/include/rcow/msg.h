@@ -43,6 +43,7 @@ struct rcow_device_info {
 	char base_uri[REMOTE_COW_MAX_URI + 1];
 	uint64_t present;
 	uint32_t flags;		/* RCOW_DEV_F_* */
+	uint32_t hydrate_rate;	/* MiB/s while hydrating (RCOW_A_HYDRATE_RATE) */
 	uint64_t have;		/* bit 1 << RCOW_A_x for every attribute received */
 };
 

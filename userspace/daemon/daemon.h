@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * remote-cowd internals.
+ *
+ * The daemon is one thread around one poll() loop (main.c): the netlink
+ * socket, a signalfd and every NBD connection's socket.  The engine
+ * (engine.c) knows devices, faults and extents; it turns every FAULT into
+ * one "xfer" per extent and queues it on the device's source.  A source
+ * (struct src, one per distinct base URI, shared by the devices over the
+ * same base) fetches xfers through its operations table, like nbdcopy's
+ * rw back ends:
+ *
+ *   src-nbd.c   libnbd's asynchronous API: several connections, many
+ *               reads in flight, block status to skip holes, reconnection
+ *               with backoff; never blocks the loop on the network.
+ *   src-file.c  local image file or block device: plain reads (local I/O,
+ *               done inline).
+ *
+ * When a source has the data of an xfer it calls engine_xfer_done(); the
+ * engine writes the extent into the COW device with O_DIRECT and, once
+ * every extent of the fault is written, answers FILL_DONE.
+ */
+#ifndef REMOTE_COWD_H
+#define REMOTE_COWD_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rcow/config.h"
+#include "rcow/cow.h"
+#include "rcow/fill.h"
+#include "rcow/msg.h"
+#include "rcow/nl.h"
+#include "rcow/policy.h"
+
+#define PROG "remote-cowd"
+
+/* Priority classes, served in this order. */
+enum xclass { XC_GUEST, XC_PREFETCH, XC_HYDRATE, XC_NR };
+
+struct daemon;
+struct device;
+struct src;
+
+struct fault {
+	struct device *dev;
+	uint64_t cookie, first;
+	uint32_t count, remaining;
+	uint32_t status;	/* first error, positive errno */
+	enum xclass cls;
+};
+
+enum xstate { X_QUEUED, X_ACTIVE, X_DONE };
+
+/* One extent to fetch and write. */
+struct xfer {
+	struct xfer *prev, *next;	/* in a source queue */
+	struct xfer *done_next;		/* in a source's completion list */
+	struct fault *fault;
+	uint64_t ext;
+	uint64_t off, len;		/* device (= base) bytes */
+	size_t io_len;			/* len rounded up to the COW block size */
+	struct rcow_buf buf;
+	enum xstate state;
+	enum xclass cls;
+	unsigned int parts;		/* reads in flight */
+	int err;			/* errno of a failed read */
+	unsigned int conn_gen;		/* connection generation it was issued on */
+	int conn;			/* connection index, -1 none */
+	unsigned int retries;		/* server-side errors so far */
+	bool zero_all;			/* nothing to read: a hole */
+	uint64_t bytes_read, bytes_zero;
+	uint64_t issued_ms;
+};
+
+struct xqueue {
+	struct xfer *head, *tail;
+	unsigned int n;
+};
+
+void xq_push(struct xqueue *q, struct xfer *x);
+void xq_push_front(struct xqueue *q, struct xfer *x);
+void xq_del(struct xqueue *q, struct xfer *x);
+
+struct src_ops {
+	const char *name;
+	int (*open)(struct src *s);		/* start opening/connecting; no blocking on network */
+	void (*close)(struct src *s);		/* abandon everything in flight */
+	int (*pollfds)(struct src *s, struct pollfd *p, int max);	/* fill up to max */
+	void (*events)(struct src *s, const struct pollfd *p, int n);
+	uint64_t (*timer)(struct src *s, uint64_t now_ms);	/* next deadline, 0: none */
+	void (*tick)(struct src *s, uint64_t now_ms);
+	void (*pump)(struct src *s);		/* issue queued xfers */
+	unsigned int (*in_flight)(const struct src *s);
+	bool (*ready)(const struct src *s);	/* connected / open */
+};
+
+extern const struct src_ops src_nbd_ops;
+extern const struct src_ops src_file_ops;
+
+struct src {
+	struct src *next;
+	struct daemon *d;
+	const struct src_ops *ops;
+	char *uri;
+	unsigned int refs;		/* devices using it */
+	struct rcow_policy pol;
+	const struct rcow_cred *cred;
+	struct xqueue q[XC_NR];
+	uint64_t size;			/* base size once known */
+	bool size_known;
+	void *priv;
+};
+
+#define RANGE_RING 256
+
+struct prange {
+	uint64_t first, end;
+	enum xclass cls;
+};
+
+struct device {
+	struct device *next;
+	struct daemon *d;
+	struct rcow_device_info info;
+	struct rcow_geom geom;
+	struct rcow_cow *cow;
+	struct src *src;
+	bool removed;
+	bool bad_geom;
+	unsigned int refs;		/* faults alive + 1 while listed */
+	struct rcow_prefetch pf;
+	struct prange ranges[RANGE_RING];	/* recent prefetch/hydrate requests */
+	unsigned int nranges, rhead;
+	/* background streaming */
+	bool hydrating;
+	uint32_t hydrate_rate;		/* MiB/s, 0 unlimited */
+	struct rcow_ratelimit rl;
+	uint8_t *bitmap;		/* PRESENT, as read at the pass start */
+	uint64_t cursor;
+	unsigned int hydrate_inflight;
+	uint64_t hydrate_wait_until;	/* ms */
+	uint64_t hydrate_start_ms;
+	unsigned int hydrate_pass;
+};
+
+struct stats {
+	unsigned long long faults, answered, extents, bytes_read, bytes_zero, bytes_written;
+	unsigned long long fill_errors, stale_cookies, devices_added, devices_removed;
+	unsigned long long guest_faults, prefetch_faults, hydrate_faults;
+	unsigned long long prefetch_requests, prefetch_extents, hydrate_requests, hydrate_extents;
+	unsigned long long reconnects, retries, connect_failures;
+};
+
+struct options {
+	bool foreground;
+	const char *config_path;
+	const char *stats_path;
+	const char *ready_path;
+	const char *node_dir;
+	int verbose;
+	/* command-line overrides of the global policy (-1: not given) */
+	long long connections, max_in_flight, prefetch_max;
+};
+
+struct daemon {
+	struct options opt;
+	struct rcow_config cfg;
+	struct stats st;
+	struct rcow_nl *nl;
+	struct device *devices;
+	struct src *srcs;
+	struct xfer *done;		/* completed xfers to write (engine) */
+	bool stopping;
+};
+
+/* util */
+void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vlog(struct daemon *d, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+uint64_t now_ms(void);
+uint64_t now_ns(void);
+
+/* engine.c */
+int engine_add_device(const struct rcow_device_info *info, void *data);
+void engine_remove_device(struct daemon *d, uint32_t dev_id);
+void engine_fault(struct daemon *d, const struct rcow_fault *f);
+void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h);
+/* A source finished an xfer: err 0 (data in x->buf) or a positive errno. */
+void engine_xfer_done(struct src *s, struct xfer *x, int err);
+/* Work that is not driven by a file descriptor (hydrate, writes). */
+void engine_run(struct daemon *d);
+uint64_t engine_timer(struct daemon *d, uint64_t now);
+bool engine_guest_waiting(const struct src *s);
+
+#endif

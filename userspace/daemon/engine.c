@@ -1,0 +1,721 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * engine.c - remote-cowd's fill engine: devices, faults, the extents they
+ * name, prefetch and background streaming (see daemon.h).  Sources do the
+ * reading; the engine decides what to read, in which order, and writes
+ * what was read into the COW device.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "rcow/uri.h"
+
+/* ---- queues ------------------------------------------------------------ */
+
+void xq_push(struct xqueue *q, struct xfer *x)
+{
+	x->next = NULL;
+	x->prev = q->tail;
+	if (q->tail)
+		q->tail->next = x;
+	else
+		q->head = x;
+	q->tail = x;
+	q->n++;
+}
+
+void xq_push_front(struct xqueue *q, struct xfer *x)
+{
+	x->prev = NULL;
+	x->next = q->head;
+	if (q->head)
+		q->head->prev = x;
+	else
+		q->tail = x;
+	q->head = x;
+	q->n++;
+}
+
+void xq_del(struct xqueue *q, struct xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		q->head = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	else
+		q->tail = x->prev;
+	x->prev = x->next = NULL;
+	q->n--;
+}
+
+bool engine_guest_waiting(const struct src *s)
+{
+	return s->q[XC_GUEST].n > 0;
+}
+
+static const char *class_name(enum xclass c)
+{
+	return c == XC_GUEST ? "guest" : c == XC_PREFETCH ? "prefetch" : "hydrate";
+}
+
+/* ---- sources ------------------------------------------------------------ */
+
+static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *err)
+{
+	struct rcow_uri u;
+	struct src *s;
+	int r;
+
+	for (s = d->srcs; s; s = s->next)
+		if (!strcmp(s->uri, uri)) {
+			s->refs++;
+			return s;
+		}
+	r = rcow_uri_parse(uri, &u, err);
+	if (r)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->uri = strdup(uri))) {
+		free(s);
+		rcow_uri_free(&u);
+		rcow_err_set(err, ENOMEM, "out of memory");
+		return NULL;
+	}
+	s->d = d;
+	s->ops = u.scheme == RCOW_SCHEME_FILE ? &src_file_ops : &src_nbd_ops;
+	rcow_uri_free(&u);
+	rcow_config_lookup(&d->cfg, uri, &s->pol, &s->cred);
+	if (d->opt.connections >= 0)
+		s->pol.connections = (uint32_t)d->opt.connections;
+	if (d->opt.max_in_flight >= 0)
+		s->pol.max_in_flight = (uint32_t)d->opt.max_in_flight;
+	if (d->opt.prefetch_max >= 0)
+		s->pol.prefetch_max = (uint64_t)d->opt.prefetch_max;
+	s->refs = 1;
+	r = s->ops->open(s);
+	if (r) {
+		rcow_err_set(err, -r, "cannot open base %s", uri);
+		free(s->uri);
+		free(s);
+		return NULL;
+	}
+	s->next = d->srcs;
+	d->srcs = s;
+	return s;
+}
+
+static void src_put(struct src *s)
+{
+	struct daemon *d = s->d;
+
+	if (--s->refs > 0)
+		return;
+	for (struct src **p = &d->srcs; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	s->ops->close(s);
+	vlog(d, 1, "base %s: closed (no device uses it any more)", s->uri);
+	free(s->uri);
+	free(s);
+}
+
+/* ---- devices ------------------------------------------------------------ */
+
+static struct device *find_device(struct daemon *d, uint32_t id)
+{
+	for (struct device *dev = d->devices; dev; dev = dev->next)
+		if (dev->info.dev_id == id)
+			return dev;
+	return NULL;
+}
+
+static void dev_put(struct device *dev)
+{
+	if (--dev->refs > 0)
+		return;
+	if (dev->src)
+		src_put(dev->src);
+	rcow_cow_close(dev->cow);
+	free(dev->bitmap);
+	free(dev);
+}
+
+static void hydrate_begin(struct device *dev, uint32_t rate, bool resumed);
+
+/* Drop the queued (not yet issued) xfers of a device from its source. */
+static void drop_queued(struct device *dev)
+{
+	struct src *s = dev->src;
+
+	if (!s)
+		return;
+	for (int c = 0; c < XC_NR; c++) {
+		struct xfer *x = s->q[c].head, *n;
+
+		for (; x; x = n) {
+			n = x->next;
+			if (x->fault->dev != dev)
+				continue;
+			xq_del(&s->q[c], x);
+			x->state = X_DONE;
+			engine_xfer_done(s, x, ECANCELED);
+		}
+	}
+}
+
+static void unlist_device(struct daemon *d, struct device *dev)
+{
+	for (struct device **p = &d->devices; *p; p = &(*p)->next)
+		if (*p == dev) {
+			*p = dev->next;
+			break;
+		}
+	dev->removed = true;
+	dev->hydrating = false;
+	drop_queued(dev);
+	dev_put(dev);
+}
+
+int engine_add_device(const struct rcow_device_info *info, void *data)
+{
+	struct daemon *d = data;
+	struct device *dev, *old;
+	struct rcow_err err = { 0 };
+	uint64_t eb, pfmax;
+
+	old = find_device(d, info->dev_id);
+	if (old) {
+		/* the same device again (dump after an overrun): keep its state */
+		if (!strcmp(old->info.base_uri, info->base_uri) &&
+		    old->info.nr_extents == info->nr_extents)
+			return 0;
+		unlist_device(d, old);
+	}
+	dev = calloc(1, sizeof(*dev));
+	if (!dev) {
+		logmsg("out of memory adding device %u", info->dev_id);
+		return -ENOMEM;
+	}
+	dev->d = d;
+	dev->info = *info;
+	dev->refs = 1;
+	dev->geom = (struct rcow_geom){ info->extent_sectors, info->nr_extents, info->data_offset,
+					info->dev_sectors };
+	if (rcow_geom_check(&dev->geom, &err)) {
+		dev->bad_geom = true;
+		logmsg("device %s: the kernel reported an inconsistent geometry: %s; its faults will fail",
+		       info->dm_name, err.msg);
+	}
+	dev->next = d->devices;
+	d->devices = dev;
+	d->st.devices_added++;
+	logmsg("device %s: serving, %llu extents of %u KiB, base %s, COW %u:%u, %llu present",
+	       info->dm_name, (unsigned long long)info->nr_extents, info->extent_sectors / 2,
+	       info->base_uri, info->cow_major, info->cow_minor,
+	       (unsigned long long)info->present);
+	/* prefetch policy comes from the base's configuration */
+	{
+		struct rcow_policy pol;
+		const struct rcow_cred *cr;
+
+		rcow_config_lookup(&d->cfg, info->base_uri, &pol, &cr);
+		pfmax = d->opt.prefetch_max >= 0 ? (uint64_t)d->opt.prefetch_max : pol.prefetch_max;
+	}
+	eb = (uint64_t)info->extent_sectors * 512;
+	rcow_prefetch_init(&dev->pf, (128u << 10) / eb ? (128u << 10) / eb : 1, pfmax / eb);
+	if (info->flags & RCOW_DEV_F_HYDRATING)
+		hydrate_begin(dev, info->hydrate_rate, true);
+	return 0;
+}
+
+void engine_remove_device(struct daemon *d, uint32_t dev_id)
+{
+	struct device *dev = find_device(d, dev_id);
+
+	d->st.devices_removed++;
+	if (!dev)
+		return;
+	logmsg("device %s: removed; forgetting it", dev->info.dm_name);
+	unlist_device(d, dev);
+}
+
+/* Open the COW device and the base on first use.  0 or positive errno. */
+static int dev_open(struct daemon *d, struct device *dev)
+{
+	struct rcow_err err = { 0 };
+
+	if (dev->bad_geom)
+		return EINVAL;
+	if (!dev->cow && rcow_cow_open_dev(dev->info.cow_major, dev->info.cow_minor,
+					   d->opt.node_dir, &dev->cow, &err)) {
+		logmsg("device %s: %s", dev->info.dm_name, err.msg);
+		return err.code ? err.code : EIO;
+	}
+	if (!dev->src) {
+		dev->src = src_get(d, dev->info.base_uri, &err);
+		if (!dev->src) {
+			logmsg("device %s: base %s: %s", dev->info.dm_name, dev->info.base_uri,
+			       err.msg);
+			return err.code ? err.code : EIO;
+		}
+	}
+	return 0;
+}
+
+static void answer(struct daemon *d, struct device *dev, uint64_t cookie, uint32_t status)
+{
+	struct rcow_err err = { 0 };
+	int r;
+
+	r = rcow_nl_fill_done(d->nl, dev->info.dev_id, cookie, status, &err);
+	if (r == -ENOENT || r == -ENODEV) {
+		d->st.stale_cookies++;
+		vlog(d, 1, "device %s: the kernel no longer waits for cookie %llu", dev->info.dm_name,
+		     (unsigned long long)cookie);
+		return;
+	}
+	if (r) {
+		logmsg("device %s: answering cookie %llu failed: %s", dev->info.dm_name,
+		       (unsigned long long)cookie, err.msg);
+		return;
+	}
+	d->st.answered++;
+}
+
+/* ---- prefetch and hydrate ranges ---------------------------------------- */
+
+static void range_add(struct device *dev, uint64_t first, uint64_t count, enum xclass cls)
+{
+	dev->ranges[dev->rhead] = (struct prange){ first, first + count, cls };
+	dev->rhead = (dev->rhead + 1) % RANGE_RING;
+	if (dev->nranges < RANGE_RING)
+		dev->nranges++;
+}
+
+/*
+ * Faults carry no origin: a fault for an extent we asked for with HYDRATE
+ * is ours (prefetch or streaming), anything else is a guest I/O.
+ */
+static enum xclass classify(const struct device *dev, uint64_t e)
+{
+	for (unsigned int i = 0; i < dev->nranges; i++) {
+		const struct prange *r = &dev->ranges[(dev->rhead + RANGE_RING - 1 - i) % RANGE_RING];
+
+		if (e >= r->first && e < r->end)
+			return r->cls;
+	}
+	return XC_GUEST;
+}
+
+static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fault *f)
+{
+	struct rcow_err err = { 0 };
+	uint64_t first;
+	uint32_t count, queued = 0;
+
+	if (!rcow_prefetch_fault(&dev->pf, f->first, f->count, dev->geom.nr_extents, &first, &count))
+		return;
+	range_add(dev, first, count, XC_PREFETCH);
+	if (rcow_nl_hydrate(d->nl, dev->info.dev_id, first, count, &queued, &err)) {
+		vlog(d, 1, "device %s: prefetch of extents %llu+%u refused: %s", dev->info.dm_name,
+		     (unsigned long long)first, count, err.msg);
+		return;
+	}
+	d->st.prefetch_requests++;
+	d->st.prefetch_extents += queued;
+	vlog(d, 2, "device %s: sequential read, prefetching extents %llu+%u (%u queued, window %llu)",
+	     dev->info.dm_name, (unsigned long long)first, count, queued,
+	     (unsigned long long)dev->pf.window);
+	if (queued == 0 && dev->nranges > 0) {
+		/* nothing of ours will come: do not take guest faults for prefetch */
+		dev->nranges--;
+		dev->rhead = (dev->rhead + RANGE_RING - 1) % RANGE_RING;
+	}
+}
+
+/* ---- faults -------------------------------------------------------------- */
+
+void engine_fault(struct daemon *d, const struct rcow_fault *f)
+{
+	struct device *dev = find_device(d, f->dev_id);
+	struct rcow_err err = { 0 };
+	struct fault *ft;
+	uint32_t status;
+	uint64_t eb;
+	enum xclass cls;
+
+	d->st.faults++;
+	if (!dev) {
+		struct rcow_device_info info;
+
+		memset(&info, 0, sizeof(info));
+		if (rcow_nl_get_device(d->nl, f->dev_id, &info, &err) == 0 &&
+		    engine_add_device(&info, d) == 0)
+			dev = find_device(d, f->dev_id);
+		if (!dev) {
+			logmsg("fault for device %u, which the kernel does not describe: %s",
+			       f->dev_id, err.msg);
+			rcow_nl_fill_done(d->nl, f->dev_id, f->cookie, ENODEV, &err);
+			return;
+		}
+	}
+	if (f->count == 0 || f->first >= dev->geom.nr_extents ||
+	    f->count > dev->geom.nr_extents - f->first) {
+		logmsg("device %s: fault for extents %llu+%u outside its %llu extents; refusing it",
+		       dev->info.dm_name, (unsigned long long)f->first, f->count,
+		       (unsigned long long)dev->geom.nr_extents);
+		answer(d, dev, f->cookie, ERANGE);
+		return;
+	}
+	status = (uint32_t)dev_open(d, dev);
+	if (status) {
+		d->st.fill_errors++;
+		answer(d, dev, f->cookie, status);
+		return;
+	}
+	cls = classify(dev, f->first);
+	if (cls == XC_GUEST)
+		d->st.guest_faults++;
+	else if (cls == XC_PREFETCH)
+		d->st.prefetch_faults++;
+	else
+		d->st.hydrate_faults++;
+	vlog(d, 2, "device %s: %s fault for extents %llu+%u, cookie %llu", dev->info.dm_name,
+	     class_name(cls), (unsigned long long)f->first, f->count, (unsigned long long)f->cookie);
+	ft = calloc(1, sizeof(*ft));
+	if (!ft) {
+		answer(d, dev, f->cookie, ENOMEM);
+		return;
+	}
+	ft->dev = dev;
+	ft->cookie = f->cookie;
+	ft->first = f->first;
+	ft->count = f->count;
+	ft->remaining = f->count;
+	ft->cls = cls;
+	dev->refs++;
+	eb = (uint64_t)dev->geom.extent_sectors * 512;
+	for (uint32_t i = 0; i < f->count; i++) {
+		struct xfer *x = calloc(1, sizeof(*x));
+
+		if (!x) {
+			ft->status = ENOMEM;
+			if (--ft->remaining == 0) {
+				answer(d, dev, ft->cookie, ENOMEM);
+				dev_put(dev);
+				free(ft);
+				return;
+			}
+			continue;
+		}
+		x->fault = ft;
+		x->ext = f->first + i;
+		x->off = x->ext * eb;
+		x->len = rcow_geom_extent_bytes(&dev->geom, x->ext);
+		x->io_len = rcow_cow_io_len(dev->cow, (size_t)x->len);
+		x->cls = cls;
+		x->conn = -1;
+		xq_push(&dev->src->q[cls], x);
+	}
+	if (cls == XC_GUEST)
+		prefetch(d, dev, f);
+}
+
+/* Write a fetched extent into the COW device.  0 or positive errno. */
+static int write_extent(struct daemon *d, struct device *dev, struct xfer *x)
+{
+	uint64_t cow_off = (dev->geom.data_offset + x->ext * dev->geom.extent_sectors) * 512;
+	struct rcow_err err = { 0 };
+	int r;
+
+	if (x->zero_all) {
+		r = rcow_cow_zero(dev->cow, cow_off, x->io_len, &err);
+		if (r == 0)
+			goto done;
+		if (r != -EOPNOTSUPP)
+			goto fail;
+		r = rcow_buf_reserve(&x->buf, x->io_len, &err);
+		if (r)
+			goto fail;
+		memset(x->buf.p, 0, x->io_len);
+	}
+	/*
+	 * O_DIRECT: pwrite returns once the device completed the write, so
+	 * the data is on the COW device (possibly in its volatile cache)
+	 * before FILL_DONE.  No fdatasync: the kernel target flushes the COW
+	 * device (REQ_PREFLUSH) before it writes the PRESENT bit, which covers
+	 * this write, and fdatasync on a block device would flush the whole
+	 * device's cache for every extent.
+	 */
+	r = rcow_cow_pwrite(dev->cow, x->buf.p, x->io_len, cow_off, &err);
+	if (r)
+		goto fail;
+done:
+	d->st.bytes_written += x->io_len;
+	d->st.extents++;
+	d->st.bytes_read += x->bytes_read;
+	d->st.bytes_zero += x->bytes_zero;
+	return 0;
+fail:
+	logmsg("device %s: writing extent %llu into COW device %u:%u failed: %s",
+	       dev->info.dm_name, (unsigned long long)x->ext, dev->info.cow_major,
+	       dev->info.cow_minor, err.msg);
+	return err.code ? err.code : EIO;
+}
+
+void engine_xfer_done(struct src *s, struct xfer *x, int err)
+{
+	struct daemon *d = s->d;
+	struct fault *ft = x->fault;
+	struct device *dev = ft->dev;
+
+	x->state = X_DONE;
+	if (err == ECANCELED || dev->removed) {
+		if (!ft->status)
+			ft->status = ECANCELED;
+	} else if (err) {
+		d->st.fill_errors++;
+		logmsg("device %s: cannot read extent %llu from base %s: %s; the I/O waiting for it fails",
+		       dev->info.dm_name, (unsigned long long)x->ext, s->uri, strerror(err));
+		if (!ft->status)
+			ft->status = (uint32_t)err;
+	} else {
+		int r = write_extent(d, dev, x);
+
+		if (r && !ft->status) {
+			d->st.fill_errors++;
+			ft->status = (uint32_t)r;
+		}
+	}
+	rcow_buf_free(&x->buf);
+	free(x);
+	if (--ft->remaining > 0)
+		return;
+	if (ft->cls == XC_HYDRATE && dev->hydrate_inflight > 0)
+		dev->hydrate_inflight--;
+	if (!dev->removed && ft->status != ECANCELED)
+		answer(d, dev, ft->cookie, ft->status);
+	dev_put(dev);
+	free(ft);
+}
+
+/* ---- background streaming ------------------------------------------------ */
+
+static bool bit_test(const uint8_t *b, uint64_t i)
+{
+	return (b[i / 8] >> (i % 8)) & 1;
+}
+
+/* Read the PRESENT bitmap; returns the number of missing extents or -errno. */
+static int64_t read_bitmap(struct daemon *d, struct device *dev)
+{
+	uint64_t nr = dev->geom.nr_extents, first = 0, missing = 0;
+	struct rcow_err err = { 0 };
+	size_t bytes = (size_t)((nr + 7) / 8);
+
+	if (!dev->bitmap) {
+		dev->bitmap = calloc(1, bytes + REMOTE_COW_BITMAP_CHUNK);
+		if (!dev->bitmap)
+			return -ENOMEM;
+	}
+	while (first < nr) {
+		uint64_t got_first = 0;
+		uint32_t got_count = 0;
+		int r = rcow_nl_get_bitmap(d->nl, dev->info.dev_id, RCOW_BITMAP_PRESENT, first,
+					   dev->bitmap + first / 8, REMOTE_COW_BITMAP_CHUNK,
+					   &got_first, &got_count, &err);
+
+		if (r) {
+			logmsg("device %s: reading the present bitmap failed: %s", dev->info.dm_name,
+			       err.msg);
+			return r;
+		}
+		if (got_count == 0 || got_first != first)
+			return -EPROTO;
+		first += got_count;
+	}
+	for (uint64_t i = 0; i < nr; i++)
+		missing += !bit_test(dev->bitmap, i);
+	return (int64_t)missing;
+}
+
+static void hydrate_begin(struct device *dev, uint32_t rate, bool resumed)
+{
+	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512, burst;
+
+	dev->hydrating = true;
+	dev->hydrate_rate = rate;
+	dev->cursor = 0;
+	free(dev->bitmap);
+	dev->bitmap = NULL;
+	dev->hydrate_pass = 0;
+	dev->hydrate_start_ms = now_ms();
+	dev->hydrate_wait_until = 0;
+	burst = rate ? ((uint64_t)rate << 20) / 8 : 0;
+	if (burst < eb)
+		burst = eb;
+	rcow_ratelimit_init(&dev->rl, (uint64_t)rate << 20, burst, now_ns());
+	if (rate)
+		logmsg("device %s: %s background streaming at %u MiB/s", dev->info.dm_name,
+		       resumed ? "resuming" : "starting", rate);
+	else
+		logmsg("device %s: %s background streaming, unlimited rate", dev->info.dm_name,
+		       resumed ? "resuming" : "starting");
+}
+
+void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h)
+{
+	struct device *dev = find_device(d, h->dev_id);
+
+	if (!dev) {
+		struct rcow_device_info info;
+		struct rcow_err err = { 0 };
+
+		memset(&info, 0, sizeof(info));
+		if (rcow_nl_get_device(d->nl, h->dev_id, &info, &err) == 0)
+			engine_add_device(&info, d);	/* resumes hydration from its flags */
+		return;
+	}
+	if (h->start) {
+		hydrate_begin(dev, h->rate, false);
+	} else if (dev->hydrating) {
+		dev->hydrating = false;
+		logmsg("device %s: background streaming stopped (%u extents still in flight finish)",
+		       dev->info.dm_name, dev->hydrate_inflight);
+	}
+}
+
+/* Most extents of one device streamed at a time. */
+static unsigned int hydrate_depth(const struct device *dev)
+{
+	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512;
+	uint64_t n = (16u << 20) / eb;
+
+	return n < 4 ? 4 : n > 256 ? 256 : (unsigned int)n;
+}
+
+static void hydrate_step(struct daemon *d, struct device *dev, uint64_t now)
+{
+	uint64_t nr = dev->geom.nr_extents, eb = (uint64_t)dev->geom.extent_sectors * 512;
+	uint64_t first, count, maxc, wait;
+	unsigned int depth = hydrate_depth(dev);
+	struct rcow_err err = { 0 };
+	uint32_t queued = 0;
+	int64_t missing;
+
+	if (!dev->hydrating || dev->removed || now < dev->hydrate_wait_until)
+		return;
+	if (dev_open(d, dev)) {
+		dev->hydrate_wait_until = now + 5000;
+		return;
+	}
+	if (engine_guest_waiting(dev->src) || !dev->src->ops->ready(dev->src))
+		return;		/* guest faults first; nothing to gain while disconnected */
+	if (dev->hydrate_inflight >= depth)
+		return;
+	if (!dev->bitmap) {
+		missing = read_bitmap(d, dev);
+		if (missing < 0) {
+			dev->hydrate_wait_until = now + 1000;
+			return;
+		}
+		dev->cursor = 0;
+		vlog(d, 1, "device %s: streaming pass %u, %lld extents missing", dev->info.dm_name,
+		     dev->hydrate_pass + 1, (long long)missing);
+	}
+	while (dev->cursor < nr && bit_test(dev->bitmap, dev->cursor))
+		dev->cursor++;
+	if (dev->cursor >= nr) {
+		if (dev->hydrate_inflight)
+			return;
+		missing = read_bitmap(d, dev);
+		if (missing < 0) {
+			dev->hydrate_wait_until = now + 1000;
+			return;
+		}
+		if (missing == 0) {
+			logmsg("device %s: background streaming complete: all %llu extents present after %.1f s",
+			       dev->info.dm_name, (unsigned long long)nr,
+			       (double)(now - dev->hydrate_start_ms) / 1000.0);
+			dev->hydrating = false;
+			return;
+		}
+		dev->hydrate_pass++;
+		dev->cursor = 0;
+		dev->hydrate_wait_until = now + 1000;
+		vlog(d, 1, "device %s: %lld extents still missing; another streaming pass",
+		     dev->info.dm_name, (long long)missing);
+		return;
+	}
+	/* a run of missing extents */
+	maxc = depth - dev->hydrate_inflight;
+	if (dev->hydrate_rate) {
+		uint64_t per = ((uint64_t)dev->hydrate_rate << 20) / 8 / eb;
+
+		if (per < 1)
+			per = 1;
+		if (maxc > per)
+			maxc = per;
+	}
+	first = dev->cursor;
+	count = 0;
+	while (first + count < nr && count < maxc && !bit_test(dev->bitmap, first + count))
+		count++;
+	wait = rcow_ratelimit_take(&dev->rl, count * eb, now_ns());
+	if (wait) {
+		dev->hydrate_wait_until = now + wait / 1000000 + 1;
+		return;
+	}
+	range_add(dev, first, count, XC_HYDRATE);
+	if (rcow_nl_hydrate(d->nl, dev->info.dev_id, first, (uint32_t)count, &queued, &err)) {
+		logmsg("device %s: streaming request for extents %llu+%llu refused: %s; retrying in 1 s",
+		       dev->info.dm_name, (unsigned long long)first, (unsigned long long)count,
+		       err.msg);
+		dev->hydrate_wait_until = now + 1000;
+		return;
+	}
+	d->st.hydrate_requests++;
+	d->st.hydrate_extents += queued;
+	dev->hydrate_inflight += queued;
+	dev->cursor = first + count;
+}
+
+void engine_run(struct daemon *d)
+{
+	uint64_t now = now_ms();
+	struct device *dev, *next;
+
+	for (dev = d->devices; dev; dev = next) {
+		next = dev->next;
+		if (dev->hydrating) {
+			/* several steps per turn, each bounded by depth and rate */
+			for (int i = 0; i < 8 && dev->hydrating; i++) {
+				unsigned int before = dev->hydrate_inflight;
+				uint64_t cur = dev->cursor;
+
+				hydrate_step(d, dev, now);
+				if (dev->hydrate_inflight == before && dev->cursor == cur)
+					break;
+			}
+		}
+	}
+}
+
+uint64_t engine_timer(struct daemon *d, uint64_t now)
+{
+	uint64_t t = 0;
+
+	for (struct device *dev = d->devices; dev; dev = dev->next)
+		if (dev->hydrating && dev->hydrate_wait_until > now &&
+		    (!t || dev->hydrate_wait_until < t))
+			t = dev->hydrate_wait_until;
+	return t;
+}
+

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * remote-cowd - the remote-cow helper daemon (remote-cowd(8)).
+ *
+ * Registers with the dm-remote-cow kernel target over generic netlink,
+ * learns every remote-cow device (a dump at start, DEVICE_ADD and
+ * DEVICE_REMOVE events after) and answers the kernel's FAULTs by fetching
+ * the missing extents from each device's base and writing them into its
+ * COW device.  One thread, one poll() loop; see daemon.h for the parts.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+#ifndef RCOW_VERSION
+#define RCOW_VERSION "0.1"
+#endif
+#define DEFAULT_CONFIG "/etc/remote-cow/remote-cowd.conf"
+#define MAX_POLL 128
+
+static int g_verbose;
+
+void logmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void vlog(struct daemon *d, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)d;
+	if (g_verbose < level)
+		return;
+	fputs(PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t now_ms(void)
+{
+	return now_ns() / 1000000ull;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: " PROG " [options]\n"
+		"Serve every remote-cow device on this host: fetch missing extents from\n"
+		"each device's base (nbd://, nbds://, nbd+unix://, file://) into its COW device.\n"
+		"\n"
+		"  -f, --foreground        stay in the foreground (systemd, tests)\n"
+		"  -c, --config FILE       configuration file (default " DEFAULT_CONFIG
+		" if it exists)\n"
+		"      --connections N     NBD connections per base when the server allows (1-16)\n"
+		"      --max-in-flight N   reads in flight per base (1-1024)\n"
+		"      --prefetch-max SIZE read-ahead window cap, e.g. 8M (0: no prefetch)\n"
+		"      --stats FILE        write key=value counters to FILE at exit and on SIGUSR1\n"
+		"      --ready FILE        create FILE once registered and the devices are known\n"
+		"      --node-dir DIR      where to make private COW device nodes (default /run)\n"
+		"  -v, --verbose           more log lines (twice: every fault)\n"
+		"  -h, --help              this text\n"
+		"  -V, --version           print the version\n"
+		"Logs go to standard error.  SIGTERM/SIGINT: unregister, write stats, exit 0.\n"
+		"Exit status: 0 clean exit, 1 error, 2 usage error.  See remote-cowd(8).\n");
+}
+
+static int parse_num(const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || !*s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF };
+	static const struct option longopts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "connections", required_argument, NULL, O_CONN },
+		{ "max-in-flight", required_argument, NULL, O_MIF },
+		{ "prefetch-max", required_argument, NULL, O_PF },
+		{ "stats", required_argument, NULL, O_STATS },
+		{ "ready", required_argument, NULL, O_READY },
+		{ "node-dir", required_argument, NULL, O_NODE },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t sz;
+	int c;
+
+	o->connections = o->max_in_flight = o->prefetch_max = -1;
+	while ((c = getopt_long(argc, argv, "fc:vhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			o->foreground = true;
+			break;
+		case 'c':
+			o->config_path = optarg;
+			break;
+		case O_CONN:
+			if (parse_num(optarg, 1, 16, &o->connections))
+				goto bad;
+			break;
+		case O_MIF:
+			if (parse_num(optarg, 1, 1024, &o->max_in_flight))
+				goto bad;
+			break;
+		case O_PF:
+			if (rcow_parse_size(optarg, &sz) || sz > (64u << 20))
+				goto bad;
+			o->prefetch_max = (long long)sz;
+			break;
+		case O_STATS:
+			o->stats_path = optarg;
+			break;
+		case O_READY:
+			o->ready_path = optarg;
+			break;
+		case O_NODE:
+			o->node_dir = optarg;
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf(PROG " " RCOW_VERSION "\n");
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		logmsg("unexpected argument '%s'; see --help", argv[optind]);
+		return -1;
+	}
+	return 0;
+bad:
+	logmsg("option value '%s' is out of range or not a number; see --help", optarg);
+	return -1;
+}
+
+static int write_stats(const struct daemon *d)
+{
+	const struct stats *s = &d->st;
+	char tmp[PATH_MAX];
+	FILE *f;
+
+	if (!d->opt.stats_path)
+		return 0;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", d->opt.stats_path);
+	f = fopen(tmp, "w");
+	if (!f) {
+		logmsg("cannot write stats file %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	fprintf(f,
+		"faults=%llu\nanswered=%llu\nextents=%llu\nbytes_read=%llu\nbytes_zero=%llu\n"
+		"bytes_written=%llu\nfill_errors=%llu\ninjected_errors=0\nstale_cookies=%llu\n"
+		"devices_added=%llu\ndevices_removed=%llu\nguest_faults=%llu\nprefetch_faults=%llu\n"
+		"hydrate_faults=%llu\nprefetch_requests=%llu\nprefetch_extents=%llu\n"
+		"hydrate_requests=%llu\nhydrate_extents=%llu\nreconnects=%llu\nretries=%llu\n"
+		"connect_failures=%llu\n",
+		s->faults, s->answered, s->extents, s->bytes_read, s->bytes_zero, s->bytes_written,
+		s->fill_errors, s->stale_cookies, s->devices_added, s->devices_removed,
+		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->prefetch_requests,
+		s->prefetch_extents, s->hydrate_requests, s->hydrate_extents, s->reconnects,
+		s->retries, s->connect_failures);
+	if (fclose(f) != 0 || rename(tmp, d->opt.stats_path) != 0) {
+		logmsg("cannot write stats file %s: %s", d->opt.stats_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int touch(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		logmsg("cannot create ready file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return close(fd);
+}
+
+/* Handle every kernel message already received.  <0 on a fatal error. */
+static int drain_netlink(struct daemon *d)
+{
+	struct rcow_event ev;
+	struct rcow_err err = { 0 };
+	char b[16];
+	int r;
+
+	for (int i = 0; i < 1024; i++) {
+		r = rcow_nl_next_event(d->nl, &ev, 0, &err);
+		if (r == 0)
+			return 0;
+		if (r == -ENOBUFS) {
+			/* never re-register: that would resend faults being filled */
+			logmsg("%s; reading the device list again", err.msg);
+			r = rcow_nl_dump_devices(d->nl, engine_add_device, d, &err);
+			if (r) {
+				logmsg("reading the device list failed: %s", err.msg);
+				return r;
+			}
+			continue;
+		}
+		if (r == -EPROTO) {
+			logmsg("%s", err.msg);
+			continue;
+		}
+		if (r < 0) {
+			logmsg("netlink: %s", err.msg);
+			return r;
+		}
+		switch (ev.cmd) {
+		case RCOW_CMD_FAULT:
+			engine_fault(d, &ev.u.fault);
+			break;
+		case RCOW_CMD_DEVICE_ADD:
+			engine_add_device(&ev.u.dev, d);
+			break;
+		case RCOW_CMD_DEVICE_REMOVE:
+			engine_remove_device(d, ev.u.dev.dev_id);
+			break;
+		case RCOW_CMD_HYDRATE_CTL:
+			engine_hydrate_ctl(d, &ev.u.hydrate);
+			break;
+		default:
+			logmsg("ignoring message %s from the kernel (newer module?)",
+			       rcow_cmd_name(ev.cmd, b, sizeof(b)));
+		}
+	}
+	return 0;
+}
+
+static int run(struct daemon *d, int sigfd)
+{
+	struct rcow_err err = { 0 };
+	struct pollfd pfd[MAX_POLL];
+	int r;
+
+	r = rcow_nl_open(&d->nl, &err);
+	if (!r)
+		r = rcow_nl_register(d->nl, &err);
+	if (r) {
+		logmsg("%s", err.msg);
+		if (d->nl && rcow_nl_kernel_error(d->nl) == EBUSY)
+			logmsg("another helper (remote-cowd or a test helper) is registered; stop it first");
+		return r;
+	}
+	r = rcow_nl_dump_devices(d->nl, engine_add_device, d, &err);
+	if (r) {
+		logmsg("reading the device list failed: %s", err.msg);
+		return r;
+	}
+	logmsg("registered as the remote-cow helper; serving %llu device(s)",
+	       d->st.devices_added);
+	if (d->opt.ready_path && touch(d->opt.ready_path))
+		return -EIO;
+
+	for (;;) {
+		uint64_t now = now_ms(), next = 0, t;
+		int n = 2, timeout;
+		struct src *s;
+
+		r = drain_netlink(d);
+		if (r)
+			return r;
+		engine_run(d);
+		for (s = d->srcs; s; s = s->next) {
+			s->ops->tick(s, now);
+			s->ops->pump(s);
+		}
+		if (rcow_nl_has_queued(d->nl))
+			continue;
+
+		pfd[0] = (struct pollfd){ .fd = rcow_nl_fd(d->nl), .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
+		now = now_ms();
+		for (s = d->srcs; s; s = s->next) {
+			t = s->ops->timer(s, now);
+			if (t && (!next || t < next))
+				next = t;
+		}
+		t = engine_timer(d, now);
+		if (t && (!next || t < next))
+			next = t;
+		for (struct device *dev = d->devices; dev; dev = dev->next)
+			if (dev->hydrating && (!next || now + 200 < next))
+				next = now + 200;	/* streaming: look again soon */
+		timeout = !next ? -1 : next <= now ? 0 : (int)(next - now);
+		{
+			int start[64], cnt[64], k = 0;
+
+			for (s = d->srcs; s && k < 64; s = s->next, k++) {
+				start[k] = n;
+				cnt[k] = s->ops->pollfds(s, pfd + n, MAX_POLL - n);
+				n += cnt[k];
+			}
+			if (poll(pfd, (nfds_t)n, timeout) < 0) {
+				if (errno == EINTR)
+					continue;
+				logmsg("poll failed: %s", strerror(errno));
+				return -errno;
+			}
+			if (pfd[1].revents) {
+				struct signalfd_siginfo si;
+
+				if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+					if (si.ssi_signo == SIGUSR1) {
+						write_stats(d);
+						continue;
+					}
+					logmsg("%s: exiting", strsignal((int)si.ssi_signo));
+				}
+				return 0;
+			}
+			k = 0;
+			for (s = d->srcs; s && k < 64; s = s->next, k++)
+				if (cnt[k])
+					s->ops->events(s, pfd + start[k], cnt[k]);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d;
+	struct rcow_err err = { 0 };
+	sigset_t mask;
+	int sigfd, r;
+
+	memset(&d, 0, sizeof(d));
+	if (parse_options(argc, argv, &d.opt))
+		return 2;
+	g_verbose = d.opt.verbose;
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	rcow_config_init(&d.cfg);
+	if (d.opt.config_path || access(DEFAULT_CONFIG, F_OK) == 0) {
+		const char *path = d.opt.config_path ? d.opt.config_path : DEFAULT_CONFIG;
+
+		if (rcow_config_load(&d.cfg, path, &err)) {
+			logmsg("%s", err.msg);
+			return 1;
+		}
+		vlog(&d, 1, "configuration read from %s", path);
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sigfd < 0) {
+		logmsg("signalfd failed: %s", strerror(errno));
+		return 1;
+	}
+	if (!d.opt.foreground && daemon(0, 1) < 0) {
+		logmsg("cannot go to the background: %s", strerror(errno));
+		return 1;
+	}
+
+	r = run(&d, sigfd);
+
+	if (d.nl) {
+		/* faults not yet answered are resent by the kernel to the next helper */
+		if (rcow_nl_unregister(d.nl, &err) && r == 0 && rcow_nl_kernel_error(d.nl) != ENOENT)
+			logmsg("unregistering failed: %s", err.msg);
+		rcow_nl_close(d.nl);
+	}
+	if (write_stats(&d) && r == 0)
+		r = -EIO;
+	rcow_config_free(&d.cfg);
+	close(sigfd);
+	return r ? 1 : 0;
+}

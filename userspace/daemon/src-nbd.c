@@ -1,0 +1,783 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * src-nbd.c - remote-cowd source for nbd://, nbds:// and nbd+unix:// bases,
+ * on libnbd's asynchronous API.
+ *
+ * - Connections: one at first; once it is up and the server advertises
+ *   multi-conn, up to `connections` (remote-cowd(8)).  Every connection is
+ *   driven by the daemon's poll loop (nbd_aio_get_fd/get_direction,
+ *   nbd_aio_notify_read/write); connecting, TLS and negotiation happen in
+ *   libnbd's state machine, so the loop never waits for the network.
+ *   (Name resolution of a host name is the one step libnbd does
+ *   synchronously; use addresses in the table line to avoid it.)
+ * - Reads: one nbd_aio_pread per run of data in an extent, up to
+ *   max_in_flight reads per base; completion callbacks only record the
+ *   result, the loop processes it after nbd_aio_notify_* returned (a
+ *   callback must not call libnbd on its own handle).
+ * - Holes: when the server offers base:allocation, block status is asked
+ *   once per 16 MiB chunk of the base and kept (the base is read-only);
+ *   runs reported zero are never read, the extent is zeroed locally.
+ * - Failures: a connection that fails, or that has a request unanswered
+ *   for request_timeout, is closed; its reads go back to the front of the
+ *   queue and run again on another connection, or after reconnection.
+ *   Reconnection attempts follow a capped exponential backoff.  A read
+ *   the server itself answers with an error is retried twice, then the
+ *   fault fails with EIO.  While the base is unreachable nothing fails:
+ *   the kernel's fault_timeout decides how long the guest's I/O waits.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <libnbd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+#define MAX_CONNS 16
+#define CHUNK_BYTES (16ull << 20)
+#define MAX_REQUEST (32u << 20)
+#define SERVER_ERROR_RETRIES 3
+
+enum cstate { C_IDLE, C_CONNECTING, C_READY };
+enum chstate { CH_UNKNOWN, CH_PENDING, CH_KNOWN };
+
+struct nbd_src;
+
+struct ticket {
+	struct ticket *prev, *next;	/* conn list, then completed list */
+	struct nbd_src *ns;
+	int conn;			/* -1 once detached from its connection */
+	unsigned int gen;		/* the connection's generation at issue */
+	bool done, in_conn;
+	int err;
+	uint64_t issued_ms;
+	struct xfer *x;			/* a read, or */
+	size_t chunk;			/* a block status query of this chunk */
+	bool status;
+	uint64_t q_off, q_end;
+	struct rcow_extent_list runs;
+};
+
+struct conn {
+	struct nbd_handle *h;
+	enum cstate st;
+	uint64_t started_ms;
+	struct ticket *tickets;
+	unsigned int inflight, gen;
+	bool broken;
+};
+
+struct chunk {
+	enum chstate st;
+	uint64_t covered;		/* bytes from the chunk start known */
+	struct rcow_extent_list runs;
+};
+
+struct nbd_src {
+	struct src *s;
+	struct conn c[MAX_CONNS];
+	unsigned int want;
+	bool info_known, meta, multi, down, ever;
+	uint64_t max_req;
+	struct rcow_backoff bo;
+	uint64_t retry_at, down_since;
+	struct chunk *chunks;
+	size_t nchunks;
+	struct ticket *completed, *completed_tail;
+	unsigned int inflight;
+	int slot_conn[MAX_CONNS];	/* pollfd slot -> connection */
+	int nslots;
+};
+
+static const char *nbd_err(void)
+{
+	const char *e = nbd_get_error();
+
+	return e ? e : "unknown libnbd error";
+}
+
+/* ---- tickets ------------------------------------------------------------- */
+
+static void t_detach(struct ticket *t)
+{
+	struct conn *c;
+
+	if (!t->in_conn)
+		return;
+	c = &t->ns->c[t->conn];
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		c->tickets = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+	t->in_conn = false;
+	c->inflight--;
+	t->ns->inflight--;
+}
+
+static void t_complete(struct ticket *t, int err)
+{
+	struct nbd_src *ns = t->ns;
+
+	if (t->done)
+		return;
+	t_detach(t);
+	t->done = true;
+	t->err = err;
+	t->next = NULL;
+	if (ns->completed_tail)
+		ns->completed_tail->next = t;
+	else
+		ns->completed = t;
+	ns->completed_tail = t;
+}
+
+static struct ticket *t_new(struct nbd_src *ns, int ci)
+{
+	struct ticket *t = calloc(1, sizeof(*t));
+	struct conn *c = &ns->c[ci];
+
+	if (!t)
+		return NULL;
+	t->ns = ns;
+	t->conn = ci;
+	t->gen = c->gen;
+	t->issued_ms = now_ms();
+	t->next = c->tickets;
+	if (c->tickets)
+		c->tickets->prev = t;
+	c->tickets = t;
+	t->in_conn = true;
+	c->inflight++;
+	ns->inflight++;
+	return t;
+}
+
+static int read_cb(void *opaque, int *error)
+{
+	t_complete(opaque, *error);
+	return 1;
+}
+
+static int status_extent_cb(void *opaque, const char *metacontext, uint64_t offset,
+			    uint32_t *entries, size_t nr_entries, int *error)
+{
+	struct ticket *t = opaque;
+
+	(void)error;
+	if (strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+		return 0;
+	for (size_t i = 0; i + 1 < nr_entries && offset < t->q_end; i += 2) {
+		uint64_t len = entries[i];
+
+		if (len == 0)
+			break;
+		if (offset + len > t->q_end)
+			len = t->q_end - offset;
+		if (rcow_extent_list_add(&t->runs, offset, len,
+					 (entries[i + 1] & LIBNBD_STATE_ZERO) != 0, NULL))
+			break;
+		offset += len;
+	}
+	return 0;
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static void conn_close(struct nbd_src *ns, int ci)
+{
+	struct conn *c = &ns->c[ci];
+	struct nbd_handle *h = c->h;
+
+	c->h = NULL;
+	c->st = C_IDLE;
+	c->broken = false;
+	c->gen++;
+	if (h)
+		nbd_close(h);	/* may complete tickets with an error */
+	while (c->tickets)
+		t_complete(c->tickets, ENOTCONN);
+}
+
+static bool any_ready(const struct nbd_src *ns)
+{
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (ns->c[i].st == C_READY)
+			return true;
+	return false;
+}
+
+static void conn_fail(struct nbd_src *ns, int ci, const char *why)
+{
+	struct src *s = ns->s;
+	uint64_t now = now_ms();
+	bool was_ready = ns->c[ci].st == C_READY;
+	uint32_t delay;
+
+	conn_close(ns, ci);
+	if (!was_ready)
+		s->d->st.connect_failures++;
+	if (any_ready(ns)) {
+		vlog(s->d, 1, "base %s: connection %d: %s; the others carry on", s->uri, ci, why);
+		if (!ns->retry_at || ns->retry_at < now)
+			ns->retry_at = now + ns->bo.initial_ms;
+		return;
+	}
+	if (!ns->down) {
+		ns->down = true;
+		ns->down_since = now;
+	}
+	delay = rcow_backoff_fail(&ns->bo);
+	ns->retry_at = now + delay;
+	if (ns->ever)
+		logmsg("base %s: %s; %u read(s) waiting; retrying in %.1f s (down for %.1f s)",
+		       s->uri, why, s->q[XC_GUEST].n + s->q[XC_PREFETCH].n + s->q[XC_HYDRATE].n,
+		       delay / 1000.0, (double)(now - ns->down_since) / 1000.0);
+	else
+		logmsg("base %s: cannot connect: %s; retrying in %.1f s", s->uri, why,
+		       delay / 1000.0);
+}
+
+static void conn_start(struct nbd_src *ns, int ci)
+{
+	struct src *s = ns->s;
+	struct conn *c = &ns->c[ci];
+	const struct rcow_cred *cr = s->cred;
+	char why[512];
+	struct nbd_handle *h;
+
+	h = nbd_create();
+	if (!h) {
+		logmsg("base %s: cannot create a libnbd handle: %s", s->uri, nbd_err());
+		return;
+	}
+	c->h = h;
+	c->st = C_CONNECTING;
+	c->started_ms = now_ms();
+	nbd_set_handle_name(h, "remote-cowd");
+	if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+	    (cr && cr->tls_psk_file && nbd_set_tls_psk_file(h, cr->tls_psk_file) < 0) ||
+	    (cr && cr->tls_certificates && nbd_set_tls_certificates(h, cr->tls_certificates) < 0) ||
+	    (cr && cr->tls_username && nbd_set_tls_username(h, cr->tls_username) < 0) ||
+	    nbd_aio_connect_uri(h, s->uri) < 0) {
+		snprintf(why, sizeof(why), "%s", nbd_err());
+		conn_fail(ns, ci, why);
+		return;
+	}
+	vlog(s->d, 2, "base %s: connection %d: connecting", s->uri, ci);
+}
+
+static void conn_ready(struct nbd_src *ns, int ci)
+{
+	struct src *s = ns->s;
+	struct conn *c = &ns->c[ci];
+	uint64_t now = now_ms();
+
+	c->st = C_READY;
+	if (!ns->info_known) {
+		int64_t size = nbd_get_size(c->h), maxb;
+
+		if (size < 0) {
+			char why[512];
+
+			snprintf(why, sizeof(why), "cannot get the export size: %s", nbd_err());
+			conn_fail(ns, ci, why);
+			return;
+		}
+		s->size = (uint64_t)size;
+		s->size_known = true;
+		ns->meta = nbd_can_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+		ns->multi = nbd_can_multi_conn(c->h) == 1;
+		ns->max_req = MAX_REQUEST;
+		maxb = nbd_get_block_size(c->h, LIBNBD_SIZE_MAXIMUM);
+		if (maxb > 0 && (uint64_t)maxb < ns->max_req)
+			ns->max_req = (uint64_t)maxb;
+		ns->nchunks = (size_t)((s->size + CHUNK_BYTES - 1) / CHUNK_BYTES);
+		ns->chunks = calloc(ns->nchunks ? ns->nchunks : 1, sizeof(*ns->chunks));
+		if (!ns->chunks)
+			ns->meta = false;
+		ns->want = ns->multi ? s->pol.connections : 1;
+		ns->info_known = true;
+		logmsg("base %s: connected: %llu bytes, holes %s, %u connection(s)%s", s->uri,
+		       (unsigned long long)s->size,
+		       ns->meta ? "reported (base:allocation)" : "not reported", ns->want,
+		       ns->multi ? " (multi-conn)" : "");
+	}
+	if (ns->down) {
+		logmsg("base %s: reconnected after %.1f s; resuming %u waiting read(s)", s->uri,
+		       (double)(now - ns->down_since) / 1000.0,
+		       s->q[XC_GUEST].n + s->q[XC_PREFETCH].n + s->q[XC_HYDRATE].n);
+		s->d->st.reconnects++;
+		ns->down = false;
+	}
+	ns->ever = true;
+	rcow_backoff_reset(&ns->bo);
+	/* start the other connections at once */
+	ns->retry_at = now;
+}
+
+/* ---- completions --------------------------------------------------------- */
+
+static void chunk_data_rest(struct nbd_src *ns, size_t i)
+{
+	struct chunk *ch = &ns->chunks[i];
+	uint64_t start = i * CHUNK_BYTES, end = start + CHUNK_BYTES;
+
+	if (end > ns->s->size)
+		end = ns->s->size;
+	if (start + ch->covered < end)
+		rcow_extent_list_add(&ch->runs, start + ch->covered, end - start - ch->covered,
+				     false, NULL);
+	ch->covered = end - start;
+	ch->st = CH_KNOWN;
+}
+
+static void status_done(struct nbd_src *ns, struct ticket *t, bool lost)
+{
+	struct chunk *ch = &ns->chunks[t->chunk];
+	uint64_t start = t->chunk * CHUNK_BYTES, end = start + CHUNK_BYTES, pos;
+
+	if (end > ns->s->size)
+		end = ns->s->size;
+	if (t->err) {
+		if (lost) {
+			ch->st = CH_UNKNOWN;
+			return;
+		}
+		logmsg("base %s: block status refused (%s); reading the range at %llu as data",
+		       ns->s->uri, strerror(t->err), (unsigned long long)start);
+		chunk_data_rest(ns, t->chunk);
+		return;
+	}
+	pos = start + ch->covered;
+	for (size_t i = 0; i < t->runs.n; i++) {
+		struct rcow_extent *e = &t->runs.v[i];
+
+		if (e->offset != pos)
+			break;
+		if (rcow_extent_list_add(&ch->runs, e->offset, e->length, e->zero, NULL))
+			break;
+		pos += e->length;
+	}
+	if (pos == start + ch->covered) {	/* no progress: do not ask forever */
+		chunk_data_rest(ns, t->chunk);
+		return;
+	}
+	ch->covered = pos - start;
+	ch->st = pos >= end ? CH_KNOWN : CH_UNKNOWN;
+}
+
+static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
+{
+	struct src *s = ns->s;
+	struct xfer *x = t->x;
+
+	if (t->err && !x->err)
+		x->err = t->err;
+	if (lost && t->err)
+		x->conn = -2;	/* mark: the connection went away */
+	if (--x->parts > 0)
+		return;
+	if (!x->err) {
+		engine_xfer_done(s, x, 0);
+		return;
+	}
+	if (x->conn == -2) {
+		s->d->st.retries++;
+	} else if (++x->retries >= SERVER_ERROR_RETRIES) {
+		logmsg("base %s: the server failed reading %llu bytes at %llu %u times: %s",
+		       s->uri, (unsigned long long)x->len, (unsigned long long)x->off, x->retries,
+		       strerror(x->err));
+		engine_xfer_done(s, x, EIO);
+		return;
+	} else {
+		s->d->st.retries++;
+		vlog(s->d, 1, "base %s: the server failed a read at %llu (%s); retrying", s->uri,
+		     (unsigned long long)x->off, strerror(x->err));
+	}
+	x->err = 0;
+	x->conn = -1;
+	x->bytes_read = x->bytes_zero = 0;
+	x->state = X_QUEUED;
+	rcow_buf_free(&x->buf);
+	xq_push_front(&s->q[x->cls], x);
+}
+
+static void process_completed(struct nbd_src *ns)
+{
+	struct ticket *t;
+
+	while ((t = ns->completed)) {
+		bool lost;
+
+		ns->completed = t->next;
+		if (!ns->completed)
+			ns->completed_tail = NULL;
+		lost = ns->c[t->conn].gen != t->gen || ns->c[t->conn].st != C_READY;
+		if (t->status)
+			status_done(ns, t, lost);
+		else
+			read_done(ns, t, lost);
+		rcow_extent_list_free(&t->runs);
+		free(t);
+	}
+}
+
+/* ---- issuing ------------------------------------------------------------- */
+
+static int pick_conn(const struct nbd_src *ns)
+{
+	int best = -1;
+
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (ns->c[i].st == C_READY && !ns->c[i].broken &&
+		    (best < 0 || ns->c[i].inflight < ns->c[best].inflight))
+			best = i;
+	return best;
+}
+
+static void issue_status(struct nbd_src *ns, int ci, size_t i)
+{
+	struct chunk *ch = &ns->chunks[i];
+	uint64_t start = i * CHUNK_BYTES, end = start + CHUNK_BYTES;
+	struct ticket *t;
+
+	if (end > ns->s->size)
+		end = ns->s->size;
+	t = t_new(ns, ci);
+	if (!t)
+		return;
+	t->status = true;
+	t->chunk = i;
+	t->q_off = start + ch->covered;
+	t->q_end = end;
+	ch->st = CH_PENDING;
+	if (nbd_aio_block_status(ns->c[ci].h, t->q_end - t->q_off, t->q_off,
+				 (nbd_extent_callback){ .callback = status_extent_cb, .user_data = t },
+				 (nbd_completion_callback){ .callback = read_cb, .user_data = t },
+				 0) < 0) {
+		ns->c[ci].broken = true;
+		t_complete(t, ENOTCONN);
+	}
+}
+
+/*
+ * The data runs of [off, off + len) within the base: returns the count (up
+ * to max) into runs; everything else of the extent reads as zeroes.
+ */
+static size_t data_runs(const struct nbd_src *ns, uint64_t off, uint64_t len,
+			struct rcow_extent *runs, size_t max)
+{
+	uint64_t end = off + len, size = ns->s->size;
+	size_t n = 0;
+
+	if (end > size)
+		end = size;
+	if (off >= end)
+		return 0;
+	if (!ns->meta) {
+		runs[0] = (struct rcow_extent){ off, end - off, false };
+		return 1;
+	}
+	for (size_t ci = (size_t)(off / CHUNK_BYTES); ci < ns->nchunks && ci * CHUNK_BYTES < end; ci++) {
+		const struct rcow_extent_list *l = &ns->chunks[ci].runs;
+
+		for (size_t i = 0; i < l->n; i++) {
+			uint64_t s = l->v[i].offset, e = s + l->v[i].length;
+
+			if (l->v[i].zero || e <= off || s >= end)
+				continue;
+			if (s < off)
+				s = off;
+			if (e > end)
+				e = end;
+			if (n > 0 && runs[n - 1].offset + runs[n - 1].length == s) {
+				runs[n - 1].length += e - s;
+				continue;
+			}
+			if (n == max) {	/* too fragmented: read the rest in one go */
+				runs[n - 1].length = end - runs[n - 1].offset;
+				return n;
+			}
+			runs[n++] = (struct rcow_extent){ s, e - s, false };
+		}
+	}
+	return n;
+}
+
+/* Chunks an extent needs that are not known yet: issue queries.  True if all known. */
+static bool chunks_known(struct nbd_src *ns, uint64_t off, uint64_t len, int ci)
+{
+	uint64_t end = off + len;
+	bool all = true;
+
+	if (!ns->meta)
+		return true;
+	if (end > ns->s->size)
+		end = ns->s->size;
+	for (size_t i = (size_t)(off / CHUNK_BYTES); i < ns->nchunks && i * CHUNK_BYTES < end; i++) {
+		if (ns->chunks[i].st == CH_KNOWN)
+			continue;
+		all = false;
+		if (ns->chunks[i].st == CH_UNKNOWN)
+			issue_status(ns, ci, i);
+	}
+	return all;
+}
+
+#define MAX_RUNS 16
+
+static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
+{
+	struct src *s = ns->s;
+	struct rcow_extent runs[MAX_RUNS];
+	struct rcow_err err = { 0 };
+	uint64_t data = 0;
+	size_t n;
+
+	xq_del(&s->q[x->cls], x);
+	x->state = X_ACTIVE;
+	n = data_runs(ns, x->off, x->len, runs, MAX_RUNS);
+	for (size_t i = 0; i < n; i++)
+		data += runs[i].length;
+	x->bytes_read = data;
+	x->bytes_zero = x->len - data;
+	if (n == 0) {
+		x->zero_all = true;
+		engine_xfer_done(s, x, 0);
+		return;
+	}
+	if (rcow_buf_reserve(&x->buf, x->io_len, &err)) {
+		logmsg("base %s: %s", s->uri, err.msg);
+		engine_xfer_done(s, x, ENOMEM);
+		return;
+	}
+	memset(x->buf.p, 0, x->io_len);
+	x->conn = ci;
+	x->parts = 0;
+	x->issued_ms = now_ms();
+	for (size_t i = 0; i < n; i++) {
+		uint64_t o = runs[i].offset, left = runs[i].length;
+
+		while (left > 0) {
+			uint64_t l = left < ns->max_req ? left : ns->max_req;
+			struct ticket *t = t_new(ns, ci);
+
+			if (!t) {	/* finish what was issued; fail the rest */
+				x->err = ENOMEM;
+				break;
+			}
+			t->x = x;
+			x->parts++;
+			if (nbd_aio_pread(ns->c[ci].h, (unsigned char *)x->buf.p + (o - x->off),
+					  (size_t)l, o,
+					  (nbd_completion_callback){ .callback = read_cb,
+								     .user_data = t }, 0) < 0) {
+				ns->c[ci].broken = true;
+				t_complete(t, ENOTCONN);
+			}
+			o += l;
+			left -= l;
+		}
+	}
+	if (x->parts == 0)
+		engine_xfer_done(s, x, x->err ? x->err : EIO);
+}
+
+static void nbd_pump(struct src *s)
+{
+	struct nbd_src *ns = s->priv;
+
+	for (int c = 0; c < XC_NR; c++) {
+		struct xfer *x = s->q[c].head, *next;
+
+		for (; x; x = next) {
+			int ci = pick_conn(ns);
+
+			next = x->next;
+			if (ci < 0 || ns->inflight >= s->pol.max_in_flight)
+				goto out;
+			if (!chunks_known(ns, x->off, x->len, ci))
+				continue;
+			issue_read(ns, ci, x);
+		}
+	}
+out:
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (ns->c[i].broken)
+			conn_fail(ns, i, "the connection broke while sending requests");
+	process_completed(ns);
+}
+
+/* ---- loop hooks ---------------------------------------------------------- */
+
+static int nbd_open(struct src *s)
+{
+	struct nbd_src *ns = calloc(1, sizeof(*ns));
+
+	if (!ns)
+		return -ENOMEM;
+	ns->s = s;
+	ns->want = 1;
+	rcow_backoff_init(&ns->bo, s->pol.retry_initial_ms, s->pol.retry_max_ms);
+	s->priv = ns;
+	conn_start(ns, 0);
+	return 0;
+}
+
+static void nbd_src_close(struct src *s)
+{
+	struct nbd_src *ns = s->priv;
+
+	for (int i = 0; i < MAX_CONNS; i++)
+		conn_close(ns, i);
+	/* the reads go back to the queues, which are empty of live devices */
+	process_completed(ns);
+	for (size_t i = 0; i < ns->nchunks; i++)
+		rcow_extent_list_free(&ns->chunks[i].runs);
+	free(ns->chunks);
+	free(ns);
+	s->priv = NULL;
+}
+
+static int nbd_pollfds(struct src *s, struct pollfd *p, int max)
+{
+	struct nbd_src *ns = s->priv;
+	int n = 0;
+
+	for (int i = 0; i < MAX_CONNS && n < max; i++) {
+		struct conn *c = &ns->c[i];
+		unsigned int dir;
+		int fd;
+
+		if (!c->h || c->st == C_IDLE)
+			continue;
+		fd = nbd_aio_get_fd(c->h);
+		if (fd < 0)
+			continue;
+		dir = nbd_aio_get_direction(c->h);
+		p[n].fd = fd;
+		p[n].events = (short)(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+				      ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
+		p[n].revents = 0;
+		ns->slot_conn[n] = i;
+		n++;
+	}
+	ns->nslots = n;
+	return n;
+}
+
+static void check_state(struct nbd_src *ns, int ci)
+{
+	struct conn *c = &ns->c[ci];
+	char why[512];
+
+	if (!c->h)
+		return;
+	if (nbd_aio_is_dead(c->h) || nbd_aio_is_closed(c->h)) {
+		snprintf(why, sizeof(why), "%s", c->st == C_READY ?
+			 "the connection was lost" : nbd_err());
+		if (c->st == C_READY && nbd_get_error())
+			snprintf(why, sizeof(why), "the connection was lost: %s", nbd_err());
+		conn_fail(ns, ci, why);
+		return;
+	}
+	if (c->st == C_CONNECTING && nbd_aio_is_ready(c->h))
+		conn_ready(ns, ci);
+}
+
+static void nbd_events(struct src *s, const struct pollfd *p, int n)
+{
+	struct nbd_src *ns = s->priv;
+
+	for (int k = 0; k < n && k < ns->nslots; k++) {
+		int ci = ns->slot_conn[k];
+		struct conn *c = &ns->c[ci];
+		int r = 0;
+
+		if (!c->h || !p[k].revents)
+			continue;
+		if (p[k].revents & (POLLIN | POLLHUP | POLLERR))
+			r = nbd_aio_notify_read(c->h);
+		else if (p[k].revents & POLLOUT)
+			r = nbd_aio_notify_write(c->h);
+		(void)r;
+		check_state(ns, ci);
+	}
+	process_completed(ns);
+}
+
+static uint64_t nbd_timer(struct src *s, uint64_t now)
+{
+	struct nbd_src *ns = s->priv;
+	uint64_t t = 0;
+	bool busy = false;
+
+	for (unsigned int i = 0; i < ns->want && i < MAX_CONNS; i++) {
+		if (ns->c[i].st == C_IDLE && (!t || ns->retry_at < t))
+			t = ns->retry_at > now ? ns->retry_at : now;
+		if (ns->c[i].st == C_CONNECTING || ns->c[i].inflight)
+			busy = true;
+	}
+	if (busy && (!t || now + 1000 < t))
+		t = now + 1000;		/* timeouts are checked once a second */
+	return t;
+}
+
+static void nbd_tick(struct src *s, uint64_t now)
+{
+	struct nbd_src *ns = s->priv;
+	char why[256];
+
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &ns->c[i];
+
+		if (c->st == C_CONNECTING && now - c->started_ms > s->pol.connect_timeout_ms) {
+			snprintf(why, sizeof(why), "no answer to the connection attempt within %.1f s",
+				 s->pol.connect_timeout_ms / 1000.0);
+			conn_fail(ns, i, why);
+		} else if (c->st == C_READY) {
+			for (struct ticket *t = c->tickets; t; t = t->next)
+				if (now - t->issued_ms > s->pol.request_timeout_ms) {
+					snprintf(why, sizeof(why),
+						 "no reply to a request for %.1f s; reconnecting",
+						 (now - t->issued_ms) / 1000.0);
+					conn_fail(ns, i, why);
+					break;
+				}
+		}
+	}
+	if (now >= ns->retry_at)
+		for (unsigned int i = 0; i < ns->want && i < MAX_CONNS; i++)
+			if (ns->c[i].st == C_IDLE && (i == 0 || ns->info_known))
+				conn_start(ns, (int)i);
+	process_completed(ns);
+}
+
+static unsigned int nbd_in_flight(const struct src *s)
+{
+	const struct nbd_src *ns = s->priv;
+
+	return ns->inflight;
+}
+
+static bool nbd_ready(const struct src *s)
+{
+	return any_ready(s->priv);
+}
+
+const struct src_ops src_nbd_ops = {
+	.name = "nbd",
+	.open = nbd_open,
+	.close = nbd_src_close,
+	.pollfds = nbd_pollfds,
+	.events = nbd_events,
+	.timer = nbd_timer,
+	.tick = nbd_tick,
+	.pump = nbd_pump,
+	.in_flight = nbd_in_flight,
+	.ready = nbd_ready,
+};

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * remote-cowd's configuration file (remote-cowd(8) documents the format):
+ *
+ *   # comment
+ *   connections = 4              global policy, before any section
+ *   prefetch_max = 8M
+ *   [nbds://images.example/]     a section: applies to every base URI
+ *   tls_psk_file = /etc/...      starting with this text (longest wins)
+ *   connections = 8
+ *
+ * Parsing is pure (text in, struct out) so it is unit-tested on the host.
+ */
+#ifndef RCOW_CONFIG_H
+#define RCOW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rcow/err.h"
+
+struct rcow_policy {
+	uint32_t connections;		/* NBD connections per base (multi-conn) */
+	uint32_t max_in_flight;		/* extent reads in flight per base */
+	uint64_t prefetch_max;		/* read-ahead window cap, bytes (0: off) */
+	uint32_t retry_initial_ms;	/* first reconnection delay */
+	uint32_t retry_max_ms;		/* reconnection delay cap */
+	uint32_t request_timeout_ms;	/* an NBD request older than this: reconnect */
+	uint32_t connect_timeout_ms;	/* a connection attempt longer than this fails */
+};
+
+#define RCOW_POLICY_DEFAULTS { 4, 64, 8u << 20, 250, 10000, 30000, 10000 }
+
+/* Bits of rcow_config_section.set: which policy fields the section sets. */
+enum {
+	RCOW_SET_CONNECTIONS = 1 << 0,
+	RCOW_SET_MAX_IN_FLIGHT = 1 << 1,
+	RCOW_SET_PREFETCH_MAX = 1 << 2,
+	RCOW_SET_RETRY_INITIAL = 1 << 3,
+	RCOW_SET_RETRY_MAX = 1 << 4,
+	RCOW_SET_REQUEST_TIMEOUT = 1 << 5,
+	RCOW_SET_CONNECT_TIMEOUT = 1 << 6,
+};
+
+struct rcow_cred {
+	char *tls_psk_file;		/* libnbd nbd_set_tls_psk_file */
+	char *tls_certificates;		/* libnbd nbd_set_tls_certificates (a directory) */
+	char *tls_username;		/* libnbd nbd_set_tls_username */
+};
+
+struct rcow_config_section {
+	char *prefix;			/* base URI prefix */
+	struct rcow_policy pol;
+	unsigned int set;
+	struct rcow_cred cred;
+};
+
+struct rcow_config {
+	struct rcow_policy global;
+	struct rcow_config_section *sec;
+	size_t nsec;
+};
+
+void rcow_config_init(struct rcow_config *c);
+/* Parse text (name is for messages).  On error c keeps what was parsed. */
+int rcow_config_parse(struct rcow_config *c, const char *text, const char *name,
+		      struct rcow_err *err);
+/* Read and parse a file. */
+int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *err);
+/*
+ * The policy and credentials for a base URI: the global policy overlaid
+ * by the section with the longest prefix of uri (if any).  *cred is NULL
+ * when no section matches.
+ */
+void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rcow_policy *pol,
+			const struct rcow_cred **cred);
+void rcow_config_free(struct rcow_config *c);
+
+#endif

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Pure policy logic of remote-cowd, kept apart from any I/O so the host
+ * unit tests can drive it with made-up clocks and fault sequences:
+ *
+ *   backoff    delay before the next reconnection attempt: starts at
+ *              initial_ms, doubles after every failure, capped at max_ms,
+ *              back to initial_ms after a success.
+ *   prefetch   per-device sequential fault detection with a growing
+ *              read-ahead window (see rcow_prefetch_fault()).
+ *   ratelimit  token bucket for background streaming (bytes per second).
+ */
+#ifndef RCOW_POLICY_H
+#define RCOW_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rcow_backoff {
+	uint32_t initial_ms, max_ms;
+	uint32_t next_ms;	/* delay the next failure gets */
+	uint32_t failures;	/* consecutive failures */
+};
+
+void rcow_backoff_init(struct rcow_backoff *b, uint32_t initial_ms, uint32_t max_ms);
+/* A failure: returns the delay to wait before the next attempt. */
+uint32_t rcow_backoff_fail(struct rcow_backoff *b);
+/* A success: the next failure starts from initial_ms again. */
+void rcow_backoff_reset(struct rcow_backoff *b);
+
+/*
+ * Sequential detection.  Extents are device extents.  A guest fault is
+ * sequential when it starts where the previous guest fault ended, or
+ * anywhere from there up to the end of the read-ahead already asked for
+ * (the kernel answers reads of prefetched extents without new faults, so
+ * the next fault of a sequential reader lands at or before that end).
+ * From the second sequential fault on, the window (in extents) starts at
+ * init and doubles on every further sequential fault up to max; the range
+ * prefetched is [max(fault end, ra_end), fault end + window), so what is
+ * fetched beyond the extents the guest reads never exceeds max extents.
+ * Any other fault resets the detector.  max == 0 disables prefetch.
+ */
+struct rcow_prefetch {
+	uint64_t init, max;	/* window bounds, extents */
+	uint64_t next;		/* extent after the previous guest fault */
+	uint64_t ra_end;	/* end of the read-ahead asked for */
+	uint64_t window;	/* current window, extents (0: none yet) */
+	uint32_t seq;		/* length of the sequential run, in faults */
+};
+
+void rcow_prefetch_init(struct rcow_prefetch *p, uint64_t init_extents, uint64_t max_extents);
+/*
+ * Feed a guest fault [first, first + count) of a device of nr extents.
+ * Returns true with *pf_first and *pf_count set when a read-ahead should be
+ * asked for; *pf_count is at most max (and at most 4096).
+ */
+bool rcow_prefetch_fault(struct rcow_prefetch *p, uint64_t first, uint32_t count, uint64_t nr,
+			 uint64_t *pf_first, uint32_t *pf_count);
+
+/*
+ * Token bucket: rate bytes per second (0: unlimited), at most burst bytes
+ * saved up.  Starts full.
+ */
+struct rcow_ratelimit {
+	uint64_t rate, burst;
+	double tokens;
+	uint64_t last_ns;
+};
+
+void rcow_ratelimit_init(struct rcow_ratelimit *r, uint64_t rate, uint64_t burst, uint64_t now_ns);
+/*
+ * Ask to send bytes now: returns 0 and takes the tokens if there are
+ * enough, else the nanoseconds to wait before asking again (nothing taken).
+ * A request larger than burst is allowed once the bucket is full.
+ */
+uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t now_ns);
+
+/* Parse "64", "64k", "8M", "1G" (powers of 1024) into bytes.  0 or -EINVAL. */
+int rcow_parse_size(const char *s, uint64_t *out);
+/* Parse "250ms", "2s", "1.5s", "30" (seconds) into milliseconds.  0 or -EINVAL. */
+int rcow_parse_duration_ms(const char *s, uint32_t *out);
+
+#endif

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * config.c - remote-cowd's configuration file (see include/rcow/config.h
+ * and remote-cowd(8)).  Line oriented: "key = value", "[uri-prefix]",
+ * '#' comments, blank lines.  Unknown keys and bad values are errors that
+ * name the file and line, so a typo never silently changes the policy.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rcow/config.h"
+#include "rcow/policy.h"
+
+#define MAX_CONFIG_BYTES (1 << 20)
+
+void rcow_config_init(struct rcow_config *c)
+{
+	static const struct rcow_policy def = RCOW_POLICY_DEFAULTS;
+
+	memset(c, 0, sizeof(*c));
+	c->global = def;
+}
+
+static void cred_free(struct rcow_cred *cr)
+{
+	free(cr->tls_psk_file);
+	free(cr->tls_certificates);
+	free(cr->tls_username);
+	memset(cr, 0, sizeof(*cr));
+}
+
+void rcow_config_free(struct rcow_config *c)
+{
+	for (size_t i = 0; i < c->nsec; i++) {
+		free(c->sec[i].prefix);
+		cred_free(&c->sec[i].cred);
+	}
+	free(c->sec);
+	c->sec = NULL;
+	c->nsec = 0;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static int set_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	unsigned long x;
+
+	if (!*v || *v == '-')
+		return -EINVAL;
+	errno = 0;
+	x = strtoul(v, &end, 10);
+	if (errno || *end || x < lo || x > hi)
+		return -EINVAL;
+	*out = (uint32_t)x;
+	return 0;
+}
+
+static int set_str(const char *v, char **out)
+{
+	char *s;
+
+	if (!*v)
+		return -EINVAL;
+	s = strdup(v);
+	if (!s)
+		return -ENOMEM;
+	free(*out);
+	*out = s;
+	return 0;
+}
+
+/* One key of a policy (global or section); *bit gets its RCOW_SET_ bit. */
+static int policy_key(struct rcow_policy *p, const char *k, const char *v, unsigned int *bit,
+		      const char **range)
+{
+	uint64_t sz;
+
+	if (!strcmp(k, "connections")) {
+		*bit = RCOW_SET_CONNECTIONS;
+		*range = "a number from 1 to 16";
+		return set_u32(v, 1, 16, &p->connections);
+	}
+	if (!strcmp(k, "max_in_flight")) {
+		*bit = RCOW_SET_MAX_IN_FLIGHT;
+		*range = "a number from 1 to 1024";
+		return set_u32(v, 1, 1024, &p->max_in_flight);
+	}
+	if (!strcmp(k, "prefetch_max")) {
+		*bit = RCOW_SET_PREFETCH_MAX;
+		*range = "a size from 0 to 64M (0 turns prefetch off)";
+		if (rcow_parse_size(v, &sz) || sz > (64u << 20))
+			return -EINVAL;
+		p->prefetch_max = sz;
+		return 0;
+	}
+	*range = "a duration from 1ms to 1 day (e.g. 250ms, 2s)";
+	if (!strcmp(k, "retry_initial")) {
+		*bit = RCOW_SET_RETRY_INITIAL;
+		return rcow_parse_duration_ms(v, &p->retry_initial_ms) || !p->retry_initial_ms ?
+			-EINVAL : 0;
+	}
+	if (!strcmp(k, "retry_max")) {
+		*bit = RCOW_SET_RETRY_MAX;
+		return rcow_parse_duration_ms(v, &p->retry_max_ms) || !p->retry_max_ms ? -EINVAL : 0;
+	}
+	if (!strcmp(k, "request_timeout")) {
+		*bit = RCOW_SET_REQUEST_TIMEOUT;
+		return rcow_parse_duration_ms(v, &p->request_timeout_ms) || !p->request_timeout_ms ?
+			-EINVAL : 0;
+	}
+	if (!strcmp(k, "connect_timeout")) {
+		*bit = RCOW_SET_CONNECT_TIMEOUT;
+		return rcow_parse_duration_ms(v, &p->connect_timeout_ms) || !p->connect_timeout_ms ?
+			-EINVAL : 0;
+	}
+	return -ENOENT;
+}
+
+static int add_section(struct rcow_config *c, const char *prefix)
+{
+	struct rcow_config_section *v, *s;
+
+	v = realloc(c->sec, (c->nsec + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	c->sec = v;
+	s = &c->sec[c->nsec];
+	memset(s, 0, sizeof(*s));
+	s->prefix = strdup(prefix);
+	if (!s->prefix)
+		return -ENOMEM;
+	c->nsec++;
+	return 0;
+}
+
+static int parse_line(struct rcow_config *c, char *line, const char *name, unsigned int lineno,
+		      struct rcow_err *err)
+{
+	struct rcow_config_section *s = c->nsec ? &c->sec[c->nsec - 1] : NULL;
+	char *eq, *k, *v;
+	const char *range = "";
+	unsigned int bit = 0;
+	int r;
+
+	line = trim(line);
+	if (!*line || *line == '#')
+		return 0;
+	if (*line == '[') {
+		char *e = strchr(line, ']');
+
+		if (!e || *trim(e + 1) || e == line + 1)
+			return rcow_err_set(err, EINVAL,
+				"%s line %u: a section header is [base-URI-prefix], e.g. [nbds://images.example/]",
+				name, lineno);
+		*e = '\0';
+		for (size_t i = 0; i < c->nsec; i++)
+			if (!strcmp(c->sec[i].prefix, line + 1))
+				return rcow_err_set(err, EINVAL, "%s line %u: section [%s] appears twice",
+						    name, lineno, line + 1);
+		if (add_section(c, line + 1))
+			return rcow_err_set(err, ENOMEM, "out of memory reading %s", name);
+		return 0;
+	}
+	eq = strchr(line, '=');
+	if (!eq)
+		return rcow_err_set(err, EINVAL, "%s line %u: expected key = value, got '%s'",
+				    name, lineno, line);
+	*eq = '\0';
+	k = trim(line);
+	v = trim(eq + 1);
+	r = policy_key(s ? &s->pol : &c->global, k, v, &bit, &range);
+	if (r == 0) {
+		if (s)
+			s->set |= bit;
+		return 0;
+	}
+	if (r == -EINVAL)
+		return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s", name, lineno,
+				    k, v, range);
+	if (!strncmp(k, "tls_", 4)) {
+		char **dst = NULL;
+
+		if (!strcmp(k, "tls_psk_file"))
+			dst = s ? &s->cred.tls_psk_file : NULL;
+		else if (!strcmp(k, "tls_certificates"))
+			dst = s ? &s->cred.tls_certificates : NULL;
+		else if (!strcmp(k, "tls_username"))
+			dst = s ? &s->cred.tls_username : NULL;
+		else
+			goto unknown;
+		if (!dst)
+			return rcow_err_set(err, EINVAL,
+				"%s line %u: %s belongs in a [base-URI-prefix] section", name, lineno, k);
+		r = set_str(v, dst);
+		if (r == -ENOMEM)
+			return rcow_err_set(err, ENOMEM, "out of memory reading %s", name);
+		if (r)
+			return rcow_err_set(err, EINVAL, "%s line %u: %s needs a value", name, lineno, k);
+		return 0;
+	}
+unknown:
+	return rcow_err_set(err, EINVAL,
+		"%s line %u: unknown key '%s' (known: connections, max_in_flight, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, tls_psk_file, tls_certificates, tls_username)",
+		name, lineno, k);
+}
+
+int rcow_config_parse(struct rcow_config *c, const char *text, const char *name,
+		      struct rcow_err *err)
+{
+	char *copy = strdup(text), *line, *save = NULL;
+	unsigned int lineno = 0;
+	const char *p;
+	int r = 0;
+
+	if (!copy)
+		return rcow_err_set(err, ENOMEM, "out of memory reading %s", name);
+	/* strtok_r would skip empty lines and so miscount; split by hand */
+	(void)save;
+	line = copy;
+	for (;;) {
+		char *nl = strchr(line, '\n');
+
+		if (nl)
+			*nl = '\0';
+		lineno++;
+		r = parse_line(c, line, name, lineno, err);
+		if (r || !nl)
+			break;
+		line = nl + 1;
+	}
+	free(copy);
+	if (r)
+		return r;
+	/* sanity across keys */
+	p = name;
+	if (c->global.retry_max_ms < c->global.retry_initial_ms)
+		return rcow_err_set(err, EINVAL, "%s: retry_max is shorter than retry_initial", p);
+	return 0;
+}
+
+int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *err)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+	int r;
+
+	if (!f)
+		return rcow_err_set(err, errno, "cannot open configuration file %s: %s", path,
+				    strerror(errno));
+	buf = malloc(MAX_CONFIG_BYTES + 1);
+	if (!buf) {
+		fclose(f);
+		return rcow_err_set(err, ENOMEM, "out of memory reading %s", path);
+	}
+	n = fread(buf, 1, MAX_CONFIG_BYTES + 1, f);
+	if (ferror(f) || n > MAX_CONFIG_BYTES) {
+		r = rcow_err_set(err, EINVAL, "cannot read configuration file %s (error, or over 1 MiB)",
+				 path);
+	} else {
+		buf[n] = '\0';
+		r = rcow_config_parse(c, buf, path, err);
+	}
+	free(buf);
+	fclose(f);
+	return r;
+}
+
+void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rcow_policy *pol,
+			const struct rcow_cred **cred)
+{
+	const struct rcow_config_section *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < c->nsec; i++) {
+		size_t l = strlen(c->sec[i].prefix);
+
+		if (!strncmp(uri, c->sec[i].prefix, l) && (!best || l > best_len)) {
+			best = &c->sec[i];
+			best_len = l;
+		}
+	}
+	*pol = c->global;
+	*cred = NULL;
+	if (!best)
+		return;
+	*cred = &best->cred;
+	if (best->set & RCOW_SET_CONNECTIONS)
+		pol->connections = best->pol.connections;
+	if (best->set & RCOW_SET_MAX_IN_FLIGHT)
+		pol->max_in_flight = best->pol.max_in_flight;
+	if (best->set & RCOW_SET_PREFETCH_MAX)
+		pol->prefetch_max = best->pol.prefetch_max;
+	if (best->set & RCOW_SET_RETRY_INITIAL)
+		pol->retry_initial_ms = best->pol.retry_initial_ms;
+	if (best->set & RCOW_SET_RETRY_MAX)
+		pol->retry_max_ms = best->pol.retry_max_ms;
+	if (best->set & RCOW_SET_REQUEST_TIMEOUT)
+		pol->request_timeout_ms = best->pol.request_timeout_ms;
+	if (best->set & RCOW_SET_CONNECT_TIMEOUT)
+		pol->connect_timeout_ms = best->pol.connect_timeout_ms;
+	if (pol->retry_max_ms < pol->retry_initial_ms)
+		pol->retry_max_ms = pol->retry_initial_ms;
+}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * policy.c - backoff, prefetch window and rate limiter of remote-cowd
+ * (see include/rcow/policy.h).  No I/O, no clock: callers pass the time.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "remote_cow.h"
+#include "rcow/policy.h"
+
+void rcow_backoff_init(struct rcow_backoff *b, uint32_t initial_ms, uint32_t max_ms)
+{
+	b->initial_ms = initial_ms ? initial_ms : 1;
+	b->max_ms = max_ms < b->initial_ms ? b->initial_ms : max_ms;
+	rcow_backoff_reset(b);
+}
+
+uint32_t rcow_backoff_fail(struct rcow_backoff *b)
+{
+	uint32_t d = b->next_ms;
+
+	b->failures++;
+	b->next_ms = d > b->max_ms / 2 ? b->max_ms : d * 2;
+	return d;
+}
+
+void rcow_backoff_reset(struct rcow_backoff *b)
+{
+	b->next_ms = b->initial_ms;
+	b->failures = 0;
+}
+
+void rcow_prefetch_init(struct rcow_prefetch *p, uint64_t init_extents, uint64_t max_extents)
+{
+	memset(p, 0, sizeof(*p));
+	if (max_extents > REMOTE_COW_MAX_RANGE)
+		max_extents = REMOTE_COW_MAX_RANGE;
+	p->max = max_extents;
+	p->init = init_extents < 1 ? 1 : init_extents;
+	if (p->init > p->max)
+		p->init = p->max;
+}
+
+bool rcow_prefetch_fault(struct rcow_prefetch *p, uint64_t first, uint32_t count, uint64_t nr,
+			 uint64_t *pf_first, uint32_t *pf_count)
+{
+	uint64_t end = first + count, hi = p->ra_end > p->next ? p->ra_end : p->next;
+	uint64_t start, stop;
+
+	if (p->seq > 0 && first >= p->next && first <= hi) {
+		p->seq++;
+	} else {
+		p->seq = 1;
+		p->window = 0;
+		p->ra_end = 0;
+	}
+	p->next = end;
+	if (p->max == 0 || p->seq < 2)
+		return false;
+	p->window = p->window ? p->window * 2 : p->init;
+	if (p->window > p->max)
+		p->window = p->max;
+	start = p->ra_end > end ? p->ra_end : end;
+	stop = end + p->window;
+	if (stop > nr)
+		stop = nr;
+	if (stop <= start)
+		return false;
+	p->ra_end = stop;
+	*pf_first = start;
+	*pf_count = (uint32_t)(stop - start);
+	return true;
+}
+
+void rcow_ratelimit_init(struct rcow_ratelimit *r, uint64_t rate, uint64_t burst, uint64_t now_ns)
+{
+	r->rate = rate;
+	r->burst = burst ? burst : 1;
+	r->tokens = (double)r->burst;
+	r->last_ns = now_ns;
+}
+
+uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t now_ns)
+{
+	double need;
+
+	if (r->rate == 0)
+		return 0;
+	if (now_ns > r->last_ns) {
+		r->tokens += (double)(now_ns - r->last_ns) * (double)r->rate / 1e9;
+		if (r->tokens > (double)r->burst)
+			r->tokens = (double)r->burst;
+	}
+	r->last_ns = now_ns;
+	need = (double)(bytes < r->burst ? bytes : r->burst);
+	if (r->tokens >= need) {
+		r->tokens -= (double)bytes;	/* may go negative for big requests */
+		return 0;
+	}
+	return (uint64_t)((need - r->tokens) * 1e9 / (double)r->rate) + 1;
+}
+
+int rcow_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned int shift = 0;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && !(end[1] == 'i' && end[2] == 'B' && !end[3]) &&
+	    !((end[1] == 'B' || end[1] == 'b') && !end[2]))
+		return -EINVAL;
+	if (shift && v > (~0ULL >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+int rcow_parse_duration_ms(const char *s, uint32_t *out)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	if (!strcmp(end, "ms"))
+		;
+	else if (!strcmp(end, "s") || !*end)
+		v *= 1000;
+	else
+		return -EINVAL;
+	if (v > 86400000.0)
+		return -EINVAL;
+	*out = (uint32_t)(v + 0.5);
+	return 0;
+}

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-2.0
+/* test-config.c - remote-cowd configuration file parsing and lookup. */
+#include <errno.h>
+#include <string.h>
+
+#include "rcow/config.h"
+#include "tap.h"
+
+static void test_good(struct tap *t)
+{
+	static const char text[] =
+		"# remote-cowd\n"
+		"\n"
+		"connections = 2\n"
+		"  prefetch_max = 4M  \n"
+		"retry_max = 5s\n"
+		"[nbds://images.example/]\n"
+		"tls_psk_file = /etc/remote-cow/psk\n"
+		"tls_username = host1\n"
+		"connections = 8\n"
+		"[nbds://images.example/special]\n"
+		"prefetch_max = 0\n"
+		"tls_certificates = /etc/pki/rcow\n";
+	struct rcow_config c;
+	struct rcow_err err = { 0 };
+	struct rcow_policy p;
+	const struct rcow_cred *cr;
+	int r;
+
+	rcow_config_init(&c);
+	r = rcow_config_parse(&c, text, "test.conf", &err);
+	tap_ok(t, r == 0, "a valid file parses (%s)", err.msg);
+	tap_ok(t, c.global.connections == 2 && c.global.prefetch_max == 4u << 20 &&
+	       c.global.retry_max_ms == 5000 && c.global.max_in_flight == 64,
+	       "global keys set, others default");
+	rcow_config_lookup(&c, "nbd://other/x", &p, &cr);
+	tap_ok(t, !cr && p.connections == 2, "an unmatched URI gets the global policy");
+	rcow_config_lookup(&c, "nbds://images.example/debian", &p, &cr);
+	tap_ok(t, cr && cr->tls_psk_file && !strcmp(cr->tls_psk_file, "/etc/remote-cow/psk") &&
+	       cr->tls_username && !strcmp(cr->tls_username, "host1") && p.connections == 8 &&
+	       p.prefetch_max == 4u << 20, "a prefix section adds credentials and overrides");
+	rcow_config_lookup(&c, "nbds://images.example/special-disk", &p, &cr);
+	tap_ok(t, cr && cr->tls_certificates && !cr->tls_psk_file && p.prefetch_max == 0 &&
+	       p.connections == 2, "the longest prefix wins, alone");
+	rcow_config_free(&c);
+}
+
+static void bad(struct tap *t, const char *text, const char *want)
+{
+	struct rcow_config c;
+	struct rcow_err err = { 0 };
+	int r;
+
+	rcow_config_init(&c);
+	r = rcow_config_parse(&c, text, "bad.conf", &err);
+	tap_ok(t, r == -EINVAL && strstr(err.msg, want) != NULL, "refused: %s -> %s", want, err.msg);
+	rcow_config_free(&c);
+}
+
+void test_config(struct tap *t)
+{
+	test_good(t);
+	bad(t, "connections = 0\n", "line 1: connections");
+	bad(t, "\n\nconections = 3\n", "line 3: unknown key 'conections'");
+	bad(t, "prefetch_max = 1G\n", "prefetch_max");
+	bad(t, "tls_psk_file = /x\n", "belongs in a [base-URI-prefix] section");
+	bad(t, "[nbd://a/]\n[nbd://a/]\n", "appears twice");
+	bad(t, "[nbd://a/\n", "section header");
+	bad(t, "just words\n", "expected key = value");
+	bad(t, "retry_initial = 5s\nretry_max = 1s\n", "retry_max is shorter");
+	bad(t, "request_timeout = soon\n", "request_timeout");
+}
