@@ -310,6 +310,7 @@ static int run(struct daemon *d, int sigfd)
 		if (r)
 			return r;
 		engine_run(d);
+		now = now_ms();
 		for (s = d->srcs; s; s = s->next) {
 			s->ops->tick(s, now);
 			s->ops->pump(s);

@@ -306,13 +306,13 @@ static void conn_ready(struct nbd_src *ns, int ci)
 		       ns->meta ? "reported (base:allocation)" : "not reported", ns->want,
 		       ns->multi ? " (multi-conn)" : "");
 	}
-	if (ns->down) {
+	if (ns->down && ns->ever) {
 		logmsg("base %s: reconnected after %.1f s; resuming %u waiting read(s)", s->uri,
 		       (double)(now - ns->down_since) / 1000.0,
 		       s->q[XC_GUEST].n + s->q[XC_PREFETCH].n + s->q[XC_HYDRATE].n);
 		s->d->st.reconnects++;
-		ns->down = false;
 	}
+	ns->down = false;
 	ns->ever = true;
 	rcow_backoff_reset(&ns->bo);
 	/* start the other connections at once */
@@ -735,13 +735,15 @@ static void nbd_tick(struct src *s, uint64_t now)
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &ns->c[i];
 
-		if (c->st == C_CONNECTING && now - c->started_ms > s->pol.connect_timeout_ms) {
+		if (c->st == C_CONNECTING && now > c->started_ms &&
+		    now - c->started_ms > s->pol.connect_timeout_ms) {
 			snprintf(why, sizeof(why), "no answer to the connection attempt within %.1f s",
 				 s->pol.connect_timeout_ms / 1000.0);
 			conn_fail(ns, i, why);
 		} else if (c->st == C_READY) {
 			for (struct ticket *t = c->tickets; t; t = t->next)
-				if (now - t->issued_ms > s->pol.request_timeout_ms) {
+				if (now > t->issued_ms &&
+				    now - t->issued_ms > s->pol.request_timeout_ms) {
 					snprintf(why, sizeof(why),
 						 "no reply to a request for %.1f s; reconnecting",
 						 (now - t->issued_ms) / 1000.0);
