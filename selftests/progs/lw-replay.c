@@ -1,0 +1,603 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lw-replay: read a dm-log-writes log and replay it onto a device.
+ *
+ * The log-writes target (Documentation/admin-guide/device-mapper/
+ * log-writes.rst in the kernel) records every write to its data device, in
+ * the order the writes became durable, on a log device:
+ *
+ *   block 0          super: magic, version, number of entries, block size
+ *   then, per entry  one block: sector, nr_sectors, flags, data_len and,
+ *                    for a mark, its name; then nr_sectors blocks of the
+ *                    data written (none for a discard or a mark)
+ *
+ * All integers are little-endian; "block" is the data device's logical
+ * block size (the super's sectorsize), and sector/nr_sectors count blocks.
+ *
+ * The selftests use this to rebuild the content a device had at every
+ * flush point of a workload (crash-consistency.sh).  Entries are numbered
+ * from 0 in log order.
+ */
+#define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/fs.h>
+
+#define LW_MAGIC		0x6a736677736872ULL
+#define LW_VERSION		1ULL
+
+#define LW_FLUSH		(1ULL << 0)
+#define LW_FUA			(1ULL << 1)
+#define LW_DISCARD		(1ULL << 2)
+#define LW_MARK			(1ULL << 3)
+#define LW_METADATA		(1ULL << 4)
+#define LW_KNOWN_FLAGS		(LW_FLUSH | LW_FUA | LW_DISCARD | LW_MARK | LW_METADATA)
+
+#define ENTRY_HDR_BYTES		32	/* four __le64 */
+#define MAX_BLOCK_SIZE		65536
+#define COPY_CHUNK		(1U << 20)
+
+#define EXIT_USAGE		2
+
+struct lw_log {
+	int fd;
+	const char *path;
+	uint64_t size;		/* bytes */
+	uint64_t nr_entries;	/* from the super */
+	uint32_t bsize;		/* the super's sectorsize */
+	uint64_t pos;		/* byte offset of the next entry header */
+	uint64_t index;		/* number of the next entry */
+};
+
+struct lw_entry {
+	uint64_t index;
+	uint64_t sector;	/* in blocks of the log's block size */
+	uint64_t nr_sectors;
+	uint64_t flags;
+	uint64_t data_len;
+	uint64_t data_pos;	/* byte offset of the entry's data in the log */
+	char mark[MAX_BLOCK_SIZE];
+};
+
+static bool verbose;
+static bool skip_discards;
+
+static void usage(FILE *f)
+{
+	fputs(
+"NAME\n"
+"    lw-replay - list and replay a dm-log-writes log\n"
+"\n"
+"SYNOPSIS\n"
+"    lw-replay [OPTIONS] info LOG\n"
+"    lw-replay [OPTIONS] list LOG\n"
+"    lw-replay [OPTIONS] points LOG\n"
+"    lw-replay [OPTIONS] find-mark LOG NAME\n"
+"    lw-replay [OPTIONS] replay LOG TARGET [--to N | --to-mark NAME]\n"
+"\n"
+"DESCRIPTION\n"
+"    LOG is the log device (or a copy of it in a file) of a dm-log-writes\n"
+"    target, written as described in the kernel's\n"
+"    Documentation/admin-guide/device-mapper/log-writes.rst.  Entries are\n"
+"    numbered from 0 in log order, which is the order in which the writes\n"
+"    were known to be durable: a plain write is logged only at the next\n"
+"    flush that followed its completion, a FUA write when it completes.\n"
+"    Read the log after the log-writes device was removed (its super then\n"
+"    counts every entry).\n"
+"\n"
+"COMMANDS\n"
+"    info        print the super: magic, version, entries, sectorsize\n"
+"    list        one line per entry: NUMBER SECTOR SECTORS FLAGS [MARK],\n"
+"                SECTOR and SECTORS in 512-byte units, FLAGS the names of\n"
+"                the flags joined by '|' (FLUSH, FUA, DISCARD, MARK,\n"
+"                METADATA) or '-'\n"
+"    points      the numbers of the entries with FLUSH or FUA, one a line:\n"
+"                the points where a crash can leave the device\n"
+"    find-mark   the number of the (first) mark entry called NAME\n"
+"    replay      write the entries onto TARGET (a block device or a file,\n"
+"                which should start zeroed), from the first up to and\n"
+"                including entry N (--to) or the mark NAME (--to-mark);\n"
+"                all of them by default\n"
+"\n"
+"OPTIONS\n"
+"    --to N           last entry to replay\n"
+"    --to-mark NAME   replay up to and including the mark NAME\n"
+"    --skip-discards  leave discarded ranges as they are (default: write\n"
+"                     zeroes over them, as a discard that zeroes would)\n"
+"    -v, --verbose    replay: print each entry applied, on stderr\n"
+"    -h, --help       this text\n"
+"\n"
+"EXIT STATUS\n"
+"    0 success, 1 a bad log or an I/O error, 2 a usage error, 3 find-mark\n"
+"    or --to-mark: no such mark, or --to beyond the last entry.\n"
+"\n"
+"EXAMPLE\n"
+"    dmsetup create lw --table \"0 $(blockdev --getsz $DATA) log-writes $DATA $LOG\"\n"
+"    ... writes, fsync ...; dmsetup message lw 0 mark synced; dmsetup remove lw\n"
+"    lw-replay replay $LOG $FRESH --to-mark synced\n", f);
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static int read_full(int fd, void *buf, size_t len, uint64_t off, const char *what)
+{
+	unsigned char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "lw-replay: reading %s at byte %" PRIu64 ": %s\n",
+				what, off, strerror(errno));
+			return -1;
+		}
+		if (n == 0) {
+			fprintf(stderr, "lw-replay: %s ends at byte %" PRIu64 " (truncated log?)\n",
+				what, off);
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len, uint64_t off, const char *what)
+{
+	const unsigned char *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "lw-replay: writing %s at byte %" PRIu64 ": %s\n",
+				what, off, strerror(errno));
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Size in bytes of a block device or a regular file. */
+static int fd_size(int fd, const char *path, uint64_t *size, bool *is_blk)
+{
+	struct stat st;
+
+	if (fstat(fd, &st)) {
+		fprintf(stderr, "lw-replay: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	*is_blk = S_ISBLK(st.st_mode);
+	if (*is_blk) {
+		uint64_t b;
+
+		if (ioctl(fd, BLKGETSIZE64, &b)) {
+			fprintf(stderr, "lw-replay: %s: BLKGETSIZE64: %s\n", path, strerror(errno));
+			return -1;
+		}
+		*size = b;
+	} else if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+	} else {
+		fprintf(stderr, "lw-replay: %s: neither a block device nor a file\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int log_open(struct lw_log *lg, const char *path)
+{
+	unsigned char sb[512];
+	uint64_t magic, version;
+	bool is_blk;
+
+	memset(lg, 0, sizeof(*lg));
+	lg->path = path;
+	lg->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (lg->fd < 0) {
+		fprintf(stderr, "lw-replay: cannot open the log %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (fd_size(lg->fd, path, &lg->size, &is_blk))
+		return -1;
+	if (read_full(lg->fd, sb, sizeof(sb), 0, "the log's super"))
+		return -1;
+	magic = get_le64(sb);
+	version = get_le64(sb + 8);
+	lg->nr_entries = get_le64(sb + 16);
+	lg->bsize = get_le32(sb + 24);
+	if (magic != LW_MAGIC) {
+		fprintf(stderr, "lw-replay: %s: not a log-writes log (magic %#" PRIx64 ", expected %#llx)\n",
+			path, magic, LW_MAGIC);
+		return -1;
+	}
+	if (version != LW_VERSION) {
+		fprintf(stderr, "lw-replay: %s: log version %" PRIu64 " not supported (only %llu)\n",
+			path, version, LW_VERSION);
+		return -1;
+	}
+	if (lg->bsize < 512 || lg->bsize > MAX_BLOCK_SIZE || (lg->bsize & (lg->bsize - 1))) {
+		fprintf(stderr, "lw-replay: %s: bad sectorsize %" PRIu32 " in the super\n",
+			path, lg->bsize);
+		return -1;
+	}
+	lg->pos = lg->bsize;
+	lg->index = 0;
+	return 0;
+}
+
+/*
+ * Read the next entry's header.  Returns 1 with *e filled, 0 at the end of
+ * the log, -1 on a bad entry.
+ */
+static int log_next(struct lw_log *lg, struct lw_entry *e)
+{
+	static unsigned char hdr[MAX_BLOCK_SIZE];
+	uint64_t data_bytes;
+
+	if (lg->index >= lg->nr_entries)
+		return 0;
+	if (lg->pos + lg->bsize > lg->size) {
+		fprintf(stderr, "lw-replay: %s: entry %" PRIu64 " lies past the end of the log\n",
+			lg->path, lg->index);
+		return -1;
+	}
+	if (read_full(lg->fd, hdr, lg->bsize, lg->pos, "an entry header"))
+		return -1;
+	e->index = lg->index;
+	e->sector = get_le64(hdr);
+	e->nr_sectors = get_le64(hdr + 8);
+	e->flags = get_le64(hdr + 16);
+	e->data_len = get_le64(hdr + 24);
+	e->data_pos = lg->pos + lg->bsize;
+	e->mark[0] = '\0';
+	if (e->flags & ~LW_KNOWN_FLAGS) {
+		fprintf(stderr, "lw-replay: %s: entry %" PRIu64 " at byte %" PRIu64 " has unknown flags %#" PRIx64 "\n",
+			lg->path, lg->index, lg->pos, e->flags);
+		return -1;
+	}
+	if (e->flags & LW_MARK) {
+		size_t n = (size_t)e->data_len;
+
+		if (e->data_len > lg->bsize - ENTRY_HDR_BYTES) {
+			fprintf(stderr, "lw-replay: %s: mark entry %" PRIu64 " claims %" PRIu64 " bytes\n",
+				lg->path, lg->index, e->data_len);
+			return -1;
+		}
+		memcpy(e->mark, hdr + ENTRY_HDR_BYTES, n);
+		e->mark[n] = '\0';
+	} else if (e->data_len) {
+		/* Inline data of non-mark entries: not written by the kernel. */
+		fprintf(stderr, "lw-replay: %s: entry %" PRIu64 " has inline data (%" PRIu64 " bytes): not supported\n",
+			lg->path, lg->index, e->data_len);
+		return -1;
+	}
+	data_bytes = (e->flags & LW_DISCARD) ? 0 : e->nr_sectors * lg->bsize;
+	if (e->nr_sectors > (UINT64_MAX / 2) / lg->bsize ||
+	    e->data_pos + data_bytes > lg->size) {
+		fprintf(stderr, "lw-replay: %s: entry %" PRIu64 " (%" PRIu64 " blocks) runs past the end of the log\n",
+			lg->path, lg->index, e->nr_sectors);
+		return -1;
+	}
+	lg->pos = e->data_pos + data_bytes;
+	lg->index++;
+	return 1;
+}
+
+static void flag_names(uint64_t flags, char *buf, size_t len)
+{
+	static const struct { uint64_t bit; const char *name; } names[] = {
+		{ LW_FLUSH, "FLUSH" }, { LW_FUA, "FUA" }, { LW_DISCARD, "DISCARD" },
+		{ LW_MARK, "MARK" }, { LW_METADATA, "METADATA" },
+	};
+	size_t i, used = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(flags & names[i].bit))
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, "%s%s",
+					 used ? "|" : "", names[i].name);
+		if (used >= len)
+			break;
+	}
+	if (!buf[0])
+		snprintf(buf, len, "-");
+}
+
+/* 512-byte sectors, as dmsetup and blockdev count them. */
+static uint64_t to_512(const struct lw_log *lg, uint64_t blocks)
+{
+	return blocks * (lg->bsize / 512);
+}
+
+static int cmd_info(struct lw_log *lg)
+{
+	printf("magic=%#llx version=%llu entries=%" PRIu64 " sectorsize=%" PRIu32 "\n",
+	       LW_MAGIC, LW_VERSION, lg->nr_entries, lg->bsize);
+	return 0;
+}
+
+static int cmd_list(struct lw_log *lg, int mode, const char *name)
+{
+	static struct lw_entry e;
+	char flags[64];
+	int r;
+
+	while ((r = log_next(lg, &e)) > 0) {
+		switch (mode) {
+		case 0:
+			flag_names(e.flags, flags, sizeof(flags));
+			printf("%" PRIu64 " %" PRIu64 " %" PRIu64 " %s%s%s\n", e.index,
+			       to_512(lg, e.sector), to_512(lg, e.nr_sectors), flags,
+			       e.mark[0] ? " " : "", e.mark);
+			break;
+		case 1:
+			if (e.flags & (LW_FLUSH | LW_FUA))
+				printf("%" PRIu64 "\n", e.index);
+			break;
+		default:
+			if ((e.flags & LW_MARK) && !strcmp(e.mark, name)) {
+				printf("%" PRIu64 "\n", e.index);
+				return 0;
+			}
+			break;
+		}
+	}
+	if (r < 0)
+		return 1;
+	if (mode == 2) {
+		fprintf(stderr, "lw-replay: %s: no mark '%s'\n", lg->path, name);
+		return 3;
+	}
+	return 0;
+}
+
+static int zero_range(int fd, uint64_t off, uint64_t len)
+{
+	static unsigned char zeroes[COPY_CHUNK];
+
+	while (len) {
+		size_t n = len < COPY_CHUNK ? (size_t)len : COPY_CHUNK;
+
+		if (write_full(fd, zeroes, n, off, "the target"))
+			return -1;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int copy_range(struct lw_log *lg, int fd, uint64_t from, uint64_t to, uint64_t len)
+{
+	static unsigned char buf[COPY_CHUNK];
+
+	while (len) {
+		size_t n = len < COPY_CHUNK ? (size_t)len : COPY_CHUNK;
+
+		if (read_full(lg->fd, buf, n, from, "entry data") ||
+		    write_full(fd, buf, n, to, "the target"))
+			return -1;
+		from += n;
+		to += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int cmd_replay(struct lw_log *lg, const char *target, bool have_to, uint64_t to,
+		      const char *to_mark)
+{
+	static struct lw_entry e;
+	uint64_t tsize, applied = 0;
+	bool is_blk, found = false;
+	int fd, r, ret = 1;
+
+	fd = open(target, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "lw-replay: cannot open the target %s: %s\n", target, strerror(errno));
+		return 1;
+	}
+	if (fd_size(fd, target, &tsize, &is_blk))
+		goto out;
+
+	while ((r = log_next(lg, &e)) > 0) {
+		uint64_t off = e.sector * lg->bsize;
+		uint64_t len = e.nr_sectors * lg->bsize;
+
+		if (have_to && e.index > to)
+			break;
+		if (verbose) {
+			char flags[64];
+
+			flag_names(e.flags, flags, sizeof(flags));
+			fprintf(stderr, "lw-replay: entry %" PRIu64 ": %s sector %" PRIu64 " +%" PRIu64 "%s%s\n",
+				e.index, flags, to_512(lg, e.sector), to_512(lg, e.nr_sectors),
+				e.mark[0] ? " mark " : "", e.mark);
+		}
+		if (len && is_blk && off + len > tsize) {
+			fprintf(stderr, "lw-replay: entry %" PRIu64 " writes bytes %" PRIu64 "..%" PRIu64 " past the end of %s (%" PRIu64 " bytes)\n",
+				e.index, off, off + len, target, tsize);
+			goto out;
+		}
+		if (e.flags & LW_DISCARD) {
+			if (!skip_discards && zero_range(fd, off, len))
+				goto out;
+		} else if (len && copy_range(lg, fd, e.data_pos, off, len)) {
+			goto out;
+		}
+		applied++;
+		if (have_to && e.index == to) {
+			found = true;
+			break;
+		}
+		if (to_mark && (e.flags & LW_MARK) && !strcmp(e.mark, to_mark)) {
+			found = true;
+			break;
+		}
+	}
+	if (r < 0)
+		goto out;
+	if (fsync(fd)) {
+		fprintf(stderr, "lw-replay: fsync %s: %s\n", target, strerror(errno));
+		goto out;
+	}
+	if (have_to && !found) {
+		fprintf(stderr, "lw-replay: the log has no entry %" PRIu64 " (%" PRIu64 " entries)\n",
+			to, lg->nr_entries);
+		ret = 3;
+		goto out;
+	}
+	if (to_mark && !found) {
+		fprintf(stderr, "lw-replay: %s: no mark '%s'\n", lg->path, to_mark);
+		ret = 3;
+		goto out;
+	}
+	if (verbose)
+		fprintf(stderr, "lw-replay: %" PRIu64 " entries replayed onto %s\n", applied, target);
+	ret = 0;
+out:
+	if (close(fd) && !ret) {
+		fprintf(stderr, "lw-replay: close %s: %s\n", target, strerror(errno));
+		ret = 1;
+	}
+	return ret;
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	unsigned long long x;
+
+	if (!*s || *s == '-')
+		return false;
+	errno = 0;
+	x = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*v = x;
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	const char *to_mark = NULL, *cmd, *pos[3];
+	struct lw_log lg;
+	bool have_to = false;
+	uint64_t to = 0;
+	int npos = 0, i, ret;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+			verbose = true;
+		} else if (!strcmp(a, "--skip-discards")) {
+			skip_discards = true;
+		} else if (!strcmp(a, "--to") || !strcmp(a, "--to-mark")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "lw-replay: %s needs a value\n", a);
+				return EXIT_USAGE;
+			}
+			if (!strcmp(a, "--to-mark")) {
+				to_mark = argv[++i];
+			} else if (!parse_u64(argv[++i], &to)) {
+				fprintf(stderr, "lw-replay: --to: '%s' is not an entry number\n", argv[i]);
+				return EXIT_USAGE;
+			} else {
+				have_to = true;
+			}
+		} else if (!strcmp(a, "--")) {
+			for (i++; i < argc && npos < 3; i++)
+				pos[npos++] = argv[i];
+			if (i < argc)
+				npos = 4;
+			break;
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "lw-replay: unknown option '%s' (see --help)\n", a);
+			return EXIT_USAGE;
+		} else if (npos < 3) {
+			pos[npos++] = a;
+		} else {
+			npos = 4;
+		}
+	}
+	if (npos < 2 || npos > 3) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	cmd = pos[0];
+	if (have_to && to_mark) {
+		fprintf(stderr, "lw-replay: give --to or --to-mark, not both\n");
+		return EXIT_USAGE;
+	}
+	if ((have_to || to_mark) && strcmp(cmd, "replay")) {
+		fprintf(stderr, "lw-replay: --to and --to-mark apply to replay only\n");
+		return EXIT_USAGE;
+	}
+	if (npos != (!strcmp(cmd, "replay") || !strcmp(cmd, "find-mark") ? 3 : 2) ||
+	    (strcmp(cmd, "info") && strcmp(cmd, "list") && strcmp(cmd, "points") &&
+	     strcmp(cmd, "find-mark") && strcmp(cmd, "replay"))) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	if (log_open(&lg, pos[1])) {
+		if (lg.fd >= 0)
+			close(lg.fd);
+		return 1;
+	}
+	if (!strcmp(cmd, "info"))
+		ret = cmd_info(&lg);
+	else if (!strcmp(cmd, "list"))
+		ret = cmd_list(&lg, 0, NULL);
+	else if (!strcmp(cmd, "points"))
+		ret = cmd_list(&lg, 1, NULL);
+	else if (!strcmp(cmd, "find-mark"))
+		ret = cmd_list(&lg, 2, pos[2]);
+	else
+		ret = cmd_replay(&lg, pos[2], have_to, to, to_mark);
+	close(lg.fd);
+	if (fflush(stdout) && !ret) {
+		fprintf(stderr, "lw-replay: writing the output: %s\n", strerror(errno));
+		ret = 1;
+	}
+	return ret;
+}
