@@ -233,8 +233,8 @@ static void conn_fail(struct nbd_src *ns, int ci, const char *why)
 	delay = rcow_backoff_fail(&ns->bo);
 	ns->retry_at = now + delay;
 	if (ns->ever)
-		logmsg("base %s: %s; %u read(s) waiting; retrying in %.1f s (down for %.1f s)",
-		       s->uri, why, s->q[XC_GUEST].n + s->q[XC_PREFETCH].n + s->q[XC_HYDRATE].n,
+		logmsg("base %s: %s%s; %u read(s) waiting; retrying in %.1f s (down for %.1f s)",
+		       s->uri, was_ready ? "" : "cannot reconnect: ", why, s->q[XC_GUEST].n + s->q[XC_PREFETCH].n + s->q[XC_HYDRATE].n,
 		       delay / 1000.0, (double)(now - ns->down_since) / 1000.0);
 	else
 		logmsg("base %s: cannot connect: %s; retrying in %.1f s", s->uri, why,
