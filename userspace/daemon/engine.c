@@ -229,7 +229,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 		pfmax = d->opt.prefetch_max >= 0 ? (uint64_t)d->opt.prefetch_max : pol.prefetch_max;
 	}
 	eb = (uint64_t)info->extent_sectors * 512;
-	rcow_prefetch_init(&dev->pf, (128u << 10) / eb ? (128u << 10) / eb : 1, pfmax / eb);
+	rcow_prefetch_init(&dev->pf, ((128u << 10) / eb) ? ((128u << 10) / eb) : 1, pfmax / eb);
 	if (info->flags & RCOW_DEV_F_HYDRATING)
 		hydrate_begin(dev, info->hydrate_rate, true);
 	return 0;

@@ -302,7 +302,7 @@ static int run(struct daemon *d, int sigfd)
 		return -EIO;
 
 	for (;;) {
-		uint64_t now = now_ms(), next = 0, t;
+		uint64_t now, next = 0, t;
 		int n = 2, timeout;
 		struct src *s;
 
