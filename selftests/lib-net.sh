@@ -259,8 +259,10 @@ net_server_start() {
 	return 1
 }
 
-net_server_answers() {	# the export answers a size query (within 5 s)
-	timeout 5 nbdinfo --size "$(net_uri)" >/dev/null 2>&1
+# net_server_answers: the export answers a size query (within 5 s), asked
+# at $NET_ANSWER_URI when set (a server that needs TLS), else $(net_uri).
+net_server_answers() {
+	timeout 5 nbdinfo --size "${NET_ANSWER_URI:-$(net_uri)}" >/dev/null 2>&1
 }
 
 # net_server_kill [pid]: SIGKILL the server (the current one by default),

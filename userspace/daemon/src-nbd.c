@@ -237,7 +237,10 @@ static void conn_fail(struct nbd_src *ns, int ci, const char *why)
 		       s->uri, was_ready ? "" : "cannot reconnect: ", why, s->q[XC_GUEST].n + s->q[XC_PREFETCH].n + s->q[XC_HYDRATE].n,
 		       delay / 1000.0, (double)(now - ns->down_since) / 1000.0);
 	else
-		logmsg("base %s: cannot connect: %s; retrying in %.1f s", s->uri, why,
+		logmsg("base %s: cannot connect: %s%s; retrying in %.1f s", s->uri, why,
+		       !strncmp(s->uri, "nbds:", 5) &&
+		       (!s->cred || (!s->cred->tls_psk_file && !s->cred->tls_certificates)) ?
+		       " (no TLS credentials are configured for this base: see tls_psk_file and tls_certificates in remote-cowd(8))" : "",
 		       delay / 1000.0);
 }
 
