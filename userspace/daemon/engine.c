@@ -198,6 +198,20 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 			return 0;
 		unlist_device(d, old);
 	}
+	/*
+	 * A table reload makes a new device id over the same COW device, and
+	 * the old one's DEVICE_REMOVE may come after the new one's faults.
+	 * Forget the old device now: its reads still in flight are dropped
+	 * when they complete, never written over the new device's fills.
+	 */
+	for (old = d->devices; old; old = old->next)
+		if (old->info.cow_major == info->cow_major &&
+		    old->info.cow_minor == info->cow_minor) {
+			logmsg("device %s: replaced by device id %u on the same COW device %u:%u (table reload); dropping its pending fills",
+			       old->info.dm_name, info->dev_id, info->cow_major, info->cow_minor);
+			unlist_device(d, old);
+			break;
+		}
 	dev = calloc(1, sizeof(*dev));
 	if (!dev) {
 		logmsg("out of memory adding device %u", info->dev_id);
