@@ -74,6 +74,12 @@ struct lw_entry {
 static bool verbose;
 static bool skip_discards;
 
+static const char synopsis[] =
+"usage: lw-replay [OPTIONS] info|list|points LOG\n"
+"       lw-replay [OPTIONS] find-mark LOG NAME\n"
+"       lw-replay [OPTIONS] replay LOG TARGET [--to N | --to-mark NAME]\n"
+"       lw-replay --help\n";
+
 static void usage(FILE *f)
 {
 	fputs(
@@ -560,7 +566,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (npos < 2 || npos > 3) {
-		usage(stderr);
+		fputs(synopsis, stderr);
 		return EXIT_USAGE;
 	}
 	cmd = pos[0];
@@ -575,7 +581,7 @@ int main(int argc, char **argv)
 	if (npos != (!strcmp(cmd, "replay") || !strcmp(cmd, "find-mark") ? 3 : 2) ||
 	    (strcmp(cmd, "info") && strcmp(cmd, "list") && strcmp(cmd, "points") &&
 	     strcmp(cmd, "find-mark") && strcmp(cmd, "replay"))) {
-		usage(stderr);
+		fputs(synopsis, stderr);
 		return EXIT_USAGE;
 	}
 
