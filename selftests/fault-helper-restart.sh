@@ -96,7 +96,7 @@ check_reads() {
 }
 
 # --- 1. SIGKILL while the helper holds a fault ---------------------------
-helper_start --delay-ms 4000 || tap_bail "rcow-fill does not start"
+helper_start --delay-ms 10000 || tap_bail "rcow-fill does not start"
 bg_read 3 1
 bg_read 7 2
 sleep 0.3

@@ -1,8 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# fault_timeout: with "fault_timeout 3000" in the table and no helper, a
-# read of a missing extent fails with EIO after about 3 s (not before,
+# fault_timeout: with "fault_timeout 4000" in the table and no helper, a
+# read of a missing extent fails with EIO after about 4 s (not before,
 # not much later), while reads of present extents keep working; the fault
 # itself stays outstanding, and once a helper is back it is answered and
 # the same read succeeds with the base's data.  With a helper slower than
@@ -24,7 +24,7 @@ EXT=128				# 64 KiB extents
 EXTB=$((EXT * 512))
 BASE_BYTES=$((2 << 20))		# 32 extents
 LEN=$((BASE_BYTES / 512))
-TIMEOUT_MS=3000
+TIMEOUT_MS=4000
 LOW_MS=$((TIMEOUT_MS - 100))	# jiffies rounding
 HIGH_MS=$((TIMEOUT_MS + 12000))	# generous: emulation, a loaded host
 
