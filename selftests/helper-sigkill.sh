@@ -2,21 +2,27 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The helper is SIGKILLed while it is answering faults (a whole-device read
-# is in progress over a slow NBD link: 50 ms each way) and started again:
+# is in progress over a slow NBD link: 50 ms each way, 20 Mbit/s, so that
+# even with remote-cowd's read-ahead the 8 MiB read lasts several seconds)
+# and started again:
 # the kernel keeps the outstanding faults, sends them to the new helper,
 # and the read completes with the base's data.  While no helper runs, the
 # read waits (it neither fails nor completes).
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
+# The server is qemu-nbd: nbdkit 1.32 (Debian 12) aborts when a client
+# that has many reads in flight over several connections is killed, which
+# is exactly what this test does to remote-cowd.
+NET_SERVER=${NET_SERVER:-qemu-nbd}
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
 
 require_vm
-require_cmd dmsetup losetup nbdkit nbdinfo ip tc openssl
+require_cmd dmsetup losetup "$NET_SERVER" nbdinfo ip tc openssl
 tap_plan 8
 
 NAME="rc-sigkill"
 EXT=128				# 64 KiB extents
-BASE_BYTES=$((4 << 20))
+BASE_BYTES=$((8 << 20))
 LEN=$((BASE_BYTES / 512))
 TOTAL=$((LEN / EXT))
 
@@ -24,12 +30,12 @@ load_module || tap_bail "cannot load $RC_MODULE"
 net_tmpdir
 tmp=$NET_WORKDIR
 net_setup || tap_bail "cannot set up the network namespace"
-net_shape 50ms || tap_bail "cannot shape the link"
+net_shape 50ms 20mbit || tap_bail "cannot shape the link"
 base_sum=$(make_base_image "$tmp/base.img" "$BASE_BYTES" helper-sigkill) ||
 	tap_bail "cannot make the base image"
 net_serve "$tmp/base.img" || tap_bail "cannot start the NBD server"
 make_cow $((BASE_BYTES + (16 << 20))) || tap_bail "no COW loop device"
-tap_diag "helper: $RCOW_HELPER; base $(net_uri) behind 50 ms each way"
+tap_diag "helper: $RCOW_HELPER; base $(net_uri) behind 50 ms each way, 20 Mbit/s"
 
 helper_start || tap_bail "the helper does not start"
 at_exit "dm_remove $NAME"	# dm_create runs in check's subshell
@@ -67,5 +73,6 @@ check_eq "the data read equals the base" "$base_sum" "$(cat "$tmp/sum" 2>/dev/nu
 check_eq "every extent is present" "$TOTAL/$TOTAL" "$(dm_status_field "$NAME" 2)"
 check_eq "a second read (from the COW device) equals the base" "$base_sum" \
 	"$(sha256_of "/dev/mapper/$NAME")"
+tap_diag "helper log:" "$(tail -n 8 "$HELPER_LOG")"
 
 tap_done
