@@ -94,6 +94,8 @@ struct src_ops {
 	void (*pump)(struct src *s);		/* issue queued xfers */
 	unsigned int (*in_flight)(const struct src *s);
 	bool (*ready)(const struct src *s);	/* connected / open */
+	/* exiting: disconnect politely; true once nothing is left open */
+	bool (*quiesce)(struct src *s);
 };
 
 extern const struct src_ops src_nbd_ops;

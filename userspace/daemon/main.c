@@ -367,6 +367,42 @@ static int run(struct daemon *d, int sigfd)
 	}
 }
 
+/*
+ * Exiting on a signal: close NBD connections in order (at most 2 s), so
+ * servers see a disconnect rather than a reset with requests in flight.
+ * Reads that complete meanwhile are written and answered as usual.
+ */
+static void quiesce(struct daemon *d)
+{
+	uint64_t deadline = now_ms() + 2000, now;
+	struct pollfd pfd[MAX_POLL];
+
+	d->stopping = true;
+	while ((now = now_ms()) < deadline) {
+		int n = 0, start[64], cnt[64], k = 0;
+		bool done = true;
+		struct src *s;
+
+		for (s = d->srcs; s; s = s->next)
+			if (!s->ops->quiesce(s))
+				done = false;
+		if (done)
+			return;
+		for (s = d->srcs; s && k < 64; s = s->next, k++) {
+			start[k] = n;
+			cnt[k] = s->ops->pollfds(s, pfd + n, MAX_POLL - n);
+			n += cnt[k];
+		}
+		if (poll(pfd, (nfds_t)n, (int)(deadline - now < 100 ? deadline - now : 100)) < 0 &&
+		    errno != EINTR)
+			return;
+		k = 0;
+		for (s = d->srcs; s && k < 64; s = s->next, k++)
+			if (cnt[k])
+				s->ops->events(s, pfd + start[k], cnt[k]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d;
@@ -406,6 +442,8 @@ int main(int argc, char **argv)
 	}
 
 	r = run(&d, sigfd);
+	if (r == 0)
+		quiesce(&d);
 
 	if (d.nl) {
 		/* faults not yet answered are resent by the kernel to the next helper */

@@ -159,6 +159,12 @@ static bool file_ready(const struct src *s)
 	return fs->base != NULL;
 }
 
+static bool file_quiesce(struct src *s)
+{
+	(void)s;
+	return true;
+}
+
 const struct src_ops src_file_ops = {
 	.name = "file",
 	.open = file_open,
@@ -170,4 +176,5 @@ const struct src_ops src_file_ops = {
 	.pump = file_pump,
 	.in_flight = file_in_flight,
 	.ready = file_ready,
+	.quiesce = file_quiesce,
 };

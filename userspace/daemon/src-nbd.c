@@ -66,6 +66,7 @@ struct conn {
 	struct ticket *tickets;
 	unsigned int inflight, gen;
 	bool broken;
+	bool disc;			/* NBD_CMD_DISC sent (exiting) */
 };
 
 struct chunk {
@@ -195,6 +196,7 @@ static void conn_close(struct nbd_src *ns, int ci)
 	c->h = NULL;
 	c->st = C_IDLE;
 	c->broken = false;
+	c->disc = false;
 	c->gen++;
 	if (h)
 		nbd_close(h);	/* may complete tickets with an error */
@@ -218,6 +220,8 @@ static void conn_fail(struct nbd_src *ns, int ci, const char *why)
 	uint32_t delay;
 
 	conn_close(ns, ci);
+	if (s->d->stopping)
+		return;
 	if (!was_ready)
 		s->d->st.connect_failures++;
 	if (any_ready(ns)) {
@@ -774,6 +778,39 @@ static bool nbd_ready(const struct src *s)
 	return any_ready(s->priv);
 }
 
+/*
+ * At exit: ask every connection to disconnect (NBD_CMD_DISC after the
+ * requests in flight), so the server sees an orderly end rather than a
+ * reset.  The loop keeps polling until the server closed them (bounded by
+ * the caller).
+ */
+static bool nbd_quiesce(struct src *s)
+{
+	struct nbd_src *ns = s->priv;
+	bool open = false;
+
+	for (int i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &ns->c[i];
+
+		if (!c->h)
+			continue;
+		if (c->st != C_READY || nbd_aio_is_closed(c->h) || nbd_aio_is_dead(c->h)) {
+			conn_close(ns, i);
+			continue;
+		}
+		if (!c->disc) {
+			c->disc = true;
+			if (nbd_aio_disconnect(c->h, 0) < 0) {
+				conn_close(ns, i);
+				continue;
+			}
+		}
+		open = true;
+	}
+	process_completed(ns);
+	return !open;
+}
+
 const struct src_ops src_nbd_ops = {
 	.name = "nbd",
 	.open = nbd_open,
@@ -785,4 +822,5 @@ const struct src_ops src_nbd_ops = {
 	.pump = nbd_pump,
 	.in_flight = nbd_in_flight,
 	.ready = nbd_ready,
+	.quiesce = nbd_quiesce,
 };
