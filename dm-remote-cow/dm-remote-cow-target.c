@@ -543,6 +543,23 @@ static void send_unsent_faults(struct rcow *rc)
 	}
 }
 
+/*
+ * Background streaming ends by itself once every extent is present: the
+ * helper is told to stop, the status line goes back to idle and a dm event
+ * tells whoever waits for it.  The waker runs the worker every second, so
+ * that happens within a second of the last fill.
+ */
+static void check_hydrated(struct rcow *rc)
+{
+	if (!READ_ONCE(rc->hydrating) ||
+	    rcow_md_count(rc->md, RCOW_BITMAP_PRESENT) < rc->nr_extents)
+		return;
+	DMINFO("%s: hydrated: all %llu extents are present", rcow_name(rc),
+	       rc->nr_extents);
+	rcow_nl_hydrate_ctl(rc, false, 0);
+	set_bit(RCOW_F_EVENT, &rc->flags);
+}
+
 static void do_worker(struct work_struct *ws)
 {
 	struct rcow *rc = container_of(ws, struct rcow, worker);
@@ -550,6 +567,7 @@ static void do_worker(struct work_struct *ws)
 	process_deferred_bios(rc);
 	process_commit(rc);
 	send_unsent_faults(rc);
+	check_hydrated(rc);
 	if (test_and_clear_bit(RCOW_F_EVENT, &rc->flags))
 		dm_table_event(rc->ti->table);
 }
@@ -1269,6 +1287,7 @@ static int parse_hydrate(struct rcow *rc, unsigned int argc, char **argv)
 		return -EINVAL;
 	}
 	rcow_nl_hydrate_ctl(rc, true, rate);
+	wake_worker(rc);
 	return 0;
 }
 

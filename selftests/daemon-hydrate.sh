@@ -16,7 +16,7 @@
 require_vm
 require_cmd dmsetup losetup nbdkit nbdinfo ip tc openssl
 helper_is_daemon || tap_skip_all "needs remote-cowd; the helper is $(helper_name)"
-tap_plan 11
+tap_plan 12
 
 EXT=128				# 64 KiB extents
 MIB=$((1 << 20))
@@ -72,6 +72,10 @@ if [ "$(echo "$t >= 5" | bc)" = 1 ]; then
 else
 	tap_not_ok "streaming respects the rate" "16 MiB at $RATE MiB/s took only ${t}s"
 fi
+# shellcheck disable=SC2317 # called through check
+idle_a() { [ "$(dm_status_field rc-hyd-a 10)" = idle ]; }
+check "the status returns to idle by itself once every extent is present" \
+	wait_until 5 idle_a
 check_eq "the device equals the base" "$a_sum" "$(sha256_of /dev/mapper/rc-hyd-a)"
 
 # 2. unlimited streaming, then the server goes away
