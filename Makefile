@@ -11,6 +11,8 @@
 #   make vm-test T=x  one selftest (selftests/x.sh) in a fresh VM
 #   make vm-shell     interactive VM with the module loaded
 #   make demo         tools/demo.sh in the VM
+#   make install      module, remote-cowd, remote-cow, man pages, systemd unit
+#                     (DESTDIR=, PREFIX=/usr)
 #   make check-harness  self-test of the test harness
 #   make clean / distclean
 
@@ -135,6 +137,35 @@ bench-nbd: all
 .PHONY: bench
 bench: all
 	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/bench/bench-target.sh"
+
+# ---------------------------------------------------------------------------
+# Install (DESTDIR for packaging; a real install runs depmod itself)
+# ---------------------------------------------------------------------------
+DESTDIR ?=
+PREFIX ?= /usr
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= /lib/systemd/system
+
+.PHONY: install
+install: all
+	@if [ -n "$(HAVE_MODULE)" ]; then \
+		$(MAKE) -C "$(KDIR)" M="$(ROOT)" INSTALL_MOD_PATH="$(DESTDIR)" \
+			INSTALL_MOD_DIR=extra DEPMOD=/bin/true modules_install; \
+		if [ -z "$(DESTDIR)" ]; then depmod -a "$(KABI)"; fi; \
+	fi
+	install -d "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(MANDIR)/man8" "$(DESTDIR)$(UNITDIR)"
+	@for p in userspace/remote-cowd tools/remote-cow; do \
+		if [ -x "$$p" ]; then install -m 0755 "$$p" "$(DESTDIR)$(SBINDIR)/"; \
+			echo "  INSTALL $(DESTDIR)$(SBINDIR)/$${p##*/}"; fi; \
+	done
+	@for m in Documentation/man/*.8; do \
+		[ -f "$$m" ] || continue; \
+		install -m 0644 "$$m" "$(DESTDIR)$(MANDIR)/man8/"; \
+		echo "  INSTALL $(DESTDIR)$(MANDIR)/man8/$${m##*/}"; \
+	done
+	install -m 0644 tools/systemd/remote-cowd.service "$(DESTDIR)$(UNITDIR)/"
+	@echo "  INSTALL $(DESTDIR)$(UNITDIR)/remote-cowd.service"
 
 clean:
 	@if [ -n "$(HAVE_MODULE)" ] && [ -f "$(KDIR)/Makefile" ]; then \
