@@ -1,0 +1,244 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# dmsetup message and the status lines, against Documentation/remote-cow.rst:
+#
+# - "hydrate start", "hydrate start <MiB/s>", "hydrate stop" are accepted;
+#   the status line's hydrate field, the GET_DEVICE flags and rate, and the
+#   HYDRATE_CTL events a registered helper receives follow them;
+# - malformed ones (hydrate start abc / -1 / 1 2, hydrate bogus, hydrate
+#   alone, an unknown verb, an empty message) fail with EINVAL, say why in
+#   the kernel log and change nothing;
+# - snapshot commit <uri>, snapshot abort, migrate send <host:port>,
+#   migrate finish, migrate abort fail with EOPNOTSUPP ("not supported
+#   yet"), and with EINVAL when their arguments are wrong;
+# - "dmsetup status" has the eleven documented fields with the right
+#   values (extent size, present/total, written, faults in flight, helper,
+#   idle 0/0 idle 0/0, hydrate state, rw/ro), following reads, writes, a
+#   waiting fault and a helper; "dmsetup table" prints the table back with
+#   only the optional arguments that differ from the defaults.
+# shellcheck disable=SC2119,SC2317	# helper_start: optional arguments; functions called through check
+. "$(dirname "$0")/lib.sh"
+RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
+. "$(dirname "$0")/lib-net.sh"
+
+require_vm
+require_cmd dmsetup losetup openssl dd cmp
+tap_plan 69
+
+NAME="rc-messages"
+NAME2="rc-messages-opts"
+EXT=128
+EXTB=$((EXT * 512))
+BASE_BYTES=$((2 << 20))		# 32 extents
+LEN=$((BASE_BYTES / 512))
+NR=$((LEN / EXT))
+NL=$RC_TREE/selftests/progs/rcow-nl
+
+{ [ -x "$RCOW_HELPER" ] && [ -x "$NL" ]; } ||
+	tap_skip_all "selftests/progs are not built (make)"
+load_module || tap_bail "cannot load $RC_MODULE"
+net_tmpdir
+tmp=$NET_WORKDIR
+base=$tmp/base.img
+make_base_image "$base" "$BASE_BYTES" messages >/dev/null ||
+	tap_bail "cannot make the base image"
+make_cow $((BASE_BYTES + (2 << 20))) || tap_bail "no COW loop device"
+cow=$COW_DEV
+cow_mm=$(lsblk -dno MAJ:MIN "$cow" | tr -d ' ')
+make_cow $((BASE_BYTES + (2 << 20))) || tap_bail "no COW loop device"
+cow2=$COW_DEV
+cow2_mm=$(lsblk -dno MAJ:MIN "$cow2" | tr -d ' ')
+dev=/dev/mapper/$NAME
+TABLE=$(rc_table "$LEN" "$cow" "$EXT" "file://$base")
+dm_create "$NAME" "$TABLE" || tap_bail "cannot create $NAME"
+ID=$("$NL" devices 2>/dev/null | sed -n "s/^dev_id=\([0-9]*\) name=$NAME .*/\1/p")
+[ -n "$ID" ] || tap_bail "no dev_id for $NAME"
+
+status() { dmsetup status "$NAME" | cut -d' ' -f4-; }
+hydrate_field() { dm_status_field "$NAME" 10; }
+nl_device() { "$NL" raw get_device dev_id:u32:"$ID" 2>&1; }
+
+# msg_ok <desc> <message words...>: accepted.
+msg_ok() {
+	local desc=$1
+	shift
+	check "$desc" dmsetup message "$NAME" 0 "$@"
+}
+
+# msg_refused <desc> <errno text> <kernel log text> <message words...>:
+# dmsetup fails with that error and the kernel log has the text.
+msg_refused() {
+	local desc=$1 err=$2 klog=$3 out rc
+	shift 3
+	kmsg_mark
+	out=$(dmsetup message -- "$NAME" 0 "$@" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		tap_not_ok "$desc" "message accepted: $*"
+	elif [[ $out != *"$err"* ]]; then
+		tap_not_ok "$desc" "expected '$err' from dmsetup, got: $out"
+	elif ! dmesg_since_mark | grep -qF -- "$klog"; then
+		tap_not_ok "$desc" "no kernel log line with: $klog" "$(dmesg_since_mark)"
+	else
+		tap_ok "$desc"
+	fi
+}
+EINVAL="Invalid argument"
+EOPNOTSUPP="Operation not supported"
+
+# --- status and table of a fresh device ---------------------------------
+IDLE="$EXT 0/$NR 0 0 absent idle 0/0 idle 0/0 idle rw"
+check_eq "status: the eleven documented fields of a fresh device" "$IDLE" "$(status)"
+check_eq "status: field count" 11 "$(status | wc -w)"
+check_eq "table: printed back without optional arguments" \
+	"0 $LEN remote-cow $cow_mm $EXT file://$base" "$(dmsetup table "$NAME")"
+
+# --- hydrate, no helper ------------------------------------------------
+msg_ok "hydrate start" hydrate start
+check_eq "status: hydrating" hydrating "$(hydrate_field)"
+check "GET_DEVICE: hydrating flag and rate 0" \
+	grep -q " flags=1 hydrate_rate=0" <<<"$(nl_device)"
+msg_ok "hydrate stop" hydrate stop
+check_eq "status: idle again" idle "$(hydrate_field)"
+check "GET_DEVICE: no flag, no rate" grep -q " flags=0\$" <<<"$(nl_device)"
+msg_ok "hydrate start 25" hydrate start 25
+check_eq "status: hydrating at 25 MiB/s" hydrating "$(hydrate_field)"
+check "GET_DEVICE: rate 25" grep -q " flags=1 hydrate_rate=25" <<<"$(nl_device)"
+msg_ok "hydrate start 0 (unlimited)" hydrate start 0
+check "GET_DEVICE: rate 0" grep -q " flags=1 hydrate_rate=0" <<<"$(nl_device)"
+msg_ok "hydrate start 40 while hydrating" hydrate start 40
+
+# --- malformed messages ---------------------------------------------------
+msg_refused "hydrate start abc" "$EINVAL" "hydrate start: invalid rate 'abc'" hydrate start abc
+msg_refused "hydrate start -1" "$EINVAL" "hydrate start: invalid rate '-1'" hydrate start -1
+msg_refused "hydrate start 4294967296" "$EINVAL" "hydrate start: invalid rate '4294967296'" \
+	hydrate start 4294967296
+USAGE="usage: hydrate start [<MiB/s>] | hydrate stop"
+msg_refused "hydrate start 1 2" "$EINVAL" "$USAGE" hydrate start 1 2
+msg_refused "hydrate bogus" "$EINVAL" "$USAGE" hydrate bogus
+msg_refused "hydrate alone" "$EINVAL" "$USAGE" hydrate
+msg_refused "hydrate stop now" "$EINVAL" "$USAGE" hydrate stop now
+msg_refused "an unknown verb" "$EINVAL" "unrecognised message 'frobnicate'" frobnicate 1
+msg_refused "an empty message" "$EINVAL" "Empty message received" ""
+check_eq "refused messages changed nothing: still hydrating" hydrating "$(hydrate_field)"
+check "refused messages changed nothing: rate still 40" \
+	grep -q " flags=1 hydrate_rate=40" <<<"$(nl_device)"
+msg_ok "hydrate stop" hydrate stop
+
+# --- snapshot and migrate: parsed, not supported yet ------------------------
+msg_refused "snapshot commit <uri>" "$EOPNOTSUPP" "snapshot commit is not supported yet" \
+	snapshot commit nbd://10.0.0.1:10809/new
+msg_refused "snapshot abort" "$EOPNOTSUPP" "snapshot abort is not supported yet" \
+	snapshot abort
+msg_refused "migrate send <host:port>" "$EOPNOTSUPP" "migrate send is not supported yet" \
+	migrate send 10.0.0.2:7000
+msg_refused "migrate finish" "$EOPNOTSUPP" "migrate finish/abort is not supported yet" \
+	migrate finish
+msg_refused "migrate abort" "$EOPNOTSUPP" "migrate finish/abort is not supported yet" \
+	migrate abort
+msg_refused "snapshot commit without a URI" "$EINVAL" \
+	"snapshot commit: wrong number of arguments" snapshot commit
+msg_refused "snapshot commit with two URIs" "$EINVAL" \
+	"snapshot commit: wrong number of arguments" snapshot commit nbd://a/b nbd://c/d
+msg_refused "snapshot abort with an argument" "$EINVAL" \
+	"snapshot abort: wrong number of arguments" snapshot abort now
+msg_refused "migrate send without a destination" "$EINVAL" \
+	"migrate send: wrong number of arguments" migrate send
+msg_refused "migrate finish with an argument" "$EINVAL" \
+	"migrate finish/abort: wrong number of arguments" migrate finish now
+msg_refused "snapshot alone" "$EINVAL" "unrecognised message 'snapshot'" snapshot
+msg_refused "snapshot with an unknown verb" "$EINVAL" "unrecognised message 'snapshot'" \
+	snapshot take
+msg_refused "migrate with an unknown verb" "$EINVAL" "unrecognised message 'migrate'" \
+	migrate start 10.0.0.2:7000
+check_eq "status after all of them: as fresh" "$IDLE" "$(status)"
+
+# --- HYDRATE_CTL events to a registered helper ------------------------------
+"$NL" listen 3 20000 >"$tmp/events" 2>&1 &
+lpid=$!
+at_exit "kill $lpid 2>/dev/null"
+helper_is() { [ "$(dm_status_field "$NAME" 5)" = "$1" ]; }
+check "a listener registers (status: connected)" wait_until 10 helper_is connected
+msg_ok "hydrate start 7 with a helper" hydrate start 7
+msg_ok "hydrate stop with a helper" hydrate stop
+msg_ok "hydrate start with a helper" hydrate start
+wait_pid "$lpid" 30
+check_eq "the helper got the three HYDRATE_CTL events" \
+	"HYDRATE_CTL dev_id=$ID start rate=7
+HYDRATE_CTL dev_id=$ID stop
+HYDRATE_CTL dev_id=$ID start rate=0" "$(cat "$tmp/events")"
+msg_ok "hydrate stop" hydrate stop
+
+# --- status follows I/O ---------------------------------------------------------
+dd if="$dev" of="$tmp/r0" bs="$EXTB" skip=3 count=1 iflag=direct status=none &
+rpid=$!
+at_exit "kill $rpid 2>/dev/null"
+faults_is() { [ "$(dm_status_field "$NAME" 4)" = "$1" ]; }
+check "a read of a missing extent with no helper: 1 fault in flight" \
+	wait_until 10 faults_is 1
+check_eq "status with the fault waiting" "$EXT 0/$NR 0 1 absent idle 0/0 idle 0/0 idle rw" \
+	"$(status)"
+if helper_start; then tap_ok "rcow-fill starts"; else tap_not_ok "rcow-fill starts"; fi
+wait_pid "$rpid" 30
+check_eq "the read completes once the helper is there" 0 "$?"
+check "it read the base's extent 3" cmp "$tmp/r0" \
+	<(dd if="$base" bs="$EXTB" skip=3 count=1 status=none)
+check_eq "status: 1 present, connected" "$EXT 1/$NR 0 0 connected idle 0/0 idle 0/0 idle rw" \
+	"$(status)"
+image_data msg-w 4096 >"$tmp/w"
+check "a 4 KiB write into missing extent 5" \
+	dd if="$tmp/w" of="$dev" bs=4096 seek=$((5 * EXTB / 4096 + 1)) oflag=direct \
+	conv=notrunc status=none
+check "a whole-extent write to missing extent 7" \
+	dd if=/dev/zero of="$dev" bs="$EXTB" seek=7 count=1 oflag=direct \
+	conv=notrunc status=none
+check "a 4 KiB write into present extent 3" \
+	dd if="$tmp/w" of="$dev" bs=4096 seek=$((3 * EXTB / 4096)) oflag=direct \
+	conv=notrunc status=none
+check_eq "status: 3 present, 3 written" "$EXT 3/$NR 3 0 connected idle 0/0 idle 0/0 idle rw" \
+	"$(status)"
+helper_stop
+check_eq "status: helper absent after it stopped" absent "$(dm_status_field "$NAME" 5)"
+
+# --- ro metadata mode -------------------------------------------------------------
+check "remove $NAME" dm_remove "$NAME"
+check "a read-only table over the formatted COW" dmsetup create "$NAME" --readonly \
+	--table "$TABLE"
+check_eq "status: ro, counters kept" "$EXT 3/$NR 3 0 absent idle 0/0 idle 0/0 idle ro" \
+	"$(status)"
+check "remove the read-only device" dm_remove "$NAME"
+
+# --- table line with optional arguments -------------------------------------------
+tbl() { dmsetup table "$NAME2" | cut -d' ' -f4-; }
+# with_opts <desc> <expected table tail> <opt args...>
+with_opts() {
+	local desc=$1 want=$2
+	shift 2
+	if ! dmsetup create "$NAME2" --table "$(rc_table "$LEN" "$cow2" "$EXT" "file://$base" "$@")" \
+		>"$tmp/create.out" 2>&1; then
+		tap_not_ok "$desc" "create failed: $(cat "$tmp/create.out")"
+		return
+	fi
+	check_eq "$desc" "$cow2_mm $EXT file://$base$want" "$(tbl)"
+	dm_remove "$NAME2"
+}
+at_exit "dm_remove $NAME2"
+with_opts "table: defaults given explicitly are not printed" "" \
+	fault_timeout 0 discard_passdown
+with_opts "table: fault_timeout printed back" " 2 fault_timeout 5000" fault_timeout 5000
+with_opts "table: no_discard_passdown printed back" " 1 no_discard_passdown" \
+	no_discard_passdown
+with_opts "table: both printed back" " 3 fault_timeout 86400000 no_discard_passdown" \
+	no_discard_passdown fault_timeout 86400000
+dd if=/dev/zero of="$cow2" bs=4096 count=1 conv=notrunc status=none
+dmsetup create "$NAME2" --table "$(rc_table "$LEN" "$cow2" 8 "file://$base" fault_timeout 9)" \
+	>/dev/null 2>&1
+check_eq "status of a 4 KiB-extent device with options: 11 fields" \
+	"8 0/$((LEN / 8)) 0 0 absent idle 0/0 idle 0/0 idle rw" \
+	"$(dmsetup status "$NAME2" | cut -d' ' -f4-)"
+check "remove it" dm_remove "$NAME2"
+losetup -d "$cow"
+losetup -d "$cow2"
+check "the module unloads" unload_module
+tap_done
