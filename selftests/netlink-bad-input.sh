@@ -158,7 +158,7 @@ check_eq "GET_BITMAP present from 0: $NR bits, all clear" \
 	"first=0 count=$NR bits=$(printf '%0*d' "$NR" 0)" "$bits"
 
 # --- one helper at a time ----------------------------------------------------------
-"$NL" register 6 >"$tmp/reg.out" 2>&1 &
+"$NL" register 120 >"$tmp/reg.out" 2>&1 &
 reg_pid=$!
 at_exit "kill $reg_pid 2>/dev/null"
 helper_is() { [ "$(dm_status_field "$NAME" 5)" = "$1" ]; }
@@ -167,8 +167,9 @@ refused "a second helper while one is registered" EBUSY register
 refused "UNREGISTER from a socket that is not the helper" ENOENT unregister
 refused "a second helper listening for events" EBUSY listen 1 1000
 check "the first helper is still the one registered" helper_is connected
-wait_pid "$reg_pid" 30
-check_eq "the first helper ran and exited 0" "0" "$?"
+check "the first helper is still running" kill -0 "$reg_pid"
+kill "$reg_pid"
+wait "$reg_pid" 2>/dev/null
 check "its socket closed: status absent" wait_until 10 helper_is absent
 check "a new helper may register now" "$NL" register
 
