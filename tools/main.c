@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * remote-cow - create, inspect and control remote-cow devices
+ * (remote-cow(8)).  main.c dispatches to one file per command.
+ */
+#include <string.h>
+
+#include "rc.h"
+
+static const char usage[] =
+	"Usage: " PROG " COMMAND [ARGS...]\n"
+	"       " PROG " COMMAND --help\n"
+	"       " PROG " --help | --version\n"
+	"\n"
+	"Create and control remote-cow devices: a local copy-on-write device over a\n"
+	"remote base image, whose missing extents remote-cowd fetches on demand.\n"
+	"\n"
+	"Commands:\n"
+	"  create NAME --cow DEV --base URI [options]   create a device\n"
+	"  remove NAME [--force]                         remove a device\n"
+	"  list [--json]                                 every remote-cow device\n"
+	"  status NAME [--json]                          one device in detail\n"
+	"  cow-size --size SIZE | --base URI [--extent-size SIZE]\n"
+	"                                                bytes the COW device needs\n"
+	"  hydrate NAME start [--rate MiB/s] [--wait] | hydrate NAME stop\n"
+	"                                                copy every missing extent\n"
+	"  commit NAME TARGET_URI | commit NAME --abort  snapshot commit\n"
+	"  migrate NAME send HOST:PORT | finish | abort  incremental migration\n"
+	"\n"
+	"Exit status: 0 success, 1 failure, 2 bad usage, 3 no such device,\n"
+	"4 not a remote-cow device, 5 COW device too small, 6 not supported by\n"
+	"the kernel yet.  See remote-cow(8).\n";
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{ "create", cmd_create },
+	{ "remove", cmd_remove },
+	{ "list", cmd_list },
+	{ "status", cmd_status },
+	{ "cow-size", cmd_cow_size },
+	{ "hydrate", cmd_hydrate },
+	{ "commit", cmd_commit },
+	{ "migrate", cmd_migrate },
+};
+
+int main(int argc, char **argv)
+{
+	size_t i;
+
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return RC_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		if (argc > 2 && strcmp(argv[1], "help") == 0) {
+			for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+				if (!strcmp(argv[2], commands[i].name)) {
+					char *hargv[] = { argv[2], (char *)"--help", NULL };
+
+					return commands[i].fn(2, hargv);
+				}
+			}
+			rc_err("unknown command '%s'", argv[2]);
+			return RC_EXIT_USAGE;
+		}
+		fputs(usage, stdout);
+		return RC_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf(PROG " " RCOW_VERSION "\n");
+		return RC_EXIT_OK;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(argv[1], commands[i].name)) {
+			rc_dm_init();
+			return commands[i].fn(argc - 1, argv + 1);
+		}
+	}
+	rc_err("unknown command '%s'", argv[1]);
+	rc_note("Try '" PROG " --help'.");
+	return RC_EXIT_USAGE;
+}

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * remote-cow(8): the user's tool for remote-cow devices.  Shared
+ * declarations of its parts, one job per file:
+ *
+ *   main.c          command dispatch, --help, --version
+ *   util.c          messages, exit codes, sizes, JSON strings, option parsing
+ *   layout.c        the COW device layout (the kernel's formula)
+ *   dm.c            libdevmapper: create, remove, table, status, message
+ *   kmsg.c          the kernel log lines a refused request left behind
+ *   devinfo.c       a remote-cow device's table and status, parsed
+ *   cmd-create.c    create
+ *   cmd-remove.c    remove
+ *   cmd-status.c    status, list
+ *   cmd-cow-size.c  cow-size
+ *   cmd-hydrate.c   hydrate
+ *   cmd-message.c   commit, migrate
+ */
+#ifndef RC_H
+#define RC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define PROG "remote-cow"
+#ifndef RCOW_VERSION
+#define RCOW_VERSION "0.1"
+#endif
+
+#define RC_TARGET "remote-cow"
+#define RC_UUID_PREFIX "REMOTE-COW-"
+
+/* Exit codes (documented in remote-cow(8)). */
+enum {
+	RC_EXIT_OK = 0,
+	RC_EXIT_FAIL = 1,	/* the operation failed (kernel, device-mapper, I/O) */
+	RC_EXIT_USAGE = 2,	/* bad command line: option, size, URI */
+	RC_EXIT_NODEV = 3,	/* no such device */
+	RC_EXIT_NOTRC = 4,	/* the device is not a remote-cow device */
+	RC_EXIT_COWSMALL = 5,	/* the COW device is too small */
+	RC_EXIT_UNSUPP = 6,	/* the kernel does not support it (yet) */
+};
+
+/* ---- util.c ---- */
+void rc_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rc_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "remote-cow CMD: <msg>" and the hint to run --help; returns RC_EXIT_USAGE. */
+int rc_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * A size: digits with an optional suffix K, M, G, T, P (powers of 1024,
+ * optionally followed by "iB" or "B") or "s" (512-byte sectors); plain
+ * digits are bytes.  0 or -1 (with *why set to a reason).
+ */
+int rc_parse_size(const char *text, uint64_t *out, const char **why);
+/* An unsigned decimal integer, no sign, no suffix, at most max. */
+int rc_parse_uint(const char *text, uint64_t max, uint64_t *out);
+/* "64 KiB", "1.5 GiB": exact binary units when they divide, else 1 decimal. */
+void rc_fmt_size(uint64_t bytes, char *buf, size_t len);
+/* A JSON string literal of s (quotes included) on f. */
+void rc_json_str(FILE *f, const char *s);
+
+/* Option table for rc_getopt (a small getopt_long wrapper per command). */
+struct rc_opt {
+	const char *name;	/* long name without "--" */
+	bool has_arg;
+	int id;
+};
+
+/*
+ * Walk argv[1..]: options (--name, --name=value, --name value) and
+ * positional arguments ("--" ends options).  Returns the option id, 0 for
+ * a positional argument (in *arg), -1 at the end, -2 after printing a
+ * usage error.
+ */
+struct rc_args {
+	int argc;
+	char **argv;
+	int i;
+	bool no_more_opts;
+	const char *cmd;
+};
+int rc_next_arg(struct rc_args *a, const struct rc_opt *opts, const char **arg);
+
+/* ---- layout.c ---- */
+struct rc_layout {
+	uint32_t extent_sectors;
+	uint64_t dev_sectors;
+	uint64_t nr_extents;
+	uint64_t bitmap_blocks;		/* per bitmap */
+	uint64_t metadata_sectors;	/* superblock + bitmaps */
+	uint64_t data_offset;		/* sectors */
+	uint64_t cow_sectors;		/* data_offset + dev_sectors */
+};
+void rc_layout_compute(uint64_t dev_sectors, uint32_t extent_sectors, struct rc_layout *l);
+
+/* ---- dm.c ---- */
+void rc_dm_init(void);
+/* 1 exists, 0 does not, -1 error (printed). */
+struct rc_dm_info {
+	bool exists;
+	bool suspended;
+	bool read_only;
+	int open_count;
+	uint32_t major, minor;
+	char uuid[130];
+};
+int rc_dm_info(const char *name, struct rc_dm_info *info);
+
+/* One target of a table or status: start, length, type, params. */
+struct rc_dm_target {
+	uint64_t start, length;
+	char *type;
+	char *params;
+};
+struct rc_dm_table {
+	struct rc_dm_target *t;
+	size_t n;
+};
+/* task: DM_DEVICE_TABLE or DM_DEVICE_STATUS.  0 or an exit code (printed). */
+int rc_dm_get(const char *name, int task, struct rc_dm_table *out);
+void rc_dm_table_free(struct rc_dm_table *t);
+
+/* Every dm device name; 0 or an exit code.  *names is NULL-terminated. */
+int rc_dm_list_names(char ***names);
+void rc_dm_free_names(char **names);
+
+int rc_dm_create(const char *name, const char *uuid, uint64_t length, const char *params,
+		 bool read_only);
+int rc_dm_remove(const char *name, bool force, uint64_t length);
+/*
+ * Send a target message.  0, or an exit code after printing
+ * "what: the kernel refused ...: <strerror>" and the kernel's log lines.
+ */
+int rc_dm_message(const char *name, const char *msg, const char *what);
+
+/* ---- kmsg.c ---- */
+/* Start watching the kernel log (-1 if it cannot be read). */
+int rc_kmsg_open(void);
+/* Print the new kernel log lines that contain any of the needles (NULL-terminated). */
+void rc_kmsg_report(int fd, const char *const *needles);
+void rc_kmsg_close(int fd);
+
+/* ---- devinfo.c ---- */
+struct rc_dev {
+	char name[128];
+	char uuid[130];
+	uint32_t major, minor;
+	bool suspended;
+	int open_count;
+	uint64_t sectors;
+	/* table */
+	char cow[64];
+	uint32_t extent_sectors;
+	char *base_uri;
+	uint64_t fault_timeout_ms;
+	bool discard_passdown;
+	/* status */
+	uint64_t present, total, written, faults;
+	char helper[16];
+	char commit_state[32];
+	uint64_t commit_done, commit_total;
+	char migrate_state[32];
+	uint64_t migrate_done, migrate_total;
+	char hydrate_state[32];
+	char metadata_mode[16];
+	char *status_line;	/* the raw target status */
+};
+/*
+ * Read a device's table and status.  0, or an exit code after printing
+ * why (RC_EXIT_NODEV, RC_EXIT_NOTRC, RC_EXIT_FAIL).  quiet_notrc: return
+ * RC_EXIT_NOTRC without a message (list).
+ */
+int rc_dev_read(const char *name, struct rc_dev *d, bool quiet_notrc);
+void rc_dev_free(struct rc_dev *d);
+/* "partial", "complete", "hydrating", "suspended", "ro", "fail" */
+const char *rc_dev_state(const struct rc_dev *d);
+void rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent);
+void rc_dev_print_human(FILE *f, const struct rc_dev *d);
+
+/* ---- cmd-create.c, shared with cow-size ---- */
+/* An --extent-size value (NULL: the default, 64K).  0 or an exit code (printed). */
+int rc_parse_extent(const char *cmd, const char *text, uint32_t *sectors);
+/* Device length: --size, else the base's size.  0 or an exit code (printed). */
+int rc_device_sectors(const char *cmd, const char *size, const char *uri, uint64_t *sectors);
+/* A base URI's form.  0 or an exit code (printed). */
+int rc_check_uri(const char *cmd, const char *uri);
+
+/* ---- commands ---- */
+int cmd_create(int argc, char **argv);
+int cmd_remove(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_cow_size(int argc, char **argv);
+int cmd_hydrate(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+
+#endif
