@@ -24,7 +24,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp
-tap_plan 69
+tap_plan 74
 
 NAME="rc-messages"
 NAME2="rc-messages-opts"
@@ -198,6 +198,16 @@ check "a 4 KiB write into present extent 3" \
 	conv=notrunc status=none
 check_eq "status: 3 present, 3 written" "$EXT 3/$NR 3 0 connected idle 0/0 idle 0/0 idle rw" \
 	"$(status)"
+check "read the whole device" dd if="$dev" of=/dev/null bs=1M iflag=direct status=none
+check_eq "status: every extent present" "$EXT $NR/$NR 3 0 connected idle 0/0 idle 0/0 idle rw" \
+	"$(status)"
+# Streaming ends by itself once every extent is present.
+kmsg_mark
+msg_ok "hydrate start on a fully present device" hydrate start
+hydrate_is_idle() { [ "$(hydrate_field)" = idle ]; }
+check "hydrate state back to idle by itself" wait_until 10 hydrate_is_idle
+expect_dmesg "kernel logs 'hydrated: all $NR extents are present'" \
+	"remote-cow: [0-9]+:[0-9]+: hydrated: all $NR extents are present"
 helper_stop
 check_eq "status: helper absent after it stopped" absent "$(dm_status_field "$NAME" 5)"
 
@@ -205,7 +215,7 @@ check_eq "status: helper absent after it stopped" absent "$(dm_status_field "$NA
 check "remove $NAME" dm_remove "$NAME"
 check "a read-only table over the formatted COW" dmsetup create "$NAME" --readonly \
 	--table "$TABLE"
-check_eq "status: ro, counters kept" "$EXT 3/$NR 3 0 absent idle 0/0 idle 0/0 idle ro" \
+check_eq "status: ro, counters kept" "$EXT $NR/$NR 3 0 absent idle 0/0 idle 0/0 idle ro" \
 	"$(status)"
 check "remove the read-only device" dm_remove "$NAME"
 
