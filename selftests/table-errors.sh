@@ -11,7 +11,8 @@
 # options; arguments after the group), too many extents, a COW device too
 # small (the log names the exact size needed, checked against the layout
 # in Documentation/remote-cow.rst, one sector short refused, exactly enough
-# accepted), a read-only table over an unformatted COW, and foreign or
+# accepted), a read-only table over an unformatted COW, a COW device whose
+# reads fail (dm-error) or whose writes fail (dm-flakey), and foreign or
 # corrupt metadata (another extent size, device length or base URI; bad
 # checksum; bad magic; unknown version; inconsistent geometry; garbage).
 # A refused COW device is never written: its checksum is the same before
@@ -24,7 +25,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp python3
-tap_plan 72
+tap_plan 75
 
 NAME="rc-table-errors"
 EXT=128
@@ -209,6 +210,29 @@ refused "read-only table over a zeroed COW" \
 	"COW device is not formatted and the table is read-only" EROFS \
 	"$(rc_table "$LEN" "$cow" "$EXT" "$URI")" --readonly
 check_eq "the zeroed COW device stays zeroed" "$sum0" "$(cow_sum)"
+
+# --- I/O errors on the COW device -----------------------------------------
+# under_cow <desc> <dm table of a device under the remote-cow table>
+# <message>: the remote-cow table over it is refused with <message> (-EIO).
+under_cow() {
+	local desc=$1 table=$2 msg=$3
+	if ! dmsetup create rc-te-lower --table "$table" >"$tmp/lower.out" 2>&1; then
+		tap_not_ok "$desc" "cannot create the lower device: $(cat "$tmp/lower.out")"
+		return 1
+	fi
+	refused "$desc" "$msg" EIO \
+		"$(rc_table "$LEN" /dev/mapper/rc-te-lower "$EXT" "$URI")"
+	dm_remove rc-te-lower
+}
+at_exit "dm_remove rc-te-lower"
+modprobe dm-flakey 2>/dev/null
+sum0=$(cow_sum)
+under_cow "COW device whose reads fail (dm-error)" "0 $cow_sectors error" \
+	"Cannot read the COW superblock"
+under_cow "zeroed COW device whose writes fail (dm-flakey error_writes)" \
+	"0 $cow_sectors flakey $cow 0 0 1 1 error_writes" \
+	"Cannot format the COW device (write failed)"
+check_eq "the COW device under dm-flakey stays zeroed" "$sum0" "$(cow_sum)"
 
 # --- foreign and corrupt metadata -----------------------------------------
 TABLE=$(rc_table "$LEN" "$cow" "$EXT" "$URI")
