@@ -62,7 +62,7 @@ int cmd_remove(int argc, char **argv)
 		return RC_EXIT_FAIL;
 	}
 	r = rc_dm_remove(name, force, d.sectors);
-	if (!r)
+	if (!r && rc_dm_info(name, &(struct rc_dm_info){ 0 }) == 0)
 		printf("removed %s\n", name);
 	return r;
 }

@@ -276,7 +276,7 @@ out:
 	return r;
 }
 
-static int simple_task(int task, const char *name, bool no_flush, bool retry,
+static int simple_task(int task, const char *name, bool no_flush, bool retry, bool deferred,
 		       uint64_t error_length, const char *what)
 {
 	struct dm_task *dmt = dm_task_create(task);
@@ -288,6 +288,7 @@ static int simple_task(int task, const char *name, bool no_flush, bool retry,
 		return RC_EXIT_FAIL;
 	if (!dm_task_set_name(dmt, name) || (no_flush && !dm_task_no_flush(dmt)) ||
 	    (retry && !dm_task_retry_remove(dmt)) ||
+	    (deferred && !dm_task_deferred_remove(dmt)) ||
 	    (error_length && !dm_task_add_target(dmt, 0, error_length, "error", "")) ||
 	    (cookie_task && !dm_task_set_cookie(dmt, &cookie, 0))) {
 		rc_err("%s: cannot prepare the device-mapper request", what);
@@ -306,27 +307,37 @@ out:
 
 int rc_dm_remove(const char *name, bool force, uint64_t length)
 {
+	struct rc_dm_info info;
 	char what[256];
 	int r;
 
 	if (force) {
 		/*
-		 * Like dmsetup remove --force: an error table first, switched
-		 * in with a noflush suspend, so that I/O waiting for missing
-		 * extents fails at once instead of holding the removal.
+		 * An error table first, switched in with a noflush suspend, so
+		 * that I/O waiting for missing extents fails at once instead of
+		 * holding the removal; then a deferred removal if the device is
+		 * still open.
 		 */
 		snprintf(what, sizeof(what), "remove %s: loading an error table", name);
-		r = simple_task(DM_DEVICE_RELOAD, name, false, false, length, what);
+		r = simple_task(DM_DEVICE_RELOAD, name, false, false, false, length, what);
 		if (!r) {
 			snprintf(what, sizeof(what), "remove %s: switching to the error table",
 				 name);
-			r = simple_task(DM_DEVICE_RESUME, name, true, false, 0, what);
+			r = simple_task(DM_DEVICE_RESUME, name, true, false, false, 0, what);
 		}
 		if (r)
 			return r;
+		if (rc_dm_info(name, &info) == 1 && info.open_count > 0) {
+			snprintf(what, sizeof(what), "remove %s", name);
+			r = simple_task(DM_DEVICE_REMOVE, name, false, false, true, 0, what);
+			if (!r)
+				printf("%s is still open: its I/O fails from now on, and it will be "
+				       "removed when it is closed\n", name);
+			return r;
+		}
 	}
 	snprintf(what, sizeof(what), "remove %s", name);
-	return simple_task(DM_DEVICE_REMOVE, name, false, force, 0, what);
+	return simple_task(DM_DEVICE_REMOVE, name, false, force, false, 0, what);
 }
 
 int rc_dm_message(const char *name, const char *msg, const char *what)

@@ -1,0 +1,346 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The remote-cow CLI (tools/remote-cow, Documentation/man/remote-cow.8)
+# against the kernel, with selftests/progs/rcow-fill answering faults from a
+# file:// base:
+#
+# - --help of the tool and of every command, --version;
+# - cow-size is the kernel's formula: a COW device of exactly that size
+#   loads, one sector less is refused by the kernel (with the same figure in
+#   its message), and refused by 'create' before anything is loaded (exit 5);
+# - create / status / list / remove round trip: the table checked with
+#   dmsetup table, status --json parsed and compared with dmsetup status,
+#   data read through the device equal to the base;
+# - every bad input gives its message and exit status (2 usage, 3 no such
+#   device, 4 not remote-cow, 5 COW too small, 1 refused by the kernel, with
+#   the kernel's reason);
+# - hydrate start/stop change the status line; --wait ends once every
+#   extent is present, and fails when hydration is stopped;
+# - commit and migrate print the kernel's answer (not supported yet) and
+#   exit 6.
+# shellcheck disable=SC2119,SC2317	# helper_start: optional arguments; dm_gone called through check
+. "$(dirname "$0")/lib.sh"
+RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
+. "$(dirname "$0")/lib-net.sh"
+
+require_vm
+require_cmd dmsetup losetup openssl python3 dd cmp
+tap_plan 107
+
+RC=$RC_TREE/tools/remote-cow
+NAME="rc-cli"
+NAME2="rc-cli-2"
+LIN="rc-cli-linear"
+EXT=128
+BASE_BYTES=$(((3 << 20) + 1000))	# not a multiple of a sector: rounded up
+LEN=$(((BASE_BYTES + 511) / 512))
+NR=$(((LEN + EXT - 1) / EXT))
+
+[ -x "$RC" ] || tap_skip_all "tools/remote-cow is not built (make)"
+[ -x "$RCOW_HELPER" ] || tap_skip_all "selftests/progs are not built (make)"
+load_module || tap_bail "cannot load $RC_MODULE"
+net_tmpdir
+tmp=$NET_WORKDIR
+base=$tmp/base.img
+make_base_image "$base" "$BASE_BYTES" cli >/dev/null || tap_bail "cannot make the base image"
+# The device reads zeroes past the base's end.
+cp "$base" "$tmp/base-padded.img" && truncate -s $((LEN * 512)) "$tmp/base-padded.img"
+
+# expect_exit <desc> <exit status> <text in the output> <command...>
+expect_exit() {
+	local desc=$1 want=$2 text=$3 out rc
+	shift 3
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		tap_not_ok "$desc" "command: $*" "exit $rc, expected $want" "output: $out"
+		return 1
+	fi
+	if [[ $out != *"$text"* ]]; then
+		tap_not_ok "$desc" "command: $*" "output lacks '$text'" "output: $out"
+		return 1
+	fi
+	tap_ok "$desc"
+}
+
+# json <name> <python expression over d>: a value of 'status --json'.
+json() {
+	"$RC" status "$1" --json | python3 -c "import json, sys; d = json.load(sys.stdin); print($2)"
+}
+
+# new_cow <bytes>: a fresh zeroed COW loop device in COW_DEV.
+new_cow() {
+	make_cow "$1" || tap_bail "cannot make a COW loop device"
+}
+
+# ---------------------------------------------------------------------------
+# --help, --version
+# ---------------------------------------------------------------------------
+expect_exit "remote-cow --help" 0 "Usage: remote-cow COMMAND" "$RC" --help
+for c in create remove list status cow-size hydrate commit migrate; do
+	expect_exit "remote-cow $c --help" 0 "Usage: remote-cow $c" "$RC" "$c" --help
+done
+expect_exit "remote-cow help status" 0 "Usage: remote-cow status" "$RC" help status
+expect_exit "remote-cow --version" 0 "remote-cow 0." "$RC" --version
+
+# ---------------------------------------------------------------------------
+# cow-size against the kernel
+# ---------------------------------------------------------------------------
+# cow_size_case <device length in bytes> <extent size> <expected bytes>:
+# the figure (computed by hand from Documentation/remote-cow.rst), the
+# kernel loading a COW of exactly that size and refusing one sector less.
+cow_size_case() {
+	local bytes=$1 ext=$2 expect=$3 need ext_s len_s out
+	need=$("$RC" cow-size --size "$bytes" --extent-size "$ext" 2>&1)
+	check_eq "cow-size --size $bytes --extent-size $ext" "$expect" "$need"
+	ext_s=$(($("$RC" cow-size --size 512 --extent-size "$ext" -v | awk '/^extent size/ { print $3 }')))
+	len_s=$((bytes / 512))
+
+	new_cow "$need"
+	kmsg_mark
+	if dmsetup create "$NAME2" --table "$(rc_table "$len_s" "$COW_DEV" "$ext_s" "file://$base")" 2>/dev/null; then
+		tap_ok "the kernel loads a COW device of exactly $need bytes ($ext extents)"
+		dm_remove "$NAME2"
+	else
+		tap_not_ok "the kernel loads a COW device of exactly $need bytes ($ext extents)" \
+			"$(dmesg_since_mark)"
+	fi
+
+	new_cow $((need - 512))
+	kmsg_mark
+	if dmsetup create "$NAME2" --table "$(rc_table "$len_s" "$COW_DEV" "$ext_s" "file://$base")" 2>/dev/null; then
+		tap_not_ok "the kernel refuses one sector less" "loaded"
+		dm_remove "$NAME2"
+	else
+		expect_dmesg "the kernel refuses one sector less: needs $((need / 512)) sectors" \
+			"has $((need / 512 - 1)) sectors; needs $((need / 512)) "
+	fi
+	kmsg_mark
+	expect_exit "create refuses it too (exit 5, the size it needs)" 5 \
+		"it needs $((need / 512)) sectors" \
+		"$RC" create "$NAME2" --cow "$COW_DEV" --base "file://$base" --size "$bytes" \
+		--extent-size "$ext"
+	out=$(dmesg_since_mark | grep -c remote-cow)
+	check_eq "... before loading anything (no kernel log line)" 0 "$out"
+}
+# 64 KiB extents: 1 bitmap block each, metadata 48 sectors -> 1 MiB.
+cow_size_case "$((LEN * 512))" 64K $(((2048 + LEN) * 512))
+# 4 KiB extents over 20 GiB: 5242880 extents, 160 blocks per bitmap,
+# (1 + 5 * 160) * 8 = 6408 sectors, rounded up to 1 MiB: 8192.
+cow_size_case $((20 << 30)) 4K $(((8192 + (20 << 21)) * 512))
+# 4 MiB extents: the data area is aligned to the extent, 8192 sectors.
+cow_size_case $((64 << 20)) 4M $(((8192 + (64 << 11)) * 512))
+expect_exit "cow-size --base reads the base's size" 0 "$(((2048 + LEN) * 512))" \
+	"$RC" cow-size --base "file://$base"
+
+# ---------------------------------------------------------------------------
+# create, status, list, remove
+# ---------------------------------------------------------------------------
+need=$("$RC" cow-size --base "file://$base")
+new_cow "$need"
+cow=$COW_DEV
+cow_mm=$(lsblk -dno MAJ:MIN "$cow" | tr -d ' ')
+kmsg_mark
+expect_exit "create $NAME over file:// (length from the base)" 0 "created /dev/mapper/$NAME" \
+	"$RC" create "$NAME" --cow "$cow" --base "file://$base" --fault-timeout 30000
+at_exit "dm_remove $NAME"
+check "/dev/mapper/$NAME is a block device" test -b "/dev/mapper/$NAME"
+check_eq "dmsetup table: the contract line" \
+	"0 $LEN remote-cow $cow_mm $EXT file://$base 2 fault_timeout 30000" \
+	"$(dmsetup table "$NAME" 2>&1)"
+uuid=$(dmsetup info -c --noheadings -o uuid "$NAME" 2>&1)
+check "uuid starts with REMOTE-COW- ($uuid)" test "${uuid#REMOTE-COW-}" != "$uuid"
+
+# compare_status <desc>: status --json against dmsetup status and table.
+compare_status() {
+	local st js
+	read -r -a st <<<"$(dmsetup status "$NAME")"
+	js=$(json "$NAME" "' '.join(str(x) for x in (d['sectors'], d['extent_sectors'], \
+'%d/%d' % (d['extents_present'], d['extents_total']), d['extents_written'], \
+d['faults_in_flight'], d['helper'], d['commit_state'], \
+'%d/%d' % (d['commit_done'], d['commit_total']), d['migrate_state'], \
+'%d/%d' % (d['migrate_done'], d['migrate_total']), d['hydrate_state'], d['metadata_mode']))" 2>&1)
+	check_eq "$1" "${st[1]} ${st[*]:3}" "$js"
+}
+compare_status "status --json: every field equals dmsetup status (nothing present)"
+check_eq "status --json: table fields" "$cow_mm file://$base 30000 True $NAME $uuid" \
+	"$(json "$NAME" "d['cow_dev'], d['base_uri'], d['fault_timeout_ms'], d['discard_passdown'], d['name'], d['uuid']" 2>&1 | tr -d "(),'")"
+check_eq "status --json: state partial, size in bytes" "partial $((LEN * 512)) 65536" \
+	"$(json "$NAME" "d['state'], d['size_bytes'], d['extent_bytes']" 2>&1 | tr -d "(),'")"
+
+helper_start || tap_bail "rcow-fill did not start"
+off=$((1 << 20))
+dd if="/dev/mapper/$NAME" of="$tmp/read.bin" bs=64K skip=16 count=8 iflag=direct status=none
+check "read through the device equals the base" \
+	cmp "$tmp/read.bin" <(tail -c +$((off + 1)) "$base" | head -c $((8 << 16)))
+compare_status "status --json after a read and with a helper: equals dmsetup status"
+check_eq "status --json: 8 extents present, helper connected" "8 connected" \
+	"$(json "$NAME" "d['extents_present'], d['helper']" 2>&1 | tr -d "(),'")"
+human=$("$RC" status "$NAME" 2>&1)
+check "status: present line in words" grep -qx "present: *8 of $NR extents (.*)" <<<"$human"
+check "status: helper and base lines" \
+	grep -q "helper: *connected" <<<"$human"
+
+dmsetup create "$LIN" --table "0 2048 linear $cow 0" || tap_bail "cannot create $LIN"
+at_exit "dm_remove $LIN"
+lst=$("$RC" list 2>&1)
+tap_diag "$lst"
+check "list: $NAME with size, extent, present/total, state" \
+	grep -qE "^$NAME +3\.0 MiB +64 KiB +8/$NR \(.*\) +partial$" <<<"$lst"
+check_fails "list: the linear device is not listed" grep -q "$LIN" <<<"$lst"
+check_eq "list --json: the same device and figures" "$NAME 8 $NR" \
+	"$("$RC" list --json | python3 -c "import json, sys
+for d in json.load(sys.stdin):
+    if d['name'] == '$NAME': print(d['name'], d['extents_present'], d['extents_total'])" 2>&1)"
+
+# ---------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------
+expect_exit "unknown command: exit 2" 2 "unknown command 'frobnicate'" "$RC" frobnicate
+expect_exit "no command: exit 2" 2 "Usage:" "$RC"
+expect_exit "unknown option: exit 2" 2 "unknown option '--bogus'" "$RC" list --bogus
+expect_exit "create without --cow: exit 2" 2 "missing --cow" \
+	"$RC" create x --base "file://$base"
+expect_exit "create with an http:// URI: exit 2" 2 "unsupported URI scheme 'http'" \
+	"$RC" create x --cow "$cow" --base http://example.com/x
+expect_exit "create with credentials in the URI: exit 2" 2 "user information" \
+	"$RC" create x --cow "$cow" --base nbd://user:secret@example.com/x
+expect_exit "create with a 3K extent: exit 2" 2 "must be a power of two from 4K to 4M" \
+	"$RC" create x --cow "$cow" --base "file://$base" --extent-size 3K
+expect_exit "create with an 8M extent: exit 2" 2 "must be a power of two from 4K to 4M" \
+	"$RC" create x --cow "$cow" --base "file://$base" --extent-size 8M
+expect_exit "create with size 12x: exit 2" 2 "bad size '12x': not a size" \
+	"$RC" create x --cow "$cow" --base "file://$base" --size 12x
+expect_exit "create with a size not a multiple of 512: exit 2" 2 "multiple of 512" \
+	"$RC" create x --cow "$cow" --base "file://$base" --size 1000
+expect_exit "create with a bad fault timeout: exit 2" 2 "bad fault timeout" \
+	"$RC" create x --cow "$cow" --base "file://$base" --fault-timeout 86400001
+expect_exit "create with a bad name: exit 2" 2 "bad device name" \
+	"$RC" create a/b --cow "$cow" --base "file://$base"
+expect_exit "create with a COW that is a file: exit 2" 2 "is not a block device" \
+	"$RC" create x --cow "$base" --base "file://$base"
+expect_exit "create with a base that does not exist: exit 1" 1 "cannot open the base" \
+	"$RC" create x --cow "$cow" --base "file://$tmp/nonexistent.img"
+expect_exit "create with an existing name: exit 1" 1 "exists already" \
+	"$RC" create "$NAME" --cow "$cow" --base "file://$base"
+new_cow $((4 << 20))
+small=$COW_DEV
+kmsg_mark
+expect_exit "create over a too small COW: exit 5" 5 \
+	"it needs $((need / 512)) sectors (" \
+	"$RC" create "$NAME2" --cow "$small" --base "file://$base"
+check_fails "... refused before loading: no device" dm_exists "$NAME2"
+check_eq "... and no kernel log line" 0 "$(dmesg_since_mark | grep -c remote-cow)"
+# A COW formatted for another geometry: refused by the kernel, whose
+# reason is printed.
+new_cow "$need"
+other=$COW_DEV
+"$RC" create "$NAME2" --cow "$other" --base "file://$base" --extent-size 4K >/dev/null &&
+	"$RC" remove "$NAME2" >/dev/null
+expect_exit "create over a COW formatted for 4K extents: exit 1, the kernel's reason" 1 \
+	"kernel: device-mapper: table:" \
+	"$RC" create "$NAME2" --cow "$other" --base "file://$base"
+check_fails "... no device left behind" dm_exists "$NAME2"
+expect_exit "status of a missing device: exit 3" 3 "no such device" "$RC" status nonexistent
+expect_exit "remove of a missing device: exit 3" 3 "no such device" "$RC" remove nonexistent
+expect_exit "hydrate of a missing device: exit 3" 3 "no such device" \
+	"$RC" hydrate nonexistent start
+expect_exit "status of a linear device: exit 4" 4 "not a remote-cow device" "$RC" status "$LIN"
+expect_exit "remove of a linear device: exit 4" 4 "not a remote-cow device" "$RC" remove "$LIN"
+check "... which still exists" dm_exists "$LIN"
+expect_exit "commit on a linear device: exit 4" 4 "not a remote-cow device" \
+	"$RC" commit "$LIN" nbd://example.com/x
+expect_exit "hydrate with a bad rate: exit 2" 2 "bad rate" "$RC" hydrate "$NAME" start --rate -3
+expect_exit "hydrate with a bad action: exit 2" 2 "unknown action 'go'" "$RC" hydrate "$NAME" go
+expect_exit "migrate send to a bad destination: exit 2" 2 "bad destination" \
+	"$RC" migrate "$NAME" send nohost
+expect_exit "migrate with a bad action: exit 2" 2 "unknown action" "$RC" migrate "$NAME" go
+expect_exit "commit with a bad URI: exit 2" 2 "bad base URI" "$RC" commit "$NAME" ftp://x/y
+expect_exit "cow-size with neither --size nor --base: exit 2" 2 "give either" "$RC" cow-size
+expect_exit "cow-size with size 0: exit 2" 2 "non-zero multiple of 512" \
+	"$RC" cow-size --size 0
+
+# ---------------------------------------------------------------------------
+# commit and migrate: the kernel's answer
+# ---------------------------------------------------------------------------
+for m in "commit $NAME nbd://example.com/new|snapshot commit is not supported yet" \
+	"commit $NAME --abort|snapshot abort is not supported yet" \
+	"migrate $NAME send 10.0.0.2:7777|migrate send is not supported yet" \
+	"migrate $NAME finish|migrate finish/abort is not supported yet" \
+	"migrate $NAME abort|migrate finish/abort is not supported yet"; do
+	read -r -a words <<<"${m%%|*}"
+	out=$("$RC" "${words[@]}" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 6 ] && [[ $out == *"Operation not supported"* ]] &&
+		[[ $out == *"kernel: device-mapper: remote-cow: "*"${m#*|}"* ]]; then
+		tap_ok "${m%%|*}: exit 6, the kernel's answer printed"
+	else
+		tap_not_ok "${m%%|*}: exit 6, the kernel's answer printed" "exit $rc" "$out"
+	fi
+done
+
+# ---------------------------------------------------------------------------
+# hydrate
+# ---------------------------------------------------------------------------
+expect_exit "hydrate start" 0 "" "$RC" hydrate "$NAME" start
+check_eq "... status: hydrating" hydrating "$(dm_status_field "$NAME" 10)"
+check_eq "... status --json: hydrating" "hydrating hydrating" \
+	"$(json "$NAME" "d['hydrate_state'], d['state']" 2>&1 | tr -d "(),'")"
+expect_exit "hydrate stop" 0 "" "$RC" hydrate "$NAME" stop
+check_eq "... status: idle" idle "$(dm_status_field "$NAME" 10)"
+expect_exit "hydrate start --rate 7" 0 "" "$RC" hydrate "$NAME" start --rate 7
+check_eq "... status: hydrating" hydrating "$(dm_status_field "$NAME" 10)"
+# rcow-fill does not stream: --wait waits until the hydration is stopped.
+"$RC" hydrate "$NAME" start --wait >"$tmp/wait.out" 2>&1 &
+wpid=$!
+sleep 2
+check "hydrate --wait waits while extents are missing" kill -0 "$wpid"
+"$RC" hydrate "$NAME" stop >/dev/null
+wait_pid "$wpid" 20
+rc=$?
+check_eq "... and fails (exit 1) once hydration is stopped" 1 "$rc"
+check "... saying so" grep -q "hydration was stopped before every extent was present" \
+	"$tmp/wait.out"
+# Every extent read in by rcow-fill, then --wait returns at once.
+check "read the whole device: equal to the base (zero-padded)" \
+	cmp "/dev/mapper/$NAME" "$tmp/base-padded.img"
+expect_exit "hydrate start --wait on a complete device: exit 0" 0 \
+	"$NAME: hydrated: every extent is in the COW device" \
+	"$RC" hydrate "$NAME" start --wait
+check_eq "status --json: complete, $NR/$NR" "complete $NR $NR" \
+	"$(json "$NAME" "d['state'], d['extents_present'], d['extents_total']" 2>&1 | tr -d "(),'")"
+compare_status "status --json when complete: equals dmsetup status"
+
+# ---------------------------------------------------------------------------
+# remove
+# ---------------------------------------------------------------------------
+exec 3<"/dev/mapper/$NAME"
+expect_exit "remove of an open device: exit 1, in use" 1 "the device is in use" \
+	"$RC" remove "$NAME"
+check "... it still exists" dm_exists "$NAME"
+exec 3<&-
+expect_exit "remove $NAME" 0 "removed $NAME" "$RC" remove "$NAME"
+check_fails "... the device is gone" dm_exists "$NAME"
+check_fails "... and its /dev/mapper node" test -e "/dev/mapper/$NAME"
+check_fails "list no longer shows it" grep -q "^$NAME " <<<"$("$RC" list 2>&1)"
+
+# Re-created over the same COW device: the data is still there.
+expect_exit "create again over the same COW device" 0 "created" \
+	"$RC" create "$NAME" --cow "$cow" --base "file://$base" --fault-timeout 30000
+check_eq "every extent still present" "$NR/$NR" "$(dm_status_field "$NAME" 2)"
+exec 3<"/dev/mapper/$NAME"
+expect_exit "remove --force of an open device: removed once closed" 0 \
+	"will be removed when it is closed" "$RC" remove "$NAME" --force
+check_fails "... I/O on it fails meanwhile" dd bs=64K count=1 iflag=direct of=/dev/null <&3
+exec 3<&-
+dm_gone() { ! dm_exists "$NAME"; }
+check "... the device is gone once closed" wait_until 10 dm_gone
+
+helper_stop
+dm_remove "$LIN"
+check_eq "list --json with no device of ours" "0" \
+	"$("$RC" list --json | python3 -c "import json, sys
+print(len([d for d in json.load(sys.stdin) if d['name'].startswith('rc-cli')]))" 2>&1)"
+
+tap_done
