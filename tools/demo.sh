@@ -9,15 +9,15 @@
 #  2. serves it read-only over NBD (nbdkit) from a "remote host": a network
 #     namespace behind a veth link shaped by tc netem (20 ms each way,
 #     100 Mbit/s);
-#  3. creates a remote-cow device over it and an empty local COW device
-#     (with the remote-cow CLI when it is built, else dmsetup and the table
-#     line), and starts the helper (remote-cowd when built, else the
-#     selftests' rcow-fill);
+#  3. sizes an empty local COW device with 'remote-cow cow-size', creates a
+#     remote-cow device over it with 'remote-cow create', and starts the
+#     helper (remote-cowd when built, else the selftests' rcow-fill);
 #  4. mounts it, reads and checks the files, writes new ones, and counts the
 #     bytes that crossed the link against the image size;
-#  5. hydrates the rest (hydrate start with remote-cowd; with rcow-fill,
-#     which does not stream, by reading the whole device);
-#  6. stops the image server, remounts, checks every file, runs fsck.
+#  5. hydrates the rest ('remote-cow hydrate start --wait' with remote-cowd;
+#     with rcow-fill, which does not stream, by reading the whole device);
+#  6. stops the image server, remounts, checks every file, runs fsck, and
+#     removes the device with 'remote-cow remove'.
 #
 # Environment: DEMO_IMG_MIB (image size, 64), DEMO_DELAY (20ms),
 # DEMO_RATE (100mbit), RCOW_HELPER (force a helper program).
@@ -44,12 +44,26 @@ info() { printf '    %s\n' "$*"; }
 die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
-status_line() { dmsetup status "$NAME" | cut -d' ' -f4-; }
+# One line from 'remote-cow status --json': extents present, written, helper.
+status_line() {
+	"$CLI" status "$NAME" --json | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print("%d/%d extents present, %d written, helper %s, %s" % (d["extents_present"],
+      d["extents_total"], d["extents_written"], d["helper"], d["state"]))'
+}
+present_now() { "$CLI" status "$NAME" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["extents_present"])'; }
+# run <remote-cow arguments...>: show the command, run it, its output indented.
+run() {
+	info "\$ remote-cow $*"
+	"$CLI" "$@" 2>&1 | sed -u 's/^/    | /'
+	return "${PIPESTATUS[0]}"
+}
 
 [ "$(id -u)" -eq 0 ] || die "needs root: run it with 'make demo' (it boots the test VM)"
-for c in nbdkit nbdinfo ip tc mkfs.ext4 fsck.ext4 dmsetup losetup openssl; do
+for c in nbdkit nbdinfo ip tc mkfs.ext4 fsck.ext4 losetup openssl python3; do
 	command -v "$c" >/dev/null || die "$c is not installed (make deps)"
 done
+[ -x "$CLI" ] || die "tools/remote-cow is not built (make)"
 load_module || die "cannot load $RC_MODULE"
 net_tmpdir
 work=$NET_WORKDIR
@@ -64,7 +78,7 @@ cat >"$work/content/README.txt" <<EOF
 This file lives in an ext4 image on an NBD server.  You are reading it
 through dm-remote-cow, which fetched only the extents that hold it.
 EOF
-mkdir -p "$work/content/photos" "$work/content/docs"
+mkdir -p "$work/content/photos" "$work/content/docs" "$work/content/video"
 for i in 1 2 3 4; do
 	image_data "demo-photo$i" $((i * 2 << 20)) >"$work/content/photos/photo$i.raw"
 done
@@ -72,8 +86,11 @@ for i in 1 2 3; do
 	image_data "demo-doc$i" $((i * 40000)) | base64 >"$work/content/docs/doc$i.txt"
 done
 image_data demo-archive $((4 << 20)) >"$work/content/archive.bin"
+# Not read before hydration: hydration brings it over the link.
+image_data demo-video $((16 << 20)) >"$work/content/video/film.raw"
 (cd "$work/content" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$work/base.sums"
-mkfs.ext4 -q -F -b 4096 -L remote-image -d "$work/content" "$work/base.img" "${IMG_MIB}M" ||
+grep -v ' \./video/' "$work/base.sums" >"$work/early.sums"
+mkfs.ext4 -q -F -b 4096 -L remote-image -d "$work/content" "$work/base.img" "${IMG_MIB}M" >/dev/null ||
 	die "mkfs.ext4 failed"
 img_bytes=$(stat -c %s "$work/base.img")
 files_bytes=$(du -sb "$work/content" | cut -f1)
@@ -89,25 +106,17 @@ info "export $(net_uri) ($(nbdinfo --size "$(net_uri)") bytes, read-only)"
 info "ping: $(ping -c1 -W2 "$NET_SRV_IP" | sed -n 's/.*time=\([0-9.]* ms\).*/\1/p') round trip"
 
 # ---------------------------------------------------------------------------
-len=$((img_bytes / 512))
-cow_bytes=$((img_bytes + (16 << 20)))	# metadata + data, with room
 step "Creating an empty local COW device: a sparse file on a loop device"
+info "\$ remote-cow cow-size --base $(net_uri)"
+cow_bytes=$("$CLI" cow-size --base "$(net_uri)") || die "remote-cow cow-size failed"
+info "needs $cow_bytes bytes ($(mib "$cow_bytes")): metadata + a data area as large as the image"
 make_cow "$cow_bytes" || die "cannot make the COW loop device"
 info "$COW_DEV: $(mib "$cow_bytes") apparent, $(du -k "$(losetup -nO BACK-FILE "$COW_DEV")" | cut -f1) KiB allocated"
 
 step "Creating the remote-cow device /dev/mapper/$NAME over it"
-if [ -x "$CLI" ]; then
-	info "\$ remote-cow create $NAME --cow $COW_DEV --base $(net_uri)"
-	"$CLI" create "$NAME" --cow "$COW_DEV" --base "$(net_uri)" ||
-		die "remote-cow create failed"
-	at_exit "dm_remove $NAME"
-else
-	table=$(rc_table "$len" "$COW_DEV" "$EXT" "$(net_uri)")
-	info "(the remote-cow CLI is not built yet: dmsetup with the table line)"
-	info "\$ dmsetup create $NAME --table '$table'"
-	dm_create "$NAME" "$table" || die "dmsetup create failed"
-fi
-info "status: $(status_line)"
+run create "$NAME" --cow "$COW_DEV" --base "$(net_uri)" || die "remote-cow create failed"
+at_exit "'$CLI' remove --force $NAME"
+run status "$NAME" || die "remote-cow status failed"
 
 step "Starting the helper that fetches missing extents: $(helper_name)"
 helper_start || die "the helper did not start"
@@ -121,19 +130,24 @@ t0=$(date +%s.%N)
 mount "/dev/mapper/$NAME" "$work/mnt" || die "mount failed"
 info "mounted in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f s", b - a }')" \
 	"after $(mib $(($(net_bytes rx) - net0))) crossed the link"
-(cd "$work/mnt" && ls -l --time-style=+ . photos docs) | sed 's/^/    | /'
+(cd "$work/mnt" && ls -l --time-style=+ . photos docs video) | sed 's/^/    | /'
 sed 's/^/    | /' "$work/mnt/README.txt"
 ls_bytes=$(($(net_bytes rx) - net0))
 info "mount + listing + README: $(mib "$ls_bytes") crossed the link" \
 	"($(pct "$ls_bytes" "$img_bytes") of the image)"
-if (cd "$work/mnt" && sha256sum --quiet -c "$work/base.sums"); then
-	info "all $(wc -l <"$work/base.sums") files match their checksums"
+early_bytes=$(cd "$work/content" && awk '{ print $2 }' "$work/early.sums" | xargs stat -c %s |
+	awk '{ s += $1 } END { print s }')
+if (cd "$work/mnt" && sha256sum --quiet -c "$work/early.sums"); then
+	info "$(wc -l <"$work/early.sums") files read, all match their checksums" \
+		"(video/film.raw is left alone: hydration will bring it)"
 else
 	die "checksum mismatch"
 fi
 read_bytes=$(($(net_bytes rx) - net0))
-info "bytes from the server so far: $(mib "$read_bytes") for $(mib "$files_bytes") of files" \
+info "bytes from the server so far: $(mib "$read_bytes") for $(mib "$early_bytes") of files read" \
 	"($(pct "$read_bytes" "$img_bytes") of the $(mib "$img_bytes") image)"
+[ "$read_bytes" -le "$early_bytes" ] || ! helper_is_daemon ||
+	info "(a little more than the files: remote-cowd reads ahead of sequential reads)"
 info "status: $(status_line)"
 
 step "Writing new files: they stay local, nothing goes to the server"
@@ -145,29 +159,16 @@ sync
 (cd "$work/mnt" && sha256sum new-data.bin written-here.txt photo1-copy.raw) >"$work/new.sums"
 info "wrote $(mib $((5 << 20))) + a copy of photo1 ($(mib "$(stat -c %s "$work/mnt/photo1-copy.raw")")); sent to the server meanwhile: $(($(net_bytes tx) - tx0)) bytes (requests only)"
 info "status: $(status_line)"
-present=$(present_extents "$NAME")
-total=$(dm_status_field "$NAME" 2 | cut -d/ -f2)
-info "$present of $total extents are local now"
+total=$("$CLI" status "$NAME" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["extents_total"])')
+info "$(present_now) of $total extents are local now"
 
 # ---------------------------------------------------------------------------
 net1=$(net_bytes rx)
-present0=$(present_extents "$NAME")
+present0=$(present_now)
 t0=$(date +%s.%N)
 if helper_is_daemon; then
 	step "Hydrating: remote-cowd streams the remaining extents in the background"
-	info "\$ dmsetup message $NAME 0 hydrate start"
-	dmsetup message "$NAME" 0 hydrate start || die "hydrate start failed"
-	last=
-	while :; do
-		present=$(present_extents "$NAME")
-		[ "$present" -ge "$total" ] && break
-		now=$(pct "$present" "$total")
-		[ "$now" = "$last" ] || [ $((SECONDS % 5)) -ne 0 ] ||
-			info "progress: $present/$total extents ($now)"
-		last=$now
-		sleep 1
-	done
-	dmsetup message "$NAME" 0 hydrate stop 2>/dev/null || true
+	run hydrate "$NAME" start --wait || die "hydration failed"
 else
 	step "Hydrating by reading the whole device (stand-in: rcow-fill does not stream; remote-cowd does 'hydrate start')"
 	dd if="/dev/mapper/$NAME" of=/dev/null bs=1M iflag=direct status=none ||
@@ -176,12 +177,12 @@ fi
 hyd_s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 hyd_bytes=$(($(net_bytes rx) - net1))
 info "status: $(status_line)"
-hyd_ext=$(($(present_extents "$NAME") - present0))
+hyd_ext=$(($(present_now) - present0))
 info "$hyd_ext extents ($(mib $((hyd_ext * EXT * 512)))) made local in $hyd_s s;" \
 	"$(mib "$hyd_bytes") crossed the link"
 [ "$hyd_bytes" -ge $((hyd_ext * EXT * 512)) ] ||
 	info "(what did not cross the link is unused space of the image: the server reports it as holes, zero-filled locally)"
-[ "$(present_extents "$NAME")" -ge "$total" ] || die "not every extent is present after hydration"
+[ "$(present_now)" -ge "$total" ] || die "not every extent is present after hydration"
 info "every extent is local now"
 
 # ---------------------------------------------------------------------------
@@ -203,8 +204,9 @@ fsck_out=$(fsck.ext4 -fn "/dev/mapper/$NAME" 2>&1) || { printf '%s\n' "$fsck_out
 printf '%s\n' "$fsck_out" | tail -n1 | sed 's/^/    /'
 
 status_final=$(status_line)
-written=$(dm_status_field "$NAME" 3)
-dm_remove "$NAME"
+written=$("$CLI" status "$NAME" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["extents_written"])')
+step "Removing the device"
+run remove "$NAME" || die "remote-cow remove failed"
 helper_stop
 [ "$(sha256_of "$work/base.img")" = "$base_sum" ] || die "the image on the server changed"
 total_rx=$(net_bytes rx)
@@ -217,7 +219,7 @@ printf '  %-36s %s\n' \
 	"link" "veth to namespace $NET_NS, netem $DELAY each way, $RATE" \
 	"helper" "$(helper_name)" \
 	"fetched to mount, list, read README" "$(mib "$ls_bytes")" \
-	"fetched to mount + check every file" "$(mib "$read_bytes") ($(pct "$read_bytes" "$img_bytes") of the image)" \
+	"fetched to mount + read $(wc -l <"$work/early.sums") files" "$(mib "$read_bytes") ($(pct "$read_bytes" "$img_bytes") of the image)" \
 	"hydration$(helper_is_daemon || echo ' (by reading the device)')" "$hyd_ext extents in $hyd_s s, $(mib "$hyd_bytes") over the link" \
 	"link total, server -> host" "$(mib "$total_rx") (includes NBD and TCP overhead)" \
 	"link total, host -> server" "$(mib "$total_tx") (requests; no data is ever written to the server)" \
