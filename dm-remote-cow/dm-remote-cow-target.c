@@ -100,9 +100,18 @@ static struct rcow_bio *rcow_bio(struct bio *bio)
 	return dm_per_bio_data(bio, sizeof(struct rcow_bio));
 }
 
+/* The dm name, as the operator knows the device, for log lines. */
 static const char *rcow_name(struct rcow *rc)
 {
-	return dm_table_device_name(rc->ti->table);
+	return rc->name;
+}
+
+static void refresh_name(struct rcow *rc)
+{
+	if (dm_copy_name_and_uuid(dm_table_get_md(rc->ti->table), rc->name,
+				  NULL))
+		strscpy(rc->name, dm_table_device_name(rc->ti->table),
+			sizeof(rc->name));
 }
 
 static enum rcow_mode rcow_mode(struct rcow *rc)
@@ -947,6 +956,7 @@ static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		return -ENOMEM;
 	}
 	rc->ti = ti;
+	refresh_name(rc);
 	/* The waker runs only between resume and postsuspend. */
 	set_bit(RCOW_F_QUIESCED, &rc->flags);
 	rc->mode = (mode & FMODE_WRITE) ? RCOW_MODE_RW : RCOW_MODE_RO;
@@ -1185,6 +1195,8 @@ static int rcow_preresume(struct dm_target *ti)
 	struct rcow *rc = ti->private;
 	bool unclean;
 	int r;
+
+	refresh_name(rc);
 
 	if (!rc->loaded) {
 		r = rcow_md_load(rc->md, &unclean);

@@ -10,6 +10,7 @@
 
 #include <linux/bio.h>
 #include <linux/device-mapper.h>
+#include <linux/dm-ioctl.h>
 #include <linux/list.h>
 #include <linux/mempool.h>
 #include <linux/spinlock.h>
@@ -32,6 +33,8 @@ struct rcow {
 	struct dm_dev *cow_dev;
 	struct rcow_metadata *md;
 	char *base_uri;
+	/* dm name for log lines: set by ctr and preresume (renames). */
+	char name[DM_NAME_LEN];
 
 	u32 extent_sectors;
 	unsigned int extent_shift;

@@ -207,7 +207,7 @@ msg_ok "hydrate start on a fully present device" hydrate start
 hydrate_is_idle() { [ "$(hydrate_field)" = idle ]; }
 check "hydrate state back to idle by itself" wait_until 10 hydrate_is_idle
 expect_dmesg "kernel logs 'hydrated: all $NR extents are present'" \
-	"remote-cow: [0-9]+:[0-9]+: hydrated: all $NR extents are present"
+	"remote-cow: $NAME: hydrated: all $NR extents are present"
 helper_stop
 check_eq "status: helper absent after it stopped" absent "$(dm_status_field "$NAME" 5)"
 
