@@ -25,8 +25,8 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 . "$(dirname "$0")/lib-net.sh"
 
 require_vm
-require_cmd dmsetup losetup openssl python3 dd cmp
-tap_plan 107
+require_cmd dmsetup losetup openssl python3 dd cmp setpriv
+tap_plan 108
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -199,6 +199,8 @@ for d in json.load(sys.stdin):
 # ---------------------------------------------------------------------------
 expect_exit "unknown command: exit 2" 2 "unknown command 'frobnicate'" "$RC" frobnicate
 expect_exit "no command: exit 2" 2 "Usage:" "$RC"
+expect_exit "list as a user other than root: exit 1, needs root" 1 "it needs root" \
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$RC" list
 expect_exit "unknown option: exit 2" 2 "unknown option '--bogus'" "$RC" list --bogus
 expect_exit "create without --cow: exit 2" 2 "missing --cow" \
 	"$RC" create x --base "file://$base"

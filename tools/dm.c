@@ -79,18 +79,31 @@ static void task_failed(struct dm_task *dmt, const char *what)
 		rc_note("(device-mapper needs root)");
 }
 
+/* dm_task_create, saying why it failed (it checks the kernel driver first). */
+static struct dm_task *task_create(int type)
+{
+	struct dm_task *dmt = dm_task_create(type);
+
+	if (!dmt) {
+		if (geteuid())
+			rc_err("cannot use device-mapper: it needs root");
+		else
+			rc_err("cannot use device-mapper (is the dm-mod module loaded?)%s%s",
+			       dm_last_msg[0] ? ": " : "", dm_last_msg);
+	}
+	return dmt;
+}
+
 int rc_dm_info(const char *name, struct rc_dm_info *info)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_INFO);
+	struct dm_task *dmt = task_create(DM_DEVICE_INFO);
 	struct dm_info di;
 	const char *uuid;
 	int r = -1;
 
 	memset(info, 0, sizeof(*info));
-	if (!dmt) {
-		rc_err("out of memory");
+	if (!dmt)
 		return -1;
-	}
 	if (!dm_task_set_name(dmt, name)) {
 		rc_err("'%s' is not a valid device-mapper name", name);
 		goto out;
@@ -120,7 +133,7 @@ out:
 
 int rc_dm_get(const char *name, int task, struct rc_dm_table *out)
 {
-	struct dm_task *dmt = dm_task_create(task);
+	struct dm_task *dmt = task_create(task);
 	void *next = NULL;
 	int r = RC_EXIT_FAIL;
 
@@ -183,7 +196,7 @@ void rc_dm_table_free(struct rc_dm_table *t)
 
 int rc_dm_list_names(char ***names)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_LIST);
+	struct dm_task *dmt = task_create(DM_DEVICE_LIST);
 	struct dm_names *dn;
 	char **v = NULL;
 	size_t n = 0;
@@ -241,7 +254,7 @@ void rc_dm_free_names(char **names)
 int rc_dm_create(const char *name, const char *uuid, uint64_t length, const char *params,
 		 bool read_only)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_CREATE);
+	struct dm_task *dmt = task_create(DM_DEVICE_CREATE);
 	static const char *const needles[] = { "remote-cow", "device-mapper: table", NULL };
 	uint32_t cookie = 0;
 	int kfd, r = RC_EXIT_FAIL, ok;
@@ -279,7 +292,7 @@ out:
 static int simple_task(int task, const char *name, bool no_flush, bool retry, bool deferred,
 		       uint64_t error_length, const char *what)
 {
-	struct dm_task *dmt = dm_task_create(task);
+	struct dm_task *dmt = task_create(task);
 	uint32_t cookie = 0;
 	bool cookie_task = task == DM_DEVICE_RESUME || task == DM_DEVICE_REMOVE;
 	int r = RC_EXIT_FAIL;
@@ -342,18 +355,20 @@ int rc_dm_remove(const char *name, bool force, uint64_t length)
 
 int rc_dm_message(const char *name, const char *msg, const char *what)
 {
-	struct dm_task *dmt = dm_task_create(DM_DEVICE_TARGET_MSG);
+	struct dm_task *dmt = task_create(DM_DEVICE_TARGET_MSG);
 	struct rc_dm_info info;
-	char needle[32];
-	const char *needles[] = { needle, NULL };
+	char by_dev[32], by_name[160];
+	const char *needles[] = { by_dev, by_name, NULL };
 	int kfd, r = RC_EXIT_FAIL;
 
 	if (!dmt)
 		return RC_EXIT_FAIL;
+	/* The target names the device by major:minor or by name. */
 	if (rc_dm_info(name, &info) == 1)
-		snprintf(needle, sizeof(needle), "%u:%u: ", info.major, info.minor);
+		snprintf(by_dev, sizeof(by_dev), "remote-cow: %u:%u: ", info.major, info.minor);
 	else
-		snprintf(needle, sizeof(needle), "remote-cow: ");
+		snprintf(by_dev, sizeof(by_dev), "remote-cow: ");
+	snprintf(by_name, sizeof(by_name), "remote-cow: %s: ", name);
 	if (!dm_task_set_name(dmt, name) || !dm_task_set_sector(dmt, 0) ||
 	    !dm_task_set_message(dmt, msg)) {
 		rc_err("%s: cannot prepare the device-mapper request", what);
