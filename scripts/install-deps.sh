@@ -32,7 +32,9 @@ PACKAGES=(
 	qemu-system-x86 busybox-static cpio xz-utils
 	# tools used by tests and the demo, inside the VM
 	dmsetup libnbd-bin nbdkit qemu-utils fio iproute2 iputils-ping
-	e2fsprogs util-linux procps coreutils openssl
+	e2fsprogs util-linux procps coreutils openssl diffutils bc jq python3 xxd
+	# man page checks
+	groff-base
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
