@@ -148,6 +148,7 @@ static void dev_put(struct device *dev)
 }
 
 static void hydrate_begin(struct device *dev, uint32_t rate, bool resumed);
+static int dev_open(struct daemon *d, struct device *dev);
 
 /* Drop the queued (not yet issued) xfers of a device from its source. */
 static void drop_queued(struct device *dev)
@@ -246,6 +247,14 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	rcow_prefetch_init(&dev->pf, ((128u << 10) / eb) ? ((128u << 10) / eb) : 1, pfmax / eb);
 	if (info->flags & RCOW_DEV_F_HYDRATING)
 		hydrate_begin(dev, info->hydrate_rate, true);
+	/*
+	 * Open the COW device and the base now rather than at the first
+	 * fault: connecting to an NBD server takes several round trips
+	 * (TCP, negotiation, TLS), which the first guest read would
+	 * otherwise wait for.  A failure is logged and tried again at the
+	 * first fault.
+	 */
+	dev_open(d, dev);
 	return 0;
 }
 
