@@ -14,9 +14,12 @@
  *   max_in_flight reads per base; completion callbacks only record the
  *   result, the loop processes it after nbd_aio_notify_* returned (a
  *   callback must not call libnbd on its own handle).
- * - Holes: when the server offers base:allocation, block status is asked
- *   once per 16 MiB chunk of the base and kept (the base is read-only);
- *   runs reported zero are never read, the extent is zeroed locally.
+ * - Holes: when the server offers base:allocation, block status is kept
+ *   per 16 MiB chunk of the base (the base is read-only).  One query asks
+ *   for up to 64 chunks (1 GiB) from the first chunk not yet known, the
+ *   first one as soon as the first connection is up, so that a cold read
+ *   rarely waits a round trip for it.  Runs reported zero are never read,
+ *   the extent is zeroed locally.
  * - Failures: a connection that fails, or that has a request unanswered
  *   for request_timeout, is closed; its reads go back to the front of the
  *   queue and run again on another connection, or after reconnection.
@@ -36,6 +39,10 @@
 
 #define MAX_CONNS 16
 #define CHUNK_BYTES (16ull << 20)
+/* One block status query covers up to this many chunks (1 GiB). */
+#define STATUS_CHUNKS 64
+/* Most runs one query keeps (a badly fragmented range: asked again later). */
+#define STATUS_MAX_RUNS 65536
 #define MAX_REQUEST (32u << 20)
 #define SERVER_ERROR_RETRIES 3
 
@@ -53,7 +60,7 @@ struct ticket {
 	int err;
 	uint64_t issued_ms;
 	struct xfer *x;			/* a read, or */
-	size_t chunk;			/* a block status query of this chunk */
+	size_t chunk, nchunks;		/* a block status query of these chunks */
 	bool status;
 	uint64_t q_off, q_end;
 	struct rcow_extent_list runs;
@@ -174,7 +181,7 @@ static int status_extent_cb(void *opaque, const char *metacontext, uint64_t offs
 	for (size_t i = 0; i + 1 < nr_entries && offset < t->q_end; i += 2) {
 		uint64_t len = entries[i];
 
-		if (len == 0)
+		if (len == 0 || t->runs.n >= STATUS_MAX_RUNS)
 			break;
 		if (offset + len > t->q_end)
 			len = t->q_end - offset;
@@ -187,6 +194,8 @@ static int status_extent_cb(void *opaque, const char *metacontext, uint64_t offs
 }
 
 /* ---- connections --------------------------------------------------------- */
+
+static void issue_status(struct nbd_src *ns, int ci, size_t i);
 
 static void conn_close(struct nbd_src *ns, int ci)
 {
@@ -312,6 +321,9 @@ static void conn_ready(struct nbd_src *ns, int ci)
 		       (unsigned long long)s->size,
 		       ns->meta ? "reported (base:allocation)" : "not reported", ns->want,
 		       ns->multi ? " (multi-conn)" : "");
+		/* where the holes are, before the first read needs it */
+		if (ns->meta && ns->nchunks)
+			issue_status(ns, ci, 0);
 	}
 	if (ns->down && ns->ever) {
 		logmsg("base %s: reconnected after %.1f s; resuming %u waiting read(s)", s->uri,
@@ -342,39 +354,67 @@ static void chunk_data_rest(struct nbd_src *ns, size_t i)
 	ch->st = CH_KNOWN;
 }
 
+static uint64_t chunk_end(const struct nbd_src *ns, size_t i)
+{
+	uint64_t end = (i + 1) * CHUNK_BYTES;
+
+	return end > ns->s->size ? ns->s->size : end;
+}
+
+/*
+ * A block status query for chunks [t->chunk, t->chunk + t->nchunks) came
+ * back: file its runs, split at chunk boundaries, under their chunks; a
+ * chunk whose whole range is now covered is known, the others are asked
+ * again when a read needs them.
+ */
 static void status_done(struct nbd_src *ns, struct ticket *t, bool lost)
 {
-	struct chunk *ch = &ns->chunks[t->chunk];
-	uint64_t start = t->chunk * CHUNK_BYTES, end = start + CHUNK_BYTES, pos;
+	size_t first = t->chunk, n = t->nchunks;
+	uint64_t pos = t->q_off;
 
-	if (end > ns->s->size)
-		end = ns->s->size;
 	if (t->err) {
-		if (lost) {
-			ch->st = CH_UNKNOWN;
-			return;
+		if (!lost)
+			logmsg("base %s: block status refused (%s); reading the range at %llu as data",
+			       ns->s->uri, strerror(t->err), (unsigned long long)t->q_off);
+		for (size_t k = 0; k < n; k++) {
+			if (lost)
+				ns->chunks[first + k].st = CH_UNKNOWN;
+			else
+				chunk_data_rest(ns, first + k);
 		}
-		logmsg("base %s: block status refused (%s); reading the range at %llu as data",
-		       ns->s->uri, strerror(t->err), (unsigned long long)start);
-		chunk_data_rest(ns, t->chunk);
 		return;
 	}
-	pos = start + ch->covered;
 	for (size_t i = 0; i < t->runs.n; i++) {
-		struct rcow_extent *e = &t->runs.v[i];
+		const struct rcow_extent *e = &t->runs.v[i];
+		uint64_t end = e->offset + e->length;
 
 		if (e->offset != pos)
 			break;
-		if (rcow_extent_list_add(&ch->runs, e->offset, e->length, e->zero, NULL))
-			break;
-		pos += e->length;
+		while (pos < end) {
+			size_t c = (size_t)(pos / CHUNK_BYTES);
+			uint64_t ce = chunk_end(ns, c), l = (end < ce ? end : ce) - pos;
+
+			if (c >= first + n ||
+			    rcow_extent_list_add(&ns->chunks[c].runs, pos, l, e->zero, NULL))
+				goto filed;
+			pos += l;
+		}
 	}
-	if (pos == start + ch->covered) {	/* no progress: do not ask forever */
-		chunk_data_rest(ns, t->chunk);
+filed:
+	if (pos == t->q_off) {	/* no progress: do not ask forever */
+		chunk_data_rest(ns, first);
+		for (size_t k = 1; k < n; k++)
+			ns->chunks[first + k].st = CH_UNKNOWN;
 		return;
 	}
-	ch->covered = pos - start;
-	ch->st = pos >= end ? CH_KNOWN : CH_UNKNOWN;
+	for (size_t k = 0; k < n; k++) {
+		struct chunk *ch = &ns->chunks[first + k];
+		uint64_t cs = (first + k) * CHUNK_BYTES, ce = chunk_end(ns, first + k);
+
+		if (pos > cs + ch->covered)
+			ch->covered = (pos < ce ? pos : ce) - cs;
+		ch->st = cs + ch->covered >= ce ? CH_KNOWN : CH_UNKNOWN;
+	}
 }
 
 static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
@@ -446,22 +486,28 @@ static int pick_conn(const struct nbd_src *ns)
 	return best;
 }
 
+/*
+ * Ask for the block status from the first byte of chunk i not yet known,
+ * through up to STATUS_CHUNKS - 1 following chunks nobody asked about.
+ */
 static void issue_status(struct nbd_src *ns, int ci, size_t i)
 {
-	struct chunk *ch = &ns->chunks[i];
-	uint64_t start = i * CHUNK_BYTES, end = start + CHUNK_BYTES;
+	size_t n = 1;
 	struct ticket *t;
 
-	if (end > ns->s->size)
-		end = ns->s->size;
+	while (n < STATUS_CHUNKS && i + n < ns->nchunks && ns->chunks[i + n].st == CH_UNKNOWN &&
+	       ns->chunks[i + n].covered == 0)
+		n++;
 	t = t_new(ns, ci);
 	if (!t)
 		return;
 	t->status = true;
 	t->chunk = i;
-	t->q_off = start + ch->covered;
-	t->q_end = end;
-	ch->st = CH_PENDING;
+	t->nchunks = n;
+	t->q_off = i * CHUNK_BYTES + ns->chunks[i].covered;
+	t->q_end = chunk_end(ns, i + n - 1);
+	for (size_t k = 0; k < n; k++)
+		ns->chunks[i + k].st = CH_PENDING;
 	if (nbd_aio_block_status(ns->c[ci].h, t->q_end - t->q_off, t->q_off,
 				 (nbd_extent_callback){ .callback = status_extent_cb, .user_data = t },
 				 (nbd_completion_callback){ .callback = read_cb, .user_data = t },
