@@ -5,19 +5,24 @@
 # reading the NBD export directly, in the same run.
 #
 # Runs inside the test VM (make bench-nbd, or
-# scripts/vm-run.sh --timeout 1800 bench/bench-nbd.sh).  Prints figures; it
-# is not a pass/fail test and is not part of make check.  See
-# Documentation/benchmarks-nbd.rst.
+# scripts/vm-run.sh --timeout 3600 bench/bench-nbd.sh); about 7 minutes
+# with the defaults.  Prints figures; it is not a pass/fail test and is not
+# part of make check.  See Documentation/benchmarks-nbd.rst.
 #
 # The base (random data, so nothing compresses or is a hole) is served by
 # nbdkit's file plugin from a network namespace behind a veth link shaped
 # with tc netem on both ends (BENCH_DELAY each way, BENCH_RATE).  Every
 # measurement starts cold: a fresh, zeroed COW device and a new remote-cow
-# device; the server's image is in RAM (tmpfs).
+# device; the server's image is in RAM (tmpfs).  remote-cowd connects to
+# the export when the device appears; the device's clock starts once it
+# has, as fio's nbd engine connects before its clock starts (nbdcopy's
+# figure includes its connection).
 #
 #  seq    cold sequential read of the whole device, fio 1 MiB direct reads
 #         at iodepth BENCH_SEQ_DEPTH, against the whole export read directly
-#         with nbdcopy (to null:) and with fio's nbd engine (same job).
+#         with nbdcopy (to null:) and with fio's nbd engine (same job);
+#         and the device read by one reader at iodepth 1 (like dd or cp),
+#         which depends on remote-cowd's read-ahead.
 #  rand   cold 4 KiB random reads, fio --direct=1 at iodepth 1,
 #         BENCH_RAND_IOS of them; completion latency p50 and p99, against
 #         the same job on the export with fio's nbd engine.
@@ -33,6 +38,10 @@
 #   BENCH_EXTENT     extent size, sectors [128 = 64 KiB]
 #   BENCH_SEQ_DEPTH  fio iodepth of the sequential job [16]
 #   BENCH_RAND_IOS   4 KiB random reads per run [300]
+#   BENCH_CEILING    1: also measure once without the shaped link (the
+#                    device over a file:// base, and over the NBD export
+#                    with netem removed), to show what the fault path
+#                    itself costs [1]
 #   RCOW_HELPER      the helper program (remote-cowd when built, else
 #                    the selftests' rcow-fill)
 #
@@ -52,6 +61,7 @@ RATE=${BENCH_RATE:-100mbit}
 REPS=${BENCH_REPS:-3}
 EXT=${BENCH_EXTENT:-128}
 SEQ_DEPTH=${BENCH_SEQ_DEPTH:-16}
+CEILING=${BENCH_CEILING:-1}
 RAND_IOS=${BENCH_RAND_IOS:-300}
 NAME=bench-nbd
 
@@ -70,6 +80,8 @@ len=$((bytes / 512))
 
 log "base: ${SIZE_MB} MiB of random data; link: netem $DELAY each way, $RATE; extent $((EXT / 2)) KiB"
 log "helper: $RCOW_HELPER; $(nproc) vCPUs; kernel $(uname -r)"
+log "$(nbdkit --version | head -n1); $(fio --version); $(nbdcopy --version | head -n1 | tr -d '\n'); libnbd $(nbdcopy --version | sed -n 's/^libnbd //p')"
+start_s=$(date +%s)
 image_data bench-nbd "$bytes" >"$work/base.img" || die "cannot make the base image"
 net_setup || die "cannot set up the network namespace"
 net_shape "$DELAY" "$RATE" || die "cannot shape the link"
@@ -93,21 +105,47 @@ else:
 ' "$@"
 }
 
-# A fresh cold device: zeroed COW, new table.  In the main shell (it
-# registers cleanups and sets COW_DEV), never in a command substitution.
-rc_up() {
-	dm_remove "$NAME" >/dev/null 2>&1
-	[ -z "${COW_DEV:-}" ] || losetup -d "$COW_DEV"
-	rm -f "$work"/cow.*
-	make_cow $((bytes + (16 << 20))) || return 1
-	dmsetup create "$NAME" --table "$(rc_table "$len" "$COW_DEV" "$EXT" "$uri")" ||
-		return 1
-	at_exit "dm_remove $NAME"
+# connections: how many times remote-cowd logged a connection to a base.
+connections() {
+	grep -c ': connected: ' "$HELPER_LOG" 2>/dev/null
 }
 
-seq_dev() {	# MiB/s, on a device made cold by rc_up
+# A fresh cold device: zeroed COW, new table.  Removing the previous device
+# closes remote-cowd's connections (no device uses the base any more), so
+# every measurement connects anew.  remote-cowd connects when the device
+# appears; the clock starts once it has (as fio's nbd engine connects before
+# its clock starts), and CONNECT_MS says how long that took.  In the main
+# shell (it registers cleanups and sets COW_DEV), never in a command
+# substitution.
+CONNECT_MS=-
+rc_up() {	# rc_up [base uri, default the shaped export]
+	local u=${1:-$uri} n t0 t1 i
+	dm_remove "$NAME" >/dev/null 2>&1
+	[ -z "${COW_DEV:-}" ] || losetup -d "$COW_DEV"
+	COW_DEV=
+	rm -f "$work"/cow.*
+	make_cow $((bytes + (16 << 20))) || return 1
+	n=$(connections)
+	t0=$(date +%s%N)
+	dmsetup create "$NAME" --table "$(rc_table "$len" "$COW_DEV" "$EXT" "$u")" ||
+		return 1
+	at_exit "dm_remove $NAME"
+	CONNECT_MS=-
+	if ! helper_is_daemon || [ "${u#nbd}" = "$u" ]; then
+		return 0
+	fi
+	for ((i = 0; i < 1000; i++)); do
+		[ "$(connections)" -gt "$n" ] && break
+		sleep 0.01
+	done
+	[ "$(connections)" -gt "$n" ] || { echo "bench-nbd: remote-cowd did not connect within 10 s" >&2; return 1; }
+	t1=$(date +%s%N)
+	CONNECT_MS=$(((t1 - t0) / 1000000))
+}
+
+seq_dev() {	# seq_dev [iodepth]: MiB/s, on a device made cold by rc_up
 	fio --name=seq --filename="/dev/mapper/$NAME" --rw=read --bs=1M --direct=1 \
-		--ioengine=libaio --iodepth="$SEQ_DEPTH" --size="$bytes" \
+		--ioengine=libaio --iodepth="${1:-$SEQ_DEPTH}" --size="$bytes" \
 		--output-format=json --output="$work/fio.json" >/dev/null || return 1
 	[ "$(present_extents "$NAME")" -eq "$(((len + EXT - 1) / EXT))" ] ||
 		echo "bench-nbd: warning: device not fully present after the read" >&2
@@ -149,14 +187,17 @@ median() {	# median of the arguments
 		if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-s_dev=() s_copy=() s_fio=() r_dev50=() r_dev99=() r_nbd50=() r_nbd99=()
+s_dev=() s_qd1=() s_copy=() s_fio=() r_dev50=() r_dev99=() r_nbd50=() r_nbd99=()
 for ((rep = 1; rep <= REPS; rep++)); do
 	# Alternate the order so that neither side always goes first.
-	if [ $((rep % 2)) -eq 1 ]; then order="dev copy fio"; else order="fio copy dev"; fi
+	if [ $((rep % 2)) -eq 1 ]; then order="dev copy qd1 fio"; else order="fio qd1 copy dev"; fi
 	for w in $order; do
 		case $w in
 		dev) rc_up || die "cannot create the device"
+			log "rep $rep: device created, remote-cowd connected after $CONNECT_MS ms"
 			v=$(seq_dev) || die "sequential read of the device failed"; s_dev+=("$v") ;;
+		qd1) rc_up || die "cannot create the device"
+			v=$(seq_dev 1) || die "sequential read of the device failed"; s_qd1+=("$v") ;;
 		copy) v=$(seq_nbdcopy) || die "nbdcopy failed"; s_copy+=("$v") ;;
 		fio) v=$(seq_fionbd) || die "fio on the export failed"; s_fio+=("$v") ;;
 		esac
@@ -172,21 +213,56 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	r_nbd50+=("$a") r_nbd99+=("$b")
 	log "rep $rep: rand export: p50 $a ms, p99 $b ms"
 done
+
+# Without the shaped link, once each: what the fault path and the emulated
+# CPU allow, to tell a link-bound figure from a CPU-bound one.
+if [ "$CEILING" = 1 ]; then
+	rc_up "file://$work/base.img" || die "cannot create the device over file://"
+	c_file_seq=$(seq_dev) || die "sequential read over file:// failed"
+	log "no link: seq dev over file://: $c_file_seq MiB/s"
+	rc_up "file://$work/base.img" || die "cannot create the device over file://"
+	read -r c_file50 c_file99 <<<"$(rand_dev)"
+	log "no link: rand dev over file://: p50 $c_file50 ms, p99 $c_file99 ms"
+	net_unshape
+	rc_up || die "cannot create the device"
+	c_seq_dev=$(seq_dev) || die "sequential read of the device failed"
+	c_seq_fio=$(seq_fionbd) || die "fio on the export failed"
+	log "unshaped link: seq dev $c_seq_dev MiB/s, fio-nbd $c_seq_fio MiB/s"
+	rc_up || die "cannot create the device"
+	read -r c_dev50 c_dev99 <<<"$(rand_dev)"
+	read -r c_nbd50 c_nbd99 <<<"$(rand_fionbd)"
+	log "unshaped link: rand dev p50 $c_dev50 ms, p99 $c_dev99 ms; export p50 $c_nbd50 ms, p99 $c_nbd99 ms"
+	if [ -z "$c_nbd99" ] || [ -z "$c_dev99" ] || [ -z "$c_file99" ]; then
+		die "a measurement without the shaped link failed"
+	fi
+fi
 dm_remove "$NAME"
 helper_stop
 log "helper stats (last run): $(tr '\n' ' ' <"$HELPER_STATS" 2>/dev/null)"
 
 m_dev=$(median "${s_dev[@]}")
+m_qd1=$(median "${s_qd1[@]}")
 m_copy=$(median "${s_copy[@]}")
 m_fio=$(median "${s_fio[@]}")
 best=$(printf '%s\n' "$m_copy" "$m_fio" | sort -g | tail -n1)
 ratio=$(awk -v a="$m_dev" -v b="$best" 'BEGIN { printf "%.2f", a / b }')
+ratio1=$(awk -v a="$m_qd1" -v b="$best" 'BEGIN { printf "%.2f", a / b }')
 
 echo
 echo "bench-nbd: ${SIZE_MB} MiB base over netem $DELAY each way, $RATE; helper $(helper_name); medians of $REPS"
 printf '%-34s %14s %14s %14s\n' "" "remote-cow" "nbdcopy" "fio nbd engine"
 printf '%-34s %14s %14s %14s\n' "cold seq read, MiB/s" "$m_dev" "$m_copy" "$m_fio"
+printf '%-34s %14s %14s %14s\n' "cold seq read iodepth 1, MiB/s" "$m_qd1" "-" "-"
 printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p50, ms" "$(median "${r_dev50[@]}")" "-" "$(median "${r_nbd50[@]}")"
 printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p99, ms" "$(median "${r_dev99[@]}")" "-" "$(median "${r_nbd99[@]}")"
-echo "seq ratio remote-cow / best direct: $ratio (target >= 0.90)"
-echo "all seq runs, MiB/s: dev ${s_dev[*]}; nbdcopy ${s_copy[*]}; fio-nbd ${s_fio[*]}"
+echo "seq ratio remote-cow / best direct: $ratio (target >= 0.90); at iodepth 1: $ratio1"
+echo "run time: $(( $(date +%s) - start_s )) s"
+echo "all seq runs, MiB/s: dev ${s_dev[*]}; dev iodepth 1 ${s_qd1[*]}; nbdcopy ${s_copy[*]}; fio-nbd ${s_fio[*]}"
+if [ "$CEILING" = 1 ]; then
+	echo
+	echo "without the shaped link (one run each; bound by the emulated CPU, not a link):"
+	printf '%-34s %14s %14s %14s\n' "" "rc over file:" "rc over nbd" "fio nbd engine"
+	printf '%-34s %14s %14s %14s\n' "cold seq read, MiB/s" "$c_file_seq" "$c_seq_dev" "$c_seq_fio"
+	printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p50, ms" "$c_file50" "$c_dev50" "$c_nbd50"
+	printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p99, ms" "$c_file99" "$c_dev99" "$c_nbd99"
+fi
