@@ -8,6 +8,9 @@
 #     fault_timeout (3 s), nothing is filled;
 #  2. restarted with --config naming the PSK file and user for the URI
 #     prefix, the daemon connects and the whole device equals the base.
+# Before that, the remote-cow CLI reads the base's size over TLS with the
+# same configuration file (cow-size and create without --size), and says
+# why it cannot without it.
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
@@ -16,7 +19,7 @@ require_vm
 require_cmd dmsetup losetup nbdkit nbdinfo ip tc openssl
 helper_is_daemon || tap_skip_all "needs remote-cowd; the helper is $(helper_name)"
 nbdkit --dump-config | grep -q '^tls=yes' || tap_skip_all "nbdkit was built without TLS"
-tap_plan 6
+tap_plan 11
 
 NAME="rc-tls"
 EXT=128
@@ -39,12 +42,38 @@ net_serve --plugin --tls=require --tls-psk="$psk" file "$tmp/base.img" ||
 	tap_bail "cannot start nbdkit with TLS"
 make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
 
-# 1. no credentials
 printf '# no credentials here\nretry_max = 1s\n' >"$tmp/empty.conf"
+cat >"$tmp/tls.conf" <<CONF
+# remote-cowd test configuration
+[nbds://$NET_SRV_IP:$NET_PORT/]
+tls_psk_file = $psk
+tls_username = alice
+CONF
+
+# The CLI: the base's size over TLS, with and without credentials.
+RC=$RC_TREE/tools/remote-cow
+want=$("$RC" cow-size --size "$BASE_BYTES" --extent-size $((EXT * 512)))
+check_eq "cow-size reads an nbds:// base's size with --config" "$want" \
+	"$("$RC" cow-size --base "$uri" --config "$tmp/tls.conf" --extent-size $((EXT * 512)) 2>&1)"
+out=$("$RC" cow-size --base "$uri" --config "$tmp/empty.conf" 2>&1)
+rc=$?
+check_eq "cow-size without credentials fails (exit 1)" 1 "$rc"
+if grep -q "no TLS credentials are configured" <<<"$out"; then
+	tap_ok "and says that no TLS credentials are configured"
+else
+	tap_not_ok "and says that no TLS credentials are configured" "$out"
+fi
+tap_diag "$out"
+
+# 1. no credentials for the daemon; the CLI creates the device (its size
+# read over TLS, no --size) with a fault timeout of 3 s.
 helper_start --config "$tmp/empty.conf" || tap_bail "remote-cowd does not start"
 at_exit "dm_remove $NAME"
-dmsetup create "$NAME" --table "$(rc_table "$LEN" "$COW_DEV" "$EXT" "$uri" fault_timeout 3000)" ||
-	tap_bail "cannot create $NAME"
+check "remote-cow create over nbds:// with --config and no --size" \
+	"$RC" create "$NAME" --cow "$COW_DEV" --base "$uri" --extent-size $((EXT * 512)) \
+	--config "$tmp/tls.conf" --fault-timeout 3000
+[ -b "/dev/mapper/$NAME" ] || tap_bail "cannot create $NAME"
+check_eq "its length is the base's" "$LEN" "$(blockdev --getsz "/dev/mapper/$NAME")"
 t0=$SECONDS
 check_fails "without credentials the read fails (fault_timeout)" \
 	dd if="/dev/mapper/$NAME" of=/dev/null bs=64k count=1 iflag=direct status=none
@@ -59,12 +88,6 @@ tap_diag "log: $(grep -m2 "cannot connect" "$HELPER_LOG")"
 helper_stop
 
 # 2. credentials in the configuration file
-cat >"$tmp/tls.conf" <<CONF
-# remote-cowd test configuration
-[nbds://$NET_SRV_IP:$NET_PORT/]
-tls_psk_file = $psk
-tls_username = alice
-CONF
 helper_start --config "$tmp/tls.conf" || tap_bail "remote-cowd does not start with the TLS config"
 check_eq "with the PSK from the configuration the device equals the base" "$base_sum" \
 	"$(sha256_of "/dev/mapper/$NAME")"

@@ -9,7 +9,7 @@
 
 static const char help[] =
 	"Usage: " PROG " cow-size --size SIZE [--extent-size SIZE] [--verbose]\n"
-	"       " PROG " cow-size --base URI [--extent-size SIZE] [--verbose]\n"
+	"       " PROG " cow-size --base URI [--config FILE] [--extent-size SIZE] [--verbose]\n"
 	"\n"
 	"Print the size in bytes a COW device needs (metadata + data) for a device\n"
 	"of length SIZE, or as long as the base at URI, with that extent size\n"
@@ -17,18 +17,20 @@ static const char help[] =
 	"\n"
 	"  --size SIZE         device length (a multiple of 512 bytes)\n"
 	"  --base URI          read the length from the base (as 'create' does)\n"
+	"  --config FILE       TLS credentials for an nbds:// base (as 'create')\n"
 	"  --extent-size SIZE  a power of two from 4K to 4M (default 64K)\n"
 	"  -v, --verbose       also print the layout: extents, metadata, data offset\n"
 	"  -h, --help          this text\n"
 	"\n"
 	"SIZE: bytes, or with a suffix K, M, G, T (binary) or s (512-byte sectors).\n";
 
-enum { O_HELP = 1, O_SIZE, O_BASE, O_EXT, O_VERBOSE };
+enum { O_HELP = 1, O_SIZE, O_BASE, O_CONFIG, O_EXT, O_VERBOSE };
 
 static const struct rc_opt opts[] = {
 	{ "help", false, O_HELP },
 	{ "size", true, O_SIZE },
 	{ "base", true, O_BASE },
+	{ "config", true, O_CONFIG },
 	{ "extent-size", true, O_EXT },
 	{ "verbose", false, O_VERBOSE },
 	{ NULL, false, 0 },
@@ -37,7 +39,7 @@ static const struct rc_opt opts[] = {
 int cmd_cow_size(int argc, char **argv)
 {
 	struct rc_args a = { argc, argv, 1, false, "cow-size" };
-	const char *size = NULL, *uri = NULL, *ext = NULL, *arg;
+	const char *size = NULL, *uri = NULL, *ext = NULL, *config = NULL, *arg;
 	bool verbose = false;
 	uint64_t sectors;
 	uint32_t extent;
@@ -60,6 +62,9 @@ int cmd_cow_size(int argc, char **argv)
 		case O_BASE:
 			uri = arg;
 			break;
+		case O_CONFIG:
+			config = arg;
+			break;
 		case O_EXT:
 			ext = arg;
 			break;
@@ -76,7 +81,7 @@ int cmd_cow_size(int argc, char **argv)
 	if (!r && uri)
 		r = rc_check_uri("cow-size", uri);
 	if (!r)
-		r = rc_device_sectors("cow-size", size, uri, &sectors);
+		r = rc_device_sectors("cow-size", size, uri, config, &sectors);
 	if (r)
 		return r;
 	rc_layout_compute(sectors, extent, &l);

@@ -18,6 +18,7 @@
 
 #include "rc.h"
 #include "rcow/base.h"
+#include "rcow/config.h"
 #include "rcow/uri.h"
 #include "remote_cow.h"
 
@@ -38,8 +39,12 @@ static const char help[] =
 	"  --extent-size SIZE     unit of fetching: a power of two from 4K to 4M\n"
 	"                         (default 64K)\n"
 	"  --size SIZE            device length (default: the base's size, read by\n"
-	"                         opening the base; needed when it cannot be opened\n"
-	"                         from here, e.g. nbds:// with credentials)\n"
+	"                         opening the base; needed when it cannot be\n"
+	"                         reached from here)\n"
+	"  --config FILE          remote-cowd's configuration file, for the TLS\n"
+	"                         credentials of an nbds:// base while reading its\n"
+	"                         size (default " RCOW_DEFAULT_CONFIG "\n"
+	"                         when it exists)\n"
 	"  --fault-timeout MS     fail I/O that waited MS milliseconds for a missing\n"
 	"                         extent (default 0: wait for the helper forever)\n"
 	"  --discard-passdown     pass discards down to the COW device (default)\n"
@@ -48,7 +53,7 @@ static const char help[] =
 	"\n"
 	"SIZE: bytes, or with a suffix K, M, G, T (binary) or s (512-byte sectors).\n";
 
-enum { O_HELP = 1, O_COW, O_BASE, O_EXT, O_SIZE, O_TIMEOUT, O_DISCARD, O_NO_DISCARD };
+enum { O_HELP = 1, O_COW, O_BASE, O_EXT, O_SIZE, O_CONFIG, O_TIMEOUT, O_DISCARD, O_NO_DISCARD };
 
 static const struct rc_opt opts[] = {
 	{ "help", false, O_HELP },
@@ -56,6 +61,7 @@ static const struct rc_opt opts[] = {
 	{ "base", true, O_BASE },
 	{ "extent-size", true, O_EXT },
 	{ "size", true, O_SIZE },
+	{ "config", true, O_CONFIG },
 	{ "fault-timeout", true, O_TIMEOUT },
 	{ "discard-passdown", false, O_DISCARD },
 	{ "no-discard-passdown", false, O_NO_DISCARD },
@@ -82,16 +88,47 @@ int rc_parse_extent(const char *cmd, const char *text, uint32_t *sectors)
 }
 
 /*
- * The device length in sectors: --size, else the base's size (rounded up
- * to a sector: the device reads zeroes past the base's end).  0 or an exit
- * code (printed).
+ * The credentials for uri from the configuration file: the one named, else
+ * the default one when it exists.  cfg is initialised either way.  0 or an
+ * exit code (printed).
  */
-int rc_device_sectors(const char *cmd, const char *size, const char *uri, uint64_t *sectors)
+static int load_cred(const char *cmd, const char *config, const char *uri,
+		     struct rcow_config *cfg, const struct rcow_cred **cred)
+{
+	struct rcow_err err = { 0 };
+	struct rcow_policy pol;
+
+	rcow_config_init(cfg);
+	*cred = NULL;
+	if (!config) {
+		if (access(RCOW_DEFAULT_CONFIG, F_OK))
+			return 0;
+		config = RCOW_DEFAULT_CONFIG;
+	}
+	if (rcow_config_load(cfg, config, &err)) {
+		rc_err("%s: %s", cmd, err.msg);
+		return RC_EXIT_FAIL;
+	}
+	rcow_config_lookup(cfg, uri, &pol, cred);
+	return 0;
+}
+
+/*
+ * The device length in sectors: --size, else the base's size (rounded up
+ * to a sector: the device reads zeroes past the base's end), opened with
+ * the credentials of the configuration file (config, or the default one).
+ * 0 or an exit code (printed).
+ */
+int rc_device_sectors(const char *cmd, const char *size, const char *uri, const char *config,
+		      uint64_t *sectors)
 {
 	struct rcow_base *base = NULL;
 	struct rcow_err err = { 0 };
+	const struct rcow_cred *cred;
+	struct rcow_config cfg;
 	const char *why;
 	uint64_t b;
+	int r;
 
 	if (size) {
 		if (rc_parse_size(size, &b, &why))
@@ -102,11 +139,15 @@ int rc_device_sectors(const char *cmd, const char *size, const char *uri, uint64
 		*sectors = b / 512;
 		return 0;
 	}
-	if (rcow_base_open(uri, &base, &err)) {
+	r = load_cred(cmd, config, uri, &cfg, &cred);
+	if (!r && rcow_base_open_cred(uri, cred, &base, &err)) {
 		rc_err("%s: cannot open the base %s to read its size: %s", cmd, uri, err.msg);
 		rc_note("Give the device's length with --size if the base cannot be reached from here.");
-		return RC_EXIT_FAIL;
+		r = RC_EXIT_FAIL;
 	}
+	rcow_config_free(&cfg);
+	if (r)
+		return r;
 	b = base->size;
 	rcow_base_close(base);
 	if (!b) {
@@ -182,7 +223,7 @@ int cmd_create(int argc, char **argv)
 {
 	struct rc_args a = { argc, argv, 1, false, "create" };
 	const char *name = NULL, *cow = NULL, *uri = NULL, *ext = NULL, *size = NULL;
-	const char *timeout = NULL, *arg;
+	const char *timeout = NULL, *config = NULL, *arg;
 	int discard = -1, id, r;
 	uint64_t sectors, cow_bytes, tmo = 0;
 	uint32_t extent;
@@ -209,6 +250,9 @@ int cmd_create(int argc, char **argv)
 			break;
 		case O_SIZE:
 			size = arg;
+			break;
+		case O_CONFIG:
+			config = arg;
 			break;
 		case O_TIMEOUT:
 			timeout = arg;
@@ -240,7 +284,7 @@ int cmd_create(int argc, char **argv)
 		r = rc_usage_err("create", "bad fault timeout '%s': milliseconds from 0 to %llu",
 				 timeout, MAX_FAULT_TIMEOUT_MS);
 	if (!r)
-		r = rc_device_sectors("create", size, uri, &sectors);
+		r = rc_device_sectors("create", size, uri, config, &sectors);
 	if (!r)
 		r = cow_device(cow, &rdev, &cow_bytes);
 	if (r)

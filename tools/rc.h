@@ -184,7 +184,8 @@ void rc_dev_print_human(FILE *f, const struct rc_dev *d);
 /* An --extent-size value (NULL: the default, 64K).  0 or an exit code (printed). */
 int rc_parse_extent(const char *cmd, const char *text, uint32_t *sectors);
 /* Device length: --size, else the base's size.  0 or an exit code (printed). */
-int rc_device_sectors(const char *cmd, const char *size, const char *uri, uint64_t *sectors);
+int rc_device_sectors(const char *cmd, const char *size, const char *uri, const char *config,
+		      uint64_t *sectors);
 /* A base URI's form.  0 or an exit code (printed). */
 int rc_check_uri(const char *cmd, const char *uri);
 

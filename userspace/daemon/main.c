@@ -27,7 +27,7 @@
 #ifndef RCOW_VERSION
 #define RCOW_VERSION "0.1"
 #endif
-#define DEFAULT_CONFIG "/etc/remote-cow/remote-cowd.conf"
+#define DEFAULT_CONFIG RCOW_DEFAULT_CONFIG
 #define MAX_POLL 128
 
 static int g_verbose;

@@ -54,8 +54,9 @@ int rcow_block_status_all_data(struct rcow_base *base, uint64_t offset, uint64_t
 	return rcow_extent_list_add(list, offset, len, false, err);
 }
 
-int rcow_base_open_ops(const struct rcow_base_ops *ops, const struct rcow_uri *uri,
-		       const char *name, struct rcow_base **out, struct rcow_err *err)
+static int open_ops(const struct rcow_base_ops *ops, const struct rcow_uri *uri,
+		    const char *name, const struct rcow_cred *cred, struct rcow_base **out,
+		    struct rcow_err *err)
 {
 	struct rcow_base *base = calloc(1, sizeof(*base));
 	int r;
@@ -65,7 +66,9 @@ int rcow_base_open_ops(const struct rcow_base_ops *ops, const struct rcow_uri *u
 		return rcow_err_set(err, ENOMEM, "out of memory opening base %s", name);
 	}
 	base->ops = ops;
+	base->cred = cred;
 	r = ops->open(base, uri, err);
+	base->cred = NULL;
 	if (r) {
 		free(base->name);
 		free(base);
@@ -75,7 +78,14 @@ int rcow_base_open_ops(const struct rcow_base_ops *ops, const struct rcow_uri *u
 	return 0;
 }
 
-int rcow_base_open(const char *text, struct rcow_base **out, struct rcow_err *err)
+int rcow_base_open_ops(const struct rcow_base_ops *ops, const struct rcow_uri *uri,
+		       const char *name, struct rcow_base **out, struct rcow_err *err)
+{
+	return open_ops(ops, uri, name, NULL, out, err);
+}
+
+int rcow_base_open_cred(const char *text, const struct rcow_cred *cred, struct rcow_base **out,
+			struct rcow_err *err)
 {
 	const struct rcow_base_ops *ops;
 	struct rcow_uri uri;
@@ -87,9 +97,14 @@ int rcow_base_open(const char *text, struct rcow_base **out, struct rcow_err *er
 		return r;
 	}
 	ops = uri.scheme == RCOW_SCHEME_FILE ? &rcow_file_ops : &rcow_nbd_ops;
-	r = rcow_base_open_ops(ops, &uri, text, out, err);
+	r = open_ops(ops, &uri, text, cred, out, err);
 	rcow_uri_free(&uri);
 	return r;
+}
+
+int rcow_base_open(const char *text, struct rcow_base **out, struct rcow_err *err)
+{
+	return rcow_base_open_cred(text, NULL, out, err);
 }
 
 int rcow_base_open_null(uint64_t size, struct rcow_base **out, struct rcow_err *err)

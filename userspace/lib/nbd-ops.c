@@ -6,8 +6,13 @@
  * libnbd makes the connection from the original URI string, so TLS and
  * Unix sockets work exactly as libnbd documents them.  Holes come from the
  * "base:allocation" meta context when the server offers it; otherwise every
- * range is data.  This first version is synchronous with one connection;
- * the daemon will add an asynchronous, multi-connection engine beside it.
+ * range is data.  TLS credentials (nbds://) come from the configuration
+ * file through base->cred, never from the URI in a table line.
+ *
+ * This source is synchronous with one connection: the CLI (reading a
+ * base's size), the test fill program and the unit tests use it.
+ * remote-cowd has its own asynchronous, multi-connection engine
+ * (userspace/daemon/src-nbd.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +22,7 @@
 #include <string.h>
 
 #include "rcow/base.h"
+#include "rcow/config.h"
 
 /* Largest single NBD read or block status request we send. */
 #define NBD_MAX_REQUEST (32u << 20)
@@ -36,8 +42,25 @@ static int nbd_fail(struct rcow_err *err, const char *what, const char *name)
 			    nbd_get_error() ? nbd_get_error() : "unknown libnbd error");
 }
 
+/* Credentials from the configuration file, before connecting. */
+static int set_cred(struct nbd_handle *h, const struct rcow_cred *cr)
+{
+	if (!cr)
+		return 0;
+	if (cr->tls_psk_file && nbd_set_tls_psk_file(h, cr->tls_psk_file) < 0)
+		return -1;
+	if (cr->tls_certificates && nbd_set_tls_certificates(h, cr->tls_certificates) < 0)
+		return -1;
+	if (cr->tls_username && nbd_set_tls_username(h, cr->tls_username) < 0)
+		return -1;
+	return 0;
+}
+
 static int nbdops_open(struct rcow_base *base, const struct rcow_uri *uri, struct rcow_err *err)
 {
+	const struct rcow_cred *cr = base->cred;
+	bool no_tls_cred = uri->scheme == RCOW_SCHEME_NBDS &&
+			   (!cr || (!cr->tls_psk_file && !cr->tls_certificates));
 	struct nbd_priv *np;
 	int64_t size, maxb;
 	int r;
@@ -50,6 +73,10 @@ static int nbdops_open(struct rcow_base *base, const struct rcow_uri *uri, struc
 		r = nbd_fail(err, "creating a libnbd handle for", uri->raw);
 		goto fail;
 	}
+	if (set_cred(np->h, cr) < 0) {
+		r = nbd_fail(err, "setting the TLS credentials for", uri->raw);
+		goto fail;
+	}
 	if (nbd_add_meta_context(np->h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) {
 		r = nbd_fail(err, "requesting base:allocation from", uri->raw);
 		goto fail;
@@ -58,8 +85,9 @@ static int nbdops_open(struct rcow_base *base, const struct rcow_uri *uri, struc
 		int e = nbd_get_errno();
 
 		r = rcow_err_set(err, e ? e : EIO,
-			"connecting to NBD base %s failed: %s; check that the server is running and reachable and that the export exists",
-			uri->raw, nbd_get_error() ? nbd_get_error() : "unknown libnbd error");
+			"connecting to NBD base %s failed: %s; check that the server is running and reachable and that the export exists%s",
+			uri->raw, nbd_get_error() ? nbd_get_error() : "unknown libnbd error",
+			no_tls_cred ? " (no TLS credentials are configured for this base: see tls_psk_file and tls_certificates in remote-cowd(8))" : "");
 		goto fail;
 	}
 	size = nbd_get_size(np->h);

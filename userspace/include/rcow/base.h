@@ -24,6 +24,8 @@
 #include "rcow/err.h"
 #include "rcow/uri.h"
 
+struct rcow_cred;		/* rcow/config.h */
+
 /* One run of the base: data, or reads as zeroes (a hole). */
 struct rcow_extent {
 	uint64_t offset;
@@ -67,10 +69,19 @@ struct rcow_base {
 	char *name;		/* printable: the URI */
 	uint64_t size;		/* bytes */
 	void *priv;		/* the ops' own state */
+	/* Credentials for ops->open (TLS for nbds://); NULL after open. */
+	const struct rcow_cred *cred;
 };
 
 /* Open the base named by a URI string (parses it first).  *out on success. */
 int rcow_base_open(const char *uri, struct rcow_base **out, struct rcow_err *err);
+
+/*
+ * The same, with credentials from the configuration file (may be NULL):
+ * what an nbds:// base needs to connect.  Only used while opening.
+ */
+int rcow_base_open_cred(const char *uri, const struct rcow_cred *cred, struct rcow_base **out,
+			struct rcow_err *err);
 
 /* Open with an explicit table (tests, null source).  uri may be NULL for null. */
 int rcow_base_open_ops(const struct rcow_base_ops *ops, const struct rcow_uri *uri,

@@ -19,6 +19,9 @@
 
 #include "rcow/err.h"
 
+/* Read by remote-cowd, and by the CLI for credentials, when it exists. */
+#define RCOW_DEFAULT_CONFIG "/etc/remote-cow/remote-cowd.conf"
+
 struct rcow_policy {
 	uint32_t connections;		/* NBD connections per base (multi-conn) */
 	uint32_t max_in_flight;		/* extent reads in flight per base */
