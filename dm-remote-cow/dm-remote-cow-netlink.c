@@ -266,15 +266,21 @@ static int need_attrs(struct genl_info *info, const int *attrs, int n)
 	return 0;
 }
 
-/* rcow_nl_lock held. */
-static struct rcow *device_from_info(struct genl_info *info)
+/*
+ * Takes rcow_nl_lock and finds the device named by RCOW_A_DEV_ID: 0 with
+ * the lock held and *rcp set, or -ENODEV with the lock released.  The
+ * lock keeps the device from going away (rcow_nl_remove_device() takes it).
+ */
+static int lock_device(struct genl_info *info, struct rcow **rcp)
 {
-	struct rcow *rc = find_device(nla_get_u32(info->attrs[RCOW_A_DEV_ID]));
-
-	if (!rc)
-		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_DEV_ID],
-				    "no remote-cow device with this id");
-	return rc;
+	mutex_lock(&rcow_nl_lock);
+	*rcp = find_device(nla_get_u32(info->attrs[RCOW_A_DEV_ID]));
+	if (*rcp)
+		return 0;
+	mutex_unlock(&rcow_nl_lock);
+	NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_DEV_ID],
+			    "no remote-cow device with this id");
+	return -ENODEV;
 }
 
 static int rcow_nl_register(struct sk_buff *skb, struct genl_info *info)
@@ -334,24 +340,19 @@ static int rcow_nl_get_device(struct sk_buff *skb, struct genl_info *info)
 	if (!msg)
 		return -ENOMEM;
 
-	mutex_lock(&rcow_nl_lock);
-	rc = device_from_info(info);
-	if (!rc) {
-		r = -ENODEV;
-		goto bad;
-	}
+	r = lock_device(info, &rc);
+	if (r)
+		goto free;
 	hdr = genlmsg_put_reply(msg, info, &rcow_family, 0,
 				RCOW_CMD_GET_DEVICE);
-	if (!hdr || put_device_attrs(msg, rc)) {
-		r = -EMSGSIZE;
-		goto bad;
-	}
-	genlmsg_end(msg, hdr);
+	r = !hdr || put_device_attrs(msg, rc) ? -EMSGSIZE : 0;
 	mutex_unlock(&rcow_nl_lock);
+	if (r)
+		goto free;
+	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
 
-bad:
-	mutex_unlock(&rcow_nl_lock);
+free:
 	nlmsg_free(msg);
 	return r;
 }
@@ -394,19 +395,15 @@ static int rcow_nl_fill_done(struct sk_buff *skb, struct genl_info *info)
 	if (r)
 		return r;
 
-	mutex_lock(&rcow_nl_lock);
-	rc = device_from_info(info);
-	if (!rc) {
-		r = -ENODEV;
-		goto out;
-	}
+	r = lock_device(info, &rc);
+	if (r)
+		return r;
 	r = rcow_fill_done(rc, nla_get_u64(info->attrs[RCOW_A_COOKIE]),
 			   nla_get_u32(info->attrs[RCOW_A_STATUS]));
+	mutex_unlock(&rcow_nl_lock);
 	if (r)
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_COOKIE],
 				    "cookie is not an outstanding fault of this device");
-out:
-	mutex_unlock(&rcow_nl_lock);
 	return r;
 }
 
@@ -443,30 +440,25 @@ static int rcow_nl_hydrate(struct sk_buff *skb, struct genl_info *info)
 	if (!msg)
 		return -ENOMEM;
 
-	mutex_lock(&rcow_nl_lock);
-	rc = device_from_info(info);
-	if (!rc) {
-		r = -ENODEV;
-		goto bad;
-	}
+	r = lock_device(info, &rc);
+	if (r)
+		goto free;
 	r = check_range(info, rc, first, count);
-	if (r)
-		goto bad;
-	r = rcow_hydrate(rc, first, count, &queued);
-	if (r)
-		goto bad;
+	if (!r)
+		r = rcow_hydrate(rc, first, count, &queued);
 	mutex_unlock(&rcow_nl_lock);
+	if (r)
+		goto free;
 
 	hdr = genlmsg_put_reply(msg, info, &rcow_family, 0, RCOW_CMD_HYDRATE);
 	if (!hdr || nla_put_u32(msg, RCOW_A_EXTENT_COUNT, queued)) {
-		nlmsg_free(msg);
-		return -EMSGSIZE;
+		r = -EMSGSIZE;
+		goto free;
 	}
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
 
-bad:
-	mutex_unlock(&rcow_nl_lock);
+free:
 	nlmsg_free(msg);
 	return r;
 }
@@ -496,12 +488,9 @@ static int rcow_nl_get_bitmap(struct sk_buff *skb, struct genl_info *info)
 	if (!msg)
 		return -ENOMEM;
 
-	mutex_lock(&rcow_nl_lock);
-	rc = device_from_info(info);
-	if (!rc) {
-		r = -ENODEV;
-		goto bad;
-	}
+	r = lock_device(info, &rc);
+	if (r)
+		goto free;
 	r = check_range(info, rc, first, 1);
 	if (r)
 		goto bad;
@@ -531,6 +520,7 @@ static int rcow_nl_get_bitmap(struct sk_buff *skb, struct genl_info *info)
 
 bad:
 	mutex_unlock(&rcow_nl_lock);
+free:
 	nlmsg_free(msg);
 	return r;
 }
