@@ -3,7 +3,8 @@
  * remote-cowd internals.
  *
  * The daemon is one thread around one poll() loop (main.c): the netlink
- * socket, a signalfd and every NBD connection's socket.  The engine
+ * socket, a signalfd, every NBD connection's socket and the eventfd of
+ * each file source's reader threads (the only other threads).  The engine
  * (engine.c) knows devices, faults and extents; it turns every FAULT into
  * one "xfer" per extent and queues it on the device's source.  A source
  * (struct src, one per distinct base URI, shared by the devices over the
@@ -13,8 +14,9 @@
  *   src-nbd.c   libnbd's asynchronous API: several connections, many
  *               reads in flight, block status to skip holes, reconnection
  *               with backoff; never blocks the loop on the network.
- *   src-file.c  local image file or block device: plain reads (local I/O,
- *               done inline).
+ *   src-file.c  local image file or block device: plain reads, done by a
+ *               few reader threads so that slow storage never blocks the
+ *               loop.
  *
  * When a source has the data of an xfer it calls engine_xfer_done(); the
  * engine writes the extent into the COW device with O_DIRECT and, once
