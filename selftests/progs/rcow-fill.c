@@ -433,17 +433,20 @@ static int touch(const char *path)
 	return close(fd);
 }
 
+static void nl_log(void *data, const char *line)
+{
+	(void)data;
+	logmsg("%s", line);
+}
+
 static int run(struct helper *h, int sigfd)
 {
+	const struct rcow_nl_helper nlh = { .device = add_device, .log = nl_log, .data = h };
 	struct rcow_event ev = { 0 };
 	struct rcow_err err = { 0 };
 	int r;
 
-	r = rcow_nl_open(&h->nl, &err);
-	if (!r)
-		r = rcow_nl_register(h->nl, &err);
-	if (!r)
-		r = rcow_nl_dump_devices(h->nl, add_device, h, &err);
+	r = rcow_nl_connect(&h->nl, &nlh, &err);
 	if (r) {
 		logmsg("%s", err.msg);
 		return r;
@@ -474,23 +477,9 @@ static int run(struct helper *h, int sigfd)
 				return 0;
 			}
 		}
-		r = rcow_nl_next_event(h->nl, &ev, 0, &err);
+		r = rcow_nl_helper_event(h->nl, &nlh, &ev, 0, &err);
 		if (r == 0)
 			continue;
-		if (r == -ENOBUFS) {
-			/* never re-register: that would resend faults being filled */
-			logmsg("%s", err.msg);
-			r = rcow_nl_dump_devices(h->nl, add_device, h, &err);
-			if (r) {
-				logmsg("re-reading the device list failed: %s", err.msg);
-				return r;
-			}
-			continue;
-		}
-		if (r == -EPROTO) {
-			logmsg("%s", err.msg);
-			continue;
-		}
 		if (r < 0) {
 			logmsg("%s", err.msg);
 			return r;
@@ -530,11 +519,8 @@ int main(int argc, char **argv)
 
 	r = run(&h, sigfd);
 
-	if (h.nl) {
-		if (rcow_nl_unregister(h.nl, &err) && r == 0 && rcow_nl_kernel_error(h.nl) != ENOENT)
-			logmsg("unregistering failed: %s", err.msg);
-		rcow_nl_close(h.nl);
-	}
+	if (rcow_nl_disconnect(h.nl, &err) && r == 0)
+		logmsg("unregistering failed: %s", err.msg);
 	while (h.devices) {
 		struct device *d = h.devices;
 

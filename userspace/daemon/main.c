@@ -32,15 +32,20 @@
 
 static int g_verbose;
 
+static void vlogmsg(const char *fmt, va_list ap)
+{
+	fputs(PROG ": ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void logmsg(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlogmsg(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void vlog(struct daemon *d, int level, const char *fmt, ...)
@@ -50,11 +55,9 @@ void vlog(struct daemon *d, int level, const char *fmt, ...)
 	(void)d;
 	if (g_verbose < level)
 		return;
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vlogmsg(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 uint64_t now_ns(void)
@@ -225,32 +228,31 @@ static int touch(const char *path)
 	return close(fd);
 }
 
+static void nl_log(void *data, const char *line)
+{
+	(void)data;
+	logmsg("%s", line);
+}
+
+/* The kernel's device list goes to the engine; overflows and bad messages to the log. */
+static struct rcow_nl_helper nl_helper(struct daemon *d)
+{
+	return (struct rcow_nl_helper){ .device = engine_add_device, .log = nl_log, .data = d };
+}
+
 /* Handle every kernel message already received.  <0 on a fatal error. */
 static int drain_netlink(struct daemon *d)
 {
+	struct rcow_nl_helper h = nl_helper(d);
 	struct rcow_event ev;
 	struct rcow_err err = { 0 };
 	char b[16];
 	int r;
 
 	for (int i = 0; i < 1024; i++) {
-		r = rcow_nl_next_event(d->nl, &ev, 0, &err);
+		r = rcow_nl_helper_event(d->nl, &h, &ev, 0, &err);
 		if (r == 0)
 			return 0;
-		if (r == -ENOBUFS) {
-			/* never re-register: that would resend faults being filled */
-			logmsg("%s; reading the device list again", err.msg);
-			r = rcow_nl_dump_devices(d->nl, engine_add_device, d, &err);
-			if (r) {
-				logmsg("reading the device list failed: %s", err.msg);
-				return r;
-			}
-			continue;
-		}
-		if (r == -EPROTO) {
-			logmsg("%s", err.msg);
-			continue;
-		}
 		if (r < 0) {
 			logmsg("netlink: %s", err.msg);
 			return r;
@@ -278,22 +280,16 @@ static int drain_netlink(struct daemon *d)
 
 static int run(struct daemon *d, int sigfd)
 {
+	struct rcow_nl_helper h = nl_helper(d);
 	struct rcow_err err = { 0 };
 	struct pollfd pfd[MAX_POLL];
 	int r;
 
-	r = rcow_nl_open(&d->nl, &err);
-	if (!r)
-		r = rcow_nl_register(d->nl, &err);
+	r = rcow_nl_connect(&d->nl, &h, &err);
 	if (r) {
 		logmsg("%s", err.msg);
 		if (d->nl && rcow_nl_kernel_error(d->nl) == EBUSY)
 			logmsg("another helper (remote-cowd or a test helper) is registered; stop it first");
-		return r;
-	}
-	r = rcow_nl_dump_devices(d->nl, engine_add_device, d, &err);
-	if (r) {
-		logmsg("reading the device list failed: %s", err.msg);
 		return r;
 	}
 	logmsg("registered as the remote-cow helper; serving %llu device(s)",
@@ -445,12 +441,9 @@ int main(int argc, char **argv)
 	if (r == 0)
 		quiesce(&d);
 
-	if (d.nl) {
-		/* faults not yet answered are resent by the kernel to the next helper */
-		if (rcow_nl_unregister(d.nl, &err) && r == 0 && rcow_nl_kernel_error(d.nl) != ENOENT)
-			logmsg("unregistering failed: %s", err.msg);
-		rcow_nl_close(d.nl);
-	}
+	/* faults not yet answered are resent by the kernel to the next helper */
+	if (rcow_nl_disconnect(d.nl, &err) && r == 0)
+		logmsg("unregistering failed: %s", err.msg);
 	if (write_stats(&d) && r == 0)
 		r = -EIO;
 	rcow_config_free(&d.cfg);

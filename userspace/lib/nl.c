@@ -502,3 +502,64 @@ int rcow_nl_next_event(struct rcow_nl *nl, struct rcow_event *ev, int timeout_ms
 		return rcow_nl_next_event(nl, ev, 0, err);
 	return nl->qhead ? pop_event(nl, ev, err) : 0;
 }
+
+int rcow_nl_connect(struct rcow_nl **out, const struct rcow_nl_helper *h, struct rcow_err *err)
+{
+	int r;
+
+	r = rcow_nl_open(out, err);
+	if (!r)
+		r = rcow_nl_register(*out, err);
+	if (r)
+		return r;
+	r = rcow_nl_dump_devices(*out, h->device, h->data, err);
+	if (r)
+		rcow_err_prefix(err, "reading the device list failed");
+	return r;
+}
+
+int rcow_nl_helper_event(struct rcow_nl *nl, const struct rcow_nl_helper *h,
+			 struct rcow_event *ev, int timeout_ms, struct rcow_err *err)
+{
+	char line[RCOW_ERR_MSG_MAX + 64];
+	struct rcow_err own;
+	int r;
+
+	if (!err)
+		err = &own;
+	for (;;) {
+		r = rcow_nl_next_event(nl, ev, timeout_ms, err);
+		if (r == -ENOBUFS) {
+			/* never re-register: that would resend faults being filled */
+			if (h->log) {
+				snprintf(line, sizeof(line), "%s; reading the device list again", err->msg);
+				h->log(h->data, line);
+			}
+			r = rcow_nl_dump_devices(nl, h->device, h->data, err);
+			if (r) {
+				rcow_err_prefix(err, "reading the device list failed");
+				return r;
+			}
+			continue;
+		}
+		if (r == -EPROTO) {
+			if (h->log)
+				h->log(h->data, err->msg);
+			continue;
+		}
+		return r;
+	}
+}
+
+int rcow_nl_disconnect(struct rcow_nl *nl, struct rcow_err *err)
+{
+	int r;
+
+	if (!nl)
+		return 0;
+	r = rcow_nl_unregister(nl, err);
+	if (r && rcow_nl_kernel_error(nl) == ENOENT)
+		r = 0;
+	rcow_nl_close(nl);
+	return r;
+}

@@ -11,6 +11,10 @@
  * rather than two because the kernel may insist that FILL_DONE comes from
  * the socket that registered.
  *
+ * A fault-answering helper uses the three calls at the end:
+ * rcow_nl_connect(), rcow_nl_helper_event() in its loop, and
+ * rcow_nl_disconnect() at exit.
+ *
  * Not thread-safe: one thread owns a struct rcow_nl.
  */
 #ifndef RCOW_NL_H
@@ -89,5 +93,48 @@ uint32_t rcow_nl_next_seq(struct rcow_nl *nl);
  */
 int rcow_nl_next_event(struct rcow_nl *nl, struct rcow_event *ev, int timeout_ms,
 		       struct rcow_err *err);
+
+/*
+ * What every fault-answering helper (remote-cowd, the selftests' rcow-fill)
+ * does with the calls above, once: connect, register, learn the devices,
+ * then take events with the overflow and bad-message recoveries.
+ */
+struct rcow_nl_helper {
+	/* every device of the list: at connect and after an overflow */
+	int (*device)(const struct rcow_device_info *d, void *data);
+	/* a line for the helper's log (a sentence, no newline); may be NULL */
+	void (*log)(void *data, const char *line);
+	void *data;
+};
+
+/*
+ * rcow_nl_open(), rcow_nl_register(), then rcow_nl_dump_devices() through
+ * h->device.  *out is set as soon as the socket is open, so h->device may
+ * use it and, on a later failure, the caller still unregisters and closes
+ * it (rcow_nl_disconnect()); rcow_nl_kernel_error() tells a refused
+ * REGISTER (EBUSY: another helper, EPERM) apart.  A failed dump's err->msg
+ * starts "reading the device list failed".
+ */
+int rcow_nl_connect(struct rcow_nl **out, const struct rcow_nl_helper *h, struct rcow_err *err);
+
+/*
+ * rcow_nl_next_event() with the recoveries a helper needs; returns as it
+ * does: 1 with *ev filled, 0 if no event within timeout_ms (the wait starts
+ * again after a recovery), or -errno on a fatal error.  -ENOBUFS: logs
+ * "<why>; reading the device list again" and re-reads it through h->device
+ * (never re-registers: that resends faults already being filled); if that
+ * fails, the error is returned, err->msg starting "reading the device list
+ * failed".  -EPROTO: logs which message was skipped.  Both then go on to
+ * the next event.
+ */
+int rcow_nl_helper_event(struct rcow_nl *nl, const struct rcow_nl_helper *h,
+			 struct rcow_event *ev, int timeout_ms, struct rcow_err *err);
+
+/*
+ * Unregister and close (nl may be NULL).  Unregistering refused with
+ * ENOENT (this socket was not, or no longer, the registered helper) counts
+ * as done.  0, or the unregister error (nl is closed either way).
+ */
+int rcow_nl_disconnect(struct rcow_nl *nl, struct rcow_err *err);
 
 #endif
