@@ -24,10 +24,9 @@ static const char help[] =
 	"\n"
 	"SIZE: bytes, or with a suffix K, M, G, T (binary) or s (512-byte sectors).\n";
 
-enum { O_HELP = 1, O_SIZE, O_BASE, O_CONFIG, O_EXT, O_VERBOSE };
+enum { O_SIZE = 1, O_BASE, O_CONFIG, O_EXT, O_VERBOSE };
 
 static const struct rc_opt opts[] = {
-	{ "help", false, O_HELP },
 	{ "size", true, O_SIZE },
 	{ "base", true, O_BASE },
 	{ "config", true, O_CONFIG },
@@ -38,7 +37,7 @@ static const struct rc_opt opts[] = {
 
 int cmd_cow_size(int argc, char **argv)
 {
-	struct rc_args a = { argc, argv, 1, false, "cow-size" };
+	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "cow-size", .help = help };
 	const char *size = NULL, *uri = NULL, *ext = NULL, *config = NULL, *arg;
 	bool verbose = false;
 	uint64_t sectors;
@@ -51,11 +50,8 @@ int cmd_cow_size(int argc, char **argv)
 			argv[i] = (char *)"--verbose";
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
-		case -2:
-			return RC_EXIT_USAGE;
-		case O_HELP:
-			fputs(help, stdout);
-			return RC_EXIT_OK;
+		case RC_ARG_EXIT:
+			return a.status;
 		case O_SIZE:
 			size = arg;
 			break;
@@ -71,8 +67,6 @@ int cmd_cow_size(int argc, char **argv)
 		case O_VERBOSE:
 			verbose = true;
 			break;
-		default:
-			return rc_usage_err("cow-size", "unexpected argument '%s'", arg);
 		}
 	}
 	if (!size == !uri)

@@ -53,10 +53,9 @@ static const char help[] =
 	"\n"
 	"SIZE: bytes, or with a suffix K, M, G, T (binary) or s (512-byte sectors).\n";
 
-enum { O_HELP = 1, O_COW, O_BASE, O_EXT, O_SIZE, O_CONFIG, O_TIMEOUT, O_DISCARD, O_NO_DISCARD };
+enum { O_COW = 1, O_BASE, O_EXT, O_SIZE, O_CONFIG, O_TIMEOUT, O_DISCARD, O_NO_DISCARD };
 
 static const struct rc_opt opts[] = {
-	{ "help", false, O_HELP },
 	{ "cow", true, O_COW },
 	{ "base", true, O_BASE },
 	{ "extent-size", true, O_EXT },
@@ -221,7 +220,8 @@ static int make_uuid(char *buf, size_t len)
 
 int cmd_create(int argc, char **argv)
 {
-	struct rc_args a = { argc, argv, 1, false, "create" };
+	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "create", .help = help,
+			     .max_args = 1 };
 	const char *name = NULL, *cow = NULL, *uri = NULL, *ext = NULL, *size = NULL;
 	const char *timeout = NULL, *config = NULL, *arg;
 	int discard = -1, id, r;
@@ -234,11 +234,8 @@ int cmd_create(int argc, char **argv)
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
-		case -2:
-			return RC_EXIT_USAGE;
-		case O_HELP:
-			fputs(help, stdout);
-			return RC_EXIT_OK;
+		case RC_ARG_EXIT:
+			return a.status;
 		case O_COW:
 			cow = arg;
 			break;
@@ -264,8 +261,6 @@ int cmd_create(int argc, char **argv)
 			discard = 0;
 			break;
 		default:
-			if (name)
-				return rc_usage_err("create", "unexpected argument '%s'", arg);
 			name = arg;
 		}
 	}

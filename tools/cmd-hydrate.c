@@ -26,10 +26,9 @@ static const char help[] =
 	"                if hydration is stopped before\n"
 	"  -h, --help    this text\n";
 
-enum { O_HELP = 1, O_RATE, O_WAIT };
+enum { O_RATE = 1, O_WAIT };
 
 static const struct rc_opt opts[] = {
-	{ "help", false, O_HELP },
 	{ "rate", true, O_RATE },
 	{ "wait", false, O_WAIT },
 	{ NULL, false, 0 },
@@ -95,7 +94,8 @@ static int wait_hydrated(const char *name)
 
 int cmd_hydrate(int argc, char **argv)
 {
-	struct rc_args a = { argc, argv, 1, false, "hydrate" };
+	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "hydrate", .help = help,
+			     .max_args = 2 };
 	const char *name = NULL, *verb = NULL, *rate = NULL, *arg;
 	bool wait = false;
 	uint64_t mibs = 0;
@@ -105,11 +105,8 @@ int cmd_hydrate(int argc, char **argv)
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
-		case -2:
-			return RC_EXIT_USAGE;
-		case O_HELP:
-			fputs(help, stdout);
-			return RC_EXIT_OK;
+		case RC_ARG_EXIT:
+			return a.status;
 		case O_RATE:
 			rate = arg;
 			break;
@@ -119,10 +116,8 @@ int cmd_hydrate(int argc, char **argv)
 		default:
 			if (!name)
 				name = arg;
-			else if (!verb)
-				verb = arg;
 			else
-				return rc_usage_err("hydrate", "unexpected argument '%s'", arg);
+				verb = arg;
 		}
 	}
 	if (!name || !verb)
@@ -134,12 +129,11 @@ int cmd_hydrate(int argc, char **argv)
 	if (rate && rc_parse_uint(rate, UINT32_MAX, &mibs))
 		return rc_usage_err("hydrate", "bad rate '%s': MiB/s, a whole number (0: unlimited)",
 				    rate);
-	r = rc_dev_read(name, &d, false);
+	r = rc_dev_check(name, &d);
 	if (r)
 		return r;
 	if (!strcmp(verb, "start") && strcmp(d.helper, "connected"))
 		rc_note("%s: no helper is connected: hydration starts when remote-cowd does", name);
-	rc_dev_free(&d);
 
 	if (!strcmp(verb, "stop"))
 		snprintf(msg, sizeof(msg), "hydrate stop");

@@ -35,10 +35,9 @@ static const char migrate_help[] =
 	"\n"
 	"  -h, --help  this text\n";
 
-enum { O_HELP = 1, O_ABORT };
+enum { O_ABORT = 1 };
 
 static const struct rc_opt opts[] = {
-	{ "help", false, O_HELP },
 	{ "abort", false, O_ABORT },
 	{ NULL, false, 0 },
 };
@@ -47,11 +46,10 @@ static const struct rc_opt opts[] = {
 static int send_msg(const char *name, const char *msg, const char *what)
 {
 	struct rc_dev d;
-	int r = rc_dev_read(name, &d, false);
+	int r = rc_dev_check(name, &d);
 
 	if (r)
 		return r;
-	rc_dev_free(&d);
 	r = rc_dm_message(name, msg, what);
 	if (r == RC_EXIT_UNSUPP)
 		rc_note("%s: this dm-remote-cow module does not support %s yet", what, what);
@@ -80,7 +78,8 @@ static bool valid_hostport(const char *s)
 
 int cmd_commit(int argc, char **argv)
 {
-	struct rc_args a = { argc, argv, 1, false, "commit" };
+	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "commit", .help = commit_help,
+			     .max_args = 2 };
 	const char *name = NULL, *uri = NULL, *arg;
 	bool abort_it = false;
 	char msg[REMOTE_COW_MAX_URI + 32];
@@ -88,21 +87,16 @@ int cmd_commit(int argc, char **argv)
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
-		case -2:
-			return RC_EXIT_USAGE;
-		case O_HELP:
-			fputs(commit_help, stdout);
-			return RC_EXIT_OK;
+		case RC_ARG_EXIT:
+			return a.status;
 		case O_ABORT:
 			abort_it = true;
 			break;
 		default:
 			if (!name)
 				name = arg;
-			else if (!uri)
-				uri = arg;
 			else
-				return rc_usage_err("commit", "unexpected argument '%s'", arg);
+				uri = arg;
 		}
 	}
 	if (!name)
@@ -120,18 +114,16 @@ int cmd_commit(int argc, char **argv)
 
 int cmd_migrate(int argc, char **argv)
 {
-	struct rc_args a = { argc, argv, 1, false, "migrate" };
+	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "migrate", .help = migrate_help,
+			     .max_args = 3 };
 	const char *name = NULL, *verb = NULL, *dest = NULL, *arg;
 	char msg[300];
 	int id;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
-		case -2:
-			return RC_EXIT_USAGE;
-		case O_HELP:
-			fputs(migrate_help, stdout);
-			return RC_EXIT_OK;
+		case RC_ARG_EXIT:
+			return a.status;
 		case O_ABORT:
 			return rc_usage_err("migrate", "use 'migrate NAME abort'");
 		default:
@@ -139,10 +131,8 @@ int cmd_migrate(int argc, char **argv)
 				name = arg;
 			else if (!verb)
 				verb = arg;
-			else if (!dest)
-				dest = arg;
 			else
-				return rc_usage_err("migrate", "unexpected argument '%s'", arg);
+				dest = arg;
 		}
 	}
 	if (!name || !verb)

@@ -17,17 +17,17 @@ static const char help[] =
 	"              closed\n"
 	"  -h, --help  this text\n";
 
-enum { O_HELP = 1, O_FORCE };
+enum { O_FORCE = 1 };
 
 static const struct rc_opt opts[] = {
-	{ "help", false, O_HELP },
 	{ "force", false, O_FORCE },
 	{ NULL, false, 0 },
 };
 
 int cmd_remove(int argc, char **argv)
 {
-	struct rc_args a = { argc, argv, 1, false, "remove" };
+	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "remove", .help = help,
+			     .max_args = 1 };
 	const char *name = NULL, *arg;
 	bool force = false;
 	struct rc_dev d;
@@ -35,26 +35,20 @@ int cmd_remove(int argc, char **argv)
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
-		case -2:
-			return RC_EXIT_USAGE;
-		case O_HELP:
-			fputs(help, stdout);
-			return RC_EXIT_OK;
+		case RC_ARG_EXIT:
+			return a.status;
 		case O_FORCE:
 			force = true;
 			break;
 		default:
-			if (name)
-				return rc_usage_err("remove", "unexpected argument '%s'", arg);
 			name = arg;
 		}
 	}
 	if (!name)
 		return rc_usage_err("remove", "missing the device NAME");
-	r = rc_dev_read(name, &d, false);
+	r = rc_dev_check(name, &d);
 	if (r)
 		return r;
-	rc_dev_free(&d);
 	if (d.open_count > 0 && !force) {
 		rc_err("remove %s: the device is in use (open %d time%s: mounted, or used by a VM?);"
 		       " close it first, or use --force", name, d.open_count,

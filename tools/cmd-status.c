@@ -28,10 +28,9 @@ static const char list_help[] =
 	"  --json      a JSON array of the objects 'status --json' prints\n"
 	"  -h, --help  this text\n";
 
-enum { O_HELP = 1, O_JSON };
+enum { O_JSON = 1 };
 
 static const struct rc_opt opts[] = {
-	{ "help", false, O_HELP },
 	{ "json", false, O_JSON },
 	{ NULL, false, 0 },
 };
@@ -40,23 +39,19 @@ static const struct rc_opt opts[] = {
 static int parse(int argc, char **argv, const char *cmd, const char *help, bool want_name,
 		 const char **name, bool *json)
 {
-	struct rc_args a = { argc, argv, 1, false, cmd };
+	struct rc_args a = { .argc = argc, .argv = argv, .cmd = cmd, .help = help,
+			     .max_args = want_name ? 1 : 0 };
 	const char *arg;
 	int id;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
-		case -2:
-			return RC_EXIT_USAGE;
-		case O_HELP:
-			fputs(help, stdout);
-			return RC_EXIT_OK;
+		case RC_ARG_EXIT:
+			return a.status;
 		case O_JSON:
 			*json = true;
 			break;
 		default:
-			if (!want_name || *name)
-				return rc_usage_err(cmd, "unexpected argument '%s'", arg);
 			*name = arg;
 		}
 	}

@@ -188,6 +188,14 @@ void rc_dev_free(struct rc_dev *d)
 	d->status_line = NULL;
 }
 
+int rc_dev_check(const char *name, struct rc_dev *d)
+{
+	int r = rc_dev_read(name, d, false);
+
+	rc_dev_free(d);
+	return r;
+}
+
 const char *rc_dev_state(const struct rc_dev *d)
 {
 	if (d->suspended)

@@ -71,16 +71,25 @@ struct rc_opt {
 
 /*
  * Walk argv[1..]: options (--name, --name=value, --name value) and
- * positional arguments ("--" ends options).  Returns the option id, 0 for
- * a positional argument (in *arg), -1 at the end, -2 after printing a
- * usage error.
+ * positional arguments ("--" ends options).  Every command takes -h and
+ * --help (not in opts): they print a->help.  Returns the option id, 0 for
+ * a positional argument (in *arg), -1 at the end, or RC_ARG_EXIT when the
+ * command is done and exits with a->status: after --help (RC_EXIT_OK), or
+ * after printing a usage error (RC_EXIT_USAGE: an unknown option, a
+ * missing or stray option value, more than max_args positional arguments).
  */
+#define RC_ARG_EXIT (-2)
 struct rc_args {
 	int argc;
 	char **argv;
-	int i;
+	const char *cmd;	/* the command's name, for messages */
+	const char *help;	/* its --help text */
+	int max_args;		/* positional arguments it takes */
+	/* the walk's state: zero to start */
+	int i;			/* next argv index (0: start at 1) */
+	int nargs;		/* positional arguments so far */
 	bool no_more_opts;
-	const char *cmd;
+	int status;		/* with RC_ARG_EXIT: the exit code */
 };
 int rc_next_arg(struct rc_args *a, const struct rc_opt *opts, const char **arg);
 
@@ -175,6 +184,12 @@ struct rc_dev {
  */
 int rc_dev_read(const char *name, struct rc_dev *d, bool quiet_notrc);
 void rc_dev_free(struct rc_dev *d);
+/*
+ * NAME must be a remote-cow device: rc_dev_read() (same messages and exit
+ * codes), keeping only d's fixed-size fields (base_uri and status_line are
+ * freed, also on failure).  0 or an exit code (printed).
+ */
+int rc_dev_check(const char *name, struct rc_dev *d);
 /* "partial", "complete", "hydrating", "suspended", "ro", "fail" */
 const char *rc_dev_state(const struct rc_dev *d);
 void rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent);

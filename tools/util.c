@@ -168,17 +168,38 @@ void rc_json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* The end of a command's argument walk: it exits with status. */
+static int args_exit(struct rc_args *a, int status)
+{
+	a->status = status;
+	return RC_ARG_EXIT;
+}
+
+/* The option of opts named s[0..nlen), or NULL. */
+static const struct rc_opt *find_opt(const struct rc_opt *opts, const char *s, size_t nlen)
+{
+	for (; opts->name; opts++)
+		if (strlen(opts->name) == nlen && !strncmp(opts->name, s, nlen))
+			return opts;
+	return NULL;
+}
+
 int rc_next_arg(struct rc_args *a, const struct rc_opt *opts, const char **arg)
 {
+	static const struct rc_opt help_opt[] = { { "help", false, 0 }, { NULL, false, 0 } };
 	const char *s, *eq;
 	size_t nlen;
 	const struct rc_opt *o;
 
 	*arg = NULL;
+	if (!a->i)
+		a->i = 1;
 	if (a->i >= a->argc)
 		return -1;
 	s = a->argv[a->i++];
 	if (a->no_more_opts || s[0] != '-' || !s[1]) {
+		if (a->nargs++ >= a->max_args)
+			return args_exit(a, rc_usage_err(a->cmd, "unexpected argument '%s'", s));
 		*arg = s;
 		return 0;
 	}
@@ -188,33 +209,30 @@ int rc_next_arg(struct rc_args *a, const struct rc_opt *opts, const char **arg)
 	}
 	if (!strcmp(s, "-h"))
 		s = "--help";
-	if (s[1] != '-') {
-		rc_usage_err(a->cmd, "unknown option '%s'", s);
-		return -2;
-	}
+	if (s[1] != '-')
+		return args_exit(a, rc_usage_err(a->cmd, "unknown option '%s'", s));
 	s += 2;
 	eq = strchr(s, '=');
 	nlen = eq ? (size_t)(eq - s) : strlen(s);
-	for (o = opts; o->name; o++) {
-		if (strlen(o->name) != nlen || strncmp(o->name, s, nlen))
-			continue;
-		if (!o->has_arg) {
-			if (eq) {
-				rc_usage_err(a->cmd, "option '--%s' takes no value", o->name);
-				return -2;
-			}
+	o = find_opt(opts, s, nlen);
+	if (!o)
+		o = find_opt(help_opt, s, nlen);
+	if (!o)
+		return args_exit(a, rc_usage_err(a->cmd, "unknown option '--%.*s'", (int)nlen, s));
+	if (!o->has_arg) {
+		if (eq)
+			return args_exit(a, rc_usage_err(a->cmd, "option '--%s' takes no value",
+							 o->name));
+		if (o != help_opt)
 			return o->id;
-		}
-		if (eq) {
-			*arg = eq + 1;
-		} else if (a->i < a->argc) {
-			*arg = a->argv[a->i++];
-		} else {
-			rc_usage_err(a->cmd, "option '--%s' needs a value", o->name);
-			return -2;
-		}
-		return o->id;
+		fputs(a->help, stdout);
+		return args_exit(a, RC_EXIT_OK);
 	}
-	rc_usage_err(a->cmd, "unknown option '--%.*s'", (int)nlen, s);
-	return -2;
+	if (eq)
+		*arg = eq + 1;
+	else if (a->i < a->argc)
+		*arg = a->argv[a->i++];
+	else
+		return args_exit(a, rc_usage_err(a->cmd, "option '--%s' needs a value", o->name));
+	return o->id;
 }
