@@ -30,13 +30,16 @@
 #define DEFAULT_CONFIG RCOW_DEFAULT_CONFIG
 #define MAX_POLL 128
 
-static int g_verbose;
-
+/*
+ * One line, written with one stdio call: the reader threads of file
+ * sources (src-file.c) log too, and stdio locks the stream per call.
+ */
 static void vlogmsg(const char *fmt, va_list ap)
 {
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	char line[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	fprintf(stderr, PROG ": %s\n", line);
 }
 
 void logmsg(const char *fmt, ...)
@@ -52,8 +55,7 @@ void vlog(struct daemon *d, int level, const char *fmt, ...)
 {
 	va_list ap;
 
-	(void)d;
-	if (g_verbose < level)
+	if (d->opt.verbose < level)
 		return;
 	va_start(ap, fmt);
 	vlogmsg(fmt, ap);
@@ -409,7 +411,6 @@ int main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	if (parse_options(argc, argv, &d.opt))
 		return 2;
-	g_verbose = d.opt.verbose;
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	rcow_config_init(&d.cfg);
 	if (d.opt.config_path || access(DEFAULT_CONFIG, F_OK) == 0) {

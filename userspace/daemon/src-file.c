@@ -102,7 +102,7 @@ static void read_one(struct reader *rd, struct xfer *x)
 	r = rcow_base_read_sparse(rd->base, x->buf.p, (size_t)x->len, x->off, &rd->scratch,
 				  &x->bytes_read, &x->bytes_zero, &err);
 	if (r) {
-		/* logmsg() is one fprintf: safe from any thread */
+		/* logmsg() writes its line with one stdio call: safe from any thread */
 		logmsg("base %s: %s", rd->fs->s->uri, err.msg);
 		x->err = -r;
 	} else {
