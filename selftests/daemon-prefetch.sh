@@ -26,14 +26,9 @@ SEQ=$((16 * MIB))		# the sequential reader reads this much
 SLACK=$((256 << 10))		# NBD, TCP, ARP chatter on the link
 
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
-tmp=$NET_WORKDIR
-net_setup || tap_bail "cannot set up the network namespace"
-net_shape 2ms || tap_bail "cannot shape the link"
-make_base_image "$tmp/base.img" "$BASE_BYTES" daemon-prefetch >/dev/null ||
-	tap_bail "cannot make the base image"
-net_serve "$tmp/base.img" || tap_bail "cannot start the NBD server"
-seq_sum=$(sha256_of "$tmp/base.img" "$SEQ")
+net_test_setup 2ms
+net_serve_base "$BASE_BYTES" daemon-prefetch
+seq_sum=$(sha256_of "$BASE_IMG" "$SEQ")
 
 # sequential <window bytes> [daemon args]: a fresh device, read SEQ bytes
 # in extent-sized direct reads, check data and bytes fetched.
@@ -92,7 +87,7 @@ for e in "${picks[@]}"; do
 	off=$((e * EXT_BYTES / 4096 + 2))	# 4 KiB, 8 KiB into the extent
 	a=$(dd if="/dev/mapper/$NAME" bs=4k skip="$off" count=1 iflag=direct status=none |
 		sha256sum)
-	b=$(dd if="$tmp/base.img" bs=4k skip="$off" count=1 status=none | sha256sum)
+	b=$(dd if="$BASE_IMG" bs=4k skip="$off" count=1 status=none | sha256sum)
 	[ "$a" = "$b" ] || bad=$((bad + 1))
 done
 check_eq "40 random 4 KiB reads equal the base" 0 "$bad"

@@ -28,17 +28,15 @@ LEN=$((BASE_BYTES / 512))
 TOTAL=$((LEN / EXT))
 
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
+net_test_setup
+test_base_image "$BASE_BYTES" daemon-tls
 tmp=$NET_WORKDIR
-net_setup || tap_bail "cannot set up the network namespace"
-base_sum=$(make_base_image "$tmp/base.img" "$BASE_BYTES" daemon-tls) ||
-	tap_bail "cannot make the base image"
 psk=$tmp/keys.psk
 echo "alice:$(openssl rand -hex 32)" >"$psk"
 chmod 600 "$psk"
 uri="nbds://$NET_SRV_IP:$NET_PORT/$NET_EXPORT"
 NET_ANSWER_URI="nbds://alice@$NET_SRV_IP:$NET_PORT/$NET_EXPORT?tls-psk-file=$psk"
-net_serve --plugin --tls=require --tls-psk="$psk" file "$tmp/base.img" ||
+net_serve --plugin --tls=require --tls-psk="$psk" file "$BASE_IMG" ||
 	tap_bail "cannot start nbdkit with TLS"
 make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
 
@@ -89,7 +87,7 @@ helper_stop
 
 # 2. credentials in the configuration file
 helper_start --config "$tmp/tls.conf" || tap_bail "remote-cowd does not start with the TLS config"
-check_eq "with the PSK from the configuration the device equals the base" "$base_sum" \
+check_eq "with the PSK from the configuration the device equals the base" "$BASE_SUM" \
 	"$(sha256_of "/dev/mapper/$NAME")"
 check_eq "every extent is present" "$TOTAL/$TOTAL" "$(dm_status_field "$NAME" 2)"
 if ! dmsetup table "$NAME" | grep -q alice; then

@@ -16,32 +16,22 @@
 # returns to 0.
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
-RCOW_HELPER=${RCOW_FILL:-$RC_TREE/selftests/progs/rcow-fill}
 . "$(dirname "$0")/lib-net.sh"
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp
+use_rcow_fill
 tap_plan 21
 
 NAME="rc-helper-restart"
 EXT=128				# 64 KiB extents
-EXTB=$((EXT * 512))
 BASE_BYTES=$((2 << 20))		# 32 extents
 LEN=$((BASE_BYTES / 512))
 TOTAL=$((LEN / EXT))
 
-[ -x "$RCOW_HELPER" ] || tap_skip_all "$RCOW_HELPER is not built (make)"
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
-tmp=$NET_WORKDIR
-base=$tmp/base.img
-base_sum=$(make_base_image "$base" "$BASE_BYTES" fault-helper-restart) ||
-	tap_bail "cannot make the base image"
-make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
-dev=/dev/mapper/$NAME
-at_exit "dm_remove $NAME"
-dmsetup create "$NAME" --table "$(rc_table "$LEN" "$COW_DEV" "$EXT" "file://$base")" ||
-	tap_bail "cannot create $NAME"
+test_base_image "$BASE_BYTES" fault-helper-restart
+file_test_device "$NAME" "$LEN" "$EXT"
 
 faults() { dm_status_field "$NAME" 4; }
 faults_at_least() { [ "$(faults)" -ge "$1" ]; }
@@ -49,51 +39,8 @@ faults_zero() { [ "$(faults)" -eq 0 ]; }
 helper_state() { dm_status_field "$NAME" 5; }
 helper_absent() { [ "$(helper_state)" = absent ]; }
 
-# bg_read <first extent> <extents>: a direct read in the background, one
-# extent per request; its data goes to $tmp/read.<first>.
-READ_PIDS=()
-READ_EXTS=()
-bg_read() {
-	dd if="$dev" of="$tmp/read.$1" bs="$EXTB" skip="$1" count="$2" iflag=direct \
-		status=none 2>"$tmp/read.$1.err" &
-	at_exit "kill -KILL $! 2>/dev/null"
-	READ_PIDS+=("$!")
-	READ_EXTS+=("$1:$2")
-}
-
-# reads_waiting: every background read is still running.
-reads_waiting() {
-	local pid
-	for pid in "${READ_PIDS[@]}"; do
-		kill -0 "$pid" 2>/dev/null || return 1
-	done
-}
-
-# check_reads <desc> <seconds>: one test: every background read completes
-# within the time and read the base's data.  (Not through check: the
-# reads are children of this shell.)
-check_reads() {
-	local i first n rc errs=()
-	for i in "${!READ_PIDS[@]}"; do
-		first=${READ_EXTS[$i]%:*}
-		n=${READ_EXTS[$i]#*:}
-		wait_pid "${READ_PIDS[$i]}" "$2"
-		rc=$?
-		if [ "$rc" -ne 0 ]; then
-			errs+=("read of extents $first+$n: exit $rc $(cat "$tmp/read.$first.err")")
-		elif ! cmp -s "$tmp/read.$first" <(dd if="$base" bs="$EXTB" skip="$first" \
-			count="$n" status=none); then
-			errs+=("read of extents $first+$n: data differ from the base")
-		fi
-	done
-	READ_PIDS=()
-	READ_EXTS=()
-	if [ ${#errs[@]} -eq 0 ]; then
-		tap_ok "$1"
-	else
-		tap_not_ok "$1" "${errs[@]}" "status: $(dmsetup status "$NAME")"
-	fi
-}
+# Background reads (bg_read <first extent> [extents]), reads_waiting and
+# check_reads <desc> <seconds>: lib-net.sh, on the file_test_device.
 
 # --- 1. SIGKILL while the helper holds a fault ---------------------------
 helper_start --delay-ms 10000 || tap_bail "rcow-fill does not start"
@@ -158,8 +105,8 @@ check_reads "the reads complete with the base's data once a helper starts" 60
 check "the faults counter returns to 0" wait_until 10 faults_zero
 check_eq "5 more extents present" $((present_before + 5)) "$(present_extents "$NAME")"
 
-check_eq "the whole device equals the base" "$base_sum" \
-	"$(dd if="$dev" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1)"
+check_eq "the whole device equals the base" "$BASE_SUM" \
+	"$(dd if="/dev/mapper/$NAME" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1)"
 check_eq "every extent present, no fault left" "$TOTAL/$TOTAL 0" \
 	"$(dm_status_field "$NAME" 2) $(faults)"
 helper_stop

@@ -11,11 +11,11 @@
 # several seconds, it completes with the base's data once a helper starts.
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
-RCOW_HELPER=${RCOW_FILL:-$RC_TREE/selftests/progs/rcow-fill}
 . "$(dirname "$0")/lib-net.sh"
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp
+use_rcow_fill
 tap_plan 21
 
 NAME="rc-fault-timeout"
@@ -28,13 +28,9 @@ TIMEOUT_MS=4000
 LOW_MS=$((TIMEOUT_MS - 100))	# jiffies rounding
 HIGH_MS=$((TIMEOUT_MS + 12000))	# generous: emulation, a loaded host
 
-[ -x "$RCOW_HELPER" ] || tap_skip_all "$RCOW_HELPER is not built (make)"
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
+test_base_image "$BASE_BYTES" fault-timeout
 tmp=$NET_WORKDIR
-base=$tmp/base.img
-make_base_image "$base" "$BASE_BYTES" fault-timeout >/dev/null ||
-	tap_bail "cannot make the base image"
 make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
 cow1=$COW_DEV
 make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
@@ -42,10 +38,10 @@ cow0=$COW_DEV
 at_exit "dm_remove $NAME"
 at_exit "dm_remove $NAME0"
 check "create $NAME with fault_timeout $TIMEOUT_MS" dmsetup create "$NAME" \
-	--table "$(rc_table "$LEN" "$cow1" "$EXT" "file://$base" fault_timeout "$TIMEOUT_MS")" ||
+	--table "$(rc_table "$LEN" "$cow1" "$EXT" "file://$BASE_IMG" fault_timeout "$TIMEOUT_MS")" ||
 	tap_bail "cannot create $NAME"
 check "create $NAME0 without fault_timeout" dmsetup create "$NAME0" \
-	--table "$(rc_table "$LEN" "$cow0" "$EXT" "file://$base")" ||
+	--table "$(rc_table "$LEN" "$cow0" "$EXT" "file://$BASE_IMG")" ||
 	tap_bail "cannot create $NAME0"
 
 faults() { dm_status_field "$1" 4; }
@@ -57,7 +53,7 @@ now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 # base.
 same_as_base() {
 	cmp <(dd if="/dev/mapper/$1" bs="$EXTB" skip="$2" count="$3" iflag=direct status=none) \
-		<(dd if="$base" bs="$EXTB" skip="$2" count="$3" status=none)
+		<(dd if="$BASE_IMG" bs="$EXTB" skip="$2" count="$3" status=none)
 }
 
 # timed_read <dm name> <extent>: read one extent in the background; sets

@@ -27,26 +27,15 @@ LEN=$((BASE_BYTES / 512))
 TOTAL=$((LEN / EXT))
 
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
-tmp=$NET_WORKDIR
-net_setup || tap_bail "cannot set up the network namespace"
-net_shape 50ms 20mbit || tap_bail "cannot shape the link"
-base_sum=$(make_base_image "$tmp/base.img" "$BASE_BYTES" helper-sigkill) ||
-	tap_bail "cannot make the base image"
-net_serve "$tmp/base.img" || tap_bail "cannot start the NBD server"
-make_cow $((BASE_BYTES + (16 << 20))) || tap_bail "no COW loop device"
+net_test_setup 50ms 20mbit
+net_serve_base "$BASE_BYTES" helper-sigkill
 tap_diag "helper: $RCOW_HELPER; base $(net_uri) behind 50 ms each way, 20 Mbit/s"
+net_test_device "$NAME" "$LEN" "$EXT"
 
-helper_start || tap_bail "the helper does not start"
-at_exit "dm_remove $NAME"	# dm_create runs in check's subshell
-check "create $NAME" dm_create "$NAME" "$(rc_table "$LEN" "$COW_DEV" "$EXT" "$(net_uri)")" ||
-	tap_bail "cannot create the device"
-
-bg_sha256 "/dev/mapper/$NAME" "$tmp/sum"
+bg_sha256 "/dev/mapper/$NAME" "$NET_WORKDIR/sum"
 reader=$BG_PID
-some_present() { [ "$(present_extents "$NAME")" -ge 4 ]; }
 fault_waiting() { [ "$(dm_status_field "$NAME" 4)" -gt 0 ]; }
-if wait_until 60 some_present && wait_until 10 fault_waiting; then
+if wait_until 60 present_at_least "$NAME" 4 && wait_until 10 fault_waiting; then
 	tap_ok "the read is fetching extents ($(dmsetup status "$NAME"))"
 else
 	tap_not_ok "the read is fetching extents" "status: $(dmsetup status "$NAME")"
@@ -67,11 +56,9 @@ else
 fi
 
 helper_start || tap_bail "the helper does not start again"
-wait_pid "$reader" 120
-check_eq "the read completes after the restart" 0 "$?"
-check_eq "the data read equals the base" "$base_sum" "$(cat "$tmp/sum" 2>/dev/null)"
+check_bg_sha256 "the read completes after the restart" 120 "$BASE_SUM"
 check_eq "every extent is present" "$TOTAL/$TOTAL" "$(dm_status_field "$NAME" 2)"
-check_eq "a second read (from the COW device) equals the base" "$base_sum" \
+check_eq "a second read (from the COW device) equals the base" "$BASE_SUM" \
 	"$(sha256_of "/dev/mapper/$NAME")"
 tap_diag "helper log:" "$(tail -n 8 "$HELPER_LOG")"
 

@@ -15,6 +15,10 @@
 #   uri=$(net_uri)                  # nbd://10.99.0.2:10809/base
 #   helper_start                    # remote-cowd, else rcow-fill
 #
+# It also has the usual setup steps of a test, one call each, that bail out
+# when they fail (net_test_setup, net_serve_base, net_test_device,
+# test_base_image, file_test_device), and checks of background reads.
+#
 # The addresses (10.99.0.0/24) exist only in the VM's private namespaces;
 # nothing here touches any other interface.
 #
@@ -318,12 +322,19 @@ present_extents() {
 	dm_status_field "$1" 2 | cut -d/ -f1
 }
 
+# present_at_least <dm name> <extents>: that many extents are present.
+present_at_least() {
+	[ "$(present_extents "$1")" -ge "$2" ]
+}
+
 # bg_sha256 <device> <out file>: sha256 of the whole device, read with
 # O_DIRECT in 1 MiB requests, in the background (BG_PID); the sum lands in
-# <out file> only when the read succeeded.
+# <out file> (BG_SUM_FILE) only when the read succeeded.
 BG_PID=
+BG_SUM_FILE=
 bg_sha256() {
 	rm -f "$2"
+	BG_SUM_FILE=$2
 	(
 		sum=$(dd if="$1" bs=1M iflag=direct status=none | sha256sum) || exit 1
 		echo "${sum%% *}" >"$2"
@@ -350,4 +361,150 @@ make_cow() {
 	[ -e /dev/loop-control ] || modprobe loop || return 1
 	COW_DEV=$(losetup -f --show "$f") || return 1
 	at_exit "losetup -d '$COW_DEV'"
+}
+
+# check_read_under_way <dm name> <extents>: start a bg_sha256 of the whole
+# device (into $NET_WORKDIR/sum), then one test: at least <extents> extents
+# are present within 60 s and the read still runs.
+check_read_under_way() {
+	bg_sha256 "/dev/mapper/$1" "${NET_WORKDIR:?net_tmpdir first}/sum"
+	if wait_until 60 present_at_least "$1" "$2" && kill -0 "$BG_PID" 2>/dev/null; then
+		tap_ok "the read is under way ($(dm_status_field "$1" 2) present)"
+	else
+		tap_not_ok "the read is under way" "status: $(dmsetup status "$1")"
+	fi
+}
+
+# check_bg_sha256 <desc> <seconds> <sha256>: two tests: the bg_sha256 read
+# ends with exit 0 within the time (<desc>), and the sum of the data it read
+# is <sha256> (the base's).
+check_bg_sha256() {
+	wait_pid "$BG_PID" "$2"
+	check_eq "$1" 0 "$?"
+	check_eq "the data read equals the base" "$3" "$(cat "$BG_SUM_FILE" 2>/dev/null)"
+}
+
+# ---------------------------------------------------------------------------
+# The usual setup of a test: each step bails out (tap_bail) when it fails
+# ---------------------------------------------------------------------------
+
+# use_rcow_fill: the helper is the synchronous test helper rcow-fill
+# ($RCOW_FILL, else selftests/progs/rcow-fill), whatever else is built; the
+# whole test is skipped when it is not built.
+use_rcow_fill() {
+	RCOW_HELPER=${RCOW_FILL:-$_RC_TREE_NET/selftests/progs/rcow-fill}
+	require_built "$RCOW_HELPER"
+}
+
+# test_base_image <bytes> <seed>: the scratch directory (net_tmpdir) and in
+# it a base image of deterministic pseudo-random data (make_base_image):
+# its path in BASE_IMG, its sha256 in BASE_SUM.
+BASE_IMG=
+BASE_SUM=
+test_base_image() {
+	net_tmpdir
+	BASE_IMG=$NET_WORKDIR/base.img
+	# shellcheck disable=SC2034	# for the tests
+	BASE_SUM=$(make_base_image "$BASE_IMG" "$1" "$2") ||
+		tap_bail "cannot make the base image"
+}
+
+# net_test_setup [delay [rate [loss]]]: the scratch directory (net_tmpdir),
+# the namespace and link (net_setup), shaped by net_shape when given
+# arguments.
+net_test_setup() {
+	net_tmpdir
+	net_setup || tap_bail "cannot set up the network namespace"
+	[ $# -eq 0 ] || net_shape "$@" || tap_bail "cannot shape the link"
+}
+
+# net_serve_base <bytes> <seed>: test_base_image, served by net_serve.
+net_serve_base() {
+	test_base_image "$1" "$2"
+	net_serve "$BASE_IMG" || tap_bail "cannot start the NBD server"
+}
+
+# net_test_device <dm name> <sectors> <extent sectors> [helper args...]: a
+# COW device 16 MiB larger than the device (make_cow), the helper
+# (helper_start with the args), then one test: "create <dm name>", the
+# device over $(net_uri) (removed at exit).
+net_test_device() {
+	make_cow $(($2 * 512 + (16 << 20))) || tap_bail "no COW loop device"
+	helper_start "${@:4}" || tap_bail "the helper does not start"
+	at_exit "dm_remove $1"	# dm_create runs in check's subshell
+	check "create $1" dm_create "$1" "$(rc_table "$2" "$COW_DEV" "$3" "$(net_uri)")" ||
+		tap_bail "cannot create the device"
+}
+
+# ---------------------------------------------------------------------------
+# Reads that wait for faults, of a device over a file:// base
+# ---------------------------------------------------------------------------
+
+# file_test_device <dm name> <sectors> <extent sectors>: a COW device 4 MiB
+# larger than the device (make_cow) and the device over file://$BASE_IMG
+# (test_base_image first), no helper; its table in DEV_TABLE.  Removed at
+# exit.  bg_read and check_reads then work on it.
+DEV_TABLE=
+_reads_name=
+_reads_extb=
+_read_pids=()
+_read_exts=()
+file_test_device() {
+	make_cow $(($2 * 512 + (4 << 20))) || tap_bail "no COW loop device"
+	DEV_TABLE=$(rc_table "$2" "$COW_DEV" "$3" "file://${BASE_IMG:?test_base_image first}")
+	dm_create "$1" "$DEV_TABLE" || tap_bail "cannot create $1"
+	_reads_name=$1
+	_reads_extb=$(($3 * 512))
+}
+
+# bg_read <first extent> [extents]: a direct read of <extents> (1) extents
+# of the file_test_device in the background, one extent per request; its
+# data goes to $NET_WORKDIR/read.<first>, its errors to read.<first>.err.
+bg_read() {
+	local n=${2:-1}
+	dd if="/dev/mapper/$_reads_name" of="$NET_WORKDIR/read.$1" bs="$_reads_extb" \
+		skip="$1" count="$n" iflag=direct status=none 2>"$NET_WORKDIR/read.$1.err" &
+	at_exit "kill -KILL $! 2>/dev/null"
+	_read_pids+=("$!")
+	_read_exts+=("$1:$n")
+}
+
+# reads_waiting: every background read is still running.
+reads_waiting() {
+	local pid
+	for pid in "${_read_pids[@]}"; do
+		kill -0 "$pid" 2>/dev/null || return 1
+	done
+}
+
+# check_reads <desc> <seconds> [ok|eio]: one test: every background read
+# ends within the time, with the base's data (ok, the default) or with EIO
+# (eio).  (Not through check: the reads are children of this shell.)
+check_reads() {
+	local i first n rc err errs=()
+	for i in "${!_read_pids[@]}"; do
+		first=${_read_exts[$i]%:*}
+		n=${_read_exts[$i]#*:}
+		err=$NET_WORKDIR/read.$first.err
+		wait_pid "${_read_pids[$i]}" "$2"
+		rc=$?
+		if [ "${3:-ok}" = eio ]; then
+			if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] ||
+				! grep -q "Input/output error" "$err"; then
+				errs+=("read of extents $first+$n: exit $rc, expected EIO: $(cat "$err")")
+			fi
+		elif [ "$rc" -ne 0 ]; then
+			errs+=("read of extents $first+$n: exit $rc $(cat "$err")")
+		elif ! cmp -s "$NET_WORKDIR/read.$first" <(dd if="$BASE_IMG" bs="$_reads_extb" \
+			skip="$first" count="$n" status=none); then
+			errs+=("read of extents $first+$n: data differ from the base")
+		fi
+	done
+	_read_pids=()
+	_read_exts=()
+	if [ ${#errs[@]} -eq 0 ]; then
+		tap_ok "$1"
+	else
+		tap_not_ok "$1" "${errs[@]}" "status: $(dmsetup status "$_reads_name" 2>&1)"
+	fi
 }

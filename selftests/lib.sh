@@ -171,6 +171,13 @@ require_cmd() {	# require_cmd <program...>
 	done
 }
 
+require_built() {	# require_built <file...>: programs of this tree, built by make
+	local f
+	for f in "$@"; do
+		[ -x "$f" ] || tap_skip_all "$f is not built (make)"
+	done
+}
+
 # A scratch directory on the VM's tmpfs, removed at exit.
 RC_TMP=
 test_tmpdir() {

@@ -19,11 +19,11 @@
 #   only the optional arguments that differ from the defaults.
 # shellcheck disable=SC2119,SC2317	# helper_start: optional arguments; functions called through check
 . "$(dirname "$0")/lib.sh"
-RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 . "$(dirname "$0")/lib-net.sh"
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp
+use_rcow_fill
 tap_plan 74
 
 NAME="rc-messages"
@@ -35,14 +35,11 @@ LEN=$((BASE_BYTES / 512))
 NR=$((LEN / EXT))
 NL=$RC_TREE/selftests/progs/rcow-nl
 
-{ [ -x "$RCOW_HELPER" ] && [ -x "$NL" ]; } ||
-	tap_skip_all "selftests/progs are not built (make)"
+require_built "$NL"
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
+test_base_image "$BASE_BYTES" messages
 tmp=$NET_WORKDIR
-base=$tmp/base.img
-make_base_image "$base" "$BASE_BYTES" messages >/dev/null ||
-	tap_bail "cannot make the base image"
+base=$BASE_IMG
 make_cow $((BASE_BYTES + (2 << 20))) || tap_bail "no COW loop device"
 cow=$COW_DEV
 cow_mm=$(lsblk -dno MAJ:MIN "$cow" | tr -d ' ')

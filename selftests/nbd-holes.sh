@@ -42,10 +42,8 @@ fi
 SLACK=$((256 << 10))		# NBD, TCP, ARP chatter on the link
 
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
+net_test_setup 2ms
 tmp=$NET_WORKDIR
-net_setup || tap_bail "cannot set up the network namespace"
-net_shape 2ms || tap_bail "cannot shape the link"
 
 truncate -s "$BASE_BYTES" "$tmp/base.img"
 data_bytes=0		# bytes of the extents that hold data
@@ -68,12 +66,8 @@ else
 	tap_not_ok "the server reports holes (base:allocation)" "$(cat "$tmp/map")"
 fi
 tap_diag "map: $(tr '\n' ';' <"$tmp/map")"
-make_cow $((BASE_BYTES + 16 * MIB)) || tap_bail "no COW loop device"
 tap_diag "helper: $RCOW_HELPER"
-helper_start || tap_bail "the helper does not start"
-at_exit "dm_remove $NAME"	# dm_create runs in check's subshell
-check "create $NAME" dm_create "$NAME" "$(rc_table "$LEN" "$COW_DEV" "$EXT" "$(net_uri)")" ||
-	tap_bail "cannot create the device"
+net_test_device "$NAME" "$LEN" "$EXT"
 
 # 1. a read wholly inside a hole
 before=$(net_bytes)

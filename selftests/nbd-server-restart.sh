@@ -28,38 +28,20 @@ LEN=$((BASE_BYTES / 512))
 TOTAL=$((LEN / EXT))
 
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
-tmp=$NET_WORKDIR
-net_setup || tap_bail "cannot set up the network namespace"
-net_shape 20ms 40mbit || tap_bail "cannot shape the link"
-base_sum=$(make_base_image "$tmp/base.img" "$BASE_BYTES" nbd-server-restart) ||
-	tap_bail "cannot make the base image"
-net_serve "$tmp/base.img" || tap_bail "cannot start the NBD server"
-make_cow $((BASE_BYTES + (16 << 20))) || tap_bail "no COW loop device"
+net_test_setup 20ms 40mbit
+net_serve_base "$BASE_BYTES" nbd-server-restart
 tap_diag "helper: $RCOW_HELPER; base $(net_uri) behind 20 ms, 40 Mbit/s"
+net_test_device "$NAME" "$LEN" "$EXT"
 
-helper_start || tap_bail "the helper does not start"
-at_exit "dm_remove $NAME"	# dm_create runs in check's subshell
-check "create $NAME" dm_create "$NAME" "$(rc_table "$LEN" "$COW_DEV" "$EXT" "$(net_uri)")" ||
-	tap_bail "cannot create the device"
-
-bg_sha256 "/dev/mapper/$NAME" "$tmp/sum"
+check_read_under_way "$NAME" 8
 reader=$BG_PID
-some_present() { [ "$(present_extents "$NAME")" -ge 8 ]; }
-if wait_until 60 some_present && kill -0 "$reader" 2>/dev/null; then
-	tap_ok "the read is under way ($(dm_status_field "$NAME" 2) present)"
-else
-	tap_not_ok "the read is under way" "status: $(dmsetup status "$NAME")"
-fi
 net_server_kill
 tap_diag "NBD server killed; status: $(dmsetup status "$NAME")"
 sleep 3
 check "the read is still waiting while the server is down" kill -0 "$reader"
 net_server_start || tap_bail "cannot restart the NBD server"
 tap_diag "NBD server restarted"
-wait_pid "$reader" 120
-check_eq "the read completes" 0 "$?"
-check_eq "the data read equals the base" "$base_sum" "$(cat "$tmp/sum" 2>/dev/null)"
+check_bg_sha256 "the read completes" 120 "$BASE_SUM"
 check_eq "every extent is present" "$TOTAL/$TOTAL" "$(dm_status_field "$NAME" 2)"
 tap_diag "helper log:" "$(tail -n 20 "$HELPER_LOG")"
 

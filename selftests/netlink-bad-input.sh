@@ -18,11 +18,11 @@
 # the module unloads.
 # shellcheck disable=SC2119,SC2317	# helper_start: optional arguments; functions called through check
 . "$(dirname "$0")/lib.sh"
-RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 . "$(dirname "$0")/lib-net.sh"
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp
+use_rcow_fill
 tap_plan 83
 
 NAME="rc-nl-bad-input"
@@ -33,14 +33,11 @@ LEN=$((BASE_BYTES / 512))
 NR=$((LEN / EXT))
 NL=$RC_TREE/selftests/progs/rcow-nl
 
-{ [ -x "$RCOW_HELPER" ] && [ -x "$NL" ]; } ||
-	tap_skip_all "selftests/progs are not built (make)"
+require_built "$NL"
 load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
+test_base_image "$BASE_BYTES" netlink-bad-input
 tmp=$NET_WORKDIR
-base=$tmp/base.img
-base_sum=$(make_base_image "$base" "$BASE_BYTES" netlink-bad-input) ||
-	tap_bail "cannot make the base image"
+base=$BASE_IMG
 make_cow $((BASE_BYTES + (2 << 20))) || tap_bail "no COW loop device"
 cow=$COW_DEV
 dev=/dev/mapper/$NAME
@@ -222,7 +219,7 @@ check_eq "status: all present, nothing written, no fault, rw" \
 	"$NR/$NR 0 0 absent rw" \
 	"$(status_fields) $(dm_status_field "$NAME" 11)"
 check "remove the device" dm_remove "$NAME"
-check_eq "the base image is unchanged" "$base_sum" "$(sha256_of "$base")"
+check_eq "the base image is unchanged" "$BASE_SUM" "$(sha256_of "$base")"
 losetup -d "$cow"
 check "the module unloads" unload_module
 tap_done

@@ -23,11 +23,11 @@
 # were answered.  Every wait is bounded: a hang fails the test.
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
-RCOW_HELPER=${RCOW_FILL:-$RC_TREE/selftests/progs/rcow-fill}
 . "$(dirname "$0")/lib-net.sh"
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp
+use_rcow_fill
 tap_plan 44
 
 NAME="rc-suspend"
@@ -37,19 +37,11 @@ BASE_BYTES=$((2 << 20))		# 32 extents
 LEN=$((BASE_BYTES / 512))
 CMD_S=30			# the longest a dmsetup command may take
 
-[ -x "$RCOW_HELPER" ] || tap_skip_all "$RCOW_HELPER is not built (make)"
 load_module || tap_bail "cannot load $RC_MODULE"
 at_exit load_module		# for the tests that run after this one
-net_tmpdir
+test_base_image "$BASE_BYTES" suspend-resume
 tmp=$NET_WORKDIR
-base=$tmp/base.img
-make_base_image "$base" "$BASE_BYTES" suspend-resume >/dev/null ||
-	tap_bail "cannot make the base image"
-make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
-dev=/dev/mapper/$NAME
-table=$(rc_table "$LEN" "$COW_DEV" "$EXT" "file://$base")
-at_exit "dm_remove $NAME"
-dmsetup create "$NAME" --table "$table" || tap_bail "cannot create $NAME"
+file_test_device "$NAME" "$LEN" "$EXT"
 
 faults() { dm_status_field "$NAME" 4; }
 faults_at_least() { [ "$(faults)" -ge "$1" ]; }
@@ -86,56 +78,12 @@ within() {
 	return "$rc"
 }
 
-# bg_read <extent>: a direct read of one extent in the background.
-READ_PIDS=()
-READ_EXTS=()
-bg_read() {
-	dd if="$dev" of="$tmp/read.$1" bs="$EXTB" skip="$1" count=1 iflag=direct \
-		status=none 2>"$tmp/read.$1.err" &
-	at_exit "kill -KILL $! 2>/dev/null"
-	READ_PIDS+=("$!")
-	READ_EXTS+=("$1")
-}
-
-reads_waiting() {
-	local pid
-	for pid in "${READ_PIDS[@]}"; do
-		kill -0 "$pid" 2>/dev/null || return 1
-	done
-}
-
-# check_reads <desc> <seconds> ok|eio: every background read ends within
-# the time, with the base's data (ok) or with EIO (eio).
-check_reads() {
-	local i e rc errs=()
-	for i in "${!READ_PIDS[@]}"; do
-		e=${READ_EXTS[$i]}
-		wait_pid "${READ_PIDS[$i]}" "$2"
-		rc=$?
-		if [ "$3" = eio ]; then
-			if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] ||
-				! grep -q "Input/output error" "$tmp/read.$e.err"; then
-				errs+=("read of extent $e: exit $rc, expected EIO: $(cat "$tmp/read.$e.err")")
-			fi
-		elif [ "$rc" -ne 0 ]; then
-			errs+=("read of extent $e: exit $rc $(cat "$tmp/read.$e.err")")
-		elif ! cmp -s "$tmp/read.$e" <(dd if="$base" bs="$EXTB" skip="$e" count=1 \
-			status=none); then
-			errs+=("read of extent $e: data differ from the base")
-		fi
-	done
-	READ_PIDS=()
-	READ_EXTS=()
-	if [ ${#errs[@]} -eq 0 ]; then
-		tap_ok "$1"
-	else
-		tap_not_ok "$1" "${errs[@]}" "status: $(dmsetup status "$NAME" 2>&1)"
-	fi
-}
+# Background reads of one extent (bg_read <extent>), reads_waiting and
+# check_reads <desc> <seconds> ok|eio: lib-net.sh, on the file_test_device.
 
 same_as_base() {	# same_as_base <extent>
-	cmp <(dd if="$dev" bs="$EXTB" skip="$1" count=1 iflag=direct status=none) \
-		<(dd if="$base" bs="$EXTB" skip="$1" count=1 status=none)
+	cmp <(dd if="/dev/mapper/$NAME" bs="$EXTB" skip="$1" count=1 iflag=direct status=none) \
+		<(dd if="$BASE_IMG" bs="$EXTB" skip="$1" count=1 status=none)
 }
 
 check "the device's dm-bufio client has its slab cache" grep -q '^dm_bufio_buffer ' /proc/slabinfo
@@ -170,7 +118,7 @@ check "the helper is gone" wait_until 10 helper_absent
 bg_read 6
 bg_read 8
 check "two reads wait for faults" wait_until 20 faults_at_least 2
-within "$CMD_S" "reload the same table" dmsetup reload "$NAME" --table "$table"
+within "$CMD_S" "reload the same table" dmsetup reload "$NAME" --table "$DEV_TABLE"
 within "$CMD_S" "noflush suspend with the new table loaded" dmsetup suspend --noflush "$NAME"
 within "$CMD_S" "resume: the new table is live" dmsetup resume "$NAME"
 sleep 1
@@ -189,7 +137,7 @@ helper_start --delay-ms 1500 || tap_bail "rcow-fill does not start"
 bg_read 10
 bg_read 11
 check "reads wait for the slow helper" wait_until 20 faults_at_least 1
-within "$CMD_S" "reload the same table" dmsetup reload "$NAME" --table "$table"
+within "$CMD_S" "reload the same table" dmsetup reload "$NAME" --table "$DEV_TABLE"
 within "$CMD_S" "plain resume (suspend with flush) waits for the fills" dmsetup resume "$NAME"
 check_reads "the reads complete with the base's data" 60 ok
 check "the faults counter returns to 0" wait_until 10 faults_zero
