@@ -164,7 +164,9 @@ check "the helper is gone" wait_until 10 helper_absent
 # --- 4. remove --force with a read waiting --------------------------------
 bg_read 20
 check "a read waits for a fault" wait_until 20 faults_at_least 1
-within "$CMD_S" "dmsetup remove --force returns" dmsetup remove --force "$NAME"
+# --force swaps in a table that fails the waiting read; dd may not have
+# closed the device yet when the removal itself runs: --retry waits for it.
+within "$CMD_S" "dmsetup remove --force returns" dmsetup remove --force --retry "$NAME"
 check_reads "the waiting read fails with EIO" 30 eio
 gone() { ! dm_exists "$NAME" || dmsetup remove "$NAME" >/dev/null 2>&1; }
 check "the device is gone" wait_until 20 gone
