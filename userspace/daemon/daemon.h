@@ -2,9 +2,11 @@
 /*
  * remote-cowd internals.
  *
- * The daemon is one thread around one poll() loop (main.c): the netlink
- * socket, a signalfd, every NBD connection's socket and the eventfd of
- * each file source's reader threads (the only other threads).  The engine
+ * The daemon is one poll() loop (main.c) over the netlink socket, a
+ * signalfd, every NBD connection's socket and two kinds of eventfd: the COW
+ * writer threads' (writer.c) and each file source's reader threads'.
+ * Those threads do the only blocking I/O; everything else, the engine
+ * included, runs in the loop thread.  The engine
  * (engine.c) knows devices, faults and extents; it turns every FAULT into
  * one "xfer" per extent and queues it on the device's source.  A source
  * (struct src, one per distinct base URI, shared by the devices over the
@@ -19,8 +21,10 @@
  *               loop.
  *
  * When a source has the data of an xfer it calls engine_xfer_done(); the
- * engine writes the extent into the COW device with O_DIRECT and, once
- * every extent of the fault is written, answers FILL_DONE.
+ * engine hands it to a writer thread, which writes the extent into the
+ * COW device with O_DIRECT (engine_write_extent()); back in the loop
+ * (engine_write_done()), once every extent of the fault is written, the
+ * engine answers FILL_DONE.
  */
 #ifndef REMOTE_COWD_H
 #define REMOTE_COWD_H
@@ -44,6 +48,7 @@ enum xclass { XC_GUEST, XC_PREFETCH, XC_HYDRATE, XC_NR };
 struct daemon;
 struct device;
 struct src;
+struct writer;
 
 struct fault {
 	struct device *dev;
@@ -58,7 +63,7 @@ enum xstate { X_QUEUED, X_ACTIVE, X_DONE };
 /* One extent to fetch and write. */
 struct xfer {
 	struct xfer *prev, *next;	/* in a source queue */
-	struct xfer *done_next;		/* in a source's completion list */
+	struct xfer *done_next;		/* in a file source's or the writer's done list */
 	struct fault *fault;
 	uint64_t ext;
 	uint64_t off, len;		/* device (= base) bytes */
@@ -133,6 +138,7 @@ struct device {
 	struct src *src;
 	bool removed;
 	bool bad_geom;
+	unsigned int writes;		/* COW writes in flight (writer.c) */
 	unsigned int refs;		/* faults alive + 1 while listed */
 	struct rcow_prefetch pf;
 	struct prange ranges[RANGE_RING];	/* recent prefetch/hydrate requests */
@@ -175,7 +181,7 @@ struct daemon {
 	struct rcow_nl *nl;
 	struct device *devices;
 	struct src *srcs;
-	struct xfer *done;		/* completed xfers to write (engine) */
+	struct writer *writer;		/* COW writer threads (writer.c) */
 	bool stopping;
 };
 
@@ -192,9 +198,38 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f);
 void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h);
 /* A source finished an xfer: err 0 (data in x->buf) or a positive errno. */
 void engine_xfer_done(struct src *s, struct xfer *x, int err);
+/* Writer threads: write x into its COW device; 0 or a positive errno. */
+int engine_write_extent(struct xfer *x);
+/* Loop thread: the write of x is over (x->err); answers its fault when due. */
+void engine_write_done(struct daemon *d, struct xfer *x);
 /* Work that is not driven by a file descriptor (hydrate, writes). */
 void engine_run(struct daemon *d);
 uint64_t engine_timer(struct daemon *d, uint64_t now);
 bool engine_guest_waiting(const struct src *s);
+
+/*
+ * pool.c: threads for blocking I/O.  fn runs in a pool thread with that
+ * thread's ctx (ctx[i], or NULL); the rest is called by the loop thread.
+ * pool_collect() returns the finished xfers, oldest first, linked by
+ * done_next.  pool_stop(wait = false) leaves busy threads to the exit.
+ */
+struct pool;
+typedef void (*pool_fn)(void *ctx, struct xfer *x);
+int pool_start(struct pool **out, const char *name, unsigned int nthreads, pool_fn fn,
+	       void *const *ctx);
+void pool_stop(struct pool *p, bool wait);
+void pool_submit(struct pool *p, struct xfer *x);
+int pool_fd(const struct pool *p);
+struct xfer *pool_collect(struct pool *p);
+
+/* writer.c: COW writes in threads; everything but the threads' own work is the loop's */
+int writer_start(struct daemon *d);
+void writer_stop(struct daemon *d);
+void writer_submit(struct daemon *d, struct xfer *x);
+int writer_fd(const struct daemon *d);
+bool writer_full(const struct daemon *d);
+unsigned int writer_backlog(const struct daemon *d);
+void writer_reap(struct daemon *d);
+void writer_drain(struct daemon *d, struct device *dev);
 
 #endif

@@ -181,6 +181,8 @@ static void unlist_device(struct daemon *d, struct device *dev)
 	dev->removed = true;
 	dev->hydrating = false;
 	drop_queued(dev);
+	/* its fills must land before anything of a device that replaces it */
+	writer_drain(d, dev);
 	dev_put(dev);
 }
 
@@ -452,8 +454,15 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 }
 
 /* Write a fetched extent into the COW device.  0 or positive errno. */
-static int write_extent(struct daemon *d, struct device *dev, struct xfer *x)
+/*
+ * Write a fetched extent into its device's COW device.  Runs in a writer
+ * thread (writer.c): it touches only the xfer and the device's fixed
+ * fields (geometry, COW handle, names), never the daemon.  0 or a
+ * positive errno.
+ */
+int engine_write_extent(struct xfer *x)
 {
+	struct device *dev = x->fault->dev;
 	uint64_t cow_off = (dev->geom.data_offset + x->ext * dev->geom.extent_sectors) * 512;
 	struct rcow_err err = { 0 };
 	int r;
@@ -461,7 +470,7 @@ static int write_extent(struct daemon *d, struct device *dev, struct xfer *x)
 	if (x->zero_all) {
 		r = rcow_cow_zero(dev->cow, cow_off, x->io_len, &err);
 		if (r == 0)
-			goto done;
+			return 0;
 		if (r != -EOPNOTSUPP)
 			goto fail;
 		r = rcow_buf_reserve(&x->buf, x->io_len, &err);
@@ -478,19 +487,31 @@ static int write_extent(struct daemon *d, struct device *dev, struct xfer *x)
 	 * device's cache for every extent.
 	 */
 	r = rcow_cow_pwrite(dev->cow, x->buf.p, x->io_len, cow_off, &err);
-	if (r)
-		goto fail;
-done:
-	d->st.bytes_written += x->io_len;
-	d->st.extents++;
-	d->st.bytes_read += x->bytes_read;
-	d->st.bytes_zero += x->bytes_zero;
-	return 0;
+	if (r == 0)
+		return 0;
 fail:
 	logmsg("device %s: writing extent %llu into COW device %u:%u failed: %s",
 	       dev->info.dm_name, (unsigned long long)x->ext, dev->info.cow_major,
 	       dev->info.cow_minor, err.msg);
 	return err.code ? err.code : EIO;
+}
+
+/* An xfer is over: count it into its fault, answer the fault when it is the last. */
+static void xfer_finish(struct daemon *d, struct xfer *x)
+{
+	struct fault *ft = x->fault;
+	struct device *dev = ft->dev;
+
+	rcow_buf_free(&x->buf);
+	free(x);
+	if (--ft->remaining > 0)
+		return;
+	if (ft->cls == XC_HYDRATE && dev->hydrate_inflight > 0)
+		dev->hydrate_inflight--;
+	if (!dev->removed && ft->status != ECANCELED)
+		answer(d, dev, ft->cookie, ft->status);
+	dev_put(dev);
+	free(ft);
 }
 
 void engine_xfer_done(struct src *s, struct xfer *x, int err)
@@ -510,23 +531,27 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 		if (!ft->status)
 			ft->status = (uint32_t)err;
 	} else {
-		int r = write_extent(d, dev, x);
-
-		if (r && !ft->status) {
-			d->st.fill_errors++;
-			ft->status = (uint32_t)r;
-		}
-	}
-	rcow_buf_free(&x->buf);
-	free(x);
-	if (--ft->remaining > 0)
+		writer_submit(d, x);	/* engine_write_done() follows */
 		return;
-	if (ft->cls == XC_HYDRATE && dev->hydrate_inflight > 0)
-		dev->hydrate_inflight--;
-	if (!dev->removed && ft->status != ECANCELED)
-		answer(d, dev, ft->cookie, ft->status);
-	dev_put(dev);
-	free(ft);
+	}
+	xfer_finish(d, x);
+}
+
+void engine_write_done(struct daemon *d, struct xfer *x)
+{
+	struct fault *ft = x->fault;
+
+	if (x->err) {
+		d->st.fill_errors++;
+		if (!ft->status)
+			ft->status = (uint32_t)x->err;
+	} else {
+		d->st.bytes_written += x->io_len;
+		d->st.extents++;
+		d->st.bytes_read += x->bytes_read;
+		d->st.bytes_zero += x->bytes_zero;
+	}
+	xfer_finish(d, x);
 }
 
 /* ---- background streaming ------------------------------------------------ */

@@ -301,23 +301,27 @@ static int run(struct daemon *d, int sigfd)
 
 	for (;;) {
 		uint64_t now, next = 0, t;
-		int n = 2, timeout;
+		int n = 3, timeout;
 		struct src *s;
 
 		r = drain_netlink(d);
 		if (r)
 			return r;
+		writer_reap(d);		/* also what writer_drain() left ready */
 		engine_run(d);
 		now = now_ms();
 		for (s = d->srcs; s; s = s->next) {
 			s->ops->tick(s, now);
-			s->ops->pump(s);
+			/* no new reads while the COW writes lag behind */
+			if (!writer_full(d))
+				s->ops->pump(s);
 		}
 		if (rcow_nl_has_queued(d->nl))
 			continue;
 
 		pfd[0] = (struct pollfd){ .fd = rcow_nl_fd(d->nl), .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
+		pfd[2] = (struct pollfd){ .fd = writer_fd(d), .events = POLLIN };
 		now = now_ms();
 		for (s = d->srcs; s; s = s->next) {
 			t = s->ops->timer(s, now);
@@ -368,7 +372,8 @@ static int run(struct daemon *d, int sigfd)
 /*
  * Exiting on a signal: close NBD connections in order (at most 2 s), so
  * servers see a disconnect rather than a reset with requests in flight.
- * Reads that complete meanwhile are written and answered as usual.
+ * Reads that complete meanwhile are written and answered as usual, and
+ * writes already handed to the writer threads are waited for.
  */
 static void quiesce(struct daemon *d)
 {
@@ -377,8 +382,8 @@ static void quiesce(struct daemon *d)
 
 	d->stopping = true;
 	while ((now = now_ms()) < deadline) {
-		int n = 0, start[64], cnt[64], k = 0;
-		bool done = true;
+		int n = 1, start[64], cnt[64], k = 0;
+		bool done = writer_backlog(d) == 0;
 		struct src *s;
 
 		for (s = d->srcs; s; s = s->next)
@@ -386,6 +391,7 @@ static void quiesce(struct daemon *d)
 				done = false;
 		if (done)
 			return;
+		pfd[0] = (struct pollfd){ .fd = writer_fd(d), .events = POLLIN };
 		for (s = d->srcs; s && k < 64; s = s->next, k++) {
 			start[k] = n;
 			cnt[k] = s->ops->pollfds(s, pfd + n, MAX_POLL - n);
@@ -394,6 +400,7 @@ static void quiesce(struct daemon *d)
 		if (poll(pfd, (nfds_t)n, (int)(deadline - now < 100 ? deadline - now : 100)) < 0 &&
 		    errno != EINTR)
 			return;
+		writer_reap(d);
 		k = 0;
 		for (s = d->srcs; s && k < 64; s = s->next, k++)
 			if (cnt[k])
@@ -437,6 +444,12 @@ int main(int argc, char **argv)
 		logmsg("cannot go to the background: %s", strerror(errno));
 		return 1;
 	}
+	/* after daemon(): threads do not survive a fork; signals stay blocked in them */
+	r = writer_start(&d);
+	if (r) {
+		logmsg("cannot start the COW writer threads: %s", strerror(-r));
+		return 1;
+	}
 
 	r = run(&d, sigfd);
 	if (r == 0)
@@ -447,6 +460,7 @@ int main(int argc, char **argv)
 		logmsg("unregistering failed: %s", err.msg);
 	if (write_stats(&d) && r == 0)
 		r = -EIO;
+	writer_stop(&d);
 	rcow_config_free(&d.cfg);
 	close(sigfd);
 	return r ? 1 : 0;

@@ -7,20 +7,12 @@
  * "Local" is not always fast: the file may sit on NFS, on a disk that is
  * failing and retrying, or on a device-mapper stack of its own.  So the
  * reads never run in the daemon's loop, where one slow read would stall
- * every other device and base on the host.  A small pool of reader
- * threads does them:
- *
- *   loop thread                          reader threads (FILE_READERS)
- *   pump: queued xfer -> todo  ------>   take from todo, read it with
- *         (buffer reserved here)         their own rcow_base handle
- *   events: eventfd readable   <------   put on done, bump the eventfd
- *         -> engine_xfer_done()
- *
- * Only the loop thread touches the engine, the source queues and the
- * xfers' owners; readers touch an xfer only between taking it from todo
- * and putting it on done, and nothing else of the daemon.  lock guards
- * todo, done, stop and in_flight.  Every reader has its own handle
- * (librcow handles are one-thread) and its own hole-map scratch list.
+ * every other device and base on the host: a pool of FILE_READERS threads
+ * (pool.c) does them, each with its own librcow handle (handles are
+ * one-thread) and its own hole-map scratch list.  The loop reserves an
+ * xfer's buffer, submits it (guest faults first, at most
+ * FILE_MAX_IN_FLIGHT at once) and gives the finished ones to the engine
+ * when the pool's eventfd is readable.  in_flight is the loop's own.
  *
  * A base that cannot be opened (not there yet: a mount or device that
  * comes later) is retried with the same capped exponential backoff as a
@@ -30,11 +22,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "daemon.h"
 #include "rcow/base.h"
@@ -47,7 +36,6 @@ struct file_src;
 
 struct reader {
 	struct file_src *fs;
-	pthread_t thread;
 	struct rcow_base *base;
 	struct rcow_extent_list scratch;
 };
@@ -55,19 +43,11 @@ struct reader {
 struct file_src {
 	struct src *s;			/* for the URI in log lines (read-only) */
 	struct reader r[FILE_READERS];
-	unsigned int nreaders;		/* threads running */
-	bool open;			/* every reader has a handle */
+	struct pool *pool;		/* NULL until the base is open */
 	uint64_t size;
 	struct rcow_backoff bo;
 	uint64_t retry_at, down_since;
-	int efd;			/* eventfd: readers -> loop */
-
-	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* todo not empty, or stop */
-	struct xqueue todo;		/* lock */
-	struct xfer *done;		/* lock; linked by done_next */
-	bool stop;			/* lock */
-	unsigned int in_flight;		/* lock; handed to readers, not yet reaped */
+	unsigned int in_flight;		/* submitted, not yet collected */
 };
 
 static void close_handles(struct file_src *fs)
@@ -93,8 +73,10 @@ static int open_handles(struct file_src *fs, const char *uri, struct rcow_err *e
 	return 0;
 }
 
-static void read_one(struct reader *rd, struct xfer *x)
+/* In a reader thread: the xfer and the reader's own handle only. */
+static void read_one(void *ctx, struct xfer *x)
 {
+	struct reader *rd = ctx;
 	struct rcow_err err = { 0 };
 	int r;
 
@@ -111,62 +93,15 @@ static void read_one(struct reader *rd, struct xfer *x)
 	}
 }
 
-static void *reader_main(void *arg)
-{
-	struct reader *rd = arg;
-	struct file_src *fs = rd->fs;
-	const uint64_t one = 1;
-
-	pthread_mutex_lock(&fs->lock);
-	for (;;) {
-		struct xfer *x;
-
-		while (!fs->stop && !fs->todo.head)
-			pthread_cond_wait(&fs->cond, &fs->lock);
-		if (fs->stop)
-			break;
-		x = fs->todo.head;
-		xq_del(&fs->todo, x);
-		pthread_mutex_unlock(&fs->lock);
-
-		read_one(rd, x);
-
-		pthread_mutex_lock(&fs->lock);
-		x->done_next = fs->done;
-		fs->done = x;
-		/* cannot fail short of a bad fd: the counter never nears its limit */
-		if (write(fs->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
-			logmsg("base %s: cannot wake the loop: %s", fs->s->uri, strerror(errno));
-	}
-	pthread_mutex_unlock(&fs->lock);
-	return NULL;
-}
-
-static void stop_readers(struct file_src *fs)
-{
-	pthread_mutex_lock(&fs->lock);
-	fs->stop = true;
-	pthread_cond_broadcast(&fs->cond);
-	pthread_mutex_unlock(&fs->lock);
-	for (unsigned int i = 0; i < fs->nreaders; i++)
-		pthread_join(fs->r[i].thread, NULL);
-	fs->nreaders = 0;
-}
-
 static int start_readers(struct file_src *fs)
 {
-	for (int i = 0; i < FILE_READERS; i++) {
-		int r;
+	void *ctx[FILE_READERS];
 
+	for (int i = 0; i < FILE_READERS; i++) {
 		fs->r[i].fs = fs;
-		r = pthread_create(&fs->r[i].thread, NULL, reader_main, &fs->r[i]);
-		if (r) {
-			stop_readers(fs);
-			return -r;
-		}
-		fs->nreaders++;
+		ctx[i] = &fs->r[i];
 	}
-	return 0;
+	return pool_start(&fs->pool, "file reader", FILE_READERS, read_one, ctx);
 }
 
 static void try_open(struct src *s, uint64_t now)
@@ -185,7 +120,6 @@ static void try_open(struct src *s, uint64_t now)
 		}
 	}
 	if (!r) {
-		fs->open = true;
 		s->size = fs->size;
 		s->size_known = true;
 		if (fs->bo.failures)
@@ -211,15 +145,6 @@ static int file_open(struct src *s)
 	if (!fs)
 		return -ENOMEM;
 	fs->s = s;
-	fs->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (fs->efd < 0) {
-		int e = errno;
-
-		free(fs);
-		return -e;
-	}
-	pthread_mutex_init(&fs->lock, NULL);
-	pthread_cond_init(&fs->cond, NULL);
 	s->priv = fs;
 	rcow_backoff_init(&fs->bo, s->pol.retry_initial_ms, s->pol.retry_max_ms);
 	try_open(s, now_ms());
@@ -230,13 +155,10 @@ static void file_close(struct src *s)
 {
 	struct file_src *fs = s->priv;
 
-	stop_readers(fs);
+	pool_stop(fs->pool, true);
 	close_handles(fs);
 	for (int i = 0; i < FILE_READERS; i++)
 		rcow_extent_list_free(&fs->r[i].scratch);
-	pthread_cond_destroy(&fs->cond);
-	pthread_mutex_destroy(&fs->lock);
-	close(fs->efd);
 	free(fs);
 	s->priv = NULL;
 }
@@ -245,38 +167,24 @@ static int file_pollfds(struct src *s, struct pollfd *p, int max)
 {
 	struct file_src *fs = s->priv;
 
-	if (max < 1)
+	if (!fs->pool || max < 1)
 		return 0;
-	p[0].fd = fs->efd;
+	p[0].fd = pool_fd(fs->pool);
 	p[0].events = POLLIN;
 	return 1;
 }
 
-/* The readers' finished xfers, to the engine (loop thread). */
+/* The readers' finished xfers, to the engine. */
 static void file_events(struct src *s, const struct pollfd *p, int n)
 {
 	struct file_src *fs = s->priv;
-	struct xfer *x, *next, *rev;
-	uint64_t v;
+	struct xfer *x, *next;
 
 	if (n < 1 || !(p[0].revents & POLLIN))
 		return;
-	if (read(fs->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		logmsg("base %s: reading the eventfd: %s", s->uri, strerror(errno));
-	pthread_mutex_lock(&fs->lock);
-	x = fs->done;
-	fs->done = NULL;
-	for (struct xfer *y = x; y; y = y->done_next)
+	for (x = pool_collect(fs->pool); x; x = next) {
+		next = x->done_next;
 		fs->in_flight--;
-	pthread_mutex_unlock(&fs->lock);
-	/* the list is newest first: complete in the order the reads ended */
-	for (rev = NULL; x; x = next) {
-		next = x->done_next;
-		x->done_next = rev;
-		rev = x;
-	}
-	for (x = rev; x; x = next) {
-		next = x->done_next;
 		engine_xfer_done(s, x, x->err);
 	}
 }
@@ -286,34 +194,29 @@ static uint64_t file_timer(struct src *s, uint64_t now)
 	struct file_src *fs = s->priv;
 
 	(void)now;
-	return fs->open ? 0 : fs->retry_at;
+	return fs->pool ? 0 : fs->retry_at;
 }
 
 static void file_tick(struct src *s, uint64_t now)
 {
 	struct file_src *fs = s->priv;
 
-	if (!fs->open && now >= fs->retry_at)
+	if (!fs->pool && now >= fs->retry_at)
 		try_open(s, now);
 }
 
-/* Hand queued xfers to the readers, guest faults first (loop thread). */
+/* Hand queued xfers to the readers, guest faults first. */
 static void file_pump(struct src *s)
 {
 	struct file_src *fs = s->priv;
 	struct rcow_err err = { 0 };
-	unsigned int room;
-	bool handed = false;
 
-	if (!fs->open)
+	if (!fs->pool)
 		return;
-	pthread_mutex_lock(&fs->lock);
-	room = FILE_MAX_IN_FLIGHT - fs->in_flight;
-	pthread_mutex_unlock(&fs->lock);
-	for (int c = 0; c < XC_NR && room; c++) {
+	for (int c = 0; c < XC_NR; c++) {
 		struct xfer *x;
 
-		while ((x = s->q[c].head) && room) {
+		while ((x = s->q[c].head) && fs->in_flight < FILE_MAX_IN_FLIGHT) {
 			xq_del(&s->q[c], x);
 			x->state = X_ACTIVE;
 			if (rcow_buf_reserve(&x->buf, x->io_len, &err)) {
@@ -321,37 +224,24 @@ static void file_pump(struct src *s)
 				engine_xfer_done(s, x, ENOMEM);
 				continue;
 			}
-			pthread_mutex_lock(&fs->lock);
-			xq_push(&fs->todo, x);
 			fs->in_flight++;
-			pthread_mutex_unlock(&fs->lock);
-			room--;
-			handed = true;
+			pool_submit(fs->pool, x);
 		}
-	}
-	if (handed) {
-		pthread_mutex_lock(&fs->lock);
-		pthread_cond_broadcast(&fs->cond);
-		pthread_mutex_unlock(&fs->lock);
 	}
 }
 
 static unsigned int file_in_flight(const struct src *s)
 {
-	struct file_src *fs = s->priv;
-	unsigned int n;
+	const struct file_src *fs = s->priv;
 
-	pthread_mutex_lock(&fs->lock);
-	n = fs->in_flight;
-	pthread_mutex_unlock(&fs->lock);
-	return n;
+	return fs->in_flight;
 }
 
 static bool file_ready(const struct src *s)
 {
 	const struct file_src *fs = s->priv;
 
-	return fs->open;
+	return fs->pool != NULL;
 }
 
 /* Exiting: done once the readers have given back every xfer. */

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * writer.c - remote-cowd's writes into the COW devices, off the poll loop.
+ *
+ * Every fetched extent is written into its COW device with O_DIRECT before
+ * FILL_DONE.  A local disk that is busy, or a device-mapper stack under
+ * the COW device, can take long over one write; done in the loop, that
+ * held up the faults of every other device and every NBD connection.  So
+ * a pool of WRITERS threads (pool.c) does the writes:
+ *
+ *   engine_xfer_done(): data read -> writer_submit() -> a writer thread:
+ *     engine_write_extent() (the xfer and its device's fixed fields only)
+ *   writer_reap(), when the pool's eventfd is readable:
+ *     -> engine_write_done() -> FILL_DONE when the fault is complete
+ *
+ * Only the loop thread touches the engine.  Everything here but the pool
+ * is the loop thread's own: the ready list, backlog and the per-device
+ * count of writes in flight (dev->writes).
+ *
+ * Ordering.  A device that goes away (removed, or replaced by a table
+ * reload over the same COW device) has its writes drained first
+ * (writer_drain()), so that a fill of the old device can never land after
+ * the new device's fill of the same extent, or after a guest write to it.
+ *
+ * Backpressure.  Sources stop issuing reads while WRITER_MAX_BACKLOG
+ * writes are waiting (writer_full()), so a slow COW device cannot make
+ * fetched data pile up in memory.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+#define WRITERS 4
+#define WRITER_MAX_BACKLOG 64
+
+struct writer {
+	struct pool *pool;
+	unsigned int backlog;		/* submitted, not yet finished */
+	struct xfer *ready, *ready_tail; /* written, not yet finished */
+};
+
+static void write_one(void *ctx, struct xfer *x)
+{
+	(void)ctx;
+	x->err = engine_write_extent(x);
+}
+
+int writer_start(struct daemon *d)
+{
+	struct writer *w = calloc(1, sizeof(*w));
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	r = pool_start(&w->pool, "COW writer", WRITERS, write_one, NULL);
+	if (r) {
+		free(w);
+		return r;
+	}
+	d->writer = w;
+	return 0;
+}
+
+/*
+ * Stop and free the writers.  With writes still in flight (a COW device
+ * that does not answer) the threads are left to the process's exit rather
+ * than waited for.
+ */
+void writer_stop(struct daemon *d)
+{
+	struct writer *w = d->writer;
+
+	if (!w)
+		return;
+	pool_stop(w->pool, w->backlog == 0);
+	if (w->backlog)
+		return;
+	free(w);
+	d->writer = NULL;
+}
+
+void writer_submit(struct daemon *d, struct xfer *x)
+{
+	struct writer *w = d->writer;
+
+	x->fault->dev->writes++;
+	w->backlog++;
+	pool_submit(w->pool, x);
+}
+
+int writer_fd(const struct daemon *d)
+{
+	return pool_fd(d->writer->pool);
+}
+
+bool writer_full(const struct daemon *d)
+{
+	return d->writer->backlog >= WRITER_MAX_BACKLOG;
+}
+
+unsigned int writer_backlog(const struct daemon *d)
+{
+	return d->writer->backlog;
+}
+
+/* Move the writes the pool finished to the ready list: their data has landed. */
+static void collect(struct writer *w)
+{
+	struct xfer *x = pool_collect(w->pool), *next;
+
+	for (; x; x = next) {
+		next = x->done_next;
+		x->done_next = NULL;
+		x->fault->dev->writes--;
+		if (w->ready_tail)
+			w->ready_tail->done_next = x;
+		else
+			w->ready = x;
+		w->ready_tail = x;
+	}
+}
+
+/* Finished writes to the engine, which answers their faults. */
+void writer_reap(struct daemon *d)
+{
+	struct writer *w = d->writer;
+	struct xfer *x;
+
+	collect(w);
+	while ((x = w->ready)) {
+		w->ready = x->done_next;
+		if (!w->ready)
+			w->ready_tail = NULL;
+		w->backlog--;
+		engine_write_done(d, x);
+	}
+}
+
+/*
+ * Wait until no write of dev is in flight (dev stays referenced).  Nothing
+ * is answered here: this runs inside netlink event handling, even inside a
+ * device list dump, so finished writes wait on the ready list for the
+ * loop's next writer_reap().
+ */
+void writer_drain(struct daemon *d, struct device *dev)
+{
+	struct writer *w = d->writer;
+	struct pollfd p = { .fd = pool_fd(w->pool), .events = POLLIN };
+
+	while (dev->writes > 0) {
+		if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+			logmsg("COW writer: poll failed: %s", strerror(errno));
+			return;
+		}
+		collect(w);
+	}
+}
