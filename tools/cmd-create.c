@@ -96,15 +96,11 @@ static int load_cred(const char *cmd, const char *config, const char *uri,
 {
 	struct rcow_err err = { 0 };
 	struct rcow_policy pol;
+	const char *used;
 
 	rcow_config_init(cfg);
 	*cred = NULL;
-	if (!config) {
-		if (access(RCOW_DEFAULT_CONFIG, F_OK))
-			return 0;
-		config = RCOW_DEFAULT_CONFIG;
-	}
-	if (rcow_config_load(cfg, config, &err)) {
+	if (rcow_config_load_default(cfg, config, &used, &err)) {
 		rc_err("%s: %s", cmd, err.msg);
 		return RC_EXIT_FAIL;
 	}

@@ -453,7 +453,6 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		prefetch(d, dev, f);
 }
 
-/* Write a fetched extent into the COW device.  0 or positive errno. */
 /*
  * Write a fetched extent into its device's COW device.  Runs in a writer
  * thread (writer.c): it touches only the xfer and the device's fixed

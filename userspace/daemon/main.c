@@ -27,7 +27,6 @@
 #ifndef RCOW_VERSION
 #define RCOW_VERSION "0.1"
 #endif
-#define DEFAULT_CONFIG RCOW_DEFAULT_CONFIG
 #define MAX_POLL 128
 
 /*
@@ -83,7 +82,7 @@ static void usage(FILE *f)
 		"each device's base (nbd://, nbds://, nbd+unix://, file://) into its COW device.\n"
 		"\n"
 		"  -f, --foreground        stay in the foreground (systemd, tests)\n"
-		"  -c, --config FILE       configuration file (default " DEFAULT_CONFIG
+		"  -c, --config FILE       configuration file (default " RCOW_DEFAULT_CONFIG
 		" if it exists)\n"
 		"      --connections N     NBD connections per base when the server allows (1-16)\n"
 		"      --max-in-flight N   reads in flight per base (1-1024)\n"
@@ -412,6 +411,7 @@ int main(int argc, char **argv)
 {
 	struct daemon d;
 	struct rcow_err err = { 0 };
+	const char *cfg_path;
 	sigset_t mask;
 	int sigfd, r;
 
@@ -420,15 +420,12 @@ int main(int argc, char **argv)
 		return 2;
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	rcow_config_init(&d.cfg);
-	if (d.opt.config_path || access(DEFAULT_CONFIG, F_OK) == 0) {
-		const char *path = d.opt.config_path ? d.opt.config_path : DEFAULT_CONFIG;
-
-		if (rcow_config_load(&d.cfg, path, &err)) {
-			logmsg("%s", err.msg);
-			return 1;
-		}
-		vlog(&d, 1, "configuration read from %s", path);
+	if (rcow_config_load_default(&d.cfg, d.opt.config_path, &cfg_path, &err)) {
+		logmsg("%s", err.msg);
+		return 1;
 	}
+	if (cfg_path)
+		vlog(&d, 1, "configuration read from %s", cfg_path);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);

@@ -44,7 +44,6 @@ struct file_src {
 	struct src *s;			/* for the URI in log lines (read-only) */
 	struct reader r[FILE_READERS];
 	struct pool *pool;		/* NULL until the base is open */
-	uint64_t size;
 	struct rcow_backoff bo;
 	uint64_t retry_at, down_since;
 	unsigned int in_flight;		/* submitted, not yet collected */
@@ -69,7 +68,6 @@ static int open_handles(struct file_src *fs, const char *uri, struct rcow_err *e
 			return r;
 		}
 	}
-	fs->size = fs->r[0].base->size;
 	return 0;
 }
 
@@ -120,7 +118,7 @@ static void try_open(struct src *s, uint64_t now)
 		}
 	}
 	if (!r) {
-		s->size = fs->size;
+		s->size = fs->r[0].base->size;
 		s->size_known = true;
 		if (fs->bo.failures)
 			logmsg("base %s: opened after %.1f s", s->uri,
@@ -217,11 +215,14 @@ static void file_pump(struct src *s)
 		struct xfer *x;
 
 		while ((x = s->q[c].head) && fs->in_flight < FILE_MAX_IN_FLIGHT) {
+			int r;
+
 			xq_del(&s->q[c], x);
 			x->state = X_ACTIVE;
-			if (rcow_buf_reserve(&x->buf, x->io_len, &err)) {
+			r = rcow_buf_reserve(&x->buf, x->io_len, &err);
+			if (r) {
 				logmsg("base %s: %s", s->uri, err.msg);
-				engine_xfer_done(s, x, ENOMEM);
+				engine_xfer_done(s, x, -r);
 				continue;
 			}
 			fs->in_flight++;

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "rcow/base.h"
 
 #define MAX_CONNS 16
 #define CHUNK_BYTES (16ull << 20)
@@ -251,17 +252,13 @@ static void conn_fail(struct nbd_src *ns, int ci, const char *why)
 		       delay / 1000.0, (double)(now - ns->down_since) / 1000.0);
 	else
 		logmsg("base %s: cannot connect: %s%s; retrying in %.1f s", s->uri, why,
-		       !strncmp(s->uri, "nbds:", 5) &&
-		       (!s->cred || (!s->cred->tls_psk_file && !s->cred->tls_certificates)) ?
-		       " (no TLS credentials are configured for this base: see tls_psk_file and tls_certificates in remote-cowd(8))" : "",
-		       delay / 1000.0);
+		       rcow_cred_tls_hint(s->uri, s->cred), delay / 1000.0);
 }
 
 static void conn_start(struct nbd_src *ns, int ci)
 {
 	struct src *s = ns->s;
 	struct conn *c = &ns->c[ci];
-	const struct rcow_cred *cr = s->cred;
 	char why[512];
 	struct nbd_handle *h;
 
@@ -275,10 +272,7 @@ static void conn_start(struct nbd_src *ns, int ci)
 	c->started_ms = now_ms();
 	nbd_set_handle_name(h, "remote-cowd");
 	if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-	    (cr && cr->tls_psk_file && nbd_set_tls_psk_file(h, cr->tls_psk_file) < 0) ||
-	    (cr && cr->tls_certificates && nbd_set_tls_certificates(h, cr->tls_certificates) < 0) ||
-	    (cr && cr->tls_username && nbd_set_tls_username(h, cr->tls_username) < 0) ||
-	    nbd_aio_connect_uri(h, s->uri) < 0) {
+	    rcow_nbd_set_cred(h, s->cred) < 0 || nbd_aio_connect_uri(h, s->uri) < 0) {
 		snprintf(why, sizeof(why), "%s", nbd_err());
 		conn_fail(ns, ci, why);
 		return;

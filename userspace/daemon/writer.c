@@ -130,6 +130,8 @@ void writer_reap(struct daemon *d)
 	struct writer *w = d->writer;
 	struct xfer *x;
 
+	if (!w->backlog)
+		return;		/* the common idle case: no syscall */
 	collect(w);
 	while ((x = w->ready)) {
 		w->ready = x->done_next;

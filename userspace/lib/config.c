@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "rcow/config.h"
 #include "rcow/policy.h"
@@ -251,6 +253,26 @@ int rcow_config_parse(struct rcow_config *c, const char *text, const char *name,
 	if (c->global.retry_max_ms < c->global.retry_initial_ms)
 		return rcow_err_set(err, EINVAL, "%s: retry_max is shorter than retry_initial", p);
 	return 0;
+}
+
+int rcow_config_load_default(struct rcow_config *c, const char *path, const char **used,
+			     struct rcow_err *err)
+{
+	*used = NULL;
+	if (!path) {
+		if (access(RCOW_DEFAULT_CONFIG, F_OK))
+			return 0;
+		path = RCOW_DEFAULT_CONFIG;
+	}
+	*used = path;
+	return rcow_config_load(c, path, err);
+}
+
+const char *rcow_cred_tls_hint(const char *uri, const struct rcow_cred *cred)
+{
+	if (strncasecmp(uri, "nbds:", 5) || (cred && (cred->tls_psk_file || cred->tls_certificates)))
+		return "";
+	return " (no TLS credentials are configured for this base: see tls_psk_file and tls_certificates in remote-cowd(8))";
 }
 
 int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *err)

@@ -42,8 +42,7 @@ static int nbd_fail(struct rcow_err *err, const char *what, const char *name)
 			    nbd_get_error() ? nbd_get_error() : "unknown libnbd error");
 }
 
-/* Credentials from the configuration file, before connecting. */
-static int set_cred(struct nbd_handle *h, const struct rcow_cred *cr)
+int rcow_nbd_set_cred(struct nbd_handle *h, const struct rcow_cred *cr)
 {
 	if (!cr)
 		return 0;
@@ -59,8 +58,6 @@ static int set_cred(struct nbd_handle *h, const struct rcow_cred *cr)
 static int nbdops_open(struct rcow_base *base, const struct rcow_uri *uri, struct rcow_err *err)
 {
 	const struct rcow_cred *cr = base->cred;
-	bool no_tls_cred = uri->scheme == RCOW_SCHEME_NBDS &&
-			   (!cr || (!cr->tls_psk_file && !cr->tls_certificates));
 	struct nbd_priv *np;
 	int64_t size, maxb;
 	int r;
@@ -73,7 +70,7 @@ static int nbdops_open(struct rcow_base *base, const struct rcow_uri *uri, struc
 		r = nbd_fail(err, "creating a libnbd handle for", uri->raw);
 		goto fail;
 	}
-	if (set_cred(np->h, cr) < 0) {
+	if (rcow_nbd_set_cred(np->h, cr) < 0) {
 		r = nbd_fail(err, "setting the TLS credentials for", uri->raw);
 		goto fail;
 	}
@@ -87,7 +84,7 @@ static int nbdops_open(struct rcow_base *base, const struct rcow_uri *uri, struc
 		r = rcow_err_set(err, e ? e : EIO,
 			"connecting to NBD base %s failed: %s; check that the server is running and reachable and that the export exists%s",
 			uri->raw, nbd_get_error() ? nbd_get_error() : "unknown libnbd error",
-			no_tls_cred ? " (no TLS credentials are configured for this base: see tls_psk_file and tls_certificates in remote-cowd(8))" : "");
+			rcow_cred_tls_hint(uri->raw, cr));
 		goto fail;
 	}
 	size = nbd_get_size(np->h);

@@ -57,9 +57,38 @@ static void bad(struct tap *t, const char *text, const char *want)
 	rcow_config_free(&c);
 }
 
+static void test_tls_hint(struct tap *t)
+{
+	struct rcow_cred psk = { .tls_psk_file = (char *)"/k" };
+	struct rcow_cred user = { .tls_username = (char *)"alice" };
+
+	tap_ok(t, strstr(rcow_cred_tls_hint("nbds://h/e", NULL), "no TLS credentials") != NULL,
+	       "nbds:// without credentials: the hint");
+	tap_ok(t, strstr(rcow_cred_tls_hint("NBDS://h/e", &user), "tls_psk_file") != NULL,
+	       "a user name alone is no credential (scheme in any case)");
+	tap_ok(t, !*rcow_cred_tls_hint("nbds://h/e", &psk), "nbds:// with a PSK file: no hint");
+	tap_ok(t, !*rcow_cred_tls_hint("nbd://h/e", NULL), "nbd://: no hint");
+}
+
+static void test_load_default(struct tap *t)
+{
+	struct rcow_config c;
+	struct rcow_err err = { 0 };
+	const char *used = "x";
+	int r;
+
+	rcow_config_init(&c);
+	r = rcow_config_load_default(&c, "/nonexistent/remote-cowd.conf", &used, &err);
+	tap_ok(t, r < 0 && used && strstr(err.msg, "/nonexistent/remote-cowd.conf") != NULL,
+	       "a named file that does not exist is an error: %s", err.msg);
+	rcow_config_free(&c);
+}
+
 void test_config(struct tap *t)
 {
 	test_good(t);
+	test_tls_hint(t);
+	test_load_default(t);
 	bad(t, "connections = 0\n", "line 1: connections");
 	bad(t, "\n\nconections = 3\n", "line 3: unknown key 'conections'");
 	bad(t, "prefetch_max = 1G\n", "prefetch_max");

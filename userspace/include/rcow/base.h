@@ -25,6 +25,7 @@
 #include "rcow/uri.h"
 
 struct rcow_cred;		/* rcow/config.h */
+struct nbd_handle;		/* libnbd.h */
 
 /* One run of the base: data, or reads as zeroes (a hole). */
 struct rcow_extent {
@@ -82,6 +83,13 @@ int rcow_base_open(const char *uri, struct rcow_base **out, struct rcow_err *err
  */
 int rcow_base_open_cred(const char *uri, const struct rcow_cred *cred, struct rcow_base **out,
 			struct rcow_err *err);
+
+/*
+ * Give a libnbd handle the TLS credentials of cred (may be NULL), before
+ * it connects: the synchronous source here and remote-cowd's own NBD
+ * engine both use it.  0, or -1 with libnbd's error set.
+ */
+int rcow_nbd_set_cred(struct nbd_handle *h, const struct rcow_cred *cred);
 
 /* Open with an explicit table (tests, null source).  uri may be NULL for null. */
 int rcow_base_open_ops(const struct rcow_base_ops *ops, const struct rcow_uri *uri,

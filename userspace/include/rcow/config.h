@@ -71,6 +71,13 @@ int rcow_config_parse(struct rcow_config *c, const char *text, const char *name,
 /* Read and parse a file. */
 int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *err);
 /*
+ * The file a program reads: path if given (it must exist), else
+ * RCOW_DEFAULT_CONFIG when it exists, else none (c stays empty).  *used
+ * is the file read, or NULL.
+ */
+int rcow_config_load_default(struct rcow_config *c, const char *path, const char **used,
+			     struct rcow_err *err);
+/*
  * The policy and credentials for a base URI: the global policy overlaid
  * by the section with the longest prefix of uri (if any).  *cred is NULL
  * when no section matches.
@@ -78,5 +85,11 @@ int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *e
 void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rcow_policy *pol,
 			const struct rcow_cred **cred);
 void rcow_config_free(struct rcow_config *c);
+/*
+ * For a failure to connect to uri: " (no TLS credentials are configured
+ * ...)" when uri is nbds:// and cred gives neither a PSK file nor
+ * certificates, else "".
+ */
+const char *rcow_cred_tls_hint(const char *uri, const struct rcow_cred *cred);
 
 #endif
