@@ -561,7 +561,7 @@ out:
 	return r;
 }
 
-int rcow_md_commit(struct rcow_metadata *md, bool clean)
+int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
 {
 	u64 k;
 	int b, r = 0;
@@ -577,8 +577,19 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean)
 		goto out;
 	}
 	want_clean_change = clean != !!(md->sb_flags & RCOW_SB_F_CLEAN);
-	if (!atomic_xchg(&md->changed_any, 0) && !want_clean_change)
+	if (!atomic_xchg(&md->changed_any, 0) && !want_clean_change) {
+		/*
+		 * Nothing to write, but a flush asked by the guest must
+		 * still reach the COW device: data written to extents that
+		 * are already PRESENT and WRITTEN changes no bit.
+		 */
+		if (flush) {
+			r = dm_bufio_issue_flush(md->bufio);
+			if (r)
+				goto fail;
+		}
 		goto out;
+	}
 
 	/* Stage PRESENT before the flush: only those bits are covered. */
 	bitmap_zero(md->staged_blocks, md->bitmap_blocks);

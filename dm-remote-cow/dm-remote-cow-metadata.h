@@ -60,10 +60,11 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean);
 /*
  * Make the in-memory state durable: flush the COW device (so data written
  * before this call is stable), then write the changed bitmap blocks and,
- * with @clean, the superblock with the clean flag set.  Serialised
- * internally; may sleep.
+ * with @clean, the superblock with the clean flag set.  With @flush the
+ * COW device is flushed even when no metadata changed (a guest's flush or
+ * FUA must always reach it).  Serialised internally; may sleep.
  */
-int rcow_md_commit(struct rcow_metadata *md, bool clean);
+int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush);
 
 sector_t rcow_md_data_offset(struct rcow_metadata *md);
 bool rcow_md_was_formatted(struct rcow_metadata *md);

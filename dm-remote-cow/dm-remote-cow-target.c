@@ -491,7 +491,10 @@ static void process_commit(struct rcow *rc)
 	case RCOW_MODE_RW:
 		if (!rc->loaded)
 			break;
-		r = rcow_md_commit(rc->md, false);
+		r = rcow_md_commit(rc->md, false,
+				   !bio_list_empty(&flushes) ||
+				   !bio_list_empty(&fuas) ||
+				   !bio_list_empty(&done));
 		if (r) {
 			set_mode(rc, RCOW_MODE_FAIL);
 			status = BLK_STS_IOERR;
@@ -1183,7 +1186,7 @@ static void rcow_postsuspend(struct dm_target *ti)
 	cancel_delayed_work_sync(&rc->waker);
 	flush_workqueue(rc->wq);
 	if (rc->loaded && rcow_mode(rc) == RCOW_MODE_RW) {
-		r = rcow_md_commit(rc->md, true);
+		r = rcow_md_commit(rc->md, true, true);
 		if (r)
 			set_mode(rc, RCOW_MODE_FAIL);
 	}
@@ -1210,7 +1213,7 @@ static int rcow_preresume(struct dm_target *ti)
 		rc->loaded = true;
 	} else if (rcow_mode(rc) == RCOW_MODE_RW) {
 		/* Clear the clean flag before the first write. */
-		r = rcow_md_commit(rc->md, false);
+		r = rcow_md_commit(rc->md, false, false);
 		if (r) {
 			set_mode(rc, RCOW_MODE_FAIL);
 			return r;
