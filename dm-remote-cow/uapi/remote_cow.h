@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		1
+#define REMOTE_COW_GENL_VERSION		2
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -58,10 +58,14 @@ enum remote_cow_cmd {
 	 */
 	RCOW_CMD_FAULT,
 	/*
-	 * helper -> kernel.  DEV_ID, COOKIE, STATUS (0 or a positive errno).
-	 * On 0 the extents become PRESENT and waiting I/O is reissued; on an
-	 * error the waiting I/O fails with EIO.  A cookie that is not
-	 * outstanding is refused with ENOENT.
+	 * helper -> kernel.  DEV_ID, COOKIE, FIRST_EXTENT (the fault's),
+	 * STATUS (0 or a positive errno).  On 0 the extents become PRESENT
+	 * and waiting I/O is reissued; on an error the waiting I/O fails
+	 * with EIO.  Accepted only from the registered helper's socket, for
+	 * a fault that was sent to it: anything else is refused (EPERM: not
+	 * the registered helper; ENOENT: no such outstanding fault; EINVAL:
+	 * the extent does not match the cookie).  Cookies are unique across
+	 * all devices while the module is loaded.
 	 */
 	RCOW_CMD_FILL_DONE,
 	/*
@@ -92,6 +96,19 @@ enum remote_cow_cmd {
 	 * means stop.
 	 */
 	RCOW_CMD_HYDRATE_CTL,
+	/*
+	 * kernel -> helper.  DEV_ID, COOKIE.  Sent when a device that has
+	 * faults out at the helper is suspended (table reload, removal):
+	 * the helper must stop filling this device - start no new COW write
+	 * for it, drop its queued faults, answer none of them - and, once no
+	 * write of its own to the device's COW device is in flight, answer
+	 * QUIESCE_DONE with the same DEV_ID and COOKIE.  The kernel waits a
+	 * bounded time for that answer; the faults still wanted are sent
+	 * again after resume, with new cookies.
+	 */
+	RCOW_CMD_QUIESCE,
+	/* helper -> kernel.  DEV_ID, COOKIE of the QUIESCE it answers. */
+	RCOW_CMD_QUIESCE_DONE,
 
 	__RCOW_CMD_MAX,
 };
@@ -140,5 +157,8 @@ enum remote_cow_bitmap {
 /* RCOW_A_FLAGS bits */
 #define RCOW_DEV_F_HYDRATING	_BITUL(0)	/* hydrate start is in force */
 #define RCOW_DEV_F_READ_ONLY	_BITUL(1)	/* metadata mode is not rw */
+#define RCOW_DEV_F_INACTIVE	_BITUL(2)	/* loaded, not (yet) resumed:
+						 * no faults, no fills
+						 */
 
 #endif /* _UAPI_REMOTE_COW_H */

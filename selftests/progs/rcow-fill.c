@@ -346,7 +346,7 @@ static int handle_fault(struct helper *h, const struct rcow_fault *f)
 		h->st.bytes_written += fs.bytes_written;
 	}
 
-	r = rcow_nl_fill_done(h->nl, f->dev_id, f->cookie, status, &err);
+	r = rcow_nl_fill_done(h->nl, f, status, &err);
 	if (r == -ENOENT || r == -ENODEV) {
 		/* the kernel stopped waiting (device removed, fault resent twice): harmless */
 		h->st.stale_cookies++;

@@ -9,7 +9,7 @@
  *     unregister                      (from a fresh socket: the kernel refuses)
  *     devices                         dump: one line per device, key=value
  *     device DEV_ID                   one device, same format
- *     fill-done DEV_ID COOKIE STATUS
+ *     fill-done DEV_ID COOKIE FIRST STATUS
  *     hydrate DEV_ID FIRST COUNT      prints queued=N
  *     get-bitmap DEV_ID BITMAP FIRST  prints first=F count=C bits=0110...
  *     listen [COUNT [TIMEOUT_MS]]     register and print COUNT events
@@ -50,7 +50,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: rcow-nl [--drop-caps] COMMAND [ARGS]\n"
 		"  family | register [HOLD_S] | unregister | devices | device DEV_ID\n"
-		"  fill-done DEV_ID COOKIE STATUS | hydrate DEV_ID FIRST COUNT\n"
+		"  fill-done DEV_ID COOKIE FIRST STATUS | hydrate DEV_ID FIRST COUNT\n"
 		"  get-bitmap DEV_ID BITMAP FIRST | listen [COUNT [TIMEOUT_MS]]\n"
 		"  raw [--dump] CMD [ATTR:TYPE[:VALUE]]...   TYPE: u8 u16 u32 u64 str bytes hex empty\n"
 		"Exit status: 0 accepted, 1 refused by the kernel, 2 usage, 3 local failure.\n");
@@ -287,7 +287,7 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 {
 	const char *c = argv[0];
-	unsigned long long a = 0, b = 0, d = 0;
+	unsigned long long a = 0, b = 0, d = 0, e = 0;
 	struct rcow_device_info info = { 0 };
 	struct rcow_err err = { 0 };
 	int r;
@@ -332,11 +332,15 @@ static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(c, "fill-done")) {
-		NEED(3);
+		struct rcow_fault f;
+
+		NEED(4);
 		NUM(argv[1], 0xffffffffull, &a);
 		NUM(argv[2], ~0ull, &b);
-		NUM(argv[3], 0xffffffffull, &d);
-		return rcow_nl_fill_done(nl, (uint32_t)a, b, (uint32_t)d, &err) ? fail(nl, &err) : 0;
+		NUM(argv[3], ~0ull, &e);
+		NUM(argv[4], 0xffffffffull, &d);
+		f = (struct rcow_fault){ .dev_id = (uint32_t)a, .cookie = b, .first = e };
+		return rcow_nl_fill_done(nl, &f, (uint32_t)d, &err) ? fail(nl, &err) : 0;
 	}
 	if (!strcmp(c, "hydrate")) {
 		uint32_t queued;

@@ -294,12 +294,14 @@ static int dev_open(struct daemon *d, struct device *dev)
 	return 0;
 }
 
-static void answer(struct daemon *d, struct device *dev, uint64_t cookie, uint32_t status)
+static void answer(struct daemon *d, struct device *dev, uint64_t cookie, uint64_t first,
+		   uint32_t status)
 {
+	struct rcow_fault f = { .dev_id = dev->info.dev_id, .cookie = cookie, .first = first };
 	struct rcow_err err = { 0 };
 	int r;
 
-	r = rcow_nl_fill_done(d->nl, dev->info.dev_id, cookie, status, &err);
+	r = rcow_nl_fill_done(d->nl, &f, status, &err);
 	if (r == -ENOENT || r == -ENODEV) {
 		d->st.stale_cookies++;
 		vlog(d, 1, "device %s: the kernel no longer waits for cookie %llu", dev->info.dm_name,
@@ -387,7 +389,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		if (!dev) {
 			logmsg("fault for device %u, which the kernel does not describe: %s",
 			       f->dev_id, err.msg);
-			rcow_nl_fill_done(d->nl, f->dev_id, f->cookie, ENODEV, &err);
+			rcow_nl_fill_done(d->nl, f, ENODEV, &err);
 			return;
 		}
 	}
@@ -396,13 +398,13 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		logmsg("device %s: fault for extents %llu+%u outside its %llu extents; refusing it",
 		       dev->info.dm_name, (unsigned long long)f->first, f->count,
 		       (unsigned long long)dev->geom.nr_extents);
-		answer(d, dev, f->cookie, ERANGE);
+		answer(d, dev, f->cookie, f->first, ERANGE);
 		return;
 	}
 	status = (uint32_t)dev_open(d, dev);
 	if (status) {
 		d->st.fill_errors++;
-		answer(d, dev, f->cookie, status);
+		answer(d, dev, f->cookie, f->first, status);
 		return;
 	}
 	cls = classify(dev, f->first);
@@ -416,7 +418,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	     class_name(cls), (unsigned long long)f->first, f->count, (unsigned long long)f->cookie);
 	ft = calloc(1, sizeof(*ft));
 	if (!ft) {
-		answer(d, dev, f->cookie, ENOMEM);
+		answer(d, dev, f->cookie, f->first, ENOMEM);
 		return;
 	}
 	ft->dev = dev;
@@ -433,7 +435,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		if (!x) {
 			ft->status = ENOMEM;
 			if (--ft->remaining == 0) {
-				answer(d, dev, ft->cookie, ENOMEM);
+				answer(d, dev, ft->cookie, ft->first, ENOMEM);
 				dev_put(dev);
 				free(ft);
 				return;
@@ -508,7 +510,7 @@ static void xfer_finish(struct daemon *d, struct xfer *x)
 	if (ft->cls == XC_HYDRATE && dev->hydrate_inflight > 0)
 		dev->hydrate_inflight--;
 	if (!dev->removed && ft->status != ECANCELED)
-		answer(d, dev, ft->cookie, ft->status);
+		answer(d, dev, ft->cookie, ft->first, ft->status);
 	dev_put(dev);
 	free(ft);
 }

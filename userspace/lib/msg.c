@@ -29,6 +29,8 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_DEVICE_ADD] = "DEVICE_ADD",
 	[RCOW_CMD_DEVICE_REMOVE] = "DEVICE_REMOVE",
 	[RCOW_CMD_HYDRATE_CTL] = "HYDRATE_CTL",
+	[RCOW_CMD_QUIESCE] = "QUIESCE",
+	[RCOW_CMD_QUIESCE_DONE] = "QUIESCE_DONE",
 };
 
 static const char *const attr_names[] = {
@@ -68,7 +70,8 @@ static const char *const bitmap_names[] = {
 bool rcow_cmd_is_event(uint8_t cmd)
 {
 	return cmd == RCOW_CMD_FAULT || cmd == RCOW_CMD_DEVICE_ADD ||
-	       cmd == RCOW_CMD_DEVICE_REMOVE || cmd == RCOW_CMD_HYDRATE_CTL;
+	       cmd == RCOW_CMD_DEVICE_REMOVE || cmd == RCOW_CMD_HYDRATE_CTL ||
+	       cmd == RCOW_CMD_QUIESCE;
 }
 
 const char *rcow_cmd_name(uint8_t cmd, char *buf, size_t len)
@@ -189,13 +192,26 @@ struct nlmsghdr *rcow_msg_get_device(void *buf, uint16_t family, uint32_t seq, b
 }
 
 struct nlmsghdr *rcow_msg_fill_done(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
-				    uint64_t cookie, uint32_t status)
+				    uint64_t cookie, uint64_t first, uint32_t status)
 {
 	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_FILL_DONE, 0, seq);
 
 	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id) ||
 	    !rcow_msg_put_u64(nlh, RCOW_A_COOKIE, cookie) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first) ||
 	    !rcow_msg_put_u32(nlh, RCOW_A_STATUS, status))
+		return NULL;
+	return nlh;
+}
+
+/* QUIESCE (kernel -> helper, for tests) and QUIESCE_DONE (the answer). */
+struct nlmsghdr *rcow_msg_quiesce(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
+				  const struct rcow_quiesce *q)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, cmd, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, q->dev_id) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_COOKIE, q->cookie))
 		return NULL;
 	return nlh;
 }
@@ -472,6 +488,7 @@ int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, stru
 		RCOW_A_DEV_ID, RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT, RCOW_A_COOKIE, 0
 	};
 	static const int id_attrs[] = { RCOW_A_DEV_ID, 0 };
+	static const int quiesce_attrs[] = { RCOW_A_DEV_ID, RCOW_A_COOKIE, 0 };
 	struct attrs at;
 	int r;
 
@@ -509,6 +526,13 @@ int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, stru
 		ev->u.hydrate.dev_id = u32_of(&at, RCOW_A_DEV_ID);
 		ev->u.hydrate.start = at.tb[RCOW_A_HYDRATE_RATE] != NULL;
 		ev->u.hydrate.rate = u32_of(&at, RCOW_A_HYDRATE_RATE);
+		return 0;
+	case RCOW_CMD_QUIESCE:
+		r = need(&at, "QUIESCE", quiesce_attrs, err);
+		if (r)
+			return r;
+		ev->u.quiesce.dev_id = u32_of(&at, RCOW_A_DEV_ID);
+		ev->u.quiesce.cookie = u64_of(&at, RCOW_A_COOKIE);
 		return 0;
 	default:
 		return 0;	/* unknown command: caller decides */

@@ -381,10 +381,18 @@ int rcow_nl_get_device(struct rcow_nl *nl, uint32_t dev_id, struct rcow_device_i
 	return 0;
 }
 
-int rcow_nl_fill_done(struct rcow_nl *nl, uint32_t dev_id, uint64_t cookie, uint32_t status,
+int rcow_nl_fill_done(struct rcow_nl *nl, const struct rcow_fault *f, uint32_t status,
 		      struct rcow_err *err)
 {
-	return rcow_nl_transact(nl, rcow_msg_fill_done(nl->sbuf, nl->family, 0, dev_id, cookie, status),
+	return rcow_nl_transact(nl, rcow_msg_fill_done(nl->sbuf, nl->family, 0, f->dev_id, f->cookie,
+						       f->first, status),
+				NULL, NULL, err);
+}
+
+int rcow_nl_quiesce_done(struct rcow_nl *nl, const struct rcow_quiesce *q, struct rcow_err *err)
+{
+	return rcow_nl_transact(nl, rcow_msg_quiesce(nl->sbuf, nl->family, 0,
+						     RCOW_CMD_QUIESCE_DONE, q),
 				NULL, NULL, err);
 }
 

@@ -74,10 +74,27 @@ static void test_requests(struct tap *t, void *buf)
 		  u32_is(&tb, RCOW_A_DEV_ID, 42) && !(nlh->nlmsg_flags & NLM_F_DUMP),
 	       "GET_DEVICE doit carries DEV_ID");
 
-	nlh = rcow_msg_fill_done(buf, FAM, 10, 3, 0x1122334455667788ull, EIO);
-	tap_ok(t, attrs_of(nlh, RCOW_CMD_FILL_DONE, &tb) && tb.count == 3 && u32_is(&tb, RCOW_A_DEV_ID, 3) &&
-		  u64_is(&tb, RCOW_A_COOKIE, 0x1122334455667788ull) && u32_is(&tb, RCOW_A_STATUS, EIO),
-	       "FILL_DONE carries DEV_ID u32, COOKIE u64, STATUS u32");
+	nlh = rcow_msg_fill_done(buf, FAM, 10, 3, 0x1122334455667788ull, 1ull << 33, EIO);
+	tap_ok(t, attrs_of(nlh, RCOW_CMD_FILL_DONE, &tb) && tb.count == 4 && u32_is(&tb, RCOW_A_DEV_ID, 3) &&
+		  u64_is(&tb, RCOW_A_COOKIE, 0x1122334455667788ull) &&
+		  u64_is(&tb, RCOW_A_FIRST_EXTENT, 1ull << 33) && u32_is(&tb, RCOW_A_STATUS, EIO),
+	       "FILL_DONE carries DEV_ID u32, COOKIE u64, FIRST_EXTENT u64, STATUS u32");
+
+	{
+		struct rcow_quiesce q = { .dev_id = 7, .cookie = 99 };
+		struct rcow_event ev;
+		struct rcow_err err = { 0 };
+
+		nlh = rcow_msg_quiesce(buf, FAM, 12, RCOW_CMD_QUIESCE_DONE, &q);
+		tap_ok(t, attrs_of(nlh, RCOW_CMD_QUIESCE_DONE, &tb) && tb.count == 2 &&
+			  u32_is(&tb, RCOW_A_DEV_ID, 7) && u64_is(&tb, RCOW_A_COOKIE, 99),
+		       "QUIESCE_DONE carries DEV_ID u32, COOKIE u64");
+		nlh = rcow_msg_quiesce(buf, FAM, 13, RCOW_CMD_QUIESCE, &q);
+		tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == 0 && ev.cmd == RCOW_CMD_QUIESCE &&
+			  ev.u.quiesce.dev_id == 7 && ev.u.quiesce.cookie == 99 &&
+			  rcow_cmd_is_event(RCOW_CMD_QUIESCE),
+		       "QUIESCE parses as an event with DEV_ID and COOKIE");
+	}
 
 	nlh = rcow_msg_hydrate(buf, FAM, 11, 5, 1ull << 40, 4096);
 	tap_ok(t, attrs_of(nlh, RCOW_CMD_HYDRATE, &tb) && tb.count == 3 && u32_is(&tb, RCOW_A_DEV_ID, 5) &&

@@ -60,6 +60,12 @@ struct rcow_hydrate_ctl {
 	uint32_t rate;		/* MiB/s, 0 = unlimited */
 };
 
+/* QUIESCE: stop filling the device, then answer QUIESCE_DONE (uapi). */
+struct rcow_quiesce {
+	uint32_t dev_id;
+	uint64_t cookie;
+};
+
 /* A kernel -> helper message. */
 struct rcow_event {
 	uint8_t cmd;		/* RCOW_CMD_*; others are returned unparsed */
@@ -67,6 +73,7 @@ struct rcow_event {
 		struct rcow_fault fault;		/* FAULT */
 		struct rcow_device_info dev;		/* DEVICE_ADD, DEVICE_REMOVE */
 		struct rcow_hydrate_ctl hydrate;	/* HYDRATE_CTL */
+		struct rcow_quiesce quiesce;		/* QUIESCE */
 	} u;
 };
 
@@ -120,8 +127,12 @@ struct nlmsghdr *rcow_msg_register(void *buf, uint16_t family, uint32_t seq);
 struct nlmsghdr *rcow_msg_unregister(void *buf, uint16_t family, uint32_t seq);
 struct nlmsghdr *rcow_msg_get_device(void *buf, uint16_t family, uint32_t seq, bool dump,
 				     uint32_t dev_id);
+/* first: the fault's first extent (the kernel checks it against the cookie). */
 struct nlmsghdr *rcow_msg_fill_done(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
-				    uint64_t cookie, uint32_t status);
+				    uint64_t cookie, uint64_t first, uint32_t status);
+/* cmd: RCOW_CMD_QUIESCE_DONE (helper) or RCOW_CMD_QUIESCE (tests, fakes). */
+struct nlmsghdr *rcow_msg_quiesce(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
+				  const struct rcow_quiesce *q);
 struct nlmsghdr *rcow_msg_hydrate(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
 				  uint64_t first, uint32_t count);
 struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,

@@ -59,8 +59,11 @@ int rcow_nl_dump_devices(struct rcow_nl *nl,
 int rcow_nl_get_device(struct rcow_nl *nl, uint32_t dev_id, struct rcow_device_info *d,
 		       struct rcow_err *err);
 
-int rcow_nl_fill_done(struct rcow_nl *nl, uint32_t dev_id, uint64_t cookie, uint32_t status,
+/* Answer fault f (its dev_id, cookie and first extent) with status. */
+int rcow_nl_fill_done(struct rcow_nl *nl, const struct rcow_fault *f, uint32_t status,
 		      struct rcow_err *err);
+/* Answer a QUIESCE once nothing of the device is being written any more. */
+int rcow_nl_quiesce_done(struct rcow_nl *nl, const struct rcow_quiesce *q, struct rcow_err *err);
 int rcow_nl_hydrate(struct rcow_nl *nl, uint32_t dev_id, uint64_t first, uint32_t count,
 		    uint32_t *queued, struct rcow_err *err);
 /*
