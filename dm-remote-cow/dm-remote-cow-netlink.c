@@ -16,13 +16,26 @@
  *
  * Every command needs CAP_NET_ADMIN, every attribute is validated by the
  * family's strict policy, and every extent number is checked against the
- * device before it is used.  A FILL_DONE is accepted only for a cookie the
- * device has outstanding.
+ * device before it is used.  A FILL_DONE is accepted only from the
+ * registered helper's socket, for a fault that was sent to it, naming the
+ * extent the fault was for.  Device ids and cookies are never reused while
+ * the module is loaded, so an answer meant for a removed device or an
+ * older table cannot be taken for one of a newer table.
+ *
+ * Quiesce.  The helper writes fills straight into the COW device, so the
+ * kernel cannot stop a write it already asked for.  When a device that has
+ * faults out at the helper is suspended (a table reload or a removal), its
+ * postsuspend hook sends QUIESCE and waits, a bounded time, for the
+ * helper's QUIESCE_DONE: from then on the helper writes nothing more for
+ * that table.  A helper that does not answer in time leaves a fence on the
+ * COW device: no table over it resumes (-EBUSY) until the answer comes or
+ * the helper's socket closes, since a late fill could otherwise overwrite
+ * data the next table writes.
  *
  * The family lives in the initial network namespace only.
  */
 
-#include <linux/idr.h>
+#include <linux/delay.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/netlink.h>
@@ -36,16 +49,31 @@
 #define DM_MSG_PREFIX "remote-cow"
 
 /*
- * rcow_nl_lock protects rcow_devices, every device's netlink fields
- * (struct rcow: id .. hydrate_rate) and writes of rcow_helper_portid.
- * Lock order: rcow_nl_lock, then rc->lock.  Never held across anything
- * that waits for a device's worker.
+ * A COW device whose last table's helper did not confirm a QUIESCE: see
+ * above.  On rcow_fences, under rcow_nl_lock.
+ */
+struct rcow_fence {
+	struct list_head node;
+	dev_t cow;
+	u32 dev_id;
+	u64 cookie;
+};
+
+/*
+ * rcow_nl_lock protects rcow_devices, rcow_fences, rcow_last_id, every
+ * device's netlink fields (struct rcow: id .. fence) and writes of
+ * rcow_helper_portid.  Lock order: rcow_nl_lock, then rc->lock.  Never
+ * held across anything that waits for a device's worker or for the
+ * helper.
  */
 static DEFINE_MUTEX(rcow_nl_lock);
 static LIST_HEAD(rcow_devices);
-static DEFINE_IDA(rcow_ids);
+static LIST_HEAD(rcow_fences);
+static u32 rcow_last_id;
 /* 0: no helper.  Read locklessly with READ_ONCE for status and map. */
 static u32 rcow_helper_portid;
+/* Fault and quiesce cookies, unique across devices; atomic. */
+static atomic64_t rcow_last_cookie = ATOMIC64_INIT(0);
 
 static struct genl_family rcow_family;
 
@@ -65,16 +93,36 @@ static struct rcow *find_device(u32 id)
 	return NULL;
 }
 
-/* rcow_nl_lock held. */
+u64 rcow_nl_new_cookie(void)
+{
+	return atomic64_inc_return(&rcow_last_cookie);
+}
+
+/*
+ * rcow_nl_lock held.  The helper's socket is gone, so is every write it
+ * could still make: pending quiesces are over and fences fall.
+ */
 static void helper_gone(void)
 {
+	struct rcow_fence *f, *tmp;
 	struct rcow *rc;
 
 	DMINFO("helper (port %u) disconnected; faults wait for the next one",
 	       rcow_helper_portid);
 	WRITE_ONCE(rcow_helper_portid, 0);
-	list_for_each_entry(rc, &rcow_devices, nl_node)
+	list_for_each_entry(rc, &rcow_devices, nl_node) {
+		if (rc->quiesce_cookie) {
+			rc->quiesce_cookie = 0;
+			complete(&rc->quiesced);
+		}
 		rcow_helper_left(rc);
+	}
+	list_for_each_entry_safe(f, tmp, &rcow_fences, node) {
+		DMINFO("COW device %u:%u no longer fenced: its helper is gone",
+		       MAJOR(f->cow), MINOR(f->cow));
+		list_del(&f->node);
+		kfree(f);
+	}
 }
 
 /* rcow_nl_lock held.  Consumes @skb. */
@@ -109,6 +157,8 @@ static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 		flags |= RCOW_DEV_F_HYDRATING;
 	if (READ_ONCE(rc->mode) != RCOW_MODE_RW)
 		flags |= RCOW_DEV_F_READ_ONLY;
+	if (test_bit(RCOW_F_QUIESCED, &rc->flags))
+		flags |= RCOW_DEV_F_INACTIVE;
 
 	if (nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
 	    nla_put_string(skb, RCOW_A_DM_NAME, name) ||
@@ -157,27 +207,126 @@ static void send_device_event(struct rcow *rc, u8 cmd)
  * Called by the target
  */
 
+/* Ids are never reused while the module is loaded: 2^32 - 1 tables. */
 int rcow_nl_add_device(struct rcow *rc)
 {
-	int id = ida_alloc_min(&rcow_ids, 1, GFP_KERNEL);
+	int r = 0;
 
-	if (id < 0)
-		return id;
+	init_completion(&rc->quiesced);
+	rc->fence = kzalloc(sizeof(*rc->fence), GFP_KERNEL);
+	if (!rc->fence)
+		return -ENOMEM;
 	mutex_lock(&rcow_nl_lock);
-	rc->id = id;
-	list_add_tail(&rc->nl_node, &rcow_devices);
+	if (rcow_last_id == U32_MAX) {
+		r = -ENOSPC;
+	} else {
+		rc->id = ++rcow_last_id;
+		list_add_tail(&rc->nl_node, &rcow_devices);
+	}
 	mutex_unlock(&rcow_nl_lock);
-	return 0;
+	if (r) {
+		kfree(rc->fence);
+		rc->fence = NULL;
+	}
+	return r;
 }
 
 void rcow_nl_remove_device(struct rcow *rc)
 {
 	mutex_lock(&rcow_nl_lock);
-	list_del_init(&rc->nl_node);
-	if (rc->announced)
-		send_device_event(rc, RCOW_CMD_DEVICE_REMOVE);
+	if (!list_empty(&rc->nl_node)) {
+		list_del_init(&rc->nl_node);
+		if (rc->announced)
+			send_device_event(rc, RCOW_CMD_DEVICE_REMOVE);
+	}
 	mutex_unlock(&rcow_nl_lock);
-	ida_free(&rcow_ids, rc->id);
+	kfree(rc->fence);
+	rc->fence = NULL;
+}
+
+bool rcow_nl_cow_fenced(dev_t cow)
+{
+	struct rcow_fence *f;
+	bool fenced = false;
+
+	mutex_lock(&rcow_nl_lock);
+	list_for_each_entry(f, &rcow_fences, node)
+		if (f->cow == cow)
+			fenced = true;
+	mutex_unlock(&rcow_nl_lock);
+	return fenced;
+}
+
+/* rcow_nl_lock held. */
+static struct sk_buff *quiesce_msg(u32 id, u64 cookie)
+{
+	struct sk_buff *skb;
+	void *hdr;
+
+	skb = genlmsg_new(nla_total_size(sizeof(u32)) +
+			  nla_total_size_64bit(sizeof(u64)), GFP_NOIO);
+	if (!skb)
+		return NULL;
+	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_QUIESCE);
+	if (!hdr || nla_put_u32(skb, RCOW_A_DEV_ID, id) ||
+	    nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie, RCOW_A_PAD)) {
+		nlmsg_free(skb);
+		return NULL;
+	}
+	genlmsg_end(skb, hdr);
+	return skb;
+}
+
+/*
+ * Ask the helper to stop writing for @rc and wait up to @timeout_ms for its
+ * answer.  0 once it answered, or when there is no helper (nothing of it
+ * can still write); -ETIMEDOUT when it did not answer in time: the COW
+ * device is then fenced (rcow_nl_cow_fenced()) until it does.  Called from
+ * postsuspend; may sleep.
+ */
+int rcow_nl_quiesce(struct rcow *rc, unsigned int timeout_ms)
+{
+	unsigned long deadline = jiffies + msecs_to_jiffies(timeout_ms);
+	u64 cookie = rcow_nl_new_cookie();
+	struct sk_buff *skb;
+	int r;
+
+	reinit_completion(&rc->quiesced);
+	for (;;) {
+		mutex_lock(&rcow_nl_lock);
+		if (!rcow_helper_portid) {
+			mutex_unlock(&rcow_nl_lock);
+			return 0;
+		}
+		rc->quiesce_cookie = cookie;
+		skb = quiesce_msg(rc->id, cookie);
+		r = skb ? send_to_helper(skb) : -ENOMEM;
+		mutex_unlock(&rcow_nl_lock);
+		if (r == -ENOTCONN)
+			return 0;
+		/* A full socket buffer (or no memory): try again shortly. */
+		if (!r || time_after(jiffies, deadline))
+			break;
+		msleep(20);
+	}
+	if (!r)
+		wait_for_completion_timeout(&rc->quiesced,
+					    max_t(long, 1, deadline - jiffies));
+
+	mutex_lock(&rcow_nl_lock);
+	if (!rc->quiesce_cookie) {
+		r = 0;
+	} else {
+		rc->quiesce_cookie = 0;
+		rc->fence->cow = rc->cow_dev->bdev->bd_dev;
+		rc->fence->dev_id = rc->id;
+		rc->fence->cookie = cookie;
+		list_add_tail(&rc->fence->node, &rcow_fences);
+		rc->fence = NULL;
+		r = -ETIMEDOUT;
+	}
+	mutex_unlock(&rcow_nl_lock);
+	return r;
 }
 
 void rcow_nl_announce(struct rcow *rc)
@@ -384,10 +533,19 @@ static int rcow_nl_dump_devices(struct sk_buff *skb,
 	return skb->len;
 }
 
+/* rcow_nl_lock held. */
+static int check_helper(struct genl_info *info)
+{
+	if (info->snd_portid && info->snd_portid == rcow_helper_portid)
+		return 0;
+	GENL_SET_ERR_MSG(info, "only the registered helper's socket may answer");
+	return -EPERM;
+}
+
 static int rcow_nl_fill_done(struct sk_buff *skb, struct genl_info *info)
 {
 	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_COOKIE,
-				     RCOW_A_STATUS };
+				     RCOW_A_FIRST_EXTENT, RCOW_A_STATUS };
 	struct rcow *rc;
 	int r;
 
@@ -398,12 +556,60 @@ static int rcow_nl_fill_done(struct sk_buff *skb, struct genl_info *info)
 	r = lock_device(info, &rc);
 	if (r)
 		return r;
-	r = rcow_fill_done(rc, nla_get_u64(info->attrs[RCOW_A_COOKIE]),
-			   nla_get_u32(info->attrs[RCOW_A_STATUS]));
+	r = check_helper(info);
+	if (!r)
+		r = rcow_fill_done(rc, nla_get_u64(info->attrs[RCOW_A_COOKIE]),
+				   nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]),
+				   nla_get_u32(info->attrs[RCOW_A_STATUS]));
 	mutex_unlock(&rcow_nl_lock);
-	if (r)
+	if (r == -ENOENT)
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_COOKIE],
-				    "cookie is not an outstanding fault of this device");
+				    "cookie is not a fault of this device sent to this helper");
+	else if (r == -EINVAL)
+		NL_SET_ERR_MSG_ATTR(info->extack,
+				    info->attrs[RCOW_A_FIRST_EXTENT],
+				    "the fault of this cookie is for another extent");
+	return r;
+}
+
+static int rcow_nl_quiesce_done(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_COOKIE };
+	struct rcow_fence *f;
+	u64 cookie;
+	u32 id;
+	struct rcow *rc;
+	int r;
+
+	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	if (r)
+		return r;
+	cookie = nla_get_u64(info->attrs[RCOW_A_COOKIE]);
+	id = nla_get_u32(info->attrs[RCOW_A_DEV_ID]);
+
+	mutex_lock(&rcow_nl_lock);
+	r = check_helper(info);
+	if (r)
+		goto out;
+	rc = find_device(id);
+	if (rc && rc->quiesce_cookie == cookie) {
+		rc->quiesce_cookie = 0;
+		complete(&rc->quiesced);
+		goto out;
+	}
+	list_for_each_entry(f, &rcow_fences, node) {
+		if (f->dev_id == id && f->cookie == cookie) {
+			DMINFO("COW device %u:%u no longer fenced: the helper stopped writing",
+			       MAJOR(f->cow), MINOR(f->cow));
+			list_del(&f->node);
+			kfree(f);
+			goto out;
+		}
+	}
+	GENL_SET_ERR_MSG(info, "no QUIESCE with this device id and cookie is waiting");
+	r = -ENOENT;
+out:
+	mutex_unlock(&rcow_nl_lock);
 	return r;
 }
 
@@ -447,6 +653,10 @@ static int rcow_nl_hydrate(struct sk_buff *skb, struct genl_info *info)
 	if (!r)
 		r = rcow_hydrate(rc, first, count, &queued);
 	mutex_unlock(&rcow_nl_lock);
+	if (r == -EROFS)
+		GENL_SET_ERR_MSG(info, "the table is read-only: it is never filled");
+	else if (r == -EAGAIN)
+		GENL_SET_ERR_MSG(info, "table not active (not resumed yet, or suspended)");
 	if (r)
 		goto free;
 
@@ -557,6 +767,11 @@ static const struct genl_small_ops rcow_nl_ops[] = {
 		.flags = GENL_ADMIN_PERM,
 		.doit = rcow_nl_get_bitmap,
 	},
+	{
+		.cmd = RCOW_CMD_QUIESCE_DONE,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_quiesce_done,
+	},
 };
 
 static struct genl_family rcow_family __ro_after_init = {
@@ -605,7 +820,10 @@ int __init rcow_nl_init(void)
 
 void rcow_nl_exit(void)
 {
+	struct rcow_fence *f, *tmp;
+
 	genl_unregister_family(&rcow_family);
 	netlink_unregister_notifier(&rcow_nl_notifier);
-	ida_destroy(&rcow_ids);
+	list_for_each_entry_safe(f, tmp, &rcow_fences, node)
+		kfree(f);
 }

@@ -56,6 +56,7 @@
 #include <linux/jiffies.h>
 #include <linux/log2.h>
 #include <linux/module.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -70,6 +71,7 @@
 #define RCOW_COMMIT_PERIOD		HZ
 #define RCOW_RESEND_DELAY		(HZ / 50)
 #define RCOW_MIN_PENDING		64
+#define RCOW_QUIESCE_TIMEOUT_MS		10000
 
 enum rcow_pending_kind {
 	RCOW_PE_FAULT,		/* waiting for the helper's FILL_DONE */
@@ -84,6 +86,7 @@ struct rcow_pending {
 	u64 extent;
 	u64 cookie;
 	enum rcow_pending_kind kind;
+	bool sent;			/* on the sent list: the helper has it */
 	struct bio_list waiters;
 };
 
@@ -264,7 +267,8 @@ static void add_fault(struct rcow *rc, struct rcow_pending *pe, u64 extent)
 	pe->rc = rc;
 	pe->extent = extent;
 	pe->kind = RCOW_PE_FAULT;
-	pe->cookie = ++rc->next_cookie;
+	pe->sent = false;
+	pe->cookie = rcow_nl_new_cookie();
 	bio_list_init(&pe->waiters);
 	hlist_add_head(&pe->extent_node, &rc->extent_hash[hash_u64(extent)]);
 	hlist_add_head(&pe->cookie_node,
@@ -527,6 +531,9 @@ static void send_unsent_faults(struct rcow *rc)
 	int r;
 
 	for (;;) {
+		/* Not resumed: nothing goes out (see rcow_postsuspend()). */
+		if (test_bit(RCOW_F_QUIESCED, &rc->flags))
+			return;
 		spin_lock_irq(&rc->lock);
 		pe = list_first_entry_or_null(&rc->unsent, struct rcow_pending,
 					      list);
@@ -536,6 +543,7 @@ static void send_unsent_faults(struct rcow *rc)
 		}
 		cookie = pe->cookie;
 		extent = pe->extent;
+		pe->sent = true;
 		list_move_tail(&pe->list, &rc->sent);
 		spin_unlock_irq(&rc->lock);
 
@@ -546,8 +554,10 @@ static void send_unsent_faults(struct rcow *rc)
 		/* Not delivered: put it back unless it was answered. */
 		spin_lock_irq(&rc->lock);
 		pe = find_cookie(rc, cookie);
-		if (pe)
+		if (pe) {
+			pe->sent = false;
 			list_move(&pe->list, &rc->unsent);
+		}
 		spin_unlock_irq(&rc->lock);
 		if (r != -ENOTCONN && !test_bit(RCOW_F_QUIESCED, &rc->flags))
 			mod_delayed_work(rc->wq, &rc->waker, RCOW_RESEND_DELAY);
@@ -572,9 +582,15 @@ static void check_hydrated(struct rcow *rc)
 	set_bit(RCOW_F_EVENT, &rc->flags);
 }
 
+/*
+ * The worker and the waker run in the I/O path of the device they serve
+ * (and maybe of the swap or file system on it): no allocation of theirs
+ * may recurse into I/O.
+ */
 static void do_worker(struct work_struct *ws)
 {
 	struct rcow *rc = container_of(ws, struct rcow, worker);
+	unsigned int noio = memalloc_noio_save();
 
 	process_deferred_bios(rc);
 	process_commit(rc);
@@ -582,6 +598,7 @@ static void do_worker(struct work_struct *ws)
 	check_hydrated(rc);
 	if (test_and_clear_bit(RCOW_F_EVENT, &rc->flags))
 		dm_table_event(rc->ti->table);
+	memalloc_noio_restore(noio);
 }
 
 /* rc->lock held: take the bios of every pending fault waiting too long. */
@@ -605,12 +622,12 @@ static void collect_expired(struct rcow *rc, struct list_head *head,
 	}
 }
 
-static void fail_expired(struct rcow *rc)
+static void fail_expired(struct rcow *rc, unsigned int timeout_ms)
 {
-	unsigned long timeout = msecs_to_jiffies(rc->fault_timeout_ms);
+	unsigned long timeout = msecs_to_jiffies(timeout_ms);
 	struct bio_list expired;
 
-	if (!rc->fault_timeout_ms)
+	if (!timeout_ms)
 		return;
 	bio_list_init(&expired);
 	spin_lock_irq(&rc->lock);
@@ -627,50 +644,64 @@ static void do_waker(struct work_struct *ws)
 {
 	struct rcow *rc = container_of(to_delayed_work(ws), struct rcow,
 				       waker);
+	unsigned int timeout_ms = READ_ONCE(rc->fault_timeout_ms);
 	unsigned long next = RCOW_COMMIT_PERIOD;
+	unsigned int noio = memalloc_noio_save();
 
-	fail_expired(rc);
+	fail_expired(rc, timeout_ms);
 	if (rcow_md_changed(rc->md))
 		set_bit(RCOW_F_COMMIT, &rc->flags);
 	wake_worker(rc);
-	if (rc->fault_timeout_ms)
-		next = min(next, max(1UL, msecs_to_jiffies(rc->fault_timeout_ms) / 4));
+	if (timeout_ms)
+		next = min(next, max(1UL, msecs_to_jiffies(timeout_ms) / 4));
 	if (!test_bit(RCOW_F_QUIESCED, &rc->flags))
 		queue_delayed_work(rc->wq, &rc->waker, next);
+	memalloc_noio_restore(noio);
 }
 
 /*
  * Called by the netlink channel (rcow_nl_lock held)
  */
 
-int rcow_fill_done(struct rcow *rc, u64 cookie, u32 status)
+/*
+ * The helper answered a fault: -ENOENT unless it is a fault that was sent
+ * to the helper and is still outstanding, -EINVAL if it names another
+ * extent.  The waiting bios go to the worker (never submitted from here,
+ * under the netlink lock).
+ */
+int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 status)
 {
 	struct rcow_pending *pe;
 	struct bio_list waiters;
-	struct bio *bio;
 
 	spin_lock_irq(&rc->lock);
 	pe = find_cookie(rc, cookie);
-	if (!pe) {
+	if (!pe || !pe->sent) {
 		spin_unlock_irq(&rc->lock);
 		return -ENOENT;
+	}
+	if (pe->extent != first) {
+		spin_unlock_irq(&rc->lock);
+		return -EINVAL;
 	}
 	if (!status)
 		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, pe->extent);
 	remove_pending(rc, pe);
 	bio_list_init(&waiters);
 	bio_list_merge(&waiters, &pe->waiters);
+	if (!status) {
+		/* Present now: the worker remaps them. */
+		bio_list_merge(&rc->deferred, &waiters);
+		bio_list_init(&waiters);
+	}
 	spin_unlock_irq(&rc->lock);
 
-	if (status) {
+	if (status)
 		DMERR_LIMIT("%s: helper could not fill extent %llu: error %u",
 			    rcow_name(rc), pe->extent, status);
-		end_bios(&waiters, BLK_STS_IOERR);
-	} else {
-		while ((bio = bio_list_pop(&waiters)))
-			issue_present(rc, bio, pe->extent);
-	}
+	end_bios(&waiters, BLK_STS_IOERR);
 	mempool_free(pe, &rc->pending_pool);
+	wake_worker(rc);
 	return 0;
 }
 
@@ -680,6 +711,10 @@ int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued)
 	u64 e;
 
 	*queued = 0;
+	if (rcow_mode(rc) == RCOW_MODE_RO)
+		return -EROFS;
+	if (test_bit(RCOW_F_QUIESCED, &rc->flags))
+		return -EAGAIN;
 	for (e = first; e < first + count; e++) {
 		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e))
 			continue;
@@ -703,10 +738,20 @@ int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued)
 	return 0;
 }
 
+/* rc->lock held: the helper that had the sent faults is gone. */
+static void unsend_faults(struct rcow *rc)
+{
+	struct rcow_pending *pe;
+
+	list_for_each_entry(pe, &rc->sent, list)
+		pe->sent = false;
+	list_splice_init(&rc->sent, &rc->unsent);
+}
+
 void rcow_helper_arrived(struct rcow *rc)
 {
 	spin_lock_irq(&rc->lock);
-	list_splice_init(&rc->sent, &rc->unsent);
+	unsend_faults(rc);
 	spin_unlock_irq(&rc->lock);
 	wake_worker(rc);
 }
@@ -730,7 +775,7 @@ void rcow_helper_left(struct rcow *rc)
 	bio_list_init(&bios);
 	spin_lock_irq(&rc->lock);
 	/* Resend what the old helper had been told to the next one. */
-	list_splice_init(&rc->sent, &rc->unsent);
+	unsend_faults(rc);
 	if (rc->suspending) {
 		take_fault_waiters(rc, &rc->unsent, &bios);
 		bio_list_merge(&bios, &rc->deferred);
@@ -1118,6 +1163,12 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 
 	if (op_is_write(bio_op(bio)) && rcow_mode(rc) != RCOW_MODE_RW)
 		return DM_MAPIO_KILL;
+	/* A read-only table never writes the COW device: no fills either. */
+	if (unlikely(rcow_mode(rc) == RCOW_MODE_RO)) {
+		DMERR_LIMIT("%s: read-only table: extent %llu missing, not fetched",
+			    rcow_name(rc), extent);
+		return DM_MAPIO_KILL;
+	}
 
 	rb->queued = jiffies;
 	spin_lock_irq(&rc->lock);
@@ -1177,6 +1228,58 @@ static void rcow_presuspend_undo(struct dm_target *ti)
 	spin_unlock_irq(&rc->lock);
 }
 
+/*
+ * After the helper stopped writing for this table: no fault of it is
+ * outstanding any more.  Those with no bio waiting (hydration, or left by
+ * a noflush suspend, whose bios dm reissues after resume) are dropped;
+ * any other is sent again after resume, under a new cookie, so that no
+ * answer of the helper to the old one can be taken for it.
+ */
+static void forget_faults(struct rcow *rc)
+{
+	struct rcow_pending *pe, *tmp;
+	LIST_HEAD(drop);
+
+	spin_lock_irq(&rc->lock);
+	unsend_faults(rc);
+	list_for_each_entry_safe(pe, tmp, &rc->unsent, list) {
+		if (bio_list_empty(&pe->waiters)) {
+			remove_pending(rc, pe);
+			list_add(&pe->list, &drop);
+			continue;
+		}
+		hlist_del(&pe->cookie_node);
+		pe->cookie = rcow_nl_new_cookie();
+		hlist_add_head(&pe->cookie_node,
+			       &rc->cookie_hash[hash_u64(pe->cookie)]);
+	}
+	spin_unlock_irq(&rc->lock);
+	list_for_each_entry_safe(pe, tmp, &drop, list)
+		mempool_free(pe, &rc->pending_pool);
+}
+
+/*
+ * The helper writes fills into the COW device itself: before the next
+ * table (or anyone) may use the COW device, it must have stopped writing
+ * for this one.  Only needed when it has faults of ours.
+ */
+static void quiesce_helper(struct rcow *rc)
+{
+	bool busy;
+
+	spin_lock_irq(&rc->lock);
+	busy = !list_empty(&rc->sent);
+	spin_unlock_irq(&rc->lock);
+	if (busy && rcow_nl_quiesce(rc, RCOW_QUIESCE_TIMEOUT_MS)) {
+		DMERR("%s: helper did not stop filling within %u ms: COW device %s fenced",
+		      rcow_name(rc), RCOW_QUIESCE_TIMEOUT_MS,
+		      rc->cow_dev->name);
+		DMERR("%s: no table over it resumes until the helper answers or exits",
+		      rcow_name(rc));
+	}
+	forget_faults(rc);
+}
+
 static void rcow_postsuspend(struct dm_target *ti)
 {
 	struct rcow *rc = ti->private;
@@ -1184,6 +1287,9 @@ static void rcow_postsuspend(struct dm_target *ti)
 
 	set_bit(RCOW_F_QUIESCED, &rc->flags);
 	cancel_delayed_work_sync(&rc->waker);
+	flush_workqueue(rc->wq);
+	quiesce_helper(rc);
+	/* Fills the helper finished meanwhile are in this commit. */
 	flush_workqueue(rc->wq);
 	if (rc->loaded && rcow_mode(rc) == RCOW_MODE_RW) {
 		r = rcow_md_commit(rc->md, true, true);
@@ -1200,6 +1306,14 @@ static int rcow_preresume(struct dm_target *ti)
 	int r;
 
 	refresh_name(rc);
+
+	if (rcow_nl_cow_fenced(rc->cow_dev->bdev->bd_dev)) {
+		DMERR("%s: COW device %s fenced: the helper may still fill it for the old table",
+		      rcow_name(rc), rc->cow_dev->name);
+		DMERR("%s: resume again once it answers, or restart remote-cowd",
+		      rcow_name(rc));
+		return -EBUSY;
+	}
 
 	if (!rc->loaded) {
 		r = rcow_md_load(rc->md, &unclean);
@@ -1248,7 +1362,7 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 	static const char * const modes[] = { "rw", "ro", "fail" };
 	struct rcow *rc = ti->private;
 	unsigned int sz = 0;
-	unsigned int nr_opts;
+	unsigned int nr_opts, timeout_ms;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
@@ -1263,14 +1377,14 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 		       modes[rcow_mode(rc)]);
 		break;
 	case STATUSTYPE_TABLE:
-		nr_opts = (rc->fault_timeout_ms ? 2 : 0) +
-			  (rc->discard_passdown ? 0 : 1);
+		timeout_ms = READ_ONCE(rc->fault_timeout_ms);
+		nr_opts = (timeout_ms ? 2 : 0) + (rc->discard_passdown ? 0 : 1);
 		DMEMIT("%s %u %s", rc->cow_dev->name, rc->extent_sectors,
 		       rc->base_uri);
 		if (nr_opts) {
 			DMEMIT(" %u", nr_opts);
-			if (rc->fault_timeout_ms)
-				DMEMIT(" fault_timeout %u", rc->fault_timeout_ms);
+			if (timeout_ms)
+				DMEMIT(" fault_timeout %u", timeout_ms);
 			if (!rc->discard_passdown)
 				DMEMIT(" no_discard_passdown");
 		}
@@ -1306,6 +1420,30 @@ static int parse_hydrate(struct rcow *rc, unsigned int argc, char **argv)
 	return 0;
 }
 
+/*
+ * fault_timeout <ms>: the table's fault timeout, changed at run time (the
+ * table line shows the new value).  Also the way out of a flushing suspend
+ * that waits for a stuck helper: bios waiting longer than the new timeout
+ * fail at once.
+ */
+static int parse_fault_timeout(struct rcow *rc, unsigned int argc,
+			       char **argv)
+{
+	unsigned int ms;
+
+	if (argc != 2 || kstrtouint(argv[1], 10, &ms) ||
+	    ms > RCOW_MAX_FAULT_TIMEOUT_MS) {
+		DMWARN("%s: usage: fault_timeout <ms>, 0 (wait forever) to %u",
+		       rcow_name(rc), RCOW_MAX_FAULT_TIMEOUT_MS);
+		return -EINVAL;
+	}
+	WRITE_ONCE(rc->fault_timeout_ms, ms);
+	DMINFO("%s: fault_timeout set to %u ms", rcow_name(rc), ms);
+	if (!test_bit(RCOW_F_QUIESCED, &rc->flags))
+		mod_delayed_work(rc->wq, &rc->waker, 0);
+	return 0;
+}
+
 static int not_supported_yet(struct rcow *rc, const char *what,
 			     unsigned int argc, unsigned int min,
 			     unsigned int max)
@@ -1328,6 +1466,8 @@ static int rcow_message(struct dm_target *ti, unsigned int argc, char **argv,
 		return -EINVAL;
 	if (!strcasecmp(argv[0], "hydrate"))
 		return parse_hydrate(rc, argc, argv);
+	if (!strcasecmp(argv[0], "fault_timeout"))
+		return parse_fault_timeout(rc, argc, argv);
 	if (!strcasecmp(argv[0], "snapshot") && argc >= 2) {
 		if (!strcasecmp(argv[1], "commit"))
 			return not_supported_yet(rc, "snapshot commit", argc,

@@ -9,6 +9,7 @@
 #define DM_REMOTE_COW_H
 
 #include <linux/bio.h>
+#include <linux/completion.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-ioctl.h>
 #include <linux/list.h>
@@ -40,6 +41,7 @@ struct rcow {
 	unsigned int extent_shift;
 	u64 nr_extents;
 	sector_t data_offset;
+	/* Set by ctr and the fault_timeout message; read with READ_ONCE. */
 	unsigned int fault_timeout_ms;
 	bool discard_passdown;
 
@@ -54,6 +56,9 @@ struct rcow {
 	bool announced;
 	bool hydrating;
 	u32 hydrate_rate;
+	u64 quiesce_cookie;		/* QUIESCE awaiting its answer, or 0 */
+	struct completion quiesced;	/* completed when it is answered */
+	struct rcow_fence *fence;	/* preallocated, see rcow_nl_quiesce() */
 
 	/*
 	 * lock protects the bio lists, the pending-extent tables and lists,
@@ -72,7 +77,6 @@ struct rcow {
 	struct list_head unsent;	/* faults not yet delivered to a helper */
 	struct list_head sent;		/* faults delivered, awaiting FILL_DONE */
 	unsigned int nr_faults;
-	u64 next_cookie;
 	bool requeue_io;		/* noflush suspend: push I/O back to dm */
 	bool suspending;		/* flush suspend in progress */
 
@@ -87,10 +91,15 @@ struct rcow {
 /* rcow->flags */
 #define RCOW_F_COMMIT		0	/* worker: commit metadata */
 #define RCOW_F_EVENT		1	/* worker: raise a dm event */
-#define RCOW_F_QUIESCED		2	/* suspended: do not rearm the waker */
+/*
+ * Not resumed (never yet, or suspended): the waker is not rearmed, no
+ * fault goes to the helper, HYDRATE is refused.  Set by ctr and
+ * postsuspend, cleared by resume.
+ */
+#define RCOW_F_QUIESCED		2
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
-int rcow_fill_done(struct rcow *rc, u64 cookie, u32 status);
+int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 status);
 int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued);
 void rcow_helper_arrived(struct rcow *rc);
 void rcow_helper_left(struct rcow *rc);
@@ -102,6 +111,9 @@ int rcow_nl_add_device(struct rcow *rc);
 void rcow_nl_remove_device(struct rcow *rc);
 void rcow_nl_announce(struct rcow *rc);
 int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count);
+u64 rcow_nl_new_cookie(void);
+int rcow_nl_quiesce(struct rcow *rc, unsigned int timeout_ms);
+bool rcow_nl_cow_fenced(dev_t cow);
 void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate);
 bool rcow_nl_helper_connected(void);
 

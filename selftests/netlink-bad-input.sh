@@ -3,16 +3,19 @@
 #
 # The remote_cow generic netlink family refuses what it must, with the
 # errno Documentation/remote-cow.rst gives: every command without
-# CAP_NET_ADMIN (EPERM); FILL_DONE for a cookie never sent, already
-# answered or of an unknown device (ENOENT, ENODEV); HYDRATE and
+# CAP_NET_ADMIN (EPERM); FILL_DONE or QUIESCE_DONE from a socket that is
+# not the registered helper (EPERM); FILL_DONE for a cookie never sent,
+# already answered, naming another extent than its fault's, or of an
+# unknown device (ENOENT, EINVAL, ENODEV); HYDRATE and
 # GET_BITMAP out of range (ERANGE); attributes missing (EINVAL), out of
 # their policy range (ERANGE), of the wrong type or length, unknown or
 # beyond the attribute space (EINVAL, strict policy); commands the family
 # does not take (EOPNOTSUPP); a second helper while one is registered
 # (EBUSY) and UNREGISTER from a socket that is not the helper (ENOENT).
-# A fault is then answered by hand the way the protocol describes (the
-# FAULT read with "rcow-nl listen", the extent copied into the COW data
-# area, FILL_DONE from another process), and one with an error status.
+# A fault is then answered by hand the way the protocol describes, by a
+# helper that is an "rcow-nl session" coprocess (the FAULT read from its
+# registered socket, the extent copied into the COW data area, FILL_DONE
+# from the same socket), and one with an error status.
 # Afterwards no refused request has changed anything: the status line is
 # as expected, the whole device equals the base through rcow-fill, and
 # the module unloads.
@@ -23,7 +26,7 @@
 require_vm
 require_cmd dmsetup losetup openssl dd cmp
 use_rcow_fill
-tap_plan 83
+tap_plan 94
 
 NAME="rc-nl-bad-input"
 EXT=128				# 64 KiB extents
@@ -75,40 +78,50 @@ refused "REGISTER without CAP_NET_ADMIN" EPERM --drop-caps register
 refused "UNREGISTER without CAP_NET_ADMIN" EPERM --drop-caps unregister
 refused "GET_DEVICE dump without CAP_NET_ADMIN" EPERM --drop-caps devices
 refused "GET_DEVICE without CAP_NET_ADMIN" EPERM --drop-caps device "$ID"
-refused "FILL_DONE without CAP_NET_ADMIN" EPERM --drop-caps fill-done "$ID" 1 0
+refused "FILL_DONE without CAP_NET_ADMIN" EPERM --drop-caps fill-done "$ID" 1 0 0
 refused "HYDRATE without CAP_NET_ADMIN" EPERM --drop-caps hydrate "$ID" 0 1
 refused "GET_BITMAP without CAP_NET_ADMIN" EPERM --drop-caps get-bitmap "$ID" present 0
 
 # --- FILL_DONE ------------------------------------------------------------------
-refused "FILL_DONE for a cookie never sent" ENOENT fill-done "$ID" 12345 0
-refused "FILL_DONE for a device id that does not exist" ENODEV fill-done "$BAD" 1 0
-# The extent of a fill comes from the cookie alone: an extent attribute
-# naming one past the end changes nothing.
-refused "FILL_DONE naming an extent past the end, cookie never sent" ENOENT \
+refused "FILL_DONE from a socket that is not the registered helper" EPERM \
+	fill-done "$ID" 12345 0 0
+refused "FILL_DONE for a device id that does not exist" ENODEV fill-done "$BAD" 1 0 0
+refused "FILL_DONE naming an extent past the end, not the helper" EPERM \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:777 status:u32:0 \
 	first_extent:u64:$((NR + 5)) extent_count:u32:1
-refused "FILL_DONE with device id 0" ERANGE fill-done 0 1 0
-refused "FILL_DONE with cookie 0" ERANGE fill-done "$ID" 0 0
-refused "FILL_DONE with a status above MAX_ERRNO" ERANGE fill-done "$ID" 1 4096
-refused "FILL_DONE without DEV_ID" EINVAL raw fill_done cookie:u64:1 status:u32:0
-refused "FILL_DONE without COOKIE" EINVAL raw fill_done dev_id:u32:"$ID" status:u32:0
-refused "FILL_DONE without STATUS" EINVAL raw fill_done dev_id:u32:"$ID" cookie:u64:1
+refused "QUIESCE_DONE from a socket that is not the registered helper" EPERM \
+	quiesce-done "$ID" 1
+refused "FILL_DONE with device id 0" ERANGE fill-done 0 1 0 0
+refused "FILL_DONE with cookie 0" ERANGE fill-done "$ID" 0 0 0
+refused "FILL_DONE with a status above MAX_ERRNO" ERANGE fill-done "$ID" 1 0 4096
+refused "FILL_DONE without DEV_ID" EINVAL raw fill_done cookie:u64:1 first_extent:u64:0 status:u32:0
+refused "FILL_DONE without COOKIE" EINVAL \
+	raw fill_done dev_id:u32:"$ID" first_extent:u64:0 status:u32:0
+refused "FILL_DONE without FIRST_EXTENT" EINVAL \
+	raw fill_done dev_id:u32:"$ID" cookie:u64:1 status:u32:0
+refused "FILL_DONE without STATUS" EINVAL \
+	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0
 refused "FILL_DONE with DEV_ID as u64" EINVAL \
-	raw fill_done dev_id:u64:"$ID" cookie:u64:1 status:u32:0
+	raw fill_done dev_id:u64:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0
 refused "FILL_DONE with DEV_ID as u16" EINVAL \
-	raw fill_done dev_id:u16:"$ID" cookie:u64:1 status:u32:0
+	raw fill_done dev_id:u16:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0
 refused "FILL_DONE with an empty DEV_ID" EINVAL \
-	raw fill_done dev_id:empty cookie:u64:1 status:u32:0
+	raw fill_done dev_id:empty cookie:u64:1 first_extent:u64:0 status:u32:0
 refused "FILL_DONE with COOKIE as u32" EINVAL \
-	raw fill_done dev_id:u32:"$ID" cookie:u32:1 status:u32:0
+	raw fill_done dev_id:u32:"$ID" cookie:u32:1 first_extent:u64:0 status:u32:0
+refused "FILL_DONE with FIRST_EXTENT as u32" EINVAL \
+	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u32:0 status:u32:0
 refused "FILL_DONE with STATUS as u8" EINVAL \
-	raw fill_done dev_id:u32:"$ID" cookie:u64:1 status:u8:0
+	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:u8:0
 refused "FILL_DONE with a string STATUS" EINVAL \
-	raw fill_done dev_id:u32:"$ID" cookie:u64:1 status:str:0
+	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:str:0
 refused "FILL_DONE with an attribute outside the policy (DM_NAME)" EINVAL \
-	raw fill_done dev_id:u32:"$ID" cookie:u64:1 status:u32:0 dm_name:str:x
+	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0 dm_name:str:x
 refused "FILL_DONE with an attribute beyond the maximum (200)" EINVAL \
-	raw fill_done dev_id:u32:"$ID" cookie:u64:1 status:u32:0 200:u32:1
+	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0 200:u32:1
+refused "QUIESCE_DONE without COOKIE" EINVAL raw quiesce_done dev_id:u32:"$ID"
+refused "QUIESCE to the kernel (a kernel -> helper command)" EOPNOTSUPP \
+	raw quiesce dev_id:u32:"$ID" cookie:u64:1
 
 # --- HYDRATE -------------------------------------------------------------------
 refused "HYDRATE starting at the end ($NR)" ERANGE hydrate "$ID" "$NR" 1
@@ -176,37 +189,81 @@ check_eq "HYDRATE extent 0 with no helper queues one fault" "queued=1" \
 check_eq "HYDRATE extent 0 again: already outstanding" "queued=0" \
 	"$("$NL" hydrate "$ID" 0 1 2>&1)"
 check_eq "status: one fault in flight" "0/$NR 0 1 absent" "$(status_fields)"
-ev=$("$NL" listen 1 5000 2>&1)
-tap_diag "event: $ev"
-COOKIE=$(sed -n "s/^FAULT dev_id=$ID first_extent=0 extent_count=1 cookie=\([0-9]*\)$/\1/p" <<<"$ev")
-check "the outstanding fault is sent to the next helper" test -n "$COOKIE"
+# The helper: an rcow-nl session, all its commands on one registered socket.
+coproc NLS { "$NL" session 2>&1; }
+at_exit "kill $NLS_PID 2>/dev/null"
+# sess <command...>: one command in the session; its output in SESS_OUT,
+# its exit status (0 accepted, 1 refused) in SESS_RC.
+sess() {
+	local line
+	SESS_OUT=
+	SESS_RC=timeout
+	echo "$*" >&"${NLS[1]}"
+	while IFS= read -r -t 30 line <&"${NLS[0]}"; do
+		case $line in
+		"= "*) SESS_RC=${line#= }; return 0 ;;
+		*) SESS_OUT+=${SESS_OUT:+$'\n'}$line ;;
+		esac
+	done
+}
+# sess_refused <desc> <ENAME> <command...>: refused by the kernel with it.
+sess_refused() {
+	local desc=$1 err=$2
+	shift 2
+	sess "$@"
+	if [ "$SESS_RC" = 1 ] && [[ $SESS_OUT == *"error: $err "* ]]; then
+		tap_ok "$desc ($err)"
+	else
+		tap_not_ok "$desc ($err)" "session: $*" "status $SESS_RC: $SESS_OUT"
+	fi
+}
+sess register
+check_eq "the session registers as the helper (status connected)" "0 connected" \
+	"$SESS_RC $(dm_status_field "$NAME" 5)"
+sess listen 1 5000
+tap_diag "event: $SESS_OUT"
+COOKIE=$(sed -n "s/^FAULT dev_id=$ID first_extent=0 extent_count=1 cookie=\([0-9]*\)$/\1/p" <<<"$SESS_OUT")
+check "the outstanding fault is sent to the helper" test -n "$COOKIE"
 COOKIE=${COOKIE:-1}
 refused "FILL_DONE for the real cookie without CAP_NET_ADMIN" EPERM \
-	--drop-caps fill-done "$ID" "$COOKIE" 0
-refused "FILL_DONE for the real cookie on another device id" ENODEV \
-	fill-done "$BAD" "$COOKIE" 0
-refused "FILL_DONE for the next cookie (never sent)" ENOENT \
-	fill-done "$ID" $((COOKIE + 1)) 0
+	--drop-caps fill-done "$ID" "$COOKIE" 0 0
+refused "FILL_DONE for the real cookie from another socket" EPERM \
+	fill-done "$ID" "$COOKIE" 0 0
+sess_refused "FILL_DONE for the real cookie on another device id" ENODEV \
+	fill-done "$BAD" "$COOKIE" 0 0
+sess_refused "FILL_DONE for the next cookie (never sent)" ENOENT \
+	fill-done "$ID" $((COOKIE + 1)) 0 0
+sess_refused "FILL_DONE for the real cookie naming extent 1 (the fault is for 0)" EINVAL \
+	fill-done "$ID" "$COOKIE" 1 0
+sess_refused "FILL_DONE naming an extent past the end" EINVAL \
+	fill-done "$ID" "$COOKIE" $((NR + 5)) 0
+sess_refused "QUIESCE_DONE for a QUIESCE never sent" ENOENT quiesce-done "$ID" "$COOKIE"
 check "copy extent 0 of the base into the COW data area" \
 	dd if="$base" of="$cow" bs=512 count="$EXT" seek="$DOFF" oflag=direct \
 	conv=notrunc status=none
-check "FILL_DONE for the real cookie from another process" \
-	"$NL" fill-done "$ID" "$COOKIE" 0
-refused "FILL_DONE for the same cookie again" ENOENT fill-done "$ID" "$COOKIE" 0
-check_eq "status: extent 0 present, no fault in flight" "1/$NR 0 0 absent" \
+sess fill-done "$ID" "$COOKIE" 0 0
+check_eq "FILL_DONE for the real cookie from the helper is accepted" 0 "$SESS_RC"
+sess_refused "FILL_DONE for the same cookie again" ENOENT fill-done "$ID" "$COOKIE" 0 0
+check_eq "status: extent 0 present, no fault in flight" "1/$NR 0 0 connected" \
+	"$(status_fields)"
+
+# A fill reported failed leaves the extent missing.
+check_eq "HYDRATE extent 1 queues one fault" "queued=1" "$("$NL" hydrate "$ID" 1 1 2>&1)"
+sess listen 1 5000
+COOKIE1=$(sed -n "s/^FAULT dev_id=$ID first_extent=1 extent_count=1 cookie=\([0-9]*\)$/\1/p" <<<"$SESS_OUT")
+check "its FAULT is sent" test -n "$COOKIE1"
+sess fill-done "$ID" "${COOKIE1:-1}" 1 5
+check_eq "FILL_DONE with status EIO is accepted" 0 "$SESS_RC"
+nls_in=${NLS[1]}
+exec {nls_in}>&-
+wait "$NLS_PID" 2>/dev/null
+helper_is() { [ "$(dm_status_field "$NAME" 5)" = "$1" ]; }
+check "the session's socket closed: status absent" wait_until 10 helper_is absent
+check_eq "status: extent 1 still missing, nothing in flight" "1/$NR 0 0 absent" \
 	"$(status_fields)"
 check "extent 0 reads as the base with no helper" \
 	cmp <(dd if="$dev" bs="$EXTB" count=1 iflag=direct status=none) \
 	<(head -c "$EXTB" "$base")
-
-# A fill reported failed leaves the extent missing.
-check_eq "HYDRATE extent 1 queues one fault" "queued=1" "$("$NL" hydrate "$ID" 1 1 2>&1)"
-ev=$("$NL" listen 1 5000 2>&1)
-COOKIE1=$(sed -n "s/^FAULT dev_id=$ID first_extent=1 extent_count=1 cookie=\([0-9]*\)$/\1/p" <<<"$ev")
-check "its FAULT is sent" test -n "$COOKIE1"
-check "FILL_DONE with status EIO is accepted" "$NL" fill-done "$ID" "${COOKIE1:-1}" 5
-check_eq "status: extent 1 still missing, nothing in flight" "1/$NR 0 0 absent" \
-	"$(status_fields)"
 
 # --- the device is still right ------------------------------------------------------
 if helper_start; then tap_ok "rcow-fill starts"; else tap_not_ok "rcow-fill starts"; fi

@@ -7,7 +7,8 @@
  * every FAULT reads the extents from the device's base (file://, or NBD
  * through libnbd), writes them into the COW device with O_DIRECT and
  * answers FILL_DONE.  DEVICE_ADD/REMOVE keep its device table current;
- * HYDRATE_CTL is logged and ignored.  SIGTERM/SIGINT end it cleanly
+ * HYDRATE_CTL is logged and ignored.  A QUIESCE is answered at once: being
+ * synchronous, rcow-fill has no write in flight when it reads one.  SIGTERM/SIGINT end it cleanly
  * (UNREGISTER, stats written, exit 0).
  *
  * Failure injection for the tests:
@@ -15,6 +16,7 @@
  *   --fail-cookie-every N answer every Nth fault with status EIO, unfilled
  *   --exit-after N        _exit(3) on receiving the Nth fault, unanswered
  *   --once                answer one fault, then exit 0
+ *   --ignore-quiesce      never answer QUIESCE (an old or hung helper)
  *   --base-override URI   read every device from URI instead (null: reads
  *                         zeroes) - e.g. to show which data the kernel kept
  *   --stats FILE          key=value counts at exit (faults, extents, bytes)
@@ -51,6 +53,7 @@
 
 struct options {
 	bool once;
+	bool ignore_quiesce;
 	unsigned int delay_ms;
 	unsigned long fail_every;
 	unsigned long exit_after;
@@ -100,6 +103,7 @@ static void usage(FILE *f)
 		"usage: " PROG " [options]\n"
 		"Answer remote-cow faults from each device's base (selftest helper).\n"
 		"  --once                  answer one fault, then exit\n"
+		"  --ignore-quiesce        never answer QUIESCE (an old or hung helper)\n"
 		"  --delay-ms N            sleep N ms before each fill\n"
 		"  --fail-cookie-every N   answer every Nth fault with EIO without filling it\n"
 		"  --exit-after N          _exit(3) on receiving the Nth fault, before answering it\n"
@@ -129,6 +133,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 		{ "once", no_argument, NULL, 'o' },
+		{ "ignore-quiesce", no_argument, NULL, 'q' },
 		{ "delay-ms", required_argument, NULL, 'd' },
 		{ "fail-cookie-every", required_argument, NULL, 'f' },
 		{ "exit-after", required_argument, NULL, 'x' },
@@ -147,6 +152,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		switch (c) {
 		case 'o':
 			o->once = true;
+			break;
+		case 'q':
+			o->ignore_quiesce = true;
 			break;
 		case 'd':
 			if (!parse_ulong(optarg, 3600 * 1000, &v))
@@ -363,6 +371,34 @@ static int handle_fault(struct helper *h, const struct rcow_fault *f)
 	return 0;
 }
 
+/*
+ * Every fault read before the QUIESCE has been written and answered: the
+ * answer can go at once.
+ */
+static int handle_quiesce(struct helper *h, const struct rcow_quiesce *q)
+{
+	struct rcow_err err = { 0 };
+	int r;
+
+	if (h->opt.ignore_quiesce) {
+		logmsg("device %u: ignoring QUIESCE %llu (--ignore-quiesce)", q->dev_id,
+		       (unsigned long long)q->cookie);
+		return 0;
+	}
+	r = rcow_nl_quiesce_done(h->nl, q, &err);
+	if (r == -ENOENT || r == -ENODEV) {
+		logmsg("device %u: the kernel no longer waits for QUIESCE %llu: %s", q->dev_id,
+		       (unsigned long long)q->cookie, err.msg);
+		return 0;
+	}
+	if (r)
+		logmsg("device %u: answering QUIESCE %llu failed: %s", q->dev_id,
+		       (unsigned long long)q->cookie, err.msg);
+	else if (h->opt.verbose)
+		logmsg("device %u: quiesced (%llu)", q->dev_id, (unsigned long long)q->cookie);
+	return r;
+}
+
 /* Returns 1 to stop (after --once), 0 to go on, <0 on a fatal error. */
 static int handle_event(struct helper *h, const struct rcow_event *ev)
 {
@@ -383,6 +419,8 @@ static int handle_event(struct helper *h, const struct rcow_event *ev)
 		remove_device(h, ev->u.dev.dev_id);
 		h->st.devices_removed++;
 		return 0;
+	case RCOW_CMD_QUIESCE:
+		return handle_quiesce(h, &ev->u.quiesce);
 	case RCOW_CMD_HYDRATE_CTL:
 		if (h->opt.verbose)
 			logmsg("device %u: hydrate %s ignored (rcow-fill does not stream)",

@@ -13,6 +13,11 @@
  *     hydrate DEV_ID FIRST COUNT      prints queued=N
  *     get-bitmap DEV_ID BITMAP FIRST  prints first=F count=C bits=0110...
  *     listen [COUNT [TIMEOUT_MS]]     register and print COUNT events
+ *     quiesce-done DEV_ID COOKIE
+ *     session                         read commands from stdin, one a line,
+ *                                     all on this one socket; "= STATUS"
+ *                                     after each (a test's coprocess acts
+ *                                     as the registered helper)
  *     raw [--dump] CMD [ATTR:TYPE[:VALUE]]...
  *           CMD and ATTR by name (fill_done, cookie) or number;
  *           TYPE u8 u16 u32 u64 str (NUL added) bytes (no NUL) hex empty
@@ -52,6 +57,7 @@ static void usage(FILE *f)
 		"  family | register [HOLD_S] | unregister | devices | device DEV_ID\n"
 		"  fill-done DEV_ID COOKIE FIRST STATUS | hydrate DEV_ID FIRST COUNT\n"
 		"  get-bitmap DEV_ID BITMAP FIRST | listen [COUNT [TIMEOUT_MS]]\n"
+		"  quiesce-done DEV_ID COOKIE | session (commands from stdin, one socket)\n"
 		"  raw [--dump] CMD [ATTR:TYPE[:VALUE]]...   TYPE: u8 u16 u32 u64 str bytes hex empty\n"
 		"Exit status: 0 accepted, 1 refused by the kernel, 2 usage, 3 local failure.\n");
 }
@@ -270,6 +276,10 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 			printf("%s ", rcow_cmd_name(ev.cmd, b, sizeof(b)));
 			print_device(&ev.u.dev, NULL);
 			break;
+		case RCOW_CMD_QUIESCE:
+			printf("QUIESCE dev_id=%u cookie=%llu\n", ev.u.quiesce.dev_id,
+			       (unsigned long long)ev.u.quiesce.cookie);
+			break;
 		case RCOW_CMD_HYDRATE_CTL:
 			if (ev.u.hydrate.start)
 				printf("HYDRATE_CTL dev_id=%u start rate=%u\n", ev.u.hydrate.dev_id, ev.u.hydrate.rate);
@@ -342,6 +352,15 @@ static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 		f = (struct rcow_fault){ .dev_id = (uint32_t)a, .cookie = b, .first = e };
 		return rcow_nl_fill_done(nl, &f, (uint32_t)d, &err) ? fail(nl, &err) : 0;
 	}
+	if (!strcmp(c, "quiesce-done")) {
+		struct rcow_quiesce q;
+
+		NEED(2);
+		NUM(argv[1], 0xffffffffull, &a);
+		NUM(argv[2], ~0ull, &b);
+		q = (struct rcow_quiesce){ .dev_id = (uint32_t)a, .cookie = b };
+		return rcow_nl_quiesce_done(nl, &q, &err) ? fail(nl, &err) : 0;
+	}
 	if (!strcmp(c, "hydrate")) {
 		uint32_t queued;
 
@@ -399,11 +418,49 @@ static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 #undef NUM
 }
 
+static bool known_command(const char *c);
+
+/*
+ * Commands from stdin on one socket: once "register" (or "listen") ran, the
+ * later "fill-done" and "quiesce-done" come from the registered helper.
+ * Diagnostics go to stdout too, so a coprocess reads one stream.
+ */
+static int session(struct rcow_nl *nl)
+{
+	char line[1024], *args[32], *save = NULL;
+	int n, r;
+
+	if (dup2(STDOUT_FILENO, STDERR_FILENO) < 0)
+		return EXIT_LOCAL;
+	while (fgets(line, sizeof(line), stdin)) {
+		n = 0;
+		for (char *t = strtok_r(line, " \t\n", &save); t && n < 31;
+		     t = strtok_r(NULL, " \t\n", &save))
+			args[n++] = t;
+		if (!n)
+			continue;
+		args[n] = NULL;
+		if (!strcmp(args[0], "session") || !known_command(args[0])) {
+			printf("rcow-nl: unknown session command '%s'\n", args[0]);
+			r = EXIT_USAGE;
+		} else if (!strcmp(args[0], "register")) {
+			struct rcow_err err = { 0 };
+
+			r = rcow_nl_register(nl, &err) ? fail(nl, &err) : 0;
+		} else {
+			r = dispatch(nl, n, args);
+		}
+		printf("= %d\n", r);
+		fflush(stdout);
+	}
+	return 0;
+}
+
 static bool known_command(const char *c)
 {
 	static const char *const names[] = {
 		"family", "register", "unregister", "devices", "device", "fill-done",
-		"hydrate", "get-bitmap", "listen", "raw",
+		"hydrate", "get-bitmap", "listen", "raw", "quiesce-done", "session",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -437,7 +494,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rcow-nl: %s\n", err.msg);
 		return EXIT_LOCAL;
 	}
-	r = dispatch(nl, argc - i, argv + i);
+	if (!strcmp(argv[i], "session"))
+		r = argc - i == 1 ? session(nl) : EXIT_USAGE;
+	else
+		r = dispatch(nl, argc - i, argv + i);
 	rcow_nl_close(nl);
 	return r;
 }
