@@ -58,10 +58,10 @@ LEN=$(((8 << 20) / 512 + 3))
 check "device over file:// base created" new_device "file://$T/base.img"
 check "rcow-nl devices lists it" grep -q "^dev_id=1 name=rc .*dev_sectors=$LEN .*base_uri=file://" <("$P/rcow-nl" devices)
 refused "without CAP_NET_ADMIN" EPERM --drop-caps devices
-refused "FILL_DONE for a cookie never sent" ENOENT fill-done 1 12345 0
-refused "FILL_DONE for an unknown device" ENODEV fill-done 99 1 0
-refused "DEV_ID sent as u64" EINVAL raw fill_done dev_id:u64:1 cookie:u64:1 status:u32:0
-refused "STATUS above MAX_ERRNO" ERANGE raw fill_done dev_id:u32:1 cookie:u64:1 status:u32:99999
+refused "FILL_DONE from a socket that is not the helper" EPERM fill-done 1 12345 0 0
+refused "FILL_DONE for an unknown device" ENODEV fill-done 99 1 0 0
+refused "DEV_ID sent as u64" EINVAL raw fill_done dev_id:u64:1 cookie:u64:1 first_extent:u64:0 status:u32:0
+refused "STATUS above MAX_ERRNO" ERANGE raw fill_done dev_id:u32:1 cookie:u64:1 first_extent:u64:0 status:u32:99999
 refused "GET_BITMAP from an extent not a multiple of 8" EINVAL get-bitmap 1 present 3
 refused "GET_BITMAP of a bitmap that does not exist" ERANGE get-bitmap 1 9 0
 refused "HYDRATE past the end" ERANGE hydrate 1 100000 1
