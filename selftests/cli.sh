@@ -124,11 +124,12 @@ cow_size_case() {
 	out=$(dmesg_since_mark | grep -c remote-cow)
 	check_eq "... before loading anything (no kernel log line)" 0 "$out"
 }
-# 64 KiB extents: 1 bitmap block each, metadata 48 sectors -> 1 MiB.
+# 64 KiB extents: 1 bitmap block each (two copies), metadata 88 sectors -> 1 MiB.
 cow_size_case "$((LEN * 512))" 64K $(((2048 + LEN) * 512))
-# 4 KiB extents over 20 GiB: 5242880 extents, 160 blocks per bitmap,
-# (1 + 5 * 160) * 8 = 6408 sectors, rounded up to 1 MiB: 8192.
-cow_size_case $((20 << 30)) 4K $(((8192 + (20 << 21)) * 512))
+# 4 KiB extents over 20 GiB: 5242880 extents, 163 blocks per bitmap of
+# 32256 extents, (1 + 5 * 2 * 163) * 8 = 13048 sectors, rounded up to
+# 1 MiB: 14336.
+cow_size_case $((20 << 30)) 4K $(((14336 + (20 << 21)) * 512))
 # 4 MiB extents: the data area is aligned to the extent, 8192 sectors.
 cow_size_case $((64 << 20)) 4M $(((8192 + (64 << 11)) * 512))
 expect_exit "cow-size --base reads the base's size" 0 "$(((2048 + LEN) * 512))" \
