@@ -26,7 +26,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl python3 dd cmp setpriv
-tap_plan 108
+tap_plan 110
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -78,7 +78,7 @@ new_cow() {
 # --help, --version
 # ---------------------------------------------------------------------------
 expect_exit "remote-cow --help" 0 "Usage: remote-cow COMMAND" "$RC" --help
-for c in create remove list status cow-size hydrate commit migrate; do
+for c in create remove list status cow-size hydrate commit migrate check dump; do
 	expect_exit "remote-cow $c --help" 0 "Usage: remote-cow $c" "$RC" "$c" --help
 done
 expect_exit "remote-cow help status" 0 "Usage: remote-cow status" "$RC" help status
