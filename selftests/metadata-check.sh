@@ -13,6 +13,8 @@
 #   the bitmap, the block and both COW blocks; `check` exits 1 naming the
 #   same block; the refused load wrote nothing.
 # - One copy damaged on a device shut down cleanly: refused too.
+# - A bit set past the last extent in a copy with a valid checksum: refused
+#   too, naming the copy; check calls it damage.
 # - A commit writes a changed block over its older copy and leaves the
 #   newest one as it was.
 # - A crash image (the COW device copied while the table is live, so its
@@ -31,7 +33,7 @@ require_vm
 require_cmd dmsetup losetup dd python3 cmp
 RC=$RC_TREE/tools/remote-cow
 require_built "$RC"
-tap_plan 40
+tap_plan 43
 
 NAME="rc-mdcheck"
 EXT=128				# 64 KiB extents
@@ -93,6 +95,33 @@ with open(sys.argv[1], "r+b") as f:
     struct.pack_into("<I", sb, 0, crc(sb[4:]))
     f.seek(0)
     f.write(sb)
+EOF
+}
+
+# stray_bit <dev> <block> <bit>: set a bit of a bitmap block copy's words
+# and reseal it (crc32c as above, xor 0x0b175e75): valid but wrong.
+stray_bit() {
+	python3 - "$1" "$2" "$3" <<'EOF'
+import struct, sys
+T = []
+for i in range(256):
+    c = i
+    for _ in range(8):
+        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    T.append(c)
+def crc(d):
+    c = 0xFFFFFFFF
+    for b in d:
+        c = T[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0x0B175E75
+blk, bit = int(sys.argv[2]), int(sys.argv[3])
+with open(sys.argv[1], "r+b") as f:
+    f.seek(blk * 4096)
+    b = bytearray(f.read(4096))
+    b[64 + bit // 8] |= 1 << (bit % 8)
+    struct.pack_into("<I", b, 0, crc(b[4:]))
+    f.seek(blk * 4096)
+    f.write(b)
 EOF
 }
 
@@ -175,6 +204,17 @@ check "the log names the copy" grep -qF \
 	"bitmap present block 0 damaged: copy 1 (block 2) bad, sb clean" <(dmesg_since_mark)
 expect_exit "check calls it damage too" 1 "copy 1 (COW block 2) bad magic on a device shut down cleanly" \
 	"$RC" check "$cow"
+
+# --- a bit past the last extent, in a copy with a valid checksum --------------
+cp "$tmp/clean.img" "$cow_file"
+use=$(newest_copy "$cow" present)
+stray_bit "$cow" $((PRESENT0 + use)) 64
+refused "a bit set past the last extent: table refused" \
+	"COW bitmap damaged (see log): run \`remote-cow check COW_DEV\`" EILSEQ
+check "the log names the block and the copy" grep -qF \
+	"bitmap present block 0 damaged: copy $use (block $((PRESENT0 + use))) sets bits past end" \
+	<(dmesg_since_mark)
+expect_exit "check calls it damage" 1 "sets 1 bits past the last extent (63)" "$RC" check "$cow"
 
 # --- a crash image with a torn copy loads -------------------------------------
 cp "$tmp/clean.img" "$cow_file"
