@@ -4,10 +4,13 @@
  *
  * On-disk metadata of the remote-cow target.
  *
- * The COW device starts with 4 KiB metadata blocks:
+ * The COW device starts with 4 KiB metadata blocks (the format is in
+ * uapi/remote_cow_disk.h, shared with the userspace checker):
  *
  *   block 0                        superblock (crc32c, geometry, base URI)
- *   block 1 + b * bitmap_blocks    bitmap b, one bit per extent
+ *   blocks 1 ...                   two copies of every bitmap block, each
+ *                                  with a header (crc32c, sequence,
+ *                                  location) and 32256 bits
  *   sector data_offset             the data area: extent i at
  *                                  data_offset + i * extent_sectors
  *
@@ -26,9 +29,20 @@
  * WRITTEN and the dirty bitmaps may safely be ahead of the data (they only
  * cost transfer), so they are copied straight from memory.
  *
- * A sector write is assumed atomic, a 4 KiB block write is not: a torn
- * bitmap block still holds every bit of the previous commit, because the
- * old and the new contents only differ in bits going from 0 to 1.
+ * Torn writes.  A 4 KiB block write is not atomic, and a torn bitmap block
+ * would fail its checksum.  So each bitmap block has two copies, and a
+ * commit writes a changed block over the copy that is not the newest one,
+ * with a sequence number above every one on the device.  Whatever happens
+ * to that write, the other copy still holds the block as of the previous
+ * commit that wrote it.  A load takes, per block, the valid copy (checksum,
+ * magic, location) with the higher sequence; one with no valid copy is
+ * damage, and the table is refused naming it.  An invalid copy is what a
+ * crash during a commit leaves behind: on a device not shut down cleanly
+ * it is accepted and rewritten by the next commit, so that on a device
+ * marked clean both copies of every block are valid, and an invalid one
+ * there is damage too.  The superblock is written whole but only its first
+ * sector changes (flags, generation, checksum), and a sector write is
+ * assumed atomic, as dm-persistent-data does.
  *
  * The dirty state is not written on every guest write.  Instead the
  * superblock carries a clean flag: it is durably cleared before the first
@@ -37,6 +51,12 @@
  * area without their WRITTEN and dirty bits, so every present extent is
  * marked written and dirty.  That over-reports (costs transfer in snapshot
  * commit and migration), but never under-reports.
+ *
+ * A failed commit leaves the metadata of the previous commits intact (the
+ * rule above and the two copies see to that), but the device could not
+ * keep its promises: it sets the superblock's needs_check flag (best
+ * effort, the write may fail as well), and a writable table is refused
+ * over it until `remote-cow check --clear-needs-check` cleared it.
  *
  * Locking: md->lock serialises load, commit and close.  The in-memory
  * bitmaps are read and set with atomic bitops from any context; the
@@ -57,29 +77,19 @@
 
 #define DM_MSG_PREFIX "remote-cow"
 
-#define RCOW_SB_MAGIC		0x574f4352	/* "RCOW" */
-#define RCOW_SB_VERSION		1
-#define RCOW_SB_CSUM_XOR	0x5ca1ab1e
-#define RCOW_SB_F_CLEAN		BIT(0)
+#define RCOW_SB_MAGIC		RCOW_DISK_MAGIC
+#define RCOW_SB_VERSION		RCOW_DISK_VERSION
+#define RCOW_SB_CSUM_XOR	RCOW_DISK_SB_CSUM_XOR
+#define RCOW_SB_F_CLEAN		RCOW_DISK_F_CLEAN
+#define RCOW_SB_F_NEEDS_CHECK	RCOW_DISK_F_NEEDS_CHECK
 
-struct rcow_disk_sb {
-	__le32 csum;		/* crc32c of the rest of the block */
-	__le32 magic;
-	__le32 version;
-	__le32 flags;
-	__le32 block_size;	/* bytes */
-	__le32 extent_sectors;
-	__le64 dev_sectors;
-	__le64 nr_extents;
-	__le64 data_offset;	/* sectors */
-	__le64 bitmap_start;	/* block */
-	__le64 bitmap_blocks;	/* blocks per bitmap */
-	__le32 nr_bitmaps;
-	__le32 base_uri_len;
-	__le64 generation;	/* bumped on every superblock write */
-	__u8 reserved[40];
-	char base_uri[REMOTE_COW_MAX_URI + 1];
-} __packed;
+static const char * const bitmap_names[RCOW_NR_BITMAPS] = {
+	[RCOW_BITMAP_PRESENT] = "present",
+	[RCOW_BITMAP_WRITTEN] = "written",
+	[RCOW_BITMAP_DIRTY_COMMIT] = "dirty-commit",
+	[RCOW_BITMAP_FROZEN_COMMIT] = "frozen-commit",
+	[RCOW_BITMAP_DIRTY_MIGRATE] = "dirty-migrate",
+};
 
 struct rcow_metadata {
 	struct dm_bufio_client *bufio;
@@ -94,6 +104,8 @@ struct rcow_metadata {
 	u64 bitmap_blocks;
 	u32 sb_flags;
 	u64 generation;
+	/* Highest bitmap copy sequence on disk; the next commit uses seq + 1. */
+	u64 seq;
 
 	/* Serialises load, commit and close. */
 	struct mutex lock;
@@ -104,6 +116,8 @@ struct rcow_metadata {
 	unsigned long *bits[RCOW_NR_BITMAPS];
 	/* One bit per bitmap block: the block changed since its last write. */
 	unsigned long *changed[RCOW_NR_BITMAPS];
+	/* One bit per bitmap block: copy 1 is the newest valid copy. */
+	unsigned long *newest[RCOW_NR_BITMAPS];
 	atomic64_t count[RCOW_NR_BITMAPS];
 
 	/* PRESENT as staged by the commit in progress, and as on disk. */
@@ -119,9 +133,9 @@ static u64 bitmap_blocks_for(u64 nr_extents)
 
 static sector_t data_offset_for(const struct rcow_geometry *geo)
 {
-	sector_t md_sectors = (1 + RCOW_NR_BITMAPS *
-			       bitmap_blocks_for(geo->nr_extents)) *
-			      RCOW_MD_BLOCK_SECTORS;
+	sector_t md_sectors =
+		RCOW_DISK_MD_BLOCKS(bitmap_blocks_for(geo->nr_extents)) *
+		RCOW_MD_BLOCK_SECTORS;
 	sector_t align = max_t(sector_t, geo->extent_sectors,
 			       RCOW_MD_DATA_ALIGN);
 
@@ -133,16 +147,33 @@ sector_t rcow_md_required_sectors(const struct rcow_geometry *geo)
 	return data_offset_for(geo) + geo->dev_sectors;
 }
 
-static u32 sb_checksum(const void *block)
+static u32 block_checksum(const void *block, u32 xor)
 {
 	return crc32c(~0U, block + sizeof(__le32),
-		      RCOW_MD_BLOCK_SIZE - sizeof(__le32)) ^ RCOW_SB_CSUM_XOR;
+		      RCOW_MD_BLOCK_SIZE - sizeof(__le32)) ^ xor;
+}
+
+static u32 sb_checksum(const void *block)
+{
+	return block_checksum(block, RCOW_SB_CSUM_XOR);
+}
+
+static u64 md_blocks(struct rcow_metadata *md)
+{
+	return RCOW_DISK_MD_BLOCKS(md->bitmap_blocks);
 }
 
 static sector_t bitmap_block_nr(struct rcow_metadata *md,
-				enum remote_cow_bitmap b, u64 k)
+				enum remote_cow_bitmap b, u64 k,
+				unsigned int copy)
 {
-	return 1 + (u64)b * md->bitmap_blocks + k;
+	return RCOW_DISK_BM_BLOCK(md->bitmap_blocks, b, k, copy);
+}
+
+/* The bitmap block holding @extent's bit. */
+static unsigned long extent_block(u64 extent)
+{
+	return div_u64(extent, RCOW_MD_BITS_PER_BLOCK);
 }
 
 /* Bits per allocated in-memory bitmap: whole metadata blocks. */
@@ -164,6 +195,7 @@ static void free_bitmaps(struct rcow_metadata *md)
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
 		kvfree(md->bits[b]);
 		kvfree(md->changed[b]);
+		kvfree(md->newest[b]);
 	}
 	kvfree(md->present_staged);
 	kvfree(md->present_durable);
@@ -178,7 +210,8 @@ static int alloc_bitmaps(struct rcow_metadata *md)
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
 		md->bits[b] = alloc_bitmap(nbits);
 		md->changed[b] = alloc_bitmap(md->bitmap_blocks);
-		if (!md->bits[b] || !md->changed[b])
+		md->newest[b] = alloc_bitmap(md->bitmap_blocks);
+		if (!md->bits[b] || !md->changed[b] || !md->newest[b])
 			return -ENOMEM;
 	}
 	md->present_staged = alloc_bitmap(nbits);
@@ -210,7 +243,7 @@ static void set_bits_word(unsigned long *bits, u64 bit, u64 val)
 #endif
 }
 
-#define WORDS_PER_BLOCK (RCOW_MD_BLOCK_SIZE / sizeof(__le64))
+#define WORDS_PER_BLOCK RCOW_DISK_BM_WORDS
 
 static void copy_block_bits(unsigned long *dst, const unsigned long *src,
 			    u64 k)
@@ -222,49 +255,208 @@ static void copy_block_bits(unsigned long *dst, const unsigned long *src,
 		set_bits_word(dst, bit, bits_word(src, bit));
 }
 
+static __le64 *bitmap_words(void *block)
+{
+	return block + RCOW_DISK_BM_HDR_SIZE;
+}
+
+/* Fill a bitmap block copy: header, @src's bits of block @k, checksum. */
+static void fill_bitmap_block(struct rcow_metadata *md, void *block,
+			      enum remote_cow_bitmap b, u64 k,
+			      unsigned int copy, u64 seq,
+			      const unsigned long *src)
+{
+	struct rcow_disk_bm_hdr *hdr = block;
+	__le64 *words = bitmap_words(block);
+	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
+	unsigned int w;
+
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->magic = cpu_to_le32(RCOW_DISK_BM_MAGIC);
+	hdr->seq = cpu_to_le64(seq);
+	hdr->blocknr = cpu_to_le64(bitmap_block_nr(md, b, k, copy));
+	hdr->bitmap = cpu_to_le32(b);
+	hdr->index = cpu_to_le32(k);
+	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
+		words[w] = cpu_to_le64(src ? bits_word(src, bit) : 0);
+	hdr->csum = cpu_to_le32(block_checksum(block, RCOW_DISK_BM_CSUM_XOR));
+}
+
+/*
+ * Write block @k of bitmap @b over its older copy, which becomes the
+ * newest: if this commit fails, nothing is written any more.
+ */
 static int write_bitmap_block(struct rcow_metadata *md,
 			      enum remote_cow_bitmap b, u64 k,
 			      const unsigned long *src)
 {
+	unsigned int copy = !test_bit(k, md->newest[b]);
 	struct dm_buffer *buf;
-	__le64 *words;
-	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
-	unsigned int w;
+	void *block;
 
-	words = dm_bufio_new(md->bufio, bitmap_block_nr(md, b, k), &buf);
-	if (IS_ERR(words))
-		return PTR_ERR(words);
-	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
-		words[w] = cpu_to_le64(bits_word(src, bit));
+	block = dm_bufio_new(md->bufio, bitmap_block_nr(md, b, k, copy), &buf);
+	if (IS_ERR(block))
+		return PTR_ERR(block);
+	fill_bitmap_block(md, block, b, k, copy, md->seq + 1, src);
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
+	if (copy)
+		set_bit(k, md->newest[b]);
+	else
+		clear_bit(k, md->newest[b]);
 	return 0;
 }
 
-static int read_bitmap_block(struct rcow_metadata *md,
-			     enum remote_cow_bitmap b, u64 k)
+/* Does @block hold a valid copy @copy of block @k of bitmap @b? */
+static bool bitmap_copy_valid(struct rcow_metadata *md, const void *block,
+			      enum remote_cow_bitmap b, u64 k,
+			      unsigned int copy)
 {
-	struct dm_buffer *buf;
-	__le64 *words;
+	const struct rcow_disk_bm_hdr *hdr = block;
+
+	return le32_to_cpu(hdr->magic) == RCOW_DISK_BM_MAGIC &&
+	       le32_to_cpu(hdr->csum) ==
+			block_checksum(block, RCOW_DISK_BM_CSUM_XOR) &&
+	       le64_to_cpu(hdr->blocknr) == bitmap_block_nr(md, b, k, copy) &&
+	       le32_to_cpu(hdr->bitmap) == b && le32_to_cpu(hdr->index) == k;
+}
+
+/* Copy a valid block's words into memory; false if bits past the end. */
+static bool load_bitmap_words(struct rcow_metadata *md, const void *block,
+			      enum remote_cow_bitmap b, u64 k)
+{
+	const __le64 *words = block + RCOW_DISK_BM_HDR_SIZE;
 	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
 	unsigned int w;
 
-	words = dm_bufio_read(md->bufio, bitmap_block_nr(md, b, k), &buf);
-	if (IS_ERR(words))
-		return PTR_ERR(words);
 	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64) {
 		u64 v = le64_to_cpu(words[w]);
+		u64 keep = ~0ULL;
 
 		/* Bits past the last extent are never set. */
-		if (bit + 64 > md->nr_extents) {
-			if (bit >= md->nr_extents)
-				v = 0;
-			else
-				v &= GENMASK_ULL(md->nr_extents - bit - 1, 0);
-		}
+		if (bit >= md->nr_extents)
+			keep = 0;
+		else if (bit + 64 > md->nr_extents)
+			keep = GENMASK_ULL(md->nr_extents - bit - 1, 0);
+		if (v & ~keep)
+			return false;
 		set_bits_word(md->bits[b], bit, v);
 	}
-	dm_bufio_release(buf);
+	return true;
+}
+
+struct bitmap_load_stats {
+	u64 invalid_copies;
+};
+
+/*
+ * Load block @k of bitmap @b from its newest valid copy.  -EILSEQ, with a
+ * log line naming the block, if neither copy is valid, if the chosen one
+ * has bits past the last extent, or if a copy is invalid on a device that
+ * was shut down cleanly.
+ */
+static int read_bitmap_block(struct rcow_metadata *md,
+			     enum remote_cow_bitmap b, u64 k,
+			     struct bitmap_load_stats *st)
+{
+	struct dm_buffer *buf[RCOW_DISK_BM_COPIES];
+	void *block[RCOW_DISK_BM_COPIES];
+	bool valid[RCOW_DISK_BM_COPIES];
+	u64 seq[RCOW_DISK_BM_COPIES] = { 0, 0 };
+	unsigned int c, use;
+	int r = 0;
+
+	for (c = 0; c < RCOW_DISK_BM_COPIES; c++) {
+		block[c] = dm_bufio_read(md->bufio,
+					 bitmap_block_nr(md, b, k, c), &buf[c]);
+		if (IS_ERR(block[c])) {
+			r = PTR_ERR(block[c]);
+			DMERR("cannot read bitmap %s block %llu (COW block %llu): %d",
+			      bitmap_names[b], k,
+			      (unsigned long long)bitmap_block_nr(md, b, k, c),
+			      r);
+			if (c)
+				dm_bufio_release(buf[0]);
+			return r;
+		}
+		valid[c] = bitmap_copy_valid(md, block[c], b, k, c);
+		if (valid[c])
+			seq[c] = le64_to_cpu(((struct rcow_disk_bm_hdr *)
+					      block[c])->seq);
+	}
+
+	if (!valid[0] && !valid[1]) {
+		DMERR("bitmap %s block %llu damaged: no valid copy (blocks %llu, %llu)",
+		      bitmap_names[b], k,
+		      (unsigned long long)bitmap_block_nr(md, b, k, 0),
+		      (unsigned long long)bitmap_block_nr(md, b, k, 1));
+		r = -EILSEQ;
+		goto out;
+	}
+	if (!valid[0] || !valid[1]) {
+		c = valid[0] ? 1 : 0;
+		if (md->sb_flags & RCOW_SB_F_CLEAN) {
+			DMERR("bitmap %s block %llu damaged: copy %u (block %llu) bad, sb clean",
+			      bitmap_names[b], k, c,
+			      (unsigned long long)bitmap_block_nr(md, b, k, c));
+			r = -EILSEQ;
+			goto out;
+		}
+		/* Torn by a crash during a commit: rewritten by the next. */
+		st->invalid_copies++;
+		set_bit(k, md->changed[b]);
+	}
+	use = valid[0] && valid[1] ? seq[1] > seq[0] : valid[1];
+	if (!load_bitmap_words(md, block[use], b, k)) {
+		DMERR("bitmap %s block %llu damaged: copy %u (block %llu) sets bits past end",
+		      bitmap_names[b], k, use,
+		      (unsigned long long)bitmap_block_nr(md, b, k, use));
+		r = -EILSEQ;
+		goto out;
+	}
+	if (use)
+		set_bit(k, md->newest[b]);
+	else
+		clear_bit(k, md->newest[b]);
+	md->seq = max(md->seq, seq[use]);
+out:
+	for (c = 0; c < RCOW_DISK_BM_COPIES; c++)
+		dm_bufio_release(buf[c]);
+	return r;
+}
+
+/*
+ * Read every bitmap block into memory, dropping what dm-bufio cached (a
+ * previous table over the device may have written since).
+ */
+static int read_bitmaps(struct rcow_metadata *md)
+{
+	struct bitmap_load_stats st = { 0 };
+	u64 k;
+	int b, r;
+
+	md->seq = 0;
+	dm_bufio_forget_buffers(md->bufio, 1, md_blocks(md) - 1);
+	dm_bufio_prefetch(md->bufio, 1, md_blocks(md) - 1);
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
+		bitmap_zero(md->changed[b], md->bitmap_blocks);
+		for (k = 0; k < md->bitmap_blocks; k++) {
+			r = read_bitmap_block(md, b, k, &st);
+			if (r)
+				return r;
+		}
+	}
+	if (st.invalid_copies) {
+		DMWARN("%llu bitmap block copies torn by a crash during a commit: %s",
+		       st.invalid_copies, md->writable ?
+		       "the next commit rewrites them" :
+		       "left as they are (read-only)");
+		if (md->writable)
+			atomic_set(&md->changed_any, 1);
+		else
+			for (b = 0; b < RCOW_NR_BITMAPS; b++)
+				bitmap_zero(md->changed[b], md->bitmap_blocks);
+	}
 	return 0;
 }
 
@@ -323,33 +515,51 @@ static int update_sb(struct rcow_metadata *md)
 	return r;
 }
 
+/*
+ * Zeroed bitmaps: copy 0 of every block with sequence 1, copy 1 with 0, so
+ * both are valid and copy 0 is the newest.
+ */
 static int format(struct rcow_metadata *md, const struct rcow_geometry *geo)
 {
 	struct dm_buffer *buf;
-	u64 blk, nr = (u64)RCOW_NR_BITMAPS * md->bitmap_blocks;
+	unsigned int c;
+	u64 k;
 	void *p;
-	int r;
+	int b, r;
 
 	DMINFO("formatting COW device: %llu extents of %u sectors, data at sector %llu",
 	       md->nr_extents, md->extent_sectors,
 	       (unsigned long long)md->data_offset);
-	for (blk = 1; blk <= nr; blk++) {
-		p = dm_bufio_new(md->bufio, blk, &buf);
-		if (IS_ERR(p))
-			return PTR_ERR(p);
-		memset(p, 0, RCOW_MD_BLOCK_SIZE);
-		dm_bufio_mark_buffer_dirty(buf);
-		dm_bufio_release(buf);
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
+		for (k = 0; k < md->bitmap_blocks; k++) {
+			for (c = 0; c < RCOW_DISK_BM_COPIES; c++) {
+				p = dm_bufio_new(md->bufio,
+						 bitmap_block_nr(md, b, k, c),
+						 &buf);
+				if (IS_ERR(p))
+					return PTR_ERR(p);
+				fill_bitmap_block(md, p, b, k, c, !c, NULL);
+				dm_bufio_mark_buffer_dirty(buf);
+				dm_bufio_release(buf);
+			}
+		}
+		/* Keep dm-bufio's memory bounded on large devices. */
+		r = dm_bufio_write_dirty_buffers(md->bufio);
+		if (r)
+			return r;
 	}
-	r = dm_bufio_write_dirty_buffers(md->bufio);
-	if (!r)
-		r = dm_bufio_issue_flush(md->bufio);
+	r = dm_bufio_issue_flush(md->bufio);
 	if (r)
 		return r;
+	md->seq = 1;
 	md->sb_flags = RCOW_SB_F_CLEAN;
 	md->formatted = true;
 	return write_sb(md, geo->base_uri);
 }
+
+/* ti->error and the log when a writable table meets needs_check. */
+#define NEEDS_CHECK_MSG \
+	"COW metadata needs a check: run `remote-cow check --clear-needs-check COW_DEV`"
 
 static int validate_sb(struct rcow_metadata *md, const struct rcow_disk_sb *sb,
 		       const struct rcow_geometry *geo, char **error)
@@ -363,6 +573,10 @@ static int validate_sb(struct rcow_metadata *md, const struct rcow_disk_sb *sb,
 	if (le32_to_cpu(sb->csum) != sb_checksum(sb)) {
 		*error = "COW superblock checksum mismatch (metadata corrupt)";
 		return -EILSEQ;
+	}
+	if (le32_to_cpu(sb->version) == 1) {
+		*error = "COW metadata version 1 is too old: this module reads version 2 only";
+		return -EINVAL;
 	}
 	if (le32_to_cpu(sb->version) != RCOW_SB_VERSION) {
 		*error = "COW metadata version not supported by this module";
@@ -392,6 +606,10 @@ static int validate_sb(struct rcow_metadata *md, const struct rcow_disk_sb *sb,
 	}
 	md->sb_flags = le32_to_cpu(sb->flags);
 	md->generation = le64_to_cpu(sb->generation);
+	if (md->writable && (md->sb_flags & RCOW_SB_F_NEEDS_CHECK)) {
+		*error = NEEDS_CHECK_MSG;
+		return -EUCLEAN;
+	}
 	return 0;
 }
 
@@ -426,6 +644,12 @@ struct rcow_metadata *rcow_md_open(struct block_device *bdev,
 	void *sb;
 	bool zeroed;
 	int r;
+
+	BUILD_BUG_ON(sizeof(struct rcow_disk_sb) > RCOW_MD_BLOCK_SIZE);
+	BUILD_BUG_ON(offsetof(struct rcow_disk_sb, base_uri) != 120);
+	BUILD_BUG_ON(sizeof(struct rcow_disk_bm_hdr) != RCOW_DISK_BM_HDR_SIZE);
+	BUILD_BUG_ON(RCOW_DISK_NR_BITMAPS != RCOW_NR_BITMAPS);
+	BUILD_BUG_ON(RCOW_DISK_MAX_URI != REMOTE_COW_MAX_URI);
 
 	md = kzalloc(sizeof(*md), GFP_KERNEL);
 	if (!md) {
@@ -484,6 +708,16 @@ struct rcow_metadata *rcow_md_open(struct block_device *bdev,
 			*error = "Cannot format the COW device (write failed)";
 			goto bad;
 		}
+	} else {
+		/* Refuse damage now; rcow_md_load() reads them again. */
+		r = read_bitmaps(md);
+		if (r == -EILSEQ) {
+			*error = "COW bitmap damaged (see log): run `remote-cow check COW_DEV`";
+			goto bad;
+		} else if (r) {
+			*error = "Cannot read the COW bitmaps";
+			goto bad;
+		}
 	}
 	return md;
 
@@ -502,7 +736,7 @@ void rcow_md_close(struct rcow_metadata *md)
 
 int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 {
-	u64 k, nbits = alloc_bits(md);
+	u64 nbits = alloc_bits(md);
 	int b, r = 0;
 
 	*was_unclean = false;
@@ -510,22 +744,21 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 
 	/*
 	 * Another table instance over this COW device may have committed
-	 * (and set the clean flag) since our constructor read the
-	 * superblock: read it again.
+	 * (and set the clean flag, or needs_check) since our constructor
+	 * read the metadata: read it again.
 	 */
 	dm_bufio_forget(md->bufio, 0);
 	r = reread_sb_flags(md);
 	if (r)
 		goto out;
-	dm_bufio_prefetch(md->bufio, 1, RCOW_NR_BITMAPS * md->bitmap_blocks);
-	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
-		for (k = 0; k < md->bitmap_blocks; k++) {
-			r = read_bitmap_block(md, b, k);
-			if (r)
-				goto out;
-		}
-		bitmap_zero(md->changed[b], md->bitmap_blocks);
+	if (md->writable && (md->sb_flags & RCOW_SB_F_NEEDS_CHECK)) {
+		DMERR("%s", NEEDS_CHECK_MSG);
+		r = -EUCLEAN;
+		goto out;
 	}
+	r = read_bitmaps(md);
+	if (r)
+		goto out;
 
 	if (!(md->sb_flags & RCOW_SB_F_CLEAN)) {
 		unsigned long *present = md->bits[RCOW_BITMAP_PRESENT];
@@ -559,6 +792,24 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 out:
 	mutex_unlock(&md->lock);
 	return r;
+}
+
+/*
+ * Best effort after a failed commit: record in the superblock that the
+ * device needs a check.  The write may fail like the commit did.
+ */
+static void mark_needs_check(struct rcow_metadata *md)
+{
+	int r;
+
+	if (md->sb_flags & RCOW_SB_F_NEEDS_CHECK)
+		return;
+	md->sb_flags |= RCOW_SB_F_NEEDS_CHECK;
+	r = update_sb(md);
+	if (r)
+		DMERR("cannot set needs_check in the COW superblock: %d", r);
+	else
+		DMERR("needs_check set in the COW superblock: run `remote-cow check`");
 }
 
 int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
@@ -629,6 +880,7 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
 		r = dm_bufio_issue_flush(md->bufio);
 	if (r)
 		goto fail;
+	md->seq++;
 
 	if (want_clean_change) {
 		if (clean)
@@ -649,6 +901,7 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
 fail:
 	DMERR("metadata commit failed: %d", r);
 	md->failed = true;
+	mark_needs_check(md);
 out:
 	mutex_unlock(&md->lock);
 	return r;
@@ -676,7 +929,7 @@ bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 	if (test_bit(extent, md->bits[b]) ||
 	    test_and_set_bit(extent, md->bits[b]))
 		return false;
-	set_bit(extent / RCOW_MD_BITS_PER_BLOCK, md->changed[b]);
+	set_bit(extent_block(extent), md->changed[b]);
 	atomic64_inc(&md->count[b]);
 	/* Order the block flag before changed_any, see rcow_md_commit(). */
 	smp_mb__after_atomic();

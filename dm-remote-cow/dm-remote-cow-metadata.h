@@ -14,12 +14,14 @@
 #include <linux/types.h>
 
 #include "uapi/remote_cow.h"
+#include "uapi/remote_cow_disk.h"
 
-#define RCOW_MD_BLOCK_SIZE	4096
+#define RCOW_MD_BLOCK_SIZE	RCOW_DISK_BLOCK_SIZE
 #define RCOW_MD_BLOCK_SECTORS	(RCOW_MD_BLOCK_SIZE >> SECTOR_SHIFT)
-#define RCOW_MD_BITS_PER_BLOCK	(RCOW_MD_BLOCK_SIZE * 8)
+/* Extents per bitmap block: not a power of two (the block has a header). */
+#define RCOW_MD_BITS_PER_BLOCK	RCOW_DISK_BM_BITS
 /* The data area starts on a multiple of this (and of the extent size). */
-#define RCOW_MD_DATA_ALIGN	2048	/* sectors: 1 MiB */
+#define RCOW_MD_DATA_ALIGN	RCOW_DISK_DATA_ALIGN
 
 /*
  * What the table line says the device is; the superblock must agree.
@@ -38,7 +40,9 @@ sector_t rcow_md_required_sectors(const struct rcow_geometry *geo);
 
 /*
  * Open the metadata on @bdev: format it when the superblock block is all
- * zeroes, validate it otherwise.  Bitmaps are loaded later by
+ * zeroes, validate it otherwise: the superblock, and every bitmap block
+ * (a damaged one is named in the log).  A writable open is refused while
+ * the superblock says needs_check.  The bitmaps are loaded again by
  * rcow_md_load().  On failure returns an ERR_PTR and points *@error at a
  * static message for ti->error.
  */
@@ -49,7 +53,9 @@ struct rcow_metadata *rcow_md_open(struct block_device *bdev,
 void rcow_md_close(struct rcow_metadata *md);
 
 /*
- * Read the bitmaps from disk into memory.  If the device was not shut down
+ * Read the bitmaps from disk into memory (the newest valid copy of each
+ * block; -EILSEQ and a log line naming the block if there is none, -EUCLEAN
+ * if a writable device needs a check).  If the device was not shut down
  * cleanly, every present extent is marked written and dirty (the dirty
  * state is then over-reported, never under-reported) and *@was_unclean is
  * set.  When @writable, the superblock is then durably marked "in use"
@@ -62,7 +68,9 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean);
  * before this call is stable), then write the changed bitmap blocks and,
  * with @clean, the superblock with the clean flag set.  With @flush the
  * COW device is flushed even when no metadata changed (a guest's flush or
- * FUA must always reach it).  Serialised internally; may sleep.
+ * FUA must always reach it).  Serialised internally; may sleep.  After a
+ * failure every later commit fails, and the superblock's needs_check flag
+ * is set (best effort: that write may fail too).
  */
 int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush);
 

@@ -26,7 +26,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl python3 dd cmp setpriv
-tap_plan 108
+tap_plan 110
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -78,7 +78,7 @@ new_cow() {
 # --help, --version
 # ---------------------------------------------------------------------------
 expect_exit "remote-cow --help" 0 "Usage: remote-cow COMMAND" "$RC" --help
-for c in create remove list status cow-size hydrate commit migrate; do
+for c in create remove list status cow-size hydrate commit migrate check dump; do
 	expect_exit "remote-cow $c --help" 0 "Usage: remote-cow $c" "$RC" "$c" --help
 done
 expect_exit "remote-cow help status" 0 "Usage: remote-cow status" "$RC" help status
@@ -124,11 +124,12 @@ cow_size_case() {
 	out=$(dmesg_since_mark | grep -c remote-cow)
 	check_eq "... before loading anything (no kernel log line)" 0 "$out"
 }
-# 64 KiB extents: 1 bitmap block each, metadata 48 sectors -> 1 MiB.
+# 64 KiB extents: 1 bitmap block each (two copies), metadata 88 sectors -> 1 MiB.
 cow_size_case "$((LEN * 512))" 64K $(((2048 + LEN) * 512))
-# 4 KiB extents over 20 GiB: 5242880 extents, 160 blocks per bitmap,
-# (1 + 5 * 160) * 8 = 6408 sectors, rounded up to 1 MiB: 8192.
-cow_size_case $((20 << 30)) 4K $(((8192 + (20 << 21)) * 512))
+# 4 KiB extents over 20 GiB: 5242880 extents, 163 blocks per bitmap of
+# 32256 extents, (1 + 5 * 2 * 163) * 8 = 13048 sectors, rounded up to
+# 1 MiB: 14336.
+cow_size_case $((20 << 30)) 4K $(((14336 + (20 << 21)) * 512))
 # 4 MiB extents: the data area is aligned to the extent, 8192 sectors.
 cow_size_case $((64 << 20)) 4M $(((8192 + (64 << 11)) * 512))
 expect_exit "cow-size --base reads the base's size" 0 "$(((2048 + LEN) * 512))" \

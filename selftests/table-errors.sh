@@ -25,7 +25,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp python3
-tap_plan 75
+tap_plan 77
 
 NAME="rc-table-errors"
 EXT=128
@@ -46,13 +46,13 @@ cow_file=$(losetup -n -O BACK-FILE "$cow")
 at_exit "dm_remove $NAME"
 
 # The data offset the layout in Documentation/remote-cow.rst gives:
-# (1 + 5 * ceil(extents / 32768)) 4 KiB blocks, rounded up to the larger
-# of the extent size and 1 MiB.
+# (1 + 5 * 2 * ceil(extents / 32256)) 4 KiB blocks (two copies of every
+# bitmap block), rounded up to the larger of the extent size and 1 MiB.
 data_offset() {	# data_offset <length> <extent_sectors>
 	local len=$1 ext=$2 nr bm md align
 	nr=$(((len + ext - 1) / ext))
-	bm=$(((nr + 32767) / 32768))
-	md=$(((1 + 5 * bm) * 8))
+	bm=$(((nr + 32255) / 32256))
+	md=$(((1 + 10 * bm) * 8))
 	align=$((ext > 2048 ? ext : 2048))
 	echo $(((md + align - 1) / align * align))
 }
@@ -192,7 +192,7 @@ too_small() {
 }
 too_small "16 MiB device, 64 KiB extents" $((32 << 10)) 128
 too_small "16 MiB device, 4 MiB extents" $((32 << 10)) 8192
-too_small "64 GiB device, 4 KiB extents (512 bitmap blocks each)" $((128 << 20)) 8
+too_small "64 GiB device, 4 KiB extents (521 bitmap blocks each)" $((128 << 20)) 8
 # Exactly at the limit: one sector short is refused, the exact size loads.
 need=$(($(data_offset "$LEN" "$EXT") + LEN))
 truncate -s $(((need - 1) * 512)) "$cow_file" && losetup -c "$cow"
@@ -316,7 +316,9 @@ corrupt "superblock with a bad magic" \
 	"COW device has no remote-cow superblock (zero 4 KiB to format)" EINVAL \
 	magic=0x574f4353
 corrupt "superblock of an unknown version" \
-	"COW metadata version not supported by this module" EINVAL version=2
+	"COW metadata version not supported by this module" EINVAL version=3
+corrupt "superblock of version 1 (before bitmap checksums)" \
+	"COW metadata version 1 is too old: this module reads version 2 only" EINVAL version=1
 corrupt "superblock with inconsistent geometry (nr_extents)" \
 	"COW superblock geometry is inconsistent (metadata corrupt)" EILSEQ nr_extents=65
 corrupt "superblock with inconsistent geometry (data_offset)" \

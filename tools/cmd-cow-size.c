@@ -84,7 +84,8 @@ int cmd_cow_size(int argc, char **argv)
 		printf("device length:    %" PRIu64 " sectors\n", l.dev_sectors);
 		printf("extent size:      %u sectors\n", l.extent_sectors);
 		printf("extents:          %" PRIu64 "\n", l.nr_extents);
-		printf("bitmap blocks:    5 x %" PRIu64 " (4 KiB each)\n", l.bitmap_blocks);
+		printf("bitmap blocks:    5 x %" PRIu64 " (4 KiB each, two copies)\n",
+		       l.bitmap_blocks);
 		printf("metadata:         %" PRIu64 " sectors\n", l.metadata_sectors);
 		printf("data offset:      %" PRIu64 " sectors\n", l.data_offset);
 		printf("COW device:       %" PRIu64 " sectors = %" PRIu64 " bytes\n",

@@ -26,10 +26,12 @@ static const char usage[] =
 	"                                                copy every missing extent\n"
 	"  commit NAME TARGET_URI | commit NAME --abort  snapshot commit\n"
 	"  migrate NAME send HOST:PORT | finish | abort  incremental migration\n"
+	"  check [--clear-needs-check] COW_DEV           verify a COW device's metadata\n"
+	"  dump COW_DEV                                  print its metadata as text\n"
 	"\n"
-	"Exit status: 0 success, 1 failure, 2 bad usage, 3 no such device,\n"
-	"4 not a remote-cow device, 5 COW device too small, 6 not supported by\n"
-	"the kernel yet.  See remote-cow(8).\n";
+	"Exit status: 0 success, 1 failure (check, dump: damage found), 2 bad\n"
+	"usage, 3 no such device, 4 not a remote-cow device, 5 COW device too\n"
+	"small, 6 not supported by the kernel yet.  See remote-cow(8).\n";
 
 static const struct {
 	const char *name;
@@ -43,6 +45,8 @@ static const struct {
 	{ "hydrate", cmd_hydrate },
 	{ "commit", cmd_commit },
 	{ "migrate", cmd_migrate },
+	{ "check", cmd_check },
+	{ "dump", cmd_dump },
 };
 
 int main(int argc, char **argv)

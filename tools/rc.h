@@ -15,6 +15,11 @@
  *   cmd-cow-size.c  cow-size
  *   cmd-hydrate.c   hydrate
  *   cmd-message.c   commit, migrate
+ *   crc32c.c        the metadata checksum (the kernel's crc32c)
+ *   md.c            read and verify a COW device's metadata
+ *   cowdev.c        open a COW device that no table uses
+ *   cmd-check.c     check
+ *   cmd-dump.c      dump
  */
 #ifndef RC_H
 #define RC_H
@@ -104,6 +109,48 @@ struct rc_layout {
 	uint64_t cow_sectors;		/* data_offset + dev_sectors */
 };
 void rc_layout_compute(uint64_t dev_sectors, uint32_t extent_sectors, struct rc_layout *l);
+
+/* ---- crc32c.c ---- */
+/* The kernel's crc32c(crc, buf, len): no final inversion. */
+uint32_t rc_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* ---- md.c ---- */
+/* A COW device's metadata as read (remote_cow_disk.h), host byte order. */
+struct rc_md {
+	uint64_t dev_bytes;		/* size of the device or file */
+	bool formatted;			/* false: block 0 is all zeroes */
+	bool layout_ok;			/* the superblock locates the bitmaps */
+	bool io_error;
+	uint32_t magic, version, flags, block_size, extent_sectors, nr_bitmaps, base_uri_len;
+	uint64_t dev_sectors, nr_extents, data_offset, bitmap_start, bitmap_blocks, generation;
+	char base_uri[1024];
+	uint8_t *bits[5];		/* per bitmap, from each block's newest valid copy */
+	uint64_t count[5];		/* bits set */
+	uint64_t max_seq;		/* highest commit sequence of a valid copy */
+	uint64_t damage;		/* findings that make the metadata unusable */
+	uint64_t torn;			/* copies torn by a crash (not damage) */
+};
+/*
+ * Read and verify the metadata on fd (dev_bytes long; 0: unknown): one
+ * line per finding on out ("damage: ..." or "note: ..."; NULL: silent),
+ * per bitmap block details on verbose (NULL: none).  0, or -1 after an I/O
+ * error (printed).  Free with rc_md_free().
+ */
+int rc_md_read(int fd, uint64_t dev_bytes, struct rc_md *md, FILE *out, FILE *verbose);
+bool rc_md_test(const struct rc_md *md, unsigned int bitmap, uint64_t extent);
+void rc_md_free(struct rc_md *md);
+const char *rc_md_bitmap_name(unsigned int bitmap);
+/* crc32c of bytes 4..4095 of a metadata block, xor the block type's constant. */
+uint32_t rc_md_block_csum(const void *block, uint32_t xor);
+/* Rewrite the superblock without needs_check (fd open for writing).  0 or -1 (printed). */
+int rc_md_clear_needs_check(int fd, struct rc_md *md);
+
+/* ---- cowdev.c ---- */
+/*
+ * Open a COW device or image file exclusively (refused while a table or a
+ * mount holds it, naming the holder).  0 or an exit code (printed).
+ */
+int rc_cow_open(const char *cmd, const char *path, bool writable, int *fd, uint64_t *bytes);
 
 /* ---- dm.c ---- */
 void rc_dm_init(void);
@@ -213,5 +260,7 @@ int cmd_cow_size(int argc, char **argv);
 int cmd_hydrate(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
 
 #endif
