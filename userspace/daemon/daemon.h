@@ -174,11 +174,36 @@ struct options {
 	long long connections, max_in_flight, prefetch_max;
 };
 
+/*
+ * What the engine asks of the kernel side: answers, requests and the COW
+ * device of a device.  kernel-nl.c implements it over the generic netlink
+ * socket; the host tests (tests/fake-kernel.c) record the answers instead.
+ * Every call returns 0 or -errno with err set.
+ */
+struct kernel_ops {
+	int (*fill_done)(void *ctx, const struct rcow_fault *f, uint32_t status,
+			 struct rcow_err *err);
+	int (*quiesce_done)(void *ctx, const struct rcow_quiesce *q, struct rcow_err *err);
+	int (*hydrate)(void *ctx, uint32_t dev_id, uint64_t first, uint32_t count,
+		       uint32_t *queued, struct rcow_err *err);
+	int (*get_bitmap)(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
+			  uint8_t *data, size_t cap, uint64_t *got_first, uint32_t *got_count,
+			  struct rcow_err *err);
+	int (*get_device)(void *ctx, uint32_t dev_id, struct rcow_device_info *info,
+			  struct rcow_err *err);
+	int (*open_cow)(void *ctx, const struct rcow_device_info *info, struct rcow_cow **out,
+			struct rcow_err *err);
+};
+
+extern const struct kernel_ops kernel_nl_ops;	/* ctx: the struct daemon */
+
 struct daemon {
 	struct options opt;
 	struct rcow_config cfg;
 	struct stats st;
-	struct rcow_nl *nl;
+	const struct kernel_ops *kops;
+	void *kctx;
+	struct rcow_nl *nl;		/* kernel_nl_ops only */
 	struct device *devices;
 	struct src *srcs;
 	struct writer *writer;		/* COW writer threads (writer.c) */
@@ -196,6 +221,18 @@ int engine_add_device(const struct rcow_device_info *info, void *data);
 void engine_remove_device(struct daemon *d, uint32_t dev_id);
 void engine_fault(struct daemon *d, const struct rcow_fault *f);
 void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h);
+/*
+ * QUIESCE: void the device's pending fills (queued ones dropped, reads in
+ * flight discarded, unanswered); QUIESCE_DONE once none of its COW writes
+ * is in flight any more, from engine_run() if not at once.
+ */
+void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q);
+/* One kernel message, whatever its command. */
+void engine_event(struct daemon *d, const struct rcow_event *ev);
+/* Close the sources no device uses any more. */
+void engine_reap_sources(struct daemon *d);
+/* Exit: forget every device (nothing answered); then engine_reap_sources(). */
+void engine_forget_all(struct daemon *d);
 /* A source finished an xfer: err 0 (data in x->buf) or a positive errno. */
 void engine_xfer_done(struct src *s, struct xfer *x, int err);
 /* Writer threads: write x into its COW device; 0 or a positive errno. */
@@ -206,6 +243,17 @@ void engine_write_done(struct daemon *d, struct xfer *x);
 void engine_run(struct daemon *d);
 uint64_t engine_timer(struct daemon *d, uint64_t now);
 bool engine_guest_waiting(const struct src *s);
+
+/*
+ * loop.c: one turn of the daemon's loop: finished writes, streaming,
+ * source timers and reads, then poll() over the writers, every source and
+ * the caller's extra fds (revents set for the caller), at most
+ * timeout_ms (-1: until something happens), then the sources' events.
+ * 0 or -errno if poll() failed.
+ */
+int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int timeout_ms);
+/* Poll the writers and the sources only, for at most timeout_ms (exit path). */
+int loop_poll_sources(struct daemon *d, int timeout_ms);
 
 /*
  * pool.c: threads for blocking I/O.  fn runs in a pool thread with that

@@ -126,6 +126,11 @@ static void src_put(struct src *s)
 	free(s);
 }
 
+void engine_reap_sources(struct daemon *d)
+{
+	(void)d;	/* sources are closed at once (src_put) */
+}
+
 /* ---- devices ------------------------------------------------------------ */
 
 static struct device *find_device(struct daemon *d, uint32_t id)
@@ -278,8 +283,7 @@ static int dev_open(struct daemon *d, struct device *dev)
 
 	if (dev->bad_geom)
 		return EINVAL;
-	if (!dev->cow && rcow_cow_open_dev(dev->info.cow_major, dev->info.cow_minor,
-					   d->opt.node_dir, &dev->cow, &err)) {
+	if (!dev->cow && d->kops->open_cow(d->kctx, &dev->info, &dev->cow, &err)) {
 		logmsg("device %s: %s", dev->info.dm_name, err.msg);
 		return err.code ? err.code : EIO;
 	}
@@ -301,7 +305,7 @@ static void answer(struct daemon *d, struct device *dev, uint64_t cookie, uint64
 	struct rcow_err err = { 0 };
 	int r;
 
-	r = rcow_nl_fill_done(d->nl, &f, status, &err);
+	r = d->kops->fill_done(d->kctx, &f, status, &err);
 	if (r == -ENOENT || r == -ENODEV) {
 		d->st.stale_cookies++;
 		vlog(d, 1, "device %s: the kernel no longer waits for cookie %llu", dev->info.dm_name,
@@ -350,7 +354,7 @@ static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fau
 	if (!rcow_prefetch_fault(&dev->pf, f->first, f->count, dev->geom.nr_extents, &first, &count))
 		return;
 	range_add(dev, first, count, XC_PREFETCH);
-	if (rcow_nl_hydrate(d->nl, dev->info.dev_id, first, count, &queued, &err)) {
+	if (d->kops->hydrate(d->kctx, dev->info.dev_id, first, count, &queued, &err)) {
 		vlog(d, 1, "device %s: prefetch of extents %llu+%u refused: %s", dev->info.dm_name,
 		     (unsigned long long)first, count, err.msg);
 		return;
@@ -383,13 +387,13 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		struct rcow_device_info info;
 
 		memset(&info, 0, sizeof(info));
-		if (rcow_nl_get_device(d->nl, f->dev_id, &info, &err) == 0 &&
+		if (d->kops->get_device(d->kctx, f->dev_id, &info, &err) == 0 &&
 		    engine_add_device(&info, d) == 0)
 			dev = find_device(d, f->dev_id);
 		if (!dev) {
 			logmsg("fault for device %u, which the kernel does not describe: %s",
 			       f->dev_id, err.msg);
-			rcow_nl_fill_done(d->nl, f, ENODEV, &err);
+			d->kops->fill_done(d->kctx, f, ENODEV, &err);
 			return;
 		}
 	}
@@ -555,6 +559,42 @@ void engine_write_done(struct daemon *d, struct xfer *x)
 	xfer_finish(d, x);
 }
 
+void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q)
+{
+	(void)q;
+	logmsg("ignoring message QUIESCE from the kernel (not implemented yet)");
+	(void)d;
+}
+
+void engine_event(struct daemon *d, const struct rcow_event *ev)
+{
+	char b[16];
+
+	switch (ev->cmd) {
+	case RCOW_CMD_FAULT:
+		engine_fault(d, &ev->u.fault);
+		break;
+	case RCOW_CMD_DEVICE_ADD:
+		engine_add_device(&ev->u.dev, d);
+		break;
+	case RCOW_CMD_DEVICE_REMOVE:
+		engine_remove_device(d, ev->u.dev.dev_id);
+		break;
+	case RCOW_CMD_HYDRATE_CTL:
+		engine_hydrate_ctl(d, &ev->u.hydrate);
+		break;
+	default:
+		logmsg("ignoring message %s from the kernel (newer module?)",
+		       rcow_cmd_name(ev->cmd, b, sizeof(b)));
+	}
+}
+
+void engine_forget_all(struct daemon *d)
+{
+	while (d->devices)
+		unlist_device(d, d->devices);
+}
+
 /* ---- background streaming ------------------------------------------------ */
 
 static bool bit_test(const uint8_t *b, uint64_t i)
@@ -577,7 +617,7 @@ static int64_t read_bitmap(struct daemon *d, struct device *dev)
 	while (first < nr) {
 		uint64_t got_first = 0;
 		uint32_t got_count = 0;
-		int r = rcow_nl_get_bitmap(d->nl, dev->info.dev_id, RCOW_BITMAP_PRESENT, first,
+		int r = d->kops->get_bitmap(d->kctx, dev->info.dev_id, RCOW_BITMAP_PRESENT, first,
 					   dev->bitmap + first / 8, REMOTE_COW_BITMAP_CHUNK,
 					   &got_first, &got_count, &err);
 
@@ -628,7 +668,7 @@ void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h)
 		struct rcow_err err = { 0 };
 
 		memset(&info, 0, sizeof(info));
-		if (rcow_nl_get_device(d->nl, h->dev_id, &info, &err) == 0)
+		if (d->kops->get_device(d->kctx, h->dev_id, &info, &err) == 0)
 			engine_add_device(&info, d);	/* resumes hydration from its flags */
 		return;
 	}
@@ -723,7 +763,7 @@ static void hydrate_step(struct daemon *d, struct device *dev, uint64_t now)
 		return;
 	}
 	range_add(dev, first, count, XC_HYDRATE);
-	if (rcow_nl_hydrate(d->nl, dev->info.dev_id, first, (uint32_t)count, &queued, &err)) {
+	if (d->kops->hydrate(d->kctx, dev->info.dev_id, first, (uint32_t)count, &queued, &err)) {
 		logmsg("device %s: streaming request for extents %llu+%llu refused: %s; retrying in 1 s",
 		       dev->info.dm_name, (unsigned long long)first, (unsigned long long)count,
 		       err.msg);
@@ -761,10 +801,14 @@ uint64_t engine_timer(struct daemon *d, uint64_t now)
 {
 	uint64_t t = 0;
 
-	for (struct device *dev = d->devices; dev; dev = dev->next)
-		if (dev->hydrating && dev->hydrate_wait_until > now &&
-		    (!t || dev->hydrate_wait_until < t))
+	for (struct device *dev = d->devices; dev; dev = dev->next) {
+		if (!dev->hydrating)
+			continue;
+		if (dev->hydrate_wait_until > now && (!t || dev->hydrate_wait_until < t))
 			t = dev->hydrate_wait_until;
+		if (!t || now + 200 < t)
+			t = now + 200;	/* streaming: look again soon */
+	}
 	return t;
 }
 

@@ -14,12 +14,10 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -27,52 +25,6 @@
 #ifndef RCOW_VERSION
 #define RCOW_VERSION "0.1"
 #endif
-#define MAX_POLL 128
-
-/*
- * One line, written with one stdio call: the reader threads of file
- * sources (src-file.c) log too, and stdio locks the stream per call.
- */
-static void vlogmsg(const char *fmt, va_list ap)
-{
-	char line[1024];
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	fprintf(stderr, PROG ": %s\n", line);
-}
-
-void logmsg(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlogmsg(fmt, ap);
-	va_end(ap);
-}
-
-void vlog(struct daemon *d, int level, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (d->opt.verbose < level)
-		return;
-	va_start(ap, fmt);
-	vlogmsg(fmt, ap);
-	va_end(ap);
-}
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t now_ms(void)
-{
-	return now_ns() / 1000000ull;
-}
 
 static void usage(FILE *f)
 {
@@ -247,7 +199,6 @@ static int drain_netlink(struct daemon *d)
 	struct rcow_nl_helper h = nl_helper(d);
 	struct rcow_event ev;
 	struct rcow_err err = { 0 };
-	char b[16];
 	int r;
 
 	for (int i = 0; i < 1024; i++) {
@@ -258,23 +209,7 @@ static int drain_netlink(struct daemon *d)
 			logmsg("netlink: %s", err.msg);
 			return r;
 		}
-		switch (ev.cmd) {
-		case RCOW_CMD_FAULT:
-			engine_fault(d, &ev.u.fault);
-			break;
-		case RCOW_CMD_DEVICE_ADD:
-			engine_add_device(&ev.u.dev, d);
-			break;
-		case RCOW_CMD_DEVICE_REMOVE:
-			engine_remove_device(d, ev.u.dev.dev_id);
-			break;
-		case RCOW_CMD_HYDRATE_CTL:
-			engine_hydrate_ctl(d, &ev.u.hydrate);
-			break;
-		default:
-			logmsg("ignoring message %s from the kernel (newer module?)",
-			       rcow_cmd_name(ev.cmd, b, sizeof(b)));
-		}
+		engine_event(d, &ev);
 	}
 	return 0;
 }
@@ -283,9 +218,10 @@ static int run(struct daemon *d, int sigfd)
 {
 	struct rcow_nl_helper h = nl_helper(d);
 	struct rcow_err err = { 0 };
-	struct pollfd pfd[MAX_POLL];
 	int r;
 
+	d->kops = &kernel_nl_ops;
+	d->kctx = d;
 	r = rcow_nl_connect(&d->nl, &h, &err);
 	if (r) {
 		logmsg("%s", err.msg);
@@ -299,71 +235,29 @@ static int run(struct daemon *d, int sigfd)
 		return -EIO;
 
 	for (;;) {
-		uint64_t now, next = 0, t;
-		int n = 3, timeout;
-		struct src *s;
+		struct pollfd ex[2] = {
+			{ .fd = rcow_nl_fd(d->nl), .events = POLLIN },
+			{ .fd = sigfd, .events = POLLIN },
+		};
 
 		r = drain_netlink(d);
 		if (r)
 			return r;
-		writer_reap(d);		/* also what writer_drain() left ready */
-		engine_run(d);
-		now = now_ms();
-		for (s = d->srcs; s; s = s->next) {
-			s->ops->tick(s, now);
-			/* no new reads while the COW writes lag behind */
-			if (!writer_full(d))
-				s->ops->pump(s);
-		}
-		if (rcow_nl_has_queued(d->nl))
-			continue;
+		/* events already read from the socket do not show in poll */
+		r = loop_turn(d, ex, 2, rcow_nl_has_queued(d->nl) ? 0 : -1);
+		if (r)
+			return r;
+		if (ex[1].revents) {
+			struct signalfd_siginfo si;
 
-		pfd[0] = (struct pollfd){ .fd = rcow_nl_fd(d->nl), .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
-		pfd[2] = (struct pollfd){ .fd = writer_fd(d), .events = POLLIN };
-		now = now_ms();
-		for (s = d->srcs; s; s = s->next) {
-			t = s->ops->timer(s, now);
-			if (t && (!next || t < next))
-				next = t;
-		}
-		t = engine_timer(d, now);
-		if (t && (!next || t < next))
-			next = t;
-		for (struct device *dev = d->devices; dev; dev = dev->next)
-			if (dev->hydrating && (!next || now + 200 < next))
-				next = now + 200;	/* streaming: look again soon */
-		timeout = !next ? -1 : next <= now ? 0 : (int)(next - now);
-		{
-			int start[64], cnt[64], k = 0;
-
-			for (s = d->srcs; s && k < 64; s = s->next, k++) {
-				start[k] = n;
-				cnt[k] = s->ops->pollfds(s, pfd + n, MAX_POLL - n);
-				n += cnt[k];
-			}
-			if (poll(pfd, (nfds_t)n, timeout) < 0) {
-				if (errno == EINTR)
+			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo == SIGUSR1) {
+					write_stats(d);
 					continue;
-				logmsg("poll failed: %s", strerror(errno));
-				return -errno;
-			}
-			if (pfd[1].revents) {
-				struct signalfd_siginfo si;
-
-				if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-					if (si.ssi_signo == SIGUSR1) {
-						write_stats(d);
-						continue;
-					}
-					logmsg("%s: exiting", strsignal((int)si.ssi_signo));
 				}
-				return 0;
+				logmsg("%s: exiting", strsignal((int)si.ssi_signo));
 			}
-			k = 0;
-			for (s = d->srcs; s && k < 64; s = s->next, k++)
-				if (cnt[k])
-					s->ops->events(s, pfd + start[k], cnt[k]);
+			return 0;
 		}
 	}
 }
@@ -377,33 +271,18 @@ static int run(struct daemon *d, int sigfd)
 static void quiesce(struct daemon *d)
 {
 	uint64_t deadline = now_ms() + 2000, now;
-	struct pollfd pfd[MAX_POLL];
 
 	d->stopping = true;
 	while ((now = now_ms()) < deadline) {
-		int n = 1, start[64], cnt[64], k = 0;
 		bool done = writer_backlog(d) == 0;
-		struct src *s;
 
-		for (s = d->srcs; s; s = s->next)
+		for (struct src *s = d->srcs; s; s = s->next)
 			if (!s->ops->quiesce(s))
 				done = false;
 		if (done)
 			return;
-		pfd[0] = (struct pollfd){ .fd = writer_fd(d), .events = POLLIN };
-		for (s = d->srcs; s && k < 64; s = s->next, k++) {
-			start[k] = n;
-			cnt[k] = s->ops->pollfds(s, pfd + n, MAX_POLL - n);
-			n += cnt[k];
-		}
-		if (poll(pfd, (nfds_t)n, (int)(deadline - now < 100 ? deadline - now : 100)) < 0 &&
-		    errno != EINTR)
+		if (loop_poll_sources(d, (int)(deadline - now < 100 ? deadline - now : 100)))
 			return;
-		writer_reap(d);
-		k = 0;
-		for (s = d->srcs; s && k < 64; s = s->next, k++)
-			if (cnt[k])
-				s->ops->events(s, pfd + start[k], cnt[k]);
 	}
 }
 
