@@ -1,0 +1,652 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rcowd-test.c - remote-cowd's core (engine, loop, sources, pool, writer)
+ * on the host, against nbdkit and local files, with a fake kernel side
+ * (fake-kernel.c).  Built twice, under AddressSanitizer+UBSan and under
+ * ThreadSanitizer (userspace/Makefile: check-asan, check-tsan).
+ *
+ *   rcowd-test GROUP     run one group (a crash fails only that group)
+ *   rcowd-test --list    the group names
+ *
+ * Output is TAP.  Groups that need nbdkit are skipped without it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "fake-kernel.h"
+#include "tap.h"
+
+#define EXT_SECTORS 128u		/* 64 KiB extents */
+#define EXT_BYTES (EXT_SECTORS * 512ull)
+#define DATA_OFFSET 8u			/* sectors */
+
+struct env {
+	struct daemon d;
+	struct fake_kernel k;
+	char *dir;
+	char cow[PATH_MAX];
+	char sock[PATH_MAX];
+	char uri[PATH_MAX + 32];
+	pid_t nbdkit;
+	uint64_t nr_extents;
+};
+
+/* ---- nbdkit ---------------------------------------------------------------- */
+
+static bool have_nbdkit(void)
+{
+	return system("nbdkit --version >/dev/null 2>&1") == 0;
+}
+
+/* nbdkit -f --exit-with-parent -U e->sock ARGS...; waits for the socket. */
+static int nbdkit_start(struct env *e, const char *const *args)
+{
+	const char *argv[32];
+	int i = 0;
+	pid_t pid;
+
+	unlink(e->sock);
+	argv[i++] = "nbdkit";
+	argv[i++] = "-f";
+	argv[i++] = "--exit-with-parent";
+	argv[i++] = "-U";
+	argv[i++] = e->sock;
+	for (; *args && i < 31; args++)
+		argv[i++] = *args;
+	argv[i] = NULL;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		if (devnull >= 0)
+			dup2(devnull, 1);
+		execvp("nbdkit", (char **)argv);
+		_exit(127);
+	}
+	for (int tries = 0; tries < 500; tries++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		if (access(e->sock, F_OK) == 0) {
+			e->nbdkit = pid;
+			return 0;
+		}
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+static void nbdkit_stop(struct env *e)
+{
+	if (e->nbdkit > 0) {
+		kill(e->nbdkit, SIGKILL);	/* a crash: no orderly goodbye */
+		waitpid(e->nbdkit, NULL, 0);
+		e->nbdkit = 0;
+	}
+}
+
+/* ---- environment ---------------------------------------------------------- */
+
+static int env_init(struct env *e, struct tap *t, uint64_t nr_extents)
+{
+	int fd;
+
+	memset(e, 0, sizeof(*e));
+	e->dir = tap_tmpdir(t);
+	if (!e->dir)
+		return -1;
+	snprintf(e->cow, sizeof(e->cow), "%s/cow", e->dir);
+	snprintf(e->sock, sizeof(e->sock), "%s/nbd.sock", e->dir);
+	snprintf(e->uri, sizeof(e->uri), "nbd+unix:///?socket=%s", e->sock);
+	e->nr_extents = nr_extents;
+	fd = open(e->cow, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)(DATA_OFFSET * 512 + nr_extents * EXT_BYTES)) < 0) {
+		tap_diag(t, "cannot make %s: %s", e->cow, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	rcow_config_init(&e->d.cfg);
+	e->d.cfg.global.retry_initial_ms = 50;
+	e->d.cfg.global.retry_max_ms = 200;
+	e->d.opt.connections = e->d.opt.max_in_flight = e->d.opt.prefetch_max = -1;
+	e->d.opt.verbose = getenv("RCOWD_TEST_VERBOSE") ? 2 : 0;
+	e->k.cow_path = e->cow;
+	e->d.kops = &fake_kernel_ops;
+	e->d.kctx = &e->k;
+	if (writer_start(&e->d)) {
+		tap_diag(t, "cannot start the writer threads");
+		return -1;
+	}
+	return 0;
+}
+
+static void turn(struct env *e, int ms)
+{
+	loop_turn(&e->d, NULL, 0, ms);
+}
+
+static void spin_for(struct env *e, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (now_ms() < end)
+		turn(e, (int)(end - now_ms()) > 20 ? 20 : 1);
+}
+
+/* Run the loop until dev_id's cookie has an answer cmd; NULL after ms. */
+static const struct fake_answer *wait_answer(struct env *e, uint8_t cmd, uint32_t dev_id,
+					     uint64_t cookie, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	const struct fake_answer *a;
+
+	while (!(a = fake_find(&e->k, cmd, dev_id, cookie)) && now_ms() < end)
+		turn(e, 20);
+	return a;
+}
+
+/* Forget every device, let the sources close, stop the writers. */
+static void env_fini(struct env *e)
+{
+	uint64_t end = now_ms() + 5000;
+
+	engine_forget_all(&e->d);
+	while ((e->d.srcs || writer_backlog(&e->d)) && now_ms() < end)
+		turn(e, 20);
+	engine_reap_sources(&e->d);
+	writer_stop(&e->d);
+	rcow_config_free(&e->d.cfg);
+	fake_free(&e->k);
+	nbdkit_stop(e);
+	tap_rmtree(e->dir);
+	free(e->dir);
+}
+
+static void dev_info(struct env *e, struct rcow_device_info *info, uint32_t dev_id,
+		     const char *uri)
+{
+	memset(info, 0, sizeof(*info));
+	info->dev_id = dev_id;
+	snprintf(info->dm_name, sizeof(info->dm_name), "test%u", dev_id);
+	info->cow_major = 7;
+	info->cow_minor = dev_id;
+	info->extent_sectors = EXT_SECTORS;
+	info->nr_extents = e->nr_extents;
+	info->data_offset = DATA_OFFSET;
+	info->dev_sectors = e->nr_extents * EXT_SECTORS;
+	snprintf(info->base_uri, sizeof(info->base_uri), "%s", uri);
+}
+
+static int add_device(struct env *e, uint32_t dev_id, const char *uri)
+{
+	struct rcow_device_info info;
+
+	dev_info(e, &info, dev_id, uri);
+	return fake_send_device(&e->d, RCOW_CMD_DEVICE_ADD, &info);
+}
+
+static int remove_device(struct env *e, uint32_t dev_id)
+{
+	struct rcow_device_info info;
+
+	dev_info(e, &info, dev_id, "");
+	return fake_send_device(&e->d, RCOW_CMD_DEVICE_REMOVE, &info);
+}
+
+/* ---- COW content ------------------------------------------------------------ */
+
+static int read_cow_extent(struct env *e, uint64_t ext, unsigned char *buf)
+{
+	int fd = open(e->cow, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = pread(fd, buf, EXT_BYTES, (off_t)(DATA_OFFSET * 512 + ext * EXT_BYTES));
+	close(fd);
+	return n == (ssize_t)EXT_BYTES ? 0 : -1;
+}
+
+/* nbdkit's pattern plugin: the 8 bytes at offset o hold o, big-endian. */
+static bool is_pattern(const unsigned char *b, uint64_t off, size_t len)
+{
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = 0;
+
+		for (int k = 0; k < 8; k++)
+			v = v << 8 | b[i + (size_t)k];
+		if (v != off + i)
+			return false;
+	}
+	return true;
+}
+
+static bool is_zero(const unsigned char *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+static bool cow_extent_is(struct env *e, uint64_t ext, bool pattern)
+{
+	static unsigned char buf[EXT_BYTES];
+
+	if (read_cow_extent(e, ext, buf))
+		return false;
+	return pattern ? is_pattern(buf, ext * EXT_BYTES, EXT_BYTES) : is_zero(buf, EXT_BYTES);
+}
+
+/* The whole data area of the COW file, for before/after comparisons. */
+static unsigned char *cow_snapshot(struct env *e)
+{
+	size_t len = (size_t)(e->nr_extents * EXT_BYTES);
+	unsigned char *b = malloc(len);
+	int fd = open(e->cow, O_RDONLY);
+
+	if (!b || fd < 0 || pread(fd, b, len, DATA_OFFSET * 512) != (ssize_t)len) {
+		free(b);
+		b = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	return b;
+}
+
+/* ---- groups ------------------------------------------------------------------ */
+
+#define NEED_NBDKIT(t)								\
+	do {									\
+		if (!have_nbdkit()) {						\
+			tap_skip(t, "nbdkit not installed", "%s", __func__);	\
+			return;							\
+		}								\
+	} while (0)
+
+/*
+ * QUIESCE while reads are in flight on a slow base: answered at once (no
+ * COW write is in flight), the reads' data is thrown away, their faults
+ * never answered; FAULTs after it are served.
+ */
+static void test_quiesce_reads(struct tap *t)
+{
+	const char *args[] = { "--filter=delay", "pattern", "size=8M", "rdelay=400ms", NULL };
+	struct env e;
+	const struct fake_answer *a;
+	bool none = true, untouched = true;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern, 400 ms read delay) and a device");
+		env_fini(&e);
+		return;
+	}
+	a = (fake_send_fault(&e.d, 1, 1, 0, 1), wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000));
+	tap_ok(t, a && a->status == 0 && a->first == 0 && cow_extent_is(&e, 0, true),
+	       "a fault before QUIESCE is filled and answered with its first extent");
+	for (uint64_t c = 2; c < 10; c++)
+		fake_send_fault(&e.d, 1, c, c * 2, 2);
+	spin_for(&e, 100);	/* the reads are out at the server now */
+	fake_send_quiesce(&e.d, 1, 77);
+	a = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 1, 77, 300);
+	tap_ok(t, a != NULL, "QUIESCE with only reads in flight is answered at once (%s)",
+	       a ? "answered" : "no QUIESCE_DONE within 300 ms");
+	spin_for(&e, 1000);	/* the delayed reads complete meanwhile */
+	for (uint64_t c = 2; c < 10; c++)
+		if (fake_find(&e.k, RCOW_CMD_FILL_DONE, 1, c))
+			none = false;
+	for (uint64_t x = 4; x < 20; x++)
+		if (!cow_extent_is(&e, x, false))
+			untouched = false;
+	tap_ok(t, none, "faults voided by QUIESCE are never answered");
+	tap_ok(t, untouched, "reads that complete after QUIESCE are not written to the COW device");
+	fake_send_fault(&e.d, 1, 100, 4, 2);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 100, 5000);
+	tap_ok(t, a && a->status == 0 && a->first == 4 && cow_extent_is(&e, 4, true) &&
+	       cow_extent_is(&e, 5, true),
+	       "after the resume a new FAULT for the same device is served");
+	env_fini(&e);
+}
+
+struct qw {
+	struct env *e;
+	unsigned char *at_done;		/* COW content when QUIESCE_DONE went out */
+};
+
+static void snapshot_at_done(struct fake_kernel *k, const struct rcow_quiesce *q)
+{
+	struct qw *w = k->data;
+
+	(void)q;
+	free(w->at_done);
+	w->at_done = cow_snapshot(w->e);
+}
+
+/*
+ * QUIESCE while COW writes are in flight: QUIESCE_DONE goes out only
+ * after the last of them, and nothing is written after it.
+ */
+static void test_quiesce_writes(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=64M", NULL };
+	struct env e;
+	struct qw w = { &e, NULL };
+	const struct fake_answer *a;
+	unsigned char *end;
+	size_t answered = 0;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 1024) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern) and a device");
+		env_fini(&e);
+		return;
+	}
+	e.k.on_quiesce_done = snapshot_at_done;
+	e.k.data = &w;
+	a = (fake_send_fault(&e.d, 1, 1, 0, 1), wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000));
+	tap_ok(t, a && a->status == 0, "the base is connected");
+	for (uint64_t c = 0; c < 256; c++)
+		fake_send_fault(&e.d, 1, 1000 + c, 1 + c * 4, 4);
+	/* until the first of them is answered: COW writes are flowing */
+	while (!fake_count(&e.k, RCOW_CMD_FILL_DONE) || answered < 2) {
+		turn(&e, 5);
+		answered = fake_count(&e.k, RCOW_CMD_FILL_DONE);
+		if (!writer_backlog(&e.d) && !e.d.srcs->ops->in_flight(e.d.srcs) && answered < 2)
+			break;
+	}
+	tap_diag(t, "QUIESCE with %u COW write(s) submitted, %zu fault(s) answered",
+		 writer_backlog(&e.d), answered);
+	fake_send_quiesce(&e.d, 1, 5);
+	a = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 1, 5, 5000);
+	tap_ok(t, a != NULL, "QUIESCE with COW writes in flight is answered");
+	a = NULL;
+	spin_for(&e, 500);
+	end = cow_snapshot(&e);
+	tap_ok(t, w.at_done && end && !memcmp(w.at_done, end, (size_t)(e.nr_extents * EXT_BYTES)),
+	       "nothing is written to the COW device after QUIESCE_DONE");
+	{
+		size_t qi = 0, after = 0;
+
+		while (qi < e.k.n && e.k.v[qi].cmd != RCOW_CMD_QUIESCE_DONE)
+			qi++;
+		for (size_t i = qi + 1; i < e.k.n; i++)
+			after += e.k.v[i].cmd == RCOW_CMD_FILL_DONE;
+		tap_ok(t, qi < e.k.n && after == 0,
+		       "no FILL_DONE of a voided fault after QUIESCE_DONE (%zu)", after);
+	}
+	fake_send_fault(&e.d, 1, 9000, 1000, 4);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 9000, 5000);
+	tap_ok(t, a && a->status == 0 && a->first == 1000 && cow_extent_is(&e, 1003, true),
+	       "a FAULT after the resume is filled");
+	free(w.at_done);
+	free(end);
+	env_fini(&e);
+}
+
+/*
+ * The last device of an NBD base goes away while one of its reads is in
+ * flight: the read completes into a source that must still exist
+ * (ASan reports a use-after-free if it does not).
+ */
+static void test_remove_nbd_inflight(struct tap *t)
+{
+	const char *args[] = { "--filter=delay", "pattern", "size=8M", "rdelay=300ms", NULL };
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (300 ms read delay) and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 0, 2);
+	spin_for(&e, 100);
+	tap_ok(t, e.d.srcs && e.d.srcs->ops->in_flight(e.d.srcs) > 0, "reads are in flight");
+	remove_device(&e, 1);
+	spin_for(&e, 800);
+	tap_ok(t, !e.d.srcs, "the base is closed once its last read completed");
+	tap_ok(t, fake_count(&e.k, RCOW_CMD_FILL_DONE) == 0 && cow_extent_is(&e, 0, false),
+	       "the removed device's fault is neither answered nor written");
+	env_fini(&e);
+}
+
+/* The same with a file base: several reads finish in one batch. */
+static void test_remove_file_inflight(struct tap *t)
+{
+	char base[PATH_MAX], uri[PATH_MAX + 16];
+	struct env e;
+	int fd;
+
+	if (env_init(&e, t, 64)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(base, sizeof(base), "%s/base.img", e.dir);
+	snprintf(uri, sizeof(uri), "file://%s", base);
+	fd = open(base, O_RDWR | O_CREAT, 0600);
+	if (fd >= 0) {
+		static unsigned char blk[EXT_BYTES];
+
+		memset(blk, 0xab, sizeof(blk));
+		for (int i = 0; i < 64; i++)
+			if (write(fd, blk, sizeof(blk)) != (ssize_t)sizeof(blk))
+				break;
+		close(fd);
+	}
+	add_device(&e, 1, uri);
+	fake_send_fault(&e.d, 1, 1, 0, 8);
+	turn(&e, 0);		/* submitted to the readers */
+	usleep(100 * 1000);	/* ... which finish them all */
+	remove_device(&e, 1);
+	spin_for(&e, 300);
+	tap_ok(t, !e.d.srcs, "the file base is closed after its last reads");
+	tap_ok(t, fake_count(&e.k, RCOW_CMD_FILL_DONE) == 0, "nothing answered for the removed device");
+	env_fini(&e);
+}
+
+static void nothing(void *ctx, struct xfer *x)
+{
+	(void)ctx;
+	(void)x;
+}
+
+/*
+ * The pool's eventfd is readable exactly while finished xfers wait to be
+ * collected; a readable eventfd with nothing to collect makes the loop
+ * spin (writer_reap() returns early when nothing is outstanding).
+ */
+static void test_pool_eventfd(struct tap *t)
+{
+	struct xfer x[4];
+	struct pool *p;
+	int bad = 0, rounds = 20000;
+
+	if (pool_start(&p, "test", 4, nothing, NULL)) {
+		tap_ok(t, false, "start a pool");
+		return;
+	}
+	for (int r = 0; r < rounds && !bad; r++) {
+		int got = 0;
+
+		memset(x, 0, sizeof(x));
+		for (int i = 0; i < 4; i++)
+			pool_submit(p, &x[i]);
+		while (got < 4)		/* collect as eagerly as a busy loop would */
+			for (struct xfer *y = pool_collect(p); y; y = y->done_next)
+				got++;
+		{
+			struct pollfd pfd = { .fd = pool_fd(p), .events = POLLIN };
+
+			if (poll(&pfd, 1, 0) > 0)
+				bad = r + 1;
+		}
+	}
+	tap_ok(t, !bad, "eventfd not readable once everything was collected (%s)",
+	       bad ? "readable with nothing left: the loop would spin" : "20000 rounds");
+	pool_stop(p, true);
+}
+
+/* An export too large for the block status table: served without it, closed cleanly. */
+static void test_huge_export(struct tap *t)
+{
+	const char *args[] = { "null", "size=9223372036854775807", NULL };
+	const struct fake_answer *a;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 16) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit null of 2^63-1 bytes and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 3, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
+	tap_ok(t, a && a->status == 0 && cow_extent_is(&e, 3, false),
+	       "a fault on a 2^63-1 byte export is filled");
+	remove_device(&e, 1);
+	spin_for(&e, 100);
+	tap_ok(t, !e.d.srcs, "its source closes without a crash");
+	env_fini(&e);
+}
+
+/*
+ * The NBD server comes back with an export of another size: that is not
+ * the image the COW device was made from.  Faults fail with EIO; nothing
+ * is written.
+ */
+static void test_reconnect_size(struct tap *t)
+{
+	const char *big[] = { "pattern", "size=8M", NULL };
+	const char *small[] = { "pattern", "size=2M", NULL };
+	const struct fake_answer *a;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, big) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit pattern of 8 MiB and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
+	tap_ok(t, a && a->status == 0, "served from the 8 MiB export");
+	nbdkit_stop(&e);
+	spin_for(&e, 200);
+	if (nbdkit_start(&e, small)) {
+		tap_ok(t, false, "restart nbdkit with 2 MiB");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 2, 100, 1);	/* past the new end */
+	fake_send_fault(&e.d, 1, 3, 10, 1);	/* within it */
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 2, 5000);
+	tap_ok(t, a && a->status == EIO, "a fault after the export changed size fails with EIO (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 3, 5000);
+	tap_ok(t, a && a->status == EIO, "also within the smaller export (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	tap_ok(t, cow_extent_is(&e, 100, false) && cow_extent_is(&e, 10, false),
+	       "nothing was written to the COW device");
+	env_fini(&e);
+}
+
+/* A file base that shrank: EIO, never zeroes in the COW device. */
+static void test_file_shrink(struct tap *t)
+{
+	char base[PATH_MAX], uri[PATH_MAX + 16];
+	const struct fake_answer *a;
+	struct env e;
+	int fd = -1;
+
+	if (env_init(&e, t, 64)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(base, sizeof(base), "%s/base.img", e.dir);
+	snprintf(uri, sizeof(uri), "file://%s", base);
+	fd = open(base, O_RDWR | O_CREAT, 0600);
+	if (fd >= 0) {
+		static unsigned char blk[EXT_BYTES];
+
+		memset(blk, 0xab, sizeof(blk));
+		for (int i = 0; i < 64; i++)
+			if (write(fd, blk, sizeof(blk)) != (ssize_t)sizeof(blk))
+				break;
+	}
+	add_device(&e, 1, uri);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
+	tap_ok(t, a && a->status == 0, "served from the file base");
+	if (fd < 0 || ftruncate(fd, 16 * EXT_BYTES) < 0)
+		tap_diag(t, "cannot shrink the base: %s", strerror(errno));
+	fake_send_fault(&e.d, 1, 2, 40, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 2, 5000);
+	tap_ok(t, a && a->status == EIO, "a fault past the shrunk end fails with EIO (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	tap_ok(t, cow_extent_is(&e, 40, false), "no zeroes were written for it");
+	if (fd >= 0)
+		close(fd);
+	env_fini(&e);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(struct tap *t);
+} groups[] = {
+	{ "quiesce-reads", test_quiesce_reads },
+	{ "quiesce-writes", test_quiesce_writes },
+	{ "remove-nbd-inflight", test_remove_nbd_inflight },
+	{ "remove-file-inflight", test_remove_file_inflight },
+	{ "pool-eventfd", test_pool_eventfd },
+	{ "huge-export", test_huge_export },
+	{ "reconnect-size", test_reconnect_size },
+	{ "file-shrink", test_file_shrink },
+};
+
+int main(int argc, char **argv)
+{
+	struct tap t = { 0, 0, 0, NULL };
+	size_t n = sizeof(groups) / sizeof(groups[0]);
+
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", groups[i].name);
+		return 0;
+	}
+	if (argc != 2) {
+		fprintf(stderr, "usage: rcowd-test GROUP | --list\n");
+		return 2;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(argv[1], groups[i].name)) {
+			t.group = groups[i].name;
+			groups[i].fn(&t);
+			printf("1..%d\n", t.n);
+			return t.failed ? 1 : 0;
+		}
+	fprintf(stderr, "rcowd-test: no group '%s'; see --list\n", argv[1]);
+	return 2;
+}
