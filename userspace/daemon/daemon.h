@@ -109,7 +109,7 @@ extern const struct src_ops src_nbd_ops;
 extern const struct src_ops src_file_ops;
 
 struct src {
-	struct src *next;
+	struct src *next;		/* in d->srcs, or d->dead_srcs once unused */
 	struct daemon *d;
 	const struct src_ops *ops;
 	char *uri;
@@ -206,6 +206,7 @@ struct daemon {
 	struct rcow_nl *nl;		/* kernel_nl_ops only */
 	struct device *devices;
 	struct src *srcs;
+	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
 	struct writer *writer;		/* COW writer threads (writer.c) */
 	bool stopping;
 };
@@ -229,7 +230,7 @@ void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h);
 void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q);
 /* One kernel message, whatever its command. */
 void engine_event(struct daemon *d, const struct rcow_event *ev);
-/* Close the sources no device uses any more. */
+/* Close the sources no device uses any more (never from a source's callback). */
 void engine_reap_sources(struct daemon *d);
 /* Exit: forget every device (nothing answered); then engine_reap_sources(). */
 void engine_forget_all(struct daemon *d);

@@ -76,6 +76,16 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 			s->refs++;
 			return s;
 		}
+	/* unused since this loop turn, not closed yet: keep its connections */
+	for (struct src **p = &d->dead_srcs; *p; p = &(*p)->next)
+		if (!strcmp((*p)->uri, uri)) {
+			s = *p;
+			*p = s->next;
+			s->next = d->srcs;
+			d->srcs = s;
+			s->refs = 1;
+			return s;
+		}
 	r = rcow_uri_parse(uri, &u, err);
 	if (r)
 		return NULL;
@@ -109,6 +119,12 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	return s;
 }
 
+/*
+ * The last device of a source went away.  This often runs inside the
+ * source's own callback (a read completes, its fault is the device's
+ * last), so the source is not closed here: it moves to dead_srcs, and
+ * the loop closes it between turns (engine_reap_sources()).
+ */
 static void src_put(struct src *s)
 {
 	struct daemon *d = s->d;
@@ -120,15 +136,21 @@ static void src_put(struct src *s)
 			*p = s->next;
 			break;
 		}
-	s->ops->close(s);
-	vlog(d, 1, "base %s: closed (no device uses it any more)", s->uri);
-	free(s->uri);
-	free(s);
+	s->next = d->dead_srcs;
+	d->dead_srcs = s;
 }
 
 void engine_reap_sources(struct daemon *d)
 {
-	(void)d;	/* sources are closed at once (src_put) */
+	struct src *s;
+
+	while ((s = d->dead_srcs)) {
+		d->dead_srcs = s->next;
+		s->ops->close(s);
+		vlog(d, 1, "base %s: closed (no device uses it any more)", s->uri);
+		free(s->uri);
+		free(s);
+	}
 }
 
 /* ---- devices ------------------------------------------------------------ */
