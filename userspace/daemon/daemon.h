@@ -30,6 +30,7 @@
 #define REMOTE_COWD_H
 
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -52,6 +53,7 @@ struct writer;
 
 struct fault {
 	struct device *dev;
+	unsigned int epoch;		/* dev->epoch when it arrived */
 	uint64_t cookie, first;
 	uint32_t count, remaining;
 	uint32_t status;	/* first error, positive errno */
@@ -138,6 +140,14 @@ struct device {
 	struct src *src;
 	bool removed;
 	bool bad_geom;
+	/*
+	 * Bumped by the loop when the device's pending fills become void
+	 * (QUIESCE, removal); the writer threads read it to skip the COW
+	 * writes of older faults (engine_write_extent()).
+	 */
+	atomic_uint epoch;
+	uint64_t *quiesce;		/* QUIESCE cookies waiting for writes == 0 */
+	size_t nquiesce;
 	unsigned int writes;		/* COW writes in flight (writer.c) */
 	unsigned int refs;		/* faults alive + 1 while listed */
 	struct rcow_prefetch pf;

@@ -171,11 +171,13 @@ static void dev_put(struct device *dev)
 		src_put(dev->src);
 	rcow_cow_close(dev->cow);
 	free(dev->bitmap);
+	free(dev->quiesce);
 	free(dev);
 }
 
 static void hydrate_begin(struct device *dev, uint32_t rate, bool resumed);
 static int dev_open(struct daemon *d, struct device *dev);
+static void quiesce_answer(struct daemon *d, struct device *dev);
 
 /* Drop the queued (not yet issued) xfers of a device from its source. */
 static void drop_queued(struct device *dev)
@@ -207,9 +209,11 @@ static void unlist_device(struct daemon *d, struct device *dev)
 		}
 	dev->removed = true;
 	dev->hydrating = false;
+	atomic_fetch_add(&dev->epoch, 1);
 	drop_queued(dev);
 	/* its fills must land before anything of a device that replaces it */
 	writer_drain(d, dev);
+	quiesce_answer(d, dev);
 	dev_put(dev);
 }
 
@@ -448,6 +452,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		return;
 	}
 	ft->dev = dev;
+	ft->epoch = atomic_load(&dev->epoch);
 	ft->cookie = f->cookie;
 	ft->first = f->first;
 	ft->count = f->count;
@@ -494,6 +499,10 @@ int engine_write_extent(struct xfer *x)
 	struct rcow_err err = { 0 };
 	int r;
 
+	/* quiesced or removed since the fault came: start no write for it */
+	if (atomic_load(&dev->epoch) != x->fault->epoch)
+		return ECANCELED;
+
 	if (x->zero_all) {
 		r = rcow_cow_zero(dev->cow, cow_off, x->io_len, &err);
 		if (r == 0)
@@ -523,6 +532,12 @@ fail:
 	return err.code ? err.code : EIO;
 }
 
+/* The device voided this fault's fills (QUIESCE, removal): never write or answer it. */
+static bool fault_stale(const struct fault *ft)
+{
+	return ft->dev->removed || ft->epoch != atomic_load(&ft->dev->epoch);
+}
+
 /* An xfer is over: count it into its fault, answer the fault when it is the last. */
 static void xfer_finish(struct daemon *d, struct xfer *x)
 {
@@ -535,7 +550,7 @@ static void xfer_finish(struct daemon *d, struct xfer *x)
 		return;
 	if (ft->cls == XC_HYDRATE && dev->hydrate_inflight > 0)
 		dev->hydrate_inflight--;
-	if (!dev->removed && ft->status != ECANCELED)
+	if (!fault_stale(ft) && ft->status != ECANCELED)
 		answer(d, dev, ft->cookie, ft->first, ft->status);
 	dev_put(dev);
 	free(ft);
@@ -548,7 +563,7 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 	struct device *dev = ft->dev;
 
 	x->state = X_DONE;
-	if (err == ECANCELED || dev->removed) {
+	if (err == ECANCELED || fault_stale(ft)) {
 		if (!ft->status)
 			ft->status = ECANCELED;
 	} else if (err) {
@@ -568,7 +583,10 @@ void engine_write_done(struct daemon *d, struct xfer *x)
 {
 	struct fault *ft = x->fault;
 
-	if (x->err) {
+	if (x->err == ECANCELED) {
+		if (!ft->status)
+			ft->status = ECANCELED;
+	} else if (x->err) {
 		d->st.fill_errors++;
 		if (!ft->status)
 			ft->status = (uint32_t)x->err;
@@ -581,11 +599,62 @@ void engine_write_done(struct daemon *d, struct xfer *x)
 	xfer_finish(d, x);
 }
 
+/* ---- quiesce --------------------------------------------------------------- */
+
+/* Answer the device's QUIESCEs once none of its COW writes is in flight. */
+static void quiesce_answer(struct daemon *d, struct device *dev)
+{
+	struct rcow_err err = { 0 };
+
+	if (!dev->nquiesce || dev->writes > 0)
+		return;
+	for (size_t i = 0; i < dev->nquiesce; i++) {
+		struct rcow_quiesce q = { dev->info.dev_id, dev->quiesce[i] };
+		int r = d->kops->quiesce_done(d->kctx, &q, &err);
+
+		if (r)
+			logmsg("device %s: answering QUIESCE %llu failed: %s", dev->info.dm_name,
+			       (unsigned long long)q.cookie, err.msg);
+		else
+			vlog(d, 1, "device %s: quiesced (QUIESCE %llu answered)",
+			     dev->info.dm_name, (unsigned long long)q.cookie);
+	}
+	dev->nquiesce = 0;
+}
+
 void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q)
 {
-	(void)q;
-	logmsg("ignoring message QUIESCE from the kernel (not implemented yet)");
-	(void)d;
+	struct device *dev = find_device(d, q->dev_id);
+	struct rcow_err err = { 0 };
+	uint64_t *v;
+
+	if (!dev) {
+		/* nothing of it here, so nothing in flight */
+		if (d->kops->quiesce_done(d->kctx, q, &err))
+			logmsg("device %u: answering QUIESCE %llu failed: %s", q->dev_id,
+			       (unsigned long long)q->cookie, err.msg);
+		return;
+	}
+	/*
+	 * Every fault of the device so far is void: the kernel requeues or
+	 * fails its I/O itself and sends new FAULTs after the resume.  Reads
+	 * in flight complete and are thrown away; queued ones are dropped;
+	 * writes not started are skipped by the writer threads.
+	 */
+	atomic_fetch_add(&dev->epoch, 1);
+	drop_queued(dev);
+	v = realloc(dev->quiesce, (dev->nquiesce + 1) * sizeof(*v));
+	if (!v) {
+		/* cannot remember it: the kernel's bounded wait ends it */
+		logmsg("device %s: out of memory remembering QUIESCE %llu; the kernel will stop waiting for it",
+		       dev->info.dm_name, (unsigned long long)q->cookie);
+		return;
+	}
+	dev->quiesce = v;
+	dev->quiesce[dev->nquiesce++] = q->cookie;
+	vlog(d, 1, "device %s: QUIESCE %llu: dropping its pending fills, %u COW write(s) in flight",
+	     dev->info.dm_name, (unsigned long long)q->cookie, dev->writes);
+	quiesce_answer(d, dev);
 }
 
 void engine_event(struct daemon *d, const struct rcow_event *ev)
@@ -604,6 +673,9 @@ void engine_event(struct daemon *d, const struct rcow_event *ev)
 		break;
 	case RCOW_CMD_HYDRATE_CTL:
 		engine_hydrate_ctl(d, &ev->u.hydrate);
+		break;
+	case RCOW_CMD_QUIESCE:
+		engine_quiesce(d, &ev->u.quiesce);
 		break;
 	default:
 		logmsg("ignoring message %s from the kernel (newer module?)",
@@ -805,6 +877,7 @@ void engine_run(struct daemon *d)
 
 	for (dev = d->devices; dev; dev = next) {
 		next = dev->next;
+		quiesce_answer(d, dev);
 		if (dev->hydrating) {
 			/* several steps per turn, each bounded by depth and rate */
 			for (int i = 0; i < 8 && dev->hydrating; i++) {

@@ -79,9 +79,13 @@ static int f_open_cow(void *ctx, const struct rcow_device_info *info, struct rco
 		      struct rcow_err *err)
 {
 	struct fake_kernel *k = ctx;
+	int r;
 
 	(void)info;
-	return rcow_cow_open_path(k->cow_path, RCOW_COW_ALLOW_BUFFERED, out, err);
+	r = rcow_cow_open_path(k->cow_path, RCOW_COW_ALLOW_BUFFERED, out, err);
+	if (!r)
+		k->cow_fd = (*out)->fd;
+	return r;
 }
 
 const struct kernel_ops fake_kernel_ops = {

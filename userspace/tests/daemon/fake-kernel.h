@@ -23,6 +23,7 @@ struct fake_kernel {
 	struct fake_answer *v;
 	size_t n, cap;
 	const char *cow_path;	/* the COW "device" of every device */
+	int cow_fd;		/* the fd of the last one opened */
 	/* called at QUIESCE_DONE, before it is recorded; may be NULL */
 	void (*on_quiesce_done)(struct fake_kernel *k, const struct rcow_quiesce *q);
 	void *data;

@@ -25,6 +25,7 @@
 
 #include "daemon.h"
 #include "fake-kernel.h"
+#include "slow-cow.h"
 #include "tap.h"
 
 #define EXT_SECTORS 128u		/* 64 KiB extents */
@@ -330,6 +331,7 @@ static void test_quiesce_reads(struct tap *t)
 struct qw {
 	struct env *e;
 	unsigned char *at_done;		/* COW content when QUIESCE_DONE went out */
+	int writing;			/* COW pwrite()s in progress then */
 };
 
 static void snapshot_at_done(struct fake_kernel *k, const struct rcow_quiesce *q)
@@ -337,6 +339,7 @@ static void snapshot_at_done(struct fake_kernel *k, const struct rcow_quiesce *q
 	struct qw *w = k->data;
 
 	(void)q;
+	w->writing = slow_cow_in_progress();
 	free(w->at_done);
 	w->at_done = cow_snapshot(w->e);
 }
@@ -349,7 +352,7 @@ static void test_quiesce_writes(struct tap *t)
 {
 	const char *args[] = { "pattern", "size=64M", NULL };
 	struct env e;
-	struct qw w = { &e, NULL };
+	struct qw w = { &e, NULL, 0 };
 	const struct fake_answer *a;
 	unsigned char *end;
 	size_t answered = 0;
@@ -364,20 +367,20 @@ static void test_quiesce_writes(struct tap *t)
 	e.k.data = &w;
 	a = (fake_send_fault(&e.d, 1, 1, 0, 1), wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000));
 	tap_ok(t, a && a->status == 0, "the base is connected");
-	for (uint64_t c = 0; c < 256; c++)
+	/* a slow COW device: 150 ms a write, so writes are surely in progress */
+	slow_cow_set(e.k.cow_fd, 150);
+	for (uint64_t c = 0; c < 64; c++)
 		fake_send_fault(&e.d, 1, 1000 + c, 1 + c * 4, 4);
-	/* until the first of them is answered: COW writes are flowing */
-	while (!fake_count(&e.k, RCOW_CMD_FILL_DONE) || answered < 2) {
+	for (uint64_t until = now_ms() + 5000; slow_cow_in_progress() < 2 && now_ms() < until;)
 		turn(&e, 5);
-		answered = fake_count(&e.k, RCOW_CMD_FILL_DONE);
-		if (!writer_backlog(&e.d) && !e.d.srcs->ops->in_flight(e.d.srcs) && answered < 2)
-			break;
-	}
-	tap_diag(t, "QUIESCE with %u COW write(s) submitted, %zu fault(s) answered",
-		 writer_backlog(&e.d), answered);
+	answered = fake_count(&e.k, RCOW_CMD_FILL_DONE);
+	tap_diag(t, "QUIESCE with %d COW write(s) in progress, %u submitted, %zu fault(s) answered",
+		 slow_cow_in_progress(), writer_backlog(&e.d), answered);
 	fake_send_quiesce(&e.d, 1, 5);
 	a = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 1, 5, 5000);
 	tap_ok(t, a != NULL, "QUIESCE with COW writes in flight is answered");
+	tap_ok(t, a && w.writing == 0, "QUIESCE_DONE only once no COW write is in progress (%d were)",
+	       w.writing);
 	a = NULL;
 	spin_for(&e, 500);
 	end = cow_snapshot(&e);
@@ -393,6 +396,7 @@ static void test_quiesce_writes(struct tap *t)
 		tap_ok(t, qi < e.k.n && after == 0,
 		       "no FILL_DONE of a voided fault after QUIESCE_DONE (%zu)", after);
 	}
+	slow_cow_set(-1, 0);
 	fake_send_fault(&e.d, 1, 9000, 1000, 4);
 	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 9000, 5000);
 	tap_ok(t, a && a->status == 0 && a->first == 1000 && cow_extent_is(&e, 1003, true),
