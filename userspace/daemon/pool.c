@@ -144,17 +144,27 @@ int pool_fd(const struct pool *p)
 	return p->efd;
 }
 
+/*
+ * The eventfd is read under the lock, with the done list taken in the same
+ * critical section: threads add to done and bump the eventfd under the
+ * lock too, so the eventfd is readable exactly while done is not empty.
+ * (Read before the lock, a completion landing in between left it
+ * readable with nothing to collect, and the loop spun on it.)
+ */
 struct xfer *pool_collect(struct pool *p)
 {
 	struct xfer *x, *next, *first = NULL;
 	uint64_t v;
+	int e = 0;
 
-	if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		logmsg("%s: reading its eventfd: %s", p->name, strerror(errno));
 	pthread_mutex_lock(&p->lock);
+	if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		e = errno;
 	x = p->done;
 	p->done = NULL;
 	pthread_mutex_unlock(&p->lock);
+	if (e)
+		logmsg("%s: reading its eventfd: %s", p->name, strerror(e));
 	for (; x; x = next) {		/* newest first: reverse */
 		next = x->done_next;
 		x->done_next = first;
