@@ -305,10 +305,17 @@ static void conn_ready(struct nbd_src *ns, int ci)
 		maxb = nbd_get_block_size(c->h, LIBNBD_SIZE_MAXIMUM);
 		if (maxb > 0 && (uint64_t)maxb < ns->max_req)
 			ns->max_req = (uint64_t)maxb;
-		ns->nchunks = (size_t)((s->size + CHUNK_BYTES - 1) / CHUNK_BYTES);
-		ns->chunks = calloc(ns->nchunks ? ns->nchunks : 1, sizeof(*ns->chunks));
-		if (!ns->chunks)
-			ns->meta = false;
+		if (ns->meta) {
+			ns->nchunks = (size_t)((s->size + CHUNK_BYTES - 1) / CHUNK_BYTES);
+			ns->chunks = calloc(ns->nchunks ? ns->nchunks : 1, sizeof(*ns->chunks));
+			if (!ns->chunks) {
+				/* e.g. an export of 2^63 bytes: 2^39 chunks */
+				logmsg("base %s: no memory for the hole map of %llu bytes (%zu chunks); reading every extent as data",
+				       s->uri, (unsigned long long)s->size, ns->nchunks);
+				ns->nchunks = 0;
+				ns->meta = false;
+			}
+		}
 		ns->want = ns->multi ? s->pol.connections : 1;
 		ns->info_known = true;
 		logmsg("base %s: connected: %llu bytes, holes %s, %u connection(s)%s", s->uri,
