@@ -140,6 +140,7 @@ struct device {
 	struct src *src;
 	bool removed;
 	bool bad_geom;
+	unsigned int seen;		/* d->resync_gen of the last list that had it */
 	/*
 	 * Bumped by the loop when the device's pending fills become void
 	 * (QUIESCE, removal); the writer threads read it to skip the COW
@@ -218,6 +219,7 @@ struct daemon {
 	struct src *srcs;
 	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
 	struct writer *writer;		/* COW writer threads (writer.c) */
+	unsigned int resync_gen;	/* device list re-reads after overflows */
 	bool stopping;
 };
 
@@ -238,6 +240,12 @@ void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h);
  * is in flight any more, from engine_run() if not at once.
  */
 void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q);
+/*
+ * Around a re-read of the device list after an overflow (rcow_nl_helper's
+ * resync): devices the list no longer has are forgotten at the end (their
+ * DEVICE_REMOVE was lost).  data: the struct daemon.
+ */
+void engine_resync(void *data, bool begin);
 /* One kernel message, whatever its command. */
 void engine_event(struct daemon *d, const struct rcow_event *ev);
 /* Close the sources no device uses any more (never from a source's callback). */

@@ -225,6 +225,8 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	uint64_t eb, pfmax;
 
 	old = find_device(d, info->dev_id);
+	if (old)
+		old->seen = d->resync_gen;
 	if (old) {
 		/* the same device again (dump after an overrun): keep its state */
 		if (!strcmp(old->info.base_uri, info->base_uri) &&
@@ -254,6 +256,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	dev->d = d;
 	dev->info = *info;
 	dev->refs = 1;
+	dev->seen = d->resync_gen;
 	dev->geom = (struct rcow_geom){ info->extent_sectors, info->nr_extents, info->data_offset,
 					info->dev_sectors };
 	if (rcow_geom_check(&dev->geom, &err)) {
@@ -680,6 +683,26 @@ void engine_event(struct daemon *d, const struct rcow_event *ev)
 	default:
 		logmsg("ignoring message %s from the kernel (newer module?)",
 		       rcow_cmd_name(ev->cmd, b, sizeof(b)));
+	}
+}
+
+void engine_resync(void *data, bool begin)
+{
+	struct daemon *d = data;
+	struct device *dev, *next;
+
+	if (begin) {
+		d->resync_gen++;
+		return;
+	}
+	for (dev = d->devices; dev; dev = next) {
+		next = dev->next;
+		if (dev->seen == d->resync_gen)
+			continue;
+		logmsg("device %s: no longer in the kernel's device list (its DEVICE_REMOVE was lost in the overflow); forgetting it",
+		       dev->info.dm_name);
+		d->st.devices_removed++;
+		unlist_device(d, dev);
 	}
 }
 

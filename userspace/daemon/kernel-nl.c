@@ -12,14 +12,15 @@ static int k_fill_done(void *ctx, const struct rcow_fault *f, uint32_t status,
 {
 	struct daemon *d = ctx;
 
-	return rcow_nl_fill_done(d->nl, f, status, err);
+	/* no ack awaited: a refusal comes back as an event (main.c) */
+	return rcow_nl_fill_done_async(d->nl, f, status, err);
 }
 
 static int k_quiesce_done(void *ctx, const struct rcow_quiesce *q, struct rcow_err *err)
 {
 	struct daemon *d = ctx;
 
-	return rcow_nl_quiesce_done(d->nl, q, err);
+	return rcow_nl_quiesce_done_async(d->nl, q, err);
 }
 
 static int k_hydrate(void *ctx, uint32_t dev_id, uint64_t first, uint32_t count,

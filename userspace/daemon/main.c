@@ -187,10 +187,32 @@ static void nl_log(void *data, const char *line)
 	logmsg("%s", line);
 }
 
-/* The kernel's device list goes to the engine; overflows and bad messages to the log. */
+/*
+ * An answer sent without waiting was refused.  ENOENT/ENODEV for a
+ * FILL_DONE: the kernel no longer waits for that fault (it timed out, or
+ * the device went away), which is counted, not an error.
+ */
+static void nl_refused(void *data, uint8_t cmd, int error, const char *line)
+{
+	struct daemon *d = data;
+
+	if (cmd == RCOW_CMD_FILL_DONE && (error == ENOENT || error == ENODEV)) {
+		d->st.stale_cookies++;
+		vlog(d, 1, "%s", line);
+		return;
+	}
+	logmsg("%s", line);
+}
+
+/*
+ * The kernel's device list goes to the engine, also after an overflow
+ * (devices gone from it are forgotten); refusals and bad messages to the log.
+ */
 static struct rcow_nl_helper nl_helper(struct daemon *d)
 {
-	return (struct rcow_nl_helper){ .device = engine_add_device, .log = nl_log, .data = d };
+	return (struct rcow_nl_helper){ .device = engine_add_device, .log = nl_log,
+					.resync = engine_resync, .refused = nl_refused,
+					.data = d };
 }
 
 /* Handle every kernel message already received.  <0 on a fatal error. */

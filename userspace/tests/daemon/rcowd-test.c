@@ -614,10 +614,85 @@ static void test_file_shrink(struct tap *t)
 	env_fini(&e);
 }
 
+static int make_file_base(const char *path, int fill, uint64_t extents)
+{
+	static unsigned char blk[EXT_BYTES];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0)
+		return -1;
+	memset(blk, fill, sizeof(blk));
+	for (uint64_t i = 0; i < extents; i++)
+		if (write(fd, blk, sizeof(blk)) != (ssize_t)sizeof(blk)) {
+			close(fd);
+			return -1;
+		}
+	return close(fd);
+}
+
+static unsigned int count_srcs(const struct daemon *d)
+{
+	unsigned int n = 0;
+
+	for (const struct src *s = d->srcs; s; s = s->next)
+		n++;
+	return n;
+}
+
+/*
+ * After an overflow the device list is read again (rcow_nl_helper's
+ * resync around the dump): a device missing from it lost its
+ * DEVICE_REMOVE and must be forgotten, its base and COW device closed;
+ * the others keep being served.
+ */
+static void test_resync(struct tap *t)
+{
+	char a[PATH_MAX], b[PATH_MAX], ua[PATH_MAX + 16], ub[PATH_MAX + 16];
+	struct rcow_device_info info;
+	const struct fake_answer *x;
+	struct env e;
+
+	if (env_init(&e, t, 16)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(a, sizeof(a), "%s/a.img", e.dir);
+	snprintf(b, sizeof(b), "%s/b.img", e.dir);
+	snprintf(ua, sizeof(ua), "file://%s", a);
+	snprintf(ub, sizeof(ub), "file://%s", b);
+	make_file_base(a, 0xaa, 16);
+	make_file_base(b, 0xbb, 16);
+	add_device(&e, 1, ua);
+	add_device(&e, 2, ub);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	fake_send_fault(&e.d, 2, 2, 1, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 2, 5000);
+	tap_ok(t, x && x->status == 0 && wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000) &&
+	       count_srcs(&e.d) == 2, "two devices on two bases served");
+	/* the re-read list has device 1 only */
+	engine_resync(&e.d, true);
+	dev_info(&e, &info, 1, ua);
+	engine_add_device(&info, &e.d);
+	engine_resync(&e.d, false);
+	spin_for(&e, 100);
+	tap_ok(t, count_srcs(&e.d) == 1, "the base of the vanished device is closed (%u open)",
+	       count_srcs(&e.d));
+	fake_send_fault(&e.d, 2, 3, 2, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 3, 2000);
+	tap_ok(t, x && x->status == ENODEV, "a fault for it is refused with ENODEV (%s)",
+	       x ? strerror((int)x->status) : "no answer");
+	fake_send_fault(&e.d, 1, 4, 3, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 4, 5000);
+	tap_ok(t, x && x->status == 0, "the device still listed is served");
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "resync", test_resync },
 	{ "quiesce-reads", test_quiesce_reads },
 	{ "quiesce-writes", test_quiesce_writes },
 	{ "remove-nbd-inflight", test_remove_nbd_inflight },
