@@ -218,6 +218,9 @@ struct daemon {
 	struct device *devices;
 	struct src *srcs;
 	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
+	/* forgotten devices with COW writes in progress, and the writes behind them */
+	struct device *draining;
+	struct xqueue parked;
 	struct writer *writer;		/* COW writer threads (writer.c) */
 	unsigned int resync_gen;	/* device list re-reads after overflows */
 	bool stopping;
@@ -297,6 +300,5 @@ int writer_fd(const struct daemon *d);
 bool writer_full(const struct daemon *d);
 unsigned int writer_backlog(const struct daemon *d);
 void writer_reap(struct daemon *d);
-void writer_drain(struct daemon *d, struct device *dev);
 
 #endif

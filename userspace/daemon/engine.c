@@ -211,10 +211,53 @@ static void unlist_device(struct daemon *d, struct device *dev)
 	dev->hydrating = false;
 	atomic_fetch_add(&dev->epoch, 1);
 	drop_queued(dev);
-	/* its fills must land before anything of a device that replaces it */
-	writer_drain(d, dev);
+	if (dev->writes > 0) {
+		/*
+		 * Its writes in progress must land before any write of a device
+		 * that replaces it on the same COW device (cow_busy()), but
+		 * nothing waits for them here: a COW device that hangs must not
+		 * stall the loop.  engine_run() lets it go once they are over.
+		 */
+		dev->next = d->draining;
+		d->draining = dev;
+		return;
+	}
 	quiesce_answer(d, dev);
 	dev_put(dev);
+}
+
+/* A forgotten device still has COW writes in progress on dev's COW device. */
+static bool cow_busy(const struct daemon *d, const struct device *dev)
+{
+	for (const struct device *o = d->draining; o; o = o->next)
+		if (o != dev && o->writes > 0 && o->info.cow_major == dev->info.cow_major &&
+		    o->info.cow_minor == dev->info.cow_minor)
+			return true;
+	return false;
+}
+
+/* Forgotten devices whose writes are over go; the writes parked behind them start. */
+static void drain_step(struct daemon *d)
+{
+	struct device **p = &d->draining, *dev;
+	struct xfer *x, *next;
+
+	while ((dev = *p)) {
+		if (dev->writes > 0) {
+			p = &dev->next;
+			continue;
+		}
+		*p = dev->next;
+		quiesce_answer(d, dev);
+		dev_put(dev);
+	}
+	for (x = d->parked.head; x; x = next) {
+		next = x->next;
+		if (cow_busy(d, x->fault->dev))
+			continue;
+		xq_del(&d->parked, x);
+		writer_submit(d, x);
+	}
 }
 
 int engine_add_device(const struct rcow_device_info *info, void *data)
@@ -575,6 +618,9 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 		       dev->info.dm_name, (unsigned long long)x->ext, s->uri, strerror(err));
 		if (!ft->status)
 			ft->status = (uint32_t)err;
+	} else if (cow_busy(d, dev)) {
+		xq_push(&d->parked, x);	/* drain_step() submits it */
+		return;
 	} else {
 		writer_submit(d, x);	/* engine_write_done() follows */
 		return;
@@ -898,6 +944,7 @@ void engine_run(struct daemon *d)
 	uint64_t now = now_ms();
 	struct device *dev, *next;
 
+	drain_step(d);
 	for (dev = d->devices; dev; dev = next) {
 		next = dev->next;
 		quiesce_answer(d, dev);

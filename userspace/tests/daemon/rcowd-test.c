@@ -368,7 +368,7 @@ static void test_quiesce_writes(struct tap *t)
 	a = (fake_send_fault(&e.d, 1, 1, 0, 1), wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000));
 	tap_ok(t, a && a->status == 0, "the base is connected");
 	/* a slow COW device: 150 ms a write, so writes are surely in progress */
-	slow_cow_set(e.k.cow_fd, 150);
+	slow_cow_set(e.k.cow_fd, 150, 1000);
 	for (uint64_t c = 0; c < 64; c++)
 		fake_send_fault(&e.d, 1, 1000 + c, 1 + c * 4, 4);
 	for (uint64_t until = now_ms() + 5000; slow_cow_in_progress() < 2 && now_ms() < until;)
@@ -396,7 +396,7 @@ static void test_quiesce_writes(struct tap *t)
 		tap_ok(t, qi < e.k.n && after == 0,
 		       "no FILL_DONE of a voided fault after QUIESCE_DONE (%zu)", after);
 	}
-	slow_cow_set(-1, 0);
+	slow_cow_set(-1, 0, 0);
 	fake_send_fault(&e.d, 1, 9000, 1000, 4);
 	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 9000, 5000);
 	tap_ok(t, a && a->status == 0 && a->first == 1000 && cow_extent_is(&e, 1003, true),
@@ -688,10 +688,62 @@ static void test_resync(struct tap *t)
 	env_fini(&e);
 }
 
+/*
+ * A COW device that hangs stalls only its own device: removing it does
+ * not wait for its write in progress, another device is served meanwhile,
+ * and a device that replaces it on the same COW device (a reload) writes
+ * only after that write is over.
+ */
+static void test_hung_cow(struct tap *t)
+{
+	char a[PATH_MAX], ua[PATH_MAX + 16];
+	struct rcow_device_info info;
+	const struct fake_answer *x;
+	uint64_t t0, took;
+	struct env e;
+
+	if (env_init(&e, t, 16)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(a, sizeof(a), "%s/a.img", e.dir);
+	snprintf(ua, sizeof(ua), "file://%s", a);
+	make_file_base(a, 0xaa, 16);
+	add_device(&e, 1, ua);		/* COW 7:1 */
+	slow_cow_set(e.k.cow_fd, 1500, 1);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	for (uint64_t until = now_ms() + 3000; !slow_cow_in_progress() && now_ms() < until;)
+		turn(&e, 5);
+	t0 = now_ms();
+	remove_device(&e, 1);
+	took = now_ms() - t0;
+	tap_ok(t, slow_cow_in_progress() == 1 && took < 300,
+	       "removing a device does not wait for its hung COW write (%llu ms)",
+	       (unsigned long long)took);
+	add_device(&e, 2, ua);		/* COW 7:2, not slowed */
+	fake_send_fault(&e.d, 2, 2, 1, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 2, 1000);
+	tap_ok(t, x && x->status == 0 && slow_cow_in_progress() == 1,
+	       "another device is served while that write hangs");
+	/* a reload: a new device id over COW 7:1 */
+	dev_info(&e, &info, 3, ua);
+	info.cow_minor = 1;
+	fake_send_device(&e.d, RCOW_CMD_DEVICE_ADD, &info);
+	fake_send_fault(&e.d, 3, 3, 0, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 3, 3, 5000);
+	tap_ok(t, x && x->status == 0 && slow_cow_in_progress() == 0 && slow_cow_writes() == 1,
+	       "the device replacing it on the same COW device writes after that write (%s)",
+	       !x ? "no answer" : slow_cow_writes() ? "after" : "before it was over");
+	slow_cow_set(-1, 0, 0);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "hung-cow", test_hung_cow },
 	{ "resync", test_resync },
 	{ "quiesce-reads", test_quiesce_reads },
 	{ "quiesce-writes", test_quiesce_writes },

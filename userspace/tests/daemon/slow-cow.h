@@ -5,8 +5,8 @@
 
 #include <sys/types.h>
 
-/* Make every pwrite() to fd sleep ms first; fd -1: none. */
-void slow_cow_set(int fd, unsigned int ms);
+/* Make the next count pwrite()s to fd sleep ms first; fd -1: none. */
+void slow_cow_set(int fd, unsigned int ms, long count);
 /* pwrite() calls on that fd not yet returned. */
 int slow_cow_in_progress(void);
 /* pwrite() calls on that fd completed. */
