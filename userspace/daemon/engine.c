@@ -71,26 +71,29 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	struct src *s;
 	int r;
 
+	/* sources are known by the URI in canonical form: scheme in lower case */
+	r = rcow_uri_parse(uri, &u, err);
+	if (r)
+		return NULL;
 	for (s = d->srcs; s; s = s->next)
-		if (!strcmp(s->uri, uri)) {
+		if (!strcmp(s->uri, u.raw)) {
 			s->refs++;
+			rcow_uri_free(&u);
 			return s;
 		}
 	/* unused since this loop turn, not closed yet: keep its connections */
 	for (struct src **p = &d->dead_srcs; *p; p = &(*p)->next)
-		if (!strcmp((*p)->uri, uri)) {
+		if (!strcmp((*p)->uri, u.raw)) {
 			s = *p;
 			*p = s->next;
 			s->next = d->srcs;
 			d->srcs = s;
 			s->refs = 1;
+			rcow_uri_free(&u);
 			return s;
 		}
-	r = rcow_uri_parse(uri, &u, err);
-	if (r)
-		return NULL;
 	s = calloc(1, sizeof(*s));
-	if (!s || !(s->uri = strdup(uri))) {
+	if (!s || !(s->uri = strdup(u.raw))) {
 		free(s);
 		rcow_uri_free(&u);
 		rcow_err_set(err, ENOMEM, "out of memory");
@@ -99,7 +102,7 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	s->d = d;
 	s->ops = u.scheme == RCOW_SCHEME_FILE ? &src_file_ops : &src_nbd_ops;
 	rcow_uri_free(&u);
-	rcow_config_lookup(&d->cfg, uri, &s->pol, &s->cred);
+	rcow_config_lookup(&d->cfg, s->uri, &s->pol, &s->cred);
 	if (d->opt.connections >= 0)
 		s->pol.connections = (uint32_t)d->opt.connections;
 	if (d->opt.max_in_flight >= 0)

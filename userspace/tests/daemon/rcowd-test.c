@@ -739,10 +739,35 @@ static void test_hung_cow(struct tap *t)
 	env_fini(&e);
 }
 
+/* A scheme in upper case is a valid URI: it must reach libnbd in the form it accepts. */
+static void test_uri_case(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=8M", NULL };
+	const struct fake_answer *a;
+	char uri[PATH_MAX + 32];
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args)) {
+		tap_ok(t, false, "set up nbdkit");
+		env_fini(&e);
+		return;
+	}
+	snprintf(uri, sizeof(uri), "NBD+UNIX:///?socket=%s", e.sock);
+	add_device(&e, 1, uri);
+	fake_send_fault(&e.d, 1, 1, 2, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 3000);
+	tap_ok(t, a && a->status == 0 && cow_extent_is(&e, 2, true),
+	       "a device over NBD+UNIX:// is served (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "uri-case", test_uri_case },
 	{ "hung-cow", test_hung_cow },
 	{ "resync", test_resync },
 	{ "quiesce-reads", test_quiesce_reads },
