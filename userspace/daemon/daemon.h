@@ -211,6 +211,8 @@ extern const struct kernel_ops kernel_nl_ops;	/* ctx: the struct daemon */
 struct daemon {
 	struct options opt;
 	struct rcow_config cfg;
+	struct rcow_config *retired;	/* replaced by SIGHUP, kept for open bases */
+	size_t nretired;
 	struct stats st;
 	const struct kernel_ops *kops;
 	void *kctx;

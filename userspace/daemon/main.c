@@ -17,10 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "safefile.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57	/* Linux 5.6 */
+#endif
 
 #ifndef RCOW_VERSION
 #define RCOW_VERSION "0.1"
@@ -46,6 +53,7 @@ static void usage(FILE *f)
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version\n"
 		"Logs go to standard error.  SIGTERM/SIGINT: unregister, write stats, exit 0.\n"
+		"SIGHUP: read the configuration file again (for bases opened from then on).\n"
 		"Exit status: 0 clean exit, 1 error, 2 usage error.  See remote-cowd(8).\n");
 }
 
@@ -140,15 +148,16 @@ bad:
 static int write_stats(const struct daemon *d)
 {
 	const struct stats *s = &d->st;
-	char tmp[PATH_MAX];
+	char why[PATH_MAX + 160], *text = NULL;
+	size_t len = 0;
 	FILE *f;
+	int r;
 
 	if (!d->opt.stats_path)
 		return 0;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", d->opt.stats_path);
-	f = fopen(tmp, "w");
+	f = open_memstream(&text, &len);
 	if (!f) {
-		logmsg("cannot write stats file %s: %s", tmp, strerror(errno));
+		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
 		return -1;
 	}
 	fprintf(f,
@@ -163,8 +172,15 @@ static int write_stats(const struct daemon *d)
 		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->prefetch_requests,
 		s->prefetch_extents, s->hydrate_requests, s->hydrate_extents, s->reconnects,
 		s->retries, s->connect_failures);
-	if (fclose(f) != 0 || rename(tmp, d->opt.stats_path) != 0) {
-		logmsg("cannot write stats file %s: %s", d->opt.stats_path, strerror(errno));
+	if (fclose(f) != 0 || !text) {
+		free(text);
+		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
+		return -1;
+	}
+	r = safe_replace(d->opt.stats_path, text, len, 0644, why, sizeof(why));
+	free(text);
+	if (r) {
+		logmsg("stats file: %s", why);
 		return -1;
 	}
 	return 0;
@@ -172,10 +188,11 @@ static int write_stats(const struct daemon *d)
 
 static int touch(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char why[PATH_MAX + 160];
+	int fd = safe_create(path, 0644, why, sizeof(why));
 
 	if (fd < 0) {
-		logmsg("cannot create ready file %s: %s", path, strerror(errno));
+		logmsg("ready file: %s", why);
 		return -1;
 	}
 	return close(fd);
@@ -236,6 +253,55 @@ static int drain_netlink(struct daemon *d)
 	return 0;
 }
 
+/*
+ * SIGHUP: read the configuration again.  It applies to bases opened from
+ * then on (a base in use keeps its connections and credentials; restart to
+ * apply it everywhere).  A file that does not parse changes nothing.  The
+ * old configuration stays allocated until exit: open bases point into it.
+ */
+static void reload_config(struct daemon *d)
+{
+	struct rcow_config fresh, *old;
+	struct rcow_err err = { 0 };
+	const char *used;
+
+	rcow_config_init(&fresh);
+	if (rcow_config_load_default(&fresh, d->opt.config_path, &used, &err)) {
+		logmsg("SIGHUP: %s; keeping the configuration in use", err.msg);
+		rcow_config_free(&fresh);
+		return;
+	}
+	old = realloc(d->retired, (d->nretired + 1) * sizeof(*old));
+	if (!old) {
+		logmsg("SIGHUP: out of memory; keeping the configuration in use");
+		rcow_config_free(&fresh);
+		return;
+	}
+	d->retired = old;
+	d->retired[d->nretired++] = d->cfg;
+	d->cfg = fresh;
+	logmsg("SIGHUP: configuration %s%s; it applies to bases opened from now on",
+	       used ? "read again from " : "file gone, using the defaults", used ? used : "");
+}
+
+/*
+ * remote-cowd is in the block I/O path of its devices: a page of it that
+ * must be read back from swap, or an allocation that waits for writeback,
+ * may wait for a fill only remote-cowd itself can do.  Lock its memory and
+ * mark it an I/O flusher (no reclaim I/O from its allocations, no
+ * throttling behind the writeback it serves).  Threads started later
+ * inherit the flag.  Failures are warnings: the daemon still works.
+ */
+static void enter_io_path(void)
+{
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		logmsg("warning: cannot lock the daemon's memory (mlockall: %s): under memory pressure it may be paged out while the kernel waits for it, which can deadlock a system that swaps or writes back onto a remote-cow device; run as root or raise RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)",
+		       strerror(errno));
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+		logmsg("warning: cannot mark the daemon as an I/O flusher (PR_SET_IO_FLUSHER: %s; needs CAP_SYS_RESOURCE and Linux 5.6): its allocations may wait for writeback onto its own devices",
+		       strerror(errno));
+}
+
 static int run(struct daemon *d, int sigfd)
 {
 	struct rcow_nl_helper h = nl_helper(d);
@@ -275,6 +341,10 @@ static int run(struct daemon *d, int sigfd)
 			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 				if (si.ssi_signo == SIGUSR1) {
 					write_stats(d);
+					continue;
+				}
+				if (si.ssi_signo == SIGHUP) {
+					reload_config(d);
 					continue;
 				}
 				logmsg("%s: exiting", strsignal((int)si.ssi_signo));
@@ -331,6 +401,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
@@ -342,7 +413,9 @@ int main(int argc, char **argv)
 		logmsg("cannot go to the background: %s", strerror(errno));
 		return 1;
 	}
-	/* after daemon(): threads do not survive a fork; signals stay blocked in them */
+	/* after daemon(): neither locks nor threads survive a fork */
+	enter_io_path();
+	/* signals stay blocked in the threads */
 	r = writer_start(&d);
 	if (r) {
 		logmsg("cannot start the COW writer threads: %s", strerror(-r));
@@ -360,6 +433,9 @@ int main(int argc, char **argv)
 		r = -EIO;
 	writer_stop(&d);
 	rcow_config_free(&d.cfg);
+	for (size_t i = 0; i < d.nretired; i++)
+		rcow_config_free(&d.retired[i]);
+	free(d.retired);
 	close(sigfd);
 	return r ? 1 : 0;
 }

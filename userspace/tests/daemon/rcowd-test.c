@@ -25,6 +25,7 @@
 
 #include "daemon.h"
 #include "fake-kernel.h"
+#include "safefile.h"
 #include "slow-cow.h"
 #include "tap.h"
 
@@ -763,10 +764,96 @@ static void test_uri_case(struct tap *t)
 	env_fini(&e);
 }
 
+static bool file_has(const char *path, const char *want)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	return n >= 0 && !strcmp(buf, want);
+}
+
+static void put_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd >= 0) {
+		if (write(fd, text, strlen(text)) < 0)
+			perror(path);
+		close(fd);
+	}
+}
+
+/*
+ * The ready and stats files: never written through a symbolic link, never
+ * over a file that is not the daemon's; a leftover of its own is replaced.
+ */
+static void test_safe_files(struct tap *t)
+{
+	char *dir = tap_tmpdir(t), victim[PATH_MAX], p[PATH_MAX], why[PATH_MAX + 200];
+	int fd;
+
+	if (!dir) {
+		tap_ok(t, false, "temporary directory");
+		return;
+	}
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	put_file(victim, "precious");
+
+	snprintf(p, sizeof(p), "%s/ready", dir);
+	fd = safe_create(p, 0644, why, sizeof(why));
+	tap_ok(t, fd >= 0 && access(p, F_OK) == 0, "a fresh ready file is created");
+	if (fd >= 0)
+		close(fd);
+	put_file(p, "old run");
+	fd = safe_create(p, 0644, why, sizeof(why));
+	tap_ok(t, fd >= 0 && file_has(p, ""), "a leftover of our own is replaced");
+	if (fd >= 0)
+		close(fd);
+
+	snprintf(p, sizeof(p), "%s/link", dir);
+	if (symlink(victim, p) < 0)
+		tap_diag(t, "symlink: %s", strerror(errno));
+	fd = safe_create(p, 0644, why, sizeof(why));
+	tap_ok(t, fd == -ELOOP && file_has(victim, "precious"),
+	       "a symbolic link is not followed by safe_create (%s)", why);
+	if (fd >= 0)
+		close(fd);
+	tap_ok(t, safe_replace(p, "x=1\n", 4, 0644, why, sizeof(why)) == -ELOOP &&
+	       file_has(victim, "precious"), "nor by safe_replace (%s)", why);
+
+	snprintf(p, sizeof(p), "%s/stats", dir);
+	tap_ok(t, safe_replace(p, "x=1\n", 4, 0644, why, sizeof(why)) == 0 && file_has(p, "x=1\n") &&
+	       safe_replace(p, "x=2\n", 4, 0644, why, sizeof(why)) == 0 && file_has(p, "x=2\n"),
+	       "the stats file is written and rewritten");
+
+	if (geteuid() == 0) {
+		snprintf(p, sizeof(p), "%s/foreign", dir);
+		put_file(p, "theirs");
+		if (chown(p, 12345, 12345) < 0)
+			tap_diag(t, "chown: %s", strerror(errno));
+		fd = safe_create(p, 0644, why, sizeof(why));
+		tap_ok(t, fd == -EEXIST && file_has(p, "theirs"),
+		       "a file of another owner is not replaced (%s)", why);
+		if (fd >= 0)
+			close(fd);
+		tap_ok(t, safe_replace(p, "x=1\n", 4, 0644, why, sizeof(why)) == -EEXIST &&
+		       file_has(p, "theirs"), "nor by safe_replace");
+	} else {
+		tap_skip(t, "not root", "a file of another owner is not replaced");
+		tap_skip(t, "not root", "nor by safe_replace");
+	}
+	tap_rmtree(dir);
+	free(dir);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "safe-files", test_safe_files },
 	{ "uri-case", test_uri_case },
 	{ "hung-cow", test_hung_cow },
 	{ "resync", test_resync },
