@@ -849,10 +849,49 @@ static void test_safe_files(struct tap *t)
 	free(dir);
 }
 
+/*
+ * Many bases at once: 40 NBD bases (one export name each, four
+ * connections each: 160 sockets) are all polled and all served.  A fixed
+ * poll set of 128 left the oldest bases' sockets out and their faults
+ * unanswered.
+ */
+static void test_many_bases(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=8M", NULL };
+	enum { NBASES = 40 };
+	char uri[PATH_MAX + 64];
+	unsigned int served = 0;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args)) {
+		tap_ok(t, false, "set up nbdkit");
+		env_fini(&e);
+		return;
+	}
+	for (uint32_t i = 1; i <= NBASES; i++) {
+		snprintf(uri, sizeof(uri), "nbd+unix:///base%u?socket=%s", i, e.sock);
+		add_device(&e, i, uri);
+	}
+	spin_for(&e, 500);	/* all connected, four connections each */
+	for (uint32_t i = 1; i <= NBASES; i++)
+		fake_send_fault(&e.d, i, 100 + i, i, 1);
+	for (uint32_t i = 1; i <= NBASES; i++) {
+		const struct fake_answer *a = wait_answer(&e, RCOW_CMD_FILL_DONE, i, 100 + i, 5000);
+
+		if (a && a->status == 0 && cow_extent_is(&e, i, true))
+			served++;
+	}
+	tap_ok(t, count_srcs(&e.d) == NBASES, "%u bases open", count_srcs(&e.d));
+	tap_ok(t, served == NBASES, "every base is served (%u of %u)", served, NBASES);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "many-bases", test_many_bases },
 	{ "safe-files", test_safe_files },
 	{ "uri-case", test_uri_case },
 	{ "hung-cow", test_hung_cow },
