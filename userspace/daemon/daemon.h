@@ -2,9 +2,11 @@
 /*
  * remote-cowd internals.
  *
- * The daemon is one poll() loop (main.c) over the netlink socket, a
- * signalfd, every NBD connection's socket and two kinds of eventfd: the COW
- * writer threads' (writer.c) and each file source's reader threads'.
+ * The daemon is one poll() loop (loop.c; main.c adds the netlink socket
+ * and a signalfd) over every NBD connection's socket and two kinds of
+ * eventfd: the COW writer threads' (writer.c) and each file source's
+ * reader threads'.  The engine talks to the kernel through struct
+ * kernel_ops (kernel-nl.c; a fake in the host tests).
  * Those threads do the only blocking I/O; everything else, the engine
  * included, runs in the loop thread.  The engine
  * (engine.c) knows devices, faults and extents; it turns every FAULT into
