@@ -186,6 +186,7 @@ int rcow_nl_transact(struct rcow_nl *nl, struct nlmsghdr *nlh,
 				    strerror(errno));
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	while (!done) {
+		bool was_overflow;
 		long waited;
 		int n;
 
@@ -196,9 +197,12 @@ int rcow_nl_transact(struct rcow_nl *nl, struct nlmsghdr *nlh,
 				"the kernel did not answer %s within %d s%s", what, REPLY_TIMEOUT_MS / 1000,
 				nl->overflow ? " (its answer was probably dropped: the socket's receive queue overflowed)" : "");
 		/* an overrun may have taken the ack: do not wait for it once the socket is empty */
-		n = recv_some(nl, nl->overflow ? 0 : (int)(REPLY_TIMEOUT_MS - waited), err);
+		was_overflow = nl->overflow;
+		n = recv_some(nl, was_overflow ? 0 : (int)(REPLY_TIMEOUT_MS - waited), err);
 		if (n < 0)
 			return n;
+		if (n == 0 && nl->overflow && !was_overflow)
+			continue;	/* this read reported the overrun: read on */
 		if (n == 0 && nl->overflow)
 			return rcow_err_set(err, ENOBUFS,
 				"the kernel's answer to %s was lost: the socket's receive queue overflowed; retry",
