@@ -263,6 +263,44 @@ static void drain_step(struct daemon *d)
 	}
 }
 
+static bool dev_inactive(const struct device *dev)
+{
+	return dev->info.flags & RCOW_DEV_F_INACTIVE;
+}
+
+/*
+ * The device's table is live (resumed): it replaces whatever device was
+ * over the same COW device, streams if asked, and opens its COW device and
+ * base now rather than at the first fault (connecting to an NBD server
+ * takes several round trips, which the first guest read would otherwise
+ * wait for; a failure is logged and tried again at the first fault).
+ */
+static void dev_activate(struct daemon *d, struct device *dev)
+{
+	struct device *old;
+
+	/*
+	 * A table reload makes a new device id over the same COW device, and
+	 * the old one's DEVICE_REMOVE may come after the new one's faults.
+	 * Forget the old device now: its reads still in flight are dropped
+	 * when they complete, its writes in progress land before any of the
+	 * new device's (cow_busy()).
+	 */
+	for (old = d->devices; old; old = old->next)
+		if (old != dev && !dev_inactive(old) &&
+		    old->info.cow_major == dev->info.cow_major &&
+		    old->info.cow_minor == dev->info.cow_minor) {
+			logmsg("device %s: replaced by device id %u on the same COW device %u:%u (table reload); dropping its pending fills",
+			       old->info.dm_name, dev->info.dev_id, dev->info.cow_major,
+			       dev->info.cow_minor);
+			unlist_device(d, old);
+			break;
+		}
+	if (dev->info.flags & RCOW_DEV_F_HYDRATING)
+		hydrate_begin(dev, dev->info.hydrate_rate, true);
+	dev_open(d, dev);
+}
+
 int engine_add_device(const struct rcow_device_info *info, void *data)
 {
 	struct daemon *d = data;
@@ -271,29 +309,23 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	uint64_t eb, pfmax;
 
 	old = find_device(d, info->dev_id);
-	if (old)
-		old->seen = d->resync_gen;
 	if (old) {
-		/* the same device again (dump after an overrun): keep its state */
+		old->seen = d->resync_gen;
+		/* the same device again (a dump, or its resume): keep its state */
 		if (!strcmp(old->info.base_uri, info->base_uri) &&
-		    old->info.nr_extents == info->nr_extents)
+		    old->info.nr_extents == info->nr_extents) {
+			bool was_inactive = dev_inactive(old);
+
+			old->info.flags = info->flags;
+			old->info.hydrate_rate = info->hydrate_rate;
+			if (was_inactive && !dev_inactive(old)) {
+				logmsg("device %s: resumed; serving it", old->info.dm_name);
+				dev_activate(d, old);
+			}
 			return 0;
+		}
 		unlist_device(d, old);
 	}
-	/*
-	 * A table reload makes a new device id over the same COW device, and
-	 * the old one's DEVICE_REMOVE may come after the new one's faults.
-	 * Forget the old device now: its reads still in flight are dropped
-	 * when they complete, never written over the new device's fills.
-	 */
-	for (old = d->devices; old; old = old->next)
-		if (old->info.cow_major == info->cow_major &&
-		    old->info.cow_minor == info->cow_minor) {
-			logmsg("device %s: replaced by device id %u on the same COW device %u:%u (table reload); dropping its pending fills",
-			       old->info.dm_name, info->dev_id, info->cow_major, info->cow_minor);
-			unlist_device(d, old);
-			break;
-		}
 	dev = calloc(1, sizeof(*dev));
 	if (!dev) {
 		logmsg("out of memory adding device %u", info->dev_id);
@@ -313,8 +345,9 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	dev->next = d->devices;
 	d->devices = dev;
 	d->st.devices_added++;
-	logmsg("device %s: serving, %llu extents of %u KiB, base %s, COW %u:%u, %llu present",
-	       info->dm_name, (unsigned long long)info->nr_extents, info->extent_sectors / 2,
+	logmsg("device %s: %s, %llu extents of %u KiB, base %s, COW %u:%u, %llu present",
+	       info->dm_name, dev_inactive(dev) ? "loaded, not resumed yet" : "serving",
+	       (unsigned long long)info->nr_extents, info->extent_sectors / 2,
 	       info->base_uri, info->cow_major, info->cow_minor,
 	       (unsigned long long)info->present);
 	/* prefetch policy comes from the base's configuration */
@@ -327,16 +360,13 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	}
 	eb = (uint64_t)info->extent_sectors * 512;
 	rcow_prefetch_init(&dev->pf, ((128u << 10) / eb) ? ((128u << 10) / eb) : 1, pfmax / eb);
-	if (info->flags & RCOW_DEV_F_HYDRATING)
-		hydrate_begin(dev, info->hydrate_rate, true);
 	/*
-	 * Open the COW device and the base now rather than at the first
-	 * fault: connecting to an NBD server takes several round trips
-	 * (TCP, negotiation, TLS), which the first guest read would
-	 * otherwise wait for.  A failure is logged and tried again at the
-	 * first fault.
+	 * A table loaded but not resumed (INACTIVE) neither faults nor takes
+	 * fills, and the live table over the same COW device keeps being
+	 * served: nothing happens until it is resumed.
 	 */
-	dev_open(d, dev);
+	if (!dev_inactive(dev))
+		dev_activate(d, dev);
 	return 0;
 }
 
@@ -471,6 +501,12 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 			d->kops->fill_done(d->kctx, f, ENODEV, &err);
 			return;
 		}
+	}
+	if (dev_inactive(dev)) {
+		/* only a live table faults: it was resumed */
+		logmsg("device %s: resumed (it faults); serving it", dev->info.dm_name);
+		dev->info.flags &= ~(uint32_t)RCOW_DEV_F_INACTIVE;
+		dev_activate(d, dev);
 	}
 	if (f->count == 0 || f->first >= dev->geom.nr_extents ||
 	    f->count > dev->geom.nr_extents - f->first) {
@@ -658,7 +694,8 @@ static void quiesce_answer(struct daemon *d, struct device *dev)
 {
 	struct rcow_err err = { 0 };
 
-	if (!dev->nquiesce || dev->writes > 0)
+	/* no write to its COW device in flight: its own, nor a forgotten one's */
+	if (!dev->nquiesce || dev->writes > 0 || cow_busy(d, dev))
 		return;
 	for (size_t i = 0; i < dev->nquiesce; i++) {
 		struct rcow_quiesce q = { dev->info.dev_id, dev->quiesce[i] };
@@ -865,7 +902,7 @@ static void hydrate_step(struct daemon *d, struct device *dev, uint64_t now)
 	uint32_t queued = 0;
 	int64_t missing;
 
-	if (!dev->hydrating || dev->removed || now < dev->hydrate_wait_until)
+	if (!dev->hydrating || dev->removed || dev_inactive(dev) || now < dev->hydrate_wait_until)
 		return;
 	if (dev_open(d, dev)) {
 		dev->hydrate_wait_until = now + 5000;

@@ -695,8 +695,15 @@ static void test_resync(struct tap *t)
  * and a device that replaces it on the same COW device (a reload) writes
  * only after that write is over.
  */
+static void note_writing(struct fake_kernel *k, const struct rcow_quiesce *q)
+{
+	(void)q;
+	*(int *)k->data = slow_cow_in_progress();
+}
+
 static void test_hung_cow(struct tap *t)
 {
+	int writing = -1;
 	char a[PATH_MAX], ua[PATH_MAX + 16];
 	struct rcow_device_info info;
 	const struct fake_answer *x;
@@ -736,6 +743,26 @@ static void test_hung_cow(struct tap *t)
 	tap_ok(t, x && x->status == 0 && slow_cow_in_progress() == 0 && slow_cow_writes() == 1,
 	       "the device replacing it on the same COW device writes after that write (%s)",
 	       !x ? "no answer" : slow_cow_writes() ? "after" : "before it was over");
+
+	/*
+	 * Again, and the new device is suspended at once: its QUIESCE_DONE
+	 * waits for the write of the device it replaced, which goes to the
+	 * same COW device.
+	 */
+	slow_cow_set(e.k.cow_fd, 1500, 1);	/* device 3's */
+	fake_send_fault(&e.d, 3, 4, 5, 1);
+	for (uint64_t until = now_ms() + 3000; !slow_cow_in_progress() && now_ms() < until;)
+		turn(&e, 5);
+	dev_info(&e, &info, 4, ua);
+	info.cow_minor = 1;
+	fake_send_device(&e.d, RCOW_CMD_DEVICE_ADD, &info);
+	e.k.on_quiesce_done = note_writing;
+	e.k.data = &writing;
+	fake_send_quiesce(&e.d, 4, 44);
+	x = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 4, 44, 5000);
+	tap_ok(t, x && writing == 0,
+	       "QUIESCE_DONE waits for a replaced device's write to the same COW device (%d in progress)",
+	       writing);
 	slow_cow_set(-1, 0, 0);
 	env_fini(&e);
 }
@@ -887,10 +914,58 @@ static void test_many_bases(struct tap *t)
 	env_fini(&e);
 }
 
+/*
+ * A table loaded but not resumed (RCOW_DEV_F_INACTIVE) over the same COW
+ * device as the live one: the live device keeps being served, the new one
+ * is left alone (its base not even opened) until it is resumed; then it
+ * replaces the old one.
+ */
+static void test_inactive(struct tap *t)
+{
+	char a[PATH_MAX], b[PATH_MAX], ua[PATH_MAX + 16], ub[PATH_MAX + 16];
+	struct rcow_device_info info;
+	const struct fake_answer *x;
+	struct env e;
+
+	if (env_init(&e, t, 16)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(a, sizeof(a), "%s/a.img", e.dir);
+	snprintf(b, sizeof(b), "%s/b.img", e.dir);
+	snprintf(ua, sizeof(ua), "file://%s", a);
+	snprintf(ub, sizeof(ub), "file://%s", b);
+	make_file_base(a, 0xaa, 16);
+	make_file_base(b, 0xbb, 16);
+	add_device(&e, 1, ua);			/* live, COW 7:1 */
+	dev_info(&e, &info, 2, ub);		/* loaded over 7:1, not resumed */
+	info.cow_minor = 1;
+	info.flags = RCOW_DEV_F_INACTIVE;
+	fake_send_device(&e.d, RCOW_CMD_DEVICE_ADD, &info);
+	spin_for(&e, 50);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 3000);
+	tap_ok(t, x && x->status == 0, "the live device is still served (%s)",
+	       x ? strerror((int)x->status) : "no answer");
+	tap_ok(t, count_srcs(&e.d) == 1, "the inactive device's base is not opened (%u open)",
+	       count_srcs(&e.d));
+	/* resumed: the kernel now sends its faults */
+	fake_send_fault(&e.d, 2, 2, 1, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 2, 3000);
+	tap_ok(t, x && x->status == 0, "once it faults it is served");
+	fake_send_fault(&e.d, 1, 3, 2, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 3, 3000);
+	tap_ok(t, x && x->status == ENODEV, "and has replaced the old device (%s)",
+	       x ? strerror((int)x->status) : "no answer");
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "inactive", test_inactive },
 	{ "many-bases", test_many_bases },
 	{ "safe-files", test_safe_files },
 	{ "uri-case", test_uri_case },
