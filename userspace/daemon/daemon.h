@@ -42,8 +42,12 @@
 #include "rcow/msg.h"
 #include "rcow/nl.h"
 #include "rcow/policy.h"
+#include "vector.h"
 
 #define PROG "remote-cowd"
+
+DEFINE_VECTOR(cookie_vec, uint64_t);
+DEFINE_VECTOR(config_vec, struct rcow_config);
 
 /* Priority classes, served in this order. */
 enum xclass { XC_GUEST, XC_PREFETCH, XC_HYDRATE, XC_NR };
@@ -149,8 +153,7 @@ struct device {
 	 * writes of older faults (engine_write_extent()).
 	 */
 	atomic_uint epoch;
-	uint64_t *quiesce;		/* QUIESCE cookies waiting for writes == 0 */
-	size_t nquiesce;
+	struct cookie_vec quiesce;	/* QUIESCE cookies waiting for writes == 0 */
 	unsigned int writes;		/* COW writes in flight (writer.c) */
 	unsigned int refs;		/* faults alive + 1 while listed */
 	struct rcow_prefetch pf;
@@ -213,8 +216,7 @@ extern const struct kernel_ops kernel_nl_ops;	/* ctx: the struct daemon */
 struct daemon {
 	struct options opt;
 	struct rcow_config cfg;
-	struct rcow_config *retired;	/* replaced by SIGHUP, kept for open bases */
-	size_t nretired;
+	struct config_vec retired;	/* replaced by SIGHUP, kept for open bases */
 	struct stats st;
 	const struct kernel_ops *kops;
 	void *kctx;

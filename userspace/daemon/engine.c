@@ -174,7 +174,7 @@ static void dev_put(struct device *dev)
 		src_put(dev->src);
 	rcow_cow_close(dev->cow);
 	free(dev->bitmap);
-	free(dev->quiesce);
+	cookie_vec_free(&dev->quiesce);
 	free(dev);
 }
 
@@ -695,10 +695,10 @@ static void quiesce_answer(struct daemon *d, struct device *dev)
 	struct rcow_err err = { 0 };
 
 	/* no write to its COW device in flight: its own, nor a forgotten one's */
-	if (!dev->nquiesce || dev->writes > 0 || cow_busy(d, dev))
+	if (!dev->quiesce.len || dev->writes > 0 || cow_busy(d, dev))
 		return;
-	for (size_t i = 0; i < dev->nquiesce; i++) {
-		struct rcow_quiesce q = { dev->info.dev_id, dev->quiesce[i] };
+	for (size_t i = 0; i < dev->quiesce.len; i++) {
+		struct rcow_quiesce q = { dev->info.dev_id, dev->quiesce.ptr[i] };
 		int r = d->kops->quiesce_done(d->kctx, &q, &err);
 
 		if (r)
@@ -708,15 +708,17 @@ static void quiesce_answer(struct daemon *d, struct device *dev)
 			vlog(d, 1, "device %s: quiesced (QUIESCE %llu answered)",
 			     dev->info.dm_name, (unsigned long long)q.cookie);
 	}
-	dev->nquiesce = 0;
+	dev->quiesce.len = 0;
 }
 
 void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q)
 {
 	struct device *dev = find_device(d, q->dev_id);
 	struct rcow_err err = { 0 };
-	uint64_t *v;
 
+	if (!dev)	/* forgotten, but with writes in progress? */
+		for (dev = d->draining; dev && dev->info.dev_id != q->dev_id; dev = dev->next)
+			;
 	if (!dev) {
 		/* nothing of it here, so nothing in flight */
 		if (d->kops->quiesce_done(d->kctx, q, &err))
@@ -732,15 +734,12 @@ void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q)
 	 */
 	atomic_fetch_add(&dev->epoch, 1);
 	drop_queued(dev);
-	v = realloc(dev->quiesce, (dev->nquiesce + 1) * sizeof(*v));
-	if (!v) {
+	if (cookie_vec_push(&dev->quiesce, q->cookie)) {
 		/* cannot remember it: the kernel's bounded wait ends it */
 		logmsg("device %s: out of memory remembering QUIESCE %llu; the kernel will stop waiting for it",
 		       dev->info.dm_name, (unsigned long long)q->cookie);
 		return;
 	}
-	dev->quiesce = v;
-	dev->quiesce[dev->nquiesce++] = q->cookie;
 	vlog(d, 1, "device %s: QUIESCE %llu: dropping its pending fills, %u COW write(s) in flight",
 	     dev->info.dm_name, (unsigned long long)q->cookie, dev->writes);
 	quiesce_answer(d, dev);

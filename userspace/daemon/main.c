@@ -261,7 +261,7 @@ static int drain_netlink(struct daemon *d)
  */
 static void reload_config(struct daemon *d)
 {
-	struct rcow_config fresh, *old;
+	struct rcow_config fresh;
 	struct rcow_err err = { 0 };
 	const char *used;
 
@@ -271,14 +271,11 @@ static void reload_config(struct daemon *d)
 		rcow_config_free(&fresh);
 		return;
 	}
-	old = realloc(d->retired, (d->nretired + 1) * sizeof(*old));
-	if (!old) {
+	if (config_vec_push(&d->retired, d->cfg)) {
 		logmsg("SIGHUP: out of memory; keeping the configuration in use");
 		rcow_config_free(&fresh);
 		return;
 	}
-	d->retired = old;
-	d->retired[d->nretired++] = d->cfg;
 	d->cfg = fresh;
 	logmsg("SIGHUP: configuration %s%s; it applies to bases opened from now on",
 	       used ? "read again from " : "file gone, using the defaults", used ? used : "");
@@ -433,9 +430,9 @@ int main(int argc, char **argv)
 		r = -EIO;
 	writer_stop(&d);
 	rcow_config_free(&d.cfg);
-	for (size_t i = 0; i < d.nretired; i++)
-		rcow_config_free(&d.retired[i]);
-	free(d.retired);
+	for (size_t i = 0; i < d.retired.len; i++)
+		rcow_config_free(&d.retired.ptr[i]);
+	config_vec_free(&d.retired);
 	close(sigfd);
 	return r ? 1 : 0;
 }

@@ -729,6 +729,10 @@ static void test_hung_cow(struct tap *t)
 	tap_ok(t, slow_cow_in_progress() == 1 && took < 300,
 	       "removing a device does not wait for its hung COW write (%llu ms)",
 	       (unsigned long long)took);
+	/* a QUIESCE for it now (a late one) waits for that write */
+	e.k.on_quiesce_done = note_writing;
+	e.k.data = &writing;
+	fake_send_quiesce(&e.d, 1, 11);
 	add_device(&e, 2, ua);		/* COW 7:2, not slowed */
 	fake_send_fault(&e.d, 2, 2, 1, 1);
 	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 2, 1000);
@@ -743,6 +747,11 @@ static void test_hung_cow(struct tap *t)
 	tap_ok(t, x && x->status == 0 && slow_cow_in_progress() == 0 && slow_cow_writes() == 1,
 	       "the device replacing it on the same COW device writes after that write (%s)",
 	       !x ? "no answer" : slow_cow_writes() ? "after" : "before it was over");
+	x = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 1, 11, 3000);
+	tap_ok(t, x && writing == 0,
+	       "a QUIESCE for the removed device is answered once its write is over (%s)",
+	       !x ? "no answer" : writing ? "before" : "after");
+	writing = -1;
 
 	/*
 	 * Again, and the new device is suspended at once: its QUIESCE_DONE
