@@ -25,6 +25,9 @@ PACKAGES=(
 	# build
 	gcc make pkg-config kmod linux-headers-amd64
 	libdevmapper-dev libnbd-dev libmnl-dev liburing-dev
+	# host tests: sanitizer runtimes (ASan+UBSan, TSan) and nbdkit with
+	# its pattern, null and memory plugins and delay filter (in nbdkit)
+	libasan8 libubsan1 libtsan2 nbdkit
 	# lint
 	sparse linux-source-6.1 cppcheck clang clang-tidy libclang-rt-14-dev
 	shellcheck

@@ -2,9 +2,11 @@
 /*
  * remote-cowd internals.
  *
- * The daemon is one poll() loop (main.c) over the netlink socket, a
- * signalfd, every NBD connection's socket and two kinds of eventfd: the COW
- * writer threads' (writer.c) and each file source's reader threads'.
+ * The daemon is one poll() loop (loop.c; main.c adds the netlink socket
+ * and a signalfd) over every NBD connection's socket and two kinds of
+ * eventfd: the COW writer threads' (writer.c) and each file source's
+ * reader threads'.  The engine talks to the kernel through struct
+ * kernel_ops (kernel-nl.c; a fake in the host tests).
  * Those threads do the only blocking I/O; everything else, the engine
  * included, runs in the loop thread.  The engine
  * (engine.c) knows devices, faults and extents; it turns every FAULT into
@@ -30,6 +32,7 @@
 #define REMOTE_COWD_H
 
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,8 +42,12 @@
 #include "rcow/msg.h"
 #include "rcow/nl.h"
 #include "rcow/policy.h"
+#include "vector.h"
 
 #define PROG "remote-cowd"
+
+DEFINE_VECTOR(cookie_vec, uint64_t);
+DEFINE_VECTOR(config_vec, struct rcow_config);
 
 /* Priority classes, served in this order. */
 enum xclass { XC_GUEST, XC_PREFETCH, XC_HYDRATE, XC_NR };
@@ -52,6 +59,7 @@ struct writer;
 
 struct fault {
 	struct device *dev;
+	unsigned int epoch;		/* dev->epoch when it arrived */
 	uint64_t cookie, first;
 	uint32_t count, remaining;
 	uint32_t status;	/* first error, positive errno */
@@ -109,7 +117,7 @@ extern const struct src_ops src_nbd_ops;
 extern const struct src_ops src_file_ops;
 
 struct src {
-	struct src *next;
+	struct src *next;		/* in d->srcs, or d->dead_srcs once unused */
 	struct daemon *d;
 	const struct src_ops *ops;
 	char *uri;
@@ -138,6 +146,14 @@ struct device {
 	struct src *src;
 	bool removed;
 	bool bad_geom;
+	unsigned int seen;		/* d->resync_gen of the last list that had it */
+	/*
+	 * Bumped by the loop when the device's pending fills become void
+	 * (QUIESCE, removal); the writer threads read it to skip the COW
+	 * writes of older faults (engine_write_extent()).
+	 */
+	atomic_uint epoch;
+	struct cookie_vec quiesce;	/* QUIESCE cookies waiting for writes == 0 */
 	unsigned int writes;		/* COW writes in flight (writer.c) */
 	unsigned int refs;		/* faults alive + 1 while listed */
 	struct rcow_prefetch pf;
@@ -174,14 +190,45 @@ struct options {
 	long long connections, max_in_flight, prefetch_max;
 };
 
+/*
+ * What the engine asks of the kernel side: answers, requests and the COW
+ * device of a device.  kernel-nl.c implements it over the generic netlink
+ * socket; the host tests (tests/fake-kernel.c) record the answers instead.
+ * Every call returns 0 or -errno with err set.
+ */
+struct kernel_ops {
+	int (*fill_done)(void *ctx, const struct rcow_fault *f, uint32_t status,
+			 struct rcow_err *err);
+	int (*quiesce_done)(void *ctx, const struct rcow_quiesce *q, struct rcow_err *err);
+	int (*hydrate)(void *ctx, uint32_t dev_id, uint64_t first, uint32_t count,
+		       uint32_t *queued, struct rcow_err *err);
+	int (*get_bitmap)(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
+			  uint8_t *data, size_t cap, uint64_t *got_first, uint32_t *got_count,
+			  struct rcow_err *err);
+	int (*get_device)(void *ctx, uint32_t dev_id, struct rcow_device_info *info,
+			  struct rcow_err *err);
+	int (*open_cow)(void *ctx, const struct rcow_device_info *info, struct rcow_cow **out,
+			struct rcow_err *err);
+};
+
+extern const struct kernel_ops kernel_nl_ops;	/* ctx: the struct daemon */
+
 struct daemon {
 	struct options opt;
 	struct rcow_config cfg;
+	struct config_vec retired;	/* replaced by SIGHUP, kept for open bases */
 	struct stats st;
-	struct rcow_nl *nl;
+	const struct kernel_ops *kops;
+	void *kctx;
+	struct rcow_nl *nl;		/* kernel_nl_ops only */
 	struct device *devices;
 	struct src *srcs;
+	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
+	/* forgotten devices with COW writes in progress, and the writes behind them */
+	struct device *draining;
+	struct xqueue parked;
 	struct writer *writer;		/* COW writer threads (writer.c) */
+	unsigned int resync_gen;	/* device list re-reads after overflows */
 	bool stopping;
 };
 
@@ -196,6 +243,24 @@ int engine_add_device(const struct rcow_device_info *info, void *data);
 void engine_remove_device(struct daemon *d, uint32_t dev_id);
 void engine_fault(struct daemon *d, const struct rcow_fault *f);
 void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h);
+/*
+ * QUIESCE: void the device's pending fills (queued ones dropped, reads in
+ * flight discarded, unanswered); QUIESCE_DONE once none of its COW writes
+ * is in flight any more, from engine_run() if not at once.
+ */
+void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q);
+/*
+ * Around a re-read of the device list after an overflow (rcow_nl_helper's
+ * resync): devices the list no longer has are forgotten at the end (their
+ * DEVICE_REMOVE was lost).  data: the struct daemon.
+ */
+void engine_resync(void *data, bool begin);
+/* One kernel message, whatever its command. */
+void engine_event(struct daemon *d, const struct rcow_event *ev);
+/* Close the sources no device uses any more (never from a source's callback). */
+void engine_reap_sources(struct daemon *d);
+/* Exit: forget every device (nothing answered); then engine_reap_sources(). */
+void engine_forget_all(struct daemon *d);
 /* A source finished an xfer: err 0 (data in x->buf) or a positive errno. */
 void engine_xfer_done(struct src *s, struct xfer *x, int err);
 /* Writer threads: write x into its COW device; 0 or a positive errno. */
@@ -206,6 +271,17 @@ void engine_write_done(struct daemon *d, struct xfer *x);
 void engine_run(struct daemon *d);
 uint64_t engine_timer(struct daemon *d, uint64_t now);
 bool engine_guest_waiting(const struct src *s);
+
+/*
+ * loop.c: one turn of the daemon's loop: finished writes, streaming,
+ * source timers and reads, then poll() over the writers, every source and
+ * the caller's extra fds (revents set for the caller), at most
+ * timeout_ms (-1: until something happens), then the sources' events.
+ * 0 or -errno if poll() failed.
+ */
+int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int timeout_ms);
+/* Poll the writers and the sources only, for at most timeout_ms (exit path). */
+int loop_poll_sources(struct daemon *d, int timeout_ms);
 
 /*
  * pool.c: threads for blocking I/O.  fn runs in a pool thread with that
@@ -230,6 +306,5 @@ int writer_fd(const struct daemon *d);
 bool writer_full(const struct daemon *d);
 unsigned int writer_backlog(const struct daemon *d);
 void writer_reap(struct daemon *d);
-void writer_drain(struct daemon *d, struct device *dev);
 
 #endif

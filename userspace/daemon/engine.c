@@ -71,16 +71,29 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	struct src *s;
 	int r;
 
-	for (s = d->srcs; s; s = s->next)
-		if (!strcmp(s->uri, uri)) {
-			s->refs++;
-			return s;
-		}
+	/* sources are known by the URI in canonical form: scheme in lower case */
 	r = rcow_uri_parse(uri, &u, err);
 	if (r)
 		return NULL;
+	for (s = d->srcs; s; s = s->next)
+		if (!strcmp(s->uri, u.raw)) {
+			s->refs++;
+			rcow_uri_free(&u);
+			return s;
+		}
+	/* unused since this loop turn, not closed yet: keep its connections */
+	for (struct src **p = &d->dead_srcs; *p; p = &(*p)->next)
+		if (!strcmp((*p)->uri, u.raw)) {
+			s = *p;
+			*p = s->next;
+			s->next = d->srcs;
+			d->srcs = s;
+			s->refs = 1;
+			rcow_uri_free(&u);
+			return s;
+		}
 	s = calloc(1, sizeof(*s));
-	if (!s || !(s->uri = strdup(uri))) {
+	if (!s || !(s->uri = strdup(u.raw))) {
 		free(s);
 		rcow_uri_free(&u);
 		rcow_err_set(err, ENOMEM, "out of memory");
@@ -89,7 +102,7 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	s->d = d;
 	s->ops = u.scheme == RCOW_SCHEME_FILE ? &src_file_ops : &src_nbd_ops;
 	rcow_uri_free(&u);
-	rcow_config_lookup(&d->cfg, uri, &s->pol, &s->cred);
+	rcow_config_lookup(&d->cfg, s->uri, &s->pol, &s->cred);
 	if (d->opt.connections >= 0)
 		s->pol.connections = (uint32_t)d->opt.connections;
 	if (d->opt.max_in_flight >= 0)
@@ -109,6 +122,12 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	return s;
 }
 
+/*
+ * The last device of a source went away.  This often runs inside the
+ * source's own callback (a read completes, its fault is the device's
+ * last), so the source is not closed here: it moves to dead_srcs, and
+ * the loop closes it between turns (engine_reap_sources()).
+ */
 static void src_put(struct src *s)
 {
 	struct daemon *d = s->d;
@@ -120,10 +139,21 @@ static void src_put(struct src *s)
 			*p = s->next;
 			break;
 		}
-	s->ops->close(s);
-	vlog(d, 1, "base %s: closed (no device uses it any more)", s->uri);
-	free(s->uri);
-	free(s);
+	s->next = d->dead_srcs;
+	d->dead_srcs = s;
+}
+
+void engine_reap_sources(struct daemon *d)
+{
+	struct src *s;
+
+	while ((s = d->dead_srcs)) {
+		d->dead_srcs = s->next;
+		s->ops->close(s);
+		vlog(d, 1, "base %s: closed (no device uses it any more)", s->uri);
+		free(s->uri);
+		free(s);
+	}
 }
 
 /* ---- devices ------------------------------------------------------------ */
@@ -144,11 +174,13 @@ static void dev_put(struct device *dev)
 		src_put(dev->src);
 	rcow_cow_close(dev->cow);
 	free(dev->bitmap);
+	cookie_vec_free(&dev->quiesce);
 	free(dev);
 }
 
 static void hydrate_begin(struct device *dev, uint32_t rate, bool resumed);
 static int dev_open(struct daemon *d, struct device *dev);
+static void quiesce_answer(struct daemon *d, struct device *dev);
 
 /* Drop the queued (not yet issued) xfers of a device from its source. */
 static void drop_queued(struct device *dev)
@@ -180,10 +212,93 @@ static void unlist_device(struct daemon *d, struct device *dev)
 		}
 	dev->removed = true;
 	dev->hydrating = false;
+	atomic_fetch_add(&dev->epoch, 1);
 	drop_queued(dev);
-	/* its fills must land before anything of a device that replaces it */
-	writer_drain(d, dev);
+	if (dev->writes > 0) {
+		/*
+		 * Its writes in progress must land before any write of a device
+		 * that replaces it on the same COW device (cow_busy()), but
+		 * nothing waits for them here: a COW device that hangs must not
+		 * stall the loop.  engine_run() lets it go once they are over.
+		 */
+		dev->next = d->draining;
+		d->draining = dev;
+		return;
+	}
+	quiesce_answer(d, dev);
 	dev_put(dev);
+}
+
+/* A forgotten device still has COW writes in progress on dev's COW device. */
+static bool cow_busy(const struct daemon *d, const struct device *dev)
+{
+	for (const struct device *o = d->draining; o; o = o->next)
+		if (o != dev && o->writes > 0 && o->info.cow_major == dev->info.cow_major &&
+		    o->info.cow_minor == dev->info.cow_minor)
+			return true;
+	return false;
+}
+
+/* Forgotten devices whose writes are over go; the writes parked behind them start. */
+static void drain_step(struct daemon *d)
+{
+	struct device **p = &d->draining, *dev;
+	struct xfer *x, *next;
+
+	while ((dev = *p)) {
+		if (dev->writes > 0) {
+			p = &dev->next;
+			continue;
+		}
+		*p = dev->next;
+		quiesce_answer(d, dev);
+		dev_put(dev);
+	}
+	for (x = d->parked.head; x; x = next) {
+		next = x->next;
+		if (cow_busy(d, x->fault->dev))
+			continue;
+		xq_del(&d->parked, x);
+		writer_submit(d, x);
+	}
+}
+
+static bool dev_inactive(const struct device *dev)
+{
+	return dev->info.flags & RCOW_DEV_F_INACTIVE;
+}
+
+/*
+ * The device's table is live (resumed): it replaces whatever device was
+ * over the same COW device, streams if asked, and opens its COW device and
+ * base now rather than at the first fault (connecting to an NBD server
+ * takes several round trips, which the first guest read would otherwise
+ * wait for; a failure is logged and tried again at the first fault).
+ */
+static void dev_activate(struct daemon *d, struct device *dev)
+{
+	struct device *old;
+
+	/*
+	 * A table reload makes a new device id over the same COW device, and
+	 * the old one's DEVICE_REMOVE may come after the new one's faults.
+	 * Forget the old device now: its reads still in flight are dropped
+	 * when they complete, its writes in progress land before any of the
+	 * new device's (cow_busy()).
+	 */
+	for (old = d->devices; old; old = old->next)
+		if (old != dev && !dev_inactive(old) &&
+		    old->info.cow_major == dev->info.cow_major &&
+		    old->info.cow_minor == dev->info.cow_minor) {
+			logmsg("device %s: replaced by device id %u on the same COW device %u:%u (table reload); dropping its pending fills",
+			       old->info.dm_name, dev->info.dev_id, dev->info.cow_major,
+			       dev->info.cow_minor);
+			unlist_device(d, old);
+			break;
+		}
+	if (dev->info.flags & RCOW_DEV_F_HYDRATING)
+		hydrate_begin(dev, dev->info.hydrate_rate, true);
+	dev_open(d, dev);
 }
 
 int engine_add_device(const struct rcow_device_info *info, void *data)
@@ -195,26 +310,22 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 
 	old = find_device(d, info->dev_id);
 	if (old) {
-		/* the same device again (dump after an overrun): keep its state */
+		old->seen = d->resync_gen;
+		/* the same device again (a dump, or its resume): keep its state */
 		if (!strcmp(old->info.base_uri, info->base_uri) &&
-		    old->info.nr_extents == info->nr_extents)
+		    old->info.nr_extents == info->nr_extents) {
+			bool was_inactive = dev_inactive(old);
+
+			old->info.flags = info->flags;
+			old->info.hydrate_rate = info->hydrate_rate;
+			if (was_inactive && !dev_inactive(old)) {
+				logmsg("device %s: resumed; serving it", old->info.dm_name);
+				dev_activate(d, old);
+			}
 			return 0;
+		}
 		unlist_device(d, old);
 	}
-	/*
-	 * A table reload makes a new device id over the same COW device, and
-	 * the old one's DEVICE_REMOVE may come after the new one's faults.
-	 * Forget the old device now: its reads still in flight are dropped
-	 * when they complete, never written over the new device's fills.
-	 */
-	for (old = d->devices; old; old = old->next)
-		if (old->info.cow_major == info->cow_major &&
-		    old->info.cow_minor == info->cow_minor) {
-			logmsg("device %s: replaced by device id %u on the same COW device %u:%u (table reload); dropping its pending fills",
-			       old->info.dm_name, info->dev_id, info->cow_major, info->cow_minor);
-			unlist_device(d, old);
-			break;
-		}
 	dev = calloc(1, sizeof(*dev));
 	if (!dev) {
 		logmsg("out of memory adding device %u", info->dev_id);
@@ -223,6 +334,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	dev->d = d;
 	dev->info = *info;
 	dev->refs = 1;
+	dev->seen = d->resync_gen;
 	dev->geom = (struct rcow_geom){ info->extent_sectors, info->nr_extents, info->data_offset,
 					info->dev_sectors };
 	if (rcow_geom_check(&dev->geom, &err)) {
@@ -233,8 +345,9 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	dev->next = d->devices;
 	d->devices = dev;
 	d->st.devices_added++;
-	logmsg("device %s: serving, %llu extents of %u KiB, base %s, COW %u:%u, %llu present",
-	       info->dm_name, (unsigned long long)info->nr_extents, info->extent_sectors / 2,
+	logmsg("device %s: %s, %llu extents of %u KiB, base %s, COW %u:%u, %llu present",
+	       info->dm_name, dev_inactive(dev) ? "loaded, not resumed yet" : "serving",
+	       (unsigned long long)info->nr_extents, info->extent_sectors / 2,
 	       info->base_uri, info->cow_major, info->cow_minor,
 	       (unsigned long long)info->present);
 	/* prefetch policy comes from the base's configuration */
@@ -247,16 +360,13 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	}
 	eb = (uint64_t)info->extent_sectors * 512;
 	rcow_prefetch_init(&dev->pf, ((128u << 10) / eb) ? ((128u << 10) / eb) : 1, pfmax / eb);
-	if (info->flags & RCOW_DEV_F_HYDRATING)
-		hydrate_begin(dev, info->hydrate_rate, true);
 	/*
-	 * Open the COW device and the base now rather than at the first
-	 * fault: connecting to an NBD server takes several round trips
-	 * (TCP, negotiation, TLS), which the first guest read would
-	 * otherwise wait for.  A failure is logged and tried again at the
-	 * first fault.
+	 * A table loaded but not resumed (INACTIVE) neither faults nor takes
+	 * fills, and the live table over the same COW device keeps being
+	 * served: nothing happens until it is resumed.
 	 */
-	dev_open(d, dev);
+	if (!dev_inactive(dev))
+		dev_activate(d, dev);
 	return 0;
 }
 
@@ -278,8 +388,7 @@ static int dev_open(struct daemon *d, struct device *dev)
 
 	if (dev->bad_geom)
 		return EINVAL;
-	if (!dev->cow && rcow_cow_open_dev(dev->info.cow_major, dev->info.cow_minor,
-					   d->opt.node_dir, &dev->cow, &err)) {
+	if (!dev->cow && d->kops->open_cow(d->kctx, &dev->info, &dev->cow, &err)) {
 		logmsg("device %s: %s", dev->info.dm_name, err.msg);
 		return err.code ? err.code : EIO;
 	}
@@ -301,7 +410,7 @@ static void answer(struct daemon *d, struct device *dev, uint64_t cookie, uint64
 	struct rcow_err err = { 0 };
 	int r;
 
-	r = rcow_nl_fill_done(d->nl, &f, status, &err);
+	r = d->kops->fill_done(d->kctx, &f, status, &err);
 	if (r == -ENOENT || r == -ENODEV) {
 		d->st.stale_cookies++;
 		vlog(d, 1, "device %s: the kernel no longer waits for cookie %llu", dev->info.dm_name,
@@ -350,7 +459,7 @@ static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fau
 	if (!rcow_prefetch_fault(&dev->pf, f->first, f->count, dev->geom.nr_extents, &first, &count))
 		return;
 	range_add(dev, first, count, XC_PREFETCH);
-	if (rcow_nl_hydrate(d->nl, dev->info.dev_id, first, count, &queued, &err)) {
+	if (d->kops->hydrate(d->kctx, dev->info.dev_id, first, count, &queued, &err)) {
 		vlog(d, 1, "device %s: prefetch of extents %llu+%u refused: %s", dev->info.dm_name,
 		     (unsigned long long)first, count, err.msg);
 		return;
@@ -383,15 +492,21 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		struct rcow_device_info info;
 
 		memset(&info, 0, sizeof(info));
-		if (rcow_nl_get_device(d->nl, f->dev_id, &info, &err) == 0 &&
+		if (d->kops->get_device(d->kctx, f->dev_id, &info, &err) == 0 &&
 		    engine_add_device(&info, d) == 0)
 			dev = find_device(d, f->dev_id);
 		if (!dev) {
 			logmsg("fault for device %u, which the kernel does not describe: %s",
 			       f->dev_id, err.msg);
-			rcow_nl_fill_done(d->nl, f, ENODEV, &err);
+			d->kops->fill_done(d->kctx, f, ENODEV, &err);
 			return;
 		}
+	}
+	if (dev_inactive(dev)) {
+		/* only a live table faults: it was resumed */
+		logmsg("device %s: resumed (it faults); serving it", dev->info.dm_name);
+		dev->info.flags &= ~(uint32_t)RCOW_DEV_F_INACTIVE;
+		dev_activate(d, dev);
 	}
 	if (f->count == 0 || f->first >= dev->geom.nr_extents ||
 	    f->count > dev->geom.nr_extents - f->first) {
@@ -422,6 +537,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		return;
 	}
 	ft->dev = dev;
+	ft->epoch = atomic_load(&dev->epoch);
 	ft->cookie = f->cookie;
 	ft->first = f->first;
 	ft->count = f->count;
@@ -468,6 +584,10 @@ int engine_write_extent(struct xfer *x)
 	struct rcow_err err = { 0 };
 	int r;
 
+	/* quiesced or removed since the fault came: start no write for it */
+	if (atomic_load(&dev->epoch) != x->fault->epoch)
+		return ECANCELED;
+
 	if (x->zero_all) {
 		r = rcow_cow_zero(dev->cow, cow_off, x->io_len, &err);
 		if (r == 0)
@@ -497,6 +617,12 @@ fail:
 	return err.code ? err.code : EIO;
 }
 
+/* The device voided this fault's fills (QUIESCE, removal): never write or answer it. */
+static bool fault_stale(const struct fault *ft)
+{
+	return ft->dev->removed || ft->epoch != atomic_load(&ft->dev->epoch);
+}
+
 /* An xfer is over: count it into its fault, answer the fault when it is the last. */
 static void xfer_finish(struct daemon *d, struct xfer *x)
 {
@@ -509,7 +635,7 @@ static void xfer_finish(struct daemon *d, struct xfer *x)
 		return;
 	if (ft->cls == XC_HYDRATE && dev->hydrate_inflight > 0)
 		dev->hydrate_inflight--;
-	if (!dev->removed && ft->status != ECANCELED)
+	if (!fault_stale(ft) && ft->status != ECANCELED)
 		answer(d, dev, ft->cookie, ft->first, ft->status);
 	dev_put(dev);
 	free(ft);
@@ -522,7 +648,7 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 	struct device *dev = ft->dev;
 
 	x->state = X_DONE;
-	if (err == ECANCELED || dev->removed) {
+	if (err == ECANCELED || fault_stale(ft)) {
 		if (!ft->status)
 			ft->status = ECANCELED;
 	} else if (err) {
@@ -531,6 +657,9 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 		       dev->info.dm_name, (unsigned long long)x->ext, s->uri, strerror(err));
 		if (!ft->status)
 			ft->status = (uint32_t)err;
+	} else if (cow_busy(d, dev)) {
+		xq_push(&d->parked, x);	/* drain_step() submits it */
+		return;
 	} else {
 		writer_submit(d, x);	/* engine_write_done() follows */
 		return;
@@ -542,7 +671,10 @@ void engine_write_done(struct daemon *d, struct xfer *x)
 {
 	struct fault *ft = x->fault;
 
-	if (x->err) {
+	if (x->err == ECANCELED) {
+		if (!ft->status)
+			ft->status = ECANCELED;
+	} else if (x->err) {
 		d->st.fill_errors++;
 		if (!ft->status)
 			ft->status = (uint32_t)x->err;
@@ -553,6 +685,116 @@ void engine_write_done(struct daemon *d, struct xfer *x)
 		d->st.bytes_zero += x->bytes_zero;
 	}
 	xfer_finish(d, x);
+}
+
+/* ---- quiesce --------------------------------------------------------------- */
+
+/* Answer the device's QUIESCEs once none of its COW writes is in flight. */
+static void quiesce_answer(struct daemon *d, struct device *dev)
+{
+	struct rcow_err err = { 0 };
+
+	/* no write to its COW device in flight: its own, nor a forgotten one's */
+	if (!dev->quiesce.len || dev->writes > 0 || cow_busy(d, dev))
+		return;
+	for (size_t i = 0; i < dev->quiesce.len; i++) {
+		struct rcow_quiesce q = { dev->info.dev_id, dev->quiesce.ptr[i] };
+		int r = d->kops->quiesce_done(d->kctx, &q, &err);
+
+		if (r)
+			logmsg("device %s: answering QUIESCE %llu failed: %s", dev->info.dm_name,
+			       (unsigned long long)q.cookie, err.msg);
+		else
+			vlog(d, 1, "device %s: quiesced (QUIESCE %llu answered)",
+			     dev->info.dm_name, (unsigned long long)q.cookie);
+	}
+	dev->quiesce.len = 0;
+}
+
+void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q)
+{
+	struct device *dev = find_device(d, q->dev_id);
+	struct rcow_err err = { 0 };
+
+	if (!dev)	/* forgotten, but with writes in progress? */
+		for (dev = d->draining; dev && dev->info.dev_id != q->dev_id; dev = dev->next)
+			;
+	if (!dev) {
+		/* nothing of it here, so nothing in flight */
+		if (d->kops->quiesce_done(d->kctx, q, &err))
+			logmsg("device %u: answering QUIESCE %llu failed: %s", q->dev_id,
+			       (unsigned long long)q->cookie, err.msg);
+		return;
+	}
+	/*
+	 * Every fault of the device so far is void: the kernel requeues or
+	 * fails its I/O itself and sends new FAULTs after the resume.  Reads
+	 * in flight complete and are thrown away; queued ones are dropped;
+	 * writes not started are skipped by the writer threads.
+	 */
+	atomic_fetch_add(&dev->epoch, 1);
+	drop_queued(dev);
+	if (cookie_vec_push(&dev->quiesce, q->cookie)) {
+		/* cannot remember it: the kernel's bounded wait ends it */
+		logmsg("device %s: out of memory remembering QUIESCE %llu; the kernel will stop waiting for it",
+		       dev->info.dm_name, (unsigned long long)q->cookie);
+		return;
+	}
+	vlog(d, 1, "device %s: QUIESCE %llu: dropping its pending fills, %u COW write(s) in flight",
+	     dev->info.dm_name, (unsigned long long)q->cookie, dev->writes);
+	quiesce_answer(d, dev);
+}
+
+void engine_event(struct daemon *d, const struct rcow_event *ev)
+{
+	char b[16];
+
+	switch (ev->cmd) {
+	case RCOW_CMD_FAULT:
+		engine_fault(d, &ev->u.fault);
+		break;
+	case RCOW_CMD_DEVICE_ADD:
+		engine_add_device(&ev->u.dev, d);
+		break;
+	case RCOW_CMD_DEVICE_REMOVE:
+		engine_remove_device(d, ev->u.dev.dev_id);
+		break;
+	case RCOW_CMD_HYDRATE_CTL:
+		engine_hydrate_ctl(d, &ev->u.hydrate);
+		break;
+	case RCOW_CMD_QUIESCE:
+		engine_quiesce(d, &ev->u.quiesce);
+		break;
+	default:
+		logmsg("ignoring message %s from the kernel (newer module?)",
+		       rcow_cmd_name(ev->cmd, b, sizeof(b)));
+	}
+}
+
+void engine_resync(void *data, bool begin)
+{
+	struct daemon *d = data;
+	struct device *dev, *next;
+
+	if (begin) {
+		d->resync_gen++;
+		return;
+	}
+	for (dev = d->devices; dev; dev = next) {
+		next = dev->next;
+		if (dev->seen == d->resync_gen)
+			continue;
+		logmsg("device %s: no longer in the kernel's device list (its DEVICE_REMOVE was lost in the overflow); forgetting it",
+		       dev->info.dm_name);
+		d->st.devices_removed++;
+		unlist_device(d, dev);
+	}
+}
+
+void engine_forget_all(struct daemon *d)
+{
+	while (d->devices)
+		unlist_device(d, d->devices);
 }
 
 /* ---- background streaming ------------------------------------------------ */
@@ -577,7 +819,7 @@ static int64_t read_bitmap(struct daemon *d, struct device *dev)
 	while (first < nr) {
 		uint64_t got_first = 0;
 		uint32_t got_count = 0;
-		int r = rcow_nl_get_bitmap(d->nl, dev->info.dev_id, RCOW_BITMAP_PRESENT, first,
+		int r = d->kops->get_bitmap(d->kctx, dev->info.dev_id, RCOW_BITMAP_PRESENT, first,
 					   dev->bitmap + first / 8, REMOTE_COW_BITMAP_CHUNK,
 					   &got_first, &got_count, &err);
 
@@ -628,7 +870,7 @@ void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h)
 		struct rcow_err err = { 0 };
 
 		memset(&info, 0, sizeof(info));
-		if (rcow_nl_get_device(d->nl, h->dev_id, &info, &err) == 0)
+		if (d->kops->get_device(d->kctx, h->dev_id, &info, &err) == 0)
 			engine_add_device(&info, d);	/* resumes hydration from its flags */
 		return;
 	}
@@ -659,7 +901,7 @@ static void hydrate_step(struct daemon *d, struct device *dev, uint64_t now)
 	uint32_t queued = 0;
 	int64_t missing;
 
-	if (!dev->hydrating || dev->removed || now < dev->hydrate_wait_until)
+	if (!dev->hydrating || dev->removed || dev_inactive(dev) || now < dev->hydrate_wait_until)
 		return;
 	if (dev_open(d, dev)) {
 		dev->hydrate_wait_until = now + 5000;
@@ -723,7 +965,7 @@ static void hydrate_step(struct daemon *d, struct device *dev, uint64_t now)
 		return;
 	}
 	range_add(dev, first, count, XC_HYDRATE);
-	if (rcow_nl_hydrate(d->nl, dev->info.dev_id, first, (uint32_t)count, &queued, &err)) {
+	if (d->kops->hydrate(d->kctx, dev->info.dev_id, first, (uint32_t)count, &queued, &err)) {
 		logmsg("device %s: streaming request for extents %llu+%llu refused: %s; retrying in 1 s",
 		       dev->info.dm_name, (unsigned long long)first, (unsigned long long)count,
 		       err.msg);
@@ -741,8 +983,10 @@ void engine_run(struct daemon *d)
 	uint64_t now = now_ms();
 	struct device *dev, *next;
 
+	drain_step(d);
 	for (dev = d->devices; dev; dev = next) {
 		next = dev->next;
+		quiesce_answer(d, dev);
 		if (dev->hydrating) {
 			/* several steps per turn, each bounded by depth and rate */
 			for (int i = 0; i < 8 && dev->hydrating; i++) {
@@ -761,10 +1005,14 @@ uint64_t engine_timer(struct daemon *d, uint64_t now)
 {
 	uint64_t t = 0;
 
-	for (struct device *dev = d->devices; dev; dev = dev->next)
-		if (dev->hydrating && dev->hydrate_wait_until > now &&
-		    (!t || dev->hydrate_wait_until < t))
+	for (struct device *dev = d->devices; dev; dev = dev->next) {
+		if (!dev->hydrating)
+			continue;
+		if (dev->hydrate_wait_until > now && (!t || dev->hydrate_wait_until < t))
 			t = dev->hydrate_wait_until;
+		if (!t || now + 200 < t)
+			t = now + 200;	/* streaming: look again soon */
+	}
 	return t;
 }
 

@@ -14,65 +14,24 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "safefile.h"
+
+#ifndef PR_SET_IO_FLUSHER
+#define PR_SET_IO_FLUSHER 57	/* Linux 5.6 */
+#endif
 
 #ifndef RCOW_VERSION
 #define RCOW_VERSION "0.1"
 #endif
-#define MAX_POLL 128
-
-/*
- * One line, written with one stdio call: the reader threads of file
- * sources (src-file.c) log too, and stdio locks the stream per call.
- */
-static void vlogmsg(const char *fmt, va_list ap)
-{
-	char line[1024];
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	fprintf(stderr, PROG ": %s\n", line);
-}
-
-void logmsg(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vlogmsg(fmt, ap);
-	va_end(ap);
-}
-
-void vlog(struct daemon *d, int level, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (d->opt.verbose < level)
-		return;
-	va_start(ap, fmt);
-	vlogmsg(fmt, ap);
-	va_end(ap);
-}
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t now_ms(void)
-{
-	return now_ns() / 1000000ull;
-}
 
 static void usage(FILE *f)
 {
@@ -94,6 +53,7 @@ static void usage(FILE *f)
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version\n"
 		"Logs go to standard error.  SIGTERM/SIGINT: unregister, write stats, exit 0.\n"
+		"SIGHUP: read the configuration file again (for bases opened from then on).\n"
 		"Exit status: 0 clean exit, 1 error, 2 usage error.  See remote-cowd(8).\n");
 }
 
@@ -188,15 +148,16 @@ bad:
 static int write_stats(const struct daemon *d)
 {
 	const struct stats *s = &d->st;
-	char tmp[PATH_MAX];
+	char why[PATH_MAX + 160], *text = NULL;
+	size_t len = 0;
 	FILE *f;
+	int r;
 
 	if (!d->opt.stats_path)
 		return 0;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", d->opt.stats_path);
-	f = fopen(tmp, "w");
+	f = open_memstream(&text, &len);
 	if (!f) {
-		logmsg("cannot write stats file %s: %s", tmp, strerror(errno));
+		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
 		return -1;
 	}
 	fprintf(f,
@@ -211,8 +172,15 @@ static int write_stats(const struct daemon *d)
 		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->prefetch_requests,
 		s->prefetch_extents, s->hydrate_requests, s->hydrate_extents, s->reconnects,
 		s->retries, s->connect_failures);
-	if (fclose(f) != 0 || rename(tmp, d->opt.stats_path) != 0) {
-		logmsg("cannot write stats file %s: %s", d->opt.stats_path, strerror(errno));
+	if (fclose(f) != 0 || !text) {
+		free(text);
+		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
+		return -1;
+	}
+	r = safe_replace(d->opt.stats_path, text, len, 0644, why, sizeof(why));
+	free(text);
+	if (r) {
+		logmsg("stats file: %s", why);
 		return -1;
 	}
 	return 0;
@@ -220,10 +188,11 @@ static int write_stats(const struct daemon *d)
 
 static int touch(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char why[PATH_MAX + 160];
+	int fd = safe_create(path, 0644, why, sizeof(why));
 
 	if (fd < 0) {
-		logmsg("cannot create ready file %s: %s", path, strerror(errno));
+		logmsg("ready file: %s", why);
 		return -1;
 	}
 	return close(fd);
@@ -235,10 +204,32 @@ static void nl_log(void *data, const char *line)
 	logmsg("%s", line);
 }
 
-/* The kernel's device list goes to the engine; overflows and bad messages to the log. */
+/*
+ * An answer sent without waiting was refused.  ENOENT/ENODEV for a
+ * FILL_DONE: the kernel no longer waits for that fault (it timed out, or
+ * the device went away), which is counted, not an error.
+ */
+static void nl_refused(void *data, uint8_t cmd, int error, const char *line)
+{
+	struct daemon *d = data;
+
+	if (cmd == RCOW_CMD_FILL_DONE && (error == ENOENT || error == ENODEV)) {
+		d->st.stale_cookies++;
+		vlog(d, 1, "%s", line);
+		return;
+	}
+	logmsg("%s", line);
+}
+
+/*
+ * The kernel's device list goes to the engine, also after an overflow
+ * (devices gone from it are forgotten); refusals and bad messages to the log.
+ */
 static struct rcow_nl_helper nl_helper(struct daemon *d)
 {
-	return (struct rcow_nl_helper){ .device = engine_add_device, .log = nl_log, .data = d };
+	return (struct rcow_nl_helper){ .device = engine_add_device, .log = nl_log,
+					.resync = engine_resync, .refused = nl_refused,
+					.data = d };
 }
 
 /* Handle every kernel message already received.  <0 on a fatal error. */
@@ -247,7 +238,6 @@ static int drain_netlink(struct daemon *d)
 	struct rcow_nl_helper h = nl_helper(d);
 	struct rcow_event ev;
 	struct rcow_err err = { 0 };
-	char b[16];
 	int r;
 
 	for (int i = 0; i < 1024; i++) {
@@ -258,34 +248,65 @@ static int drain_netlink(struct daemon *d)
 			logmsg("netlink: %s", err.msg);
 			return r;
 		}
-		switch (ev.cmd) {
-		case RCOW_CMD_FAULT:
-			engine_fault(d, &ev.u.fault);
-			break;
-		case RCOW_CMD_DEVICE_ADD:
-			engine_add_device(&ev.u.dev, d);
-			break;
-		case RCOW_CMD_DEVICE_REMOVE:
-			engine_remove_device(d, ev.u.dev.dev_id);
-			break;
-		case RCOW_CMD_HYDRATE_CTL:
-			engine_hydrate_ctl(d, &ev.u.hydrate);
-			break;
-		default:
-			logmsg("ignoring message %s from the kernel (newer module?)",
-			       rcow_cmd_name(ev.cmd, b, sizeof(b)));
-		}
+		engine_event(d, &ev);
 	}
 	return 0;
+}
+
+/*
+ * SIGHUP: read the configuration again.  It applies to bases opened from
+ * then on (a base in use keeps its connections and credentials; restart to
+ * apply it everywhere).  A file that does not parse changes nothing.  The
+ * old configuration stays allocated until exit: open bases point into it.
+ */
+static void reload_config(struct daemon *d)
+{
+	struct rcow_config fresh;
+	struct rcow_err err = { 0 };
+	const char *used;
+
+	rcow_config_init(&fresh);
+	if (rcow_config_load_default(&fresh, d->opt.config_path, &used, &err)) {
+		logmsg("SIGHUP: %s; keeping the configuration in use", err.msg);
+		rcow_config_free(&fresh);
+		return;
+	}
+	if (config_vec_push(&d->retired, d->cfg)) {
+		logmsg("SIGHUP: out of memory; keeping the configuration in use");
+		rcow_config_free(&fresh);
+		return;
+	}
+	d->cfg = fresh;
+	logmsg("SIGHUP: configuration %s%s; it applies to bases opened from now on",
+	       used ? "read again from " : "file gone, using the defaults", used ? used : "");
+}
+
+/*
+ * remote-cowd is in the block I/O path of its devices: a page of it that
+ * must be read back from swap, or an allocation that waits for writeback,
+ * may wait for a fill only remote-cowd itself can do.  Lock its memory and
+ * mark it an I/O flusher (no reclaim I/O from its allocations, no
+ * throttling behind the writeback it serves).  Threads started later
+ * inherit the flag.  Failures are warnings: the daemon still works.
+ */
+static void enter_io_path(void)
+{
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		logmsg("warning: cannot lock the daemon's memory (mlockall: %s): under memory pressure it may be paged out while the kernel waits for it, which can deadlock a system that swaps or writes back onto a remote-cow device; run as root or raise RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)",
+		       strerror(errno));
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+		logmsg("warning: cannot mark the daemon as an I/O flusher (PR_SET_IO_FLUSHER: %s; needs CAP_SYS_RESOURCE and Linux 5.6): its allocations may wait for writeback onto its own devices",
+		       strerror(errno));
 }
 
 static int run(struct daemon *d, int sigfd)
 {
 	struct rcow_nl_helper h = nl_helper(d);
 	struct rcow_err err = { 0 };
-	struct pollfd pfd[MAX_POLL];
 	int r;
 
+	d->kops = &kernel_nl_ops;
+	d->kctx = d;
 	r = rcow_nl_connect(&d->nl, &h, &err);
 	if (r) {
 		logmsg("%s", err.msg);
@@ -299,71 +320,33 @@ static int run(struct daemon *d, int sigfd)
 		return -EIO;
 
 	for (;;) {
-		uint64_t now, next = 0, t;
-		int n = 3, timeout;
-		struct src *s;
+		struct pollfd ex[2] = {
+			{ .fd = rcow_nl_fd(d->nl), .events = POLLIN },
+			{ .fd = sigfd, .events = POLLIN },
+		};
 
 		r = drain_netlink(d);
 		if (r)
 			return r;
-		writer_reap(d);		/* also what writer_drain() left ready */
-		engine_run(d);
-		now = now_ms();
-		for (s = d->srcs; s; s = s->next) {
-			s->ops->tick(s, now);
-			/* no new reads while the COW writes lag behind */
-			if (!writer_full(d))
-				s->ops->pump(s);
-		}
-		if (rcow_nl_has_queued(d->nl))
-			continue;
+		/* events already read from the socket do not show in poll */
+		r = loop_turn(d, ex, 2, rcow_nl_has_queued(d->nl) ? 0 : -1);
+		if (r)
+			return r;
+		if (ex[1].revents) {
+			struct signalfd_siginfo si;
 
-		pfd[0] = (struct pollfd){ .fd = rcow_nl_fd(d->nl), .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
-		pfd[2] = (struct pollfd){ .fd = writer_fd(d), .events = POLLIN };
-		now = now_ms();
-		for (s = d->srcs; s; s = s->next) {
-			t = s->ops->timer(s, now);
-			if (t && (!next || t < next))
-				next = t;
-		}
-		t = engine_timer(d, now);
-		if (t && (!next || t < next))
-			next = t;
-		for (struct device *dev = d->devices; dev; dev = dev->next)
-			if (dev->hydrating && (!next || now + 200 < next))
-				next = now + 200;	/* streaming: look again soon */
-		timeout = !next ? -1 : next <= now ? 0 : (int)(next - now);
-		{
-			int start[64], cnt[64], k = 0;
-
-			for (s = d->srcs; s && k < 64; s = s->next, k++) {
-				start[k] = n;
-				cnt[k] = s->ops->pollfds(s, pfd + n, MAX_POLL - n);
-				n += cnt[k];
-			}
-			if (poll(pfd, (nfds_t)n, timeout) < 0) {
-				if (errno == EINTR)
+			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo == SIGUSR1) {
+					write_stats(d);
 					continue;
-				logmsg("poll failed: %s", strerror(errno));
-				return -errno;
-			}
-			if (pfd[1].revents) {
-				struct signalfd_siginfo si;
-
-				if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-					if (si.ssi_signo == SIGUSR1) {
-						write_stats(d);
-						continue;
-					}
-					logmsg("%s: exiting", strsignal((int)si.ssi_signo));
 				}
-				return 0;
+				if (si.ssi_signo == SIGHUP) {
+					reload_config(d);
+					continue;
+				}
+				logmsg("%s: exiting", strsignal((int)si.ssi_signo));
 			}
-			k = 0;
-			for (s = d->srcs; s && k < 64; s = s->next, k++)
-				if (cnt[k])
-					s->ops->events(s, pfd + start[k], cnt[k]);
+			return 0;
 		}
 	}
 }
@@ -377,33 +360,18 @@ static int run(struct daemon *d, int sigfd)
 static void quiesce(struct daemon *d)
 {
 	uint64_t deadline = now_ms() + 2000, now;
-	struct pollfd pfd[MAX_POLL];
 
 	d->stopping = true;
 	while ((now = now_ms()) < deadline) {
-		int n = 1, start[64], cnt[64], k = 0;
 		bool done = writer_backlog(d) == 0;
-		struct src *s;
 
-		for (s = d->srcs; s; s = s->next)
+		for (struct src *s = d->srcs; s; s = s->next)
 			if (!s->ops->quiesce(s))
 				done = false;
 		if (done)
 			return;
-		pfd[0] = (struct pollfd){ .fd = writer_fd(d), .events = POLLIN };
-		for (s = d->srcs; s && k < 64; s = s->next, k++) {
-			start[k] = n;
-			cnt[k] = s->ops->pollfds(s, pfd + n, MAX_POLL - n);
-			n += cnt[k];
-		}
-		if (poll(pfd, (nfds_t)n, (int)(deadline - now < 100 ? deadline - now : 100)) < 0 &&
-		    errno != EINTR)
+		if (loop_poll_sources(d, (int)(deadline - now < 100 ? deadline - now : 100)))
 			return;
-		writer_reap(d);
-		k = 0;
-		for (s = d->srcs; s && k < 64; s = s->next, k++)
-			if (cnt[k])
-				s->ops->events(s, pfd + start[k], cnt[k]);
 	}
 }
 
@@ -430,6 +398,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
@@ -441,7 +410,9 @@ int main(int argc, char **argv)
 		logmsg("cannot go to the background: %s", strerror(errno));
 		return 1;
 	}
-	/* after daemon(): threads do not survive a fork; signals stay blocked in them */
+	/* after daemon(): neither locks nor threads survive a fork */
+	enter_io_path();
+	/* signals stay blocked in the threads */
 	r = writer_start(&d);
 	if (r) {
 		logmsg("cannot start the COW writer threads: %s", strerror(-r));
@@ -459,6 +430,9 @@ int main(int argc, char **argv)
 		r = -EIO;
 	writer_stop(&d);
 	rcow_config_free(&d.cfg);
+	for (size_t i = 0; i < d.retired.len; i++)
+		rcow_config_free(&d.retired.ptr[i]);
+	config_vec_free(&d.retired);
 	close(sigfd);
 	return r ? 1 : 0;
 }

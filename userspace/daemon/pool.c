@@ -24,6 +24,7 @@
 #include "daemon.h"
 
 #define POOL_MAX_THREADS 8
+#define POOL_STACK_SIZE (1u << 20)
 
 struct pool;
 
@@ -81,6 +82,7 @@ static void *pool_main(void *arg)
 int pool_start(struct pool **out, const char *name, unsigned int nthreads, pool_fn fn,
 	       void *const *ctx)
 {
+	pthread_attr_t attr;
 	struct pool *p;
 	int r;
 
@@ -99,16 +101,24 @@ int pool_start(struct pool **out, const char *name, unsigned int nthreads, pool_
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	/*
+	 * Small stacks: the daemon locks all its memory (mlockall), so each
+	 * thread's stack is resident; the default 8 MiB would be wasted.
+	 */
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, POOL_STACK_SIZE);
 	for (unsigned int i = 0; i < nthreads; i++) {
 		p->t[i].p = p;
 		p->t[i].ctx = ctx ? ctx[i] : NULL;
-		r = pthread_create(&p->t[i].th, NULL, pool_main, &p->t[i]);
+		r = pthread_create(&p->t[i].th, &attr, pool_main, &p->t[i]);
 		if (r) {
+			pthread_attr_destroy(&attr);
 			pool_stop(p, true);
 			return -r;
 		}
 		p->nthreads++;
 	}
+	pthread_attr_destroy(&attr);
 	*out = p;
 	return 0;
 }
@@ -144,17 +154,27 @@ int pool_fd(const struct pool *p)
 	return p->efd;
 }
 
+/*
+ * The eventfd is read under the lock, with the done list taken in the same
+ * critical section: threads add to done and bump the eventfd under the
+ * lock too, so the eventfd is readable exactly while done is not empty.
+ * (Read before the lock, a completion landing in between left it
+ * readable with nothing to collect, and the loop spun on it.)
+ */
 struct xfer *pool_collect(struct pool *p)
 {
 	struct xfer *x, *next, *first = NULL;
 	uint64_t v;
+	int e = 0;
 
-	if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		logmsg("%s: reading its eventfd: %s", p->name, strerror(errno));
 	pthread_mutex_lock(&p->lock);
+	if (read(p->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		e = errno;
 	x = p->done;
 	p->done = NULL;
 	pthread_mutex_unlock(&p->lock);
+	if (e)
+		logmsg("%s: reading its eventfd: %s", p->name, strerror(e));
 	for (; x; x = next) {		/* newest first: reverse */
 		next = x->done_next;
 		x->done_next = first;

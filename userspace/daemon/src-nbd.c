@@ -280,12 +280,58 @@ static void conn_start(struct nbd_src *ns, int ci)
 	vlog(s->d, 2, "base %s: connection %d: connecting", s->uri, ci);
 }
 
+/* Fail every queued read of the source with err (positive errno). */
+static void fail_queued(struct nbd_src *ns, int err)
+{
+	struct src *s = ns->s;
+
+	for (int cl = 0; cl < XC_NR; cl++) {
+		struct xfer *x;
+
+		while ((x = s->q[cl].head)) {
+			xq_del(&s->q[cl], x);
+			x->state = X_DONE;
+			engine_xfer_done(s, x, err);
+		}
+	}
+}
+
+/*
+ * A connection after the first must reach the same export: a server that
+ * comes back with another size serves another image, and its data would
+ * be wrong in every COW device over this base.  False (connection failed,
+ * queued reads failed with EIO) if the size differs.
+ */
+static bool same_export(struct nbd_src *ns, int ci)
+{
+	struct src *s = ns->s;
+	int64_t size = nbd_get_size(ns->c[ci].h);
+	char why[512];
+
+	if (size >= 0 && (uint64_t)size == s->size)
+		return true;
+	if (size < 0)
+		snprintf(why, sizeof(why), "cannot get the export size: %s", nbd_err());
+	else
+		snprintf(why, sizeof(why),
+			 "the export now has %lld bytes, not %llu: not the image the COW devices were made from; its reads fail (EIO) until the server exports the original again",
+			 (long long)size, (unsigned long long)s->size);
+	if (size >= 0) {
+		s->d->st.fill_errors++;
+		fail_queued(ns, EIO);
+	}
+	conn_fail(ns, ci, why);
+	return false;
+}
+
 static void conn_ready(struct nbd_src *ns, int ci)
 {
 	struct src *s = ns->s;
 	struct conn *c = &ns->c[ci];
 	uint64_t now = now_ms();
 
+	if (ns->info_known && !same_export(ns, ci))
+		return;
 	c->st = C_READY;
 	if (!ns->info_known) {
 		int64_t size = nbd_get_size(c->h), maxb;
@@ -305,10 +351,17 @@ static void conn_ready(struct nbd_src *ns, int ci)
 		maxb = nbd_get_block_size(c->h, LIBNBD_SIZE_MAXIMUM);
 		if (maxb > 0 && (uint64_t)maxb < ns->max_req)
 			ns->max_req = (uint64_t)maxb;
-		ns->nchunks = (size_t)((s->size + CHUNK_BYTES - 1) / CHUNK_BYTES);
-		ns->chunks = calloc(ns->nchunks ? ns->nchunks : 1, sizeof(*ns->chunks));
-		if (!ns->chunks)
-			ns->meta = false;
+		if (ns->meta) {
+			ns->nchunks = (size_t)((s->size + CHUNK_BYTES - 1) / CHUNK_BYTES);
+			ns->chunks = calloc(ns->nchunks ? ns->nchunks : 1, sizeof(*ns->chunks));
+			if (!ns->chunks) {
+				/* e.g. an export of 2^63 bytes: 2^39 chunks */
+				logmsg("base %s: no memory for the hole map of %llu bytes (%zu chunks); reading every extent as data",
+				       s->uri, (unsigned long long)s->size, ns->nchunks);
+				ns->nchunks = 0;
+				ns->meta = false;
+			}
+		}
 		ns->want = ns->multi ? s->pol.connections : 1;
 		ns->info_known = true;
 		logmsg("base %s: connected: %llu bytes, holes %s, %u connection(s)%s", s->uri,

@@ -18,9 +18,11 @@
  * count of writes in flight (dev->writes).
  *
  * Ordering.  A device that goes away (removed, or replaced by a table
- * reload over the same COW device) has its writes drained first
- * (writer_drain()), so that a fill of the old device can never land after
- * the new device's fill of the same extent, or after a guest write to it.
+ * reload over the same COW device) keeps its writes in progress; the
+ * engine holds back every write of a device on the same COW device until
+ * they are over (engine.c, cow_busy()), so that a fill of the old device
+ * can never land after the new device's fill of the same extent.  Nothing
+ * waits for them in the loop: a COW device that hangs stalls only itself.
  *
  * Backpressure.  Sources stop issuing reads while WRITER_MAX_BACKLOG
  * writes are waiting (writer_full()), so a slow COW device cannot make
@@ -28,7 +30,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,25 +140,5 @@ void writer_reap(struct daemon *d)
 			w->ready_tail = NULL;
 		w->backlog--;
 		engine_write_done(d, x);
-	}
-}
-
-/*
- * Wait until no write of dev is in flight (dev stays referenced).  Nothing
- * is answered here: this runs inside netlink event handling, even inside a
- * device list dump, so finished writes wait on the ready list for the
- * loop's next writer_reap().
- */
-void writer_drain(struct daemon *d, struct device *dev)
-{
-	struct writer *w = d->writer;
-	struct pollfd p = { .fd = pool_fd(w->pool), .events = POLLIN };
-
-	while (dev->writes > 0) {
-		if (poll(&p, 1, -1) < 0 && errno != EINTR) {
-			logmsg("COW writer: poll failed: %s", strerror(errno));
-			return;
-		}
-		collect(w);
 	}
 }

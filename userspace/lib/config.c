@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "rcow/config.h"
+#include "rcow/uri.h"
 #include "rcow/policy.h"
 
 #define MAX_CONFIG_BYTES (1 << 20)
@@ -146,6 +147,7 @@ static int add_section(struct rcow_config *c, const char *prefix)
 	s->prefix = strdup(prefix);
 	if (!s->prefix)
 		return -ENOMEM;
+	rcow_uri_lower_scheme(s->prefix);	/* URIs are looked up with theirs lowered */
 	c->nsec++;
 	return 0;
 }
@@ -303,6 +305,30 @@ int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *e
 	return r;
 }
 
+/*
+ * Does section prefix p apply to uri?  It must match whole URI components:
+ * [nbds://img.example] applies to nbds://img.example/x and
+ * nbds://img.example:10810/x, never to nbds://img.example.evil/x;
+ * [file:///images] to file:///images/a.img, not file:///images2/a.img.
+ * The scheme is compared without case.
+ */
+static bool prefix_applies(const char *uri, const char *p)
+{
+	const char *sep = strstr(p, "://");
+	size_t l = strlen(p), sl = sep ? (size_t)(sep - p) : 0;
+	char next;
+
+	if (sep ? strncasecmp(uri, p, sl) || strncmp(uri + sl, p + sl, l - sl) : strncmp(uri, p, l))
+		return false;
+	next = uri[l];
+	if (next == '\0' || (l > 0 && (p[l - 1] == '/' || p[l - 1] == '?' || p[l - 1] == '&')))
+		return true;
+	if (next == '/' || next == '?' || next == '#')
+		return true;
+	/* a port after a host: only when the prefix ends in the authority */
+	return next == ':' && sep && !strchr(sep + 3, '/');
+}
+
 void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rcow_policy *pol,
 			const struct rcow_cred **cred)
 {
@@ -312,7 +338,7 @@ void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rco
 	for (size_t i = 0; i < c->nsec; i++) {
 		size_t l = strlen(c->sec[i].prefix);
 
-		if (!strncmp(uri, c->sec[i].prefix, l) && (!best || l > best_len)) {
+		if (prefix_applies(uri, c->sec[i].prefix) && (!best || l > best_len)) {
 			best = &c->sec[i];
 			best_len = l;
 		}

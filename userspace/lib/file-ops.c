@@ -74,6 +74,29 @@ static int file_open(struct rcow_base *base, const struct rcow_uri *uri, struct 
 	return 0;
 }
 
+/*
+ * The base is shorter than when it was opened: what the COW device was
+ * made from is gone, and zeroes would be wrong data.  0 if it is not.
+ */
+static int check_shrunk(struct rcow_base *base, struct rcow_err *err)
+{
+	struct file_priv *fp = base->priv;
+	uint64_t now = 0;
+	struct stat st;
+
+	if (fstat(fp->fd, &st) < 0)
+		return rcow_err_set(err, errno, "cannot stat base %s: %s", base->name, strerror(errno));
+	if (S_ISREG(st.st_mode))
+		now = (uint64_t)st.st_size;
+	else if (!S_ISBLK(st.st_mode) || ioctl(fp->fd, BLKGETSIZE64, &now) < 0)
+		return 0;
+	if (now >= base->size)
+		return 0;
+	return rcow_err_set(err, EIO,
+		"base %s shrank from %llu to %llu bytes since it was opened: it is not the image the COW device was made from; restore it, the reads fail meanwhile",
+		base->name, (unsigned long long)base->size, (unsigned long long)now);
+}
+
 static int file_pread(struct rcow_base *base, void *buf, size_t len, uint64_t offset,
 		      struct rcow_err *err)
 {
@@ -90,7 +113,14 @@ static int file_pread(struct rcow_base *base, void *buf, size_t len, uint64_t of
 					    len, (unsigned long long)offset, base->name, strerror(errno));
 		}
 		if (n == 0) {
-			/* the file shrank under us: what is gone reads as zeroes */
+			/* end of file: past the size at open reads as zeroes; a shrink is an error */
+			int r = check_shrunk(base, err);
+
+			if (r)
+				return r;
+			if (offset < base->size)
+				return rcow_err_set(err, EIO, "unexpected end of base %s at offset %llu",
+						    base->name, (unsigned long long)offset);
 			memset(p, 0, len);
 			break;
 		}
@@ -114,8 +144,12 @@ static int file_block_status(struct rcow_base *base, uint64_t offset, uint64_t l
 		off_t data = lseek(fp->fd, (off_t)pos, SEEK_DATA), hole;
 
 		if (data < 0) {
-			if (errno == ENXIO)	/* only a hole up to end of file */
+			if (errno == ENXIO) {	/* only a hole up to end of file, or shrunk */
+				r = check_shrunk(base, err);
+				if (r)
+					return r;
 				return rcow_extent_list_add(list, pos, end - pos, true, err);
+			}
 			if (errno == EINVAL || errno == EOPNOTSUPP) {
 				fp->seek_hole = false;
 				return rcow_extent_list_add(list, pos, end - pos, false, err);

@@ -17,14 +17,22 @@
  * faults at once, e.g. all outstanding ones at REGISTER.
  *
  * Overruns: the kernel keeps a FAULT it could not deliver and retries it,
- * so a full receive queue loses no fault.  NETLINK_NO_ENOBUFS stops such
- * overruns from surfacing as ENOBUFS errors.  The helper must NOT recover
- * from an overrun by registering again: the kernel answers a REGISTER by
- * resending every fault outstanding at the helper, and filling a fault
- * twice could overwrite data the guest wrote after the first fill.  Only
- * device events are not retried; rcow_nl_next_event() reports -ENOBUFS if
- * the kernel still flags an overrun, and the caller re-reads the device
- * list.
+ * so a full receive queue loses no fault, but device events (a
+ * DEVICE_REMOVE) and acks are lost.  So overruns must surface: the socket
+ * does not set NETLINK_NO_ENOBUFS, recv reports ENOBUFS, and
+ * rcow_nl_next_event() returns -ENOBUFS; the caller re-reads the device
+ * list (rcow_nl_helper_event() does).  The helper must NOT recover by
+ * registering again: the kernel answers a REGISTER by resending every
+ * fault outstanding at the helper, and filling a fault twice could
+ * overwrite data the guest wrote after the first fill.  A request whose
+ * ack is lost in an overrun fails with ENOBUFS at once instead of waiting
+ * for it: generic netlink handles a request inside sendmsg(), so once the
+ * socket is empty nothing more will come.
+ *
+ * Answers (FILL_DONE, QUIESCE_DONE) are sent without waiting for the ack
+ * (the *_async calls): a refusal, e.g. ENOENT for a fault the kernel gave
+ * up on, comes back later and is returned by rcow_nl_next_event() as
+ * -EREMOTEIO, naming the command it refused.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,6 +57,14 @@ struct qmsg {
 	alignas(8) unsigned char data[];
 };
 
+/* Requests sent without waiting for their ack, to name a later refusal. */
+#define ASYNC_RING 64
+
+struct async_req {
+	uint32_t seq;
+	uint8_t cmd;
+};
+
 struct rcow_nl {
 	struct mnl_socket *sock;
 	uint32_t portid;
@@ -59,6 +75,8 @@ struct rcow_nl {
 	char kmsg[256];
 	unsigned char *rbuf;
 	struct qmsg *qhead, *qtail;
+	struct async_req async[ASYNC_RING];
+	unsigned int async_next;
 	alignas(8) unsigned char sbuf[RCOW_MSG_BUF_SIZE];
 };
 
@@ -168,6 +186,7 @@ int rcow_nl_transact(struct rcow_nl *nl, struct nlmsghdr *nlh,
 				    strerror(errno));
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	while (!done) {
+		bool was_overflow;
 		long waited;
 		int n;
 
@@ -177,16 +196,33 @@ int rcow_nl_transact(struct rcow_nl *nl, struct nlmsghdr *nlh,
 			return rcow_err_set(err, ETIMEDOUT,
 				"the kernel did not answer %s within %d s%s", what, REPLY_TIMEOUT_MS / 1000,
 				nl->overflow ? " (its answer was probably dropped: the socket's receive queue overflowed)" : "");
-		n = recv_some(nl, (int)(REPLY_TIMEOUT_MS - waited), err);
+		/* an overrun may have taken the ack: do not wait for it once the socket is empty */
+		was_overflow = nl->overflow;
+		n = recv_some(nl, was_overflow ? 0 : (int)(REPLY_TIMEOUT_MS - waited), err);
 		if (n < 0)
 			return n;
+		if (n == 0 && nl->overflow && !was_overflow)
+			continue;	/* this read reported the overrun: read on */
+		if (n == 0 && nl->overflow)
+			return rcow_err_set(err, ENOBUFS,
+				"the kernel's answer to %s was lost: the socket's receive queue overflowed; retry",
+				what);
 		for (const struct nlmsghdr *m = (void *)nl->rbuf; mnl_nlmsg_ok(m, n);
 		     m = mnl_nlmsg_next(m, &n)) {
 			if (m->nlmsg_type == NLMSG_ERROR) {
 				struct rcow_ack ack = { 0 };
 
-				if (rcow_msg_parse_ack(m, &ack, err) < 0 || ack.seq != seq)
+				if (rcow_msg_parse_ack(m, &ack, err) < 0)
 					continue;
+				if (ack.seq != seq) {
+					/* a refusal of an earlier answer sent without waiting */
+					if (ack.error) {
+						r = enqueue(nl, m, err);
+						if (r)
+							return r;
+					}
+					continue;
+				}
 				done = true;
 				if (ack.error && !ret) {
 					char nbuf[16];
@@ -259,7 +295,6 @@ int rcow_nl_open(struct rcow_nl **out, struct rcow_err *err)
 	/* best effort: older kernels lack these, which only costs detail */
 	mnl_socket_setsockopt(nl->sock, NETLINK_EXT_ACK, &one, sizeof(one));
 	mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof(one));
-	mnl_socket_setsockopt(nl->sock, NETLINK_NO_ENOBUFS, &one, sizeof(one));
 	fd = mnl_socket_get_fd(nl->sock);
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
@@ -396,6 +431,38 @@ int rcow_nl_quiesce_done(struct rcow_nl *nl, const struct rcow_quiesce *q, struc
 				NULL, NULL, err);
 }
 
+/* Send with no ack asked: the kernel answers only a refusal, read later. */
+static int send_async(struct rcow_nl *nl, struct nlmsghdr *nlh, struct rcow_err *err)
+{
+	char cbuf[16];
+	uint8_t cmd;
+
+	if (!nlh)
+		return rcow_err_set(err, EMSGSIZE, "internal error: netlink request did not fit its buffer");
+	cmd = rcow_msg_cmd(nlh);
+	nlh->nlmsg_seq = rcow_nl_next_seq(nl);
+	nlh->nlmsg_flags &= (uint16_t)~NLM_F_ACK;
+	if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
+		return rcow_err_set(err, errno, "sending %s to the kernel failed: %s",
+				    rcow_cmd_name(cmd, cbuf, sizeof(cbuf)), strerror(errno));
+	nl->async[nl->async_next++ % ASYNC_RING] = (struct async_req){ nlh->nlmsg_seq, cmd };
+	return 0;
+}
+
+int rcow_nl_fill_done_async(struct rcow_nl *nl, const struct rcow_fault *f, uint32_t status,
+			    struct rcow_err *err)
+{
+	return send_async(nl, rcow_msg_fill_done(nl->sbuf, nl->family, 0, f->dev_id, f->cookie,
+						 f->first, status), err);
+}
+
+int rcow_nl_quiesce_done_async(struct rcow_nl *nl, const struct rcow_quiesce *q,
+			       struct rcow_err *err)
+{
+	return send_async(nl, rcow_msg_quiesce(nl->sbuf, nl->family, 0, RCOW_CMD_QUIESCE_DONE, q),
+			  err);
+}
+
 struct hyd_ctx {
 	uint32_t *queued;
 	struct rcow_err *err;
@@ -466,6 +533,30 @@ int rcow_nl_get_bitmap(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uin
 	return 0;
 }
 
+/* A refusal of an answer sent without waiting: -EREMOTEIO, naming it. */
+static int async_refusal(struct rcow_nl *nl, const struct nlmsghdr *m, struct rcow_event *ev,
+			 struct rcow_err *err)
+{
+	struct rcow_ack ack;
+	char cbuf[16], nbuf[16];
+	uint8_t cmd = 0;
+
+	if (rcow_msg_parse_ack(m, &ack, err) < 0)
+		return -EPROTO;
+	for (unsigned int i = 0; i < ASYNC_RING; i++)
+		if (nl->async[i].seq == ack.seq && nl->async[i].cmd)
+			cmd = nl->async[i].cmd;
+	memset(ev, 0, sizeof(*ev));
+	ev->cmd = cmd;		/* what was refused, 0 if no longer known */
+	nl->kerr = ack.error;
+	snprintf(nl->kmsg, sizeof(nl->kmsg), "%s", ack.msg);
+	rcow_err_set(err, ack.error, "the kernel refused %s: %s (%s)%s%s",
+		     cmd ? rcow_cmd_name(cmd, cbuf, sizeof(cbuf)) : "an earlier answer",
+		     rcow_errno_name(ack.error, nbuf, sizeof(nbuf)), strerror(ack.error),
+		     ack.msg[0] ? ": " : "", ack.msg);
+	return -EREMOTEIO;
+}
+
 static int pop_event(struct rcow_nl *nl, struct rcow_event *ev, struct rcow_err *err)
 {
 	struct qmsg *q = nl->qhead;
@@ -474,6 +565,11 @@ static int pop_event(struct rcow_nl *nl, struct rcow_event *ev, struct rcow_err 
 	nl->qhead = q->next;
 	if (!nl->qhead)
 		nl->qtail = NULL;
+	if (((const struct nlmsghdr *)q->data)->nlmsg_type == NLMSG_ERROR) {
+		r = async_refusal(nl, (const struct nlmsghdr *)q->data, ev, err);
+		free(q);
+		return r;
+	}
 	r = rcow_msg_parse_event((const struct nlmsghdr *)q->data, ev, err);
 	free(q);
 	if (r) {
@@ -500,7 +596,11 @@ int rcow_nl_next_event(struct rcow_nl *nl, struct rcow_event *ev, int timeout_ms
 		return n;
 	for (const struct nlmsghdr *m = (void *)nl->rbuf; mnl_nlmsg_ok(m, n);
 	     m = mnl_nlmsg_next(m, &n)) {
-		if (m->nlmsg_type == nl->family) {
+		bool refusal = m->nlmsg_type == NLMSG_ERROR &&
+			       m->nlmsg_len >= NLMSG_HDRLEN + sizeof(struct nlmsgerr) &&
+			       ((const struct nlmsgerr *)mnl_nlmsg_get_payload(m))->error != 0;
+
+		if (m->nlmsg_type == nl->family || refusal) {
 			r = enqueue(nl, m, err);
 			if (r)
 				return r;
@@ -543,11 +643,22 @@ int rcow_nl_helper_event(struct rcow_nl *nl, const struct rcow_nl_helper *h,
 				snprintf(line, sizeof(line), "%s; reading the device list again", err->msg);
 				h->log(h->data, line);
 			}
+			if (h->resync)
+				h->resync(h->data, true);
 			r = rcow_nl_dump_devices(nl, h->device, h->data, err);
 			if (r) {
 				rcow_err_prefix(err, "reading the device list failed");
 				return r;
 			}
+			if (h->resync)
+				h->resync(h->data, false);
+			continue;
+		}
+		if (r == -EREMOTEIO) {
+			if (h->refused)
+				h->refused(h->data, ev->cmd, nl->kerr, err->msg);
+			else if (h->log)
+				h->log(h->data, err->msg);
 			continue;
 		}
 		if (r == -EPROTO) {

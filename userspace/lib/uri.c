@@ -196,6 +196,16 @@ static int parse_unix_query(const char *q, size_t len, struct rcow_uri *uri, str
 	return 0;
 }
 
+void rcow_uri_lower_scheme(char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+
+	if (n == 0 || strncmp(s + n, "://", 3))
+		return;
+	for (size_t i = 0; i < n; i++)
+		s[i] = (char)tolower((unsigned char)s[i]);
+}
+
 int rcow_uri_parse(const char *text, struct rcow_uri *uri, struct rcow_err *err)
 {
 	const char *sep, *auth, *path, *query, *end;
@@ -248,6 +258,8 @@ int rcow_uri_parse(const char *text, struct rcow_uri *uri, struct rcow_err *err)
 		r = rcow_err_set(err, ENOMEM, "out of memory copying the URI");
 		goto fail;
 	}
+	/* "NBD+UNIX://" is valid, but libnbd takes only "nbd+unix://" */
+	rcow_uri_lower_scheme(uri->raw);
 
 	switch (uri->scheme) {
 	case RCOW_SCHEME_NBD:

@@ -39,9 +39,50 @@ static void test_good(struct tap *t)
 	tap_ok(t, cr && cr->tls_psk_file && !strcmp(cr->tls_psk_file, "/etc/remote-cow/psk") &&
 	       cr->tls_username && !strcmp(cr->tls_username, "host1") && p.connections == 8 &&
 	       p.prefetch_max == 4u << 20, "a prefix section adds credentials and overrides");
-	rcow_config_lookup(&c, "nbds://images.example/special-disk", &p, &cr);
+	rcow_config_lookup(&c, "nbds://images.example/special", &p, &cr);
 	tap_ok(t, cr && cr->tls_certificates && !cr->tls_psk_file && p.prefetch_max == 0 &&
 	       p.connections == 2, "the longest prefix wins, alone");
+	rcow_config_lookup(&c, "nbds://images.example/special-disk", &p, &cr);
+	tap_ok(t, cr && cr->tls_psk_file && p.connections == 8,
+	       "a section matches whole path components only (special vs special-disk)");
+	rcow_config_free(&c);
+}
+
+/* Sections match on URI component boundaries, schemes without case. */
+static void test_boundaries(struct tap *t)
+{
+	static const char text[] =
+		"[nbds://img.example]\nconnections = 3\n"
+		"[FILE:///images]\nconnections = 4\n"
+		"[nbd+unix:///exp]\nconnections = 5\n";
+	static const struct {
+		const char *uri;
+		unsigned int conns;	/* 1: global default */
+	} cases[] = {
+		{ "nbds://img.example/disk", 3 },
+		{ "nbds://img.example", 3 },
+		{ "nbds://img.example:10810/disk", 3 },
+		{ "NBDS://img.example/disk", 3 },
+		{ "nbds://img.example.evil/disk", 1 },
+		{ "nbds://img.examplex/disk", 1 },
+		{ "file:///images/a.img", 4 },
+		{ "file:///images2/a.img", 1 },
+		{ "nbd+unix:///exp?socket=/run/s", 5 },
+		{ "nbd+unix:///export?socket=/run/s", 1 },
+	};
+	struct rcow_config c;
+	struct rcow_err err = { 0 };
+	struct rcow_policy p;
+	const struct rcow_cred *cr;
+
+	rcow_config_init(&c);
+	c.global.connections = 1;
+	tap_ok(t, rcow_config_parse(&c, text, "b.conf", &err) == 0, "sections parse (%s)", err.msg);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rcow_config_lookup(&c, cases[i].uri, &p, &cr);
+		tap_ok(t, p.connections == cases[i].conns, "%s gets connections = %u (got %u)",
+		       cases[i].uri, cases[i].conns, p.connections);
+	}
 	rcow_config_free(&c);
 }
 
@@ -87,6 +128,7 @@ static void test_load_default(struct tap *t)
 void test_config(struct tap *t)
 {
 	test_good(t);
+	test_boundaries(t);
 	test_tls_hint(t);
 	test_load_default(t);
 	bad(t, "connections = 0\n", "line 1: connections");

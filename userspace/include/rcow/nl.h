@@ -64,6 +64,15 @@ int rcow_nl_fill_done(struct rcow_nl *nl, const struct rcow_fault *f, uint32_t s
 		      struct rcow_err *err);
 /* Answer a QUIESCE once nothing of the device is being written any more. */
 int rcow_nl_quiesce_done(struct rcow_nl *nl, const struct rcow_quiesce *q, struct rcow_err *err);
+/*
+ * The same two answers without waiting for the kernel's ack, for a loop
+ * that must not stall on one answer.  0 once sent; a refusal comes back
+ * later from rcow_nl_next_event() as -EREMOTEIO.
+ */
+int rcow_nl_fill_done_async(struct rcow_nl *nl, const struct rcow_fault *f, uint32_t status,
+			    struct rcow_err *err);
+int rcow_nl_quiesce_done_async(struct rcow_nl *nl, const struct rcow_quiesce *q,
+			       struct rcow_err *err);
 int rcow_nl_hydrate(struct rcow_nl *nl, uint32_t dev_id, uint64_t first, uint32_t count,
 		    uint32_t *queued, struct rcow_err *err);
 /*
@@ -93,6 +102,9 @@ uint32_t rcow_nl_next_seq(struct rcow_nl *nl);
  * kernel, but device events may be lost, so re-read the device list (never
  * re-register: that resends faults already being filled).  -EPROTO
  * means one malformed message was skipped; the caller may go on.
+ * -EREMOTEIO: the kernel refused an answer sent with a *_async call;
+ * ev->cmd is the refused command (0 if unknown), rcow_nl_kernel_error()
+ * the errno, err the sentence; the caller may go on.
  */
 int rcow_nl_next_event(struct rcow_nl *nl, struct rcow_event *ev, int timeout_ms,
 		       struct rcow_err *err);
@@ -107,6 +119,14 @@ struct rcow_nl_helper {
 	int (*device)(const struct rcow_device_info *d, void *data);
 	/* a line for the helper's log (a sentence, no newline); may be NULL */
 	void (*log)(void *data, const char *line);
+	/*
+	 * Around the re-read after an overflow (may be NULL): begin true
+	 * before the first device, false once the whole list was read, so
+	 * the helper can forget devices the list no longer has.
+	 */
+	void (*resync)(void *data, bool begin);
+	/* an async answer refused (cmd, errno, sentence); NULL: to log */
+	void (*refused)(void *data, uint8_t cmd, int error, const char *line);
 	void *data;
 };
 
@@ -125,10 +145,11 @@ int rcow_nl_connect(struct rcow_nl **out, const struct rcow_nl_helper *h, struct
  * does: 1 with *ev filled, 0 if no event within timeout_ms (the wait starts
  * again after a recovery), or -errno on a fatal error.  -ENOBUFS: logs
  * "<why>; reading the device list again" and re-reads it through h->device
- * (never re-registers: that resends faults already being filled); if that
- * fails, the error is returned, err->msg starting "reading the device list
- * failed".  -EPROTO: logs which message was skipped.  Both then go on to
- * the next event.
+ * (never re-registers: that resends faults already being filled), between
+ * h->resync(true) and h->resync(false); if that fails, the error is
+ * returned, err->msg starting "reading the device list failed".  -EPROTO:
+ * logs which message was skipped.  -EREMOTEIO: to h->refused (or the log).
+ * All of them then go on to the next event.
  */
 int rcow_nl_helper_event(struct rcow_nl *nl, const struct rcow_nl_helper *h,
 			 struct rcow_event *ev, int timeout_ms, struct rcow_err *err);

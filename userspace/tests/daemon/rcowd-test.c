@@ -1,0 +1,1018 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rcowd-test.c - remote-cowd's core (engine, loop, sources, pool, writer)
+ * on the host, against nbdkit and local files, with a fake kernel side
+ * (fake-kernel.c).  Built twice, under AddressSanitizer+UBSan and under
+ * ThreadSanitizer (userspace/Makefile: check-asan, check-tsan).
+ *
+ *   rcowd-test GROUP     run one group (a crash fails only that group)
+ *   rcowd-test --list    the group names
+ *
+ * Output is TAP.  Groups that need nbdkit are skipped without it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "fake-kernel.h"
+#include "safefile.h"
+#include "slow-cow.h"
+#include "tap.h"
+
+#define EXT_SECTORS 128u		/* 64 KiB extents */
+#define EXT_BYTES (EXT_SECTORS * 512ull)
+#define DATA_OFFSET 8u			/* sectors */
+
+struct env {
+	struct daemon d;
+	struct fake_kernel k;
+	char *dir;
+	char cow[PATH_MAX];
+	char sock[PATH_MAX];
+	char uri[PATH_MAX + 32];
+	pid_t nbdkit;
+	uint64_t nr_extents;
+};
+
+/* ---- nbdkit ---------------------------------------------------------------- */
+
+static bool have_nbdkit(void)
+{
+	return system("nbdkit --version >/dev/null 2>&1") == 0;
+}
+
+/* nbdkit -f --exit-with-parent -U e->sock ARGS...; waits for the socket. */
+static int nbdkit_start(struct env *e, const char *const *args)
+{
+	const char *argv[32];
+	int i = 0;
+	pid_t pid;
+
+	unlink(e->sock);
+	argv[i++] = "nbdkit";
+	argv[i++] = "-f";
+	argv[i++] = "--exit-with-parent";
+	argv[i++] = "-U";
+	argv[i++] = e->sock;
+	for (; *args && i < 31; args++)
+		argv[i++] = *args;
+	argv[i] = NULL;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		if (devnull >= 0)
+			dup2(devnull, 1);
+		execvp("nbdkit", (char **)argv);
+		_exit(127);
+	}
+	for (int tries = 0; tries < 500; tries++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		if (access(e->sock, F_OK) == 0) {
+			e->nbdkit = pid;
+			return 0;
+		}
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+static void nbdkit_stop(struct env *e)
+{
+	if (e->nbdkit > 0) {
+		kill(e->nbdkit, SIGKILL);	/* a crash: no orderly goodbye */
+		waitpid(e->nbdkit, NULL, 0);
+		e->nbdkit = 0;
+	}
+}
+
+/* ---- environment ---------------------------------------------------------- */
+
+static int env_init(struct env *e, struct tap *t, uint64_t nr_extents)
+{
+	int fd;
+
+	memset(e, 0, sizeof(*e));
+	e->dir = tap_tmpdir(t);
+	if (!e->dir)
+		return -1;
+	snprintf(e->cow, sizeof(e->cow), "%s/cow", e->dir);
+	snprintf(e->sock, sizeof(e->sock), "%s/nbd.sock", e->dir);
+	snprintf(e->uri, sizeof(e->uri), "nbd+unix:///?socket=%s", e->sock);
+	e->nr_extents = nr_extents;
+	fd = open(e->cow, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)(DATA_OFFSET * 512 + nr_extents * EXT_BYTES)) < 0) {
+		tap_diag(t, "cannot make %s: %s", e->cow, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	rcow_config_init(&e->d.cfg);
+	e->d.cfg.global.retry_initial_ms = 50;
+	e->d.cfg.global.retry_max_ms = 200;
+	e->d.opt.connections = e->d.opt.max_in_flight = e->d.opt.prefetch_max = -1;
+	e->d.opt.verbose = getenv("RCOWD_TEST_VERBOSE") ? 2 : 0;
+	e->k.cow_path = e->cow;
+	e->d.kops = &fake_kernel_ops;
+	e->d.kctx = &e->k;
+	if (writer_start(&e->d)) {
+		tap_diag(t, "cannot start the writer threads");
+		return -1;
+	}
+	return 0;
+}
+
+static void turn(struct env *e, int ms)
+{
+	loop_turn(&e->d, NULL, 0, ms);
+}
+
+static void spin_for(struct env *e, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (now_ms() < end)
+		turn(e, (int)(end - now_ms()) > 20 ? 20 : 1);
+}
+
+/* Run the loop until dev_id's cookie has an answer cmd; NULL after ms. */
+static const struct fake_answer *wait_answer(struct env *e, uint8_t cmd, uint32_t dev_id,
+					     uint64_t cookie, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	const struct fake_answer *a;
+
+	while (!(a = fake_find(&e->k, cmd, dev_id, cookie)) && now_ms() < end)
+		turn(e, 20);
+	return a;
+}
+
+/* Forget every device, let the sources close, stop the writers. */
+static void env_fini(struct env *e)
+{
+	uint64_t end = now_ms() + 5000;
+
+	engine_forget_all(&e->d);
+	while ((e->d.srcs || writer_backlog(&e->d)) && now_ms() < end)
+		turn(e, 20);
+	engine_reap_sources(&e->d);
+	writer_stop(&e->d);
+	rcow_config_free(&e->d.cfg);
+	fake_free(&e->k);
+	nbdkit_stop(e);
+	tap_rmtree(e->dir);
+	free(e->dir);
+}
+
+static void dev_info(struct env *e, struct rcow_device_info *info, uint32_t dev_id,
+		     const char *uri)
+{
+	memset(info, 0, sizeof(*info));
+	info->dev_id = dev_id;
+	snprintf(info->dm_name, sizeof(info->dm_name), "test%u", dev_id);
+	info->cow_major = 7;
+	info->cow_minor = dev_id;
+	info->extent_sectors = EXT_SECTORS;
+	info->nr_extents = e->nr_extents;
+	info->data_offset = DATA_OFFSET;
+	info->dev_sectors = e->nr_extents * EXT_SECTORS;
+	snprintf(info->base_uri, sizeof(info->base_uri), "%s", uri);
+}
+
+static int add_device(struct env *e, uint32_t dev_id, const char *uri)
+{
+	struct rcow_device_info info;
+
+	dev_info(e, &info, dev_id, uri);
+	return fake_send_device(&e->d, RCOW_CMD_DEVICE_ADD, &info);
+}
+
+static int remove_device(struct env *e, uint32_t dev_id)
+{
+	struct rcow_device_info info;
+
+	dev_info(e, &info, dev_id, "");
+	return fake_send_device(&e->d, RCOW_CMD_DEVICE_REMOVE, &info);
+}
+
+/* ---- COW content ------------------------------------------------------------ */
+
+static int read_cow_extent(struct env *e, uint64_t ext, unsigned char *buf)
+{
+	int fd = open(e->cow, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = pread(fd, buf, EXT_BYTES, (off_t)(DATA_OFFSET * 512 + ext * EXT_BYTES));
+	close(fd);
+	return n == (ssize_t)EXT_BYTES ? 0 : -1;
+}
+
+/* nbdkit's pattern plugin: the 8 bytes at offset o hold o, big-endian. */
+static bool is_pattern(const unsigned char *b, uint64_t off, size_t len)
+{
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = 0;
+
+		for (int k = 0; k < 8; k++)
+			v = v << 8 | b[i + (size_t)k];
+		if (v != off + i)
+			return false;
+	}
+	return true;
+}
+
+static bool is_zero(const unsigned char *b, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+static bool cow_extent_is(struct env *e, uint64_t ext, bool pattern)
+{
+	static unsigned char buf[EXT_BYTES];
+
+	if (read_cow_extent(e, ext, buf))
+		return false;
+	return pattern ? is_pattern(buf, ext * EXT_BYTES, EXT_BYTES) : is_zero(buf, EXT_BYTES);
+}
+
+/* The whole data area of the COW file, for before/after comparisons. */
+static unsigned char *cow_snapshot(struct env *e)
+{
+	size_t len = (size_t)(e->nr_extents * EXT_BYTES);
+	unsigned char *b = malloc(len);
+	int fd = open(e->cow, O_RDONLY);
+
+	if (!b || fd < 0 || pread(fd, b, len, DATA_OFFSET * 512) != (ssize_t)len) {
+		free(b);
+		b = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
+	return b;
+}
+
+/* ---- groups ------------------------------------------------------------------ */
+
+#define NEED_NBDKIT(t)								\
+	do {									\
+		if (!have_nbdkit()) {						\
+			tap_skip(t, "nbdkit not installed", "%s", __func__);	\
+			return;							\
+		}								\
+	} while (0)
+
+/*
+ * QUIESCE while reads are in flight on a slow base: answered at once (no
+ * COW write is in flight), the reads' data is thrown away, their faults
+ * never answered; FAULTs after it are served.
+ */
+static void test_quiesce_reads(struct tap *t)
+{
+	const char *args[] = { "--filter=delay", "pattern", "size=8M", "rdelay=400ms", NULL };
+	struct env e;
+	const struct fake_answer *a;
+	bool none = true, untouched = true;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern, 400 ms read delay) and a device");
+		env_fini(&e);
+		return;
+	}
+	a = (fake_send_fault(&e.d, 1, 1, 0, 1), wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000));
+	tap_ok(t, a && a->status == 0 && a->first == 0 && cow_extent_is(&e, 0, true),
+	       "a fault before QUIESCE is filled and answered with its first extent");
+	for (uint64_t c = 2; c < 10; c++)
+		fake_send_fault(&e.d, 1, c, c * 2, 2);
+	spin_for(&e, 100);	/* the reads are out at the server now */
+	fake_send_quiesce(&e.d, 1, 77);
+	a = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 1, 77, 300);
+	tap_ok(t, a != NULL, "QUIESCE with only reads in flight is answered at once (%s)",
+	       a ? "answered" : "no QUIESCE_DONE within 300 ms");
+	spin_for(&e, 1000);	/* the delayed reads complete meanwhile */
+	for (uint64_t c = 2; c < 10; c++)
+		if (fake_find(&e.k, RCOW_CMD_FILL_DONE, 1, c))
+			none = false;
+	for (uint64_t x = 4; x < 20; x++)
+		if (!cow_extent_is(&e, x, false))
+			untouched = false;
+	tap_ok(t, none, "faults voided by QUIESCE are never answered");
+	tap_ok(t, untouched, "reads that complete after QUIESCE are not written to the COW device");
+	fake_send_fault(&e.d, 1, 100, 4, 2);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 100, 5000);
+	tap_ok(t, a && a->status == 0 && a->first == 4 && cow_extent_is(&e, 4, true) &&
+	       cow_extent_is(&e, 5, true),
+	       "after the resume a new FAULT for the same device is served");
+	env_fini(&e);
+}
+
+struct qw {
+	struct env *e;
+	unsigned char *at_done;		/* COW content when QUIESCE_DONE went out */
+	int writing;			/* COW pwrite()s in progress then */
+};
+
+static void snapshot_at_done(struct fake_kernel *k, const struct rcow_quiesce *q)
+{
+	struct qw *w = k->data;
+
+	(void)q;
+	w->writing = slow_cow_in_progress();
+	free(w->at_done);
+	w->at_done = cow_snapshot(w->e);
+}
+
+/*
+ * QUIESCE while COW writes are in flight: QUIESCE_DONE goes out only
+ * after the last of them, and nothing is written after it.
+ */
+static void test_quiesce_writes(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=64M", NULL };
+	struct env e;
+	struct qw w = { &e, NULL, 0 };
+	const struct fake_answer *a;
+	unsigned char *end;
+	size_t answered = 0;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 1024) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern) and a device");
+		env_fini(&e);
+		return;
+	}
+	e.k.on_quiesce_done = snapshot_at_done;
+	e.k.data = &w;
+	a = (fake_send_fault(&e.d, 1, 1, 0, 1), wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000));
+	tap_ok(t, a && a->status == 0, "the base is connected");
+	/* a slow COW device: 150 ms a write, so writes are surely in progress */
+	slow_cow_set(e.k.cow_fd, 150, 1000);
+	for (uint64_t c = 0; c < 64; c++)
+		fake_send_fault(&e.d, 1, 1000 + c, 1 + c * 4, 4);
+	for (uint64_t until = now_ms() + 5000; slow_cow_in_progress() < 2 && now_ms() < until;)
+		turn(&e, 5);
+	answered = fake_count(&e.k, RCOW_CMD_FILL_DONE);
+	tap_diag(t, "QUIESCE with %d COW write(s) in progress, %u submitted, %zu fault(s) answered",
+		 slow_cow_in_progress(), writer_backlog(&e.d), answered);
+	fake_send_quiesce(&e.d, 1, 5);
+	a = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 1, 5, 5000);
+	tap_ok(t, a != NULL, "QUIESCE with COW writes in flight is answered");
+	tap_ok(t, a && w.writing == 0, "QUIESCE_DONE only once no COW write is in progress (%d were)",
+	       w.writing);
+	a = NULL;
+	spin_for(&e, 500);
+	end = cow_snapshot(&e);
+	tap_ok(t, w.at_done && end && !memcmp(w.at_done, end, (size_t)(e.nr_extents * EXT_BYTES)),
+	       "nothing is written to the COW device after QUIESCE_DONE");
+	{
+		size_t qi = 0, after = 0;
+
+		while (qi < e.k.n && e.k.v[qi].cmd != RCOW_CMD_QUIESCE_DONE)
+			qi++;
+		for (size_t i = qi + 1; i < e.k.n; i++)
+			after += e.k.v[i].cmd == RCOW_CMD_FILL_DONE;
+		tap_ok(t, qi < e.k.n && after == 0,
+		       "no FILL_DONE of a voided fault after QUIESCE_DONE (%zu)", after);
+	}
+	slow_cow_set(-1, 0, 0);
+	fake_send_fault(&e.d, 1, 9000, 1000, 4);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 9000, 5000);
+	tap_ok(t, a && a->status == 0 && a->first == 1000 && cow_extent_is(&e, 1003, true),
+	       "a FAULT after the resume is filled");
+	free(w.at_done);
+	free(end);
+	env_fini(&e);
+}
+
+/*
+ * The last device of an NBD base goes away while one of its reads is in
+ * flight: the read completes into a source that must still exist
+ * (ASan reports a use-after-free if it does not).
+ */
+static void test_remove_nbd_inflight(struct tap *t)
+{
+	const char *args[] = { "--filter=delay", "pattern", "size=8M", "rdelay=300ms", NULL };
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (300 ms read delay) and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 0, 2);
+	spin_for(&e, 100);
+	tap_ok(t, e.d.srcs && e.d.srcs->ops->in_flight(e.d.srcs) > 0, "reads are in flight");
+	remove_device(&e, 1);
+	spin_for(&e, 800);
+	tap_ok(t, !e.d.srcs, "the base is closed once its last read completed");
+	tap_ok(t, fake_count(&e.k, RCOW_CMD_FILL_DONE) == 0 && cow_extent_is(&e, 0, false),
+	       "the removed device's fault is neither answered nor written");
+	env_fini(&e);
+}
+
+/* The same with a file base: several reads finish in one batch. */
+static void test_remove_file_inflight(struct tap *t)
+{
+	char base[PATH_MAX], uri[PATH_MAX + 16];
+	struct env e;
+	int fd;
+
+	if (env_init(&e, t, 64)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(base, sizeof(base), "%s/base.img", e.dir);
+	snprintf(uri, sizeof(uri), "file://%s", base);
+	fd = open(base, O_RDWR | O_CREAT, 0600);
+	if (fd >= 0) {
+		static unsigned char blk[EXT_BYTES];
+
+		memset(blk, 0xab, sizeof(blk));
+		for (int i = 0; i < 64; i++)
+			if (write(fd, blk, sizeof(blk)) != (ssize_t)sizeof(blk))
+				break;
+		close(fd);
+	}
+	add_device(&e, 1, uri);
+	fake_send_fault(&e.d, 1, 1, 0, 8);
+	turn(&e, 0);		/* submitted to the readers */
+	usleep(100 * 1000);	/* ... which finish them all */
+	remove_device(&e, 1);
+	spin_for(&e, 300);
+	tap_ok(t, !e.d.srcs, "the file base is closed after its last reads");
+	tap_ok(t, fake_count(&e.k, RCOW_CMD_FILL_DONE) == 0, "nothing answered for the removed device");
+	env_fini(&e);
+}
+
+static void nothing(void *ctx, struct xfer *x)
+{
+	(void)ctx;
+	(void)x;
+}
+
+/*
+ * The pool's eventfd is readable exactly while finished xfers wait to be
+ * collected; a readable eventfd with nothing to collect makes the loop
+ * spin (writer_reap() returns early when nothing is outstanding).
+ */
+static void test_pool_eventfd(struct tap *t)
+{
+	struct xfer x[4];
+	struct pool *p;
+	int bad = 0, rounds = 20000;
+
+	if (pool_start(&p, "test", 4, nothing, NULL)) {
+		tap_ok(t, false, "start a pool");
+		return;
+	}
+	for (int r = 0; r < rounds && !bad; r++) {
+		int got = 0;
+
+		memset(x, 0, sizeof(x));
+		for (int i = 0; i < 4; i++)
+			pool_submit(p, &x[i]);
+		while (got < 4)		/* collect as eagerly as a busy loop would */
+			for (struct xfer *y = pool_collect(p); y; y = y->done_next)
+				got++;
+		{
+			struct pollfd pfd = { .fd = pool_fd(p), .events = POLLIN };
+
+			if (poll(&pfd, 1, 0) > 0)
+				bad = r + 1;
+		}
+	}
+	tap_ok(t, !bad, "eventfd not readable once everything was collected (%s)",
+	       bad ? "readable with nothing left: the loop would spin" : "20000 rounds");
+	pool_stop(p, true);
+}
+
+/* An export too large for the block status table: served without it, closed cleanly. */
+static void test_huge_export(struct tap *t)
+{
+	const char *args[] = { "null", "size=9223372036854775807", NULL };
+	const struct fake_answer *a;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 16) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit null of 2^63-1 bytes and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 3, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
+	tap_ok(t, a && a->status == 0 && cow_extent_is(&e, 3, false),
+	       "a fault on a 2^63-1 byte export is filled");
+	remove_device(&e, 1);
+	spin_for(&e, 100);
+	tap_ok(t, !e.d.srcs, "its source closes without a crash");
+	env_fini(&e);
+}
+
+/*
+ * The NBD server comes back with an export of another size: that is not
+ * the image the COW device was made from.  Faults fail with EIO; nothing
+ * is written.
+ */
+static void test_reconnect_size(struct tap *t)
+{
+	const char *big[] = { "pattern", "size=8M", NULL };
+	const char *small[] = { "pattern", "size=2M", NULL };
+	const struct fake_answer *a;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, big) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit pattern of 8 MiB and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
+	tap_ok(t, a && a->status == 0, "served from the 8 MiB export");
+	nbdkit_stop(&e);
+	spin_for(&e, 200);
+	if (nbdkit_start(&e, small)) {
+		tap_ok(t, false, "restart nbdkit with 2 MiB");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 2, 100, 1);	/* past the new end */
+	fake_send_fault(&e.d, 1, 3, 10, 1);	/* within it */
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 2, 5000);
+	tap_ok(t, a && a->status == EIO, "a fault after the export changed size fails with EIO (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 3, 5000);
+	tap_ok(t, a && a->status == EIO, "also within the smaller export (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	tap_ok(t, cow_extent_is(&e, 100, false) && cow_extent_is(&e, 10, false),
+	       "nothing was written to the COW device");
+	env_fini(&e);
+}
+
+/* A file base that shrank: EIO, never zeroes in the COW device. */
+static void test_file_shrink(struct tap *t)
+{
+	char base[PATH_MAX], uri[PATH_MAX + 16];
+	const struct fake_answer *a;
+	struct env e;
+	int fd = -1;
+
+	if (env_init(&e, t, 64)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(base, sizeof(base), "%s/base.img", e.dir);
+	snprintf(uri, sizeof(uri), "file://%s", base);
+	fd = open(base, O_RDWR | O_CREAT, 0600);
+	if (fd >= 0) {
+		static unsigned char blk[EXT_BYTES];
+
+		memset(blk, 0xab, sizeof(blk));
+		for (int i = 0; i < 64; i++)
+			if (write(fd, blk, sizeof(blk)) != (ssize_t)sizeof(blk))
+				break;
+	}
+	add_device(&e, 1, uri);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
+	tap_ok(t, a && a->status == 0, "served from the file base");
+	if (fd < 0 || ftruncate(fd, 16 * EXT_BYTES) < 0)
+		tap_diag(t, "cannot shrink the base: %s", strerror(errno));
+	fake_send_fault(&e.d, 1, 2, 40, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 2, 5000);
+	tap_ok(t, a && a->status == EIO, "a fault past the shrunk end fails with EIO (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	tap_ok(t, cow_extent_is(&e, 40, false), "no zeroes were written for it");
+	if (fd >= 0)
+		close(fd);
+	env_fini(&e);
+}
+
+static int make_file_base(const char *path, int fill, uint64_t extents)
+{
+	static unsigned char blk[EXT_BYTES];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0)
+		return -1;
+	memset(blk, fill, sizeof(blk));
+	for (uint64_t i = 0; i < extents; i++)
+		if (write(fd, blk, sizeof(blk)) != (ssize_t)sizeof(blk)) {
+			close(fd);
+			return -1;
+		}
+	return close(fd);
+}
+
+static unsigned int count_srcs(const struct daemon *d)
+{
+	unsigned int n = 0;
+
+	for (const struct src *s = d->srcs; s; s = s->next)
+		n++;
+	return n;
+}
+
+/*
+ * After an overflow the device list is read again (rcow_nl_helper's
+ * resync around the dump): a device missing from it lost its
+ * DEVICE_REMOVE and must be forgotten, its base and COW device closed;
+ * the others keep being served.
+ */
+static void test_resync(struct tap *t)
+{
+	char a[PATH_MAX], b[PATH_MAX], ua[PATH_MAX + 16], ub[PATH_MAX + 16];
+	struct rcow_device_info info;
+	const struct fake_answer *x;
+	struct env e;
+
+	if (env_init(&e, t, 16)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(a, sizeof(a), "%s/a.img", e.dir);
+	snprintf(b, sizeof(b), "%s/b.img", e.dir);
+	snprintf(ua, sizeof(ua), "file://%s", a);
+	snprintf(ub, sizeof(ub), "file://%s", b);
+	make_file_base(a, 0xaa, 16);
+	make_file_base(b, 0xbb, 16);
+	add_device(&e, 1, ua);
+	add_device(&e, 2, ub);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	fake_send_fault(&e.d, 2, 2, 1, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 2, 5000);
+	tap_ok(t, x && x->status == 0 && wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000) &&
+	       count_srcs(&e.d) == 2, "two devices on two bases served");
+	/* the re-read list has device 1 only */
+	engine_resync(&e.d, true);
+	dev_info(&e, &info, 1, ua);
+	engine_add_device(&info, &e.d);
+	engine_resync(&e.d, false);
+	spin_for(&e, 100);
+	tap_ok(t, count_srcs(&e.d) == 1, "the base of the vanished device is closed (%u open)",
+	       count_srcs(&e.d));
+	fake_send_fault(&e.d, 2, 3, 2, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 3, 2000);
+	tap_ok(t, x && x->status == ENODEV, "a fault for it is refused with ENODEV (%s)",
+	       x ? strerror((int)x->status) : "no answer");
+	fake_send_fault(&e.d, 1, 4, 3, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 4, 5000);
+	tap_ok(t, x && x->status == 0, "the device still listed is served");
+	env_fini(&e);
+}
+
+/*
+ * A COW device that hangs stalls only its own device: removing it does
+ * not wait for its write in progress, another device is served meanwhile,
+ * and a device that replaces it on the same COW device (a reload) writes
+ * only after that write is over.
+ */
+static void note_writing(struct fake_kernel *k, const struct rcow_quiesce *q)
+{
+	(void)q;
+	*(int *)k->data = slow_cow_in_progress();
+}
+
+static void test_hung_cow(struct tap *t)
+{
+	int writing = -1;
+	char a[PATH_MAX], ua[PATH_MAX + 16];
+	struct rcow_device_info info;
+	const struct fake_answer *x;
+	uint64_t t0, took;
+	struct env e;
+
+	if (env_init(&e, t, 16)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(a, sizeof(a), "%s/a.img", e.dir);
+	snprintf(ua, sizeof(ua), "file://%s", a);
+	make_file_base(a, 0xaa, 16);
+	add_device(&e, 1, ua);		/* COW 7:1 */
+	slow_cow_set(e.k.cow_fd, 1500, 1);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	for (uint64_t until = now_ms() + 3000; !slow_cow_in_progress() && now_ms() < until;)
+		turn(&e, 5);
+	t0 = now_ms();
+	remove_device(&e, 1);
+	took = now_ms() - t0;
+	tap_ok(t, slow_cow_in_progress() == 1 && took < 300,
+	       "removing a device does not wait for its hung COW write (%llu ms)",
+	       (unsigned long long)took);
+	/* a QUIESCE for it now (a late one) waits for that write */
+	e.k.on_quiesce_done = note_writing;
+	e.k.data = &writing;
+	fake_send_quiesce(&e.d, 1, 11);
+	add_device(&e, 2, ua);		/* COW 7:2, not slowed */
+	fake_send_fault(&e.d, 2, 2, 1, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 2, 1000);
+	tap_ok(t, x && x->status == 0 && slow_cow_in_progress() == 1,
+	       "another device is served while that write hangs");
+	/* a reload: a new device id over COW 7:1 */
+	dev_info(&e, &info, 3, ua);
+	info.cow_minor = 1;
+	fake_send_device(&e.d, RCOW_CMD_DEVICE_ADD, &info);
+	fake_send_fault(&e.d, 3, 3, 0, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 3, 3, 5000);
+	tap_ok(t, x && x->status == 0 && slow_cow_in_progress() == 0 && slow_cow_writes() == 1,
+	       "the device replacing it on the same COW device writes after that write (%s)",
+	       !x ? "no answer" : slow_cow_writes() ? "after" : "before it was over");
+	x = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 1, 11, 3000);
+	tap_ok(t, x && writing == 0,
+	       "a QUIESCE for the removed device is answered once its write is over (%s)",
+	       !x ? "no answer" : writing ? "before" : "after");
+	writing = -1;
+
+	/*
+	 * Again, and the new device is suspended at once: its QUIESCE_DONE
+	 * waits for the write of the device it replaced, which goes to the
+	 * same COW device.
+	 */
+	slow_cow_set(e.k.cow_fd, 1500, 1);	/* device 3's */
+	fake_send_fault(&e.d, 3, 4, 5, 1);
+	for (uint64_t until = now_ms() + 3000; !slow_cow_in_progress() && now_ms() < until;)
+		turn(&e, 5);
+	dev_info(&e, &info, 4, ua);
+	info.cow_minor = 1;
+	fake_send_device(&e.d, RCOW_CMD_DEVICE_ADD, &info);
+	e.k.on_quiesce_done = note_writing;
+	e.k.data = &writing;
+	fake_send_quiesce(&e.d, 4, 44);
+	x = wait_answer(&e, RCOW_CMD_QUIESCE_DONE, 4, 44, 5000);
+	tap_ok(t, x && writing == 0,
+	       "QUIESCE_DONE waits for a replaced device's write to the same COW device (%d in progress)",
+	       writing);
+	slow_cow_set(-1, 0, 0);
+	env_fini(&e);
+}
+
+/* A scheme in upper case is a valid URI: it must reach libnbd in the form it accepts. */
+static void test_uri_case(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=8M", NULL };
+	const struct fake_answer *a;
+	char uri[PATH_MAX + 32];
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args)) {
+		tap_ok(t, false, "set up nbdkit");
+		env_fini(&e);
+		return;
+	}
+	snprintf(uri, sizeof(uri), "NBD+UNIX:///?socket=%s", e.sock);
+	add_device(&e, 1, uri);
+	fake_send_fault(&e.d, 1, 1, 2, 1);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 3000);
+	tap_ok(t, a && a->status == 0 && cow_extent_is(&e, 2, true),
+	       "a device over NBD+UNIX:// is served (%s)",
+	       a ? strerror((int)a->status) : "no answer");
+	env_fini(&e);
+}
+
+static bool file_has(const char *path, const char *want)
+{
+	char buf[64] = "";
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	return n >= 0 && !strcmp(buf, want);
+}
+
+static void put_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd >= 0) {
+		if (write(fd, text, strlen(text)) < 0)
+			perror(path);
+		close(fd);
+	}
+}
+
+/*
+ * The ready and stats files: never written through a symbolic link, never
+ * over a file that is not the daemon's; a leftover of its own is replaced.
+ */
+static void test_safe_files(struct tap *t)
+{
+	char *dir = tap_tmpdir(t), victim[PATH_MAX], p[PATH_MAX], why[PATH_MAX + 200];
+	int fd;
+
+	if (!dir) {
+		tap_ok(t, false, "temporary directory");
+		return;
+	}
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	put_file(victim, "precious");
+
+	snprintf(p, sizeof(p), "%s/ready", dir);
+	fd = safe_create(p, 0644, why, sizeof(why));
+	tap_ok(t, fd >= 0 && access(p, F_OK) == 0, "a fresh ready file is created");
+	if (fd >= 0)
+		close(fd);
+	put_file(p, "old run");
+	fd = safe_create(p, 0644, why, sizeof(why));
+	tap_ok(t, fd >= 0 && file_has(p, ""), "a leftover of our own is replaced");
+	if (fd >= 0)
+		close(fd);
+
+	snprintf(p, sizeof(p), "%s/link", dir);
+	if (symlink(victim, p) < 0)
+		tap_diag(t, "symlink: %s", strerror(errno));
+	fd = safe_create(p, 0644, why, sizeof(why));
+	tap_ok(t, fd == -ELOOP && file_has(victim, "precious"),
+	       "a symbolic link is not followed by safe_create (%s)", why);
+	if (fd >= 0)
+		close(fd);
+	tap_ok(t, safe_replace(p, "x=1\n", 4, 0644, why, sizeof(why)) == -ELOOP &&
+	       file_has(victim, "precious"), "nor by safe_replace (%s)", why);
+
+	snprintf(p, sizeof(p), "%s/stats", dir);
+	tap_ok(t, safe_replace(p, "x=1\n", 4, 0644, why, sizeof(why)) == 0 && file_has(p, "x=1\n") &&
+	       safe_replace(p, "x=2\n", 4, 0644, why, sizeof(why)) == 0 && file_has(p, "x=2\n"),
+	       "the stats file is written and rewritten");
+
+	if (geteuid() == 0) {
+		snprintf(p, sizeof(p), "%s/foreign", dir);
+		put_file(p, "theirs");
+		if (chown(p, 12345, 12345) < 0)
+			tap_diag(t, "chown: %s", strerror(errno));
+		fd = safe_create(p, 0644, why, sizeof(why));
+		tap_ok(t, fd == -EEXIST && file_has(p, "theirs"),
+		       "a file of another owner is not replaced (%s)", why);
+		if (fd >= 0)
+			close(fd);
+		tap_ok(t, safe_replace(p, "x=1\n", 4, 0644, why, sizeof(why)) == -EEXIST &&
+		       file_has(p, "theirs"), "nor by safe_replace");
+	} else {
+		tap_skip(t, "not root", "a file of another owner is not replaced");
+		tap_skip(t, "not root", "nor by safe_replace");
+	}
+	tap_rmtree(dir);
+	free(dir);
+}
+
+/*
+ * Many bases at once: 40 NBD bases (one export name each, four
+ * connections each: 160 sockets) are all polled and all served.  A fixed
+ * poll set of 128 left the oldest bases' sockets out and their faults
+ * unanswered.
+ */
+static void test_many_bases(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=8M", NULL };
+	enum { NBASES = 40 };
+	char uri[PATH_MAX + 64];
+	unsigned int served = 0;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 64) || nbdkit_start(&e, args)) {
+		tap_ok(t, false, "set up nbdkit");
+		env_fini(&e);
+		return;
+	}
+	for (uint32_t i = 1; i <= NBASES; i++) {
+		snprintf(uri, sizeof(uri), "nbd+unix:///base%u?socket=%s", i, e.sock);
+		add_device(&e, i, uri);
+	}
+	spin_for(&e, 500);	/* all connected, four connections each */
+	for (uint32_t i = 1; i <= NBASES; i++)
+		fake_send_fault(&e.d, i, 100 + i, i, 1);
+	for (uint32_t i = 1; i <= NBASES; i++) {
+		const struct fake_answer *a = wait_answer(&e, RCOW_CMD_FILL_DONE, i, 100 + i, 5000);
+
+		if (a && a->status == 0 && cow_extent_is(&e, i, true))
+			served++;
+	}
+	tap_ok(t, count_srcs(&e.d) == NBASES, "%u bases open", count_srcs(&e.d));
+	tap_ok(t, served == NBASES, "every base is served (%u of %u)", served, NBASES);
+	env_fini(&e);
+}
+
+/*
+ * A table loaded but not resumed (RCOW_DEV_F_INACTIVE) over the same COW
+ * device as the live one: the live device keeps being served, the new one
+ * is left alone (its base not even opened) until it is resumed; then it
+ * replaces the old one.
+ */
+static void test_inactive(struct tap *t)
+{
+	char a[PATH_MAX], b[PATH_MAX], ua[PATH_MAX + 16], ub[PATH_MAX + 16];
+	struct rcow_device_info info;
+	const struct fake_answer *x;
+	struct env e;
+
+	if (env_init(&e, t, 16)) {
+		tap_ok(t, false, "set up");
+		env_fini(&e);
+		return;
+	}
+	snprintf(a, sizeof(a), "%s/a.img", e.dir);
+	snprintf(b, sizeof(b), "%s/b.img", e.dir);
+	snprintf(ua, sizeof(ua), "file://%s", a);
+	snprintf(ub, sizeof(ub), "file://%s", b);
+	make_file_base(a, 0xaa, 16);
+	make_file_base(b, 0xbb, 16);
+	add_device(&e, 1, ua);			/* live, COW 7:1 */
+	dev_info(&e, &info, 2, ub);		/* loaded over 7:1, not resumed */
+	info.cow_minor = 1;
+	info.flags = RCOW_DEV_F_INACTIVE;
+	fake_send_device(&e.d, RCOW_CMD_DEVICE_ADD, &info);
+	spin_for(&e, 50);
+	fake_send_fault(&e.d, 1, 1, 0, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 3000);
+	tap_ok(t, x && x->status == 0, "the live device is still served (%s)",
+	       x ? strerror((int)x->status) : "no answer");
+	tap_ok(t, count_srcs(&e.d) == 1, "the inactive device's base is not opened (%u open)",
+	       count_srcs(&e.d));
+	/* resumed: the kernel now sends its faults */
+	fake_send_fault(&e.d, 2, 2, 1, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 2, 2, 3000);
+	tap_ok(t, x && x->status == 0, "once it faults it is served");
+	fake_send_fault(&e.d, 1, 3, 2, 1);
+	x = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 3, 3000);
+	tap_ok(t, x && x->status == ENODEV, "and has replaced the old device (%s)",
+	       x ? strerror((int)x->status) : "no answer");
+	env_fini(&e);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(struct tap *t);
+} groups[] = {
+	{ "inactive", test_inactive },
+	{ "many-bases", test_many_bases },
+	{ "safe-files", test_safe_files },
+	{ "uri-case", test_uri_case },
+	{ "hung-cow", test_hung_cow },
+	{ "resync", test_resync },
+	{ "quiesce-reads", test_quiesce_reads },
+	{ "quiesce-writes", test_quiesce_writes },
+	{ "remove-nbd-inflight", test_remove_nbd_inflight },
+	{ "remove-file-inflight", test_remove_file_inflight },
+	{ "pool-eventfd", test_pool_eventfd },
+	{ "huge-export", test_huge_export },
+	{ "reconnect-size", test_reconnect_size },
+	{ "file-shrink", test_file_shrink },
+};
+
+int main(int argc, char **argv)
+{
+	struct tap t = { 0, 0, 0, NULL };
+	size_t n = sizeof(groups) / sizeof(groups[0]);
+
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", groups[i].name);
+		return 0;
+	}
+	if (argc != 2) {
+		fprintf(stderr, "usage: rcowd-test GROUP | --list\n");
+		return 2;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(argv[1], groups[i].name)) {
+			t.group = groups[i].name;
+			groups[i].fn(&t);
+			printf("1..%d\n", t.n);
+			return t.failed ? 1 : 0;
+		}
+	fprintf(stderr, "rcowd-test: no group '%s'; see --list\n", argv[1]);
+	return 2;
+}
