@@ -46,9 +46,18 @@
  *
  * Suspend: a noflush suspend pushes the bios waiting on faults back to dm,
  * which reissues them after resume.  A flush suspend waits for them while a
- * helper is connected (bounded by fault_timeout when set) and fails them if
- * no helper is, as multipath does without paths.  The last commit of a
- * suspend sets the superblock's clean flag; resume clears it again.
+ * helper is connected (bounded by fault_timeout when set; the fault_timeout
+ * message shortens it at run time) and fails them if no helper is, as
+ * multipath does without paths.  Then, since the helper writes fills into
+ * the COW device itself, postsuspend asks it to stop (QUIESCE, see
+ * dm-remote-cow-netlink.c) before the last commit and before any next
+ * table may resume over the same COW device; the faults left are dropped
+ * or resent after resume under new cookies.  Between ctr and the first
+ * resume, and from postsuspend to resume, no fault goes out.  The last
+ * commit of a suspend sets the superblock's clean flag; resume clears it.
+ *
+ * A read-only table never writes the COW device: not even fills, so
+ * reads of missing extents fail.
  */
 
 #include <linux/blkdev.h>
