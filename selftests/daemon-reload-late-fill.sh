@@ -80,18 +80,10 @@ late_fill "slow base" "$COW_DEV" file:///dev/mapper/rc-dlate-base
 helper_stop
 
 # --- B: slow COW data area -----------------------------------------------------------
-make_cow $((BASE_BYTES + 4 * MIB)) || tap_bail "no COW loop device"
-cow_loop=$COW_DEV
-cow_sectors=$(blockdev --getsz "$cow_loop")
-data_off=$("$RC_TREE/tools/remote-cow" cow-size --size "$BASE_BYTES" \
-	--extent-size "$EXTB" --verbose | sed -n 's/^data offset: *\([0-9]*\) sectors$/\1/p')
-[ -n "$data_off" ] || tap_bail "cannot read the data offset from remote-cow cow-size"
-at_exit "dm_remove rc-dlate-cow"
-printf '%s\n' "0 $data_off linear $cow_loop 0" \
-	"$data_off $((cow_sectors - data_off)) delay $cow_loop $data_off 0 $cow_loop $data_off $DELAY_MS $cow_loop $data_off 0" |
-	dmsetup create rc-dlate-cow || tap_bail "cannot create the dm-delay COW device"
+slow_cow_data rc-dlate-cow "$BASE_BYTES" "$EXTB" "$DELAY_MS" ||
+	tap_bail "cannot create the dm-delay COW device"
 helper_start -v || tap_bail "remote-cowd does not start"
-late_fill "slow COW" /dev/mapper/rc-dlate-cow "file://$BASE_IMG"
+late_fill "slow COW" "$SLOW_COW" "file://$BASE_IMG"
 helper_stop
 check_eq "remote-cowd: no fill failed" 0 "$(helper_stat fill_errors)"
 check "remote-cowd answered QUIESCE (its log)" grep -q "quiesced (QUIESCE" "$HELPER_LOG"

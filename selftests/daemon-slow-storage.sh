@@ -126,20 +126,12 @@ dmsetup create rc-fast --table "$(rc_table "$LEN" "$cow_fast" "$EXT" "file://$fa
 slow_checks base "$slow_img"
 
 # --- A slow COW device: its data area behind dm-delay ---------------------
-make_cow $((BASE_BYTES + 4 * MIB)) || tap_bail "no COW loop device"
-cow_loop=$COW_DEV
-cow_sectors=$(blockdev --getsz "$cow_loop")
-data_off=$("$RC_TREE/tools/remote-cow" cow-size --size "$BASE_BYTES" \
-	--extent-size "$EXT_BYTES" --verbose | sed -n 's/^data offset: *\([0-9]*\) sectors$/\1/p')
-[ -n "$data_off" ] || tap_bail "cannot read the data offset from remote-cow cow-size"
-at_exit "dm_remove rc-slowcow"
-printf '%s\n' "0 $data_off linear $cow_loop 0" \
-	"$data_off $((cow_sectors - data_off)) delay $cow_loop $data_off 0 $cow_loop $data_off $DELAY_MS $cow_loop $data_off 0" |
-	dmsetup create rc-slowcow || tap_bail "cannot create the dm-delay COW device"
+slow_cow_data rc-slowcow "$BASE_BYTES" "$EXT_BYTES" "$DELAY_MS" ||
+	tap_bail "cannot create the dm-delay COW device"
 make_cow $((BASE_BYTES + 4 * MIB)) || tap_bail "no COW loop device"
 cow_fast=$COW_DEV
 helper_start || tap_bail "remote-cowd does not start"
-dmsetup create rc-slow --table "$(rc_table "$LEN" /dev/mapper/rc-slowcow "$EXT" "file://$slow_img")" ||
+dmsetup create rc-slow --table "$(rc_table "$LEN" "$SLOW_COW" "$EXT" "file://$slow_img")" ||
 	tap_bail "cannot create rc-slow"
 dmsetup create rc-fast --table "$(rc_table "$LEN" "$cow_fast" "$EXT" "file://$fast_img")" ||
 	tap_bail "cannot create rc-fast"

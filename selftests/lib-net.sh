@@ -363,6 +363,26 @@ make_cow() {
 	at_exit "losetup -d '$COW_DEV'"
 }
 
+# slow_cow_data <dm name> <device bytes> <extent bytes> <delay ms>: a COW
+# loop device (make_cow, the device's bytes + 4 MiB) whose data area is
+# behind dm-delay, every write held <delay ms>, its metadata area, reads
+# and flushes at once; /dev/mapper/<dm name> in SLOW_COW, removed at exit.
+SLOW_COW=
+slow_cow_data() {
+	local sectors data_off
+	make_cow $(($2 + (4 << 20))) || return 1
+	sectors=$(blockdev --getsz "$COW_DEV") || return 1
+	data_off=$("$RC_TREE/tools/remote-cow" cow-size --size "$2" --extent-size "$3" \
+		--verbose | sed -n 's/^data offset: *\([0-9]*\) sectors$/\1/p')
+	[ -n "$data_off" ] || return 1
+	at_exit "dm_remove $1"
+	printf '%s\n' "0 $data_off linear $COW_DEV 0" \
+		"$data_off $((sectors - data_off)) delay $COW_DEV $data_off 0 $COW_DEV $data_off $4 $COW_DEV $data_off 0" |
+		dmsetup create "$1" || return 1
+	# shellcheck disable=SC2034	# for the tests
+	SLOW_COW=/dev/mapper/$1
+}
+
 # check_read_under_way <dm name> <extents>: start a bg_sha256 of the whole
 # device (into $NET_WORKDIR/sum), then one test: at least <extents> extents
 # are present within 60 s and the read still runs.
