@@ -569,13 +569,6 @@ RCOW_HELPER=$RCOW_FILL
 helper_start || tap_bail "rcow-fill does not start"
 
 sort -u "$tmp"/ref.* "$tmp"/inter.* "$tmp/base.hashes" >"$tmp/accept"
-load_errors=() nl_errors=() a_errors=() b_errors=() c_errors=() d_errors=()
-unclean_points=0 final_clean='' nread=0
-rp=$tmp/replay.img
-truncate -s "$COW_BYTES" "$rp"
-rloop=$(losetup -f --show "$rp") || tap_bail "cannot attach the replay image"
-at_exit "losetup -d '$rloop'"
-rtable=$(rc_table "$LEN" "$rloop" "$EXT" "$URI" fault_timeout "$FAULT_MS")
 
 # analyse <point> <k> <unclean> <present bits> <written bits>: stdin the
 # digests of the replayed COW data area; one line per problem,
@@ -609,33 +602,35 @@ analyse() {
 		"$tmp/base.hashes" -
 }
 
-# check_point <entry> <k> <full|ack|epoch>: replay, load remote-cow over
-# the image, check (a) (b) (c) (epoch: reported as (d)); at an ack point
-# also read the whole device through the target.
+# check_point <lane> <entry> <k> <full|ack|epoch>: replay onto the lane's
+# image, load remote-cow over it, check (a) (b) (c) (epoch: reported as
+# (d)); at an ack point also read the whole device through the target.
+# Prints "<class> <text>" lines: load, nl, a, b, c, d (problems), unclean
+# <entry>, sb <entry> <clean flag>, read <entry>.
 check_point() {
-	local p=$1 k=$2 mode=$3 what magic flags out id pbits wbits unclean=0 line args=() nl_ok=0
+	local l=$1 p=$2 k=$3 mode=$4 what magic flags out id pbits wbits line args=() unclean=0
+	local rp=$tmp/replay.$1.img rname=$RNAME-$1 lt=$tmp/lane.$1
 	what="entry $p"
 	if [ "$mode" = epoch ]; then
 		what="epoch ending at entry $p (its data writes lost)"
 		args=(--unflushed-below "$DATA_OFFSET")
 	fi
 	if ! "$LWR" replay "$log_dev" "$rp" --size "$COW_BYTES" --to "$p" "${args[@]}" \
-		2>"$tmp/lwr.err"; then
-		load_errors+=("$what: lw-replay: $(cat "$tmp/lwr.err")")
+		2>"$lt.err"; then
+		echo "load $what: lw-replay: $(cat "$lt.err")"
 		return
 	fi
 	read -r magic _ flags < <(od -An -tu4 -j4 -N12 "$rp")
 	if [ "$magic" = "$SB_MAGIC" ]; then
 		[ $((flags & 1)) -eq 1 ] || unclean=1
-		[ "$mode" = epoch ] || final_clean=$((flags & 1))
+		[ "$unclean" = 0 ] || echo "unclean $p"
+		[ "$mode" = epoch ] || echo "sb $p $((flags & 1))"
 	fi
-	unclean_points=$((unclean_points + unclean))
-	if ! dmsetup create "$RNAME" --table "$rtable" 2>"$tmp/create.err"; then
-		load_errors+=("$what (step $k acknowledged): load refused: $(cat "$tmp/create.err")" \
-			"$(dmesg | tail -n 3)")
+	if ! dmsetup create "$rname" --table "${rtable[$l]}" 2>"$lt.err"; then
+		echo "load $what (step $k acknowledged): load refused: $(cat "$lt.err")"
 		return
 	fi
-	id=$("$NL" devices | awk -v n="$RNAME" '{
+	id=$("$NL" devices | awk -v n="$rname" '{
 		delete kv
 		for (i = 1; i <= NF; i++) { split($i, a, "="); kv[a[1]] = a[2] }
 		if (kv["name"] == n) print kv["dev_id"] }')
@@ -644,49 +639,85 @@ check_point() {
 		! wbits=$("$NL" get-bitmap "$id" written 0 2>&1) ||
 		[ "${pbits%% bits=*}" != "first=0 count=$NEXT" ] ||
 		[ "${wbits%% bits=*}" != "first=0 count=$NEXT" ]; then
-		nl_errors+=("$what: rcow-nl: dev_id '$id', present: $pbits, written: $wbits")
+		echo "nl $what: rcow-nl: dev_id '$id', present: $pbits, written: $wbits"
+		dmsetup remove --retry "$rname" >/dev/null 2>&1 || echo "load $what: cannot remove $rname"
+		return
+	fi
+	if ! ext_digests "$rp" $((DATA_OFFSET * 512)) >"$lt.cow"; then
+		echo "load $what: cannot digest the replayed image"
 	else
-		nl_ok=1
-		ext_digests "$rp" $((DATA_OFFSET * 512)) >"$tmp/cow.hashes" ||
-			load_errors+=("$what: cannot digest the replayed image")
-		out=$(analyse "$p" "$k" "$unclean" "${pbits#*bits=}" "${wbits#*bits=}" \
-			<"$tmp/cow.hashes")
+		out=$(analyse "entry $p" "$k" "$unclean" "${pbits#*bits=}" "${wbits#*bits=}" \
+			<"$lt.cow")
 		while IFS= read -r line; do
 			[ -n "$line" ] || continue
 			if [ "$mode" = epoch ]; then
-				d_errors+=("${line:0:1}: $what, step $k acknowledged:${line#*:}")
-				continue
+				echo "d ${line:0:1}: $what, step $k acknowledged:${line#*:}"
+			else
+				echo "$line"
 			fi
-			case $line in
-			a*) a_errors+=("${line#a }") ;;
-			b*) b_errors+=("${line#b }") ;;
-			c*) c_errors+=("${line#c }") ;;
-			esac
 		done <<<"$out"
 	fi
-	if [ "$mode" = ack ] && [ "$nl_ok" = 1 ]; then
-		if ! ext_digests "/dev/mapper/$RNAME" 0 --direct >"$tmp/dev.hashes" 2>"$tmp/dd.err"; then
-			a_errors+=("$what: reading the device failed: $(cat "$tmp/dd.err")")
+	if [ "$mode" = ack ]; then
+		if ! ext_digests "/dev/mapper/$rname" 0 --direct >"$lt.dev" 2>"$lt.err"; then
+			echo "a $what: reading the device failed: $(cat "$lt.err")"
 		else
-			out=$(awk -v p="$p" -v pbits="${pbits#*bits=}" '
+			awk -v p="$p" -v pbits="${pbits#*bits=}" '
 				FILENAME == ARGV[1] { base[$1] = $2; next }
 				FILENAME == ARGV[2] { cow[$1] = $2; next }
 				{
 					want = substr(pbits, $1 + 1, 1) == "1" ? cow[$1] : base[$1]
 					if ($2 != want)
-						printf "entry %s: extent %s reads neither its COW data nor the base\n", p, $1
-				}' "$tmp/base.hashes" "$tmp/cow.hashes" "$tmp/dev.hashes")
-			[ -z "$out" ] || a_errors+=("$out")
-			nread=$((nread + 1))
+						printf "a entry %s: extent %s reads neither its COW data nor the base\n", p, $1
+				}' "$tmp/base.hashes" "$lt.cow" "$lt.dev"
+			echo "read $p"
 		fi
 	fi
-	dmsetup remove --retry "$RNAME" >/dev/null 2>&1 || load_errors+=("$what: cannot remove $RNAME")
+	dmsetup remove --retry "$rname" >/dev/null 2>&1 || echo "load $what: cannot remove $rname"
 }
 
+# Two lanes (the VM has two CPUs), each with its image, loop device and
+# remote-cow name, take every other point.
+rtable=()
+for l in 0 1; do
+	truncate -s "$COW_BYTES" "$tmp/replay.$l.img"
+	rloop=$(losetup -f --show "$tmp/replay.$l.img") || tap_bail "cannot attach a replay image"
+	at_exit "losetup -d '$rloop'"
+	at_exit "dm_remove $RNAME-$l"
+	rtable[l]=$(rc_table "$LEN" "$rloop" "$EXT" "$URI" fault_timeout "$FAULT_MS")
+done
 t0=$(date +%s)
-while read -r p k mode; do
-	check_point "$p" "$k" "$mode"
-done <"$tmp/points"
+lanes=()
+for l in 0 1; do
+	awk -v l="$l" 'NR % 2 == l' "$tmp/points" | while read -r p k mode; do
+		check_point "$l" "$p" "$k" "$mode" </dev/null | while IFS= read -r line; do
+			echo "$p $line"
+		done
+	done >"$tmp/lane.$l.out" &
+	lanes+=("$!")
+done
+wait "${lanes[@]}"
+
+load_errors=() nl_errors=() a_errors=() b_errors=() c_errors=() d_errors=()
+unclean_points=0 final_clean='' last_sb=-1 nread=0
+while read -r _ class rest; do
+	case $class in
+	load) load_errors+=("$rest") ;;
+	nl) nl_errors+=("$rest") ;;
+	a) a_errors+=("$rest") ;;
+	b) b_errors+=("$rest") ;;
+	c) c_errors+=("$rest") ;;
+	d) d_errors+=("$rest") ;;
+	unclean) unclean_points=$((unclean_points + 1)) ;;
+	read) nread=$((nread + 1)) ;;
+	sb)
+		if [ "${rest% *}" -gt "$last_sb" ]; then
+			last_sb=${rest% *}
+			final_clean=${rest#* }
+		fi
+		;;
+	*) load_errors+=("unexpected output of a lane: $class $rest") ;;
+	esac
+done < <(sort -s -n -k1,1 "$tmp/lane.0.out" "$tmp/lane.1.out")
 tap_diag "checked $nfull points and $nepoch epochs in $(($(date +%s) - t0)) s" \
 	"($unclean_points unclean, $nread read through the target)"
 
@@ -696,7 +727,7 @@ report() {	# report <desc> <errors...>: one check, the first errors shown
 	if [ $# -eq 0 ]; then
 		tap_ok "$desc"
 	else
-		tap_not_ok "$desc" "$# failures, the first:" "${@:1:8}"
+		tap_not_ok "$desc" "$# failures, the first:" "$(printf '%s\n' "${@:1:8}")"
 	fi
 }
 report "every replayed point loads (unclean shutdown accepted)" "${load_errors[@]}"
