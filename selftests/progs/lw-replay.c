@@ -86,7 +86,8 @@ static const char synopsis[] =
 "usage: lw-replay [OPTIONS] info|list|points LOG\n"
 "       lw-replay [OPTIONS] find-mark LOG NAME\n"
 "       lw-replay [OPTIONS] replay LOG TARGET [--to N | --to-mark NAME]\n"
-"       lw-replay digest FILE --chunk BYTES [--offset BYTES] [--length BYTES] [--direct]\n"
+"       lw-replay digest FILE --chunk BYTES [--offset BYTES] [--length BYTES]\n"
+"                 [--direct] [--first-number N]\n"
 "       lw-replay --help\n";
 
 static void usage(FILE *f)
@@ -102,7 +103,7 @@ static void usage(FILE *f)
 "    lw-replay [OPTIONS] find-mark LOG NAME\n"
 "    lw-replay [OPTIONS] replay LOG TARGET [--to N | --to-mark NAME]\n"
 "    lw-replay digest FILE --chunk BYTES [--offset BYTES] [--length BYTES]\n"
-"              [--direct]\n"
+"              [--direct] [--first-number N]\n"
 "\n"
 "DESCRIPTION\n"
 "    LOG is the log device (or a copy of it in a file) of a dm-log-writes\n"
@@ -129,9 +130,10 @@ static void usage(FILE *f)
 "                all of them by default\n"
 "    digest      (no log) one line per CHUNK bytes of FILE from --offset\n"
 "                (0) for --length bytes (to the end): NUMBER DIGEST, the\n"
-"                chunks numbered from 0 and DIGEST 16 hex digits of a\n"
-"                64-bit hash of the chunk's bytes (not cryptographic: it\n"
-"                tells contents apart, it does not resist forgery)\n"
+"                chunks numbered from --first-number (0) and DIGEST 16\n"
+"                hex digits of a 64-bit hash of the chunk's bytes (not\n"
+"                cryptographic: it tells contents apart, it does not\n"
+"                resist forgery)\n"
 "\n"
 "OPTIONS\n"
 "    --to N           last entry to replay\n"
@@ -152,6 +154,7 @@ static void usage(FILE *f)
 "    --chunk, --offset, --length BYTES   digest: the geometry\n"
 "    --direct         digest: read FILE with O_DIRECT (a device: no page\n"
 "                     cache between the reader and the device)\n"
+"    --first-number N digest: the number of the first chunk (0)\n"
 "    -v, --verbose    replay: print each entry applied, on stderr\n"
 "    -h, --help       this text\n"
 "\n"
@@ -628,7 +631,7 @@ static uint64_t chunk_hash(const unsigned char *p, size_t len)
 }
 
 static int cmd_digest(const char *path, uint64_t offset, bool have_length, uint64_t length,
-		      uint64_t chunk, bool direct)
+		      uint64_t chunk, bool direct, uint64_t first_number)
 {
 	unsigned char *buf = NULL;
 	uint64_t size, n, i;
@@ -670,7 +673,8 @@ static int cmd_digest(const char *path, uint64_t offset, bool have_length, uint6
 	for (i = 0; i < n; i++) {
 		if (read_full(fd, buf, (size_t)chunk, offset + i * chunk, path))
 			goto out;
-		printf("%" PRIu64 " %016" PRIx64 "\n", i, chunk_hash(buf, (size_t)chunk));
+		printf("%" PRIu64 " %016" PRIx64 "\n", first_number + i,
+		       chunk_hash(buf, (size_t)chunk));
 	}
 	ret = 0;
 out:
@@ -699,7 +703,7 @@ int main(int argc, char **argv)
 	const char *to_mark = NULL, *cmd, *pos[3];
 	struct lw_log lg;
 	bool have_to = false, have_length = false, direct = false, digest_opts = false;
-	uint64_t to = 0, chunk = 0, offset = 0, length = 0;
+	uint64_t to = 0, chunk = 0, offset = 0, length = 0, first_number = 0;
 	int npos = 0, i, ret;
 
 	for (i = 1; i < argc; i++) {
@@ -716,7 +720,7 @@ int main(int argc, char **argv)
 			direct = true;
 			digest_opts = true;
 		} else if (!strcmp(a, "--unflushed-below") || !strcmp(a, "--size") ||
-			   !strcmp(a, "--chunk") ||
+			   !strcmp(a, "--chunk") || !strcmp(a, "--first-number") ||
 			   !strcmp(a, "--offset") || !strcmp(a, "--length")) {
 			uint64_t v;
 
@@ -741,6 +745,8 @@ int main(int argc, char **argv)
 			digest_opts = true;
 			if (!strcmp(a, "--chunk")) {
 				chunk = v;
+			} else if (!strcmp(a, "--first-number")) {
+				first_number = v;
 			} else if (!strcmp(a, "--offset")) {
 				offset = v;
 			} else {
@@ -785,7 +791,7 @@ int main(int argc, char **argv)
 			fputs(synopsis, stderr);
 			return EXIT_USAGE;
 		}
-		ret = cmd_digest(pos[1], offset, have_length, length, chunk, direct);
+		ret = cmd_digest(pos[1], offset, have_length, length, chunk, direct, first_number);
 		if (fflush(stdout) && !ret) {
 			fprintf(stderr, "lw-replay: writing the output: %s\n", strerror(errno));
 			ret = 1;
@@ -793,7 +799,7 @@ int main(int argc, char **argv)
 		return ret;
 	}
 	if (digest_opts) {
-		fprintf(stderr, "lw-replay: --chunk, --offset, --length and --direct apply to digest only\n");
+		fprintf(stderr, "lw-replay: --chunk, --offset, --length, --direct and --first-number apply to digest only\n");
 		return EXIT_USAGE;
 	}
 	if ((have_below || have_size) && strcmp(cmd, "replay")) {
