@@ -37,8 +37,8 @@ BASE_BYTES=$(((3 << 20) + 1000))	# not a multiple of a sector: rounded up
 LEN=$(((BASE_BYTES + 511) / 512))
 NR=$(((LEN + EXT - 1) / EXT))
 
-[ -x "$RC" ] || tap_skip_all "tools/remote-cow is not built (make)"
-[ -x "$RCOW_HELPER" ] || tap_skip_all "selftests/progs are not built (make)"
+require_built "$RC"
+require_built "$RCOW_HELPER"
 load_module || tap_bail "cannot load $RC_MODULE"
 net_tmpdir
 tmp=$NET_WORKDIR

@@ -20,7 +20,7 @@
 require_vm
 require_cmd dmsetup losetup cmp blockdev
 helper_is_daemon || tap_skip_all "needs remote-cowd; the helper is $(helper_name)"
-modprobe dm-delay 2>/dev/null || tap_skip_all "no dm-delay in this kernel"
+require_dm_target delay
 tap_plan 16
 
 EXT=128				# 64 KiB extents

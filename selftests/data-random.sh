@@ -26,7 +26,7 @@ NAME="rc-data-random"
 dev=/dev/mapper/$NAME
 SEED=${DATA_RANDOM_SEED:-20261122}
 
-[ -x "$RCOW_HELPER" ] || tap_skip_all "$RCOW_HELPER is not built (make)"
+require_built "$RCOW_HELPER"
 load_module || tap_bail "cannot load $RC_MODULE"
 net_tmpdir
 tmp=$NET_WORKDIR

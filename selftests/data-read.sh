@@ -22,7 +22,7 @@ tap_plan 37
 NAME="rc-data-read"
 dev=/dev/mapper/$NAME
 
-[ -x "$RCOW_HELPER" ] || tap_skip_all "$RCOW_HELPER is not built (make)"
+require_built "$RCOW_HELPER"
 load_module || tap_bail "cannot load $RC_MODULE"
 net_tmpdir
 tmp=$NET_WORKDIR

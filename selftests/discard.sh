@@ -31,8 +31,7 @@ NR=$((LEN / EXT))
 NL=$RC_TREE/selftests/progs/rcow-nl
 dev=/dev/mapper/$NAME
 
-{ [ -x "$RCOW_HELPER" ] && [ -x "$NL" ]; } ||
-	tap_skip_all "selftests/progs are not built (make)"
+require_built "$RCOW_HELPER" "$NL"
 load_module || tap_bail "cannot load $RC_MODULE"
 net_tmpdir
 tmp=$NET_WORKDIR

@@ -23,8 +23,9 @@
 # nothing here touches any other interface.
 #
 # The helper that answers faults is $RCOW_HELPER: the daemon
-# userspace/remote-cowd when it is built, else the selftests' rcow-fill.
-# Set RCOW_HELPER=<path> to force one.
+# userspace/remote-cowd (built by make; a test whose helper is not built
+# fails), or whatever RCOW_HELPER=<path> names, e.g. the selftests'
+# rcow-fill to run the tests that apply to it.
 
 NET_NS=${NET_NS:-rcow-srv}		# the server's network namespace
 NET_HOST_IF=${NET_HOST_IF:-rcow-h0}	# veth end in the root namespace
@@ -38,15 +39,10 @@ NET_SERVER=${NET_SERVER:-nbdkit}	# nbdkit | qemu-nbd
 _RC_TREE_NET=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 
 # ---------------------------------------------------------------------------
-# The helper: one line to switch.  remote-cowd when built, else rcow-fill.
+# The helper: one line to switch.  remote-cowd unless RCOW_HELPER says
+# otherwise; never a silent fallback to rcow-fill when it is not built.
 # ---------------------------------------------------------------------------
-if [ -z "${RCOW_HELPER:-}" ]; then
-	if [ -x "$_RC_TREE_NET/userspace/remote-cowd" ]; then
-		RCOW_HELPER=$_RC_TREE_NET/userspace/remote-cowd
-	else
-		RCOW_HELPER=$_RC_TREE_NET/selftests/progs/rcow-fill
-	fi
-fi
+RCOW_HELPER=${RCOW_HELPER:-$_RC_TREE_NET/userspace/remote-cowd}
 
 HELPER_PID=
 HELPER_STATS=
@@ -67,6 +63,10 @@ helper_is_daemon() {
 # ready (10 s).  Sets HELPER_PID, HELPER_STATS, HELPER_LOG.  Stopped at exit.
 helper_start() {
 	local dir i args=()
+	if [ ! -x "$RCOW_HELPER" ]; then
+		echo "helper $RCOW_HELPER is not built (make)" >&2
+		return 1
+	fi
 	dir=${NET_WORKDIR:-$(test_tmpdir)}
 	_helper_n=$((_helper_n + 1))
 	HELPER_READY=$dir/helper.$_helper_n.ready
@@ -410,7 +410,7 @@ check_bg_sha256() {
 
 # use_rcow_fill: the helper is the synchronous test helper rcow-fill
 # ($RCOW_FILL, else selftests/progs/rcow-fill), whatever else is built; the
-# whole test is skipped when it is not built.
+# test fails (Bail out!) when it is not built.
 use_rcow_fill() {
 	RCOW_HELPER=${RCOW_FILL:-$_RC_TREE_NET/selftests/progs/rcow-fill}
 	require_built "$RCOW_HELPER"

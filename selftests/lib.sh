@@ -164,18 +164,45 @@ require_vm() {	# the selftests load modules and create devices: VM only
 	[ "$(id -u)" -eq 0 ] || tap_skip_all "needs root"
 }
 
-require_cmd() {	# require_cmd <program...>
+# A test whose tool or kernel module is missing FAILS (Bail out!), it never
+# skips: a skipped test looks like a passed one in a long run, and every
+# tool and module the tests use is installed by scripts/install-deps.sh or
+# is in Debian's kernel.  Skips are only for variants that do not apply
+# (e.g. helper_is_daemon) and for running outside the VM.
+
+require_cmd() {	# require_cmd <program...>: installed tools
 	local c
 	for c in "$@"; do
-		command -v "$c" >/dev/null 2>&1 || tap_skip_all "$c not installed"
+		command -v "$c" >/dev/null 2>&1 ||
+			tap_bail "missing tool: $c is not installed (scripts/install-deps.sh)"
 	done
 }
 
 require_built() {	# require_built <file...>: programs of this tree, built by make
 	local f
 	for f in "$@"; do
-		[ -x "$f" ] || tap_skip_all "$f is not built (make)"
+		[ -x "$f" ] || tap_bail "missing program: $f is not built (make)"
 	done
+}
+
+# require_module <module...>: kernel modules that must load (modprobe).
+require_module() {
+	local m out
+	for m in "$@"; do
+		out=$(modprobe "$m" 2>&1) ||
+			tap_bail "missing kernel module: modprobe $m failed${out:+: $out}"
+	done
+}
+
+# require_dm_target <target> [module]: a device-mapper target, loading its
+# module (dm-<target> by default) when it is not registered yet.
+require_dm_target() {
+	local t=$1 m=${2:-dm-$1} out
+	dmsetup targets 2>/dev/null | grep -q "^$t " && return 0
+	out=$(modprobe "$m" 2>&1) ||
+		tap_bail "missing kernel module: modprobe $m (device-mapper target $t) failed${out:+: $out}"
+	dmsetup targets 2>/dev/null | grep -q "^$t " ||
+		tap_bail "missing device-mapper target: $t is not registered after modprobe $m"
 }
 
 # A scratch directory on the VM's tmpfs, removed at exit.

@@ -32,7 +32,7 @@ EXT=128
 BASE_BYTES=$((4 << 20))
 LEN=$((BASE_BYTES / 512))	# 8192 sectors, 64 extents
 
-[ -x "$RCOW_HELPER" ] || tap_skip_all "$RCOW_HELPER is not built (make)"
+require_built "$RCOW_HELPER"
 load_module || tap_bail "cannot load $RC_MODULE"
 net_tmpdir
 tmp=$NET_WORKDIR
@@ -225,7 +225,7 @@ under_cow() {
 	dm_remove rc-te-lower
 }
 at_exit "dm_remove rc-te-lower"
-modprobe dm-flakey 2>/dev/null
+require_dm_target flakey
 sum0=$(cow_sum)
 under_cow "COW device whose reads fail (dm-error)" "0 $cow_sectors error" \
 	"Cannot read the COW superblock"

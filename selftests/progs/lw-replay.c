@@ -16,8 +16,12 @@
  *
  * The selftests use this to rebuild the content a device had at every
  * flush point of a workload (crash-consistency.sh).  Entries are numbered
- * from 0 in log order.
+ * from 0 in log order.  --unflushed-below rebuilds what a disk that kept
+ * only some of the writes of the last flush epoch could hold, and digest
+ * fingerprints the extents of a device or image in one process (cheap
+ * under emulation, where every process costs).
  */
+#define _GNU_SOURCE		/* O_DIRECT */
 #define _POSIX_C_SOURCE 200809L
 #define _FILE_OFFSET_BITS 64
 
@@ -73,11 +77,17 @@ struct lw_entry {
 
 static bool verbose;
 static bool skip_discards;
+static bool have_below;
+static uint64_t unflushed_below;	/* 512-byte sectors */
+static bool have_size;
+static uint64_t fresh_size;		/* bytes */
 
 static const char synopsis[] =
 "usage: lw-replay [OPTIONS] info|list|points LOG\n"
 "       lw-replay [OPTIONS] find-mark LOG NAME\n"
 "       lw-replay [OPTIONS] replay LOG TARGET [--to N | --to-mark NAME]\n"
+"       lw-replay digest FILE --chunk BYTES [--offset BYTES] [--length BYTES]\n"
+"                 [--direct] [--first-number N]\n"
 "       lw-replay --help\n";
 
 static void usage(FILE *f)
@@ -92,6 +102,8 @@ static void usage(FILE *f)
 "    lw-replay [OPTIONS] points LOG\n"
 "    lw-replay [OPTIONS] find-mark LOG NAME\n"
 "    lw-replay [OPTIONS] replay LOG TARGET [--to N | --to-mark NAME]\n"
+"    lw-replay digest FILE --chunk BYTES [--offset BYTES] [--length BYTES]\n"
+"              [--direct] [--first-number N]\n"
 "\n"
 "DESCRIPTION\n"
 "    LOG is the log device (or a copy of it in a file) of a dm-log-writes\n"
@@ -116,12 +128,33 @@ static void usage(FILE *f)
 "                which should start zeroed), from the first up to and\n"
 "                including entry N (--to) or the mark NAME (--to-mark);\n"
 "                all of them by default\n"
+"    digest      (no log) one line per CHUNK bytes of FILE from --offset\n"
+"                (0) for --length bytes (to the end): NUMBER DIGEST, the\n"
+"                chunks numbered from --first-number (0) and DIGEST 16\n"
+"                hex digits of a 64-bit hash of the chunk's bytes (not\n"
+"                cryptographic: it tells contents apart, it does not\n"
+"                resist forgery)\n"
 "\n"
 "OPTIONS\n"
 "    --to N           last entry to replay\n"
 "    --to-mark NAME   replay up to and including the mark NAME\n"
 "    --skip-discards  leave discarded ranges as they are (default: write\n"
 "                     zeroes over them, as a discard that zeroes would)\n"
+"    --unflushed-below SECTOR\n"
+"                     replay: of the entries after the last FLUSH entry\n"
+"                     before the final one (the writes of the last flush\n"
+"                     epoch, which a disk may still lose or reorder), apply\n"
+"                     only what lies below SECTOR (512-byte units), e.g. a\n"
+"                     device's metadata area: the state of a disk that kept\n"
+"                     the epoch's metadata writes and lost its data writes.\n"
+"                     FUA entries of the epoch above SECTOR are dropped too.\n"
+"                     A FLUSH entry's own data counts as flushed by it.\n"
+"    --size BYTES     replay: TARGET is a file (made if missing); empty it\n"
+"                     and make it BYTES long (zeroes) before replaying\n"
+"    --chunk, --offset, --length BYTES   digest: the geometry\n"
+"    --direct         digest: read FILE with O_DIRECT (a device: no page\n"
+"                     cache between the reader and the device)\n"
+"    --first-number N digest: the number of the first chunk (0)\n"
 "    -v, --verbose    replay: print each entry applied, on stderr\n"
 "    -h, --help       this text\n"
 "\n"
@@ -425,21 +458,82 @@ static int copy_range(struct lw_log *lg, int fd, uint64_t from, uint64_t to, uin
 	return 0;
 }
 
+/*
+ * For --unflushed-below: the number of the last FLUSH entry before the
+ * final entry to replay (--to N, --to-mark NAME or the last one) in *cut,
+ * *have_cut false when there is none.  Leaves the log at its first entry.
+ * Returns 0, or -1 on a bad log.
+ */
+static int find_cut(struct lw_log *lg, bool have_to, uint64_t to, const char *to_mark,
+		    bool *have_cut, uint64_t *cut)
+{
+	static struct lw_entry e;
+	bool last_flush = false;
+	uint64_t last_flush_index = 0;
+	int r;
+
+	*have_cut = false;
+	while ((r = log_next(lg, &e)) > 0) {
+		bool final = (have_to && e.index == to) ||
+			     (to_mark && (e.flags & LW_MARK) && !strcmp(e.mark, to_mark));
+
+		if (have_to && e.index > to)
+			break;
+		/* The final entry's own flush does not count: it is the point. */
+		if (final)
+			break;
+		if (e.flags & LW_FLUSH) {
+			last_flush = true;
+			last_flush_index = e.index;
+		}
+	}
+	if (r < 0)
+		return -1;
+	*have_cut = last_flush;
+	*cut = last_flush_index;
+	lg->pos = lg->bsize;
+	lg->index = 0;
+	return 0;
+}
+
 static int cmd_replay(struct lw_log *lg, const char *target, bool have_to, uint64_t to,
 		      const char *to_mark)
 {
 	static struct lw_entry e;
-	uint64_t tsize, applied = 0;
-	bool is_blk, found = false;
+	uint64_t tsize, applied = 0, cut = 0, clipped = 0;
+	bool is_blk, found = false, have_cut = false;
 	int fd, r, ret = 1;
 
-	fd = open(target, O_WRONLY | O_CLOEXEC);
+	if (have_below && find_cut(lg, have_to, to, to_mark, &have_cut, &cut))
+		return 1;
+	if (verbose && have_below) {
+		if (have_cut)
+			fprintf(stderr, "lw-replay: entries after %" PRIu64 " only below sector %" PRIu64 "\n",
+				cut, unflushed_below);
+		else
+			fprintf(stderr, "lw-replay: no FLUSH entry: every entry only below sector %" PRIu64 "\n",
+				unflushed_below);
+	}
+
+	fd = open(target, O_WRONLY | O_CLOEXEC | (have_size ? O_CREAT : 0), 0644);
 	if (fd < 0) {
 		fprintf(stderr, "lw-replay: cannot open the target %s: %s\n", target, strerror(errno));
 		return 1;
 	}
 	if (fd_size(fd, target, &tsize, &is_blk))
 		goto out;
+	if (have_size) {
+		if (is_blk) {
+			fprintf(stderr, "lw-replay: --size: %s is a block device, not a file\n", target);
+			goto out;
+		}
+		if (ftruncate(fd, 0) || ftruncate(fd, (off_t)fresh_size)) {
+			fprintf(stderr, "lw-replay: cannot size %s to %" PRIu64 " bytes: %s\n",
+				target, fresh_size, strerror(errno));
+			goto out;
+		}
+		tsize = fresh_size;
+	}
 
 	while ((r = log_next(lg, &e)) > 0) {
 		uint64_t off = e.sector * lg->bsize;
@@ -455,7 +549,15 @@ static int cmd_replay(struct lw_log *lg, const char *target, bool have_to, uint6
 				e.index, flags, to_512(lg, e.sector), to_512(lg, e.nr_sectors),
 				e.mark[0] ? " mark " : "", e.mark);
 		}
-		if (len && is_blk && off + len > tsize) {
+		if (have_below && (!have_cut || e.index > cut) && len) {
+			uint64_t below = unflushed_below * 512;
+			uint64_t keep = off >= below ? 0 : (below - off < len ? below - off : len);
+
+			if (keep != len)
+				clipped++;
+			len = keep;
+		}
+		if (len && (is_blk || have_size) && off + len > tsize) {
 			fprintf(stderr, "lw-replay: entry %" PRIu64 " writes bytes %" PRIu64 "..%" PRIu64 " past the end of %s (%" PRIu64 " bytes)\n",
 				e.index, off, off + len, target, tsize);
 			goto out;
@@ -494,13 +596,90 @@ static int cmd_replay(struct lw_log *lg, const char *target, bool have_to, uint6
 		goto out;
 	}
 	if (verbose)
-		fprintf(stderr, "lw-replay: %" PRIu64 " entries replayed onto %s\n", applied, target);
+		fprintf(stderr, "lw-replay: %" PRIu64 " entries replayed onto %s (%" PRIu64 " clipped or left out)\n",
+			applied, target, clipped);
 	ret = 0;
 out:
 	if (close(fd) && !ret) {
 		fprintf(stderr, "lw-replay: close %s: %s\n", target, strerror(errno));
 		ret = 1;
 	}
+	return ret;
+}
+
+/*
+ * A 64-bit hash of a chunk: words of 8 bytes (little-endian) mixed in with
+ * a multiply and shift per word, the length folded in last.  Enough to
+ * tell the contents of extents apart in a test; not cryptographic.
+ */
+static uint64_t chunk_hash(const unsigned char *p, size_t len)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL, w;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		w = get_le64(p + i);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	for (; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	h ^= (uint64_t)len;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 29;
+	return h;
+}
+
+static int cmd_digest(const char *path, uint64_t offset, bool have_length, uint64_t length,
+		      uint64_t chunk, bool direct, uint64_t first_number)
+{
+	unsigned char *buf = NULL;
+	uint64_t size, n, i;
+	bool is_blk;
+	int fd, ret = 1;
+
+	if (!chunk || chunk > (64U << 20)) {
+		fprintf(stderr, "lw-replay: digest: --chunk must be 1 byte to 64 MiB\n");
+		return EXIT_USAGE;
+	}
+	if (direct && (chunk % 4096 || offset % 4096)) {
+		fprintf(stderr, "lw-replay: digest: --direct needs --chunk and --offset in 4096-byte units\n");
+		return EXIT_USAGE;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+	if (fd < 0) {
+		fprintf(stderr, "lw-replay: cannot open %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (fd_size(fd, path, &size, &is_blk))
+		goto out;
+	if (offset > size) {
+		fprintf(stderr, "lw-replay: %s: --offset %" PRIu64 " beyond its %" PRIu64 " bytes\n",
+			path, offset, size);
+		goto out;
+	}
+	if (!have_length)
+		length = size - offset;
+	if (length > size - offset || length % chunk) {
+		fprintf(stderr, "lw-replay: %s: %" PRIu64 " bytes from %" PRIu64 " are not whole chunks of %" PRIu64 " inside its %" PRIu64 " bytes\n",
+			path, length, offset, chunk, size);
+		goto out;
+	}
+	if (posix_memalign((void **)&buf, 4096, (size_t)chunk)) {
+		fprintf(stderr, "lw-replay: out of memory\n");
+		goto out;
+	}
+	n = length / chunk;
+	for (i = 0; i < n; i++) {
+		if (read_full(fd, buf, (size_t)chunk, offset + i * chunk, path))
+			goto out;
+		printf("%" PRIu64 " %016" PRIx64 "\n", first_number + i,
+		       chunk_hash(buf, (size_t)chunk));
+	}
+	ret = 0;
+out:
+	free(buf);
+	close(fd);
 	return ret;
 }
 
@@ -523,8 +702,8 @@ int main(int argc, char **argv)
 {
 	const char *to_mark = NULL, *cmd, *pos[3];
 	struct lw_log lg;
-	bool have_to = false;
-	uint64_t to = 0;
+	bool have_to = false, have_length = false, direct = false, digest_opts = false;
+	uint64_t to = 0, chunk = 0, offset = 0, length = 0, first_number = 0;
 	int npos = 0, i, ret;
 
 	for (i = 1; i < argc; i++) {
@@ -537,6 +716,43 @@ int main(int argc, char **argv)
 			verbose = true;
 		} else if (!strcmp(a, "--skip-discards")) {
 			skip_discards = true;
+		} else if (!strcmp(a, "--direct")) {
+			direct = true;
+			digest_opts = true;
+		} else if (!strcmp(a, "--unflushed-below") || !strcmp(a, "--size") ||
+			   !strcmp(a, "--chunk") || !strcmp(a, "--first-number") ||
+			   !strcmp(a, "--offset") || !strcmp(a, "--length")) {
+			uint64_t v;
+
+			if (i + 1 >= argc) {
+				fprintf(stderr, "lw-replay: %s needs a value\n", a);
+				return EXIT_USAGE;
+			}
+			if (!parse_u64(argv[++i], &v)) {
+				fprintf(stderr, "lw-replay: %s: '%s' is not a number\n", a, argv[i]);
+				return EXIT_USAGE;
+			}
+			if (!strcmp(a, "--unflushed-below")) {
+				have_below = true;
+				unflushed_below = v;
+				continue;
+			}
+			if (!strcmp(a, "--size")) {
+				have_size = true;
+				fresh_size = v;
+				continue;
+			}
+			digest_opts = true;
+			if (!strcmp(a, "--chunk")) {
+				chunk = v;
+			} else if (!strcmp(a, "--first-number")) {
+				first_number = v;
+			} else if (!strcmp(a, "--offset")) {
+				offset = v;
+			} else {
+				length = v;
+				have_length = true;
+			}
 		} else if (!strcmp(a, "--to") || !strcmp(a, "--to-mark")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "lw-replay: %s needs a value\n", a);
@@ -570,6 +786,26 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	cmd = pos[0];
+	if (!strcmp(cmd, "digest")) {
+		if (npos != 2 || have_to || to_mark || have_below || have_size || skip_discards) {
+			fputs(synopsis, stderr);
+			return EXIT_USAGE;
+		}
+		ret = cmd_digest(pos[1], offset, have_length, length, chunk, direct, first_number);
+		if (fflush(stdout) && !ret) {
+			fprintf(stderr, "lw-replay: writing the output: %s\n", strerror(errno));
+			ret = 1;
+		}
+		return ret;
+	}
+	if (digest_opts) {
+		fprintf(stderr, "lw-replay: --chunk, --offset, --length, --direct and --first-number apply to digest only\n");
+		return EXIT_USAGE;
+	}
+	if ((have_below || have_size) && strcmp(cmd, "replay")) {
+		fprintf(stderr, "lw-replay: --unflushed-below and --size apply to replay only\n");
+		return EXIT_USAGE;
+	}
 	if (have_to && to_mark) {
 		fprintf(stderr, "lw-replay: give --to or --to-mark, not both\n");
 		return EXIT_USAGE;
