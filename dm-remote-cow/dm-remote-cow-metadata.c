@@ -917,6 +917,22 @@ bool rcow_md_was_formatted(struct rcow_metadata *md)
 	return md->formatted;
 }
 
+u64 rcow_md_next_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		     u64 from)
+{
+	if (from >= md->nr_extents)
+		return md->nr_extents;
+	return find_next_bit(md->bits[b], md->nr_extents, from);
+}
+
+u64 rcow_md_next_clear(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		       u64 from)
+{
+	if (from >= md->nr_extents)
+		return md->nr_extents;
+	return find_next_zero_bit(md->bits[b], md->nr_extents, from);
+}
+
 bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		  u64 extent)
 {

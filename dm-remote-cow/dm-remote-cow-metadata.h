@@ -87,6 +87,15 @@ bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
 /* Set a bit; true if it was clear.  Atomic, callable from any context. */
 bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		 u64 extent);
+/*
+ * The first extent from @from on whose bit in @b is set (next_set) or
+ * clear (next_clear); the number of extents if there is none.  Lockless,
+ * like rcow_md_test().
+ */
+u64 rcow_md_next_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		     u64 from);
+u64 rcow_md_next_clear(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		       u64 from);
 /* True once the extent's PRESENT bit is on disk. */
 bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent);
 u64 rcow_md_count(struct rcow_metadata *md, enum remote_cow_bitmap b);

@@ -403,6 +403,7 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 	[RCOW_A_COOKIE]		= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_STATUS]		= NLA_POLICY_MAX(NLA_U32, MAX_ERRNO),
 	[RCOW_A_BITMAP]		= NLA_POLICY_MAX(NLA_U32, RCOW_NR_BITMAPS - 1),
+	[RCOW_A_RUN_LENGTH]	= { .type = NLA_REJECT },
 };
 
 static int need_attrs(struct genl_info *info, const int *attrs, int n)
@@ -735,6 +736,96 @@ free:
 	return r;
 }
 
+/*
+ * The runs of set bits of a bitmap, one message each: the iterator that
+ * snapshot commit and migration use instead of bit-by-bit pages.  Dump
+ * state: cb->args[0] device id, [1] bitmap, [2] next extent to look at,
+ * [3] set once the request was parsed.
+ */
+static int put_run(struct sk_buff *skb, struct netlink_callback *cb,
+		   u32 id, u32 bitmap, u64 first, u64 len)
+{
+	void *hdr;
+
+	hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid, cb->nlh->nlmsg_seq,
+			  &rcow_family, NLM_F_MULTI, RCOW_CMD_GET_RUNS);
+	if (!hdr)
+		return -EMSGSIZE;
+	if (nla_put_u32(skb, RCOW_A_DEV_ID, id) ||
+	    nla_put_u32(skb, RCOW_A_BITMAP, bitmap) ||
+	    nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, first, RCOW_A_PAD) ||
+	    nla_put_u64_64bit(skb, RCOW_A_RUN_LENGTH, len, RCOW_A_PAD)) {
+		genlmsg_cancel(skb, hdr);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+	return 0;
+}
+
+static int runs_start(struct netlink_callback *cb)
+{
+	struct nlattr *tb[RCOW_A_MAX + 1];
+	int r;
+
+	r = genlmsg_parse(cb->nlh, &rcow_family, tb, RCOW_A_MAX,
+			  rcow_nl_policy, cb->extack);
+	if (r)
+		return r;
+	if (!tb[RCOW_A_DEV_ID] || !tb[RCOW_A_BITMAP]) {
+		NL_SET_ERR_MSG(cb->extack, "GET_RUNS needs DEV_ID and BITMAP");
+		return -EINVAL;
+	}
+	cb->args[0] = nla_get_u32(tb[RCOW_A_DEV_ID]);
+	cb->args[1] = nla_get_u32(tb[RCOW_A_BITMAP]);
+	cb->args[2] = tb[RCOW_A_FIRST_EXTENT] ?
+		      nla_get_u64(tb[RCOW_A_FIRST_EXTENT]) : 0;
+	cb->args[3] = 1;
+	return 0;
+}
+
+static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	bool first_call = !cb->args[3];
+	struct rcow *rc;
+	u64 e, end;
+	u32 b;
+	int r;
+
+	if (first_call) {
+		r = runs_start(cb);
+		if (r)
+			return r;
+	}
+	b = cb->args[1];
+	mutex_lock(&rcow_nl_lock);
+	rc = find_device(cb->args[0]);
+	if (!rc) {
+		mutex_unlock(&rcow_nl_lock);
+		if (!first_call)
+			return 0;	/* gone meanwhile: the dump ends */
+		NL_SET_ERR_MSG(cb->extack, "no remote-cow device with this id");
+		return -ENODEV;
+	}
+	if (first_call && cb->args[2] >= rc->nr_extents) {
+		mutex_unlock(&rcow_nl_lock);
+		NL_SET_ERR_MSG(cb->extack, "first extent beyond the end of the device");
+		return -ERANGE;
+	}
+	for (e = cb->args[2]; e < rc->nr_extents; e = end) {
+		e = rcow_md_next_set(rc->md, b, e);
+		if (e >= rc->nr_extents)
+			break;
+		end = rcow_md_next_clear(rc->md, b, e);
+		if (put_run(skb, cb, rc->id, b, e, end - e))
+			break;
+		cb->args[2] = end;
+	}
+	if (e >= rc->nr_extents)
+		cb->args[2] = rc->nr_extents;
+	mutex_unlock(&rcow_nl_lock);
+	return skb->len;
+}
+
 static const struct genl_small_ops rcow_nl_ops[] = {
 	{
 		.cmd = RCOW_CMD_REGISTER,
@@ -771,6 +862,11 @@ static const struct genl_small_ops rcow_nl_ops[] = {
 		.cmd = RCOW_CMD_QUIESCE_DONE,
 		.flags = GENL_ADMIN_PERM,
 		.doit = rcow_nl_quiesce_done,
+	},
+	{
+		.cmd = RCOW_CMD_GET_RUNS,
+		.flags = GENL_ADMIN_PERM,
+		.dumpit = rcow_nl_dump_runs,
 	},
 };
 

@@ -109,6 +109,14 @@ enum remote_cow_cmd {
 	RCOW_CMD_QUIESCE,
 	/* helper -> kernel.  DEV_ID, COOKIE of the QUIESCE it answers. */
 	RCOW_CMD_QUIESCE_DONE,
+	/*
+	 * helper -> kernel, dump only.  DEV_ID, BITMAP, optional
+	 * FIRST_EXTENT (where to start, default 0).  One reply per run of
+	 * set bits, in extent order: DEV_ID, BITMAP, FIRST_EXTENT,
+	 * RUN_LENGTH.  The bits are read as the dump goes: bits that change
+	 * meanwhile may or may not be seen.
+	 */
+	RCOW_CMD_GET_RUNS,
 
 	__RCOW_CMD_MAX,
 };
@@ -139,6 +147,7 @@ enum remote_cow_attr {
 				 */
 	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
 	RCOW_A_FLAGS,		/* u32: RCOW_DEV_F_* (in GET_DEVICE) */
+	RCOW_A_RUN_LENGTH,	/* u64: extents in a run (GET_RUNS) */
 
 	__RCOW_A_MAX,
 };

@@ -12,6 +12,7 @@
  *     fill-done DEV_ID COOKIE FIRST STATUS
  *     hydrate DEV_ID FIRST COUNT      prints queued=N
  *     get-bitmap DEV_ID BITMAP FIRST  prints first=F count=C bits=0110...
+ *     runs DEV_ID BITMAP [FIRST]      dump: one line "FIRST+COUNT" per run
  *     listen [COUNT [TIMEOUT_MS]]     register and print COUNT events
  *     quiesce-done DEV_ID COOKIE
  *     session                         read commands from stdin, one a line,
@@ -56,7 +57,8 @@ static void usage(FILE *f)
 		"usage: rcow-nl [--drop-caps] COMMAND [ARGS]\n"
 		"  family | register [HOLD_S] | unregister | devices | device DEV_ID\n"
 		"  fill-done DEV_ID COOKIE FIRST STATUS | hydrate DEV_ID FIRST COUNT\n"
-		"  get-bitmap DEV_ID BITMAP FIRST | listen [COUNT [TIMEOUT_MS]]\n"
+		"  get-bitmap DEV_ID BITMAP FIRST | runs DEV_ID BITMAP [FIRST]\n"
+		"  listen [COUNT [TIMEOUT_MS]]\n"
 		"  quiesce-done DEV_ID COOKIE | session (commands from stdin, one socket)\n"
 		"  raw [--dump] CMD [ATTR:TYPE[:VALUE]]...   TYPE: u8 u16 u32 u64 str bytes hex empty\n"
 		"Exit status: 0 accepted, 1 refused by the kernel, 2 usage, 3 local failure.\n");
@@ -294,6 +296,13 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 	return 0;
 }
 
+static int print_run(const struct rcow_run *run, void *data)
+{
+	(void)data;
+	printf("%llu+%llu\n", (unsigned long long)run->first, (unsigned long long)run->count);
+	return 0;
+}
+
 static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 {
 	const char *c = argv[0];
@@ -351,6 +360,20 @@ static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 		NUM(argv[4], 0xffffffffull, &d);
 		f = (struct rcow_fault){ .dev_id = (uint32_t)a, .cookie = b, .first = e };
 		return rcow_nl_fill_done(nl, &f, (uint32_t)d, &err) ? fail(nl, &err) : 0;
+	}
+	if (!strcmp(c, "runs")) {
+		int bm;
+
+		if (argc != 3 && argc != 4) {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+		NUM(argv[1], 0xffffffffull, &a);
+		bm = rcow_bitmap_from_name(argv[2]);
+		if (argc == 4)
+			NUM(argv[3], ~0ull, &e);
+		r = rcow_nl_dump_runs(nl, (uint32_t)a, (uint32_t)bm, e, print_run, NULL, &err);
+		return r ? fail(nl, &err) : 0;
 	}
 	if (!strcmp(c, "quiesce-done")) {
 		struct rcow_quiesce q;
@@ -460,7 +483,7 @@ static bool known_command(const char *c)
 {
 	static const char *const names[] = {
 		"family", "register", "unregister", "devices", "device", "fill-done",
-		"hydrate", "get-bitmap", "listen", "raw", "quiesce-done", "session",
+		"hydrate", "get-bitmap", "runs", "listen", "raw", "quiesce-done", "session",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)

@@ -31,6 +31,7 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_HYDRATE_CTL] = "HYDRATE_CTL",
 	[RCOW_CMD_QUIESCE] = "QUIESCE",
 	[RCOW_CMD_QUIESCE_DONE] = "QUIESCE_DONE",
+	[RCOW_CMD_GET_RUNS] = "GET_RUNS",
 };
 
 static const char *const attr_names[] = {
@@ -55,6 +56,7 @@ static const char *const attr_names[] = {
 	[RCOW_A_HYDRATE_RATE] = "hydrate_rate",
 	[RCOW_A_PRESENT] = "present",
 	[RCOW_A_FLAGS] = "flags",
+	[RCOW_A_RUN_LENGTH] = "run_length",
 };
 
 static const char *const bitmap_names[] = {
@@ -240,6 +242,31 @@ struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, u
 	return nlh;
 }
 
+struct nlmsghdr *rcow_msg_get_runs(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				   uint32_t bitmap, uint64_t first)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_GET_RUNS, NLM_F_DUMP, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_BITMAP, bitmap) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_run(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+			      uint32_t bitmap, const struct rcow_run *run)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_GET_RUNS, NLM_F_MULTI, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_BITMAP, bitmap) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, run->first) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_RUN_LENGTH, run->count))
+		return NULL;
+	return nlh;
+}
+
 struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq,
 				const struct rcow_fault *f)
 {
@@ -335,6 +362,7 @@ static const struct {
 	[RCOW_A_HYDRATE_RATE] = { K_U32, 0 },
 	[RCOW_A_PRESENT] = { K_U64, 0 },
 	[RCOW_A_FLAGS] = { K_U32, 0 },
+	[RCOW_A_RUN_LENGTH] = { K_U64, 0 },
 };
 
 struct attrs {
@@ -552,6 +580,25 @@ int rcow_msg_parse_hydrate_reply(const struct nlmsghdr *nlh, uint32_t *queued,
 	if (r)
 		return r;
 	*queued = u32_of(&at, RCOW_A_EXTENT_COUNT);
+	return 0;
+}
+
+int rcow_msg_parse_run(const struct nlmsghdr *nlh, struct rcow_run *run, struct rcow_err *err)
+{
+	static const int list[] = { RCOW_A_FIRST_EXTENT, RCOW_A_RUN_LENGTH, 0 };
+	struct attrs at;
+	int r;
+
+	r = parse_attrs(nlh, &at, err);
+	if (!r)
+		r = need(&at, "GET_RUNS reply", list, err);
+	if (r)
+		return r;
+	run->first = u64_of(&at, RCOW_A_FIRST_EXTENT);
+	run->count = u64_of(&at, RCOW_A_RUN_LENGTH);
+	if (run->count == 0 || run->first + run->count < run->first)
+		return rcow_err_set(err, EPROTO, "GET_RUNS reply with an empty or overflowing run %llu+%llu",
+				    (unsigned long long)run->first, (unsigned long long)run->count);
 	return 0;
 }
 

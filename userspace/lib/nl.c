@@ -401,6 +401,36 @@ int rcow_nl_dump_devices(struct rcow_nl *nl,
 				device_cb, &ctx, err);
 }
 
+struct runs_ctx {
+	int (*cb)(const struct rcow_run *run, void *data);
+	void *data;
+	struct rcow_err *err;
+};
+
+static int run_cb(const struct nlmsghdr *m, void *data)
+{
+	struct runs_ctx *ctx = data;
+	struct rcow_run run;
+	int r;
+
+	r = rcow_msg_parse_run(m, &run, ctx->err);
+	if (r) {
+		rcow_err_prefix(ctx->err, "bad run record from the kernel");
+		return r;
+	}
+	return ctx->cb(&run, ctx->data);
+}
+
+int rcow_nl_dump_runs(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uint64_t first,
+		      int (*cb)(const struct rcow_run *run, void *data), void *data,
+		      struct rcow_err *err)
+{
+	struct runs_ctx ctx = { cb, data, err };
+
+	return rcow_nl_transact(nl, rcow_msg_get_runs(nl->sbuf, nl->family, 0, dev_id, bitmap, first),
+				run_cb, &ctx, err);
+}
+
 int rcow_nl_get_device(struct rcow_nl *nl, uint32_t dev_id, struct rcow_device_info *d,
 		       struct rcow_err *err)
 {

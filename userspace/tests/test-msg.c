@@ -89,6 +89,25 @@ static void test_requests(struct tap *t, void *buf)
 		tap_ok(t, attrs_of(nlh, RCOW_CMD_QUIESCE_DONE, &tb) && tb.count == 2 &&
 			  u32_is(&tb, RCOW_A_DEV_ID, 7) && u64_is(&tb, RCOW_A_COOKIE, 99),
 		       "QUIESCE_DONE carries DEV_ID u32, COOKIE u64");
+		struct rcow_run run = { 1ull << 40, 3 }, got;
+
+		nlh = rcow_msg_get_runs(buf, FAM, 14, 7, RCOW_BITMAP_WRITTEN, 64);
+		tap_ok(t, attrs_of(nlh, RCOW_CMD_GET_RUNS, &tb) && tb.count == 3 &&
+			  (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP &&
+			  u32_is(&tb, RCOW_A_DEV_ID, 7) && u32_is(&tb, RCOW_A_BITMAP, RCOW_BITMAP_WRITTEN) &&
+			  u64_is(&tb, RCOW_A_FIRST_EXTENT, 64),
+		       "GET_RUNS is a dump with DEV_ID, BITMAP, FIRST_EXTENT");
+		nlh = rcow_msg_run(buf, FAM, 15, 7, RCOW_BITMAP_WRITTEN, &run);
+		tap_ok(t, rcow_msg_parse_run(nlh, &got, &err) == 0 && got.first == run.first &&
+			  got.count == 3, "a GET_RUNS reply parses into its run");
+		run.count = 0;
+		nlh = rcow_msg_run(buf, FAM, 16, 7, RCOW_BITMAP_WRITTEN, &run);
+		tap_ok(t, rcow_msg_parse_run(nlh, &got, &err) == -EPROTO, "an empty run is refused (EPROTO)");
+		run = (struct rcow_run){ ~0ull, 2 };
+		nlh = rcow_msg_run(buf, FAM, 17, 7, RCOW_BITMAP_WRITTEN, &run);
+		tap_ok(t, rcow_msg_parse_run(nlh, &got, &err) == -EPROTO,
+		       "an overflowing run is refused (EPROTO)");
+
 		nlh = rcow_msg_quiesce(buf, FAM, 13, RCOW_CMD_QUIESCE, &q);
 		tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == 0 && ev.cmd == RCOW_CMD_QUIESCE &&
 			  ev.u.quiesce.dev_id == 7 && ev.u.quiesce.cookie == 99 &&

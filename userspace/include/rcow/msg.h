@@ -85,6 +85,12 @@ struct rcow_bitmap_chunk {
 	size_t len;
 };
 
+/* A run of set bits: extents [first, first + count). */
+struct rcow_run {
+	uint64_t first;
+	uint64_t count;
+};
+
 /* An NLMSG_ERROR (ack or refusal) with its extended ack, if any. */
 struct rcow_ack {
 	int error;		/* 0 or positive errno */
@@ -137,6 +143,9 @@ struct nlmsghdr *rcow_msg_hydrate(void *buf, uint16_t family, uint32_t seq, uint
 				  uint64_t first, uint32_t count);
 struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
 				     uint32_t bitmap, uint64_t first);
+/* GET_RUNS dump from extent first (0: the start). */
+struct nlmsghdr *rcow_msg_get_runs(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+				   uint32_t bitmap, uint64_t first);
 
 /* Kernel -> helper messages (tests, fakes). */
 struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq,
@@ -148,6 +157,8 @@ struct nlmsghdr *rcow_msg_hydrate_ctl(void *buf, uint16_t family, uint32_t seq,
 struct nlmsghdr *rcow_msg_bitmap_reply(void *buf, uint16_t family, uint32_t seq,
 				       uint64_t first, uint32_t count, const void *data, size_t len);
 struct nlmsghdr *rcow_msg_hydrate_reply(void *buf, uint16_t family, uint32_t seq, uint32_t queued);
+struct nlmsghdr *rcow_msg_run(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
+			      uint32_t bitmap, const struct rcow_run *run);
 
 /* Parsers; nlh must hold a complete message (nlmsg_len checked). */
 uint8_t rcow_msg_cmd(const struct nlmsghdr *nlh);
@@ -158,6 +169,7 @@ int rcow_msg_parse_hydrate_reply(const struct nlmsghdr *nlh, uint32_t *queued,
 				 struct rcow_err *err);
 int rcow_msg_parse_bitmap(const struct nlmsghdr *nlh, struct rcow_bitmap_chunk *c,
 			  struct rcow_err *err);
+int rcow_msg_parse_run(const struct nlmsghdr *nlh, struct rcow_run *run, struct rcow_err *err);
 int rcow_msg_parse_family(const struct nlmsghdr *nlh, uint16_t *id, struct rcow_err *err);
 int rcow_msg_parse_ack(const struct nlmsghdr *nlh, struct rcow_ack *ack, struct rcow_err *err);
 

@@ -84,6 +84,15 @@ int rcow_nl_get_bitmap(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uin
 		       struct rcow_err *err);
 
 /*
+ * The runs of set bits of a bitmap from extent first, in order, through cb
+ * (a non-zero return stops and is returned): what changed, for snapshot
+ * commit and migration, without reading the bitmap bit by bit.
+ */
+int rcow_nl_dump_runs(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uint64_t first,
+		      int (*cb)(const struct rcow_run *run, void *data), void *data,
+		      struct rcow_err *err);
+
+/*
  * Send a message built by the caller (rcow_msg_start() and friends; its
  * seq is overwritten) and wait for the ack; reply messages go to cb if not
  * NULL.  For dumps set NLM_F_DUMP in the message.
