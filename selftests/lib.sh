@@ -331,6 +331,21 @@ rc_table() {
 	fi
 }
 
+# nl_refused <desc> <ENAME> <rcow-nl args...>: one test, passed when the
+# kernel refuses the request (selftests/progs/rcow-nl exits 1) with that
+# errno.
+nl_refused() {
+	local desc=$1 err=$2 out rc
+	shift 2
+	out=$("$RC_TREE/selftests/progs/rcow-nl" "$@" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 1 ] && [[ $out == "error: $err "* ]]; then
+		tap_ok "$desc ($err)"
+	else
+		tap_not_ok "$desc ($err)" "command: rcow-nl $*" "exit $rc: $out"
+	fi
+}
+
 # ---------------------------------------------------------------------------
 # Kernel log
 # ---------------------------------------------------------------------------

@@ -76,53 +76,13 @@ cow_sum() { sha256_of "$cow"; }
 # its checksum (crc32c of bytes 4..4095, seed ~0, no final inversion,
 # xor 0x5ca1ab1e; Documentation/remote-cow.rst).
 sb_flags() {
-	python3 - "$1" "$2" <<'EOF'
-import struct, sys
-T = []
-for i in range(256):
-    c = i
-    for _ in range(8):
-        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    T.append(c)
-def crc(d):
-    c = 0xFFFFFFFF
-    for b in d:
-        c = T[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0x5CA1AB1E
-with open(sys.argv[1], "r+b") as f:
-    sb = bytearray(f.read(4096))
-    struct.pack_into("<I", sb, 12, int(sys.argv[2], 0))
-    struct.pack_into("<I", sb, 0, crc(sb[4:]))
-    f.seek(0)
-    f.write(sb)
-EOF
+	"$RC_TREE/selftests/progs/rcow-md-edit.py" sb-flags "$1" "$2"
 }
 
 # stray_bit <dev> <block> <bit>: set a bit of a bitmap block copy's words
 # and reseal it (crc32c as above, xor 0x0b175e75): valid but wrong.
 stray_bit() {
-	python3 - "$1" "$2" "$3" <<'EOF'
-import struct, sys
-T = []
-for i in range(256):
-    c = i
-    for _ in range(8):
-        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    T.append(c)
-def crc(d):
-    c = 0xFFFFFFFF
-    for b in d:
-        c = T[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0x0B175E75
-blk, bit = int(sys.argv[2]), int(sys.argv[3])
-with open(sys.argv[1], "r+b") as f:
-    f.seek(blk * 4096)
-    b = bytearray(f.read(4096))
-    b[64 + bit // 8] |= 1 << (bit % 8)
-    struct.pack_into("<I", b, 0, crc(b[4:]))
-    f.seek(blk * 4096)
-    f.write(b)
-EOF
+	"$RC_TREE/selftests/progs/rcow-md-edit.py" stray-bit "$1" "$2" "$3"
 }
 
 # newest_copy <dev> <bitmap>: the copy of block 0 `dump -v` says is used.

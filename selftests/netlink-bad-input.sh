@@ -47,20 +47,6 @@ dev=/dev/mapper/$NAME
 dm_create "$NAME" "$(rc_table "$LEN" "$cow" "$EXT" "file://$base")" ||
 	tap_bail "cannot create $NAME"
 
-# refused <desc> <ENAME> <rcow-nl args...>: the kernel refuses (rcow-nl
-# exit 1) with that errno.
-refused() {
-	local desc=$1 err=$2 out rc
-	shift 2
-	out=$("$NL" "$@" 2>&1)
-	rc=$?
-	if [ "$rc" -eq 1 ] && [[ $out == "error: $err "* ]]; then
-		tap_ok "$desc ($err)"
-	else
-		tap_not_ok "$desc ($err)" "command: rcow-nl $*" "exit $rc: $out"
-	fi
-}
-
 status_fields() {	# present/total written faults helper
 	dmsetup status "$NAME" | awk '{ print $5, $6, $7, $8 }'
 }
@@ -74,92 +60,92 @@ tap_diag "device: $line"
 BAD=$((ID + 1000))
 
 # --- without CAP_NET_ADMIN ---------------------------------------------------
-refused "REGISTER without CAP_NET_ADMIN" EPERM --drop-caps register
-refused "UNREGISTER without CAP_NET_ADMIN" EPERM --drop-caps unregister
-refused "GET_DEVICE dump without CAP_NET_ADMIN" EPERM --drop-caps devices
-refused "GET_DEVICE without CAP_NET_ADMIN" EPERM --drop-caps device "$ID"
-refused "FILL_DONE without CAP_NET_ADMIN" EPERM --drop-caps fill-done "$ID" 1 0 0
-refused "HYDRATE without CAP_NET_ADMIN" EPERM --drop-caps hydrate "$ID" 0 1
-refused "GET_BITMAP without CAP_NET_ADMIN" EPERM --drop-caps get-bitmap "$ID" present 0
+nl_refused "REGISTER without CAP_NET_ADMIN" EPERM --drop-caps register
+nl_refused "UNREGISTER without CAP_NET_ADMIN" EPERM --drop-caps unregister
+nl_refused "GET_DEVICE dump without CAP_NET_ADMIN" EPERM --drop-caps devices
+nl_refused "GET_DEVICE without CAP_NET_ADMIN" EPERM --drop-caps device "$ID"
+nl_refused "FILL_DONE without CAP_NET_ADMIN" EPERM --drop-caps fill-done "$ID" 1 0 0
+nl_refused "HYDRATE without CAP_NET_ADMIN" EPERM --drop-caps hydrate "$ID" 0 1
+nl_refused "GET_BITMAP without CAP_NET_ADMIN" EPERM --drop-caps get-bitmap "$ID" present 0
 
 # --- FILL_DONE ------------------------------------------------------------------
-refused "FILL_DONE from a socket that is not the registered helper" EPERM \
+nl_refused "FILL_DONE from a socket that is not the registered helper" EPERM \
 	fill-done "$ID" 12345 0 0
-refused "FILL_DONE for a device id that does not exist" ENODEV fill-done "$BAD" 1 0 0
-refused "FILL_DONE naming an extent past the end, not the helper" EPERM \
+nl_refused "FILL_DONE for a device id that does not exist" ENODEV fill-done "$BAD" 1 0 0
+nl_refused "FILL_DONE naming an extent past the end, not the helper" EPERM \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:777 status:u32:0 \
 	first_extent:u64:$((NR + 5)) extent_count:u32:1
-refused "QUIESCE_DONE from a socket that is not the registered helper" EPERM \
+nl_refused "QUIESCE_DONE from a socket that is not the registered helper" EPERM \
 	quiesce-done "$ID" 1
-refused "FILL_DONE with device id 0" ERANGE fill-done 0 1 0 0
-refused "FILL_DONE with cookie 0" ERANGE fill-done "$ID" 0 0 0
-refused "FILL_DONE with a status above MAX_ERRNO" ERANGE fill-done "$ID" 1 0 4096
-refused "FILL_DONE without DEV_ID" EINVAL raw fill_done cookie:u64:1 first_extent:u64:0 status:u32:0
-refused "FILL_DONE without COOKIE" EINVAL \
+nl_refused "FILL_DONE with device id 0" ERANGE fill-done 0 1 0 0
+nl_refused "FILL_DONE with cookie 0" ERANGE fill-done "$ID" 0 0 0
+nl_refused "FILL_DONE with a status above MAX_ERRNO" ERANGE fill-done "$ID" 1 0 4096
+nl_refused "FILL_DONE without DEV_ID" EINVAL raw fill_done cookie:u64:1 first_extent:u64:0 status:u32:0
+nl_refused "FILL_DONE without COOKIE" EINVAL \
 	raw fill_done dev_id:u32:"$ID" first_extent:u64:0 status:u32:0
-refused "FILL_DONE without FIRST_EXTENT" EINVAL \
+nl_refused "FILL_DONE without FIRST_EXTENT" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:1 status:u32:0
-refused "FILL_DONE without STATUS" EINVAL \
+nl_refused "FILL_DONE without STATUS" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0
-refused "FILL_DONE with DEV_ID as u64" EINVAL \
+nl_refused "FILL_DONE with DEV_ID as u64" EINVAL \
 	raw fill_done dev_id:u64:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0
-refused "FILL_DONE with DEV_ID as u16" EINVAL \
+nl_refused "FILL_DONE with DEV_ID as u16" EINVAL \
 	raw fill_done dev_id:u16:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0
-refused "FILL_DONE with an empty DEV_ID" EINVAL \
+nl_refused "FILL_DONE with an empty DEV_ID" EINVAL \
 	raw fill_done dev_id:empty cookie:u64:1 first_extent:u64:0 status:u32:0
-refused "FILL_DONE with COOKIE as u32" EINVAL \
+nl_refused "FILL_DONE with COOKIE as u32" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u32:1 first_extent:u64:0 status:u32:0
-refused "FILL_DONE with FIRST_EXTENT as u32" EINVAL \
+nl_refused "FILL_DONE with FIRST_EXTENT as u32" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u32:0 status:u32:0
-refused "FILL_DONE with STATUS as u8" EINVAL \
+nl_refused "FILL_DONE with STATUS as u8" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:u8:0
-refused "FILL_DONE with a string STATUS" EINVAL \
+nl_refused "FILL_DONE with a string STATUS" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:str:0
-refused "FILL_DONE with an attribute outside the policy (DM_NAME)" EINVAL \
+nl_refused "FILL_DONE with an attribute outside the policy (DM_NAME)" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0 dm_name:str:x
-refused "FILL_DONE with an attribute beyond the maximum (200)" EINVAL \
+nl_refused "FILL_DONE with an attribute beyond the maximum (200)" EINVAL \
 	raw fill_done dev_id:u32:"$ID" cookie:u64:1 first_extent:u64:0 status:u32:0 200:u32:1
-refused "QUIESCE_DONE without COOKIE" EINVAL raw quiesce_done dev_id:u32:"$ID"
-refused "QUIESCE to the kernel (a kernel -> helper command)" EOPNOTSUPP \
+nl_refused "QUIESCE_DONE without COOKIE" EINVAL raw quiesce_done dev_id:u32:"$ID"
+nl_refused "QUIESCE to the kernel (a kernel -> helper command)" EOPNOTSUPP \
 	raw quiesce dev_id:u32:"$ID" cookie:u64:1
 
 # --- HYDRATE -------------------------------------------------------------------
-refused "HYDRATE starting at the end ($NR)" ERANGE hydrate "$ID" "$NR" 1
-refused "HYDRATE running past the end" ERANGE hydrate "$ID" $((NR - 1)) 2
-refused "HYDRATE of 4096 extents on a $NR-extent device" ERANGE hydrate "$ID" 0 4096
-refused "HYDRATE with an overflowing range" ERANGE \
+nl_refused "HYDRATE starting at the end ($NR)" ERANGE hydrate "$ID" "$NR" 1
+nl_refused "HYDRATE running past the end" ERANGE hydrate "$ID" $((NR - 1)) 2
+nl_refused "HYDRATE of 4096 extents on a $NR-extent device" ERANGE hydrate "$ID" 0 4096
+nl_refused "HYDRATE with an overflowing range" ERANGE \
 	raw hydrate dev_id:u32:"$ID" first_extent:u64:18446744073709551615 extent_count:u32:2
-refused "HYDRATE of zero extents" ERANGE hydrate "$ID" 0 0
-refused "HYDRATE of 4097 extents (over the maximum)" ERANGE hydrate "$ID" 0 4097
-refused "HYDRATE of an unknown device" ENODEV hydrate "$BAD" 0 1
-refused "HYDRATE without EXTENT_COUNT" EINVAL \
+nl_refused "HYDRATE of zero extents" ERANGE hydrate "$ID" 0 0
+nl_refused "HYDRATE of 4097 extents (over the maximum)" ERANGE hydrate "$ID" 0 4097
+nl_refused "HYDRATE of an unknown device" ENODEV hydrate "$BAD" 0 1
+nl_refused "HYDRATE without EXTENT_COUNT" EINVAL \
 	raw hydrate dev_id:u32:"$ID" first_extent:u64:0
-refused "HYDRATE without FIRST_EXTENT" EINVAL \
+nl_refused "HYDRATE without FIRST_EXTENT" EINVAL \
 	raw hydrate dev_id:u32:"$ID" extent_count:u32:1
-refused "HYDRATE with FIRST_EXTENT as u32" EINVAL \
+nl_refused "HYDRATE with FIRST_EXTENT as u32" EINVAL \
 	raw hydrate dev_id:u32:"$ID" first_extent:u32:0 extent_count:u32:1
-refused "HYDRATE with EXTENT_COUNT as u64" EINVAL \
+nl_refused "HYDRATE with EXTENT_COUNT as u64" EINVAL \
 	raw hydrate dev_id:u32:"$ID" first_extent:u64:0 extent_count:u64:1
 
 # --- GET_BITMAP and GET_DEVICE --------------------------------------------------
-refused "GET_BITMAP from the end of the device" ERANGE get-bitmap "$ID" present "$NR"
-refused "GET_BITMAP far past the end" ERANGE get-bitmap "$ID" present 1048576
-refused "GET_BITMAP from an extent not a multiple of 8" EINVAL get-bitmap "$ID" present 3
-refused "GET_BITMAP of bitmap 5 (there are 5: 0-4)" ERANGE get-bitmap "$ID" 5 0
-refused "GET_BITMAP of an unknown device" ENODEV get-bitmap "$BAD" present 0
-refused "GET_BITMAP without BITMAP" EINVAL raw get_bitmap dev_id:u32:"$ID" first_extent:u64:0
-refused "GET_BITMAP with BITMAP as a string" EINVAL \
+nl_refused "GET_BITMAP from the end of the device" ERANGE get-bitmap "$ID" present "$NR"
+nl_refused "GET_BITMAP far past the end" ERANGE get-bitmap "$ID" present 1048576
+nl_refused "GET_BITMAP from an extent not a multiple of 8" EINVAL get-bitmap "$ID" present 3
+nl_refused "GET_BITMAP of bitmap 5 (there are 5: 0-4)" ERANGE get-bitmap "$ID" 5 0
+nl_refused "GET_BITMAP of an unknown device" ENODEV get-bitmap "$BAD" present 0
+nl_refused "GET_BITMAP without BITMAP" EINVAL raw get_bitmap dev_id:u32:"$ID" first_extent:u64:0
+nl_refused "GET_BITMAP with BITMAP as a string" EINVAL \
 	raw get_bitmap dev_id:u32:"$ID" bitmap:str:present first_extent:u64:0
-refused "GET_DEVICE without DEV_ID" EINVAL raw get_device
-refused "GET_DEVICE of an unknown device" ENODEV device "$BAD"
-refused "GET_DEVICE with DEV_ID 0" ERANGE device 0
+nl_refused "GET_DEVICE without DEV_ID" EINVAL raw get_device
+nl_refused "GET_DEVICE of an unknown device" ENODEV device "$BAD"
+nl_refused "GET_DEVICE with DEV_ID 0" ERANGE device 0
 
 # --- commands the family does not take ------------------------------------------
-refused "FAULT sent to the kernel" EOPNOTSUPP \
+nl_refused "FAULT sent to the kernel" EOPNOTSUPP \
 	raw fault dev_id:u32:"$ID" first_extent:u64:0 extent_count:u32:1 cookie:u64:1
-refused "DEVICE_ADD sent to the kernel" EOPNOTSUPP raw device_add dev_id:u32:"$ID"
-refused "command number 0" EOPNOTSUPP raw 0
-refused "command number 200" EOPNOTSUPP raw 200
+nl_refused "DEVICE_ADD sent to the kernel" EOPNOTSUPP raw device_add dev_id:u32:"$ID"
+nl_refused "command number 0" EOPNOTSUPP raw 0
+nl_refused "command number 200" EOPNOTSUPP raw 200
 
 check_eq "nothing changed: 0/$NR present, 0 written, 0 faults, no helper" \
 	"0/$NR 0 0 absent" "$(status_fields)"
@@ -173,9 +159,9 @@ reg_pid=$!
 at_exit "kill $reg_pid 2>/dev/null"
 helper_is() { [ "$(dm_status_field "$NAME" 5)" = "$1" ]; }
 check "a helper registers (status: connected)" wait_until 10 helper_is connected
-refused "a second helper while one is registered" EBUSY register
-refused "UNREGISTER from a socket that is not the helper" ENOENT unregister
-refused "a second helper listening for events" EBUSY listen 1 1000
+nl_refused "a second helper while one is registered" EBUSY register
+nl_refused "UNREGISTER from a socket that is not the helper" ENOENT unregister
+nl_refused "a second helper listening for events" EBUSY listen 1 1000
 check "the first helper is still the one registered" helper_is connected
 check "the first helper is still running" kill -0 "$reg_pid"
 kill "$reg_pid"
@@ -225,9 +211,9 @@ tap_diag "event: $SESS_OUT"
 COOKIE=$(sed -n "s/^FAULT dev_id=$ID first_extent=0 extent_count=1 cookie=\([0-9]*\)$/\1/p" <<<"$SESS_OUT")
 check "the outstanding fault is sent to the helper" test -n "$COOKIE"
 COOKIE=${COOKIE:-1}
-refused "FILL_DONE for the real cookie without CAP_NET_ADMIN" EPERM \
+nl_refused "FILL_DONE for the real cookie without CAP_NET_ADMIN" EPERM \
 	--drop-caps fill-done "$ID" "$COOKIE" 0 0
-refused "FILL_DONE for the real cookie from another socket" EPERM \
+nl_refused "FILL_DONE for the real cookie from another socket" EPERM \
 	fill-done "$ID" "$COOKIE" 0 0
 sess_refused "FILL_DONE for the real cookie on another device id" ENODEV \
 	fill-done "$BAD" "$COOKIE" 0 0

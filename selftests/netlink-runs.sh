@@ -52,25 +52,13 @@ check_eq "WRITTEN from extent 64: the runs from there, the first one cut" \
 	"64+1 1000+100 131071+1 $((NR - 1))+1" "$(runs written 64)"
 check_eq "WRITTEN from the last extent" "$((NR - 1))+1" "$(runs written $((NR - 1)))"
 
-# refused <desc> <ENAME> <rcow-nl args...>
-refused() {
-	local desc=$1 err=$2 out rc
-	shift 2
-	out=$("$NL" "$@" 2>&1)
-	rc=$?
-	if [ "$rc" -eq 1 ] && [[ $out == "error: $err "* ]]; then
-		tap_ok "$desc ($err)"
-	else
-		tap_not_ok "$desc ($err)" "command: rcow-nl $*" "exit $rc: $out"
-	fi
-}
-refused "GET_RUNS without CAP_NET_ADMIN" EPERM --drop-caps runs "$ID" written
-refused "GET_RUNS of an unknown device" ENODEV runs $((ID + 1000)) written
-refused "GET_RUNS of bitmap 9" ERANGE raw --dump get_runs dev_id:u32:"$ID" bitmap:u32:9
-refused "GET_RUNS from the end of the device" ERANGE runs "$ID" written "$NR"
-refused "GET_RUNS without BITMAP" EINVAL raw --dump get_runs dev_id:u32:"$ID"
-refused "GET_RUNS with a RUN_LENGTH attribute" EINVAL \
+nl_refused "GET_RUNS without CAP_NET_ADMIN" EPERM --drop-caps runs "$ID" written
+nl_refused "GET_RUNS of an unknown device" ENODEV runs $((ID + 1000)) written
+nl_refused "GET_RUNS of bitmap 9" ERANGE raw --dump get_runs dev_id:u32:"$ID" bitmap:u32:9
+nl_refused "GET_RUNS from the end of the device" ERANGE runs "$ID" written "$NR"
+nl_refused "GET_RUNS without BITMAP" EINVAL raw --dump get_runs dev_id:u32:"$ID"
+nl_refused "GET_RUNS with a RUN_LENGTH attribute" EINVAL \
 	raw --dump get_runs dev_id:u32:"$ID" bitmap:u32:1 run_length:u64:1
 check "remove the device" dm_remove "$NAME"
-refused "GET_RUNS of the removed device" ENODEV runs "$ID" written
+nl_refused "GET_RUNS of the removed device" ENODEV runs "$ID" written
 tap_done
