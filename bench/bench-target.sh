@@ -11,12 +11,15 @@
 # One RAM-backed COW device (brd, else null_blk memory_backed=1, else loop
 # over a file in the VM's tmpfs) carries a remote-cow device, made fully
 # present by whole-extent direct writes (no fetch), and a dm-linear device
-# over the same COW device at the remote-cow data offset.  fio measures
-# 4 KiB random read and random write IOPS and 1 MiB sequential read MiB/s
-# on both, in alternating runs (the order flips each repetition).  Printed
-# per workload: the median of each device's runs, their ratio, and the
-# median of the per-repetition ratios of back-to-back runs (less exposed
-# to slow phases of the emulator or the host than the ratio of medians).
+# over the same COW device at the remote-cow data offset, and a second,
+# identical dm-linear device: the control, whose ratio to the first is the
+# noise of the run.  fio measures 4 KiB random read and random write IOPS
+# and 1 MiB sequential read MiB/s on all three, in alternating runs (the
+# order rotates each repetition).  Printed per workload: the median of
+# each device's runs, the ratio remote-cow / dm-linear, the median of the
+# per-repetition ratios of back-to-back runs (less exposed to slow phases
+# of the emulator or the host than the ratio of medians), and the same two
+# ratios for the control (dm-linear 2 / dm-linear) beside them.
 #
 # Environment (defaults in brackets):
 #   BENCH_RUNTIME   seconds per fio run [8]
@@ -49,6 +52,7 @@ TARGET_RATIO=0.97
 
 RC_NAME=rcow-bench
 LIN_NAME=rcow-bench-linear
+CTL_NAME=rcow-bench-control
 RCOW_NL=$ROOT/selftests/progs/rcow-nl
 RCOW_FILL=$ROOT/selftests/progs/rcow-fill
 export DM_DISABLE_UDEV=1
@@ -75,6 +79,7 @@ cleanup() {
 	set +e
 	[ -n "$fill_pid" ] && kill "$fill_pid" 2>/dev/null && wait "$fill_pid" 2>/dev/null
 	dmsetup remove "$LIN_NAME" 2>/dev/null
+	dmsetup remove "$CTL_NAME" 2>/dev/null
 	dmsetup remove "$RC_NAME" 2>/dev/null
 	case $cow_kind in
 	loop) losetup -d "$cow" 2>/dev/null ;;
@@ -154,6 +159,9 @@ data_offset=$("$RCOW_NL" devices | tr ' ' '\n' | sed -n 's/^data_offset=//p' | h
 dmsetup create "$LIN_NAME" --table "0 $LEN linear $cow $data_offset" ||
 	die "cannot create the dm-linear device"
 lin_dev=/dev/mapper/$LIN_NAME
+dmsetup create "$CTL_NAME" --table "0 $LEN linear $cow $data_offset" ||
+	die "cannot create the control dm-linear device"
+ctl_dev=/dev/mapper/$CTL_NAME
 
 # Both devices must show the same data: write through one, read the other.
 head -c 1048576 /dev/urandom >"$tmp/probe"
@@ -208,7 +216,7 @@ say ""
 
 # Warm-up, not counted: the first run after setup is markedly slower.
 for wl in $WORKLOADS; do
-	for dev in "$rc_dev" "$lin_dev"; do
+	for dev in "$rc_dev" "$lin_dev" "$ctl_dev"; do
 		RUNTIME=$WARMUP RAMP=0 fio_run "$dev" "$wl" >/dev/null
 	done
 done
@@ -216,37 +224,54 @@ done
 declare -A runs
 for rep in $(seq "$REPS"); do
 	for wl in $WORKLOADS; do
-		if [ $((rep % 2)) = 1 ]; then order="rc lin"; else order="lin rc"; fi
+		case $((rep % 3)) in
+		1) order="rc lin ctl" ;;
+		2) order="lin ctl rc" ;;
+		*) order="ctl rc lin" ;;
+		esac
 		for which in $order; do
-			if [ "$which" = rc ]; then dev=$rc_dev; else dev=$lin_dev; fi
+			case $which in
+			rc) dev=$rc_dev name=remote-cow ;;
+			lin) dev=$lin_dev name=dm-linear ;;
+			ctl) dev=$ctl_dev name=dm-linear-2 ;;
+			esac
 			v=$(fio_run "$dev" "$wl")
 			runs[$wl.$which]="${runs[$wl.$which]:-} $v"
-			printf '# rep %d %-9s %-10s %10.1f %s\n' "$rep" "$wl" \
-				"$([ "$which" = rc ] && echo remote-cow || echo dm-linear)" "$v" "$(unit "$wl")"
+			printf '# rep %d %-9s %-11s %10.1f %s\n' "$rep" "$wl" "$name" "$v" "$(unit "$wl")"
 		done
 	done
 done
 
 say ""
-printf '%-22s %12s %12s %7s %7s\n' "workload" "remote-cow" "dm-linear" "ratio" "paired"
+# ratios <which> <wl>: "<ratio of medians> <median of paired ratios>" of
+# device <which> (rc, ctl) against dm-linear.
+ratios() {
+	local med lin_med v v_lin
+	med=$(tr ' ' '\n' <<<"${runs[$2.$1]}" | grep . | median)
+	lin_med=$(tr ' ' '\n' <<<"${runs[$2.lin]}" | grep . | median)
+	read -r -a v <<<"${runs[$2.$1]}"
+	read -r -a v_lin <<<"${runs[$2.lin]}"
+	awk -v a="$med" -v b="$lin_med" -v p="$(for i in "${!v[@]}"; do
+		awk -v a="${v[$i]}" -v b="${v_lin[$i]}" 'BEGIN { print a / b }'
+	done | median)" 'BEGIN { printf "%.3f %.3f", a / b, p }'
+}
+
+printf '%-22s %12s %12s %7s %7s %9s %9s\n' "workload" "remote-cow" "dm-linear" "ratio" \
+	"paired" "control" "ctl-pair"
 below=0
 for wl in $WORKLOADS; do
 	rc_med=$(tr ' ' '\n' <<<"${runs[$wl.rc]}" | grep . | median)
 	lin_med=$(tr ' ' '\n' <<<"${runs[$wl.lin]}" | grep . | median)
-	ratio=$(awk -v a="$rc_med" -v b="$lin_med" 'BEGIN { printf "%.3f", a / b }')
-	read -r -a v_rc <<<"${runs[$wl.rc]}"
-	read -r -a v_lin <<<"${runs[$wl.lin]}"
-	paired=$(for i in "${!v_rc[@]}"; do
-		awk -v a="${v_rc[$i]}" -v b="${v_lin[$i]}" 'BEGIN { print a / b }'
-	done | median)
-	paired=$(awk -v p="$paired" 'BEGIN { printf "%.3f", p }')
+	read -r ratio paired <<<"$(ratios rc "$wl")"
+	read -r ctl_ratio ctl_paired <<<"$(ratios ctl "$wl")"
 	case $wl in
 	randread) label="4 KiB randread IOPS" ;;
 	randwrite) label="4 KiB randwrite IOPS" ;;
 	seqread) label="1 MiB seqread MiB/s" ;;
 	seqread64k) label="64 KiB seqread MiB/s" ;;
 	esac
-	printf '%-22s %12.1f %12.1f %7s %7s\n' "$label" "$rc_med" "$lin_med" "$ratio" "$paired"
+	printf '%-22s %12.1f %12.1f %7s %7s %9s %9s\n' "$label" "$rc_med" "$lin_med" "$ratio" \
+		"$paired" "$ctl_ratio" "$ctl_paired"
 	awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { exit !(r < t) }' && below=$((below + 1))
 done
 say ""
@@ -254,8 +279,10 @@ say "individual runs (in order):"
 for wl in $WORKLOADS; do
 	read -r -a v_rc <<<"${runs[$wl.rc]}"
 	read -r -a v_lin <<<"${runs[$wl.lin]}"
-	printf '  %-10s remote-cow:%s\n' "$wl" "$(printf ' %.1f' "${v_rc[@]}")"
-	printf '  %-10s dm-linear: %s\n' "$wl" "$(printf ' %.1f' "${v_lin[@]}")"
+	read -r -a v_ctl <<<"${runs[$wl.ctl]}"
+	printf '  %-10s remote-cow: %s\n' "$wl" "$(printf ' %.1f' "${v_rc[@]}")"
+	printf '  %-10s dm-linear:  %s\n' "$wl" "$(printf ' %.1f' "${v_lin[@]}")"
+	printf '  %-10s dm-linear-2:%s\n' "$wl" "$(printf ' %.1f' "${v_ctl[@]}")"
 done
 say ""
 say "status after: $(dmsetup status "$RC_NAME")"
