@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -356,6 +357,7 @@ static int run(struct daemon *d, int sigfd)
 
 	d->kops = &kernel_nl_ops;
 	d->kctx = d;
+	sd_notify(0, "STATUS=registering with the dm-remote-cow kernel target");
 	r = rcow_nl_connect(&d->nl, &h, &err);
 	if (r) {
 		logmsg("%s", err.msg);
@@ -367,6 +369,13 @@ static int run(struct daemon *d, int sigfd)
 	       d->st.devices_added);
 	if (d->opt.ready_path && touch(d->opt.ready_path))
 		return -EIO;
+	/*
+	 * systemd (Type=notify): registered, and the kernel's device list is
+	 * read (rcow_nl_connect() returns after its dump).  No NOTIFY_SOCKET:
+	 * nothing is sent.
+	 */
+	sd_notifyf(0, "READY=1\nSTATUS=registered with the kernel; serving %llu device(s)",
+		   d->st.devices_added);
 
 	for (;;) {
 		struct pollfd ex[2] = {
@@ -394,6 +403,7 @@ static int run(struct daemon *d, int sigfd)
 					continue;
 				}
 				logmsg("%s: exiting", strsignal((int)si.ssi_signo));
+				sd_notify(0, "STOPPING=1\nSTATUS=exiting: closing connections");
 			}
 			return 0;
 		}
