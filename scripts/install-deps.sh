@@ -24,7 +24,7 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
 	# build
 	gcc make pkg-config kmod linux-headers-amd64
-	libdevmapper-dev libnbd-dev libmnl-dev liburing-dev
+	libdevmapper-dev libnbd-dev libmnl-dev liburing-dev libsystemd-dev
 	# host tests: sanitizer runtimes (ASan+UBSan, TSan) and nbdkit with
 	# its pattern, null and memory plugins and delay filter (in nbdkit)
 	libasan8 libubsan1 libtsan2 nbdkit
@@ -38,6 +38,8 @@ PACKAGES=(
 	e2fsprogs util-linux procps coreutils openssl diffutils bc jq python3 xxd
 	# man page checks
 	groff-base
+	# host test of the systemd unit (systemd-analyze verify)
+	systemd
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -12,6 +12,8 @@
 # - create / status / list / remove round trip: the table checked with
 #   dmsetup table, status --json parsed and compared with dmsetup status,
 #   data read through the device equal to the base;
+# - options: unique prefixes of long options; --json is valid JSON for any
+#   UTF-8 string (quotes escaped) and refused for bytes that are not UTF-8;
 # - every bad input gives its message and exit status (2 usage, 3 no such
 #   device, 4 not remote-cow, 5 COW too small, 1 refused by the kernel, with
 #   the kernel's reason);
@@ -26,7 +28,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl python3 dd cmp setpriv
-tap_plan 110
+tap_plan 122
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -195,6 +197,47 @@ check_eq "list --json: the same device and figures" "$NAME 8 $NR" \
 for d in json.load(sys.stdin):
     if d['name'] == '$NAME': print(d['name'], d['extents_present'], d['extents_total'])" 2>&1)"
 
+check_eq "status --js (a unique prefix of --json)" "$NAME" \
+	"$("$RC" status "$NAME" --js | python3 -c "import json, sys; print(json.load(sys.stdin)['name'])" 2>&1)"
+
+# JSON of any string: a device name in UTF-8 with quotes comes out as
+# valid JSON with the same characters; a name that is not UTF-8 is refused
+# (exit 1, naming the field, nothing on standard output) rather than
+# printed as JSON that is not.  (libdevmapper may store either name hex-
+# mangled in the kernel: 'list' then shows the mangled, ASCII, form.)
+NAME3="rc-cli-caf$(printf '\xc3\xa9')\"q\""
+new_cow "$need"
+expect_exit "create a device named in UTF-8 with quotes" 0 "created" \
+	"$RC" create "$NAME3" --cow "$COW_DEV" --base "file://$base"
+at_exit "dm_remove '$NAME3'"
+check_eq "status --json: the UTF-8 name, quotes escaped" "$NAME3" \
+	"$(json "$NAME3" "d['name']" 2>&1)"
+check "list --json: valid JSON with it" \
+	python3 -c "import json, sys; json.loads(sys.argv[1])" "$("$RC" list --json)"
+dm_remove "$NAME3"
+NAME4="rc-cli-b$(printf '\xff')d"
+new_cow "$need"
+expect_exit "create a device whose name is not UTF-8" 0 "created" \
+	"$RC" create "$NAME4" --cow "$COW_DEV" --base "file://$base"
+at_exit "dm_remove '$NAME4'"
+expect_exit "status --json of it: exit 1, the name shown as \\xff" 1 \
+	"device 'rc-cli-b\\xffd': its name 'rc-cli-b\\xffd' is not valid UTF-8" \
+	"$RC" status "$NAME4" --json
+check_eq "... and nothing on standard output" "" "$("$RC" status "$NAME4" --json 2>/dev/null)"
+list_json_ok() {	# valid JSON, or exit 1 with nothing on stdout
+	local out rc
+	out=$("$RC" list --json 2>/dev/null)
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		python3 -c "import json, sys; json.loads(sys.argv[1])" "$out"
+	else
+		[ "$rc" -eq 1 ] && [ -z "$out" ]
+	fi
+}
+check "list --json with it: valid JSON, or refused (exit 1) with nothing printed" list_json_ok
+expect_exit "status without --json shows it" 0 "present:" "$RC" status "$NAME4"
+dm_remove "$NAME4"
+
 # ---------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------
@@ -203,6 +246,12 @@ expect_exit "no command: exit 2" 2 "Usage:" "$RC"
 expect_exit "list as a user other than root: exit 1, needs root" 1 "it needs root" \
 	setpriv --reuid=65534 --regid=65534 --clear-groups "$RC" list
 expect_exit "unknown option: exit 2" 2 "unknown option '--bogus'" "$RC" list --bogus
+expect_exit "unknown short option: exit 2, named as an option" 2 "unknown option '-x'" \
+	"$RC" status "$NAME" -x
+expect_exit "an ambiguous prefix: exit 2, the candidates named" 2 \
+	"option '--co' is ambiguous: --cow, --config" "$RC" create x --co "$cow"
+expect_exit "a value given to an option without one: exit 2" 2 \
+	"option '--json' takes no value" "$RC" status "$NAME" --json=yes
 expect_exit "create without --cow: exit 2" 2 "missing --cow" \
 	"$RC" create x --base "file://$base"
 expect_exit "create with an http:// URI: exit 2" 2 "unsupported URI scheme 'http'" \

@@ -33,9 +33,9 @@ static const char help[] =
 enum { O_CLEAR = 1, O_VERBOSE };
 
 static const struct rc_opt opts[] = {
-	{ "clear-needs-check", false, O_CLEAR },
-	{ "verbose", false, O_VERBOSE },
-	{ NULL, false, 0 },
+	{ "clear-needs-check", false, O_CLEAR, 0 },
+	{ "verbose", false, O_VERBOSE, 'v' },
+	{ NULL, false, 0, 0 },
 };
 
 static void print_counts(const struct rc_md *md)
@@ -71,9 +71,6 @@ int cmd_check(int argc, char **argv)
 	uint64_t bytes;
 	int id, fd, r;
 
-	for (int i = 1; i < argc; i++)	/* -v is this command's only short option */
-		if (argv[i][0] == '-' && argv[i][1] == 'v' && !argv[i][2])
-			argv[i] = (char *)"--verbose";
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
 		case RC_ARG_EXIT:

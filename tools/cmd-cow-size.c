@@ -27,12 +27,12 @@ static const char help[] =
 enum { O_SIZE = 1, O_BASE, O_CONFIG, O_EXT, O_VERBOSE };
 
 static const struct rc_opt opts[] = {
-	{ "size", true, O_SIZE },
-	{ "base", true, O_BASE },
-	{ "config", true, O_CONFIG },
-	{ "extent-size", true, O_EXT },
-	{ "verbose", false, O_VERBOSE },
-	{ NULL, false, 0 },
+	{ "size", true, O_SIZE, 0 },
+	{ "base", true, O_BASE, 0 },
+	{ "config", true, O_CONFIG, 0 },
+	{ "extent-size", true, O_EXT, 0 },
+	{ "verbose", false, O_VERBOSE, 'v' },
+	{ NULL, false, 0, 0 },
 };
 
 int cmd_cow_size(int argc, char **argv)
@@ -45,9 +45,6 @@ int cmd_cow_size(int argc, char **argv)
 	struct rc_layout l;
 	int id, r;
 
-	for (int i = 1; i < argc; i++)	/* -v is this command's only short option */
-		if (argv[i][0] == '-' && argv[i][1] == 'v' && !argv[i][2])
-			argv[i] = (char *)"--verbose";
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
 		case RC_ARG_EXIT:

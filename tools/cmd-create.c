@@ -56,15 +56,15 @@ static const char help[] =
 enum { O_COW = 1, O_BASE, O_EXT, O_SIZE, O_CONFIG, O_TIMEOUT, O_DISCARD, O_NO_DISCARD };
 
 static const struct rc_opt opts[] = {
-	{ "cow", true, O_COW },
-	{ "base", true, O_BASE },
-	{ "extent-size", true, O_EXT },
-	{ "size", true, O_SIZE },
-	{ "config", true, O_CONFIG },
-	{ "fault-timeout", true, O_TIMEOUT },
-	{ "discard-passdown", false, O_DISCARD },
-	{ "no-discard-passdown", false, O_NO_DISCARD },
-	{ NULL, false, 0 },
+	{ "cow", true, O_COW, 0 },
+	{ "base", true, O_BASE, 0 },
+	{ "extent-size", true, O_EXT, 0 },
+	{ "size", true, O_SIZE, 0 },
+	{ "config", true, O_CONFIG, 0 },
+	{ "fault-timeout", true, O_TIMEOUT, 0 },
+	{ "discard-passdown", false, O_DISCARD, 0 },
+	{ "no-discard-passdown", false, O_NO_DISCARD, 0 },
+	{ NULL, false, 0, 0 },
 };
 
 /* An extent size option: 0 or an exit code (printed). */

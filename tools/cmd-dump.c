@@ -26,8 +26,8 @@ static const char help[] =
 enum { O_VERBOSE = 1 };
 
 static const struct rc_opt opts[] = {
-	{ "verbose", false, O_VERBOSE },
-	{ NULL, false, 0 },
+	{ "verbose", false, O_VERBOSE, 'v' },
+	{ NULL, false, 0, 0 },
 };
 
 static void print_sb(const struct rc_md *md)
@@ -82,9 +82,6 @@ int cmd_dump(int argc, char **argv)
 	uint64_t bytes;
 	int id, fd, r;
 
-	for (int i = 1; i < argc; i++)
-		if (argv[i][0] == '-' && argv[i][1] == 'v' && !argv[i][2])
-			argv[i] = (char *)"--verbose";
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
 		case RC_ARG_EXIT:

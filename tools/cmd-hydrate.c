@@ -29,9 +29,9 @@ static const char help[] =
 enum { O_RATE = 1, O_WAIT };
 
 static const struct rc_opt opts[] = {
-	{ "rate", true, O_RATE },
-	{ "wait", false, O_WAIT },
-	{ NULL, false, 0 },
+	{ "rate", true, O_RATE, 0 },
+	{ "wait", false, O_WAIT, 0 },
+	{ NULL, false, 0, 0 },
 };
 
 static double now(void)

@@ -38,8 +38,8 @@ static const char migrate_help[] =
 enum { O_ABORT = 1 };
 
 static const struct rc_opt opts[] = {
-	{ "abort", false, O_ABORT },
-	{ NULL, false, 0 },
+	{ "abort", false, O_ABORT, 0 },
+	{ NULL, false, 0, 0 },
 };
 
 /* Checks the device, then sends msg.  0 or an exit code. */

@@ -20,8 +20,8 @@ static const char help[] =
 enum { O_FORCE = 1 };
 
 static const struct rc_opt opts[] = {
-	{ "force", false, O_FORCE },
-	{ NULL, false, 0 },
+	{ "force", false, O_FORCE, 0 },
+	{ NULL, false, 0, 0 },
 };
 
 int cmd_remove(int argc, char **argv)

@@ -31,8 +31,8 @@ static const char list_help[] =
 enum { O_JSON = 1 };
 
 static const struct rc_opt opts[] = {
-	{ "json", false, O_JSON },
-	{ NULL, false, 0 },
+	{ "json", false, O_JSON, 0 },
+	{ NULL, false, 0, 0 },
 };
 
 /* Parse "[NAME] [--json]"; returns -1 to go on, else an exit code. */
@@ -74,8 +74,21 @@ int cmd_status(int argc, char **argv)
 	if (r)
 		return r;
 	if (json) {
-		rc_dev_print_json(stdout, &d, "");
-		putchar('\n');
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+
+		/* all or nothing: a name that is not UTF-8 prints no partial object */
+		r = f ? rc_dev_print_json(f, &d, "") : RC_EXIT_FAIL;
+		if (f && fclose(f))
+			r = RC_EXIT_FAIL;
+		if (!f || (!r && !text))
+			rc_err("status: out of memory");
+		else if (!r)
+			printf("%s\n", text);
+		free(text);
+		rc_dev_free(&d);
+		return r;
 	} else {
 		rc_dev_print_human(stdout, &d);
 	}
@@ -88,7 +101,9 @@ int cmd_list(int argc, char **argv)
 	const char *name = NULL;
 	bool json = false;
 	char **names, **p;
-	size_t n = 0;
+	size_t n = 0, len = 0;
+	char *text = NULL;
+	FILE *out = stdout;
 	int r;
 
 	r = parse(argc, argv, "list", list_help, false, &name, &json);
@@ -97,8 +112,16 @@ int cmd_list(int argc, char **argv)
 	r = rc_dm_list_names(&names);
 	if (r)
 		return r;
-	if (json)
-		fputs("[", stdout);
+	/* --json: the array is printed once whole (a bad name fails it all) */
+	if (json) {
+		out = open_memstream(&text, &len);
+		if (!out) {
+			rc_dm_free_names(names);
+			rc_err("list: out of memory");
+			return RC_EXIT_FAIL;
+		}
+		fputs("[", out);
+	}
 	for (p = names; *p; p++) {
 		struct rc_dev d;
 		char size[32], ext[32], pres[64];
@@ -109,8 +132,12 @@ int cmd_list(int argc, char **argv)
 			continue;
 		}
 		if (json) {
-			fputs(n ? ",\n  " : "\n  ", stdout);
-			rc_dev_print_json(stdout, &d, "  ");
+			fputs(n ? ",\n  " : "\n  ", out);
+			r = rc_dev_print_json(out, &d, "  ");
+			if (r) {
+				rc_dev_free(&d);
+				break;
+			}
 		} else {
 			if (!n)
 				printf("%-20s %10s %8s %22s  %s\n", "NAME", "SIZE", "EXTENT",
@@ -124,10 +151,19 @@ int cmd_list(int argc, char **argv)
 		n++;
 		rc_dev_free(&d);
 	}
-	if (json)
-		fputs(n ? "\n]\n" : "]\n", stdout);
-	else if (!n)
-		printf("no remote-cow devices\n");
 	rc_dm_free_names(names);
-	return RC_EXIT_OK;
+	if (!json) {
+		if (!n)
+			printf("no remote-cow devices\n");
+		return RC_EXIT_OK;
+	}
+	fputs(n ? "\n]\n" : "]\n", out);
+	if (fclose(out) && !r) {
+		rc_err("list: out of memory");
+		r = RC_EXIT_FAIL;
+	}
+	if (!r)
+		fputs(text, stdout);
+	free(text);
+	return r;
 }

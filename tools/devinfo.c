@@ -214,12 +214,29 @@ static double pct(uint64_t a, uint64_t b)
 	return b ? 100.0 * (double)a / (double)b : 100.0;
 }
 
-#define KV_STR(k, v) do { fprintf(f, "%s  \"%s\": ", indent, k); rc_json_str(f, v); \
+/* A string field; one that is not UTF-8 ends the object with an error. */
+#define KV_STR(k, v) do { fprintf(f, "%s  \"%s\": ", indent, k); \
+			  if (rc_json_str(f, v)) \
+				  return not_utf8(d, k, v); \
 			  fputs(",\n", f); } while (0)
 #define KV_U64(k, v) fprintf(f, "%s  \"%s\": %" PRIu64 ",\n", indent, k, (uint64_t)(v))
 #define KV_BOOL(k, v) fprintf(f, "%s  \"%s\": %s,\n", indent, k, (v) ? "true" : "false")
 
-void rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent)
+static int not_utf8(const struct rc_dev *d, const char *key, const char *value)
+{
+	fputs(PROG ": device '", stderr);
+	rc_print_bytes(stderr, d->name);
+	fprintf(stderr, "': its %s '", key);
+	rc_print_bytes(stderr, value);
+	fputs("' is not valid UTF-8, which JSON cannot carry; use the output without --json",
+	      stderr);
+	if (!strcmp(key, "name"))
+		fputs(", or give the device a UTF-8 name (dmsetup rename)", stderr);
+	fputc('\n', stderr);
+	return RC_EXIT_FAIL;
+}
+
+int rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent)
 {
 	char dev[64];
 
@@ -253,8 +270,10 @@ void rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent)
 	KV_U64("fault_timeout_ms", d->fault_timeout_ms);
 	KV_BOOL("discard_passdown", d->discard_passdown);
 	fprintf(f, "%s  \"status_line\": ", indent);
-	rc_json_str(f, d->status_line);
+	if (rc_json_str(f, d->status_line))
+		return not_utf8(d, "status_line", d->status_line);
 	fprintf(f, "\n%s}", indent);
+	return 0;
 }
 
 void rc_dev_print_human(FILE *f, const struct rc_dev *d)

@@ -3,6 +3,7 @@
  * remote-cow - create, inspect and control remote-cow devices
  * (remote-cow(8)).  main.c dispatches to one file per command.
  */
+#include <getopt.h>
 #include <string.h>
 
 #include "rc.h"
@@ -49,40 +50,70 @@ static const struct {
 	{ "dump", cmd_dump },
 };
 
+/* "help COMMAND": the command's --help. */
+static int help_for(const char *cmd)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(cmd, commands[i].name)) {
+			char *hargv[] = { (char *)cmd, (char *)"--help", NULL };
+
+			return commands[i].fn(2, hargv);
+		}
+	}
+	rc_err("unknown command '%s'", cmd);
+	rc_note("Try '" PROG " --help'.");
+	return RC_EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
-	size_t i;
+	static const struct option lo[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
 
-	if (argc < 2) {
+	/* "+": options before the command only; the command parses its own */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:hV", lo, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			fputs(usage, stdout);
+			return RC_EXIT_OK;
+		case 'V':
+			printf(PROG " " RCOW_VERSION "\n");
+			return RC_EXIT_OK;
+		default:
+			if (optopt == 'h' || optopt == 'V')
+				rc_err("option '%s' takes no value", argv[optind - 1]);
+			else if (optopt)
+				rc_err("unknown option '-%c'", optopt);
+			else
+				rc_err("unknown option '%s'", argv[optind - 1]);
+			rc_note("Try '" PROG " --help'.");
+			return RC_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
 		fputs(usage, stderr);
 		return RC_EXIT_USAGE;
 	}
-	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-		if (argc > 2 && strcmp(argv[1], "help") == 0) {
-			for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-				if (!strcmp(argv[2], commands[i].name)) {
-					char *hargv[] = { argv[2], (char *)"--help", NULL };
-
-					return commands[i].fn(2, hargv);
-				}
-			}
-			rc_err("unknown command '%s'", argv[2]);
-			return RC_EXIT_USAGE;
-		}
+	argc -= optind;
+	argv += optind;
+	if (!strcmp(argv[0], "help")) {
+		if (argc > 1)
+			return help_for(argv[1]);
 		fputs(usage, stdout);
 		return RC_EXIT_OK;
 	}
-	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-		printf(PROG " " RCOW_VERSION "\n");
-		return RC_EXIT_OK;
-	}
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (!strcmp(argv[1], commands[i].name)) {
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(argv[0], commands[i].name)) {
 			rc_dm_init();
-			return commands[i].fn(argc - 1, argv + 1);
+			return commands[i].fn(argc, argv);
 		}
 	}
-	rc_err("unknown command '%s'", argv[1]);
+	rc_err("unknown command '%s'", argv[0]);
 	rc_note("Try '" PROG " --help'.");
 	return RC_EXIT_USAGE;
 }

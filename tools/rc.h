@@ -64,24 +64,37 @@ int rc_parse_size(const char *text, uint64_t *out, const char **why);
 int rc_parse_uint(const char *text, uint64_t max, uint64_t *out);
 /* "64 KiB", "1.5 GiB": exact binary units when they divide, else 1 decimal. */
 void rc_fmt_size(uint64_t bytes, char *buf, size_t len);
-/* A JSON string literal of s (quotes included) on f. */
-void rc_json_str(FILE *f, const char *s);
+/*
+ * A JSON string literal of s (quotes included) on f: '"', '\\' and control
+ * bytes escaped, UTF-8 as it is.  -1 (nothing printed) if s is not valid
+ * UTF-8 (RFC 3629): JSON cannot carry such bytes, and the callers refuse
+ * rather than print a name that is not the device's.
+ */
+int rc_json_str(FILE *f, const char *s);
+bool rc_utf8_valid(const char *s);
+/* s for a message: control bytes, '\\' and bytes >= 0x7f as \xNN. */
+void rc_print_bytes(FILE *f, const char *s);
 
-/* Option table for rc_getopt (a small getopt_long wrapper per command). */
+/* A command's option table for rc_next_arg (getopt_long), ended by a NULL name. */
 struct rc_opt {
 	const char *name;	/* long name without "--" */
 	bool has_arg;
-	int id;
+	int id;			/* > 0 */
+	char short_name;	/* its one-letter form ('v' for -v), or 0 */
 };
+#define RC_MAX_OPTS 16
 
 /*
- * Walk argv[1..]: options (--name, --name=value, --name value) and
- * positional arguments ("--" ends options).  Every command takes -h and
- * --help (not in opts): they print a->help.  Returns the option id, 0 for
+ * Walk argv[1..] with getopt_long: options (--name, --name=value, --name
+ * value, any unique prefix of a name; -x, -xVALUE, -x VALUE, grouped -ab)
+ * and positional arguments, in order ("--" ends options).  Every command
+ * takes -h and --help (not in opts): they print a->help.  Returns the option id, 0 for
  * a positional argument (in *arg), -1 at the end, or RC_ARG_EXIT when the
  * command is done and exits with a->status: after --help (RC_EXIT_OK), or
  * after printing a usage error (RC_EXIT_USAGE: an unknown option, a
- * missing or stray option value, more than max_args positional arguments).
+ * missing or stray option value, an ambiguous prefix, more than max_args
+ * positional arguments).  getopt_long keeps its walk in libc's globals
+ * (optind): one walk at a time, started with a zeroed rc_args.
  */
 #define RC_ARG_EXIT (-2)
 struct rc_args {
@@ -239,7 +252,12 @@ void rc_dev_free(struct rc_dev *d);
 int rc_dev_check(const char *name, struct rc_dev *d);
 /* "partial", "complete", "hydrating", "suspended", "ro", "fail" */
 const char *rc_dev_state(const struct rc_dev *d);
-void rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent);
+/*
+ * The device as a JSON object.  0, or an exit code (RC_EXIT_FAIL) after
+ * printing why on stderr when one of its strings (name, COW device, base
+ * URI, status line) is not UTF-8; f then holds a partial object.
+ */
+int rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent);
 void rc_dev_print_human(FILE *f, const struct rc_dev *d);
 
 /* ---- cmd-create.c, shared with cow-size ---- */

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -70,6 +71,49 @@ static int parse_num(const char *s, long long lo, long long hi, long long *out)
 	return 0;
 }
 
+/*
+ * The option getopt_long refused: argv[optind - 1] for a long one (it has
+ * moved past it), optopt for a short one.
+ */
+static void bad_option(int c, char **argv, const struct option *longopts)
+{
+	const char *word = argv[optind - 1];
+	int n = (int)strcspn(word, "=");
+
+	if (optopt && optopt < 256 && strncmp(word, "--", 2)) {
+		if (c == ':')
+			logmsg("option '-%c' needs a value; see --help", optopt);
+		else
+			logmsg("unknown option '-%c'; see --help", optopt);
+		return;
+	}
+	if (c == ':') {
+		logmsg("option '%s' needs a value; see --help", word);
+		return;
+	}
+	if (optopt) {		/* "--name=value" for an option without a value */
+		for (; longopts->name; longopts++)
+			if (longopts->val == optopt)
+				break;
+		logmsg("option '--%s' takes no value; see --help", longopts->name);
+		return;
+	}
+	for (const struct option *o = longopts; o->name; o++) {
+		if (!strncmp(o->name, word + 2, (size_t)n - 2)) {
+			char cands[256] = "";
+
+			for (; o->name; o++)
+				if (!strncmp(o->name, word + 2, (size_t)n - 2) &&
+				    strlen(cands) + strlen(o->name) + 5 < sizeof(cands))
+					snprintf(cands + strlen(cands), sizeof(cands) - strlen(cands),
+						 "%s--%s", cands[0] ? ", " : "", o->name);
+			logmsg("option '%.*s' is ambiguous: %s", n, word, cands);
+			return;
+		}
+	}
+	logmsg("unknown option '%.*s'; see --help", n, word);
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF };
@@ -87,11 +131,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *range = NULL;
 	uint64_t sz;
-	int c;
+	int c, li = -1;
 
 	o->connections = o->max_in_flight = o->prefetch_max = -1;
-	while ((c = getopt_long(argc, argv, "fc:vhV", longopts, NULL)) != -1) {
+	opterr = 0;		/* our own messages, naming the option */
+	while ((c = getopt_long(argc, argv, ":fc:vhV", longopts, &li)) != -1) {
 		switch (c) {
 		case 'f':
 			o->foreground = true;
@@ -100,14 +146,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->config_path = optarg;
 			break;
 		case O_CONN:
+			range = "a number from 1 to 16";
 			if (parse_num(optarg, 1, 16, &o->connections))
 				goto bad;
 			break;
 		case O_MIF:
+			range = "a number from 1 to 1024";
 			if (parse_num(optarg, 1, 1024, &o->max_in_flight))
 				goto bad;
 			break;
 		case O_PF:
+			range = "a size from 0 to 64M (e.g. 8M)";
 			if (rcow_parse_size(optarg, &sz) || sz > (64u << 20))
 				goto bad;
 			o->prefetch_max = (long long)sz;
@@ -131,7 +180,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			printf(PROG " " RCOW_VERSION "\n");
 			exit(0);
 		default:
-			usage(stderr);
+			bad_option(c, argv, longopts);
 			return -1;
 		}
 	}
@@ -141,7 +190,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	return 0;
 bad:
-	logmsg("option value '%s' is out of range or not a number; see --help", optarg);
+	/* only long options take numbers: li names the one just parsed */
+	logmsg("option '--%s': '%s' is not %s", longopts[li].name, optarg, range);
 	return -1;
 }
 
@@ -307,6 +357,7 @@ static int run(struct daemon *d, int sigfd)
 
 	d->kops = &kernel_nl_ops;
 	d->kctx = d;
+	sd_notify(0, "STATUS=registering with the dm-remote-cow kernel target");
 	r = rcow_nl_connect(&d->nl, &h, &err);
 	if (r) {
 		logmsg("%s", err.msg);
@@ -318,6 +369,13 @@ static int run(struct daemon *d, int sigfd)
 	       d->st.devices_added);
 	if (d->opt.ready_path && touch(d->opt.ready_path))
 		return -EIO;
+	/*
+	 * systemd (Type=notify): registered, and the kernel's device list is
+	 * read (rcow_nl_connect() returns after its dump).  No NOTIFY_SOCKET:
+	 * nothing is sent.
+	 */
+	sd_notifyf(0, "READY=1\nSTATUS=registered with the kernel; serving %llu device(s)",
+		   d->st.devices_added);
 
 	for (;;) {
 		struct pollfd ex[2] = {
@@ -345,6 +403,7 @@ static int run(struct daemon *d, int sigfd)
 					continue;
 				}
 				logmsg("%s: exiting", strsignal((int)si.ssi_signo));
+				sd_notify(0, "STOPPING=1\nSTATUS=exiting: closing connections");
 			}
 			return 0;
 		}

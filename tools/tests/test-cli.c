@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * test-cli.c - host tests of the remote-cow command line (TAP): the
+ * shared option walk (rc_next_arg on getopt_long: long options, unique
+ * prefixes, short options, the messages of each mistake) and JSON strings
+ * (escapes; UTF-8 passed, anything else refused).  Then the real binary:
+ * exit codes and messages of the top level and of check/dump's -v.
+ *
+ *   test-cli PATH_TO_REMOTE_COW
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rc.h"
+
+struct tap {
+	int n, failed;
+};
+
+static bool ok(struct tap *t, bool cond, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static bool ok(struct tap *t, bool cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%sok %d - ", cond ? "" : "not ", ++t->n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (!cond)
+		t->failed++;
+	return cond;
+}
+
+enum { O_COW = 1, O_CONFIG, O_JSON, O_VERBOSE, O_RATE };
+
+static const struct rc_opt opts[] = {
+	{ "cow", true, O_COW, 0 },
+	{ "config", true, O_CONFIG, 0 },
+	{ "json", false, O_JSON, 0 },
+	{ "verbose", false, O_VERBOSE, 'v' },
+	{ "rate", true, O_RATE, 'r' },
+	{ NULL, false, 0, 0 },
+};
+
+/*
+ * Walk "cmd ARGS..." (space-separated) with rc_next_arg and describe what
+ * it returned, one token each: "cow=X", "json", "arg=X", "exit=N"; the
+ * usage message (stderr) goes to msg.
+ */
+static void walk(const char *line, char *got, size_t glen, char *msg, size_t mlen)
+{
+	char buf[256], *argv[32], *save = NULL, *tok;
+	int argc = 0, id, err_fd, pipefd[2];
+	struct rc_args a = { .cmd = "t", .help = "", .max_args = 2 };
+	const char *arg;
+	size_t used = 0;
+	ssize_t k;
+
+	snprintf(buf, sizeof(buf), "t %s", line);
+	for (tok = strtok_r(buf, " ", &save); tok && argc < 31; tok = strtok_r(NULL, " ", &save))
+		argv[argc++] = tok;
+	argv[argc] = NULL;
+	a.argc = argc;
+	a.argv = argv;
+	got[0] = msg[0] = '\0';
+	fflush(stderr);
+	if (pipe(pipefd))
+		exit(99);
+	err_fd = dup(STDERR_FILENO);
+	dup2(pipefd[1], STDERR_FILENO);
+	close(pipefd[1]);
+	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
+		const char *names[] = { "arg", "cow", "config", "json", "verbose", "rate" };
+
+		if (id == RC_ARG_EXIT) {
+			used += (size_t)snprintf(got + used, glen - used, "exit=%d ", a.status);
+			break;
+		}
+		used += (size_t)snprintf(got + used, glen - used, arg ? "%s=%s " : "%s ",
+					 names[id], arg);
+	}
+	fflush(stderr);
+	dup2(err_fd, STDERR_FILENO);
+	close(err_fd);
+	k = read(pipefd[0], msg, mlen - 1);
+	msg[k > 0 ? k : 0] = '\0';
+	close(pipefd[0]);
+	if (used)
+		got[used - 1] = '\0';
+}
+
+static void opt_case(struct tap *t, const char *line, const char *want, const char *want_msg)
+{
+	char got[512], msg[512];
+
+	walk(line, got, sizeof(got), msg, sizeof(msg));
+	if (!ok(t, !strcmp(got, want) && (!want_msg || strstr(msg, want_msg)),
+		"options '%s' -> %s%s%s", line, want, want_msg ? ", " : "",
+		want_msg ? want_msg : ""))
+		printf("#   got: %s\n#   message: %s", got, msg);
+}
+
+static void json_case(struct tap *t, const char *in, const char *want)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	int r = rc_json_str(f, in);
+
+	fclose(f);
+	if (!ok(t, want ? !r && !strcmp(text, want) : r == -1 && !len,
+		"json of %zu bytes -> %s", strlen(in), want ? want : "refused"))
+		printf("#   got r=%d '%s'\n", r, text);
+	free(text);
+}
+
+/* Run the binary; its exit status, and stdout+stderr in out. */
+static int run(const char *bin, const char *const *args, char *out, size_t olen)
+{
+	int p[2], status;
+	size_t used = 0;
+	ssize_t k;
+	pid_t pid;
+
+	if (pipe(p))
+		exit(99);
+	pid = fork();
+	if (!pid) {
+		const char *argv[16] = { bin };
+
+		for (int i = 0; i < 14 && args[i]; i++)
+			argv[i + 1] = args[i];
+		dup2(p[1], STDOUT_FILENO);
+		dup2(p[1], STDERR_FILENO);
+		execv(bin, (char **)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (used + 1 < olen && (k = read(p[0], out + used, olen - 1 - used)) > 0)
+		used += (size_t)k;
+	out[used] = '\0';
+	close(p[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void bin_case(struct tap *t, const char *bin, const char *const *args, int want,
+		     const char *want_out)
+{
+	char out[8192], line[256] = "";
+
+	for (int i = 0; args[i]; i++)
+		snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s%s", i ? " " : "",
+			 args[i]);
+	int r = run(bin, args, out, sizeof(out));
+
+	if (!ok(t, r == want && strstr(out, want_out), "remote-cow %s: exit %d, '%s'", line,
+		want, want_out))
+		printf("#   got exit %d: %s\n", r, out);
+}
+
+int main(int argc, char **argv)
+{
+	struct tap t = { 0 };
+	const char *bin = argc > 1 ? argv[1] : "./remote-cow";
+
+	printf("TAP version 13\n");
+	/* the option walk */
+	opt_case(&t, "--cow X a", "cow=X arg=a", NULL);
+	opt_case(&t, "--cow=X --json", "cow=X json", NULL);
+	opt_case(&t, "--cow= a b", "cow= arg=a arg=b", NULL);
+	opt_case(&t, "--j --ra 5 --conf=c", "json rate=5 config=c", NULL);
+	opt_case(&t, "--co X", "exit=2", "option '--co' is ambiguous: --cow, --config");
+	opt_case(&t, "--foo", "exit=2", "remote-cow t: unknown option '--foo'");
+	opt_case(&t, "--foo=1", "exit=2", "unknown option '--foo'");
+	opt_case(&t, "-x", "exit=2", "unknown option '-x'");
+	opt_case(&t, "-vx", "verbose exit=2", "unknown option '-x'");
+	opt_case(&t, "-v a -r 3 -r4 -vr5", "verbose arg=a rate=3 rate=4 verbose rate=5", NULL);
+	opt_case(&t, "--json=1", "exit=2", "option '--json' takes no value");
+	opt_case(&t, "--js=1", "exit=2", "option '--json' takes no value");
+	opt_case(&t, "a --cow", "arg=a exit=2", "option '--cow' needs a value");
+	opt_case(&t, "-r", "exit=2", "option '-r' needs a value");
+	opt_case(&t, "a b c", "arg=a arg=b exit=2", "unexpected argument 'c'");
+	opt_case(&t, "-- -v --json", "arg=-v arg=--json", NULL);
+	opt_case(&t, "a - --json", "arg=a arg=- json", NULL);
+	opt_case(&t, "-h", "exit=0", NULL);
+	opt_case(&t, "--he", "exit=0", NULL);
+	opt_case(&t, "--help=x", "exit=2", "option '--help' takes no value");
+	opt_case(&t, "", "", NULL);
+	/* a second walk starts over (getopt_long's state is reset) */
+	opt_case(&t, "-v --cow Y", "verbose cow=Y", NULL);
+
+	/* JSON strings */
+	json_case(&t, "vm1", "\"vm1\"");
+	json_case(&t, "a\"b\\c", "\"a\\\"b\\\\c\"");
+	json_case(&t, "l\n\t\x01\x1f\x7f", "\"l\\n\\t\\u0001\\u001f\\u007f\"");
+	json_case(&t, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x84", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x84\"");
+	json_case(&t, "\xff", NULL);
+	json_case(&t, "a\xe9", NULL);			/* Latin-1 */
+	json_case(&t, "\xc3", NULL);			/* cut short */
+	json_case(&t, "\xc0\xaf", NULL);		/* overlong '/' */
+	json_case(&t, "\xe0\x80\xaf", NULL);		/* overlong, 3 bytes */
+	json_case(&t, "\xed\xa0\x80", NULL);		/* a surrogate */
+	json_case(&t, "\xf4\x90\x80\x80", NULL);	/* past U+10FFFF */
+	json_case(&t, "\x80", NULL);			/* a lone continuation byte */
+	ok(&t, rc_utf8_valid("") && rc_utf8_valid("\xf4\x8f\xbf\xbf"), "utf8: empty, U+10FFFF");
+
+	/* the binary */
+	bin_case(&t, bin, (const char *const[]){ "--bogus", NULL }, 2,
+		 "remote-cow: unknown option '--bogus'");
+	bin_case(&t, bin, (const char *const[]){ "-x", NULL }, 2, "unknown option '-x'");
+	bin_case(&t, bin, (const char *const[]){ "--vers", NULL }, 0, "remote-cow " RCOW_VERSION);
+	bin_case(&t, bin, (const char *const[]){ "--he", NULL }, 0, "Usage: remote-cow COMMAND");
+	bin_case(&t, bin, (const char *const[]){ "help", "dump", NULL }, 0,
+		 "Usage: remote-cow dump");
+	bin_case(&t, bin, (const char *const[]){ "list", "--bogus", NULL }, 2,
+		 "remote-cow list: unknown option '--bogus'");
+	bin_case(&t, bin, (const char *const[]){ "list", "--js=1", NULL }, 2,
+		 "option '--json' takes no value");
+	bin_case(&t, bin, (const char *const[]){ "create", "x", "--co", "y", NULL }, 2,
+		 "ambiguous: --cow, --config");
+	bin_case(&t, bin, (const char *const[]){ "check", "-v", NULL }, 2,
+		 "which COW device?");
+	bin_case(&t, bin, (const char *const[]){ "dump", "-v", NULL }, 2, "which COW device?");
+	bin_case(&t, bin, (const char *const[]){ "cow-size", "-v", "--size", "1G", NULL }, 0,
+		 "extents");
+	bin_case(&t, bin, (const char *const[]){ "check", "-vx", "/nonexistent", NULL }, 2,
+		 "unknown option '-x'");
+	bin_case(&t, bin, (const char *const[]){ "check", "-v", "/nonexistent", NULL }, 3,
+		 "/nonexistent");
+
+	printf("1..%d\n", t.n);
+	if (t.failed)
+		printf("# %d of %d failed\n", t.failed, t.n);
+	return t.failed ? 1 : 0;
+}
