@@ -15,27 +15,7 @@
 #include <unistd.h>
 
 #include "rc.h"
-
-struct tap {
-	int n, failed;
-};
-
-static bool ok(struct tap *t, bool cond, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool ok(struct tap *t, bool cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%sok %d - ", cond ? "" : "not ", ++t->n);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (!cond)
-		t->failed++;
-	return cond;
-}
+#include "tap.h"
 
 enum { O_COW = 1, O_CONFIG, O_JSON, O_VERBOSE, O_RATE };
 
@@ -100,7 +80,7 @@ static void opt_case(struct tap *t, const char *line, const char *want, const ch
 	char got[512], msg[512];
 
 	walk(line, got, sizeof(got), msg, sizeof(msg));
-	if (!ok(t, !strcmp(got, want) && (!want_msg || strstr(msg, want_msg)),
+	if (!tap_ok(t, !strcmp(got, want) && (!want_msg || strstr(msg, want_msg)),
 		"options '%s' -> %s%s%s", line, want, want_msg ? ", " : "",
 		want_msg ? want_msg : ""))
 		printf("#   got: %s\n#   message: %s", got, msg);
@@ -114,7 +94,7 @@ static void json_case(struct tap *t, const char *in, const char *want)
 	int r = rc_json_str(f, in);
 
 	fclose(f);
-	if (!ok(t, want ? !r && !strcmp(text, want) : r == -1 && !len,
+	if (!tap_ok(t, want ? !r && !strcmp(text, want) : r == -1 && !len,
 		"json of %zu bytes -> %s", strlen(in), want ? want : "refused"))
 		printf("#   got r=%d '%s'\n", r, text);
 	free(text);
@@ -160,14 +140,14 @@ static void bin_case(struct tap *t, const char *bin, const char *const *args, in
 			 args[i]);
 	int r = run(bin, args, out, sizeof(out));
 
-	if (!ok(t, r == want && strstr(out, want_out), "remote-cow %s: exit %d, '%s'", line,
+	if (!tap_ok(t, r == want && strstr(out, want_out), "remote-cow %s: exit %d, '%s'", line,
 		want, want_out))
 		printf("#   got exit %d: %s\n", r, out);
 }
 
 int main(int argc, char **argv)
 {
-	struct tap t = { 0 };
+	struct tap t = { .group = "cli" };
 	const char *bin = argc > 1 ? argv[1] : "./remote-cow";
 
 	printf("TAP version 13\n");
@@ -209,7 +189,7 @@ int main(int argc, char **argv)
 	json_case(&t, "\xed\xa0\x80", NULL);		/* a surrogate */
 	json_case(&t, "\xf4\x90\x80\x80", NULL);	/* past U+10FFFF */
 	json_case(&t, "\x80", NULL);			/* a lone continuation byte */
-	ok(&t, rc_utf8_valid("") && rc_utf8_valid("\xf4\x8f\xbf\xbf"), "utf8: empty, U+10FFFF");
+	tap_ok(&t, rc_utf8_valid("") && rc_utf8_valid("\xf4\x8f\xbf\xbf"), "utf8: empty, U+10FFFF");
 
 	/* the binary */
 	bin_case(&t, bin, (const char *const[]){ "--bogus", NULL }, 2,

@@ -19,30 +19,10 @@
 #include <unistd.h>
 
 #include "rc.h"
+#include "tap.h"
 #include "remote_cow_disk.h"
 
 #define BS RCOW_DISK_BLOCK_SIZE
-
-struct tap {
-	int n, failed;
-};
-
-static bool ok(struct tap *t, bool cond, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static bool ok(struct tap *t, bool cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%sok %d - ", cond ? "" : "not ", ++t->n);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (!cond)
-		t->failed++;
-	return cond;
-}
 
 /* An image being built: geometry, bits per bitmap, per-copy sequence. */
 struct img {
@@ -198,7 +178,7 @@ int main(int argc, char **argv)
 	static const int64_t written[] = { 2, 3, 7, -1 };
 	char dir[] = "/tmp/rcow-test-md.XXXXXX", path[128], args[256];
 	const char *prog;
-	struct tap t = { 0 };
+	struct tap t = { .group = "md" };
 	struct rc_layout l;
 	struct img im;
 	struct run r;
@@ -216,20 +196,20 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/cow.img", dir);
 
 	/* The checksum: CRC-32C check value 0xe3069283 is with the final inversion. */
-	ok(&t, rc_crc32c(0xffffffffu, "123456789", 9) == ~0xe3069283u,
+	tap_ok(&t, rc_crc32c(0xffffffffu, "123456789", 9) == ~0xe3069283u,
 	   "crc32c of \"123456789\" is the standard check value (without final inversion)");
 
 	/* The layout, by hand: 64 extents; 16 Mi extents over 521 blocks per bitmap. */
 	rc_layout_compute(8192, 128, &l);
-	ok(&t, l.nr_extents == 64 && l.bitmap_blocks == 1 && l.metadata_sectors == 11 * 8 &&
+	tap_ok(&t, l.nr_extents == 64 && l.bitmap_blocks == 1 && l.metadata_sectors == 11 * 8 &&
 	       l.data_offset == 2048 && l.cow_sectors == 2048 + 8192,
 	   "layout: 4 MiB device, 64 KiB extents: 11 metadata blocks, data at 2048");
 	rc_layout_compute(128ull << 20, 8, &l);
-	ok(&t, l.nr_extents == 16777216 && l.bitmap_blocks == 521 &&
+	tap_ok(&t, l.nr_extents == 16777216 && l.bitmap_blocks == 521 &&
 	       l.metadata_sectors == (1 + 10 * 521) * 8 && l.data_offset == 43008,
 	   "layout: 64 GiB device, 4 KiB extents: 521 blocks per bitmap, data at 43008");
 	rc_layout_compute(8192, 8192, &l);
-	ok(&t, l.data_offset == 8192, "layout: 4 MiB extents align the data area to 4 MiB");
+	tap_ok(&t, l.data_offset == 8192, "layout: 4 MiB extents align the data area to 4 MiB");
 
 	/* A clean device with bits set. */
 	img_init(&im, 8192, 128);
@@ -240,12 +220,12 @@ int main(int argc, char **argv)
 	img_write(&im, path, size);
 	snprintf(args, sizeof(args), "check %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "no damage") && has(&r, "present        7\n") &&
+	tap_ok(&t, r.status == 0 && has(&r, "no damage") && has(&r, "present        7\n") &&
 	       has(&r, "written        3\n") && has(&r, ", clean"),
 	   "check: a clean device exits 0 and counts present 7, written 3");
 	snprintf(args, sizeof(args), "dump %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "bitmap present: 7 set\n  0-3\n  7\n  40\n  63\n") &&
+	tap_ok(&t, r.status == 0 && has(&r, "bitmap present: 7 set\n  0-3\n  7\n  40\n  63\n") &&
 	       has(&r, "bitmap written: 3 set\n  2-3\n  7\n") && has(&r, "  extent_sectors  128\n") &&
 	       has(&r, "  base_uri        file:///base.img\n") && has(&r, "flags           0x1 clean"),
 	   "dump: superblock fields, then each bitmap's runs");
@@ -255,12 +235,12 @@ int main(int argc, char **argv)
 	img_write(&im, path, size);
 	snprintf(args, sizeof(args), "dump %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "bitmap present: 7 set\n"),
+	tap_ok(&t, r.status == 0 && has(&r, "bitmap present: 7 set\n"),
 	   "dump: the copy with the higher sequence is used");
 	put_copy(&im, 0, 0, 0, 6, written);
 	img_write(&im, path, size);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "bitmap present: 3 set\n  2-3\n  7\n"),
+	tap_ok(&t, r.status == 0 && has(&r, "bitmap present: 3 set\n  2-3\n  7\n"),
 	   "dump: ... whichever copy holds it");
 
 	/* One copy torn, device not shut down cleanly: a note, exit 0. */
@@ -270,7 +250,7 @@ int main(int argc, char **argv)
 	img_write(&im, path, size);
 	snprintf(args, sizeof(args), "check %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "note: bitmap present block 0: copy 0 (COW block 1) checksum mismatch: torn by a crash") &&
+	tap_ok(&t, r.status == 0 && has(&r, "note: bitmap present block 0: copy 0 (COW block 1) checksum mismatch: torn by a crash") &&
 	       has(&r, "present        7\n") && has(&r, "no damage"),
 	   "check: a copy torn by a crash is a note; the other copy is used");
 
@@ -279,7 +259,7 @@ int main(int argc, char **argv)
 	put_sb(&im);
 	img_write(&im, path, size);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "damage: bitmap present block 0: copy 0 (COW block 1) checksum mismatch on a device shut down cleanly"),
+	tap_ok(&t, r.status == 1 && has(&r, "damage: bitmap present block 0: copy 0 (COW block 1) checksum mismatch on a device shut down cleanly"),
 	   "check: a bad copy on a cleanly shut down device is damage, exit 1");
 
 	/* Both copies of a block bad: damage naming the block and both copies. */
@@ -288,12 +268,12 @@ int main(int argc, char **argv)
 	corrupt(&im, copy_nr(&im, 1, 0, 1), 64);
 	img_write(&im, path, size);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "damage: bitmap written block 0: no valid copy (COW block 3: checksum mismatch; COW block 4: checksum mismatch)") &&
+	tap_ok(&t, r.status == 1 && has(&r, "damage: bitmap written block 0: no valid copy (COW block 3: checksum mismatch; COW block 4: checksum mismatch)") &&
 	       has(&r, "1 damaged item"),
 	   "check: both copies of written block 0 damaged: named, exit 1");
 	snprintf(args, sizeof(args), "dump %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "damage: bitmap written block 0") && has(&r, "bitmap present: 0 set"),
+	tap_ok(&t, r.status == 1 && has(&r, "damage: bitmap written block 0") && has(&r, "bitmap present: 0 set"),
 	   "dump: prints what it can, names the damage, exit 1");
 
 	/* A copy written to the wrong place (valid checksum, wrong location). */
@@ -302,7 +282,7 @@ int main(int argc, char **argv)
 	img_write(&im, path, size);
 	snprintf(args, sizeof(args), "check %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "bitmap dirty-commit block 0: copy 0 (COW block 5) belongs elsewhere (misdirected write)"),
+	tap_ok(&t, r.status == 1 && has(&r, "bitmap dirty-commit block 0: copy 0 (COW block 5) belongs elsewhere (misdirected write)"),
 	   "check: a misdirected copy is caught by its location");
 
 	/* Bits past the last extent, with a valid checksum. */
@@ -313,7 +293,7 @@ int main(int argc, char **argv)
 		put_copy(&im, 4, 0, 0, 9, stray);
 		img_write(&im, path, size);
 		run(&r, prog, args);
-		ok(&t, r.status == 1 && has(&r, "bitmap dirty-migrate block 0: copy 0 (COW block 9) sets 2 bits past the last extent (63)"),
+		tap_ok(&t, r.status == 1 && has(&r, "bitmap dirty-migrate block 0: copy 0 (COW block 9) sets 2 bits past the last extent (63)"),
 		   "check: bits past the last extent are damage");
 	}
 
@@ -322,13 +302,13 @@ int main(int argc, char **argv)
 	corrupt(&im, 0, 2000);
 	img_write(&im, path, size);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "damage: superblock: checksum mismatch"),
+	tap_ok(&t, r.status == 1 && has(&r, "damage: superblock: checksum mismatch"),
 	   "check: superblock checksum mismatch, exit 1");
 	im.version = 1;
 	img_format(&im);
 	img_write(&im, path, size);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "metadata version 1; this tool reads version 2 only (version 1 had no bitmap checksums)"),
+	tap_ok(&t, r.status == 1 && has(&r, "metadata version 1; this tool reads version 2 only (version 1 had no bitmap checksums)"),
 	   "check: a version 1 device is named as such, exit 1");
 	im.version = RCOW_DISK_VERSION;
 	img_format(&im);
@@ -336,13 +316,13 @@ int main(int argc, char **argv)
 	seal(blk(&im, 0), RCOW_DISK_SB_CSUM_XOR);
 	img_write(&im, path, size);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "geometry inconsistent with the layout") &&
+	tap_ok(&t, r.status == 1 && has(&r, "geometry inconsistent with the layout") &&
 	       has(&r, "data offset 4096, want 2048"),
 	   "check: a data offset that is not the layout's is damage");
 	img_format(&im);
 	img_write(&im, path, size - 512);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "the COW device has 10239 sectors; its layout needs 10240"),
+	tap_ok(&t, r.status == 1 && has(&r, "the COW device has 10239 sectors; its layout needs 10240"),
 	   "check: a device shorter than its layout is damage");
 
 	/* needs_check: reported, cleared only after a clean check. */
@@ -350,7 +330,7 @@ int main(int argc, char **argv)
 	img_format(&im);
 	img_write(&im, path, size);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "needs_check set") &&
+	tap_ok(&t, r.status == 0 && has(&r, "needs_check set") &&
 	       has(&r, "check --clear-needs-check"),
 	   "check: needs_check is reported with what to run");
 	corrupt(&im, copy_nr(&im, 0, 0, 0), 200);
@@ -358,20 +338,20 @@ int main(int argc, char **argv)
 	img_write(&im, path, size);
 	snprintf(args, sizeof(args), "check --clear-needs-check %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 1 && has(&r, "needs_check not cleared: the check found damage"),
+	tap_ok(&t, r.status == 1 && has(&r, "needs_check not cleared: the check found damage"),
 	   "check --clear-needs-check refuses on damage");
 	snprintf(args, sizeof(args), "check %s", path);
 	run(&r, prog, args);
-	ok(&t, has(&r, "needs_check set"), "... and the flag stays");
+	tap_ok(&t, has(&r, "needs_check set"), "... and the flag stays");
 	img_format(&im);
 	img_write(&im, path, size);
 	snprintf(args, sizeof(args), "check --clear-needs-check %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "needs_check cleared"),
+	tap_ok(&t, r.status == 0 && has(&r, "needs_check cleared"),
 	   "check --clear-needs-check clears it after a clean check");
 	snprintf(args, sizeof(args), "dump %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "flags           0x0\n") && has(&r, "generation      8\n"),
+	tap_ok(&t, r.status == 0 && has(&r, "flags           0x0\n") && has(&r, "generation      8\n"),
 	   "... the superblock is rewritten without it (valid checksum, next generation)");
 
 	/* Not formatted; usage errors. */
@@ -380,17 +360,17 @@ int main(int argc, char **argv)
 	img_write(&im, path, size);
 	snprintf(args, sizeof(args), "check %s", path);
 	run(&r, prog, args);
-	ok(&t, r.status == 0 && has(&r, "not formatted"), "check: a zeroed device is not formatted, exit 0");
+	tap_ok(&t, r.status == 0 && has(&r, "not formatted"), "check: a zeroed device is not formatted, exit 0");
 	run(&r, prog, "check");
-	ok(&t, r.status == 2 && has(&r, "which COW device"), "check without COW_DEV: usage error, exit 2");
+	tap_ok(&t, r.status == 2 && has(&r, "which COW device"), "check without COW_DEV: usage error, exit 2");
 	run(&r, prog, "check /nonexistent/cow");
-	ok(&t, r.status == 3 && has(&r, "cannot open /nonexistent/cow"), "check of a missing file: exit 3");
+	tap_ok(&t, r.status == 3 && has(&r, "cannot open /nonexistent/cow"), "check of a missing file: exit 3");
 	run(&r, prog, "check --help");
-	ok(&t, r.status == 0 && has(&r, "Usage: remote-cow check"), "check --help");
+	tap_ok(&t, r.status == 0 && has(&r, "Usage: remote-cow check"), "check --help");
 	run(&r, prog, "dump --help");
-	ok(&t, r.status == 0 && has(&r, "Usage: remote-cow dump"), "dump --help");
+	tap_ok(&t, r.status == 0 && has(&r, "Usage: remote-cow dump"), "dump --help");
 	run(&r, prog, "--help");
-	ok(&t, r.status == 0 && has(&r, "  check [--clear-needs-check] COW_DEV") &&
+	tap_ok(&t, r.status == 0 && has(&r, "  check [--clear-needs-check] COW_DEV") &&
 	       has(&r, "  dump COW_DEV"), "remote-cow --help lists check and dump");
 
 	free(im.buf);

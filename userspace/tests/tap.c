@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * tap.c - the TAP producer shared by the librcow unit tests (unit.c) and
- * remote-cowd's host tests (rcowd-test.c); see tap.h.
+ * tap.c - the TAP producer shared by the librcow unit tests (unit.c),
+ * remote-cowd's host tests (rcowd-test.c) and the CLI's (tools/tests);
+ * see tap.h.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
