@@ -68,7 +68,6 @@ int cmd_check(int argc, char **argv)
 	const char *dev = NULL, *arg;
 	bool clear = false, verbose = false;
 	struct rc_md md;
-	uint64_t bytes;
 	int id, fd, r;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
@@ -88,13 +87,9 @@ int cmd_check(int argc, char **argv)
 	}
 	if (!dev)
 		return rc_usage_err("check", "which COW device? (COW_DEV)");
-	r = rc_cow_open("check", dev, clear, &fd, &bytes);
+	r = rc_cow_load("check", dev, clear, &md, stdout, verbose ? stdout : NULL, &fd);
 	if (r)
 		return r;
-	if (rc_md_read(fd, bytes, &md, stdout, verbose ? stdout : NULL)) {
-		r = RC_EXIT_FAIL;
-		goto out;
-	}
 	if (!md.formatted) {
 		printf("%s: not formatted (its first 4 KiB are zeroes; the first table load"
 		       " formats it)\n", dev);

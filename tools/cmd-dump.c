@@ -79,7 +79,6 @@ int cmd_dump(int argc, char **argv)
 	const char *dev = NULL, *arg;
 	bool verbose = false;
 	struct rc_md md;
-	uint64_t bytes;
 	int id, fd, r;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
@@ -96,13 +95,9 @@ int cmd_dump(int argc, char **argv)
 	}
 	if (!dev)
 		return rc_usage_err("dump", "which COW device? (COW_DEV)");
-	r = rc_cow_open("dump", dev, false, &fd, &bytes);
+	r = rc_cow_load("dump", dev, false, &md, stderr, verbose ? stdout : NULL, &fd);
 	if (r)
 		return r;
-	if (rc_md_read(fd, bytes, &md, stderr, verbose ? stdout : NULL)) {
-		r = RC_EXIT_FAIL;
-		goto out;
-	}
 	if (!md.formatted) {
 		printf("not formatted (the first 4 KiB are zeroes)\n");
 		r = RC_EXIT_OK;

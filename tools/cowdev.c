@@ -97,3 +97,20 @@ int rc_cow_open(const char *cmd, const char *path, bool writable, int *fd_out, u
 	*fd_out = fd;
 	return 0;
 }
+
+int rc_cow_load(const char *cmd, const char *path, bool writable, struct rc_md *md,
+		FILE *out, FILE *verbose, int *fd)
+{
+	uint64_t bytes;
+	int r;
+
+	r = rc_cow_open(cmd, path, writable, fd, &bytes);
+	if (r)
+		return r;
+	if (rc_md_read(*fd, bytes, md, out, verbose)) {
+		rc_md_free(md);
+		close(*fd);
+		return RC_EXIT_FAIL;
+	}
+	return 0;
+}

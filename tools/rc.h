@@ -164,6 +164,13 @@ int rc_md_clear_needs_check(int fd, struct rc_md *md);
  * mount holds it, naming the holder).  0 or an exit code (printed).
  */
 int rc_cow_open(const char *cmd, const char *path, bool writable, int *fd, uint64_t *bytes);
+/*
+ * rc_cow_open(), then rc_md_read() with out and verbose: 0 with *fd open
+ * and *md read (the caller frees and closes both), or an exit code with
+ * nothing left open.
+ */
+int rc_cow_load(const char *cmd, const char *path, bool writable, struct rc_md *md,
+		FILE *out, FILE *verbose, int *fd);
 
 /* ---- dm.c ---- */
 void rc_dm_init(void);
