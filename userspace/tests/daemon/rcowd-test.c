@@ -631,6 +631,16 @@ static int make_file_base(const char *path, int fill, uint64_t extents)
 	return close(fd);
 }
 
+/* A 16-extent file base <name> of <fill> bytes in the test's directory; its file:// URI in uri. */
+static int file_base_uri(const struct env *e, const char *name, int fill, char *uri, size_t len)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", e->dir, name);
+	snprintf(uri, len, "file://%s", path);
+	return make_file_base(path, fill, 16);
+}
+
 static unsigned int count_srcs(const struct daemon *d)
 {
 	unsigned int n = 0;
@@ -648,7 +658,7 @@ static unsigned int count_srcs(const struct daemon *d)
  */
 static void test_resync(struct tap *t)
 {
-	char a[PATH_MAX], b[PATH_MAX], ua[PATH_MAX + 16], ub[PATH_MAX + 16];
+	char ua[PATH_MAX + 16], ub[PATH_MAX + 16];
 	struct rcow_device_info info;
 	const struct fake_answer *x;
 	struct env e;
@@ -658,12 +668,8 @@ static void test_resync(struct tap *t)
 		env_fini(&e);
 		return;
 	}
-	snprintf(a, sizeof(a), "%s/a.img", e.dir);
-	snprintf(b, sizeof(b), "%s/b.img", e.dir);
-	snprintf(ua, sizeof(ua), "file://%s", a);
-	snprintf(ub, sizeof(ub), "file://%s", b);
-	make_file_base(a, 0xaa, 16);
-	make_file_base(b, 0xbb, 16);
+	file_base_uri(&e, "a.img", 0xaa, ua, sizeof(ua));
+	file_base_uri(&e, "b.img", 0xbb, ub, sizeof(ub));
 	add_device(&e, 1, ua);
 	add_device(&e, 2, ub);
 	fake_send_fault(&e.d, 1, 1, 0, 1);
@@ -704,7 +710,7 @@ static void note_writing(struct fake_kernel *k, const struct rcow_quiesce *q)
 static void test_hung_cow(struct tap *t)
 {
 	int writing = -1;
-	char a[PATH_MAX], ua[PATH_MAX + 16];
+	char ua[PATH_MAX + 16];
 	struct rcow_device_info info;
 	const struct fake_answer *x;
 	uint64_t t0, took;
@@ -715,9 +721,7 @@ static void test_hung_cow(struct tap *t)
 		env_fini(&e);
 		return;
 	}
-	snprintf(a, sizeof(a), "%s/a.img", e.dir);
-	snprintf(ua, sizeof(ua), "file://%s", a);
-	make_file_base(a, 0xaa, 16);
+	file_base_uri(&e, "a.img", 0xaa, ua, sizeof(ua));
 	add_device(&e, 1, ua);		/* COW 7:1 */
 	slow_cow_set(e.k.cow_fd, 1500, 1);
 	fake_send_fault(&e.d, 1, 1, 0, 1);
@@ -931,7 +935,7 @@ static void test_many_bases(struct tap *t)
  */
 static void test_inactive(struct tap *t)
 {
-	char a[PATH_MAX], b[PATH_MAX], ua[PATH_MAX + 16], ub[PATH_MAX + 16];
+	char ua[PATH_MAX + 16], ub[PATH_MAX + 16];
 	struct rcow_device_info info;
 	const struct fake_answer *x;
 	struct env e;
@@ -941,12 +945,8 @@ static void test_inactive(struct tap *t)
 		env_fini(&e);
 		return;
 	}
-	snprintf(a, sizeof(a), "%s/a.img", e.dir);
-	snprintf(b, sizeof(b), "%s/b.img", e.dir);
-	snprintf(ua, sizeof(ua), "file://%s", a);
-	snprintf(ub, sizeof(ub), "file://%s", b);
-	make_file_base(a, 0xaa, 16);
-	make_file_base(b, 0xbb, 16);
+	file_base_uri(&e, "a.img", 0xaa, ua, sizeof(ua));
+	file_base_uri(&e, "b.img", 0xbb, ub, sizeof(ub));
 	add_device(&e, 1, ua);			/* live, COW 7:1 */
 	dev_info(&e, &info, 2, ub);		/* loaded over 7:1, not resumed */
 	info.cow_minor = 1;
