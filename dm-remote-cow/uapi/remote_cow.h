@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		2
+#define REMOTE_COW_GENL_VERSION		3
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -48,7 +48,9 @@ enum remote_cow_cmd {
 	RCOW_CMD_UNREGISTER,
 	/*
 	 * helper -> kernel, doit with RCOW_A_DEV_ID or dump: one reply per
-	 * device with every RCOW_A_* device attribute below.
+	 * device with every RCOW_A_* device attribute below, and the
+	 * snapshot commit's COMMIT_STATE, COMMIT_GEN, COMMIT_FLAGS,
+	 * COMMIT_TOTAL, COMMIT_DONE (and TARGET_URI while uploading).
 	 */
 	RCOW_CMD_GET_DEVICE,
 	/*
@@ -117,6 +119,60 @@ enum remote_cow_cmd {
 	 * meanwhile may or may not be seen.
 	 */
 	RCOW_CMD_GET_RUNS,
+	/*
+	 * Snapshot commit.  `dmsetup message DEV 0 snapshot commit URI
+	 * [since-last]` freezes a set of extents (every WRITTEN extent, or
+	 * since-last those changed since the last completed commit plus
+	 * those of an interrupted one) as commit generation COMMIT_GEN and
+	 * asks the helper to upload their content as of the freeze to URI.
+	 *
+	 * kernel -> helper.  DEV_ID, COMMIT_GEN, TARGET_URI, COMMIT_FLAGS,
+	 * COMMIT_TOTAL (extents frozen).  Sent at the freeze, and again to a
+	 * helper that registers while the commit is uploading.  The helper
+	 * reads the extents still to upload with GET_RUNS on
+	 * RCOW_BITMAP_COMMIT_UPLOAD and writes each one's content to the
+	 * target at the same byte offset as on the device (extents that
+	 * read as zeroes as NBD write-zeroes), reporting them with
+	 * COMMIT_MARK (RCOW_MARK_UPLOADED) once the target acknowledged
+	 * them, then flushes the target and answers COMMIT_END.
+	 */
+	RCOW_CMD_COMMIT_START,
+	/*
+	 * kernel -> helper.  DEV_ID, COMMIT_GEN, FIRST_EXTENT, EXTENT_COUNT.
+	 * A guest write waits on these frozen extents (their bits are set in
+	 * RCOW_BITMAP_COMMIT_HELD): copy their current content from the COW
+	 * device aside (the spool), or upload it, and answer COMMIT_MARK.
+	 * Sent once per held extent and registration; a helper that
+	 * registers during a commit finds the held extents with GET_RUNS.
+	 */
+	RCOW_CMD_PRESERVE,
+	/*
+	 * helper -> kernel.  DEV_ID, COMMIT_GEN, FIRST_EXTENT, EXTENT_COUNT,
+	 * MARK.  RCOW_MARK_PRESERVED: the content of the extents as of the
+	 * freeze is safe with the helper; guest writes waiting on them go
+	 * on.  RCOW_MARK_UPLOADED: the target acknowledged it (implies
+	 * preserved).  Extents of the range that are not in the set are
+	 * ignored.  Refused from anything but the registered helper
+	 * (EPERM), for another generation or no running commit (ESTALE),
+	 * or a range outside the device (EINVAL).
+	 */
+	RCOW_CMD_COMMIT_MARK,
+	/*
+	 * helper -> kernel.  DEV_ID, COMMIT_GEN, STATUS, optional MESSAGE
+	 * (logged).  STATUS 0: every extent was uploaded and the target was
+	 * flushed; refused with EAGAIN while RCOW_BITMAP_COMMIT_UPLOAD still
+	 * has a bit set.  Then the frozen set is durably cleared and the
+	 * commit is done.  Any other STATUS: the commit failed (the frozen
+	 * set is kept, so that the next commit includes it).  Either way
+	 * held writes go on and a dm event is raised.
+	 */
+	RCOW_CMD_COMMIT_END,
+	/*
+	 * kernel -> helper.  DEV_ID, COMMIT_GEN.  The commit was aborted
+	 * (snapshot abort, or the kernel failed it): stop uploading it and
+	 * drop what was preserved for it.
+	 */
+	RCOW_CMD_COMMIT_ABORT,
 
 	__RCOW_CMD_MAX,
 };
@@ -148,6 +204,14 @@ enum remote_cow_attr {
 	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
 	RCOW_A_FLAGS,		/* u32: RCOW_DEV_F_* (in GET_DEVICE) */
 	RCOW_A_RUN_LENGTH,	/* u64: extents in a run (GET_RUNS) */
+	RCOW_A_COMMIT_GEN,	/* u64: snapshot commit generation, from 1 */
+	RCOW_A_TARGET_URI,	/* string: where the commit uploads to */
+	RCOW_A_COMMIT_FLAGS,	/* u32: RCOW_COMMIT_F_* */
+	RCOW_A_COMMIT_STATE,	/* u32: enum remote_cow_commit_state */
+	RCOW_A_COMMIT_TOTAL,	/* u64: extents frozen by the commit */
+	RCOW_A_COMMIT_DONE,	/* u64: extents uploaded so far */
+	RCOW_A_MARK,		/* u32: RCOW_MARK_* */
+	RCOW_A_MESSAGE,		/* string: human-readable reason */
 
 	__RCOW_A_MAX,
 };
@@ -162,6 +226,29 @@ enum remote_cow_bitmap {
 	RCOW_BITMAP_DIRTY_MIGRATE,	/* written since migration started */
 	RCOW_NR_BITMAPS,
 };
+
+/*
+ * Sets that live in memory only, while a snapshot commit runs; readable
+ * with GET_RUNS and GET_BITMAP like the bitmaps above.
+ */
+#define RCOW_BITMAP_COMMIT_UPLOAD	16	/* frozen, not yet uploaded */
+#define RCOW_BITMAP_COMMIT_HELD		17	/* frozen, neither uploaded nor
+						 * preserved: writes wait
+						 */
+
+enum remote_cow_commit_state {
+	RCOW_COMMIT_IDLE,	/* no commit since the table was loaded */
+	RCOW_COMMIT_UPLOADING,
+	RCOW_COMMIT_DONE,
+	RCOW_COMMIT_FAILED,
+};
+
+/* RCOW_A_COMMIT_FLAGS bits */
+#define RCOW_COMMIT_F_SINCE_LAST	_BITUL(0)
+
+/* RCOW_A_MARK values */
+#define RCOW_MARK_PRESERVED	1
+#define RCOW_MARK_UPLOADED	2
 
 /* RCOW_A_FLAGS bits */
 #define RCOW_DEV_F_HYDRATING	_BITUL(0)	/* hydrate start is in force */

@@ -18,6 +18,13 @@
  * a crash that tears the write leaves the other copy intact.  A load takes
  * the valid copy (checksum, magic, location) with the higher sequence.
  *
+ * Sets that are cleared as a whole (the snapshot commit's changed and
+ * frozen sets, the migration's changed set) carry an epoch: the superblock
+ * holds each one's current epoch and every bitmap block copy the epoch it
+ * was written in.  A copy of another epoch reads as all zeroes, so a set
+ * is cleared, crash-safe, by one superblock write that bumps its epoch.
+ * PRESENT and WRITTEN are never cleared and stay at epoch 0.
+ *
  * crc32c below means the Castagnoli CRC with seed 0xffffffff and no final
  * inversion (the kernel's crc32c(~0, ...)), xored with the given constant.
  */
@@ -57,7 +64,15 @@ struct rcow_disk_sb {
 	__le32 nr_bitmaps;	/* RCOW_DISK_NR_BITMAPS */
 	__le32 base_uri_len;
 	__le64 generation;	/* bumped on every superblock write */
-	__u8 reserved[40];
+	/*
+	 * Everything that changes at run time lives in the first 512 bytes,
+	 * written atomically: flags, generation, the epochs and the commit
+	 * generations.
+	 */
+	__le64 commit_started;	/* last snapshot commit generation frozen */
+	__le64 commit_done;	/* last one completed (0: none) */
+	__le32 epoch[RCOW_DISK_NR_BITMAPS];	/* see above; 0 after format */
+	__u8 reserved[4];
 	char base_uri[RCOW_DISK_MAX_URI + 1];	/* NUL-padded */
 };
 
@@ -82,7 +97,8 @@ struct rcow_disk_bm_hdr {
 	__le64 blocknr;		/* where this copy lives (4 KiB blocks) */
 	__le32 bitmap;		/* enum remote_cow_bitmap */
 	__le32 index;		/* k: logical block within the bitmap */
-	__u8 reserved[32];
+	__le32 epoch;		/* the bitmap's epoch when written */
+	__u8 reserved[28];
 };
 
 /* Logical blocks per bitmap for a number of extents. */
