@@ -265,7 +265,7 @@ static void end_commit(struct rcow *rc, enum remote_cow_commit_state state,
 		DMINFO("%s: snapshot commit %llu done: %llu extents uploaded",
 		       rc->name, gen, cm->total);
 	else
-		DMERR("%s: snapshot commit %llu failed: %s (%llu of %llu extents uploaded; the next commit includes the rest)",
+		DMERR("%s: snapshot commit %llu failed: %s (%llu of %llu extents uploaded)",
 		      rc->name, gen, why, atomic64_read(&cm->done), cm->total);
 	if (tell_helper)
 		rcow_nl_commit_abort(rc, gen);
@@ -358,7 +358,12 @@ static void do_freeze(struct rcow *rc)
 	       rc->name, gen, frozen, cm->since_last ? " (since last)" : "",
 	       cm->uri);
 open_gate:
-	/* Writes the gate sent to the worker meet the held set now. */
+	/*
+	 * Writes the gate sent to the worker meet the held set now.  The
+	 * held set and RCOW_F_HOLDING are visible before the gate opens
+	 * (pairs with the read barrier in map_write_ready()).
+	 */
+	smp_mb__before_atomic();
 	clear_bit(RCOW_F_WRITE_GATE, &rc->flags);
 out:
 	kfree(uri);
@@ -500,7 +505,7 @@ int rcow_commit_message(struct rcow *rc, unsigned int argc, char **argv)
 		spin_unlock(&cm->lock);
 		mutex_unlock(&cm->message_lock);
 		kfree(uri);
-		DMWARN("%s: snapshot commit: commit %llu is still running (snapshot abort stops it)",
+		DMWARN("%s: snapshot commit: commit %llu is still running",
 		       rc->name, cm->gen);
 		return -EBUSY;
 	}

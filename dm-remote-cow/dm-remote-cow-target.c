@@ -229,6 +229,8 @@ static bool map_write_ready(struct rcow *rc, struct bio *bio, u64 first,
 	rcu_read_lock();
 	if (unlikely(test_bit(RCOW_F_WRITE_GATE, &rc->flags)))
 		ready = false;
+	/* The gate before the held set: see the freeze (do_freeze()). */
+	smp_rmb();
 	for (e = first; ready && e <= last; e++)
 		ready = write_ready(rc, e);
 	if (ready) {
@@ -295,7 +297,6 @@ static void remap(struct rcow *rc, struct bio *bio)
 	bio->bi_iter.bi_sector = rc->data_offset +
 		dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
 }
-
 
 static u32 hash_u64(u64 v)
 {
@@ -1474,7 +1475,7 @@ static int rcow_preresume(struct dm_target *ti)
 			return r;
 		}
 		if (unclean)
-			DMWARN("%s: COW device was not shut down cleanly (change tracking is exact: nothing to repair)",
+			DMWARN("%s: COW device was not shut down cleanly (nothing to repair)",
 			       rcow_name(rc));
 		rc->loaded = true;
 		rcow_commit_loaded(rc);

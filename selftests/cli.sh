@@ -336,13 +336,13 @@ done
 # hydrate
 # ---------------------------------------------------------------------------
 expect_exit "hydrate start" 0 "" "$RC" hydrate "$NAME" start
-check_eq "... status: hydrating" hydrating "$(dm_status_field "$NAME" 10)"
+check_eq "... status: hydrating" hydrating "$(dm_status_field "$NAME" 11)"
 check_eq "... status --json: hydrating" "hydrating hydrating" \
 	"$(json "$NAME" "d['hydrate_state'], d['state']" 2>&1 | tr -d "(),'")"
 expect_exit "hydrate stop" 0 "" "$RC" hydrate "$NAME" stop
-check_eq "... status: idle" idle "$(dm_status_field "$NAME" 10)"
+check_eq "... status: idle" idle "$(dm_status_field "$NAME" 11)"
 expect_exit "hydrate start --rate 7" 0 "" "$RC" hydrate "$NAME" start --rate 7
-check_eq "... status: hydrating" hydrating "$(dm_status_field "$NAME" 10)"
+check_eq "... status: hydrating" hydrating "$(dm_status_field "$NAME" 11)"
 # rcow-fill does not stream: --wait waits until the hydration is stopped.
 "$RC" hydrate "$NAME" start --wait >"$tmp/wait.out" 2>&1 &
 wpid=$!
