@@ -69,6 +69,8 @@
 #define WRITE_RETRIES 3
 #define MAX_EMPTY_RESCANS 3
 #define MAX_END_TRIES 8
+#define ACK_BATCH 256
+#define ACK_DELAY_MS 20
 
 enum phase { P_CONNECT, P_UPLOAD, P_FLUSH, P_DONE };
 
@@ -113,6 +115,7 @@ struct commit {
 	struct xqueue atq;		/* at the target */
 	unsigned int max_jobs;
 	struct idvec acks, pres;	/* to mark uploaded / preserved */
+	uint64_t acks_since;		/* now_ms() of the oldest unmarked ack */
 	unsigned int empty_rescans, end_tries;
 	bool flushing;
 
@@ -619,6 +622,23 @@ void commit_start(struct daemon *d, const struct rcow_device_info *info,
 		unpause(c);
 		return;
 	}
+	{
+		/*
+		 * A COMMIT_START queued before a failure we reported (it is
+		 * sent again at registration): ask whether it still runs.
+		 */
+		struct rcow_device_info now;
+		struct rcow_err err = { 0 };
+
+		memset(&now, 0, sizeof(now));
+		if (d->kops->get_device(d->kctx, info->dev_id, &now, &err) == 0 &&
+		    (now.have & (1ull << RCOW_A_COMMIT_STATE)) &&
+		    (now.commit_state != RCOW_COMMIT_UPLOADING || now.commit_gen != m->gen)) {
+			vlog(d, 1, "device %s: COMMIT_START for commit %llu, which the kernel no longer runs; ignoring it",
+			     info->dm_name, (unsigned long long)m->gen);
+			return;
+		}
+	}
 	if (c) {
 		logmsg("device %s: commit %llu replaces commit %llu, which the kernel no longer runs",
 		       c->name, (unsigned long long)m->gen, (unsigned long long)c->gen);
@@ -855,6 +875,8 @@ static void reap_target(struct commit *c)
 		else
 			c->bytes_data += x->len;
 		c->spooled += x->from_spool;
+		if (!c->acks.n)
+			c->acks_since = now_ms();
 		if (idvec_push(&c->acks, x->ext))
 			fail(c, ENOMEM, "out of memory");
 		rcow_buf_free(&x->buf);
@@ -1030,6 +1052,8 @@ static void maybe_complete(struct commit *c)
 	finish(c);
 }
 
+static unsigned int jobs(const struct commit *c);
+
 static void step(struct commit *c, uint64_t now)
 {
 	uint64_t down;
@@ -1045,7 +1069,14 @@ static void step(struct commit *c, uint64_t now)
 	send_marks(c, &c->pres, RCOW_MARK_PRESERVED);
 	if (c->ended)
 		return;
-	send_marks(c, &c->acks, RCOW_MARK_UPLOADED);
+	/*
+	 * UPLOADED marks are batched: acknowledgements come one by one, and
+	 * a mark per extent would cost a kernel round trip each.  Sent when
+	 * a batch is full, ACK_DELAY_MS after the oldest, or when nothing
+	 * else is in flight.
+	 */
+	if (c->acks.n >= ACK_BATCH || !jobs(c) || now >= c->acks_since + ACK_DELAY_MS)
+		send_marks(c, &c->acks, RCOW_MARK_UPLOADED);
 	if (c->ended)
 		return;
 	if (!c->tgt)
@@ -1104,8 +1135,10 @@ uint64_t commit_timer(struct daemon *d, uint64_t now)
 			x = now + 20;	/* draining the pools */
 		} else {
 			x = c->tgt ? tgt_timer(c->tgt, now) : 0;
-			if (c->pres.n || c->acks.n)
+			if (c->pres.n)
 				x = now + 100;	/* a refused mark: again soon */
+			if (c->acks.n && (!x || x > c->acks_since + ACK_DELAY_MS))
+				x = c->acks_since + ACK_DELAY_MS;
 			if (c->tgt && tgt_down_since(c->tgt) && (!x || x > now + 1000))
 				x = now + 1000;	/* the give-up deadline */
 		}

@@ -25,6 +25,7 @@ struct treq {
 	struct tgt *t;
 	void *cookie;
 	uint64_t issued_ms;
+	unsigned int gen;		/* the connection it was sent on */
 	int err;
 	bool done, lost, in_flight;
 };
@@ -37,6 +38,7 @@ struct tgt {
 	struct nbd_handle *h;
 	enum tgt_state st;
 	bool closing, just_ready, ever;
+	unsigned int gen;		/* bumped when a connection is closed */
 	uint64_t started_ms, retry_at, down_since;
 	struct rcow_backoff bo;
 	int64_t size;
@@ -91,6 +93,7 @@ static struct treq *req_new(struct tgt *t, void *cookie)
 	q->t = t;
 	q->cookie = cookie;
 	q->issued_ms = now_ms();
+	q->gen = t->gen;
 	q->in_flight = true;
 	q->next = t->flight;
 	if (t->flight)
@@ -106,6 +109,7 @@ static void conn_close(struct tgt *t)
 	struct nbd_handle *h = t->h;
 
 	t->h = NULL;
+	t->gen++;
 	t->closing = true;
 	if (h)
 		nbd_close(h);
@@ -340,7 +344,8 @@ bool tgt_next_done(struct tgt *t, void **cookie, int *err, bool *lost)
 		t->done_tail = NULL;
 	*cookie = q->cookie;
 	*err = q->err;
-	*lost = q->lost;
+	/* failed as its connection died (libnbd fails them before we see it dead) */
+	*lost = q->lost || (q->err && q->gen != t->gen);
 	free(q);
 	return true;
 }
