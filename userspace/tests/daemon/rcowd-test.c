@@ -173,7 +173,7 @@ static void env_fini(struct env *e)
 	uint64_t end = now_ms() + 5000;
 
 	engine_forget_all(&e->d);
-	while ((e->d.srcs || writer_backlog(&e->d)) && now_ms() < end)
+	while ((e->d.srcs || e->d.commits || writer_backlog(&e->d)) && now_ms() < end)
 		turn(e, 20);
 	engine_reap_sources(&e->d);
 	writer_stop(&e->d);
