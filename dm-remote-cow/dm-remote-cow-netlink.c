@@ -535,7 +535,7 @@ static int check_bitmap(struct genl_info *info, struct nlattr *attr,
 	}
 	if (info)
 		NL_SET_ERR_MSG_ATTR(info->extack, attr, "no such bitmap");
-	return -EINVAL;
+	return -ERANGE;
 }
 
 static int need_attrs(struct genl_info *info, const int *attrs, int n)
@@ -936,7 +936,7 @@ static int runs_start(struct netlink_callback *cb)
 	    cb->args[1] != RCOW_BITMAP_COMMIT_HELD) {
 		NL_SET_ERR_MSG_ATTR(cb->extack, tb[RCOW_A_BITMAP],
 				    "no such bitmap");
-		return -EINVAL;
+		return -ERANGE;
 	}
 	cb->args[2] = tb[RCOW_A_FIRST_EXTENT] ?
 		      nla_get_u64(tb[RCOW_A_FIRST_EXTENT]) : 0;

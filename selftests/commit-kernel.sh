@@ -27,7 +27,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout
-tap_plan 46
+tap_plan 54
 
 NAME="rc-commit-kernel"
 EXT=128				# 64 KiB extents
@@ -76,7 +76,7 @@ end_commit() {	# end_commit <gen> <status> [message]
 # write_extent <extent> <byte>: one whole extent of that byte, direct.
 write_extent() {
 	head -c "$EXTB" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")" |
-		dd of="$dev" bs="$EXTB" seek="$1" oflag=direct status=none
+		dd of="$dev" bs="$EXTB" seek="$1" iflag=fullblock oflag=direct status=none
 }
 extent_sum() { dd if="$dev" bs="$EXTB" skip="$1" count=1 iflag=direct status=none | sha256sum; }
 
@@ -92,11 +92,12 @@ msg_ok "snapshot commit <uri>" snapshot commit "$URI"
 check_eq "status: uploading 0/8, generation 1" "uploading 0/8 1" "$(commit_status)"
 check "a dm event at the freeze" test "$(events)" -gt "$ev0"
 sess listen 1 5000
-check "the helper hears COMMIT_START" grep -q "COMMIT_START" <<<"$SESS_OUT"
+check_eq "the helper hears COMMIT_START" \
+	"COMMIT_START dev_id=$ID gen=1 flags=0 total=8 uri=$URI" "$SESS_OUT"
 check_eq "upload set: extents 0-7" "0+8" "$(runs 16)"
 check_eq "held set: extents 0-7" "0+8" "$(runs 17)"
 check_eq "GET_DEVICE: commit state 1 (uploading), generation 1" 2 \
-	"$("$NL" raw get_device dev_id:u32:"$ID" 2>&1 | grep -cE "commit_state=1|commit_gen=1")"
+	"$("$NL" raw get_device dev_id:u32:"$ID" 2>&1 | tr ' ' '\n' | grep -cxE "(commit_state|commit_gen)=1")"
 msg_refused "a second commit while one runs" "Device or resource busy" \
 	"commit 1 is still running" snapshot commit "$URI"
 
@@ -108,13 +109,15 @@ at_exit "kill $wpid 2>/dev/null"
 sleep 2
 check "the write to frozen extent 3 waits" kill -0 "$wpid"
 sess listen 1 5000
-check "the helper is sent PRESERVE" grep -q "PRESERVE" <<<"$SESS_OUT"
+check_eq "the helper is sent PRESERVE for extent 3" \
+	"PRESERVE dev_id=$ID gen=1 first_extent=3 extent_count=1" "$SESS_OUT"
 check_eq "frozen extent 3 still reads its old content" "$old3" "$(extent_sum 3)"
 write_extent 20 121
 check "a write to an extent not frozen goes on" test "$(extent_sum 20)" != "$old3"
 mark 1 3 1 "$PRESERVED"
 check_eq "COMMIT_MARK preserved 3 accepted" 0 "$SESS_RC"
-check "... and the held write completes" wait_pid "$wpid" 10
+wait_pid "$wpid" 10
+check_eq "... and the held write completes" 0 "$?"
 check "extent 3 now reads the new data" test "$(extent_sum 3)" != "$old3"
 check_eq "held set: 0-2 and 4-7" "0+3 4+4" "$(runs 17)"
 check_eq "upload set: still 0-7" "0+8" "$(runs 16)"
@@ -142,7 +145,7 @@ end_commit 1 0
 check_eq "COMMIT_END 0 accepted" 0 "$SESS_RC"
 check "status: done 8/8 1" wait_until 10 commit_is "done 8/8 1"
 check "a dm event when the commit ends" test "$(events)" -gt "$ev1"
-check "log: snapshot commit 1 done" expect_dmesg "snapshot commit 1 done: 8 extents uploaded"
+expect_dmesg "log: snapshot commit 1 done" "snapshot commit 1 done: 8 extents uploaded"
 check_eq "frozen set cleared" "" "$(runs frozen-commit)"
 check_eq "DIRTY_COMMIT: extents 3 and 20, written after the freeze" "3+1 20+1" \
 	"$(runs dirty-commit)"
@@ -157,9 +160,10 @@ wpid=$!
 sleep 1
 kmsg_mark
 msg_ok "snapshot abort" snapshot abort
-check "... releases the held write" wait_pid "$wpid" 10
+wait_pid "$wpid" 10
+check_eq "... releases the held write" 0 "$?"
 check "status: failed 0/2 2" wait_until 5 commit_is "failed 0/2 2"
-check "log: aborted" expect_dmesg "snapshot commit 2 failed: aborted"
+expect_dmesg "log: aborted" "snapshot commit 2 failed: aborted"
 check_eq "the frozen set is kept for the next commit" "3+1 20+1" "$(runs frozen-commit)"
 
 # --- the next since-last commit includes the failed one's extents; helper error ---
@@ -168,9 +172,9 @@ msg_ok "snapshot commit since-last after a failed one" snapshot commit "$URI" si
 check_eq "it freezes 3, 20 (failed commit) and 25 (new): 0/3, generation 3" \
 	"uploading 0/3 3" "$(commit_status)"
 kmsg_mark
-end_commit 3 5 "target went away"
+end_commit 3 5 target_went_away
 check "a helper's error fails the commit" wait_until 5 commit_is "failed 0/3 3"
-check "log: the helper's reason" expect_dmesg "error 5: target went away"
+expect_dmesg "log: the helper's reason" "error 5: target_went_away"
 
 # --- a suspend fails a running commit and releases its held write -----------------
 msg_ok "snapshot commit (full)" snapshot commit "$URI"
@@ -181,8 +185,9 @@ wpid=$!
 sleep 1
 kmsg_mark
 check "suspend with a held write" timeout 30 dmsetup suspend "$NAME"
-check "... releases it" wait_pid "$wpid" 10
-check "log: interrupted by a suspend" expect_dmesg "interrupted by a suspend"
+wait_pid "$wpid" 10
+check_eq "... releases it" 0 "$?"
+expect_dmesg "log: interrupted by a suspend" "interrupted by a suspend"
 check "resume" dmsetup resume "$NAME"
 
 # --- a reload keeps the generation and the frozen set -------------------------------

@@ -426,6 +426,13 @@ rd 0 "$NEXT"
 wr direct 64 64 30 bg
 end_step sync
 last_step=$((step - 1))
+# What may be WRITTEN at a point of step k: extents written up to step k+1
+# (the writes in flight).  A file of its own per step: awk tells its
+# inputs apart by name.
+for ((k = -1; k <= last_step; k++)); do
+	n=$((k + 1 > last_step ? last_step : k + 1))
+	cp "$tmp/written.$n" "$tmp/may-have-written.$k"
+done
 
 out=$(ext_digests "$dev" 0 --direct 2>&1 | diff - "$tmp/ref.$last_step")
 [ -z "$out" ] || live_errors+=("at the end the device differs from the reference: $out")
@@ -585,8 +592,6 @@ sort -u "$tmp"/ref.* "$tmp"/inter.* "$tmp/base.hashes" >"$tmp/accept"
 # bits>: stdin the digests of the replayed COW data area; one line per
 # problem, "a|b|c <text>".
 analyse() {
-	local maybe=$tmp/written.$(($2 + 1))
-	[ -e "$maybe" ] || maybe=$tmp/written.$2
 	awk -v p="$1" -v k="$2" -v unclean="$3" -v pbits="$4" -v wbits="$5" -v dbits="$6" '
 		FILENAME == ARGV[1] { ever[$1 " " $2] = 1; next }
 		FILENAME == ARGV[2] { want[$1] = $2; next }
@@ -616,7 +621,7 @@ analyse() {
 				printf "a %s: extent %s differs from the reference of step %s (%s)\n", p, e, k, present ? "PRESENT" : "missing: base"
 		}
 	' "$tmp/accept" "$tmp/ref.$2" "$tmp/inter.$(($2 + 1))" "$tmp/written.$2" \
-		"$maybe" "$tmp/base.hashes" -
+		"$tmp/may-have-written.$2" "$tmp/base.hashes" -
 }
 
 # check_point <lane> <entry> <k> <full|ack|epoch>: replay onto the lane's

@@ -282,6 +282,21 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 			printf("QUIESCE dev_id=%u cookie=%llu\n", ev.u.quiesce.dev_id,
 			       (unsigned long long)ev.u.quiesce.cookie);
 			break;
+		case RCOW_CMD_COMMIT_START:
+			printf("COMMIT_START dev_id=%u gen=%llu flags=%u total=%llu uri=%s\n",
+			       ev.u.commit.dev_id, (unsigned long long)ev.u.commit.gen,
+			       ev.u.commit.flags, (unsigned long long)ev.u.commit.total,
+			       ev.u.commit.target_uri);
+			break;
+		case RCOW_CMD_PRESERVE:
+			printf("PRESERVE dev_id=%u gen=%llu first_extent=%llu extent_count=%u\n",
+			       ev.u.commit.dev_id, (unsigned long long)ev.u.commit.gen,
+			       (unsigned long long)ev.u.commit.first, ev.u.commit.count);
+			break;
+		case RCOW_CMD_COMMIT_ABORT:
+			printf("COMMIT_ABORT dev_id=%u gen=%llu\n", ev.u.commit.dev_id,
+			       (unsigned long long)ev.u.commit.gen);
+			break;
 		case RCOW_CMD_HYDRATE_CTL:
 			if (ev.u.hydrate.start)
 				printf("HYDRATE_CTL dev_id=%u start rate=%u\n", ev.u.hydrate.dev_id, ev.u.hydrate.rate);
