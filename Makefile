@@ -138,6 +138,12 @@ bench-nbd: all
 bench: all
 	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/bench/bench-target.sh"
 
+# Snapshot commit: guest write latency during a commit, commit time against
+# the link (Documentation/benchmarks.rst); figures, not in make check.
+.PHONY: bench-commit
+bench-commit: all
+	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- "$(ROOT)/bench/bench-commit.sh"
+
 # ---------------------------------------------------------------------------
 # Install (DESTDIR for packaging; a real install runs depmod itself)
 # ---------------------------------------------------------------------------

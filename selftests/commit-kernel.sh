@@ -34,7 +34,6 @@ EXT=128				# 64 KiB extents
 EXTB=$((EXT * 512))
 BASE_BYTES=$((2 << 20))		# 32 extents
 LEN=$((BASE_BYTES / 512))
-NR=$((LEN / EXT))
 NL=$RC_TREE/selftests/progs/rcow-nl
 URI="nbd://10.99.0.1:10809/new"
 # Commands and attributes by number (dm-remote-cow/uapi/remote_cow.h).
@@ -46,7 +45,6 @@ PRESERVED=1 UPLOADED=2
 require_built "$NL"
 load_module || tap_bail "cannot load $RC_MODULE"
 test_base_image "$BASE_BYTES" commit-kernel
-tmp=$NET_WORKDIR
 base=$BASE_IMG
 make_cow $((BASE_BYTES + (2 << 20))) || tap_bail "no COW loop device"
 cow=$COW_DEV

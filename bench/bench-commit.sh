@@ -1,0 +1,179 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# bench/bench-commit.sh - what a live snapshot commit costs the guest, and
+# how close to the link's rate it publishes.
+#
+# Runs inside the test VM (make bench-commit, or scripts/vm-run.sh
+# --timeout 3600 bench/bench-commit.sh).  Prints figures; it is not a
+# pass/fail test and is not part of make check.  See
+# Documentation/benchmarks.rst, "Snapshot commit".
+#
+# A device over an NBD base in a network namespace (nbdkit, link shaped to
+# BENCH_DELAY each way and BENCH_RATE) with remote-cowd; BENCH_CHANGED_MB of
+# it written (whole extents, random data), so that a full commit uploads
+# exactly that.  The target is a qcow2 overlay over the base, served
+# writable by qemu-nbd in the namespace, made afresh for every commit.
+#
+#  latency  fio 4 KiB random writes (direct, iodepth 1) over the written
+#           region for BENCH_RUNTIME s: p99 completion latency while no
+#           commit runs (idle) and while one uploads (commit), in
+#           alternating runs: idle, commit, idle, commit, ...  Printed: the
+#           medians, the ratio commit / idle, and the control ratio (the
+#           idle runs of odd repetitions against those of even ones).
+#  time     a commit with the guest quiet: seconds from the message to
+#           done, against changed bytes / link rate (the ideal), and the
+#           same for the commits that ran under fio.
+#
+# Environment (defaults in brackets):
+#   BENCH_SIZE_MB     device size, MiB [256]
+#   BENCH_CHANGED_MB  written, so uploaded by a full commit, MiB [96]
+#   BENCH_EXTENT      extent size in sectors [128 = 64 KiB]
+#   BENCH_RATE        link rate, tc syntax [100mbit]
+#   BENCH_DELAY       delay each way [5ms]
+#   BENCH_RUNTIME     seconds per fio run [5]
+#   BENCH_REPS        repetitions [3]
+#
+# Exit status: 0 when every figure was measured, 1 otherwise.
+# shellcheck disable=SC2119	# lib-net.sh helpers take optional arguments
+
+TREE=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# shellcheck source=../selftests/lib.sh
+. "$TREE/selftests/lib.sh"
+# shellcheck source=../selftests/lib-net.sh
+. "$TREE/selftests/lib-net.sh"
+# shellcheck source=../selftests/lib-commit.sh
+. "$TREE/selftests/lib-commit.sh"
+
+SIZE_MB=${BENCH_SIZE_MB:-256}
+CHANGED_MB=${BENCH_CHANGED_MB:-96}
+EXT=${BENCH_EXTENT:-128}
+RATE=${BENCH_RATE:-100mbit}
+DELAY=${BENCH_DELAY:-5ms}
+RUNTIME=${BENCH_RUNTIME:-5}
+REPS=${BENCH_REPS:-3}
+NAME=bench-commit
+
+die() { echo "bench-commit: $*" >&2; exit 1; }
+log() { echo "# $*"; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root: run it in the VM (make bench-commit)"
+for c in fio nbdkit nbdinfo qemu-nbd qemu-img ip tc dmsetup losetup python3; do
+	command -v "$c" >/dev/null || die "$c is not installed"
+done
+case $RATE in
+*gbit) rate_bps=$((${RATE%gbit} * 1000000000)) ;;
+*mbit) rate_bps=$((${RATE%mbit} * 1000000)) ;;
+*kbit) rate_bps=$((${RATE%kbit} * 1000)) ;;
+*) die "BENCH_RATE: give it in kbit, mbit or gbit" ;;
+esac
+
+load_module || die "cannot load $RC_MODULE"
+net_setup || die "cannot set up the network namespace"
+net_shape "$DELAY" "$RATE" || die "cannot shape the link"
+bytes=$((SIZE_MB << 20))
+net_serve_base "$bytes" bench-commit
+len=$((bytes / 512))
+extb=$((EXT * 512))
+changed=$((CHANGED_MB << 20))
+make_cow $((bytes + (16 << 20))) || die "no COW device"
+cfg=$NET_WORKDIR/remote-cowd.conf
+commit_config "$cfg" "spool_dir = $NET_WORKDIR/spool" "spool_max = $((2 * changed))"
+helper_start --config "$cfg" || die "remote-cowd does not start"
+dmsetup create "$NAME" --table "$(rc_table "$len" "$COW_DEV" "$EXT" "$(net_uri)")" ||
+	die "cannot create the device"
+at_exit "dmsetup message $NAME 0 snapshot abort >/dev/null 2>&1; dm_remove $NAME"
+dev=/dev/mapper/$NAME
+
+log "device ${SIZE_MB} MiB, ${CHANGED_MB} MiB written, extents $((extb >> 10)) KiB," \
+	"link $RATE, $DELAY each way"
+image_data bench-commit-data "$changed" |
+	dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none || die "cannot write"
+sync
+
+# p99 <fio json file>: the p99 completion latency of the writes, in us.
+p99() {
+	python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+print("%.0f" % (j["jobs"][0]["write"]["clat_ns"]["percentile"]["99.000000"] / 1000))
+' "$1"
+}
+
+# run_fio <json out>: the latency workload.
+run_fio() {
+	fio --name=lat --filename="$dev" --rw=randwrite --bs=4k --direct=1 \
+		--ioengine=psync --size="$changed" --time_based --runtime="$RUNTIME" \
+		--percentile_list=50:99 --output-format=json --output="$1" >/dev/null 2>&1
+}
+
+n_target=0
+# commit_start: a fresh overlay target, then the message; start time in T0.
+commit_start() {
+	n_target=$((n_target + 1))
+	target_stop
+	target_overlay "$NET_WORKDIR/v$n_target.qcow2" "$BASE_IMG" raw "v$n_target" ||
+		die "cannot serve the overlay"
+	T0=$(date +%s.%N)
+	dmsetup message "$NAME" 0 snapshot commit "$TARGET_URI" || die "commit refused"
+}
+
+# commit_wait: seconds from T0 until done (dies on failed).
+commit_wait() {
+	local s
+	for ((i = 0; i < 6000; i++)); do
+		s=$(dmsetup status "$NAME" | awk '{ print $9 }')
+		case $s in
+		done) break ;;
+		failed) die "the commit failed: $(dmesg | grep 'snapshot commit' | tail -1)" ;;
+		esac
+		sleep 0.1
+	done
+	[ "$s" = "done" ] || die "the commit did not end in 600 s"
+	python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$T0"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+
+ideal=$(awk -v c="$changed" -v r="$rate_bps" 'BEGIN { printf "%.2f", c * 8 / r }')
+idle=() idle_odd=() idle_even=() busy=() t_quiet=() t_busy=()
+for ((r = 1; r <= REPS; r++)); do
+	run_fio "$NET_WORKDIR/idle.$r.json" || die "fio failed"
+	v=$(p99 "$NET_WORKDIR/idle.$r.json")
+	idle+=("$v")
+	if ((r % 2)); then idle_odd+=("$v"); else idle_even+=("$v"); fi
+
+	commit_start
+	run_fio "$NET_WORKDIR/busy.$r.json" || die "fio failed"
+	busy+=("$(p99 "$NET_WORKDIR/busy.$r.json")")
+	state=$(dmsetup status "$NAME" | awk '{ print $9 }')
+	t_busy+=("$(commit_wait)")
+	[ "$state" = uploading ] ||
+		log "warning: repetition $r: the commit ended before fio did ($state): raise BENCH_CHANGED_MB"
+
+	commit_start
+	t_quiet+=("$(commit_wait)")
+	log "repetition $r: p99 idle ${idle[-1]} us, during commit ${busy[-1]} us;" \
+		"commit ${t_quiet[-1]} s quiet, ${t_busy[-1]} s under fio"
+done
+# The control: half the idle runs against the other half (REPS >= 2).
+ctl=-
+if [ ${#idle_even[@]} -gt 0 ]; then
+	ctl=$(ratio "$(printf '%s\n' "${idle_even[@]}" | median)" \
+		"$(printf '%s\n' "${idle_odd[@]}" | median)")
+fi
+mi=$(printf '%s\n' "${idle[@]}" | median)
+mb=$(printf '%s\n' "${busy[@]}" | median)
+tq=$(printf '%s\n' "${t_quiet[@]}" | median)
+tb=$(printf '%s\n' "${t_busy[@]}" | median)
+
+echo
+echo "| figure (median of $REPS) | remote-cow | reference | ratio | control |"
+echo "|---|---|---|---|---|"
+echo "| 4 KiB random write p99, during commit vs idle | $mb us | $mi us | $(ratio "$mb" "$mi") | $ctl |"
+echo "| commit time, guest quiet vs changed bytes / link rate | $tq s | $ideal s | $(ratio "$tq" "$ideal") | - |"
+echo "| commit time, guest writing vs changed bytes / link rate | $tb s | $ideal s | $(ratio "$tb" "$ideal") | - |"
+echo
+helper_stop >/dev/null 2>&1
+log "remote-cowd: $(echo "$HELPER_STATS" | tr '\n' ' ')"
