@@ -136,9 +136,18 @@ struct rc_md {
 	bool io_error;
 	uint32_t magic, version, flags, block_size, extent_sectors, nr_bitmaps, base_uri_len;
 	uint64_t dev_sectors, nr_extents, data_offset, bitmap_start, bitmap_blocks, generation;
+	uint64_t commit_started;	/* last snapshot commit generation frozen */
+	uint64_t commit_done;		/* last one completed (0: none) */
+	uint32_t epoch[5];		/* per bitmap: the epoch its blocks must carry */
 	char base_uri[1024];
-	uint8_t *bits[5];		/* per bitmap, from each block's newest valid copy */
+	/*
+	 * Per bitmap, from each block's valid copy of the bitmap's epoch with
+	 * the highest sequence; a block with valid copies of other epochs only
+	 * reads as zeroes (the set was cleared by an epoch bump).
+	 */
+	uint8_t *bits[5];
 	uint64_t count[5];		/* bits set */
+	uint64_t cleared[5];		/* blocks that read as zeroes by their epoch */
 	uint64_t max_seq;		/* highest commit sequence of a valid copy */
 	uint64_t damage;		/* findings that make the metadata unusable */
 	uint64_t torn;			/* copies torn by a crash (not damage) */
