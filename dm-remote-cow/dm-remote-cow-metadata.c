@@ -104,6 +104,10 @@ struct rcow_metadata {
 	u64 bitmap_blocks;
 	u32 sb_flags;
 	u64 generation;
+	/* As in the superblock; written with it (see rcow_md_clear()). */
+	u32 epoch[RCOW_NR_BITMAPS];
+	u64 commit_started;
+	u64 commit_done;
 	/* Highest bitmap copy sequence on disk; the next commit uses seq + 1. */
 	u64 seq;
 
@@ -124,6 +128,9 @@ struct rcow_metadata {
 	unsigned long *present_staged;
 	unsigned long *present_durable;
 	unsigned long *staged_blocks;
+	unsigned long *dirty_blocks;
+	/* DIRTY_COMMIT as on disk (see rcow_md_durable()). */
+	unsigned long *dirty_durable;
 };
 
 static u64 bitmap_blocks_for(u64 nr_extents)
@@ -200,6 +207,8 @@ static void free_bitmaps(struct rcow_metadata *md)
 	kvfree(md->present_staged);
 	kvfree(md->present_durable);
 	kvfree(md->staged_blocks);
+	kvfree(md->dirty_durable);
+	kvfree(md->dirty_blocks);
 }
 
 static int alloc_bitmaps(struct rcow_metadata *md)
@@ -217,7 +226,10 @@ static int alloc_bitmaps(struct rcow_metadata *md)
 	md->present_staged = alloc_bitmap(nbits);
 	md->present_durable = alloc_bitmap(nbits);
 	md->staged_blocks = alloc_bitmap(md->bitmap_blocks);
-	if (!md->present_staged || !md->present_durable || !md->staged_blocks)
+	md->dirty_durable = alloc_bitmap(nbits);
+	md->dirty_blocks = alloc_bitmap(md->bitmap_blocks);
+	if (!md->present_staged || !md->present_durable ||
+	    !md->staged_blocks || !md->dirty_durable || !md->dirty_blocks)
 		return -ENOMEM;
 	return 0;
 }
@@ -252,7 +264,7 @@ static void copy_block_bits(unsigned long *dst, const unsigned long *src,
 	unsigned int w;
 
 	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
-		set_bits_word(dst, bit, bits_word(src, bit));
+		set_bits_word(dst, bit, src ? bits_word(src, bit) : 0);
 }
 
 static __le64 *bitmap_words(void *block)
@@ -277,6 +289,7 @@ static void fill_bitmap_block(struct rcow_metadata *md, void *block,
 	hdr->blocknr = cpu_to_le64(bitmap_block_nr(md, b, k, copy));
 	hdr->bitmap = cpu_to_le32(b);
 	hdr->index = cpu_to_le32(k);
+	hdr->epoch = cpu_to_le32(md->epoch[b]);
 	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
 		words[w] = cpu_to_le64(src ? bits_word(src, bit) : 0);
 	hdr->csum = cpu_to_le32(block_checksum(block, RCOW_DISK_BM_CSUM_XOR));
@@ -361,7 +374,7 @@ static int read_bitmap_block(struct rcow_metadata *md,
 {
 	struct dm_buffer *buf[RCOW_DISK_BM_COPIES];
 	void *block[RCOW_DISK_BM_COPIES];
-	bool valid[RCOW_DISK_BM_COPIES];
+	bool valid[RCOW_DISK_BM_COPIES], in_epoch[RCOW_DISK_BM_COPIES];
 	u64 seq[RCOW_DISK_BM_COPIES] = { 0, 0 };
 	unsigned int c, use;
 	int r = 0;
@@ -380,9 +393,13 @@ static int read_bitmap_block(struct rcow_metadata *md,
 			return r;
 		}
 		valid[c] = bitmap_copy_valid(md, block[c], b, k, c);
-		if (valid[c])
-			seq[c] = le64_to_cpu(((struct rcow_disk_bm_hdr *)
-					      block[c])->seq);
+		in_epoch[c] = false;
+		if (valid[c]) {
+			const struct rcow_disk_bm_hdr *hdr = block[c];
+
+			seq[c] = le64_to_cpu(hdr->seq);
+			in_epoch[c] = le32_to_cpu(hdr->epoch) == md->epoch[b];
+		}
 	}
 
 	if (!valid[0] && !valid[1]) {
@@ -407,6 +424,21 @@ static int read_bitmap_block(struct rcow_metadata *md,
 		set_bit(k, md->changed[b]);
 	}
 	use = valid[0] && valid[1] ? seq[1] > seq[0] : valid[1];
+	md->seq = max(md->seq, seq[use]);
+	/*
+	 * Only a copy of the set's current epoch counts (rcow_md_clear());
+	 * epochs only grow, so that is the newer copy if both are valid.
+	 */
+	if (!in_epoch[use] && valid[!use] && in_epoch[!use])
+		use = !use;
+	if (use)
+		set_bit(k, md->newest[b]);
+	else
+		clear_bit(k, md->newest[b]);
+	if (!in_epoch[use]) {
+		copy_block_bits(md->bits[b], NULL, k);
+		goto out;
+	}
 	if (!load_bitmap_words(md, block[use], b, k)) {
 		DMERR("bitmap %s block %llu damaged: copy %u (block %llu) sets bits past end",
 		      bitmap_names[b], k, use,
@@ -414,11 +446,6 @@ static int read_bitmap_block(struct rcow_metadata *md,
 		r = -EILSEQ;
 		goto out;
 	}
-	if (use)
-		set_bit(k, md->newest[b]);
-	else
-		clear_bit(k, md->newest[b]);
-	md->seq = max(md->seq, seq[use]);
 out:
 	for (c = 0; c < RCOW_DISK_BM_COPIES; c++)
 		dm_bufio_release(buf[c]);
@@ -465,7 +492,7 @@ static int write_sb(struct rcow_metadata *md, const char *base_uri)
 	struct rcow_disk_sb *sb;
 	struct dm_buffer *buf;
 	size_t len = strlen(base_uri);
-	int r;
+	int b, r;
 
 	sb = dm_bufio_new(md->bufio, 0, &buf);
 	if (IS_ERR(sb))
@@ -484,6 +511,10 @@ static int write_sb(struct rcow_metadata *md, const char *base_uri)
 	sb->nr_bitmaps = cpu_to_le32(RCOW_NR_BITMAPS);
 	sb->base_uri_len = cpu_to_le32(len);
 	sb->generation = cpu_to_le64(++md->generation);
+	sb->commit_started = cpu_to_le64(md->commit_started);
+	sb->commit_done = cpu_to_le64(md->commit_done);
+	for (b = 0; b < RCOW_NR_BITMAPS; b++)
+		sb->epoch[b] = cpu_to_le32(md->epoch[b]);
 	memcpy(sb->base_uri, base_uri, len);
 	sb->csum = cpu_to_le32(sb_checksum(sb));
 	dm_bufio_mark_buffer_dirty(buf);
@@ -561,6 +592,20 @@ static int format(struct rcow_metadata *md, const struct rcow_geometry *geo)
 #define NEEDS_CHECK_MSG \
 	"COW metadata needs a check: run `remote-cow check --clear-needs-check COW_DEV`"
 
+/* What changes at run time: the superblock's first sector. */
+static void read_sb_state(struct rcow_metadata *md,
+			  const struct rcow_disk_sb *sb)
+{
+	int b;
+
+	md->sb_flags = le32_to_cpu(sb->flags);
+	md->generation = le64_to_cpu(sb->generation);
+	md->commit_started = le64_to_cpu(sb->commit_started);
+	md->commit_done = le64_to_cpu(sb->commit_done);
+	for (b = 0; b < RCOW_NR_BITMAPS; b++)
+		md->epoch[b] = le32_to_cpu(sb->epoch[b]);
+}
+
 static int validate_sb(struct rcow_metadata *md, const struct rcow_disk_sb *sb,
 		       const struct rcow_geometry *geo, char **error)
 {
@@ -604,8 +649,7 @@ static int validate_sb(struct rcow_metadata *md, const struct rcow_disk_sb *sb,
 		*error = "COW superblock geometry is inconsistent (metadata corrupt)";
 		return -EILSEQ;
 	}
-	md->sb_flags = le32_to_cpu(sb->flags);
-	md->generation = le64_to_cpu(sb->generation);
+	read_sb_state(md, sb);
 	if (md->writable && (md->sb_flags & RCOW_SB_F_NEEDS_CHECK)) {
 		*error = NEEDS_CHECK_MSG;
 		return -EUCLEAN;
@@ -627,8 +671,7 @@ static int reread_sb_flags(struct rcow_metadata *md)
 		DMERR("COW superblock changed under the device (corrupt)");
 		r = -EILSEQ;
 	} else {
-		md->sb_flags = le32_to_cpu(sb->flags);
-		md->generation = le64_to_cpu(sb->generation);
+		read_sb_state(md, sb);
 	}
 	dm_bufio_release(buf);
 	return r;
@@ -760,27 +803,18 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 	if (r)
 		goto out;
 
-	if (!(md->sb_flags & RCOW_SB_F_CLEAN)) {
-		unsigned long *present = md->bits[RCOW_BITMAP_PRESENT];
-
-		*was_unclean = true;
-		bitmap_or(md->bits[RCOW_BITMAP_WRITTEN],
-			  md->bits[RCOW_BITMAP_WRITTEN], present, nbits);
-		bitmap_or(md->bits[RCOW_BITMAP_DIRTY_COMMIT],
-			  md->bits[RCOW_BITMAP_DIRTY_COMMIT], present, nbits);
-		bitmap_or(md->bits[RCOW_BITMAP_DIRTY_MIGRATE],
-			  md->bits[RCOW_BITMAP_DIRTY_MIGRATE], present, nbits);
-		bitmap_fill(md->changed[RCOW_BITMAP_WRITTEN], md->bitmap_blocks);
-		bitmap_fill(md->changed[RCOW_BITMAP_DIRTY_COMMIT],
-			    md->bitmap_blocks);
-		bitmap_fill(md->changed[RCOW_BITMAP_DIRTY_MIGRATE],
-			    md->bitmap_blocks);
-		atomic_set(&md->changed_any, 1);
-	}
+	/*
+	 * Nothing to repair after an unclean shutdown: WRITTEN and
+	 * DIRTY_COMMIT were durable before any write they cover was issued
+	 * (see the target's write path).
+	 */
+	*was_unclean = !(md->sb_flags & RCOW_SB_F_CLEAN);
 
 	for (b = 0; b < RCOW_NR_BITMAPS; b++)
 		atomic64_set(&md->count[b], bitmap_weight(md->bits[b], nbits));
 	bitmap_copy(md->present_durable, md->bits[RCOW_BITMAP_PRESENT], nbits);
+	bitmap_copy(md->dirty_durable, md->bits[RCOW_BITMAP_DIRTY_COMMIT],
+		    nbits);
 
 	/* From here on, a crash is an unclean shutdown. */
 	if (md->writable && (md->sb_flags & RCOW_SB_F_CLEAN)) {
@@ -812,21 +846,17 @@ static void mark_needs_check(struct rcow_metadata *md)
 		DMERR("needs_check set in the COW superblock: run `remote-cow check`");
 }
 
-int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
+/* md->lock held. */
+static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 {
 	u64 k;
 	int b, r = 0;
 	bool want_clean_change;
 
-	mutex_lock(&md->lock);
-	if (!md->writable) {
-		r = -EROFS;
-		goto out;
-	}
-	if (md->failed) {
-		r = -EIO;
-		goto out;
-	}
+	if (!md->writable)
+		return -EROFS;
+	if (md->failed)
+		return -EIO;
 	want_clean_change = clean != !!(md->sb_flags & RCOW_SB_F_CLEAN);
 	if (!atomic_xchg(&md->changed_any, 0) && !want_clean_change) {
 		/*
@@ -839,7 +869,7 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
 			if (r)
 				goto fail;
 		}
-		goto out;
+		return 0;
 	}
 
 	/* Stage PRESENT before the flush: only those bits are covered. */
@@ -864,6 +894,7 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
 		if (r)
 			goto fail;
 	}
+	bitmap_zero(md->dirty_blocks, md->bitmap_blocks);
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
 		if (b == RCOW_BITMAP_PRESENT)
 			continue;
@@ -873,6 +904,8 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
 			r = write_bitmap_block(md, b, k, md->bits[b]);
 			if (r)
 				goto fail;
+			if (b == RCOW_BITMAP_DIRTY_COMMIT)
+				__set_bit(k, md->dirty_blocks);
 		}
 	}
 	r = dm_bufio_write_dirty_buffers(md->bufio);
@@ -892,19 +925,140 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
 			goto fail;
 	}
 
-	for (k = 0; k < md->bitmap_blocks; k++)
+	for (k = 0; k < md->bitmap_blocks; k++) {
 		if (test_bit(k, md->staged_blocks))
 			copy_block_bits(md->present_durable,
 					md->present_staged, k);
-	goto out;
+		/* No DIRTY_COMMIT bit changes during a commit: see the .h */
+		if (test_bit(k, md->dirty_blocks))
+			copy_block_bits(md->dirty_durable,
+					md->bits[RCOW_BITMAP_DIRTY_COMMIT], k);
+	}
+	return 0;
 
 fail:
 	DMERR("metadata commit failed: %d", r);
 	md->failed = true;
 	mark_needs_check(md);
+	return r;
+}
+
+int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush)
+{
+	int r;
+
+	mutex_lock(&md->lock);
+	r = __commit(md, clean, flush);
+	mutex_unlock(&md->lock);
+	return r;
+}
+
+/*
+ * md->lock held.  Clear set @b, crash-safe, by bumping its epoch in the
+ * superblock: the blocks on disk are of the old epoch now and read as
+ * zeroes.  One superblock write, whatever the device size.
+ */
+static int clear_set(struct rcow_metadata *md, enum remote_cow_bitmap b)
+{
+	u64 nbits = alloc_bits(md);
+	int r;
+
+	bitmap_zero(md->bits[b], nbits);
+	bitmap_zero(md->changed[b], md->bitmap_blocks);
+	if (b == RCOW_BITMAP_DIRTY_COMMIT)
+		bitmap_zero(md->dirty_durable, nbits);
+	atomic64_set(&md->count[b], 0);
+	md->epoch[b]++;
+	r = update_sb(md);
+	if (r) {
+		DMERR("cannot clear bitmap %s: superblock write failed: %d",
+		      bitmap_names[b], r);
+		md->failed = true;
+		mark_needs_check(md);
+	}
+	return r;
+}
+
+int rcow_md_freeze(struct rcow_metadata *md, bool since_last, u64 gen,
+		   u64 *frozen)
+{
+	unsigned long *f = md->bits[RCOW_BITMAP_FROZEN_COMMIT];
+	const unsigned long *src = md->bits[since_last ?
+					    RCOW_BITMAP_DIRTY_COMMIT :
+					    RCOW_BITMAP_WRITTEN];
+	const unsigned long *present = md->bits[RCOW_BITMAP_PRESENT];
+	u64 k, bit, nbits = alloc_bits(md);
+	unsigned int w;
+	int r;
+
+	mutex_lock(&md->lock);
+	if (md->failed || !md->writable) {
+		r = md->writable ? -EIO : -EROFS;
+		goto out;
+	}
+	/* FROZEN_COMMIT |= source & PRESENT, block by block. */
+	for (k = 0; k < md->bitmap_blocks; k++) {
+		bool changed = false;
+
+		bit = k * RCOW_MD_BITS_PER_BLOCK;
+		for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64) {
+			u64 old = bits_word(f, bit);
+			u64 new = old | (bits_word(src, bit) &
+					 bits_word(present, bit));
+
+			if (new != old) {
+				set_bits_word(f, bit, new);
+				changed = true;
+			}
+		}
+		if (changed) {
+			set_bit(k, md->changed[RCOW_BITMAP_FROZEN_COMMIT]);
+			atomic_set(&md->changed_any, 1);
+		}
+	}
+	*frozen = bitmap_weight(f, nbits);
+	atomic64_set(&md->count[RCOW_BITMAP_FROZEN_COMMIT], *frozen);
+	r = __commit(md, false, true);
+	if (r)
+		goto out;
+	/*
+	 * The frozen set is durable: a crash from here on over-reports
+	 * DIRTY_COMMIT (its extents are frozen too), never under-reports.
+	 */
+	md->commit_started = gen;
+	r = clear_set(md, RCOW_BITMAP_DIRTY_COMMIT);
 out:
 	mutex_unlock(&md->lock);
 	return r;
+}
+
+int rcow_md_commit_done(struct rcow_metadata *md, u64 gen)
+{
+	int r;
+
+	mutex_lock(&md->lock);
+	if (md->failed || !md->writable) {
+		r = md->writable ? -EIO : -EROFS;
+	} else {
+		md->commit_done = gen;
+		r = clear_set(md, RCOW_BITMAP_FROZEN_COMMIT);
+	}
+	mutex_unlock(&md->lock);
+	return r;
+}
+
+void rcow_md_commit_gens(struct rcow_metadata *md, u64 *started, u64 *done)
+{
+	mutex_lock(&md->lock);
+	*started = md->commit_started;
+	*done = md->commit_done;
+	mutex_unlock(&md->lock);
+}
+
+void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		      unsigned long *dst)
+{
+	bitmap_copy(dst, md->bits[b], md->nr_extents);
 }
 
 sector_t rcow_md_data_offset(struct rcow_metadata *md)
@@ -957,6 +1111,11 @@ bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent)
 {
 	return test_bit(extent, md->present_durable);
+}
+
+bool rcow_md_dirty_durable(struct rcow_metadata *md, u64 extent)
+{
+	return test_bit(extent, md->dirty_durable);
 }
 
 u64 rcow_md_count(struct rcow_metadata *md, enum remote_cow_bitmap b)

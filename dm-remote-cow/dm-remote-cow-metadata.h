@@ -56,9 +56,8 @@ void rcow_md_close(struct rcow_metadata *md);
  * Read the bitmaps from disk into memory (the newest valid copy of each
  * block; -EILSEQ and a log line naming the block if there is none, -EUCLEAN
  * if a writable device needs a check).  If the device was not shut down
- * cleanly, every present extent is marked written and dirty (the dirty
- * state is then over-reported, never under-reported) and *@was_unclean is
- * set.  When @writable, the superblock is then durably marked "in use"
+ * cleanly, *@was_unclean is set (nothing needs repair: see the target's
+ * write path).  When @writable, the superblock is then durably marked "in use"
  * (clean flag cleared) before any I/O is allowed.
  */
 int rcow_md_load(struct rcow_metadata *md, bool *was_unclean);
@@ -73,6 +72,24 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean);
  * is set (best effort: that write may fail too).
  */
 int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush);
+
+/*
+ * Snapshot commit.  rcow_md_freeze() durably adds to FROZEN_COMMIT the
+ * present extents of DIRTY_COMMIT (@since_last) or of WRITTEN, records
+ * @gen as the last commit started, then clears DIRTY_COMMIT (crash-safe:
+ * an epoch bump).  FROZEN_COMMIT keeps the extents of a commit that did
+ * not complete, so the next one includes them.  *@frozen: its size.
+ * rcow_md_commit_done() records @gen as completed and clears
+ * FROZEN_COMMIT.  Both are the worker's, with no write in flight that
+ * could set DIRTY_COMMIT meanwhile.
+ */
+int rcow_md_freeze(struct rcow_metadata *md, bool since_last, u64 gen,
+		   u64 *frozen);
+int rcow_md_commit_done(struct rcow_metadata *md, u64 gen);
+void rcow_md_commit_gens(struct rcow_metadata *md, u64 *started, u64 *done);
+/* Copy bitmap @b into @dst (nr_extents bits). */
+void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		      unsigned long *dst);
 
 sector_t rcow_md_data_offset(struct rcow_metadata *md);
 bool rcow_md_was_formatted(struct rcow_metadata *md);
@@ -98,6 +115,14 @@ u64 rcow_md_next_clear(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		       u64 from);
 /* True once the extent's PRESENT bit is on disk. */
 bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent);
+/*
+ * True once the extent's DIRTY_COMMIT bit (and so its WRITTEN bit, set
+ * before it) is on disk.  Exact because DIRTY_COMMIT bits are set only by
+ * the target's worker, which also runs every commit while it may set them
+ * (other commits run with the worker stopped): no bit changes between the
+ * write of its block and the end of the commit.
+ */
+bool rcow_md_dirty_durable(struct rcow_metadata *md, u64 extent);
 u64 rcow_md_count(struct rcow_metadata *md, enum remote_cow_bitmap b);
 /* True if any bit changed since the last commit. */
 bool rcow_md_changed(struct rcow_metadata *md);

@@ -143,6 +143,27 @@ static int send_to_helper(struct sk_buff *skb)
 	return r;
 }
 
+static int put_commit_attrs(struct sk_buff *skb, struct rcow *rc)
+{
+	struct rcow_commit_info ci;
+	bool uploading = rcow_commit_info(rc, &ci, true);
+	int r = 0;
+
+	if (nla_put_u32(skb, RCOW_A_COMMIT_STATE, ci.state) ||
+	    nla_put_u64_64bit(skb, RCOW_A_COMMIT_GEN, ci.gen, RCOW_A_PAD) ||
+	    nla_put_u32(skb, RCOW_A_COMMIT_FLAGS, ci.flags) ||
+	    nla_put_u64_64bit(skb, RCOW_A_COMMIT_TOTAL, ci.total,
+			      RCOW_A_PAD) ||
+	    nla_put_u64_64bit(skb, RCOW_A_COMMIT_DONE, ci.done, RCOW_A_PAD))
+		r = -EMSGSIZE;
+	else if (uploading && !ci.uri)
+		r = -ENOMEM;
+	else if (uploading && nla_put_string(skb, RCOW_A_TARGET_URI, ci.uri))
+		r = -EMSGSIZE;
+	kfree(ci.uri);
+	return r;
+}
+
 static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 {
 	char name[DM_NAME_LEN] = "", uuid[DM_UUID_LEN] = "";
@@ -180,7 +201,7 @@ static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 	    (rc->hydrating &&
 	     nla_put_u32(skb, RCOW_A_HYDRATE_RATE, rc->hydrate_rate)))
 		return -EMSGSIZE;
-	return 0;
+	return put_commit_attrs(skb, rc);
 }
 
 /* rcow_nl_lock held. */
@@ -366,6 +387,85 @@ int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count)
 	return r;
 }
 
+/*
+ * rcow_nl_lock held.  COMMIT_START for @rc's running commit, if one runs:
+ * the device attributes carry the commit's.
+ */
+static void send_commit_start(struct rcow *rc)
+{
+	struct rcow_commit_info ci;
+	struct sk_buff *skb;
+	void *hdr;
+
+	if (!rcow_helper_portid || !rcow_commit_info(rc, &ci, false))
+		return;
+	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_NOIO);
+	if (!skb)
+		return;
+	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_COMMIT_START);
+	if (!hdr || put_device_attrs(skb, rc)) {
+		nlmsg_free(skb);
+		return;
+	}
+	genlmsg_end(skb, hdr);
+	send_to_helper(skb);
+}
+
+void rcow_nl_commit_start(struct rcow *rc)
+{
+	mutex_lock(&rcow_nl_lock);
+	send_commit_start(rc);
+	mutex_unlock(&rcow_nl_lock);
+}
+
+int rcow_nl_send_preserve(struct rcow *rc, u64 gen, u64 first, u32 count)
+{
+	struct sk_buff *skb;
+	void *hdr;
+	int r;
+
+	skb = genlmsg_new(nla_total_size(sizeof(u32)) * 2 +
+			  nla_total_size_64bit(sizeof(u64)) * 2, GFP_NOIO);
+	if (!skb)
+		return -ENOMEM;
+	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_PRESERVE);
+	if (!hdr ||
+	    nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	    nla_put_u64_64bit(skb, RCOW_A_COMMIT_GEN, gen, RCOW_A_PAD) ||
+	    nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, first, RCOW_A_PAD) ||
+	    nla_put_u32(skb, RCOW_A_EXTENT_COUNT, count)) {
+		nlmsg_free(skb);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+
+	mutex_lock(&rcow_nl_lock);
+	r = send_to_helper(skb);
+	mutex_unlock(&rcow_nl_lock);
+	return r;
+}
+
+void rcow_nl_commit_abort(struct rcow *rc, u64 gen)
+{
+	struct sk_buff *skb;
+	void *hdr;
+
+	skb = genlmsg_new(nla_total_size(sizeof(u32)) +
+			  nla_total_size_64bit(sizeof(u64)), GFP_NOIO);
+	if (!skb)
+		return;
+	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_COMMIT_ABORT);
+	if (!hdr || nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	    nla_put_u64_64bit(skb, RCOW_A_COMMIT_GEN, gen, RCOW_A_PAD)) {
+		nlmsg_free(skb);
+		return;
+	}
+	genlmsg_end(skb, hdr);
+	mutex_lock(&rcow_nl_lock);
+	send_to_helper(skb);
+	mutex_unlock(&rcow_nl_lock);
+}
+
 void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate)
 {
 	struct sk_buff *skb;
@@ -402,9 +502,41 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 						   REMOTE_COW_MAX_RANGE),
 	[RCOW_A_COOKIE]		= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_STATUS]		= NLA_POLICY_MAX(NLA_U32, MAX_ERRNO),
-	[RCOW_A_BITMAP]		= NLA_POLICY_MAX(NLA_U32, RCOW_NR_BITMAPS - 1),
+	[RCOW_A_BITMAP]		= NLA_POLICY_MAX(NLA_U32,
+						 RCOW_BITMAP_COMMIT_HELD),
 	[RCOW_A_RUN_LENGTH]	= { .type = NLA_REJECT },
+	[RCOW_A_COMMIT_GEN]	= NLA_POLICY_MIN(NLA_U64, 1),
+	[RCOW_A_TARGET_URI]	= { .type = NLA_REJECT },
+	[RCOW_A_COMMIT_FLAGS]	= { .type = NLA_REJECT },
+	[RCOW_A_COMMIT_STATE]	= { .type = NLA_REJECT },
+	[RCOW_A_COMMIT_TOTAL]	= { .type = NLA_REJECT },
+	[RCOW_A_COMMIT_DONE]	= { .type = NLA_REJECT },
+	[RCOW_A_MARK]		= NLA_POLICY_RANGE(NLA_U32, RCOW_MARK_PRESERVED,
+						   RCOW_MARK_UPLOADED),
+	[RCOW_A_MESSAGE]	= { .type = NLA_NUL_STRING, .len = 255 },
 };
+
+/*
+ * The bitmaps a request may name: the persistent ones, and the commit's
+ * in-memory sets (empty unless a commit is uploading).  *@set is NULL for
+ * a persistent bitmap.
+ */
+static int check_bitmap(struct genl_info *info, struct nlattr *attr,
+			struct rcow *rc, const unsigned long **set)
+{
+	u32 b = nla_get_u32(attr);
+
+	*set = NULL;
+	if (b < RCOW_NR_BITMAPS)
+		return 0;
+	if (b == RCOW_BITMAP_COMMIT_UPLOAD || b == RCOW_BITMAP_COMMIT_HELD) {
+		*set = rcow_commit_set(rc, b);
+		return 0;
+	}
+	if (info)
+		NL_SET_ERR_MSG_ATTR(info->extack, attr, "no such bitmap");
+	return -EINVAL;
+}
 
 static int need_attrs(struct genl_info *info, const int *attrs, int n)
 {
@@ -453,8 +585,10 @@ static int rcow_nl_register(struct sk_buff *skb, struct genl_info *info)
 		goto out;
 	WRITE_ONCE(rcow_helper_portid, info->snd_portid);
 	DMINFO("helper registered (port %u)", info->snd_portid);
-	list_for_each_entry(rc, &rcow_devices, nl_node)
+	list_for_each_entry(rc, &rcow_devices, nl_node) {
 		rcow_helper_arrived(rc);
+		send_commit_start(rc);
+	}
 out:
 	mutex_unlock(&rcow_nl_lock);
 	return r;
@@ -674,10 +808,22 @@ free:
 	return r;
 }
 
+static void read_set_bits(const unsigned long *set, u64 first, u64 nr,
+			  u8 *buf)
+{
+	u64 i;
+
+	memset(buf, 0, DIV_ROUND_UP_ULL(nr, 8));
+	for (i = 0; i < nr; i++)
+		if (test_bit(first + i, set))
+			buf[i / 8] |= 1 << (i % 8);
+}
+
 static int rcow_nl_get_bitmap(struct sk_buff *skb, struct genl_info *info)
 {
 	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_BITMAP,
 				     RCOW_A_FIRST_EXTENT };
+	const unsigned long *set;
 	struct sk_buff *msg;
 	struct nlattr *data;
 	struct rcow *rc;
@@ -703,6 +849,8 @@ static int rcow_nl_get_bitmap(struct sk_buff *skb, struct genl_info *info)
 	if (r)
 		goto free;
 	r = check_range(info, rc, first, 1);
+	if (!r)
+		r = check_bitmap(info, info->attrs[RCOW_A_BITMAP], rc, &set);
 	if (r)
 		goto bad;
 	count = min_t(u64, rc->nr_extents - first,
@@ -723,8 +871,14 @@ static int rcow_nl_get_bitmap(struct sk_buff *skb, struct genl_info *info)
 		r = -EMSGSIZE;
 		goto bad;
 	}
-	rcow_md_read_bits(rc->md, nla_get_u32(info->attrs[RCOW_A_BITMAP]),
-			  first, count, nla_data(data));
+	if (set)
+		read_set_bits(set, first, count, nla_data(data));
+	else if (nla_get_u32(info->attrs[RCOW_A_BITMAP]) < RCOW_NR_BITMAPS)
+		rcow_md_read_bits(rc->md,
+				  nla_get_u32(info->attrs[RCOW_A_BITMAP]),
+				  first, count, nla_data(data));
+	else
+		memset(nla_data(data), 0, DIV_ROUND_UP(count, 8));
 	mutex_unlock(&rcow_nl_lock);
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
@@ -777,6 +931,13 @@ static int runs_start(struct netlink_callback *cb)
 	}
 	cb->args[0] = nla_get_u32(tb[RCOW_A_DEV_ID]);
 	cb->args[1] = nla_get_u32(tb[RCOW_A_BITMAP]);
+	if (cb->args[1] >= RCOW_NR_BITMAPS &&
+	    cb->args[1] != RCOW_BITMAP_COMMIT_UPLOAD &&
+	    cb->args[1] != RCOW_BITMAP_COMMIT_HELD) {
+		NL_SET_ERR_MSG_ATTR(cb->extack, tb[RCOW_A_BITMAP],
+				    "no such bitmap");
+		return -EINVAL;
+	}
 	cb->args[2] = tb[RCOW_A_FIRST_EXTENT] ?
 		      nla_get_u64(tb[RCOW_A_FIRST_EXTENT]) : 0;
 	cb->args[3] = 1;
@@ -786,6 +947,7 @@ static int runs_start(struct netlink_callback *cb)
 static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	bool first_call = !cb->args[3];
+	const unsigned long *set = NULL;
 	struct rcow *rc;
 	u64 e, end;
 	u32 b;
@@ -811,11 +973,26 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 		NL_SET_ERR_MSG(cb->extack, "first extent beyond the end of the device");
 		return -ERANGE;
 	}
+	if (b >= RCOW_NR_BITMAPS) {
+		set = rcow_commit_set(rc, b);
+		if (!set) {
+			/* No commit uploading: the set is empty. */
+			mutex_unlock(&rcow_nl_lock);
+			return 0;
+		}
+	}
 	for (e = cb->args[2]; e < rc->nr_extents; e = end) {
-		e = rcow_md_next_set(rc->md, b, e);
-		if (e >= rc->nr_extents)
-			break;
-		end = rcow_md_next_clear(rc->md, b, e);
+		if (set) {
+			e = find_next_bit(set, rc->nr_extents, e);
+			if (e >= rc->nr_extents)
+				break;
+			end = find_next_zero_bit(set, rc->nr_extents, e);
+		} else {
+			e = rcow_md_next_set(rc->md, b, e);
+			if (e >= rc->nr_extents)
+				break;
+			end = rcow_md_next_clear(rc->md, b, e);
+		}
 		if (put_run(skb, cb, rc->id, b, e, end - e))
 			break;
 		cb->args[2] = end;
@@ -824,6 +1001,67 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 		cb->args[2] = rc->nr_extents;
 	mutex_unlock(&rcow_nl_lock);
 	return skb->len;
+}
+
+static int rcow_nl_commit_mark(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN,
+				     RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT,
+				     RCOW_A_MARK };
+	struct rcow *rc;
+	u64 first;
+	u32 count;
+	int r;
+
+	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	if (r)
+		return r;
+	first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
+	count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
+	r = lock_device(info, &rc);
+	if (r)
+		return r;
+	r = check_helper(info);
+	if (!r)
+		r = check_range(info, rc, first, count);
+	if (!r)
+		r = rcow_commit_mark(rc,
+				     nla_get_u64(info->attrs[RCOW_A_COMMIT_GEN]),
+				     first, count,
+				     nla_get_u32(info->attrs[RCOW_A_MARK]));
+	mutex_unlock(&rcow_nl_lock);
+	if (r == -ESTALE)
+		GENL_SET_ERR_MSG(info, "no snapshot commit of this generation is uploading");
+	return r;
+}
+
+static int rcow_nl_commit_end(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN,
+				     RCOW_A_STATUS };
+	struct rcow *rc;
+	int r;
+
+	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	if (r)
+		return r;
+	r = lock_device(info, &rc);
+	if (r)
+		return r;
+	r = check_helper(info);
+	if (!r)
+		r = rcow_commit_end(rc,
+				    nla_get_u64(info->attrs[RCOW_A_COMMIT_GEN]),
+				    nla_get_u32(info->attrs[RCOW_A_STATUS]),
+				    info->attrs[RCOW_A_MESSAGE] ?
+				    nla_data(info->attrs[RCOW_A_MESSAGE]) :
+				    NULL);
+	mutex_unlock(&rcow_nl_lock);
+	if (r == -ESTALE)
+		GENL_SET_ERR_MSG(info, "no snapshot commit of this generation is uploading");
+	else if (r == -EAGAIN)
+		GENL_SET_ERR_MSG(info, "extents of the commit are not uploaded yet");
+	return r;
 }
 
 static const struct genl_small_ops rcow_nl_ops[] = {
@@ -867,6 +1105,16 @@ static const struct genl_small_ops rcow_nl_ops[] = {
 		.cmd = RCOW_CMD_GET_RUNS,
 		.flags = GENL_ADMIN_PERM,
 		.dumpit = rcow_nl_dump_runs,
+	},
+	{
+		.cmd = RCOW_CMD_COMMIT_MARK,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_commit_mark,
+	},
+	{
+		.cmd = RCOW_CMD_COMMIT_END,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_commit_end,
 	},
 };
 

@@ -103,6 +103,7 @@ struct rcow_bio {
 	u64 extent;
 	unsigned long queued;		/* jiffies, for fault_timeout */
 	struct rcow_pending *pe;	/* whole-extent write */
+	bool counted;			/* in rc->wr_inflight */
 	bio_end_io_t *saved_end_io;
 	void *saved_private;
 };
@@ -137,6 +138,13 @@ static void wake_worker(struct rcow *rc)
 }
 
 /* Process context only: raises the dm event from the worker. */
+static void set_mode(struct rcow *rc, enum rcow_mode mode);
+
+void rcow_set_failed(struct rcow *rc)
+{
+	set_mode(rc, RCOW_MODE_FAIL);
+}
+
 static void set_mode(struct rcow *rc, enum rcow_mode mode)
 {
 	static const char * const names[] = { "rw", "ro", "fail" };
@@ -181,6 +189,78 @@ static bool bio_covers_extent(struct rcow *rc, struct bio *bio, u64 extent)
 }
 
 /*
+ * Change tracking.  A write (or discard) reaches the COW device only once
+ * its extents are durably WRITTEN and in DIRTY_COMMIT (so after a crash
+ * the sets hold every acknowledged write), and not while a snapshot commit
+ * holds the extent.  Worker only: DIRTY_COMMIT has a single writer.
+ */
+static void mark_written(struct rcow *rc, u64 extent)
+{
+	rcow_md_set(rc->md, RCOW_BITMAP_WRITTEN, extent);
+	rcow_md_set(rc->md, RCOW_BITMAP_DIRTY_COMMIT, extent);
+}
+
+static bool write_ready(struct rcow *rc, u64 extent)
+{
+	return rcow_md_dirty_durable(rc->md, extent) &&
+	       !rcow_commit_held(rc, extent);
+}
+
+/* The last extent @bio touches. */
+static u64 bio_last_extent(struct rcow *rc, struct bio *bio)
+{
+	return (dm_target_offset(rc->ti, bio_end_sector(bio)) - 1) >>
+	       rc->extent_shift;
+}
+
+/*
+ * From map: true if the write to present extents [first, last] may go
+ * straight to the COW device; it is then counted in flight (a freeze
+ * waits for it).  The RCU read section pairs with the freeze's
+ * synchronize_rcu(): a write that saw the gate open is counted before the
+ * freeze looks at the count.
+ */
+static bool map_write_ready(struct rcow *rc, struct bio *bio, u64 first,
+			    u64 last)
+{
+	bool ready = true;
+	u64 e;
+
+	rcu_read_lock();
+	if (unlikely(test_bit(RCOW_F_WRITE_GATE, &rc->flags)))
+		ready = false;
+	/* The gate before the held set: see the freeze (do_freeze()). */
+	smp_rmb();
+	for (e = first; ready && e <= last; e++)
+		ready = write_ready(rc, e);
+	if (ready) {
+		rcow_bio(bio)->counted = true;
+		atomic_inc(&rc->wr_inflight);
+	}
+	rcu_read_unlock();
+	return ready;
+}
+
+/* Worker: count a write it issues (no gate: the freeze is the worker's). */
+static void count_write(struct rcow *rc, struct bio *bio)
+{
+	rcow_bio(bio)->counted = true;
+	atomic_inc(&rc->wr_inflight);
+}
+
+static void write_landed(struct rcow *rc, struct bio *bio)
+{
+	struct rcow_bio *rb = rcow_bio(bio);
+
+	if (!rb->counted)
+		return;
+	rb->counted = false;
+	if (atomic_dec_and_test(&rc->wr_inflight) &&
+	    wq_has_sleeper(&rc->drain_wq))
+		wake_up(&rc->drain_wq);
+}
+
+/*
  * Called from map only.  Returns true when every extent of a bio that
  * spans several is present and it needs nothing but a remap: reads, and
  * writes without FUA while the metadata is writable.  Anything else is
@@ -202,6 +282,9 @@ static bool map_span(struct rcow *rc, struct bio *bio, u64 first)
 	for (e = first; e <= last; e++)
 		if (!rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e))
 			goto trim;
+	if (op_is_write(bio_op(bio)) &&
+	    !map_write_ready(rc, bio, first, last))
+		goto trim;
 	return true;
 trim:
 	dm_accept_partial_bio(bio, end_first - off);
@@ -213,21 +296,6 @@ static void remap(struct rcow *rc, struct bio *bio)
 	bio_set_dev(bio, rc->cow_dev->bdev);
 	bio->bi_iter.bi_sector = rc->data_offset +
 		dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
-}
-
-static void mark_written(struct rcow *rc, u64 extent)
-{
-	rcow_md_set(rc->md, RCOW_BITMAP_WRITTEN, extent);
-	rcow_md_set(rc->md, RCOW_BITMAP_DIRTY_COMMIT, extent);
-}
-
-static void mark_span_written(struct rcow *rc, struct bio *bio, u64 first)
-{
-	sector_t off = dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
-	u64 last = (off + bio_sectors(bio) - 1) >> rc->extent_shift;
-
-	for (; first <= last; first++)
-		mark_written(rc, first);
 }
 
 static u32 hash_u64(u64 v)
@@ -310,6 +378,23 @@ static void defer_for_commit(struct rcow *rc, struct bio *bio)
 	wake_worker(rc);
 }
 
+static void defer_bio(struct rcow *rc, struct bio *bio)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&rc->lock, flags);
+	bio_list_add(&rc->deferred, bio);
+	spin_unlock_irqrestore(&rc->lock, flags);
+	wake_worker(rc);
+}
+
+/* FUA promises the data survives a crash: so must PRESENT. */
+static bool fua_needs_commit(struct rcow *rc, struct bio *bio, u64 extent)
+{
+	return unlikely(bio->bi_opf & REQ_FUA) &&
+	       !rcow_md_present_durable(rc->md, extent);
+}
+
 /*
  * Map a bio to a present extent.  Returns true if the bio was remapped and
  * should be submitted; false if it was taken over (deferred or ended).
@@ -321,10 +406,12 @@ static bool map_present(struct rcow *rc, struct bio *bio, u64 extent)
 			bio_io_error(bio);
 			return false;
 		}
-		mark_written(rc, extent);
-		/* FUA promises the data survives a crash: so must PRESENT. */
-		if (unlikely(bio->bi_opf & REQ_FUA) &&
-		    !rcow_md_present_durable(rc->md, extent)) {
+		if (!map_write_ready(rc, bio, extent, extent)) {
+			defer_bio(rc, bio);
+			return false;
+		}
+		if (fua_needs_commit(rc, bio, extent)) {
+			write_landed(rc, bio);
 			defer_for_commit(rc, bio);
 			return false;
 		}
@@ -333,10 +420,42 @@ static bool map_present(struct rcow *rc, struct bio *bio, u64 extent)
 	return true;
 }
 
+/*
+ * Worker: a bio to present extents.  A write (or discard) waits while a
+ * commit holds one of its extents, and for a commit when one of them is
+ * not yet durably recorded as changed.
+ */
 static void issue_present(struct rcow *rc, struct bio *bio, u64 extent)
 {
-	if (map_present(rc, bio, extent))
-		dm_submit_bio_remap(bio, NULL);
+	u64 e, last;
+	bool commit = false;
+
+	if (op_is_write(bio_op(bio))) {
+		if (unlikely(rcow_mode(rc) != RCOW_MODE_RW)) {
+			bio_io_error(bio);
+			return;
+		}
+		last = bio_last_extent(rc, bio);
+		for (e = extent; e <= last; e++) {
+			if (rcow_commit_held(rc, e)) {
+				rcow_commit_hold(rc, bio, e);
+				return;
+			}
+		}
+		for (e = extent; e <= last; e++) {
+			if (!rcow_md_dirty_durable(rc->md, e)) {
+				mark_written(rc, e);
+				commit = true;
+			}
+		}
+		if (commit || fua_needs_commit(rc, bio, extent)) {
+			defer_for_commit(rc, bio);
+			return;
+		}
+		count_write(rc, bio);
+	}
+	remap(rc, bio);
+	dm_submit_bio_remap(bio, NULL);
 }
 
 /*
@@ -358,9 +477,11 @@ static void full_write_endio(struct bio *bio)
 
 	if (!bio->bi_status) {
 		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, pe->extent);
-		mark_written(rc, pe->extent);
-		commit = bio->bi_opf & REQ_FUA;
+		/* Marked written by the worker; durable once committed. */
+		commit = (bio->bi_opf & REQ_FUA) ||
+			 !rcow_md_dirty_durable(rc->md, pe->extent);
 	}
+	write_landed(rc, bio);
 
 	spin_lock_irqsave(&rc->lock, flags);
 	remove_pending(rc, pe);
@@ -387,6 +508,8 @@ static void issue_full_write(struct rcow *rc, struct bio *bio,
 	rb->saved_end_io = bio->bi_end_io;
 	rb->saved_private = bio->bi_private;
 	bio->bi_end_io = full_write_endio;
+	mark_written(rc, pe->extent);
+	count_write(rc, bio);
 	remap(rc, bio);
 	dm_submit_bio_remap(bio, NULL);
 }
@@ -528,6 +651,7 @@ static void process_commit(struct rcow *rc)
 			bio_endio(bio);
 			continue;
 		}
+		count_write(rc, bio);
 		remap(rc, bio);
 		dm_submit_bio_remap(bio, NULL);
 	}
@@ -603,6 +727,7 @@ static void do_worker(struct work_struct *ws)
 
 	process_deferred_bios(rc);
 	process_commit(rc);
+	rcow_commit_work(rc);
 	send_unsent_faults(rc);
 	check_hydrated(rc);
 	if (test_and_clear_bit(RCOW_F_EVENT, &rc->flags))
@@ -762,6 +887,7 @@ void rcow_helper_arrived(struct rcow *rc)
 	spin_lock_irq(&rc->lock);
 	unsend_faults(rc);
 	spin_unlock_irq(&rc->lock);
+	rcow_commit_helper_arrived(rc);
 	wake_worker(rc);
 }
 
@@ -941,6 +1067,12 @@ static int init_pending(struct rcow *rc, char **error)
 	INIT_LIST_HEAD(&rc->unsent);
 	INIT_LIST_HEAD(&rc->sent);
 	INIT_LIST_HEAD(&rc->nl_node);
+	atomic_set(&rc->wr_inflight, 0);
+	init_waitqueue_head(&rc->drain_wq);
+	if (rcow_commit_init(rc)) {
+		*error = "Cannot allocate snapshot commit state";
+		return -ENOMEM;
+	}
 
 	if (mempool_init_kmalloc_pool(&rc->pending_pool, RCOW_MIN_PENDING,
 				      sizeof(struct rcow_pending))) {
@@ -979,6 +1111,7 @@ static void rcow_free(struct rcow *rc)
 		}
 	}
 	mempool_exit(&rc->pending_pool);
+	rcow_commit_free(rc);
 	if (rc->md)
 		rcow_md_close(rc->md);
 	if (rc->cow_dev)
@@ -1113,8 +1246,7 @@ static void rcow_dtr(struct dm_target *ti)
 static int map_discard(struct rcow *rc, struct bio *bio)
 {
 	u64 first = rcow_bio(bio)->extent;
-	u64 last = (dm_target_offset(rc->ti, bio_end_sector(bio)) - 1) >>
-		   rc->extent_shift;
+	u64 last = bio_last_extent(rc, bio);
 	u64 e;
 
 	if (rcow_mode(rc) != RCOW_MODE_RW)
@@ -1129,10 +1261,19 @@ static int map_discard(struct rcow *rc, struct bio *bio)
 			bio_endio(bio);
 			return DM_MAPIO_SUBMITTED;
 		}
-	for (e = first; e <= last; e++)
-		mark_written(rc, e);
+	if (!map_write_ready(rc, bio, first, last)) {
+		defer_bio(rc, bio);
+		return DM_MAPIO_SUBMITTED;
+	}
 	remap(rc, bio);
 	return DM_MAPIO_REMAPPED;
+}
+
+static int rcow_end_io(struct dm_target *ti, struct bio *bio,
+		       blk_status_t *error)
+{
+	write_landed(ti->private, bio);
+	return DM_ENDIO_DONE;
 }
 
 static int rcow_map(struct dm_target *ti, struct bio *bio)
@@ -1142,6 +1283,7 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 	u64 extent;
 
 	rb->pe = NULL;
+	rb->counted = false;
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH)) {
 		if (rcow_mode(rc) == RCOW_MODE_RO) {
 			bio_set_dev(bio, rc->cow_dev->bdev);
@@ -1160,8 +1302,6 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 		return map_discard(rc, bio);
 
 	if (map_span(rc, bio, extent)) {
-		if (op_is_write(bio_op(bio)))
-			mark_span_written(rc, bio, extent);
 		remap(rc, bio);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -1206,6 +1346,9 @@ static void rcow_presuspend(struct dm_target *ti)
 	bool helper = rcow_nl_helper_connected();
 	struct bio_list bios;
 
+	/* Held writes must not keep the suspend waiting. */
+	rcow_commit_suspend(rc);
+
 	bio_list_init(&bios);
 	spin_lock_irq(&rc->lock);
 	if (noflush)
@@ -1235,6 +1378,7 @@ static void rcow_presuspend_undo(struct dm_target *ti)
 	rc->requeue_io = false;
 	rc->suspending = false;
 	spin_unlock_irq(&rc->lock);
+	rcow_commit_resume(rc);
 }
 
 /*
@@ -1331,9 +1475,10 @@ static int rcow_preresume(struct dm_target *ti)
 			return r;
 		}
 		if (unclean)
-			DMWARN("%s: unclean shutdown: present extents count as written and dirty",
+			DMWARN("%s: COW device was not shut down cleanly (nothing to repair)",
 			       rcow_name(rc));
 		rc->loaded = true;
+		rcow_commit_loaded(rc);
 	} else if (rcow_mode(rc) == RCOW_MODE_RW) {
 		/* Clear the clean flag before the first write. */
 		r = rcow_md_commit(rc->md, false, false);
@@ -1355,6 +1500,7 @@ static void rcow_resume(struct dm_target *ti)
 	spin_unlock_irq(&rc->lock);
 
 	clear_bit(RCOW_F_QUIESCED, &rc->flags);
+	rcow_commit_resume(rc);
 	rcow_nl_announce(rc);
 	queue_delayed_work(rc->wq, &rc->waker, RCOW_COMMIT_PERIOD);
 	wake_worker(rc);
@@ -1370,18 +1516,22 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 {
 	static const char * const modes[] = { "rw", "ro", "fail" };
 	struct rcow *rc = ti->private;
+	struct rcow_commit_info ci;
 	unsigned int sz = 0;
 	unsigned int nr_opts, timeout_ms;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		DMEMIT("%u %llu/%llu %llu %u %s idle 0/0 idle 0/0 %s %s",
+		rcow_commit_info(rc, &ci, false);
+		DMEMIT("%u %llu/%llu %llu %u %s %s %llu/%llu %llu idle 0/0 %s %s",
 		       rc->extent_sectors,
 		       rcow_md_count(rc->md, RCOW_BITMAP_PRESENT),
 		       rc->nr_extents,
 		       rcow_md_count(rc->md, RCOW_BITMAP_WRITTEN),
 		       READ_ONCE(rc->nr_faults),
 		       rcow_nl_helper_connected() ? "connected" : "absent",
+		       rcow_commit_state_name(ci.state), ci.done, ci.total,
+		       ci.gen,
 		       READ_ONCE(rc->hydrating) ? "hydrating" : "idle",
 		       modes[rcow_mode(rc)]);
 		break;
@@ -1479,11 +1629,9 @@ static int rcow_message(struct dm_target *ti, unsigned int argc, char **argv,
 		return parse_fault_timeout(rc, argc, argv);
 	if (!strcasecmp(argv[0], "snapshot") && argc >= 2) {
 		if (!strcasecmp(argv[1], "commit"))
-			return not_supported_yet(rc, "snapshot commit", argc,
-						 3, 3);
+			return rcow_commit_message(rc, argc, argv);
 		if (!strcasecmp(argv[1], "abort"))
-			return not_supported_yet(rc, "snapshot abort", argc,
-						 2, 2);
+			return rcow_commit_abort_message(rc, argc);
 	}
 	if (!strcasecmp(argv[0], "migrate") && argc >= 2) {
 		if (!strcasecmp(argv[1], "send"))
@@ -1518,11 +1666,12 @@ static void rcow_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type rcow_target = {
 	.name = "remote-cow",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.module = THIS_MODULE,
 	.ctr = rcow_ctr,
 	.dtr = rcow_dtr,
 	.map = rcow_map,
+	.end_io = rcow_end_io,
 	.presuspend = rcow_presuspend,
 	.presuspend_undo = rcow_presuspend_undo,
 	.postsuspend = rcow_postsuspend,
@@ -1538,14 +1687,23 @@ static int __init dm_rcow_init(void)
 {
 	int r;
 
-	r = rcow_nl_init();
+	r = rcow_commit_module_init();
 	if (r)
 		return r;
+	r = rcow_nl_init();
+	if (r)
+		goto bad_nl;
 	r = dm_register_target(&rcow_target);
 	if (r) {
 		DMERR("register failed %d", r);
-		rcow_nl_exit();
+		goto bad_target;
 	}
+	return 0;
+
+bad_target:
+	rcow_nl_exit();
+bad_nl:
+	rcow_commit_module_exit();
 	return r;
 }
 
@@ -1553,6 +1711,7 @@ static void __exit dm_rcow_exit(void)
 {
 	dm_unregister_target(&rcow_target);
 	rcow_nl_exit();
+	rcow_commit_module_exit();
 }
 
 module_init(dm_rcow_init);

@@ -17,6 +17,9 @@
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/blkdev.h>
+#include <linux/hashtable.h>
+#include <linux/mutex.h>
+#include <linux/wait.h>
 #include <linux/workqueue.h>
 
 #include "dm-remote-cow-metadata.h"
@@ -27,6 +30,45 @@ enum rcow_mode {
 	RCOW_MODE_RW,
 	RCOW_MODE_RO,		/* table loaded read-only: no metadata writes */
 	RCOW_MODE_FAIL,		/* a metadata write failed */
+};
+
+/* Snapshot commit state of a table: see dm-remote-cow-commit.c. */
+struct rcow_commit {
+	/* Serialises snapshot commit messages. */
+	struct mutex message_lock;
+	/* Protects the fields below but the bitmaps, see the .c file. */
+	spinlock_t lock;
+	enum remote_cow_commit_state state;
+	u64 gen;			/* last commit started (frozen) */
+	bool since_last;
+	char *uri;			/* of the last commit started */
+	u64 total;			/* extents frozen */
+	atomic64_t done;		/* of those, uploaded */
+	unsigned long started;		/* jiffies */
+	unsigned long *upload;		/* frozen, not yet uploaded */
+	unsigned long *held;		/* frozen, not uploaded nor preserved */
+	DECLARE_HASHTABLE(held_hash, 6);
+	struct list_head unsent;	/* held extents: PRESERVE to send */
+	struct list_head sent;
+	mempool_t held_pool;
+	/* A freeze asked by a message, done by the worker. */
+	char *req_uri;
+	bool req_since_last;
+	int req_result;
+	struct completion frozen;
+	/* COMMIT_END 0 accepted: the worker records the commit as done. */
+	bool finish;
+	/* Between presuspend and resume; under message_lock. */
+	bool suspended;
+};
+
+struct rcow_commit_info {
+	enum remote_cow_commit_state state;
+	u64 gen;
+	u32 flags;
+	u64 total;
+	u64 done;
+	char *uri;
 };
 
 struct rcow {
@@ -86,6 +128,15 @@ struct rcow {
 	struct work_struct worker;
 	struct delayed_work waker;
 	mempool_t pending_pool;
+
+	/*
+	 * Writes to the COW device past the map function's checks and not
+	 * yet completed (target end_io), so that a freeze can wait for them.
+	 */
+	atomic_t wr_inflight;
+	wait_queue_head_t drain_wq;
+
+	struct rcow_commit commit;
 };
 
 /* rcow->flags */
@@ -97,12 +148,39 @@ struct rcow {
  * postsuspend, cleared by resume.
  */
 #define RCOW_F_QUIESCED		2
+/* A freeze is being taken: every write goes through the worker. */
+#define RCOW_F_WRITE_GATE	3
+/* A commit is uploading: writes test the held set. */
+#define RCOW_F_HOLDING		4
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 status);
 int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued);
 void rcow_helper_arrived(struct rcow *rc);
 void rcow_helper_left(struct rcow *rc);
+void rcow_set_failed(struct rcow *rc);
+
+/* Snapshot commit (dm-remote-cow-commit.c). */
+int rcow_commit_init(struct rcow *rc);
+void rcow_commit_free(struct rcow *rc);
+void rcow_commit_loaded(struct rcow *rc);
+bool rcow_commit_held(struct rcow *rc, u64 extent);
+void rcow_commit_hold(struct rcow *rc, struct bio *bio, u64 extent);
+void rcow_commit_work(struct rcow *rc);
+int rcow_commit_message(struct rcow *rc, unsigned int argc, char **argv);
+int rcow_commit_abort_message(struct rcow *rc, unsigned int argc);
+void rcow_commit_suspend(struct rcow *rc);
+int rcow_commit_mark(struct rcow *rc, u64 gen, u64 first, u32 count,
+		     u32 mark);
+int rcow_commit_end(struct rcow *rc, u64 gen, u32 status, const char *msg);
+void rcow_commit_helper_arrived(struct rcow *rc);
+bool rcow_commit_info(struct rcow *rc, struct rcow_commit_info *ci,
+		      bool want_uri);
+void rcow_commit_resume(struct rcow *rc);
+const char *rcow_commit_state_name(enum remote_cow_commit_state s);
+const unsigned long *rcow_commit_set(struct rcow *rc, u32 set);
+int rcow_commit_module_init(void);
+void rcow_commit_module_exit(void);
 
 /* Netlink side. */
 int rcow_nl_init(void);
@@ -116,6 +194,9 @@ int rcow_nl_quiesce(struct rcow *rc, unsigned int timeout_ms);
 bool rcow_nl_cow_fenced(dev_t cow);
 void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate);
 bool rcow_nl_helper_connected(void);
+void rcow_nl_commit_start(struct rcow *rc);
+int rcow_nl_send_preserve(struct rcow *rc, u64 gen, u64 first, u32 count);
+void rcow_nl_commit_abort(struct rcow *rc, u64 gen);
 
 /*
  * Compatibility with kernels newer than Debian 12's 6.1: from 6.9 on the

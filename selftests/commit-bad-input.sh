@@ -60,9 +60,9 @@ not_done() {
 	fi
 }
 
-# msg_refused <desc> <errno text> <message words...>: dmsetup message fails
+# commit_msg_refused <desc> <errno text> <message words...>: dmsetup message fails
 # with that errno.
-msg_refused() {
+commit_msg_refused() {
 	local desc=$1 err=$2 out rc
 	shift 2
 	out=$(dmsetup message "$NAME" 0 "$@" 2>&1)
@@ -105,12 +105,12 @@ state_is() { [ "$(commit_state "$NAME")" = "$1" ]; }
 # --- refused at once ----------------------------------------------------------
 gen0=$(commit_gen "$NAME")
 kmsg_mark
-msg_refused "snapshot commit ftp://x/y: EINVAL" "$EINVAL_RE" snapshot commit ftp://x/y
+commit_msg_refused "snapshot commit ftp://x/y: EINVAL" "$EINVAL_RE" snapshot commit ftp://x/y
 expect_dmesg "... the kernel log says why" "remote-cow.*(URI|uri|commit)"
-msg_refused "snapshot commit with a URI that is not one: EINVAL" "$EINVAL_RE" \
+commit_msg_refused "snapshot commit with a URI that is not one: EINVAL" "$EINVAL_RE" \
 	snapshot commit nbd://
-msg_refused "snapshot commit to a file: EINVAL" "$EINVAL_RE" snapshot commit file:///tmp/x
-msg_refused "snapshot commit with a bad flag: EINVAL" "$EINVAL_RE" \
+commit_msg_refused "snapshot commit to a file: EINVAL" "$EINVAL_RE" snapshot commit file:///tmp/x
+commit_msg_refused "snapshot commit with a bad flag: EINVAL" "$EINVAL_RE" \
 	snapshot commit "nbd://$NET_SRV_IP:$TARGET_PORT/x" since-forever
 cli_exit "remote-cow commit --to ftp://x/y: exit 2 before the kernel" 2 "bad target URI" \
 	commit "$NAME" --to ftp://x/y
@@ -119,7 +119,7 @@ check_eq "nothing was frozen: state idle, generation unchanged" "idle $gen0" \
 
 helper_stop
 wait_until 5 helper_is absent
-msg_refused "snapshot commit with no helper: ENOTCONN" "not connected" \
+commit_msg_refused "snapshot commit with no helper: ENOTCONN" "not connected" \
 	snapshot commit "nbd://$NET_SRV_IP:$TARGET_PORT/x"
 cli_exit "remote-cow commit with no helper: exit 1, no remote-cowd running" 1 \
 	"no remote-cowd running" commit "$NAME" --to "nbd://$NET_SRV_IP:$TARGET_PORT/x"
@@ -159,7 +159,7 @@ kmsg_mark
 cli_exit "a commit to a slow target starts" 0 "" commit "$NAME" --to "$TARGET_URI"
 check "... and is uploading" wait_until 5 state_is uploading
 gen=$(commit_gen "$NAME")
-msg_refused "a second snapshot commit while one runs: EBUSY" "busy" \
+commit_msg_refused "a second snapshot commit while one runs: EBUSY" "busy" \
 	snapshot commit "$TARGET_URI"
 cli_exit "remote-cow commit while one runs: exit 7, says so" 7 \
 	"a commit is already running on $NAME" commit "$NAME" --to "$TARGET_URI"

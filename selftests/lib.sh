@@ -371,6 +371,65 @@ nl_refused() {
 	fi
 }
 
+# msg_ok <desc> <message words...>: dmsetup message to $NAME is accepted.
+msg_ok() {
+	local desc=$1
+	shift
+	check "$desc" dmsetup message "$NAME" 0 "$@"
+}
+
+# msg_refused <desc> <errno text> <kernel log text> <message words...>:
+# dmsetup message to $NAME fails with that error and the kernel log has
+# the text.
+msg_refused() {
+	local desc=$1 err=$2 klog=$3 out rc
+	shift 3
+	kmsg_mark
+	out=$(dmsetup message -- "$NAME" 0 "$@" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		tap_not_ok "$desc" "message accepted: $*"
+	elif [[ $out != *"$err"* ]]; then
+		tap_not_ok "$desc" "expected '$err' from dmsetup, got: $out"
+	elif ! dmesg_since_mark | grep -qF -- "$klog"; then
+		tap_not_ok "$desc" "no kernel log line with: $klog" "$(dmesg_since_mark)"
+	else
+		tap_ok "$desc"
+	fi
+}
+
+# nl_session_start: a helper that is an "rcow-nl session" coprocess, all
+# its commands on one socket (sess register makes it the helper).
+nl_session_start() {
+	coproc NLS { "$RC_TREE/selftests/progs/rcow-nl" session 2>&1; }
+	at_exit "kill $NLS_PID 2>/dev/null"
+}
+# sess <command...>: one command in the session; its output in SESS_OUT,
+# its exit status (0 accepted, 1 refused) in SESS_RC.
+sess() {
+	local line
+	SESS_OUT=
+	SESS_RC=timeout
+	echo "$*" >&"${NLS[1]}"
+	while IFS= read -r -t 30 line <&"${NLS[0]}"; do
+		case $line in
+		"= "*) SESS_RC=${line#= }; return 0 ;;
+		*) SESS_OUT+=${SESS_OUT:+$'\n'}$line ;;
+		esac
+	done
+}
+# sess_refused <desc> <ENAME> <command...>: refused by the kernel with it.
+sess_refused() {
+	local desc=$1 err=$2
+	shift 2
+	sess "$@"
+	if [ "$SESS_RC" = 1 ] && [[ $SESS_OUT == *"error: $err "* ]]; then
+		tap_ok "$desc ($err)"
+	else
+		tap_not_ok "$desc ($err)" "session: $*" "status $SESS_RC: $SESS_OUT"
+	fi
+}
+
 # ---------------------------------------------------------------------------
 # Kernel log
 # ---------------------------------------------------------------------------

@@ -175,34 +175,7 @@ check_eq "HYDRATE extent 0 with no helper queues one fault" "queued=1" \
 check_eq "HYDRATE extent 0 again: already outstanding" "queued=0" \
 	"$("$NL" hydrate "$ID" 0 1 2>&1)"
 check_eq "status: one fault in flight" "0/$NR 0 1 absent" "$(status_fields)"
-# The helper: an rcow-nl session, all its commands on one registered socket.
-coproc NLS { "$NL" session 2>&1; }
-at_exit "kill $NLS_PID 2>/dev/null"
-# sess <command...>: one command in the session; its output in SESS_OUT,
-# its exit status (0 accepted, 1 refused) in SESS_RC.
-sess() {
-	local line
-	SESS_OUT=
-	SESS_RC=timeout
-	echo "$*" >&"${NLS[1]}"
-	while IFS= read -r -t 30 line <&"${NLS[0]}"; do
-		case $line in
-		"= "*) SESS_RC=${line#= }; return 0 ;;
-		*) SESS_OUT+=${SESS_OUT:+$'\n'}$line ;;
-		esac
-	done
-}
-# sess_refused <desc> <ENAME> <command...>: refused by the kernel with it.
-sess_refused() {
-	local desc=$1 err=$2
-	shift 2
-	sess "$@"
-	if [ "$SESS_RC" = 1 ] && [[ $SESS_OUT == *"error: $err "* ]]; then
-		tap_ok "$desc ($err)"
-	else
-		tap_not_ok "$desc ($err)" "session: $*" "status $SESS_RC: $SESS_OUT"
-	fi
-}
+nl_session_start
 sess register
 check_eq "the session registers as the helper (status connected)" "0 connected" \
 	"$SESS_RC $(dm_status_field "$NAME" 5)"

@@ -87,6 +87,10 @@ struct xfer {
 	bool zero_all;			/* nothing to read: a hole */
 	uint64_t bytes_read, bytes_zero;
 	uint64_t issued_ms;
+	/* snapshot commit jobs (commit.c): fault is NULL */
+	struct commit *owner;
+	unsigned int epoch;		/* the commit's epoch when it was read */
+	bool from_spool;		/* data read from the spool, not the COW device */
 };
 
 struct xqueue {
@@ -209,6 +213,13 @@ struct kernel_ops {
 			  struct rcow_err *err);
 	int (*open_cow)(void *ctx, const struct rcow_device_info *info, struct rcow_cow **out,
 			struct rcow_err *err);
+	/* snapshot commit: COMMIT_MARK, COMMIT_END (-EAGAIN: extents still to upload) */
+	int (*commit_mark)(void *ctx, const struct rcow_commit *c, struct rcow_err *err);
+	int (*commit_end)(void *ctx, const struct rcow_commit *c, struct rcow_err *err);
+	/* GET_RUNS dump of a bitmap from extent first, run by run to cb */
+	int (*get_runs)(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
+			int (*cb)(const struct rcow_run *run, void *data), void *data,
+			struct rcow_err *err);
 };
 
 extern const struct kernel_ops kernel_nl_ops;	/* ctx: the struct daemon */
@@ -222,6 +233,7 @@ struct daemon {
 	void *kctx;
 	struct rcow_nl *nl;		/* kernel_nl_ops only */
 	struct device *devices;
+	struct commit *commits;		/* snapshot commits being uploaded (commit.c) */
 	struct src *srcs;
 	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
 	/* forgotten devices with COW writes in progress, and the writes behind them */
@@ -271,6 +283,28 @@ void engine_write_done(struct daemon *d, struct xfer *x);
 void engine_run(struct daemon *d);
 uint64_t engine_timer(struct daemon *d, uint64_t now);
 bool engine_guest_waiting(const struct src *s);
+
+/*
+ * commit.c: snapshot commit uploads, one struct commit per device with a
+ * commit running (see the comment at the top of commit.c).  Loop thread.
+ */
+/* COMMIT_START, or a device found uploading (GET_DEVICE / device list): start or resume. */
+void commit_start(struct daemon *d, const struct rcow_device_info *info,
+		  const struct rcow_commit *c);
+void commit_preserve(struct daemon *d, const struct rcow_device_info *info,
+		     const struct rcow_commit *c);
+void commit_abort(struct daemon *d, const struct rcow_commit *c);
+/* The device was listed again (its resume, a dump): resume a paused commit, or resume one found uploading. */
+void commit_device(struct daemon *d, const struct rcow_device_info *info);
+/* QUIESCE: reads in progress are void, no new ones until the device is live again. */
+void commit_pause(struct daemon *d, uint32_t dev_id);
+/* The device is gone: stop its commit; its spool is kept only if the daemon is exiting. */
+void commit_stop(struct daemon *d, uint32_t dev_id);
+void commit_run(struct daemon *d);
+uint64_t commit_timer(struct daemon *d, uint64_t now);
+unsigned int commit_max_fds(const struct daemon *d);
+int commit_pollfds(struct daemon *d, struct pollfd *p, int max);
+void commit_events(struct daemon *d, const struct pollfd *p, int n);
 
 /*
  * loop.c: one turn of the daemon's loop: finished writes, streaming,

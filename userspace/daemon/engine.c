@@ -212,6 +212,7 @@ static void unlist_device(struct daemon *d, struct device *dev)
 		}
 	dev->removed = true;
 	dev->hydrating = false;
+	commit_stop(d, dev->info.dev_id);
 	atomic_fetch_add(&dev->epoch, 1);
 	drop_queued(dev);
 	if (dev->writes > 0) {
@@ -322,6 +323,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 				logmsg("device %s: resumed; serving it", old->info.dm_name);
 				dev_activate(d, old);
 			}
+			commit_device(d, info);
 			return 0;
 		}
 		unlist_device(d, old);
@@ -367,6 +369,9 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	 */
 	if (!dev_inactive(dev))
 		dev_activate(d, dev);
+	/* a commit running (found after a restart): resume it */
+	if (info->commit_state == RCOW_COMMIT_UPLOADING)
+		commit_device(d, info);
 	return 0;
 }
 
@@ -734,6 +739,7 @@ void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q)
 	 */
 	atomic_fetch_add(&dev->epoch, 1);
 	drop_queued(dev);
+	commit_pause(d, dev->info.dev_id);
 	if (cookie_vec_push(&dev->quiesce, q->cookie)) {
 		/* cannot remember it: the kernel's bounded wait ends it */
 		logmsg("device %s: out of memory remembering QUIESCE %llu; the kernel will stop waiting for it",
@@ -743,6 +749,42 @@ void engine_quiesce(struct daemon *d, const struct rcow_quiesce *q)
 	vlog(d, 1, "device %s: QUIESCE %llu: dropping its pending fills, %u COW write(s) in flight",
 	     dev->info.dm_name, (unsigned long long)q->cookie, dev->writes);
 	quiesce_answer(d, dev);
+}
+
+/* The device a commit message names; asked of the kernel if not known. */
+static struct device *commit_device_of(struct daemon *d, uint32_t dev_id)
+{
+	struct device *dev = find_device(d, dev_id);
+	struct rcow_device_info info;
+	struct rcow_err err = { 0 };
+
+	if (dev)
+		return dev;
+	memset(&info, 0, sizeof(info));
+	if (d->kops->get_device(d->kctx, dev_id, &info, &err) == 0 &&
+	    engine_add_device(&info, d) == 0)
+		dev = find_device(d, dev_id);
+	if (!dev)
+		logmsg("commit message for device %u, which the kernel does not describe: %s", dev_id,
+		       err.msg);
+	return dev;
+}
+
+static void engine_commit(struct daemon *d, uint8_t cmd, const struct rcow_commit *c)
+{
+	struct device *dev;
+
+	if (cmd == RCOW_CMD_COMMIT_ABORT) {
+		commit_abort(d, c);
+		return;
+	}
+	dev = commit_device_of(d, c->dev_id);
+	if (!dev)
+		return;
+	if (cmd == RCOW_CMD_COMMIT_START)
+		commit_start(d, &dev->info, c);
+	else
+		commit_preserve(d, &dev->info, c);
 }
 
 void engine_event(struct daemon *d, const struct rcow_event *ev)
@@ -764,6 +806,11 @@ void engine_event(struct daemon *d, const struct rcow_event *ev)
 		break;
 	case RCOW_CMD_QUIESCE:
 		engine_quiesce(d, &ev->u.quiesce);
+		break;
+	case RCOW_CMD_COMMIT_START:
+	case RCOW_CMD_PRESERVE:
+	case RCOW_CMD_COMMIT_ABORT:
+		engine_commit(d, ev->cmd, &ev->u.commit);
 		break;
 	default:
 		logmsg("ignoring message %s from the kernel (newer module?)",

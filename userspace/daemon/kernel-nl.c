@@ -57,6 +57,29 @@ static int k_open_cow(void *ctx, const struct rcow_device_info *info, struct rco
 	return rcow_cow_open_dev(info->cow_major, info->cow_minor, d->opt.node_dir, out, err);
 }
 
+static int k_commit_mark(void *ctx, const struct rcow_commit *c, struct rcow_err *err)
+{
+	struct daemon *d = ctx;
+
+	return rcow_nl_commit_mark(d->nl, c, err);
+}
+
+static int k_commit_end(void *ctx, const struct rcow_commit *c, struct rcow_err *err)
+{
+	struct daemon *d = ctx;
+
+	return rcow_nl_commit_end(d->nl, c, err);
+}
+
+static int k_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
+		      int (*cb)(const struct rcow_run *run, void *data), void *data,
+		      struct rcow_err *err)
+{
+	struct daemon *d = ctx;
+
+	return rcow_nl_dump_runs(d->nl, dev_id, bitmap, first, cb, data, err);
+}
+
 const struct kernel_ops kernel_nl_ops = {
 	.fill_done = k_fill_done,
 	.quiesce_done = k_quiesce_done,
@@ -64,4 +87,7 @@ const struct kernel_ops kernel_nl_ops = {
 	.get_bitmap = k_get_bitmap,
 	.get_device = k_get_device,
 	.open_cow = k_open_cow,
+	.commit_mark = k_commit_mark,
+	.commit_end = k_commit_end,
+	.get_runs = k_get_runs,
 };

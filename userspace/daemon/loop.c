@@ -44,7 +44,8 @@ static int min_timeout(int a, int b)
 static int poll_all(struct daemon *d, struct pollfd_vec *pv, int timeout_ms)
 {
 	struct slot_vec sv = { 0 };
-	int r = 0;
+	size_t cstart = 0;
+	int r = 0, cn = 0;
 
 	for (struct src *s = d->srcs; s; s = s->next) {
 		struct slot sl = { s, pv->len, 0 };
@@ -58,6 +59,12 @@ static int poll_all(struct daemon *d, struct pollfd_vec *pv, int timeout_ms)
 		sv.ptr[sv.len - 1].n = s->ops->pollfds(s, pv->ptr + pv->len, SRC_MAX_FDS);
 		pv->len += (size_t)sv.ptr[sv.len - 1].n;
 	}
+	/* snapshot commits: their pools' eventfds and target connections */
+	cstart = pv->len;
+	if (d->commits && !pollfd_vec_reserve(pv, commit_max_fds(d))) {
+		cn = commit_pollfds(d, pv->ptr + pv->len, (int)commit_max_fds(d));
+		pv->len += (size_t)cn;
+	}
 	if (poll(pv->ptr, (nfds_t)pv->len, timeout_ms) < 0) {
 		r = errno == EINTR ? 0 : -errno;
 		if (r)
@@ -69,6 +76,8 @@ static int poll_all(struct daemon *d, struct pollfd_vec *pv, int timeout_ms)
 		if (sv.ptr[i].n)
 			sv.ptr[i].s->ops->events(sv.ptr[i].s, pv->ptr + sv.ptr[i].start,
 						 sv.ptr[i].n);
+	if (cn)
+		commit_events(d, pv->ptr + cstart, cn);
 out:
 	slot_vec_free(&sv);
 	return r;
@@ -83,6 +92,7 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 
 	writer_reap(d);
 	engine_run(d);
+	commit_run(d);
 	now = now_ms();
 	for (s = d->srcs; s; s = s->next) {
 		s->ops->tick(s, now);
@@ -99,6 +109,9 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 			next = t;
 	}
 	t = engine_timer(d, now);
+	if (t && (!next || t < next))
+		next = t;
+	t = commit_timer(d, now);
 	if (t && (!next || t < next))
 		next = t;
 	if (next)

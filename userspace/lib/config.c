@@ -25,6 +25,12 @@ void rcow_config_init(struct rcow_config *c)
 
 	memset(c, 0, sizeof(*c));
 	c->global = def;
+	c->spool_max = RCOW_DEFAULT_SPOOL_MAX;
+}
+
+const char *rcow_config_spool_dir(const struct rcow_config *c)
+{
+	return c->spool_dir ? c->spool_dir : RCOW_DEFAULT_SPOOL_DIR;
 }
 
 static void cred_free(struct rcow_cred *cr)
@@ -44,6 +50,8 @@ void rcow_config_free(struct rcow_config *c)
 	free(c->sec);
 	c->sec = NULL;
 	c->nsec = 0;
+	free(c->spool_dir);
+	c->spool_dir = NULL;
 }
 
 static char *trim(char *s)
@@ -131,6 +139,11 @@ static int policy_key(struct rcow_policy *p, const char *k, const char *v, unsig
 		return rcow_parse_duration_ms(v, &p->connect_timeout_ms) || !p->connect_timeout_ms ?
 			-EINVAL : 0;
 	}
+	if (!strcmp(k, "commit_retry_timeout")) {
+		*bit = RCOW_SET_COMMIT_RETRY_TIMEOUT;
+		return rcow_parse_duration_ms(v, &p->commit_retry_timeout_ms) ||
+			!p->commit_retry_timeout_ms ? -EINVAL : 0;
+	}
 	return -ENOENT;
 }
 
@@ -196,6 +209,29 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 	if (r == -EINVAL)
 		return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s", name, lineno,
 				    k, v, range);
+	if (!strcmp(k, "spool_dir") || !strcmp(k, "spool_max")) {
+		uint64_t sz;
+
+		if (s)
+			return rcow_err_set(err, EINVAL,
+				"%s line %u: %s is a global key: put it before the first [section]",
+				name, lineno, k);
+		if (!strcmp(k, "spool_max")) {
+			if (rcow_parse_size(v, &sz) || sz < (1u << 20))
+				return rcow_err_set(err, EINVAL,
+					"%s line %u: spool_max = '%s': expected a size of at least 1M (e.g. 4G)",
+					name, lineno, v);
+			c->spool_max = sz;
+			return 0;
+		}
+		if (v[0] != '/')
+			return rcow_err_set(err, EINVAL,
+				"%s line %u: spool_dir = '%s': expected an absolute directory path",
+				name, lineno, v);
+		if (set_str(v, &c->spool_dir))
+			return rcow_err_set(err, ENOMEM, "out of memory reading %s", name);
+		return 0;
+	}
 	if (!strncmp(k, "tls_", 4)) {
 		char **dst = NULL;
 
@@ -219,7 +255,7 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 	}
 unknown:
 	return rcow_err_set(err, EINVAL,
-		"%s line %u: unknown key '%s' (known: connections, max_in_flight, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, tls_psk_file, tls_certificates, tls_username)",
+		"%s line %u: unknown key '%s' (known: connections, max_in_flight, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, commit_retry_timeout, spool_dir, spool_max, tls_psk_file, tls_certificates, tls_username)",
 		name, lineno, k);
 }
 
@@ -362,6 +398,8 @@ void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rco
 		pol->request_timeout_ms = best->pol.request_timeout_ms;
 	if (best->set & RCOW_SET_CONNECT_TIMEOUT)
 		pol->connect_timeout_ms = best->pol.connect_timeout_ms;
+	if (best->set & RCOW_SET_COMMIT_RETRY_TIMEOUT)
+		pol->commit_retry_timeout_ms = best->pol.commit_retry_timeout_ms;
 	if (pol->retry_max_ms < pol->retry_initial_ms)
 		pol->retry_max_ms = pol->retry_initial_ms;
 }

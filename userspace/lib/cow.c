@@ -245,6 +245,39 @@ int rcow_cow_pwrite(struct rcow_cow *cow, const void *buf, size_t len, uint64_t 
 	return 0;
 }
 
+int rcow_cow_pread(struct rcow_cow *cow, void *buf, size_t len, uint64_t offset,
+		   struct rcow_err *err)
+{
+	unsigned char *p = buf;
+
+	if (offset % cow->lbs || len % cow->lbs || (uintptr_t)buf % BUF_ALIGN)
+		return rcow_err_set(err, EINVAL,
+			"internal error: COW read at byte %llu length %zu is not aligned for O_DIRECT",
+			(unsigned long long)offset, len);
+	if (offset > cow->size || len > cow->size - offset)
+		return rcow_err_set(err, ENOSPC,
+			"COW read at byte %llu length %zu goes past the end of COW device %s (%llu bytes)",
+			(unsigned long long)offset, len, cow->name, (unsigned long long)cow->size);
+	while (len > 0) {
+		ssize_t n = pread(cow->fd, p, len, (off_t)offset);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return rcow_err_set(err, errno,
+				"reading %zu bytes at byte %llu of COW device %s failed: %s",
+				len, (unsigned long long)offset, cow->name, strerror(errno));
+		}
+		if (n == 0)
+			return rcow_err_set(err, EIO, "COW device %s ends before byte %llu",
+					    cow->name, (unsigned long long)offset);
+		p += n;
+		len -= (size_t)n;
+		offset += (uint64_t)n;
+	}
+	return 0;
+}
+
 int rcow_cow_zero(struct rcow_cow *cow, uint64_t offset, size_t len, struct rcow_err *err)
 {
 	int r;

@@ -32,6 +32,11 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_QUIESCE] = "QUIESCE",
 	[RCOW_CMD_QUIESCE_DONE] = "QUIESCE_DONE",
 	[RCOW_CMD_GET_RUNS] = "GET_RUNS",
+	[RCOW_CMD_COMMIT_START] = "COMMIT_START",
+	[RCOW_CMD_PRESERVE] = "PRESERVE",
+	[RCOW_CMD_COMMIT_MARK] = "COMMIT_MARK",
+	[RCOW_CMD_COMMIT_END] = "COMMIT_END",
+	[RCOW_CMD_COMMIT_ABORT] = "COMMIT_ABORT",
 };
 
 static const char *const attr_names[] = {
@@ -57,6 +62,14 @@ static const char *const attr_names[] = {
 	[RCOW_A_PRESENT] = "present",
 	[RCOW_A_FLAGS] = "flags",
 	[RCOW_A_RUN_LENGTH] = "run_length",
+	[RCOW_A_COMMIT_GEN] = "commit_gen",
+	[RCOW_A_TARGET_URI] = "target_uri",
+	[RCOW_A_COMMIT_FLAGS] = "commit_flags",
+	[RCOW_A_COMMIT_STATE] = "commit_state",
+	[RCOW_A_COMMIT_TOTAL] = "commit_total",
+	[RCOW_A_COMMIT_DONE] = "commit_done",
+	[RCOW_A_MARK] = "mark",
+	[RCOW_A_MESSAGE] = "message",
 };
 
 static const char *const bitmap_names[] = {
@@ -65,6 +78,8 @@ static const char *const bitmap_names[] = {
 	[RCOW_BITMAP_DIRTY_COMMIT] = "dirty-commit",
 	[RCOW_BITMAP_FROZEN_COMMIT] = "frozen-commit",
 	[RCOW_BITMAP_DIRTY_MIGRATE] = "dirty-migrate",
+	[RCOW_BITMAP_COMMIT_UPLOAD] = "commit-upload",
+	[RCOW_BITMAP_COMMIT_HELD] = "commit-held",
 };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -73,7 +88,8 @@ bool rcow_cmd_is_event(uint8_t cmd)
 {
 	return cmd == RCOW_CMD_FAULT || cmd == RCOW_CMD_DEVICE_ADD ||
 	       cmd == RCOW_CMD_DEVICE_REMOVE || cmd == RCOW_CMD_HYDRATE_CTL ||
-	       cmd == RCOW_CMD_QUIESCE;
+	       cmd == RCOW_CMD_QUIESCE || cmd == RCOW_CMD_COMMIT_START ||
+	       cmd == RCOW_CMD_PRESERVE || cmd == RCOW_CMD_COMMIT_ABORT;
 }
 
 const char *rcow_cmd_name(uint8_t cmd, char *buf, size_t len)
@@ -301,6 +317,72 @@ struct nlmsghdr *rcow_msg_device(void *buf, uint16_t family, uint32_t seq, uint8
 	    !rcow_msg_put_u64(nlh, RCOW_A_PRESENT, d->present) ||
 	    !rcow_msg_put_u32(nlh, RCOW_A_FLAGS, d->flags))
 		return NULL;
+	/* a GET_DEVICE reply of a table that had a commit (tests, fakes) */
+	if (d->commit_state != RCOW_COMMIT_IDLE) {
+		if (!rcow_msg_put_u32(nlh, RCOW_A_COMMIT_STATE, d->commit_state) ||
+		    !rcow_msg_put_u64(nlh, RCOW_A_COMMIT_GEN, d->commit_gen) ||
+		    !rcow_msg_put_u32(nlh, RCOW_A_COMMIT_FLAGS, d->commit_flags) ||
+		    !rcow_msg_put_u64(nlh, RCOW_A_COMMIT_TOTAL, d->commit_total) ||
+		    !rcow_msg_put_u64(nlh, RCOW_A_COMMIT_DONE, d->commit_done))
+			return NULL;
+		if (d->commit_state == RCOW_COMMIT_UPLOADING &&
+		    !rcow_msg_put_str(nlh, RCOW_A_TARGET_URI, d->target_uri))
+			return NULL;
+	}
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_commit_event(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
+				       const struct rcow_commit *c)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, cmd, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, c->dev_id) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_COMMIT_GEN, c->gen))
+		return NULL;
+	switch (cmd) {
+	case RCOW_CMD_COMMIT_START:
+		if (!rcow_msg_put_str(nlh, RCOW_A_TARGET_URI, c->target_uri) ||
+		    !rcow_msg_put_u32(nlh, RCOW_A_COMMIT_FLAGS, c->flags) ||
+		    !rcow_msg_put_u64(nlh, RCOW_A_COMMIT_TOTAL, c->total))
+			return NULL;
+		break;
+	case RCOW_CMD_PRESERVE:
+		if (!rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, c->first) ||
+		    !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, c->count))
+			return NULL;
+		break;
+	default:
+		break;
+	}
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_commit_mark(void *buf, uint16_t family, uint32_t seq,
+				      const struct rcow_commit *c)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_COMMIT_MARK, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, c->dev_id) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_COMMIT_GEN, c->gen) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, c->first) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, c->count) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_MARK, c->mark))
+		return NULL;
+	return nlh;
+}
+
+struct nlmsghdr *rcow_msg_commit_end(void *buf, uint16_t family, uint32_t seq,
+				     const struct rcow_commit *c)
+{
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_COMMIT_END, 0, seq);
+
+	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, c->dev_id) ||
+	    !rcow_msg_put_u64(nlh, RCOW_A_COMMIT_GEN, c->gen) ||
+	    !rcow_msg_put_u32(nlh, RCOW_A_STATUS, c->status))
+		return NULL;
+	if (c->message[0] && !rcow_msg_put_str(nlh, RCOW_A_MESSAGE, c->message))
+		return NULL;
 	return nlh;
 }
 
@@ -363,6 +445,14 @@ static const struct {
 	[RCOW_A_PRESENT] = { K_U64, 0 },
 	[RCOW_A_FLAGS] = { K_U32, 0 },
 	[RCOW_A_RUN_LENGTH] = { K_U64, 0 },
+	[RCOW_A_COMMIT_GEN] = { K_U64, 0 },
+	[RCOW_A_TARGET_URI] = { K_STR, REMOTE_COW_MAX_URI + 1 },
+	[RCOW_A_COMMIT_FLAGS] = { K_U32, 0 },
+	[RCOW_A_COMMIT_STATE] = { K_U32, 0 },
+	[RCOW_A_COMMIT_TOTAL] = { K_U64, 0 },
+	[RCOW_A_COMMIT_DONE] = { K_U64, 0 },
+	[RCOW_A_MARK] = { K_U32, 0 },
+	[RCOW_A_MESSAGE] = { K_STR, RCOW_MESSAGE_MAX },
 };
 
 struct attrs {
@@ -488,6 +578,27 @@ static void fill_device(const struct attrs *at, struct rcow_device_info *d)
 	d->present = u64_of(at, RCOW_A_PRESENT);
 	d->flags = u32_of(at, RCOW_A_FLAGS);
 	d->hydrate_rate = u32_of(at, RCOW_A_HYDRATE_RATE);
+	d->commit_state = u32_of(at, RCOW_A_COMMIT_STATE);
+	d->commit_gen = u64_of(at, RCOW_A_COMMIT_GEN);
+	d->commit_flags = u32_of(at, RCOW_A_COMMIT_FLAGS);
+	d->commit_total = u64_of(at, RCOW_A_COMMIT_TOTAL);
+	d->commit_done = u64_of(at, RCOW_A_COMMIT_DONE);
+	str_of(at, RCOW_A_TARGET_URI, d->target_uri, sizeof(d->target_uri));
+}
+
+static void fill_commit(const struct attrs *at, struct rcow_commit *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->dev_id = u32_of(at, RCOW_A_DEV_ID);
+	c->gen = u64_of(at, RCOW_A_COMMIT_GEN);
+	c->flags = u32_of(at, RCOW_A_COMMIT_FLAGS);
+	c->total = u64_of(at, RCOW_A_COMMIT_TOTAL);
+	c->first = u64_of(at, RCOW_A_FIRST_EXTENT);
+	c->count = u32_of(at, RCOW_A_EXTENT_COUNT);
+	c->mark = u32_of(at, RCOW_A_MARK);
+	c->status = u32_of(at, RCOW_A_STATUS);
+	str_of(at, RCOW_A_TARGET_URI, c->target_uri, sizeof(c->target_uri));
+	str_of(at, RCOW_A_MESSAGE, c->message, sizeof(c->message));
 }
 
 static const int device_attrs[] = {
@@ -517,6 +628,11 @@ int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, stru
 	};
 	static const int id_attrs[] = { RCOW_A_DEV_ID, 0 };
 	static const int quiesce_attrs[] = { RCOW_A_DEV_ID, RCOW_A_COOKIE, 0 };
+	static const int start_attrs[] = { RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN, RCOW_A_TARGET_URI, 0 };
+	static const int preserve_attrs[] = {
+		RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN, RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT, 0
+	};
+	static const int abort_attrs[] = { RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN, 0 };
 	struct attrs at;
 	int r;
 
@@ -562,6 +678,17 @@ int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, stru
 		ev->u.quiesce.dev_id = u32_of(&at, RCOW_A_DEV_ID);
 		ev->u.quiesce.cookie = u64_of(&at, RCOW_A_COOKIE);
 		return 0;
+	case RCOW_CMD_COMMIT_START:
+	case RCOW_CMD_PRESERVE:
+	case RCOW_CMD_COMMIT_ABORT:
+		r = need(&at, ev->cmd == RCOW_CMD_COMMIT_START ? "COMMIT_START" :
+			 ev->cmd == RCOW_CMD_PRESERVE ? "PRESERVE" : "COMMIT_ABORT",
+			 ev->cmd == RCOW_CMD_COMMIT_START ? start_attrs :
+			 ev->cmd == RCOW_CMD_PRESERVE ? preserve_attrs : abort_attrs, err);
+		if (r)
+			return r;
+		fill_commit(&at, &ev->u.commit);
+		return 0;
 	default:
 		return 0;	/* unknown command: caller decides */
 	}
@@ -599,6 +726,32 @@ int rcow_msg_parse_run(const struct nlmsghdr *nlh, struct rcow_run *run, struct 
 	if (run->count == 0 || run->first + run->count < run->first)
 		return rcow_err_set(err, EPROTO, "GET_RUNS reply with an empty or overflowing run %llu+%llu",
 				    (unsigned long long)run->first, (unsigned long long)run->count);
+	return 0;
+}
+
+int rcow_msg_parse_commit(const struct nlmsghdr *nlh, struct rcow_commit *c, struct rcow_err *err)
+{
+	static const int mark_attrs[] = {
+		RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN, RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT, RCOW_A_MARK, 0
+	};
+	static const int end_attrs[] = { RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN, RCOW_A_STATUS, 0 };
+	struct attrs at;
+	uint8_t cmd;
+	int r;
+
+	r = parse_attrs(nlh, &at, err);
+	if (r)
+		return r;
+	cmd = rcow_msg_cmd(nlh);
+	if (cmd == RCOW_CMD_COMMIT_MARK)
+		r = need(&at, "COMMIT_MARK", mark_attrs, err);
+	else if (cmd == RCOW_CMD_COMMIT_END)
+		r = need(&at, "COMMIT_END", end_attrs, err);
+	else
+		r = rcow_err_set(err, EPROTO, "not a COMMIT_MARK or COMMIT_END message (command %u)", cmd);
+	if (r)
+		return r;
+	fill_commit(&at, c);
 	return 0;
 }
 
@@ -765,6 +918,14 @@ int rcow_device_info_format(const struct rcow_device_info *d, char *buf, size_t 
 	if (HAVE(RCOW_A_BASE_URI)) {
 		outf(&o, " base_uri=");
 		out_escaped(&o, d->base_uri);
+	}
+	if (HAVE(RCOW_A_COMMIT_STATE))
+		outf(&o, " commit_state=%u commit_gen=%llu commit_flags=0x%x commit_total=%llu commit_done=%llu",
+		     d->commit_state, (unsigned long long)d->commit_gen, d->commit_flags,
+		     (unsigned long long)d->commit_total, (unsigned long long)d->commit_done);
+	if (HAVE(RCOW_A_TARGET_URI)) {
+		outf(&o, " target_uri=");
+		out_escaped(&o, d->target_uri);
 	}
 #undef HAVE
 	return o.overflow ? -ENOSPC : 0;

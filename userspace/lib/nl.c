@@ -493,6 +493,18 @@ int rcow_nl_quiesce_done_async(struct rcow_nl *nl, const struct rcow_quiesce *q,
 			  err);
 }
 
+int rcow_nl_commit_mark(struct rcow_nl *nl, const struct rcow_commit *c, struct rcow_err *err)
+{
+	return rcow_nl_transact(nl, rcow_msg_commit_mark(nl->sbuf, nl->family, 0, c), NULL, NULL,
+				err);
+}
+
+int rcow_nl_commit_end(struct rcow_nl *nl, const struct rcow_commit *c, struct rcow_err *err)
+{
+	return rcow_nl_transact(nl, rcow_msg_commit_end(nl->sbuf, nl->family, 0, c), NULL, NULL,
+				err);
+}
+
 struct hyd_ctx {
 	uint32_t *queued;
 	struct rcow_err *err;

@@ -140,4 +140,29 @@ void test_config(struct tap *t)
 	bad(t, "just words\n", "expected key = value");
 	bad(t, "retry_initial = 5s\nretry_max = 1s\n", "retry_max is shorter");
 	bad(t, "request_timeout = soon\n", "request_timeout");
+	bad(t, "[nbd://a/]\nspool_dir = /x\n", "spool_dir is a global key");
+	bad(t, "spool_dir = relative\n", "absolute directory");
+	bad(t, "spool_max = 4k\n", "at least 1M");
+	bad(t, "commit_retry_timeout = 0\n", "commit_retry_timeout");
+	{
+		struct rcow_config c;
+		struct rcow_err err = { 0 };
+		struct rcow_policy pol;
+		const struct rcow_cred *cr;
+
+		rcow_config_init(&c);
+		tap_ok(t, c.spool_max == 1ull << 30 &&
+		       !strcmp(rcow_config_spool_dir(&c), "/var/lib/remote-cowd/spool") &&
+		       c.global.commit_retry_timeout_ms == 60000,
+		       "commit defaults: spool_max 1G, spool_dir /var/lib/remote-cowd/spool, commit_retry_timeout 60s");
+		tap_ok(t, rcow_config_parse(&c, "spool_dir = /srv/spool\nspool_max = 4G\ncommit_retry_timeout = 5s\n[nbd://t/]\ncommit_retry_timeout = 120s\ntls_psk_file = /k\n",
+					    "t", &err) == 0 && c.spool_max == 4ull << 30 &&
+		       !strcmp(rcow_config_spool_dir(&c), "/srv/spool") &&
+		       c.global.commit_retry_timeout_ms == 5000, "spool_dir, spool_max, commit_retry_timeout parsed (%s)",
+		       err.msg);
+		rcow_config_lookup(&c, "nbd://t/new", &pol, &cr);
+		tap_ok(t, pol.commit_retry_timeout_ms == 120000 && cr && !strcmp(cr->tls_psk_file, "/k"),
+		       "a target URI gets its section's commit_retry_timeout and credentials");
+		rcow_config_free(&c);
+	}
 }

@@ -353,6 +353,86 @@ static void test_names(struct tap *t)
 		  !rcow_cmd_is_event(RCOW_CMD_GET_DEVICE), "event commands");
 }
 
+/* Snapshot commit: the kernel's three events parsed, the helper's two answers built and parsed. */
+static void test_commit(struct tap *t, void *buf)
+{
+	struct rcow_commit c, got;
+	struct rcow_event ev;
+	struct rcow_err err = { 0 };
+	struct rcow_device_info d, d2;
+	struct nlmsghdr *nlh;
+	struct tb tb;
+
+	memset(&c, 0, sizeof(c));
+	c.dev_id = 4;
+	c.gen = 9;
+	c.flags = RCOW_COMMIT_F_SINCE_LAST;
+	c.total = 123;
+	snprintf(c.target_uri, sizeof(c.target_uri), "nbd://10.0.0.1/new");
+	nlh = rcow_msg_commit_event(buf, FAM, 0, RCOW_CMD_COMMIT_START, &c);
+	tap_ok(t, nlh && rcow_msg_parse_event(nlh, &ev, &err) == 0 &&
+	       ev.cmd == RCOW_CMD_COMMIT_START && ev.u.commit.dev_id == 4 && ev.u.commit.gen == 9 &&
+	       ev.u.commit.flags == RCOW_COMMIT_F_SINCE_LAST && ev.u.commit.total == 123 &&
+	       !strcmp(ev.u.commit.target_uri, "nbd://10.0.0.1/new") && rcow_cmd_is_event(ev.cmd),
+	       "COMMIT_START round trip");
+	c.first = 77;
+	c.count = 3;
+	nlh = rcow_msg_commit_event(buf, FAM, 0, RCOW_CMD_PRESERVE, &c);
+	tap_ok(t, nlh && rcow_msg_parse_event(nlh, &ev, &err) == 0 && ev.cmd == RCOW_CMD_PRESERVE &&
+	       ev.u.commit.first == 77 && ev.u.commit.count == 3 && ev.u.commit.gen == 9 &&
+	       rcow_cmd_is_event(ev.cmd), "PRESERVE round trip");
+	nlh = rcow_msg_commit_event(buf, FAM, 0, RCOW_CMD_COMMIT_ABORT, &c);
+	tap_ok(t, nlh && rcow_msg_parse_event(nlh, &ev, &err) == 0 &&
+	       ev.cmd == RCOW_CMD_COMMIT_ABORT && ev.u.commit.gen == 9 && rcow_cmd_is_event(ev.cmd),
+	       "COMMIT_ABORT round trip");
+	nlh = rcow_msg_start(buf, FAM, RCOW_CMD_PRESERVE, 0, 0);
+	rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, 4);
+	rcow_msg_put_u64(nlh, RCOW_A_COMMIT_GEN, 9);
+	tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == -EPROTO,
+	       "PRESERVE without its extents is refused (%s)", err.msg);
+	c.mark = RCOW_MARK_UPLOADED;
+	nlh = rcow_msg_commit_mark(buf, FAM, 0, &c);
+	tap_ok(t, nlh && attrs_of(nlh, RCOW_CMD_COMMIT_MARK, &tb) && tb.count == 5 &&
+	       u32_is(&tb, RCOW_A_DEV_ID, 4) && u64_is(&tb, RCOW_A_COMMIT_GEN, 9) &&
+	       u64_is(&tb, RCOW_A_FIRST_EXTENT, 77) && u32_is(&tb, RCOW_A_EXTENT_COUNT, 3) &&
+	       u32_is(&tb, RCOW_A_MARK, RCOW_MARK_UPLOADED) &&
+	       rcow_msg_parse_commit(nlh, &got, &err) == 0 && got.mark == RCOW_MARK_UPLOADED,
+	       "COMMIT_MARK has dev_id, commit_gen, first_extent, extent_count, mark");
+	c.status = ENOSPC;
+	snprintf(c.message, sizeof(c.message), "spool full");
+	nlh = rcow_msg_commit_end(buf, FAM, 0, &c);
+	tap_ok(t, nlh && attrs_of(nlh, RCOW_CMD_COMMIT_END, &tb) && tb.count == 4 &&
+	       u32_is(&tb, RCOW_A_STATUS, ENOSPC) && tb.a[RCOW_A_MESSAGE] &&
+	       rcow_msg_parse_commit(nlh, &got, &err) == 0 && got.status == ENOSPC &&
+	       !strcmp(got.message, "spool full"), "COMMIT_END has status and message");
+	c.status = 0;
+	c.message[0] = '\0';
+	nlh = rcow_msg_commit_end(buf, FAM, 0, &c);
+	tap_ok(t, nlh && attrs_of(nlh, RCOW_CMD_COMMIT_END, &tb) && tb.count == 3 &&
+	       !tb.a[RCOW_A_MESSAGE], "COMMIT_END 0 without a message has no MESSAGE attribute");
+	memset(&d, 0, sizeof(d));
+	d.dev_id = 4;
+	d.extent_sectors = 128;
+	d.nr_extents = 10;
+	d.dev_sectors = 1280;
+	snprintf(d.base_uri, sizeof(d.base_uri), "file:///b");
+	d.commit_state = RCOW_COMMIT_UPLOADING;
+	d.commit_gen = 9;
+	d.commit_total = 5;
+	d.commit_done = 2;
+	snprintf(d.target_uri, sizeof(d.target_uri), "nbd://t/x");
+	nlh = rcow_msg_device(buf, FAM, 0, RCOW_CMD_GET_DEVICE, &d);
+	tap_ok(t, nlh && rcow_msg_parse_device(nlh, &d2, &err) == 0 &&
+	       d2.commit_state == RCOW_COMMIT_UPLOADING && d2.commit_gen == 9 &&
+	       d2.commit_total == 5 && d2.commit_done == 2 && !strcmp(d2.target_uri, "nbd://t/x") &&
+	       (d2.have & (1ull << RCOW_A_COMMIT_STATE)), "GET_DEVICE carries the commit state");
+	tap_ok(t, rcow_bitmap_from_name("commit-upload") == RCOW_BITMAP_COMMIT_UPLOAD &&
+	       !strcmp(rcow_bitmap_name(RCOW_BITMAP_COMMIT_HELD), "commit-held") &&
+	       rcow_cmd_from_name("COMMIT_END") == RCOW_CMD_COMMIT_END &&
+	       rcow_attr_from_name("target_uri") == RCOW_A_TARGET_URI,
+	       "commit commands, attributes and sets have names");
+}
+
 void test_msg(struct tap *t)
 {
 	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
@@ -363,4 +443,5 @@ void test_msg(struct tap *t)
 	test_acks(t, buf);
 	test_malformed(t, buf);
 	test_names(t);
+	test_commit(t, buf);
 }

@@ -30,9 +30,15 @@ struct rcow_policy {
 	uint32_t retry_max_ms;		/* reconnection delay cap */
 	uint32_t request_timeout_ms;	/* an NBD request older than this: reconnect */
 	uint32_t connect_timeout_ms;	/* a connection attempt longer than this fails */
+	/* snapshot commit target down this long (no progress): the commit fails */
+	uint32_t commit_retry_timeout_ms;
 };
 
-#define RCOW_POLICY_DEFAULTS { 4, 64, 8u << 20, 250, 10000, 30000, 10000 }
+#define RCOW_POLICY_DEFAULTS { 4, 64, 8u << 20, 250, 10000, 30000, 10000, 60000 }
+
+/* Snapshot commit spool (global keys spool_dir, spool_max). */
+#define RCOW_DEFAULT_SPOOL_DIR "/var/lib/remote-cowd/spool"
+#define RCOW_DEFAULT_SPOOL_MAX (1ull << 30)
 
 /* Bits of rcow_config_section.set: which policy fields the section sets. */
 enum {
@@ -43,6 +49,7 @@ enum {
 	RCOW_SET_RETRY_MAX = 1 << 4,
 	RCOW_SET_REQUEST_TIMEOUT = 1 << 5,
 	RCOW_SET_CONNECT_TIMEOUT = 1 << 6,
+	RCOW_SET_COMMIT_RETRY_TIMEOUT = 1 << 7,
 };
 
 struct rcow_cred {
@@ -60,6 +67,8 @@ struct rcow_config_section {
 
 struct rcow_config {
 	struct rcow_policy global;
+	char *spool_dir;		/* NULL: RCOW_DEFAULT_SPOOL_DIR */
+	uint64_t spool_max;		/* bytes */
 	struct rcow_config_section *sec;
 	size_t nsec;
 };
@@ -85,6 +94,8 @@ int rcow_config_load_default(struct rcow_config *c, const char *path, const char
 void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rcow_policy *pol,
 			const struct rcow_cred **cred);
 void rcow_config_free(struct rcow_config *c);
+/* The spool directory: spool_dir, or RCOW_DEFAULT_SPOOL_DIR. */
+const char *rcow_config_spool_dir(const struct rcow_config *c);
 /*
  * For a failure to connect to uri: " (no TLS credentials are configured
  * ...)" when uri is nbds:// and cred gives neither a PSK file nor

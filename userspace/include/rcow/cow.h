@@ -55,6 +55,13 @@ int rcow_cow_pwrite(struct rcow_cow *cow, const void *buf, size_t len, uint64_t 
 		    struct rcow_err *err);
 
 /*
+ * Read len bytes at byte offset into buf, with the alignment rules of
+ * rcow_cow_pwrite() (snapshot commit reads the frozen extents this way).
+ */
+int rcow_cow_pread(struct rcow_cow *cow, void *buf, size_t len, uint64_t offset,
+		   struct rcow_err *err);
+
+/*
  * Make [offset, offset + len) read as zeroes without sending data
  * (fallocate punch-hole, then zero-range).  Returns -EOPNOTSUPP, with no
  * message, when the device cannot: the caller then writes zeroes.

@@ -44,6 +44,12 @@ struct rcow_device_info {
 	uint64_t present;
 	uint32_t flags;		/* RCOW_DEV_F_* */
 	uint32_t hydrate_rate;	/* MiB/s while hydrating (RCOW_A_HYDRATE_RATE) */
+	/* snapshot commit (GET_DEVICE replies; 0 / "" when absent) */
+	uint32_t commit_state;	/* enum remote_cow_commit_state */
+	uint64_t commit_gen;
+	uint32_t commit_flags;	/* RCOW_COMMIT_F_* */
+	uint64_t commit_total, commit_done;
+	char target_uri[REMOTE_COW_MAX_URI + 1];	/* while uploading */
 	uint64_t have;		/* bit 1 << RCOW_A_x for every attribute received */
 };
 
@@ -66,6 +72,27 @@ struct rcow_quiesce {
 	uint64_t cookie;
 };
 
+/*
+ * Snapshot commit messages: COMMIT_START (dev_id, gen, target_uri, flags,
+ * total), PRESERVE (dev_id, gen, first, count), COMMIT_ABORT (dev_id, gen)
+ * from the kernel; COMMIT_MARK (dev_id, gen, first, count, mark) and
+ * COMMIT_END (dev_id, gen, status, message) from the helper.
+ */
+#define RCOW_MESSAGE_MAX 1024	/* RCOW_A_MESSAGE, with the NUL */
+
+struct rcow_commit {
+	uint32_t dev_id;
+	uint64_t gen;
+	uint32_t flags;		/* RCOW_COMMIT_F_* */
+	uint64_t total;		/* extents frozen */
+	uint64_t first;		/* PRESERVE, COMMIT_MARK */
+	uint32_t count;		/* PRESERVE, COMMIT_MARK */
+	uint32_t mark;		/* COMMIT_MARK: RCOW_MARK_* */
+	uint32_t status;	/* COMMIT_END: 0 or a positive errno */
+	char target_uri[REMOTE_COW_MAX_URI + 1];	/* COMMIT_START */
+	char message[RCOW_MESSAGE_MAX];			/* COMMIT_END, "" if none */
+};
+
 /* A kernel -> helper message. */
 struct rcow_event {
 	uint8_t cmd;		/* RCOW_CMD_*; others are returned unparsed */
@@ -74,6 +101,7 @@ struct rcow_event {
 		struct rcow_device_info dev;		/* DEVICE_ADD, DEVICE_REMOVE */
 		struct rcow_hydrate_ctl hydrate;	/* HYDRATE_CTL */
 		struct rcow_quiesce quiesce;		/* QUIESCE */
+		struct rcow_commit commit;		/* COMMIT_START, PRESERVE, COMMIT_ABORT */
 	} u;
 };
 
@@ -147,7 +175,16 @@ struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, u
 struct nlmsghdr *rcow_msg_get_runs(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
 				   uint32_t bitmap, uint64_t first);
 
+/* COMMIT_MARK (c: dev_id, gen, first, count, mark) and COMMIT_END (dev_id, gen, status, message). */
+struct nlmsghdr *rcow_msg_commit_mark(void *buf, uint16_t family, uint32_t seq,
+				      const struct rcow_commit *c);
+struct nlmsghdr *rcow_msg_commit_end(void *buf, uint16_t family, uint32_t seq,
+				     const struct rcow_commit *c);
+
 /* Kernel -> helper messages (tests, fakes). */
+/* cmd: RCOW_CMD_COMMIT_START, RCOW_CMD_PRESERVE or RCOW_CMD_COMMIT_ABORT, with c's fields for it. */
+struct nlmsghdr *rcow_msg_commit_event(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
+				       const struct rcow_commit *c);
 struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq,
 				const struct rcow_fault *f);
 struct nlmsghdr *rcow_msg_device(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
@@ -170,6 +207,8 @@ int rcow_msg_parse_hydrate_reply(const struct nlmsghdr *nlh, uint32_t *queued,
 int rcow_msg_parse_bitmap(const struct nlmsghdr *nlh, struct rcow_bitmap_chunk *c,
 			  struct rcow_err *err);
 int rcow_msg_parse_run(const struct nlmsghdr *nlh, struct rcow_run *run, struct rcow_err *err);
+/* COMMIT_MARK or COMMIT_END, as the kernel reads them (tests, fakes). */
+int rcow_msg_parse_commit(const struct nlmsghdr *nlh, struct rcow_commit *c, struct rcow_err *err);
 int rcow_msg_parse_family(const struct nlmsghdr *nlh, uint16_t *id, struct rcow_err *err);
 int rcow_msg_parse_ack(const struct nlmsghdr *nlh, struct rcow_ack *ack, struct rcow_err *err);
 

@@ -93,6 +93,15 @@ int rcow_nl_dump_runs(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uint
 		      struct rcow_err *err);
 
 /*
+ * Snapshot commit answers, waiting for the kernel's ack: COMMIT_MARK
+ * (c->dev_id, gen, first, count, mark) and COMMIT_END (c->dev_id, gen,
+ * status, message).  A refusal returns -errno: ESTALE (no such commit
+ * running), EAGAIN (COMMIT_END 0 while extents are still to upload).
+ */
+int rcow_nl_commit_mark(struct rcow_nl *nl, const struct rcow_commit *c, struct rcow_err *err);
+int rcow_nl_commit_end(struct rcow_nl *nl, const struct rcow_commit *c, struct rcow_err *err);
+
+/*
  * Send a message built by the caller (rcow_msg_start() and friends; its
  * seq is overwritten) and wait for the ack; reply messages go to cb if not
  * NULL.  For dumps set NLM_F_DUMP in the message.

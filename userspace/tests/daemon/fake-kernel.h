@@ -12,11 +12,36 @@
 #include "daemon.h"
 
 struct fake_answer {
-	uint8_t cmd;		/* RCOW_CMD_FILL_DONE or RCOW_CMD_QUIESCE_DONE */
+	uint8_t cmd;		/* RCOW_CMD_FILL_DONE, QUIESCE_DONE, COMMIT_MARK or COMMIT_END */
 	uint32_t dev_id;
-	uint64_t cookie, first;
-	uint32_t status;
+	uint64_t cookie, first;	/* COMMIT_*: cookie is the generation */
+	uint32_t status;	/* COMMIT_MARK: the mark */
 	uint64_t at_ms;
+	uint32_t count;		/* COMMIT_MARK */
+	char msg[RCOW_MESSAGE_MAX];	/* COMMIT_END */
+};
+
+struct fake_kernel;
+
+/*
+ * The kernel's side of one snapshot commit: its upload and held sets,
+ * changed by the helper's marks as the kernel would.
+ */
+struct fake_commit {
+	bool running;
+	uint32_t dev_id;
+	uint64_t gen, nr;
+	uint8_t *upload, *held;
+	struct rcow_device_info dev;	/* GET_DEVICE answers this (commit fields filled) */
+	bool have_dev;
+	unsigned int end_tries;		/* COMMIT_END calls */
+	uint32_t end_status;		/* of the COMMIT_END that ended it */
+	unsigned int eagain;		/* refuse that many END 0 with EAGAIN ... */
+	int64_t eagain_ext;		/* ... putting this extent back into the upload set */
+	uint64_t preserved_early;	/* PRESERVED marks of extents still to upload */
+	uint64_t uploaded;		/* extents leaving the upload set by UPLOADED marks */
+	/* called after a PRESERVED mark was applied (the guest write goes on) */
+	void (*on_preserved)(struct fake_kernel *k, uint64_t first, uint32_t count);
 };
 
 struct fake_kernel {
@@ -27,6 +52,7 @@ struct fake_kernel {
 	/* called at QUIESCE_DONE, before it is recorded; may be NULL */
 	void (*on_quiesce_done)(struct fake_kernel *k, const struct rcow_quiesce *q);
 	void *data;
+	struct fake_commit c;
 };
 
 extern const struct kernel_ops fake_kernel_ops;	/* ctx: struct fake_kernel */
@@ -42,5 +68,15 @@ int fake_send_device(struct daemon *d, uint8_t cmd, const struct rcow_device_inf
 int fake_send_fault(struct daemon *d, uint32_t dev_id, uint64_t cookie, uint64_t first,
 		    uint32_t count);
 int fake_send_quiesce(struct daemon *d, uint32_t dev_id, uint64_t cookie);
+
+/* Freeze extents v[0..n) of device info as commit gen (upload = held = them). */
+int fake_commit_begin(struct fake_kernel *k, const struct rcow_device_info *info, uint64_t gen,
+		      const char *target_uri, const uint64_t *v, size_t n);
+bool fake_commit_bit(const uint8_t *set, uint64_t ext);
+uint64_t fake_commit_left(const struct fake_kernel *k);	/* extents still to upload */
+/* cmd: RCOW_CMD_COMMIT_START (with k->c's target), RCOW_CMD_PRESERVE, RCOW_CMD_COMMIT_ABORT */
+int fake_send_commit(struct daemon *d, struct fake_kernel *k, uint8_t cmd, uint64_t first,
+		     uint32_t count);
+size_t fake_count_mark(const struct fake_kernel *k, uint32_t mark);
 
 #endif

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libnbd.h>
+
 #include "daemon.h"
 #include "fake-kernel.h"
 #include "safefile.h"
@@ -171,7 +173,7 @@ static void env_fini(struct env *e)
 	uint64_t end = now_ms() + 5000;
 
 	engine_forget_all(&e->d);
-	while ((e->d.srcs || writer_backlog(&e->d)) && now_ms() < end)
+	while ((e->d.srcs || e->d.commits || writer_backlog(&e->d)) && now_ms() < end)
 		turn(e, 20);
 	engine_reap_sources(&e->d);
 	writer_stop(&e->d);
@@ -970,6 +972,599 @@ static void test_inactive(struct tap *t)
 	env_fini(&e);
 }
 
+/* ---- snapshot commit ------------------------------------------------------------ */
+
+#define CNR 64u				/* extents of the commit tests' device */
+#define CDEV_BYTES (CNR * EXT_BYTES - 32768u)	/* the last extent is half an extent */
+
+/* The 8-byte words of extent ext in version salt (0: zeroes). */
+static uint64_t cword(uint64_t ext, unsigned int salt, size_t i)
+{
+	return salt ? (uint64_t)salt << 56 | ext << 32 | (uint64_t)i : 0;
+}
+
+static int fill_cow(struct env *e, uint64_t ext, unsigned int salt)
+{
+	static uint64_t buf[EXT_BYTES / 8];
+	int fd = open(e->cow, O_WRONLY);
+	ssize_t n;
+
+	for (size_t i = 0; i < EXT_BYTES / 8; i++)
+		buf[i] = cword(ext, salt, i);
+	if (fd < 0)
+		return -1;
+	n = pwrite(fd, buf, EXT_BYTES, (off_t)(DATA_OFFSET * 512 + ext * EXT_BYTES));
+	close(fd);
+	return n == (ssize_t)EXT_BYTES ? 0 : -1;
+}
+
+/* Put extent ext of version salt into an image of the device (up to its end). */
+static void expect_extent(unsigned char *img, uint64_t ext, unsigned int salt)
+{
+	uint64_t off = ext * EXT_BYTES;
+
+	for (size_t i = 0; i < EXT_BYTES / 8 && off + i * 8 < CDEV_BYTES; i++) {
+		uint64_t w = cword(ext, salt, i);
+
+		memcpy(img + off + i * 8, &w, 8);
+	}
+}
+
+struct cenv {
+	struct env e;
+	struct rcow_device_info info;
+	char spool[PATH_MAX];
+	char tlog[PATH_MAX];
+	char tfile[PATH_MAX];
+	unsigned char *want;		/* the image the target must hold */
+	unsigned int guest_salt;	/* written over preserved extents */
+};
+
+static int cenv_init(struct cenv *c, struct tap *t)
+{
+	char ua[PATH_MAX + 16];
+
+	memset(c, 0, sizeof(*c));
+	if (env_init(&c->e, t, CNR))
+		return -1;
+	snprintf(c->spool, sizeof(c->spool), "%s/spool", c->e.dir);
+	snprintf(c->tlog, sizeof(c->tlog), "%s/target.log", c->e.dir);
+	snprintf(c->tfile, sizeof(c->tfile), "%s/target.img", c->e.dir);
+	c->e.d.cfg.spool_dir = strdup(c->spool);
+	c->want = calloc(1, CNR * EXT_BYTES);
+	if (!c->e.d.cfg.spool_dir || !c->want || file_base_uri(&c->e, "base.img", 0x11, ua, sizeof(ua)))
+		return -1;
+	dev_info(&c->e, &c->info, 1, ua);
+	c->info.dev_sectors = CDEV_BYTES / 512;
+	return fake_send_device(&c->e.d, RCOW_CMD_DEVICE_ADD, &c->info);
+}
+
+static void cenv_fini(struct cenv *c)
+{
+	free(c->want);
+	env_fini(&c->e);
+}
+
+/* Freeze extents v[0..n) as commit gen, their COW content version salt. */
+static int cfreeze(struct cenv *c, uint64_t gen, const uint64_t *v, size_t n, unsigned int salt)
+{
+	memset(c->want, 0, CNR * EXT_BYTES);
+	for (size_t i = 0; i < n; i++) {
+		if (fill_cow(&c->e, v[i], salt))
+			return -1;
+		expect_extent(c->want, v[i], salt);
+	}
+	return fake_commit_begin(&c->e.k, &c->info, gen, c->e.uri, v, n);
+}
+
+static size_t range(uint64_t *v, size_t n, uint64_t first, uint64_t count)
+{
+	for (uint64_t i = 0; i < count; i++)
+		v[n++] = first + i;
+	return n;
+}
+
+static const struct fake_answer *wait_end(struct cenv *c, uint64_t gen, int ms)
+{
+	return wait_answer(&c->e, RCOW_CMD_COMMIT_END, 1, gen, ms);
+}
+
+static bool read_target_nbd(const char *uri, unsigned char *buf, size_t len)
+{
+	struct nbd_handle *h = nbd_create();
+	bool ok = h && nbd_connect_uri(h, uri) == 0 && nbd_pread(h, buf, len, 0, 0) == 0;
+
+	if (h) {
+		nbd_shutdown(h, 0);
+		nbd_close(h);
+	}
+	return ok;
+}
+
+static bool read_target_file(const char *path, unsigned char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	bool ok = fd >= 0 && pread(fd, buf, len, 0) == (ssize_t)len;
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* Compare the target with c->want; the first differing extent in *bad. */
+static bool target_ok(struct cenv *c, bool file, long long *bad)
+{
+	unsigned char *got = calloc(1, CNR * EXT_BYTES);
+	bool ok;
+
+	*bad = -1;
+	ok = got && (file ? read_target_file(c->tfile, got, CNR * EXT_BYTES) :
+			    read_target_nbd(c->e.uri, got, CNR * EXT_BYTES));
+	if (ok)
+		for (uint64_t x = 0; x < CNR; x++)
+			if (memcmp(got + x * EXT_BYTES, c->want + x * EXT_BYTES, EXT_BYTES)) {
+				*bad = (long long)x;
+				ok = false;
+				break;
+			}
+	free(got);
+	return ok;
+}
+
+static unsigned int count_in_file(const char *path, const char *what)
+{
+	char *buf = malloc(1 << 20);
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd < 0 || !buf ? -1 : read(fd, buf, (1 << 20) - 1);
+	unsigned int k = 0;
+
+	if (n > 0) {
+		buf[n] = '\0';
+		for (char *p = buf; (p = strstr(p, what)); p++)
+			k++;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return k;
+}
+
+static unsigned int spool_files(struct cenv *c)
+{
+	char cmd[PATH_MAX + 64];
+	unsigned int n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "ls -1 '%s' 2>/dev/null", c->spool);
+	f = popen(cmd, "r");
+	if (!f)
+		return 0;
+	while (fgets(cmd, sizeof(cmd), f))
+		n++;
+	pclose(f);
+	return n;
+}
+
+/* The PRESERVED mark let the guest write go on: it overwrites those extents at once. */
+static void guest_writes(struct fake_kernel *k, uint64_t first, uint32_t count)
+{
+	struct cenv *c = k->data;
+
+	for (uint64_t x = first; x < first + count; x++)
+		fill_cow(&c->e, x, c->guest_salt);
+}
+
+/*
+ * A frozen set with data, zero and short extents to an nbdkit memory
+ * export: the target holds exactly the frozen content, zero extents go as
+ * write-zeroes, marks are batched, and an EAGAIN to COMMIT_END makes the
+ * daemon read the upload set again and finish.
+ */
+static void test_commit_upload(struct tap *t)
+{
+	char logarg[PATH_MAX + 16];
+	const char *args[] = { "--filter=log", "memory", "size=4M", logarg, NULL };
+	uint64_t v[CNR];
+	size_t n = 0, ndata;
+	const struct fake_answer *a;
+	long long bad;
+	struct cenv c;
+
+	NEED_NBDKIT(t);
+	if (cenv_init(&c, t)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	snprintf(logarg, sizeof(logarg), "logfile=%s", c.tlog);
+	n = range(v, n, 0, 10);
+	n = range(v, n, 20, 1);
+	n = range(v, n, 30, 4);
+	n = range(v, n, CNR - 1, 1);
+	ndata = n;
+	n = range(v, n, 10, 5);		/* left zero on the COW device */
+	fill_cow(&c.e, 40, 3);		/* written, not frozen: must not go */
+	if (nbdkit_start(&c.e, args) || cfreeze(&c, 1, v, ndata, 1) ||
+	    fake_commit_begin(&c.e.k, &c.info, 1, c.e.uri, v, n)) {
+		tap_ok(t, false, "set up nbdkit memory with the log filter, freeze %zu extents", n);
+		cenv_fini(&c);
+		return;
+	}
+	c.e.k.c.eagain = 1;
+	c.e.k.c.eagain_ext = 5;
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	a = wait_end(&c, 1, 15000);
+	tap_ok(t, a && a->status == 0, "COMMIT_END with status 0 (%s%s%s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END", a && a->msg[0] ? ": " : "",
+	       a ? a->msg : "");
+	tap_ok(t, fake_commit_left(&c.e.k) == 0, "nothing left in the upload set");
+	tap_ok(t, c.e.k.c.end_tries == 2,
+	       "an EAGAIN to COMMIT_END(0) made it read the set again and finish (%u COMMIT_ENDs)",
+	       c.e.k.c.end_tries);
+	tap_ok(t, target_ok(&c, false, &bad),
+	       "the target holds exactly the frozen extents, short last one included (first difference: extent %lld)",
+	       bad);
+	tap_ok(t, count_in_file(c.tlog, " Zero id=") == 5,
+	       "the 5 zero extents went as write-zeroes (%u)", count_in_file(c.tlog, " Zero id="));
+	tap_ok(t, count_in_file(c.tlog, " Write id=") == ndata + 1,
+	       "data went as %zu writes: the data extents and the one put back (%u)", ndata + 1,
+	       count_in_file(c.tlog, " Write id="));
+	tap_ok(t, count_in_file(c.tlog, " Flush id=") >= 1, "the target was flushed (%u)",
+	       count_in_file(c.tlog, " Flush id="));
+	tap_ok(t, fake_count_mark(&c.e.k, RCOW_MARK_UPLOADED) < n,
+	       "UPLOADED marks are batched (%zu marks for %zu extents)",
+	       fake_count_mark(&c.e.k, RCOW_MARK_UPLOADED), n + 1);
+	spin_for(&c.e, 100);
+	tap_ok(t, !c.e.d.commits && spool_files(&c) == 0, "the commit and its spool are gone");
+	cenv_fini(&c);
+}
+
+/*
+ * PRESERVE before the upload got to the extents: the old content goes to
+ * the spool, the guest overwrites the COW extents right after the mark,
+ * and the target still gets the frozen content.
+ */
+static void test_commit_preserve(struct tap *t)
+{
+	const char *args[] = { "--filter=delay", "memory", "size=4M", "wdelay=100ms", NULL };
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 32);
+	const struct fake_answer *a;
+	long long bad;
+	struct cenv c;
+	bool cow_new = true;
+
+	NEED_NBDKIT(t);
+	if (cenv_init(&c, t) || nbdkit_start(&c.e, args) || cfreeze(&c, 1, v, n, 1)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	c.e.d.cfg.global.max_in_flight = 4;
+	c.guest_salt = 2;
+	c.e.k.data = &c;
+	c.e.k.c.on_preserved = guest_writes;
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, 8, 4);
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, 20, 1);
+	spin_for(&c.e, 300);
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, 28, 2);
+	a = wait_end(&c, 1, 15000);
+	tap_ok(t, a && a->status == 0, "COMMIT_END with status 0 (%s %s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END", a ? a->msg : "");
+	tap_ok(t, fake_count_mark(&c.e.k, RCOW_MARK_PRESERVED) >= 1 &&
+	       c.e.k.c.preserved_early == 7,
+	       "the 7 extents were marked preserved before they were uploaded (%llu)",
+	       (unsigned long long)c.e.k.c.preserved_early);
+	for (uint64_t x = 8; x < 12; x++)
+		cow_new = cow_new && !fill_cow(&c.e, x, 2);	/* (what the guest wrote) */
+	tap_ok(t, target_ok(&c, false, &bad),
+	       "the target holds the frozen content, not what the guest wrote after the marks (first difference: extent %lld)",
+	       bad);
+	tap_ok(t, !c.e.d.commits && spool_files(&c) == 0, "the spool is removed at the end");
+	cenv_fini(&c);
+}
+
+/* A spool that cannot take every PRESERVE: COMMIT_END ENOSPC saying so. */
+static void test_commit_spool_full(struct tap *t)
+{
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 40);
+	const struct fake_answer *a;
+	char want[PATH_MAX + 64];
+	struct cenv c;
+
+	if (cenv_init(&c, t) || cfreeze(&c, 1, v, n, 1)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	c.e.d.cfg.spool_max = 1u << 20;		/* 15 slots of 64 KiB */
+	/* no target server: nothing is uploaded meanwhile */
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, 0, 20);
+	a = wait_end(&c, 1, 5000);
+	snprintf(want, sizeof(want), "spool full (spool_max 1048576 bytes in %s)", c.spool);
+	tap_ok(t, a && a->status == ENOSPC, "COMMIT_END with ENOSPC (%s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END");
+	tap_ok(t, a && strstr(a->msg, want), "its message says why: '%s'", a ? a->msg : "");
+	tap_ok(t, fake_count_mark(&c.e.k, RCOW_MARK_UPLOADED) == 0, "nothing was marked uploaded");
+	spin_for(&c.e, 100);
+	tap_ok(t, !c.e.d.commits && spool_files(&c) == 0, "the spool is removed");
+	cenv_fini(&c);
+}
+
+/* Read-only and too small targets are refused with the right status. */
+static void test_commit_refuse(struct tap *t)
+{
+	const char *ro[] = { "-r", "memory", "size=4M", NULL };
+	const char *small[] = { "memory", "size=1M", NULL };
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 8);
+	const struct fake_answer *a;
+	struct cenv c;
+
+	NEED_NBDKIT(t);
+	if (cenv_init(&c, t) || nbdkit_start(&c.e, ro) || cfreeze(&c, 1, v, n, 1)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	a = wait_end(&c, 1, 5000);
+	tap_ok(t, a && a->status == EROFS && strstr(a->msg, "read-only"),
+	       "a read-only target: COMMIT_END EROFS (%s: %s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END", a ? a->msg : "");
+	nbdkit_stop(&c.e);
+	if (nbdkit_start(&c.e, small) || cfreeze(&c, 2, v, n, 1)) {
+		tap_ok(t, false, "restart nbdkit with a 1 MiB export");
+		cenv_fini(&c);
+		return;
+	}
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	a = wait_end(&c, 2, 5000);
+	tap_ok(t, a && a->status == EFBIG && strstr(a->msg, "fewer than the device"),
+	       "a target smaller than the device: COMMIT_END EFBIG (%s: %s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END", a ? a->msg : "");
+	tap_ok(t, fake_count_mark(&c.e.k, RCOW_MARK_UPLOADED) == 0, "nothing was uploaded");
+	cenv_fini(&c);
+}
+
+static int make_target_file(struct cenv *c)
+{
+	int fd = open(c->tfile, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	int r = fd < 0 || ftruncate(fd, CNR * EXT_BYTES) < 0 ? -1 : 0;
+
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/*
+ * The target down: at the start (it comes up 1.5 s later), and in the
+ * middle of the upload (killed, back 0.7 s later): the commit completes
+ * with every extent right.
+ */
+static void test_commit_retry(struct tap *t)
+{
+	const char *mem[] = { "memory", "size=4M", NULL };
+	const char *slow[] = { "--filter=delay", "file", NULL, "wdelay=100ms", NULL };
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 48);
+	const struct fake_answer *a;
+	long long bad;
+	struct cenv c;
+
+	NEED_NBDKIT(t);
+	if (cenv_init(&c, t) || cfreeze(&c, 1, v, n, 1) || make_target_file(&c)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	slow[2] = c.tfile;
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	spin_for(&c.e, 1500);
+	tap_ok(t, !wait_end(&c, 1, 0), "no COMMIT_END while the target is down");
+	if (nbdkit_start(&c.e, mem)) {
+		tap_ok(t, false, "start nbdkit");
+		cenv_fini(&c);
+		return;
+	}
+	a = wait_end(&c, 1, 10000);
+	tap_ok(t, a && a->status == 0, "completes once the target is up (%s %s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END", a ? a->msg : "");
+	tap_ok(t, target_ok(&c, false, &bad), "the target is right (first difference: extent %lld)",
+	       bad);
+	nbdkit_stop(&c.e);
+
+	/* gen 2: killed in the middle of the upload */
+	c.e.d.cfg.global.max_in_flight = 4;
+	if (nbdkit_start(&c.e, slow) || cfreeze(&c, 2, v, n, 4)) {
+		tap_ok(t, false, "start nbdkit (file, 100 ms write delay)");
+		cenv_fini(&c);
+		return;
+	}
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	a = wait_answer(&c.e, RCOW_CMD_COMMIT_MARK, 1, 2, 5000);
+	nbdkit_stop(&c.e);
+	tap_diag(t, "target killed with %llu of %zu extents uploaded",
+		 (unsigned long long)c.e.k.c.uploaded, n);
+	tap_ok(t, a && c.e.k.c.uploaded < n, "the target was killed mid-upload");
+	spin_for(&c.e, 700);
+	tap_ok(t, !wait_end(&c, 2, 0), "no COMMIT_END while it is down");
+	if (nbdkit_start(&c.e, slow)) {
+		tap_ok(t, false, "restart nbdkit");
+		cenv_fini(&c);
+		return;
+	}
+	a = wait_end(&c, 2, 20000);
+	tap_ok(t, a && a->status == 0, "completes after the reconnection (%s %s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END", a ? a->msg : "");
+	tap_ok(t, target_ok(&c, true, &bad),
+	       "the target file is right (first difference: extent %lld)", bad);
+	cenv_fini(&c);
+}
+
+/* The target down for longer than commit_retry_timeout: the commit fails, saying so. */
+static void test_commit_timeout(struct tap *t)
+{
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 8);
+	const struct fake_answer *a;
+	uint64_t t0;
+	struct cenv c;
+
+	if (cenv_init(&c, t) || cfreeze(&c, 1, v, n, 1)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	c.e.d.cfg.global.commit_retry_timeout_ms = 1000;
+	t0 = now_ms();
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	a = wait_end(&c, 1, 5000);
+	tap_ok(t, a && a->status != 0 && now_ms() - t0 >= 1000,
+	       "COMMIT_END with an error after the retry timeout (%s after %llu ms)",
+	       a ? strerror((int)a->status) : "no COMMIT_END",
+	       (unsigned long long)(now_ms() - t0));
+	tap_ok(t, a && strstr(a->msg, "unreachable") && strstr(a->msg, c.e.sock),
+	       "its message names the target and the error: '%s'", a ? a->msg : "");
+	tap_ok(t, fake_count_mark(&c.e.k, RCOW_MARK_UPLOADED) == 0, "nothing was marked uploaded");
+	cenv_fini(&c);
+}
+
+/* remote-cowd dies (its spool kept) and a new one starts with the same configuration. */
+static void daemon_restart(struct cenv *c)
+{
+	struct rcow_config cfg = c->e.d.cfg;
+	struct options opt = c->e.d.opt;
+	uint64_t end = now_ms() + 5000;
+
+	c->e.d.stopping = true;
+	engine_forget_all(&c->e.d);
+	while ((c->e.d.commits || c->e.d.srcs || writer_backlog(&c->e.d)) && now_ms() < end)
+		turn(&c->e, 20);
+	engine_reap_sources(&c->e.d);
+	writer_stop(&c->e.d);
+	memset(&c->e.d, 0, sizeof(c->e.d));
+	c->e.d.cfg = cfg;
+	c->e.d.opt = opt;
+	c->e.d.kops = &fake_kernel_ops;
+	c->e.d.kctx = &c->e.k;
+	writer_start(&c->e.d);
+}
+
+/*
+ * remote-cowd restarted mid-commit: the new one finds the commit in the
+ * device list, takes up the spool and completes it with the preserved
+ * extents' frozen content (lose_spool: the spool file is gone, and the
+ * commit fails instead of uploading what the COW device holds now).
+ */
+static void commit_restart(struct tap *t, bool lose_spool)
+{
+	const char *slow[] = { "--filter=delay", "file", NULL, "wdelay=150ms", NULL };
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 24);
+	const struct fake_answer *a;
+	long long bad;
+	struct cenv c;
+	char path[PATH_MAX + 64];
+	bool held_left = true;
+
+	NEED_NBDKIT(t);
+	if (cenv_init(&c, t) || make_target_file(&c) || cfreeze(&c, 1, v, n, 1)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	slow[2] = c.tfile;
+	if (nbdkit_start(&c.e, slow)) {
+		tap_ok(t, false, "start nbdkit (file, 150 ms write delay)");
+		cenv_fini(&c);
+		return;
+	}
+	c.e.d.cfg.global.max_in_flight = 2;
+	c.guest_salt = 2;
+	c.e.k.data = &c;
+	c.e.k.c.on_preserved = guest_writes;
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, 16, 4);
+	for (uint64_t end = now_ms() + 5000;
+	     (c.e.k.c.preserved_early < 4 || !c.e.k.c.uploaded) && now_ms() < end;)
+		turn(&c.e, 20);
+	tap_ok(t, c.e.k.c.preserved_early == 4 && c.e.k.c.uploaded > 0 && c.e.k.c.uploaded < 16,
+	       "4 extents preserved, %llu uploaded when remote-cowd stops",
+	       (unsigned long long)c.e.k.c.uploaded);
+	daemon_restart(&c);
+	snprintf(path, sizeof(path), "%s/dev1-gen1.spool", c.spool);
+	tap_ok(t, access(path, F_OK) == 0, "the spool file is kept when the daemon exits");
+	if (lose_spool)
+		unlink(path);
+	/* registration: the device list shows the commit, then COMMIT_START comes again */
+	engine_add_device(&c.e.k.c.dev, &c.e.d);
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	a = wait_end(&c, 1, 20000);
+	if (!lose_spool) {
+		tap_ok(t, a && a->status == 0, "the restarted daemon completes the commit (%s %s)",
+		       a ? strerror((int)a->status) : "no COMMIT_END", a ? a->msg : "");
+		tap_ok(t, target_ok(&c, true, &bad),
+		       "the target holds the frozen content, the preserved extents from the spool (first difference: extent %lld)",
+		       bad);
+	} else {
+		for (uint64_t x = 16; x < 20; x++)
+			held_left = held_left && fake_commit_bit(c.e.k.c.upload, x);
+		tap_ok(t, a && a->status == ENODATA, "COMMIT_END with ENODATA (%s)",
+		       a ? strerror((int)a->status) : "no COMMIT_END");
+		tap_ok(t, a && strstr(a->msg, "spool") && strstr(a->msg, "cannot be completed"),
+		       "its message says why: '%s'", a ? a->msg : "");
+		tap_ok(t, held_left, "the preserved extents were never marked uploaded");
+	}
+	spin_for(&c.e, 100);
+	tap_ok(t, !c.e.d.commits && spool_files(&c) == 0, "the spool is removed at the end");
+	cenv_fini(&c);
+}
+
+static void test_commit_restart(struct tap *t)
+{
+	commit_restart(t, false);
+}
+
+static void test_commit_restart_lost(struct tap *t)
+{
+	commit_restart(t, true);
+}
+
+/* COMMIT_ABORT: the upload stops (no mark, no COMMIT_END after it) and the spool goes. */
+static void test_commit_abort(struct tap *t)
+{
+	const char *slow[] = { "--filter=delay", "memory", "size=4M", "wdelay=150ms", NULL };
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 32), before;
+	struct cenv c;
+
+	NEED_NBDKIT(t);
+	if (cenv_init(&c, t) || nbdkit_start(&c.e, slow) || cfreeze(&c, 1, v, n, 1)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	c.e.d.cfg.global.max_in_flight = 2;
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, 30, 2);
+	for (uint64_t end = now_ms() + 5000; !c.e.k.c.uploaded && now_ms() < end;)
+		turn(&c.e, 20);
+	tap_ok(t, c.e.k.c.uploaded > 0 && spool_files(&c) == 1, "uploading, with a spool");
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_ABORT, 0, 0);
+	before = c.e.k.n;
+	spin_for(&c.e, 1000);
+	tap_ok(t, c.e.k.n == before, "nothing sent to the kernel after the abort (%zu answers)",
+	       c.e.k.n - before);
+	tap_ok(t, !c.e.d.commits && spool_files(&c) == 0, "the commit and its spool are gone");
+	tap_ok(t, fake_commit_left(&c.e.k) > 0, "the rest was not uploaded (%llu left)",
+	       (unsigned long long)fake_commit_left(&c.e.k));
+	cenv_fini(&c);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
@@ -988,6 +1583,15 @@ static const struct {
 	{ "huge-export", test_huge_export },
 	{ "reconnect-size", test_reconnect_size },
 	{ "file-shrink", test_file_shrink },
+	{ "commit-upload", test_commit_upload },
+	{ "commit-preserve", test_commit_preserve },
+	{ "commit-spool-full", test_commit_spool_full },
+	{ "commit-refuse", test_commit_refuse },
+	{ "commit-retry", test_commit_retry },
+	{ "commit-timeout", test_commit_timeout },
+	{ "commit-restart", test_commit_restart },
+	{ "commit-restart-lost", test_commit_restart_lost },
+	{ "commit-abort", test_commit_abort },
 };
 
 int main(int argc, char **argv)
