@@ -66,6 +66,8 @@ static const struct rc_errno_text commit_errors[] = {
 	{ EROFS, "%s is read-only or its metadata failed: it cannot freeze a commit",
 	  RC_EXIT_FAIL },
 	{ EINVAL, "the kernel refused the commit of %s (its reason below)", RC_EXIT_FAIL },
+	{ EAGAIN, "%s is suspended or being suspended: resume it, then commit again",
+	  RC_EXIT_FAIL },
 	{ 0, NULL, 0 },
 };
 
