@@ -28,7 +28,7 @@
 
 require_vm
 require_commit_env
-tap_plan 43
+tap_plan 44
 
 NAME="rc-commit-bad"
 RO_NAME="rc-commit-ro"

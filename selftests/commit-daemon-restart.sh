@@ -137,6 +137,9 @@ check_eq "the published version equals the device at the freeze" "$before" \
 	"$(published_sha256 "$NET_WORKDIR/v1.qcow2" qcow2)"
 ok=1
 for e in $(seq "$EARLY_FIRST" $((EARLY_FIRST + EARLY_COUNT - 1))); do
+	case " $uploaded $preserved $held " in
+	*" $e "*) continue ;;	# written again while remote-cowd was down
+	esac
 	extent_is "$dev" "$EXTB" "$e" early || ok=0
 done
 check_eq "the device holds the writes made right after the freeze" 1 "$ok"

@@ -5,9 +5,10 @@
 # The commit target goes away in the middle of an upload:
 #
 # 1. for 3 seconds (nbdkit, serving a raw copy of the base, killed and
-#    started again): remote-cowd reconnects, the commit completes, and the
-#    target file equals the device at the freeze;
-# 2. for good, with remote-cowd's commit_retry_timeout at 8 seconds: the
+#    started again), remote-cowd's commit_retry_timeout at 30 seconds:
+#    remote-cowd reconnects, the commit completes, and the target file
+#    equals the device at the freeze;
+# 2. for good, remote-cowd restarted with commit_retry_timeout at 8 s: the
 #    commit ends failed within that time and some slack, the kernel log
 #    says why, 'remote-cow commit --wait' exits 1 naming the failure; the
 #    device keeps working, and a commit since-last to the restarted
@@ -26,13 +27,15 @@ EXT=128
 EXTB=$((EXT * 512))
 DEV_BYTES=$((32 << 20))
 LEN=$((DEV_BYTES / 512))
-RETRY=8				# commit_retry_timeout, seconds
+RETRY=8				# commit_retry_timeout of part 2, seconds
 
 load_module || tap_bail "cannot load $RC_MODULE"
 net_test_setup 20ms 16mbit
 net_serve_base "$DEV_BYTES" commit-target-restart
 conf=$NET_WORKDIR/remote-cowd.conf
-commit_config "$conf" "commit_retry_timeout = $RETRY"
+# Reconnection attempts at least every second: the outage of part 1 ends
+# well within the retry timeout, whatever the backoff.
+commit_config "$conf" "commit_retry_timeout = 30" "retry_max = 1s"
 net_test_device "$NAME" "$LEN" "$EXT" --config "$conf"
 dev=/dev/mapper/$NAME
 at_exit "release_held_writes $NAME"
@@ -68,6 +71,9 @@ check_eq "the target equals the device at the freeze" "$before" "$(sha256_of "$n
 check_eq "... and so does what it serves" "$before" "$(published_sha256 "$new" raw)"
 
 # --- 2. gone for longer than commit_retry_timeout ---------------------------------------
+helper_stop
+commit_config "$conf" "commit_retry_timeout = $RETRY" "retry_max = 1s"
+helper_start --config "$conf" || tap_bail "remote-cowd does not start again"
 write_extents "$dev" "$EXTB" two 100 200 || tap_bail "cannot write extents 100-299"
 sync
 before2=$(sha256_of "$dev")
