@@ -43,7 +43,7 @@ dmsetup create rc-hyd-a --table "$(rc_table $((A_BYTES / 512)) "$COW_DEV" "$EXT"
 total_a=$((A_BYTES / (EXT * 512)))
 t0=$(date +%s.%N)
 check "hydrate start $RATE" dmsetup message rc-hyd-a 0 hydrate start "$RATE"
-check_eq "the status says hydrating" hydrating "$(dm_status_field rc-hyd-a 11)"
+check_eq "the status says hydrating" hydrating "$(rc_status rc-hyd-a hydrate_state)"
 sleep 1
 # the last MiB, far ahead of the stream
 g0=$(date +%s.%N)
@@ -73,7 +73,7 @@ else
 	tap_not_ok "streaming respects the rate" "16 MiB at $RATE MiB/s took only ${t}s"
 fi
 # shellcheck disable=SC2317 # called through check
-idle_a() { [ "$(dm_status_field rc-hyd-a 11)" = idle ]; }
+idle_a() { [ "$(rc_status rc-hyd-a hydrate_state)" = idle ]; }
 check "the status returns to idle by itself once every extent is present" \
 	wait_until 5 idle_a
 check_eq "the device equals the base" "$a_sum" "$(sha256_of /dev/mapper/rc-hyd-a)"

@@ -320,6 +320,31 @@ dm_status_field() {
 	dmsetup status "$1" | awk -v n="$2" '{ print $(n + 3) }'
 }
 
+# rc_status <name> <key>: one field of a remote-cow status line, by name, in
+# the layout with commit_gen (12 fields) or the one before it (11):
+#   extent_sectors present total written faults helper commit_state
+#   commit_done commit_total commit_gen migrate_state migrate_done
+#   migrate_total hydrate_state mode
+# (commit_gen is 0 in the old layout).  Empty for an unknown key.
+rc_status() {
+	dmsetup status "$1" | awk -v k="$2" '
+	{
+		n = NF - 3
+		f["extent_sectors"] = $4
+		split($5, a, "/"); f["present"] = a[1]; f["total"] = a[2]
+		f["written"] = $6; f["faults"] = $7; f["helper"] = $8
+		f["commit_state"] = $9
+		split($10, a, "/"); f["commit_done"] = a[1]; f["commit_total"] = a[2]
+		o = 0; f["commit_gen"] = 0
+		if (n >= 12) { f["commit_gen"] = $11; o = 1 }
+		f["migrate_state"] = $(11 + o)
+		split($(12 + o), a, "/"); f["migrate_done"] = a[1]; f["migrate_total"] = a[2]
+		f["hydrate_state"] = $(13 + o)
+		f["mode"] = $NF
+		print f[k]
+	}'
+}
+
 # rc_table <length> <cow_dev> <extent_sectors> <base_uri> [opt args...]
 rc_table() {
 	local len=$1 cow=$2 ext=$3 uri=$4

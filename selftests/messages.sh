@@ -56,7 +56,7 @@ ID=$("$NL" devices 2>/dev/null | sed -n "s/^dev_id=\([0-9]*\) name=$NAME .*/\1/p
 [ -n "$ID" ] || tap_bail "no dev_id for $NAME"
 
 status() { dmsetup status "$NAME" | cut -d' ' -f4-; }
-hydrate_field() { dm_status_field "$NAME" 11; }
+hydrate_field() { rc_status "$NAME" hydrate_state; }
 nl_device() { "$NL" raw get_device dev_id:u32:"$ID" 2>&1; }
 
 EINVAL="Invalid argument"

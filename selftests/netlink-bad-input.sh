@@ -233,7 +233,7 @@ check_eq "rcow-fill answered the $((NR - 1)) other extents" "$((NR - 1))" \
 	"$(helper_stat answered)"
 check_eq "status: all present, nothing written, no fault, rw" \
 	"$NR/$NR 0 0 absent rw" \
-	"$(status_fields) $(dm_status_field "$NAME" 12)"
+	"$(status_fields) $(rc_status "$NAME" mode)"
 check "remove the device" dm_remove "$NAME"
 check_eq "the base image is unchanged" "$BASE_SUM" "$(sha256_of "$base")"
 losetup -d "$cow"

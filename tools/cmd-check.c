@@ -25,7 +25,9 @@ static const char help[] =
 	"  -h, --help           this text\n"
 	"\n"
 	"A copy torn by a crash during a commit is a note, not damage: the kernel\n"
-	"uses the other copy and rewrites the torn one.\n"
+	"uses the other copy and rewrites the torn one.  A block whose valid copies\n"
+	"are all of an older epoch than the superblock's for its bitmap was cleared\n"
+	"(by a snapshot commit or a migration) and reads as zeroes: not damage.\n"
 	"\n"
 	"Exit status: 0 no damage, 1 damage found or the device could not be read,\n"
 	"2 bad usage, 3 no such file or device.\n";
@@ -59,6 +61,10 @@ static void print_counts(const struct rc_md *md)
 		       dirty_only);
 	if (md->torn)
 		printf("torn copies:    %" PRIu64 "\n", md->torn);
+	for (unsigned int b = 0; b < RCOW_DISK_NR_BITMAPS; b++)
+		if (md->cleared[b])
+			printf("%s: %" PRIu64 " block%s of an older epoch (cleared, read as zeroes)\n",
+			       rc_md_bitmap_name(b), md->cleared[b], md->cleared[b] == 1 ? "" : "s");
 }
 
 int cmd_check(int argc, char **argv)
@@ -107,6 +113,11 @@ int cmd_check(int argc, char **argv)
 		       " sectors), data at sector %" PRIu64 ", base %s\n",
 		       md.nr_extents, md.extent_sectors, md.dev_sectors, md.data_offset,
 		       md.base_uri);
+		printf("snapshot commits: last started %" PRIu64 ", last completed %" PRIu64
+		       "; epochs", md.commit_started, md.commit_done);
+		for (unsigned int b = 0; b < RCOW_DISK_NR_BITMAPS; b++)
+			printf(" %s=%u", rc_md_bitmap_name(b), md.epoch[b]);
+		printf("\n");
 		print_counts(&md);
 	}
 	if (md.damage) {

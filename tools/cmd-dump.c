@@ -14,8 +14,10 @@ static const char help[] =
 	"Print the metadata of a COW device (or image file) that no table uses:\n"
 	"the superblock's fields, then for each bitmap the extents set in it, as\n"
 	"runs FIRST-LAST (or a single extent).  Each bitmap block is read from its\n"
-	"newest valid copy.  Problems go to standard error, as 'remote-cow check'\n"
-	"reports them; what can be read is printed regardless.\n"
+	"newest valid copy of the bitmap's epoch (the superblock's); a block whose\n"
+	"valid copies are all of an older epoch was cleared and reads as zeroes.\n"
+	"Problems go to standard error, as 'remote-cow check' reports them; what\n"
+	"can be read is printed regardless.\n"
 	"\n"
 	"  -v, --verbose  also print both copies of every bitmap block\n"
 	"  -h, --help     this text\n"
@@ -47,6 +49,12 @@ static void print_sb(const struct rc_md *md)
 	printf("  bitmap_start    %" PRIu64 "\n", md->bitmap_start);
 	printf("  bitmap_blocks   %" PRIu64 "\n", md->bitmap_blocks);
 	printf("  nr_bitmaps      %u\n", md->nr_bitmaps);
+	printf("  commit_started  %" PRIu64 "\n", md->commit_started);
+	printf("  commit_done     %" PRIu64 "\n", md->commit_done);
+	printf("  epochs         ");
+	for (unsigned int b = 0; b < RCOW_DISK_NR_BITMAPS; b++)
+		printf(" %s=%u", rc_md_bitmap_name(b), md->epoch[b]);
+	printf("\n");
 	printf("  base_uri        %s\n", md->base_uri);
 }
 
@@ -55,6 +63,9 @@ static void print_runs(const struct rc_md *md, unsigned int b)
 	uint64_t e = 0;
 
 	printf("bitmap %s: %" PRIu64 " set\n", rc_md_bitmap_name(b), md->count[b]);
+	if (md->cleared[b])
+		printf("  (%" PRIu64 " block%s cleared: no copy of epoch %u, read as zeroes)\n",
+		       md->cleared[b], md->cleared[b] == 1 ? "" : "s", md->epoch[b]);
 	while (e < md->nr_extents) {
 		uint64_t first;
 

@@ -1,27 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * cmd-message.c - remote-cow commit and migrate: the contract messages
- * "snapshot commit <uri>", "snapshot abort", "migrate send <host:port>",
- * "migrate finish", "migrate abort".  The kernel answers at once; progress
- * shows in 'remote-cow status'.  A kernel that does not implement them yet
- * answers EOPNOTSUPP: exit status 6.
+ * cmd-message.c - remote-cow migrate: the contract messages "migrate send
+ * <host:port>", "migrate finish", "migrate abort".  The kernel answers at
+ * once; progress shows in 'remote-cow status'.  A kernel that does not
+ * implement them yet answers EOPNOTSUPP: exit status 6.  (commit:
+ * cmd-commit.c.)
  */
 #include <ctype.h>
 #include <string.h>
 
 #include "rc.h"
-#include "remote_cow.h"
-
-static const char commit_help[] =
-	"Usage: " PROG " commit NAME TARGET_URI\n"
-	"       " PROG " commit NAME --abort\n"
-	"\n"
-	"Start a live, point-in-time snapshot commit of NAME: the extents written\n"
-	"since the last commit are uploaded to TARGET_URI (a writable NBD export,\n"
-	"same URI forms as --base of 'create').  Progress: '" PROG " status'.\n"
-	"\n"
-	"  --abort     abort the commit in progress\n"
-	"  -h, --help  this text\n";
 
 static const char migrate_help[] =
 	"Usage: " PROG " migrate NAME send HOST:PORT\n"
@@ -74,42 +62,6 @@ static bool valid_hostport(const char *s)
 		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
 			return false;
 	return true;
-}
-
-int cmd_commit(int argc, char **argv)
-{
-	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "commit", .help = commit_help,
-			     .max_args = 2 };
-	const char *name = NULL, *uri = NULL, *arg;
-	bool abort_it = false;
-	char msg[REMOTE_COW_MAX_URI + 32];
-	int id, r;
-
-	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
-		switch (id) {
-		case RC_ARG_EXIT:
-			return a.status;
-		case O_ABORT:
-			abort_it = true;
-			break;
-		default:
-			if (!name)
-				name = arg;
-			else
-				uri = arg;
-		}
-	}
-	if (!name)
-		return rc_usage_err("commit", "missing the device NAME");
-	if (abort_it == !!uri)
-		return rc_usage_err("commit", "give either TARGET_URI or --abort");
-	if (abort_it)
-		return send_msg(name, "snapshot abort", "snapshot abort");
-	r = rc_check_uri("commit", uri);
-	if (r)
-		return r;
-	snprintf(msg, sizeof(msg), "snapshot commit %s", uri);
-	return send_msg(name, msg, "snapshot commit");
 }
 
 int cmd_migrate(int argc, char **argv)

@@ -5,9 +5,10 @@
  *
  * Table:  <cow_dev> <extent_sectors> <base_uri> [<#opt_args> <opt_arg>...]
  * Status: <extent_sectors> <present>/<total> <written> <faults_in_flight>
- *         <helper> <commit_state> <done>/<total> <migrate_state>
+ *         <helper> <commit_state> <done>/<total> <commit_gen> <migrate_state>
  *         <done>/<total> <hydrate_state> <metadata_mode>
- * (Documentation/remote-cow.rst).
+ * (Documentation/remote-cow.rst); a module from before snapshot commit
+ * prints the same without <commit_gen> (11 fields).
  */
 #include <inttypes.h>
 #include <libdevmapper.h>
@@ -91,18 +92,19 @@ out:
 	return r;
 }
 
-static int parse_status(struct rc_dev *d, const char *params)
+int rc_dev_parse_status(struct rc_dev *d, const char *params)
 {
 	char *buf = strdup(params), *f[MAX_FIELDS];
-	size_t n;
+	size_t n, o;
 	uint64_t v;
 	int r = -1;
 
-	if (!buf)
-		return -1;
+	free(d->status_line);
 	d->status_line = strdup(params);
+	if (!buf || !d->status_line)
+		goto out;
 	n = split(buf, f, MAX_FIELDS);
-	if (n < 6 || !d->status_line)
+	if (n < 6)
 		goto out;
 	if (rc_parse_uint(f[0], UINT32_MAX, &v) || parse_pair(f[1], &d->present, &d->total) ||
 	    rc_parse_uint(f[2], UINT64_MAX, &d->written) ||
@@ -111,13 +113,18 @@ static int parse_status(struct rc_dev *d, const char *params)
 	copy_field(d->helper, sizeof(d->helper), f[4]);
 	copy_field(d->metadata_mode, sizeof(d->metadata_mode), f[n - 1]);
 	if (n >= 11) {
+		/* 12 fields and more: commit_gen after the commit's progress */
+		o = n >= 12 ? 1 : 0;
 		copy_field(d->commit_state, sizeof(d->commit_state), f[5]);
 		if (parse_pair(f[6], &d->commit_done, &d->commit_total))
 			goto out;
-		copy_field(d->migrate_state, sizeof(d->migrate_state), f[7]);
-		if (parse_pair(f[8], &d->migrate_done, &d->migrate_total))
+		d->commit_gen = 0;
+		if (o && rc_parse_uint(f[7], UINT64_MAX, &d->commit_gen))
 			goto out;
-		copy_field(d->hydrate_state, sizeof(d->hydrate_state), f[9]);
+		copy_field(d->migrate_state, sizeof(d->migrate_state), f[7 + o]);
+		if (parse_pair(f[8 + o], &d->migrate_done, &d->migrate_total))
+			goto out;
+		copy_field(d->hydrate_state, sizeof(d->hydrate_state), f[9 + o]);
 	}
 	r = 0;
 out:
@@ -171,7 +178,7 @@ int rc_dev_read(const char *name, struct rc_dev *d, bool quiet_notrc)
 		rc_err("%s: no such device", name);
 	if (r)
 		return r;
-	r = t.n == 1 ? parse_status(d, t.t[0].params) : -1;
+	r = t.n == 1 ? rc_dev_parse_status(d, t.t[0].params) : -1;
 	rc_dm_table_free(&t);
 	if (r) {
 		rc_err("%s: cannot parse its status line", name);
@@ -258,6 +265,7 @@ int rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent)
 	KV_STR("commit_state", d->commit_state);
 	KV_U64("commit_done", d->commit_done);
 	KV_U64("commit_total", d->commit_total);
+	KV_U64("commit_gen", d->commit_gen);
 	KV_STR("migrate_state", d->migrate_state);
 	KV_U64("migrate_done", d->migrate_done);
 	KV_U64("migrate_total", d->migrate_total);
@@ -297,8 +305,13 @@ void rc_dev_print_human(FILE *f, const struct rc_dev *d)
 		!strcmp(d->helper, "absent") ? "absent (missing extents wait for remote-cowd)" :
 		d->helper);
 	fprintf(f, "%-18s %s\n", "hydration:", d->hydrate_state);
-	fprintf(f, "%-18s %s %" PRIu64 "/%" PRIu64 "\n", "snapshot commit:", d->commit_state,
+	fprintf(f, "%-18s %s %" PRIu64 "/%" PRIu64 " extents", "snapshot commit:", d->commit_state,
 		d->commit_done, d->commit_total);
+	if (d->commit_total)
+		fprintf(f, " (%.1f %%)", pct(d->commit_done, d->commit_total));
+	if (d->commit_gen)
+		fprintf(f, ", generation %" PRIu64, d->commit_gen);
+	fputc('\n', f);
 	fprintf(f, "%-18s %s %" PRIu64 "/%" PRIu64 "\n", "migration:", d->migrate_state,
 		d->migrate_done, d->migrate_total);
 	fprintf(f, "%-18s %s\n", "metadata:", d->metadata_mode);

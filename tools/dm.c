@@ -13,9 +13,11 @@
  */
 #include <errno.h>
 #include <libdevmapper.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "rc.h"
@@ -123,6 +125,7 @@ int rc_dm_info(const char *name, struct rc_dm_info *info)
 	info->open_count = di.open_count;
 	info->major = di.major;
 	info->minor = di.minor;
+	info->event_nr = di.event_nr;
 	uuid = dm_task_get_uuid(dmt);
 	if (uuid)
 		snprintf(info->uuid, sizeof(info->uuid), "%s", uuid);
@@ -353,22 +356,32 @@ int rc_dm_remove(const char *name, bool force, uint64_t length)
 	return simple_task(DM_DEVICE_REMOVE, name, false, force, false, 0, what);
 }
 
-int rc_dm_message(const char *name, const char *msg, const char *what)
+void rc_dm_log_needles(const char *name, char *by_dev, size_t dev_len, char *by_name,
+		       size_t name_len)
+{
+	struct rc_dm_info info;
+
+	/* The target names the device by major:minor or by name. */
+	if (rc_dm_info(name, &info) == 1)
+		snprintf(by_dev, dev_len, "remote-cow: %u:%u: ", info.major, info.minor);
+	else
+		snprintf(by_dev, dev_len, "remote-cow: ");
+	snprintf(by_name, name_len, "remote-cow: %s: ", name);
+}
+
+int rc_dm_message_ex(const char *name, const char *msg, const char *what,
+		     const struct rc_errno_text *texts, int *err)
 {
 	struct dm_task *dmt = task_create(DM_DEVICE_TARGET_MSG);
-	struct rc_dm_info info;
 	char by_dev[32], by_name[160];
 	const char *needles[] = { by_dev, by_name, NULL };
 	int kfd, r = RC_EXIT_FAIL;
 
+	if (err)
+		*err = 0;
 	if (!dmt)
 		return RC_EXIT_FAIL;
-	/* The target names the device by major:minor or by name. */
-	if (rc_dm_info(name, &info) == 1)
-		snprintf(by_dev, sizeof(by_dev), "remote-cow: %u:%u: ", info.major, info.minor);
-	else
-		snprintf(by_dev, sizeof(by_dev), "remote-cow: ");
-	snprintf(by_name, sizeof(by_name), "remote-cow: %s: ", name);
+	rc_dm_log_needles(name, by_dev, sizeof(by_dev), by_name, sizeof(by_name));
 	if (!dm_task_set_name(dmt, name) || !dm_task_set_sector(dmt, 0) ||
 	    !dm_task_set_message(dmt, msg)) {
 		rc_err("%s: cannot prepare the device-mapper request", what);
@@ -379,17 +392,80 @@ int rc_dm_message(const char *name, const char *msg, const char *what)
 		r = 0;
 	} else {
 		int e = dm_task_get_errno(dmt);
+		const struct rc_errno_text *t = texts;
 
-		if (e) {
+		while (t && t->text && t->err != e)
+			t++;
+		if (err)
+			*err = e;
+		if (e && t && t->text) {
+			fprintf(stderr, PROG ": %s: ", what);
+			fprintf(stderr, t->text, name);
+			fprintf(stderr, " (%s)\n", strerror(e));
+		} else if (e) {
 			rc_err("%s: the kernel refused '%s' on %s: %s", what, msg, name,
 			       strerror(e));
 		} else {
 			task_failed(dmt, what);
 		}
 		rc_kmsg_report(kfd, needles);
-		r = e == EOPNOTSUPP ? RC_EXIT_UNSUPP : RC_EXIT_FAIL;
+		r = e == EOPNOTSUPP ? RC_EXIT_UNSUPP : t && t->text ? t->exit_code : RC_EXIT_FAIL;
 	}
 	rc_kmsg_close(kfd);
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int rc_dm_message(const char *name, const char *msg, const char *what)
+{
+	return rc_dm_message_ex(name, msg, what, NULL, NULL);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;	/* only interrupts the wait */
+}
+
+int rc_dm_wait_event(const char *name, uint32_t event_nr, unsigned int timeout_ms)
+{
+	struct itimerval it = { 0 }, off = { 0 };
+	struct sigaction sa = { 0 }, old_sa;
+	struct dm_task *dmt;
+	int r = RC_EXIT_FAIL, e;
+
+	dmt = task_create(DM_DEVICE_WAITEVENT);
+	if (!dmt)
+		return RC_EXIT_FAIL;
+	if (!dm_task_set_name(dmt, name) || !dm_task_set_event_nr(dmt, event_nr) ||
+	    !dm_task_no_open_count(dmt)) {
+		rc_err("waiting for %s: cannot prepare the device-mapper request", name);
+		goto out;
+	}
+	/*
+	 * The ioctl sleeps until the device's event counter passes event_nr;
+	 * SIGALRM, without SA_RESTART, ends it with EINTR after the timeout
+	 * (dmeventd waits the same way).
+	 */
+	sa.sa_handler = on_alarm;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old_sa);
+	it.it_value.tv_sec = timeout_ms / 1000;
+	it.it_value.tv_usec = (timeout_ms % 1000) * 1000;
+	setitimer(ITIMER_REAL, &it, NULL);
+	if (dm_task_run(dmt)) {
+		r = 0;
+	} else {
+		e = dm_task_get_errno(dmt);
+		if (e == EINTR)
+			r = 0;
+		else if (e == ENXIO || e == ENODEV)
+			r = RC_EXIT_NODEV;
+		else
+			task_failed(dmt, "waiting for a device-mapper event");
+	}
+	setitimer(ITIMER_REAL, &off, NULL);
+	sigaction(SIGALRM, &old_sa, NULL);
 out:
 	dm_task_destroy(dmt);
 	return r;

@@ -60,6 +60,47 @@ void rc_kmsg_report(int fd, const char *const *needles)
 	}
 }
 
+bool rc_kmsg_last(int fd, const char *const *needles, const char *want, char *buf, size_t len)
+{
+	char rec[8192];
+	bool found = false, found_want = false;
+
+	if (fd < 0)
+		return false;
+	for (;;) {
+		ssize_t n = read(fd, rec, sizeof(rec) - 1);
+		char *text, *nl;
+		const char *const *k;
+
+		if (n < 0 && errno == EPIPE)
+			continue;
+		if (n <= 0)
+			break;
+		rec[n] = '\0';
+		text = strchr(rec, ';');
+		if (!text)
+			continue;
+		text++;
+		nl = strchr(text, '\n');
+		if (nl)
+			*nl = '\0';
+		for (k = needles; *k; k++) {
+			if (!strstr(text, *k))
+				continue;
+			/* a line with want wins over a later one without */
+			if (!want || strstr(text, want)) {
+				snprintf(buf, len, "%s", text);
+				found = found_want = true;
+			} else if (!found_want) {
+				snprintf(buf, len, "%s", text);
+				found = true;
+			}
+			break;
+		}
+	}
+	return found;
+}
+
 void rc_kmsg_close(int fd)
 {
 	if (fd >= 0)

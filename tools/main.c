@@ -25,14 +25,16 @@ static const char usage[] =
 	"                                                bytes the COW device needs\n"
 	"  hydrate NAME start [--rate MiB/s] [--wait] | hydrate NAME stop\n"
 	"                                                copy every missing extent\n"
-	"  commit NAME TARGET_URI | commit NAME --abort  snapshot commit\n"
+	"  commit NAME --to URI [--since-last] [--wait] | commit NAME --abort\n"
+	"                                                snapshot commit\n"
 	"  migrate NAME send HOST:PORT | finish | abort  incremental migration\n"
 	"  check [--clear-needs-check] COW_DEV           verify a COW device's metadata\n"
 	"  dump COW_DEV                                  print its metadata as text\n"
 	"\n"
 	"Exit status: 0 success, 1 failure (check, dump: damage found), 2 bad\n"
 	"usage, 3 no such device, 4 not a remote-cow device, 5 COW device too\n"
-	"small, 6 not supported by the kernel yet.  See remote-cow(8).\n";
+	"small, 6 not supported by the kernel yet, 7 a commit is already running.\n"
+	"See remote-cow(8).\n";
 
 static const struct {
 	const char *name;

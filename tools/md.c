@@ -7,6 +7,13 @@
  * finding as one line: "damage: ..." for what makes the kernel refuse the
  * device (or would, as bits past the last extent), "note: ..." for what is
  * expected after a crash.
+ *
+ * The epoch rule: a bitmap block copy whose epoch is not the superblock's
+ * epoch for its bitmap reads as all zeroes (its set was cleared by an
+ * epoch bump).  Of a block's valid copies, the one with the highest
+ * sequence among those of the current epoch is used; valid copies of
+ * other epochs only make the block zeroes, which is not damage.  Damage
+ * is still a block with no valid copy at all.
  */
 #include <endian.h>
 #include <errno.h>
@@ -94,6 +101,10 @@ static bool read_sb(struct rc_md *md, const uint8_t *blk, FILE *out)
 	md->nr_bitmaps = le32toh(sb->nr_bitmaps);
 	md->base_uri_len = le32toh(sb->base_uri_len);
 	md->generation = le64toh(sb->generation);
+	md->commit_started = le64toh(sb->commit_started);
+	md->commit_done = le64toh(sb->commit_done);
+	for (unsigned int b = 0; b < RCOW_DISK_NR_BITMAPS; b++)
+		md->epoch[b] = le32toh(sb->epoch[b]);
 	memcpy(md->base_uri, sb->base_uri, sizeof(md->base_uri) - 1);
 	md->base_uri[sizeof(md->base_uri) - 1] = '\0';
 	if (md->magic != RCOW_DISK_MAGIC) {
@@ -116,6 +127,16 @@ static bool read_sb(struct rc_md *md, const uint8_t *blk, FILE *out)
 	}
 	if (md->flags & ~(uint32_t)(RCOW_DISK_F_CLEAN | RCOW_DISK_F_NEEDS_CHECK))
 		finding(md, out, true, "superblock: unknown flags 0x%x", md->flags);
+	/* PRESENT and WRITTEN are never cleared: another epoch would drop them */
+	for (unsigned int b = 0; b < 2; b++)
+		if (md->epoch[b])
+			finding(md, out, true,
+				"superblock: bitmap %s has epoch %u (it is never cleared: 0)",
+				bitmap_names[b], md->epoch[b]);
+	if (md->commit_done > md->commit_started)
+		finding(md, out, true,
+			"superblock: commit %" PRIu64 " completed, but the last one started is %"
+			PRIu64, md->commit_done, md->commit_started);
 	if (md->block_size != RCOW_DISK_BLOCK_SIZE || md->nr_bitmaps != RCOW_DISK_NR_BITMAPS ||
 	    md->bitmap_start != 1 || md->extent_sectors < 8 || md->extent_sectors > 8192 ||
 	    (md->extent_sectors & (md->extent_sectors - 1)) || !md->dev_sectors) {
@@ -185,23 +206,35 @@ static uint64_t take_words(struct rc_md *md, const uint8_t *blk, unsigned int b,
 	return stray;
 }
 
+/*
+ * Block k of bitmap b: check both copies, then take the bits of the valid
+ * copy of the bitmap's epoch with the highest sequence (none: zeroes).
+ */
 static void read_bitmap_block(struct rc_md *md, int fd, unsigned int b, uint64_t k,
 			      uint8_t (*blk)[RCOW_DISK_BLOCK_SIZE], FILE *out, FILE *verbose)
 {
 	const char *why[RCOW_DISK_BM_COPIES];
 	uint64_t nr[RCOW_DISK_BM_COPIES], seq[RCOW_DISK_BM_COPIES] = { 0, 0 }, stray;
+	uint32_t epoch[RCOW_DISK_BM_COPIES] = { 0, 0 };
+	bool cur[RCOW_DISK_BM_COPIES] = { false, false };	/* valid, of the epoch */
 	const char *name = bitmap_names[b];
-	unsigned int c, use;
+	unsigned int c;
+	int use;
 
 	for (c = 0; c < RCOW_DISK_BM_COPIES; c++) {
+		const struct rcow_disk_bm_hdr *h = (const void *)blk[c];
+
 		nr[c] = RCOW_DISK_BM_BLOCK(md->bitmap_blocks, b, k, c);
 		if (read_block(fd, nr[c], blk[c])) {
 			md->io_error = true;
 			return;
 		}
 		why[c] = copy_problem(md, blk[c], b, k, c);
-		if (!why[c])
-			seq[c] = le64toh(((const struct rcow_disk_bm_hdr *)blk[c])->seq);
+		if (!why[c]) {
+			seq[c] = le64toh(h->seq);
+			epoch[c] = le32toh(h->epoch);
+			cur[c] = epoch[c] == md->epoch[b];
+		}
 		if (seq[c] > md->max_seq)
 			md->max_seq = seq[c];
 	}
@@ -227,24 +260,45 @@ static void read_bitmap_block(struct rc_md *md, int fd, unsigned int b, uint64_t
 				name, k, c, nr[c], why[c]);
 		}
 	}
-	use = !why[0] && !why[1] ? seq[1] > seq[0] : !why[1];
+	if (cur[0] && cur[1])
+		use = seq[1] > seq[0];
+	else if (cur[0] || cur[1])
+		use = cur[1];
+	else
+		use = -1;	/* every valid copy is of an older epoch: zeroes */
 	if (!why[0] && !why[1] && seq[0] == seq[1] &&
-	    memcmp(blk[0] + RCOW_DISK_BM_HDR_SIZE, blk[1] + RCOW_DISK_BM_HDR_SIZE,
-		   RCOW_DISK_BLOCK_SIZE - RCOW_DISK_BM_HDR_SIZE))
+	    (epoch[0] != epoch[1] ||
+	     memcmp(blk[0] + RCOW_DISK_BM_HDR_SIZE, blk[1] + RCOW_DISK_BM_HDR_SIZE,
+		    RCOW_DISK_BLOCK_SIZE - RCOW_DISK_BM_HDR_SIZE)))
 		finding(md, out, true,
 			"bitmap %s block %" PRIu64 ": both copies have sequence %" PRIu64
 			" but differ", name, k, seq[0]);
-	stray = take_words(md, blk[use], b, k);
-	if (stray)
-		finding(md, out, true,
-			"bitmap %s block %" PRIu64 ": copy %u (COW block %" PRIu64 ") sets %"
-			PRIu64 " bits past the last extent (%" PRIu64 ")",
-			name, k, use, nr[use], stray, md->nr_extents - 1);
-	if (verbose)
-		fprintf(verbose, "  block %" PRIu64 ": copy 0 (COW block %" PRIu64 ") %s%s%" PRIu64
-			", copy 1 (COW block %" PRIu64 ") %s%s%" PRIu64 ", using copy %u\n",
-			k, nr[0], why[0] ? why[0] : "valid", why[0] ? "" : " seq ", seq[0],
-			nr[1], why[1] ? why[1] : "valid", why[1] ? "" : " seq ", seq[1], use);
+	if (use < 0) {
+		md->cleared[b]++;
+	} else {
+		stray = take_words(md, blk[use], b, k);
+		if (stray)
+			finding(md, out, true,
+				"bitmap %s block %" PRIu64 ": copy %d (COW block %" PRIu64 ") sets %"
+				PRIu64 " bits past the last extent (%" PRIu64 ")",
+				name, k, use, nr[use], stray, md->nr_extents - 1);
+	}
+	if (!verbose)
+		return;
+	fprintf(verbose, "  block %" PRIu64 ":", k);
+	for (c = 0; c < RCOW_DISK_BM_COPIES; c++) {
+		fprintf(verbose, "%s copy %u (COW block %" PRIu64 ") ", c ? "," : "", c, nr[c]);
+		if (why[c])
+			fputs(why[c], verbose);
+		else
+			fprintf(verbose, "valid seq %" PRIu64 " epoch %u%s", seq[c], epoch[c],
+				cur[c] ? "" : " (stale)");
+	}
+	if (use >= 0)
+		fprintf(verbose, ", using copy %d\n", use);
+	else
+		fprintf(verbose, ", cleared: no copy of epoch %u, reads as zeroes\n",
+			md->epoch[b]);
 }
 
 int rc_md_read(int fd, uint64_t dev_bytes, struct rc_md *md, FILE *out, FILE *verbose)

@@ -14,7 +14,8 @@
  *   cmd-status.c    status, list
  *   cmd-cow-size.c  cow-size
  *   cmd-hydrate.c   hydrate
- *   cmd-message.c   commit, migrate
+ *   cmd-commit.c    commit
+ *   cmd-message.c   migrate
  *   crc32c.c        the metadata checksum (the kernel's crc32c)
  *   md.c            read and verify a COW device's metadata
  *   cowdev.c        open a COW device that no table uses
@@ -46,6 +47,7 @@ enum {
 	RC_EXIT_NOTRC = 4,	/* the device is not a remote-cow device */
 	RC_EXIT_COWSMALL = 5,	/* the COW device is too small */
 	RC_EXIT_UNSUPP = 6,	/* the kernel does not support it (yet) */
+	RC_EXIT_BUSY = 7,	/* another one is running (a snapshot commit) */
 };
 
 /* ---- util.c ---- */
@@ -136,9 +138,18 @@ struct rc_md {
 	bool io_error;
 	uint32_t magic, version, flags, block_size, extent_sectors, nr_bitmaps, base_uri_len;
 	uint64_t dev_sectors, nr_extents, data_offset, bitmap_start, bitmap_blocks, generation;
+	uint64_t commit_started;	/* last snapshot commit generation frozen */
+	uint64_t commit_done;		/* last one completed (0: none) */
+	uint32_t epoch[5];		/* per bitmap: the epoch its blocks must carry */
 	char base_uri[1024];
-	uint8_t *bits[5];		/* per bitmap, from each block's newest valid copy */
+	/*
+	 * Per bitmap, from each block's valid copy of the bitmap's epoch with
+	 * the highest sequence; a block with valid copies of other epochs only
+	 * reads as zeroes (the set was cleared by an epoch bump).
+	 */
+	uint8_t *bits[5];
 	uint64_t count[5];		/* bits set */
+	uint64_t cleared[5];		/* blocks that read as zeroes by their epoch */
 	uint64_t max_seq;		/* highest commit sequence of a valid copy */
 	uint64_t damage;		/* findings that make the metadata unusable */
 	uint64_t torn;			/* copies torn by a crash (not damage) */
@@ -181,6 +192,7 @@ struct rc_dm_info {
 	bool read_only;
 	int open_count;
 	uint32_t major, minor;
+	uint32_t event_nr;	/* dm events raised so far (dmsetup wait) */
 	char uuid[130];
 };
 int rc_dm_info(const char *name, struct rc_dm_info *info);
@@ -211,12 +223,41 @@ int rc_dm_remove(const char *name, bool force, uint64_t length);
  * "what: the kernel refused ...: <strerror>" and the kernel's log lines.
  */
 int rc_dm_message(const char *name, const char *msg, const char *what);
+/*
+ * The same, saying why in the command's words: the first of texts (ended
+ * by a NULL text) whose err is the kernel's errno gives the message (a
+ * format with one %s, the device name, printed after "what: " and followed
+ * by the errno's text) and the exit code.  *err (may be NULL): the errno,
+ * 0 if accepted.
+ */
+struct rc_errno_text {
+	int err;
+	const char *text;
+	int exit_code;
+};
+int rc_dm_message_ex(const char *name, const char *msg, const char *what,
+		     const struct rc_errno_text *texts, int *err);
+/* The prefixes of the target's kernel log lines about NAME (rc_kmsg_*). */
+void rc_dm_log_needles(const char *name, char *by_dev, size_t dev_len, char *by_name,
+		       size_t name_len);
+/*
+ * Wait until NAME's dm event counter is past event_nr (from rc_dm_info),
+ * or timeout_ms.  0 either way (read the state again), RC_EXIT_NODEV when
+ * the device is gone, RC_EXIT_FAIL after printing why.
+ */
+int rc_dm_wait_event(const char *name, uint32_t event_nr, unsigned int timeout_ms);
 
 /* ---- kmsg.c ---- */
 /* Start watching the kernel log (-1 if it cannot be read). */
 int rc_kmsg_open(void);
 /* Print the new kernel log lines that contain any of the needles (NULL-terminated). */
 void rc_kmsg_report(int fd, const char *const *needles);
+/*
+ * Read the new kernel log lines; the last that contains one of the needles
+ * and also want goes to buf, else the last with one of the needles (want
+ * NULL: the last with a needle).  true if there was one.
+ */
+bool rc_kmsg_last(int fd, const char *const *needles, const char *want, char *buf, size_t len);
 void rc_kmsg_close(int fd);
 
 /* ---- devinfo.c ---- */
@@ -236,8 +277,9 @@ struct rc_dev {
 	/* status */
 	uint64_t present, total, written, faults;
 	char helper[16];
-	char commit_state[32];
-	uint64_t commit_done, commit_total;
+	char commit_state[32];		/* idle, uploading, done, failed */
+	uint64_t commit_done, commit_total;	/* extents uploaded / frozen */
+	uint64_t commit_gen;		/* the last commit started (0: none, or old status) */
 	char migrate_state[32];
 	uint64_t migrate_done, migrate_total;
 	char hydrate_state[32];
@@ -251,6 +293,12 @@ struct rc_dev {
  */
 int rc_dev_read(const char *name, struct rc_dev *d, bool quiet_notrc);
 void rc_dev_free(struct rc_dev *d);
+/*
+ * Parse a target status line into d's status fields (and status_line, a
+ * copy): the layout with commit_gen (12 fields) or the one before it (11).
+ * 0, or -1 if it is not a remote-cow status line.
+ */
+int rc_dev_parse_status(struct rc_dev *d, const char *params);
 /*
  * NAME must be a remote-cow device: rc_dev_read() (same messages and exit
  * codes), keeping only d's fixed-size fields (base_uri and status_line are

@@ -2,9 +2,11 @@
 /*
  * test-cli.c - host tests of the remote-cow command line (TAP): the
  * shared option walk (rc_next_arg on getopt_long: long options, unique
- * prefixes, short options, the messages of each mistake) and JSON strings
- * (escapes; UTF-8 passed, anything else refused).  Then the real binary:
- * exit codes and messages of the top level and of check/dump's -v.
+ * prefixes, short options, the messages of each mistake), JSON strings
+ * (escapes; UTF-8 passed, anything else refused) and the target's status
+ * line (with commit_gen and before it), parsed and printed.  Then the real
+ * binary: exit codes and messages of the top level, of check/dump's -v and
+ * of commit's command line.
  *
  *   test-cli PATH_TO_REMOTE_COW
  */
@@ -100,6 +102,105 @@ static void json_case(struct tap *t, const char *in, const char *want)
 	free(text);
 }
 
+/* Parse a status line into d (zeroed first); rc_dev_parse_status's result. */
+static int parse(struct rc_dev *d, const char *line)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "vm1");
+	return rc_dev_parse_status(d, line);
+}
+
+/* What a printer wrote for d: "json" or "human". */
+static char *printed(const struct rc_dev *d, bool json)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		exit(99);
+	if (json)
+		rc_dev_print_json(f, d, "");
+	else
+		rc_dev_print_human(f, d);
+	fclose(f);
+	return text;
+}
+
+static bool contains(const char *text, const char *want)
+{
+	if (text && strstr(text, want))
+		return true;
+	printf("#   expected '%s' in:\n%s\n", want, text ? text : "(nothing)");
+	return false;
+}
+
+static void status_tests(struct tap *t)
+{
+	struct rc_dev d;
+	char *out;
+
+	/* the layout with commit_gen: 12 fields */
+	tap_ok(t, !parse(&d, "128 3/64 2 1 connected uploading 5/9 4 idle 0/0 hydrating rw") &&
+	       d.present == 3 && d.total == 64 && d.written == 2 && d.faults == 1 &&
+	       !strcmp(d.helper, "connected") && !strcmp(d.commit_state, "uploading") &&
+	       d.commit_done == 5 && d.commit_total == 9 && d.commit_gen == 4 &&
+	       !strcmp(d.migrate_state, "idle") && !d.migrate_done && !d.migrate_total &&
+	       !strcmp(d.hydrate_state, "hydrating") && !strcmp(d.metadata_mode, "rw"),
+	   "status: 12 fields: commit state, progress and generation, the rest after them");
+	out = printed(&d, true);
+	tap_ok(t, contains(out, "\"commit_state\": \"uploading\",\n") &&
+	       contains(out, "\"commit_done\": 5,\n") && contains(out, "\"commit_total\": 9,\n") &&
+	       contains(out, "\"commit_gen\": 4,\n") &&
+	       contains(out, "\"hydrate_state\": \"hydrating\",\n") &&
+	       contains(out, "\"status_line\": \"128 3/64 2 1 connected uploading 5/9 4 idle 0/0 hydrating rw\""),
+	   "status --json: commit_state, commit_done, commit_total, commit_gen");
+	free(out);
+	out = printed(&d, false);
+	tap_ok(t, contains(out, "snapshot commit:   uploading 5/9 extents (55.6 %), generation 4\n") &&
+	       contains(out, "hydration:         hydrating\n"),
+	   "status: the commit's state, progress and generation in words");
+	free(out);
+	rc_dev_free(&d);
+
+	tap_ok(t, !parse(&d, "8 64/64 64 0 absent failed 10/64 12 copying 3/7 idle fail") &&
+	       !strcmp(d.commit_state, "failed") && d.commit_done == 10 && d.commit_total == 64 &&
+	       d.commit_gen == 12 && !strcmp(d.migrate_state, "copying") && d.migrate_done == 3 &&
+	       d.migrate_total == 7 && !strcmp(d.hydrate_state, "idle") &&
+	       !strcmp(d.metadata_mode, "fail") && !strcmp(rc_dev_state(&d), "fail"),
+	   "status: 12 fields: failed commit, migration progress, metadata mode last");
+	rc_dev_free(&d);
+
+	/* the layout before commit_gen: 11 fields */
+	tap_ok(t, !parse(&d, "128 3/64 2 0 absent idle 0/0 idle 0/0 hydrating ro") &&
+	       !strcmp(d.commit_state, "idle") && !d.commit_done && !d.commit_total &&
+	       !d.commit_gen && !strcmp(d.migrate_state, "idle") &&
+	       !strcmp(d.hydrate_state, "hydrating") && !strcmp(d.metadata_mode, "ro"),
+	   "status: 11 fields (no commit_gen): read as before, commit_gen 0");
+	out = printed(&d, true);
+	tap_ok(t, contains(out, "\"commit_gen\": 0,\n") && contains(out, "\"commit_state\": \"idle\""),
+	   "status --json of the old layout: commit_gen 0");
+	free(out);
+	out = printed(&d, false);
+	tap_ok(t, contains(out, "snapshot commit:   idle 0/0 extents\n"),
+	   "status: no generation shown when there is none");
+	free(out);
+	rc_dev_free(&d);
+
+	/* what is not a status line */
+	tap_ok(t, parse(&d, "128 3/64 2 1 connected uploading 5/9 x idle 0/0 idle rw") == -1,
+	       "status: a commit_gen that is not a number is refused");
+	rc_dev_free(&d);
+	tap_ok(t, parse(&d, "128 3/64 2 1 connected uploading 5/x 4 idle 0/0 idle rw") == -1,
+	       "status: a commit progress that is not done/total is refused");
+	rc_dev_free(&d);
+	tap_ok(t, parse(&d, "128 3/64 2 1 connected uploading 5/9 4 idle 0 idle rw") == -1,
+	       "status: a migration progress that is not done/total is refused");
+	rc_dev_free(&d);
+	tap_ok(t, parse(&d, "128 3/64 2 1 rw") == -1, "status: five fields are too few");
+	rc_dev_free(&d);
+}
+
 /* Run the binary; its exit status, and stdout+stderr in out. */
 static int run(const char *bin, const char *const *args, char *out, size_t olen)
 {
@@ -191,6 +292,8 @@ int main(int argc, char **argv)
 	json_case(&t, "\x80", NULL);			/* a lone continuation byte */
 	tap_ok(&t, rc_utf8_valid("") && rc_utf8_valid("\xf4\x8f\xbf\xbf"), "utf8: empty, U+10FFFF");
 
+	status_tests(&t);
+
 	/* the binary */
 	bin_case(&t, bin, (const char *const[]){ "--bogus", NULL }, 2,
 		 "remote-cow: unknown option '--bogus'");
@@ -214,6 +317,30 @@ int main(int argc, char **argv)
 		 "unknown option '-x'");
 	bin_case(&t, bin, (const char *const[]){ "check", "-v", "/nonexistent", NULL }, 3,
 		 "/nonexistent");
+
+	/* commit's command line, refused before any device is looked at */
+	bin_case(&t, bin, (const char *const[]){ "commit", "--help", NULL }, 0,
+		 "Usage: remote-cow commit NAME --to URI [--since-last] [--wait]");
+	bin_case(&t, bin, (const char *const[]){ "help", "commit", NULL }, 0, "--since-last");
+	bin_case(&t, bin, (const char *const[]){ "commit", NULL }, 2, "missing the device NAME");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", NULL }, 2,
+		 "where to? give --to URI");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "nbd://h/x", NULL }, 2,
+		 "unexpected argument 'nbd://h/x' (the target goes after --to)");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--to", NULL }, 2,
+		 "option '--to' needs a value");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--to", "ftp://h/x", NULL }, 2,
+		 "remote-cow commit: bad target URI 'ftp://h/x'");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--to", "nbd://h/a b", NULL }, 2,
+		 "bad target URI");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--to=file:///tmp/x", NULL }, 2,
+		 "a commit goes to an NBD export (nbd://, nbds://, nbd+unix://), not to a file");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--abort", "--to", "nbd://h/x",
+						 NULL }, 2, "--abort takes no --to or --since-last");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--since-last", "--wait", NULL },
+		 2, "--since-last goes with --to URI");
+	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--s", "--to", "nbd://h/x",
+						 "--bogus", NULL }, 2, "unknown option '--bogus'");
 
 	printf("1..%d\n", t.n);
 	if (t.failed)

@@ -28,6 +28,8 @@
 struct img {
 	uint32_t extent_sectors, flags, version;
 	uint64_t dev_sectors;
+	uint64_t commit_started, commit_done;
+	uint32_t epoch[RCOW_DISK_NR_BITMAPS];	/* the superblock's */
 	struct rc_layout l;
 	uint8_t *buf;		/* metadata blocks */
 	size_t md_bytes;
@@ -74,13 +76,20 @@ static void put_sb(struct img *im)
 	sb->nr_bitmaps = htole32(RCOW_DISK_NR_BITMAPS);
 	sb->base_uri_len = htole32((uint32_t)strlen(uri));
 	sb->generation = htole64(7);
+	sb->commit_started = htole64(im->commit_started);
+	sb->commit_done = htole64(im->commit_done);
+	for (unsigned int b = 0; b < RCOW_DISK_NR_BITMAPS; b++)
+		sb->epoch[b] = htole32(im->epoch[b]);
 	memcpy(sb->base_uri, uri, strlen(uri));
 	seal((uint8_t *)sb, RCOW_DISK_SB_CSUM_XOR);
 }
 
-/* Copy c of block k of bitmap b: sequence seq, bits from the list (-1 ends). */
-static void put_copy(struct img *im, unsigned int b, uint64_t k, unsigned int c, uint64_t seq,
-		     const int64_t *bits)
+/*
+ * Copy c of block k of bitmap b: sequence seq, written in epoch epoch, bits
+ * from the list (-1 ends).
+ */
+static void put_copy_e(struct img *im, unsigned int b, uint64_t k, unsigned int c, uint64_t seq,
+		       uint32_t epoch, const int64_t *bits)
 {
 	uint64_t nr = RCOW_DISK_BM_BLOCK(im->l.bitmap_blocks, b, k, c);
 	uint8_t *p = blk(im, nr);
@@ -92,12 +101,20 @@ static void put_copy(struct img *im, unsigned int b, uint64_t k, unsigned int c,
 	h->blocknr = htole64(nr);
 	h->bitmap = htole32(b);
 	h->index = htole32((uint32_t)k);
+	h->epoch = htole32(epoch);
 	for (; bits && *bits >= 0; bits++) {
 		uint64_t i = (uint64_t)*bits - k * RCOW_DISK_BM_BITS;
 
 		p[RCOW_DISK_BM_HDR_SIZE + i / 8] |= (uint8_t)(1u << (i % 8));
 	}
 	seal(p, RCOW_DISK_BM_CSUM_XOR);
+}
+
+/* The same, in the bitmap's current epoch (the superblock's). */
+static void put_copy(struct img *im, unsigned int b, uint64_t k, unsigned int c, uint64_t seq,
+		     const int64_t *bits)
+{
+	put_copy_e(im, b, k, c, seq, im->epoch[b], bits);
 }
 
 /* A formatted image: every copy valid and empty, copy 0 newest. */
@@ -353,6 +370,111 @@ int main(int argc, char **argv)
 	run(&r, prog, args);
 	tap_ok(&t, r.status == 0 && has(&r, "flags           0x0\n") && has(&r, "generation      8\n"),
 	   "... the superblock is rewritten without it (valid checksum, next generation)");
+
+	/*
+	 * The epoch rule: dirty-commit (2) at epoch 3, frozen-commit (3) at
+	 * epoch 1; a copy of another epoch reads as zeroes.
+	 */
+	{
+		static const int64_t old_bits[] = { 1, 2, 50, -1 };
+		static const int64_t new_bits[] = { 7, -1 };
+		static const int64_t newer_bits[] = { 5, 6, -1 };
+		static const int64_t stray[] = { 9, 64, 100, -1 };
+
+		im.flags = RCOW_DISK_F_CLEAN;
+		im.commit_started = 4;
+		im.commit_done = 3;
+		im.epoch[2] = 3;
+		im.epoch[3] = 1;
+		img_format(&im);
+		put_copy(&im, 0, 0, 1, 5, present);
+		put_copy(&im, 1, 0, 1, 5, written);
+		/* the higher sequence is of epoch 2: stale; epoch 3's copy wins */
+		put_copy_e(&im, 2, 0, 0, 10, 2, old_bits);
+		put_copy_e(&im, 2, 0, 1, 6, 3, new_bits);
+		/* frozen-commit: both copies of epoch 0, with bits: cleared */
+		put_copy_e(&im, 3, 0, 0, 8, 0, old_bits);
+		put_copy_e(&im, 3, 0, 1, 9, 0, new_bits);
+		img_write(&im, path, size);
+		snprintf(args, sizeof(args), "check %s", path);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 0 && has(&r, "no damage") &&
+		       has(&r, "dirty-commit   1\n") && has(&r, "frozen-commit  0\n") &&
+		       has(&r, "frozen-commit: 1 block of an older epoch (cleared, read as zeroes)") &&
+		       has(&r, "last started 4, last completed 3; epochs present=0 written=0 "
+			   "dirty-commit=3 frozen-commit=1 dirty-migrate=0"),
+		   "check: a stale-epoch copy reads as zeroes, even with the higher sequence; no damage");
+		snprintf(args, sizeof(args), "dump %s", path);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 0 && has(&r, "bitmap dirty-commit: 1 set\n  7\n") &&
+		       has(&r, "bitmap frozen-commit: 0 set\n  (1 block cleared: no copy of epoch 1, read as zeroes)\n") &&
+		       has(&r, "  commit_started  4\n  commit_done     3\n") &&
+		       has(&r, "  epochs          present=0 written=0 dirty-commit=3 frozen-commit=1 dirty-migrate=0\n") &&
+		       has(&r, "max_seq           10\n"),
+		   "dump: commit generations, epochs, and the runs by the epoch rule");
+		snprintf(args, sizeof(args), "dump -v %s", path);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 0 &&
+		       has(&r, "block 0: copy 0 (COW block 5) valid seq 10 epoch 2 (stale), copy 1 (COW block 6) valid seq 6 epoch 3, using copy 1\n") &&
+		       has(&r, "block 0: copy 0 (COW block 7) valid seq 8 epoch 0 (stale), copy 1 (COW block 8) valid seq 9 epoch 0 (stale), cleared: no copy of epoch 1, reads as zeroes\n"),
+		   "dump -v: each copy's sequence and epoch, which is used");
+
+		/* both copies of the current epoch: the higher sequence wins */
+		put_copy_e(&im, 2, 0, 0, 12, 3, newer_bits);
+		put_copy_e(&im, 2, 0, 1, 11, 3, new_bits);
+		img_write(&im, path, size);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 0 && has(&r, "bitmap dirty-commit: 2 set\n  5-6\n"),
+		   "dump: of two copies of the current epoch, the higher sequence wins");
+		put_copy_e(&im, 2, 0, 0, 12, 3, newer_bits);
+		put_copy_e(&im, 2, 0, 1, 13, 3, new_bits);
+		img_write(&im, path, size);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 0 && has(&r, "bitmap dirty-commit: 1 set\n  7\n"),
+		   "dump: ... whichever copy holds it");
+
+		/* a stale copy with bits past the last extent reads as zeroes: no damage */
+		put_copy_e(&im, 4, 0, 0, 14, 5, stray);
+		put_copy_e(&im, 4, 0, 1, 13, 6, stray);
+		img_write(&im, path, size);
+		snprintf(args, sizeof(args), "check %s", path);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 0 && has(&r, "no damage") && has(&r, "dirty-migrate  0\n"),
+		   "check: stray bits in copies of another epoch are not looked at");
+
+		/* one copy torn, the other stale: zeroes and a note, not damage */
+		im.flags = 0;
+		put_sb(&im);
+		put_copy_e(&im, 3, 0, 1, 15, 0, new_bits);
+		corrupt(&im, copy_nr(&im, 3, 0, 0), 300);
+		img_write(&im, path, size);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 0 && has(&r, "no damage") &&
+		       has(&r, "note: bitmap frozen-commit block 0: copy 0 (COW block 7) checksum mismatch: torn by a crash") &&
+		       has(&r, "frozen-commit  0\n"),
+		   "check: a torn copy beside a stale one: a note, the block reads as zeroes");
+		/* no valid copy at all is still damage, whatever the epochs */
+		corrupt(&im, copy_nr(&im, 3, 0, 1), 300);
+		img_write(&im, path, size);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 1 &&
+		       has(&r, "damage: bitmap frozen-commit block 0: no valid copy (COW block 7: checksum mismatch; COW block 8: checksum mismatch)"),
+		   "check: a block with no valid copy is damage, as before");
+
+		/* present and written are never cleared; done never passes started */
+		im.flags = RCOW_DISK_F_CLEAN;
+		im.epoch[1] = 1;
+		im.commit_done = 5;
+		img_format(&im);
+		img_write(&im, path, size);
+		run(&r, prog, args);
+		tap_ok(&t, r.status == 1 &&
+		       has(&r, "damage: superblock: bitmap written has epoch 1 (it is never cleared: 0)") &&
+		       has(&r, "damage: superblock: commit 5 completed, but the last one started is 4"),
+		   "check: an epoch on written, a completed commit after the last started: damage");
+		memset(im.epoch, 0, sizeof(im.epoch));
+		im.commit_started = im.commit_done = 0;
+	}
 
 	/* Not formatted; usage errors. */
 	free(im.buf);
