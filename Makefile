@@ -110,15 +110,16 @@ lint-sh:
 # ---------------------------------------------------------------------------
 # Tests in the VM
 # ---------------------------------------------------------------------------
+# The packages too: selftests/package-install.sh installs them in the VM.
 check: deps
-	$(MAKE) all
+	$(MAKE) all deb
 	"$(ROOT)/scripts/check.sh"
 
 check-harness: deps
 	$(MAKE) all
 	"$(ROOT)/scripts/check-harness.sh"
 
-vm-test: all
+vm-test: all $(if $(filter package-install,$(T)),deb)
 	@test -n "$(T)" || { echo "usage: make vm-test T=<selftest name> (e.g. T=module-load)" >&2; exit 2; }
 	"$(ROOT)/scripts/check.sh" --no-unit --klog-tail $(T)
 
