@@ -96,6 +96,12 @@ check_eq "before the packages, modprobe would load the tree's module" \
 # ---------------------------------------------------------------------------
 # Installation
 # ---------------------------------------------------------------------------
+# man-db's trigger rebuilds the index of every manual page (tens of seconds
+# over 9p): not what is tested here.  Off as in a build chroot, back at exit.
+if [ -e /var/lib/man-db/auto-update ]; then
+	mv /var/lib/man-db/auto-update /var/lib/man-db/auto-update.rcow-test &&
+		at_exit "mv /var/lib/man-db/auto-update.rcow-test /var/lib/man-db/auto-update"
+fi
 at_exit "dpkg --purge ${PKGS[*]}"
 t0=$SECONDS
 check "dpkg -i ${dkms_deb##*/} ${rc_deb##*/}" dpkg -i "$dkms_deb" "$rc_deb"
@@ -108,7 +114,8 @@ check_eq "dkms status: built and installed for $ABI" \
 	"$RC_MODULE/$UPVER, $ABI, $(uname -m): installed" \
 	"$(dkms status -m "$RC_MODULE" -v "$UPVER" -k "$ABI" 2>&1)"
 check "dkms put its build in updates/dkms" test -f "$DKMS_KO"
-check_fails "the dkms build is not the tree's module file" cmp -s "$DKMS_KO" "$TREE_KO"
+other_file() { [ -f "$1" ] && ! cmp -s "$1" "$2"; }
+check "the dkms build is not the tree's module file" other_file "$DKMS_KO" "$TREE_KO"
 check_eq "modinfo -n names the dkms build" "$DKMS_KO" "$(modinfo -n "$RC_MODULE" 2>&1)"
 check_eq "the dkms build is for this kernel (vermagic)" "$ABI" \
 	"$(modinfo -F vermagic "$DKMS_KO" | cut -d' ' -f1)"
@@ -159,7 +166,7 @@ check_eq "the device reads back equal to the base (sha256)" "$sum" \
 	"$(sha256_of "/dev/mapper/$NAME" 2>&1)"
 check "remote-cow remove $NAME" "$RC" remove "$NAME"
 helper_stop
-check "the dkms module unloads" rmmod "$RC_MODULE_SYS"
+check "the module unloads" rmmod "$RC_MODULE_SYS"
 
 # ---------------------------------------------------------------------------
 # Removal
