@@ -13,6 +13,8 @@
 #   make demo         tools/demo.sh in the VM
 #   make install      module, remote-cowd, remote-cow, man pages, systemd unit
 #                     (DESTDIR=, PREFIX=/usr)
+#   make deb          Debian packages dm-remote-cow-dkms and remote-cow in
+#                     build/deb/ (debhelper, dh-dkms), checked by lintian
 #   make check-harness  self-test of the test harness
 #   make clean / distclean
 
@@ -108,15 +110,16 @@ lint-sh:
 # ---------------------------------------------------------------------------
 # Tests in the VM
 # ---------------------------------------------------------------------------
+# The packages too: selftests/package-install.sh installs them in the VM.
 check: deps
-	$(MAKE) all
+	$(MAKE) all deb
 	"$(ROOT)/scripts/check.sh"
 
 check-harness: deps
 	$(MAKE) all
 	"$(ROOT)/scripts/check-harness.sh"
 
-vm-test: all
+vm-test: all $(if $(filter package-install,$(T)),deb)
 	@test -n "$(T)" || { echo "usage: make vm-test T=<selftest name> (e.g. T=module-load)" >&2; exit 2; }
 	"$(ROOT)/scripts/check.sh" --no-unit --klog-tail $(T)
 
@@ -146,32 +149,67 @@ bench-commit: all
 
 # ---------------------------------------------------------------------------
 # Install (DESTDIR for packaging; a real install runs depmod itself)
+#
+#   make install            both of the following
+#   make install-module     dm-remote-cow.ko into /lib/modules/<abi>/extra
+#   make install-programs   remote-cowd, remote-cow, man pages, systemd unit,
+#                           the example /etc/remote-cow/remote-cowd.conf
+#                           (never over an existing one unless DESTDIR is set)
+#
+# The Debian packages (make deb) use install-programs; their module goes
+# through dkms instead (debian/dm-remote-cow-dkms.dkms).
 # ---------------------------------------------------------------------------
 DESTDIR ?=
 PREFIX ?= /usr
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 UNITDIR ?= /lib/systemd/system
+SYSCONFDIR ?= /etc
 
-.PHONY: install
-install: all
+.PHONY: install install-module install-programs programs
+install: install-module install-programs
+
+# The two programs a host needs (not the selftest helpers).
+programs:
+	$(MAKE) -C userspace remote-cowd
+	$(MAKE) -C tools remote-cow
+
+install-module: module
 	@if [ -n "$(HAVE_MODULE)" ]; then \
 		$(MAKE) -C "$(KDIR)" M="$(ROOT)" INSTALL_MOD_PATH="$(DESTDIR)" \
 			INSTALL_MOD_DIR=extra DEPMOD=/bin/true modules_install; \
 		if [ -z "$(DESTDIR)" ]; then depmod -a "$(KABI)"; fi; \
 	fi
-	install -d "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(MANDIR)/man8" "$(DESTDIR)$(UNITDIR)"
+
+install-programs: programs
+	install -d "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(MANDIR)/man8" "$(DESTDIR)$(UNITDIR)" \
+		"$(DESTDIR)$(SYSCONFDIR)/remote-cow"
 	@for p in userspace/remote-cowd tools/remote-cow; do \
-		if [ -x "$$p" ]; then install -m 0755 "$$p" "$(DESTDIR)$(SBINDIR)/"; \
-			echo "  INSTALL $(DESTDIR)$(SBINDIR)/$${p##*/}"; fi; \
+		install -m 0755 "$$p" "$(DESTDIR)$(SBINDIR)/"; \
+		echo "  INSTALL $(DESTDIR)$(SBINDIR)/$${p##*/}"; \
 	done
 	@for m in Documentation/man/*.8; do \
-		[ -f "$$m" ] || continue; \
 		install -m 0644 "$$m" "$(DESTDIR)$(MANDIR)/man8/"; \
 		echo "  INSTALL $(DESTDIR)$(MANDIR)/man8/$${m##*/}"; \
 	done
 	install -m 0644 tools/systemd/remote-cowd.service "$(DESTDIR)$(UNITDIR)/"
 	@echo "  INSTALL $(DESTDIR)$(UNITDIR)/remote-cowd.service"
+	@conf="$(DESTDIR)$(SYSCONFDIR)/remote-cow/remote-cowd.conf"; \
+	if [ -z "$(DESTDIR)" ] && [ -e "$$conf" ]; then \
+		echo "  KEEP    $$conf (exists)"; \
+	else \
+		install -m 0644 tools/remote-cowd.conf "$$conf"; \
+		echo "  INSTALL $$conf"; \
+	fi
+
+# ---------------------------------------------------------------------------
+# Debian packages (debian/, Documentation/packaging.rst): built from a copy
+# of the tree under build/deb/, so the tree itself is never written; the
+# .debs, .dsc, .changes and lintian's report stay in build/deb/.
+# ---------------------------------------------------------------------------
+.PHONY: deb
+deb:
+	"$(ROOT)/scripts/build-deb.sh"
 
 clean:
 	@if [ -n "$(HAVE_MODULE)" ] && [ -f "$(KDIR)/Makefile" ]; then \
@@ -184,4 +222,4 @@ distclean: clean
 	rm -rf "$(BUILD)"
 
 help:
-	@sed -n '3,18p' Makefile
+	@sed -n '3,20p' Makefile

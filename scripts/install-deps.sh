@@ -40,6 +40,9 @@ PACKAGES=(
 	groff-base
 	# host test of the systemd unit (systemd-analyze verify)
 	systemd
+	# make deb (debian/): debhelper with dh-dkms, lintian on the result;
+	# dkms itself also runs in the VM (selftests/package-install.sh)
+	build-essential dpkg-dev fakeroot debhelper dh-dkms dkms lintian
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -85,6 +85,11 @@ M=$RUN/modules/lib/modules/$ABI
 mkdir -p "$M/extra"
 ln -sfn "$KDIR/lib/modules/$ABI/kernel" "$M/kernel"
 cp "$KDIR/lib/modules/$ABI"/modules.{order,builtin,builtin.modinfo} "$M/"
+# As linux-headers-<abi> does on an installed system: build/ names the
+# headers, so that dkms (selftests/package-install.sh) builds in the VM.
+if [ -d "/usr/src/linux-headers-$ABI" ]; then
+	ln -sfn "/usr/src/linux-headers-$ABI" "$M/build"
+fi
 KO=$ROOT/dm-remote-cow/dm-remote-cow.ko
 if [ -f "$KO" ]; then
 	cp "$KO" "$M/extra/"
