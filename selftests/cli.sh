@@ -19,7 +19,8 @@
 #   the kernel's reason);
 # - hydrate start/stop change the status line; --wait ends once every
 #   extent is present, and fails when hydration is stopped;
-# - commit and migrate print the kernel's answer (not supported yet) and
+# - commit with no helper and abort with no commit exit 1 with the reason;
+#   migrate prints the kernel's answer (not supported yet) and
 #   exit 6.
 # shellcheck disable=SC2119,SC2317	# helper_start: optional arguments; dm_gone called through check
 . "$(dirname "$0")/lib.sh"
@@ -320,9 +321,22 @@ expect_exit "cow-size with size 0: exit 2" 2 "non-zero multiple of 512" \
 # ---------------------------------------------------------------------------
 # commit and migrate: the kernel's answer
 # ---------------------------------------------------------------------------
-for m in "commit $NAME --to nbd://example.com/new|snapshot commit is not supported yet" \
-	"commit $NAME --abort|snapshot abort is not supported yet" \
-	"migrate $NAME send 10.0.0.2:7777|migrate send is not supported yet" \
+# With no helper a commit cannot start, and no commit runs to abort: exit 1
+# with the reason in words and the kernel's line.
+for m in "commit $NAME --to nbd://example.com/new|no remote-cowd running to upload|no helper (remote-cowd) is connected" \
+	"commit $NAME --abort|no commit is running on $NAME|snapshot abort: no commit is running"; do
+	read -r -a words <<<"${m%%|*}"
+	rest=${m#*|}
+	out=$("$RC" "${words[@]}" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 1 ] && [[ $out == *"${rest%%|*}"* ]] &&
+		[[ $out == *"kernel: device-mapper: remote-cow: "*"${rest#*|}"* ]]; then
+		tap_ok "${m%%|*}: exit 1, the reason and the kernel's answer printed"
+	else
+		tap_not_ok "${m%%|*}: exit 1, the reason and the kernel's answer printed" "exit $rc" "$out"
+	fi
+done
+for m in "migrate $NAME send 10.0.0.2:7777|migrate send is not supported yet" \
 	"migrate $NAME finish|migrate finish/abort is not supported yet" \
 	"migrate $NAME abort|migrate finish/abort is not supported yet"; do
 	read -r -a words <<<"${m%%|*}"

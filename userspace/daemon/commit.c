@@ -652,6 +652,77 @@ void commit_start(struct daemon *d, const struct rcow_device_info *info,
 	create(d, info, m, false);
 }
 
+/*
+ * A commit found uploading in the kernel's device list is resumed from the
+ * loop (commit_run()), not at once: the list arrives in a dump, and the
+ * resume asks the kernel (GET_RUNS) on the same socket, which must not
+ * happen while the dump is still being read.
+ */
+struct commit_resume {
+	struct commit_resume *next;
+	struct rcow_device_info info;
+	struct rcow_commit m;
+};
+
+static void drop_resume(struct daemon *d, uint32_t dev_id)
+{
+	struct commit_resume **p = &d->commit_resumes, *r;
+
+	while ((r = *p)) {
+		if (r->info.dev_id == dev_id) {
+			*p = r->next;
+			free(r);
+			continue;
+		}
+		p = &r->next;
+	}
+}
+
+static void queue_resume(struct daemon *d, const struct rcow_device_info *info,
+			 const struct rcow_commit *m)
+{
+	struct commit_resume *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		logmsg("device %s: out of memory resuming commit %llu", info->dm_name,
+		       (unsigned long long)m->gen);
+		return;
+	}
+	drop_resume(d, info->dev_id);
+	r->info = *info;
+	r->m = *m;
+	r->next = d->commit_resumes;
+	d->commit_resumes = r;
+}
+
+/* Start the commits found uploading since the last turn of the loop. */
+static void run_resumes(struct daemon *d)
+{
+	struct commit_resume *r;
+
+	while ((r = d->commit_resumes)) {
+		struct commit *c = find(d, r->info.dev_id);
+
+		d->commit_resumes = r->next;
+		if (!c || c->gen != r->m.gen) {
+			if (c)
+				stop(c, false);
+			create(d, &r->info, &r->m, true);
+		}
+		free(r);
+	}
+}
+
+void commit_fini(struct daemon *d)
+{
+	struct commit_resume *r;
+
+	while ((r = d->commit_resumes)) {
+		d->commit_resumes = r->next;
+		free(r);
+	}
+}
+
 void commit_device(struct daemon *d, const struct rcow_device_info *info)
 {
 	struct commit *c = find(d, info->dev_id);
@@ -680,14 +751,12 @@ void commit_device(struct daemon *d, const struct rcow_device_info *info)
 	m.flags = info->commit_flags;
 	m.total = info->commit_total;
 	snprintf(m.target_uri, sizeof(m.target_uri), "%s", info->target_uri);
-	if (c)
-		stop(c, false);
 	if (!m.target_uri[0]) {
 		logmsg("device %s: commit %llu is uploading but the kernel names no target URI",
 		       info->dm_name, (unsigned long long)m.gen);
 		return;
 	}
-	create(d, info, &m, true);
+	queue_resume(d, info, &m);
 }
 
 /* ---- PRESERVE ------------------------------------------------------------- */
@@ -695,9 +764,12 @@ void commit_device(struct daemon *d, const struct rcow_device_info *info)
 void commit_preserve(struct daemon *d, const struct rcow_device_info *info,
 		     const struct rcow_commit *m)
 {
-	struct commit *c = find(d, info->dev_id);
+	struct commit *c;
 	uint64_t end;
 
+	/* A write waits: a commit found in the device list starts now. */
+	run_resumes(d);
+	c = find(d, info->dev_id);
 	if (!c || c->gen != m->gen) {
 		logmsg("device %s: PRESERVE for commit %llu, which is not being uploaded here; ignoring it",
 		       info->dm_name, (unsigned long long)m->gen);
@@ -745,6 +817,7 @@ void commit_abort(struct daemon *d, const struct rcow_commit *m)
 {
 	struct commit *c = find(d, m->dev_id);
 
+	drop_resume(d, m->dev_id);
 	if (!c || c->gen != m->gen)
 		return;
 	logmsg("device %s: commit %llu aborted by the kernel after %.1f s (%llu of %llu extents uploaded); dropping its spool",
@@ -769,6 +842,7 @@ void commit_stop(struct daemon *d, uint32_t dev_id)
 {
 	struct commit *c = find(d, dev_id);
 
+	drop_resume(d, dev_id);
 	if (!c)
 		return;
 	if (d->stopping)
@@ -1106,9 +1180,11 @@ static void step(struct commit *c, uint64_t now)
 
 void commit_run(struct daemon *d)
 {
-	uint64_t now = now_ms();
+	uint64_t now;
 	struct commit **p = &d->commits, *c;
 
+	run_resumes(d);
+	now = now_ms();
 	for (c = d->commits; c; c = c->next)
 		if (!c->ended)
 			step(c, now);

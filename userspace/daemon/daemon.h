@@ -234,6 +234,7 @@ struct daemon {
 	struct rcow_nl *nl;		/* kernel_nl_ops only */
 	struct device *devices;
 	struct commit *commits;		/* snapshot commits being uploaded (commit.c) */
+	struct commit_resume *commit_resumes;	/* found uploading, started by commit_run() */
 	struct src *srcs;
 	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
 	/* forgotten devices with COW writes in progress, and the writes behind them */
@@ -301,6 +302,8 @@ void commit_pause(struct daemon *d, uint32_t dev_id);
 /* The device is gone: stop its commit; its spool is kept only if the daemon is exiting. */
 void commit_stop(struct daemon *d, uint32_t dev_id);
 void commit_run(struct daemon *d);
+/* Frees what commit_device() queued and commit_run() did not start. */
+void commit_fini(struct daemon *d);
 uint64_t commit_timer(struct daemon *d, uint64_t now);
 unsigned int commit_max_fds(const struct daemon *d);
 int commit_pollfds(struct daemon *d, struct pollfd *p, int max);

@@ -842,6 +842,7 @@ void engine_forget_all(struct daemon *d)
 {
 	while (d->devices)
 		unlist_device(d, d->devices);
+	commit_fini(d);
 }
 
 /* ---- background streaming ------------------------------------------------ */
