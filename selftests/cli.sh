@@ -19,8 +19,8 @@
 #   the kernel's reason);
 # - hydrate start/stop change the status line; --wait ends once every
 #   extent is present, and fails when hydration is stopped;
-# - commit with no helper and abort with no commit exit 1 with the reason;
-#   migrate prints the kernel's answer (not supported yet) and
+# - commit starts (a helper is registered), a second is refused (exit 7),
+#   abort stops it, a second abort exits 1; migrate prints the kernel's answer (not supported yet) and
 #   exit 6.
 # shellcheck disable=SC2119,SC2317	# helper_start: optional arguments; dm_gone called through check
 . "$(dirname "$0")/lib.sh"
@@ -29,7 +29,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl python3 dd cmp setpriv
-tap_plan 122
+tap_plan 124
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -321,19 +321,21 @@ expect_exit "cow-size with size 0: exit 2" 2 "non-zero multiple of 512" \
 # ---------------------------------------------------------------------------
 # commit and migrate: the kernel's answer
 # ---------------------------------------------------------------------------
-# With no helper a commit cannot start, and no commit runs to abort: exit 1
-# with the reason in words and the kernel's line.
-for m in "commit $NAME --to nbd://example.com/new|no remote-cowd running to upload|no helper (remote-cowd) is connected" \
-	"commit $NAME --abort|no commit is running on $NAME|snapshot abort: no commit is running"; do
-	read -r -a words <<<"${m%%|*}"
-	rest=${m#*|}
+# A helper is registered here (rcow-fill, which uploads nothing): a commit
+# starts, a second one is refused (exit 7), --abort stops it, and a second
+# --abort finds none (exit 1); each with its reason.
+for m in "commit $NAME --to nbd://example.com/new|0|commit 1 frozen" \
+	"commit $NAME --to nbd://example.com/new|7|a commit is already running on $NAME" \
+	"commit $NAME --abort|0|abort requested" \
+	"commit $NAME --abort|1|no commit is running on $NAME"; do
+	IFS='|' read -r cmd want text <<<"$m"
+	read -r -a words <<<"$cmd"
 	out=$("$RC" "${words[@]}" 2>&1)
 	rc=$?
-	if [ "$rc" -eq 1 ] && [[ $out == *"${rest%%|*}"* ]] &&
-		[[ $out == *"kernel: device-mapper: remote-cow: "*"${rest#*|}"* ]]; then
-		tap_ok "${m%%|*}: exit 1, the reason and the kernel's answer printed"
+	if [ "$rc" -eq "$want" ] && [[ $out == *"$text"* ]]; then
+		tap_ok "$cmd: exit $want, '$text'"
 	else
-		tap_not_ok "${m%%|*}: exit 1, the reason and the kernel's answer printed" "exit $rc" "$out"
+		tap_not_ok "$cmd: exit $want, '$text'" "exit $rc" "$out"
 	fi
 done
 for m in "migrate $NAME send 10.0.0.2:7777|migrate send is not supported yet" \

@@ -16,7 +16,6 @@
  *   cmd-hydrate.c   hydrate
  *   cmd-commit.c    commit
  *   cmd-message.c   migrate
- *   crc32c.c        the metadata checksum (the kernel's crc32c)
  *   md.c            read and verify a COW device's metadata
  *   cowdev.c        open a COW device that no table uses
  *   cmd-check.c     check
@@ -29,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "rcow/crc32c.h"
 
 #define PROG "remote-cow"
 #ifndef RCOW_VERSION
@@ -125,9 +126,15 @@ struct rc_layout {
 };
 void rc_layout_compute(uint64_t dev_sectors, uint32_t extent_sectors, struct rc_layout *l);
 
-/* ---- crc32c.c ---- */
-/* The kernel's crc32c(crc, buf, len): no final inversion. */
-uint32_t rc_crc32c(uint32_t crc, const void *buf, size_t len);
+/* ---- crc32c (librcow's) ---- */
+/*
+ * The kernel's crc32c(crc, buf, len): the register in and out, no
+ * inversions; librcow's rcow_crc32c() is the standard form.
+ */
+static inline uint32_t rc_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	return ~rcow_crc32c(~crc, buf, len);
+}
 
 /* ---- md.c ---- */
 /* A COW device's metadata as read (remote_cow_disk.h), host byte order. */
