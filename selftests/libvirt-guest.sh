@@ -35,7 +35,7 @@ require_cmd libvirtd virsh qemu-system-x86_64 busybox cpio python3 modprobe \
 helper_is_daemon || tap_skip_all "needs remote-cowd; the helper is $(helper_name)"
 tap_plan 14
 
-NAME=rc-virt
+NAME="rc-virt"
 DOM=rcow-guest
 MIB=$((1 << 20))
 BASE_BYTES=$((16 * MIB))
@@ -186,7 +186,9 @@ else
 fi
 
 guest_done() { grep -q RCOW-GUEST-DONE "$console" 2>/dev/null; }
+dom_off() { [ "$(vsh domstate "$DOM" 2>/dev/null)" = "shut off" ]; }
 guest_ended() { guest_done || [ "$(vsh domstate "$DOM" 2>/dev/null)" != running ]; }
+dev_gone() { ! dm_exists "$NAME"; }
 wait_until "$GUEST_WAIT" guest_ended
 tap_diag "guest ran $(($(date +%s) - started)) s; its console:" "$(tail -n 20 "$console" 2>/dev/null)"
 check "the guest printed its marker" guest_done
@@ -195,10 +197,8 @@ check_eq "the guest read the base (sha256 of the first MiB of /dev/vda)" "$EXPEC
 check_eq "the guest's write succeeded" 0 \
 	"$(sed -n 's/^RCOW-GUEST-WRITE \([0-9]*\).*/\1/p' "$console" | tr -d '\r')"
 # it powers off (on_poweroff destroy); destroy if it did not
-wait_until 60 eval '[ "$(vsh domstate "$DOM" 2>/dev/null)" = "shut off" ]' ||
-	vsh destroy "$DOM" >/dev/null 2>&1
-# shellcheck disable=SC2016	# expanded by wait_until's eval
-if wait_until 30 eval '! dm_exists "$NAME"'; then
+wait_until 60 dom_off || vsh destroy "$DOM" >/dev/null 2>&1
+if wait_until 30 dev_gone; then
 	tap_ok "the hook removed $NAME at release"
 else
 	tap_not_ok "the hook removed $NAME at release" "$(tail -n 20 "$tmp/libvirtd.log" 2>/dev/null)"
