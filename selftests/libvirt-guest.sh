@@ -60,13 +60,16 @@ KERNEL=$RC_TREE/build/vm/kernel/$ABI/boot/vmlinux-$ABI	# PVH entry, no decompres
 ird=$tmp/initramfs
 mkdir -p "$ird"/{bin,dev,proc,sys,mod}
 cp "$(command -v busybox)" "$ird/bin/busybox" || tap_bail "cannot copy busybox"
-for a in sh mount insmod dd sha256sum sync sleep poweroff cat echo; do
+for a in sh mount insmod dd sha256sum sync sleep poweroff cat echo dmesg tail; do
 	ln -s busybox "$ird/bin/$a"
 done
 # insmod order of virtio_pci and virtio_blk with their dependencies
-modprobe --show-depends virtio_pci virtio_blk | awk '$1 == "insmod" { print $2 }' |
-	awk '!seen[$0]++' >"$tmp/modlist" || tap_bail "modprobe --show-depends failed"
-[ -s "$tmp/modlist" ] || tap_bail "virtio_pci/virtio_blk are built in? no modules listed"
+# (one module per modprobe: further names would be module parameters)
+for m in virtio_pci virtio_blk; do
+	modprobe --show-depends "$m" || tap_bail "modprobe --show-depends $m failed"
+done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' >"$tmp/modlist"
+grep -q '/virtio_blk\.ko' "$tmp/modlist" ||
+	tap_bail "no virtio_blk.ko among the guest's modules: $(cat "$tmp/modlist")"
 while read -r ko; do
 	cp "$ko" "$ird/mod/" || tap_bail "cannot copy $ko"
 	basename "$ko" >>"$ird/mod/order"
@@ -79,12 +82,17 @@ mount -t proc proc /proc
 mount -t devtmpfs devtmpfs /dev
 for m in \$(cat /mod/order); do insmod /mod/\$m || echo "RCOW-GUEST insmod \$m failed"; done
 i=0
-while [ ! -b /dev/vda ] && [ \$i -lt 600 ]; do sleep 0.1; i=\$((i + 1)); done
-sum=\$(dd if=/dev/vda bs=65536 count=16 2>/dev/null | sha256sum)
-echo "RCOW-GUEST-SHA256 \${sum%% *}"
-dd if=/payload of=/dev/vda bs=65536 seek=128 conv=notrunc,fsync 2>/dev/null
-echo "RCOW-GUEST-WRITE \$?"
-sync
+while [ ! -b /dev/vda ] && [ \$i -lt 120 ]; do sleep 1; i=\$((i + 1)); done
+if [ -b /dev/vda ]; then
+	sum=\$(dd if=/dev/vda bs=65536 count=16 | sha256sum)
+	echo "RCOW-GUEST-SHA256 \${sum%% *}"
+	dd if=/payload of=/dev/vda bs=65536 seek=128 conv=notrunc,fsync
+	echo "RCOW-GUEST-WRITE \$?"
+	sync
+else
+	echo "RCOW-GUEST no /dev/vda after \$i s; kernel log:"
+	dmesg | tail -n 30
+fi
 echo "RCOW-GUEST-DONE"
 poweroff -f
 EOF
@@ -190,7 +198,9 @@ dom_off() { [ "$(vsh domstate "$DOM" 2>/dev/null)" = "shut off" ]; }
 guest_ended() { guest_done || [ "$(vsh domstate "$DOM" 2>/dev/null)" != running ]; }
 dev_gone() { ! dm_exists "$NAME"; }
 wait_until "$GUEST_WAIT" guest_ended
-tap_diag "guest ran $(($(date +%s) - started)) s; its console:" "$(tail -n 20 "$console" 2>/dev/null)"
+tap_diag "guest ran $(($(date +%s) - started)) s; its console:" "$(tail -n 40 "$console" 2>/dev/null)"
+# kept with the run's results
+cp "$console" "${RC_RUN:-/tmp}/selftests/$TEST_NAME.console" 2>/dev/null
 check "the guest printed its marker" guest_done
 check_eq "the guest read the base (sha256 of the first MiB of /dev/vda)" "$EXPECT_SUM" \
 	"$(sed -n 's/^RCOW-GUEST-SHA256 \([0-9a-f]*\).*/\1/p' "$console" | tr -d '\r')"
