@@ -43,6 +43,10 @@ PACKAGES=(
 	# make deb (debian/): debhelper with dh-dkms, lintian on the result;
 	# dkms itself also runs in the VM (selftests/package-install.sh)
 	build-essential dpkg-dev fakeroot debhelper dh-dkms dkms lintian
+	# libvirt guest on a remote-cow disk (selftests/libvirt-guest.sh):
+	# libvirtd with its QEMU driver, virsh, and busybox-static + cpio
+	# (above) for the guest's initramfs
+	libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
