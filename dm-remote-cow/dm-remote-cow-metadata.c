@@ -17,7 +17,12 @@
  * There is no mapping tree: the data area is 1:1 with the virtual device,
  * and sparse allocation is left to the layer below (a thin LV, a sparse
  * file on loop).  So the only metadata that changes at run time are the
- * bitmaps, and a bit only ever goes from 0 to 1 while the device runs.
+ * bitmaps.  A bit only ever goes from 0 to 1, except that a whole set is
+ * cleared at once (DIRTY_COMMIT at a snapshot commit's freeze,
+ * FROZEN_COMMIT when it completes): the superblock's first sector holds an
+ * epoch per set and each bitmap block copy the epoch it was written in, a
+ * copy of another epoch reads as zeroes, so one atomic superblock write
+ * clears a set (rcow_md_freeze(), rcow_md_commit_done()).
  *
  * The bitmaps live in memory (the target tests them without locks on every
  * bio) and reach the disk through dm-bufio in rcow_md_commit().  The rule
@@ -44,13 +49,12 @@
  * sector changes (flags, generation, checksum), and a sector write is
  * assumed atomic, as dm-persistent-data does.
  *
- * The dirty state is not written on every guest write.  Instead the
- * superblock carries a clean flag: it is durably cleared before the first
- * I/O of a run and set again by the last commit of a clean shutdown.  Found
- * clear at load time, it means that some writes may have reached the data
- * area without their WRITTEN and dirty bits, so every present extent is
- * marked written and dirty.  That over-reports (costs transfer in snapshot
- * commit and migration), but never under-reports.
+ * WRITTEN and DIRTY_COMMIT are exact: the target issues a write only once
+ * its extent's bits are on disk, and the durable copy of DIRTY_COMMIT
+ * (dirty_durable, exact because the worker is the only writer of those
+ * bits) tells it when.  The superblock's clean flag (durably cleared
+ * before the first I/O of a run, set by the last commit of a clean
+ * shutdown) is only reported: nothing needs repair after a crash.
  *
  * A failed commit leaves the metadata of the previous commits intact (the
  * rule above and the two copies see to that), but the device could not

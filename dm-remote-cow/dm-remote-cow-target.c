@@ -37,12 +37,19 @@
  * still be writing the extent, so the extent must not be handed to a later
  * whole-extent write until that fault is answered.
  *
- * Metadata: see dm-remote-cow-metadata.c.  Bits are set in memory from the
- * I/O path; the worker alone commits them to disk, every second, on an
- * empty flush bio, and before a FUA write to an extent whose PRESENT bit
- * is not yet on disk may be issued or completed.  A failed commit puts the
- * device in "fail" mode (writes and flushes fail, reads of present extents
- * go on) and raises a dm event.
+ * Metadata: see dm-remote-cow-metadata.c.  PRESENT bits are set in memory
+ * when a fill or a whole-extent write completes; the worker commits them
+ * every second, on an empty flush bio, and before a FUA write to an
+ * extent whose PRESENT bit is not yet on disk may be issued or completed.
+ * Change tracking is exact (as in dm-era): a write reaches the COW device
+ * only once its extent is durably WRITTEN and in DIRTY_COMMIT.  The map
+ * function lets it through when the durable copy of DIRTY_COMMIT says so;
+ * otherwise the worker marks the bits, commits and then issues it.  A
+ * failed commit puts the device in "fail" mode (writes and flushes fail,
+ * reads of present extents go on) and raises a dm event.
+ *
+ * Snapshot commit: see dm-remote-cow-commit.c.  While one uploads, a write
+ * to a frozen extent not yet uploaded or preserved waits in the worker.
  *
  * Suspend: a noflush suspend pushes the bios waiting on faults back to dm,
  * which reissues them after resume.  A flush suspend waits for them while a
