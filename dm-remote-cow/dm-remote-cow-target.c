@@ -428,6 +428,25 @@ static bool map_present(struct rcow *rc, struct bio *bio, u64 extent)
 }
 
 /*
+ * Worker: true if a snapshot commit holds one of the extents of write
+ * @bio; the bio then waits for that extent's PRESERVE (taken over).
+ */
+static bool hold_if_frozen(struct rcow *rc, struct bio *bio)
+{
+	u64 e = rcow_bio(bio)->extent, last = bio_last_extent(rc, bio);
+
+	if (!test_bit(RCOW_F_HOLDING, &rc->flags))
+		return false;
+	for (; e <= last; e++) {
+		if (rcow_commit_held(rc, e)) {
+			rcow_commit_hold(rc, bio, e);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Worker: a bio to present extents.  A write (or discard) waits while a
  * commit holds one of its extents, and for a commit when one of them is
  * not yet durably recorded as changed.
@@ -442,13 +461,9 @@ static void issue_present(struct rcow *rc, struct bio *bio, u64 extent)
 			bio_io_error(bio);
 			return;
 		}
+		if (hold_if_frozen(rc, bio))
+			return;
 		last = bio_last_extent(rc, bio);
-		for (e = extent; e <= last; e++) {
-			if (rcow_commit_held(rc, e)) {
-				rcow_commit_hold(rc, bio, e);
-				return;
-			}
-		}
 		for (e = extent; e <= last; e++) {
 			if (!rcow_md_dirty_durable(rc->md, e)) {
 				mark_written(rc, e);
@@ -658,9 +673,12 @@ static void process_commit(struct rcow *rc)
 			bio_endio(bio);
 			continue;
 		}
-		count_write(rc, bio);
-		remap(rc, bio);
-		dm_submit_bio_remap(bio, NULL);
+		/*
+		 * Checked again: a FUA write deferred by map may meet a
+		 * freeze that came after its checks (a held extent, or
+		 * DIRTY_COMMIT cleared since).
+		 */
+		issue_present(rc, bio, rcow_bio(bio)->extent);
 	}
 }
 
