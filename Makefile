@@ -11,7 +11,8 @@
 #   make vm-test T=x  one selftest (selftests/x.sh) in a fresh VM
 #   make vm-shell     interactive VM with the module loaded
 #   make demo         tools/demo.sh in the VM
-#   make install      module, remote-cowd, remote-cow, man pages, systemd unit
+#   make install      module, remote-cowd, remote-cow, man pages, systemd unit,
+#                     libvirt hook and OpenNebula driver in /usr/share/remote-cow
 #                     (DESTDIR=, PREFIX=/usr)
 #   make deb          Debian packages dm-remote-cow-dkms and remote-cow in
 #                     build/deb/ (debhelper, dh-dkms), checked by lintian
@@ -101,6 +102,9 @@ lint-c:
 	else echo "no userspace C sources yet: cppcheck skipped"; fi
 
 SH_SRCS = $(shell find scripts selftests tools userspace .ci -path '*/build' -prune -o -type f \( -name '*.sh' -o -name run \) -print 2>/dev/null)
+# The OpenNebula TM driver's actions and settings (no .sh suffix; the
+# actions that are symlinks are checked through their target).
+SH_SRCS += $(filter-out %.sh,$(shell find tools/opennebula -type f 2>/dev/null))
 
 lint-sh:
 	@echo "  SHELLCHECK $(words $(SH_SRCS)) scripts"
@@ -154,7 +158,12 @@ bench-commit: all
 #   make install-module     dm-remote-cow.ko into /lib/modules/<abi>/extra
 #   make install-programs   remote-cowd, remote-cow, man pages, systemd unit,
 #                           the example /etc/remote-cow/remote-cowd.conf
-#                           (never over an existing one unless DESTDIR is set)
+#                           (never over an existing one unless DESTDIR is set),
+#                           the libvirt hook and the OpenNebula TM driver
+#                           under $(PREFIX)/share/remote-cow/ (copies for the
+#                           administrator to install where libvirt and
+#                           OpenNebula look: nothing in /etc/libvirt or
+#                           /var/lib/one is touched)
 #
 # The Debian packages (make deb) use install-programs; their module goes
 # through dkms instead (debian/dm-remote-cow-dkms.dkms).
@@ -165,6 +174,8 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 UNITDIR ?= /lib/systemd/system
 SYSCONFDIR ?= /etc
+DATADIR ?= $(PREFIX)/share/remote-cow
+ONE_TM := tools/opennebula/tm/remote-cow
 
 .PHONY: install install-module install-programs programs
 install: install-module install-programs
@@ -193,6 +204,18 @@ install-programs: programs
 		echo "  INSTALL $(DESTDIR)$(MANDIR)/man8/$${m##*/}"; \
 	done
 	install -m 0644 tools/systemd/remote-cowd.service "$(DESTDIR)$(UNITDIR)/"
+	install -d "$(DESTDIR)$(DATADIR)/libvirt" "$(DESTDIR)$(DATADIR)/opennebula/tm/remote-cow"
+	install -m 0755 tools/libvirt/qemu "$(DESTDIR)$(DATADIR)/libvirt/qemu"
+	@echo "  INSTALL $(DESTDIR)$(DATADIR)/libvirt/qemu"
+	@# The action scripts executable, the sourced files not; the actions
+	@# that share a script stay symlinks to it.
+	@dst="$(DESTDIR)$(DATADIR)/opennebula/tm/remote-cow"; \
+	for f in $(ONE_TM)/*; do \
+		if [ -L "$$f" ]; then ln -sfn "$$(readlink "$$f")" "$$dst/$${f##*/}"; \
+		elif [ -x "$$f" ]; then install -m 0755 "$$f" "$$dst/"; \
+		else install -m 0644 "$$f" "$$dst/"; fi; \
+	done; \
+	echo "  INSTALL $$dst/"
 	@echo "  INSTALL $(DESTDIR)$(UNITDIR)/remote-cowd.service"
 	@conf="$(DESTDIR)$(SYSCONFDIR)/remote-cow/remote-cowd.conf"; \
 	if [ -z "$(DESTDIR)" ] && [ -e "$$conf" ]; then \

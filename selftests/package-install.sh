@@ -32,7 +32,7 @@
 require_vm
 require_cmd dpkg dpkg-deb dpkg-query dkms gcc make modinfo modprobe depmod rmmod \
 	dmsetup losetup mount umount sha256sum
-tap_plan 25
+tap_plan 26
 
 export DEBIAN_FRONTEND=noninteractive
 ABI=$(uname -r)
@@ -133,10 +133,16 @@ check "the $RC_TARGET target is registered" \
 missing=
 for f in /usr/sbin/remote-cowd /usr/sbin/remote-cow /usr/share/man/man8/remote-cowd.8.gz \
 	/usr/share/man/man8/remote-cow.8.gz /lib/systemd/system/remote-cowd.service \
-	/etc/remote-cow/remote-cowd.conf "/usr/src/$RC_MODULE-$UPVER/dkms.conf"; do
+	/etc/remote-cow/remote-cowd.conf "/usr/src/$RC_MODULE-$UPVER/dkms.conf" \
+	/usr/share/remote-cow/libvirt/qemu /usr/share/remote-cow/opennebula/tm/remote-cow/clone \
+	/usr/share/remote-cow/opennebula/tm/remote-cow/rcow-common.sh; do
 	[ -e "$f" ] || missing+=" $f"
 done
 check_eq "the packages' files are installed" "" "$missing"
+# The libvirt hook and the OpenNebula driver are copies to install by hand:
+# nothing of what libvirt or OpenNebula already have is replaced.
+check_eq "nothing in /etc/libvirt or /var/lib/one" "" \
+	"$(dpkg -L remote-cow | grep -E '^/(etc/libvirt|var/lib/one)(/|$)')"
 
 # ---------------------------------------------------------------------------
 # The installed programs
@@ -184,7 +190,7 @@ left=
 for f in "$DKMS_KO" "/usr/src/$RC_MODULE-$UPVER" "/var/lib/dkms/$RC_MODULE" \
 	/usr/sbin/remote-cowd /usr/sbin/remote-cow /usr/share/man/man8/remote-cowd.8.gz \
 	/usr/share/man/man8/remote-cow.8.gz /lib/systemd/system/remote-cowd.service \
-	/etc/remote-cow/remote-cowd.conf /etc/remote-cow; do
+	/etc/remote-cow/remote-cowd.conf /etc/remote-cow /usr/share/remote-cow; do
 	[ ! -e "$f" ] || left+=" $f"
 done
 check_eq "no file of the packages is left" "" "$left"
