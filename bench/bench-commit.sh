@@ -16,11 +16,23 @@
 # writable by qemu-nbd in the namespace, made afresh for every commit.
 #
 #  latency  fio 4 KiB random writes (direct, iodepth 1) over the written
-#           region for BENCH_RUNTIME s: p99 completion latency while no
-#           commit runs (idle) and while one uploads (commit), in
-#           alternating runs: idle, commit, idle, commit, ...  Printed: the
-#           medians, the ratio commit / idle, and the control ratio (the
-#           idle runs of odd repetitions against those of even ones).
+#           region for BENCH_RUNTIME s, three kinds of run per repetition:
+#             idle   no commit runs, and the whole region was written again
+#                    just before (its extents are durably in DIRTY_COMMIT:
+#                    a write pays neither cost below);
+#             commit right after 'snapshot commit', while it uploads: the
+#                    first write to a frozen extent may pay (1) a PRESERVE
+#                    round trip to remote-cowd (unless it preserved the
+#                    extent ahead) and (2) a metadata commit (the freeze
+#                    cleared DIRTY_COMMIT: exact change tracking);
+#             fresh  right after a completed commit, nothing uploading:
+#                    DIRTY_COMMIT is clear again, so the first write to an
+#                    extent pays (2) only.
+#           Printed: the medians of the p99 completion latencies, the ratios
+#           commit / idle and fresh / idle, and the control ratio (the idle
+#           runs of odd repetitions against those of even ones).  fresh
+#           against idle is cost (2); commit against fresh is cost (1) plus
+#           the upload's own load on the (shared) CPUs and COW device.
 #  time     a commit with the guest quiet: seconds from the message to
 #           done, against changed bytes / link rate (the ideal), and the
 #           same for the commits that ran under fio.
@@ -136,9 +148,24 @@ commit_wait() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 
+# redirty: write the whole region again, so that every extent of it is
+# durably in DIRTY_COMMIT (the idle runs pay no metadata commit).
+redirty() {
+	image_data bench-commit-data "$changed" |
+		dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none || die "cannot write"
+}
+
+# last_done: what remote-cowd said of the last commit it finished (its
+# extents, bytes, how many came from the spool and were preserved on a
+# PRESERVE request or ahead of the guest).
+last_done() {
+	sed -n 's/.* commit [0-9]* to .* done: //p' "$HELPER_LOG" | tail -n 1
+}
+
 ideal=$(awk -v c="$changed" -v r="$rate_bps" 'BEGIN { printf "%.2f", c * 8 / r }')
-idle=() idle_odd=() idle_even=() busy=() t_quiet=() t_busy=()
+idle=() idle_odd=() idle_even=() busy=() fresh=() t_quiet=() t_busy=()
 for ((r = 1; r <= REPS; r++)); do
+	redirty
 	run_fio "$NET_WORKDIR/idle.$r.json" || die "fio failed"
 	v=$(p99 "$NET_WORKDIR/idle.$r.json")
 	idle+=("$v")
@@ -151,11 +178,16 @@ for ((r = 1; r <= REPS; r++)); do
 	t_busy+=("$(commit_wait)")
 	[ "$state" = uploading ] ||
 		log "warning: repetition $r: the commit ended before fio did ($state): raise BENCH_CHANGED_MB"
+	done_busy=$(last_done)
 
 	commit_start
 	t_quiet+=("$(commit_wait)")
-	log "repetition $r: p99 idle ${idle[-1]} us, during commit ${busy[-1]} us;" \
-		"commit ${t_quiet[-1]} s quiet, ${t_busy[-1]} s under fio"
+	run_fio "$NET_WORKDIR/fresh.$r.json" || die "fio failed"
+	fresh+=("$(p99 "$NET_WORKDIR/fresh.$r.json")")
+	log "repetition $r: p99 idle ${idle[-1]} us, during commit ${busy[-1]} us," \
+		"fresh interval ${fresh[-1]} us; commit ${t_quiet[-1]} s quiet," \
+		"${t_busy[-1]} s under fio"
+	log "repetition $r: remote-cowd on the commit under fio: ${done_busy:-?}"
 done
 # The control: half the idle runs against the other half (REPS >= 2).
 ctl=-
@@ -165,6 +197,7 @@ if [ ${#idle_even[@]} -gt 0 ]; then
 fi
 mi=$(printf '%s\n' "${idle[@]}" | median)
 mb=$(printf '%s\n' "${busy[@]}" | median)
+mf=$(printf '%s\n' "${fresh[@]}" | median)
 tq=$(printf '%s\n' "${t_quiet[@]}" | median)
 tb=$(printf '%s\n' "${t_busy[@]}" | median)
 
@@ -172,6 +205,8 @@ echo
 echo "| figure (median of $REPS) | remote-cow | reference | ratio | control |"
 echo "|---|---|---|---|---|"
 echo "| 4 KiB random write p99, during commit vs idle | $mb us | $mi us | $(ratio "$mb" "$mi") | $ctl |"
+echo "| 4 KiB random write p99, fresh interval (no commit) vs idle | $mf us | $mi us | $(ratio "$mf" "$mi") | $ctl |"
+echo "| 4 KiB random write p99, during commit vs fresh interval | $mb us | $mf us | $(ratio "$mb" "$mf") | $ctl |"
 echo "| commit time, guest quiet vs changed bytes / link rate | $tq s | $ideal s | $(ratio "$tq" "$ideal") | - |"
 echo "| commit time, guest writing vs changed bytes / link rate | $tb s | $ideal s | $(ratio "$tb" "$ideal") | - |"
 echo
