@@ -112,22 +112,36 @@ print("%.0f" % (j["jobs"][0]["write"]["clat_ns"]["percentile"]["99.000000"] / 10
 ' "$1"
 }
 
-# run_fio <json out>: the latency workload.
+# run_fio <json out> [<command>]: the latency workload; the command runs
+# when fio is set up, just before its first write (fio's exec_prerun).
 run_fio() {
-	fio --name=lat --filename="$dev" --rw=randwrite --bs=4k --direct=1 \
+	local pre=()
+
+	[ -z "${2:-}" ] || pre=(--exec_prerun="$2")
+	(cd "$NET_WORKDIR" && fio --name=lat --filename="$dev" --rw=randwrite --bs=4k --direct=1 \
 		--ioengine=psync --size="$changed" --time_based --runtime="$RUNTIME" \
-		--percentile_list=50:99 --output-format=json --output="$1" >/dev/null 2>&1
+		--percentile_list=50:99 --output-format=json --output="$1" "${pre[@]}" >/dev/null 2>&1)
 }
 
 n_target=0
-# commit_start: a fresh overlay target, then the message; start time in T0.
-commit_start() {
+# commit_target: a fresh overlay target.
+commit_target() {
 	n_target=$((n_target + 1))
 	target_stop
 	target_overlay "$NET_WORKDIR/v$n_target.qcow2" "$BASE_IMG" raw "v$n_target" ||
 		die "cannot serve the overlay"
-	T0=$(date +%s.%N)
-	dmsetup message "$NAME" 0 snapshot commit "$TARGET_URI" || die "commit refused"
+}
+
+# commit_cmd: the commit message as a command line; start time in t0.
+commit_cmd() {
+	echo "date +%s.%N >$NET_WORKDIR/t0 && dmsetup message $NAME 0 snapshot commit $TARGET_URI"
+}
+
+# commit_start: a fresh overlay target, then the message; start time in T0.
+commit_start() {
+	commit_target
+	sh -c "$(commit_cmd)" || die "commit refused"
+	T0=$(cat "$NET_WORKDIR/t0")
 }
 
 # commit_wait: seconds from T0 until done (dies on failed).
@@ -162,6 +176,7 @@ last_done() {
 	sed -n 's/.* commit [0-9]* to .* done: //p' "$HELPER_LOG" | tail -n 1
 }
 
+gen0=$(dmsetup status "$NAME" | awk '{ print $11 }')
 ideal=$(awk -v c="$changed" -v r="$rate_bps" 'BEGIN { printf "%.2f", c * 8 / r }')
 idle=() idle_odd=() idle_even=() busy=() fresh=() t_quiet=() t_busy=()
 for ((r = 1; r <= REPS; r++)); do
@@ -171,8 +186,13 @@ for ((r = 1; r <= REPS; r++)); do
 	idle+=("$v")
 	if ((r % 2)); then idle_odd+=("$v"); else idle_even+=("$v"); fi
 
-	commit_start
-	run_fio "$NET_WORKDIR/busy.$r.json" || die "fio failed"
+	# the commit starts when fio is about to write: its whole run is under it
+	commit_target
+	rm -f "$NET_WORKDIR/t0"
+	run_fio "$NET_WORKDIR/busy.$r.json" "$(commit_cmd)" || die "fio failed"
+	T0=$(cat "$NET_WORKDIR/t0" 2>/dev/null) || die "the commit did not start"
+	[ "$(dmsetup status "$NAME" | awk '{ print $11 }')" -eq "$((n_target + gen0))" ] ||
+		die "the commit under fio was refused"
 	busy+=("$(p99 "$NET_WORKDIR/busy.$r.json")")
 	state=$(dmsetup status "$NAME" | awk '{ print $9 }')
 	t_busy+=("$(commit_wait)")
