@@ -243,6 +243,7 @@ struct daemon {
 	struct writer *writer;		/* COW writer threads (writer.c) */
 	unsigned int resync_gen;	/* device list re-reads after overflows */
 	bool stopping;
+	bool no_preserve_ahead;		/* tests: commits preserve on PRESERVE only */
 };
 
 /* util */
