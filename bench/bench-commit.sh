@@ -103,6 +103,11 @@ image_data bench-commit-data "$changed" |
 	dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none || die "cannot write"
 sync
 
+# ios <fio json file>: how many writes the run completed.
+ios() {
+	python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"][0]["write"]["total_ios"])' "$1"
+}
+
 # p99 <fio json file>: the p99 completion latency of the writes, in us.
 p99() {
 	python3 -c '
@@ -124,10 +129,12 @@ run_fio() {
 }
 
 n_target=0
-# commit_target: a fresh overlay target.
+# commit_target: a fresh overlay target (the previous one is deleted: the
+# VM's /tmp is in its memory, with the COW device, base and spool).
 commit_target() {
-	n_target=$((n_target + 1))
 	target_stop
+	rm -f "$NET_WORKDIR/v$n_target.qcow2"
+	n_target=$((n_target + 1))
 	target_overlay "$NET_WORKDIR/v$n_target.qcow2" "$BASE_IMG" raw "v$n_target" ||
 		die "cannot serve the overlay"
 }
@@ -196,17 +203,21 @@ for ((r = 1; r <= REPS; r++)); do
 	busy+=("$(p99 "$NET_WORKDIR/busy.$r.json")")
 	state=$(dmsetup status "$NAME" | awk '{ print $9 }')
 	t_busy+=("$(commit_wait)")
+	[ -n "${t_busy[-1]}" ] || die "the commit under fio of repetition $r did not complete"
 	[ "$state" = uploading ] ||
 		log "warning: repetition $r: the commit ended before fio did ($state): raise BENCH_CHANGED_MB"
 	done_busy=$(last_done)
 
 	commit_start
 	t_quiet+=("$(commit_wait)")
+	[ -n "${t_quiet[-1]}" ] || die "the quiet commit of repetition $r did not complete"
 	run_fio "$NET_WORKDIR/fresh.$r.json" || die "fio failed"
 	fresh+=("$(p99 "$NET_WORKDIR/fresh.$r.json")")
 	log "repetition $r: p99 idle ${idle[-1]} us, during commit ${busy[-1]} us," \
 		"fresh interval ${fresh[-1]} us; commit ${t_quiet[-1]} s quiet," \
 		"${t_busy[-1]} s under fio"
+	log "repetition $r: writes per run: idle $(ios "$NET_WORKDIR/idle.$r.json")," \
+		"during commit $(ios "$NET_WORKDIR/busy.$r.json"), fresh interval $(ios "$NET_WORKDIR/fresh.$r.json")"
 	log "repetition $r: remote-cowd on the commit under fio: ${done_busy:-?}"
 done
 # The control: half the idle runs against the other half (REPS >= 2).

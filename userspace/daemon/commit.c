@@ -49,8 +49,10 @@
  * not yet uploaded waits for a PRESERVE round trip.  So while the upload
  * runs, the ahead pool copies extents of the upload set into the spool in
  * the background, from the far end of the upload order (the extents the
- * upload reaches last; it then reads them from the spool), AHEAD_IN_FLIGHT
- * at a time, and marks each PRESERVED once its copy is in the spool.  The
+ * upload reaches last; it then reads them from the spool), in runs of up to
+ * AHEAD_BATCH extents read at once, AHEAD_IN_FLIGHT runs at a time, and
+ * marks each extent PRESERVED once its copy is in the spool; none starts
+ * while a PRESERVE copy runs (a write waits on that one).  The
  * copy is the frozen content because the extent is still held: the kernel
  * lets no write to it through before our mark, and the only marks are
  * ours.  So an extent is copied at most once (bit spooling: a copy of
@@ -92,6 +94,7 @@
 #define READERS 4
 #define AHEAD_THREADS 2
 #define AHEAD_IN_FLIGHT 2	/* copies ahead in flight */
+#define AHEAD_BATCH 16		/* most extents of one copy ahead (one COW read) */
 #define AHEAD_SHARE 2		/* ahead copies stop at spool slots / AHEAD_SHARE */
 #define MAX_BYTES_IN_FLIGHT (64ull << 20)
 #define WRITE_RETRIES 3
@@ -143,6 +146,7 @@ struct commit {
 	uint8_t *wanted;		/* per extent: PRESERVE came during a copy ahead */
 	size_t aj;			/* copies ahead: runs[aj - 1] from its end, ... */
 	uint64_t aoff;			/* ... aoff extents back; aj 0: none left */
+	uint64_t aexts;			/* extents of the copies ahead in flight */
 	uint64_t ahead_limit;		/* spool slots ahead copies may take up to */
 	bool ahead_off;			/* stopped for this commit (an error) */
 	struct xqueue wq;		/* read, waiting for the target */
@@ -329,7 +333,11 @@ static void preserve_one(void *ctx, struct xfer *x)
 	rcow_buf_free(&x->buf);
 }
 
-/* Ahead: the same copy, nobody waits on it; it stays below the high-water mark. */
+/*
+ * Ahead: the same copy for extents [ext, ext + nexts), nobody waits on
+ * them; read at once, spooled one by one below the high-water mark.
+ * x->stored: how many (from ext on) are in the spool.
+ */
 static void ahead_one(void *ctx, struct xfer *x)
 {
 	struct commit *c = x->owner;
@@ -337,13 +345,25 @@ static void ahead_one(void *ctx, struct xfer *x)
 
 	(void)ctx;
 	x->err = 0;
+	x->stored = 0;
 	if (rcow_buf_reserve(&x->buf, x->io_len, &err) ||
-	    rcow_cow_pread(c->cow, x->buf.p, x->io_len, cow_offset(c, x->ext), &err) ||
-	    spool_put_below(c->spool, x->ext, x->buf.p, (uint32_t)x->len, c->ahead_limit, &err))
+	    rcow_cow_pread(c->cow, x->buf.p, x->io_len, cow_offset(c, x->ext), &err)) {
 		x->err = err.code ? err.code : EIO;
+	} else {
+		for (; x->stored < x->nexts; x->stored++) {
+			uint64_t e = x->ext + x->stored;
+
+			if (spool_put_below(c->spool, e, (char *)x->buf.p + x->stored * c->eb,
+					    (uint32_t)rcow_geom_extent_bytes(&c->geom, e),
+					    c->ahead_limit, &err)) {
+				x->err = err.code ? err.code : EIO;
+				break;
+			}
+		}
+	}
 	if (x->err && x->err != EBUSY)
-		logmsg("device %s: commit %llu: preserving extent %llu ahead: %s", c->name,
-		       (unsigned long long)c->gen, (unsigned long long)x->ext, err.msg);
+		logmsg("device %s: commit %llu: preserving extents %llu+%u ahead: %s", c->name,
+		       (unsigned long long)c->gen, (unsigned long long)x->ext, x->nexts, err.msg);
 	rcow_buf_free(&x->buf);
 }
 
@@ -827,8 +847,8 @@ void commit_device(struct daemon *d, const struct rcow_device_info *info)
 
 /* ---- PRESERVE ------------------------------------------------------------- */
 
-/* A copy of extent e into the spool, by pool p (ppool or apool). */
-static int submit_copy(struct commit *c, struct pool *p, uint64_t e)
+/* A copy of extents [e, e + n) into the spool, by pool p (ppool: n is 1, or apool). */
+static int submit_copy(struct commit *c, struct pool *p, uint64_t e, unsigned int n)
 {
 	struct xfer *x = calloc(1, sizeof(*x));
 
@@ -836,10 +856,12 @@ static int submit_copy(struct commit *c, struct pool *p, uint64_t e)
 		return -ENOMEM;
 	x->owner = c;
 	x->ext = e;
-	x->len = rcow_geom_extent_bytes(&c->geom, e);
+	x->nexts = n;
+	x->len = (n - 1) * c->eb + rcow_geom_extent_bytes(&c->geom, e + n - 1);
 	x->io_len = rcow_cow_io_len(c->cow, (size_t)x->len);
 	x->epoch = c->epoch;
-	bset(c->spooling, e);
+	for (unsigned int i = 0; i < n; i++)
+		bset(c->spooling, e + i);
 	pool_submit(p, x);
 	return 0;
 }
@@ -885,7 +907,7 @@ void commit_preserve(struct daemon *d, const struct rcow_device_info *info,
 				goto nomem;
 			continue;
 		}
-		if (submit_copy(c, c->ppool, e))
+		if (submit_copy(c, c->ppool, e, 1))
 			goto nomem;
 		c->pjobs++;
 	}
@@ -943,61 +965,78 @@ void commit_stop(struct daemon *d, uint32_t dev_id)
 /* A copy ahead came back (see the top of the file). */
 static void ahead_done(struct commit *c, struct xfer *x)
 {
-	uint64_t e = x->ext;
-	bool wanted = bit(c->wanted, e);
-
-	bclr(c->spooling, e);
-	bclr(c->wanted, e);
-	if (!x->err && bit(c->acked, e)) {
-		/* uploaded meanwhile: the copy may be of a newer write */
-		spool_release(c->spool, e);
-		return;
-	}
-	if (!x->err) {
-		if (idvec_push(&c->pres, e))
-			fail(c, ENOMEM, "out of memory");
-		else
-			c->ahead++;
-		return;
-	}
-	if (x->err != EBUSY && !c->ahead_off) {
+	c->aexts -= x->nexts;
+	if (x->err && x->err != EBUSY && !c->ahead_off) {
 		logmsg("device %s: commit %llu: no more preserving ahead for this commit",
 		       c->name, (unsigned long long)c->gen);
 		c->ahead_off = true;
 	}
-	/* not copied: a write waits on it, so copy it as asked */
-	if (wanted) {
-		if (submit_copy(c, c->ppool, e))
-			fail(c, ENOMEM, "out of memory");
-		else
-			c->pjobs++;
+	for (unsigned int i = 0; i < x->nexts && !c->ended; i++) {
+		uint64_t e = x->ext + i;
+		bool wanted = bit(c->wanted, e);
+
+		bclr(c->spooling, e);
+		bclr(c->wanted, e);
+		if (i < x->stored) {
+			if (bit(c->acked, e))
+				/* uploaded meanwhile: the copy may be of a newer write */
+				spool_release(c->spool, e);
+			else if (idvec_push(&c->pres, e))
+				fail(c, ENOMEM, "out of memory");
+			else
+				c->ahead++;
+		} else if (wanted) {
+			/* not copied, and a write waits on it: copy it as asked */
+			if (submit_copy(c, c->ppool, e, 1))
+				fail(c, ENOMEM, "out of memory");
+			else
+				c->pjobs++;
+		}
 	}
 }
 
 /*
  * Copies ahead: walk the upload set from its far end, skipping what is
- * uploaded, being copied or copied, while under the in-flight limit and
- * the spool's high-water mark.
+ * uploaded, being copied or copied, in runs of contiguous extents of up
+ * to AHEAD_BATCH, while under the in-flight limit and the spool's
+ * high-water mark.
  */
 static void issue_ahead(struct commit *c)
 {
-	while (!c->ahead_off && !c->paused && c->aj && c->ajobs < AHEAD_IN_FLIGHT) {
-		const struct rcow_run *run = &c->runs[c->aj - 1];
-		uint64_t e = run->first + run->count - 1 - c->aoff;
+	/* none starts while a PRESERVE copy runs: a write waits on it */
+	while (!c->ahead_off && !c->paused && c->aj && c->ajobs < AHEAD_IN_FLIGHT && !c->pjobs) {
+		uint64_t taken = spool_taken(c->spool) + c->aexts, top = 0;
+		unsigned int n = 0;
 
-		if (spool_taken(c->spool) + c->ajobs >= c->ahead_limit)
+		if (taken >= c->ahead_limit)
 			return;
-		if (++c->aoff >= run->count) {
-			c->aj--;
-			c->aoff = 0;
+		while (c->aj && n < AHEAD_BATCH && n < c->ahead_limit - taken) {
+			const struct rcow_run *run = &c->runs[c->aj - 1];
+			uint64_t e = run->first + run->count - 1 - c->aoff;
+
+			if (n && e != top - n)
+				break;		/* not next to the run being gathered */
+			if (++c->aoff >= run->count) {
+				c->aj--;
+				c->aoff = 0;
+			}
+			if (bit(c->acked, e) || bit(c->spooling, e) || spool_has(c->spool, e)) {
+				if (n)
+					break;
+				continue;
+			}
+			if (!n)
+				top = e;
+			n++;
 		}
-		if (bit(c->acked, e) || bit(c->spooling, e) || spool_has(c->spool, e))
+		if (!n)
 			continue;
-		if (submit_copy(c, c->apool, e)) {
+		if (submit_copy(c, c->apool, top - n + 1, n)) {
 			fail(c, ENOMEM, "out of memory");
 			return;
 		}
 		c->ajobs++;
+		c->aexts += n;
 	}
 }
 

@@ -91,6 +91,7 @@ struct xfer {
 	struct commit *owner;
 	unsigned int epoch;		/* the commit's epoch when it was read */
 	bool from_spool;		/* data read from the spool, not the COW device */
+	unsigned int nexts, stored;	/* copy ahead: extents from ext on, how many spooled */
 };
 
 struct xqueue {
