@@ -177,8 +177,9 @@ redirty() {
 }
 
 # last_done: what remote-cowd said of the last commit it finished (its
-# extents, bytes, how many came from the spool and were preserved on a
-# PRESERVE request or ahead of the guest).
+# extents, bytes, how many came from the spool, were copied on a PRESERVE
+# request or ahead of the guest, and how many extents PRESERVE asked for:
+# each is a write that waited for a copy, its own or one under way ahead).
 last_done() {
 	sed -n 's/.* commit [0-9]* to .* done: //p' "$HELPER_LOG" | tail -n 1
 }

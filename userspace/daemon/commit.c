@@ -157,7 +157,7 @@ struct commit {
 	unsigned int empty_rescans, end_tries;
 	bool flushing;
 
-	uint64_t start_ms, extents, bytes_data, bytes_zero, spooled, preserved, ahead;
+	uint64_t start_ms, extents, bytes_data, bytes_zero, spooled, preserved, ahead, asked;
 	int nfds;			/* fds given to the last poll */
 	bool has_tgt_fd;
 };
@@ -275,11 +275,11 @@ static void finish(struct commit *c)
 	double secs = (double)(now_ms() - c->start_ms) / 1000.0;
 	uint64_t bytes = c->bytes_data + c->bytes_zero;
 
-	logmsg("device %s: commit %llu to %s done: %llu extents, %llu bytes (%llu as write-zeroes, %llu from the spool; preserved %llu on request, %llu ahead), %.1f s, %.1f MB/s",
+	logmsg("device %s: commit %llu to %s done: %llu extents, %llu bytes (%llu as write-zeroes, %llu from the spool; preserved %llu on request, %llu ahead; PRESERVE asked for %llu), %.1f s, %.1f MB/s",
 	       c->name, (unsigned long long)c->gen, c->uri, (unsigned long long)c->extents,
 	       (unsigned long long)bytes, (unsigned long long)c->bytes_zero,
 	       (unsigned long long)c->spooled, (unsigned long long)c->preserved,
-	       (unsigned long long)c->ahead, secs,
+	       (unsigned long long)c->ahead, (unsigned long long)c->asked, secs,
 	       secs > 0 ? (double)c->bytes_data / 1e6 / secs : 0.0);
 	stop(c, false);
 }
@@ -890,6 +890,7 @@ void commit_preserve(struct daemon *d, const struct rcow_device_info *info,
 		return;
 	}
 	end = m->first + m->count;
+	c->asked += m->count;
 	for (uint64_t e = m->first; e < end; e++) {
 		if (bit(c->spooling, e)) {
 			/* a copy is under way: it answers (see the top) */

@@ -1385,6 +1385,11 @@ static void test_commit_ahead(struct tap *t)
 	}
 	c.e.d.cfg.global.max_in_flight = 2;
 	c.e.d.cfg.spool_max = 1u << 20;		/* 15 slots: ahead copies stop at 7 */
+	/*
+	 * Extent reads take 30 ms: a mark sent before its copy is in the spool
+	 * would let the fake guest overwrite the extent before it is read.
+	 */
+	slow_read_set(30, EXT_BYTES);
 	c.guest_salt = 2;
 	c.e.k.data = &c;
 	c.e.k.c.on_preserved = guest_writes;
@@ -1445,6 +1450,7 @@ static void test_commit_ahead(struct tap *t)
 	tap_ok(t, c.e.k.c.preserved_early > ahead,
 	       "copies ahead went on as uploads freed the spool (%llu extents preserved before upload)",
 	       (unsigned long long)c.e.k.c.preserved_early);
+	slow_read_set(0, 0);
 	tap_ok(t, target_ok(&c, false, &bad),
 	       "the target holds the frozen content, not what the guest wrote after the marks (first difference: extent %lld)",
 	       bad);
