@@ -16,11 +16,23 @@
 # writable by qemu-nbd in the namespace, made afresh for every commit.
 #
 #  latency  fio 4 KiB random writes (direct, iodepth 1) over the written
-#           region for BENCH_RUNTIME s: p99 completion latency while no
-#           commit runs (idle) and while one uploads (commit), in
-#           alternating runs: idle, commit, idle, commit, ...  Printed: the
-#           medians, the ratio commit / idle, and the control ratio (the
-#           idle runs of odd repetitions against those of even ones).
+#           region for BENCH_RUNTIME s, three kinds of run per repetition:
+#             idle   no commit runs, and the whole region was written again
+#                    just before (its extents are durably in DIRTY_COMMIT:
+#                    a write pays neither cost below);
+#             commit right after 'snapshot commit', while it uploads: the
+#                    first write to a frozen extent may pay (1) a PRESERVE
+#                    round trip to remote-cowd (unless it preserved the
+#                    extent ahead) and (2) a metadata commit (the freeze
+#                    cleared DIRTY_COMMIT: exact change tracking);
+#             fresh  right after a completed commit, nothing uploading:
+#                    DIRTY_COMMIT is clear again, so the first write to an
+#                    extent pays (2) only.
+#           Printed: the medians of the p99 completion latencies, the ratios
+#           commit / idle and fresh / idle, and the control ratio (the idle
+#           runs of odd repetitions against those of even ones).  fresh
+#           against idle is cost (2); commit against fresh is cost (1) plus
+#           the upload's own load on the (shared) CPUs and COW device.
 #  time     a commit with the guest quiet: seconds from the message to
 #           done, against changed bytes / link rate (the ideal), and the
 #           same for the commits that ran under fio.
@@ -91,6 +103,11 @@ image_data bench-commit-data "$changed" |
 	dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none || die "cannot write"
 sync
 
+# ios <fio json file>: how many writes the run completed.
+ios() {
+	python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"][0]["write"]["total_ios"])' "$1"
+}
+
 # p99 <fio json file>: the p99 completion latency of the writes, in us.
 p99() {
 	python3 -c '
@@ -100,22 +117,38 @@ print("%.0f" % (j["jobs"][0]["write"]["clat_ns"]["percentile"]["99.000000"] / 10
 ' "$1"
 }
 
-# run_fio <json out>: the latency workload.
+# run_fio <json out> [<command>]: the latency workload; the command runs
+# when fio is set up, just before its first write (fio's exec_prerun).
 run_fio() {
-	fio --name=lat --filename="$dev" --rw=randwrite --bs=4k --direct=1 \
+	local pre=()
+
+	[ -z "${2:-}" ] || pre=(--exec_prerun="$2")
+	(cd "$NET_WORKDIR" && fio --name=lat --filename="$dev" --rw=randwrite --bs=4k --direct=1 \
 		--ioengine=psync --size="$changed" --time_based --runtime="$RUNTIME" \
-		--percentile_list=50:99 --output-format=json --output="$1" >/dev/null 2>&1
+		--percentile_list=50:99 --output-format=json --output="$1" "${pre[@]}" >/dev/null 2>&1)
 }
 
 n_target=0
-# commit_start: a fresh overlay target, then the message; start time in T0.
-commit_start() {
-	n_target=$((n_target + 1))
+# commit_target: a fresh overlay target (the previous one is deleted: the
+# VM's /tmp is in its memory, with the COW device, base and spool).
+commit_target() {
 	target_stop
+	rm -f "$NET_WORKDIR/v$n_target.qcow2"
+	n_target=$((n_target + 1))
 	target_overlay "$NET_WORKDIR/v$n_target.qcow2" "$BASE_IMG" raw "v$n_target" ||
 		die "cannot serve the overlay"
-	T0=$(date +%s.%N)
-	dmsetup message "$NAME" 0 snapshot commit "$TARGET_URI" || die "commit refused"
+}
+
+# commit_cmd: the commit message as a command line; start time in t0.
+commit_cmd() {
+	echo "date +%s.%N >$NET_WORKDIR/t0 && dmsetup message $NAME 0 snapshot commit $TARGET_URI"
+}
+
+# commit_start: a fresh overlay target, then the message; start time in T0.
+commit_start() {
+	commit_target
+	sh -c "$(commit_cmd)" || die "commit refused"
+	T0=$(cat "$NET_WORKDIR/t0")
 }
 
 # commit_wait: seconds from T0 until done (dies on failed).
@@ -136,26 +169,57 @@ commit_wait() {
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 
+# redirty: write the whole region again, so that every extent of it is
+# durably in DIRTY_COMMIT (the idle runs pay no metadata commit).
+redirty() {
+	image_data bench-commit-data "$changed" |
+		dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none || die "cannot write"
+}
+
+# last_done: what remote-cowd said of the last commit it finished (its
+# extents, bytes, how many came from the spool, were copied on a PRESERVE
+# request or ahead of the guest, and how many extents PRESERVE asked for:
+# each is a write that waited for a copy, its own or one under way ahead).
+last_done() {
+	sed -n 's/.* commit [0-9]* to .* done: //p' "$HELPER_LOG" | tail -n 1
+}
+
+gen0=$(dmsetup status "$NAME" | awk '{ print $11 }')
 ideal=$(awk -v c="$changed" -v r="$rate_bps" 'BEGIN { printf "%.2f", c * 8 / r }')
-idle=() idle_odd=() idle_even=() busy=() t_quiet=() t_busy=()
+idle=() idle_odd=() idle_even=() busy=() fresh=() t_quiet=() t_busy=()
 for ((r = 1; r <= REPS; r++)); do
+	redirty
 	run_fio "$NET_WORKDIR/idle.$r.json" || die "fio failed"
 	v=$(p99 "$NET_WORKDIR/idle.$r.json")
 	idle+=("$v")
 	if ((r % 2)); then idle_odd+=("$v"); else idle_even+=("$v"); fi
 
-	commit_start
-	run_fio "$NET_WORKDIR/busy.$r.json" || die "fio failed"
+	# the commit starts when fio is about to write: its whole run is under it
+	commit_target
+	rm -f "$NET_WORKDIR/t0"
+	run_fio "$NET_WORKDIR/busy.$r.json" "$(commit_cmd)" || die "fio failed"
+	T0=$(cat "$NET_WORKDIR/t0" 2>/dev/null) || die "the commit did not start"
+	[ "$(dmsetup status "$NAME" | awk '{ print $11 }')" -eq "$((n_target + gen0))" ] ||
+		die "the commit under fio was refused"
 	busy+=("$(p99 "$NET_WORKDIR/busy.$r.json")")
 	state=$(dmsetup status "$NAME" | awk '{ print $9 }')
 	t_busy+=("$(commit_wait)")
+	[ -n "${t_busy[-1]}" ] || die "the commit under fio of repetition $r did not complete"
 	[ "$state" = uploading ] ||
 		log "warning: repetition $r: the commit ended before fio did ($state): raise BENCH_CHANGED_MB"
+	done_busy=$(last_done)
 
 	commit_start
 	t_quiet+=("$(commit_wait)")
-	log "repetition $r: p99 idle ${idle[-1]} us, during commit ${busy[-1]} us;" \
-		"commit ${t_quiet[-1]} s quiet, ${t_busy[-1]} s under fio"
+	[ -n "${t_quiet[-1]}" ] || die "the quiet commit of repetition $r did not complete"
+	run_fio "$NET_WORKDIR/fresh.$r.json" || die "fio failed"
+	fresh+=("$(p99 "$NET_WORKDIR/fresh.$r.json")")
+	log "repetition $r: p99 idle ${idle[-1]} us, during commit ${busy[-1]} us," \
+		"fresh interval ${fresh[-1]} us; commit ${t_quiet[-1]} s quiet," \
+		"${t_busy[-1]} s under fio"
+	log "repetition $r: writes per run: idle $(ios "$NET_WORKDIR/idle.$r.json")," \
+		"during commit $(ios "$NET_WORKDIR/busy.$r.json"), fresh interval $(ios "$NET_WORKDIR/fresh.$r.json")"
+	log "repetition $r: remote-cowd on the commit under fio: ${done_busy:-?}"
 done
 # The control: half the idle runs against the other half (REPS >= 2).
 ctl=-
@@ -165,6 +229,7 @@ if [ ${#idle_even[@]} -gt 0 ]; then
 fi
 mi=$(printf '%s\n' "${idle[@]}" | median)
 mb=$(printf '%s\n' "${busy[@]}" | median)
+mf=$(printf '%s\n' "${fresh[@]}" | median)
 tq=$(printf '%s\n' "${t_quiet[@]}" | median)
 tb=$(printf '%s\n' "${t_busy[@]}" | median)
 
@@ -172,6 +237,8 @@ echo
 echo "| figure (median of $REPS) | remote-cow | reference | ratio | control |"
 echo "|---|---|---|---|---|"
 echo "| 4 KiB random write p99, during commit vs idle | $mb us | $mi us | $(ratio "$mb" "$mi") | $ctl |"
+echo "| 4 KiB random write p99, fresh interval (no commit) vs idle | $mf us | $mi us | $(ratio "$mf" "$mi") | $ctl |"
+echo "| 4 KiB random write p99, during commit vs fresh interval | $mb us | $mf us | $(ratio "$mb" "$mf") | $ctl |"
 echo "| commit time, guest quiet vs changed bytes / link rate | $tq s | $ideal s | $(ratio "$tq" "$ideal") | - |"
 echo "| commit time, guest writing vs changed bytes / link rate | $tb s | $ideal s | $(ratio "$tb" "$ideal") | - |"
 echo

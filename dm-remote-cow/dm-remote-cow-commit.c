@@ -16,9 +16,14 @@
  * set's extents from the COW device and reports them (COMMIT_MARK
  * uploaded); a guest write to a held extent waits, and the helper is
  * asked (PRESERVE) to copy the extent's content aside first, which takes
- * a local read and write, never the network.  When the helper reports the
- * target flushed with nothing left to upload (COMMIT_END 0), the worker
- * records the commit as done and clears FROZEN_COMMIT.
+ * a local read and write, never the network.  The helper may also copy
+ * held extents aside ahead of the guest and mark them preserved with no
+ * write waiting: a mark clears the extent's held bit whether or not a
+ * write waits on it, so a later write to it is not held and sends no
+ * PRESERVE (both sets cover the whole frozen set, extent by extent:
+ * "preserved" is "in upload, not in held").  When the helper reports
+ * the target flushed with nothing left to upload (COMMIT_END 0), the
+ * worker records the commit as done and clears FROZEN_COMMIT.
  *
  * Writes in flight when the gate closes are waited for before the set is
  * taken, so each of them is either in the frozen content (it landed

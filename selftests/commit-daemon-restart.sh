@@ -6,7 +6,9 @@
 # writes to frozen extents while it is down, remote-cowd started again:
 #
 # - a 32 MiB device, 24 MiB of it written (extents 64-447), committed to a
-#   qcow2 overlay over a 16 Mbit/s link (about 12 s of upload);
+#   qcow2 overlay over a 16 Mbit/s link (about 12 s of upload); remote-cowd
+#   with spool_max 4M, so that its copies ahead of the guest (up to half
+#   of it, 31 extents not yet uploaded) leave most frozen extents held;
 # - right after the freeze, writes to four frozen extents near the end
 #   (444-447): they are preserved (copied aside) before they go on, long
 #   before their upload;
@@ -43,7 +45,9 @@ EARLY_COUNT=4
 load_module || tap_bail "cannot load $RC_MODULE"
 net_test_setup 20ms 16mbit
 net_serve_base "$DEV_BYTES" commit-daemon-restart
-net_test_device "$NAME" "$LEN" "$EXT"
+cfg=$NET_WORKDIR/remote-cowd.conf
+commit_config "$cfg" "spool_max = 4M"
+net_test_device "$NAME" "$LEN" "$EXT" --config "$cfg"
 dev=/dev/mapper/$NAME
 at_exit "release_held_writes $NAME"
 
@@ -121,7 +125,7 @@ else
 fi
 
 # --- remote-cowd again ----------------------------------------------------------------
-helper_start || tap_bail "remote-cowd does not start again"
+helper_start --config "$cfg" || tap_bail "remote-cowd does not start again"
 if [ -n "$held_pid" ]; then
 	bg_ended "$held_pid" 60
 	check_eq "the held write completes once remote-cowd is back" 0 "$?"

@@ -13,6 +13,9 @@
 # - a guest write to a frozen extent waits until the helper marks it
 #   preserved (it is sent PRESERVE), while reads and writes elsewhere go
 #   on; the frozen extent reads its old content until then;
+# - a frozen extent the helper marks preserved ahead, with no write waiting
+#   on it, leaves the held set (not the upload set), and a later write to
+#   it completes at once with no PRESERVE sent;
 # - marking every extent uploaded and COMMIT_END 0 make the commit done
 #   (status, dm event, log line); the next since-last commit freezes only
 #   the extents written since (exact change tracking);
@@ -27,7 +30,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout
-tap_plan 54
+tap_plan 60
 
 NAME="rc-commit-kernel"
 EXT=128				# 64 KiB extents
@@ -153,6 +156,23 @@ msg_ok "snapshot commit <uri> since-last" snapshot commit "$URI" since-last
 check_eq "since-last freezes only extents 3 and 20: 0/2, generation 2" "uploading 0/2 2" \
 	"$(commit_status)"
 check_eq "upload set: 3 and 20" "3+1 20+1" "$(runs 16)"
+
+# --- preserved ahead: a later write goes on without PRESERVE ------------------
+mark 2 20 1 "$PRESERVED"
+check_eq "COMMIT_MARK preserved 20 with no write waiting on it accepted" 0 "$SESS_RC"
+check_eq "held set: 3 only" "3+1" "$(runs 17)"
+# what the session was sent so far (COMMIT_START of generation 2)
+for _ in 1 2 3 4 5; do sess listen 1 500; [ "$SESS_RC" = 0 ] || break; done
+old20=$(extent_sum 20)
+write_extent 20 126 &
+wpid=$!
+wait_pid "$wpid" 10
+check_eq "a write to extent 20, preserved ahead, completes at once" 0 "$?"
+sess listen 1 2000
+check "... and the helper is sent no PRESERVE for it" \
+	test "$SESS_RC" != 0 -a -n "$(grep -o "no event within" <<<"$SESS_OUT")"
+check "extent 20 reads the new data" test "$(extent_sum 20)" != "$old20"
+check_eq "upload set: still 3 and 20 (preserved is not uploaded)" "3+1 20+1" "$(runs 16)"
 write_extent 3 122 &
 wpid=$!
 sleep 1

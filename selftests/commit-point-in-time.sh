@@ -15,7 +15,11 @@
 # - 'remote-cow commit --wait' ends with done; the overlay, read back
 #   through a read-only qemu-nbd over its backing chain, has the sha256 of
 #   the device before the commit, byte for byte; the device still holds
-#   fio's data (fio --verify_only), and the base is unchanged.
+#   fio's data (fio --verify_only), and the base is unchanged;
+# - remote-cowd preserved frozen extents ahead of the guest (its done line
+#   counts them): fio overwrote those with no PRESERVE (the kernel side of
+#   that is in commit-kernel.sh), and the published version is exact
+#   nonetheless.
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
@@ -24,7 +28,7 @@
 require_vm
 require_commit_env
 require_cmd fio
-tap_plan 18
+tap_plan 19
 
 NAME="rc-commit-pit"
 EXT=128				# 64 KiB extents
@@ -113,6 +117,10 @@ check "the device still reads back fio's data (fio --verify_only)" \
 	--ioengine=libaio --iodepth=16 --size="$DEV_BYTES" --verify=crc32c \
 	--verify_fatal=1 --verify_only --randrepeat=1
 check_eq "the base is unchanged" "$BASE_SUM" "$(sha256_of "$BASE_IMG")"
+pres=$(sed -n 's/.* done: .*preserved \([0-9]*\) on request, \([0-9]*\) ahead.*/\1 \2/p' \
+	"$HELPER_LOG" | tail -n 1)
+check "remote-cowd preserved frozen extents ahead of the guest (on request, ahead: ${pres:-none})" \
+	test "${pres#* }" -gt 0
 tap_diag "remote-cowd log:" "$(grep -i commit "$HELPER_LOG" | tail -n 10)"
 
 tap_done

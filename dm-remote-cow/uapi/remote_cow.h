@@ -149,10 +149,14 @@ enum remote_cow_cmd {
 	/*
 	 * helper -> kernel.  DEV_ID, COMMIT_GEN, FIRST_EXTENT, EXTENT_COUNT,
 	 * MARK.  RCOW_MARK_PRESERVED: the content of the extents as of the
-	 * freeze is safe with the helper; guest writes waiting on them go
-	 * on.  RCOW_MARK_UPLOADED: the target acknowledged it (implies
-	 * preserved).  Extents of the range that are not in the set are
-	 * ignored.  Refused from anything but the registered helper
+	 * freeze is safe with the helper; they leave
+	 * RCOW_BITMAP_COMMIT_HELD, guest writes waiting on them go on, and
+	 * later writes to them go on at once, with no PRESERVE.  The helper
+	 * may send it ahead, for frozen extents no write waits on yet (it
+	 * copies them while they are held, so the copy is the frozen
+	 * content).  RCOW_MARK_UPLOADED: the target acknowledged it
+	 * (implies preserved).  Extents of the range that are not in the
+	 * set are ignored.  Refused from anything but the registered helper
 	 * (EPERM), for another generation or no running commit (ESTALE),
 	 * or a range outside the device (EINVAL).
 	 */

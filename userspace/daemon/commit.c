@@ -12,8 +12,13 @@
  *                              device into the spool (spool.c); the loop
  *                              then answers COMMIT_MARK(PRESERVED).  Its
  *                              own threads, so a PRESERVE never queues
- *                              behind upload reads, and nothing of it
- *                              waits for the network.
+ *                              behind upload reads or copies ahead, and
+ *                              nothing of it waits for the network.
+ *   ahead pool (2 threads)     preservation ahead of the guest: the same
+ *                              copy for frozen extents no write waits on
+ *                              yet, then COMMIT_MARK(PRESERVED), so that
+ *                              the kernel lets a later write to them go
+ *                              on without asking (see below).
  *   read pool (4 threads)      upload reads: an extent's frozen content
  *                              from the spool if it was preserved, else
  *                              from the COW device (O_DIRECT); all-zero
@@ -40,6 +45,28 @@
  * COMMIT_HELD was preserved by the previous daemon and must have a valid
  * slot, or the commit fails (its frozen content is gone).
  *
+ * Preserving ahead.  Without it the first guest write to each frozen extent
+ * not yet uploaded waits for a PRESERVE round trip.  So while the upload
+ * runs, the ahead pool copies extents of the upload set into the spool in
+ * the background, from the far end of the upload order (the extents the
+ * upload reaches last; it then reads them from the spool), in runs of up to
+ * AHEAD_BATCH extents read at once, AHEAD_IN_FLIGHT runs at a time, and
+ * marks each extent PRESERVED once its copy is in the spool; none starts
+ * while a PRESERVE copy runs (a write waits on that one).  The
+ * copy is the frozen content because the extent is still held: the kernel
+ * lets no write to it through before our mark, and the only marks are
+ * ours.  So an extent is copied at most once (bit spooling: a copy of
+ * either kind in flight; spool_has(): copied), never after an UPLOADED or
+ * PRESERVED mark of ours, and a PRESERVE for an extent with a copy in the
+ * spool is answered without copying again: the guest may have written it
+ * since our mark.  One race is left: an ahead copy of an extent whose
+ * upload the target acknowledged meanwhile may read a newer write; such a
+ * copy is thrown away, not marked (the extent is uploaded).  Space: ahead
+ * copies stop at half of spool_max (spool_put_below(), checked under the
+ * spool's lock), leaving the rest to PRESERVE requests; a copy ahead that
+ * fails never fails the commit (after an error other than the high-water
+ * mark they stop for this commit).
+ *
  * Failures end the commit with COMMIT_END(errno, message): a read-only or
  * too small target at once, a target unreachable for longer than
  * commit_retry_timeout (reconnecting with backoff meanwhile), a full
@@ -65,6 +92,10 @@
 
 #define PRESERVERS 2
 #define READERS 4
+#define AHEAD_THREADS 2
+#define AHEAD_IN_FLIGHT 2	/* copies ahead in flight */
+#define AHEAD_BATCH 16		/* most extents of one copy ahead (one COW read) */
+#define AHEAD_SHARE 2		/* ahead copies stop at spool slots / AHEAD_SHARE */
 #define MAX_BYTES_IN_FLIGHT (64ull << 20)
 #define WRITE_RETRIES 3
 #define MAX_EMPTY_RESCANS 3
@@ -98,8 +129,8 @@ struct commit {
 	struct spool *spool;
 
 	struct tgt *tgt;
-	struct pool *ppool, *rpool;
-	unsigned int pjobs, rjobs;	/* in the pools */
+	struct pool *ppool, *rpool, *apool;
+	unsigned int pjobs, rjobs, ajobs;	/* in the pools */
 	unsigned int epoch;		/* bumped by QUIESCE: older reads are void */
 	bool paused;
 	bool ended;			/* COMMIT_END sent (or aborted): drain and free */
@@ -111,6 +142,13 @@ struct commit {
 	uint64_t roff;			/* cursor: runs[ri].first + roff */
 	uint8_t *busy;			/* per extent: read, queued or being written */
 	uint8_t *acked;			/* per extent: uploaded and marked */
+	uint8_t *spooling;		/* per extent: a copy to the spool in flight */
+	uint8_t *wanted;		/* per extent: PRESERVE came during a copy ahead */
+	size_t aj;			/* copies ahead: runs[aj - 1] from its end, ... */
+	uint64_t aoff;			/* ... aoff extents back; aj 0: none left */
+	uint64_t aexts;			/* extents of the copies ahead in flight */
+	uint64_t ahead_limit;		/* spool slots ahead copies may take up to */
+	bool ahead_off;			/* stopped for this commit (an error) */
 	struct xqueue wq;		/* read, waiting for the target */
 	struct xqueue atq;		/* at the target */
 	unsigned int max_jobs;
@@ -119,7 +157,7 @@ struct commit {
 	unsigned int empty_rescans, end_tries;
 	bool flushing;
 
-	uint64_t start_ms, extents, bytes_data, bytes_zero, spooled, preserved;
+	uint64_t start_ms, extents, bytes_data, bytes_zero, spooled, preserved, ahead, asked;
 	int nfds;			/* fds given to the last poll */
 	bool has_tgt_fd;
 };
@@ -237,10 +275,11 @@ static void finish(struct commit *c)
 	double secs = (double)(now_ms() - c->start_ms) / 1000.0;
 	uint64_t bytes = c->bytes_data + c->bytes_zero;
 
-	logmsg("device %s: commit %llu to %s done: %llu extents, %llu bytes (%llu as write-zeroes, %llu from the spool), %.1f s, %.1f MB/s",
+	logmsg("device %s: commit %llu to %s done: %llu extents, %llu bytes (%llu as write-zeroes, %llu from the spool; preserved %llu on request, %llu ahead; PRESERVE asked for %llu), %.1f s, %.1f MB/s",
 	       c->name, (unsigned long long)c->gen, c->uri, (unsigned long long)c->extents,
 	       (unsigned long long)bytes, (unsigned long long)c->bytes_zero,
-	       (unsigned long long)c->spooled, secs,
+	       (unsigned long long)c->spooled, (unsigned long long)c->preserved,
+	       (unsigned long long)c->ahead, (unsigned long long)c->asked, secs,
 	       secs > 0 ? (double)c->bytes_data / 1e6 / secs : 0.0);
 	stop(c, false);
 }
@@ -249,11 +288,14 @@ static void destroy(struct commit *c)
 {
 	pool_stop(c->ppool, true);
 	pool_stop(c->rpool, true);
+	pool_stop(c->apool, true);
 	spool_close(c->spool, c->keep_spool);
 	rcow_cow_close(c->cow);
 	free(c->runs);
 	free(c->busy);
 	free(c->acked);
+	free(c->spooling);
+	free(c->wanted);
 	free(c->acks.v);
 	free(c->pres.v);
 	free(c->uri);
@@ -288,6 +330,40 @@ static void preserve_one(void *ctx, struct xfer *x)
 			logmsg("device %s: commit %llu: preserving extent %llu: %s", c->name,
 			       (unsigned long long)c->gen, (unsigned long long)x->ext, err.msg);
 	}
+	rcow_buf_free(&x->buf);
+}
+
+/*
+ * Ahead: the same copy for extents [ext, ext + nexts), nobody waits on
+ * them; read at once, spooled one by one below the high-water mark.
+ * x->stored: how many (from ext on) are in the spool.
+ */
+static void ahead_one(void *ctx, struct xfer *x)
+{
+	struct commit *c = x->owner;
+	struct rcow_err err = { 0 };
+
+	(void)ctx;
+	x->err = 0;
+	x->stored = 0;
+	if (rcow_buf_reserve(&x->buf, x->io_len, &err) ||
+	    rcow_cow_pread(c->cow, x->buf.p, x->io_len, cow_offset(c, x->ext), &err)) {
+		x->err = err.code ? err.code : EIO;
+	} else {
+		for (; x->stored < x->nexts; x->stored++) {
+			uint64_t e = x->ext + x->stored;
+
+			if (spool_put_below(c->spool, e, (char *)x->buf.p + x->stored * c->eb,
+					    (uint32_t)rcow_geom_extent_bytes(&c->geom, e),
+					    c->ahead_limit, &err)) {
+				x->err = err.code ? err.code : EIO;
+				break;
+			}
+		}
+	}
+	if (x->err && x->err != EBUSY)
+		logmsg("device %s: commit %llu: preserving extents %llu+%u ahead: %s", c->name,
+		       (unsigned long long)c->gen, (unsigned long long)x->ext, x->nexts, err.msg);
 	rcow_buf_free(&x->buf);
 }
 
@@ -445,6 +521,8 @@ static int rescan(struct commit *c)
 	c->nruns = rc.n;
 	c->ri = 0;
 	c->roff = 0;
+	c->aj = c->nruns;
+	c->aoff = 0;
 	return 0;
 }
 
@@ -514,6 +592,8 @@ static int check_spool(struct commit *c)
 	c->nruns = up.n;
 	c->ri = 0;
 	c->roff = 0;
+	c->aj = c->nruns;
+	c->aoff = 0;
 out:
 	free(up.v);
 	free(held.v);
@@ -556,9 +636,12 @@ static struct commit *create(struct daemon *d, const struct rcow_device_info *in
 	c->uri = strdup(m->target_uri);
 	c->busy = calloc(1, bytes ? bytes : 1);
 	c->acked = calloc(1, bytes ? bytes : 1);
+	c->spooling = calloc(1, bytes ? bytes : 1);
+	c->wanted = calloc(1, bytes ? bytes : 1);
+	c->ahead_off = d->no_preserve_ahead;
 	c->next = d->commits;
 	d->commits = c;
-	if (!c->uri || !c->busy || !c->acked) {
+	if (!c->uri || !c->busy || !c->acked || !c->spooling || !c->wanted) {
 		fail(c, ENOMEM, "out of memory starting the commit");
 		return c;
 	}
@@ -585,9 +668,12 @@ static struct commit *create(struct daemon *d, const struct rcow_device_info *in
 		fail(c, err.code ? err.code : EIO, "%s", err.msg);
 		return c;
 	}
+	c->ahead_limit = spool_slots(c->spool) / AHEAD_SHARE;
 	r = pool_start(&c->ppool, "commit preserver", PRESERVERS, preserve_one, NULL);
 	if (!r)
 		r = pool_start(&c->rpool, "commit reader", READERS, read_one, NULL);
+	if (!r)
+		r = pool_start(&c->apool, "commit ahead", AHEAD_THREADS, ahead_one, NULL);
 	if (r) {
 		fail(c, -r, "cannot start the commit's threads: %s", strerror(-r));
 		return c;
@@ -761,6 +847,25 @@ void commit_device(struct daemon *d, const struct rcow_device_info *info)
 
 /* ---- PRESERVE ------------------------------------------------------------- */
 
+/* A copy of extents [e, e + n) into the spool, by pool p (ppool: n is 1, or apool). */
+static int submit_copy(struct commit *c, struct pool *p, uint64_t e, unsigned int n)
+{
+	struct xfer *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return -ENOMEM;
+	x->owner = c;
+	x->ext = e;
+	x->nexts = n;
+	x->len = (n - 1) * c->eb + rcow_geom_extent_bytes(&c->geom, e + n - 1);
+	x->io_len = rcow_cow_io_len(c->cow, (size_t)x->len);
+	x->epoch = c->epoch;
+	for (unsigned int i = 0; i < n; i++)
+		bset(c->spooling, e + i);
+	pool_submit(p, x);
+	return 0;
+}
+
 void commit_preserve(struct daemon *d, const struct rcow_device_info *info,
 		     const struct rcow_commit *m)
 {
@@ -785,25 +890,27 @@ void commit_preserve(struct daemon *d, const struct rcow_device_info *info,
 		return;
 	}
 	end = m->first + m->count;
+	c->asked += m->count;
 	for (uint64_t e = m->first; e < end; e++) {
-		struct xfer *x;
-
-		if (bit(c->acked, e)) {
-			/* uploaded already: nothing to keep */
+		if (bit(c->spooling, e)) {
+			/* a copy is under way: it answers (see the top) */
+			bset(c->wanted, e);
+			continue;
+		}
+		if (bit(c->acked, e) || spool_has(c->spool, e)) {
+			/*
+			 * Uploaded, or its frozen content is in the spool
+			 * already (a copy ahead whose mark crossed this
+			 * PRESERVE): never copy it again, the guest may have
+			 * written it since.
+			 */
 			if (idvec_push(&c->pres, e))
 				goto nomem;
 			continue;
 		}
-		x = calloc(1, sizeof(*x));
-		if (!x)
+		if (submit_copy(c, c->ppool, e, 1))
 			goto nomem;
-		x->owner = c;
-		x->ext = e;
-		x->len = rcow_geom_extent_bytes(&c->geom, e);
-		x->io_len = rcow_cow_io_len(c->cow, (size_t)x->len);
-		x->epoch = c->epoch;
 		c->pjobs++;
-		pool_submit(c->ppool, x);
 	}
 	return;
 nomem:
@@ -856,6 +963,84 @@ void commit_stop(struct daemon *d, uint32_t dev_id)
 
 /* ---- the upload ------------------------------------------------------------ */
 
+/* A copy ahead came back (see the top of the file). */
+static void ahead_done(struct commit *c, struct xfer *x)
+{
+	c->aexts -= x->nexts;
+	if (x->err && x->err != EBUSY && !c->ahead_off) {
+		logmsg("device %s: commit %llu: no more preserving ahead for this commit",
+		       c->name, (unsigned long long)c->gen);
+		c->ahead_off = true;
+	}
+	for (unsigned int i = 0; i < x->nexts && !c->ended; i++) {
+		uint64_t e = x->ext + i;
+		bool wanted = bit(c->wanted, e);
+
+		bclr(c->spooling, e);
+		bclr(c->wanted, e);
+		if (i < x->stored) {
+			if (bit(c->acked, e))
+				/* uploaded meanwhile: the copy may be of a newer write */
+				spool_release(c->spool, e);
+			else if (idvec_push(&c->pres, e))
+				fail(c, ENOMEM, "out of memory");
+			else
+				c->ahead++;
+		} else if (wanted) {
+			/* not copied, and a write waits on it: copy it as asked */
+			if (submit_copy(c, c->ppool, e, 1))
+				fail(c, ENOMEM, "out of memory");
+			else
+				c->pjobs++;
+		}
+	}
+}
+
+/*
+ * Copies ahead: walk the upload set from its far end, skipping what is
+ * uploaded, being copied or copied, in runs of contiguous extents of up
+ * to AHEAD_BATCH, while under the in-flight limit and the spool's
+ * high-water mark.
+ */
+static void issue_ahead(struct commit *c)
+{
+	/* none starts while a PRESERVE copy runs: a write waits on it */
+	while (!c->ahead_off && !c->paused && c->aj && c->ajobs < AHEAD_IN_FLIGHT && !c->pjobs) {
+		uint64_t taken = spool_taken(c->spool) + c->aexts, top = 0;
+		unsigned int n = 0;
+
+		if (taken >= c->ahead_limit)
+			return;
+		while (c->aj && n < AHEAD_BATCH && n < c->ahead_limit - taken) {
+			const struct rcow_run *run = &c->runs[c->aj - 1];
+			uint64_t e = run->first + run->count - 1 - c->aoff;
+
+			if (n && e != top - n)
+				break;		/* not next to the run being gathered */
+			if (++c->aoff >= run->count) {
+				c->aj--;
+				c->aoff = 0;
+			}
+			if (bit(c->acked, e) || bit(c->spooling, e) || spool_has(c->spool, e)) {
+				if (n)
+					break;
+				continue;
+			}
+			if (!n)
+				top = e;
+			n++;
+		}
+		if (!n)
+			continue;
+		if (submit_copy(c, c->apool, top - n + 1, n)) {
+			fail(c, ENOMEM, "out of memory");
+			return;
+		}
+		c->ajobs++;
+		c->aexts += n;
+	}
+}
+
 /* Pool completions. */
 static void reap_pools(struct commit *c)
 {
@@ -864,6 +1049,8 @@ static void reap_pools(struct commit *c)
 	for (x = pool_collect(c->ppool); x; x = next) {
 		next = x->done_next;
 		c->pjobs--;
+		bclr(c->spooling, x->ext);
+		bclr(c->wanted, x->ext);
 		if (!c->ended) {
 			if (x->err == ENOSPC)
 				fail(c, ENOSPC, "spool full (spool_max %llu bytes in %s)",
@@ -872,11 +1059,21 @@ static void reap_pools(struct commit *c)
 			else if (x->err)
 				fail(c, x->err, "cannot preserve extent %llu: %s",
 				     (unsigned long long)x->ext, strerror(x->err));
+			else if (bit(c->acked, x->ext))
+				/* uploaded meanwhile: the copy may be of a newer write */
+				spool_release(c->spool, x->ext);
 			else if (idvec_push(&c->pres, x->ext))
 				fail(c, ENOMEM, "out of memory");
 			else
 				c->preserved++;
 		}
+		free(x);
+	}
+	for (x = pool_collect(c->apool); x; x = next) {
+		next = x->done_next;
+		c->ajobs--;
+		if (!c->ended)
+			ahead_done(c, x);
 		free(x);
 	}
 	for (x = pool_collect(c->rpool); x; x = next) {
@@ -1143,6 +1340,9 @@ static void step(struct commit *c, uint64_t now)
 	send_marks(c, &c->pres, RCOW_MARK_PRESERVED);
 	if (c->ended)
 		return;
+	issue_ahead(c);
+	if (c->ended)
+		return;
 	/*
 	 * UPLOADED marks are batched: acknowledgements come one by one, and
 	 * a mark per extent would cost a kernel round trip each.  Sent when
@@ -1192,7 +1392,7 @@ void commit_run(struct daemon *d)
 	while ((c = *p)) {
 		if (c->ended) {
 			reap_pools(c);
-			if (!c->pjobs && !c->rjobs) {
+			if (!c->pjobs && !c->rjobs && !c->ajobs) {
 				*p = c->next;
 				destroy(c);
 				continue;
@@ -1229,7 +1429,7 @@ unsigned int commit_max_fds(const struct daemon *d)
 	unsigned int n = 0;
 
 	for (const struct commit *c = d->commits; c; c = c->next)
-		n += 3;
+		n += 4;
 	return n;
 }
 
@@ -1240,11 +1440,12 @@ int commit_pollfds(struct daemon *d, struct pollfd *p, int max)
 	for (struct commit *c = d->commits; c; c = c->next) {
 		c->nfds = 0;
 		c->has_tgt_fd = false;
-		if (max - n < 3 || !c->ppool || !c->rpool)
+		if (max - n < 4 || !c->ppool || !c->rpool || !c->apool)
 			continue;
 		p[n++] = (struct pollfd){ .fd = pool_fd(c->ppool), .events = POLLIN };
 		p[n++] = (struct pollfd){ .fd = pool_fd(c->rpool), .events = POLLIN };
-		c->nfds = 2;
+		p[n++] = (struct pollfd){ .fd = pool_fd(c->apool), .events = POLLIN };
+		c->nfds = 3;
 		if (c->tgt && tgt_pollfds(c->tgt, &p[n], 1) == 1) {
 			n++;
 			c->nfds++;
@@ -1263,7 +1464,7 @@ void commit_events(struct daemon *d, const struct pollfd *p, int n)
 		if (!c->nfds)
 			continue;
 		if (c->has_tgt_fd && c->tgt && !c->ended)
-			tgt_events(c->tgt, &p[k + 2], 1);
+			tgt_events(c->tgt, &p[k + 3], 1);
 		k += c->nfds;
 	}
 }

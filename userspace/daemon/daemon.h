@@ -91,6 +91,7 @@ struct xfer {
 	struct commit *owner;
 	unsigned int epoch;		/* the commit's epoch when it was read */
 	bool from_spool;		/* data read from the spool, not the COW device */
+	unsigned int nexts, stored;	/* copy ahead: extents from ext on, how many spooled */
 };
 
 struct xqueue {
@@ -243,6 +244,7 @@ struct daemon {
 	struct writer *writer;		/* COW writer threads (writer.c) */
 	unsigned int resync_gen;	/* device list re-reads after overflows */
 	bool stopping;
+	bool no_preserve_ahead;		/* tests: commits preserve on PRESERVE only */
 };
 
 /* util */

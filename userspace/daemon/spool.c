@@ -382,7 +382,14 @@ void spool_close(struct spool *sp, bool keep)
 	free(sp);
 }
 
-int spool_put(struct spool *sp, uint64_t ext, const void *data, uint32_t len, struct rcow_err *err)
+/* Slots not free.  Lock held. */
+static uint64_t taken(const struct spool *sp)
+{
+	return sp->nslots - sp->nfree;
+}
+
+static int put(struct spool *sp, uint64_t ext, const void *data, uint32_t len, uint64_t limit,
+	       struct rcow_err *err)
 {
 	struct slot_hdr h;
 	struct iovec iov[2];
@@ -394,6 +401,10 @@ int spool_put(struct spool *sp, uint64_t ext, const void *data, uint32_t len, st
 		return rcow_err_set(err, EINVAL, "internal error: spool_put of extent %llu, %u bytes",
 				    (unsigned long long)ext, len);
 	pthread_mutex_lock(&sp->lock);
+	if (taken(sp) >= limit) {
+		pthread_mutex_unlock(&sp->lock);
+		return rcow_err_set(err, EBUSY, "spool above %llu slots", (unsigned long long)limit);
+	}
 	if (sp->nfree) {
 		i = sp->freev[--sp->nfree];
 	} else if (sp->nslots < sp->max_slots && !slots_reserve(sp, sp->nslots + 1)) {
@@ -451,6 +462,17 @@ int spool_put(struct spool *sp, uint64_t ext, const void *data, uint32_t len, st
 	}
 	pthread_mutex_unlock(&sp->lock);
 	return 0;
+}
+
+int spool_put(struct spool *sp, uint64_t ext, const void *data, uint32_t len, struct rcow_err *err)
+{
+	return put(sp, ext, data, len, UINT64_MAX, err);
+}
+
+int spool_put_below(struct spool *sp, uint64_t ext, const void *data, uint32_t len,
+		    uint64_t limit, struct rcow_err *err)
+{
+	return put(sp, ext, data, len, limit, err);
 }
 
 static void reader_done(struct spool *sp, uint64_t i)
@@ -537,6 +559,21 @@ uint64_t spool_count(struct spool *sp)
 	n = sp->used;
 	pthread_mutex_unlock(&sp->lock);
 	return n;
+}
+
+uint64_t spool_taken(struct spool *sp)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&sp->lock);
+	n = taken(sp);
+	pthread_mutex_unlock(&sp->lock);
+	return n;
+}
+
+uint64_t spool_slots(const struct spool *sp)
+{
+	return sp->max_slots;
 }
 
 uint64_t spool_list(struct spool *sp, uint64_t *v, uint64_t max)

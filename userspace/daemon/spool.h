@@ -55,6 +55,13 @@ void spool_close(struct spool *sp, bool keep);
 /* Keep len bytes (at most extent_bytes) as extent ext's content.  0, -ENOSPC (full) or -errno. */
 int spool_put(struct spool *sp, uint64_t ext, const void *data, uint32_t len, struct rcow_err *err);
 /*
+ * spool_put() that takes a slot only while fewer than limit slots are taken
+ * (being written, held or dead), checked under the lock: -EBUSY otherwise.
+ * For copies nobody waits on, which must leave the rest to those that do.
+ */
+int spool_put_below(struct spool *sp, uint64_t ext, const void *data, uint32_t len,
+		    uint64_t limit, struct rcow_err *err);
+/*
  * Extent ext's content into buf (cap bytes); *len its length.  -ENOENT if
  * not spooled, -EBADMSG if its checksum no longer matches.
  */
@@ -65,6 +72,8 @@ bool spool_has(struct spool *sp, uint64_t ext);
 void spool_release(struct spool *sp, uint64_t ext);
 
 uint64_t spool_count(struct spool *sp);		/* extents held */
+uint64_t spool_taken(struct spool *sp);		/* slots not free (held, being written, dead) */
+uint64_t spool_slots(const struct spool *sp);	/* slots spool_max allows */
 uint64_t spool_max(const struct spool *sp);
 const char *spool_path(const struct spool *sp);
 /* Extents held, in no particular order, into v (up to max); returns how many. */

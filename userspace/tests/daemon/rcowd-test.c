@@ -26,6 +26,7 @@
 #include <libnbd.h>
 
 #include "daemon.h"
+#include "rcow/crc32c.h"
 #include "fake-kernel.h"
 #include "safefile.h"
 #include "slow-cow.h"
@@ -1261,6 +1262,7 @@ static void test_commit_preserve(struct tap *t)
 		return;
 	}
 	c.e.d.cfg.global.max_in_flight = 4;
+	c.e.d.no_preserve_ahead = true;		/* PRESERVE requests only */
 	c.guest_salt = 2;
 	c.e.k.data = &c;
 	c.e.k.c.on_preserved = guest_writes;
@@ -1281,6 +1283,178 @@ static void test_commit_preserve(struct tap *t)
 	tap_ok(t, target_ok(&c, false, &bad),
 	       "the target holds the frozen content, not what the guest wrote after the marks (first difference: extent %lld)",
 	       bad);
+	tap_ok(t, !c.e.d.commits && spool_files(&c) == 0, "the spool is removed at the end");
+	cenv_fini(&c);
+}
+
+/*
+ * The spool file as the test sees it: for every extent, the newest slot
+ * whose header is whole, with its data.  Returns the number of slots in the
+ * file (its size), or -1.  Layout: spool.h.
+ */
+#define SPOOL_HDR 4096u
+#define SLOT_HDR 64u
+#define SLOT_STRIDE (SLOT_HDR + EXT_BYTES)
+
+static long long spool_slots_in_file(struct cenv *c)
+{
+	char path[PATH_MAX + 64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/dev1-gen1.spool", c->spool);
+	if (stat(path, &st) < 0 || (uint64_t)st.st_size < SPOOL_HDR)
+		return -1;
+	return (long long)(((uint64_t)st.st_size - SPOOL_HDR + SLOT_STRIDE - 1) / SLOT_STRIDE);
+}
+
+/*
+ * Extent ext's newest whole slot in the spool holds its frozen content
+ * (version salt).  -1: no slot for it; 0: it does; 1: it holds other data.
+ */
+static int spool_holds(struct cenv *c, uint64_t ext, unsigned int salt)
+{
+	char path[PATH_MAX + 64];
+	unsigned char *buf = malloc(SLOT_STRIDE);
+	uint64_t best_seq = 0;
+	int fd, r = -1;
+	long long n = spool_slots_in_file(c);
+
+	snprintf(path, sizeof(path), "%s/dev1-gen1.spool", c->spool);
+	fd = open(path, O_RDONLY);
+	for (long long i = 0; buf && fd >= 0 && i < n; i++) {
+		uint32_t magic, len, data_crc;
+		uint64_t sext, seq;
+
+		if (pread(fd, buf, SLOT_STRIDE, (off_t)(SPOOL_HDR + (uint64_t)i * SLOT_STRIDE)) !=
+		    (ssize_t)SLOT_STRIDE)
+			break;
+		memcpy(&magic, buf, 4);
+		memcpy(&sext, buf + 16, 8);
+		memcpy(&seq, buf + 24, 8);
+		memcpy(&len, buf + 32, 4);
+		memcpy(&data_crc, buf + 36, 4);
+		if (magic != 0x4c535352u || sext != ext || seq <= best_seq || len > EXT_BYTES ||
+		    rcow_crc32c(0, buf + SLOT_HDR, len) != data_crc)
+			continue;
+		best_seq = seq;
+		r = 0;
+		for (size_t w = 0; w < len / 8; w++) {
+			uint64_t x;
+
+			memcpy(&x, buf + SLOT_HDR + w * 8, 8);
+			if (x != cword(ext, salt, w)) {
+				r = 1;
+				break;
+			}
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return r;
+}
+
+/*
+ * Preserving ahead of the guest: after COMMIT_START and no PRESERVE at
+ * all, the daemon copies frozen extents into the spool from the far end of
+ * the upload and marks them PRESERVED; each spool copy is the frozen
+ * content although the guest overwrites the extent on the COW device at
+ * once after its mark; the spool stays under its high-water mark (half of
+ * spool_max) and the commit does not fail because of it; a PRESERVE that
+ * crosses a mark ahead is answered without copying the overwritten extent
+ * again; PRESERVE requests still find room; the target gets the frozen
+ * content everywhere.
+ */
+static void test_commit_ahead(struct tap *t)
+{
+	const char *args[] = { "--filter=delay", "memory", "size=4M", "wdelay=100ms", NULL };
+	uint64_t v[CNR];
+	size_t n = range(v, 0, 0, 32);
+	const struct fake_answer *a;
+	long long bad, most = 0, hw = (long long)((1u << 20) / SLOT_STRIDE / 2);
+	struct cenv c;
+	uint64_t first_mark = UINT64_MAX, cross = UINT64_MAX, ahead, end;
+	unsigned int wrong = 0, checked = 0;
+	bool crossed = false;
+
+	NEED_NBDKIT(t);
+	if (cenv_init(&c, t) || nbdkit_start(&c.e, args) || cfreeze(&c, 1, v, n, 1)) {
+		tap_ok(t, false, "set up");
+		cenv_fini(&c);
+		return;
+	}
+	c.e.d.cfg.global.max_in_flight = 2;
+	c.e.d.cfg.spool_max = 1u << 20;		/* 15 slots: ahead copies stop at 7 */
+	/*
+	 * Extent reads take 30 ms: a mark sent before its copy is in the spool
+	 * would let the fake guest overwrite the extent before it is read.
+	 */
+	slow_read_set(30, EXT_BYTES);
+	c.guest_salt = 2;
+	c.e.k.data = &c;
+	c.e.k.c.on_preserved = guest_writes;
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_COMMIT_START, 0, 0);
+	for (end = now_ms() + 5000; c.e.k.c.preserved_early < (uint64_t)hw && now_ms() < end;) {
+		turn(&c.e, 5);
+		if (spool_slots_in_file(&c) > most)
+			most = spool_slots_in_file(&c);
+	}
+	ahead = c.e.k.c.preserved_early;
+	for (size_t i = 0; i < c.e.k.n; i++)
+		if (c.e.k.v[i].cmd == RCOW_CMD_COMMIT_MARK && c.e.k.v[i].status == RCOW_MARK_PRESERVED) {
+			first_mark = c.e.k.v[i].first + c.e.k.v[i].count - 1;
+			break;
+		}
+	tap_ok(t, ahead >= (uint64_t)hw,
+	       "with no PRESERVE request, %llu frozen extents were marked PRESERVED before their upload",
+	       (unsigned long long)ahead);
+	/* copies ahead are runs read at once: the first one ends at the far end */
+	tap_ok(t, first_mark == 31,
+	       "the first of them are at the far end of the upload (the first mark ends at extent %lld)",
+	       first_mark == UINT64_MAX ? -1ll : (long long)first_mark);
+	/* every extent marked, not yet uploaded: its spool copy is the frozen content */
+	for (uint64_t x = 0; x < 32; x++) {
+		if (fake_commit_bit(c.e.k.c.held, x) || !fake_commit_bit(c.e.k.c.upload, x))
+			continue;
+		checked++;
+		if (spool_holds(&c, x, 1) != 0)
+			wrong++;
+		if (cross == UINT64_MAX)
+			cross = x;
+	}
+	tap_ok(t, checked > 0 && wrong == 0,
+	       "the spool holds the frozen content of the %u extents preserved ahead, not what the guest wrote after the marks (%u differ)",
+	       checked, wrong);
+	/* a PRESERVE that crossed the mark ahead: the COW extent holds the guest's data now */
+	if (cross != UINT64_MAX) {
+		fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, cross, 1);
+		spin_for(&c.e, 50);
+		crossed = spool_holds(&c, cross, 1) == 0 || !fake_commit_bit(c.e.k.c.upload, cross);
+	}
+	tap_ok(t, cross != UINT64_MAX && crossed,
+	       "a PRESERVE for extent %lld, preserved ahead and overwritten since, does not copy it again",
+	       cross == UINT64_MAX ? -1ll : (long long)cross);
+	/* PRESERVE requests find room above the high-water mark */
+	fake_send_commit(&c.e.d, &c.e.k, RCOW_CMD_PRESERVE, 6, 3);
+	for (end = now_ms() + 20000; !fake_find(&c.e.k, RCOW_CMD_COMMIT_END, 1, 1) && now_ms() < end;) {
+		turn(&c.e, 5);
+		if (spool_slots_in_file(&c) > most)
+			most = spool_slots_in_file(&c);
+	}
+	a = fake_find(&c.e.k, RCOW_CMD_COMMIT_END, 1, 1);
+	tap_ok(t, a && a->status == 0, "COMMIT_END with status 0 (%s %s)",
+	       a ? strerror((int)a->status) : "no COMMIT_END", a ? a->msg : "");
+	tap_ok(t, most <= hw + 3,
+	       "the spool never held more than the high-water mark (%lld slots) plus the 3 PRESERVE requests: %lld",
+	       hw, most);
+	tap_ok(t, c.e.k.c.preserved_early > ahead,
+	       "copies ahead went on as uploads freed the spool (%llu extents preserved before upload)",
+	       (unsigned long long)c.e.k.c.preserved_early);
+	slow_read_set(0, 0);
+	tap_ok(t, target_ok(&c, false, &bad),
+	       "the target holds the frozen content, not what the guest wrote after the marks (first difference: extent %lld)",
+	       bad);
+	spin_for(&c.e, 100);
 	tap_ok(t, !c.e.d.commits && spool_files(&c) == 0, "the spool is removed at the end");
 	cenv_fini(&c);
 }
@@ -1504,6 +1678,8 @@ static void commit_restart(struct tap *t, bool lose_spool)
 		return;
 	}
 	c.e.d.cfg.global.max_in_flight = 2;
+	/* the first daemon on PRESERVE requests only; the second preserves ahead too */
+	c.e.d.no_preserve_ahead = true;
 	c.guest_salt = 2;
 	c.e.k.data = &c;
 	c.e.k.c.on_preserved = guest_writes;
@@ -1610,6 +1786,7 @@ static const struct {
 	{ "file-shrink", test_file_shrink },
 	{ "commit-upload", test_commit_upload },
 	{ "commit-preserve", test_commit_preserve },
+	{ "commit-prepreserve", test_commit_ahead },
 	{ "commit-spool-full", test_commit_spool_full },
 	{ "commit-refuse", test_commit_refuse },
 	{ "commit-retry", test_commit_retry },

@@ -6,7 +6,8 @@
  * sleeps before writing to the one file descriptor named by
  * slow_cow_set() (its first count writes), and counts the writes in
  * progress on it.  Every other
- * pwrite() goes straight to the system call.
+ * pwrite() goes straight to the system call.  Likewise pread() of at
+ * least a given size sleeps first while slow_read_set() says so.
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -57,4 +58,25 @@ ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
 	atomic_fetch_add(&writes_done, 1);
 	atomic_fetch_sub(&in_progress, 1);
 	return r;
+}
+
+static atomic_uint read_ms;
+static atomic_size_t read_min;
+
+void slow_read_set(unsigned int ms, size_t min)
+{
+	atomic_store(&read_min, min);
+	atomic_store(&read_ms, ms);
+}
+
+ssize_t pread(int fd, void *buf, size_t count, off_t offset)
+{
+	unsigned int ms = atomic_load(&read_ms);
+
+	if (ms && count >= atomic_load(&read_min)) {
+		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	return syscall(SYS_pread64, fd, buf, count, offset);
 }

@@ -11,5 +11,7 @@ void slow_cow_set(int fd, unsigned int ms, long count);
 int slow_cow_in_progress(void);
 /* pwrite() calls on that fd completed. */
 unsigned long slow_cow_writes(void);
+/* Make every pread() of at least min bytes (any fd) sleep ms first; ms 0: none. */
+void slow_read_set(unsigned int ms, size_t min);
 
 #endif
