@@ -17,10 +17,12 @@
  * Every command needs CAP_NET_ADMIN, every attribute is validated by the
  * family's strict policy, and every extent number is checked against the
  * device before it is used.  A FILL_DONE is accepted only from the
- * registered helper's socket, for a fault that was sent to it, naming the
- * extent the fault was for.  Device ids and cookies are never reused while
- * the module is loaded, so an answer meant for a removed device or an
- * older table cannot be taken for one of a newer table.
+ * registered helper's socket, for a fault that was sent to it, naming
+ * extents of that fault still outstanding (a FAULT names a run of
+ * extents; FILL_DONE may answer it whole or in sub-ranges).  Device ids
+ * and cookies are never reused while the module is loaded, so an answer
+ * meant for a removed device or an older table cannot be taken for one of
+ * a newer table.
  *
  * Quiesce.  The helper writes fills straight into the COW device, so the
  * kernel cannot stop a write it already asked for.  When a device that has
@@ -682,11 +684,15 @@ static int rcow_nl_fill_done(struct sk_buff *skb, struct genl_info *info)
 	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_COOKIE,
 				     RCOW_A_FIRST_EXTENT, RCOW_A_STATUS };
 	struct rcow *rc;
+	u32 count = 0;
 	int r;
 
 	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
 	if (r)
 		return r;
+	/* Optional: absent, the rest of the fault's run from FIRST_EXTENT. */
+	if (info->attrs[RCOW_A_EXTENT_COUNT])
+		count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
 
 	r = lock_device(info, &rc);
 	if (r)
@@ -695,7 +701,7 @@ static int rcow_nl_fill_done(struct sk_buff *skb, struct genl_info *info)
 	if (!r)
 		r = rcow_fill_done(rc, nla_get_u64(info->attrs[RCOW_A_COOKIE]),
 				   nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]),
-				   nla_get_u32(info->attrs[RCOW_A_STATUS]));
+				   count, nla_get_u32(info->attrs[RCOW_A_STATUS]));
 	mutex_unlock(&rcow_nl_lock);
 	if (r == -ENOENT)
 		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_COOKIE],
@@ -703,7 +709,7 @@ static int rcow_nl_fill_done(struct sk_buff *skb, struct genl_info *info)
 	else if (r == -EINVAL)
 		NL_SET_ERR_MSG_ATTR(info->extack,
 				    info->attrs[RCOW_A_FIRST_EXTENT],
-				    "the fault of this cookie is for another extent");
+				    "the range is not outstanding in the fault of this cookie");
 	return r;
 }
 

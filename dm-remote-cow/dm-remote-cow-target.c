@@ -22,11 +22,20 @@
  *    issued at once, and other bios to the extent wait until it completes
  *    and the extent is PRESENT, so no reader can see base data racing over
  *    new data;
- *  - anything else becomes a fault: one FAULT message to the userspace
- *    helper per extent, whatever the number of bios waiting.  The helper
- *    copies the extent from the base into the COW device and answers
- *    FILL_DONE; the extent becomes PRESENT and the waiting bios are
- *    remapped.
+ *  - anything else becomes a fault: one pending per extent, whatever the
+ *    number of bios waiting.  The helper copies the extent from the base
+ *    into the COW device and answers FILL_DONE; the extent becomes PRESENT
+ *    and the waiting bios are remapped.
+ *
+ * Faults go to the helper in runs: one FAULT message names a run of
+ * adjacent extents whose faults are waiting to be sent (a bio spanning
+ * extents, read-ahead, a HYDRATE range), up to RCOW_MAX_RUN_BYTES.  The
+ * run's cookie is given to each of its pendings when it is sent, so the
+ * state stays per extent: FILL_DONE may answer the whole run or any
+ * sub-range of it (the helper reports a failed part with its own status),
+ * each extent of the run becomes PRESENT or fails its bios on its own, and
+ * a write to one extent of a run in flight waits on that extent's pending
+ * like any other.
  *
  * Faults are kept until answered.  With no helper registered they wait in
  * the "unsent" list and go out when one registers; when the helper's socket
@@ -73,6 +82,7 @@
 #include <linux/log2.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 
@@ -88,19 +98,26 @@
 #define RCOW_RESEND_DELAY		(HZ / 50)
 #define RCOW_MIN_PENDING		64
 #define RCOW_QUIESCE_TIMEOUT_MS		10000
+/* Largest run of extents one FAULT names (at least one extent). */
+#define RCOW_MAX_RUN_BYTES		SZ_1M
 
 enum rcow_pending_kind {
 	RCOW_PE_FAULT,		/* waiting for the helper's FILL_DONE */
 	RCOW_PE_WRITE,		/* a whole-extent write is in flight */
 };
 
+/*
+ * One per extent with I/O waiting on it (rc->lock).  A fault on the sent
+ * list carries the cookie of the FAULT run that named it and is hashed
+ * under it; an unsent one has cookie 0 and is not in the cookie hash.
+ */
 struct rcow_pending {
 	struct rcow *rc;
 	struct hlist_node extent_node;
-	struct hlist_node cookie_node;	/* faults only */
+	struct hlist_node cookie_node;	/* sent faults only */
 	struct list_head list;		/* unsent or sent; faults only */
 	u64 extent;
-	u64 cookie;
+	u64 cookie;			/* of the run it was sent in, or 0 */
 	enum rcow_pending_kind kind;
 	bool sent;			/* on the sent list: the helper has it */
 	struct bio_list waiters;
@@ -334,29 +351,54 @@ static struct rcow_pending *find_cookie(struct rcow *rc, u64 cookie)
 	return NULL;
 }
 
+/* rc->lock held.  The fault of @extent, if it waits to be sent. */
+static struct rcow_pending *find_unsent(struct rcow *rc, u64 extent)
+{
+	struct rcow_pending *pe = find_extent(rc, extent);
+
+	return pe && pe->kind == RCOW_PE_FAULT && !pe->sent ? pe : NULL;
+}
+
+/* rc->lock held.  The fault of @extent, if it was sent in run @cookie. */
+static struct rcow_pending *find_in_run(struct rcow *rc, u64 extent,
+					u64 cookie)
+{
+	struct rcow_pending *pe = find_extent(rc, extent);
+
+	return pe && pe->kind == RCOW_PE_FAULT && pe->sent &&
+	       pe->cookie == cookie ? pe : NULL;
+}
+
+/* rc->lock held.  The helper no longer has @pe: back to cookie 0. */
+static void unsend(struct rcow_pending *pe)
+{
+	hlist_del(&pe->cookie_node);
+	pe->sent = false;
+	pe->cookie = 0;
+}
+
 /* rc->lock held.  Unhashes @pe; the caller frees it. */
 static void remove_pending(struct rcow *rc, struct rcow_pending *pe)
 {
 	hlist_del(&pe->extent_node);
 	if (pe->kind == RCOW_PE_FAULT) {
-		hlist_del(&pe->cookie_node);
+		if (pe->sent)
+			unsend(pe);
 		list_del(&pe->list);
 		rc->nr_faults--;
 	}
 }
 
-/* rc->lock held; @pe freshly allocated. */
+/* rc->lock held; @pe freshly allocated.  Its cookie comes when it is sent. */
 static void add_fault(struct rcow *rc, struct rcow_pending *pe, u64 extent)
 {
 	pe->rc = rc;
 	pe->extent = extent;
 	pe->kind = RCOW_PE_FAULT;
 	pe->sent = false;
-	pe->cookie = rcow_nl_new_cookie();
+	pe->cookie = 0;
 	bio_list_init(&pe->waiters);
 	hlist_add_head(&pe->extent_node, &rc->extent_hash[hash_u64(extent)]);
-	hlist_add_head(&pe->cookie_node,
-		       &rc->cookie_hash[hash_u64(pe->cookie)]);
 	list_add_tail(&pe->list, &rc->unsent);
 	rc->nr_faults++;
 }
@@ -682,10 +724,75 @@ static void process_commit(struct rcow *rc)
 	}
 }
 
-static void send_unsent_faults(struct rcow *rc)
+/* Most extents in one FAULT run of @rc. */
+static u32 max_run(struct rcow *rc)
+{
+	u32 n = (RCOW_MAX_RUN_BYTES >> SECTOR_SHIFT) >> rc->extent_shift;
+
+	return clamp_t(u32, n, 1, REMOTE_COW_MAX_RANGE);
+}
+
+/*
+ * rc->lock held.  Takes the run of unsent faults around the oldest one:
+ * the adjacent extents whose faults wait to be sent too, up to max_run().
+ * They move to the sent list under a new cookie.  Returns the run's
+ * length (0: nothing to send) and its first extent and cookie.
+ */
+static u32 take_run(struct rcow *rc, u64 *first, u64 *cookie)
 {
 	struct rcow_pending *pe;
-	u64 cookie, extent;
+	u32 n = 1, limit = max_run(rc);
+	u64 start, e;
+
+	pe = list_first_entry_or_null(&rc->unsent, struct rcow_pending, list);
+	if (!pe)
+		return 0;
+	start = pe->extent;
+	while (n < limit && start > 0 && find_unsent(rc, start - 1)) {
+		start--;
+		n++;
+	}
+	while (n < limit && start + n < rc->nr_extents &&
+	       find_unsent(rc, start + n))
+		n++;
+
+	*first = start;
+	*cookie = rcow_nl_new_cookie();
+	for (e = start; e < start + n; e++) {
+		pe = find_extent(rc, e);
+		pe->sent = true;
+		pe->cookie = *cookie;
+		hlist_add_head(&pe->cookie_node,
+			       &rc->cookie_hash[hash_u64(*cookie)]);
+		list_move_tail(&pe->list, &rc->sent);
+	}
+	return n;
+}
+
+/*
+ * rc->lock held.  A run was not delivered: its faults not answered
+ * meanwhile go back to the head of the unsent list, in order.
+ */
+static void put_back_run(struct rcow *rc, u64 first, u32 count, u64 cookie)
+{
+	struct rcow_pending *pe;
+	LIST_HEAD(back);
+	u64 e;
+
+	for (e = first; e < first + count; e++) {
+		pe = find_in_run(rc, e, cookie);
+		if (!pe)
+			continue;
+		unsend(pe);
+		list_move_tail(&pe->list, &back);
+	}
+	list_splice(&back, &rc->unsent);
+}
+
+static void send_unsent_faults(struct rcow *rc)
+{
+	u64 cookie, first;
+	u32 count;
 	int r;
 
 	for (;;) {
@@ -693,29 +800,18 @@ static void send_unsent_faults(struct rcow *rc)
 		if (test_bit(RCOW_F_QUIESCED, &rc->flags))
 			return;
 		spin_lock_irq(&rc->lock);
-		pe = list_first_entry_or_null(&rc->unsent, struct rcow_pending,
-					      list);
-		if (!pe) {
-			spin_unlock_irq(&rc->lock);
-			return;
-		}
-		cookie = pe->cookie;
-		extent = pe->extent;
-		pe->sent = true;
-		list_move_tail(&pe->list, &rc->sent);
+		count = take_run(rc, &first, &cookie);
 		spin_unlock_irq(&rc->lock);
+		if (!count)
+			return;
 
-		r = rcow_nl_send_fault(rc, cookie, extent, 1);
+		r = rcow_nl_send_fault(rc, cookie, first, count);
 		if (!r)
 			continue;
 
 		/* Not delivered: put it back unless it was answered. */
 		spin_lock_irq(&rc->lock);
-		pe = find_cookie(rc, cookie);
-		if (pe) {
-			pe->sent = false;
-			list_move(&pe->list, &rc->unsent);
-		}
+		put_back_run(rc, first, count, cookie);
 		spin_unlock_irq(&rc->lock);
 		if (r != -ENOTCONN && !test_bit(RCOW_F_QUIESCED, &rc->flags))
 			mod_delayed_work(rc->wq, &rc->waker, RCOW_RESEND_DELAY);
@@ -823,43 +919,76 @@ static void do_waker(struct work_struct *ws)
  */
 
 /*
- * The helper answered a fault: -ENOENT unless it is a fault that was sent
- * to the helper and is still outstanding, -EINVAL if it names another
- * extent.  The waiting bios go to the worker (never submitted from here,
- * under the netlink lock).
+ * rc->lock held.  The extents [@first, @first + *@count) answered by a
+ * FILL_DONE of run @cookie, all still outstanding in that run; *@count 0
+ * means every extent of the run from @first on that is still outstanding.
  */
-int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 status)
+static bool fill_range_valid(struct rcow *rc, u64 cookie, u64 first,
+			     u32 *count)
 {
-	struct rcow_pending *pe;
-	struct bio_list waiters;
+	u64 e;
 
+	if (first >= rc->nr_extents)
+		return false;
+	if (!*count) {
+		while (*count < REMOTE_COW_MAX_RANGE &&
+		       first + *count < rc->nr_extents &&
+		       find_in_run(rc, first + *count, cookie))
+			(*count)++;
+		return *count > 0;
+	}
+	if (*count > rc->nr_extents - first)
+		return false;
+	for (e = first; e < first + *count; e++)
+		if (!find_in_run(rc, e, cookie))
+			return false;
+	return true;
+}
+
+/*
+ * The helper answered extents [@first, @first + @count) of a FAULT run
+ * (@count 0: the rest of the run from @first, as helpers that predate
+ * sub-range answers send it).  -ENOENT unless a run with this cookie was
+ * sent to the helper and has extents outstanding; -EINVAL if the range is
+ * not wholly outstanding in that run (nothing is taken then).  The waiting
+ * bios go to the worker, or fail with EIO on a non-zero @status (never
+ * submitted from here, under the netlink lock).
+ */
+int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
+		   u32 status)
+{
+	struct rcow_pending *pe, *tmp;
+	struct bio_list failed;
+	LIST_HEAD(done);
+	u64 e;
+
+	bio_list_init(&failed);
 	spin_lock_irq(&rc->lock);
-	pe = find_cookie(rc, cookie);
-	if (!pe || !pe->sent) {
+	if (!find_cookie(rc, cookie)) {
 		spin_unlock_irq(&rc->lock);
 		return -ENOENT;
 	}
-	if (pe->extent != first) {
+	if (!fill_range_valid(rc, cookie, first, &count)) {
 		spin_unlock_irq(&rc->lock);
 		return -EINVAL;
 	}
-	if (!status)
-		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, pe->extent);
-	remove_pending(rc, pe);
-	bio_list_init(&waiters);
-	bio_list_merge(&waiters, &pe->waiters);
-	if (!status) {
+	for (e = first; e < first + count; e++) {
+		pe = find_extent(rc, e);
+		if (!status)
+			rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, e);
+		remove_pending(rc, pe);
 		/* Present now: the worker remaps them. */
-		bio_list_merge(&rc->deferred, &waiters);
-		bio_list_init(&waiters);
+		bio_list_merge(status ? &failed : &rc->deferred, &pe->waiters);
+		list_add_tail(&pe->list, &done);
 	}
 	spin_unlock_irq(&rc->lock);
 
 	if (status)
-		DMERR_LIMIT("%s: helper could not fill extent %llu: error %u",
-			    rcow_name(rc), pe->extent, status);
-	end_bios(&waiters, BLK_STS_IOERR);
-	mempool_free(pe, &rc->pending_pool);
+		DMERR_LIMIT("%s: helper could not fill extents %llu+%u: error %u",
+			    rcow_name(rc), first, count, status);
+	end_bios(&failed, BLK_STS_IOERR);
+	list_for_each_entry_safe(pe, tmp, &done, list)
+		mempool_free(pe, &rc->pending_pool);
 	wake_worker(rc);
 	return 0;
 }
@@ -903,7 +1032,7 @@ static void unsend_faults(struct rcow *rc)
 	struct rcow_pending *pe;
 
 	list_for_each_entry(pe, &rc->sent, list)
-		pe->sent = false;
+		unsend(pe);
 	list_splice_init(&rc->sent, &rc->unsent);
 }
 
@@ -1410,8 +1539,9 @@ static void rcow_presuspend_undo(struct dm_target *ti)
  * After the helper stopped writing for this table: no fault of it is
  * outstanding any more.  Those with no bio waiting (hydration, or left by
  * a noflush suspend, whose bios dm reissues after resume) are dropped;
- * any other is sent again after resume, under a new cookie, so that no
- * answer of the helper to the old one can be taken for it.
+ * any other is sent again after resume, under a new cookie (every send
+ * takes one), so that no answer of the helper to the old one can be taken
+ * for it.
  */
 static void forget_faults(struct rcow *rc)
 {
@@ -1424,12 +1554,7 @@ static void forget_faults(struct rcow *rc)
 		if (bio_list_empty(&pe->waiters)) {
 			remove_pending(rc, pe);
 			list_add(&pe->list, &drop);
-			continue;
 		}
-		hlist_del(&pe->cookie_node);
-		pe->cookie = rcow_nl_new_cookie();
-		hlist_add_head(&pe->cookie_node,
-			       &rc->cookie_hash[hash_u64(pe->cookie)]);
 	}
 	spin_unlock_irq(&rc->lock);
 	list_for_each_entry_safe(pe, tmp, &drop, list)

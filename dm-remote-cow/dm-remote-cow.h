@@ -115,7 +115,7 @@ struct rcow {
 	struct bio_list commit_bios;	/* FUA writes: issue after commit */
 	struct bio_list fua_done;	/* FUA full-extent writes: end after commit */
 	struct hlist_head extent_hash[1 << RCOW_HASH_BITS];
-	struct hlist_head cookie_hash[1 << RCOW_HASH_BITS];
+	struct hlist_head cookie_hash[1 << RCOW_HASH_BITS];	/* sent faults */
 	struct list_head unsent;	/* faults not yet delivered to a helper */
 	struct list_head sent;		/* faults delivered, awaiting FILL_DONE */
 	unsigned int nr_faults;
@@ -154,7 +154,8 @@ struct rcow {
 #define RCOW_F_HOLDING		4
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
-int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 status);
+int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
+		   u32 status);
 int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued);
 void rcow_helper_arrived(struct rcow *rc);
 void rcow_helper_left(struct rcow *rc);

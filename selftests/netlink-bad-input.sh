@@ -229,8 +229,8 @@ if helper_start; then tap_ok "rcow-fill starts"; else tap_not_ok "rcow-fill star
 check "the whole device equals the base" \
 	cmp <(dd if="$dev" bs=1M iflag=direct status=none) "$base"
 helper_stop
-check_eq "rcow-fill answered the $((NR - 1)) other extents" "$((NR - 1))" \
-	"$(helper_stat answered)"
+check_eq "rcow-fill filled the $((NR - 1)) other extents" "$((NR - 1))" \
+	"$(helper_stat extents)"
 check_eq "status: all present, nothing written, no fault, rw" \
 	"$NR/$NR 0 0 absent rw" \
 	"$(status_fields) $(rc_status "$NAME" mode)"

@@ -56,18 +56,33 @@ enum remote_cow_cmd {
 	/*
 	 * kernel -> helper.  DEV_ID, FIRST_EXTENT, EXTENT_COUNT, COOKIE.
 	 * Fill extents [first, first + count) from the base into the COW
-	 * device, then answer FILL_DONE with the same cookie.
+	 * device, then answer FILL_DONE with the same cookie.  One FAULT
+	 * names a run of adjacent missing extents (a bio spanning extents,
+	 * read-ahead, a HYDRATE range), up to 1 MiB worth of them and never
+	 * more than REMOTE_COW_MAX_RANGE; each extent of the run is named by
+	 * exactly one FAULT.  A run not answered when the helper goes away is
+	 * sent again to the next one under a new cookie, possibly cut or
+	 * joined differently.
 	 */
 	RCOW_CMD_FAULT,
 	/*
-	 * helper -> kernel.  DEV_ID, COOKIE, FIRST_EXTENT (the fault's),
-	 * STATUS (0 or a positive errno).  On 0 the extents become PRESENT
-	 * and waiting I/O is reissued; on an error the waiting I/O fails
-	 * with EIO.  Accepted only from the registered helper's socket, for
-	 * a fault that was sent to it: anything else is refused (EPERM: not
-	 * the registered helper; ENOENT: no such outstanding fault; EINVAL:
-	 * the extent does not match the cookie).  Cookies are unique across
-	 * all devices while the module is loaded.
+	 * helper -> kernel.  DEV_ID, COOKIE, FIRST_EXTENT, STATUS (0 or a
+	 * positive errno), optional EXTENT_COUNT: answers extents
+	 * [first, first + count) of the fault with this cookie.  The helper
+	 * may answer a fault whole or in several sub-ranges, each with its
+	 * own status (a part that failed fails only its extents' I/O).
+	 * Without EXTENT_COUNT the answer covers every extent of the fault
+	 * from FIRST_EXTENT on still outstanding: with FIRST_EXTENT the
+	 * fault's, the whole fault (helpers that predate sub-range answers).
+	 * On 0 the extents become PRESENT and waiting I/O is reissued; on
+	 * an error the waiting I/O fails with EIO.  Accepted only from the
+	 * registered helper's socket, for a fault that was sent to it:
+	 * anything else is refused (EPERM: not the registered helper;
+	 * ENOENT: no such outstanding fault; EINVAL: the range is not wholly
+	 * outstanding in the fault of the cookie - then nothing of it is
+	 * taken).  Cookies are unique across all devices while the module
+	 * is loaded.  The kernel answers a refusal only: the helper may send
+	 * FILL_DONE without NLM_F_ACK and read refusals as they come.
 	 */
 	RCOW_CMD_FILL_DONE,
 	/*

@@ -9,7 +9,8 @@
  *     unregister                      (from a fresh socket: the kernel refuses)
  *     devices                         dump: one line per device, key=value
  *     device DEV_ID                   one device, same format
- *     fill-done DEV_ID COOKIE FIRST STATUS
+ *     fill-done DEV_ID COOKIE FIRST STATUS [COUNT]
+ *                                     (COUNT: EXTENT_COUNT, else left out)
  *     hydrate DEV_ID FIRST COUNT      prints queued=N
  *     get-bitmap DEV_ID BITMAP FIRST  prints first=F count=C bits=0110...
  *     runs DEV_ID BITMAP [FIRST]      dump: one line "FIRST+COUNT" per run
@@ -56,7 +57,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: rcow-nl [--drop-caps] COMMAND [ARGS]\n"
 		"  family | register [HOLD_S] | unregister | devices | device DEV_ID\n"
-		"  fill-done DEV_ID COOKIE FIRST STATUS | hydrate DEV_ID FIRST COUNT\n"
+		"  fill-done DEV_ID COOKIE FIRST STATUS [COUNT] | hydrate DEV_ID FIRST COUNT\n"
 		"  get-bitmap DEV_ID BITMAP FIRST | runs DEV_ID BITMAP [FIRST]\n"
 		"  listen [COUNT [TIMEOUT_MS]]\n"
 		"  quiesce-done DEV_ID COOKIE | session (commands from stdin, one socket)\n"
@@ -368,12 +369,19 @@ static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 	if (!strcmp(c, "fill-done")) {
 		struct rcow_fault f;
 
-		NEED(4);
+		if (argc != 6)
+			NEED(4);
 		NUM(argv[1], 0xffffffffull, &a);
 		NUM(argv[2], ~0ull, &b);
 		NUM(argv[3], ~0ull, &e);
 		NUM(argv[4], 0xffffffffull, &d);
 		f = (struct rcow_fault){ .dev_id = (uint32_t)a, .cookie = b, .first = e };
+		if (argc > 5) {
+			unsigned long long n;
+
+			NUM(argv[5], 0xffffffffull, &n);
+			f.count = (uint32_t)n;
+		}
 		return rcow_nl_fill_done(nl, &f, (uint32_t)d, &err) ? fail(nl, &err) : 0;
 	}
 	if (!strcmp(c, "runs")) {

@@ -9,8 +9,13 @@
  * kernel_ops (kernel-nl.c; a fake in the host tests).
  * Those threads do the only blocking I/O; everything else, the engine
  * included, runs in the loop thread.  The engine
- * (engine.c) knows devices, faults and extents; it turns every FAULT into
- * one "xfer" per extent and queues it on the device's source.  A source
+ * (engine.c) knows devices, faults and extents; it turns every FAULT (a
+ * run of adjacent extents) into one "xfer" per MAX_XFER_BYTES of it and
+ * queues it on the device's source.  A source that issues an xfer may
+ * take the adjacent xfers of the same device queued right behind it into
+ * the same read and COW write (engine_merge()); each xfer is still
+ * answered on its own, FILL_DONE naming its fault's cookie and its own
+ * extents.  A source
  * (struct src, one per distinct base URI, shared by the devices over the
  * same base) fetches xfers through its operations table, like nbdcopy's
  * rw back ends:
@@ -25,8 +30,11 @@
  * When a source has the data of an xfer it calls engine_xfer_done(); the
  * engine hands it to a writer thread, which writes the extent into the
  * COW device with O_DIRECT (engine_write_extent()); back in the loop
- * (engine_write_done()), once every extent of the fault is written, the
- * engine answers FILL_DONE.
+ * (engine_write_done()), the engine answers FILL_DONE for the extents of
+ * the xfer (and of those merged into it), each with its own status: the
+ * kernel takes answers for sub-ranges of a fault.  FILL_DONE goes out
+ * without NLM_F_ACK (kernel_nl_ops): a refusal comes back later on the
+ * socket and is only logged, so the loop never waits for the kernel.
  */
 #ifndef REMOTE_COWD_H
 #define REMOTE_COWD_H
@@ -57,23 +65,35 @@ struct device;
 struct src;
 struct writer;
 
+/* Largest xfer a FAULT is cut into, and largest merged read (bytes). */
+#define MAX_XFER_BYTES (4u << 20)
+
 struct fault {
 	struct device *dev;
 	unsigned int epoch;		/* dev->epoch when it arrived */
 	uint64_t cookie, first;
-	uint32_t count, remaining;
-	uint32_t status;	/* first error, positive errno */
+	uint32_t count;
+	uint32_t remaining;	/* xfers not yet finished */
 	enum xclass cls;
 };
 
 enum xstate { X_QUEUED, X_ACTIVE, X_DONE };
 
-/* One extent to fetch and write. */
+/*
+ * Extents [ext, ext + n) of a fault to fetch and write.  A merged xfer
+ * (merged) rides in the read and COW write of the one before it in the
+ * chain (mnext), whose off/len/io_len/buf cover the whole chain.
+ */
 struct xfer {
 	struct xfer *prev, *next;	/* in a source queue */
 	struct xfer *done_next;		/* in a file source's or the writer's done list */
 	struct fault *fault;
 	uint64_t ext;
+	uint32_t n;			/* extents of its fault it answers (faults only) */
+	uint32_t status;		/* its answer: 0 or a positive errno */
+	struct xfer *mnext;		/* merged into this one's read and write */
+	bool merged;
+	bool alone;			/* split after a failure: never merged again */
 	uint64_t off, len;		/* device (= base) bytes */
 	size_t io_len;			/* len rounded up to the COW block size */
 	struct rcow_buf buf;
@@ -182,6 +202,8 @@ struct stats {
 	unsigned long long guest_faults, prefetch_faults, hydrate_faults;
 	unsigned long long prefetch_requests, prefetch_extents, hydrate_requests, hydrate_extents;
 	unsigned long long reconnects, retries, connect_failures;
+	/* extents FAULTs named; xfers merged into another's read; failed reads split */
+	unsigned long long fault_extents, merged, splits;
 };
 
 struct options {
@@ -276,6 +298,21 @@ void engine_event(struct daemon *d, const struct rcow_event *ev);
 void engine_reap_sources(struct daemon *d);
 /* Exit: forget every device (nothing answered); then engine_reap_sources(). */
 void engine_forget_all(struct daemon *d);
+/*
+ * A source about to issue x: true if y, queued right behind it, may join x's
+ * read and write (same device and epoch, adjacent, no padding, within
+ * MAX_XFER_BYTES).  engine_merge() then takes y out of its queue into x's
+ * chain, before x's buffer is reserved.
+ */
+bool engine_can_merge(const struct xfer *x, const struct xfer *y);
+void engine_merge(struct src *s, struct xfer *x, struct xfer *y);
+/*
+ * A read of several extents (x's own, or merged) failed for good: requeue
+ * every extent as an xfer of its own, never merged again, so that only
+ * the extents the base cannot give fail.  False (nothing done) when x is
+ * one extent already: fail it.
+ */
+bool engine_split(struct src *s, struct xfer *x);
 /* A source finished an xfer: err 0 (data in x->buf) or a positive errno. */
 void engine_xfer_done(struct src *s, struct xfer *x, int err);
 /* Writer threads: write x into its COW device; 0 or a positive errno. */

@@ -179,6 +179,7 @@ static void dev_put(struct device *dev)
 }
 
 static void hydrate_begin(struct device *dev, uint32_t rate, bool resumed);
+static void fault_put(struct fault *ft);
 static int dev_open(struct daemon *d, struct device *dev);
 static void quiesce_answer(struct daemon *d, struct device *dev);
 
@@ -408,10 +409,16 @@ static int dev_open(struct daemon *d, struct device *dev)
 	return 0;
 }
 
+/*
+ * FILL_DONE for extents [first, first + count) of the fault with cookie.
+ * Sent without waiting for the kernel (kernel_nl_ops): a refusal comes
+ * back later and is logged by the loop.
+ */
 static void answer(struct daemon *d, struct device *dev, uint64_t cookie, uint64_t first,
-		   uint32_t status)
+		   uint32_t count, uint32_t status)
 {
-	struct rcow_fault f = { .dev_id = dev->info.dev_id, .cookie = cookie, .first = first };
+	struct rcow_fault f = { .dev_id = dev->info.dev_id, .cookie = cookie, .first = first,
+				.count = count };
 	struct rcow_err err = { 0 };
 	int r;
 
@@ -488,7 +495,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	struct device *dev = find_device(d, f->dev_id);
 	struct rcow_err err = { 0 };
 	struct fault *ft;
-	uint32_t status;
+	uint32_t status, per;
 	uint64_t eb;
 	enum xclass cls;
 
@@ -503,7 +510,10 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		if (!dev) {
 			logmsg("fault for device %u, which the kernel does not describe: %s",
 			       f->dev_id, err.msg);
-			d->kops->fill_done(d->kctx, f, ENODEV, &err);
+			struct rcow_fault all = *f;
+
+			all.count = 0;	/* the whole fault */
+			d->kops->fill_done(d->kctx, &all, ENODEV, &err);
 			return;
 		}
 	}
@@ -518,13 +528,14 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		logmsg("device %s: fault for extents %llu+%u outside its %llu extents; refusing it",
 		       dev->info.dm_name, (unsigned long long)f->first, f->count,
 		       (unsigned long long)dev->geom.nr_extents);
-		answer(d, dev, f->cookie, f->first, ERANGE);
+		answer(d, dev, f->cookie, f->first, 0, ERANGE);
 		return;
 	}
+	d->st.fault_extents += f->count;
 	status = (uint32_t)dev_open(d, dev);
 	if (status) {
 		d->st.fill_errors++;
-		answer(d, dev, f->cookie, f->first, status);
+		answer(d, dev, f->cookie, f->first, 0, status);
 		return;
 	}
 	cls = classify(dev, f->first);
@@ -538,7 +549,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	     class_name(cls), (unsigned long long)f->first, f->count, (unsigned long long)f->cookie);
 	ft = calloc(1, sizeof(*ft));
 	if (!ft) {
-		answer(d, dev, f->cookie, f->first, ENOMEM);
+		answer(d, dev, f->cookie, f->first, 0, ENOMEM);
 		return;
 	}
 	ft->dev = dev;
@@ -546,27 +557,29 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	ft->cookie = f->cookie;
 	ft->first = f->first;
 	ft->count = f->count;
-	ft->remaining = f->count;
 	ft->cls = cls;
 	dev->refs++;
+	/* one xfer (one read, one COW write) per MAX_XFER_BYTES of the run */
 	eb = (uint64_t)dev->geom.extent_sectors * 512;
-	for (uint32_t i = 0; i < f->count; i++) {
+	per = eb >= MAX_XFER_BYTES ? 1 : (uint32_t)(MAX_XFER_BYTES / eb);
+	ft->remaining = (f->count + per - 1) / per;
+	for (uint32_t i = 0; i < f->count; i += per) {
+		uint32_t n = f->count - i < per ? f->count - i : per;
 		struct xfer *x = calloc(1, sizeof(*x));
 
 		if (!x) {
-			ft->status = ENOMEM;
+			answer(d, dev, ft->cookie, f->first + i, n, ENOMEM);
 			if (--ft->remaining == 0) {
-				answer(d, dev, ft->cookie, ft->first, ENOMEM);
-				dev_put(dev);
-				free(ft);
+				fault_put(ft);
 				return;
 			}
 			continue;
 		}
 		x->fault = ft;
 		x->ext = f->first + i;
+		x->n = n;
 		x->off = x->ext * eb;
-		x->len = rcow_geom_extent_bytes(&dev->geom, x->ext);
+		x->len = (uint64_t)(n - 1) * eb + rcow_geom_extent_bytes(&dev->geom, x->ext + n - 1);
 		x->io_len = rcow_cow_io_len(dev->cow, (size_t)x->len);
 		x->cls = cls;
 		x->conn = -1;
@@ -616,8 +629,8 @@ int engine_write_extent(struct xfer *x)
 	if (r == 0)
 		return 0;
 fail:
-	logmsg("device %s: writing extent %llu into COW device %u:%u failed: %s",
-	       dev->info.dm_name, (unsigned long long)x->ext, dev->info.cow_major,
+	logmsg("device %s: writing %zu bytes at extent %llu into COW device %u:%u failed: %s",
+	       dev->info.dm_name, x->io_len, (unsigned long long)x->ext, dev->info.cow_major,
 	       dev->info.cow_minor, err.msg);
 	return err.code ? err.code : EIO;
 }
@@ -628,22 +641,123 @@ static bool fault_stale(const struct fault *ft)
 	return ft->dev->removed || ft->epoch != atomic_load(&ft->dev->epoch);
 }
 
-/* An xfer is over: count it into its fault, answer the fault when it is the last. */
-static void xfer_finish(struct daemon *d, struct xfer *x)
+/* The last xfer of a fault is over. */
+static void fault_put(struct fault *ft)
 {
-	struct fault *ft = x->fault;
 	struct device *dev = ft->dev;
 
-	rcow_buf_free(&x->buf);
-	free(x);
-	if (--ft->remaining > 0)
-		return;
-	if (ft->cls == XC_HYDRATE && dev->hydrate_inflight > 0)
-		dev->hydrate_inflight--;
-	if (!fault_stale(ft) && ft->status != ECANCELED)
-		answer(d, dev, ft->cookie, ft->first, ft->status);
+	if (ft->cls == XC_HYDRATE)
+		dev->hydrate_inflight -= dev->hydrate_inflight < ft->count ? dev->hydrate_inflight :
+									       ft->count;
 	dev_put(dev);
 	free(ft);
+}
+
+/*
+ * x and the xfers merged into it are over, with status (0 or a positive
+ * errno): each answers its own extents of its own fault (ECANCELED: not
+ * at all, the kernel voided them), and a fault goes with its last xfer.
+ */
+static void xfer_finish(struct daemon *d, struct xfer *x, uint32_t status)
+{
+	struct xfer *next;
+
+	for (; x; x = next) {
+		struct fault *ft = x->fault;
+
+		next = x->mnext;
+		if (!fault_stale(ft) && status != ECANCELED)
+			answer(d, ft->dev, ft->cookie, x->ext, x->n, status);
+		rcow_buf_free(&x->buf);
+		free(x);
+		if (--ft->remaining == 0)
+			fault_put(ft);
+	}
+}
+
+bool engine_can_merge(const struct xfer *x, const struct xfer *y)
+{
+	return x->fault && y->fault && !x->merged && !x->alone && !y->merged && !y->alone &&
+	       !y->mnext && y->state == X_QUEUED && y->cls == x->cls &&
+	       y->fault->dev == x->fault->dev && y->fault->epoch == x->fault->epoch &&
+	       !fault_stale(y->fault) && y->off == x->off + x->len && x->io_len == x->len &&
+	       x->len + y->len <= MAX_XFER_BYTES;
+}
+
+void engine_merge(struct src *s, struct xfer *x, struct xfer *y)
+{
+	struct xfer **tail = &x->mnext;
+
+	xq_del(&s->q[y->cls], y);
+	y->state = X_ACTIVE;
+	y->merged = true;
+	while (*tail)
+		tail = &(*tail)->mnext;
+	*tail = y;
+	/* x had no padding (engine_can_merge()): y's padding ends the chain */
+	x->io_len += y->io_len;
+	x->len += y->len;
+	s->d->st.merged++;
+}
+
+/* Back to the front of its queue, as if never issued, on its own from now on. */
+static void requeue_alone(struct src *s, struct xfer *x)
+{
+	struct device *dev = x->fault->dev;
+	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512;
+
+	x->len = (uint64_t)(x->n - 1) * eb + rcow_geom_extent_bytes(&dev->geom, x->ext + x->n - 1);
+	x->io_len = rcow_cow_io_len(dev->cow, (size_t)x->len);
+	x->mnext = NULL;
+	x->merged = false;
+	x->alone = true;
+	x->err = 0;
+	x->conn = -1;
+	x->retries = 0;
+	x->zero_all = false;
+	x->bytes_read = x->bytes_zero = 0;
+	x->state = X_QUEUED;
+	rcow_buf_free(&x->buf);
+	xq_push_front(&s->q[x->cls], x);
+}
+
+/* Cut x's own extents into xfers of one extent each (as memory allows), queued. */
+static void split_extents(struct src *s, struct xfer *x)
+{
+	struct device *dev = x->fault->dev;
+	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512;
+
+	while (x->n > 1) {
+		struct xfer *y = calloc(1, sizeof(*y));
+
+		if (!y)
+			break;	/* the rest stays together */
+		x->n--;
+		y->fault = x->fault;
+		y->ext = x->ext + x->n;
+		y->n = 1;
+		y->off = y->ext * eb;
+		y->cls = x->cls;
+		x->fault->remaining++;
+		requeue_alone(s, y);
+	}
+	requeue_alone(s, x);
+}
+
+bool engine_split(struct src *s, struct xfer *x)
+{
+	struct xfer *m, *next;
+
+	if (!x->fault || x->alone || (x->n <= 1 && !x->mnext) || fault_stale(x->fault))
+		return false;
+	for (m = x->mnext; m; m = next) {
+		next = m->mnext;
+		split_extents(s, m);
+	}
+	x->mnext = NULL;
+	split_extents(s, x);
+	s->d->st.splits++;
+	return true;
 }
 
 void engine_xfer_done(struct src *s, struct xfer *x, int err)
@@ -651,17 +765,17 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 	struct daemon *d = s->d;
 	struct fault *ft = x->fault;
 	struct device *dev = ft->dev;
+	uint32_t status;
 
 	x->state = X_DONE;
 	if (err == ECANCELED || fault_stale(ft)) {
-		if (!ft->status)
-			ft->status = ECANCELED;
+		status = ECANCELED;
 	} else if (err) {
 		d->st.fill_errors++;
-		logmsg("device %s: cannot read extent %llu from base %s: %s; the I/O waiting for it fails",
-		       dev->info.dm_name, (unsigned long long)x->ext, s->uri, strerror(err));
-		if (!ft->status)
-			ft->status = (uint32_t)err;
+		logmsg("device %s: cannot read %llu bytes at extent %llu from base %s: %s; the I/O waiting for them fails",
+		       dev->info.dm_name, (unsigned long long)x->len, (unsigned long long)x->ext,
+		       s->uri, strerror(err));
+		status = (uint32_t)err;
 	} else if (cow_busy(d, dev)) {
 		xq_push(&d->parked, x);	/* drain_step() submits it */
 		return;
@@ -669,27 +783,26 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 		writer_submit(d, x);	/* engine_write_done() follows */
 		return;
 	}
-	xfer_finish(d, x);
+	xfer_finish(d, x, status);
 }
 
 void engine_write_done(struct daemon *d, struct xfer *x)
 {
-	struct fault *ft = x->fault;
+	uint32_t status = 0;
 
 	if (x->err == ECANCELED) {
-		if (!ft->status)
-			ft->status = ECANCELED;
+		status = ECANCELED;
 	} else if (x->err) {
 		d->st.fill_errors++;
-		if (!ft->status)
-			ft->status = (uint32_t)x->err;
+		status = (uint32_t)x->err;
 	} else {
 		d->st.bytes_written += x->io_len;
-		d->st.extents++;
+		for (struct xfer *m = x; m; m = m->mnext)
+			d->st.extents += m->n;
 		d->st.bytes_read += x->bytes_read;
 		d->st.bytes_zero += x->bytes_zero;
 	}
-	xfer_finish(d, x);
+	xfer_finish(d, x, status);
 }
 
 /* ---- quiesce --------------------------------------------------------------- */

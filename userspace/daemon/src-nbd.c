@@ -10,8 +10,11 @@
  *   libnbd's state machine, so the loop never waits for the network.
  *   (Name resolution of a host name is the one step libnbd does
  *   synchronously; use addresses in the table line to avoid it.)
- * - Reads: one nbd_aio_pread per run of data in an extent, up to
- *   max_in_flight reads per base; completion callbacks only record the
+ * - Reads: one xfer is a run of extents of a fault (engine.c), and the
+ *   xfers of the same device queued right behind it for the extents that
+ *   follow join it (engine_merge()); one nbd_aio_pread per run of data in
+ *   it, split at the server's maximum request size, up to max_in_flight
+ *   reads per base; completion callbacks only record the
  *   result, the loop processes it after nbd_aio_notify_* returned (a
  *   callback must not call libnbd on its own handle).
  * - Holes: when the server offers base:allocation, block status is kept
@@ -25,7 +28,9 @@
  *   queue and run again on another connection, or after reconnection.
  *   Reconnection attempts follow a capped exponential backoff.  A read
  *   the server itself answers with an error is retried twice, then the
- *   fault fails with EIO.  While the base is unreachable nothing fails:
+ *   fault fails with EIO - a read of several extents is first tried
+ *   again extent by extent (engine_split()), so that only the extents
+ *   the server cannot read fail.  While the base is unreachable nothing fails:
  *   the kernel's fault_timeout decides how long the guest's I/O waits.
  */
 #define _GNU_SOURCE
@@ -482,6 +487,11 @@ static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
 	if (x->conn == -2) {
 		s->d->st.retries++;
 	} else if (++x->retries >= SERVER_ERROR_RETRIES) {
+		if (engine_split(s, x)) {
+			vlog(s->d, 1, "base %s: the server failed reading %llu bytes at %llu %u times; trying extent by extent",
+			     s->uri, (unsigned long long)x->len, (unsigned long long)x->off, x->retries);
+			return;
+		}
 		logmsg("base %s: the server failed reading %llu bytes at %llu %u times: %s",
 		       s->uri, (unsigned long long)x->len, (unsigned long long)x->off, x->retries,
 		       strerror(x->err));
@@ -702,6 +712,15 @@ static void nbd_pump(struct src *s)
 				goto out;
 			if (!chunks_known(ns, x->off, x->len, ci))
 				continue;
+			/* adjacent xfers of the device queued behind: one read, one write */
+			if (!x->mnext)
+				while (next && engine_can_merge(x, next) &&
+				       chunks_known(ns, next->off, next->len, ci)) {
+					struct xfer *m = next;
+
+					next = m->next;
+					engine_merge(s, x, m);
+				}
 			issue_read(ns, ci, x);
 		}
 	}

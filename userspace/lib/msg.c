@@ -210,7 +210,8 @@ struct nlmsghdr *rcow_msg_get_device(void *buf, uint16_t family, uint32_t seq, b
 }
 
 struct nlmsghdr *rcow_msg_fill_done(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
-				    uint64_t cookie, uint64_t first, uint32_t status)
+				    uint64_t cookie, uint64_t first, uint32_t count,
+				    uint32_t status)
 {
 	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_FILL_DONE, 0, seq);
 
@@ -218,6 +219,8 @@ struct nlmsghdr *rcow_msg_fill_done(void *buf, uint16_t family, uint32_t seq, ui
 	    !rcow_msg_put_u64(nlh, RCOW_A_COOKIE, cookie) ||
 	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first) ||
 	    !rcow_msg_put_u32(nlh, RCOW_A_STATUS, status))
+		return NULL;
+	if (count && !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, count))
 		return NULL;
 	return nlh;
 }

@@ -450,7 +450,7 @@ int rcow_nl_fill_done(struct rcow_nl *nl, const struct rcow_fault *f, uint32_t s
 		      struct rcow_err *err)
 {
 	return rcow_nl_transact(nl, rcow_msg_fill_done(nl->sbuf, nl->family, 0, f->dev_id, f->cookie,
-						       f->first, status),
+						       f->first, f->count, status),
 				NULL, NULL, err);
 }
 
@@ -483,7 +483,7 @@ int rcow_nl_fill_done_async(struct rcow_nl *nl, const struct rcow_fault *f, uint
 			    struct rcow_err *err)
 {
 	return send_async(nl, rcow_msg_fill_done(nl->sbuf, nl->family, 0, f->dev_id, f->cookie,
-						 f->first, status), err);
+						 f->first, f->count, status), err);
 }
 
 int rcow_nl_quiesce_done_async(struct rcow_nl *nl, const struct rcow_quiesce *q,

@@ -74,11 +74,16 @@ static void test_requests(struct tap *t, void *buf)
 		  u32_is(&tb, RCOW_A_DEV_ID, 42) && !(nlh->nlmsg_flags & NLM_F_DUMP),
 	       "GET_DEVICE doit carries DEV_ID");
 
-	nlh = rcow_msg_fill_done(buf, FAM, 10, 3, 0x1122334455667788ull, 1ull << 33, EIO);
+	nlh = rcow_msg_fill_done(buf, FAM, 10, 3, 0x1122334455667788ull, 1ull << 33, 0, EIO);
 	tap_ok(t, attrs_of(nlh, RCOW_CMD_FILL_DONE, &tb) && tb.count == 4 && u32_is(&tb, RCOW_A_DEV_ID, 3) &&
 		  u64_is(&tb, RCOW_A_COOKIE, 0x1122334455667788ull) &&
 		  u64_is(&tb, RCOW_A_FIRST_EXTENT, 1ull << 33) && u32_is(&tb, RCOW_A_STATUS, EIO),
 	       "FILL_DONE carries DEV_ID u32, COOKIE u64, FIRST_EXTENT u64, STATUS u32");
+	nlh = rcow_msg_fill_done(buf, FAM, 11, 3, 5, 16, 7, 0);
+	tap_ok(t, attrs_of(nlh, RCOW_CMD_FILL_DONE, &tb) && tb.count == 5 &&
+		  u64_is(&tb, RCOW_A_FIRST_EXTENT, 16) && u32_is(&tb, RCOW_A_EXTENT_COUNT, 7) &&
+		  u32_is(&tb, RCOW_A_STATUS, 0),
+	       "FILL_DONE for a sub-range carries EXTENT_COUNT u32 too");
 
 	{
 		struct rcow_quiesce q = { .dev_id = 7, .cookie = 99 };

@@ -161,9 +161,14 @@ struct nlmsghdr *rcow_msg_register(void *buf, uint16_t family, uint32_t seq);
 struct nlmsghdr *rcow_msg_unregister(void *buf, uint16_t family, uint32_t seq);
 struct nlmsghdr *rcow_msg_get_device(void *buf, uint16_t family, uint32_t seq, bool dump,
 				     uint32_t dev_id);
-/* first: the fault's first extent (the kernel checks it against the cookie). */
+/*
+ * Extents [first, first + count) of the fault with this cookie (the kernel
+ * checks them against it); count 0 leaves EXTENT_COUNT out: the rest of
+ * the fault from first.
+ */
 struct nlmsghdr *rcow_msg_fill_done(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
-				    uint64_t cookie, uint64_t first, uint32_t status);
+				    uint64_t cookie, uint64_t first, uint32_t count,
+				    uint32_t status);
 /* cmd: RCOW_CMD_QUIESCE_DONE (helper) or RCOW_CMD_QUIESCE (tests, fakes). */
 struct nlmsghdr *rcow_msg_quiesce(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
 				  const struct rcow_quiesce *q);

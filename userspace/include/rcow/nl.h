@@ -59,7 +59,10 @@ int rcow_nl_dump_devices(struct rcow_nl *nl,
 int rcow_nl_get_device(struct rcow_nl *nl, uint32_t dev_id, struct rcow_device_info *d,
 		       struct rcow_err *err);
 
-/* Answer fault f (its dev_id, cookie and first extent) with status. */
+/*
+ * Answer extents [f->first, f->first + f->count) of the fault with f->cookie
+ * (f->count 0: the rest of the fault from f->first) with status.
+ */
 int rcow_nl_fill_done(struct rcow_nl *nl, const struct rcow_fault *f, uint32_t status,
 		      struct rcow_err *err);
 /* Answer a QUIESCE once nothing of the device is being written any more. */

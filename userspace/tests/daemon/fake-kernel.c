@@ -38,8 +38,14 @@ static int record(struct fake_kernel *k, uint8_t cmd, uint32_t dev_id, uint64_t 
 static int f_fill_done(void *ctx, const struct rcow_fault *f, uint32_t status,
 		       struct rcow_err *err)
 {
+	struct fake_kernel *k = ctx;
+	int r;
+
 	(void)err;
-	return record(ctx, RCOW_CMD_FILL_DONE, f->dev_id, f->cookie, f->first, status);
+	r = record(k, RCOW_CMD_FILL_DONE, f->dev_id, f->cookie, f->first, status);
+	if (!r)
+		k->v[k->n - 1].count = f->count;
+	return r;
 }
 
 static int f_quiesce_done(void *ctx, const struct rcow_quiesce *q, struct rcow_err *err)

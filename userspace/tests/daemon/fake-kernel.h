@@ -17,7 +17,7 @@ struct fake_answer {
 	uint64_t cookie, first;	/* COMMIT_*: cookie is the generation */
 	uint32_t status;	/* COMMIT_MARK: the mark */
 	uint64_t at_ms;
-	uint32_t count;		/* COMMIT_MARK */
+	uint32_t count;		/* COMMIT_MARK; FILL_DONE: EXTENT_COUNT (0: left out) */
 	char msg[RCOW_MESSAGE_MAX];	/* COMMIT_END */
 };
 

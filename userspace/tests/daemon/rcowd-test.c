@@ -1766,10 +1766,225 @@ static void test_commit_abort(struct tap *t)
 	cenv_fini(&c);
 }
 
+/* ---- fault runs and merging ----------------------------------------------- */
+
+/* Reads nbdkit's log filter saw (requests, not replies); their bytes in *bytes. */
+static size_t log_reads(const char *path, uint64_t *bytes)
+{
+	char line[1024];
+	size_t n = 0;
+	FILE *f = fopen(path, "r");
+
+	*bytes = 0;
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *c = strstr(line, " Read id=");
+
+		if (!c || strstr(line, "...Read"))
+			continue;
+		n++;
+		c = strstr(c, "count=");
+		if (c)
+			*bytes += strtoull(c + 6, NULL, 0);
+	}
+	fclose(f);
+	return n;
+}
+
+/* Run the loop until there are n FILL_DONE answers, at most ms. */
+static size_t wait_answers(struct env *e, size_t n, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (fake_count(&e->k, RCOW_CMD_FILL_DONE) < n && now_ms() < end)
+		turn(e, 20);
+	return fake_count(&e->k, RCOW_CMD_FILL_DONE);
+}
+
+/* Every extent of [first, first + n) holds nbdkit's pattern in the COW file. */
+static bool cow_pattern(struct env *e, uint64_t first, uint64_t n)
+{
+	for (uint64_t x = first; x < first + n; x++)
+		if (!cow_extent_is(e, x, true))
+			return false;
+	return true;
+}
+
+/*
+ * A FAULT naming a run of extents is one NBD read and one FILL_DONE for
+ * the whole run; a run longer than MAX_XFER_BYTES is cut into xfers of
+ * that size, each answered for its own sub-range.
+ */
+static void test_fault_run(struct tap *t)
+{
+	char log[PATH_MAX + 16], logarg[PATH_MAX + 32];
+	const char *args[] = { "--filter=log", "pattern", "size=8M", logarg, NULL };
+	const struct fake_answer *a, *b;
+	struct env e;
+	uint64_t bytes, per = MAX_XFER_BYTES / EXT_BYTES;
+	size_t reads;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128)) {
+		tap_ok(t, false, "set up the environment");
+		return;
+	}
+	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
+	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
+	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern, log filter) and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 0, 16);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
+	tap_ok(t, a && a->status == 0 && a->first == 0 && a->count == 16 &&
+	       fake_count(&e.k, RCOW_CMD_FILL_DONE) == 1,
+	       "FAULT 0+16: one FILL_DONE 0+16, status 0 (%s)",
+	       a ? "answered" : "no answer within 5 s");
+	tap_ok(t, cow_pattern(&e, 0, 16), "extents 0..15 hold the base's data");
+	reads = log_reads(log, &bytes);
+	tap_ok(t, reads == 1 && bytes == 16 * EXT_BYTES, "one NBD read of 1 MiB (%zu reads, %llu bytes)",
+	       reads, (unsigned long long)bytes);
+
+	fake_send_fault(&e.d, 1, 2, 16, (uint32_t)(per + 16));
+	wait_answers(&e, 3, 5000);
+	a = b = NULL;
+	for (size_t i = 0; i < e.k.n; i++)
+		if (e.k.v[i].cmd == RCOW_CMD_FILL_DONE && e.k.v[i].cookie == 2) {
+			if (e.k.v[i].first == 16)
+				a = &e.k.v[i];
+			else if (e.k.v[i].first == 16 + per)
+				b = &e.k.v[i];
+		}
+	tap_ok(t, a && b && a->count == per && b->count == 16 && !a->status && !b->status &&
+	       fake_count(&e.k, RCOW_CMD_FILL_DONE) == 3,
+	       "FAULT 16+%llu: FILL_DONE 16+%llu and %llu+16, both status 0",
+	       (unsigned long long)(per + 16), (unsigned long long)per,
+	       (unsigned long long)(16 + per));
+	tap_ok(t, cow_pattern(&e, 16, per + 16), "its extents hold the base's data");
+	reads = log_reads(log, &bytes);
+	tap_ok(t, reads == 3 && bytes == (32 + per) * EXT_BYTES,
+	       "two more NBD reads, one per xfer (%zu reads in all)", reads);
+	tap_ok(t, e.d.st.faults == 2 && e.d.st.fault_extents == 32 + per &&
+	       e.d.st.extents == 32 + per && e.d.st.answered == 3,
+	       "stats: 2 faults of %llu extents, 3 answers",
+	       (unsigned long long)(32 + per));
+	env_fini(&e);
+}
+
+/*
+ * Single-extent FAULTs of adjacent extents queued together are read with
+ * one NBD read and written with one COW write, and each is still answered
+ * with its own cookie and extent; extents that are not adjacent are not.
+ */
+static void test_merge_faults(struct tap *t)
+{
+	char log[PATH_MAX + 16], logarg[PATH_MAX + 32];
+	const char *args[] = { "--filter=log", "pattern", "size=8M", logarg, NULL };
+	struct env e;
+	uint64_t bytes;
+	size_t reads, good = 0;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128)) {
+		tap_ok(t, false, "set up the environment");
+		return;
+	}
+	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
+	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
+	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern, log filter) and a device");
+		env_fini(&e);
+		return;
+	}
+	/* all queued before the connection is up: the first read takes them */
+	for (uint64_t x = 0; x < 8; x++)
+		fake_send_fault(&e.d, 1, 10 + x, x, 1);
+	fake_send_fault(&e.d, 1, 40, 40, 1);
+	fake_send_fault(&e.d, 1, 41, 41, 1);
+	wait_answers(&e, 10, 5000);
+	for (size_t i = 0; i < e.k.n; i++) {
+		const struct fake_answer *a = &e.k.v[i];
+
+		if (a->cmd == RCOW_CMD_FILL_DONE && !a->status && a->count == 1 &&
+		    ((a->cookie >= 10 && a->cookie < 18 && a->first == a->cookie - 10) ||
+		     (a->cookie >= 40 && a->first == a->cookie)))
+			good++;
+	}
+	tap_ok(t, good == 10 && fake_count(&e.k, RCOW_CMD_FILL_DONE) == 10,
+	       "10 FAULTs: 10 FILL_DONEs, each its own cookie, extent, count 1, status 0 (%zu good)",
+	       good);
+	tap_ok(t, cow_pattern(&e, 0, 8) && cow_pattern(&e, 40, 2) && cow_extent_is(&e, 8, false),
+	       "extents 0..7, 40, 41 hold the base's data, extent 8 is untouched");
+	reads = log_reads(log, &bytes);
+	tap_ok(t, reads == 2 && bytes == 10 * EXT_BYTES,
+	       "two NBD reads: 0..7 merged, 40..41 merged (%zu reads, %llu bytes)", reads,
+	       (unsigned long long)bytes);
+	tap_ok(t, e.d.st.merged == 8, "stats: 8 xfers merged into another's read (%llu)",
+	       e.d.st.merged);
+	env_fini(&e);
+}
+
+/*
+ * A read of a run fails at the server for two of its extents: it is tried
+ * again extent by extent, and only those two are answered with EIO; the
+ * others are filled and answered 0.
+ */
+static void test_split_on_error(struct tap *t)
+{
+	/* eval: pread COUNT OFFSET; extents 4 and 5 fail, the rest reads 'A' */
+	const char *args[] = {
+		"eval", "get_size=echo 8388608",
+		"pread=if [ $4 -lt 393216 ] && [ $(($4 + $3)) -gt 262144 ]; then "
+		"echo 'EIO extents 4..5 are unreadable' >&2; exit 1; fi; "
+		"head -c $3 /dev/zero | tr '\\000' A",
+		NULL };
+	static unsigned char buf[EXT_BYTES];
+	struct env e;
+	size_t ok = 0, eio = 0, filled = 0;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (eval: extents 4..5 fail) and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 0, 8);
+	wait_answers(&e, 8, 10000);
+	for (size_t i = 0; i < e.k.n; i++) {
+		const struct fake_answer *a = &e.k.v[i];
+
+		if (a->cmd != RCOW_CMD_FILL_DONE || a->cookie != 1 || a->count != 1)
+			continue;
+		if (a->status == 0 && a->first < 8 && a->first != 4 && a->first != 5)
+			ok++;
+		else if (a->status == EIO && (a->first == 4 || a->first == 5))
+			eio++;
+	}
+	tap_ok(t, ok == 6 && eio == 2 && fake_count(&e.k, RCOW_CMD_FILL_DONE) == 8,
+	       "FAULT 0+8 with extents 4..5 unreadable: 6 answers status 0, 2 EIO, one extent each (%zu, %zu of %zu)",
+	       ok, eio, fake_count(&e.k, RCOW_CMD_FILL_DONE));
+	for (uint64_t x = 0; x < 8; x++) {
+		bool want = x != 4 && x != 5;
+
+		if (read_cow_extent(&e, x, buf) == 0 && (want ? buf[0] == 'A' && buf[EXT_BYTES - 1] == 'A' :
+							  is_zero(buf, EXT_BYTES)))
+			filled++;
+	}
+	tap_ok(t, filled == 8, "extents 0..3, 6, 7 filled, 4 and 5 untouched (%zu of 8 right)", filled);
+	tap_ok(t, e.d.st.splits == 1, "stats: the run was split once (%llu)", e.d.st.splits);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "fault-run", test_fault_run },
+	{ "merge-faults", test_merge_faults },
+	{ "split-on-error", test_split_on_error },
 	{ "inactive", test_inactive },
 	{ "many-bases", test_many_bases },
 	{ "safe-files", test_safe_files },
