@@ -152,6 +152,11 @@ struct rcow {
 #define RCOW_F_WRITE_GATE	3
 /* A commit is uploading: writes test the held set. */
 #define RCOW_F_HOLDING		4
+/*
+ * map deferred a fault for a piece of a bio whose rest follows at once
+ * and left the worker asleep; the bio's last piece wakes it.
+ */
+#define RCOW_F_KICK_HELD	5
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
