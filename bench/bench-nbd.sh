@@ -42,6 +42,8 @@
 #                    device over a file:// base, and over the NBD export
 #                    with netem removed), to show what the fault path
 #                    itself costs [1]
+#   BENCH_ONLY       the workloads to measure, of: dev copy qd1 fio rand
+#                    [all of them]; those left out print "-"
 #   RCOW_HELPER      the helper program (remote-cowd when built, else
 #                    the selftests' rcow-fill)
 #
@@ -63,6 +65,7 @@ EXT=${BENCH_EXTENT:-128}
 SEQ_DEPTH=${BENCH_SEQ_DEPTH:-16}
 CEILING=${BENCH_CEILING:-1}
 RAND_IOS=${BENCH_RAND_IOS:-300}
+ONLY=" ${BENCH_ONLY:-dev copy qd1 fio rand} "
 NAME=bench-nbd
 
 die() { echo "bench-nbd: $*" >&2; exit 1; }
@@ -182,7 +185,8 @@ rand_fionbd() {
 	rand_job --ioengine=nbd --uri="$uri"
 }
 
-median() {	# median of the arguments
+median() {	# median of the arguments, "-" if none
+	[ $# -gt 0 ] || { echo -; return; }
 	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
 		if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
@@ -192,6 +196,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
 	# Alternate the order so that neither side always goes first.
 	if [ $((rep % 2)) -eq 1 ]; then order="dev copy qd1 fio"; else order="fio qd1 copy dev"; fi
 	for w in $order; do
+		[ "${ONLY#* "$w" }" != "$ONLY" ] || continue
 		case $w in
 		dev) rc_up || die "cannot create the device"
 			log "rep $rep: device created, remote-cowd connected after $CONNECT_MS ms"
@@ -203,6 +208,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
 		esac
 		log "rep $rep: seq $w: $v MiB/s"
 	done
+	[ "${ONLY#* rand }" != "$ONLY" ] || continue
 	rc_up || die "cannot create the device"
 	read -r a b <<<"$(rand_dev)"
 	[ -n "$b" ] || die "random read of the device failed"
@@ -244,9 +250,9 @@ m_dev=$(median "${s_dev[@]}")
 m_qd1=$(median "${s_qd1[@]}")
 m_copy=$(median "${s_copy[@]}")
 m_fio=$(median "${s_fio[@]}")
-best=$(printf '%s\n' "$m_copy" "$m_fio" | sort -g | tail -n1)
-ratio=$(awk -v a="$m_dev" -v b="$best" 'BEGIN { printf "%.2f", a / b }')
-ratio1=$(awk -v a="$m_qd1" -v b="$best" 'BEGIN { printf "%.2f", a / b }')
+best=$(printf '%s\n' "$m_copy" "$m_fio" | grep -v '^-$' | sort -g | tail -n1)
+ratio=$(awk -v a="$m_dev" -v b="${best:--}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }')
+ratio1=$(awk -v a="$m_qd1" -v b="${best:--}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }')
 
 echo
 echo "bench-nbd: ${SIZE_MB} MiB base over netem $DELAY each way, $RATE; helper $(helper_name); medians of $REPS"
