@@ -67,6 +67,13 @@ struct writer;
 
 /* Largest xfer a FAULT is cut into, and largest merged read (bytes). */
 #define MAX_XFER_BYTES (4u << 20)
+/*
+ * Prefetch and streaming runs are cut into pieces of at most src->piece
+ * bytes (never merged beyond it), each read, written and answered on its
+ * own: a guest read that lands in a run the kernel already asked for
+ * waits for its own piece, not for the whole run to cross the link.
+ */
+#define DEFAULT_PIECE_BYTES (256u << 10)
 
 struct fault {
 	struct device *dev;
@@ -75,6 +82,7 @@ struct fault {
 	uint32_t count;
 	uint32_t remaining;	/* xfers not yet finished */
 	enum xclass cls;
+	int conn;		/* source connection its last piece went on, -1 none */
 };
 
 enum xstate { X_QUEUED, X_ACTIVE, X_DONE };
@@ -152,6 +160,7 @@ struct src {
 	struct xqueue q[XC_NR];
 	uint64_t size;			/* base size once known */
 	bool size_known;
+	uint64_t piece;			/* prefetch/stream piece, bytes (see DEFAULT_PIECE_BYTES) */
 	void *priv;
 };
 

@@ -110,6 +110,7 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	if (d->opt.prefetch_max >= 0)
 		s->pol.prefetch_max = (uint64_t)d->opt.prefetch_max;
 	s->refs = 1;
+	s->piece = DEFAULT_PIECE_BYTES;
 	r = s->ops->open(s);
 	if (r) {
 		rcow_err_set(err, -r, "cannot open base %s", uri);
@@ -490,6 +491,17 @@ static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fau
 
 /* ---- faults -------------------------------------------------------------- */
 
+/*
+ * Largest read of a class: a guest run up to MAX_XFER_BYTES (the guest
+ * waits for all of it anyway); speculative runs in pieces (daemon.h).
+ */
+static uint64_t xfer_limit(const struct src *s, enum xclass cls)
+{
+	if (cls == XC_GUEST || !s->piece || s->piece > MAX_XFER_BYTES)
+		return MAX_XFER_BYTES;
+	return s->piece;
+}
+
 void engine_fault(struct daemon *d, const struct rcow_fault *f)
 {
 	struct device *dev = find_device(d, f->dev_id);
@@ -558,10 +570,16 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	ft->first = f->first;
 	ft->count = f->count;
 	ft->cls = cls;
+	ft->conn = -1;
 	dev->refs++;
-	/* one xfer (one read, one COW write) per MAX_XFER_BYTES of the run */
+	/*
+	 * One xfer (one read, one COW write) per MAX_XFER_BYTES of a guest
+	 * run, per piece of a prefetch or streaming run.
+	 */
 	eb = (uint64_t)dev->geom.extent_sectors * 512;
-	per = eb >= MAX_XFER_BYTES ? 1 : (uint32_t)(MAX_XFER_BYTES / eb);
+	per = (uint32_t)(xfer_limit(dev->src, cls) / eb);
+	if (per == 0)
+		per = 1;
 	ft->remaining = (f->count + per - 1) / per;
 	for (uint32_t i = 0; i < f->count; i += per) {
 		uint32_t n = f->count - i < per ? f->count - i : per;
@@ -681,7 +699,7 @@ bool engine_can_merge(const struct xfer *x, const struct xfer *y)
 	       !y->mnext && y->state == X_QUEUED && y->cls == x->cls &&
 	       y->fault->dev == x->fault->dev && y->fault->epoch == x->fault->epoch &&
 	       !fault_stale(y->fault) && y->off == x->off + x->len && x->io_len == x->len &&
-	       x->len + y->len <= MAX_XFER_BYTES;
+	       x->len + y->len <= xfer_limit(x->fault->dev->src, x->cls);
 }
 
 void engine_merge(struct src *s, struct xfer *x, struct xfer *y)

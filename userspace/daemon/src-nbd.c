@@ -532,9 +532,19 @@ static void process_completed(struct nbd_src *ns)
 
 /* ---- issuing ------------------------------------------------------------- */
 
-static int pick_conn(const struct nbd_src *ns)
+/*
+ * The connection with the fewest reads in flight; but the pieces of one
+ * run stay on the connection of its first piece (while it is usable), so
+ * that they arrive in order instead of sharing the link and all arriving
+ * late together.
+ */
+static int pick_conn(const struct nbd_src *ns, const struct xfer *x)
 {
 	int best = -1;
+
+	if (x && x->fault && x->fault->conn >= 0 && x->fault->conn < MAX_CONNS &&
+	    ns->c[x->fault->conn].st == C_READY && !ns->c[x->fault->conn].broken)
+		return x->fault->conn;
 
 	for (int i = 0; i < MAX_CONNS; i++)
 		if (ns->c[i].st == C_READY && !ns->c[i].broken &&
@@ -667,6 +677,8 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 	}
 	memset(x->buf.p, 0, x->io_len);
 	x->conn = ci;
+	if (x->fault)
+		x->fault->conn = ci;
 	x->parts = 0;
 	x->issued_ms = now_ms();
 	for (size_t i = 0; i < n; i++) {
@@ -705,7 +717,7 @@ static void nbd_pump(struct src *s)
 		struct xfer *x = s->q[c].head, *next;
 
 		for (; x; x = next) {
-			int ci = pick_conn(ns);
+			int ci = pick_conn(ns, x);
 
 			next = x->next;
 			if (ci < 0 || ns->inflight >= s->pol.max_in_flight)

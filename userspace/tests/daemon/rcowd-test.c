@@ -1978,11 +1978,85 @@ static void test_split_on_error(struct tap *t)
 	env_fini(&e);
 }
 
+
+/*
+ * A FAULT the daemon's read-ahead asked for (its extents are in a
+ * prefetch range) is read, written and answered in pieces of
+ * DEFAULT_PIECE_BYTES, in order, each as soon as it is in the COW
+ * device: over a slow link (nbdkit's rate filter, 2 MB/s) the first piece
+ * is answered long before the last, so a guest read waiting for an extent
+ * at the front of the run does not wait for the whole run.  A guest FAULT
+ * of the same size is still one read and one answer.
+ */
+static void test_prefetch_pieces(struct tap *t)
+{
+	char log[PATH_MAX + 16], logarg[PATH_MAX + 32];
+	const char *args[] = { "--filter=log", "--filter=rate", "pattern", "size=8M", "rate=16M",
+			       "burstiness=0.05", logarg, NULL };
+	uint32_t piece = (uint32_t)(DEFAULT_PIECE_BYTES / EXT_BYTES);
+	const struct fake_answer *first = NULL, *last = NULL;
+	struct device *dev;
+	struct env e;
+	size_t n = 0, inorder = 0, reads;
+	uint64_t bytes, expect = 32, t0;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128)) {
+		tap_ok(t, false, "set up the environment");
+		return;
+	}
+	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
+	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
+	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri) || !(dev = e.d.devices)) {
+		tap_ok(t, false, "set up nbdkit (pattern, rate 2 MB/s) and a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 0, 16);
+	tap_ok(t, wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 10000) &&
+	       fake_count(&e.k, RCOW_CMD_FILL_DONE) == 1,
+	       "guest FAULT 0+16: one FILL_DONE");
+	/* as if the read-ahead had asked the kernel for extents 32..47 */
+	dev->ranges[dev->rhead] = (struct prange){ 32, 48, XC_PREFETCH };
+	dev->rhead = (dev->rhead + 1) % RANGE_RING;
+	dev->nranges++;
+	t0 = now_ms();
+	fake_send_fault(&e.d, 1, 2, 32, 16);
+	wait_answers(&e, 1 + 16 / piece, 10000);
+	for (size_t i = 0; i < e.k.n; i++) {
+		const struct fake_answer *a = &e.k.v[i];
+
+		if (a->cmd != RCOW_CMD_FILL_DONE || a->cookie != 2)
+			continue;
+		n++;
+		if (!a->status && a->first == expect && a->count == piece)
+			inorder++;
+		expect = a->first + a->count;
+		if (!first)
+			first = a;
+		last = a;
+	}
+	tap_ok(t, n == 16 / piece && inorder == n,
+	       "prefetch FAULT 32+16: %u FILL_DONEs of %u extents, in order, status 0 (%zu, %zu in order)",
+	       16 / piece, piece, n, inorder);
+	tap_ok(t, first && last && last->at_ms - first->at_ms >= 150,
+	       "the first piece is answered well before the last (%lld ms after the FAULT, the last after %lld ms)",
+	       first ? (long long)(first->at_ms - t0) : -1LL,
+	       last ? (long long)(last->at_ms - t0) : -1LL);
+	tap_ok(t, cow_pattern(&e, 32, 16), "extents 32..47 hold the base's data");
+	reads = log_reads(log, &bytes);
+	tap_ok(t, reads == 1 + 16 / piece && bytes == 32 * EXT_BYTES,
+	       "one NBD read for the guest run, one per piece (%zu reads, %llu bytes)", reads,
+	       (unsigned long long)bytes);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
 	{ "fault-run", test_fault_run },
+	{ "prefetch-pieces", test_prefetch_pieces },
 	{ "merge-faults", test_merge_faults },
 	{ "split-on-error", test_split_on_error },
 	{ "inactive", test_inactive },
