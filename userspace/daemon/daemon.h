@@ -115,6 +115,7 @@ struct xfer {
 	bool zero_all;			/* nothing to read: a hole */
 	uint64_t bytes_read, bytes_zero;
 	uint64_t issued_ms;
+	uint64_t t_queued, t_issued, t_read;	/* us (stats: queue_us, read_us, write_us) */
 	/* snapshot commit jobs (commit.c): fault is NULL */
 	struct commit *owner;
 	unsigned int epoch;		/* the commit's epoch when it was read */
@@ -161,6 +162,7 @@ struct src {
 	uint64_t size;			/* base size once known */
 	bool size_known;
 	uint64_t piece;			/* prefetch/stream piece, bytes (see DEFAULT_PIECE_BYTES) */
+	uint64_t window;		/* bytes it lets in flight (src-nbd.c), 0: no window */
 	void *priv;
 };
 
@@ -191,6 +193,7 @@ struct device {
 	unsigned int writes;		/* COW writes in flight (writer.c) */
 	unsigned int refs;		/* faults alive + 1 while listed */
 	struct rcow_prefetch pf;
+	uint64_t pf_cap;		/* prefetch_max, extents (pf.max follows the window) */
 	struct prange ranges[RANGE_RING];	/* recent prefetch/hydrate requests */
 	unsigned int nranges, rhead;
 	/* background streaming */
@@ -213,6 +216,15 @@ struct stats {
 	unsigned long long reconnects, retries, connect_failures;
 	/* extents FAULTs named; xfers merged into another's read; failed reads split */
 	unsigned long long fault_extents, merged, splits;
+	/*
+	 * Where a fill's time goes, summed over the reads (a merged chain
+	 * counts once), microseconds: queued (FAULT to the read's issue),
+	 * reading (issue to data in memory), writing (to the COW write's
+	 * end, including the wait for a writer thread); fills is how many.
+	 */
+	unsigned long long fills, queue_us, read_us, write_us;
+	/* the last measured window of an NBD base: bytes, bytes/s, us */
+	unsigned long long window, bw, rtt_us;
 };
 
 struct options {

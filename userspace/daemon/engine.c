@@ -364,6 +364,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	}
 	eb = (uint64_t)info->extent_sectors * 512;
 	rcow_prefetch_init(&dev->pf, ((128u << 10) / eb) ? ((128u << 10) / eb) : 1, pfmax / eb);
+	dev->pf_cap = dev->pf.max;
 	/*
 	 * A table loaded but not resumed (INACTIVE) neither faults nor takes
 	 * fills, and the live table over the same COW device keeps being
@@ -468,7 +469,16 @@ static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fau
 	struct rcow_err err = { 0 };
 	uint64_t first;
 	uint32_t count, queued = 0;
+	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512, cap = dev->pf_cap;
 
+	/*
+	 * Read-ahead up to the base's window (twice the bandwidth-delay
+	 * product, at least RCOW_MIN_WINDOW), within prefetch_max: enough to
+	 * keep a single sequential reader's link busy, no more.
+	 */
+	if (cap && dev->src && dev->src->window && dev->src->window / eb < cap)
+		cap = dev->src->window / eb ? dev->src->window / eb : 1;
+	dev->pf.max = cap;
 	if (!rcow_prefetch_fault(&dev->pf, f->first, f->count, dev->geom.nr_extents, &first, &count))
 		return;
 	range_add(dev, first, count, XC_PREFETCH);
@@ -601,6 +611,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		x->io_len = rcow_cow_io_len(dev->cow, (size_t)x->len);
 		x->cls = cls;
 		x->conn = -1;
+		x->t_queued = now_ns() / 1000;
 		xq_push(&dev->src->q[cls], x);
 	}
 	if (cls == XC_GUEST)
@@ -786,6 +797,7 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 	uint32_t status;
 
 	x->state = X_DONE;
+	x->t_read = now_ns() / 1000;
 	if (err == ECANCELED || fault_stale(ft)) {
 		status = ECANCELED;
 	} else if (err) {
@@ -814,6 +826,14 @@ void engine_write_done(struct daemon *d, struct xfer *x)
 		d->st.fill_errors++;
 		status = (uint32_t)x->err;
 	} else {
+		uint64_t now = now_ns() / 1000;
+
+		if (x->t_issued >= x->t_queued && x->t_read >= x->t_issued && now >= x->t_read) {
+			d->st.fills++;
+			d->st.queue_us += x->t_issued - x->t_queued;
+			d->st.read_us += x->t_read - x->t_issued;
+			d->st.write_us += now - x->t_read;
+		}
 		d->st.bytes_written += x->io_len;
 		for (struct xfer *m = x; m; m = m->mnext)
 			d->st.extents += m->n;

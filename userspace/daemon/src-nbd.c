@@ -13,8 +13,12 @@
  * - Reads: one xfer is a run of extents of a fault (engine.c), and the
  *   xfers of the same device queued right behind it for the extents that
  *   follow join it (engine_merge()); one nbd_aio_pread per run of data in
- *   it, split at the server's maximum request size, up to max_in_flight
- *   reads per base; completion callbacks only record the
+ *   it, split at the server's maximum request size.  In flight per base:
+ *   at most max_in_flight reads, and new reads start only while less than
+ *   the base's window is in flight: the window follows the bandwidth and
+ *   delay the reads measure (rcow_flow, policy.h), from RCOW_MIN_WINDOW up
+ *   to max_window; the size of prefetch pieces follows the bandwidth too
+ *   (src->piece).  Completion callbacks only record the
  *   result, the loop processes it after nbd_aio_notify_* returned (a
  *   callback must not call libnbd on its own handle).
  * - Holes: when the server offers base:allocation, block status is kept
@@ -65,6 +69,7 @@ struct ticket {
 	bool done, in_conn;
 	int err;
 	uint64_t issued_ms;
+	uint64_t issued_us, delivered, bytes;	/* for the window (reads) */
 	struct xfer *x;			/* a read, or */
 	size_t chunk, nchunks;		/* a block status query of these chunks */
 	bool status;
@@ -100,6 +105,8 @@ struct nbd_src {
 	size_t nchunks;
 	struct ticket *completed, *completed_tail;
 	unsigned int inflight;
+	uint64_t inflight_bytes;	/* of reads */
+	struct rcow_flow flow;
 	int slot_conn[MAX_CONNS];	/* pollfd slot -> connection */
 	int nslots;
 };
@@ -130,6 +137,7 @@ static void t_detach(struct ticket *t)
 	t->in_conn = false;
 	c->inflight--;
 	t->ns->inflight--;
+	t->ns->inflight_bytes -= t->bytes;
 }
 
 static void t_complete(struct ticket *t, int err)
@@ -469,10 +477,23 @@ filed:
 	}
 }
 
+/* Piece bounds: 128 KiB on a slow link, up to 1 MiB on a fast one. */
+#define PIECE_MIN (128u << 10)
+#define PIECE_MAX (1u << 20)
+
 static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
 {
 	struct src *s = ns->s;
 	struct xfer *x = t->x;
+
+	if (!t->err && !lost) {
+		rcow_flow_done(&ns->flow, t->bytes, t->issued_us, t->delivered, now_ns() / 1000);
+		s->piece = rcow_flow_piece(&ns->flow, PIECE_MIN, PIECE_MAX, DEFAULT_PIECE_BYTES);
+		s->window = rcow_flow_window(&ns->flow);
+		s->d->st.window = s->window;
+		s->d->st.bw = rcow_flow_bw(&ns->flow);
+		s->d->st.rtt_us = rcow_flow_rtt(&ns->flow);
+	}
 
 	if (t->err && !x->err)
 		x->err = t->err;
@@ -660,6 +681,7 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 
 	xq_del(&s->q[x->cls], x);
 	x->state = X_ACTIVE;
+	x->t_issued = now_ns() / 1000;
 	n = data_runs(ns, x->off, x->len, runs, MAX_RUNS);
 	for (size_t i = 0; i < n; i++)
 		data += runs[i].length;
@@ -693,6 +715,10 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 				break;
 			}
 			t->x = x;
+			t->bytes = l;
+			t->issued_us = now_ns() / 1000;
+			t->delivered = ns->flow.delivered;
+			ns->inflight_bytes += l;
 			x->parts++;
 			if (nbd_aio_pread(ns->c[ci].h, (unsigned char *)x->buf.p + (o - x->off),
 					  (size_t)l, o,
@@ -720,7 +746,8 @@ static void nbd_pump(struct src *s)
 			int ci = pick_conn(ns, x);
 
 			next = x->next;
-			if (ci < 0 || ns->inflight >= s->pol.max_in_flight)
+			if (ci < 0 || ns->inflight >= s->pol.max_in_flight ||
+			    ns->inflight_bytes >= rcow_flow_window(&ns->flow))
 				goto out;
 			if (!chunks_known(ns, x->off, x->len, ci))
 				continue;
@@ -754,6 +781,9 @@ static int nbd_open(struct src *s)
 	ns->s = s;
 	ns->want = 1;
 	rcow_backoff_init(&ns->bo, s->pol.retry_initial_ms, s->pol.retry_max_ms);
+	rcow_flow_init(&ns->flow, s->pol.max_window < RCOW_MIN_WINDOW ? s->pol.max_window :
+			RCOW_MIN_WINDOW, s->pol.max_window, now_ns() / 1000);
+	s->window = rcow_flow_window(&ns->flow);
 	s->priv = ns;
 	conn_start(ns, 0);
 	return 0;
