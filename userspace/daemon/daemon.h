@@ -162,6 +162,7 @@ struct src {
 	uint64_t size;			/* base size once known */
 	bool size_known;
 	uint64_t piece;			/* prefetch/stream piece, bytes (see DEFAULT_PIECE_BYTES) */
+	uint64_t serve_seq;		/* reads issued, for the fair share (engine_next()) */
 	uint64_t window;		/* bytes it lets in flight (src-nbd.c), 0: no window */
 	void *priv;
 };
@@ -190,7 +191,11 @@ struct device {
 	 */
 	atomic_uint epoch;
 	struct cookie_vec quiesce;	/* QUIESCE cookies waiting for writes == 0 */
-	unsigned int writes;		/* COW writes in flight (writer.c) */
+	unsigned int writes;		/* COW writes in flight or waiting (writer.c) */
+	unsigned int pool_writes;	/* of those, handed to a writer thread */
+	uint64_t rd_bytes;		/* bytes of its reads in flight at its source */
+	unsigned int reads;		/* those reads */
+	uint64_t served;		/* its source's serve count when it last issued */
 	unsigned int refs;		/* faults alive + 1 while listed */
 	struct rcow_prefetch pf;
 	uint64_t pf_cap;		/* prefetch_max, extents (pf.max follows the window) */
@@ -326,6 +331,23 @@ void engine_forget_all(struct daemon *d);
  * chain, before x's buffer is reserved.
  */
 bool engine_can_merge(const struct xfer *x, const struct xfer *y);
+/*
+ * Fair share of a base among its devices: the queued xfer of class c the
+ * source should issue next, or NULL.  Of each device's first xfer that
+ * usable() accepts, the one of the device with the fewest bytes of reads
+ * in flight (served longest ago among equals, rcow_fair_pick()); a device
+ * with DEV_MAX_WRITES COW writes in flight or waiting, or DEV_MAX_OUT reads
+ * and writes, is skipped, so that a slow COW device slows only its own
+ * device and its fetched data does not pile up in memory.  The source then calls
+ * engine_issued() with the xfer it issues, and engine_read_over() when
+ * its read is over (before engine_xfer_done(), or a requeue).
+ */
+#define DEV_MAX_WRITES 16
+#define DEV_MAX_OUT 48
+struct xfer *engine_next(struct src *s, enum xclass c,
+			 bool (*usable)(struct src *s, const struct xfer *x));
+void engine_issued(struct src *s, struct xfer *x);
+void engine_read_over(struct xfer *x);
 void engine_merge(struct src *s, struct xfer *x, struct xfer *y);
 /*
  * A read of several extents (x's own, or merged) failed for good: requeue

@@ -729,6 +729,56 @@ void engine_merge(struct src *s, struct xfer *x, struct xfer *y)
 	s->d->st.merged++;
 }
 
+/* At most this many devices compete in one pick; the others wait for the next. */
+#define FAIR_MAX 64
+
+struct xfer *engine_next(struct src *s, enum xclass c,
+			 bool (*usable)(struct src *s, const struct xfer *x))
+{
+	struct rcow_fair_cand cand[FAIR_MAX] = { { 0, 0, 0 } };
+	struct xfer *first[FAIR_MAX];
+	struct device *devs[FAIR_MAX];
+	size_t n = 0, k;
+	bool ok;
+
+	for (struct xfer *x = s->q[c].head; x; x = x->next) {
+		struct device *dev = x->fault->dev;
+
+		for (k = 0; k < n && devs[k] != dev; k++)
+			;
+		if (k < n)
+			continue;	/* the device has an earlier one */
+		if (n == FAIR_MAX || n == s->refs)
+			break;	/* every device of the source has its candidate */
+		ok = dev->writes < DEV_MAX_WRITES && dev->writes + dev->reads < DEV_MAX_OUT;
+		if (ok && !usable(s, x))
+			continue;	/* e.g. its holes not known yet: the next of its xfers */
+		devs[n] = dev;
+		first[n] = x;
+		cand[n] = (struct rcow_fair_cand){ dev->rd_bytes, dev->served, ok };
+		n++;
+	}
+	k = rcow_fair_pick(cand, n);
+	return k < n ? first[k] : NULL;
+}
+
+void engine_issued(struct src *s, struct xfer *x)
+{
+	struct device *dev = x->fault->dev;
+
+	dev->served = ++s->serve_seq;
+	dev->rd_bytes += x->len;
+	dev->reads++;
+}
+
+void engine_read_over(struct xfer *x)
+{
+	struct device *dev = x->fault->dev;
+
+	dev->rd_bytes -= dev->rd_bytes < x->len ? dev->rd_bytes : x->len;
+	dev->reads -= dev->reads > 0;
+}
+
 /* Back to the front of its queue, as if never issued, on its own from now on. */
 static void requeue_alone(struct src *s, struct xfer *x)
 {

@@ -501,6 +501,7 @@ static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
 		x->conn = -2;	/* mark: the connection went away */
 	if (--x->parts > 0)
 		return;
+	engine_read_over(x);
 	if (!x->err) {
 		engine_xfer_done(s, x, 0);
 		return;
@@ -698,6 +699,7 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 		return;
 	}
 	memset(x->buf.p, 0, x->io_len);
+	engine_issued(s, x);
 	x->conn = ci;
 	if (x->fault)
 		x->fault->conn = ci;
@@ -731,8 +733,19 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 			left -= l;
 		}
 	}
-	if (x->parts == 0)
+	if (x->parts == 0) {
+		engine_read_over(x);
 		engine_xfer_done(s, x, x->err ? x->err : EIO);
+	}
+}
+
+/* engine_next(): x may be issued now (its holes are known; queries go out if not). */
+static bool nbd_usable(struct src *s, const struct xfer *x)
+{
+	struct nbd_src *ns = s->priv;
+	int ci = pick_conn(ns, x);
+
+	return ci >= 0 && chunks_known(ns, x->off, x->len, ci);
 }
 
 static void nbd_pump(struct src *s)
@@ -740,26 +753,26 @@ static void nbd_pump(struct src *s)
 	struct nbd_src *ns = s->priv;
 
 	for (int c = 0; c < XC_NR; c++) {
-		struct xfer *x = s->q[c].head, *next;
+		struct xfer *x;
 
-		for (; x; x = next) {
-			int ci = pick_conn(ns, x);
+		for (;;) {
+			int ci;
 
-			next = x->next;
-			if (ci < 0 || ns->inflight >= s->pol.max_in_flight ||
+			if (ns->inflight >= s->pol.max_in_flight ||
 			    ns->inflight_bytes >= rcow_flow_window(&ns->flow))
 				goto out;
-			if (!chunks_known(ns, x->off, x->len, ci))
-				continue;
+			/* devices over this base take turns (engine_next()) */
+			x = engine_next(s, (enum xclass)c, nbd_usable);
+			if (!x)
+				break;
+			ci = pick_conn(ns, x);
+			if (ci < 0)
+				goto out;
 			/* adjacent xfers of the device queued behind: one read, one write */
 			if (!x->mnext)
-				while (next && engine_can_merge(x, next) &&
-				       chunks_known(ns, next->off, next->len, ci)) {
-					struct xfer *m = next;
-
-					next = m->next;
-					engine_merge(s, x, m);
-				}
+				while (x->next && engine_can_merge(x, x->next) &&
+				       chunks_known(ns, x->next->off, x->next->len, ci))
+					engine_merge(s, x, x->next);
 			issue_read(ns, ci, x);
 		}
 	}

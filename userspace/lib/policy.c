@@ -32,6 +32,22 @@ void rcow_backoff_reset(struct rcow_backoff *b)
 	b->failures = 0;
 }
 
+/* ---- fair share --------------------------------------------------------------- */
+
+size_t rcow_fair_pick(const struct rcow_fair_cand *c, size_t n)
+{
+	size_t best = n;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].eligible)
+			continue;
+		if (best == n || c[i].inflight < c[best].inflight ||
+		    (c[i].inflight == c[best].inflight && c[i].last_served < c[best].last_served))
+			best = i;
+	}
+	return best;
+}
+
 /* ---- flow window ------------------------------------------------------------ */
 
 void rcow_flow_init(struct rcow_flow *f, uint64_t min, uint64_t max, uint64_t now_us)

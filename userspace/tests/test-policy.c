@@ -228,11 +228,59 @@ static void test_flow(struct tap *t)
 	       "flow: huge samples saturate, no overflow");
 }
 
+static void test_fair(struct tap *t)
+{
+	struct rcow_fair_cand c[3] = {
+		{ 8 << 20, 5, 1 },	/* a device reading a lot */
+		{ 0, 7, 1 },		/* one with nothing in flight */
+		{ 0, 3, 1 },		/* the same, served longer ago */
+	};
+
+	tap_ok(t, rcow_fair_pick(c, 3) == 2,
+	       "fair: the device with least in flight, served longest ago, goes first");
+	c[2].eligible = 0;
+	tap_ok(t, rcow_fair_pick(c, 3) == 1, "fair: a device whose writes are backed up is skipped");
+	c[1].inflight = 16 << 20;
+	tap_ok(t, rcow_fair_pick(c, 3) == 0, "fair: then the one with less in flight");
+	c[0].eligible = c[1].eligible = 0;
+	tap_ok(t, rcow_fair_pick(c, 3) == 3 && rcow_fair_pick(c, 0) == 0,
+	       "fair: none eligible: n");
+	/* equal devices, 8 reads in flight in all, completing in issue order */
+	{
+		struct rcow_fair_cand r[4] = { { 0, 0, 1 }, { 0, 0, 1 }, { 0, 0, 1 }, { 0, 0, 1 } };
+		unsigned int served[4] = { 0 }, lo = 400, hi = 0;
+		size_t fifo[8], head = 0, n = 0;
+		uint64_t seq = 1;
+
+		for (int i = 0; i < 400; i++) {
+			size_t k;
+
+			if (n == 8) {	/* the oldest read completes */
+				r[fifo[head]].inflight -= 1 << 20;
+				head = (head + 1) % 8;
+				n--;
+			}
+			k = rcow_fair_pick(r, 4);
+			served[k]++;
+			r[k].last_served = seq++;
+			r[k].inflight += 1 << 20;
+			fifo[(head + n++) % 8] = k;
+		}
+		for (int k = 0; k < 4; k++) {
+			lo = served[k] < lo ? served[k] : lo;
+			hi = served[k] > hi ? served[k] : hi;
+		}
+		tap_ok(t, lo == 100 && hi == 100, "fair: four equal devices are served equally (%u %u %u %u)",
+		       served[0], served[1], served[2], served[3]);
+	}
+}
+
 void test_policy(struct tap *t)
 {
 	test_backoff(t);
 	test_prefetch(t);
 	test_flow(t);
+	test_fair(t);
 	test_ratelimit(t);
 	test_parse(t);
 }

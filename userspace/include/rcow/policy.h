@@ -9,6 +9,7 @@
  *   prefetch   per-device sequential fault detection with a growing
  *              read-ahead window (see rcow_prefetch_fault()).
  *   ratelimit  token bucket for background streaming (bytes per second).
+ *   fair       which device of a shared base is served next.
  *   flow       how many bytes a base may have in flight: the window
  *              follows the measured bandwidth x delay (see struct
  *              rcow_flow).
@@ -17,6 +18,7 @@
 #define RCOW_POLICY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rcow_backoff {
@@ -126,6 +128,24 @@ uint64_t rcow_flow_rtt(const struct rcow_flow *f);	/* us, 0: unknown */
 uint64_t rcow_flow_window(const struct rcow_flow *f);
 /* A read's size for the measured rate, within [lo, hi]; def while unknown. */
 uint64_t rcow_flow_piece(const struct rcow_flow *f, uint64_t lo, uint64_t hi, uint64_t def);
+
+/*
+ * Fair share of a base among the devices over it.  Each candidate is a
+ * device with work queued: its bytes of reads in flight, when it was last
+ * served (a sequence number, smaller is longer ago) and whether it may be
+ * served at all (a device whose COW writes are backed up may not: more of
+ * its data would only wait in memory).  The pick is the eligible device
+ * with the fewest bytes in flight, the one served longest ago among equals:
+ * a device that reads a lot gets the bandwidth the others leave, never
+ * theirs.  Returns its index, or n when none is eligible.
+ */
+struct rcow_fair_cand {
+	uint64_t inflight;
+	uint64_t last_served;
+	int eligible;
+};
+
+size_t rcow_fair_pick(const struct rcow_fair_cand *c, size_t n);
 
 /* Parse "64", "64k", "8M", "1G" (powers of 1024) into bytes.  0 or -EINVAL. */
 int rcow_parse_size(const char *s, uint64_t *out);

@@ -35,6 +35,7 @@
 #define EXT_SECTORS 128u		/* 64 KiB extents */
 #define EXT_BYTES (EXT_SECTORS * 512ull)
 #define DATA_OFFSET 8u			/* sectors */
+#define WRITERS_PER_DEV_TEST 4		/* writer.c's WRITER_PER_DEV */
 
 struct env {
 	struct daemon d;
@@ -2056,10 +2057,90 @@ static void test_prefetch_pieces(struct tap *t)
 	env_fini(&e);
 }
 
+/*
+ * Two devices over one base, the first with a COW device that takes
+ * 200 ms per write and 64 faults queued: the second device's 8 faults are
+ * answered at the base's speed all the same, because a device has at most
+ * half the writer threads (WRITER_PER_DEV) and gets no new reads while
+ * DEV_MAX_WRITES of its writes wait.  The slow device's faults all
+ * complete too, with the right data.
+ */
+static void test_fair_share(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=8M", NULL };
+	struct device *slow = NULL;
+	unsigned int max_writes = 0;
+	size_t fast_ok = 0, slow_ok = 0;
+	uint64_t t0, fast_ms = 0;
+	int slow_fd;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern) and device 1");
+		env_fini(&e);
+		return;
+	}
+	slow_fd = e.k.cow_fd;		/* device 1's COW device */
+	add_device(&e, 2, e.uri);
+	for (struct device *dev = e.d.devices; dev; dev = dev->next)
+		if (dev->info.dev_id == 1)
+			slow = dev;
+	/* both connected before the clock starts */
+	fake_send_fault(&e.d, 1, 5000, 127, 1);
+	fake_send_fault(&e.d, 2, 5000, 127, 1);
+	wait_answers(&e, 2, 5000);
+	slow_cow_set(slow_fd, 200, 1000);
+	/* device 1: 64 faults of one extent each, none adjacent (no merging) */
+	for (uint64_t x = 0; x < 64; x++)
+		fake_send_fault(&e.d, 1, 1 + x, 2 * x, 1);
+	spin_for(&e, 100);
+	t0 = now_ms();
+	for (uint64_t x = 0; x < 8; x++)
+		fake_send_fault(&e.d, 2, 1000 + x, 2 * x + 1, 1);
+	while (now_ms() < t0 + 10000 && fast_ok < 8) {
+		turn(&e, 5);
+		if (slow && slow->writes > max_writes)
+			max_writes = slow->writes;
+		fast_ok = 0;
+		for (size_t i = 0; i < e.k.n; i++)
+			if (e.k.v[i].cmd == RCOW_CMD_FILL_DONE && e.k.v[i].dev_id == 2 &&
+			    e.k.v[i].cookie >= 1000 && e.k.v[i].cookie < 2000 && !e.k.v[i].status)
+				fast_ok++;
+		fast_ms = now_ms() - t0;
+	}
+	tap_ok(t, fast_ok == 8 && fast_ms < 1000,
+	       "device 2's 8 faults are answered in %llu ms while device 1's COW writes take 200 ms each (%zu answered)",
+	       (unsigned long long)fast_ms, fast_ok);
+	tap_ok(t, slow_cow_in_progress() <= WRITERS_PER_DEV_TEST,
+	       "device 1 holds at most %d writer threads (%d)", WRITERS_PER_DEV_TEST,
+	       slow_cow_in_progress());
+	tap_ok(t, max_writes <= DEV_MAX_OUT,
+	       "device 1 never has more than DEV_MAX_OUT (%d) fills read and not written (%u)",
+	       DEV_MAX_OUT, max_writes);
+	wait_answers(&e, 2 + 64 + 8, 20000);
+	for (size_t i = 0; i < e.k.n; i++)
+		if (e.k.v[i].cmd == RCOW_CMD_FILL_DONE && e.k.v[i].dev_id == 1 &&
+		    e.k.v[i].cookie < 1000 && !e.k.v[i].status)
+			slow_ok++;
+	slow_cow_set(-1, 0, 0);
+	tap_ok(t, slow_ok == 64, "device 1's 64 faults all complete (%zu)", slow_ok);
+	{
+		bool good = true;
+
+		for (uint64_t x = 0; x < 128; x++)
+			good = good && (x < 16 || x % 2 == 0 ? cow_pattern(&e, x, 1) :
+					x == 127 || cow_extent_is(&e, x, false));
+		tap_ok(t, good, "extents 0..15 and the even ones hold the base's data, the others nothing");
+	}
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "fair-share", test_fair_share },
 	{ "fault-run", test_fault_run },
 	{ "prefetch-pieces", test_prefetch_pieces },
 	{ "merge-faults", test_merge_faults },
