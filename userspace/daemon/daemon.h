@@ -10,8 +10,11 @@
  * Those threads do the only blocking I/O; everything else, the engine
  * included, runs in the loop thread.  The engine
  * (engine.c) knows devices, faults and extents; it turns every FAULT (a
- * run of adjacent extents) into one "xfer" per MAX_XFER_BYTES of it and
- * queues it on the device's source.  A source that issues an xfer may
+ * run of adjacent extents) into one "xfer" per MAX_XFER_BYTES of it (per
+ * piece, src->piece, of a prefetch or streaming run) and queues it on the
+ * device's source; the devices over one source take turns
+ * (engine_next()), and a device has at most half the COW writer threads
+ * (writer.c).  A source that issues an xfer may
  * take the adjacent xfers of the same device queued right behind it into
  * the same read and COW write (engine_merge()); each xfer is still
  * answered on its own, FILL_DONE naming its fault's cookie and its own

@@ -249,7 +249,7 @@ static void test_fair(struct tap *t)
 	{
 		struct rcow_fair_cand r[4] = { { 0, 0, 1 }, { 0, 0, 1 }, { 0, 0, 1 }, { 0, 0, 1 } };
 		unsigned int served[4] = { 0 }, lo = 400, hi = 0;
-		size_t fifo[8], head = 0, n = 0;
+		size_t fifo[8] = { 0 }, head = 0, n = 0;
 		uint64_t seq = 1;
 
 		for (int i = 0; i < 400; i++) {

@@ -1770,6 +1770,29 @@ static void test_commit_abort(struct tap *t)
 /* ---- fault runs and merging ----------------------------------------------- */
 
 /* Reads nbdkit's log filter saw (requests, not replies); their bytes in *bytes. */
+/*
+ * The environment of 128 extents, nbdkit with args, one of which is
+ * logarg: filled here with "logfile=" and log (a file in the test's
+ * directory, for log_reads()), and device 1 over it.  0, or -1 once the
+ * failure is reported and the environment finished.
+ */
+static int env_logged(struct env *e, struct tap *t, const char *const *args, char *log,
+		      size_t logcap, char *logarg, size_t argcap, const char *what)
+{
+	if (env_init(e, t, 128)) {
+		tap_ok(t, false, "set up the environment");
+		return -1;
+	}
+	snprintf(log, logcap, "%s/nbdkit.log", e->dir);
+	snprintf(logarg, argcap, "logfile=%s", log);
+	if (nbdkit_start(e, args) || add_device(e, 1, e->uri) || !e->d.devices) {
+		tap_ok(t, false, "set up %s and a device", what);
+		env_fini(e);
+		return -1;
+	}
+	return 0;
+}
+
 static size_t log_reads(const char *path, uint64_t *bytes)
 {
 	char line[1024];
@@ -1827,17 +1850,9 @@ static void test_fault_run(struct tap *t)
 	size_t reads;
 
 	NEED_NBDKIT(t);
-	if (env_init(&e, t, 128)) {
-		tap_ok(t, false, "set up the environment");
+	if (env_logged(&e, t, args, log, sizeof(log), logarg, sizeof(logarg),
+		       "nbdkit (pattern, log filter)"))
 		return;
-	}
-	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
-	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
-		tap_ok(t, false, "set up nbdkit (pattern, log filter) and a device");
-		env_fini(&e);
-		return;
-	}
 	fake_send_fault(&e.d, 1, 1, 0, 16);
 	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
 	tap_ok(t, a && a->status == 0 && a->first == 0 && a->count == 16 &&
@@ -1889,17 +1904,9 @@ static void test_merge_faults(struct tap *t)
 	size_t reads, good = 0;
 
 	NEED_NBDKIT(t);
-	if (env_init(&e, t, 128)) {
-		tap_ok(t, false, "set up the environment");
+	if (env_logged(&e, t, args, log, sizeof(log), logarg, sizeof(logarg),
+		       "nbdkit (pattern, log filter)"))
 		return;
-	}
-	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
-	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
-		tap_ok(t, false, "set up nbdkit (pattern, log filter) and a device");
-		env_fini(&e);
-		return;
-	}
 	/* all queued before the connection is up: the first read takes them */
 	for (uint64_t x = 0; x < 8; x++)
 		fake_send_fault(&e.d, 1, 10 + x, x, 1);
@@ -2003,17 +2010,10 @@ static void test_prefetch_pieces(struct tap *t)
 	uint64_t bytes, expect = 32, t0;
 
 	NEED_NBDKIT(t);
-	if (env_init(&e, t, 128)) {
-		tap_ok(t, false, "set up the environment");
+	if (env_logged(&e, t, args, log, sizeof(log), logarg, sizeof(logarg),
+		       "nbdkit (pattern, rate 2 MB/s)"))
 		return;
-	}
-	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
-	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri) || !(dev = e.d.devices)) {
-		tap_ok(t, false, "set up nbdkit (pattern, rate 2 MB/s) and a device");
-		env_fini(&e);
-		return;
-	}
+	dev = e.d.devices;
 	fake_send_fault(&e.d, 1, 1, 0, 16);
 	tap_ok(t, wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 10000) &&
 	       fake_count(&e.k, RCOW_CMD_FILL_DONE) == 1,
