@@ -469,15 +469,17 @@ static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fau
 	struct rcow_err err = { 0 };
 	uint64_t first;
 	uint32_t count, queued = 0;
-	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512, cap = dev->pf_cap;
+	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512, cap = dev->pf_cap, w;
 
 	/*
 	 * Read-ahead up to the base's window (twice the bandwidth-delay
-	 * product, at least RCOW_MIN_WINDOW), within prefetch_max: enough to
-	 * keep a single sequential reader's link busy, no more.
+	 * product, at least RCOW_MIN_WINDOW; that for a base without one, a
+	 * file), within prefetch_max: enough to keep a single sequential
+	 * reader's link busy, no more.
 	 */
-	if (cap && dev->src && dev->src->window && dev->src->window / eb < cap)
-		cap = dev->src->window / eb ? dev->src->window / eb : 1;
+	w = dev->src && dev->src->window ? dev->src->window : RCOW_MIN_WINDOW;
+	if (cap && w / eb < cap)
+		cap = w / eb ? w / eb : 1;
 	dev->pf.max = cap;
 	if (!rcow_prefetch_fault(&dev->pf, f->first, f->count, dev->geom.nr_extents, &first, &count))
 		return;

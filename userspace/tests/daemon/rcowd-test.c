@@ -2136,10 +2136,64 @@ static void test_fair_share(struct tap *t)
 	env_fini(&e);
 }
 
+/*
+ * A run over a base with holes (nbdkit's data plugin: bytes 1 2 3 at
+ * 70000, the rest a hole by base:allocation): one read of the data part,
+ * and the COW device gets zeroes everywhere else in the run (the buffer
+ * is zeroed only where no read fills it: zero_gaps()), over a COW data
+ * area that held 0xaa before.
+ */
+static void test_run_holes(struct tap *t)
+{
+	const char *args[] = { "data", "data=@70000 1 2 3", "size=8M", NULL };
+	static unsigned char buf[EXT_BYTES];
+	unsigned char fill[4096];
+	size_t good = 0;
+	struct env e;
+	int fd;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (data with holes) and a device");
+		env_fini(&e);
+		return;
+	}
+	memset(fill, 0xaa, sizeof(fill));
+	fd = open(e.cow, O_WRONLY);
+	for (off_t o = 0; fd >= 0 && o < (off_t)(4 * EXT_BYTES); o += (off_t)sizeof(fill))
+		if (pwrite(fd, fill, sizeof(fill), (off_t)(DATA_OFFSET * 512) + o) != (ssize_t)sizeof(fill))
+			break;
+	if (fd >= 0)
+		close(fd);
+	fake_send_fault(&e.d, 1, 1, 0, 4);
+	wait_answers(&e, 1, 5000);
+	tap_ok(t, fake_count(&e.k, RCOW_CMD_FILL_DONE) == 1 && e.k.v[0].status == 0,
+	       "FAULT 0+4 over a base with holes: answered, status 0");
+	for (uint64_t x = 0; x < 4; x++) {
+		if (read_cow_extent(&e, x, buf))
+			continue;
+		if (x == 1) {
+			size_t at = 70000 - EXT_BYTES;
+
+			if (buf[at] == 1 && buf[at + 1] == 2 && buf[at + 2] == 3) {
+				buf[at] = buf[at + 1] = buf[at + 2] = 0;
+				good += is_zero(buf, EXT_BYTES);
+			}
+		} else {
+			good += is_zero(buf, EXT_BYTES);
+		}
+	}
+	tap_ok(t, good == 4, "extents 0..3: zeroes, and 1 2 3 at byte 70000 (%zu of 4 right)", good);
+	tap_ok(t, e.d.st.bytes_read > 0 && e.d.st.bytes_read < 4 * EXT_BYTES,
+	       "only the data part was read (%llu bytes)", e.d.st.bytes_read);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "run-holes", test_run_holes },
 	{ "fair-share", test_fair_share },
 	{ "fault-run", test_fault_run },
 	{ "prefetch-pieces", test_prefetch_pieces },
