@@ -72,6 +72,7 @@ CEILING=${BENCH_CEILING:-1}
 RAND_IOS=${BENCH_RAND_IOS:-300}
 ONLY=" ${BENCH_ONLY:-dev copy qd1 fio rand} "
 PERF=${BENCH_PERF:-0}
+PERF_OUT=
 NAME=bench-nbd
 
 die() { echo "bench-nbd: $*" >&2; exit 1; }
@@ -166,9 +167,12 @@ helper_counter() {
 # rc_up: the FAULTs remote-cowd answered during fio's run (guest and
 # read-ahead) and the extents they named, per second of the run.
 seq_dev() {
-	local f0 e0 f1 e1 bw ms
+	local f0 e0 f1 e1 bw ms k t0=() t1=()
 	f0=$(helper_counter faults)
 	e0=$(helper_stat fault_extents)
+	for k in fills queue_us read_us write_us; do t0+=("$(helper_stat "$k")"); done
+	# BENCH_PERF: the whole VM sampled while fio runs
+	${PERF_OUT:+perf record -e cpu-clock -a -g -F 199 -o "$PERF_OUT" --} \
 	fio --name=seq --filename="/dev/mapper/$NAME" --rw=read --bs=1M --direct=1 \
 		--ioengine=libaio --iodepth="${1:-$SEQ_DEPTH}" --size="$bytes" \
 		--output-format=json --output="$work/fio.json" >/dev/null || return 1
@@ -176,6 +180,11 @@ seq_dev() {
 		echo "bench-nbd: warning: device not fully present after the read" >&2
 	f1=$(helper_counter faults)
 	e1=$(helper_stat fault_extents)
+	for k in fills queue_us read_us write_us; do t1+=("$(helper_stat "$k")"); done
+	# where a fill's time went (remote-cowd's stats), on stderr: the log
+	awk -v n=$((t1[0] - t0[0])) -v q=$((t1[1] - t0[1])) -v r=$((t1[2] - t0[2])) \
+		-v w=$((t1[3] - t0[3])) 'BEGIN { if (n > 0) printf "# fills: %d, per fill: queued %.1f ms, reading %.1f ms, writing %.1f ms\n",
+		n, q / n / 1000, r / n / 1000, w / n / 1000 }' >&2
 	bw=$(fio_get "$work/fio.json" bw)
 	ms=$(fio_get "$work/fio.json" runtime)
 	awk -v bw="$bw" -v f=$((f1 - f0)) -v e=$((e1 - e0)) -v ms="$ms" \
@@ -265,21 +274,18 @@ if [ "$CEILING" = 1 ]; then
 	rc_up || die "cannot create the device"
 	if [ "$PERF" = 1 ]; then
 		command -v perf >/dev/null || die "BENCH_PERF=1: perf is not installed"
-		perf record -a -g -F 199 -o "$work/perf.data" >/dev/null 2>&1 &
-		perf_pid=$!
-		sleep 1
+		PERF_OUT=$work/perf.data
 	fi
 	c_seq_dev=$(seq_dev) || die "sequential read of the device failed"
+	PERF_OUT=
 	read -r c_seq_dev c_seq_f c_seq_e <<<"$c_seq_dev"
 	if [ "$PERF" = 1 ]; then
-		kill -INT "$perf_pid"
-		wait "$perf_pid"
 		echo "perf: unshaped cold read of the device, CPU samples by program:"
-		perf report -i "$work/perf.data" --stdio --no-children --sort comm 2>/dev/null |
-			grep -v '^#' | grep -v '^$' | grep '%' | head -n 15
+		perf report -i "$work/perf.data" --stdio --no-children -g none --sort comm \
+			2>/dev/null | grep '%' | head -n 15
 		echo "perf: by program and function:"
-		perf report -i "$work/perf.data" --stdio --no-children -g none --sort comm,sym \
-			2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -n 40
+		perf report -i "$work/perf.data" --stdio --no-children -g none --sort comm,dso,sym \
+			2>/dev/null | grep '%' | head -n 50
 	fi
 	c_seq_fio=$(seq_fionbd) || die "fio on the export failed"
 	log "unshaped link: seq dev $c_seq_dev MiB/s ($c_seq_f faults/s, $c_seq_e extents/s), fio-nbd $c_seq_fio MiB/s"
