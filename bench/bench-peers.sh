@@ -196,10 +196,18 @@ rc_hydrate() {
 	until [ "$(present_extents pr-rc)" -ge "$nregions" ]; do sleep 0.1; done
 }
 
-clone_up() {
-	dm_remove pr-clone
+# over_nbd0 <metadata device> <dm names...>: remove the devices, connect
+# /dev/nbd0 and zero the metadata, for a new device over nbd-client.
+over_nbd0() {
+	local meta=$1 n
+	shift
+	for n in "$@"; do dm_remove "$n"; done
 	nbd0_connect || return 1
-	zero /dev/mapper/pr-cmeta 1 || return 1
+	zero "$meta" 1
+}
+
+clone_up() {
+	over_nbd0 /dev/mapper/pr-cmeta pr-clone || return 1
 	dmsetup create pr-clone --table \
 		"0 $len clone /dev/mapper/pr-cmeta /dev/ram1 /dev/nbd0 $EXT 1 no_hydration" ||
 		return 1
@@ -216,10 +224,7 @@ clone_hydrate() {
 }
 
 thin_up() {
-	dm_remove pr-thin
-	dm_remove pr-pool
-	nbd0_connect || return 1
-	zero /dev/mapper/pr-tmeta 1 || return 1
+	over_nbd0 /dev/mapper/pr-tmeta pr-thin pr-pool || return 1
 	dmsetup create pr-pool --table \
 		"0 $(((ram_sectors / EXT) * EXT)) thin-pool /dev/mapper/pr-tmeta /dev/ram2 $EXT 0 1 skip_block_zeroing" ||
 		return 1
