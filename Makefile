@@ -101,7 +101,7 @@ lint-c:
 			-D__linux__ -D__x86_64__ $(C_INCS) $(C_SRCS); \
 	else echo "no userspace C sources yet: cppcheck skipped"; fi
 
-SH_SRCS = $(shell find scripts selftests tools userspace .ci -path '*/build' -prune -o -type f \( -name '*.sh' -o -name run \) -print 2>/dev/null)
+SH_SRCS = $(shell find scripts selftests tools userspace bench .ci -path '*/build' -prune -o -type f \( -name '*.sh' -o -name run \) -print 2>/dev/null)
 # The OpenNebula TM driver's actions and settings (no .sh suffix; the
 # actions that are symlinks are checked through their target).
 SH_SRCS += $(filter-out %.sh,$(shell find tools/opennebula -type f 2>/dev/null))
@@ -144,6 +144,21 @@ bench-nbd: all
 .PHONY: bench
 bench: all
 	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/bench/bench-target.sh"
+
+# remote-cow against dm-clone, dm-thin, nbd-client, nbdkit's cow filter,
+# dm-linear and nbdcopy in one VM run; tables and plots written to
+# Documentation/benchmarks/ (Documentation/benchmarks-peers.rst); figures,
+# not in make check.  dm-clone is built out of tree first (Debian does not
+# enable it): measurement only.
+PEERS_RUN = $(BUILD)/vm/runs/bench-peers
+.PHONY: bench-peers
+bench-peers: all
+	"$(ROOT)/bench/build-dm-clone.sh" >/dev/null
+	rm -rf "$(PEERS_RUN)"
+	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 --run-dir "$(PEERS_RUN)" -- \
+		"$(ROOT)/bench/bench-peers.sh"
+	"$(ROOT)/bench/plot-peers.sh" "$(PEERS_RUN)/peers" "$(ROOT)/Documentation/benchmarks"
+	cp "$(PEERS_RUN)/output.log" "$(ROOT)/Documentation/benchmarks/peers-run.log"
 
 # Snapshot commit: guest write latency during a commit, commit time against
 # the link (Documentation/benchmarks.rst); figures, not in make check.

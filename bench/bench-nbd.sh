@@ -61,6 +61,8 @@ TREE=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 . "$TREE/selftests/lib.sh"
 # shellcheck source=../selftests/lib-net.sh
 . "$TREE/selftests/lib-net.sh"
+# shellcheck source=lib-bench.sh
+. "$TREE/bench/lib-bench.sh"
 
 SIZE_MB=${BENCH_SIZE_MB:-128}
 DELAY=${BENCH_DELAY:-50ms}
@@ -100,28 +102,6 @@ uri=$(net_uri)
 log "ping: $(ping -c3 -W2 "$NET_SRV_IP" | tail -n1)"
 helper_start || die "the helper does not start"
 
-# fio_json <file> <jq-like python expression over the job's "read">
-fio_get() {
-	python3 -c '
-import json, sys
-j = json.load(open(sys.argv[1]))
-r = j["jobs"][0]["read"]
-what = sys.argv[2]
-if what == "bw":
-	print("%.2f" % (r["bw_bytes"] / 1048576.0))
-elif what == "runtime":
-	print("%d" % r["runtime"])
-else:
-	p = r["clat_ns"]["percentile"]
-	print("%.2f" % (p[what] / 1e6))
-' "$@"
-}
-
-# connections: how many times remote-cowd logged a connection to a base.
-connections() {
-	grep -c ': connected: ' "$HELPER_LOG" 2>/dev/null
-}
-
 # A fresh cold device: zeroed COW, new table.  Removing the previous device
 # closes remote-cowd's connections (no device uses the base any more), so
 # every measurement connects anew.  remote-cowd connects when the device
@@ -131,13 +111,13 @@ connections() {
 # substitution.
 CONNECT_MS=-
 rc_up() {	# rc_up [base uri, default the shaped export]
-	local u=${1:-$uri} n t0 t1 i
+	local u=${1:-$uri} n t0 t1
 	dm_remove "$NAME" >/dev/null 2>&1
 	[ -z "${COW_DEV:-}" ] || losetup -d "$COW_DEV"
 	COW_DEV=
 	rm -f "$work"/cow.*
 	make_cow $((bytes + (16 << 20))) || return 1
-	n=$(connections)
+	n=$(rc_connections)
 	t0=$(date +%s%N)
 	dmsetup create "$NAME" --table "$(rc_table "$len" "$COW_DEV" "$EXT" "$u")" ||
 		return 1
@@ -146,11 +126,7 @@ rc_up() {	# rc_up [base uri, default the shaped export]
 	if ! helper_is_daemon || [ "${u#nbd}" = "$u" ]; then
 		return 0
 	fi
-	for ((i = 0; i < 1000; i++)); do
-		[ "$(connections)" -gt "$n" ] && break
-		sleep 0.01
-	done
-	[ "$(connections)" -gt "$n" ] || { echo "bench-nbd: remote-cowd did not connect within 10 s" >&2; return 1; }
+	rc_wait_connected "$n" || return 1
 	t1=$(date +%s%N)
 	CONNECT_MS=$(((t1 - t0) / 1000000))
 }
@@ -192,11 +168,7 @@ seq_dev() {
 }
 
 seq_nbdcopy() {	# MiB/s
-	local t0 t1
-	t0=$(date +%s.%N)
-	nbdcopy "$uri" null: || return 1
-	t1=$(date +%s.%N)
-	awk -v b="$bytes" -v a="$t0" -v c="$t1" 'BEGIN { printf "%.2f\n", b / 1048576 / (c - a) }'
+	nbdcopy_rate "$uri" "$bytes"
 }
 
 seq_fionbd() {	# MiB/s
@@ -219,12 +191,6 @@ rand_dev() {	# on a device made cold by rc_up
 
 rand_fionbd() {
 	rand_job --ioengine=nbd --uri="$uri"
-}
-
-median() {	# median of the arguments, "-" if none
-	[ $# -gt 0 ] || { echo -; return; }
-	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
-		if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 s_dev=() s_qd1=() s_copy=() s_fio=() f_dev=() e_dev=() f_qd1=() e_qd1=() r_dev50=() r_dev99=() r_nbd50=() r_nbd99=()

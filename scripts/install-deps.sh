@@ -47,6 +47,9 @@ PACKAGES=(
 	# libvirtd with its QEMU driver, virsh, and busybox-static + cpio
 	# (above) for the guest's initramfs
 	libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
+	# make bench-peers (bench/bench-peers.sh): the kernel's NBD client
+	# for the peers over nbd-client, gnuplot for the figures
+	nbd-client gnuplot-nox
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -190,6 +193,27 @@ if [ "$(cat "$CP/.complete" 2>/dev/null || true)" != "$SRC_VER" ]; then
 		'linux-source-6.1/scripts/const_structs.checkpatch'
 	[ -x "$CP/checkpatch.pl" ] || die "checkpatch.pl not found in $SRC_TAR"
 	printf '%s\n' "$SRC_VER" >"$CP/.complete"
+fi
+
+# ---------------------------------------------------------------------------
+# dm-clone's sources from the same tarball, for make bench-peers only: Debian
+# does not enable CONFIG_DM_CLONE, so bench/build-dm-clone.sh builds it out
+# of tree at benchmark time (a measurement peer, never part of the project).
+# ---------------------------------------------------------------------------
+DMC=$BUILD/peers/dm-clone-src
+if [ "$(cat "$DMC/.complete" 2>/dev/null || true)" != "$SRC_VER" ]; then
+	log "extracting dm-clone's sources from $SRC_TAR"
+	rm -rf "$DMC"
+	mkdir -p "$DMC"
+	tar -xJf "$SRC_TAR" -C "$DMC" --strip-components=3 \
+		'linux-source-6.1/drivers/md/dm-clone-target.c' \
+		'linux-source-6.1/drivers/md/dm-clone-metadata.c' \
+		'linux-source-6.1/drivers/md/dm-clone-metadata.h' \
+		'linux-source-6.1/drivers/md/dm.h' \
+		'linux-source-6.1/drivers/md/dm-stats.h' \
+		'linux-source-6.1/drivers/md/persistent-data'
+	[ -f "$DMC/dm-clone-target.c" ] || die "dm-clone-target.c not found in $SRC_TAR"
+	printf '%s\n' "$SRC_VER" >"$DMC/.complete"
 fi
 
 log "ok (VM kernel $ABI $KVER)"
