@@ -60,6 +60,12 @@
  * Snapshot commit: see dm-remote-cow-commit.c.  While one uploads, a write
  * to a frozen extent not yet uploaded or preserved waits in the worker.
  *
+ * Live migration: see dm-remote-cow-migrate.c.  end_io marks the extents
+ * of every completed write in the migration's change set (remap() records
+ * them in the per-bio data while the bio's position is still the
+ * device's); once `migrate finish` fenced the device, every write fails
+ * in map, or in the worker for one that passed map before.
+ *
  * Suspend: a noflush suspend pushes the bios waiting on faults back to dm,
  * which reissues them after resume.  A flush suspend waits for them while a
  * helper is connected (bounded by fault_timeout when set; the fault_timeout
@@ -128,6 +134,8 @@ struct rcow_bio {
 	unsigned long queued;		/* jiffies, for fault_timeout */
 	struct rcow_pending *pe;	/* whole-extent write */
 	bool counted;			/* in rc->wr_inflight */
+	bool wrote;			/* a write remapped to the COW device */
+	u64 last;			/* ... its last extent (extent: first) */
 	bio_end_io_t *saved_end_io;
 	void *saved_private;
 };
@@ -251,7 +259,8 @@ static bool map_write_ready(struct rcow *rc, struct bio *bio, u64 first,
 	u64 e;
 
 	rcu_read_lock();
-	if (unlikely(test_bit(RCOW_F_WRITE_GATE, &rc->flags)))
+	if (unlikely(test_bit(RCOW_F_WRITE_GATE, &rc->flags) ||
+		     test_bit(RCOW_F_FENCED, &rc->flags)))
 		ready = false;
 	/* The gate before the held set: see the freeze (do_freeze()). */
 	smp_rmb();
@@ -317,6 +326,14 @@ trim:
 
 static void remap(struct rcow *rc, struct bio *bio)
 {
+	struct rcow_bio *rb = rcow_bio(bio);
+
+	if (op_is_write(bio_op(bio)) && bio_sectors(bio)) {
+		/* Where it writes, for end_io (the migration's change set). */
+		rb->wrote = true;
+		rb->extent = bio_extent(rc, bio);
+		rb->last = bio_last_extent(rc, bio);
+	}
 	bio_set_dev(bio, rc->cow_dev->bdev);
 	bio->bi_iter.bi_sector = rc->data_offset +
 		dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
@@ -499,7 +516,8 @@ static void issue_present(struct rcow *rc, struct bio *bio, u64 extent)
 	bool commit = false;
 
 	if (op_is_write(bio_op(bio))) {
-		if (unlikely(rcow_mode(rc) != RCOW_MODE_RW)) {
+		if (unlikely(rcow_mode(rc) != RCOW_MODE_RW) ||
+		    rcow_migrate_fenced(rc, bio)) {
 			bio_io_error(bio);
 			return;
 		}
@@ -586,6 +604,10 @@ static void process_missing(struct rcow *rc, struct bio *bio, u64 extent)
 {
 	struct rcow_pending *pe, *new = NULL;
 
+	if (rcow_migrate_fenced(rc, bio)) {
+		bio_io_error(bio);
+		return;
+	}
 	for (;;) {
 		spin_lock_irq(&rc->lock);
 		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, extent)) {
@@ -849,6 +871,7 @@ static void do_worker(struct work_struct *ws)
 	process_deferred_bios(rc);
 	process_commit(rc);
 	rcow_commit_work(rc);
+	rcow_migrate_work(rc);
 	send_unsent_faults(rc);
 	check_hydrated(rc);
 	if (test_and_clear_bit(RCOW_F_EVENT, &rc->flags))
@@ -1223,6 +1246,7 @@ static int init_pending(struct rcow *rc, char **error)
 	INIT_LIST_HEAD(&rc->nl_node);
 	atomic_set(&rc->wr_inflight, 0);
 	init_waitqueue_head(&rc->drain_wq);
+	rcow_migrate_init(rc);
 	if (rcow_commit_init(rc)) {
 		*error = "Cannot allocate snapshot commit state";
 		return -ENOMEM;
@@ -1266,6 +1290,7 @@ static void rcow_free(struct rcow *rc)
 	}
 	mempool_exit(&rc->pending_pool);
 	rcow_commit_free(rc);
+	rcow_migrate_free(rc);
 	if (rc->md)
 		rcow_md_close(rc->md);
 	if (rc->cow_dev)
@@ -1426,7 +1451,14 @@ static int map_discard(struct rcow *rc, struct bio *bio)
 static int rcow_end_io(struct dm_target *ti, struct bio *bio,
 		       blk_status_t *error)
 {
-	write_landed(ti->private, bio);
+	struct rcow *rc = ti->private;
+	struct rcow_bio *rb = rcow_bio(bio);
+
+	/* Before write_landed(): a drained write has marked its extents. */
+	if (rb->wrote && !*error)
+		rcow_migrate_written(rc, rb->extent, rb->last);
+	rb->wrote = false;
+	write_landed(rc, bio);
 	return DM_ENDIO_DONE;
 }
 
@@ -1438,6 +1470,7 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 
 	rb->pe = NULL;
 	rb->counted = false;
+	rb->wrote = false;
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH)) {
 		if (rcow_mode(rc) == RCOW_MODE_RO) {
 			bio_set_dev(bio, rc->cow_dev->bdev);
@@ -1450,6 +1483,8 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_SUBMITTED;
 	}
 
+	if (unlikely(rcow_migrate_fenced(rc, bio)))
+		return DM_MAPIO_KILL;
 	extent = bio_extent(rc, bio);
 	rb->extent = extent;
 	if (unlikely(bio_op(bio) == REQ_OP_DISCARD))
@@ -1667,13 +1702,15 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 	static const char * const modes[] = { "rw", "ro", "fail" };
 	struct rcow *rc = ti->private;
 	struct rcow_commit_info ci;
+	struct rcow_migrate_info mi;
 	unsigned int sz = 0;
 	unsigned int nr_opts, timeout_ms;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
 		rcow_commit_info(rc, &ci, false);
-		DMEMIT("%u %llu/%llu %llu %u %s %s %llu/%llu %llu idle 0/0 %s %s",
+		rcow_migrate_info(rc, &mi, false);
+		DMEMIT("%u %llu/%llu %llu %u %s %s %llu/%llu %llu %s %llu/%llu %s %s",
 		       rc->extent_sectors,
 		       rcow_md_count(rc->md, RCOW_BITMAP_PRESENT),
 		       rc->nr_extents,
@@ -1681,8 +1718,8 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 		       READ_ONCE(rc->nr_faults),
 		       rcow_nl_helper_connected() ? "connected" : "absent",
 		       rcow_commit_state_name(ci.state), ci.done, ci.total,
-		       ci.gen,
-		       READ_ONCE(rc->hydrating) ? "hydrating" : "idle",
+		       ci.gen, rcow_migrate_state_name(mi.state), mi.done,
+		       mi.total, READ_ONCE(rc->hydrating) ? "hydrating" : "idle",
 		       modes[rcow_mode(rc)]);
 		break;
 	case STATUSTYPE_TABLE:
@@ -1753,19 +1790,6 @@ static int parse_fault_timeout(struct rcow *rc, unsigned int argc,
 	return 0;
 }
 
-static int not_supported_yet(struct rcow *rc, const char *what,
-			     unsigned int argc, unsigned int min,
-			     unsigned int max)
-{
-	if (argc < min || argc > max) {
-		DMWARN("%s: %s: wrong number of arguments", rcow_name(rc),
-		       what);
-		return -EINVAL;
-	}
-	DMWARN("%s: %s is not supported yet", rcow_name(rc), what);
-	return -EOPNOTSUPP;
-}
-
 static int rcow_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
@@ -1783,15 +1807,10 @@ static int rcow_message(struct dm_target *ti, unsigned int argc, char **argv,
 		if (!strcasecmp(argv[1], "abort"))
 			return rcow_commit_abort_message(rc, argc);
 	}
-	if (!strcasecmp(argv[0], "migrate") && argc >= 2) {
-		if (!strcasecmp(argv[1], "send"))
-			return not_supported_yet(rc, "migrate send", argc,
-						 3, 3);
-		if (!strcasecmp(argv[1], "finish") ||
-		    !strcasecmp(argv[1], "abort"))
-			return not_supported_yet(rc, "migrate finish/abort",
-						 argc, 2, 2);
-	}
+	if (!strcasecmp(argv[0], "migrate") && argc >= 2 &&
+	    (!strcasecmp(argv[1], "send") || !strcasecmp(argv[1], "finish") ||
+	     !strcasecmp(argv[1], "abort")))
+		return rcow_migrate_message(rc, argc, argv);
 	DMWARN("%s: unrecognised message '%s'", rcow_name(rc), argv[0]);
 	return -EINVAL;
 }

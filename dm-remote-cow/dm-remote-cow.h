@@ -62,6 +62,31 @@ struct rcow_commit {
 	bool suspended;
 };
 
+/* Live migration, source side: see dm-remote-cow-migrate.c. */
+struct rcow_migrate {
+	/* Protects the fields below but the bitmaps, see the .c file. */
+	spinlock_t lock;
+	enum remote_cow_migrate_state state;
+	char *target;			/* HOST:PORT of the last one started */
+	u64 round;			/* rounds taken */
+	u64 total;			/* extents handed out in rounds */
+	u64 done;			/* of those, marked sent */
+	unsigned long *dirty;		/* DIRTY_MIGRATE: see the .c file */
+	unsigned long *round_set;	/* taken, not yet marked sent */
+	/* Requests to the worker. */
+	char *req_target;		/* migrate send */
+	bool req_finish;		/* migrate finish */
+	bool req_round;			/* MIGRATE_ROUND */
+	int req_result;
+	struct completion req_done;
+};
+
+struct rcow_migrate_info {
+	enum remote_cow_migrate_state state;
+	u64 round, total, done;
+	char *target;
+};
+
 struct rcow_commit_info {
 	enum remote_cow_commit_state state;
 	u64 gen;
@@ -137,6 +162,7 @@ struct rcow {
 	wait_queue_head_t drain_wq;
 
 	struct rcow_commit commit;
+	struct rcow_migrate migrate;
 };
 
 /* rcow->flags */
@@ -152,6 +178,10 @@ struct rcow {
 #define RCOW_F_WRITE_GATE	3
 /* A commit is uploading: writes test the held set. */
 #define RCOW_F_HOLDING		4
+/* A migration runs: completed writes set DIRTY_MIGRATE (end_io). */
+#define RCOW_F_MIGRATING	5
+/* migrate finish: every write fails (the destination takes over). */
+#define RCOW_F_FENCED		6
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
@@ -180,8 +210,27 @@ bool rcow_commit_info(struct rcow *rc, struct rcow_commit_info *ci,
 void rcow_commit_resume(struct rcow *rc);
 const char *rcow_commit_state_name(enum remote_cow_commit_state s);
 const unsigned long *rcow_commit_set(struct rcow *rc, u32 set);
+int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b);
+int rcow_gate_close(struct rcow *rc, const char *what);
+void rcow_gate_open(struct rcow *rc);
 int rcow_commit_module_init(void);
 void rcow_commit_module_exit(void);
+
+/* Live migration, source side (dm-remote-cow-migrate.c). */
+void rcow_migrate_init(struct rcow *rc);
+void rcow_migrate_free(struct rcow *rc);
+int rcow_migrate_busy(struct rcow *rc, const char *what);
+bool rcow_migrate_fenced(struct rcow *rc, struct bio *bio);
+void rcow_migrate_written(struct rcow *rc, u64 first, u64 last);
+void rcow_migrate_work(struct rcow *rc);
+int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv);
+int rcow_migrate_round(struct rcow *rc);
+int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count);
+int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg);
+bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
+		       bool want_target);
+const char *rcow_migrate_state_name(enum remote_cow_migrate_state s);
+const unsigned long *rcow_migrate_set(struct rcow *rc, u32 set);
 
 /* Netlink side. */
 int rcow_nl_init(void);
@@ -198,6 +247,7 @@ bool rcow_nl_helper_connected(void);
 void rcow_nl_commit_start(struct rcow *rc);
 int rcow_nl_send_preserve(struct rcow *rc, u64 gen, u64 first, u32 count);
 void rcow_nl_commit_abort(struct rcow *rc, u64 gen);
+void rcow_nl_migrate_event(struct rcow *rc, u8 cmd);
 
 /*
  * Compatibility with kernels newer than Debian 12's 6.1: from 6.9 on the
