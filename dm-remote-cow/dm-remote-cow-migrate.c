@@ -62,6 +62,7 @@ static const char * const state_names[] = {
 	[RCOW_MIGRATE_FINISHING] = "finishing",
 	[RCOW_MIGRATE_DONE] = "done",
 	[RCOW_MIGRATE_FAILED] = "failed",
+	[RCOW_MIGRATE_INCOMING] = "incoming",
 };
 
 static struct rcow_migrate *mg_of(struct rcow *rc)
@@ -100,6 +101,11 @@ int rcow_migrate_busy(struct rcow *rc, const char *what)
 {
 	enum remote_cow_migrate_state s = READ_ONCE(mg_of(rc)->state);
 
+	if (test_bit(RCOW_F_INCOMING, &rc->flags)) {
+		DMWARN("%s: %s: an incoming migration is not complete",
+		       rc->name, what);
+		return -EBUSY;
+	}
 	if (!running(s) && s != RCOW_MIGRATE_DONE)
 		return 0;
 	DMWARN("%s: %s: %s", rc->name, what,
@@ -534,13 +540,17 @@ bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 	struct rcow_migrate *mg = mg_of(rc);
 
 	spin_lock(&mg->lock);
-	mi->state = mg->state;
+	mi->state = test_bit(RCOW_F_INCOMING, &rc->flags) ?
+		    RCOW_MIGRATE_INCOMING : mg->state;
 	mi->round = mg->round;
 	mi->total = mg->total;
 	mi->done = mg->done;
 	mi->target = NULL;
-	if (want_target && mg->target)
+	mi->nomem = false;
+	if (want_target && mg->target) {
 		mi->target = kstrdup(mg->target, GFP_NOWAIT);
+		mi->nomem = !mi->target;
+	}
 	spin_unlock(&mg->lock);
 	return running(mi->state);
 }

@@ -179,8 +179,8 @@ static int put_migrate_attrs(struct sk_buff *skb, struct rcow *rc)
 			      RCOW_A_PAD) ||
 	    nla_put_u64_64bit(skb, RCOW_A_MIGRATE_DONE, mi.done, RCOW_A_PAD))
 		r = -EMSGSIZE;
-	else if (mi.state != RCOW_MIGRATE_IDLE && !mi.target)
-		r = -ENOMEM;	/* the target is set once a migration started */
+	else if (mi.nomem)
+		r = -ENOMEM;
 	else if (mi.target &&
 		 nla_put_string(skb, RCOW_A_MIGRATE_TARGET, mi.target))
 		r = -EMSGSIZE;
@@ -1093,7 +1093,10 @@ static const char *nl_message(struct genl_info *info)
 	       nla_data(info->attrs[RCOW_A_MESSAGE]) : NULL;
 }
 
-/* MIGRATE_ROUND, MIGRATE_MARK and MIGRATE_END from the helper. */
+/*
+ * MIGRATE_ROUND, MIGRATE_MARK and MIGRATE_END (source), MIGRATE_FILL and
+ * MIGRATE_COMPLETE (destination) from the helper.
+ */
 static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 {
 	static const int round_attrs[] = { RCOW_A_DEV_ID };
@@ -1101,14 +1104,19 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 					  RCOW_A_FIRST_EXTENT,
 					  RCOW_A_EXTENT_COUNT };
 	static const int end_attrs[] = { RCOW_A_DEV_ID, RCOW_A_STATUS };
+	static const int fill_attrs[] = { RCOW_A_DEV_ID, RCOW_A_FIRST_EXTENT,
+					  RCOW_A_EXTENT_COUNT };
 	u8 cmd = info->genlhdr->cmd;
 	struct rcow *rc;
 	u64 first;
 	u32 count;
 	int r;
 
-	if (cmd == RCOW_CMD_MIGRATE_ROUND)
+	if (cmd == RCOW_CMD_MIGRATE_ROUND || cmd == RCOW_CMD_MIGRATE_COMPLETE)
 		r = helper_request(info, round_attrs, ARRAY_SIZE(round_attrs),
+				   &rc);
+	else if (cmd == RCOW_CMD_MIGRATE_FILL)
+		r = helper_request(info, fill_attrs, ARRAY_SIZE(fill_attrs),
 				   &rc);
 	else if (cmd == RCOW_CMD_MIGRATE_MARK)
 		r = helper_request(info, mark_attrs, ARRAY_SIZE(mark_attrs),
@@ -1119,6 +1127,14 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 		return r;
 	if (cmd == RCOW_CMD_MIGRATE_ROUND) {
 		r = rcow_migrate_round(rc);
+	} else if (cmd == RCOW_CMD_MIGRATE_COMPLETE) {
+		r = rcow_incoming_complete(rc);
+	} else if (cmd == RCOW_CMD_MIGRATE_FILL) {
+		first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
+		count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
+		r = check_range(info, rc, first, count);
+		if (!r)
+			r = rcow_incoming_fill(rc, first, count);
 	} else if (cmd == RCOW_CMD_MIGRATE_MARK) {
 		first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
 		count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
@@ -1133,7 +1149,7 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 	}
 	mutex_unlock(&rcow_nl_lock);
 	if (r == -ESTALE)
-		GENL_SET_ERR_MSG(info, "no migration is running (in this round)");
+		GENL_SET_ERR_MSG(info, "no migration running (in this round), or not incoming");
 	else if (r == -EAGAIN)
 		GENL_SET_ERR_MSG(info, "not finishing, or extents are left to send: take a round");
 	return r;
@@ -1251,6 +1267,16 @@ static const struct genl_small_ops rcow_nl_ops[] = {
 	},
 	{
 		.cmd = RCOW_CMD_MIGRATE_END,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_FILL,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_COMPLETE,
 		.flags = GENL_ADMIN_PERM,
 		.doit = rcow_nl_migrate,
 	},

@@ -66,6 +66,16 @@
  * device's); once `migrate finish` fenced the device, every write fails
  * in map, or in the worker for one that passed map before.
  *
+ * Destination of a live migration (the "incoming" feature): the
+ * constructor sets the superblock's incoming flag durably, and map holds
+ * every bio (trimmed to its first extent, as for the one-extent path) on
+ * rc->incoming, failed by the waker after fault_timeout.  The helper
+ * writes the migrated extents into the data area itself and names them
+ * (MIGRATE_FILL): the worker marks them PRESENT, WRITTEN and changed.
+ * MIGRATE_COMPLETE has the worker commit, clear the flag and hand the
+ * held bios to the one-extent path.  A table without the feature refuses
+ * a COW device still flagged incoming.
+ *
  * Suspend: a noflush suspend pushes the bios waiting on faults back to dm,
  * which reissues them after resume.  A flush suspend waits for them while a
  * helper is connected (bounded by fault_timeout when set; the fault_timeout
@@ -746,6 +756,51 @@ static void process_commit(struct rcow *rc)
 	}
 }
 
+/*
+ * Worker: the extents the helper filled for an incoming migration, then
+ * its completion.  The worker marks them (it owns DIRTY_COMMIT).
+ */
+static void process_incoming(struct rcow *rc)
+{
+	struct bio_list held;
+	u64 e = 0;
+	int r;
+
+	/* The bitmaps are read by the first resume. */
+	if (!rc->incoming_fill || !rc->loaded)
+		return;
+	while ((e = find_next_bit(rc->incoming_fill, rc->nr_extents, e)) <
+	       rc->nr_extents) {
+		clear_bit(e, rc->incoming_fill);
+		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, e);
+		mark_written(rc, e);
+	}
+	if (!READ_ONCE(rc->incoming_complete) ||
+	    !test_bit(RCOW_F_INCOMING, &rc->flags))
+		return;
+	WRITE_ONCE(rc->incoming_complete, false);
+	r = rcow_md_commit(rc->md, false, true);
+	if (!r)
+		r = rcow_md_set_incoming(rc->md, false);
+	if (r) {
+		DMERR("%s: incoming migration: cannot complete (metadata write failed: %d)",
+		      rcow_name(rc), r);
+		set_mode(rc, RCOW_MODE_FAIL);
+		return;
+	}
+	bio_list_init(&held);
+	spin_lock_irq(&rc->lock);
+	clear_bit(RCOW_F_INCOMING, &rc->flags);
+	bio_list_merge(&held, &rc->incoming);
+	bio_list_init(&rc->incoming);
+	bio_list_merge(&rc->deferred, &held);
+	spin_unlock_irq(&rc->lock);
+	DMINFO("%s: incoming migration complete: %llu extents written; I/O flows",
+	       rcow_name(rc), rcow_md_count(rc->md, RCOW_BITMAP_WRITTEN));
+	set_bit(RCOW_F_EVENT, &rc->flags);
+	wake_worker(rc);
+}
+
 /* Most extents in one FAULT run of @rc. */
 static u32 max_run(struct rcow *rc)
 {
@@ -870,6 +925,7 @@ static void do_worker(struct work_struct *ws)
 
 	process_deferred_bios(rc);
 	process_commit(rc);
+	process_incoming(rc);
 	rcow_commit_work(rc);
 	rcow_migrate_work(rc);
 	send_unsent_faults(rc);
@@ -879,25 +935,31 @@ static void do_worker(struct work_struct *ws)
 	memalloc_noio_restore(noio);
 }
 
+/* rc->lock held: move the bios of @bios waiting too long to @expired. */
+static void expire_bios(struct bio_list *bios, unsigned long timeout,
+			struct bio_list *expired)
+{
+	struct bio_list keep;
+	struct bio *bio;
+
+	bio_list_init(&keep);
+	while ((bio = bio_list_pop(bios))) {
+		if (time_after_eq(jiffies, rcow_bio(bio)->queued + timeout))
+			bio_list_add(expired, bio);
+		else
+			bio_list_add(&keep, bio);
+	}
+	bio_list_merge(bios, &keep);
+}
+
 /* rc->lock held: take the bios of every pending fault waiting too long. */
 static void collect_expired(struct rcow *rc, struct list_head *head,
 			    unsigned long timeout, struct bio_list *expired)
 {
 	struct rcow_pending *pe;
-	struct bio_list keep;
-	struct bio *bio;
 
-	list_for_each_entry(pe, head, list) {
-		bio_list_init(&keep);
-		while ((bio = bio_list_pop(&pe->waiters))) {
-			if (time_after_eq(jiffies,
-					  rcow_bio(bio)->queued + timeout))
-				bio_list_add(expired, bio);
-			else
-				bio_list_add(&keep, bio);
-		}
-		bio_list_merge(&pe->waiters, &keep);
-	}
+	list_for_each_entry(pe, head, list)
+		expire_bios(&pe->waiters, timeout, expired);
 }
 
 static void fail_expired(struct rcow *rc, unsigned int timeout_ms)
@@ -911,6 +973,7 @@ static void fail_expired(struct rcow *rc, unsigned int timeout_ms)
 	spin_lock_irq(&rc->lock);
 	collect_expired(rc, &rc->unsent, timeout, &expired);
 	collect_expired(rc, &rc->sent, timeout, &expired);
+	expire_bios(&rc->incoming, timeout, &expired);
 	spin_unlock_irq(&rc->lock);
 	if (!bio_list_empty(&expired))
 		DMWARN_LIMIT("%s: fault_timeout expired, failing I/O to missing extents",
@@ -1049,6 +1112,29 @@ int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued)
 	return 0;
 }
 
+/* MIGRATE_FILL: the worker marks the extents. */
+int rcow_incoming_fill(struct rcow *rc, u64 first, u32 count)
+{
+	u64 e;
+
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+		return -ESTALE;
+	for (e = first; e < first + count; e++)
+		set_bit(e, rc->incoming_fill);
+	wake_worker(rc);
+	return 0;
+}
+
+/* MIGRATE_COMPLETE: done by the worker, after the fills before it. */
+int rcow_incoming_complete(struct rcow *rc)
+{
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+		return -ESTALE;
+	WRITE_ONCE(rc->incoming_complete, true);
+	wake_worker(rc);
+	return 0;
+}
+
 /* rc->lock held: the helper that had the sent faults is gone. */
 static void unsend_faults(struct rcow *rc)
 {
@@ -1176,7 +1262,7 @@ static int parse_features(struct rcow *rc, struct dm_arg_set *as,
 			  char **error)
 {
 	static const struct dm_arg _args[] = {
-		{0, 4, "Invalid number of optional arguments"},
+		{0, 5, "Invalid number of optional arguments"},
 		{0, RCOW_MAX_FAULT_TIMEOUT_MS,
 		 "Invalid fault_timeout: milliseconds from 0 (wait forever) to 86400000"},
 	};
@@ -1216,6 +1302,12 @@ static int parse_features(struct rcow *rc, struct dm_arg_set *as,
 			seen_discard = true;
 			rc->discard_passdown = !strcasecmp(arg,
 							   "discard_passdown");
+		} else if (!strcasecmp(arg, "incoming")) {
+			if (test_bit(RCOW_F_INCOMING, &rc->flags)) {
+				*error = "Repeated incoming option";
+				return -EINVAL;
+			}
+			set_bit(RCOW_F_INCOMING, &rc->flags);
 		} else {
 			*error = "Unrecognised optional argument";
 			return -EINVAL;
@@ -1237,6 +1329,7 @@ static int init_pending(struct rcow *rc, char **error)
 	bio_list_init(&rc->flush_bios);
 	bio_list_init(&rc->commit_bios);
 	bio_list_init(&rc->fua_done);
+	bio_list_init(&rc->incoming);
 	for (i = 0; i < ARRAY_SIZE(rc->extent_hash); i++) {
 		INIT_HLIST_HEAD(&rc->extent_hash[i]);
 		INIT_HLIST_HEAD(&rc->cookie_hash[i]);
@@ -1291,6 +1384,7 @@ static void rcow_free(struct rcow *rc)
 	mempool_exit(&rc->pending_pool);
 	rcow_commit_free(rc);
 	rcow_migrate_free(rc);
+	kvfree(rc->incoming_fill);
 	if (rc->md)
 		rcow_md_close(rc->md);
 	if (rc->cow_dev)
@@ -1300,10 +1394,43 @@ static void rcow_free(struct rcow *rc)
 }
 
 /*
+ * The superblock's incoming flag against the table's feature: a COW
+ * device flagged incoming is loaded only to receive (a half-migrated
+ * destination is never served as a good one); a table that receives sets
+ * the flag before anything is written.
+ */
+static int check_incoming(struct rcow *rc, char **error)
+{
+	bool receive = test_bit(RCOW_F_INCOMING, &rc->flags);
+	int r;
+
+	if (!receive) {
+		if (!rcow_md_incoming(rc->md))
+			return 0;
+		*error = "Incoming migration not complete: load with the incoming feature";
+		return -EBUSY;
+	}
+	if (rc->mode != RCOW_MODE_RW) {
+		*error = "The incoming feature needs a writable table";
+		return -EINVAL;
+	}
+	rc->incoming_fill = kvcalloc(BITS_TO_LONGS(rc->nr_extents),
+				     sizeof(unsigned long), GFP_KERNEL);
+	if (!rc->incoming_fill) {
+		*error = "Cannot allocate the incoming migration's set";
+		return -ENOMEM;
+	}
+	r = rcow_md_set_incoming(rc->md, true);
+	if (r)
+		*error = "Cannot mark the COW device incoming (superblock write failed)";
+	return r;
+}
+
+/*
  * <cow_dev> <extent_sectors> <base_uri> [<#opt_args> <opt_arg>...]
  *
  * Optional arguments: fault_timeout <ms>, discard_passdown,
- * no_discard_passdown.
+ * no_discard_passdown, incoming.
  */
 static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
@@ -1384,6 +1511,9 @@ static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 	}
 	rc->data_offset = rcow_md_data_offset(rc->md);
+	r = check_incoming(rc, &ti->error);
+	if (r)
+		goto bad;
 
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
@@ -1448,6 +1578,38 @@ static int map_discard(struct rcow *rc, struct bio *bio)
 	return DM_MAPIO_REMAPPED;
 }
 
+/*
+ * From map, while incoming: hold @bio (its part in its first extent) until
+ * the migration completes, as map's answer; -1 if it completed meanwhile.
+ * A discard is advisory: it ends at once.  While suspending, as for a
+ * missing extent (see rcow_presuspend()).
+ */
+static int hold_incoming(struct rcow *rc, struct bio *bio, u64 extent)
+{
+	sector_t off = dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
+	sector_t end_first = (extent + 1) << rc->extent_shift;
+	int r = DM_MAPIO_SUBMITTED;
+
+	if (bio_op(bio) == REQ_OP_DISCARD) {
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (off + bio_sectors(bio) > end_first)
+		dm_accept_partial_bio(bio, end_first - off);
+	rcow_bio(bio)->queued = jiffies;
+	spin_lock_irq(&rc->lock);
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+		r = -1;
+	else if (rc->requeue_io)
+		r = DM_MAPIO_REQUEUE;
+	else if (rc->suspending)
+		r = DM_MAPIO_KILL;
+	else
+		bio_list_add(&rc->incoming, bio);
+	spin_unlock_irq(&rc->lock);
+	return r;
+}
+
 static int rcow_end_io(struct dm_target *ti, struct bio *bio,
 		       blk_status_t *error)
 {
@@ -1487,6 +1649,12 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_KILL;
 	extent = bio_extent(rc, bio);
 	rb->extent = extent;
+	if (unlikely(test_bit(RCOW_F_INCOMING, &rc->flags))) {
+		int r = hold_incoming(rc, bio, extent);
+
+		if (r >= 0)
+			return r;
+	}
 	if (unlikely(bio_op(bio) == REQ_OP_DISCARD))
 		return map_discard(rc, bio);
 
@@ -1548,6 +1716,9 @@ static void rcow_presuspend(struct dm_target *ti)
 		take_fault_waiters(rc, &rc->unsent, &bios);
 		take_fault_waiters(rc, &rc->sent, &bios);
 	}
+	/* Held for an incoming migration: requeued, or failed. */
+	bio_list_merge(&bios, &rc->incoming);
+	bio_list_init(&rc->incoming);
 	spin_unlock_irq(&rc->lock);
 
 	/* dm reissues BLK_STS_DM_REQUEUE bios after resume (noflush). */
@@ -1724,7 +1895,8 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 		break;
 	case STATUSTYPE_TABLE:
 		timeout_ms = READ_ONCE(rc->fault_timeout_ms);
-		nr_opts = (timeout_ms ? 2 : 0) + (rc->discard_passdown ? 0 : 1);
+		nr_opts = (timeout_ms ? 2 : 0) + (rc->discard_passdown ? 0 : 1) +
+			  (test_bit(RCOW_F_INCOMING, &rc->flags) ? 1 : 0);
 		DMEMIT("%s %u %s", rc->cow_dev->name, rc->extent_sectors,
 		       rc->base_uri);
 		if (nr_opts) {
@@ -1733,6 +1905,8 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 				DMEMIT(" fault_timeout %u", timeout_ms);
 			if (!rc->discard_passdown)
 				DMEMIT(" no_discard_passdown");
+			if (test_bit(RCOW_F_INCOMING, &rc->flags))
+				DMEMIT(" incoming");
 		}
 		break;
 	case STATUSTYPE_IMA:

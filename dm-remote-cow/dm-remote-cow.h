@@ -85,6 +85,7 @@ struct rcow_migrate_info {
 	enum remote_cow_migrate_state state;
 	u64 round, total, done;
 	char *target;
+	bool nomem;			/* the target could not be copied */
 };
 
 struct rcow_commit_info {
@@ -111,6 +112,9 @@ struct rcow {
 	/* Set by ctr and the fault_timeout message; read with READ_ONCE. */
 	unsigned int fault_timeout_ms;
 	bool discard_passdown;
+	/* Destination of a migration: extents filled (MIGRATE_FILL). */
+	unsigned long *incoming_fill;
+	bool incoming_complete;		/* MIGRATE_COMPLETE asked */
 
 	/* Written by the worker (or ctr); read anywhere with READ_ONCE. */
 	enum rcow_mode mode;
@@ -139,6 +143,7 @@ struct rcow {
 	struct bio_list flush_bios;	/* empty flushes: end after commit */
 	struct bio_list commit_bios;	/* FUA writes: issue after commit */
 	struct bio_list fua_done;	/* FUA full-extent writes: end after commit */
+	struct bio_list incoming;	/* held until the migration completes */
 	struct hlist_head extent_hash[1 << RCOW_HASH_BITS];
 	struct hlist_head cookie_hash[1 << RCOW_HASH_BITS];	/* sent faults */
 	struct list_head unsent;	/* faults not yet delivered to a helper */
@@ -182,11 +187,15 @@ struct rcow {
 #define RCOW_F_MIGRATING	5
 /* migrate finish: every write fails (the destination takes over). */
 #define RCOW_F_FENCED		6
+/* Destination of a migration not yet complete: guest I/O is held. */
+#define RCOW_F_INCOMING		7
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
 		   u32 status);
 int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued);
+int rcow_incoming_fill(struct rcow *rc, u64 first, u32 count);
+int rcow_incoming_complete(struct rcow *rc);
 void rcow_helper_arrived(struct rcow *rc);
 void rcow_helper_left(struct rcow *rc);
 void rcow_set_failed(struct rcow *rc);

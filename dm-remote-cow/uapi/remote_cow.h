@@ -242,6 +242,25 @@ enum remote_cow_cmd {
 	 * device is usable again.  Either way a dm event is raised.
 	 */
 	RCOW_CMD_MIGRATE_END,
+	/*
+	 * Live migration, destination side: a table loaded with the
+	 * "incoming" feature holds guest I/O (or fails it after
+	 * fault_timeout) until the migration completes.
+	 *
+	 * helper -> kernel.  DEV_ID, FIRST_EXTENT, EXTENT_COUNT.  The helper
+	 * wrote these extents' data into the COW device's data area: they
+	 * become PRESENT, WRITTEN and changed (DIRTY_COMMIT), durable at the
+	 * next metadata commit.  ESTALE when the device is not incoming,
+	 * EPERM, ERANGE as COMMIT_MARK.
+	 */
+	RCOW_CMD_MIGRATE_FILL,
+	/*
+	 * helper -> kernel.  DEV_ID.  Everything was filled: the worker
+	 * commits the metadata, clears the superblock's incoming flag, and
+	 * guest I/O flows (a dm event; migrate_state leaves "incoming").
+	 * Answered at once; ESTALE when the device is not incoming.
+	 */
+	RCOW_CMD_MIGRATE_COMPLETE,
 
 	__RCOW_CMD_MAX,
 };
@@ -332,6 +351,7 @@ enum remote_cow_migrate_state {
 	RCOW_MIGRATE_FINISHING,	/* fenced: last round, destination commit */
 	RCOW_MIGRATE_DONE,	/* the destination took over; fenced */
 	RCOW_MIGRATE_FAILED,	/* the helper reported an error */
+	RCOW_MIGRATE_INCOMING,	/* destination: not complete, I/O held */
 };
 
 /* RCOW_A_COMMIT_FLAGS bits */

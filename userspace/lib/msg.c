@@ -43,6 +43,8 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_MIGRATE_ROUND] = "MIGRATE_ROUND",
 	[RCOW_CMD_MIGRATE_MARK] = "MIGRATE_MARK",
 	[RCOW_CMD_MIGRATE_END] = "MIGRATE_END",
+	[RCOW_CMD_MIGRATE_FILL] = "MIGRATE_FILL",
+	[RCOW_CMD_MIGRATE_COMPLETE] = "MIGRATE_COMPLETE",
 };
 
 static const char *const attr_names[] = {
