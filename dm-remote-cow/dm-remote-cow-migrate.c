@@ -29,8 +29,10 @@
  * before), so the source never accepts a write once the destination may
  * serve.  The helper takes the last round, has the destination commit and
  * reports it (MIGRATE_END 0): the migration is done.  The fence stays as
- * long as the table (across suspend and resume; a table reload or
- * removal drops it with the table).  `migrate abort` (any time before
+ * long as the table, across suspend and resume, and across a reload: a
+ * COW device whose table migrated away is listed (rcow_migrated) while a
+ * table over it exists, and a new table over it starts done and fenced;
+ * the removal of the last one drops it.  `migrate abort` (any time before
  * done) or a helper's error (MIGRATE_END with an error) lifts it.
  *
  * Locking: mg->lock (a spinlock, never taken from interrupts) protects
@@ -41,7 +43,9 @@
  * writes drained.  Both bitmaps are allocated by the first migrate send
  * and live as long as the table; the end of a migration clears them.
  * Messages are serialised with the snapshot commit's (cm->message_lock):
- * one of the two runs at a time.
+ * one of the two runs at a time.  rcow_migrated_lock (a mutex) protects
+ * the list of migrated COW devices and their table counts; nothing is
+ * taken inside it.
  */
 
 #include <linux/ctype.h>
@@ -65,6 +69,16 @@ static const char * const state_names[] = {
 	[RCOW_MIGRATE_INCOMING] = "incoming",
 };
 
+/* A COW device whose table migrated away, while tables over it exist. */
+struct rcow_migrated {
+	struct list_head node;
+	dev_t cow;
+	unsigned int tables;
+};
+
+static DEFINE_MUTEX(rcow_migrated_lock);
+static LIST_HEAD(rcow_migrated);
+
 static struct rcow_migrate *mg_of(struct rcow *rc)
 {
 	return &rc->migrate;
@@ -86,9 +100,82 @@ void rcow_migrate_init(struct rcow *rc)
 	mg->state = RCOW_MIGRATE_IDLE;
 }
 
+/* rcow_migrated_lock held. */
+static struct rcow_migrated *find_migrated(dev_t cow)
+{
+	struct rcow_migrated *m;
+
+	list_for_each_entry(m, &rcow_migrated, node)
+		if (m->cow == cow)
+			return m;
+	return NULL;
+}
+
+/*
+ * Constructor, the COW device open: a table over a COW device that
+ * migrated away starts done and fenced.  Preallocates the list entry
+ * the end of a migration needs.
+ */
+int rcow_migrate_ctr(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	struct rcow_migrated *m;
+
+	mg->listed = kzalloc(sizeof(*mg->listed), GFP_KERNEL);
+	if (!mg->listed)
+		return -ENOMEM;
+	mutex_lock(&rcow_migrated_lock);
+	m = find_migrated(rc->cow_dev->bdev->bd_dev);
+	if (m) {
+		m->tables++;
+		kfree(mg->listed);
+		mg->listed = m;
+		mg->in_list = true;
+		mg->state = RCOW_MIGRATE_DONE;
+		set_bit(RCOW_F_FENCED, &rc->flags);
+	}
+	mutex_unlock(&rcow_migrated_lock);
+	if (m)
+		DMINFO("%s: COW device %s migrated away: the table is fenced",
+		       rc->name, rc->cow_dev->name);
+	return 0;
+}
+
+/* The migration is done: list the COW device. */
+static void list_migrated(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	struct rcow_migrated *m;
+
+	mutex_lock(&rcow_migrated_lock);
+	if (!mg->in_list) {
+		m = find_migrated(rc->cow_dev->bdev->bd_dev);
+		if (m) {
+			kfree(mg->listed);
+			mg->listed = m;
+		} else {
+			m = mg->listed;
+			m->cow = rc->cow_dev->bdev->bd_dev;
+			list_add(&m->node, &rcow_migrated);
+		}
+		m->tables++;
+		mg->in_list = true;
+	}
+	mutex_unlock(&rcow_migrated_lock);
+}
+
 void rcow_migrate_free(struct rcow *rc)
 {
 	struct rcow_migrate *mg = mg_of(rc);
+
+	mutex_lock(&rcow_migrated_lock);
+	if (mg->in_list && !--mg->listed->tables) {
+		list_del(&mg->listed->node);
+		kfree(mg->listed);
+	} else if (!mg->in_list) {
+		kfree(mg->listed);
+	}
+	mutex_unlock(&rcow_migrated_lock);
 
 	kvfree(mg->dirty);
 	kvfree(mg->round_set);
@@ -522,6 +609,8 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg)
 	spin_unlock(&mg->lock);
 	if (r)
 		return r;
+	if (!status)
+		list_migrated(rc);
 	if (!status)
 		DMINFO("%s: migration to %s done: %llu extents in %llu rounds; fenced",
 		       rc->name, mg->target, total, round);

@@ -1522,6 +1522,11 @@ static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->accounts_remapped_io = true;
 	ti->private = rc;
 
+	r = rcow_migrate_ctr(rc);
+	if (r) {
+		ti->error = "Cannot allocate the migration state";
+		goto bad;
+	}
 	r = rcow_nl_add_device(rc);
 	if (r) {
 		ti->error = "Cannot register the device with the netlink channel";

@@ -79,6 +79,9 @@ struct rcow_migrate {
 	bool req_round;			/* MIGRATE_ROUND */
 	int req_result;
 	struct completion req_done;
+	/* The list entry of a migrated COW device (see the .c file). */
+	struct rcow_migrated *listed;
+	bool in_list;
 };
 
 struct rcow_migrate_info {
@@ -228,6 +231,7 @@ void rcow_commit_module_exit(void);
 /* Live migration, source side (dm-remote-cow-migrate.c). */
 void rcow_migrate_init(struct rcow *rc);
 void rcow_migrate_free(struct rcow *rc);
+int rcow_migrate_ctr(struct rcow *rc);
 int rcow_migrate_busy(struct rcow *rc, const char *what);
 bool rcow_migrate_fenced(struct rcow *rc, struct bio *bio);
 void rcow_migrate_written(struct rcow *rc, u64 first, u64 last);

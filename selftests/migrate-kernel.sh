@@ -25,8 +25,9 @@
 #   the last round), then fences: writes and discards fail with EIO and a
 #   log line, reads go on; MIGRATE_END 0 is refused (EAGAIN) until the
 #   last round is taken and sent, then the migration is done (dm event,
-#   log); the fence holds across a suspend and resume; migrate abort is
-#   refused once done (EPERM);
+#   log); the fence holds across a suspend and resume and a table reload
+#   (until the table is removed); migrate abort is refused once done
+#   (EPERM);
 # - migrate abort during finishing lifts the fence: the helper hears
 #   MIGRATE_ABORT, status idle, the device writable; a helper's error
 #   (MIGRATE_END with a status) fails the migration and lifts the fence;
@@ -39,7 +40,7 @@
 require_vm
 require_cmd dmsetup losetup dd cmp timeout blkdiscard
 require_dm_target delay
-tap_plan 102
+tap_plan 105
 
 NAME="rc-migrate-kernel"
 EXT=128				# 64 KiB extents
@@ -109,7 +110,7 @@ msg_refused "migrate send with two destinations" "Invalid argument" \
 check_eq "nothing started" "idle 0/0" "$(migrate_status)"
 
 # drain_events: what the session was sent and the test does not look at.
-drain_events() { for _ in 1 2 3 4; do sess listen 1 500; [ "$SESS_RC" = 0 ] || break; done; }
+drain_events() { for _ in 1 2 3 4 5 6 7 8; do sess listen 1 500; [ "$SESS_RC" = 0 ] || break; done; }
 
 # --- a snapshot commit running: no migration -----------------------------------
 msg_ok "snapshot commit" snapshot commit nbd://10.99.0.1:10809/x
@@ -240,6 +241,9 @@ check "done: writes still fail" write_fails 1
 check "suspend and resume" bash -c "dmsetup suspend $NAME && dmsetup resume $NAME"
 check "after the resume, writes still fail" write_fails 1
 check "reads go on" extent_is 1 66
+check "a table reload" bash -c "dmsetup suspend $NAME && dmsetup load $NAME --table '$TABLE' && dmsetup resume $NAME"
+check_eq "the new table: done, fenced" "done 0/0" "$(migrate_status)"
+check "after the reload, writes still fail" write_fails 1
 msg_refused "migrate abort once done" "Operation not permitted" \
 	"the migration is done" migrate abort
 msg_refused "migrate send once done" "Device or resource busy" \
