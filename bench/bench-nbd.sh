@@ -28,7 +28,9 @@
 #         the same job on the export with fio's nbd engine.
 #
 # Each figure is the median of BENCH_REPS runs, the device's and the
-# direct ones alternating.
+# direct ones alternating.  Beside each sequential read of the device: the
+# FAULTs remote-cowd answered per second of it and the extents they named
+# (with BENCH_EXTENT=8, 4 KiB extents, the rate the fault path sustains).
 #
 # Environment (defaults in brackets):
 #   BENCH_SIZE_MB    base image size, MiB [128]
@@ -42,6 +44,11 @@
 #                    device over a file:// base, and over the NBD export
 #                    with netem removed), to show what the fault path
 #                    itself costs [1]
+#   BENCH_PERF       1: profile the unshaped cold read of the device with
+#                    perf record -a (whole VM) and print where the CPU
+#                    time went, by program and by function [0]
+#   BENCH_ONLY       the workloads to measure, of: dev copy qd1 fio rand
+#                    [all of them]; those left out print "-"
 #   RCOW_HELPER      the helper program (remote-cowd when built, else
 #                    the selftests' rcow-fill)
 #
@@ -63,6 +70,9 @@ EXT=${BENCH_EXTENT:-128}
 SEQ_DEPTH=${BENCH_SEQ_DEPTH:-16}
 CEILING=${BENCH_CEILING:-1}
 RAND_IOS=${BENCH_RAND_IOS:-300}
+ONLY=" ${BENCH_ONLY:-dev copy qd1 fio rand} "
+PERF=${BENCH_PERF:-0}
+PERF_OUT=
 NAME=bench-nbd
 
 die() { echo "bench-nbd: $*" >&2; exit 1; }
@@ -99,6 +109,8 @@ r = j["jobs"][0]["read"]
 what = sys.argv[2]
 if what == "bw":
 	print("%.2f" % (r["bw_bytes"] / 1048576.0))
+elif what == "runtime":
+	print("%d" % r["runtime"])
 else:
 	p = r["clat_ns"]["percentile"]
 	print("%.2f" % (p[what] / 1e6))
@@ -143,13 +155,40 @@ rc_up() {	# rc_up [base uri, default the shaped export]
 	CONNECT_MS=$(((t1 - t0) / 1000000))
 }
 
-seq_dev() {	# seq_dev [iodepth]: MiB/s, on a device made cold by rc_up
+# helper_counter <key>: a counter of remote-cowd's stats, written anew (SIGUSR1).
+helper_counter() {
+	if helper_is_daemon && [ -n "$HELPER_PID" ]; then
+		kill -USR1 "$HELPER_PID" 2>/dev/null && sleep 0.3
+	fi
+	helper_stat "$1"
+}
+
+# seq_dev [iodepth]: "MiB/s faults/s extents/s", on a device made cold by
+# rc_up: the FAULTs remote-cowd answered during fio's run (guest and
+# read-ahead) and the extents they named, per second of the run.
+seq_dev() {
+	local f0 e0 f1 e1 bw ms k t0=() t1=()
+	f0=$(helper_counter faults)
+	e0=$(helper_stat fault_extents)
+	for k in fills queue_us read_us write_us; do t0+=("$(helper_stat "$k")"); done
+	# BENCH_PERF: the whole VM sampled while fio runs
+	${PERF_OUT:+perf record -e cpu-clock -a -g -F 199 -o "$PERF_OUT" --} \
 	fio --name=seq --filename="/dev/mapper/$NAME" --rw=read --bs=1M --direct=1 \
 		--ioengine=libaio --iodepth="${1:-$SEQ_DEPTH}" --size="$bytes" \
 		--output-format=json --output="$work/fio.json" >/dev/null || return 1
 	[ "$(present_extents "$NAME")" -eq "$(((len + EXT - 1) / EXT))" ] ||
 		echo "bench-nbd: warning: device not fully present after the read" >&2
-	fio_get "$work/fio.json" bw
+	f1=$(helper_counter faults)
+	e1=$(helper_stat fault_extents)
+	for k in fills queue_us read_us write_us; do t1+=("$(helper_stat "$k")"); done
+	# where a fill's time went (remote-cowd's stats), on stderr: the log
+	awk -v n=$((t1[0] - t0[0])) -v q=$((t1[1] - t0[1])) -v r=$((t1[2] - t0[2])) \
+		-v w=$((t1[3] - t0[3])) 'BEGIN { if (n > 0) printf "# fills: %d, per fill: queued %.1f ms, reading %.1f ms, writing %.1f ms\n",
+		n, q / n / 1000, r / n / 1000, w / n / 1000 }' >&2
+	bw=$(fio_get "$work/fio.json" bw)
+	ms=$(fio_get "$work/fio.json" runtime)
+	awk -v bw="$bw" -v f=$((f1 - f0)) -v e=$((e1 - e0)) -v ms="$ms" \
+		'BEGIN { if (ms < 1) ms = 1; printf "%s %.0f %.0f\n", bw, f * 1000 / ms, e * 1000 / ms }'
 }
 
 seq_nbdcopy() {	# MiB/s
@@ -182,27 +221,34 @@ rand_fionbd() {
 	rand_job --ioengine=nbd --uri="$uri"
 }
 
-median() {	# median of the arguments
+median() {	# median of the arguments, "-" if none
+	[ $# -gt 0 ] || { echo -; return; }
 	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
 		if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-s_dev=() s_qd1=() s_copy=() s_fio=() r_dev50=() r_dev99=() r_nbd50=() r_nbd99=()
+s_dev=() s_qd1=() s_copy=() s_fio=() f_dev=() e_dev=() f_qd1=() e_qd1=() r_dev50=() r_dev99=() r_nbd50=() r_nbd99=()
 for ((rep = 1; rep <= REPS; rep++)); do
 	# Alternate the order so that neither side always goes first.
 	if [ $((rep % 2)) -eq 1 ]; then order="dev copy qd1 fio"; else order="fio qd1 copy dev"; fi
 	for w in $order; do
+		[ "${ONLY#* "$w" }" != "$ONLY" ] || continue
 		case $w in
 		dev) rc_up || die "cannot create the device"
 			log "rep $rep: device created, remote-cowd connected after $CONNECT_MS ms"
-			v=$(seq_dev) || die "sequential read of the device failed"; s_dev+=("$v") ;;
+			v=$(seq_dev) || die "sequential read of the device failed"
+			read -r v fr er <<<"$v"; s_dev+=("$v") f_dev+=("$fr") e_dev+=("$er")
+			log "rep $rep: seq dev: $fr faults/s, $er extents/s" ;;
 		qd1) rc_up || die "cannot create the device"
-			v=$(seq_dev 1) || die "sequential read of the device failed"; s_qd1+=("$v") ;;
+			v=$(seq_dev 1) || die "sequential read of the device failed"
+			read -r v fr er <<<"$v"; s_qd1+=("$v") f_qd1+=("$fr") e_qd1+=("$er")
+			log "rep $rep: seq qd1: $fr faults/s, $er extents/s" ;;
 		copy) v=$(seq_nbdcopy) || die "nbdcopy failed"; s_copy+=("$v") ;;
 		fio) v=$(seq_fionbd) || die "fio on the export failed"; s_fio+=("$v") ;;
 		esac
 		log "rep $rep: seq $w: $v MiB/s"
 	done
+	[ "${ONLY#* rand }" != "$ONLY" ] || continue
 	rc_up || die "cannot create the device"
 	read -r a b <<<"$(rand_dev)"
 	[ -n "$b" ] || die "random read of the device failed"
@@ -219,15 +265,30 @@ done
 if [ "$CEILING" = 1 ]; then
 	rc_up "file://$work/base.img" || die "cannot create the device over file://"
 	c_file_seq=$(seq_dev) || die "sequential read over file:// failed"
-	log "no link: seq dev over file://: $c_file_seq MiB/s"
+	read -r c_file_seq c_file_f c_file_e <<<"$c_file_seq"
+	log "no link: seq dev over file://: $c_file_seq MiB/s, $c_file_f faults/s, $c_file_e extents/s"
 	rc_up "file://$work/base.img" || die "cannot create the device over file://"
 	read -r c_file50 c_file99 <<<"$(rand_dev)"
 	log "no link: rand dev over file://: p50 $c_file50 ms, p99 $c_file99 ms"
 	net_unshape
 	rc_up || die "cannot create the device"
+	if [ "$PERF" = 1 ]; then
+		command -v perf >/dev/null || die "BENCH_PERF=1: perf is not installed"
+		PERF_OUT=$work/perf.data
+	fi
 	c_seq_dev=$(seq_dev) || die "sequential read of the device failed"
+	PERF_OUT=
+	read -r c_seq_dev c_seq_f c_seq_e <<<"$c_seq_dev"
+	if [ "$PERF" = 1 ]; then
+		echo "perf: unshaped cold read of the device, CPU samples by program:"
+		perf report -i "$work/perf.data" --stdio --no-children -g none --sort comm \
+			2>/dev/null | grep '%' | head -n 15
+		echo "perf: by program and function:"
+		perf report -i "$work/perf.data" --stdio --no-children -g none --sort comm,dso,sym \
+			2>/dev/null | grep '%' | head -n 50
+	fi
 	c_seq_fio=$(seq_fionbd) || die "fio on the export failed"
-	log "unshaped link: seq dev $c_seq_dev MiB/s, fio-nbd $c_seq_fio MiB/s"
+	log "unshaped link: seq dev $c_seq_dev MiB/s ($c_seq_f faults/s, $c_seq_e extents/s), fio-nbd $c_seq_fio MiB/s"
 	rc_up || die "cannot create the device"
 	read -r c_dev50 c_dev99 <<<"$(rand_dev)"
 	read -r c_nbd50 c_nbd99 <<<"$(rand_fionbd)"
@@ -244,15 +305,17 @@ m_dev=$(median "${s_dev[@]}")
 m_qd1=$(median "${s_qd1[@]}")
 m_copy=$(median "${s_copy[@]}")
 m_fio=$(median "${s_fio[@]}")
-best=$(printf '%s\n' "$m_copy" "$m_fio" | sort -g | tail -n1)
-ratio=$(awk -v a="$m_dev" -v b="$best" 'BEGIN { printf "%.2f", a / b }')
-ratio1=$(awk -v a="$m_qd1" -v b="$best" 'BEGIN { printf "%.2f", a / b }')
+best=$(printf '%s\n' "$m_copy" "$m_fio" | grep -v '^-$' | sort -g | tail -n1)
+ratio=$(awk -v a="$m_dev" -v b="${best:--}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }')
+ratio1=$(awk -v a="$m_qd1" -v b="${best:--}" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }')
 
 echo
 echo "bench-nbd: ${SIZE_MB} MiB base over netem $DELAY each way, $RATE; helper $(helper_name); medians of $REPS"
 printf '%-34s %14s %14s %14s\n' "" "remote-cow" "nbdcopy" "fio nbd engine"
 printf '%-34s %14s %14s %14s\n' "cold seq read, MiB/s" "$m_dev" "$m_copy" "$m_fio"
 printf '%-34s %14s %14s %14s\n' "cold seq read iodepth 1, MiB/s" "$m_qd1" "-" "-"
+printf '%-34s %14s %14s %14s\n' "  its faults/s (extents/s)" "$(median "${f_qd1[@]}") ($(median "${e_qd1[@]}"))" "-" "-"
+printf '%-34s %14s %14s %14s\n' "cold seq read faults/s (extents/s)" "$(median "${f_dev[@]}") ($(median "${e_dev[@]}"))" "-" "-"
 printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p50, ms" "$(median "${r_dev50[@]}")" "-" "$(median "${r_nbd50[@]}")"
 printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p99, ms" "$(median "${r_dev99[@]}")" "-" "$(median "${r_nbd99[@]}")"
 echo "seq ratio remote-cow / best direct: $ratio (target >= 0.90); at iodepth 1: $ratio1"
@@ -263,6 +326,8 @@ if [ "$CEILING" = 1 ]; then
 	echo "without the shaped link (one run each; bound by the emulated CPU, not a link):"
 	printf '%-34s %14s %14s %14s\n' "" "rc over file:" "rc over nbd" "fio nbd engine"
 	printf '%-34s %14s %14s %14s\n' "cold seq read, MiB/s" "$c_file_seq" "$c_seq_dev" "$c_seq_fio"
+	printf '%-34s %14s %14s %14s\n' "  its faults/s" "$c_file_f" "$c_seq_f" "-"
+	printf '%-34s %14s %14s %14s\n' "  its extents/s" "$c_file_e" "$c_seq_e" "-"
 	printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p50, ms" "$c_file50" "$c_dev50" "$c_nbd50"
 	printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p99, ms" "$c_file99" "$c_dev99" "$c_nbd99"
 fi

@@ -32,7 +32,8 @@
  * that completed before the staging is now stable), and only then dirties
  * the bitmap buffers.  Bits set after the staging wait for the next commit.
  * WRITTEN and the dirty bitmaps may safely be ahead of the data (they only
- * cost transfer), so they are copied straight from memory.
+ * cost transfer), so they are copied straight from memory, and a commit
+ * that stages no PRESENT block skips that first flush.
  *
  * Torn writes.  A 4 KiB block write is not atomic, and a torn bitmap block
  * would fail its checksum.  So each bitmap block has two copies, and a
@@ -886,9 +887,18 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 		__set_bit(k, md->staged_blocks);
 	}
 
-	r = dm_bufio_issue_flush(md->bufio);
-	if (r)
-		goto fail;
+	/*
+	 * Only PRESENT must not reach the disk before the data: with no
+	 * PRESENT block staged, the flush after the bitmap writes is the
+	 * only one needed (it also makes a guest's flush reach the device).
+	 * Saves a flush of a busy COW device on each commit that only
+	 * records first writes.
+	 */
+	if (!bitmap_empty(md->staged_blocks, md->bitmap_blocks)) {
+		r = dm_bufio_issue_flush(md->bufio);
+		if (r)
+			goto fail;
+	}
 
 	for (k = 0; k < md->bitmap_blocks; k++) {
 		if (!test_bit(k, md->staged_blocks))

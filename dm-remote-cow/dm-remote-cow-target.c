@@ -310,7 +310,7 @@ static void write_landed(struct rcow *rc, struct bio *bio)
  * trimmed to its first extent with dm_accept_partial_bio() and takes the
  * one-extent path.
  */
-static bool map_span(struct rcow *rc, struct bio *bio, u64 first)
+static bool map_span(struct rcow *rc, struct bio *bio, u64 first, bool *more)
 {
 	sector_t off = dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
 	sector_t end_first = (first + 1) << rc->extent_shift;
@@ -331,6 +331,7 @@ static bool map_span(struct rcow *rc, struct bio *bio, u64 first)
 	return true;
 trim:
 	dm_accept_partial_bio(bio, end_first - off);
+	*more = true;
 	return false;
 }
 
@@ -1629,9 +1630,15 @@ static int rcow_end_io(struct dm_target *ti, struct bio *bio,
 	return DM_ENDIO_DONE;
 }
 
-static int rcow_map(struct dm_target *ti, struct bio *bio)
+/*
+ * @more: the bio was trimmed to its first extent and dm maps the rest of
+ * it right after this call returns.  A piece that needs a fault then does
+ * not wake the worker: the last piece does (rcow_map()), so that the
+ * worker sees every extent of the bio at once and names them in one FAULT
+ * run whatever the timing.  The waker's tick bounds a lost kick.
+ */
+static int map_bio(struct rcow *rc, struct bio *bio, bool *more)
 {
-	struct rcow *rc = ti->private;
 	struct rcow_bio *rb = rcow_bio(bio);
 	u64 extent;
 
@@ -1663,7 +1670,7 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 	if (unlikely(bio_op(bio) == REQ_OP_DISCARD))
 		return map_discard(rc, bio);
 
-	if (map_span(rc, bio, extent)) {
+	if (map_span(rc, bio, extent, more)) {
 		remap(rc, bio);
 		return DM_MAPIO_REMAPPED;
 	}
@@ -1693,8 +1700,23 @@ static int rcow_map(struct dm_target *ti, struct bio *bio)
 	}
 	bio_list_add(&rc->deferred, bio);
 	spin_unlock_irq(&rc->lock);
-	wake_worker(rc);
+	if (*more)
+		set_bit(RCOW_F_KICK_HELD, &rc->flags);
+	else
+		wake_worker(rc);
 	return DM_MAPIO_SUBMITTED;
+}
+
+static int rcow_map(struct dm_target *ti, struct bio *bio)
+{
+	struct rcow *rc = ti->private;
+	bool more = false;
+	int r = map_bio(rc, bio, &more);
+
+	if (!more && test_bit(RCOW_F_KICK_HELD, &rc->flags) &&
+	    test_and_clear_bit(RCOW_F_KICK_HELD, &rc->flags))
+		wake_worker(rc);
+	return r;
 }
 
 /*

@@ -186,12 +186,17 @@ struct rcow {
 #define RCOW_F_WRITE_GATE	3
 /* A commit is uploading: writes test the held set. */
 #define RCOW_F_HOLDING		4
+/*
+ * map deferred a fault for a piece of a bio whose rest follows at once
+ * and left the worker asleep; the bio's last piece wakes it.
+ */
+#define RCOW_F_KICK_HELD	5
 /* A migration runs: completed writes set DIRTY_MIGRATE (end_io). */
-#define RCOW_F_MIGRATING	5
+#define RCOW_F_MIGRATING	6
 /* migrate finish: every write fails (the destination takes over). */
-#define RCOW_F_FENCED		6
+#define RCOW_F_FENCED		7
 /* Destination of a migration not yet complete: guest I/O is held. */
-#define RCOW_F_INCOMING		7
+#define RCOW_F_INCOMING		8
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,

@@ -10,8 +10,11 @@
  * Those threads do the only blocking I/O; everything else, the engine
  * included, runs in the loop thread.  The engine
  * (engine.c) knows devices, faults and extents; it turns every FAULT (a
- * run of adjacent extents) into one "xfer" per MAX_XFER_BYTES of it and
- * queues it on the device's source.  A source that issues an xfer may
+ * run of adjacent extents) into one "xfer" per MAX_XFER_BYTES of it (per
+ * piece, src->piece, of a prefetch or streaming run) and queues it on the
+ * device's source; the devices over one source take turns
+ * (engine_next()), and a device has at most half the COW writer threads
+ * (writer.c).  A source that issues an xfer may
  * take the adjacent xfers of the same device queued right behind it into
  * the same read and COW write (engine_merge()); each xfer is still
  * answered on its own, FILL_DONE naming its fault's cookie and its own
@@ -67,6 +70,13 @@ struct writer;
 
 /* Largest xfer a FAULT is cut into, and largest merged read (bytes). */
 #define MAX_XFER_BYTES (4u << 20)
+/*
+ * Prefetch and streaming runs are cut into pieces of at most src->piece
+ * bytes (never merged beyond it), each read, written and answered on its
+ * own: a guest read that lands in a run the kernel already asked for
+ * waits for its own piece, not for the whole run to cross the link.
+ */
+#define DEFAULT_PIECE_BYTES (256u << 10)
 
 struct fault {
 	struct device *dev;
@@ -75,6 +85,7 @@ struct fault {
 	uint32_t count;
 	uint32_t remaining;	/* xfers not yet finished */
 	enum xclass cls;
+	int conn;		/* source connection its last piece went on, -1 none */
 };
 
 enum xstate { X_QUEUED, X_ACTIVE, X_DONE };
@@ -107,6 +118,7 @@ struct xfer {
 	bool zero_all;			/* nothing to read: a hole */
 	uint64_t bytes_read, bytes_zero;
 	uint64_t issued_ms;
+	uint64_t t_queued, t_issued, t_read;	/* us (stats: queue_us, read_us, write_us) */
 	/* snapshot commit jobs (commit.c): fault is NULL */
 	struct commit *owner;
 	unsigned int epoch;		/* the commit's epoch when it was read */
@@ -152,6 +164,9 @@ struct src {
 	struct xqueue q[XC_NR];
 	uint64_t size;			/* base size once known */
 	bool size_known;
+	uint64_t piece;			/* prefetch/stream piece, bytes (see DEFAULT_PIECE_BYTES) */
+	uint64_t serve_seq;		/* reads issued, for the fair share (engine_next()) */
+	uint64_t window;		/* bytes it lets in flight (src-nbd.c), 0: no window */
 	void *priv;
 };
 
@@ -179,9 +194,14 @@ struct device {
 	 */
 	atomic_uint epoch;
 	struct cookie_vec quiesce;	/* QUIESCE cookies waiting for writes == 0 */
-	unsigned int writes;		/* COW writes in flight (writer.c) */
+	unsigned int writes;		/* COW writes in flight or waiting (writer.c) */
+	unsigned int pool_writes;	/* of those, handed to a writer thread */
+	uint64_t rd_bytes;		/* bytes of its reads in flight at its source */
+	unsigned int reads;		/* those reads */
+	uint64_t served;		/* its source's serve count when it last issued */
 	unsigned int refs;		/* faults alive + 1 while listed */
 	struct rcow_prefetch pf;
+	uint64_t pf_cap;		/* prefetch_max, extents (pf.max follows the window) */
 	struct prange ranges[RANGE_RING];	/* recent prefetch/hydrate requests */
 	unsigned int nranges, rhead;
 	/* background streaming */
@@ -204,6 +224,15 @@ struct stats {
 	unsigned long long reconnects, retries, connect_failures;
 	/* extents FAULTs named; xfers merged into another's read; failed reads split */
 	unsigned long long fault_extents, merged, splits;
+	/*
+	 * Where a fill's time goes, summed over the reads (a merged chain
+	 * counts once), microseconds: queued (FAULT to the read's issue),
+	 * reading (issue to data in memory), writing (to the COW write's
+	 * end, including the wait for a writer thread); fills is how many.
+	 */
+	unsigned long long fills, queue_us, read_us, write_us;
+	/* the last measured window of an NBD base: bytes, bytes/s, us */
+	unsigned long long window, bw, rtt_us;
 };
 
 struct options {
@@ -305,6 +334,23 @@ void engine_forget_all(struct daemon *d);
  * chain, before x's buffer is reserved.
  */
 bool engine_can_merge(const struct xfer *x, const struct xfer *y);
+/*
+ * Fair share of a base among its devices: the queued xfer of class c the
+ * source should issue next, or NULL.  Of each device's first xfer that
+ * usable() accepts, the one of the device with the fewest bytes of reads
+ * in flight (served longest ago among equals, rcow_fair_pick()); a device
+ * with DEV_MAX_WRITES COW writes in flight or waiting, or DEV_MAX_OUT reads
+ * and writes, is skipped, so that a slow COW device slows only its own
+ * device and its fetched data does not pile up in memory.  The source then calls
+ * engine_issued() with the xfer it issues, and engine_read_over() when
+ * its read is over (before engine_xfer_done(), or a requeue).
+ */
+#define DEV_MAX_WRITES 16
+#define DEV_MAX_OUT 48
+struct xfer *engine_next(struct src *s, enum xclass c,
+			 bool (*usable)(struct src *s, const struct xfer *x));
+void engine_issued(struct src *s, struct xfer *x);
+void engine_read_over(struct xfer *x);
 void engine_merge(struct src *s, struct xfer *x, struct xfer *y);
 /*
  * A read of several extents (x's own, or merged) failed for good: requeue

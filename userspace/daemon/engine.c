@@ -110,6 +110,7 @@ static struct src *src_get(struct daemon *d, const char *uri, struct rcow_err *e
 	if (d->opt.prefetch_max >= 0)
 		s->pol.prefetch_max = (uint64_t)d->opt.prefetch_max;
 	s->refs = 1;
+	s->piece = DEFAULT_PIECE_BYTES;
 	r = s->ops->open(s);
 	if (r) {
 		rcow_err_set(err, -r, "cannot open base %s", uri);
@@ -363,6 +364,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	}
 	eb = (uint64_t)info->extent_sectors * 512;
 	rcow_prefetch_init(&dev->pf, ((128u << 10) / eb) ? ((128u << 10) / eb) : 1, pfmax / eb);
+	dev->pf_cap = dev->pf.max;
 	/*
 	 * A table loaded but not resumed (INACTIVE) neither faults nor takes
 	 * fills, and the live table over the same COW device keeps being
@@ -467,7 +469,18 @@ static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fau
 	struct rcow_err err = { 0 };
 	uint64_t first;
 	uint32_t count, queued = 0;
+	uint64_t eb = (uint64_t)dev->geom.extent_sectors * 512, cap = dev->pf_cap, w;
 
+	/*
+	 * Read-ahead up to the base's window (twice the bandwidth-delay
+	 * product, at least RCOW_MIN_WINDOW; that for a base without one, a
+	 * file), within prefetch_max: enough to keep a single sequential
+	 * reader's link busy, no more.
+	 */
+	w = dev->src && dev->src->window ? dev->src->window : RCOW_MIN_WINDOW;
+	if (cap && w / eb < cap)
+		cap = w / eb ? w / eb : 1;
+	dev->pf.max = cap;
 	if (!rcow_prefetch_fault(&dev->pf, f->first, f->count, dev->geom.nr_extents, &first, &count))
 		return;
 	range_add(dev, first, count, XC_PREFETCH);
@@ -489,6 +502,17 @@ static void prefetch(struct daemon *d, struct device *dev, const struct rcow_fau
 }
 
 /* ---- faults -------------------------------------------------------------- */
+
+/*
+ * Largest read of a class: a guest run up to MAX_XFER_BYTES (the guest
+ * waits for all of it anyway); speculative runs in pieces (daemon.h).
+ */
+static uint64_t xfer_limit(const struct src *s, enum xclass cls)
+{
+	if (cls == XC_GUEST || !s->piece || s->piece > MAX_XFER_BYTES)
+		return MAX_XFER_BYTES;
+	return s->piece;
+}
 
 void engine_fault(struct daemon *d, const struct rcow_fault *f)
 {
@@ -558,10 +582,16 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	ft->first = f->first;
 	ft->count = f->count;
 	ft->cls = cls;
+	ft->conn = -1;
 	dev->refs++;
-	/* one xfer (one read, one COW write) per MAX_XFER_BYTES of the run */
+	/*
+	 * One xfer (one read, one COW write) per MAX_XFER_BYTES of a guest
+	 * run, per piece of a prefetch or streaming run.
+	 */
 	eb = (uint64_t)dev->geom.extent_sectors * 512;
-	per = eb >= MAX_XFER_BYTES ? 1 : (uint32_t)(MAX_XFER_BYTES / eb);
+	per = (uint32_t)(xfer_limit(dev->src, cls) / eb);
+	if (per == 0)
+		per = 1;
 	ft->remaining = (f->count + per - 1) / per;
 	for (uint32_t i = 0; i < f->count; i += per) {
 		uint32_t n = f->count - i < per ? f->count - i : per;
@@ -583,6 +613,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		x->io_len = rcow_cow_io_len(dev->cow, (size_t)x->len);
 		x->cls = cls;
 		x->conn = -1;
+		x->t_queued = now_ns() / 1000;
 		xq_push(&dev->src->q[cls], x);
 	}
 	if (cls == XC_GUEST)
@@ -681,7 +712,7 @@ bool engine_can_merge(const struct xfer *x, const struct xfer *y)
 	       !y->mnext && y->state == X_QUEUED && y->cls == x->cls &&
 	       y->fault->dev == x->fault->dev && y->fault->epoch == x->fault->epoch &&
 	       !fault_stale(y->fault) && y->off == x->off + x->len && x->io_len == x->len &&
-	       x->len + y->len <= MAX_XFER_BYTES;
+	       x->len + y->len <= xfer_limit(x->fault->dev->src, x->cls);
 }
 
 void engine_merge(struct src *s, struct xfer *x, struct xfer *y)
@@ -698,6 +729,56 @@ void engine_merge(struct src *s, struct xfer *x, struct xfer *y)
 	x->io_len += y->io_len;
 	x->len += y->len;
 	s->d->st.merged++;
+}
+
+/* At most this many devices compete in one pick; the others wait for the next. */
+#define FAIR_MAX 64
+
+struct xfer *engine_next(struct src *s, enum xclass c,
+			 bool (*usable)(struct src *s, const struct xfer *x))
+{
+	struct rcow_fair_cand cand[FAIR_MAX] = { { 0, 0, 0 } };
+	struct xfer *first[FAIR_MAX];
+	struct device *devs[FAIR_MAX];
+	size_t n = 0, k;
+	bool ok;
+
+	for (struct xfer *x = s->q[c].head; x; x = x->next) {
+		struct device *dev = x->fault->dev;
+
+		for (k = 0; k < n && devs[k] != dev; k++)
+			;
+		if (k < n)
+			continue;	/* the device has an earlier one */
+		if (n == FAIR_MAX || n == s->refs)
+			break;	/* every device of the source has its candidate */
+		ok = dev->writes < DEV_MAX_WRITES && dev->writes + dev->reads < DEV_MAX_OUT;
+		if (ok && !usable(s, x))
+			continue;	/* e.g. its holes not known yet: the next of its xfers */
+		devs[n] = dev;
+		first[n] = x;
+		cand[n] = (struct rcow_fair_cand){ dev->rd_bytes, dev->served, ok };
+		n++;
+	}
+	k = rcow_fair_pick(cand, n);
+	return k < n ? first[k] : NULL;
+}
+
+void engine_issued(struct src *s, struct xfer *x)
+{
+	struct device *dev = x->fault->dev;
+
+	dev->served = ++s->serve_seq;
+	dev->rd_bytes += x->len;
+	dev->reads++;
+}
+
+void engine_read_over(struct xfer *x)
+{
+	struct device *dev = x->fault->dev;
+
+	dev->rd_bytes -= dev->rd_bytes < x->len ? dev->rd_bytes : x->len;
+	dev->reads -= dev->reads > 0;
 }
 
 /* Back to the front of its queue, as if never issued, on its own from now on. */
@@ -768,6 +849,7 @@ void engine_xfer_done(struct src *s, struct xfer *x, int err)
 	uint32_t status;
 
 	x->state = X_DONE;
+	x->t_read = now_ns() / 1000;
 	if (err == ECANCELED || fault_stale(ft)) {
 		status = ECANCELED;
 	} else if (err) {
@@ -796,6 +878,14 @@ void engine_write_done(struct daemon *d, struct xfer *x)
 		d->st.fill_errors++;
 		status = (uint32_t)x->err;
 	} else {
+		uint64_t now = now_ns() / 1000;
+
+		if (x->t_issued >= x->t_queued && x->t_read >= x->t_issued && now >= x->t_read) {
+			d->st.fills++;
+			d->st.queue_us += x->t_issued - x->t_queued;
+			d->st.read_us += x->t_read - x->t_issued;
+			d->st.write_us += now - x->t_read;
+		}
 		d->st.bytes_written += x->io_len;
 		for (struct xfer *m = x; m; m = m->mnext)
 			d->st.extents += m->n;

@@ -183,6 +183,7 @@ static void file_events(struct src *s, const struct pollfd *p, int n)
 	for (x = pool_collect(fs->pool); x; x = next) {
 		next = x->done_next;
 		fs->in_flight--;
+		engine_read_over(x);
 		engine_xfer_done(s, x, x->err);
 	}
 }
@@ -203,7 +204,13 @@ static void file_tick(struct src *s, uint64_t now)
 		try_open(s, now);
 }
 
-/* Hand queued xfers to the readers, guest faults first. */
+static bool file_usable(struct src *s, const struct xfer *x)
+{
+	(void)s, (void)x;
+	return true;
+}
+
+/* Hand queued xfers to the readers, guest faults first, devices in turn. */
 static void file_pump(struct src *s)
 {
 	struct file_src *fs = s->priv;
@@ -214,11 +221,13 @@ static void file_pump(struct src *s)
 	for (int c = 0; c < XC_NR; c++) {
 		struct xfer *x;
 
-		while ((x = s->q[c].head) && fs->in_flight < FILE_MAX_IN_FLIGHT) {
+		while (fs->in_flight < FILE_MAX_IN_FLIGHT &&
+		       (x = engine_next(s, (enum xclass)c, file_usable))) {
 			int r;
 
 			xq_del(&s->q[c], x);
 			x->state = X_ACTIVE;
+			x->t_issued = now_ns() / 1000;
 			r = rcow_buf_reserve(&x->buf, x->io_len, &err);
 			if (r) {
 				logmsg("base %s: %s", s->uri, err.msg);
@@ -226,6 +235,7 @@ static void file_pump(struct src *s)
 				continue;
 			}
 			fs->in_flight++;
+			engine_issued(s, x);
 			pool_submit(fs->pool, x);
 		}
 	}

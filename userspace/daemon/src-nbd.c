@@ -13,8 +13,12 @@
  * - Reads: one xfer is a run of extents of a fault (engine.c), and the
  *   xfers of the same device queued right behind it for the extents that
  *   follow join it (engine_merge()); one nbd_aio_pread per run of data in
- *   it, split at the server's maximum request size, up to max_in_flight
- *   reads per base; completion callbacks only record the
+ *   it, split at the server's maximum request size.  In flight per base:
+ *   at most max_in_flight reads, and new reads start only while less than
+ *   the base's window is in flight: the window follows the bandwidth and
+ *   delay the reads measure (rcow_flow, policy.h), from RCOW_MIN_WINDOW up
+ *   to max_window; the size of prefetch pieces follows the bandwidth too
+ *   (src->piece).  Completion callbacks only record the
  *   result, the loop processes it after nbd_aio_notify_* returned (a
  *   callback must not call libnbd on its own handle).
  * - Holes: when the server offers base:allocation, block status is kept
@@ -65,6 +69,7 @@ struct ticket {
 	bool done, in_conn;
 	int err;
 	uint64_t issued_ms;
+	uint64_t issued_us, delivered, bytes;	/* for the window (reads) */
 	struct xfer *x;			/* a read, or */
 	size_t chunk, nchunks;		/* a block status query of these chunks */
 	bool status;
@@ -100,6 +105,8 @@ struct nbd_src {
 	size_t nchunks;
 	struct ticket *completed, *completed_tail;
 	unsigned int inflight;
+	uint64_t inflight_bytes;	/* of reads */
+	struct rcow_flow flow;
 	int slot_conn[MAX_CONNS];	/* pollfd slot -> connection */
 	int nslots;
 };
@@ -130,6 +137,7 @@ static void t_detach(struct ticket *t)
 	t->in_conn = false;
 	c->inflight--;
 	t->ns->inflight--;
+	t->ns->inflight_bytes -= t->bytes;
 }
 
 static void t_complete(struct ticket *t, int err)
@@ -469,10 +477,23 @@ filed:
 	}
 }
 
+/* Piece bounds: 128 KiB on a slow link, up to 1 MiB on a fast one. */
+#define PIECE_MIN (128u << 10)
+#define PIECE_MAX (1u << 20)
+
 static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
 {
 	struct src *s = ns->s;
 	struct xfer *x = t->x;
+
+	if (!t->err && !lost) {
+		rcow_flow_done(&ns->flow, t->bytes, t->issued_us, t->delivered, now_ns() / 1000);
+		s->piece = rcow_flow_piece(&ns->flow, PIECE_MIN, PIECE_MAX, DEFAULT_PIECE_BYTES);
+		s->window = rcow_flow_window(&ns->flow);
+		s->d->st.window = s->window;
+		s->d->st.bw = rcow_flow_bw(&ns->flow);
+		s->d->st.rtt_us = rcow_flow_rtt(&ns->flow);
+	}
 
 	if (t->err && !x->err)
 		x->err = t->err;
@@ -480,6 +501,7 @@ static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
 		x->conn = -2;	/* mark: the connection went away */
 	if (--x->parts > 0)
 		return;
+	engine_read_over(x);
 	if (!x->err) {
 		engine_xfer_done(s, x, 0);
 		return;
@@ -532,9 +554,19 @@ static void process_completed(struct nbd_src *ns)
 
 /* ---- issuing ------------------------------------------------------------- */
 
-static int pick_conn(const struct nbd_src *ns)
+/*
+ * The connection with the fewest reads in flight; but the pieces of one
+ * run stay on the connection of its first piece (while it is usable), so
+ * that they arrive in order instead of sharing the link and all arriving
+ * late together.
+ */
+static int pick_conn(const struct nbd_src *ns, const struct xfer *x)
 {
 	int best = -1;
+
+	if (x && x->fault && x->fault->conn >= 0 && x->fault->conn < MAX_CONNS &&
+	    ns->c[x->fault->conn].st == C_READY && !ns->c[x->fault->conn].broken)
+		return x->fault->conn;
 
 	for (int i = 0; i < MAX_CONNS; i++)
 		if (ns->c[i].st == C_READY && !ns->c[i].broken &&
@@ -640,6 +672,25 @@ static bool chunks_known(struct nbd_src *ns, uint64_t off, uint64_t len, int ci)
 
 #define MAX_RUNS 16
 
+/*
+ * Zero what of x's buffer no read fills: holes, and the padding up to
+ * io_len.  Not the whole buffer first: on a fast link that memset was a
+ * visible part of the daemon's CPU time (Documentation/benchmarks.rst).
+ */
+static void zero_gaps(struct xfer *x, const struct rcow_extent *runs, size_t n)
+{
+	uint64_t pos = x->off, end = x->off + x->io_len;
+	unsigned char *b = x->buf.p;
+
+	for (size_t i = 0; i < n; i++) {
+		if (runs[i].offset > pos)
+			memset(b + (pos - x->off), 0, (size_t)(runs[i].offset - pos));
+		pos = runs[i].offset + runs[i].length;
+	}
+	if (end > pos)
+		memset(b + (pos - x->off), 0, (size_t)(end - pos));
+}
+
 static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 {
 	struct src *s = ns->s;
@@ -650,6 +701,7 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 
 	xq_del(&s->q[x->cls], x);
 	x->state = X_ACTIVE;
+	x->t_issued = now_ns() / 1000;
 	n = data_runs(ns, x->off, x->len, runs, MAX_RUNS);
 	for (size_t i = 0; i < n; i++)
 		data += runs[i].length;
@@ -665,8 +717,11 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 		engine_xfer_done(s, x, ENOMEM);
 		return;
 	}
-	memset(x->buf.p, 0, x->io_len);
+	zero_gaps(x, runs, n);
+	engine_issued(s, x);
 	x->conn = ci;
+	if (x->fault)
+		x->fault->conn = ci;
 	x->parts = 0;
 	x->issued_ms = now_ms();
 	for (size_t i = 0; i < n; i++) {
@@ -681,6 +736,10 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 				break;
 			}
 			t->x = x;
+			t->bytes = l;
+			t->issued_us = now_ns() / 1000;
+			t->delivered = ns->flow.delivered;
+			ns->inflight_bytes += l;
 			x->parts++;
 			if (nbd_aio_pread(ns->c[ci].h, (unsigned char *)x->buf.p + (o - x->off),
 					  (size_t)l, o,
@@ -693,8 +752,19 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 			left -= l;
 		}
 	}
-	if (x->parts == 0)
+	if (x->parts == 0) {
+		engine_read_over(x);
 		engine_xfer_done(s, x, x->err ? x->err : EIO);
+	}
+}
+
+/* engine_next(): x may be issued now (its holes are known; queries go out if not). */
+static bool nbd_usable(struct src *s, const struct xfer *x)
+{
+	struct nbd_src *ns = s->priv;
+	int ci = pick_conn(ns, x);
+
+	return ci >= 0 && chunks_known(ns, x->off, x->len, ci);
 }
 
 static void nbd_pump(struct src *s)
@@ -702,25 +772,26 @@ static void nbd_pump(struct src *s)
 	struct nbd_src *ns = s->priv;
 
 	for (int c = 0; c < XC_NR; c++) {
-		struct xfer *x = s->q[c].head, *next;
+		struct xfer *x;
 
-		for (; x; x = next) {
-			int ci = pick_conn(ns);
+		for (;;) {
+			int ci;
 
-			next = x->next;
-			if (ci < 0 || ns->inflight >= s->pol.max_in_flight)
+			if (ns->inflight >= s->pol.max_in_flight ||
+			    ns->inflight_bytes >= rcow_flow_window(&ns->flow))
 				goto out;
-			if (!chunks_known(ns, x->off, x->len, ci))
-				continue;
+			/* devices over this base take turns (engine_next()) */
+			x = engine_next(s, (enum xclass)c, nbd_usable);
+			if (!x)
+				break;
+			ci = pick_conn(ns, x);
+			if (ci < 0)
+				goto out;
 			/* adjacent xfers of the device queued behind: one read, one write */
 			if (!x->mnext)
-				while (next && engine_can_merge(x, next) &&
-				       chunks_known(ns, next->off, next->len, ci)) {
-					struct xfer *m = next;
-
-					next = m->next;
-					engine_merge(s, x, m);
-				}
+				while (x->next && engine_can_merge(x, x->next) &&
+				       chunks_known(ns, x->next->off, x->next->len, ci))
+					engine_merge(s, x, x->next);
 			issue_read(ns, ci, x);
 		}
 	}
@@ -742,6 +813,9 @@ static int nbd_open(struct src *s)
 	ns->s = s;
 	ns->want = 1;
 	rcow_backoff_init(&ns->bo, s->pol.retry_initial_ms, s->pol.retry_max_ms);
+	rcow_flow_init(&ns->flow, s->pol.max_window < RCOW_MIN_WINDOW ? s->pol.max_window :
+			RCOW_MIN_WINDOW, s->pol.max_window, now_ns() / 1000);
+	s->window = rcow_flow_window(&ns->flow);
 	s->priv = ns;
 	conn_start(ns, 0);
 	return 0;

@@ -26,7 +26,13 @@
  *
  * Backpressure.  Sources stop issuing reads while WRITER_MAX_BACKLOG
  * writes are waiting (writer_full()), so a slow COW device cannot make
- * fetched data pile up in memory.
+ * fetched data pile up in memory; and a device with DEV_MAX_WRITES writes
+ * waiting gets no new reads (engine_next()), so it alone stops.
+ *
+ * Fair share.  A device has at most WRITER_PER_DEV writes with the
+ * threads; its others wait here (waiting) until one of its own is over.
+ * A COW device that takes seconds per write thus holds at most that many
+ * of the WRITERS threads, and the other devices' writes go on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,13 +41,15 @@
 
 #include "daemon.h"
 
-#define WRITERS 4
+#define WRITERS 8
+#define WRITER_PER_DEV (WRITERS / 2)
 #define WRITER_MAX_BACKLOG 64
 
 struct writer {
 	struct pool *pool;
 	unsigned int backlog;		/* submitted, not yet finished */
 	struct xfer *ready, *ready_tail; /* written, not yet finished */
+	struct xqueue waiting;		/* their device has WRITER_PER_DEV with the threads */
 };
 
 static void write_one(void *ctx, struct xfer *x)
@@ -88,9 +96,33 @@ void writer_submit(struct daemon *d, struct xfer *x)
 {
 	struct writer *w = d->writer;
 
-	x->fault->dev->writes++;
+	struct device *dev = x->fault->dev;
+
+	dev->writes++;
 	w->backlog++;
+	if (dev->pool_writes >= WRITER_PER_DEV) {
+		xq_push(&w->waiting, x);
+		return;
+	}
+	dev->pool_writes++;
 	pool_submit(w->pool, x);
+}
+
+/* Writes waiting for their device's share: start those now allowed, oldest first. */
+static void start_waiting(struct writer *w)
+{
+	struct xfer *x, *next;
+
+	for (x = w->waiting.head; x; x = next) {
+		struct device *dev = x->fault->dev;
+
+		next = x->next;
+		if (dev->pool_writes >= WRITER_PER_DEV)
+			continue;
+		xq_del(&w->waiting, x);
+		dev->pool_writes++;
+		pool_submit(w->pool, x);
+	}
 }
 
 int writer_fd(const struct daemon *d)
@@ -117,6 +149,7 @@ static void collect(struct writer *w)
 		next = x->done_next;
 		x->done_next = NULL;
 		x->fault->dev->writes--;
+		x->fault->dev->pool_writes--;
 		if (w->ready_tail)
 			w->ready_tail->done_next = x;
 		else
@@ -134,6 +167,8 @@ void writer_reap(struct daemon *d)
 	if (!w->backlog)
 		return;		/* the common idle case: no syscall */
 	collect(w);
+	if (w->waiting.n)
+		start_waiting(w);
 	while ((x = w->ready)) {
 		w->ready = x->done_next;
 		if (!w->ready)

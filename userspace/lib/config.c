@@ -113,10 +113,18 @@ static int policy_key(struct rcow_policy *p, const char *k, const char *v, unsig
 	}
 	if (!strcmp(k, "prefetch_max")) {
 		*bit = RCOW_SET_PREFETCH_MAX;
-		*range = "a size from 0 to 64M (0 turns prefetch off)";
-		if (rcow_parse_size(v, &sz) || sz > (64u << 20))
+		*range = "a size from 0 to 256M (0 turns prefetch off)";
+		if (rcow_parse_size(v, &sz) || sz > (256u << 20))
 			return -EINVAL;
 		p->prefetch_max = sz;
+		return 0;
+	}
+	if (!strcmp(k, "max_window")) {
+		*bit = RCOW_SET_MAX_WINDOW;
+		*range = "a size from 1M to 1G";
+		if (rcow_parse_size(v, &sz) || sz < (1u << 20) || sz > (1u << 30))
+			return -EINVAL;
+		p->max_window = sz;
 		return 0;
 	}
 	*range = "a duration from 1ms to 1 day (e.g. 250ms, 2s)";
@@ -255,7 +263,7 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 	}
 unknown:
 	return rcow_err_set(err, EINVAL,
-		"%s line %u: unknown key '%s' (known: connections, max_in_flight, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, commit_retry_timeout, spool_dir, spool_max, tls_psk_file, tls_certificates, tls_username)",
+		"%s line %u: unknown key '%s' (known: connections, max_in_flight, max_window, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, commit_retry_timeout, spool_dir, spool_max, tls_psk_file, tls_certificates, tls_username)",
 		name, lineno, k);
 }
 
@@ -390,6 +398,8 @@ void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rco
 		pol->max_in_flight = best->pol.max_in_flight;
 	if (best->set & RCOW_SET_PREFETCH_MAX)
 		pol->prefetch_max = best->pol.prefetch_max;
+	if (best->set & RCOW_SET_MAX_WINDOW)
+		pol->max_window = best->pol.max_window;
 	if (best->set & RCOW_SET_RETRY_INITIAL)
 		pol->retry_initial_ms = best->pol.retry_initial_ms;
 	if (best->set & RCOW_SET_RETRY_MAX)

@@ -32,6 +32,98 @@ void rcow_backoff_reset(struct rcow_backoff *b)
 	b->failures = 0;
 }
 
+/* ---- fair share --------------------------------------------------------------- */
+
+size_t rcow_fair_pick(const struct rcow_fair_cand *c, size_t n)
+{
+	size_t best = n;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].eligible)
+			continue;
+		if (best == n || c[i].inflight < c[best].inflight ||
+		    (c[i].inflight == c[best].inflight && c[i].last_served < c[best].last_served))
+			best = i;
+	}
+	return best;
+}
+
+/* ---- flow window ------------------------------------------------------------ */
+
+void rcow_flow_init(struct rcow_flow *f, uint64_t min, uint64_t max, uint64_t now_us)
+{
+	memset(f, 0, sizeof(*f));
+	f->min = min ? min : 1;
+	f->max = max < f->min ? f->min : max;
+	f->bw_start = f->rtt_start = now_us;
+}
+
+void rcow_flow_done(struct rcow_flow *f, uint64_t bytes, uint64_t issued_us,
+		    uint64_t delivered_then, uint64_t now_us)
+{
+	uint64_t dt = now_us > issued_us ? now_us - issued_us : 1, rate, got;
+
+	f->delivered += bytes;
+	f->samples++;
+	got = f->delivered - delivered_then;
+	/* bytes per second; got < 2^64 / 10^6 for any real transfer */
+	rate = got > UINT64_MAX / 1000000u ? UINT64_MAX / dt : got * 1000000u / dt;
+	while (now_us - f->bw_start >= RCOW_FLOW_BW_PERIOD_US) {
+		/* a period passed: the current one becomes the previous one */
+		f->bw_prev = now_us - f->bw_start >= 2 * RCOW_FLOW_BW_PERIOD_US ? 0 : f->bw_cur;
+		f->bw_cur = 0;
+		f->bw_start = now_us - f->bw_start >= 2 * RCOW_FLOW_BW_PERIOD_US ?
+			now_us : f->bw_start + RCOW_FLOW_BW_PERIOD_US;
+	}
+	if (rate > f->bw_cur)
+		f->bw_cur = rate;
+	while (now_us - f->rtt_start >= RCOW_FLOW_RTT_PERIOD_US) {
+		f->rtt_prev = now_us - f->rtt_start >= 2 * RCOW_FLOW_RTT_PERIOD_US ? 0 : f->rtt_cur;
+		f->rtt_cur = 0;
+		f->rtt_start = now_us - f->rtt_start >= 2 * RCOW_FLOW_RTT_PERIOD_US ?
+			now_us : f->rtt_start + RCOW_FLOW_RTT_PERIOD_US;
+	}
+	if (!f->rtt_cur || dt < f->rtt_cur)
+		f->rtt_cur = dt;
+}
+
+uint64_t rcow_flow_bw(const struct rcow_flow *f)
+{
+	return f->bw_cur > f->bw_prev ? f->bw_cur : f->bw_prev;
+}
+
+uint64_t rcow_flow_rtt(const struct rcow_flow *f)
+{
+	if (!f->rtt_prev)
+		return f->rtt_cur;
+	if (!f->rtt_cur)
+		return f->rtt_prev;
+	return f->rtt_cur < f->rtt_prev ? f->rtt_cur : f->rtt_prev;
+}
+
+uint64_t rcow_flow_window(const struct rcow_flow *f)
+{
+	uint64_t bw = rcow_flow_bw(f), rtt = rcow_flow_rtt(f), w;
+
+	if (!bw || !rtt)
+		return f->min;
+	/* 2 x bw x rtt, without overflow: bw < 2^40 B/s, rtt < 2^24 us in practice */
+	if (bw > UINT64_MAX / 2 / rtt)
+		return f->max;
+	w = 2 * bw * rtt / 1000000u;
+	return w < f->min ? f->min : w > f->max ? f->max : w;
+}
+
+uint64_t rcow_flow_piece(const struct rcow_flow *f, uint64_t lo, uint64_t hi, uint64_t def)
+{
+	uint64_t bw = rcow_flow_bw(f), p;
+
+	if (!bw)
+		return def;
+	p = bw > UINT64_MAX / RCOW_FLOW_PIECE_US ? hi : bw * RCOW_FLOW_PIECE_US / 1000000u;
+	return p < lo ? lo : p > hi ? hi : p;
+}
+
 void rcow_prefetch_init(struct rcow_prefetch *p, uint64_t init_extents, uint64_t max_extents)
 {
 	memset(p, 0, sizeof(*p));

@@ -18,6 +18,7 @@ static void test_good(struct tap *t)
 		"tls_psk_file = /etc/remote-cow/psk\n"
 		"tls_username = host1\n"
 		"connections = 8\n"
+		"max_window = 256M\n"
 		"[nbds://images.example/special]\n"
 		"prefetch_max = 0\n"
 		"tls_certificates = /etc/pki/rcow\n";
@@ -31,14 +32,16 @@ static void test_good(struct tap *t)
 	r = rcow_config_parse(&c, text, "test.conf", &err);
 	tap_ok(t, r == 0, "a valid file parses (%s)", err.msg);
 	tap_ok(t, c.global.connections == 2 && c.global.prefetch_max == 4u << 20 &&
-	       c.global.retry_max_ms == 5000 && c.global.max_in_flight == 64,
+	       c.global.retry_max_ms == 5000 && c.global.max_in_flight == 64 &&
+	       c.global.max_window == 64u << 20,
 	       "global keys set, others default");
 	rcow_config_lookup(&c, "nbd://other/x", &p, &cr);
 	tap_ok(t, !cr && p.connections == 2, "an unmatched URI gets the global policy");
 	rcow_config_lookup(&c, "nbds://images.example/debian", &p, &cr);
 	tap_ok(t, cr && cr->tls_psk_file && !strcmp(cr->tls_psk_file, "/etc/remote-cow/psk") &&
 	       cr->tls_username && !strcmp(cr->tls_username, "host1") && p.connections == 8 &&
-	       p.prefetch_max == 4u << 20, "a prefix section adds credentials and overrides");
+	       p.prefetch_max == 4u << 20 && p.max_window == 256u << 20,
+	       "a prefix section adds credentials and overrides");
 	rcow_config_lookup(&c, "nbds://images.example/special", &p, &cr);
 	tap_ok(t, cr && cr->tls_certificates && !cr->tls_psk_file && p.prefetch_max == 0 &&
 	       p.connections == 2, "the longest prefix wins, alone");
@@ -134,6 +137,8 @@ void test_config(struct tap *t)
 	bad(t, "connections = 0\n", "line 1: connections");
 	bad(t, "\n\nconections = 3\n", "line 3: unknown key 'conections'");
 	bad(t, "prefetch_max = 1G\n", "prefetch_max");
+	bad(t, "max_window = 512k\n", "max_window");
+	bad(t, "max_window = 2G\n", "max_window");
 	bad(t, "tls_psk_file = /x\n", "belongs in a [base-URI-prefix] section");
 	bad(t, "[nbd://a/]\n[nbd://a/]\n", "appears twice");
 	bad(t, "[nbd://a/\n", "section header");

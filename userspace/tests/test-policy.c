@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* test-policy.c - backoff, prefetch window, rate limiter, size/duration parsing. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rcow/policy.h"
@@ -144,10 +145,142 @@ static void test_parse(struct tap *t)
 	       rcow_parse_duration_ms("99999999s", &ms) == -EINVAL, "bad durations are refused");
 }
 
+
+/*
+ * A simulated link: reads of size bytes issued while less than the
+ * window is in flight (as src-nbd.c does), each taking delay us plus its
+ * share of a link of rate bytes/s.  Returns the window after ms of it.
+ */
+static uint64_t flow_run(struct rcow_flow *f, uint64_t *now, uint64_t ms, uint64_t rate,
+			 uint64_t delay, uint64_t size)
+{
+	struct { uint64_t issued, delivered, done; } q[4096];
+	uint64_t end = *now + ms * 1000, link_free = *now;
+	size_t head = 0, tail = 0;
+	uint64_t inflight = 0;
+
+	while (*now < end) {
+		uint64_t w = rcow_flow_window(f);
+
+		while (inflight < w && tail - head < 4096) {
+			uint64_t start = link_free > *now ? link_free : *now;
+
+			link_free = start + size * 1000000 / rate;
+			q[tail % 4096].issued = *now;
+			q[tail % 4096].delivered = f->delivered;
+			q[tail % 4096].done = link_free + delay;
+			tail++;
+			inflight += size;
+		}
+		if (head == tail)
+			break;
+		*now = q[head % 4096].done;
+		rcow_flow_done(f, size, q[head % 4096].issued, q[head % 4096].delivered, *now);
+		inflight -= size;
+		head++;
+	}
+	return rcow_flow_window(f);
+}
+
+static void test_flow(struct tap *t)
+{
+	struct rcow_flow f;
+	uint64_t now = 1000, w, bdp;
+
+	rcow_flow_init(&f, 1 << 20, 256u << 20, now);
+	tap_ok(t, rcow_flow_window(&f) == 1 << 20 && rcow_flow_piece(&f, 1, 9, 5) == 5,
+	       "flow: the window starts at its minimum, the piece at its default");
+	/* 1.25 GB/s (10 Gbit/s), 5 ms round trip: BDP 6.25 MB */
+	bdp = 1250000000ull / 200;
+	w = flow_run(&f, &now, 3000, 1250000000ull, 5000, 1 << 20);
+	tap_ok(t, w >= 2 * bdp * 9 / 10 && w <= 2 * bdp * 12 / 10,
+	       "flow: 10 Gbit/s, 5 ms: the window grows to twice the BDP (%llu, BDP %llu)",
+	       (unsigned long long)w, (unsigned long long)bdp);
+	tap_ok(t, rcow_flow_bw(&f) >= 1200000000ull && rcow_flow_bw(&f) <= 1300000000ull &&
+	       rcow_flow_rtt(&f) >= 5000 && rcow_flow_rtt(&f) < 6000,
+	       "flow: measured %llu B/s, %llu us", (unsigned long long)rcow_flow_bw(&f),
+	       (unsigned long long)rcow_flow_rtt(&f));
+	tap_ok(t, rcow_flow_piece(&f, 128 << 10, 4 << 20, 1) == 4 << 20,
+	       "flow: a fast link reads in large pieces (capped)");
+	/* the link slows down to 12.5 MB/s (100 Mbit/s), same delay */
+	w = flow_run(&f, &now, 5000, 12500000ull, 5000, 1 << 20);
+	tap_ok(t, w == 1 << 20, "flow: after the link slowed down the window is back at its minimum (%llu)",
+	       (unsigned long long)w);
+	tap_ok(t, rcow_flow_piece(&f, 128 << 10, 4 << 20, 1) == 128 << 10,
+	       "flow: a slow link reads in small pieces (%llu)",
+	       (unsigned long long)rcow_flow_piece(&f, 128 << 10, 4 << 20, 1));
+	/* 100 Mbit/s with 100 ms: BDP 1.25 MB, window 2.5 MB */
+	rcow_flow_init(&f, 1 << 20, 256u << 20, now);
+	w = flow_run(&f, &now, 10000, 12500000ull, 100000, 256 << 10);
+	/* the delay measured includes one read's transfer time: 121 ms */
+	tap_ok(t, w >= 2250000 && w <= 3300000,
+	       "flow: 100 Mbit/s, 100 ms: window %llu (2 x BDP 2.5 MB, 3 MB with a read's own time)",
+	       (unsigned long long)w);
+	/* capped by max */
+	rcow_flow_init(&f, 1 << 20, 4 << 20, now);
+	w = flow_run(&f, &now, 3000, 1250000000ull, 5000, 1 << 20);
+	tap_ok(t, w == 4 << 20, "flow: the window never exceeds its maximum (%llu)",
+	       (unsigned long long)w);
+	/* no overflow at absurd figures */
+	rcow_flow_init(&f, 1, UINT64_MAX, 0);
+	rcow_flow_done(&f, UINT64_MAX / 2, 0, 0, 1);
+	tap_ok(t, rcow_flow_window(&f) == UINT64_MAX && rcow_flow_piece(&f, 1, 7, 3) == 7,
+	       "flow: huge samples saturate, no overflow");
+}
+
+static void test_fair(struct tap *t)
+{
+	struct rcow_fair_cand c[3] = {
+		{ 8 << 20, 5, 1 },	/* a device reading a lot */
+		{ 0, 7, 1 },		/* one with nothing in flight */
+		{ 0, 3, 1 },		/* the same, served longer ago */
+	};
+
+	tap_ok(t, rcow_fair_pick(c, 3) == 2,
+	       "fair: the device with least in flight, served longest ago, goes first");
+	c[2].eligible = 0;
+	tap_ok(t, rcow_fair_pick(c, 3) == 1, "fair: a device whose writes are backed up is skipped");
+	c[1].inflight = 16 << 20;
+	tap_ok(t, rcow_fair_pick(c, 3) == 0, "fair: then the one with less in flight");
+	c[0].eligible = c[1].eligible = 0;
+	tap_ok(t, rcow_fair_pick(c, 3) == 3 && rcow_fair_pick(c, 0) == 0,
+	       "fair: none eligible: n");
+	/* equal devices, 8 reads in flight in all, completing in issue order */
+	{
+		struct rcow_fair_cand r[4] = { { 0, 0, 1 }, { 0, 0, 1 }, { 0, 0, 1 }, { 0, 0, 1 } };
+		unsigned int served[4] = { 0 }, lo = 400, hi = 0;
+		size_t fifo[8] = { 0 }, head = 0, n = 0;
+		uint64_t seq = 1;
+
+		for (int i = 0; i < 400; i++) {
+			size_t k;
+
+			if (n == 8) {	/* the oldest read completes */
+				r[fifo[head]].inflight -= 1 << 20;
+				head = (head + 1) % 8;
+				n--;
+			}
+			k = rcow_fair_pick(r, 4);
+			served[k]++;
+			r[k].last_served = seq++;
+			r[k].inflight += 1 << 20;
+			fifo[(head + n++) % 8] = k;
+		}
+		for (int k = 0; k < 4; k++) {
+			lo = served[k] < lo ? served[k] : lo;
+			hi = served[k] > hi ? served[k] : hi;
+		}
+		tap_ok(t, lo == 100 && hi == 100, "fair: four equal devices are served equally (%u %u %u %u)",
+		       served[0], served[1], served[2], served[3]);
+	}
+}
+
 void test_policy(struct tap *t)
 {
 	test_backoff(t);
 	test_prefetch(t);
+	test_flow(t);
+	test_fair(t);
 	test_ratelimit(t);
 	test_parse(t);
 }

@@ -24,7 +24,7 @@
 
 struct rcow_policy {
 	uint32_t connections;		/* NBD connections per base (multi-conn) */
-	uint32_t max_in_flight;		/* extent reads in flight per base */
+	uint32_t max_in_flight;		/* NBD reads in flight per base */
 	uint64_t prefetch_max;		/* read-ahead window cap, bytes (0: off) */
 	uint32_t retry_initial_ms;	/* first reconnection delay */
 	uint32_t retry_max_ms;		/* reconnection delay cap */
@@ -32,9 +32,13 @@ struct rcow_policy {
 	uint32_t connect_timeout_ms;	/* a connection attempt longer than this fails */
 	/* snapshot commit target down this long (no progress): the commit fails */
 	uint32_t commit_retry_timeout_ms;
+	/* bytes in flight per base: the measured window's cap (rcow_flow) */
+	uint64_t max_window;
 };
 
-#define RCOW_POLICY_DEFAULTS { 4, 64, 8u << 20, 250, 10000, 30000, 10000, 60000 }
+#define RCOW_POLICY_DEFAULTS { 4, 64, 64u << 20, 250, 10000, 30000, 10000, 60000, 64u << 20 }
+/* The window of a base starts at (and never goes below) this, or max_window if less. */
+#define RCOW_MIN_WINDOW (8u << 20)
 
 /* Snapshot commit spool (global keys spool_dir, spool_max). */
 #define RCOW_DEFAULT_SPOOL_DIR "/var/lib/remote-cowd/spool"
@@ -50,6 +54,7 @@ enum {
 	RCOW_SET_REQUEST_TIMEOUT = 1 << 5,
 	RCOW_SET_CONNECT_TIMEOUT = 1 << 6,
 	RCOW_SET_COMMIT_RETRY_TIMEOUT = 1 << 7,
+	RCOW_SET_MAX_WINDOW = 1 << 8,
 };
 
 struct rcow_cred {

@@ -9,11 +9,16 @@
  *   prefetch   per-device sequential fault detection with a growing
  *              read-ahead window (see rcow_prefetch_fault()).
  *   ratelimit  token bucket for background streaming (bytes per second).
+ *   fair       which device of a shared base is served next.
+ *   flow       how many bytes a base may have in flight: the window
+ *              follows the measured bandwidth x delay (see struct
+ *              rcow_flow).
  */
 #ifndef RCOW_POLICY_H
 #define RCOW_POLICY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct rcow_backoff {
@@ -74,6 +79,73 @@ void rcow_ratelimit_init(struct rcow_ratelimit *r, uint64_t rate, uint64_t burst
  * A request larger than burst is allowed once the bucket is full.
  */
 uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t now_ns);
+
+/*
+ * Window of a base (bytes of reads in flight), from what its reads
+ * measure, in the manner of a delay-based TCP sender:
+ *
+ * - delivery rate: every completed read gives a sample, the bytes that
+ *   completed between its issue and its completion (its own included)
+ *   over that time; bw is the largest sample of the current and the
+ *   previous RCOW_FLOW_BW_PERIOD_US, so it follows a link that slows down
+ *   within two periods;
+ * - delay: the smallest issue-to-completion time of the current and the
+ *   previous RCOW_FLOW_RTT_PERIOD_US (a queue that builds up does not
+ *   count as delay);
+ * - window = 2 x bw x delay, within [min, max].  While the window limits
+ *   the reads, bw x delay equals the window, so it doubles every round
+ *   trip until the link (or the server) delivers no more; then it stays
+ *   at twice the bandwidth-delay product.
+ *
+ * piece (rcow_flow_piece()): the size of a read that takes about
+ * RCOW_FLOW_PIECE_US of the link at the measured rate, within [lo, hi]:
+ * small on a slow link (a reader waiting for the front of a read-ahead
+ * waits for little), large on a fast one (fewer requests).
+ *
+ * Times are microseconds from any fixed origin; no clock is read here.
+ */
+#define RCOW_FLOW_BW_PERIOD_US 1000000ull
+#define RCOW_FLOW_RTT_PERIOD_US 10000000ull
+#define RCOW_FLOW_PIECE_US 10000ull
+
+struct rcow_flow {
+	uint64_t min, max;		/* window bounds, bytes */
+	uint64_t delivered;		/* bytes of reads completed so far */
+	uint64_t bw_cur, bw_prev;	/* best rate samples, bytes per second */
+	uint64_t bw_start;		/* start of the current bw period */
+	uint64_t rtt_cur, rtt_prev;	/* smallest delays, us (0: none) */
+	uint64_t rtt_start;
+	uint64_t samples;
+};
+
+void rcow_flow_init(struct rcow_flow *f, uint64_t min, uint64_t max, uint64_t now_us);
+/* A read of bytes issued at issued_us when f->delivered was delivered_then, completed now. */
+void rcow_flow_done(struct rcow_flow *f, uint64_t bytes, uint64_t issued_us,
+		    uint64_t delivered_then, uint64_t now_us);
+uint64_t rcow_flow_bw(const struct rcow_flow *f);	/* bytes per second, 0: unknown */
+uint64_t rcow_flow_rtt(const struct rcow_flow *f);	/* us, 0: unknown */
+/* Bytes the base may have in flight (min until something was measured). */
+uint64_t rcow_flow_window(const struct rcow_flow *f);
+/* A read's size for the measured rate, within [lo, hi]; def while unknown. */
+uint64_t rcow_flow_piece(const struct rcow_flow *f, uint64_t lo, uint64_t hi, uint64_t def);
+
+/*
+ * Fair share of a base among the devices over it.  Each candidate is a
+ * device with work queued: its bytes of reads in flight, when it was last
+ * served (a sequence number, smaller is longer ago) and whether it may be
+ * served at all (a device whose COW writes are backed up may not: more of
+ * its data would only wait in memory).  The pick is the eligible device
+ * with the fewest bytes in flight, the one served longest ago among equals:
+ * a device that reads a lot gets the bandwidth the others leave, never
+ * theirs.  Returns its index, or n when none is eligible.
+ */
+struct rcow_fair_cand {
+	uint64_t inflight;
+	uint64_t last_served;
+	int eligible;
+};
+
+size_t rcow_fair_pick(const struct rcow_fair_cand *c, size_t n);
 
 /* Parse "64", "64k", "8M", "1G" (powers of 1024) into bytes.  0 or -EINVAL. */
 int rcow_parse_size(const char *s, uint64_t *out);

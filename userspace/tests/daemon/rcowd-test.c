@@ -35,6 +35,7 @@
 #define EXT_SECTORS 128u		/* 64 KiB extents */
 #define EXT_BYTES (EXT_SECTORS * 512ull)
 #define DATA_OFFSET 8u			/* sectors */
+#define WRITERS_PER_DEV_TEST 4		/* writer.c's WRITER_PER_DEV */
 
 struct env {
 	struct daemon d;
@@ -1769,6 +1770,29 @@ static void test_commit_abort(struct tap *t)
 /* ---- fault runs and merging ----------------------------------------------- */
 
 /* Reads nbdkit's log filter saw (requests, not replies); their bytes in *bytes. */
+/*
+ * The environment of 128 extents, nbdkit with args, one of which is
+ * logarg: filled here with "logfile=" and log (a file in the test's
+ * directory, for log_reads()), and device 1 over it.  0, or -1 once the
+ * failure is reported and the environment finished.
+ */
+static int env_logged(struct env *e, struct tap *t, const char *const *args, char *log,
+		      size_t logcap, char *logarg, size_t argcap, const char *what)
+{
+	if (env_init(e, t, 128)) {
+		tap_ok(t, false, "set up the environment");
+		return -1;
+	}
+	snprintf(log, logcap, "%s/nbdkit.log", e->dir);
+	snprintf(logarg, argcap, "logfile=%s", log);
+	if (nbdkit_start(e, args) || add_device(e, 1, e->uri) || !e->d.devices) {
+		tap_ok(t, false, "set up %s and a device", what);
+		env_fini(e);
+		return -1;
+	}
+	return 0;
+}
+
 static size_t log_reads(const char *path, uint64_t *bytes)
 {
 	char line[1024];
@@ -1826,17 +1850,9 @@ static void test_fault_run(struct tap *t)
 	size_t reads;
 
 	NEED_NBDKIT(t);
-	if (env_init(&e, t, 128)) {
-		tap_ok(t, false, "set up the environment");
+	if (env_logged(&e, t, args, log, sizeof(log), logarg, sizeof(logarg),
+		       "nbdkit (pattern, log filter)"))
 		return;
-	}
-	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
-	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
-		tap_ok(t, false, "set up nbdkit (pattern, log filter) and a device");
-		env_fini(&e);
-		return;
-	}
 	fake_send_fault(&e.d, 1, 1, 0, 16);
 	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 5000);
 	tap_ok(t, a && a->status == 0 && a->first == 0 && a->count == 16 &&
@@ -1888,17 +1904,9 @@ static void test_merge_faults(struct tap *t)
 	size_t reads, good = 0;
 
 	NEED_NBDKIT(t);
-	if (env_init(&e, t, 128)) {
-		tap_ok(t, false, "set up the environment");
+	if (env_logged(&e, t, args, log, sizeof(log), logarg, sizeof(logarg),
+		       "nbdkit (pattern, log filter)"))
 		return;
-	}
-	snprintf(log, sizeof(log), "%s/nbdkit.log", e.dir);
-	snprintf(logarg, sizeof(logarg), "logfile=%s", log);
-	if (nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
-		tap_ok(t, false, "set up nbdkit (pattern, log filter) and a device");
-		env_fini(&e);
-		return;
-	}
 	/* all queued before the connection is up: the first read takes them */
 	for (uint64_t x = 0; x < 8; x++)
 		fake_send_fault(&e.d, 1, 10 + x, x, 1);
@@ -1978,11 +1986,217 @@ static void test_split_on_error(struct tap *t)
 	env_fini(&e);
 }
 
+
+/*
+ * A FAULT the daemon's read-ahead asked for (its extents are in a
+ * prefetch range) is read, written and answered in pieces of src->piece
+ * bytes (what the link carries in about 10 ms, at least 128 KiB), in order, each as soon as it is in the COW
+ * device: over a slow link (nbdkit's rate filter, 2 MB/s) the first piece
+ * is answered long before the last, so a guest read waiting for an extent
+ * at the front of the run does not wait for the whole run.  A guest FAULT
+ * of the same size is still one read and one answer.
+ */
+static void test_prefetch_pieces(struct tap *t)
+{
+	char log[PATH_MAX + 16], logarg[PATH_MAX + 32];
+	const char *args[] = { "--filter=log", "--filter=noparallel", "--filter=rate", "pattern",
+			       "size=8M", "rate=16M",
+			       "burstiness=0.05", logarg, NULL };
+	uint32_t piece;
+	const struct fake_answer *first = NULL, *last = NULL;
+	struct device *dev;
+	struct env e;
+	size_t n = 0, inorder = 0, reads;
+	uint64_t bytes, expect = 32, t0;
+
+	NEED_NBDKIT(t);
+	if (env_logged(&e, t, args, log, sizeof(log), logarg, sizeof(logarg),
+		       "nbdkit (pattern, rate 2 MB/s)"))
+		return;
+	dev = e.d.devices;
+	fake_send_fault(&e.d, 1, 1, 0, 16);
+	tap_ok(t, wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 10000) &&
+	       fake_count(&e.k, RCOW_CMD_FILL_DONE) == 1,
+	       "guest FAULT 0+16: one FILL_DONE");
+	piece = e.d.srcs ? (uint32_t)(e.d.srcs->piece / EXT_BYTES) : 0;
+	tap_ok(t, piece == 2, "at 2 MB/s the piece is the least, 128 KiB (%u extents)", piece);
+	if (!piece)
+		piece = 1;
+	/* as if the read-ahead had asked the kernel for extents 32..47 */
+	dev->ranges[dev->rhead] = (struct prange){ 32, 48, XC_PREFETCH };
+	dev->rhead = (dev->rhead + 1) % RANGE_RING;
+	dev->nranges++;
+	t0 = now_ms();
+	fake_send_fault(&e.d, 1, 2, 32, 16);
+	wait_answers(&e, 1 + 16 / piece, 10000);
+	for (size_t i = 0; i < e.k.n; i++) {
+		const struct fake_answer *a = &e.k.v[i];
+
+		if (a->cmd != RCOW_CMD_FILL_DONE || a->cookie != 2)
+			continue;
+		n++;
+		if (!a->status && a->first == expect && a->count == piece)
+			inorder++;
+		expect = a->first + a->count;
+		if (!first)
+			first = a;
+		last = a;
+	}
+	tap_ok(t, n == 16 / piece && inorder == n,
+	       "prefetch FAULT 32+16: %u FILL_DONEs of %u extents, in order, status 0 (%zu, %zu in order)",
+	       16 / piece, piece, n, inorder);
+	tap_ok(t, first && last && last->at_ms - first->at_ms >= 150,
+	       "the first piece is answered well before the last (%lld ms after the FAULT, the last after %lld ms)",
+	       first ? (long long)(first->at_ms - t0) : -1LL,
+	       last ? (long long)(last->at_ms - t0) : -1LL);
+	tap_ok(t, cow_pattern(&e, 32, 16), "extents 32..47 hold the base's data");
+	reads = log_reads(log, &bytes);
+	tap_ok(t, reads == 1 + 16 / piece && bytes == 32 * EXT_BYTES,
+	       "one NBD read for the guest run, one per piece (%zu reads, %llu bytes)", reads,
+	       (unsigned long long)bytes);
+	env_fini(&e);
+}
+
+/*
+ * Two devices over one base, the first with a COW device that takes
+ * 200 ms per write and 64 faults queued: the second device's 8 faults are
+ * answered at the base's speed all the same, because a device has at most
+ * half the writer threads (WRITER_PER_DEV) and gets no new reads while
+ * DEV_MAX_WRITES of its writes wait.  The slow device's faults all
+ * complete too, with the right data.
+ */
+static void test_fair_share(struct tap *t)
+{
+	const char *args[] = { "pattern", "size=8M", NULL };
+	struct device *slow = NULL;
+	unsigned int max_writes = 0;
+	size_t fast_ok = 0, slow_ok = 0;
+	uint64_t t0, fast_ms = 0;
+	int slow_fd;
+	struct env e;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (pattern) and device 1");
+		env_fini(&e);
+		return;
+	}
+	slow_fd = e.k.cow_fd;		/* device 1's COW device */
+	add_device(&e, 2, e.uri);
+	for (struct device *dev = e.d.devices; dev; dev = dev->next)
+		if (dev->info.dev_id == 1)
+			slow = dev;
+	/* both connected before the clock starts */
+	fake_send_fault(&e.d, 1, 5000, 127, 1);
+	fake_send_fault(&e.d, 2, 5000, 127, 1);
+	wait_answers(&e, 2, 5000);
+	slow_cow_set(slow_fd, 200, 1000);
+	/* device 1: 64 faults of one extent each, none adjacent (no merging) */
+	for (uint64_t x = 0; x < 64; x++)
+		fake_send_fault(&e.d, 1, 1 + x, 2 * x, 1);
+	spin_for(&e, 100);
+	t0 = now_ms();
+	for (uint64_t x = 0; x < 8; x++)
+		fake_send_fault(&e.d, 2, 1000 + x, 2 * x + 1, 1);
+	while (now_ms() < t0 + 10000 && fast_ok < 8) {
+		turn(&e, 5);
+		if (slow && slow->writes > max_writes)
+			max_writes = slow->writes;
+		fast_ok = 0;
+		for (size_t i = 0; i < e.k.n; i++)
+			if (e.k.v[i].cmd == RCOW_CMD_FILL_DONE && e.k.v[i].dev_id == 2 &&
+			    e.k.v[i].cookie >= 1000 && e.k.v[i].cookie < 2000 && !e.k.v[i].status)
+				fast_ok++;
+		fast_ms = now_ms() - t0;
+	}
+	tap_ok(t, fast_ok == 8 && fast_ms < 1000,
+	       "device 2's 8 faults are answered in %llu ms while device 1's COW writes take 200 ms each (%zu answered)",
+	       (unsigned long long)fast_ms, fast_ok);
+	tap_ok(t, slow_cow_in_progress() <= WRITERS_PER_DEV_TEST,
+	       "device 1 holds at most %d writer threads (%d)", WRITERS_PER_DEV_TEST,
+	       slow_cow_in_progress());
+	tap_ok(t, max_writes <= DEV_MAX_OUT,
+	       "device 1 never has more than DEV_MAX_OUT (%d) fills read and not written (%u)",
+	       DEV_MAX_OUT, max_writes);
+	wait_answers(&e, 2 + 64 + 8, 20000);
+	for (size_t i = 0; i < e.k.n; i++)
+		if (e.k.v[i].cmd == RCOW_CMD_FILL_DONE && e.k.v[i].dev_id == 1 &&
+		    e.k.v[i].cookie < 1000 && !e.k.v[i].status)
+			slow_ok++;
+	slow_cow_set(-1, 0, 0);
+	tap_ok(t, slow_ok == 64, "device 1's 64 faults all complete (%zu)", slow_ok);
+	{
+		bool good = true;
+
+		for (uint64_t x = 0; x < 128; x++)
+			good = good && (x < 16 || x % 2 == 0 ? cow_pattern(&e, x, 1) :
+					x == 127 || cow_extent_is(&e, x, false));
+		tap_ok(t, good, "extents 0..15 and the even ones hold the base's data, the others nothing");
+	}
+	env_fini(&e);
+}
+
+/*
+ * A run over a base with holes (nbdkit's data plugin: bytes 1 2 3 at
+ * 70000, the rest a hole by base:allocation): one read of the data part,
+ * and the COW device gets zeroes everywhere else in the run (the buffer
+ * is zeroed only where no read fills it: zero_gaps()), over a COW data
+ * area that held 0xaa before.
+ */
+static void test_run_holes(struct tap *t)
+{
+	const char *args[] = { "data", "data=@70000 1 2 3", "size=8M", NULL };
+	static unsigned char buf[EXT_BYTES];
+	unsigned char fill[4096];
+	size_t good = 0;
+	struct env e;
+	int fd;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, args) || add_device(&e, 1, e.uri)) {
+		tap_ok(t, false, "set up nbdkit (data with holes) and a device");
+		env_fini(&e);
+		return;
+	}
+	memset(fill, 0xaa, sizeof(fill));
+	fd = open(e.cow, O_WRONLY);
+	for (off_t o = 0; fd >= 0 && o < (off_t)(4 * EXT_BYTES); o += (off_t)sizeof(fill))
+		if (pwrite(fd, fill, sizeof(fill), (off_t)(DATA_OFFSET * 512) + o) != (ssize_t)sizeof(fill))
+			break;
+	if (fd >= 0)
+		close(fd);
+	fake_send_fault(&e.d, 1, 1, 0, 4);
+	wait_answers(&e, 1, 5000);
+	tap_ok(t, fake_count(&e.k, RCOW_CMD_FILL_DONE) == 1 && e.k.v[0].status == 0,
+	       "FAULT 0+4 over a base with holes: answered, status 0");
+	for (uint64_t x = 0; x < 4; x++) {
+		if (read_cow_extent(&e, x, buf))
+			continue;
+		if (x == 1) {
+			size_t at = 70000 - EXT_BYTES;
+
+			if (buf[at] == 1 && buf[at + 1] == 2 && buf[at + 2] == 3) {
+				buf[at] = buf[at + 1] = buf[at + 2] = 0;
+				good += is_zero(buf, EXT_BYTES);
+			}
+		} else {
+			good += is_zero(buf, EXT_BYTES);
+		}
+	}
+	tap_ok(t, good == 4, "extents 0..3: zeroes, and 1 2 3 at byte 70000 (%zu of 4 right)", good);
+	tap_ok(t, e.d.st.bytes_read > 0 && e.d.st.bytes_read < 4 * EXT_BYTES,
+	       "only the data part was read (%llu bytes)", e.d.st.bytes_read);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
 } groups[] = {
+	{ "run-holes", test_run_holes },
+	{ "fair-share", test_fair_share },
 	{ "fault-run", test_fault_run },
+	{ "prefetch-pieces", test_prefetch_pieces },
 	{ "merge-faults", test_merge_faults },
 	{ "split-on-error", test_split_on_error },
 	{ "inactive", test_inactive },
