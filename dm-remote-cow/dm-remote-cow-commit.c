@@ -279,33 +279,56 @@ static void end_commit(struct rcow *rc, enum remote_cow_commit_state state,
 	queue_work(rc->wq, &rc->worker);
 }
 
-/* Worker: wait until no write that passed the gate is in flight. */
-static int drain_writes(struct rcow *rc)
+/*
+ * Worker: close the write gate (every write now goes through the worker)
+ * and wait until no write that passed it is in flight.  -ETIMEDOUT, with
+ * the gate still closed, if they did not complete in time.  The snapshot
+ * commit's freeze and the migration's rounds and fence take it.
+ */
+int rcow_gate_close(struct rcow *rc, const char *what)
 {
+	set_bit(RCOW_F_WRITE_GATE, &rc->flags);
 	/* Every map call that saw the gate open has counted its write. */
 	synchronize_rcu();
 	if (!wait_event_timeout(rc->drain_wq,
 				!atomic_read(&rc->wr_inflight),
-				RCOW_DRAIN_TIMEOUT))
+				RCOW_DRAIN_TIMEOUT)) {
+		DMERR("%s: %s: writes to the COW device did not complete in %u s",
+		      rc->name, what, RCOW_DRAIN_TIMEOUT / HZ);
 		return -ETIMEDOUT;
+	}
 	return 0;
 }
 
-static int alloc_sets(struct rcow *rc)
+/*
+ * Worker: open the gate.  What the worker changed meanwhile (the held set,
+ * the flags) is visible before it opens (pairs with the read barrier in
+ * map_write_ready()).
+ */
+void rcow_gate_open(struct rcow *rc)
 {
-	struct rcow_commit *cm = cm_of(rc);
+	/* Pairs with smp_rmb() in map_write_ready(). */
+	smp_mb__before_atomic();
+	clear_bit(RCOW_F_WRITE_GATE, &rc->flags);
+}
 
-	if (cm->upload)
+/*
+ * Worker: two in-memory sets of one bit per extent, allocated once (the
+ * commit's, the migration's) and kept with the table.
+ */
+int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b)
+{
+	if (*a)
 		return 0;
-	cm->upload = kvcalloc(BITS_TO_LONGS(rc->nr_extents),
-			      sizeof(unsigned long), GFP_NOIO);
-	cm->held = kvcalloc(BITS_TO_LONGS(rc->nr_extents),
-			    sizeof(unsigned long), GFP_NOIO);
-	if (!cm->upload || !cm->held) {
-		kvfree(cm->upload);
-		kvfree(cm->held);
-		cm->upload = NULL;
-		cm->held = NULL;
+	*a = kvcalloc(BITS_TO_LONGS(rc->nr_extents), sizeof(unsigned long),
+		      GFP_NOIO);
+	*b = kvcalloc(BITS_TO_LONGS(rc->nr_extents), sizeof(unsigned long),
+		      GFP_NOIO);
+	if (!*a || !*b) {
+		kvfree(*a);
+		kvfree(*b);
+		*a = NULL;
+		*b = NULL;
 		return -ENOMEM;
 	}
 	return 0;
@@ -327,16 +350,12 @@ static void do_freeze(struct rcow *rc)
 	if (!uri)
 		return;
 
-	r = alloc_sets(rc);
+	r = rcow_alloc_sets(rc, &cm->upload, &cm->held);
 	if (r)
 		goto out;
-	set_bit(RCOW_F_WRITE_GATE, &rc->flags);
-	r = drain_writes(rc);
-	if (r) {
-		DMERR("%s: snapshot commit: writes to the COW device did not complete in %u s",
-		      rc->name, RCOW_DRAIN_TIMEOUT / HZ);
+	r = rcow_gate_close(rc, "snapshot commit");
+	if (r)
 		goto open_gate;
-	}
 	r = rcow_md_freeze(rc->md, cm->req_since_last, gen, &frozen);
 	if (r) {
 		DMERR("%s: snapshot commit: cannot freeze (metadata write failed: %d)",
@@ -363,13 +382,8 @@ static void do_freeze(struct rcow *rc)
 	       rc->name, gen, frozen, cm->since_last ? " (since last)" : "",
 	       cm->uri);
 open_gate:
-	/*
-	 * Writes the gate sent to the worker meet the held set now.  The
-	 * held set and RCOW_F_HOLDING are visible before the gate opens
-	 * (pairs with the read barrier in map_write_ready()).
-	 */
-	smp_mb__before_atomic();
-	clear_bit(RCOW_F_WRITE_GATE, &rc->flags);
+	/* Writes the gate sent to the worker meet the held set now. */
+	rcow_gate_open(rc);
 out:
 	kfree(uri);
 	cm->req_result = r;
@@ -504,6 +518,12 @@ int rcow_commit_message(struct rcow *rc, unsigned int argc, char **argv)
 		DMWARN("%s: snapshot commit: the table is being suspended",
 		       rc->name);
 		return -EAGAIN;
+	}
+	r = rcow_migrate_busy(rc, "snapshot commit");
+	if (r) {
+		mutex_unlock(&cm->message_lock);
+		kfree(uri);
+		return r;
 	}
 	spin_lock(&cm->lock);
 	if (cm->state == RCOW_COMMIT_UPLOADING) {

@@ -1075,6 +1075,28 @@ void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 	bitmap_copy(dst, md->bits[b], md->nr_extents);
 }
 
+bool rcow_md_incoming(struct rcow_metadata *md)
+{
+	return md->sb_flags & RCOW_DISK_F_INCOMING;
+}
+
+/* Durable when it returns 0: one superblock write. */
+int rcow_md_set_incoming(struct rcow_metadata *md, bool incoming)
+{
+	int r;
+
+	if (!md->writable)
+		return -EROFS;
+	mutex_lock(&md->lock);
+	if (incoming)
+		md->sb_flags |= RCOW_DISK_F_INCOMING;
+	else
+		md->sb_flags &= ~RCOW_DISK_F_INCOMING;
+	r = update_sb(md);
+	mutex_unlock(&md->lock);
+	return r;
+}
+
 sector_t rcow_md_data_offset(struct rcow_metadata *md)
 {
 	return md->data_offset;

@@ -92,6 +92,9 @@ void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		      unsigned long *dst);
 
 sector_t rcow_md_data_offset(struct rcow_metadata *md);
+/* The superblock's incoming flag (RCOW_DISK_F_INCOMING). */
+bool rcow_md_incoming(struct rcow_metadata *md);
+int rcow_md_set_incoming(struct rcow_metadata *md, bool incoming);
 bool rcow_md_was_formatted(struct rcow_metadata *md);
 
 /*

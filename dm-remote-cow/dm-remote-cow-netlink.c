@@ -166,6 +166,28 @@ static int put_commit_attrs(struct sk_buff *skb, struct rcow *rc)
 	return r;
 }
 
+static int put_migrate_attrs(struct sk_buff *skb, struct rcow *rc)
+{
+	struct rcow_migrate_info mi;
+	int r = 0;
+
+	rcow_migrate_info(rc, &mi, true);
+	if (nla_put_u32(skb, RCOW_A_MIGRATE_STATE, mi.state) ||
+	    nla_put_u64_64bit(skb, RCOW_A_MIGRATE_ROUND, mi.round,
+			      RCOW_A_PAD) ||
+	    nla_put_u64_64bit(skb, RCOW_A_MIGRATE_TOTAL, mi.total,
+			      RCOW_A_PAD) ||
+	    nla_put_u64_64bit(skb, RCOW_A_MIGRATE_DONE, mi.done, RCOW_A_PAD))
+		r = -EMSGSIZE;
+	else if (mi.nomem)
+		r = -ENOMEM;
+	else if (mi.target &&
+		 nla_put_string(skb, RCOW_A_MIGRATE_TARGET, mi.target))
+		r = -EMSGSIZE;
+	kfree(mi.target);
+	return r;
+}
+
 static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 {
 	char name[DM_NAME_LEN] = "", uuid[DM_UUID_LEN] = "";
@@ -203,10 +225,10 @@ static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 	    (rc->hydrating &&
 	     nla_put_u32(skb, RCOW_A_HYDRATE_RATE, rc->hydrate_rate)))
 		return -EMSGSIZE;
-	return put_commit_attrs(skb, rc);
+	return put_commit_attrs(skb, rc) ?: put_migrate_attrs(skb, rc);
 }
 
-/* rcow_nl_lock held. */
+/* rcow_nl_lock held.  @cmd with the device attributes. */
 static void send_device_event(struct rcow *rc, u8 cmd)
 {
 	struct sk_buff *skb;
@@ -468,6 +490,14 @@ void rcow_nl_commit_abort(struct rcow *rc, u64 gen)
 	mutex_unlock(&rcow_nl_lock);
 }
 
+/* MIGRATE_START, _ROUND, _FINISH, _ABORT: the device's attributes. */
+void rcow_nl_migrate_event(struct rcow *rc, u8 cmd)
+{
+	mutex_lock(&rcow_nl_lock);
+	send_device_event(rc, cmd);
+	mutex_unlock(&rcow_nl_lock);
+}
+
 void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate)
 {
 	struct sk_buff *skb;
@@ -505,7 +535,7 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 	[RCOW_A_COOKIE]		= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_STATUS]		= NLA_POLICY_MAX(NLA_U32, MAX_ERRNO),
 	[RCOW_A_BITMAP]		= NLA_POLICY_MAX(NLA_U32,
-						 RCOW_BITMAP_COMMIT_HELD),
+						 RCOW_BITMAP_MIGRATE_ROUND),
 	[RCOW_A_RUN_LENGTH]	= { .type = NLA_REJECT },
 	[RCOW_A_COMMIT_GEN]	= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_TARGET_URI]	= { .type = NLA_REJECT },
@@ -516,25 +546,54 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 	[RCOW_A_MARK]		= NLA_POLICY_RANGE(NLA_U32, RCOW_MARK_PRESERVED,
 						   RCOW_MARK_UPLOADED),
 	[RCOW_A_MESSAGE]	= { .type = NLA_NUL_STRING, .len = 255 },
+	[RCOW_A_MIGRATE_TARGET]	= { .type = NLA_REJECT },
+	[RCOW_A_MIGRATE_STATE]	= { .type = NLA_REJECT },
+	[RCOW_A_MIGRATE_ROUND]	= NLA_POLICY_MIN(NLA_U64, 1),
+	[RCOW_A_MIGRATE_TOTAL]	= { .type = NLA_REJECT },
+	[RCOW_A_MIGRATE_DONE]	= { .type = NLA_REJECT },
 };
 
+/* A bitmap number a request may name. */
+static bool known_bitmap(u32 b)
+{
+	return b < RCOW_NR_BITMAPS || b == RCOW_BITMAP_COMMIT_UPLOAD ||
+	       b == RCOW_BITMAP_COMMIT_HELD || b == RCOW_BITMAP_MIGRATE_ROUND;
+}
+
 /*
- * The bitmaps a request may name: the persistent ones, and the commit's
- * in-memory sets (empty unless a commit is uploading).  *@set is NULL for
- * a persistent bitmap.
+ * The in-memory set bitmap @b names, or NULL for the persistent copy:
+ * the commit's sets, the migration's round set and its change set
+ * (DIRTY_MIGRATE, persistent but never set on disk).  True if @b is an
+ * in-memory set: NULL then means empty (no commit or migration runs).
+ */
+static bool mem_set(struct rcow *rc, u32 b, const unsigned long **set)
+{
+	*set = NULL;
+	if (b == RCOW_BITMAP_COMMIT_UPLOAD || b == RCOW_BITMAP_COMMIT_HELD) {
+		*set = rcow_commit_set(rc, b);
+		return true;
+	}
+	if (b == RCOW_BITMAP_MIGRATE_ROUND || b == RCOW_BITMAP_DIRTY_MIGRATE) {
+		*set = rcow_migrate_set(rc, b);
+		return b == RCOW_BITMAP_MIGRATE_ROUND || *set;
+	}
+	return false;
+}
+
+/*
+ * The bitmaps a request may name: the persistent ones, and the in-memory
+ * sets of mem_set().  *@set is NULL for a persistent bitmap.
  */
 static int check_bitmap(struct genl_info *info, struct nlattr *attr,
 			struct rcow *rc, const unsigned long **set)
 {
 	u32 b = nla_get_u32(attr);
 
-	*set = NULL;
-	if (b < RCOW_NR_BITMAPS)
-		return 0;
-	if (b == RCOW_BITMAP_COMMIT_UPLOAD || b == RCOW_BITMAP_COMMIT_HELD) {
-		*set = rcow_commit_set(rc, b);
+	if (known_bitmap(b)) {
+		mem_set(rc, b, set);
 		return 0;
 	}
+	*set = NULL;
 	if (info)
 		NL_SET_ERR_MSG_ATTR(info->extack, attr, "no such bitmap");
 	return -ERANGE;
@@ -569,6 +628,7 @@ static int lock_device(struct genl_info *info, struct rcow **rcp)
 
 static int rcow_nl_register(struct sk_buff *skb, struct genl_info *info)
 {
+	struct rcow_migrate_info mi;
 	struct rcow *rc;
 	int r = 0;
 
@@ -590,6 +650,8 @@ static int rcow_nl_register(struct sk_buff *skb, struct genl_info *info)
 	list_for_each_entry(rc, &rcow_devices, nl_node) {
 		rcow_helper_arrived(rc);
 		send_commit_start(rc);
+		if (rcow_migrate_info(rc, &mi, false))
+			send_device_event(rc, RCOW_CMD_MIGRATE_START);
 	}
 out:
 	mutex_unlock(&rcow_nl_lock);
@@ -937,9 +999,7 @@ static int runs_start(struct netlink_callback *cb)
 	}
 	cb->args[0] = nla_get_u32(tb[RCOW_A_DEV_ID]);
 	cb->args[1] = nla_get_u32(tb[RCOW_A_BITMAP]);
-	if (cb->args[1] >= RCOW_NR_BITMAPS &&
-	    cb->args[1] != RCOW_BITMAP_COMMIT_UPLOAD &&
-	    cb->args[1] != RCOW_BITMAP_COMMIT_HELD) {
+	if (!known_bitmap(cb->args[1])) {
 		NL_SET_ERR_MSG_ATTR(cb->extack, tb[RCOW_A_BITMAP],
 				    "no such bitmap");
 		return -ERANGE;
@@ -979,13 +1039,10 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 		NL_SET_ERR_MSG(cb->extack, "first extent beyond the end of the device");
 		return -ERANGE;
 	}
-	if (b >= RCOW_NR_BITMAPS) {
-		set = rcow_commit_set(rc, b);
-		if (!set) {
-			/* No commit uploading: the set is empty. */
-			mutex_unlock(&rcow_nl_lock);
-			return 0;
-		}
+	if (mem_set(rc, b, &set) && !set) {
+		/* No commit or migration running: the set is empty. */
+		mutex_unlock(&rcow_nl_lock);
+		return 0;
 	}
 	for (e = cb->args[2]; e < rc->nr_extents; e = end) {
 		if (set) {
@@ -1009,6 +1066,95 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 	return skb->len;
 }
 
+/*
+ * An answer from the helper: @attrs present, the device found, the sender
+ * the registered helper.  0 with rcow_nl_lock held and *@rcp set.
+ */
+static int helper_request(struct genl_info *info, const int *attrs, int n,
+			  struct rcow **rcp)
+{
+	int r;
+
+	r = need_attrs(info, attrs, n);
+	if (r)
+		return r;
+	r = lock_device(info, rcp);
+	if (r)
+		return r;
+	r = check_helper(info);
+	if (r)
+		mutex_unlock(&rcow_nl_lock);
+	return r;
+}
+
+static const char *nl_message(struct genl_info *info)
+{
+	return info->attrs[RCOW_A_MESSAGE] ?
+	       nla_data(info->attrs[RCOW_A_MESSAGE]) : NULL;
+}
+
+/*
+ * MIGRATE_ROUND, MIGRATE_MARK and MIGRATE_END (source), MIGRATE_FILL and
+ * MIGRATE_COMPLETE (destination) from the helper.
+ */
+static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
+{
+	static const int round_attrs[] = { RCOW_A_DEV_ID };
+	static const int mark_attrs[] = { RCOW_A_DEV_ID, RCOW_A_MIGRATE_ROUND,
+					  RCOW_A_FIRST_EXTENT,
+					  RCOW_A_EXTENT_COUNT };
+	static const int end_attrs[] = { RCOW_A_DEV_ID, RCOW_A_STATUS };
+	static const int fill_attrs[] = { RCOW_A_DEV_ID, RCOW_A_FIRST_EXTENT,
+					  RCOW_A_EXTENT_COUNT };
+	u8 cmd = info->genlhdr->cmd;
+	struct rcow *rc;
+	u64 first;
+	u32 count;
+	int r;
+
+	if (cmd == RCOW_CMD_MIGRATE_ROUND || cmd == RCOW_CMD_MIGRATE_COMPLETE)
+		r = helper_request(info, round_attrs, ARRAY_SIZE(round_attrs),
+				   &rc);
+	else if (cmd == RCOW_CMD_MIGRATE_FILL)
+		r = helper_request(info, fill_attrs, ARRAY_SIZE(fill_attrs),
+				   &rc);
+	else if (cmd == RCOW_CMD_MIGRATE_MARK)
+		r = helper_request(info, mark_attrs, ARRAY_SIZE(mark_attrs),
+				   &rc);
+	else
+		r = helper_request(info, end_attrs, ARRAY_SIZE(end_attrs), &rc);
+	if (r)
+		return r;
+	if (cmd == RCOW_CMD_MIGRATE_ROUND) {
+		r = rcow_migrate_round(rc);
+	} else if (cmd == RCOW_CMD_MIGRATE_COMPLETE) {
+		r = rcow_incoming_complete(rc);
+	} else if (cmd == RCOW_CMD_MIGRATE_FILL) {
+		first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
+		count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
+		r = check_range(info, rc, first, count);
+		if (!r)
+			r = rcow_incoming_fill(rc, first, count);
+	} else if (cmd == RCOW_CMD_MIGRATE_MARK) {
+		first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
+		count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
+		r = check_range(info, rc, first, count);
+		if (!r)
+			r = rcow_migrate_mark(rc,
+					      nla_get_u64(info->attrs[RCOW_A_MIGRATE_ROUND]),
+					      first, count);
+	} else {
+		r = rcow_migrate_end(rc, nla_get_u32(info->attrs[RCOW_A_STATUS]),
+				     nl_message(info));
+	}
+	mutex_unlock(&rcow_nl_lock);
+	if (r == -ESTALE)
+		GENL_SET_ERR_MSG(info, "no migration running (in this round), or not incoming");
+	else if (r == -EAGAIN)
+		GENL_SET_ERR_MSG(info, "not finishing, or extents are left to send: take a round");
+	return r;
+}
+
 static int rcow_nl_commit_mark(struct sk_buff *skb, struct genl_info *info)
 {
 	static const int attrs[] = { RCOW_A_DEV_ID, RCOW_A_COMMIT_GEN,
@@ -1019,17 +1165,12 @@ static int rcow_nl_commit_mark(struct sk_buff *skb, struct genl_info *info)
 	u32 count;
 	int r;
 
-	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	r = helper_request(info, attrs, ARRAY_SIZE(attrs), &rc);
 	if (r)
 		return r;
 	first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
 	count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
-	r = lock_device(info, &rc);
-	if (r)
-		return r;
-	r = check_helper(info);
-	if (!r)
-		r = check_range(info, rc, first, count);
+	r = check_range(info, rc, first, count);
 	if (!r)
 		r = rcow_commit_mark(rc,
 				     nla_get_u64(info->attrs[RCOW_A_COMMIT_GEN]),
@@ -1048,20 +1189,12 @@ static int rcow_nl_commit_end(struct sk_buff *skb, struct genl_info *info)
 	struct rcow *rc;
 	int r;
 
-	r = need_attrs(info, attrs, ARRAY_SIZE(attrs));
+	r = helper_request(info, attrs, ARRAY_SIZE(attrs), &rc);
 	if (r)
 		return r;
-	r = lock_device(info, &rc);
-	if (r)
-		return r;
-	r = check_helper(info);
-	if (!r)
-		r = rcow_commit_end(rc,
-				    nla_get_u64(info->attrs[RCOW_A_COMMIT_GEN]),
-				    nla_get_u32(info->attrs[RCOW_A_STATUS]),
-				    info->attrs[RCOW_A_MESSAGE] ?
-				    nla_data(info->attrs[RCOW_A_MESSAGE]) :
-				    NULL);
+	r = rcow_commit_end(rc, nla_get_u64(info->attrs[RCOW_A_COMMIT_GEN]),
+			    nla_get_u32(info->attrs[RCOW_A_STATUS]),
+			    nl_message(info));
 	mutex_unlock(&rcow_nl_lock);
 	if (r == -ESTALE)
 		GENL_SET_ERR_MSG(info, "no snapshot commit of this generation is uploading");
@@ -1121,6 +1254,31 @@ static const struct genl_small_ops rcow_nl_ops[] = {
 		.cmd = RCOW_CMD_COMMIT_END,
 		.flags = GENL_ADMIN_PERM,
 		.doit = rcow_nl_commit_end,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_ROUND,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_MARK,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_END,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_FILL,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_COMPLETE,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
 	},
 };
 

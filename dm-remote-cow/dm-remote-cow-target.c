@@ -60,6 +60,22 @@
  * Snapshot commit: see dm-remote-cow-commit.c.  While one uploads, a write
  * to a frozen extent not yet uploaded or preserved waits in the worker.
  *
+ * Live migration: see dm-remote-cow-migrate.c.  end_io marks the extents
+ * of every completed write in the migration's change set (remap() records
+ * them in the per-bio data while the bio's position is still the
+ * device's); once `migrate finish` fenced the device, every write fails
+ * in map, or in the worker for one that passed map before.
+ *
+ * Destination of a live migration (the "incoming" feature): the
+ * constructor sets the superblock's incoming flag durably, and map holds
+ * every bio (trimmed to its first extent, as for the one-extent path) on
+ * rc->incoming, failed by the waker after fault_timeout.  The helper
+ * writes the migrated extents into the data area itself and names them
+ * (MIGRATE_FILL): the worker marks them PRESENT, WRITTEN and changed.
+ * MIGRATE_COMPLETE has the worker commit, clear the flag and hand the
+ * held bios to the one-extent path.  A table without the feature refuses
+ * a COW device still flagged incoming.
+ *
  * Suspend: a noflush suspend pushes the bios waiting on faults back to dm,
  * which reissues them after resume.  A flush suspend waits for them while a
  * helper is connected (bounded by fault_timeout when set; the fault_timeout
@@ -128,6 +144,8 @@ struct rcow_bio {
 	unsigned long queued;		/* jiffies, for fault_timeout */
 	struct rcow_pending *pe;	/* whole-extent write */
 	bool counted;			/* in rc->wr_inflight */
+	bool wrote;			/* a write remapped to the COW device */
+	u64 last;			/* ... its last extent (extent: first) */
 	bio_end_io_t *saved_end_io;
 	void *saved_private;
 };
@@ -251,7 +269,8 @@ static bool map_write_ready(struct rcow *rc, struct bio *bio, u64 first,
 	u64 e;
 
 	rcu_read_lock();
-	if (unlikely(test_bit(RCOW_F_WRITE_GATE, &rc->flags)))
+	if (unlikely(test_bit(RCOW_F_WRITE_GATE, &rc->flags) ||
+		     test_bit(RCOW_F_FENCED, &rc->flags)))
 		ready = false;
 	/* The gate before the held set: see the freeze (do_freeze()). */
 	smp_rmb();
@@ -318,6 +337,14 @@ trim:
 
 static void remap(struct rcow *rc, struct bio *bio)
 {
+	struct rcow_bio *rb = rcow_bio(bio);
+
+	if (op_is_write(bio_op(bio)) && bio_sectors(bio)) {
+		/* Where it writes, for end_io (the migration's change set). */
+		rb->wrote = true;
+		rb->extent = bio_extent(rc, bio);
+		rb->last = bio_last_extent(rc, bio);
+	}
 	bio_set_dev(bio, rc->cow_dev->bdev);
 	bio->bi_iter.bi_sector = rc->data_offset +
 		dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
@@ -500,7 +527,8 @@ static void issue_present(struct rcow *rc, struct bio *bio, u64 extent)
 	bool commit = false;
 
 	if (op_is_write(bio_op(bio))) {
-		if (unlikely(rcow_mode(rc) != RCOW_MODE_RW)) {
+		if (unlikely(rcow_mode(rc) != RCOW_MODE_RW) ||
+		    rcow_migrate_fenced(rc, bio)) {
 			bio_io_error(bio);
 			return;
 		}
@@ -587,6 +615,10 @@ static void process_missing(struct rcow *rc, struct bio *bio, u64 extent)
 {
 	struct rcow_pending *pe, *new = NULL;
 
+	if (rcow_migrate_fenced(rc, bio)) {
+		bio_io_error(bio);
+		return;
+	}
 	for (;;) {
 		spin_lock_irq(&rc->lock);
 		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, extent)) {
@@ -725,6 +757,51 @@ static void process_commit(struct rcow *rc)
 	}
 }
 
+/*
+ * Worker: the extents the helper filled for an incoming migration, then
+ * its completion.  The worker marks them (it owns DIRTY_COMMIT).
+ */
+static void process_incoming(struct rcow *rc)
+{
+	struct bio_list held;
+	u64 e = 0;
+	int r;
+
+	/* The bitmaps are read by the first resume. */
+	if (!rc->incoming_fill || !rc->loaded)
+		return;
+	while ((e = find_next_bit(rc->incoming_fill, rc->nr_extents, e)) <
+	       rc->nr_extents) {
+		clear_bit(e, rc->incoming_fill);
+		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, e);
+		mark_written(rc, e);
+	}
+	if (!READ_ONCE(rc->incoming_complete) ||
+	    !test_bit(RCOW_F_INCOMING, &rc->flags))
+		return;
+	WRITE_ONCE(rc->incoming_complete, false);
+	r = rcow_md_commit(rc->md, false, true);
+	if (!r)
+		r = rcow_md_set_incoming(rc->md, false);
+	if (r) {
+		DMERR("%s: incoming migration: cannot complete (metadata write failed: %d)",
+		      rcow_name(rc), r);
+		set_mode(rc, RCOW_MODE_FAIL);
+		return;
+	}
+	bio_list_init(&held);
+	spin_lock_irq(&rc->lock);
+	clear_bit(RCOW_F_INCOMING, &rc->flags);
+	bio_list_merge(&held, &rc->incoming);
+	bio_list_init(&rc->incoming);
+	bio_list_merge(&rc->deferred, &held);
+	spin_unlock_irq(&rc->lock);
+	DMINFO("%s: incoming migration complete: %llu extents written; I/O flows",
+	       rcow_name(rc), rcow_md_count(rc->md, RCOW_BITMAP_WRITTEN));
+	set_bit(RCOW_F_EVENT, &rc->flags);
+	wake_worker(rc);
+}
+
 /* Most extents in one FAULT run of @rc. */
 static u32 max_run(struct rcow *rc)
 {
@@ -849,7 +926,9 @@ static void do_worker(struct work_struct *ws)
 
 	process_deferred_bios(rc);
 	process_commit(rc);
+	process_incoming(rc);
 	rcow_commit_work(rc);
+	rcow_migrate_work(rc);
 	send_unsent_faults(rc);
 	check_hydrated(rc);
 	if (test_and_clear_bit(RCOW_F_EVENT, &rc->flags))
@@ -857,25 +936,31 @@ static void do_worker(struct work_struct *ws)
 	memalloc_noio_restore(noio);
 }
 
+/* rc->lock held: move the bios of @bios waiting too long to @expired. */
+static void expire_bios(struct bio_list *bios, unsigned long timeout,
+			struct bio_list *expired)
+{
+	struct bio_list keep;
+	struct bio *bio;
+
+	bio_list_init(&keep);
+	while ((bio = bio_list_pop(bios))) {
+		if (time_after_eq(jiffies, rcow_bio(bio)->queued + timeout))
+			bio_list_add(expired, bio);
+		else
+			bio_list_add(&keep, bio);
+	}
+	bio_list_merge(bios, &keep);
+}
+
 /* rc->lock held: take the bios of every pending fault waiting too long. */
 static void collect_expired(struct rcow *rc, struct list_head *head,
 			    unsigned long timeout, struct bio_list *expired)
 {
 	struct rcow_pending *pe;
-	struct bio_list keep;
-	struct bio *bio;
 
-	list_for_each_entry(pe, head, list) {
-		bio_list_init(&keep);
-		while ((bio = bio_list_pop(&pe->waiters))) {
-			if (time_after_eq(jiffies,
-					  rcow_bio(bio)->queued + timeout))
-				bio_list_add(expired, bio);
-			else
-				bio_list_add(&keep, bio);
-		}
-		bio_list_merge(&pe->waiters, &keep);
-	}
+	list_for_each_entry(pe, head, list)
+		expire_bios(&pe->waiters, timeout, expired);
 }
 
 static void fail_expired(struct rcow *rc, unsigned int timeout_ms)
@@ -889,6 +974,7 @@ static void fail_expired(struct rcow *rc, unsigned int timeout_ms)
 	spin_lock_irq(&rc->lock);
 	collect_expired(rc, &rc->unsent, timeout, &expired);
 	collect_expired(rc, &rc->sent, timeout, &expired);
+	expire_bios(&rc->incoming, timeout, &expired);
 	spin_unlock_irq(&rc->lock);
 	if (!bio_list_empty(&expired))
 		DMWARN_LIMIT("%s: fault_timeout expired, failing I/O to missing extents",
@@ -1027,6 +1113,29 @@ int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued)
 	return 0;
 }
 
+/* MIGRATE_FILL: the worker marks the extents. */
+int rcow_incoming_fill(struct rcow *rc, u64 first, u32 count)
+{
+	u64 e;
+
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+		return -ESTALE;
+	for (e = first; e < first + count; e++)
+		set_bit(e, rc->incoming_fill);
+	wake_worker(rc);
+	return 0;
+}
+
+/* MIGRATE_COMPLETE: done by the worker, after the fills before it. */
+int rcow_incoming_complete(struct rcow *rc)
+{
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+		return -ESTALE;
+	WRITE_ONCE(rc->incoming_complete, true);
+	wake_worker(rc);
+	return 0;
+}
+
 /* rc->lock held: the helper that had the sent faults is gone. */
 static void unsend_faults(struct rcow *rc)
 {
@@ -1154,7 +1263,7 @@ static int parse_features(struct rcow *rc, struct dm_arg_set *as,
 			  char **error)
 {
 	static const struct dm_arg _args[] = {
-		{0, 4, "Invalid number of optional arguments"},
+		{0, 5, "Invalid number of optional arguments"},
 		{0, RCOW_MAX_FAULT_TIMEOUT_MS,
 		 "Invalid fault_timeout: milliseconds from 0 (wait forever) to 86400000"},
 	};
@@ -1194,6 +1303,12 @@ static int parse_features(struct rcow *rc, struct dm_arg_set *as,
 			seen_discard = true;
 			rc->discard_passdown = !strcasecmp(arg,
 							   "discard_passdown");
+		} else if (!strcasecmp(arg, "incoming")) {
+			if (test_bit(RCOW_F_INCOMING, &rc->flags)) {
+				*error = "Repeated incoming option";
+				return -EINVAL;
+			}
+			set_bit(RCOW_F_INCOMING, &rc->flags);
 		} else {
 			*error = "Unrecognised optional argument";
 			return -EINVAL;
@@ -1215,6 +1330,7 @@ static int init_pending(struct rcow *rc, char **error)
 	bio_list_init(&rc->flush_bios);
 	bio_list_init(&rc->commit_bios);
 	bio_list_init(&rc->fua_done);
+	bio_list_init(&rc->incoming);
 	for (i = 0; i < ARRAY_SIZE(rc->extent_hash); i++) {
 		INIT_HLIST_HEAD(&rc->extent_hash[i]);
 		INIT_HLIST_HEAD(&rc->cookie_hash[i]);
@@ -1224,6 +1340,7 @@ static int init_pending(struct rcow *rc, char **error)
 	INIT_LIST_HEAD(&rc->nl_node);
 	atomic_set(&rc->wr_inflight, 0);
 	init_waitqueue_head(&rc->drain_wq);
+	rcow_migrate_init(rc);
 	if (rcow_commit_init(rc)) {
 		*error = "Cannot allocate snapshot commit state";
 		return -ENOMEM;
@@ -1267,6 +1384,8 @@ static void rcow_free(struct rcow *rc)
 	}
 	mempool_exit(&rc->pending_pool);
 	rcow_commit_free(rc);
+	rcow_migrate_free(rc);
+	kvfree(rc->incoming_fill);
 	if (rc->md)
 		rcow_md_close(rc->md);
 	if (rc->cow_dev)
@@ -1276,10 +1395,43 @@ static void rcow_free(struct rcow *rc)
 }
 
 /*
+ * The superblock's incoming flag against the table's feature: a COW
+ * device flagged incoming is loaded only to receive (a half-migrated
+ * destination is never served as a good one); a table that receives sets
+ * the flag before anything is written.
+ */
+static int check_incoming(struct rcow *rc, char **error)
+{
+	bool receive = test_bit(RCOW_F_INCOMING, &rc->flags);
+	int r;
+
+	if (!receive) {
+		if (!rcow_md_incoming(rc->md))
+			return 0;
+		*error = "Incoming migration not complete: load with the incoming feature";
+		return -EBUSY;
+	}
+	if (rc->mode != RCOW_MODE_RW) {
+		*error = "The incoming feature needs a writable table";
+		return -EINVAL;
+	}
+	rc->incoming_fill = kvcalloc(BITS_TO_LONGS(rc->nr_extents),
+				     sizeof(unsigned long), GFP_KERNEL);
+	if (!rc->incoming_fill) {
+		*error = "Cannot allocate the incoming migration's set";
+		return -ENOMEM;
+	}
+	r = rcow_md_set_incoming(rc->md, true);
+	if (r)
+		*error = "Cannot mark the COW device incoming (superblock write failed)";
+	return r;
+}
+
+/*
  * <cow_dev> <extent_sectors> <base_uri> [<#opt_args> <opt_arg>...]
  *
  * Optional arguments: fault_timeout <ms>, discard_passdown,
- * no_discard_passdown.
+ * no_discard_passdown, incoming.
  */
 static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
@@ -1360,6 +1512,9 @@ static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 	}
 	rc->data_offset = rcow_md_data_offset(rc->md);
+	r = check_incoming(rc, &ti->error);
+	if (r)
+		goto bad;
 
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
@@ -1368,6 +1523,11 @@ static int rcow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->accounts_remapped_io = true;
 	ti->private = rc;
 
+	r = rcow_migrate_ctr(rc);
+	if (r) {
+		ti->error = "Cannot allocate the migration state";
+		goto bad;
+	}
 	r = rcow_nl_add_device(rc);
 	if (r) {
 		ti->error = "Cannot register the device with the netlink channel";
@@ -1424,10 +1584,49 @@ static int map_discard(struct rcow *rc, struct bio *bio)
 	return DM_MAPIO_REMAPPED;
 }
 
+/*
+ * From map, while incoming: hold @bio (its part in its first extent) until
+ * the migration completes, as map's answer; -1 if it completed meanwhile.
+ * A discard is advisory: it ends at once.  While suspending, as for a
+ * missing extent (see rcow_presuspend()).
+ */
+static int hold_incoming(struct rcow *rc, struct bio *bio, u64 extent)
+{
+	sector_t off = dm_target_offset(rc->ti, bio->bi_iter.bi_sector);
+	sector_t end_first = (extent + 1) << rc->extent_shift;
+	int r = DM_MAPIO_SUBMITTED;
+
+	if (bio_op(bio) == REQ_OP_DISCARD) {
+		bio_endio(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	if (off + bio_sectors(bio) > end_first)
+		dm_accept_partial_bio(bio, end_first - off);
+	rcow_bio(bio)->queued = jiffies;
+	spin_lock_irq(&rc->lock);
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+		r = -1;
+	else if (rc->requeue_io)
+		r = DM_MAPIO_REQUEUE;
+	else if (rc->suspending)
+		r = DM_MAPIO_KILL;
+	else
+		bio_list_add(&rc->incoming, bio);
+	spin_unlock_irq(&rc->lock);
+	return r;
+}
+
 static int rcow_end_io(struct dm_target *ti, struct bio *bio,
 		       blk_status_t *error)
 {
-	write_landed(ti->private, bio);
+	struct rcow *rc = ti->private;
+	struct rcow_bio *rb = rcow_bio(bio);
+
+	/* Before write_landed(): a drained write has marked its extents. */
+	if (rb->wrote && !*error)
+		rcow_migrate_written(rc, rb->extent, rb->last);
+	rb->wrote = false;
+	write_landed(rc, bio);
 	return DM_ENDIO_DONE;
 }
 
@@ -1445,6 +1644,7 @@ static int map_bio(struct rcow *rc, struct bio *bio, bool *more)
 
 	rb->pe = NULL;
 	rb->counted = false;
+	rb->wrote = false;
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH)) {
 		if (rcow_mode(rc) == RCOW_MODE_RO) {
 			bio_set_dev(bio, rc->cow_dev->bdev);
@@ -1457,8 +1657,16 @@ static int map_bio(struct rcow *rc, struct bio *bio, bool *more)
 		return DM_MAPIO_SUBMITTED;
 	}
 
+	if (unlikely(rcow_migrate_fenced(rc, bio)))
+		return DM_MAPIO_KILL;
 	extent = bio_extent(rc, bio);
 	rb->extent = extent;
+	if (unlikely(test_bit(RCOW_F_INCOMING, &rc->flags))) {
+		int r = hold_incoming(rc, bio, extent);
+
+		if (r >= 0)
+			return r;
+	}
 	if (unlikely(bio_op(bio) == REQ_OP_DISCARD))
 		return map_discard(rc, bio);
 
@@ -1535,6 +1743,9 @@ static void rcow_presuspend(struct dm_target *ti)
 		take_fault_waiters(rc, &rc->unsent, &bios);
 		take_fault_waiters(rc, &rc->sent, &bios);
 	}
+	/* Held for an incoming migration: requeued, or failed. */
+	bio_list_merge(&bios, &rc->incoming);
+	bio_list_init(&rc->incoming);
 	spin_unlock_irq(&rc->lock);
 
 	/* dm reissues BLK_STS_DM_REQUEUE bios after resume (noflush). */
@@ -1689,13 +1900,15 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 	static const char * const modes[] = { "rw", "ro", "fail" };
 	struct rcow *rc = ti->private;
 	struct rcow_commit_info ci;
+	struct rcow_migrate_info mi;
 	unsigned int sz = 0;
 	unsigned int nr_opts, timeout_ms;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
 		rcow_commit_info(rc, &ci, false);
-		DMEMIT("%u %llu/%llu %llu %u %s %s %llu/%llu %llu idle 0/0 %s %s",
+		rcow_migrate_info(rc, &mi, false);
+		DMEMIT("%u %llu/%llu %llu %u %s %s %llu/%llu %llu %s %llu/%llu %s %s",
 		       rc->extent_sectors,
 		       rcow_md_count(rc->md, RCOW_BITMAP_PRESENT),
 		       rc->nr_extents,
@@ -1703,13 +1916,14 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 		       READ_ONCE(rc->nr_faults),
 		       rcow_nl_helper_connected() ? "connected" : "absent",
 		       rcow_commit_state_name(ci.state), ci.done, ci.total,
-		       ci.gen,
-		       READ_ONCE(rc->hydrating) ? "hydrating" : "idle",
+		       ci.gen, rcow_migrate_state_name(mi.state), mi.done,
+		       mi.total, READ_ONCE(rc->hydrating) ? "hydrating" : "idle",
 		       modes[rcow_mode(rc)]);
 		break;
 	case STATUSTYPE_TABLE:
 		timeout_ms = READ_ONCE(rc->fault_timeout_ms);
-		nr_opts = (timeout_ms ? 2 : 0) + (rc->discard_passdown ? 0 : 1);
+		nr_opts = (timeout_ms ? 2 : 0) + (rc->discard_passdown ? 0 : 1) +
+			  (test_bit(RCOW_F_INCOMING, &rc->flags) ? 1 : 0);
 		DMEMIT("%s %u %s", rc->cow_dev->name, rc->extent_sectors,
 		       rc->base_uri);
 		if (nr_opts) {
@@ -1718,6 +1932,8 @@ static void rcow_status(struct dm_target *ti, status_type_t type,
 				DMEMIT(" fault_timeout %u", timeout_ms);
 			if (!rc->discard_passdown)
 				DMEMIT(" no_discard_passdown");
+			if (test_bit(RCOW_F_INCOMING, &rc->flags))
+				DMEMIT(" incoming");
 		}
 		break;
 	case STATUSTYPE_IMA:
@@ -1775,19 +1991,6 @@ static int parse_fault_timeout(struct rcow *rc, unsigned int argc,
 	return 0;
 }
 
-static int not_supported_yet(struct rcow *rc, const char *what,
-			     unsigned int argc, unsigned int min,
-			     unsigned int max)
-{
-	if (argc < min || argc > max) {
-		DMWARN("%s: %s: wrong number of arguments", rcow_name(rc),
-		       what);
-		return -EINVAL;
-	}
-	DMWARN("%s: %s is not supported yet", rcow_name(rc), what);
-	return -EOPNOTSUPP;
-}
-
 static int rcow_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
@@ -1805,15 +2008,10 @@ static int rcow_message(struct dm_target *ti, unsigned int argc, char **argv,
 		if (!strcasecmp(argv[1], "abort"))
 			return rcow_commit_abort_message(rc, argc);
 	}
-	if (!strcasecmp(argv[0], "migrate") && argc >= 2) {
-		if (!strcasecmp(argv[1], "send"))
-			return not_supported_yet(rc, "migrate send", argc,
-						 3, 3);
-		if (!strcasecmp(argv[1], "finish") ||
-		    !strcasecmp(argv[1], "abort"))
-			return not_supported_yet(rc, "migrate finish/abort",
-						 argc, 2, 2);
-	}
+	if (!strcasecmp(argv[0], "migrate") && argc >= 2 &&
+	    (!strcasecmp(argv[1], "send") || !strcasecmp(argv[1], "finish") ||
+	     !strcasecmp(argv[1], "abort")))
+		return rcow_migrate_message(rc, argc, argv);
 	DMWARN("%s: unrecognised message '%s'", rcow_name(rc), argv[0]);
 	return -EINVAL;
 }

@@ -62,6 +62,35 @@ struct rcow_commit {
 	bool suspended;
 };
 
+/* Live migration, source side: see dm-remote-cow-migrate.c. */
+struct rcow_migrate {
+	/* Protects the fields below but the bitmaps, see the .c file. */
+	spinlock_t lock;
+	enum remote_cow_migrate_state state;
+	char *target;			/* HOST:PORT of the last one started */
+	u64 round;			/* rounds taken */
+	u64 total;			/* extents handed out in rounds */
+	u64 done;			/* of those, marked sent */
+	unsigned long *dirty;		/* DIRTY_MIGRATE: see the .c file */
+	unsigned long *round_set;	/* taken, not yet marked sent */
+	/* Requests to the worker. */
+	char *req_target;		/* migrate send */
+	bool req_finish;		/* migrate finish */
+	bool req_round;			/* MIGRATE_ROUND */
+	int req_result;
+	struct completion req_done;
+	/* The list entry of a migrated COW device (see the .c file). */
+	struct rcow_migrated *listed;
+	bool in_list;
+};
+
+struct rcow_migrate_info {
+	enum remote_cow_migrate_state state;
+	u64 round, total, done;
+	char *target;
+	bool nomem;			/* the target could not be copied */
+};
+
 struct rcow_commit_info {
 	enum remote_cow_commit_state state;
 	u64 gen;
@@ -86,6 +115,9 @@ struct rcow {
 	/* Set by ctr and the fault_timeout message; read with READ_ONCE. */
 	unsigned int fault_timeout_ms;
 	bool discard_passdown;
+	/* Destination of a migration: extents filled (MIGRATE_FILL). */
+	unsigned long *incoming_fill;
+	bool incoming_complete;		/* MIGRATE_COMPLETE asked */
 
 	/* Written by the worker (or ctr); read anywhere with READ_ONCE. */
 	enum rcow_mode mode;
@@ -114,6 +146,7 @@ struct rcow {
 	struct bio_list flush_bios;	/* empty flushes: end after commit */
 	struct bio_list commit_bios;	/* FUA writes: issue after commit */
 	struct bio_list fua_done;	/* FUA full-extent writes: end after commit */
+	struct bio_list incoming;	/* held until the migration completes */
 	struct hlist_head extent_hash[1 << RCOW_HASH_BITS];
 	struct hlist_head cookie_hash[1 << RCOW_HASH_BITS];	/* sent faults */
 	struct list_head unsent;	/* faults not yet delivered to a helper */
@@ -137,6 +170,7 @@ struct rcow {
 	wait_queue_head_t drain_wq;
 
 	struct rcow_commit commit;
+	struct rcow_migrate migrate;
 };
 
 /* rcow->flags */
@@ -157,11 +191,19 @@ struct rcow {
  * and left the worker asleep; the bio's last piece wakes it.
  */
 #define RCOW_F_KICK_HELD	5
+/* A migration runs: completed writes set DIRTY_MIGRATE (end_io). */
+#define RCOW_F_MIGRATING	6
+/* migrate finish: every write fails (the destination takes over). */
+#define RCOW_F_FENCED		7
+/* Destination of a migration not yet complete: guest I/O is held. */
+#define RCOW_F_INCOMING		8
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
 		   u32 status);
 int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued);
+int rcow_incoming_fill(struct rcow *rc, u64 first, u32 count);
+int rcow_incoming_complete(struct rcow *rc);
 void rcow_helper_arrived(struct rcow *rc);
 void rcow_helper_left(struct rcow *rc);
 void rcow_set_failed(struct rcow *rc);
@@ -185,8 +227,28 @@ bool rcow_commit_info(struct rcow *rc, struct rcow_commit_info *ci,
 void rcow_commit_resume(struct rcow *rc);
 const char *rcow_commit_state_name(enum remote_cow_commit_state s);
 const unsigned long *rcow_commit_set(struct rcow *rc, u32 set);
+int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b);
+int rcow_gate_close(struct rcow *rc, const char *what);
+void rcow_gate_open(struct rcow *rc);
 int rcow_commit_module_init(void);
 void rcow_commit_module_exit(void);
+
+/* Live migration, source side (dm-remote-cow-migrate.c). */
+void rcow_migrate_init(struct rcow *rc);
+void rcow_migrate_free(struct rcow *rc);
+int rcow_migrate_ctr(struct rcow *rc);
+int rcow_migrate_busy(struct rcow *rc, const char *what);
+bool rcow_migrate_fenced(struct rcow *rc, struct bio *bio);
+void rcow_migrate_written(struct rcow *rc, u64 first, u64 last);
+void rcow_migrate_work(struct rcow *rc);
+int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv);
+int rcow_migrate_round(struct rcow *rc);
+int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count);
+int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg);
+bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
+		       bool want_target);
+const char *rcow_migrate_state_name(enum remote_cow_migrate_state s);
+const unsigned long *rcow_migrate_set(struct rcow *rc, u32 set);
 
 /* Netlink side. */
 int rcow_nl_init(void);
@@ -203,6 +265,7 @@ bool rcow_nl_helper_connected(void);
 void rcow_nl_commit_start(struct rcow *rc);
 int rcow_nl_send_preserve(struct rcow *rc, u64 gen, u64 first, u32 count);
 void rcow_nl_commit_abort(struct rcow *rc, u64 gen);
+void rcow_nl_migrate_event(struct rcow *rc, u8 cmd);
 
 /*
  * Compatibility with kernels newer than Debian 12's 6.1: from 6.9 on the

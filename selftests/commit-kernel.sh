@@ -55,15 +55,15 @@ dev=/dev/mapper/$NAME
 TABLE=$(rc_table "$LEN" "$cow" "$EXT" "file://$base")
 dm_create "$NAME" "$TABLE" || tap_bail "cannot create $NAME"
 
-dev_id() { "$NL" devices 2>/dev/null | sed -n "s/^dev_id=\([0-9]*\) name=$NAME .*/\1/p"; }
+dev_id() { nl_dev_id "$NAME"; }
 ID=$(dev_id)
 [ -n "$ID" ] || tap_bail "no dev_id for $NAME"
 
 # commit_status: "<state> <done>/<total> <gen>" from the status line.
 commit_status() { dmsetup status "$NAME" | awk '{ print $9, $10, $11 }'; }
 commit_is() { [ "$(commit_status)" = "$1" ]; }
-events() { dmsetup info -c --noheadings -o events "$NAME" | tr -d ' '; }
-runs() { "$NL" runs "$ID" "$1" 2>&1 | tr '\n' ' ' | sed 's/ $//'; }
+events() { dm_events "$NAME"; }
+runs() { nl_runs "$ID" "$1"; }
 mark() {	# mark <gen> <first> <count> <kind>: from the session
 	sess raw "$CMD_COMMIT_MARK" "$A_DEV_ID:u32:$ID" "$A_GEN:u64:$1" \
 		"$A_FIRST:u64:$2" "$A_COUNT:u32:$3" "$A_MARK:u32:$4"
@@ -75,10 +75,7 @@ end_commit() {	# end_commit <gen> <status> [message]
 		"$A_STATUS:u32:$2" "${msg[@]}"
 }
 # write_extent <extent> <byte>: one whole extent of that byte, direct.
-write_extent() {
-	head -c "$EXTB" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")" |
-		dd of="$dev" bs="$EXTB" seek="$1" iflag=fullblock oflag=direct status=none
-}
+write_extent() { write_byte_extent "$dev" "$EXTB" "$@"; }
 extent_sum() { dd if="$dev" bs="$EXTB" skip="$1" count=1 iflag=direct status=none | sha256sum; }
 
 # --- the frozen set: extents 0-7 written ------------------------------------

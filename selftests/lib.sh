@@ -403,6 +403,24 @@ msg_refused() {
 	fi
 }
 
+# nl_dev_id <dm name>: the device's netlink id (rcow-nl devices).
+nl_dev_id() {
+	"$RC_TREE/selftests/progs/rcow-nl" devices 2>/dev/null |
+		sed -n "s/^dev_id=\([0-9]*\) name=$1 .*/\1/p"
+}
+# nl_runs <dev_id> <bitmap>: its runs on one line, "FIRST+COUNT ...".
+nl_runs() {
+	"$RC_TREE/selftests/progs/rcow-nl" runs "$1" "$2" 2>&1 | tr '\n' ' ' | sed 's/ $//'
+}
+# dm_events <dm name>: the device's dm event counter.
+dm_events() { dmsetup info -c --noheadings -o events "$1" | tr -d ' '; }
+# write_byte_extent <dev> <extent bytes> <extent> <byte>: one whole extent
+# of that byte, written direct.
+write_byte_extent() {
+	head -c "$2" /dev/zero | tr '\0' "\\$(printf '%03o' "$4")" |
+		dd of="$1" bs="$2" seek="$3" iflag=fullblock oflag=direct status=none
+}
+
 # nl_session_start: a helper that is an "rcow-nl session" coprocess, all
 # its commands on one socket (sess register makes it the helper).
 nl_session_start() {

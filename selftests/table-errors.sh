@@ -25,7 +25,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl dd cmp python3
-tap_plan 77
+tap_plan 78
 
 NAME="rc-table-errors"
 EXT=128
@@ -161,8 +161,9 @@ refused "unknown optional argument" "Unrecognised optional argument" EINVAL \
 refused "#opt_args not a number" "$NOPT" EINVAL "$T0 x discard_passdown"
 refused "#opt_args larger than the arguments given" "$NOPT" EINVAL \
 	"$T0 3 fault_timeout 100"
-refused "#opt_args above the maximum (5)" "$NOPT" EINVAL \
-	"$T0 5 discard_passdown fault_timeout 1 fault_timeout 2"
+refused "#opt_args above the maximum (6)" "$NOPT" EINVAL \
+	"$T0 6 discard_passdown fault_timeout 1 fault_timeout 2 incoming"
+refused "incoming twice" "Repeated incoming option" EINVAL "$T0 2 incoming incoming"
 refused "#opt_args negative" "$NOPT" EINVAL "$T0 -1 discard_passdown"
 refused "discard_passdown and no_discard_passdown" \
 	"Conflicting or repeated discard options" EINVAL \

@@ -105,10 +105,13 @@ int cmd_check(int argc, char **argv)
 		goto out;
 	}
 	if (md.layout_ok) {
-		printf("%s: remote-cow metadata version %u, generation %" PRIu64 ", %s%s\n", dev,
+		printf("%s: remote-cow metadata version %u, generation %" PRIu64 ", %s%s%s\n", dev,
 		       md.version, md.generation,
 		       md.flags & RCOW_DISK_F_CLEAN ? "clean" : "not shut down cleanly",
-		       md.flags & RCOW_DISK_F_NEEDS_CHECK ? ", needs_check set" : "");
+		       md.flags & RCOW_DISK_F_NEEDS_CHECK ? ", needs_check set" : "",
+		       md.flags & RCOW_DISK_F_INCOMING ?
+		       ", incoming migration not complete (only a table with the incoming"
+		       " feature loads it)" : "");
 		printf("%" PRIu64 " extents of %u sectors (length %" PRIu64
 		       " sectors), data at sector %" PRIu64 ", base %s\n",
 		       md.nr_extents, md.extent_sectors, md.dev_sectors, md.data_offset,

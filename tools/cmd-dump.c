@@ -37,9 +37,10 @@ static void print_sb(const struct rc_md *md)
 	printf("superblock:\n");
 	printf("  magic           0x%08x\n", md->magic);
 	printf("  version         %u\n", md->version);
-	printf("  flags           0x%x%s%s\n", md->flags,
+	printf("  flags           0x%x%s%s%s\n", md->flags,
 	       md->flags & RCOW_DISK_F_CLEAN ? " clean" : "",
-	       md->flags & RCOW_DISK_F_NEEDS_CHECK ? " needs_check" : "");
+	       md->flags & RCOW_DISK_F_NEEDS_CHECK ? " needs_check" : "",
+	       md->flags & RCOW_DISK_F_INCOMING ? " incoming" : "");
 	printf("  generation      %" PRIu64 "\n", md->generation);
 	printf("  block_size      %u\n", md->block_size);
 	printf("  extent_sectors  %u\n", md->extent_sectors);

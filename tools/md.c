@@ -125,7 +125,8 @@ static bool read_sb(struct rc_md *md, const uint8_t *blk, FILE *out)
 			md->version == 1 ? " (version 1 had no bitmap checksums)" : "");
 		return false;
 	}
-	if (md->flags & ~(uint32_t)(RCOW_DISK_F_CLEAN | RCOW_DISK_F_NEEDS_CHECK))
+	if (md->flags & ~(uint32_t)(RCOW_DISK_F_CLEAN | RCOW_DISK_F_NEEDS_CHECK |
+				    RCOW_DISK_F_INCOMING))
 		finding(md, out, true, "superblock: unknown flags 0x%x", md->flags);
 	/* PRESENT and WRITTEN are never cleared: another epoch would drop them */
 	for (unsigned int b = 0; b < 2; b++)

@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		3
+#define REMOTE_COW_GENL_VERSION		4
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -192,6 +192,75 @@ enum remote_cow_cmd {
 	 * drop what was preserved for it.
 	 */
 	RCOW_CMD_COMMIT_ABORT,
+	/*
+	 * Live migration, source side.  `dmsetup message DEV 0 migrate send
+	 * HOST:PORT` starts one: from then on every write and discard that
+	 * completes on the COW device sets its extents in the in-memory set
+	 * RCOW_BITMAP_DIRTY_MIGRATE, which starts as WRITTEN.
+	 *
+	 * kernel -> helper.  MIGRATE_START: the device attributes, with the
+	 * MIGRATE_* ones and MIGRATE_TARGET (HOST:PORT).  Sent at the start,
+	 * and again to a helper that registers while the migration runs.
+	 * MIGRATE_FINISH: the same attributes, sent once `migrate finish`
+	 * fenced the device (writes now fail): take the last round, have the
+	 * destination commit, answer MIGRATE_END.  MIGRATE_ABORT: DEV_ID;
+	 * `migrate abort`: stop, the destination is not to be used.
+	 */
+	RCOW_CMD_MIGRATE_START,
+	RCOW_CMD_MIGRATE_FINISH,
+	RCOW_CMD_MIGRATE_ABORT,
+	/*
+	 * helper -> kernel.  DEV_ID.  Take a round: the worker closes the
+	 * write gate, waits for the writes in flight to complete, adds
+	 * RCOW_BITMAP_DIRTY_MIGRATE to RCOW_BITMAP_MIGRATE_ROUND (what the
+	 * last round left unsent stays in it) and clears it, then opens
+	 * the gate.  The kernel answers at once and, once the swap is done,
+	 * sends MIGRATE_ROUND (kernel -> helper: DEV_ID, MIGRATE_ROUND, the
+	 * round's number from 1, MIGRATE_TOTAL, the extents in the round).
+	 * The helper reads the round with GET_RUNS on
+	 * RCOW_BITMAP_MIGRATE_ROUND; every write that completed before the
+	 * swap is in it, and it reads each extent after the swap, so it
+	 * reads that write or a later one (a later one is in the next
+	 * round).  Refused: EPERM (not the registered helper), ESTALE (no
+	 * migration copying or finishing).
+	 */
+	RCOW_CMD_MIGRATE_ROUND,
+	/*
+	 * helper -> kernel.  DEV_ID, MIGRATE_ROUND, FIRST_EXTENT,
+	 * EXTENT_COUNT: these extents of the round reached the destination;
+	 * they leave RCOW_BITMAP_MIGRATE_ROUND (extents not in it are
+	 * ignored).  ESTALE for another round, EPERM, ERANGE as COMMIT_MARK.
+	 */
+	RCOW_CMD_MIGRATE_MARK,
+	/*
+	 * helper -> kernel.  DEV_ID, STATUS, optional MESSAGE (logged).
+	 * STATUS 0: the destination committed everything durably; accepted
+	 * only while finishing, with the round sent and nothing left in
+	 * RCOW_BITMAP_DIRTY_MIGRATE (EAGAIN otherwise): the migration is
+	 * done, the device stays fenced until its table is removed.  Any
+	 * other STATUS: the migration failed, the fence is lifted and the
+	 * device is usable again.  Either way a dm event is raised.
+	 */
+	RCOW_CMD_MIGRATE_END,
+	/*
+	 * Live migration, destination side: a table loaded with the
+	 * "incoming" feature holds guest I/O (or fails it after
+	 * fault_timeout) until the migration completes.
+	 *
+	 * helper -> kernel.  DEV_ID, FIRST_EXTENT, EXTENT_COUNT.  The helper
+	 * wrote these extents' data into the COW device's data area: they
+	 * become PRESENT, WRITTEN and changed (DIRTY_COMMIT), durable at the
+	 * next metadata commit.  ESTALE when the device is not incoming,
+	 * EPERM, ERANGE as COMMIT_MARK.
+	 */
+	RCOW_CMD_MIGRATE_FILL,
+	/*
+	 * helper -> kernel.  DEV_ID.  Everything was filled: the worker
+	 * commits the metadata, clears the superblock's incoming flag, and
+	 * guest I/O flows (a dm event; migrate_state leaves "incoming").
+	 * Answered at once; ESTALE when the device is not incoming.
+	 */
+	RCOW_CMD_MIGRATE_COMPLETE,
 
 	__RCOW_CMD_MAX,
 };
@@ -231,6 +300,11 @@ enum remote_cow_attr {
 	RCOW_A_COMMIT_DONE,	/* u64: extents uploaded so far */
 	RCOW_A_MARK,		/* u32: RCOW_MARK_* */
 	RCOW_A_MESSAGE,		/* string: human-readable reason */
+	RCOW_A_MIGRATE_TARGET,	/* string: HOST:PORT of the destination */
+	RCOW_A_MIGRATE_STATE,	/* u32: enum remote_cow_migrate_state */
+	RCOW_A_MIGRATE_ROUND,	/* u64: round number, from 1 (0: none yet) */
+	RCOW_A_MIGRATE_TOTAL,	/* u64: extents handed out in rounds */
+	RCOW_A_MIGRATE_DONE,	/* u64: of those, marked sent */
 
 	__RCOW_A_MAX,
 };
@@ -254,12 +328,30 @@ enum remote_cow_bitmap {
 #define RCOW_BITMAP_COMMIT_HELD		17	/* frozen, neither uploaded nor
 						 * preserved: writes wait
 						 */
+/*
+ * Live migration's in-memory sets (empty unless a migration runs).
+ * RCOW_BITMAP_DIRTY_MIGRATE above names the change set: extents written
+ * since the last round was taken.
+ */
+#define RCOW_BITMAP_MIGRATE_ROUND	18	/* taken by the rounds, not yet
+						 * marked sent
+						 */
 
 enum remote_cow_commit_state {
 	RCOW_COMMIT_IDLE,	/* no commit since the table was loaded */
 	RCOW_COMMIT_UPLOADING,
 	RCOW_COMMIT_DONE,
 	RCOW_COMMIT_FAILED,
+};
+
+enum remote_cow_migrate_state {
+	RCOW_MIGRATE_IDLE,	/* none running (never, aborted) */
+	RCOW_MIGRATE_COPYING,	/* rounds while the guest writes */
+	RCOW_MIGRATE_MIRRORING,	/* reserved: writes mirrored */
+	RCOW_MIGRATE_FINISHING,	/* fenced: last round, destination commit */
+	RCOW_MIGRATE_DONE,	/* the destination took over; fenced */
+	RCOW_MIGRATE_FAILED,	/* the helper reported an error */
+	RCOW_MIGRATE_INCOMING,	/* destination: not complete, I/O held */
 };
 
 /* RCOW_A_COMMIT_FLAGS bits */

@@ -45,6 +45,13 @@
 /* Superblock flags. */
 #define RCOW_DISK_F_CLEAN		0x1	/* shut down cleanly */
 #define RCOW_DISK_F_NEEDS_CHECK		0x2	/* a metadata write failed */
+/*
+ * The destination of a live migration that did not complete: only a table
+ * with the "incoming" feature loads it (a half-migrated device is never
+ * served as a good one).  Set when such a table is loaded, cleared by
+ * MIGRATE_COMPLETE.  Modules and tools older than the flag ignore it.
+ */
+#define RCOW_DISK_F_INCOMING		0x4
 
 #define RCOW_DISK_SB_CSUM_XOR		0x5ca1ab1e
 

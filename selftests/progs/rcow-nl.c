@@ -298,6 +298,16 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 			printf("COMMIT_ABORT dev_id=%u gen=%llu\n", ev.u.commit.dev_id,
 			       (unsigned long long)ev.u.commit.gen);
 			break;
+		case RCOW_CMD_MIGRATE_START:
+		case RCOW_CMD_MIGRATE_FINISH:
+		case RCOW_CMD_MIGRATE_ABORT:
+		case RCOW_CMD_MIGRATE_ROUND:
+			printf("%s dev_id=%u state=%u round=%llu total=%llu done=%llu target=%s\n",
+			       rcow_cmd_name(ev.cmd, b, sizeof(b)), ev.u.dev.dev_id,
+			       ev.u.dev.migrate_state, (unsigned long long)ev.u.dev.migrate_round,
+			       (unsigned long long)ev.u.dev.migrate_total,
+			       (unsigned long long)ev.u.dev.migrate_done, ev.u.dev.migrate_target);
+			break;
 		case RCOW_CMD_HYDRATE_CTL:
 			if (ev.u.hydrate.start)
 				printf("HYDRATE_CTL dev_id=%u start rate=%u\n", ev.u.hydrate.dev_id, ev.u.hydrate.rate);

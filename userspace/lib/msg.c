@@ -37,6 +37,14 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_COMMIT_MARK] = "COMMIT_MARK",
 	[RCOW_CMD_COMMIT_END] = "COMMIT_END",
 	[RCOW_CMD_COMMIT_ABORT] = "COMMIT_ABORT",
+	[RCOW_CMD_MIGRATE_START] = "MIGRATE_START",
+	[RCOW_CMD_MIGRATE_FINISH] = "MIGRATE_FINISH",
+	[RCOW_CMD_MIGRATE_ABORT] = "MIGRATE_ABORT",
+	[RCOW_CMD_MIGRATE_ROUND] = "MIGRATE_ROUND",
+	[RCOW_CMD_MIGRATE_MARK] = "MIGRATE_MARK",
+	[RCOW_CMD_MIGRATE_END] = "MIGRATE_END",
+	[RCOW_CMD_MIGRATE_FILL] = "MIGRATE_FILL",
+	[RCOW_CMD_MIGRATE_COMPLETE] = "MIGRATE_COMPLETE",
 };
 
 static const char *const attr_names[] = {
@@ -70,6 +78,11 @@ static const char *const attr_names[] = {
 	[RCOW_A_COMMIT_DONE] = "commit_done",
 	[RCOW_A_MARK] = "mark",
 	[RCOW_A_MESSAGE] = "message",
+	[RCOW_A_MIGRATE_TARGET] = "migrate_target",
+	[RCOW_A_MIGRATE_STATE] = "migrate_state",
+	[RCOW_A_MIGRATE_ROUND] = "migrate_round",
+	[RCOW_A_MIGRATE_TOTAL] = "migrate_total",
+	[RCOW_A_MIGRATE_DONE] = "migrate_done",
 };
 
 static const char *const bitmap_names[] = {
@@ -80,6 +93,7 @@ static const char *const bitmap_names[] = {
 	[RCOW_BITMAP_DIRTY_MIGRATE] = "dirty-migrate",
 	[RCOW_BITMAP_COMMIT_UPLOAD] = "commit-upload",
 	[RCOW_BITMAP_COMMIT_HELD] = "commit-held",
+	[RCOW_BITMAP_MIGRATE_ROUND] = "migrate-round",
 };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -89,7 +103,9 @@ bool rcow_cmd_is_event(uint8_t cmd)
 	return cmd == RCOW_CMD_FAULT || cmd == RCOW_CMD_DEVICE_ADD ||
 	       cmd == RCOW_CMD_DEVICE_REMOVE || cmd == RCOW_CMD_HYDRATE_CTL ||
 	       cmd == RCOW_CMD_QUIESCE || cmd == RCOW_CMD_COMMIT_START ||
-	       cmd == RCOW_CMD_PRESERVE || cmd == RCOW_CMD_COMMIT_ABORT;
+	       cmd == RCOW_CMD_PRESERVE || cmd == RCOW_CMD_COMMIT_ABORT ||
+	       cmd == RCOW_CMD_MIGRATE_START || cmd == RCOW_CMD_MIGRATE_FINISH ||
+	       cmd == RCOW_CMD_MIGRATE_ABORT || cmd == RCOW_CMD_MIGRATE_ROUND;
 }
 
 const char *rcow_cmd_name(uint8_t cmd, char *buf, size_t len)
@@ -456,6 +472,11 @@ static const struct {
 	[RCOW_A_COMMIT_DONE] = { K_U64, 0 },
 	[RCOW_A_MARK] = { K_U32, 0 },
 	[RCOW_A_MESSAGE] = { K_STR, RCOW_MESSAGE_MAX },
+	[RCOW_A_MIGRATE_TARGET] = { K_STR, RCOW_MIGRATE_TARGET_MAX },
+	[RCOW_A_MIGRATE_STATE] = { K_U32, 0 },
+	[RCOW_A_MIGRATE_ROUND] = { K_U64, 0 },
+	[RCOW_A_MIGRATE_TOTAL] = { K_U64, 0 },
+	[RCOW_A_MIGRATE_DONE] = { K_U64, 0 },
 };
 
 struct attrs {
@@ -587,6 +608,11 @@ static void fill_device(const struct attrs *at, struct rcow_device_info *d)
 	d->commit_total = u64_of(at, RCOW_A_COMMIT_TOTAL);
 	d->commit_done = u64_of(at, RCOW_A_COMMIT_DONE);
 	str_of(at, RCOW_A_TARGET_URI, d->target_uri, sizeof(d->target_uri));
+	d->migrate_state = u32_of(at, RCOW_A_MIGRATE_STATE);
+	d->migrate_round = u64_of(at, RCOW_A_MIGRATE_ROUND);
+	d->migrate_total = u64_of(at, RCOW_A_MIGRATE_TOTAL);
+	d->migrate_done = u64_of(at, RCOW_A_MIGRATE_DONE);
+	str_of(at, RCOW_A_MIGRATE_TARGET, d->migrate_target, sizeof(d->migrate_target));
 }
 
 static void fill_commit(const struct attrs *at, struct rcow_commit *c)
@@ -654,8 +680,12 @@ int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, stru
 		ev->u.fault.count = u32_of(&at, RCOW_A_EXTENT_COUNT);
 		ev->u.fault.cookie = u64_of(&at, RCOW_A_COOKIE);
 		return 0;
+	case RCOW_CMD_MIGRATE_START:
+	case RCOW_CMD_MIGRATE_FINISH:
+	case RCOW_CMD_MIGRATE_ABORT:
+	case RCOW_CMD_MIGRATE_ROUND:
 	case RCOW_CMD_DEVICE_ADD:
-		r = need(&at, "DEVICE_ADD", device_attrs, err);
+		r = need(&at, cmd_names[ev->cmd], device_attrs, err);
 		if (r)
 			return r;
 		fill_device(&at, &ev->u.dev);

@@ -31,6 +31,8 @@
 /* Room for any message the helper builds. */
 #define RCOW_MSG_BUF_SIZE 8192
 
+#define RCOW_MIGRATE_TARGET_MAX 260	/* RCOW_A_MIGRATE_TARGET, with the NUL */
+
 struct rcow_device_info {
 	uint32_t dev_id;
 	char dm_name[RCOW_DM_NAME_MAX];
@@ -50,6 +52,10 @@ struct rcow_device_info {
 	uint32_t commit_flags;	/* RCOW_COMMIT_F_* */
 	uint64_t commit_total, commit_done;
 	char target_uri[REMOTE_COW_MAX_URI + 1];	/* while uploading */
+	/* live migration, source side (0 / "" when absent) */
+	uint32_t migrate_state;	/* enum remote_cow_migrate_state */
+	uint64_t migrate_round, migrate_total, migrate_done;
+	char migrate_target[RCOW_MIGRATE_TARGET_MAX];	/* HOST:PORT */
 	uint64_t have;		/* bit 1 << RCOW_A_x for every attribute received */
 };
 
@@ -98,7 +104,8 @@ struct rcow_event {
 	uint8_t cmd;		/* RCOW_CMD_*; others are returned unparsed */
 	union {
 		struct rcow_fault fault;		/* FAULT */
-		struct rcow_device_info dev;		/* DEVICE_ADD, DEVICE_REMOVE */
+		/* DEVICE_ADD, DEVICE_REMOVE, MIGRATE_START, _FINISH, _ABORT, _ROUND */
+		struct rcow_device_info dev;
 		struct rcow_hydrate_ctl hydrate;	/* HYDRATE_CTL */
 		struct rcow_quiesce quiesce;		/* QUIESCE */
 		struct rcow_commit commit;		/* COMMIT_START, PRESERVE, COMMIT_ABORT */

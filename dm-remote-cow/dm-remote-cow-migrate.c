@@ -1,0 +1,660 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copyright (C) 2026 The dm-remote-cow authors.
+ *
+ * Live migration, source side: the change sets of the rounds and the
+ * fence.  The helper moves the data; see Documentation/migration-design.rst.
+ *
+ * `migrate send <host:port>` starts a migration.  Its change set,
+ * DIRTY_MIGRATE, needs no durability (a source that crashes aborts the
+ * migration): it is an in-memory bitmap, set in the target's end_io of
+ * every write and discard that completed on the COW device (not at
+ * submission: a write still in flight when the helper reads its extent
+ * would leave the round with the old content and the bit cleared).  It
+ * starts as WRITTEN, taken by the worker with the write gate of the
+ * snapshot commit closed and the writes in flight drained.
+ *
+ * A round is a swap, asked by the helper (MIGRATE_ROUND) and done by the
+ * worker with the gate closed and the writes drained, as a freeze is: the
+ * change set is added to the round set (what the helper did not send of
+ * the last round stays there) and cleared.  With no write in flight, no
+ * end_io sets a bit while the swap copies and clears the words, so no
+ * change is lost; a write completing after the swap sets its bit for the
+ * next round.  The helper reads the round's extents after the swap, so it
+ * reads each write of the round or a later one, and marks them sent
+ * (MIGRATE_MARK): they leave the round set.
+ *
+ * `migrate finish` sets RCOW_F_FENCED and drains: from then on every
+ * write fails with EIO (map, and the worker for the writes that passed map
+ * before), so the source never accepts a write once the destination may
+ * serve.  The helper takes the last round, has the destination commit and
+ * reports it (MIGRATE_END 0): the migration is done.  The fence stays as
+ * long as the table, across suspend and resume, and across a reload: a
+ * COW device whose table migrated away is listed (rcow_migrated) while a
+ * table over it exists, and a new table over it starts done and fenced;
+ * the removal of the last one drops it.  `migrate abort` (any time before
+ * done) or a helper's error (MIGRATE_END with an error) lifts it.
+ *
+ * Locking: mg->lock (a spinlock, never taken from interrupts) protects
+ * the state, the counters, the target and the requests, and the round
+ * set's changes: the swap and the marks.  It nests inside nothing and
+ * nothing is taken inside it.  The change set is set with atomic bitops
+ * from end_io, without the lock, and replaced by the worker only with the
+ * writes drained.  Both bitmaps are allocated by the first migrate send
+ * and live as long as the table; the end of a migration clears them.
+ * Messages are serialised with the snapshot commit's (cm->message_lock):
+ * one of the two runs at a time.  rcow_migrated_lock (a mutex) protects
+ * the list of migrated COW devices and their table counts; nothing is
+ * taken inside it.
+ */
+
+#include <linux/ctype.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "dm-remote-cow.h"
+
+#define DM_MSG_PREFIX "remote-cow"
+
+/* Longest HOST:PORT accepted: a DNS name, a colon, five digits. */
+#define RCOW_MAX_TARGET		(253 + 1 + 5)
+
+static const char * const state_names[] = {
+	[RCOW_MIGRATE_IDLE] = "idle",
+	[RCOW_MIGRATE_COPYING] = "copying",
+	[RCOW_MIGRATE_MIRRORING] = "mirroring",
+	[RCOW_MIGRATE_FINISHING] = "finishing",
+	[RCOW_MIGRATE_DONE] = "done",
+	[RCOW_MIGRATE_FAILED] = "failed",
+	[RCOW_MIGRATE_INCOMING] = "incoming",
+};
+
+/* A COW device whose table migrated away, while tables over it exist. */
+struct rcow_migrated {
+	struct list_head node;
+	dev_t cow;
+	unsigned int tables;
+};
+
+static DEFINE_MUTEX(rcow_migrated_lock);
+static LIST_HEAD(rcow_migrated);
+
+static struct rcow_migrate *mg_of(struct rcow *rc)
+{
+	return &rc->migrate;
+}
+
+/* Copying, mirroring or finishing: rounds may be taken. */
+static bool running(enum remote_cow_migrate_state s)
+{
+	return s == RCOW_MIGRATE_COPYING || s == RCOW_MIGRATE_MIRRORING ||
+	       s == RCOW_MIGRATE_FINISHING;
+}
+
+void rcow_migrate_init(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	spin_lock_init(&mg->lock);
+	init_completion(&mg->req_done);
+	mg->state = RCOW_MIGRATE_IDLE;
+}
+
+/* rcow_migrated_lock held. */
+static struct rcow_migrated *find_migrated(dev_t cow)
+{
+	struct rcow_migrated *m;
+
+	list_for_each_entry(m, &rcow_migrated, node)
+		if (m->cow == cow)
+			return m;
+	return NULL;
+}
+
+/*
+ * Constructor, the COW device open: a table over a COW device that
+ * migrated away starts done and fenced.  Preallocates the list entry
+ * the end of a migration needs.
+ */
+int rcow_migrate_ctr(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	struct rcow_migrated *m;
+
+	mg->listed = kzalloc(sizeof(*mg->listed), GFP_KERNEL);
+	if (!mg->listed)
+		return -ENOMEM;
+	mutex_lock(&rcow_migrated_lock);
+	m = find_migrated(rc->cow_dev->bdev->bd_dev);
+	if (m) {
+		m->tables++;
+		kfree(mg->listed);
+		mg->listed = m;
+		mg->in_list = true;
+		mg->state = RCOW_MIGRATE_DONE;
+		set_bit(RCOW_F_FENCED, &rc->flags);
+	}
+	mutex_unlock(&rcow_migrated_lock);
+	if (m)
+		DMINFO("%s: COW device %s migrated away: the table is fenced",
+		       rc->name, rc->cow_dev->name);
+	return 0;
+}
+
+/* The migration is done: list the COW device. */
+static void list_migrated(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	struct rcow_migrated *m;
+
+	mutex_lock(&rcow_migrated_lock);
+	if (!mg->in_list) {
+		m = find_migrated(rc->cow_dev->bdev->bd_dev);
+		if (m) {
+			kfree(mg->listed);
+			mg->listed = m;
+		} else {
+			m = mg->listed;
+			m->cow = rc->cow_dev->bdev->bd_dev;
+			list_add(&m->node, &rcow_migrated);
+		}
+		m->tables++;
+		mg->in_list = true;
+	}
+	mutex_unlock(&rcow_migrated_lock);
+}
+
+void rcow_migrate_free(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	mutex_lock(&rcow_migrated_lock);
+	if (mg->in_list && !--mg->listed->tables) {
+		list_del(&mg->listed->node);
+		kfree(mg->listed);
+	} else if (!mg->in_list) {
+		kfree(mg->listed);
+	}
+	mutex_unlock(&rcow_migrated_lock);
+
+	kvfree(mg->dirty);
+	kvfree(mg->round_set);
+	kfree(mg->target);
+	kfree(mg->req_target);
+}
+
+/* cm->message_lock held: EBUSY while a migration runs or is done. */
+int rcow_migrate_busy(struct rcow *rc, const char *what)
+{
+	enum remote_cow_migrate_state s = READ_ONCE(mg_of(rc)->state);
+
+	if (test_bit(RCOW_F_INCOMING, &rc->flags)) {
+		DMWARN("%s: %s: an incoming migration is not complete",
+		       rc->name, what);
+		return -EBUSY;
+	}
+	if (!running(s) && s != RCOW_MIGRATE_DONE)
+		return 0;
+	DMWARN("%s: %s: %s", rc->name, what,
+	       s == RCOW_MIGRATE_DONE ?
+	       "the device migrated away (fenced until its table is removed)" :
+	       "a migration is running (migrate abort stops it)");
+	return -EBUSY;
+}
+
+/* True (and logged) if @bio writes to a fenced device: it must fail. */
+bool rcow_migrate_fenced(struct rcow *rc, struct bio *bio)
+{
+	if (likely(!test_bit(RCOW_F_FENCED, &rc->flags)) ||
+	    !op_is_write(bio_op(bio)))
+		return false;
+	DMERR_LIMIT("%s: write to sector %llu refused: the device is migrating away (fenced)",
+		    rc->name, (unsigned long long)bio->bi_iter.bi_sector);
+	return true;
+}
+
+/* end_io of a write or discard that completed on extents [first, last]. */
+void rcow_migrate_written(struct rcow *rc, u64 first, u64 last)
+{
+	unsigned long *dirty = mg_of(rc)->dirty;
+	u64 e;
+
+	if (!test_bit(RCOW_F_MIGRATING, &rc->flags))
+		return;
+	for (e = first; e <= last; e++)
+		set_bit(e, dirty);
+}
+
+static void raise_event(struct rcow *rc)
+{
+	set_bit(RCOW_F_EVENT, &rc->flags);
+	queue_work(rc->wq, &rc->worker);
+}
+
+/* Worker: migrate send.  The first round's set is WRITTEN. */
+static void do_start(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	char *target;
+	int r;
+
+	spin_lock(&mg->lock);
+	target = mg->req_target;
+	mg->req_target = NULL;
+	spin_unlock(&mg->lock);
+	if (!target)
+		return;
+
+	r = rcow_alloc_sets(rc, &mg->dirty, &mg->round_set);
+	if (r)
+		goto out;
+	r = rcow_gate_close(rc, "migrate send");
+	if (r)
+		goto open_gate;
+	rcow_md_copy_set(rc->md, RCOW_BITMAP_WRITTEN, mg->dirty);
+	spin_lock(&mg->lock);
+	bitmap_zero(mg->round_set, rc->nr_extents);
+	kfree(mg->target);
+	mg->target = target;
+	target = NULL;
+	mg->round = 0;
+	mg->total = 0;
+	mg->done = 0;
+	mg->state = RCOW_MIGRATE_COPYING;
+	spin_unlock(&mg->lock);
+	/* Writes let through by the gate now mark the change set. */
+	set_bit(RCOW_F_MIGRATING, &rc->flags);
+	DMINFO("%s: migration to %s started: %llu written extents to send",
+	       rc->name, mg->target, rcow_md_count(rc->md, RCOW_BITMAP_WRITTEN));
+open_gate:
+	rcow_gate_open(rc);
+out:
+	kfree(target);
+	mg->req_result = r;
+	complete(&mg->req_done);
+	if (!r) {
+		rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_START);
+		raise_event(rc);
+	}
+}
+
+/* Worker: migrate finish.  The fence, then the writes drained. */
+static void do_finish(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	int r;
+
+	set_bit(RCOW_F_FENCED, &rc->flags);
+	r = rcow_gate_close(rc, "migrate finish");
+	rcow_gate_open(rc);
+	if (r) {
+		clear_bit(RCOW_F_FENCED, &rc->flags);
+	} else {
+		spin_lock(&mg->lock);
+		mg->state = RCOW_MIGRATE_FINISHING;
+		spin_unlock(&mg->lock);
+		DMINFO("%s: migration to %s finishing: writes are refused from now on",
+		       rc->name, mg->target);
+	}
+	mg->req_result = r;
+	complete(&mg->req_done);
+	if (!r) {
+		rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_FINISH);
+		raise_event(rc);
+	}
+}
+
+/* Worker: the round the helper asked for. */
+static void do_round(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	u64 left, now;
+	int r;
+
+	spin_lock(&mg->lock);
+	mg->req_round = false;
+	r = running(mg->state) ? 0 : -ESTALE;
+	spin_unlock(&mg->lock);
+	if (r)
+		return;
+
+	r = rcow_gate_close(rc, "migration round");
+	if (!r) {
+		/* No write in flight: no end_io sets a bit meanwhile. */
+		spin_lock(&mg->lock);
+		if (!running(mg->state)) {
+			/* Aborted meanwhile. */
+			spin_unlock(&mg->lock);
+			rcow_gate_open(rc);
+			return;
+		}
+		left = mg->total - mg->done;
+		bitmap_or(mg->round_set, mg->round_set, mg->dirty,
+			  rc->nr_extents);
+		bitmap_zero(mg->dirty, rc->nr_extents);
+		now = bitmap_weight(mg->round_set, rc->nr_extents);
+		mg->total += now - left;
+		mg->round++;
+		spin_unlock(&mg->lock);
+	}
+	rcow_gate_open(rc);
+	if (r) {
+		/* The helper asks again; the change set is intact. */
+		return;
+	}
+	DMINFO("%s: migration round %llu: %llu extents", rc->name, mg->round,
+	       now);
+	rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_ROUND);
+}
+
+void rcow_migrate_work(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	if (READ_ONCE(mg->req_target))
+		do_start(rc);
+	if (READ_ONCE(mg->req_finish)) {
+		WRITE_ONCE(mg->req_finish, false);
+		do_finish(rc);
+	}
+	if (READ_ONCE(mg->req_round))
+		do_round(rc);
+}
+
+/*
+ * HOST:PORT: a DNS name or IPv4 address, or an IPv6 address in brackets,
+ * and a port from 1 to 65535.
+ */
+static bool valid_target(const char *t)
+{
+	const char *colon = strrchr(t, ':'), *p;
+	size_t len = strlen(t);
+	unsigned int port;
+
+	if (!len || len > RCOW_MAX_TARGET || !colon || colon == t ||
+	    kstrtouint(colon + 1, 10, &port) || !port || port > 65535 ||
+	    !isdigit(colon[1]))
+		return false;
+	if (t[0] == '[') {
+		if (colon[-1] != ']' || colon - t < 3)
+			return false;
+		for (p = t + 1; p < colon - 1; p++)
+			if (!isxdigit(*p) && *p != ':' && *p != '.')
+				return false;
+		return true;
+	}
+	for (p = t; p < colon; p++)
+		if (!isalnum(*p) && *p != '.' && *p != '-')
+			return false;
+	return t[0] != '-' && t[0] != '.';
+}
+
+/* cm->message_lock held: queue a request to the worker and wait for it. */
+static int ask_worker(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	queue_work(rc->wq, &rc->worker);
+	wait_for_completion(&mg->req_done);
+	return mg->req_result;
+}
+
+static int message_send(struct rcow *rc, unsigned int argc, char **argv)
+{
+	struct rcow_commit *cm = &rc->commit;
+	struct rcow_migrate *mg = mg_of(rc);
+	char *target;
+	int r;
+
+	if (argc != 3) {
+		DMWARN("%s: usage: migrate send <host:port>", rc->name);
+		return -EINVAL;
+	}
+	if (!valid_target(argv[2])) {
+		DMWARN("%s: migrate send: '%.64s' is not HOST:PORT (port 1 to 65535)",
+		       rc->name, argv[2]);
+		return -EINVAL;
+	}
+	if (READ_ONCE(rc->mode) != RCOW_MODE_RW) {
+		DMWARN("%s: migrate send: the table is %s", rc->name,
+		       READ_ONCE(rc->mode) == RCOW_MODE_RO ? "read-only" :
+		       "failed (metadata write error)");
+		return -EROFS;
+	}
+	if (!rcow_nl_helper_connected()) {
+		DMWARN("%s: migrate send: no helper (remote-cowd) is connected to send",
+		       rc->name);
+		return -ENOTCONN;
+	}
+	target = kstrdup(argv[2], GFP_KERNEL);
+	if (!target)
+		return -ENOMEM;
+
+	mutex_lock(&cm->message_lock);
+	r = rcow_migrate_busy(rc, "migrate send");
+	if (!r && READ_ONCE(cm->state) == RCOW_COMMIT_UPLOADING) {
+		DMWARN("%s: migrate send: snapshot commit %llu is running",
+		       rc->name, cm->gen);
+		r = -EBUSY;
+	}
+	if (!r && (cm->suspended || test_bit(RCOW_F_QUIESCED, &rc->flags))) {
+		DMWARN("%s: migrate send: the table is not active (suspended or not resumed)",
+		       rc->name);
+		r = -EAGAIN;
+	}
+	if (r) {
+		mutex_unlock(&cm->message_lock);
+		kfree(target);
+		return r;
+	}
+	reinit_completion(&mg->req_done);
+	spin_lock(&mg->lock);
+	mg->req_target = target;
+	spin_unlock(&mg->lock);
+	r = ask_worker(rc);
+	mutex_unlock(&cm->message_lock);
+	return r;
+}
+
+static int message_finish(struct rcow *rc)
+{
+	struct rcow_commit *cm = &rc->commit;
+	struct rcow_migrate *mg = mg_of(rc);
+	int r = 0;
+
+	mutex_lock(&cm->message_lock);
+	spin_lock(&mg->lock);
+	if (mg->state != RCOW_MIGRATE_COPYING &&
+	    mg->state != RCOW_MIGRATE_MIRRORING)
+		r = mg->state == RCOW_MIGRATE_FINISHING ||
+		    mg->state == RCOW_MIGRATE_DONE ? -EALREADY : -ENOENT;
+	spin_unlock(&mg->lock);
+	if (r) {
+		mutex_unlock(&cm->message_lock);
+		DMWARN("%s: migrate finish: %s", rc->name,
+		       r == -ENOENT ? "no migration is running" :
+		       "the migration is already finishing or done");
+		return r;
+	}
+	reinit_completion(&mg->req_done);
+	WRITE_ONCE(mg->req_finish, true);
+	r = ask_worker(rc);
+	mutex_unlock(&cm->message_lock);
+	return r;
+}
+
+/*
+ * mg->lock held: back to @state, the fence lifted, the sets cleared (and
+ * the counters, back to idle).
+ */
+static void stop_locked(struct rcow *rc, enum remote_cow_migrate_state state)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	mg->state = state;
+	if (state == RCOW_MIGRATE_IDLE) {
+		mg->round = 0;
+		mg->total = 0;
+		mg->done = 0;
+	}
+	clear_bit(RCOW_F_MIGRATING, &rc->flags);
+	clear_bit(RCOW_F_FENCED, &rc->flags);
+	bitmap_zero(mg->round_set, rc->nr_extents);
+	bitmap_zero(mg->dirty, rc->nr_extents);
+}
+
+static int message_abort(struct rcow *rc)
+{
+	struct rcow_commit *cm = &rc->commit;
+	struct rcow_migrate *mg = mg_of(rc);
+	enum remote_cow_migrate_state old;
+
+	mutex_lock(&cm->message_lock);
+	spin_lock(&mg->lock);
+	old = mg->state;
+	if (running(old) || old == RCOW_MIGRATE_FAILED)
+		stop_locked(rc, RCOW_MIGRATE_IDLE);
+	spin_unlock(&mg->lock);
+	mutex_unlock(&cm->message_lock);
+
+	if (old == RCOW_MIGRATE_DONE) {
+		DMWARN("%s: migrate abort: the migration is done: the device stays fenced",
+		       rc->name);
+		return -EPERM;
+	}
+	if (old == RCOW_MIGRATE_IDLE) {
+		DMWARN("%s: migrate abort: no migration is running", rc->name);
+		return -ENOENT;
+	}
+	DMWARN("%s: migration to %s aborted (was %s): the device is writable",
+	       rc->name, mg->target, state_names[old]);
+	if (running(old))
+		rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_ABORT);
+	raise_event(rc);
+	return 0;
+}
+
+int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv)
+{
+	if (!strcasecmp(argv[1], "send"))
+		return message_send(rc, argc, argv);
+	if (argc != 2) {
+		DMWARN("%s: usage: migrate send <host:port> | migrate finish | migrate abort",
+		       rc->name);
+		return -EINVAL;
+	}
+	if (!strcasecmp(argv[1], "finish"))
+		return message_finish(rc);
+	return message_abort(rc);
+}
+
+/* Netlink (rcow_nl_lock held): MIGRATE_ROUND, done by the worker. */
+int rcow_migrate_round(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	int r = -ESTALE;
+
+	spin_lock(&mg->lock);
+	if (running(mg->state)) {
+		mg->req_round = true;
+		r = 0;
+	}
+	spin_unlock(&mg->lock);
+	if (!r)
+		queue_work(rc->wq, &rc->worker);
+	return r;
+}
+
+/* Netlink (rcow_nl_lock held). */
+int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	u64 e;
+
+	spin_lock(&mg->lock);
+	if (!running(mg->state) || mg->round != round) {
+		spin_unlock(&mg->lock);
+		return -ESTALE;
+	}
+	for (e = first; e < first + count; e++)
+		if (test_and_clear_bit(e, mg->round_set))
+			mg->done++;
+	spin_unlock(&mg->lock);
+	return 0;
+}
+
+/* Netlink (rcow_nl_lock held). */
+int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	u64 round, total;
+	int r = 0;
+
+	spin_lock(&mg->lock);
+	if (!running(mg->state)) {
+		r = -ESTALE;
+	} else if (!status) {
+		if (mg->state != RCOW_MIGRATE_FINISHING ||
+		    find_first_bit(mg->round_set, rc->nr_extents) <
+		    rc->nr_extents ||
+		    find_first_bit(mg->dirty, rc->nr_extents) < rc->nr_extents)
+			r = -EAGAIN;
+		else
+			mg->state = RCOW_MIGRATE_DONE;
+	} else {
+		stop_locked(rc, RCOW_MIGRATE_FAILED);
+	}
+	round = mg->round;
+	total = mg->total;
+	spin_unlock(&mg->lock);
+	if (r)
+		return r;
+	if (!status)
+		list_migrated(rc);
+	if (!status)
+		DMINFO("%s: migration to %s done: %llu extents in %llu rounds; fenced",
+		       rc->name, mg->target, total, round);
+	else
+		DMERR("%s: migration to %s failed: the helper reports error %u: %s",
+		      rc->name, mg->target, status,
+		      msg ? msg : "(no reason given)");
+	raise_event(rc);
+	return 0;
+}
+
+/* With @want_target, the caller kfree()s mi->target.  True while running. */
+bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
+		       bool want_target)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	spin_lock(&mg->lock);
+	mi->state = test_bit(RCOW_F_INCOMING, &rc->flags) ?
+		    RCOW_MIGRATE_INCOMING : mg->state;
+	mi->round = mg->round;
+	mi->total = mg->total;
+	mi->done = mg->done;
+	mi->target = NULL;
+	mi->nomem = false;
+	if (want_target && mg->target) {
+		mi->target = kstrdup(mg->target, GFP_NOWAIT);
+		mi->nomem = !mi->target;
+	}
+	spin_unlock(&mg->lock);
+	return running(mi->state);
+}
+
+const char *rcow_migrate_state_name(enum remote_cow_migrate_state s)
+{
+	return s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
+}
+
+/* GET_RUNS and GET_BITMAP of DIRTY_MIGRATE and the round set. */
+const unsigned long *rcow_migrate_set(struct rcow *rc, u32 set)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	if (!running(READ_ONCE(mg->state)))
+		return NULL;
+	return set == RCOW_BITMAP_MIGRATE_ROUND ? mg->round_set : mg->dirty;
+}
