@@ -472,6 +472,56 @@ static bool valid_target_uri(const char *uri)
 	       str_has_prefix(uri, "nbds+unix://");
 }
 
+/*
+ * The checks before a snapshot commit or a migration starts, shared so
+ * that both report them alike.  rcow_job_may_start() runs before the
+ * message allocates anything: the table must be writable and a helper
+ * connected to carry the job.  rcow_job_may_start_locked() runs with
+ * message_lock held, so that neither a suspend nor another job can begin
+ * between the check and the start: the table must be active, and no
+ * migration nor snapshot commit may be running.
+ */
+int rcow_job_may_start(struct rcow *rc, const char *what, const char *verb)
+{
+	enum rcow_mode mode = READ_ONCE(rc->mode);
+
+	if (mode != RCOW_MODE_RW) {
+		DMWARN("%s: %s: the table is %s", rc->name, what,
+		       mode == RCOW_MODE_RO ? "read-only" :
+		       "failed (metadata write error)");
+		return -EROFS;
+	}
+	if (!rcow_nl_helper_connected()) {
+		DMWARN("%s: %s: no helper (remote-cowd) is connected to %s",
+		       rc->name, what, verb);
+		return -ENOTCONN;
+	}
+	return 0;
+}
+
+int rcow_job_may_start_locked(struct rcow *rc, const char *what)
+{
+	struct rcow_commit *cm = cm_of(rc);
+	int r;
+
+	lockdep_assert_held(&cm->message_lock);
+	if (cm->suspended || test_bit(RCOW_F_QUIESCED, &rc->flags)) {
+		DMWARN("%s: %s: the table is not active (suspended or not resumed)",
+		       rc->name, what);
+		return -EAGAIN;
+	}
+	r = rcow_migrate_busy(rc, what);
+	if (r)
+		return r;
+	/* Only a message (under message_lock) starts a commit. */
+	if (READ_ONCE(cm->state) == RCOW_COMMIT_UPLOADING) {
+		DMWARN("%s: %s: snapshot commit %llu is still running",
+		       rc->name, what, cm->gen);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 int rcow_commit_message(struct rcow *rc, unsigned int argc, char **argv)
 {
 	struct rcow_commit *cm = cm_of(rc);
@@ -491,49 +541,21 @@ int rcow_commit_message(struct rcow *rc, unsigned int argc, char **argv)
 		       rc->name, argv[2]);
 		return -EINVAL;
 	}
-	if (READ_ONCE(rc->mode) != RCOW_MODE_RW) {
-		DMWARN("%s: snapshot commit: the table is %s", rc->name,
-		       READ_ONCE(rc->mode) == RCOW_MODE_RO ? "read-only" :
-		       "failed (metadata write error)");
-		return -EROFS;
-	}
-	if (test_bit(RCOW_F_QUIESCED, &rc->flags)) {
-		DMWARN("%s: snapshot commit: the table is not active (suspended or not resumed)",
-		       rc->name);
-		return -EAGAIN;
-	}
-	if (!rcow_nl_helper_connected()) {
-		DMWARN("%s: snapshot commit: no helper (remote-cowd) is connected to upload",
-		       rc->name);
-		return -ENOTCONN;
-	}
+	r = rcow_job_may_start(rc, "snapshot commit", "upload");
+	if (r)
+		return r;
 	uri = kstrdup(argv[2], GFP_KERNEL);
 	if (!uri)
 		return -ENOMEM;
 
 	mutex_lock(&cm->message_lock);
-	if (cm->suspended) {
-		mutex_unlock(&cm->message_lock);
-		kfree(uri);
-		DMWARN("%s: snapshot commit: the table is being suspended",
-		       rc->name);
-		return -EAGAIN;
-	}
-	r = rcow_migrate_busy(rc, "snapshot commit");
+	r = rcow_job_may_start_locked(rc, "snapshot commit");
 	if (r) {
 		mutex_unlock(&cm->message_lock);
 		kfree(uri);
 		return r;
 	}
 	spin_lock(&cm->lock);
-	if (cm->state == RCOW_COMMIT_UPLOADING) {
-		spin_unlock(&cm->lock);
-		mutex_unlock(&cm->message_lock);
-		kfree(uri);
-		DMWARN("%s: snapshot commit: commit %llu is still running",
-		       rc->name, cm->gen);
-		return -EBUSY;
-	}
 	cm->req_since_last = since_last;
 	reinit_completion(&cm->frozen);
 	cm->req_uri = uri;

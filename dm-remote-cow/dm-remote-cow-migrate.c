@@ -415,33 +415,15 @@ static int message_send(struct rcow *rc, unsigned int argc, char **argv)
 		       rc->name, argv[2]);
 		return -EINVAL;
 	}
-	if (READ_ONCE(rc->mode) != RCOW_MODE_RW) {
-		DMWARN("%s: migrate send: the table is %s", rc->name,
-		       READ_ONCE(rc->mode) == RCOW_MODE_RO ? "read-only" :
-		       "failed (metadata write error)");
-		return -EROFS;
-	}
-	if (!rcow_nl_helper_connected()) {
-		DMWARN("%s: migrate send: no helper (remote-cowd) is connected to send",
-		       rc->name);
-		return -ENOTCONN;
-	}
+	r = rcow_job_may_start(rc, "migrate send", "send");
+	if (r)
+		return r;
 	target = kstrdup(argv[2], GFP_KERNEL);
 	if (!target)
 		return -ENOMEM;
 
 	mutex_lock(&cm->message_lock);
-	r = rcow_migrate_busy(rc, "migrate send");
-	if (!r && READ_ONCE(cm->state) == RCOW_COMMIT_UPLOADING) {
-		DMWARN("%s: migrate send: snapshot commit %llu is running",
-		       rc->name, cm->gen);
-		r = -EBUSY;
-	}
-	if (!r && (cm->suspended || test_bit(RCOW_F_QUIESCED, &rc->flags))) {
-		DMWARN("%s: migrate send: the table is not active (suspended or not resumed)",
-		       rc->name);
-		r = -EAGAIN;
-	}
+	r = rcow_job_may_start_locked(rc, "migrate send");
 	if (r) {
 		mutex_unlock(&cm->message_lock);
 		kfree(target);

@@ -217,6 +217,8 @@ void rcow_commit_hold(struct rcow *rc, struct bio *bio, u64 extent);
 void rcow_commit_work(struct rcow *rc);
 int rcow_commit_message(struct rcow *rc, unsigned int argc, char **argv);
 int rcow_commit_abort_message(struct rcow *rc, unsigned int argc);
+int rcow_job_may_start(struct rcow *rc, const char *what, const char *verb);
+int rcow_job_may_start_locked(struct rcow *rc, const char *what);
 void rcow_commit_suspend(struct rcow *rc);
 int rcow_commit_mark(struct rcow *rc, u64 gen, u64 first, u32 count,
 		     u32 mark);

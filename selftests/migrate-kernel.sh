@@ -115,7 +115,7 @@ drain_events() { for _ in 1 2 3 4 5 6 7 8; do sess listen 1 500; [ "$SESS_RC" = 
 # --- a snapshot commit running: no migration -----------------------------------
 msg_ok "snapshot commit" snapshot commit nbd://10.99.0.1:10809/x
 msg_refused "migrate send during a snapshot commit" "Device or resource busy" \
-	"migrate send: snapshot commit 1 is running" migrate send "$DEST"
+	"migrate send: snapshot commit 1 is still running" migrate send "$DEST"
 msg_ok "snapshot abort" snapshot abort
 drain_events
 
