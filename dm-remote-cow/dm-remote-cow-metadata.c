@@ -28,12 +28,14 @@
  * bio) and reach the disk through dm-bufio in rcow_md_commit().  The rule
  * that keeps a crash harmless is that no PRESENT bit may reach the disk
  * before the extent's data did.  A commit therefore stages the PRESENT
- * words that changed, flushes the whole COW device (every fill and write
- * that completed before the staging is now stable), and only then dirties
- * the bitmap buffers.  Bits set after the staging wait for the next commit.
- * WRITTEN and the dirty bitmaps may safely be ahead of the data (they only
- * cost transfer), so they are copied straight from memory, and a commit
- * that stages no PRESENT block skips that first flush.
+ * blocks that changed (their words as of now, in the held dm-bufio buffers
+ * of the copies it will write), flushes the whole COW device (every fill
+ * and write that completed before the staging is now stable), and only
+ * then dirties those buffers.  Bits set after the staging wait for the
+ * next commit.  WRITTEN and the dirty bitmaps may safely be ahead of the
+ * data (they only cost transfer), so they are copied straight from
+ * memory, and a commit that stages no PRESENT block skips that first
+ * flush.
  *
  * Torn writes.  A 4 KiB block write is not atomic, and a torn bitmap block
  * would fail its checksum.  So each bitmap block has two copies, and a
@@ -129,10 +131,15 @@ struct rcow_metadata {
 	unsigned long *newest[RCOW_NR_BITMAPS];
 	atomic64_t count[RCOW_NR_BITMAPS];
 
-	/* PRESENT as staged by the commit in progress, and as on disk. */
-	unsigned long *present_staged;
+	/*
+	 * PRESENT as on disk; the blocks the commit in progress staged
+	 * (staged_blocks), each held in its dm-bufio buffer (staged_bufs,
+	 * one pointer per bitmap block) from the staging to the end of
+	 * the commit.
+	 */
 	unsigned long *present_durable;
 	unsigned long *staged_blocks;
+	struct dm_buffer **staged_bufs;
 	unsigned long *dirty_blocks;
 	/* DIRTY_COMMIT as on disk (see rcow_md_durable()). */
 	unsigned long *dirty_durable;
@@ -194,6 +201,18 @@ static u64 alloc_bits(struct rcow_metadata *md)
 	return md->bitmap_blocks * RCOW_MD_BITS_PER_BLOCK;
 }
 
+/*
+ * DIRTY_MIGRATE keeps its blocks in the format but is never set on disk:
+ * a running migration keeps its change set in memory, with the target
+ * (dm-remote-cow-migrate.c).  So it has no in-memory copy here (NULL in
+ * md->bits[]): its blocks are checked at load, rewritten as zeroes when
+ * a crash tore one, and read as empty.
+ */
+static bool in_memory(enum remote_cow_bitmap b)
+{
+	return b != RCOW_BITMAP_DIRTY_MIGRATE;
+}
+
 static unsigned long *alloc_bitmap(u64 nbits)
 {
 	return kvcalloc(BITS_TO_LONGS(nbits), sizeof(unsigned long),
@@ -209,9 +228,9 @@ static void free_bitmaps(struct rcow_metadata *md)
 		kvfree(md->changed[b]);
 		kvfree(md->newest[b]);
 	}
-	kvfree(md->present_staged);
 	kvfree(md->present_durable);
 	kvfree(md->staged_blocks);
+	kvfree(md->staged_bufs);
 	kvfree(md->dirty_durable);
 	kvfree(md->dirty_blocks);
 }
@@ -222,19 +241,24 @@ static int alloc_bitmaps(struct rcow_metadata *md)
 	int b;
 
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
-		md->bits[b] = alloc_bitmap(nbits);
+		if (in_memory(b)) {
+			md->bits[b] = alloc_bitmap(nbits);
+			if (!md->bits[b])
+				return -ENOMEM;
+		}
 		md->changed[b] = alloc_bitmap(md->bitmap_blocks);
 		md->newest[b] = alloc_bitmap(md->bitmap_blocks);
-		if (!md->bits[b] || !md->changed[b] || !md->newest[b])
+		if (!md->changed[b] || !md->newest[b])
 			return -ENOMEM;
 	}
-	md->present_staged = alloc_bitmap(nbits);
 	md->present_durable = alloc_bitmap(nbits);
 	md->staged_blocks = alloc_bitmap(md->bitmap_blocks);
+	md->staged_bufs = kvcalloc(md->bitmap_blocks, sizeof(*md->staged_bufs),
+				   GFP_KERNEL);
 	md->dirty_durable = alloc_bitmap(nbits);
 	md->dirty_blocks = alloc_bitmap(md->bitmap_blocks);
-	if (!md->present_staged || !md->present_durable ||
-	    !md->staged_blocks || !md->dirty_durable || !md->dirty_blocks)
+	if (!md->present_durable || !md->staged_blocks || !md->staged_bufs ||
+	    !md->dirty_durable || !md->dirty_blocks)
 		return -ENOMEM;
 	return 0;
 }
@@ -304,6 +328,13 @@ static void fill_bitmap_block(struct rcow_metadata *md, void *block,
  * Write block @k of bitmap @b over its older copy, which becomes the
  * newest: if this commit fails, nothing is written any more.
  */
+/* Copy 1 of block @k of bitmap @b is the newest now if it was not. */
+static void flip_newest(struct rcow_metadata *md, enum remote_cow_bitmap b,
+			u64 k)
+{
+	change_bit(k, md->newest[b]);
+}
+
 static int write_bitmap_block(struct rcow_metadata *md,
 			      enum remote_cow_bitmap b, u64 k,
 			      const unsigned long *src)
@@ -318,11 +349,66 @@ static int write_bitmap_block(struct rcow_metadata *md,
 	fill_bitmap_block(md, block, b, k, copy, md->seq + 1, src);
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
-	if (copy)
-		set_bit(k, md->newest[b]);
-	else
-		clear_bit(k, md->newest[b]);
+	flip_newest(md, b, k);
 	return 0;
+}
+
+/*
+ * md->lock held.  Stage PRESENT block @k for this commit: its words as of
+ * now go into the buffer of the copy the commit will write, which stays
+ * held, clean, until the flush that puts the data under those bits on
+ * disk has completed (then rcow_md_commit() marks it dirty).  Staging in
+ * the buffer, not in a bitmap of its own, keeps no second copy of PRESENT
+ * in memory between commits.
+ */
+static int stage_present_block(struct rcow_metadata *md, u64 k)
+{
+	enum remote_cow_bitmap b = RCOW_BITMAP_PRESENT;
+	unsigned int copy = !test_bit(k, md->newest[b]);
+	struct dm_buffer *buf;
+	void *block;
+
+	block = dm_bufio_new(md->bufio, bitmap_block_nr(md, b, k, copy), &buf);
+	if (IS_ERR(block))
+		return PTR_ERR(block);
+	fill_bitmap_block(md, block, b, k, copy, md->seq + 1, md->bits[b]);
+	md->staged_bufs[k] = buf;
+	__set_bit(k, md->staged_blocks);
+	return 0;
+}
+
+/*
+ * md->lock held.  Let go of the staged PRESENT buffers; @durable: the
+ * commit wrote and flushed them, so their words are now PRESENT as on
+ * disk.  After a failed commit the buffers are dropped from the cache:
+ * they may hold words that never reached the disk.
+ */
+static void release_staged(struct rcow_metadata *md, bool durable)
+{
+	u64 k;
+
+	for (k = 0; k < md->bitmap_blocks; k++) {
+		struct dm_buffer *buf = md->staged_bufs[k];
+		sector_t nr;
+
+		if (!buf)
+			continue;
+		if (durable) {
+			const __le64 *words =
+				bitmap_words(dm_bufio_get_block_data(buf));
+			u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
+			unsigned int w;
+
+			for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
+				set_bits_word(md->present_durable, bit,
+					      le64_to_cpu(words[w]));
+		}
+		nr = dm_bufio_get_block_number(buf);
+		dm_bufio_release(buf);
+		if (!durable)
+			dm_bufio_forget(md->bufio, nr);
+		md->staged_bufs[k] = NULL;
+	}
 }
 
 /* Does @block hold a valid copy @copy of block @k of bitmap @b? */
@@ -358,7 +444,8 @@ static bool load_bitmap_words(struct rcow_metadata *md, const void *block,
 			keep = GENMASK_ULL(md->nr_extents - bit - 1, 0);
 		if (v & ~keep)
 			return false;
-		set_bits_word(md->bits[b], bit, v);
+		if (md->bits[b])
+			set_bits_word(md->bits[b], bit, v);
 	}
 	return true;
 }
@@ -441,7 +528,8 @@ static int read_bitmap_block(struct rcow_metadata *md,
 	else
 		clear_bit(k, md->newest[b]);
 	if (!in_epoch[use]) {
-		copy_block_bits(md->bits[b], NULL, k);
+		if (md->bits[b])
+			copy_block_bits(md->bits[b], NULL, k);
 		goto out;
 	}
 	if (!load_bitmap_words(md, block[use], b, k)) {
@@ -816,7 +904,8 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 	*was_unclean = !(md->sb_flags & RCOW_SB_F_CLEAN);
 
 	for (b = 0; b < RCOW_NR_BITMAPS; b++)
-		atomic64_set(&md->count[b], bitmap_weight(md->bits[b], nbits));
+		atomic64_set(&md->count[b], md->bits[b] ?
+			     bitmap_weight(md->bits[b], nbits) : 0);
 	bitmap_copy(md->present_durable, md->bits[RCOW_BITMAP_PRESENT], nbits);
 	bitmap_copy(md->dirty_durable, md->bits[RCOW_BITMAP_DIRTY_COMMIT],
 		    nbits);
@@ -882,9 +971,9 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 	for (k = 0; k < md->bitmap_blocks; k++) {
 		if (!test_and_clear_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
 			continue;
-		copy_block_bits(md->present_staged,
-				md->bits[RCOW_BITMAP_PRESENT], k);
-		__set_bit(k, md->staged_blocks);
+		r = stage_present_block(md, k);
+		if (r)
+			goto fail;
 	}
 
 	/*
@@ -903,10 +992,8 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 	for (k = 0; k < md->bitmap_blocks; k++) {
 		if (!test_bit(k, md->staged_blocks))
 			continue;
-		r = write_bitmap_block(md, RCOW_BITMAP_PRESENT, k,
-				       md->present_staged);
-		if (r)
-			goto fail;
+		dm_bufio_mark_buffer_dirty(md->staged_bufs[k]);
+		flip_newest(md, RCOW_BITMAP_PRESENT, k);
 	}
 	bitmap_zero(md->dirty_blocks, md->bitmap_blocks);
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
@@ -939,10 +1026,8 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 			goto fail;
 	}
 
+	release_staged(md, true);
 	for (k = 0; k < md->bitmap_blocks; k++) {
-		if (test_bit(k, md->staged_blocks))
-			copy_block_bits(md->present_durable,
-					md->present_staged, k);
 		/* No DIRTY_COMMIT bit changes during a commit: see the .h */
 		if (test_bit(k, md->dirty_blocks))
 			copy_block_bits(md->dirty_durable,
@@ -951,6 +1036,7 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 	return 0;
 
 fail:
+	release_staged(md, false);
 	DMERR("metadata commit failed: %d", r);
 	md->failed = true;
 	mark_needs_check(md);
@@ -1072,7 +1158,10 @@ void rcow_md_commit_gens(struct rcow_metadata *md, u64 *started, u64 *done)
 void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		      unsigned long *dst)
 {
-	bitmap_copy(dst, md->bits[b], md->nr_extents);
+	if (md->bits[b])
+		bitmap_copy(dst, md->bits[b], md->nr_extents);
+	else
+		bitmap_zero(dst, md->nr_extents);
 }
 
 bool rcow_md_incoming(struct rcow_metadata *md)
@@ -1110,7 +1199,7 @@ bool rcow_md_was_formatted(struct rcow_metadata *md)
 u64 rcow_md_next_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		     u64 from)
 {
-	if (from >= md->nr_extents)
+	if (from >= md->nr_extents || !md->bits[b])
 		return md->nr_extents;
 	return find_next_bit(md->bits[b], md->nr_extents, from);
 }
@@ -1120,19 +1209,21 @@ u64 rcow_md_next_clear(struct rcow_metadata *md, enum remote_cow_bitmap b,
 {
 	if (from >= md->nr_extents)
 		return md->nr_extents;
+	if (!md->bits[b])
+		return from;
 	return find_next_zero_bit(md->bits[b], md->nr_extents, from);
 }
 
 bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		  u64 extent)
 {
-	return test_bit(extent, md->bits[b]);
+	return md->bits[b] && test_bit(extent, md->bits[b]);
 }
 
 bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		 u64 extent)
 {
-	if (test_bit(extent, md->bits[b]) ||
+	if (WARN_ON_ONCE(!md->bits[b]) || test_bit(extent, md->bits[b]) ||
 	    test_and_set_bit(extent, md->bits[b]))
 		return false;
 	set_bit(extent_block(extent), md->changed[b]);
@@ -1170,6 +1261,8 @@ void rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
 	u64 i;
 
 	memset(buf, 0, DIV_ROUND_UP_ULL(nr, 8));
+	if (!md->bits[b])
+		return;
 	for (i = 0; i < nr; i++)
 		if (test_bit(first + i, md->bits[b]))
 			buf[i / 8] |= 1 << (i % 8);

@@ -563,7 +563,8 @@ static bool known_bitmap(u32 b)
 /*
  * The in-memory set bitmap @b names, or NULL for the persistent copy:
  * the commit's sets, the migration's round set and its change set
- * (DIRTY_MIGRATE, persistent but never set on disk).  True if @b is an
+ * (DIRTY_MIGRATE: its blocks are in the format, but it is never set on
+ * disk and the metadata keeps no copy of it).  True if @b is an
  * in-memory set: NULL then means empty (no commit or migration runs).
  */
 static bool mem_set(struct rcow *rc, u32 b, const unsigned long **set)
@@ -575,7 +576,7 @@ static bool mem_set(struct rcow *rc, u32 b, const unsigned long **set)
 	}
 	if (b == RCOW_BITMAP_MIGRATE_ROUND || b == RCOW_BITMAP_DIRTY_MIGRATE) {
 		*set = rcow_migrate_set(rc, b);
-		return b == RCOW_BITMAP_MIGRATE_ROUND || *set;
+		return true;
 	}
 	return false;
 }
