@@ -324,10 +324,6 @@ static void fill_bitmap_block(struct rcow_metadata *md, void *block,
 	hdr->csum = cpu_to_le32(block_checksum(block, RCOW_DISK_BM_CSUM_XOR));
 }
 
-/*
- * Write block @k of bitmap @b over its older copy, which becomes the
- * newest: if this commit fails, nothing is written any more.
- */
 /* Copy 1 of block @k of bitmap @b is the newest now if it was not. */
 static void flip_newest(struct rcow_metadata *md, enum remote_cow_bitmap b,
 			u64 k)
@@ -335,9 +331,14 @@ static void flip_newest(struct rcow_metadata *md, enum remote_cow_bitmap b,
 	change_bit(k, md->newest[b]);
 }
 
-static int write_bitmap_block(struct rcow_metadata *md,
-			      enum remote_cow_bitmap b, u64 k,
-			      const unsigned long *src)
+/*
+ * The buffer of the copy of block @k of bitmap @b that the next write
+ * goes to (the one that is not the newest), held, filled with @src's
+ * bits of the block under the next sequence number.  Not dirty yet.
+ */
+static struct dm_buffer *fill_next_copy(struct rcow_metadata *md,
+					enum remote_cow_bitmap b, u64 k,
+					const unsigned long *src)
 {
 	unsigned int copy = !test_bit(k, md->newest[b]);
 	struct dm_buffer *buf;
@@ -345,8 +346,23 @@ static int write_bitmap_block(struct rcow_metadata *md,
 
 	block = dm_bufio_new(md->bufio, bitmap_block_nr(md, b, k, copy), &buf);
 	if (IS_ERR(block))
-		return PTR_ERR(block);
+		return ERR_CAST(block);
 	fill_bitmap_block(md, block, b, k, copy, md->seq + 1, src);
+	return buf;
+}
+
+/*
+ * Write block @k of bitmap @b over its older copy, which becomes the
+ * newest: if this commit fails, nothing is written any more.
+ */
+static int write_bitmap_block(struct rcow_metadata *md,
+			      enum remote_cow_bitmap b, u64 k,
+			      const unsigned long *src)
+{
+	struct dm_buffer *buf = fill_next_copy(md, b, k, src);
+
+	if (IS_ERR(buf))
+		return PTR_ERR(buf);
 	dm_bufio_mark_buffer_dirty(buf);
 	dm_bufio_release(buf);
 	flip_newest(md, b, k);
@@ -363,15 +379,11 @@ static int write_bitmap_block(struct rcow_metadata *md,
  */
 static int stage_present_block(struct rcow_metadata *md, u64 k)
 {
-	enum remote_cow_bitmap b = RCOW_BITMAP_PRESENT;
-	unsigned int copy = !test_bit(k, md->newest[b]);
-	struct dm_buffer *buf;
-	void *block;
+	struct dm_buffer *buf = fill_next_copy(md, RCOW_BITMAP_PRESENT, k,
+					       md->bits[RCOW_BITMAP_PRESENT]);
 
-	block = dm_bufio_new(md->bufio, bitmap_block_nr(md, b, k, copy), &buf);
-	if (IS_ERR(block))
-		return PTR_ERR(block);
-	fill_bitmap_block(md, block, b, k, copy, md->seq + 1, md->bits[b]);
+	if (IS_ERR(buf))
+		return PTR_ERR(buf);
 	md->staged_bufs[k] = buf;
 	__set_bit(k, md->staged_blocks);
 	return 0;
