@@ -145,6 +145,45 @@ static int send_to_helper(struct sk_buff *skb)
 	return r;
 }
 
+/*
+ * Kernel -> helper messages are built in two steps: event_new() allocates
+ * a message @cmd with room for @size bytes of attributes, the caller puts
+ * them, and event_send() (rcow_nl_lock held) or event_send_unlocked()
+ * ends and sends it, or frees it if @put_failed (an attribute did not
+ * fit: -EMSGSIZE).
+ */
+static struct sk_buff *event_new(u8 cmd, size_t size, gfp_t gfp)
+{
+	struct sk_buff *skb = genlmsg_new(size, gfp);
+
+	if (skb && !genlmsg_put(skb, 0, 0, &rcow_family, 0, cmd)) {
+		nlmsg_free(skb);
+		skb = NULL;
+	}
+	return skb;
+}
+
+static int event_send(struct sk_buff *skb, bool put_failed)
+{
+	if (put_failed) {
+		nlmsg_free(skb);
+		return -EMSGSIZE;
+	}
+	/* One message per skb: it starts at skb->data. */
+	nlmsg_end(skb, nlmsg_hdr(skb));
+	return send_to_helper(skb);
+}
+
+static int event_send_unlocked(struct sk_buff *skb, bool put_failed)
+{
+	int r;
+
+	mutex_lock(&rcow_nl_lock);
+	r = event_send(skb, put_failed);
+	mutex_unlock(&rcow_nl_lock);
+	return r;
+}
+
 static int put_commit_attrs(struct sk_buff *skb, struct rcow *rc)
 {
 	struct rcow_commit_info ci;
@@ -232,20 +271,12 @@ static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 static void send_device_event(struct rcow *rc, u8 cmd)
 {
 	struct sk_buff *skb;
-	void *hdr;
 
 	if (!rcow_helper_portid)
 		return;
-	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_NOIO);
-	if (!skb)
-		return;
-	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, cmd);
-	if (!hdr || put_device_attrs(skb, rc)) {
-		nlmsg_free(skb);
-		return;
-	}
-	genlmsg_end(skb, hdr);
-	send_to_helper(skb);
+	skb = event_new(cmd, NLMSG_GOODSIZE, GFP_NOIO);
+	if (skb)
+		event_send(skb, put_device_attrs(skb, rc));
 }
 
 /*
@@ -303,23 +334,17 @@ bool rcow_nl_cow_fenced(dev_t cow)
 }
 
 /* rcow_nl_lock held. */
-static struct sk_buff *quiesce_msg(u32 id, u64 cookie)
+static int send_quiesce(u32 id, u64 cookie)
 {
 	struct sk_buff *skb;
-	void *hdr;
 
-	skb = genlmsg_new(nla_total_size(sizeof(u32)) +
-			  nla_total_size_64bit(sizeof(u64)), GFP_NOIO);
+	skb = event_new(RCOW_CMD_QUIESCE, nla_total_size(sizeof(u32)) +
+			nla_total_size_64bit(sizeof(u64)), GFP_NOIO);
 	if (!skb)
-		return NULL;
-	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_QUIESCE);
-	if (!hdr || nla_put_u32(skb, RCOW_A_DEV_ID, id) ||
-	    nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie, RCOW_A_PAD)) {
-		nlmsg_free(skb);
-		return NULL;
-	}
-	genlmsg_end(skb, hdr);
-	return skb;
+		return -ENOMEM;
+	return event_send(skb, nla_put_u32(skb, RCOW_A_DEV_ID, id) ||
+			  nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie,
+					    RCOW_A_PAD));
 }
 
 /*
@@ -333,7 +358,6 @@ int rcow_nl_quiesce(struct rcow *rc, unsigned int timeout_ms)
 {
 	unsigned long deadline = jiffies + msecs_to_jiffies(timeout_ms);
 	u64 cookie = rcow_nl_new_cookie();
-	struct sk_buff *skb;
 	int r;
 
 	reinit_completion(&rc->quiesced);
@@ -344,8 +368,7 @@ int rcow_nl_quiesce(struct rcow *rc, unsigned int timeout_ms)
 			return 0;
 		}
 		rc->quiesce_cookie = cookie;
-		skb = quiesce_msg(rc->id, cookie);
-		r = skb ? send_to_helper(skb) : -ENOMEM;
+		r = send_quiesce(rc->id, cookie);
 		mutex_unlock(&rcow_nl_lock);
 		if (r == -ENOTCONN)
 			return 0;
@@ -387,28 +410,17 @@ void rcow_nl_announce(struct rcow *rc)
 int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count)
 {
 	struct sk_buff *skb;
-	void *hdr;
-	int r;
+	bool bad;
 
-	skb = genlmsg_new(nla_total_size(sizeof(u32)) * 2 +
-			  nla_total_size_64bit(sizeof(u64)) * 2, GFP_NOIO);
+	skb = event_new(RCOW_CMD_FAULT, nla_total_size(sizeof(u32)) * 2 +
+			nla_total_size_64bit(sizeof(u64)) * 2, GFP_NOIO);
 	if (!skb)
 		return -ENOMEM;
-	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_FAULT);
-	if (!hdr ||
-	    nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
-	    nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, extent, RCOW_A_PAD) ||
-	    nla_put_u32(skb, RCOW_A_EXTENT_COUNT, count) ||
-	    nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie, RCOW_A_PAD)) {
-		nlmsg_free(skb);
-		return -EMSGSIZE;
-	}
-	genlmsg_end(skb, hdr);
-
-	mutex_lock(&rcow_nl_lock);
-	r = send_to_helper(skb);
-	mutex_unlock(&rcow_nl_lock);
-	return r;
+	bad = nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	      nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, extent, RCOW_A_PAD) ||
+	      nla_put_u32(skb, RCOW_A_EXTENT_COUNT, count) ||
+	      nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie, RCOW_A_PAD);
+	return event_send_unlocked(skb, bad);
 }
 
 /*
@@ -418,21 +430,9 @@ int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count)
 static void send_commit_start(struct rcow *rc)
 {
 	struct rcow_commit_info ci;
-	struct sk_buff *skb;
-	void *hdr;
 
-	if (!rcow_helper_portid || !rcow_commit_info(rc, &ci, false))
-		return;
-	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_NOIO);
-	if (!skb)
-		return;
-	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_COMMIT_START);
-	if (!hdr || put_device_attrs(skb, rc)) {
-		nlmsg_free(skb);
-		return;
-	}
-	genlmsg_end(skb, hdr);
-	send_to_helper(skb);
+	if (rcow_commit_info(rc, &ci, false))
+		send_device_event(rc, RCOW_CMD_COMMIT_START);
 }
 
 void rcow_nl_commit_start(struct rcow *rc)
@@ -445,49 +445,31 @@ void rcow_nl_commit_start(struct rcow *rc)
 int rcow_nl_send_preserve(struct rcow *rc, u64 gen, u64 first, u32 count)
 {
 	struct sk_buff *skb;
-	void *hdr;
-	int r;
+	bool bad;
 
-	skb = genlmsg_new(nla_total_size(sizeof(u32)) * 2 +
-			  nla_total_size_64bit(sizeof(u64)) * 2, GFP_NOIO);
+	skb = event_new(RCOW_CMD_PRESERVE, nla_total_size(sizeof(u32)) * 2 +
+			nla_total_size_64bit(sizeof(u64)) * 2, GFP_NOIO);
 	if (!skb)
 		return -ENOMEM;
-	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_PRESERVE);
-	if (!hdr ||
-	    nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
-	    nla_put_u64_64bit(skb, RCOW_A_COMMIT_GEN, gen, RCOW_A_PAD) ||
-	    nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, first, RCOW_A_PAD) ||
-	    nla_put_u32(skb, RCOW_A_EXTENT_COUNT, count)) {
-		nlmsg_free(skb);
-		return -EMSGSIZE;
-	}
-	genlmsg_end(skb, hdr);
-
-	mutex_lock(&rcow_nl_lock);
-	r = send_to_helper(skb);
-	mutex_unlock(&rcow_nl_lock);
-	return r;
+	bad = nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	      nla_put_u64_64bit(skb, RCOW_A_COMMIT_GEN, gen, RCOW_A_PAD) ||
+	      nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, first, RCOW_A_PAD) ||
+	      nla_put_u32(skb, RCOW_A_EXTENT_COUNT, count);
+	return event_send_unlocked(skb, bad);
 }
 
 void rcow_nl_commit_abort(struct rcow *rc, u64 gen)
 {
 	struct sk_buff *skb;
-	void *hdr;
+	bool bad;
 
-	skb = genlmsg_new(nla_total_size(sizeof(u32)) +
-			  nla_total_size_64bit(sizeof(u64)), GFP_NOIO);
+	skb = event_new(RCOW_CMD_COMMIT_ABORT, nla_total_size(sizeof(u32)) +
+			nla_total_size_64bit(sizeof(u64)), GFP_NOIO);
 	if (!skb)
 		return;
-	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_COMMIT_ABORT);
-	if (!hdr || nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
-	    nla_put_u64_64bit(skb, RCOW_A_COMMIT_GEN, gen, RCOW_A_PAD)) {
-		nlmsg_free(skb);
-		return;
-	}
-	genlmsg_end(skb, hdr);
-	mutex_lock(&rcow_nl_lock);
-	send_to_helper(skb);
-	mutex_unlock(&rcow_nl_lock);
+	bad = nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+	      nla_put_u64_64bit(skb, RCOW_A_COMMIT_GEN, gen, RCOW_A_PAD);
+	event_send_unlocked(skb, bad);
 }
 
 /* MIGRATE_START, _ROUND, _FINISH, _ABORT: the device's attributes. */
@@ -501,24 +483,18 @@ void rcow_nl_migrate_event(struct rcow *rc, u8 cmd)
 void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate)
 {
 	struct sk_buff *skb;
-	void *hdr;
 
 	mutex_lock(&rcow_nl_lock);
 	WRITE_ONCE(rc->hydrating, start);
 	rc->hydrate_rate = rate;
 	if (!rcow_helper_portid)
 		goto out;
-	skb = genlmsg_new(nla_total_size(sizeof(u32)) * 2, GFP_KERNEL);
-	if (!skb)
-		goto out;
-	hdr = genlmsg_put(skb, 0, 0, &rcow_family, 0, RCOW_CMD_HYDRATE_CTL);
-	if (!hdr || nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
-	    (start && nla_put_u32(skb, RCOW_A_HYDRATE_RATE, rate))) {
-		nlmsg_free(skb);
-		goto out;
-	}
-	genlmsg_end(skb, hdr);
-	send_to_helper(skb);
+	skb = event_new(RCOW_CMD_HYDRATE_CTL, nla_total_size(sizeof(u32)) * 2,
+			GFP_KERNEL);
+	if (skb)
+		event_send(skb, nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
+			   (start &&
+			    nla_put_u32(skb, RCOW_A_HYDRATE_RATE, rate)));
 out:
 	mutex_unlock(&rcow_nl_lock);
 }

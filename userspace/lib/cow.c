@@ -214,10 +214,46 @@ static int check_range(struct rcow_cow *cow, uint64_t offset, size_t len, struct
 	return 0;
 }
 
+/*
+ * All of @len bytes at @offset: written from @wbuf if it is not NULL, else
+ * read into @rbuf; short transfers and EINTR are retried.
+ */
+static int cow_io(struct rcow_cow *cow, const void *wbuf, void *rbuf, size_t len,
+		  uint64_t offset, struct rcow_err *err)
+{
+	const unsigned char *wp = wbuf;
+	unsigned char *rp = rbuf;
+
+	while (len > 0) {
+		ssize_t n = wp ? pwrite(cow->fd, wp, len, (off_t)offset) :
+				 pread(cow->fd, rp, len, (off_t)offset);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return rcow_err_set(err, errno,
+				"%s %zu bytes at byte %llu of COW device %s failed: %s",
+				wp ? "writing" : "reading", len, (unsigned long long)offset,
+				cow->name, strerror(errno));
+		}
+		if (n == 0)
+			return rcow_err_set(err, EIO, wp ?
+					    "COW device %s accepted no data at byte %llu" :
+					    "COW device %s ends before byte %llu",
+					    cow->name, (unsigned long long)offset);
+		if (wp)
+			wp += n;
+		else
+			rp += n;
+		len -= (size_t)n;
+		offset += (uint64_t)n;
+	}
+	return 0;
+}
+
 int rcow_cow_pwrite(struct rcow_cow *cow, const void *buf, size_t len, uint64_t offset,
 		    struct rcow_err *err)
 {
-	const unsigned char *p = buf;
 	int r;
 
 	r = check_range(cow, offset, len, err);
@@ -225,31 +261,12 @@ int rcow_cow_pwrite(struct rcow_cow *cow, const void *buf, size_t len, uint64_t 
 		return r;
 	if ((uintptr_t)buf % BUF_ALIGN)
 		return rcow_err_set(err, EINVAL, "internal error: unaligned buffer for an O_DIRECT write");
-	while (len > 0) {
-		ssize_t n = pwrite(cow->fd, p, len, (off_t)offset);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return rcow_err_set(err, errno,
-				"writing %zu bytes at byte %llu of COW device %s failed: %s",
-				len, (unsigned long long)offset, cow->name, strerror(errno));
-		}
-		if (n == 0)
-			return rcow_err_set(err, EIO, "COW device %s accepted no data at byte %llu",
-					    cow->name, (unsigned long long)offset);
-		p += n;
-		len -= (size_t)n;
-		offset += (uint64_t)n;
-	}
-	return 0;
+	return cow_io(cow, buf, NULL, len, offset, err);
 }
 
 int rcow_cow_pread(struct rcow_cow *cow, void *buf, size_t len, uint64_t offset,
 		   struct rcow_err *err)
 {
-	unsigned char *p = buf;
-
 	if (offset % cow->lbs || len % cow->lbs || (uintptr_t)buf % BUF_ALIGN)
 		return rcow_err_set(err, EINVAL,
 			"internal error: COW read at byte %llu length %zu is not aligned for O_DIRECT",
@@ -258,24 +275,7 @@ int rcow_cow_pread(struct rcow_cow *cow, void *buf, size_t len, uint64_t offset,
 		return rcow_err_set(err, ENOSPC,
 			"COW read at byte %llu length %zu goes past the end of COW device %s (%llu bytes)",
 			(unsigned long long)offset, len, cow->name, (unsigned long long)cow->size);
-	while (len > 0) {
-		ssize_t n = pread(cow->fd, p, len, (off_t)offset);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return rcow_err_set(err, errno,
-				"reading %zu bytes at byte %llu of COW device %s failed: %s",
-				len, (unsigned long long)offset, cow->name, strerror(errno));
-		}
-		if (n == 0)
-			return rcow_err_set(err, EIO, "COW device %s ends before byte %llu",
-					    cow->name, (unsigned long long)offset);
-		p += n;
-		len -= (size_t)n;
-		offset += (uint64_t)n;
-	}
-	return 0;
+	return cow_io(cow, NULL, buf, len, offset, err);
 }
 
 int rcow_cow_zero(struct rcow_cow *cow, uint64_t offset, size_t len, struct rcow_err *err)
