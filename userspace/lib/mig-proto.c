@@ -360,38 +360,27 @@ void mig_psk_wipe(struct mig_psk *psk)
 }
 
 int mig_hello_match(const struct mig_hello *got, const struct mig_hello *want,
-		    uint32_t *map, struct rcow_err *err)
+		    struct rcow_err *err)
 {
-	bool used[MIG_MAX_DEVICES] = { false };
-
 	if (got->ndev != want->ndev)
 		return rcow_err_set(err, EINVAL, "the source sends %u device(s), this side receives %u",
 				    got->ndev, want->ndev);
 	for (uint32_t i = 0; i < got->ndev; i++) {
-		const struct mig_dev *g = &got->dev[i];
-		uint32_t j;
+		const struct mig_dev *g = &got->dev[i], *w = &want->dev[i];
 
-		for (j = 0; j < want->ndev; j++)
-			if (!used[j] && !strcmp(want->dev[j].name, g->name))
-				break;
-		if (j == want->ndev)
-			return rcow_err_set(err, EINVAL, "device %s is not one this side receives",
-					    g->name);
-		if (g->dev_sectors != want->dev[j].dev_sectors)
+		if (g->dev_sectors != w->dev_sectors)
 			return rcow_err_set(err, EINVAL,
-					    "device %s: %llu sectors on the source, %llu here",
-					    g->name, (unsigned long long)g->dev_sectors,
-					    (unsigned long long)want->dev[j].dev_sectors);
-		if (g->extent_sectors != want->dev[j].extent_sectors)
+					    "device %s (%s here): %llu sectors on the source, %llu here",
+					    g->name, w->name, (unsigned long long)g->dev_sectors,
+					    (unsigned long long)w->dev_sectors);
+		if (g->extent_sectors != w->extent_sectors)
 			return rcow_err_set(err, EINVAL,
-					    "device %s: extents of %u sectors on the source, %u here",
-					    g->name, g->extent_sectors, want->dev[j].extent_sectors);
-		if (strcmp(g->base_uri, want->dev[j].base_uri))
+					    "device %s (%s here): extents of %u sectors on the source, %u here",
+					    g->name, w->name, g->extent_sectors, w->extent_sectors);
+		if (strcmp(g->base_uri, w->base_uri))
 			return rcow_err_set(err, EINVAL,
-					    "device %s: base %s on the source, %s here", g->name,
-					    g->base_uri, want->dev[j].base_uri);
-		used[j] = true;
-		map[i] = j;
+					    "device %s (%s here): base %s on the source, %s here",
+					    g->name, w->name, g->base_uri, w->base_uri);
 	}
 	return 0;
 }

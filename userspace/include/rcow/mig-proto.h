@@ -152,12 +152,13 @@ int mig_psk_load(const char *path, struct mig_psk *psk, struct rcow_err *err);
 void mig_psk_wipe(struct mig_psk *psk);
 
 /*
- * HELLO check on the destination: every device of want (the devices it
- * was told to receive, in any order) is in got once with the same size,
- * extent size and base URI, and got has nothing else.  map[i] is then
- * want's index of got->dev[i].  -EINVAL with the first mismatch named.
+ * HELLO check on the destination: got (the source's devices) and want
+ * (the devices this side receives) pair up by position - the names given
+ * to `remote-cow migrate` and `remote-cow receive`, in order; the names
+ * themselves may differ between hosts - with the same size, extent size
+ * and base URI.  -EINVAL with the first mismatch named.
  */
 int mig_hello_match(const struct mig_hello *got, const struct mig_hello *want,
-		    uint32_t *map, struct rcow_err *err);
+		    struct rcow_err *err);
 
 #endif
