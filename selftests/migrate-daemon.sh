@@ -11,6 +11,8 @@
 # - a source with another key is refused: its migration fails (state
 #   failed, the kernel told why), the destination logged the refused
 #   handshake and has nothing written, and stays incoming;
+# - a destination of another extent size refuses the HELLO, naming the
+#   mismatch, before anything is written; removing it removes its spec;
 # - 'remote-cow migrate --to --psk' while fio keeps writing to the source:
 #   rounds go by (migrate_done grows); 'migrate finish --wait' with fio
 #   still writing (the fence fails its later writes: harder than a paused
@@ -32,7 +34,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool
-tap_plan 27
+tap_plan 32
 
 MIB=$((1 << 20))
 DEV_BYTES=$((32 * MIB))
@@ -89,6 +91,25 @@ check_eq "... nothing was written on the destination" "0 0" \
 check_eq "... which is still incoming" incoming "$(state "$DST")"
 check "migrate abort returns the failed source to idle" "$RC" migrate "$SRC" abort
 check "the source's key file is gone" test ! -e "$RUN/migrate/send-$SRC.psk"
+
+# --- a destination of another extent size ----------------------------------------
+make_cow $((DEV_BYTES + (4 << 20))) || tap_bail "no COW loop device"
+at_exit "dm_remove rc-mig-other"
+"$RC" receive rc-mig-other --cow "$COW_DEV" --base "$BASE" --extent-size 128K \
+	--listen "127.0.0.1:$((PORT + 1))" --psk "$tmp/key.psk" --run-dir "$RUN" \
+	--fault-timeout 60000 >/dev/null || tap_bail "cannot receive rc-mig-other"
+wait_until 10 listening rc-mig-other >/dev/null
+check "migrate to a destination of another extent size: accepted by the kernel" \
+	"$RC" migrate "$SRC" --to "127.0.0.1:$((PORT + 1))" --psk "$tmp/key.psk" --run-dir "$RUN"
+check "... the source's migration fails" wait_until 30 state_is "$SRC" failed
+check "... the destination refused its HELLO, naming the mismatch" \
+	wait_until 10 logged "rc-mig-other: refused the migration from .*extents of 128 sectors on the source, 256 here"
+check_eq "... nothing was written there" "0 incoming" \
+	"$(rc_status rc-mig-other written) $(state rc-mig-other)"
+"$RC" migrate "$SRC" abort >/dev/null
+dm_remove rc-mig-other
+check "removing it stops its receive and removes its spec" \
+	wait_until 10 test ! -e "$RUN/migrate/recv-rc-mig-other"
 
 # --- the migration, while fio writes -------------------------------------------
 fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=4k --direct=1 \

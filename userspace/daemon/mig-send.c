@@ -3,8 +3,8 @@
  * mig-send.c - the source side of a live migration, in the job's own
  * thread (see mig.h).
  *
- * Connect to MIGRATE_TARGET with the device's PSK (send-NAME.psk), HELLO,
- * wait for READY.  Then rounds: ask MIGRATE_ROUND, wait for its event,
+ * Connect to MIGRATE_TARGET with the device's PSK (send-NAME.psk; a
+ * refused connection is tried again for 10 s), HELLO, wait for READY.  Then rounds: ask MIGRATE_ROUND, wait for its event,
  * read the round set (GET_RUNS on RCOW_BITMAP_MIGRATE_ROUND), read those
  * extents from the COW device and send them as DATA, then FLUSH; only once
  * the destination answered FLUSHED (the data is on its COW device and
@@ -29,6 +29,7 @@
 
 #define MIG_IDLE_MS 200			/* pause after an empty round */
 #define MIG_CONNECT_MS 10000
+#define MIG_CONNECT_TRIES 20		/* refused connections retried, 0.5 s apart */
 #define MIG_ACK_MS 120000		/* longest wait for FLUSHED / COMMITTED */
 
 struct sender {
@@ -218,7 +219,13 @@ static int migrate(struct sender *s)
 		rcow_err_prefix(&s->err, "no key for the migration (remote-cow migrate --psk): ");
 		return r;
 	}
-	r = mig_connect(s->j->target, &psk, MIG_CONNECT_MS, &s->c, &s->err);
+	/* a destination still setting up refuses the connection: try for a while */
+	for (int tries = 0;; tries++) {
+		r = mig_connect(s->j->target, &psk, MIG_CONNECT_MS, &s->c, &s->err);
+		if (r != -ECONNREFUSED || tries >= MIG_CONNECT_TRIES || mig_stopping(s->j))
+			break;
+		mig_wait(s->j, UINT64_MAX, 500);
+	}
 	mig_psk_wipe(&psk);
 	if (r)
 		return r;

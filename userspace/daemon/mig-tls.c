@@ -31,6 +31,7 @@
 #include "mig-tls.h"
 
 #define PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+PSK"
+#define MIG_HANDSHAKE_MS 10000		/* a server's handshake, whatever accept's wait */
 
 struct mig_conn {
 	int fd;
@@ -289,7 +290,7 @@ int mig_accept(int lfd, const struct mig_psk *psk, int timeout_ms, struct mig_co
 		conn_free(c);
 		return rcow_err_set(err, r, "accept: %s", strerror(r));
 	}
-	r = handshake(c, psk, true, timeout_ms < 0 ? 30000 : timeout_ms, err);
+	r = handshake(c, psk, true, MIG_HANDSHAKE_MS, err);
 	if (r) {
 		conn_free(c);
 		return r;

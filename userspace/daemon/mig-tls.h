@@ -34,7 +34,10 @@ int mig_listen(const char *hostport, int *fd, struct rcow_err *err);
 /* Connect to HOST:PORT and do the TLS handshake as the client. */
 int mig_connect(const char *hostport, const struct mig_psk *psk, int timeout_ms,
 		struct mig_conn **out, struct rcow_err *err);
-/* Take a TCP connection from lfd and do the TLS handshake as the server. */
+/*
+ * Wait up to timeout_ms for a TCP connection on lfd (-ETIMEDOUT), take it
+ * and do the TLS handshake as the server (at most 10 s).
+ */
 int mig_accept(int lfd, const struct mig_psk *psk, int timeout_ms, struct mig_conn **out,
 	       struct rcow_err *err);
 /* The peer's address, for the log. */
