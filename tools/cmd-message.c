@@ -87,9 +87,10 @@ bool rc_valid_hostport(const char *s)
 }
 
 /* Copy the key where remote-cowd looks for it at MIGRATE_START.  0 or an exit code. */
-static int hand_key(const char *name, const char *psk, const char *run_dir)
+static int hand_key(const char *name, const char *psk, const char *run_dir, char *path,
+		    size_t cap)
 {
-	char text[4200], path[PATH_MAX], file[300];
+	char text[4200], file[300];
 	size_t len;
 	int r;
 
@@ -97,7 +98,7 @@ static int hand_key(const char *name, const char *psk, const char *run_dir)
 	if (r)
 		return r;
 	snprintf(file, sizeof(file), "send-%s.psk", name);
-	r = rc_put_secret(run_dir, file, text, len, path, sizeof(path));
+	r = rc_put_secret(run_dir, file, text, len, path, cap);
 	explicit_bzero(text, sizeof(text));
 	if (r) {
 		rc_err("migrate %s: cannot write the key for remote-cowd under %s: %s", name,
@@ -132,7 +133,7 @@ int cmd_migrate(int argc, char **argv)
 	const char *name = NULL, *verb = NULL, *dest = NULL, *arg;
 	const char *to = NULL, *psk = NULL, *run_dir = RC_RUN_DIR;
 	bool wait = false;
-	char msg[300];
+	char msg[300], key[PATH_MAX] = "";
 	int id, r;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
@@ -189,12 +190,14 @@ int cmd_migrate(int argc, char **argv)
 		if (psk) {
 			r = rc_dev_check(name, &(struct rc_dev){ 0 });
 			if (!r)
-				r = hand_key(name, psk, run_dir);
+				r = hand_key(name, psk, run_dir, key, sizeof(key));
 			if (r)
 				return r;
 		}
 		snprintf(msg, sizeof(msg), "migrate send %s", dest);
 		r = send_msg(name, msg, "migrate send");
+		if (r && key[0])
+			unlink(key);	/* refused: no migration will read it */
 		return r || !wait ? r : wait_over(name);
 	}
 	if (strcmp(verb, "finish") && strcmp(verb, "abort"))
