@@ -23,7 +23,11 @@
 #   receive spec are gone from the run directory; the daemon logged the
 #   bytes on the wire;
 # - abort: a second pair; 'migrate abort' mid-way leaves the source
-#   writable (state idle) and the destination incoming, the log saying so.
+#   writable (state idle) and the destination incoming, the log saying so;
+# - remote-cowd killed (SIGKILL) mid-copy and started again: the source's
+#   migration, sent again to the new daemon, fails cleanly (the
+#   destination accepts one source only and no longer listens), never
+#   done; the destination stays incoming; abort makes the source writable.
 #
 # One VM has one helper (the kernel takes one registered helper per host),
 # so the same remote-cowd plays both sides, over loopback TCP: the
@@ -34,7 +38,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool
-tap_plan 32
+tap_plan 36
 
 MIB=$((1 << 20))
 DEV_BYTES=$((32 * MIB))
@@ -159,4 +163,21 @@ check "... and takes writes" dd if=/dev/zero of="/dev/mapper/$SRC2" bs=4k count=
 check "the destination stays incoming, and the log says so" \
 	wait_until 30 logged "$DST2: migration not received: .*stays incoming"
 check_eq "... its state" incoming "$(state "$DST2")"
+
+# --- remote-cowd killed mid-copy ------------------------------------------------
+SRC3="rc-mig-src3"
+DST3="rc-mig-dst3"
+wait_until 10 test ! -e "$RUN/migrate/recv-$DST2" >/dev/null
+new_pair "$SRC3" "$DST3" || tap_bail "cannot set up the third pair"
+wait_until 10 listening "$DST3" >/dev/null
+"$RC" migrate "$SRC3" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN" >/dev/null
+wait_until 30 logged "$DST3: receiving from" >/dev/null
+helper_kill
+helper_start --run-dir "$RUN" -v || tap_bail "remote-cowd does not start again"
+check "SIGKILL mid-copy, restarted: the source's migration fails cleanly" \
+	wait_until 60 state_is "$SRC3" failed
+check "... the new daemon says why" logged "$SRC3: migration to 127.0.0.1:$PORT failed: "
+check_eq "... the destination stays incoming" incoming "$(state "$DST3")"
+check "... abort: the source takes writes again" bash -c "'$RC' migrate $SRC3 abort &&
+	dd if=/dev/zero of=/dev/mapper/$SRC3 bs=4k count=1 seek=100 oflag=direct status=none"
 tap_done
