@@ -25,6 +25,8 @@ PACKAGES=(
 	# build
 	gcc make pkg-config kmod linux-headers-amd64
 	libdevmapper-dev libnbd-dev libmnl-dev liburing-dev libsystemd-dev
+	# live migration between two remote-cowd: GnuTLS with PSK, psktool
+	libgnutls28-dev gnutls-bin
 	# host tests: sanitizer runtimes (ASan+UBSan, TSan) and nbdkit with
 	# its pattern, null and memory plugins and delay filter (in nbdkit)
 	libasan8 libubsan1 libtsan2 nbdkit

@@ -29,7 +29,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl python3 dd cmp setpriv
-tap_plan 128
+tap_plan 136
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -81,7 +81,7 @@ new_cow() {
 # --help, --version
 # ---------------------------------------------------------------------------
 expect_exit "remote-cow --help" 0 "Usage: remote-cow COMMAND" "$RC" --help
-for c in create remove list status cow-size hydrate commit migrate check dump; do
+for c in create remove list status cow-size hydrate commit migrate receive check dump; do
 	expect_exit "remote-cow $c --help" 0 "Usage: remote-cow $c" "$RC" "$c" --help
 done
 expect_exit "remote-cow help status" 0 "Usage: remote-cow status" "$RC" help status
@@ -312,6 +312,20 @@ expect_exit "hydrate with a bad action: exit 2" 2 "unknown action 'go'" "$RC" hy
 expect_exit "migrate send to a bad destination: exit 2" 2 "bad destination" \
 	"$RC" migrate "$NAME" send nohost
 expect_exit "migrate with a bad action: exit 2" 2 "unknown action" "$RC" migrate "$NAME" go
+expect_exit "migrate --to without --psk: exit 2" 2 "--to needs --psk" \
+	"$RC" migrate "$NAME" --to 10.0.0.2:7777
+expect_exit "migrate with a file that is not a PSK: exit 2" 2 "no identity:hexkey line" \
+	"$RC" migrate "$NAME" --to 10.0.0.2:7777 --psk /dev/null
+expect_exit "migrate --postcopy: not supported yet, exit 1" 1 "not supported yet" \
+	"$RC" migrate "$NAME" --to 10.0.0.2:7777 --postcopy
+expect_exit "migrate of two devices as one unit: not supported yet, exit 1" 1 \
+	"not supported yet" "$RC" migrate "$NAME" "$NAME2" --to 10.0.0.2:7777 --psk /dev/null
+expect_exit "receive without --listen: exit 2" 2 "needs --cow DEV --base URI --listen" \
+	"$RC" receive rc-cli-recv --cow /dev/null --base file:///x --psk /dev/null
+expect_exit "receive with a bad listen address: exit 2" 2 "bad listen address" \
+	"$RC" receive rc-cli-recv --cow /dev/null --base file:///x --psk /dev/null --listen x
+expect_exit "receive of two devices as one unit: not supported yet, exit 1" 1 \
+	"not supported yet" "$RC" receive a b --cow /dev/null --base file:///x
 expect_exit "commit with a bad URI: exit 2" 2 "bad target URI" \
 	"$RC" commit "$NAME" --to ftp://x/y
 expect_exit "cow-size with neither --size nor --base: exit 2" 2 "give either" "$RC" cow-size

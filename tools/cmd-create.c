@@ -49,11 +49,14 @@ static const char help[] =
 	"                         extent (default 0: wait for the helper forever)\n"
 	"  --discard-passdown     pass discards down to the COW device (default)\n"
 	"  --no-discard-passdown  do not support discard\n"
+	"  --incoming             the destination of a live migration: hold I/O\n"
+	"                         until it completes (use 'receive', which also\n"
+	"                         tells remote-cowd where to listen)\n"
 	"  -h, --help             this text\n"
 	"\n"
 	"SIZE: bytes, or with a suffix K, M, G, T (binary) or s (512-byte sectors).\n";
 
-enum { O_COW = 1, O_BASE, O_EXT, O_SIZE, O_CONFIG, O_TIMEOUT, O_DISCARD, O_NO_DISCARD };
+enum { O_COW = 1, O_BASE, O_EXT, O_SIZE, O_CONFIG, O_TIMEOUT, O_DISCARD, O_NO_DISCARD, O_INCOMING };
 
 static const struct rc_opt opts[] = {
 	{ "cow", true, O_COW, 0 },
@@ -64,6 +67,7 @@ static const struct rc_opt opts[] = {
 	{ "fault-timeout", true, O_TIMEOUT, 0 },
 	{ "discard-passdown", false, O_DISCARD, 0 },
 	{ "no-discard-passdown", false, O_NO_DISCARD, 0 },
+	{ "incoming", false, O_INCOMING, 0 },
 	{ NULL, false, 0, 0 },
 };
 
@@ -221,6 +225,7 @@ int cmd_create(int argc, char **argv)
 	const char *name = NULL, *cow = NULL, *uri = NULL, *ext = NULL, *size = NULL;
 	const char *timeout = NULL, *config = NULL, *arg;
 	int discard = -1, id, r;
+	bool incoming = false;
 	uint64_t sectors, cow_bytes, tmo = 0;
 	uint32_t extent;
 	struct rc_layout l;
@@ -255,6 +260,9 @@ int cmd_create(int argc, char **argv)
 			break;
 		case O_NO_DISCARD:
 			discard = 0;
+			break;
+		case O_INCOMING:
+			incoming = true;
 			break;
 		default:
 			name = arg;
@@ -297,17 +305,19 @@ int cmd_create(int argc, char **argv)
 	}
 
 	snprintf(params, sizeof(params), "%u:%u %u %s", major(rdev), minor(rdev), extent, uri);
-	if (timeout || discard >= 0) {
+	if (timeout || discard >= 0 || incoming) {
 		size_t len = strlen(params);
 
 		len += (size_t)snprintf(params + len, sizeof(params) - len, " %d",
-					(timeout ? 2 : 0) + (discard >= 0));
+					(timeout ? 2 : 0) + (discard >= 0) + incoming);
 		if (timeout)
 			len += (size_t)snprintf(params + len, sizeof(params) - len,
 						" fault_timeout %llu", (unsigned long long)tmo);
 		if (discard >= 0)
-			snprintf(params + len, sizeof(params) - len, " %s",
-				 discard ? "discard_passdown" : "no_discard_passdown");
+			len += (size_t)snprintf(params + len, sizeof(params) - len, " %s",
+						discard ? "discard_passdown" : "no_discard_passdown");
+		if (incoming)
+			snprintf(params + len, sizeof(params) - len, " incoming");
 	}
 	if (make_uuid(uuid, sizeof(uuid))) {
 		rc_err("create: cannot make a uuid: %s", strerror(errno));

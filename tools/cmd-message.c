@@ -3,30 +3,52 @@
  * cmd-message.c - remote-cow migrate: the contract messages "migrate send
  * <host:port>", "migrate finish", "migrate abort".  The kernel answers at
  * once; progress shows in 'remote-cow status'.  A kernel that does not
- * implement them yet answers EOPNOTSUPP: exit status 6.  (commit:
- * cmd-commit.c.)
+ * implement them yet answers EOPNOTSUPP: exit status 6.  With --psk the
+ * key is first copied where remote-cowd reads it at MIGRATE_START
+ * (rc_put_secret(), cmd-receive.c).  (commit: cmd-commit.c.)
  */
 #include <ctype.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rc.h"
 
 static const char migrate_help[] =
-	"Usage: " PROG " migrate NAME send HOST:PORT\n"
-	"       " PROG " migrate NAME finish\n"
+	"Usage: " PROG " migrate NAME --to HOST:PORT --psk FILE [--wait]\n"
+	"       " PROG " migrate NAME finish [--wait]\n"
 	"       " PROG " migrate NAME abort\n"
+	"       " PROG " migrate NAME send HOST:PORT [--psk FILE]\n"
 	"\n"
-	"Incremental migration of NAME's written extents to another host that\n"
-	"shares the base.  send: start pre-copy to the receiving host's helper;\n"
-	"finish: the final round, once the guest is paused; abort: stop.\n"
-	"Progress: '" PROG " status'.\n"
+	"Live migration of NAME to another host that shares the base, while NAME\n"
+	"stays in use: remote-cowd sends the written extents in rounds to the\n"
+	"destination's remote-cowd ('" PROG " receive' there), over TLS with the\n"
+	"pre-shared key of FILE (GnuTLS psktool's format, the same file on both\n"
+	"hosts).  Pause the guest, then 'finish': the last round, the destination\n"
+	"commits, NAME then refuses writes until removed.  'abort' stops at any\n"
+	"point before that: NAME is fully usable, the destination is not.\n"
+	"'send HOST:PORT' is the kernel message alone (the key, if given, is\n"
+	"handed to remote-cowd as with --to).  Progress: '" PROG " status'.\n"
 	"\n"
-	"  -h, --help  this text\n";
+	"  --to HOST:PORT  the destination's listen address\n"
+	"  --psk FILE      the pre-shared key\n"
+	"  --wait          wait until the migration is over (with --to: until it\n"
+	"                  is finished from elsewhere, or fails); exit 1 unless done\n"
+	"  --postcopy      not supported yet\n"
+	"  --run-dir DIR   remote-cowd's run directory (default " RC_RUN_DIR ")\n"
+	"  -h, --help      this text\n"
+	"\n"
+	"Several devices migrating as one unit are not supported yet.\n";
 
-enum { O_ABORT = 1 };
+enum { O_ABORT = 1, O_TO, O_PSK, O_WAIT, O_POSTCOPY, O_RUNDIR };
 
 static const struct rc_opt opts[] = {
 	{ "abort", false, O_ABORT, 0 },
+	{ "to", true, O_TO, 0 },
+	{ "psk", true, O_PSK, 0 },
+	{ "wait", false, O_WAIT, 0 },
+	{ "postcopy", false, O_POSTCOPY, 0 },
+	{ "run-dir", true, O_RUNDIR, 0 },
 	{ NULL, false, 0, 0 },
 };
 
@@ -47,7 +69,7 @@ static int send_msg(const char *name, const char *msg, const char *what)
 	return r;
 }
 
-static bool valid_hostport(const char *s)
+bool rc_valid_hostport(const char *s)
 {
 	const char *colon = strrchr(s, ':'), *p;
 	size_t hlen;
@@ -64,13 +86,55 @@ static bool valid_hostport(const char *s)
 	return true;
 }
 
+/* Copy the key where remote-cowd looks for it at MIGRATE_START.  0 or an exit code. */
+static int hand_key(const char *name, const char *psk, const char *run_dir, char *path,
+		    size_t cap)
+{
+	char text[4200], file[300];
+	size_t len;
+	int r;
+
+	r = rc_read_psk("migrate", psk, text, sizeof(text), &len);
+	if (r)
+		return r;
+	snprintf(file, sizeof(file), "send-%s.psk", name);
+	r = rc_put_secret(run_dir, file, text, len, path, cap);
+	explicit_bzero(text, sizeof(text));
+	if (r) {
+		rc_err("migrate %s: cannot write the key for remote-cowd under %s: %s", name,
+		       run_dir, strerror(-r));
+		return RC_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* Until migrate_state is no longer copying/mirroring/finishing: 0 if done. */
+static int wait_over(const char *name)
+{
+	for (;;) {
+		struct rc_dev d;
+		int r = rc_dev_check(name, &d);
+
+		if (r)
+			return r;
+		if (strcmp(d.migrate_state, "copying") && strcmp(d.migrate_state, "mirroring") &&
+		    strcmp(d.migrate_state, "finishing")) {
+			printf("migrate %s: %s\n", name, d.migrate_state);
+			return strcmp(d.migrate_state, "done") ? RC_EXIT_FAIL : RC_EXIT_OK;
+		}
+		usleep(100000);
+	}
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "migrate", .help = migrate_help,
 			     .max_args = 3 };
 	const char *name = NULL, *verb = NULL, *dest = NULL, *arg;
-	char msg[300];
-	int id;
+	const char *to = NULL, *psk = NULL, *run_dir = RC_RUN_DIR;
+	bool wait = false;
+	char msg[300], key[PATH_MAX] = "";
+	int id, r;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
@@ -78,6 +142,21 @@ int cmd_migrate(int argc, char **argv)
 			return a.status;
 		case O_ABORT:
 			return rc_usage_err("migrate", "use 'migrate NAME abort'");
+		case O_TO:
+			to = arg;
+			break;
+		case O_PSK:
+			psk = arg;
+			break;
+		case O_WAIT:
+			wait = true;
+			break;
+		case O_RUNDIR:
+			run_dir = arg;
+			break;
+		case O_POSTCOPY:
+			rc_err("migrate: --postcopy is not supported yet");
+			return RC_EXIT_FAIL;
 		default:
 			if (!name)
 				name = arg;
@@ -87,21 +166,45 @@ int cmd_migrate(int argc, char **argv)
 				dest = arg;
 		}
 	}
-	if (!name || !verb)
-		return rc_usage_err("migrate", "expected: migrate NAME send HOST:PORT | finish | abort");
+	if (!name)
+		return rc_usage_err("migrate", "expected: migrate NAME --to HOST:PORT --psk FILE | NAME finish | NAME abort");
+	if (to) {
+		if (verb) {
+			rc_err("migrate: several devices as one unit are not supported yet ('%s')",
+			       verb);
+			return RC_EXIT_FAIL;
+		}
+		verb = "send";
+		dest = to;
+		if (!psk)
+			return rc_usage_err("migrate", "--to needs --psk FILE");
+	}
+	if (!verb)
+		return rc_usage_err("migrate", "expected: migrate NAME --to HOST:PORT --psk FILE | NAME finish | NAME abort");
 	if (!strcmp(verb, "send")) {
 		if (!dest)
 			return rc_usage_err("migrate", "send needs HOST:PORT");
-		if (strlen(dest) > 255 || !valid_hostport(dest))
+		if (strlen(dest) > 255 || !rc_valid_hostport(dest))
 			return rc_usage_err("migrate", "bad destination '%s': HOST:PORT, port 1-65535",
 					    dest);
+		if (psk) {
+			r = rc_dev_check(name, &(struct rc_dev){ 0 });
+			if (!r)
+				r = hand_key(name, psk, run_dir, key, sizeof(key));
+			if (r)
+				return r;
+		}
 		snprintf(msg, sizeof(msg), "migrate send %s", dest);
-		return send_msg(name, msg, "migrate send");
+		r = send_msg(name, msg, "migrate send");
+		if (r && key[0])
+			unlink(key);	/* refused: no migration will read it */
+		return r || !wait ? r : wait_over(name);
 	}
 	if (strcmp(verb, "finish") && strcmp(verb, "abort"))
 		return rc_usage_err("migrate", "unknown action '%s': send, finish or abort", verb);
 	if (dest)
 		return rc_usage_err("migrate", "unexpected argument '%s'", dest);
 	snprintf(msg, sizeof(msg), "migrate %s", verb);
-	return send_msg(name, msg, !strcmp(verb, "finish") ? "migrate finish" : "migrate abort");
+	r = send_msg(name, msg, !strcmp(verb, "finish") ? "migrate finish" : "migrate abort");
+	return r || !wait || strcmp(verb, "finish") ? r : wait_over(name);
 }

@@ -27,7 +27,10 @@ static const char usage[] =
 	"                                                copy every missing extent\n"
 	"  commit NAME --to URI [--since-last] [--wait] | commit NAME --abort\n"
 	"                                                snapshot commit\n"
-	"  migrate NAME send HOST:PORT | finish | abort  incremental migration\n"
+	"  migrate NAME --to HOST:PORT --psk FILE [--wait] | migrate NAME finish|abort\n"
+	"                                                live migration (source)\n"
+	"  receive NAME --cow DEV --base URI --listen HOST:PORT --psk FILE\n"
+	"                                                live migration (destination)\n"
 	"  check [--clear-needs-check] COW_DEV           verify a COW device's metadata\n"
 	"  dump COW_DEV                                  print its metadata as text\n"
 	"\n"
@@ -48,6 +51,7 @@ static const struct {
 	{ "hydrate", cmd_hydrate },
 	{ "commit", cmd_commit },
 	{ "migrate", cmd_migrate },
+	{ "receive", cmd_receive },
 	{ "check", cmd_check },
 	{ "dump", cmd_dump },
 };

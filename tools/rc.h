@@ -16,6 +16,7 @@
  *   cmd-hydrate.c   hydrate
  *   cmd-commit.c    commit
  *   cmd-message.c   migrate
+ *   cmd-receive.c   receive
  *   md.c            read and verify a COW device's metadata
  *   cowdev.c        open a COW device that no table uses
  *   cmd-check.c     check
@@ -331,8 +332,22 @@ int rc_device_sectors(const char *cmd, const char *size, const char *uri, const 
 /* A base URI's form.  0 or an exit code (printed). */
 int rc_check_uri(const char *cmd, const char *uri);
 
+/* ---- cmd-receive.c, shared with migrate ---- */
+#define RC_RUN_DIR "/run/remote-cowd"	/* remote-cowd --run-dir's default */
+/*
+ * Write a root-only file RUN_DIR/migrate/FILE (directory 0700, file 0600,
+ * replaced if it exists) with text; its path into path.  0 or -errno.
+ */
+int rc_put_secret(const char *run_dir, const char *file, const char *text, size_t len,
+		  char *path, size_t cap);
+/* A PSK file's text (checked: psktool's format).  0 or an exit code (printed). */
+int rc_read_psk(const char *cmd, const char *file, char *text, size_t cap, size_t *len);
+/* HOST:PORT, [IPv6]:PORT (cmd-message.c) */
+bool rc_valid_hostport(const char *s);
+
 /* ---- commands ---- */
 int cmd_create(int argc, char **argv);
+int cmd_receive(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_status(int argc, char **argv);

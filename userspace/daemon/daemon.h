@@ -241,6 +241,7 @@ struct options {
 	const char *stats_path;
 	const char *ready_path;
 	const char *node_dir;
+	const char *run_dir;	/* migration keys and specs (mig.c), NULL: RCOWD_RUN_DIR */
 	int verbose;
 	/* command-line overrides of the global policy (-1: not given) */
 	long long connections, max_in_flight, prefetch_max;
@@ -286,7 +287,8 @@ struct daemon {
 	struct rcow_nl *nl;		/* kernel_nl_ops only */
 	struct device *devices;
 	struct commit *commits;		/* snapshot commits being uploaded (commit.c) */
-	struct commit_resume *commit_resumes;	/* found uploading, started by commit_run() */
+	struct commit_resume *commit_resumes;
+	struct migs *mig;		/* live migration jobs (mig.c), NULL: none yet */	/* found uploading, started by commit_run() */
 	struct src *srcs;
 	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
 	/* forgotten devices with COW writes in progress, and the writes behind them */
@@ -393,6 +395,21 @@ uint64_t commit_timer(struct daemon *d, uint64_t now);
 unsigned int commit_max_fds(const struct daemon *d);
 int commit_pollfds(struct daemon *d, struct pollfd *p, int max);
 void commit_events(struct daemon *d, const struct pollfd *p, int n);
+
+/*
+ * mig.c: live migration jobs, each in a thread of its own (see mig.h).
+ * Loop thread: the kernel's MIGRATE_* events; a device listed (an
+ * incoming one with a receive spec starts receiving); a device gone;
+ * mig_run() runs the jobs' kernel requests and reaps them; mig_pollfd()
+ * the eventfd they wake the loop with (0 or 1 fd); mig_fini() at exit.
+ */
+#define RCOWD_RUN_DIR "/run/remote-cowd"
+void mig_event(struct daemon *d, const struct rcow_event *ev);
+void mig_device(struct daemon *d, const struct rcow_device_info *info);
+void mig_stop(struct daemon *d, uint32_t dev_id);
+void mig_run(struct daemon *d);
+int mig_pollfd(struct daemon *d, struct pollfd *p);
+void mig_fini(struct daemon *d);
 
 /*
  * loop.c: one turn of the daemon's loop: finished writes, streaming,

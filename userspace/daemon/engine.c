@@ -215,6 +215,7 @@ static void unlist_device(struct daemon *d, struct device *dev)
 	dev->removed = true;
 	dev->hydrating = false;
 	commit_stop(d, dev->info.dev_id);
+	mig_stop(d, dev->info.dev_id);
 	atomic_fetch_add(&dev->epoch, 1);
 	drop_queued(dev);
 	if (dev->writes > 0) {
@@ -326,6 +327,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 				dev_activate(d, old);
 			}
 			commit_device(d, info);
+			mig_device(d, info);
 			return 0;
 		}
 		unlist_device(d, old);
@@ -375,6 +377,7 @@ int engine_add_device(const struct rcow_device_info *info, void *data)
 	/* a commit running (found after a restart): resume it */
 	if (info->commit_state == RCOW_COMMIT_UPLOADING)
 		commit_device(d, info);
+	mig_device(d, info);
 	return 0;
 }
 
@@ -1015,6 +1018,12 @@ void engine_event(struct daemon *d, const struct rcow_event *ev)
 	case RCOW_CMD_COMMIT_ABORT:
 		engine_commit(d, ev->cmd, &ev->u.commit);
 		break;
+	case RCOW_CMD_MIGRATE_START:
+	case RCOW_CMD_MIGRATE_FINISH:
+	case RCOW_CMD_MIGRATE_ABORT:
+	case RCOW_CMD_MIGRATE_ROUND:
+		mig_event(d, ev);
+		break;
 	default:
 		logmsg("ignoring message %s from the kernel (newer module?)",
 		       rcow_cmd_name(ev->cmd, b, sizeof(b)));
@@ -1046,6 +1055,7 @@ void engine_forget_all(struct daemon *d)
 	while (d->devices)
 		unlist_device(d, d->devices);
 	commit_fini(d);
+	mig_fini(d);
 }
 
 /* ---- background streaming ------------------------------------------------ */

@@ -93,6 +93,7 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 	writer_reap(d);
 	engine_run(d);
 	commit_run(d);
+	mig_run(d);
 	now = now_ms();
 	for (s = d->srcs; s; s = s->next) {
 		s->ops->tick(s, now);
@@ -117,7 +118,7 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 	if (next)
 		timeout_ms = min_timeout(timeout_ms, next <= now ? 0 : (int)(next - now));
 
-	if (pollfd_vec_reserve(&pv, 1 + nextra)) {
+	if (pollfd_vec_reserve(&pv, 2 + nextra)) {
 		logmsg("out of memory building the poll set");
 		return -ENOMEM;
 	}
@@ -126,6 +127,8 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 		extra[i].revents = 0;
 		pv.ptr[pv.len++] = extra[i];
 	}
+	/* migration jobs' eventfd: handled by mig_run() at the next turn */
+	pv.len += (size_t)mig_pollfd(d, pv.ptr + pv.len);
 	r = poll_all(d, &pv, timeout_ms);
 	for (unsigned int i = 0; i < nextra; i++)
 		extra[i].revents = pv.ptr[1 + i].revents;

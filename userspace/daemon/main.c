@@ -50,6 +50,8 @@ static void usage(FILE *f)
 		"      --stats FILE        write key=value counters to FILE at exit and on SIGUSR1\n"
 		"      --ready FILE        create FILE once registered and the devices are known\n"
 		"      --node-dir DIR      where to make private COW device nodes (default /run)\n"
+		"      --run-dir DIR       live migration keys and receive specs (default "
+		RCOWD_RUN_DIR ")\n"
 		"  -v, --verbose           more log lines (twice: every fault)\n"
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version\n"
@@ -116,7 +118,7 @@ static void bad_option(int c, char **argv, const struct option *longopts)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF };
+	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF, O_RUN };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "config", required_argument, NULL, 'c' },
@@ -126,6 +128,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "stats", required_argument, NULL, O_STATS },
 		{ "ready", required_argument, NULL, O_READY },
 		{ "node-dir", required_argument, NULL, O_NODE },
+		{ "run-dir", required_argument, NULL, O_RUN },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -169,6 +172,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case O_NODE:
 			o->node_dir = optarg;
+			break;
+		case O_RUN:
+			o->run_dir = optarg;
 			break;
 		case 'v':
 			o->verbose++;

@@ -22,6 +22,8 @@ int main(void)
 		{ "fill", test_fill },
 		{ "policy", test_policy },
 		{ "config", test_config },
+		{ "mig", test_mig },
+		{ "mig-tls", test_mig_tls },
 	};
 	struct tap t = { 0, 0, 0, NULL };
 	size_t i;

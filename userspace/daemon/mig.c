@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mig.c - live migration jobs, the loop's side (see mig.h): starting a
+ * job on MIGRATE_START (source) or on an incoming device with a receive
+ * spec (destination), passing the kernel's events to it, running its
+ * kernel requests, reaping it when its thread is over.
+ *
+ * Secrets.  The kernel's `migrate send HOST:PORT` carries no key, and a
+ * key never goes into a table, a message or a log.  The CLI puts it in a
+ * root-only file under the daemon's run directory (--run-dir, default
+ * /run/remote-cowd), in the directory migrate/ (mode 0700):
+ *
+ *   send-NAME.psk   source: the PSK file (psktool's format) for device
+ *                   NAME's migration; read at MIGRATE_START.
+ *   recv-NAME       destination: "listen HOST:PORT" on its first line,
+ *                   then the PSK file; read when device NAME shows up
+ *                   incoming (DEVICE_ADD or the device list).
+ *
+ * Files owned by another user than the daemon's, or readable by group or
+ * others, are refused.  The daemon removes a job's file when the job
+ * ends, whatever the outcome.
+ *
+ * The loop's state (struct migs: the jobs, the eventfd the threads wake
+ * it with) is the loop thread's; see mig.h for the jobs' lock.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mig.h"
+
+struct migs {
+	int efd;
+	struct mig_job *jobs;
+};
+
+int mig_spec_path(const struct daemon *d, bool sender, const char *name, char *out, size_t cap)
+{
+	int n = snprintf(out, cap, "%s/migrate/%s%s%s", d->opt.run_dir ? d->opt.run_dir :
+			 RCOWD_RUN_DIR, sender ? "send-" : "recv-", name, sender ? ".psk" : "");
+
+	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+static struct migs *migs_get(struct daemon *d)
+{
+	if (!d->mig) {
+		struct migs *m = calloc(1, sizeof(*m));
+
+		if (!m)
+			return NULL;
+		m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (m->efd < 0) {
+			free(m);
+			return NULL;
+		}
+		d->mig = m;
+	}
+	return d->mig;
+}
+
+static struct mig_job *find_job(struct daemon *d, uint32_t dev_id)
+{
+	for (struct mig_job *j = d->mig ? d->mig->jobs : NULL; j; j = j->next)
+		if (j->info.dev_id == dev_id)
+			return j;
+	return NULL;
+}
+
+/* ---- thread side ---------------------------------------------------------- */
+
+static void wake_loop(struct mig_job *j)
+{
+	uint64_t one = 1;
+
+	if (write(j->wake_fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: the loop is awake anyway */
+	}
+}
+
+/* The loop may reap the job (join its thread). */
+static void mig_over(struct mig_job *j)
+{
+	pthread_mutex_lock(&j->lock);
+	j->over = true;
+	pthread_mutex_unlock(&j->lock);
+	wake_loop(j);
+}
+
+int mig_kcall(struct mig_job *j, struct mig_kreq *q)
+{
+	int r;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->stop) {
+		pthread_mutex_unlock(&j->lock);
+		return -ECANCELED;
+	}
+	j->req = q;
+	j->req_taken = j->req_done = false;
+	pthread_mutex_unlock(&j->lock);
+	wake_loop(j);
+	pthread_mutex_lock(&j->lock);
+	while (!j->req_done && !(j->stop && !j->req_taken))
+		pthread_cond_wait(&j->cond, &j->lock);
+	r = j->req_done ? q->result : -ECANCELED;
+	j->req = NULL;
+	pthread_mutex_unlock(&j->lock);
+	if (r == -ECANCELED && !q->err.msg[0])
+		rcow_err_set(&q->err, ECANCELED, "the daemon is stopping the migration");
+	return r;
+}
+
+bool mig_stopping(struct mig_job *j)
+{
+	bool s;
+
+	pthread_mutex_lock(&j->lock);
+	s = j->stop || j->abort;
+	pthread_mutex_unlock(&j->lock);
+	return s;
+}
+
+void mig_wait(struct mig_job *j, uint64_t round_after, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&j->lock);
+	while (!j->stop && !j->abort && j->round_seen <= round_after &&
+	       !(round_after == UINT64_MAX && j->finish))
+		if (pthread_cond_timedwait(&j->cond, &j->lock, &ts))
+			break;
+	pthread_mutex_unlock(&j->lock);
+}
+
+void mig_set_conn(struct mig_job *j, struct mig_conn *c)
+{
+	pthread_mutex_lock(&j->lock);
+	j->conn = c;
+	pthread_mutex_unlock(&j->lock);
+}
+
+static void log_counts(const struct mig_job *j, const struct mig_conn *c, uint64_t extents)
+{
+	const struct mig_counts *n = mig_conn_counts(c);
+	uint64_t sent = 0, recvd = 0;
+
+	for (int t = 0; t < MIG_NR_TYPES; t++) {
+		sent += n->sent.bytes[t];
+		recvd += n->recvd.bytes[t];
+	}
+	logmsg("device %s: migration bytes on the wire: sent %llu (DATA %llu in %llu frames), received %llu; extents moved %llu (%llu bytes)",
+	       j->info.dm_name, (unsigned long long)sent,
+	       (unsigned long long)n->sent.bytes[MIG_DATA],
+	       (unsigned long long)n->sent.frames[MIG_DATA], (unsigned long long)recvd,
+	       (unsigned long long)extents,
+	       (unsigned long long)(extents * j->info.extent_sectors * 512ull));
+}
+
+void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow *cow, struct rcow_buf *buf,
+	     void *rbuf, uint64_t extents)
+{
+	if (c) {
+		log_counts(j, c, extents);
+		mig_set_conn(j, NULL);
+		mig_conn_close(c);
+	}
+	if (cow)
+		rcow_cow_close(cow);
+	rcow_buf_free(buf);
+	free(rbuf);
+	mig_over(j);
+}
+
+/* ---- loop side -------------------------------------------------------------- */
+
+static int runs_cb(const struct rcow_run *run, void *data)
+{
+	return run_vec_push(data, *run);
+}
+
+static int put_dev(struct daemon *d, uint8_t cmd, const struct mig_job *j, uint32_t *buf,
+		   struct nlmsghdr **out)
+{
+	*out = rcow_msg_start(buf, rcow_nl_family(d->nl), cmd, 0, 0);
+	return rcow_msg_put_u32(*out, RCOW_A_DEV_ID, j->info.dev_id) ? 0 : -EMSGSIZE;
+}
+
+/* One kernel request of a job, in the loop thread, no lock held. */
+static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q)
+{
+	static const uint8_t cmd[] = {
+		[MK_ROUND] = RCOW_CMD_MIGRATE_ROUND, [MK_MARK] = RCOW_CMD_MIGRATE_MARK,
+		[MK_END] = RCOW_CMD_MIGRATE_END, [MK_FILL] = RCOW_CMD_MIGRATE_FILL,
+		[MK_COMPLETE] = RCOW_CMD_MIGRATE_COMPLETE,
+	};
+	uint32_t buf[RCOW_MSG_BUF_SIZE / 4];
+	struct rcow_device_info *info;
+	struct nlmsghdr *nlh;
+	bool ok = true;
+	int r;
+
+	if (!d->nl)
+		return rcow_err_set(&q->err, ENOTCONN, "no kernel connection");
+	switch (q->op) {
+	case MK_RUNS:
+		q->runs.len = 0;
+		return rcow_nl_dump_runs(d->nl, j->info.dev_id, RCOW_BITMAP_MIGRATE_ROUND, 0,
+					 runs_cb, &q->runs, &q->err);
+	case MK_STATE:
+		info = malloc(sizeof(*info));
+		if (!info)
+			return rcow_err_set(&q->err, ENOMEM, "out of memory");
+		r = rcow_nl_get_device(d->nl, j->info.dev_id, info, &q->err);
+		q->state = info->migrate_state;
+		free(info);
+		return r;
+	default:
+		break;
+	}
+	if (put_dev(d, cmd[q->op], j, buf, &nlh))
+		return rcow_err_set(&q->err, EMSGSIZE, "netlink message too large");
+	if (q->op == MK_MARK)
+		ok = rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_ROUND, q->round);
+	if (q->op == MK_MARK || q->op == MK_FILL)
+		ok = ok && rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, q->first) &&
+		     rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, q->count);
+	if (q->op == MK_END) {
+		ok = rcow_msg_put_u32(nlh, RCOW_A_STATUS, q->status);
+		if (q->message && q->message[0])
+			ok = ok && rcow_msg_put_str(nlh, RCOW_A_MESSAGE, q->message);
+	}
+	if (!ok)
+		return rcow_err_set(&q->err, EMSGSIZE, "netlink message too large");
+	return rcow_nl_transact(d->nl, nlh, NULL, NULL, &q->err);
+}
+
+static void job_free(struct mig_job *j)
+{
+	pthread_mutex_destroy(&j->lock);
+	pthread_cond_destroy(&j->cond);
+	free(j);
+}
+
+static void unlink_job(struct daemon *d, struct mig_job *j)
+{
+	struct mig_job **pp;
+
+	for (pp = &d->mig->jobs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+}
+
+void mig_run(struct daemon *d)
+{
+	struct mig_job *j, *next;
+	uint64_t v;
+
+	if (!d->mig)
+		return;
+	if (read(d->mig->efd, &v, sizeof(v)) < 0) {
+		/* nothing written since the last turn */
+	}
+	for (j = d->mig->jobs; j; j = next) {
+		struct mig_kreq *q = NULL;
+		bool over;
+
+		next = j->next;
+		pthread_mutex_lock(&j->lock);
+		if (j->req && !j->req_taken && !j->req_done && !j->stop) {
+			q = j->req;
+			j->req_taken = true;
+		}
+		over = j->over;
+		pthread_mutex_unlock(&j->lock);
+		if (q) {
+			int r = do_kreq(d, j, q);
+
+			pthread_mutex_lock(&j->lock);
+			q->result = r;
+			j->req_done = true;
+			pthread_cond_broadcast(&j->cond);
+			pthread_mutex_unlock(&j->lock);
+		}
+		if (over) {
+			pthread_join(j->th, NULL);
+			unlink(j->spec);
+			unlink_job(d, j);
+			job_free(j);
+		}
+	}
+}
+
+int mig_pollfd(struct daemon *d, struct pollfd *p)
+{
+	if (!d->mig || !d->mig->jobs)
+		return 0;
+	*p = (struct pollfd){ .fd = d->mig->efd, .events = POLLIN };
+	return 1;
+}
+
+static int start_job(struct daemon *d, const struct rcow_device_info *info, bool sender)
+{
+	struct migs *m = migs_get(d);
+	struct mig_job *j;
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->d = d;
+	j->wake_fd = m->efd;
+	j->sender = sender;
+	j->info = *info;
+	j->lfd = -1;
+	j->round_seen = info->migrate_round;
+	snprintf(j->target, sizeof(j->target), "%s", info->migrate_target);
+	if (mig_spec_path(d, sender, info->dm_name, j->spec, sizeof(j->spec))) {
+		free(j);
+		return -ENAMETOOLONG;
+	}
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	r = pthread_create(&j->th, NULL, sender ? mig_send_thread : mig_recv_thread, j);
+	if (r) {
+		job_free(j);
+		return -r;
+	}
+	j->next = m->jobs;
+	m->jobs = j;
+	return 0;
+}
+
+/* A migration that cannot even start: say so to the kernel, from the loop. */
+static void fail_start(struct daemon *d, const struct rcow_device_info *info, int code,
+		       const char *why)
+{
+	struct mig_job tmp = { .info = *info };
+	struct mig_kreq q = { .op = MK_END, .status = (uint32_t)code, .message = why };
+
+	logmsg("device %s: migration to %s failed: %s", info->dm_name, info->migrate_target, why);
+	if (do_kreq(d, &tmp, &q))
+		logmsg("device %s: MIGRATE_END: %s", info->dm_name, q.err.msg);
+}
+
+/* Stop a job and wait for its thread (it wakes within a second). */
+static void stop_job(struct daemon *d, struct mig_job *j)
+{
+	pthread_mutex_lock(&j->lock);
+	j->stop = true;
+	if (j->conn)
+		mig_conn_shutdown(j->conn);
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	pthread_join(j->th, NULL);
+	unlink(j->spec);
+	unlink_job(d, j);
+	job_free(j);
+}
+
+void mig_event(struct daemon *d, const struct rcow_event *ev)
+{
+	const struct rcow_device_info *info = &ev->u.dev;
+	struct mig_job *j = find_job(d, info->dev_id);
+	char why[128];
+	int r;
+
+	switch (ev->cmd) {
+	case RCOW_CMD_MIGRATE_START:
+		if (j) {
+			bool ended;
+
+			pthread_mutex_lock(&j->lock);
+			ended = j->over || j->abort || j->stop || !j->sender;
+			pthread_mutex_unlock(&j->lock);
+			if (!ended) {
+				vlog(d, 1, "device %s: MIGRATE_START again: the migration goes on",
+				     info->dm_name);
+				return;
+			}
+			stop_job(d, j);		/* a new migration after an old one's end */
+		}
+		logmsg("device %s: migrating to %s", info->dm_name, info->migrate_target);
+		r = start_job(d, info, true);
+		if (r) {
+			snprintf(why, sizeof(why), "cannot start the migration job: %s",
+				 strerror(-r));
+			fail_start(d, info, -r, why);
+		}
+		return;
+	case RCOW_CMD_MIGRATE_ROUND:
+	case RCOW_CMD_MIGRATE_FINISH:
+	case RCOW_CMD_MIGRATE_ABORT:
+		if (!j || !j->sender) {
+			vlog(d, 1, "device %s: migration event for no job; ignored", info->dm_name);
+			return;
+		}
+		pthread_mutex_lock(&j->lock);
+		if (ev->cmd == RCOW_CMD_MIGRATE_ROUND && info->migrate_round > j->round_seen)
+			j->round_seen = info->migrate_round;
+		if (ev->cmd == RCOW_CMD_MIGRATE_FINISH)
+			j->finish = true;
+		if (ev->cmd == RCOW_CMD_MIGRATE_ABORT) {
+			j->abort = true;
+			if (j->conn)
+				mig_conn_shutdown(j->conn);
+		}
+		pthread_cond_broadcast(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+		return;
+	default:
+		return;
+	}
+}
+
+/* A root-only receive spec for this incoming device? */
+static bool have_spec(struct daemon *d, const char *name)
+{
+	char path[4096];
+	struct stat st;
+
+	if (mig_spec_path(d, false, name, path, sizeof(path)) || stat(path, &st))
+		return false;
+	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+		logmsg("device %s: ignoring receive spec %s: it must be owned by the daemon's user and not readable by others",
+		       name, path);
+		return false;
+	}
+	return true;
+}
+
+void mig_device(struct daemon *d, const struct rcow_device_info *info)
+{
+	struct mig_job *j = find_job(d, info->dev_id);
+
+	if (j || info->migrate_state != RCOW_MIGRATE_INCOMING ||
+	    (info->flags & RCOW_DEV_F_INACTIVE))
+		return;
+	if (!have_spec(d, info->dm_name)) {
+		vlog(d, 1, "device %s: incoming, no receive spec for it", info->dm_name);
+		return;
+	}
+	if (start_job(d, info, false))
+		logmsg("device %s: cannot start the receiving job", info->dm_name);
+}
+
+void mig_stop(struct daemon *d, uint32_t dev_id)
+{
+	struct mig_job *j = find_job(d, dev_id);
+
+	if (j) {
+		logmsg("device %s: gone; stopping its migration", j->info.dm_name);
+		stop_job(d, j);
+	}
+}
+
+void mig_fini(struct daemon *d)
+{
+	if (!d->mig)
+		return;
+	while (d->mig->jobs)
+		stop_job(d, d->mig->jobs);
+	close(d->mig->efd);
+	free(d->mig);
+	d->mig = NULL;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The live migration protocol between two remote-cowd (source and
+ * destination), frame by frame, without any socket: encoders write into a
+ * caller's buffer, decoders check a received payload.  The TLS session
+ * that carries the frames is daemon/mig-tls.c; what each side does with
+ * them is daemon/mig.c.  The protocol is documented in
+ * Documentation/migration-design.rst ("Wire protocol").
+ *
+ * A frame is an 8-byte header - type (u8), three zero bytes, payload
+ * length (u32, big endian) - and the payload.  Every integer is big
+ * endian.  Payloads:
+ *
+ *   HELLO      u32 version, u32 ndev, then per device: u16 name length,
+ *              name, u64 dev_sectors, u32 extent_sectors, u16 URI length,
+ *              base URI                                      (source)
+ *   READY      empty: the destination accepted the HELLO   (destination)
+ *   DATA       u32 device index (in HELLO's order), u64 first extent,
+ *              u32 count, then the extents' bytes (the last extent of a
+ *              device may be short: up to dev_sectors)       (source)
+ *   FLUSH      u64 sequence number                            (source)
+ *   FLUSHED    u64 the sequence number of the FLUSH answered   (destination)
+ *   FINISH     empty                                          (source)
+ *   COMMITTED  empty                                          (destination)
+ *   ABORT      u32 errno, u16 length, message                 (either)
+ *
+ * Decoders refuse (-EPROTO, with a sentence) any payload whose length
+ * does not match what its fields say, a name or URI with a NUL or over
+ * its limit, an unknown type or nonzero reserved bytes in a header, and a
+ * payload longer than the type allows (MIG_MAX_PAYLOAD for DATA).
+ */
+#ifndef RCOW_MIG_PROTO_H
+#define RCOW_MIG_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "remote_cow.h"
+#include "rcow/err.h"
+
+#define MIG_VERSION 1
+#define MIG_HDR_SIZE 8
+#define MIG_DATA_HEAD 16			/* DATA payload before the bytes */
+#define MIG_MAX_DATA (4u << 20)			/* bytes of one DATA frame */
+#define MIG_MAX_PAYLOAD (MIG_DATA_HEAD + MIG_MAX_DATA)
+#define MIG_MAX_DEVICES 64
+#define MIG_NAME_MAX 127			/* dm name, without the NUL */
+#define MIG_MSG_MAX 255				/* ABORT message, without the NUL */
+#define MIG_MAX_HELLO (8 + MIG_MAX_DEVICES * (2 + MIG_NAME_MAX + 12 + 2 + REMOTE_COW_MAX_URI))
+
+enum mig_type {
+	MIG_HELLO = 1,
+	MIG_READY,
+	MIG_DATA,
+	MIG_FLUSH,
+	MIG_FLUSHED,
+	MIG_FINISH,
+	MIG_COMMITTED,
+	MIG_ABORT,
+	MIG_NR_TYPES,
+};
+
+struct mig_hdr {
+	uint8_t type;		/* enum mig_type */
+	uint32_t len;		/* payload bytes */
+};
+
+struct mig_dev {
+	char name[MIG_NAME_MAX + 1];
+	uint64_t dev_sectors;
+	uint32_t extent_sectors;
+	char base_uri[REMOTE_COW_MAX_URI + 1];
+};
+
+struct mig_hello {
+	uint32_t version;
+	uint32_t ndev;
+	struct mig_dev dev[MIG_MAX_DEVICES];
+};
+
+/* DATA's fixed part; data points into the decoded payload. */
+struct mig_data {
+	uint32_t dev;
+	uint64_t first;
+	uint32_t count;
+	const uint8_t *data;
+	size_t len;
+};
+
+struct mig_abort {
+	uint32_t error;
+	char msg[MIG_MSG_MAX + 1];
+};
+
+/* Frames and bytes (header included) per type, one direction. */
+struct mig_count {
+	uint64_t frames[MIG_NR_TYPES];
+	uint64_t bytes[MIG_NR_TYPES];
+};
+
+/* "HELLO", "DATA", ...; "?" for anything else. */
+const char *mig_type_name(unsigned int type);
+
+/* Header: encode (buf MIG_HDR_SIZE bytes), and check a received one. */
+void mig_hdr_put(uint8_t *buf, uint8_t type, uint32_t len);
+int mig_hdr_parse(const uint8_t *buf, struct mig_hdr *h, struct rcow_err *err);
+
+/*
+ * Whole frames into buf (cap bytes); each returns the frame's length
+ * (header included) or -ENOSPC / -EINVAL with err set.
+ */
+int mig_enc_hello(uint8_t *buf, size_t cap, const struct mig_hello *h, struct rcow_err *err);
+int mig_enc_empty(uint8_t *buf, size_t cap, uint8_t type);
+int mig_enc_seq(uint8_t *buf, size_t cap, uint8_t type, uint64_t seq);
+int mig_enc_abort(uint8_t *buf, size_t cap, uint32_t error, const char *msg);
+/*
+ * DATA's header and fixed part (MIG_HDR_SIZE + MIG_DATA_HEAD bytes into
+ * buf); the caller sends nbytes of extent data right behind it.
+ * -EINVAL if nbytes is over MIG_MAX_DATA.
+ */
+int mig_enc_data_head(uint8_t *buf, uint32_t dev, uint64_t first, uint32_t count,
+		      size_t nbytes, struct rcow_err *err);
+
+/* Payload decoders (p, len: the payload after the header). */
+int mig_dec_hello(const uint8_t *p, size_t len, struct mig_hello *h, struct rcow_err *err);
+int mig_dec_data(const uint8_t *p, size_t len, struct mig_data *d, struct rcow_err *err);
+int mig_dec_seq(const uint8_t *p, size_t len, uint64_t *seq, struct rcow_err *err);
+int mig_dec_abort(const uint8_t *p, size_t len, struct mig_abort *a, struct rcow_err *err);
+int mig_dec_empty(uint8_t type, size_t len, struct rcow_err *err);
+
+/*
+ * A PSK in GnuTLS psktool's file format: lines "identity:hexkey" (the
+ * first one is used; empty lines and lines starting with '#' are
+ * skipped).  Identity 1 to MIG_PSK_ID_MAX printable characters without
+ * ':', key 16 to MIG_PSK_KEY_MAX bytes.  The text is never copied into
+ * err (it holds the secret).
+ */
+#define MIG_PSK_ID_MAX 128
+#define MIG_PSK_KEY_MAX 64
+
+struct mig_psk {
+	char identity[MIG_PSK_ID_MAX + 1];
+	uint8_t key[MIG_PSK_KEY_MAX];
+	size_t key_len;
+};
+
+int mig_psk_parse(const char *text, size_t len, struct mig_psk *psk, struct rcow_err *err);
+/* Read and parse a PSK file (at most 4 KiB). */
+int mig_psk_load(const char *path, struct mig_psk *psk, struct rcow_err *err);
+/* Overwrite the key (before freeing or returning). */
+void mig_psk_wipe(struct mig_psk *psk);
+
+/*
+ * HELLO check on the destination: got (the source's devices) and want
+ * (the devices this side receives) pair up by position - the names given
+ * to `remote-cow migrate` and `remote-cow receive`, in order; the names
+ * themselves may differ between hosts - with the same size, extent size
+ * and base URI.  -EINVAL with the first mismatch named.
+ */
+int mig_hello_match(const struct mig_hello *got, const struct mig_hello *want,
+		    struct rcow_err *err);
+
+#endif

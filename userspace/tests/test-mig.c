@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * test-mig.c - the live migration frame codec and PSK files
+ * (rcow/mig-proto.h): every frame round-trips; truncated, oversized,
+ * padded and garbage frames are refused; HELLO mismatches are named;
+ * psktool's file format parses and bad keys are refused.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rcow/mig-proto.h"
+#include "tap.h"
+
+static void hello_fill(struct mig_hello *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = MIG_VERSION;
+	h->ndev = 2;
+	strcpy(h->dev[0].name, "vm1-disk");
+	h->dev[0].dev_sectors = 2097152;
+	h->dev[0].extent_sectors = 128;
+	strcpy(h->dev[0].base_uri, "nbd://10.0.0.1/base");
+	strcpy(h->dev[1].name, "vm1-data");
+	h->dev[1].dev_sectors = 4097;
+	h->dev[1].extent_sectors = 8;
+	strcpy(h->dev[1].base_uri, "file:///srv/img");
+}
+
+static void test_frames(struct tap *t)
+{
+	struct mig_hello *h = calloc(1, sizeof(*h)), *g = calloc(1, sizeof(*g));
+	uint8_t *buf = malloc(MIG_MAX_HELLO + MIG_HDR_SIZE);
+	struct rcow_err err = { 0 };
+	struct mig_hdr hdr;
+	struct mig_data dd;
+	struct mig_abort ab;
+	uint64_t seq = 0;
+	int n;
+
+	if (!h || !g || !buf) {
+		tap_ok(t, false, "allocation");
+		goto out;
+	}
+	hello_fill(h);
+	n = mig_enc_hello(buf, MIG_MAX_HELLO + MIG_HDR_SIZE, h, &err);
+	tap_ok(t, n > MIG_HDR_SIZE && !mig_hdr_parse(buf, &hdr, &err) && hdr.type == MIG_HELLO &&
+	       hdr.len == (uint32_t)n - MIG_HDR_SIZE, "HELLO encodes with a valid header");
+	tap_ok(t, !mig_dec_hello(buf + MIG_HDR_SIZE, hdr.len, g, &err) && g->ndev == 2 &&
+	       !strcmp(g->dev[1].name, "vm1-data") && g->dev[1].dev_sectors == 4097 &&
+	       g->dev[0].extent_sectors == 128 && !strcmp(g->dev[0].base_uri, h->dev[0].base_uri),
+	       "HELLO round-trips");
+	tap_ok(t, mig_dec_hello(buf + MIG_HDR_SIZE, hdr.len - 1, g, &err) == -EPROTO,
+	       "a truncated HELLO is refused");
+	tap_ok(t, mig_dec_hello(buf + MIG_HDR_SIZE, hdr.len + 1, g, &err) == -EPROTO,
+	       "a HELLO with trailing bytes is refused");
+	buf[MIG_HDR_SIZE + 3] = 2;
+	tap_ok(t, mig_dec_hello(buf + MIG_HDR_SIZE, hdr.len, g, &err) == -EPROTO &&
+	       strstr(err.msg, "version"), "a HELLO of another version is refused: %s", err.msg);
+	buf[MIG_HDR_SIZE + 3] = 1;
+	buf[MIG_HDR_SIZE + 8 + 2 + 3] = 0;	/* a NUL in the first name */
+	tap_ok(t, mig_dec_hello(buf + MIG_HDR_SIZE, hdr.len, g, &err) == -EPROTO,
+	       "a HELLO with a NUL in a name is refused");
+	tap_ok(t, mig_enc_hello(buf, 20, h, &err) == -ENOSPC, "HELLO into a small buffer: ENOSPC");
+
+	/* matching: by position, names free */
+	hello_fill(g);
+	strcpy(g->dev[0].name, "dst-disk");
+	tap_ok(t, !mig_hello_match(h, g, &err), "HELLO matches by position, names may differ");
+	g->dev[0] = h->dev[1];
+	g->dev[1] = h->dev[0];
+	tap_ok(t, mig_hello_match(h, g, &err) == -EINVAL,
+	       "the same devices in another order do not match");
+	hello_fill(g);
+	g->dev[1].dev_sectors++;
+	tap_ok(t, mig_hello_match(h, g, &err) == -EINVAL && strstr(err.msg, "sectors"),
+	       "a size mismatch is named: %s", err.msg);
+	hello_fill(g);
+	g->dev[0].extent_sectors = 256;
+	tap_ok(t, mig_hello_match(h, g, &err) == -EINVAL && strstr(err.msg, "extents"),
+	       "an extent size mismatch is named: %s", err.msg);
+	hello_fill(g);
+	strcpy(g->dev[0].base_uri, "nbd://elsewhere/base");
+	tap_ok(t, mig_hello_match(h, g, &err) == -EINVAL && strstr(err.msg, "base"),
+	       "a base mismatch is named: %s", err.msg);
+	g->ndev = 1;
+	tap_ok(t, mig_hello_match(h, g, &err) == -EINVAL,
+	       "a different number of devices is refused");
+
+	/* DATA */
+	n = mig_enc_data_head(buf, 1, 77, 2, 8192, &err);
+	memset(buf + n, 0x5a, 8192);
+	tap_ok(t, n == MIG_HDR_SIZE + MIG_DATA_HEAD && !mig_hdr_parse(buf, &hdr, &err) &&
+	       hdr.type == MIG_DATA && hdr.len == MIG_DATA_HEAD + 8192, "DATA header");
+	tap_ok(t, !mig_dec_data(buf + MIG_HDR_SIZE, hdr.len, &dd, &err) && dd.dev == 1 &&
+	       dd.first == 77 && dd.count == 2 && dd.len == 8192 && dd.data[8191] == 0x5a,
+	       "DATA round-trips");
+	tap_ok(t, mig_enc_data_head(buf, 0, 0, 1, MIG_MAX_DATA + 1, &err) == -EINVAL,
+	       "DATA over MIG_MAX_DATA is not encoded");
+	tap_ok(t, mig_dec_data(buf + MIG_HDR_SIZE, MIG_DATA_HEAD, &dd, &err) == -EPROTO,
+	       "DATA without bytes is refused");
+	mig_hdr_put(buf, MIG_DATA, MIG_MAX_PAYLOAD + 1);
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO, "an oversized DATA header is refused");
+	mig_hdr_put(buf, MIG_FINISH, 1);
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO,
+	       "a FINISH header with a payload is refused");
+	mig_hdr_put(buf, MIG_DATA, 100);
+	buf[2] = 1;
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO, "nonzero reserved bytes are refused");
+	memcpy(buf, "GET / HT", 8);
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO, "garbage is refused: %s", err.msg);
+	mig_hdr_put(buf, MIG_NR_TYPES, 0);
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO, "an unknown type is refused");
+
+	/* FLUSH, ABORT, empty */
+	n = mig_enc_seq(buf, 64, MIG_FLUSHED, 0x0102030405060708ull);
+	tap_ok(t, n == 16 && !mig_hdr_parse(buf, &hdr, &err) &&
+	       !mig_dec_seq(buf + MIG_HDR_SIZE, hdr.len, &seq, &err) &&
+	       seq == 0x0102030405060708ull, "FLUSHED round-trips");
+	tap_ok(t, mig_dec_seq(buf + MIG_HDR_SIZE, 7, &seq, &err) == -EPROTO,
+	       "a short FLUSH is refused");
+	n = mig_enc_abort(buf, 512, EIO, "disk on fire");
+	tap_ok(t, n > 0 && !mig_hdr_parse(buf, &hdr, &err) &&
+	       !mig_dec_abort(buf + MIG_HDR_SIZE, hdr.len, &ab, &err) && ab.error == EIO &&
+	       !strcmp(ab.msg, "disk on fire"), "ABORT round-trips");
+	tap_ok(t, mig_dec_abort(buf + MIG_HDR_SIZE, hdr.len - 1, &ab, &err) == -EPROTO,
+	       "a truncated ABORT is refused");
+	n = mig_enc_empty(buf, 8, MIG_COMMITTED);
+	tap_ok(t, n == 8 && !mig_hdr_parse(buf, &hdr, &err) && hdr.type == MIG_COMMITTED &&
+	       !mig_dec_empty(hdr.type, hdr.len, &err), "COMMITTED round-trips");
+	tap_ok(t, !strcmp(mig_type_name(MIG_FLUSHED), "FLUSHED") && !strcmp(mig_type_name(99), "?"),
+	       "type names");
+out:
+	free(h);
+	free(g);
+	free(buf);
+}
+
+static void test_psk(struct tap *t)
+{
+	static const char good[] = "# made by psktool\n\nalice:000102030405060708090a0b0c0d0e0f"
+				   "101112131415161718191a1b1c1d1e1f\nbob:ff\n";
+	struct rcow_err err = { 0 };
+	struct mig_psk psk;
+
+	tap_ok(t, !mig_psk_parse(good, sizeof(good) - 1, &psk, &err) &&
+	       !strcmp(psk.identity, "alice") && psk.key_len == 32 && psk.key[31] == 0x1f,
+	       "psktool's format: the first key line");
+	tap_ok(t, mig_psk_parse("alice:0011", 10, &psk, &err) == -EINVAL && !strstr(err.msg, "0011"),
+	       "a short key is refused, the key not in the message: %s", err.msg);
+	tap_ok(t, mig_psk_parse("alice:zz0102030405060708090a0b0c0d0e0f", 38, &psk, &err) ==
+	       -EINVAL, "a non-hex key is refused");
+	tap_ok(t, mig_psk_parse("000102030405060708090a0b0c0d0e0f", 32, &psk, &err) == -EINVAL,
+	       "a line without identity is refused");
+	tap_ok(t, mig_psk_parse(":000102030405060708090a0b0c0d0e0f", 33, &psk, &err) == -EINVAL,
+	       "an empty identity is refused");
+	tap_ok(t, mig_psk_parse("# nothing\n", 10, &psk, &err) == -EINVAL, "no key line: refused");
+	tap_ok(t, mig_psk_load("/nonexistent/psk", &psk, &err) == -ENOENT,
+	       "a missing file: ENOENT");
+	mig_psk_wipe(&psk);
+}
+
+void test_mig(struct tap *t)
+{
+	test_frames(t);
+	test_psk(t);
+}
