@@ -232,12 +232,16 @@ clone_run() {
 	dm_remove bm-zero
 }
 
-era_run() {
+# one_table <TiB> <target> <table>: one table (dm name bm-<target>),
+# measured fresh.
+one_table() {
 	sample "$work/before"
-	dmsetup create bm-era --table "0 $len era $META $COW $EXT" || die "cannot create dm-era"
-	measure "$1" era fresh
-	dm_remove bm-era || die "cannot remove dm-era"
+	dmsetup create "bm-$2" --table "$3" || die "cannot create $(label "$2")"
+	measure "$1" "$2" fresh
+	dm_remove "bm-$2" || die "cannot remove $(label "$2")"
 }
+
+era_run() { one_table "$1" era "0 $len era $META $COW $EXT"; }
 
 thin_run() {
 	sample "$work/before"
@@ -252,27 +256,13 @@ thin_run() {
 	dm_remove bm-pool || die "cannot remove the thin pool"
 }
 
-lin_run() {
-	sample "$work/before"
-	dmsetup create bm-lin --table "0 $len linear $COW 0" || die "cannot create dm-linear"
-	measure "$1" lin fresh
-	dm_remove bm-lin || die "cannot remove dm-linear"
-}
+lin_run() { one_table "$1" lin "0 $len linear $COW 0"; }
 
 label() {
 	case $1 in
 	rc) echo remote-cow ;; clone) echo dm-clone ;; era) echo dm-era ;;
 	thin) echo dm-thin ;; lin) echo dm-linear ;;
 	esac
-}
-
-# rotate <rep> <words...>: the words rotated left by rep - 1.
-rotate() {
-	local k=$1 a
-	shift
-	a=("$@")
-	k=$(((k - 1) % ${#a[@]}))
-	echo "${a[@]:k}" "${a[@]:0:k}"
 }
 
 # punch <file>: all of it back to a hole (zeroes, no memory).
