@@ -166,6 +166,15 @@ bench-peers: all
 bench-commit: all
 	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- "$(ROOT)/bench/bench-commit.sh"
 
+# Kernel memory per TiB of virtual device: remote-cow beside dm-clone, dm-era,
+# dm-thin and dm-linear (Documentation/benchmarks.rst, "Kernel memory");
+# figures, not in make check.  dm-clone is built out of tree first.
+.PHONY: bench-memory
+bench-memory: all
+	"$(ROOT)/bench/build-dm-clone.sh" >/dev/null
+	VM_MEM=$${VM_MEM:-3072} "$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- \
+		"$(ROOT)/bench/bench-memory.sh"
+
 # ---------------------------------------------------------------------------
 # Install (DESTDIR for packaging; a real install runs depmod itself)
 #

@@ -350,14 +350,6 @@ EOF
 # Results: R[<link>.<workload>.<target>] = the runs, space separated.
 declare -A R
 add() { R[$1]="${R[$1]:-} $2"; log "$1: $2"; }
-# rotate <rep> <words...>: the words rotated left by rep - 1.
-rotate() {
-	local k=$1 a
-	shift
-	a=("$@")
-	k=$(((k - 1) % ${#a[@]}))
-	echo "${a[@]:k}" "${a[@]:0:k}"
-}
 
 link_runs() {	# link_runs <link name>
 	local lk=$1 rep t v t0 t1 b0 b1 s

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 #
-# bench/lib-bench.sh - shell helpers shared by the benchmarks that read a
-# base over NBD (bench-nbd.sh, bench-peers.sh).  Source it after
+# bench/lib-bench.sh - shell helpers shared by the benchmarks
+# (bench-nbd.sh, bench-peers.sh, bench-memory.sh).  Source it after
 # selftests/lib.sh and selftests/lib-net.sh.
 
 # median <numbers...>: the median (the mean of the middle two for an even
@@ -11,6 +11,16 @@ median() {
 	[ $# -gt 0 ] || { echo -; return 0; }
 	printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
 		if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# rotate <rep> <words...>: the words rotated left by rep - 1 (the order of
+# the targets in repetition <rep>).
+rotate() {
+	local k=$1 a
+	shift
+	a=("$@")
+	k=$(((k - 1) % ${#a[@]}))
+	echo "${a[@]:k}" "${a[@]:0:k}"
 }
 
 # fio_get <fio json file> <what>: one figure of the first job.
