@@ -506,6 +506,8 @@ void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate)
 	mutex_lock(&rcow_nl_lock);
 	WRITE_ONCE(rc->hydrating, start);
 	rc->hydrate_rate = rate;
+	if (start)
+		WRITE_ONCE(rc->hydrate_started, jiffies);
 	if (!rcow_helper_portid)
 		goto out;
 	skb = genlmsg_new(nla_total_size(sizeof(u32)) * 2, GFP_KERNEL);
