@@ -26,6 +26,12 @@
 #  rand   cold 4 KiB random reads, fio --direct=1 at iodepth 1,
 #         BENCH_RAND_IOS of them; completion latency p50 and p99, against
 #         the same job on the export with fio's nbd engine.
+#  multi  BENCH_MULTI cold devices over the one base (a host booting
+#         several VMs from one image), each read by its own fio job at
+#         once (the first BENCH_MULTI_MB of each, 1 MiB direct reads at
+#         iodepth BENCH_SEQ_DEPTH): the aggregate MiB/s (all bytes over
+#         the longest job) and the slowest device's, against as many
+#         jobs of fio's nbd engine reading the export at once.
 #
 # Each figure is the median of BENCH_REPS runs, the device's and the
 # direct ones alternating.  Beside each sequential read of the device: the
@@ -40,6 +46,8 @@
 #   BENCH_EXTENT     extent size, sectors [128 = 64 KiB]
 #   BENCH_SEQ_DEPTH  fio iodepth of the sequential job [16]
 #   BENCH_RAND_IOS   4 KiB random reads per run [300]
+#   BENCH_MULTI      devices of the multi workload [8]
+#   BENCH_MULTI_MB   MiB read from each of them [32]
 #   BENCH_CEILING    1: also measure once without the shaped link (the
 #                    device over a file:// base, and over the NBD export
 #                    with netem removed), to show what the fault path
@@ -48,7 +56,7 @@
 #                    perf record -a (whole VM) and print where the CPU
 #                    time went, by program and by function [0]
 #   BENCH_ONLY       the workloads to measure, of: dev copy qd1 fio rand
-#                    [all of them]; those left out print "-"
+#                    multi [all of them]; those left out print "-"
 #   RCOW_HELPER      the helper program (remote-cowd when built, else
 #                    the selftests' rcow-fill)
 #
@@ -72,7 +80,9 @@ EXT=${BENCH_EXTENT:-128}
 SEQ_DEPTH=${BENCH_SEQ_DEPTH:-16}
 CEILING=${BENCH_CEILING:-1}
 RAND_IOS=${BENCH_RAND_IOS:-300}
-ONLY=" ${BENCH_ONLY:-dev copy qd1 fio rand} "
+MULTI=${BENCH_MULTI:-8}
+MULTI_MB=${BENCH_MULTI_MB:-32}
+ONLY=" ${BENCH_ONLY:-dev copy qd1 fio rand multi} "
 PERF=${BENCH_PERF:-0}
 PERF_OUT=
 NAME=bench-nbd
@@ -193,7 +203,69 @@ rand_fionbd() {
 	rand_job --ioengine=nbd --uri="$uri"
 }
 
+# fio_multi <fio json>: "<aggregate MiB/s> <slowest job's MiB/s>": every
+# job's bytes over the longest job's run time.
+fio_multi() {
+	python3 -c '
+import json, sys
+jobs = json.load(open(sys.argv[1]))["jobs"]
+b = sum(j["read"]["io_bytes"] for j in jobs)
+ms = max(j["read"]["runtime"] for j in jobs)
+print("%.2f %.2f" % (b / 1048576.0 / (max(ms, 1) / 1000.0),
+                     min(j["read"]["bw_bytes"] for j in jobs) / 1048576.0))
+' "$1"
+}
+
+# multi_dev: MULTI cold devices over the base, read at once; prints
+# "<aggregate MiB/s> <slowest device MiB/s>".  The devices share
+# remote-cowd's connections to the base (one source per base URI).
+MULTI_DEVS=()
+multi_down() {
+	local i
+	for ((i = 0; i < ${#MULTI_DEVS[@]}; i++)); do
+		dm_remove "$NAME-m$i"
+		losetup -d "${MULTI_DEVS[i]}"
+	done
+	MULTI_DEVS=()
+	rm -f "$work"/cow.*
+}
+multi_up() {
+	local i n f dev
+	multi_down
+	dm_remove "$NAME" >/dev/null 2>&1
+	[ -z "${COW_DEV:-}" ] || losetup -d "$COW_DEV"
+	COW_DEV=
+	n=$(rc_connections)
+	for ((i = 0; i < MULTI; i++)); do
+		f=$(mktemp "$work/cow.XXXXXX") || return 1
+		truncate -s $((bytes + (16 << 20))) "$f" || return 1
+		dev=$(losetup -f --show "$f") || return 1
+		MULTI_DEVS+=("$dev")
+		dmsetup create "$NAME-m$i" --table "$(rc_table "$len" "${MULTI_DEVS[i]}" "$EXT" "$uri")" ||
+			return 1
+	done
+	at_exit multi_down
+	! helper_is_daemon || rc_wait_connected "$n"
+}
+multi_dev() {
+	local i args=()
+	for ((i = 0; i < MULTI; i++)); do args+=(--name="d$i" --filename="/dev/mapper/$NAME-m$i"); done
+	rm -f "$work/fio.json"	# no figure of an earlier run
+	fio --rw=read --bs=1M --direct=1 --ioengine=libaio --iodepth="$SEQ_DEPTH" \
+		--size="${MULTI_MB}M" --output-format=json --output="$work/fio.json" "${args[@]}" \
+		>/dev/null || return 1
+	fio_multi "$work/fio.json"
+}
+multi_fionbd() {
+	rm -f "$work/fio.json"
+	fio --name=seq --ioengine=nbd --uri="$uri" --rw=read --bs=1M --iodepth="$SEQ_DEPTH" \
+		--size="${MULTI_MB}M" --numjobs="$MULTI" --output-format=json \
+		--output="$work/fio.json" >/dev/null || return 1
+	fio_multi "$work/fio.json"
+}
+
 s_dev=() s_qd1=() s_copy=() s_fio=() f_dev=() e_dev=() f_qd1=() e_qd1=() r_dev50=() r_dev99=() r_nbd50=() r_nbd99=()
+m_devs=() m_slow=() m_fios=() m_fslow=() m_fios2=()
 for ((rep = 1; rep <= REPS; rep++)); do
 	# Alternate the order so that neither side always goes first.
 	if [ $((rep % 2)) -eq 1 ]; then order="dev copy qd1 fio"; else order="fio qd1 copy dev"; fi
@@ -214,6 +286,24 @@ for ((rep = 1; rep <= REPS; rep++)); do
 		esac
 		log "rep $rep: seq $w: $v MiB/s"
 	done
+	if [ "${ONLY#* multi }" != "$ONLY" ]; then
+		# fio's nbd engine twice: the second against the first is the control
+		if [ $((rep % 2)) -eq 1 ]; then order="dev fio fio2"; else order="fio2 fio dev"; fi
+		for w in $order; do
+			if [ "$w" = dev ]; then
+				multi_up || die "cannot create the $MULTI devices"
+				read -r a b <<<"$(multi_dev)"
+				[ -n "$b" ] || die "the multi-device read failed"
+				multi_down
+				m_devs+=("$a") m_slow+=("$b")
+			else
+				read -r a b <<<"$(multi_fionbd)"
+				[ -n "$b" ] || die "the multi-job read of the export failed"
+				if [ "$w" = fio ]; then m_fios+=("$a") m_fslow+=("$b"); else m_fios2+=("$a"); fi
+			fi
+			log "rep $rep: multi $w: $a MiB/s in aggregate, slowest $b MiB/s"
+		done
+	fi
 	[ "${ONLY#* rand }" != "$ONLY" ] || continue
 	rc_up || die "cannot create the device"
 	read -r a b <<<"$(rand_dev)"
@@ -284,9 +374,14 @@ printf '%-34s %14s %14s %14s\n' "  its faults/s (extents/s)" "$(median "${f_qd1[
 printf '%-34s %14s %14s %14s\n' "cold seq read faults/s (extents/s)" "$(median "${f_dev[@]}") ($(median "${e_dev[@]}"))" "-" "-"
 printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p50, ms" "$(median "${r_dev50[@]}")" "-" "$(median "${r_nbd50[@]}")"
 printf '%-34s %14s %14s %14s\n' "cold 4 KiB rand read p99, ms" "$(median "${r_dev99[@]}")" "-" "$(median "${r_nbd99[@]}")"
+printf '%-34s %14s %14s %14s\n' "$MULTI devices at once, MiB/s" "$(median "${m_devs[@]}")" "-" "$(median "${m_fios[@]}")"
+printf '%-34s %14s %14s %14s\n' "  the slowest device/job, MiB/s" "$(median "${m_slow[@]}")" "-" "$(median "${m_fslow[@]}")"
 echo "seq ratio remote-cow / best direct: $ratio (target >= 0.90); at iodepth 1: $ratio1"
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else printf "-" }'; }
+echo "$MULTI devices at once, aggregate remote-cow / fio nbd engine: $(ratio_of "$(median "${m_devs[@]}")" "$(median "${m_fios[@]}")") (target >= 0.90), control (fio nbd engine again / fio nbd engine): $(ratio_of "$(median "${m_fios2[@]}")" "$(median "${m_fios[@]}")")"
 echo "run time: $(( $(date +%s) - start_s )) s"
 echo "all seq runs, MiB/s: dev ${s_dev[*]}; dev iodepth 1 ${s_qd1[*]}; nbdcopy ${s_copy[*]}; fio-nbd ${s_fio[*]}"
+echo "all multi runs, MiB/s (aggregate): dev ${m_devs[*]}; fio-nbd ${m_fios[*]}; fio-nbd again ${m_fios2[*]}"
 if [ "$CEILING" = 1 ]; then
 	echo
 	echo "without the shaped link (one run each; bound by the emulated CPU, not a link):"

@@ -487,6 +487,8 @@ void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate)
 	mutex_lock(&rcow_nl_lock);
 	WRITE_ONCE(rc->hydrating, start);
 	rc->hydrate_rate = rate;
+	if (start)
+		WRITE_ONCE(rc->hydrate_started, jiffies);
 	if (!rcow_helper_portid)
 		goto out;
 	skb = event_new(RCOW_CMD_HYDRATE_CTL, nla_total_size(sizeof(u32)) * 2,

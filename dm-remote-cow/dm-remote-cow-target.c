@@ -908,8 +908,9 @@ static void check_hydrated(struct rcow *rc)
 	if (!READ_ONCE(rc->hydrating) ||
 	    rcow_md_count(rc->md, RCOW_BITMAP_PRESENT) < rc->nr_extents)
 		return;
-	DMINFO("%s: hydrated: all %llu extents are present", rcow_name(rc),
-	       rc->nr_extents);
+	DMINFO("%s: hydrated: all %llu extents are present, %u ms after hydrate start",
+	       rcow_name(rc), rc->nr_extents,
+	       jiffies_to_msecs(jiffies - READ_ONCE(rc->hydrate_started)));
 	rcow_nl_hydrate_ctl(rc, false, 0);
 	set_bit(RCOW_F_EVENT, &rc->flags);
 }

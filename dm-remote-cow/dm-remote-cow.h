@@ -130,6 +130,8 @@ struct rcow {
 	bool announced;
 	bool hydrating;
 	u32 hydrate_rate;
+	/* jiffies of the last "hydrate start"; read by the worker (READ_ONCE) */
+	unsigned long hydrate_started;
 	u64 quiesce_cookie;		/* QUIESCE awaiting its answer, or 0 */
 	struct completion quiesced;	/* completed when it is answered */
 	struct rcow_fence *fence;	/* preallocated, see rcow_nl_quiesce() */

@@ -233,6 +233,8 @@ struct stats {
 	unsigned long long fills, queue_us, read_us, write_us;
 	/* the last measured window of an NBD base: bytes, bytes/s, us */
 	unsigned long long window, bw, rtt_us;
+	/* turns of the poll loop (loop_turn()): its wake-ups */
+	unsigned long long turns;
 };
 
 struct options {

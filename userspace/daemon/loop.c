@@ -90,6 +90,7 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 	struct src *s;
 	int r;
 
+	d->st.turns++;
 	writer_reap(d);
 	engine_run(d);
 	commit_run(d);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,13 +225,13 @@ static int write_stats(const struct daemon *d)
 		"hydrate_requests=%llu\nhydrate_extents=%llu\nreconnects=%llu\nretries=%llu\n"
 		"connect_failures=%llu\nfault_extents=%llu\nmerged=%llu\nsplits=%llu\n"
 		"fills=%llu\nqueue_us=%llu\nread_us=%llu\nwrite_us=%llu\nwindow=%llu\nbw=%llu\n"
-		"rtt_us=%llu\n",
+		"rtt_us=%llu\nturns=%llu\n",
 		s->faults, s->answered, s->extents, s->bytes_read, s->bytes_zero, s->bytes_written,
 		s->fill_errors, s->stale_cookies, s->devices_added, s->devices_removed,
 		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->prefetch_requests,
 		s->prefetch_extents, s->hydrate_requests, s->hydrate_extents, s->reconnects,
 		s->retries, s->connect_failures, s->fault_extents, s->merged, s->splits, s->fills,
-		s->queue_us, s->read_us, s->write_us, s->window, s->bw, s->rtt_us);
+		s->queue_us, s->read_us, s->write_us, s->window, s->bw, s->rtt_us, s->turns);
 	if (fclose(f) != 0 || !text) {
 		free(text);
 		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
@@ -350,6 +351,15 @@ static void reload_config(struct daemon *d)
  */
 static void enter_io_path(void)
 {
+	/*
+	 * The fills' I/O buffers (128 KiB to 4 MiB each, up to the window in
+	 * flight) come and go all the time.  With glibc's defaults each one
+	 * is a fresh mmap, or heap that is given back and taken again; with
+	 * the memory locked, every such page is faulted in and zeroed anew,
+	 * in the loop's thread.  Keep them in the heap and keep the heap.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		logmsg("warning: cannot lock the daemon's memory (mlockall: %s): under memory pressure it may be paged out while the kernel waits for it, which can deadlock a system that swaps or writes back onto a remote-cow device; run as root or raise RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)",
 		       strerror(errno));
