@@ -320,10 +320,8 @@ int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b)
 {
 	if (*a)
 		return 0;
-	*a = kvcalloc(BITS_TO_LONGS(rc->nr_extents), sizeof(unsigned long),
-		      GFP_NOIO);
-	*b = kvcalloc(BITS_TO_LONGS(rc->nr_extents), sizeof(unsigned long),
-		      GFP_NOIO);
+	*a = rcow_bitmap_zalloc(rc->nr_extents, GFP_NOIO);
+	*b = rcow_bitmap_zalloc(rc->nr_extents, GFP_NOIO);
 	if (!*a || !*b) {
 		kvfree(*a);
 		kvfree(*b);

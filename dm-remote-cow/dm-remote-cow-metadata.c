@@ -215,8 +215,7 @@ static bool in_memory(enum remote_cow_bitmap b)
 
 static unsigned long *alloc_bitmap(u64 nbits)
 {
-	return kvcalloc(BITS_TO_LONGS(nbits), sizeof(unsigned long),
-			GFP_KERNEL);
+	return rcow_bitmap_zalloc(nbits, GFP_KERNEL);
 }
 
 static void free_bitmaps(struct rcow_metadata *md)

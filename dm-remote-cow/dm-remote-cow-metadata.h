@@ -11,10 +11,27 @@
 #include <linux/bitops.h>
 #include <linux/blkdev.h>
 #include <linux/mutex.h>
+#include <linux/slab.h>
 #include <linux/types.h>
+#include <linux/vmalloc.h>
 
 #include "uapi/remote_cow.h"
 #include "uapi/remote_cow_disk.h"
+
+/*
+ * A zeroed bitmap of @nbits bits, freed with kvfree().  Beyond a page it
+ * comes from vmalloc in whole pages: kvmalloc() would round a large
+ * bitmap up to a power of two (kmalloc) or to a multiple of 2 MiB (huge
+ * vmalloc mappings), up to twice its size.
+ */
+static inline unsigned long *rcow_bitmap_zalloc(u64 nbits, gfp_t gfp)
+{
+	size_t size = BITS_TO_LONGS(nbits) * sizeof(unsigned long);
+
+	if (size <= PAGE_SIZE)
+		return kzalloc(size, gfp);
+	return __vmalloc(size, gfp | __GFP_ZERO);
+}
 
 #define RCOW_MD_BLOCK_SIZE	RCOW_DISK_BLOCK_SIZE
 #define RCOW_MD_BLOCK_SECTORS	(RCOW_MD_BLOCK_SIZE >> SECTOR_SHIFT)

@@ -1416,8 +1416,7 @@ static int check_incoming(struct rcow *rc, char **error)
 		*error = "The incoming feature needs a writable table";
 		return -EINVAL;
 	}
-	rc->incoming_fill = kvcalloc(BITS_TO_LONGS(rc->nr_extents),
-				     sizeof(unsigned long), GFP_KERNEL);
+	rc->incoming_fill = rcow_bitmap_zalloc(rc->nr_extents, GFP_KERNEL);
 	if (!rc->incoming_fill) {
 		*error = "Cannot allocate the incoming migration's set";
 		return -ENOMEM;
