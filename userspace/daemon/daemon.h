@@ -47,6 +47,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bufcache.h"
 #include "rcow/config.h"
 #include "rcow/cow.h"
 #include "rcow/fill.h"
@@ -297,6 +298,7 @@ struct daemon {
 	struct device *draining;
 	struct xqueue parked;
 	struct writer *writer;		/* COW writer threads (writer.c) */
+	struct bufcache *bufs;		/* the fills' I/O buffers (bufcache.c) */
 	unsigned int resync_gen;	/* device list re-reads after overflows */
 	bool stopping;
 	bool no_preserve_ahead;		/* tests: commits preserve on PRESERVE only */

@@ -646,7 +646,7 @@ int engine_write_extent(struct xfer *x)
 			return 0;
 		if (r != -EOPNOTSUPP)
 			goto fail;
-		r = rcow_buf_reserve(&x->buf, x->io_len, &err);
+		r = bufcache_get(dev->d->bufs, &x->buf, x->io_len, &err);
 		if (r)
 			goto fail;
 		memset(x->buf.p, 0, x->io_len);
@@ -702,7 +702,7 @@ static void xfer_finish(struct daemon *d, struct xfer *x, uint32_t status)
 		next = x->mnext;
 		if (!fault_stale(ft) && status != ECANCELED)
 			answer(d, ft->dev, ft->cookie, x->ext, x->n, status);
-		rcow_buf_free(&x->buf);
+		bufcache_put(d->bufs, &x->buf);
 		free(x);
 		if (--ft->remaining == 0)
 			fault_put(ft);
@@ -801,7 +801,7 @@ static void requeue_alone(struct src *s, struct xfer *x)
 	x->zero_all = false;
 	x->bytes_read = x->bytes_zero = 0;
 	x->state = X_QUEUED;
-	rcow_buf_free(&x->buf);
+	bufcache_put(s->d->bufs, &x->buf);
 	xq_push_front(&s->q[x->cls], x);
 }
 

@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +204,7 @@ bad:
 static int write_stats(const struct daemon *d)
 {
 	const struct stats *s = &d->st;
+	struct bufcache_stats bs = { 0 };
 	char why[PATH_MAX + 160], *text = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -212,6 +212,8 @@ static int write_stats(const struct daemon *d)
 
 	if (!d->opt.stats_path)
 		return 0;
+	if (d->bufs)
+		bufcache_stats(d->bufs, &bs);
 	f = open_memstream(&text, &len);
 	if (!f) {
 		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
@@ -225,13 +227,16 @@ static int write_stats(const struct daemon *d)
 		"hydrate_requests=%llu\nhydrate_extents=%llu\nreconnects=%llu\nretries=%llu\n"
 		"connect_failures=%llu\nfault_extents=%llu\nmerged=%llu\nsplits=%llu\n"
 		"fills=%llu\nqueue_us=%llu\nread_us=%llu\nwrite_us=%llu\nwindow=%llu\nbw=%llu\n"
-		"rtt_us=%llu\nturns=%llu\n",
+		"rtt_us=%llu\nturns=%llu\nbuffers_mapped=%llu\nbuffers_reused=%llu\n"
+		"buffers_cached=%llu\nbuffers_peak=%llu\n",
 		s->faults, s->answered, s->extents, s->bytes_read, s->bytes_zero, s->bytes_written,
 		s->fill_errors, s->stale_cookies, s->devices_added, s->devices_removed,
 		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->prefetch_requests,
 		s->prefetch_extents, s->hydrate_requests, s->hydrate_extents, s->reconnects,
 		s->retries, s->connect_failures, s->fault_extents, s->merged, s->splits, s->fills,
-		s->queue_us, s->read_us, s->write_us, s->window, s->bw, s->rtt_us, s->turns);
+		s->queue_us, s->read_us, s->write_us, s->window, s->bw, s->rtt_us, s->turns,
+		(unsigned long long)bs.maps, (unsigned long long)bs.reuses,
+		(unsigned long long)bs.cached_bytes, (unsigned long long)bs.peak_bytes);
 	if (fclose(f) != 0 || !text) {
 		free(text);
 		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
@@ -351,15 +356,6 @@ static void reload_config(struct daemon *d)
  */
 static void enter_io_path(void)
 {
-	/*
-	 * The fills' I/O buffers (128 KiB to 4 MiB each, up to the window in
-	 * flight) come and go all the time.  With glibc's defaults each one
-	 * is a fresh mmap, or heap that is given back and taken again; with
-	 * the memory locked, every such page is faulted in and zeroed anew,
-	 * in the loop's thread.  Keep them in the heap and keep the heap.
-	 */
-	mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		logmsg("warning: cannot lock the daemon's memory (mlockall: %s): under memory pressure it may be paged out while the kernel waits for it, which can deadlock a system that swaps or writes back onto a remote-cow device; run as root or raise RLIMIT_MEMLOCK (LimitMEMLOCK=infinity)",
 		       strerror(errno));
@@ -490,6 +486,16 @@ int main(int argc, char **argv)
 	}
 	/* after daemon(): neither locks nor threads survive a fork */
 	enter_io_path();
+	/*
+	 * The fills' buffers: kept up to the most ever out at once, which is
+	 * a base's window of reads plus the fills waiting for the COW writers;
+	 * at most four windows (256 MiB by default).
+	 */
+	d.bufs = bufcache_new(4 * d.cfg.global.max_window);
+	if (!d.bufs) {
+		logmsg("cannot allocate the buffer cache");
+		return 1;
+	}
 	/* signals stay blocked in the threads */
 	r = writer_start(&d);
 	if (r) {
@@ -507,6 +513,7 @@ int main(int argc, char **argv)
 	if (write_stats(&d) && r == 0)
 		r = -EIO;
 	writer_stop(&d);
+	bufcache_free(d.bufs);
 	rcow_config_free(&d.cfg);
 	for (size_t i = 0; i < d.retired.len; i++)
 		rcow_config_free(&d.retired.ptr[i]);

@@ -228,7 +228,7 @@ static void file_pump(struct src *s)
 			xq_del(&s->q[c], x);
 			x->state = X_ACTIVE;
 			x->t_issued = now_ns() / 1000;
-			r = rcow_buf_reserve(&x->buf, x->io_len, &err);
+			r = bufcache_get(s->d->bufs, &x->buf, x->io_len, &err);
 			if (r) {
 				logmsg("base %s: %s", s->uri, err.msg);
 				engine_xfer_done(s, x, -r);

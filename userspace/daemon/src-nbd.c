@@ -528,7 +528,7 @@ static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
 	x->conn = -1;
 	x->bytes_read = x->bytes_zero = 0;
 	x->state = X_QUEUED;
-	rcow_buf_free(&x->buf);
+	bufcache_put(s->d->bufs, &x->buf);
 	xq_push_front(&s->q[x->cls], x);
 }
 
@@ -712,7 +712,7 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 		engine_xfer_done(s, x, 0);
 		return;
 	}
-	if (rcow_buf_reserve(&x->buf, x->io_len, &err)) {
+	if (bufcache_get(s->d->bufs, &x->buf, x->io_len, &err)) {
 		logmsg("base %s: %s", s->uri, err.msg);
 		engine_xfer_done(s, x, ENOMEM);
 		return;

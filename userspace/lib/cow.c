@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -31,17 +32,35 @@ int rcow_buf_reserve(struct rcow_buf *buf, size_t size, struct rcow_err *err)
 	if (r)
 		return rcow_err_set(err, r, "cannot allocate a %zu-byte aligned I/O buffer: %s",
 				    size, strerror(r));
-	free(buf->p);
+	rcow_buf_free(buf);
 	buf->p = p;
 	buf->cap = size;
 	return 0;
 }
 
+int rcow_buf_map(struct rcow_buf *buf, size_t size, struct rcow_err *err)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return rcow_err_set(err, errno, "cannot map a %zu-byte I/O buffer: %s", size,
+				    strerror(errno));
+	rcow_buf_free(buf);
+	buf->p = p;
+	buf->cap = size;
+	buf->mapped = true;
+	return 0;
+}
+
 void rcow_buf_free(struct rcow_buf *buf)
 {
-	free(buf->p);
+	if (buf->mapped)
+		munmap(buf->p, buf->cap);
+	else
+		free(buf->p);
 	buf->p = NULL;
 	buf->cap = 0;
+	buf->mapped = false;
 }
 
 /* Fill in size, lbs, kind from an open fd. */

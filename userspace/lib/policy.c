@@ -120,7 +120,11 @@ uint64_t rcow_flow_piece(const struct rcow_flow *f, uint64_t lo, uint64_t hi, ui
 
 	if (!bw)
 		return def;
-	p = bw > UINT64_MAX / RCOW_FLOW_PIECE_US ? hi : bw * RCOW_FLOW_PIECE_US / 1000000u;
+	if (bw > UINT64_MAX / RCOW_FLOW_PIECE_US)
+		return hi;
+	p = bw * RCOW_FLOW_PIECE_US / 1000000u;
+	if (p)
+		p = 1ull << (63 - __builtin_clzll(p));	/* a power of two, rounded down */
 	return p < lo ? lo : p > hi ? hi : p;
 }
 

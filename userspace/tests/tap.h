@@ -31,6 +31,7 @@ void test_base(struct tap *t);
 void test_nbd(struct tap *t);
 void test_fill(struct tap *t);
 void test_policy(struct tap *t);
+void test_bufcache(struct tap *t);
 void test_config(struct tap *t);
 void test_mig(struct tap *t);
 void test_mig_tls(struct tap *t);

@@ -202,6 +202,9 @@ static void test_flow(struct tap *t)
 	       (unsigned long long)rcow_flow_rtt(&f));
 	tap_ok(t, rcow_flow_piece(&f, 128 << 10, 4 << 20, 1) == 4 << 20,
 	       "flow: a fast link reads in large pieces (capped)");
+	tap_ok(t, rcow_flow_piece(&f, 128 << 10, 64u << 20, 1) == 8u << 20,
+	       "flow: a piece is a power of two, rounded down (%llu for 12.5 MB)",
+	       (unsigned long long)rcow_flow_piece(&f, 128 << 10, 64u << 20, 1));
 	/* the link slows down to 12.5 MB/s (100 Mbit/s), same delay */
 	w = flow_run(&f, &now, 5000, 12500000ull, 5000, 1 << 20);
 	tap_ok(t, w == 1 << 20, "flow: after the link slowed down the window is back at its minimum (%llu)",

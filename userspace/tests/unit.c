@@ -24,6 +24,7 @@ int main(void)
 		{ "config", test_config },
 		{ "mig", test_mig },
 		{ "mig-tls", test_mig_tls },
+		{ "bufcache", test_bufcache },
 	};
 	struct tap t = { 0, 0, 0, NULL };
 	size_t i;

@@ -68,13 +68,21 @@ int rcow_cow_pread(struct rcow_cow *cow, void *buf, size_t len, uint64_t offset,
  */
 int rcow_cow_zero(struct rcow_cow *cow, uint64_t offset, size_t len, struct rcow_err *err);
 
-/* An I/O buffer, 4096-aligned, grown on demand. */
+/*
+ * An I/O buffer, 4096-aligned, grown on demand: from the heap
+ * (rcow_buf_reserve()), or a mapping of its own (rcow_buf_map(), for
+ * buffers kept and reused, outside the heap so that they never fragment
+ * it).  rcow_buf_free() releases either kind.
+ */
 struct rcow_buf {
 	void *p;
 	size_t cap;
+	bool mapped;
 };
 
 int rcow_buf_reserve(struct rcow_buf *buf, size_t size, struct rcow_err *err);
+/* Replace buf by a fresh anonymous mapping of size bytes (a multiple of 4096). */
+int rcow_buf_map(struct rcow_buf *buf, size_t size, struct rcow_err *err);
 void rcow_buf_free(struct rcow_buf *buf);
 
 #endif

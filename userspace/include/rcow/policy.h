@@ -100,7 +100,10 @@ uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t 
  * piece (rcow_flow_piece()): the size of a read that takes about
  * RCOW_FLOW_PIECE_US of the link at the measured rate, within [lo, hi]:
  * small on a slow link (a reader waiting for the front of a read-ahead
- * waits for little), large on a fast one (fewer requests).
+ * waits for little), large on a fast one (fewer requests).  Rounded down
+ * to a power of two before the bounds apply: pieces then come in a few
+ * sizes, whose buffers the daemon reuses (bufcache.c), rather than in a
+ * new size at every change of the measured rate.
  *
  * Times are microseconds from any fixed origin; no clock is read here.
  */
