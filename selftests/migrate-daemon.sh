@@ -38,7 +38,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool
-tap_plan 36
+tap_plan 40
 
 MIB=$((1 << 20))
 DEV_BYTES=$((32 * MIB))
@@ -122,6 +122,11 @@ fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=4k --direct=1
 FIO=$!
 at_exit "kill $FIO 2>/dev/null"
 sleep 1
+# counter <key>: the daemon's counter now (SIGUSR1 rewrites its --stats file)
+counter() { kill -USR1 "$HELPER_PID"; sleep 0.5; helper_stat "$1"; }
+mb0=$(counter migrate_data_bytes) me0=$(helper_stat migrate_extents)
+ms0=$(helper_stat migrate_bytes_sent) mr0=$(helper_stat migrate_bytes_received)
+mj0=$(($(helper_stat migrations_sent) + $(helper_stat migrations_received)))
 check "migrate --to --psk: started" \
 	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
 sent_some() { [ "$(rc_status "$SRC" migrate_done)" -gt 128 ]; }
@@ -146,6 +151,17 @@ check "keys and specs are gone from the run directory" \
 	test -z "$(ls -A "$RUN/migrate")"
 check "remote-cowd logged the bytes on the wire" \
 	logged "$SRC: migration bytes on the wire: sent"
+# one daemon plays both sides: each extent counts once sent, once received
+ext_bytes=$(($(dmsetup table "$SRC" | awk '{ print $5 }') * 512))
+moved=$(($(counter migrate_extents) - me0))
+check "--stats counts both ends of the migration" \
+	[ $(($(helper_stat migrations_sent) + $(helper_stat migrations_received) - mj0)) -eq 2 ]
+check "... every written extent moved ($moved >= 2 x $(rc_status "$DST" written))" \
+	[ "$moved" -ge $((2 * $(rc_status "$DST" written))) ]
+check "... and their DATA bytes" \
+	[ $(($(helper_stat migrate_data_bytes) - mb0)) -ge $((moved * ext_bytes)) ]
+check_eq "... bytes sent = bytes received" $(($(helper_stat migrate_bytes_sent) - ms0)) \
+	$(($(helper_stat migrate_bytes_received) - mr0))
 
 # --- abort ---------------------------------------------------------------------
 SRC2="rc-mig-src2"

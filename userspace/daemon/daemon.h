@@ -236,6 +236,14 @@ struct stats {
 	unsigned long long window, bw, rtt_us;
 	/* turns of the poll loop (loop_turn()): its wake-ups */
 	unsigned long long turns;
+	/*
+	 * Live migration, summed over the jobs that ended (mig.c): bytes on
+	 * the wire (frame headers and payloads, before TLS) both ways, the
+	 * DATA payload sent (source) or received (destination), extents
+	 * moved, and the jobs on each side.
+	 */
+	unsigned long long migrate_bytes_sent, migrate_bytes_received, migrate_data_bytes;
+	unsigned long long migrate_extents, migrations_sent, migrations_received;
 };
 
 struct options {

@@ -228,7 +228,9 @@ static int write_stats(const struct daemon *d)
 		"connect_failures=%llu\nfault_extents=%llu\nmerged=%llu\nsplits=%llu\n"
 		"fills=%llu\nqueue_us=%llu\nread_us=%llu\nwrite_us=%llu\nwindow=%llu\nbw=%llu\n"
 		"rtt_us=%llu\nturns=%llu\nbuffers_mapped=%llu\nbuffers_reused=%llu\n"
-		"buffers_cached=%llu\nbuffers_peak=%llu\n",
+		"buffers_cached=%llu\nbuffers_peak=%llu\nmigrate_bytes_sent=%llu\n"
+		"migrate_bytes_received=%llu\nmigrate_data_bytes=%llu\nmigrate_extents=%llu\n"
+		"migrations_sent=%llu\nmigrations_received=%llu\n",
 		s->faults, s->answered, s->extents, s->bytes_read, s->bytes_zero, s->bytes_written,
 		s->fill_errors, s->stale_cookies, s->devices_added, s->devices_removed,
 		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->prefetch_requests,
@@ -236,7 +238,9 @@ static int write_stats(const struct daemon *d)
 		s->retries, s->connect_failures, s->fault_extents, s->merged, s->splits, s->fills,
 		s->queue_us, s->read_us, s->write_us, s->window, s->bw, s->rtt_us, s->turns,
 		(unsigned long long)bs.maps, (unsigned long long)bs.reuses,
-		(unsigned long long)bs.cached_bytes, (unsigned long long)bs.peak_bytes);
+		(unsigned long long)bs.cached_bytes, (unsigned long long)bs.peak_bytes,
+		s->migrate_bytes_sent, s->migrate_bytes_received, s->migrate_data_bytes,
+		s->migrate_extents, s->migrations_sent, s->migrations_received);
 	if (fclose(f) != 0 || !text) {
 		free(text);
 		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);

@@ -173,8 +173,10 @@ static void log_counts(const struct mig_job *j, const struct mig_conn *c, uint64
 void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow *cow, struct rcow_buf *buf,
 	     void *rbuf, uint64_t extents)
 {
+	j->moved = extents;
 	if (c) {
 		log_counts(j, c, extents);
+		j->wire = *mig_conn_counts(c);
 		mig_set_conn(j, NULL);
 		mig_conn_close(c);
 	}
@@ -248,6 +250,24 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 	return rcow_nl_transact(d->nl, nlh, NULL, NULL, &q->err);
 }
 
+/* Loop side, the thread joined: add the job's figures to the daemon's stats. */
+static void account(struct daemon *d, const struct mig_job *j)
+{
+	struct stats *st = &d->st;
+
+	for (int t = 0; t < MIG_NR_TYPES; t++) {
+		st->migrate_bytes_sent += j->wire.sent.bytes[t];
+		st->migrate_bytes_received += j->wire.recvd.bytes[t];
+	}
+	st->migrate_data_bytes += j->sender ? j->wire.sent.bytes[MIG_DATA] :
+				  j->wire.recvd.bytes[MIG_DATA];
+	st->migrate_extents += j->moved;
+	if (j->sender)
+		st->migrations_sent++;
+	else
+		st->migrations_received++;
+}
+
 static void job_free(struct mig_job *j)
 {
 	pthread_mutex_destroy(&j->lock);
@@ -299,6 +319,7 @@ void mig_run(struct daemon *d)
 		}
 		if (over) {
 			pthread_join(j->th, NULL);
+			account(d, j);
 			unlink(j->spec);
 			unlink_job(d, j);
 			job_free(j);
@@ -370,6 +391,7 @@ static void stop_job(struct daemon *d, struct mig_job *j)
 	pthread_cond_broadcast(&j->cond);
 	pthread_mutex_unlock(&j->lock);
 	pthread_join(j->th, NULL);
+	account(d, j);
 	unlink(j->spec);
 	unlink_job(d, j);
 	job_free(j);

@@ -68,6 +68,9 @@ struct mig_job {
 	bool over;			/* the thread returned */
 	struct mig_conn *conn;
 	int lfd;			/* destination's listener, -1 none */
+	/* the thread's until it is over, then the loop's (stats) */
+	struct mig_counts wire;		/* bytes and frames on the wire */
+	uint64_t moved;			/* extents sent or received */
 };
 
 /* Thread side: run q in the loop and wait for it.  -ECANCELED once stopping. */
@@ -78,8 +81,9 @@ bool mig_stopping(struct mig_job *j);
 void mig_wait(struct mig_job *j, uint64_t round_after, int ms);
 void mig_set_conn(struct mig_job *j, struct mig_conn *c);
 /*
- * Thread side, last call: log the bytes on the wire of c (if any), close
- * it, the COW handle and the buffers; then mig_over().
+ * Thread side, last call: log the bytes on the wire of c (if any) and
+ * keep them in the job for the loop's stats, close it, the COW handle
+ * and the buffers; then mig_over().
  */
 void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow *cow, struct rcow_buf *buf,
 	     void *rbuf, uint64_t extents);
