@@ -59,10 +59,6 @@
 # shellcheck disable=SC2317	# the targets' functions are called as "${t}_up"
 
 TREE=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
-# shellcheck source=../selftests/lib.sh
-. "$TREE/selftests/lib.sh"
-# shellcheck source=../selftests/lib-net.sh
-. "$TREE/selftests/lib-net.sh"
 # shellcheck source=lib-bench.sh
 . "$TREE/bench/lib-bench.sh"
 
@@ -81,17 +77,11 @@ start_s=$(date +%s)
 die() { echo "bench-memory: $*" >&2; exit 1; }
 log() { echo "# [$(($(date +%s) - start_s))s] $*"; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root: run it in the VM (make bench-memory)"
-for c in dmsetup losetup fallocate python3; do
-	command -v "$c" >/dev/null || die "$c is not installed (make deps)"
-done
+bench_require bench-memory dmsetup losetup fallocate python3
 [ -x "$TREE/selftests/progs/rcow-nl" ] || die "selftests/progs/rcow-nl is not built (make)"
 load_module || die "cannot load $RC_MODULE"
 for m in dm-era dm-thin-pool dm-zero; do modprobe "$m" || die "no $m module"; done
-if ! dmsetup targets | grep -q '^clone '; then
-	[ -f "$CLONE_KO" ] || die "$CLONE_KO missing: bench/build-dm-clone.sh (make bench-memory builds it)"
-	insmod "$CLONE_KO" || die "cannot load $CLONE_KO"
-fi
+bench_load_clone "$CLONE_KO" bench-memory
 [ -r "$BUFIO" ] || die "no $BUFIO"
 [ -e /dev/loop-control ] || modprobe loop || die "no loop module"
 export DM_DISABLE_UDEV=1

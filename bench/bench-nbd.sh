@@ -65,10 +65,6 @@
 # shellcheck disable=SC2119	# lib-net.sh helpers take optional arguments
 
 TREE=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
-# shellcheck source=../selftests/lib.sh
-. "$TREE/selftests/lib.sh"
-# shellcheck source=../selftests/lib-net.sh
-. "$TREE/selftests/lib-net.sh"
 # shellcheck source=lib-bench.sh
 . "$TREE/bench/lib-bench.sh"
 
@@ -90,10 +86,7 @@ NAME=bench-nbd
 die() { echo "bench-nbd: $*" >&2; exit 1; }
 log() { echo "# $*"; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root: run it in the VM (make bench-nbd)"
-for c in fio nbdcopy nbdkit nbdinfo ip tc dmsetup losetup openssl python3; do
-	command -v "$c" >/dev/null || die "$c is not installed"
-done
+bench_require bench-nbd fio nbdcopy nbdkit nbdinfo ip tc dmsetup losetup openssl python3
 load_module || die "cannot load $RC_MODULE"
 net_tmpdir
 work=$NET_WORKDIR
@@ -104,10 +97,7 @@ log "base: ${SIZE_MB} MiB of random data; link: netem $DELAY each way, $RATE; ex
 log "helper: $RCOW_HELPER; $(nproc) vCPUs; kernel $(uname -r)"
 log "$(nbdkit --version | head -n1); $(fio --version); $(nbdcopy --version | head -n1 | tr -d '\n'); libnbd $(nbdcopy --version | sed -n 's/^libnbd //p')"
 start_s=$(date +%s)
-image_data bench-nbd "$bytes" >"$work/base.img" || die "cannot make the base image"
-net_setup || die "cannot set up the network namespace"
-net_shape "$DELAY" "$RATE" || die "cannot shape the link"
-net_serve "$work/base.img" || die "cannot start nbdkit"
+bench_net_base bench-nbd "$bytes" "$DELAY" "$RATE"
 uri=$(net_uri)
 log "ping: $(ping -c3 -W2 "$NET_SRV_IP" | tail -n1)"
 helper_start || die "the helper does not start"
@@ -116,29 +106,16 @@ helper_start || die "the helper does not start"
 # closes remote-cowd's connections (no device uses the base any more), so
 # every measurement connects anew.  remote-cowd connects when the device
 # appears; the clock starts once it has (as fio's nbd engine connects before
-# its clock starts), and CONNECT_MS says how long that took.  In the main
-# shell (it registers cleanups and sets COW_DEV), never in a command
-# substitution.
-CONNECT_MS=-
+# its clock starts), and BENCH_CONNECT_MS says how long that took
+# (bench_rc_create).  In the main shell (it registers cleanups and sets
+# COW_DEV), never in a command substitution.
 rc_up() {	# rc_up [base uri, default the shaped export]
-	local u=${1:-$uri} n t0 t1
 	dm_remove "$NAME" >/dev/null 2>&1
 	[ -z "${COW_DEV:-}" ] || losetup -d "$COW_DEV"
 	COW_DEV=
 	rm -f "$work"/cow.*
 	make_cow $((bytes + (16 << 20))) || return 1
-	n=$(rc_connections)
-	t0=$(date +%s%N)
-	dmsetup create "$NAME" --table "$(rc_table "$len" "$COW_DEV" "$EXT" "$u")" ||
-		return 1
-	at_exit "dm_remove $NAME"
-	CONNECT_MS=-
-	if ! helper_is_daemon || [ "${u#nbd}" = "$u" ]; then
-		return 0
-	fi
-	rc_wait_connected "$n" || return 1
-	t1=$(date +%s%N)
-	CONNECT_MS=$(((t1 - t0) / 1000000))
+	bench_rc_create "$NAME" "$len" "$COW_DEV" "$EXT" "${1:-$uri}"
 }
 
 # helper_counter <key>: a counter of remote-cowd's stats, written anew (SIGUSR1).
@@ -273,7 +250,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
 		[ "${ONLY#* "$w" }" != "$ONLY" ] || continue
 		case $w in
 		dev) rc_up || die "cannot create the device"
-			log "rep $rep: device created, remote-cowd connected after $CONNECT_MS ms"
+			log "rep $rep: device created, remote-cowd connected after $BENCH_CONNECT_MS ms"
 			v=$(seq_dev) || die "sequential read of the device failed"
 			read -r v fr er <<<"$v"; s_dev+=("$v") f_dev+=("$fr") e_dev+=("$er")
 			log "rep $rep: seq dev: $fr faults/s, $er extents/s" ;;

@@ -86,10 +86,6 @@
 # shellcheck disable=SC2317	# the targets' functions are called as "${t}_up"
 
 TREE=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
-# shellcheck source=../selftests/lib.sh
-. "$TREE/selftests/lib.sh"
-# shellcheck source=../selftests/lib-net.sh
-. "$TREE/selftests/lib-net.sh"
 # shellcheck source=lib-bench.sh
 . "$TREE/bench/lib-bench.sh"
 
@@ -114,17 +110,12 @@ start_s=$(date +%s)
 die() { echo "bench-peers: $*" >&2; exit 1; }
 log() { echo "# [$(($(date +%s) - start_s))s] $*"; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root: run it in the VM (make bench-peers)"
-for c in fio nbdcopy nbdkit nbdinfo nbd-client ip tc dmsetup blockdev openssl python3; do
-	command -v "$c" >/dev/null || die "$c is not installed (make deps)"
-done
-[ -f "$CLONE_KO" ] || die "$CLONE_KO missing: bench/build-dm-clone.sh (make bench-peers builds it)"
+bench_require bench-peers fio nbdcopy nbdkit nbdinfo nbd-client ip tc dmsetup blockdev openssl \
+	python3
 load_module || die "cannot load $RC_MODULE"
 modprobe dm-thin-pool || die "no dm-thin-pool module"
 modprobe dm-persistent-data || die "no dm-persistent-data module"
-if ! dmsetup targets | grep -q '^clone '; then
-	insmod "$CLONE_KO" || die "cannot load $CLONE_KO"
-fi
+bench_load_clone "$CLONE_KO" bench-peers
 modprobe nbd nbds_max=4 || die "no nbd module"
 export DM_DISABLE_UDEV=1
 
@@ -166,9 +157,7 @@ zero() {
 log "base: ${SIZE_MB} MiB of random data; links: ${LINKS}; shaped = netem $DELAY each way, $RATE"
 log "extent/region/block $((EXT / 2)) KiB; $REPS repetitions; $(nproc) vCPUs; kernel $(uname -r)"
 log "$(nbdkit --version | head -n1); $(fio --version); $(nbdcopy --version | head -n1 | tr -d '\n'); $(nbd-client -V 2>&1 | head -n1)"
-image_data bench-peers "$bytes" >"$work/base.img" || die "cannot make the base image"
-net_setup || die "cannot set up the network namespace"
-net_serve "$work/base.img" || die "cannot start nbdkit"
+bench_net_base bench-peers "$bytes"
 uri=$(net_uri)
 helper_start || die "the helper does not start"
 
@@ -187,13 +176,9 @@ nbd0_connect() {
 }
 
 rc_up() {
-	local n
 	dm_remove pr-rc
 	zero /dev/ram0 $(((data_off + 2047) / 2048)) || return 1
-	n=$(rc_connections)
-	dmsetup create pr-rc --table "$(rc_table "$len" /dev/ram0 "$EXT" "$uri")" || return 1
-	at_exit "dm_remove pr-rc"
-	rc_wait_connected "$n" || return 1
+	bench_rc_create pr-rc "$len" /dev/ram0 "$EXT" "$uri" || return 1
 	DEV=/dev/mapper/pr-rc
 }
 rc_down() { dm_remove pr-rc; }

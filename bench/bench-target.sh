@@ -36,9 +36,11 @@
 #
 # Exit status: 0 when every figure was measured (whatever the ratios),
 # 1 on a setup failure.
+ROOT=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# shellcheck source=lib-bench.sh
+. "$ROOT/bench/lib-bench.sh"
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNTIME=${BENCH_RUNTIME:-8}
 RAMP=${BENCH_RAMP:-1}
 WARMUP=${BENCH_WARMUP:-2}
@@ -55,7 +57,6 @@ LIN_NAME=rcow-bench-linear
 CTL_NAME=rcow-bench-control
 RCOW_NL=$ROOT/selftests/progs/rcow-nl
 RCOW_FILL=$ROOT/selftests/progs/rcow-fill
-export DM_DISABLE_UDEV=1
 
 LEN=$((SIZE_MB * 2048))			# sectors
 EXT_BYTES=$((EXT * 512))
@@ -65,16 +66,13 @@ COW_MB=$((SIZE_MB + 64 + EXT_BYTES / 1048576))
 say() { printf '%s\n' "$*"; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "needs root (runs in the VM: make bench)"
-for c in fio dmsetup jq blockdev; do
-	command -v "$c" >/dev/null || die "$c missing"
-done
+bench_require bench fio dmsetup jq blockdev
 [ -x "$RCOW_NL" ] || die "$RCOW_NL missing: run make first"
 [ $((LEN % EXT)) = 0 ] || die "BENCH_SIZE_MB must be a multiple of the extent size"
 
 tmp=$(mktemp -d /tmp/rcow-bench.XXXXXX)
 cow='' cow_kind='' fill_pid=''
-# shellcheck disable=SC2317  # invoked by the trap
+# shellcheck disable=SC2317  # invoked at exit
 cleanup() {
 	set +e
 	[ -n "$fill_pid" ] && kill "$fill_pid" 2>/dev/null && wait "$fill_pid" 2>/dev/null
@@ -88,10 +86,9 @@ cleanup() {
 	esac
 	rm -rf "$tmp"
 }
-trap cleanup EXIT
+at_exit cleanup
 
-modprobe dm-remote-cow 2>/dev/null || true
-dmsetup targets | grep -q '^remote-cow ' || die "the remote-cow target is not loaded"
+load_module || die "cannot load $RC_MODULE"
 
 # ---------------------------------------------------------------------------
 # The COW device
@@ -120,8 +117,7 @@ cow_max_kb=$(cat "/sys/block/${cow#/dev/}/queue/max_sectors_kb" 2>/dev/null || e
 # The base is never read here (every extent is written whole), but the
 # table needs one.
 truncate -s "$((LEN * 512))" "$tmp/base.img"
-dmsetup create "$RC_NAME" --table \
-	"0 $LEN remote-cow $cow $EXT file://$tmp/base.img" ||
+dmsetup create "$RC_NAME" --table "$(rc_table "$LEN" "$cow" "$EXT" "file://$tmp/base.img")" ||
 	die "cannot create the remote-cow device"
 rc_dev=/dev/mapper/$RC_NAME
 
@@ -197,7 +193,9 @@ fio_run() {
 	esac
 }
 
-median() {
+# median_lines: the median of the numbers on stdin, one a line ("nan" when
+# there is none).
+median_lines() {
 	sort -g | awk '{ v[NR] = $1 } END {
 		if (NR == 0) { print "nan"; exit }
 		if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -247,21 +245,21 @@ say ""
 # device <which> (rc, ctl) against dm-linear.
 ratios() {
 	local med lin_med v v_lin
-	med=$(tr ' ' '\n' <<<"${runs[$2.$1]}" | grep . | median)
-	lin_med=$(tr ' ' '\n' <<<"${runs[$2.lin]}" | grep . | median)
+	med=$(tr ' ' '\n' <<<"${runs[$2.$1]}" | grep . | median_lines)
+	lin_med=$(tr ' ' '\n' <<<"${runs[$2.lin]}" | grep . | median_lines)
 	read -r -a v <<<"${runs[$2.$1]}"
 	read -r -a v_lin <<<"${runs[$2.lin]}"
 	awk -v a="$med" -v b="$lin_med" -v p="$(for i in "${!v[@]}"; do
 		awk -v a="${v[$i]}" -v b="${v_lin[$i]}" 'BEGIN { print a / b }'
-	done | median)" 'BEGIN { printf "%.3f %.3f", a / b, p }'
+	done | median_lines)" 'BEGIN { printf "%.3f %.3f", a / b, p }'
 }
 
 printf '%-22s %12s %12s %7s %7s %9s %9s\n' "workload" "remote-cow" "dm-linear" "ratio" \
 	"paired" "control" "ctl-pair"
 below=0
 for wl in $WORKLOADS; do
-	rc_med=$(tr ' ' '\n' <<<"${runs[$wl.rc]}" | grep . | median)
-	lin_med=$(tr ' ' '\n' <<<"${runs[$wl.lin]}" | grep . | median)
+	rc_med=$(tr ' ' '\n' <<<"${runs[$wl.rc]}" | grep . | median_lines)
+	lin_med=$(tr ' ' '\n' <<<"${runs[$wl.lin]}" | grep . | median_lines)
 	read -r ratio paired <<<"$(ratios rc "$wl")"
 	read -r ctl_ratio ctl_paired <<<"$(ratios ctl "$wl")"
 	case $wl in

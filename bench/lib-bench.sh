@@ -1,9 +1,81 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 #
-# bench/lib-bench.sh - shell helpers shared by the benchmarks
-# (bench-nbd.sh, bench-peers.sh, bench-memory.sh).  Source it after
-# selftests/lib.sh and selftests/lib-net.sh.
+# bench/lib-bench.sh - the setup steps and the figures shared by the
+# benchmarks (bench-nbd.sh, bench-peers.sh, bench-target.sh,
+# bench-memory.sh).  It sources selftests/lib.sh and selftests/lib-net.sh;
+# a benchmark sources it alone, defines die() (its message, exit 1), then:
+#
+#   bench_require bench-nbd fio nbdkit      # root (the VM), the tools
+#   load_module || die "cannot load $RC_MODULE"
+#   net_tmpdir                              # NET_WORKDIR
+#   bench_net_base bench-nbd "$bytes" 50ms 100mbit
+#   helper_start || die "the helper does not start"
+#   bench_rc_create NAME "$len" "$COW_DEV" "$EXT" "$(net_uri)"
+
+_BENCH_TREE=${RC_TREE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# shellcheck source=../selftests/lib.sh
+. "$_BENCH_TREE/selftests/lib.sh"
+# shellcheck source=../selftests/lib-net.sh
+. "$_BENCH_TREE/selftests/lib-net.sh"
+
+# bench_require <make target> <program...>: root (in the VM, where
+# make <make target> runs the benchmark) and the programs installed; else
+# die.
+bench_require() {
+	local c
+	[ "$(id -u)" -eq 0 ] || die "needs root: run it in the VM (make $1)"
+	shift
+	for c in "$@"; do
+		command -v "$c" >/dev/null || die "$c is not installed (make deps)"
+	done
+}
+
+# bench_load_clone <dm-clone.ko> <make target>: the clone target,
+# registered already or loaded from the module bench/build-dm-clone.sh
+# builds (make <make target> builds it first); else die.
+bench_load_clone() {
+	dmsetup targets | grep -q '^clone ' && return 0
+	[ -f "$1" ] || die "$1 missing: bench/build-dm-clone.sh (make $2 builds it)"
+	insmod "$1" || die "cannot load $1"
+}
+
+# bench_net_base <seed> <bytes> [<delay> <rate>]: the base image,
+# $NET_WORKDIR/base.img (<bytes> of random data from <seed>, image_data;
+# net_tmpdir first), served by nbdkit in the network namespace behind the
+# veth link (net_setup, net_serve), shaped with netem when <delay> and
+# <rate> are given (net_shape); net_uri then names the export.  Dies on a
+# failure.
+bench_net_base() {
+	image_data "$1" "$2" >"${NET_WORKDIR:?net_tmpdir first}/base.img" ||
+		die "cannot make the base image"
+	net_setup || die "cannot set up the network namespace"
+	[ $# -lt 4 ] || net_shape "$3" "$4" || die "cannot shape the link"
+	net_serve "$NET_WORKDIR/base.img" || die "cannot start nbdkit"
+}
+
+# bench_rc_create <dm name> <sectors> <cow dev> <extent sectors> <base uri>:
+# a remote-cow device (removed at exit).  Over an nbd base with remote-cowd
+# as the helper it returns once remote-cowd has connected to the base, and
+# BENCH_CONNECT_MS says how long after the create that was ("-" otherwise).
+# In the main shell, never in a command substitution (it registers a
+# cleanup).
+BENCH_CONNECT_MS=-
+bench_rc_create() {
+	local n t0 t1
+	n=$(rc_connections)
+	t0=$(date +%s%N)
+	dmsetup create "$1" --table "$(rc_table "$2" "$3" "$4" "$5")" || return 1
+	at_exit "dm_remove $1"
+	BENCH_CONNECT_MS=-
+	if ! helper_is_daemon || [ "${5#nbd}" = "$5" ]; then
+		return 0
+	fi
+	rc_wait_connected "$n" || return 1
+	t1=$(date +%s%N)
+	# shellcheck disable=SC2034	# for the benchmarks
+	BENCH_CONNECT_MS=$(((t1 - t0) / 1000000))
+}
 
 # median <numbers...>: the median (the mean of the middle two for an even
 # count), "-" when there is none.

@@ -46,14 +46,10 @@ A_DEV_ID=2 A_FIRST=12 A_COUNT=13 A_STATUS=15 A_GEN=22 A_MARK=28 A_MESSAGE=29
 PRESERVED=1 UPLOADED=2
 
 require_built "$NL"
-load_module || tap_bail "cannot load $RC_MODULE"
-test_base_image "$BASE_BYTES" commit-kernel
-base=$BASE_IMG
-make_cow $((BASE_BYTES + (2 << 20))) || tap_bail "no COW loop device"
-cow=$COW_DEV
+file_test_setup "$BASE_BYTES" commit-kernel
+file_test_device "$NAME" "$LEN" "$EXT"
 dev=/dev/mapper/$NAME
-TABLE=$(rc_table "$LEN" "$cow" "$EXT" "file://$base")
-dm_create "$NAME" "$TABLE" || tap_bail "cannot create $NAME"
+TABLE=$DEV_TABLE
 
 dev_id() { nl_dev_id "$NAME"; }
 ID=$(dev_id)
@@ -81,10 +77,7 @@ extent_sum() { dd if="$dev" bs="$EXTB" skip="$1" count=1 iflag=direct status=non
 # --- the frozen set: extents 0-7 written ------------------------------------
 for e in 0 1 2 3 4 5 6 7; do write_extent "$e" $((65 + e)); done
 check_eq "8 extents written" 8 "$(dm_status_field "$NAME" 3)"
-nl_session_start
-sess register
-check_eq "the session registers as the helper" "0 connected" \
-	"$SESS_RC $(dm_status_field "$NAME" 5)"
+nl_session_helper "$NAME"
 ev0=$(events)
 msg_ok "snapshot commit <uri>" snapshot commit "$URI"
 check_eq "status: uploading 0/8, generation 1" "uploading 0/8 1" "$(commit_status)"

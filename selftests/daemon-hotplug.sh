@@ -20,12 +20,10 @@ EXT=128
 BASE_BYTES=$((8 << 20))
 LEN=$((BASE_BYTES / 512))
 
-load_module || tap_bail "cannot load $RC_MODULE"
-net_tmpdir
+file_test_setup "$BASE_BYTES" daemon-hotplug
 tmp=$NET_WORKDIR
-base_sum=$(make_base_image "$tmp/base.img" "$BASE_BYTES" daemon-hotplug) ||
-	tap_bail "cannot make the base image"
-uri="file://$tmp/base.img"
+base_sum=$BASE_SUM
+uri="file://$BASE_IMG"
 make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
 cow1=$COW_DEV
 make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"

@@ -429,6 +429,14 @@ test_base_image() {
 		tap_bail "cannot make the base image"
 }
 
+# file_test_setup <bytes> <seed>: dm-remote-cow loaded (load_module), then
+# test_base_image: the scratch directory NET_WORKDIR, the base image
+# BASE_IMG and its sha256 BASE_SUM.
+file_test_setup() {
+	load_module || tap_bail "cannot load $RC_MODULE"
+	test_base_image "$1" "$2"
+}
+
 # net_test_setup [delay [rate [loss]]]: the scratch directory (net_tmpdir),
 # the namespace and link (net_setup), shaped by net_shape when given
 # arguments.
@@ -460,18 +468,23 @@ net_test_device() {
 # Reads that wait for faults, of a device over a file:// base
 # ---------------------------------------------------------------------------
 
-# file_test_device <dm name> <sectors> <extent sectors>: a COW device 4 MiB
-# larger than the device (make_cow) and the device over file://$BASE_IMG
-# (test_base_image first), no helper; its table in DEV_TABLE.  Removed at
-# exit.  bg_read and check_reads then work on it.
+# file_test_device <dm name> <sectors> <extent sectors> [cow dev]: a COW
+# device 4 MiB larger than the device (make_cow), or the one given, and the
+# device over file://$BASE_IMG (test_base_image first), no helper; its
+# table in DEV_TABLE.  Removed at exit.  bg_read and check_reads then work
+# on it.
 DEV_TABLE=
 _reads_name=
 _reads_extb=
 _read_pids=()
 _read_exts=()
 file_test_device() {
-	make_cow $(($2 * 512 + (4 << 20))) || tap_bail "no COW loop device"
-	DEV_TABLE=$(rc_table "$2" "$COW_DEV" "$3" "file://${BASE_IMG:?test_base_image first}")
+	local cow=${4:-}
+	if [ -z "$cow" ]; then
+		make_cow $(($2 * 512 + (4 << 20))) || tap_bail "no COW loop device"
+		cow=$COW_DEV
+	fi
+	DEV_TABLE=$(rc_table "$2" "$cow" "$3" "file://${BASE_IMG:?test_base_image first}")
 	dm_create "$1" "$DEV_TABLE" || tap_bail "cannot create $1"
 	_reads_name=$1
 	_reads_extb=$(($3 * 512))

@@ -427,6 +427,14 @@ nl_session_start() {
 	coproc NLS { "$RC_TREE/selftests/progs/rcow-nl" session 2>&1; }
 	at_exit "kill $NLS_PID 2>/dev/null"
 }
+# nl_session_helper <dm name>: nl_session_start, then one test: the session
+# registers as the helper and <dm name> shows it connected.
+nl_session_helper() {
+	nl_session_start
+	sess register
+	check_eq "the session registers as the helper" "0 connected" \
+		"$SESS_RC $(dm_status_field "$1" 5)"
+}
 # sess <command...>: one command in the session; its output in SESS_OUT,
 # its exit status (0 accepted, 1 refused) in SESS_RC.
 sess() {

@@ -38,8 +38,7 @@ RC=$RC_TREE/tools/remote-cow
 MIGRATED="2 3 10"
 
 require_built "$NL" "$RC"
-load_module || tap_bail "cannot load $RC_MODULE"
-test_base_image "$BASE_BYTES" migrate-incoming
+file_test_setup "$BASE_BYTES" migrate-incoming
 base=$BASE_IMG
 tmp=$NET_WORKDIR
 make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"

@@ -52,15 +52,12 @@ NL=$RC_TREE/selftests/progs/rcow-nl
 DEST="10.99.0.2:7000"
 
 require_built "$NL"
-load_module || tap_bail "cannot load $RC_MODULE"
-test_base_image "$BASE_BYTES" migrate-kernel
-base=$BASE_IMG
+file_test_setup "$BASE_BYTES" migrate-kernel
 slow_cow_data rc-migrate-slowcow "$BASE_BYTES" "$EXTB" "$DELAY_MS" ||
 	tap_bail "no slow COW device"
-cow=$SLOW_COW
+file_test_device "$NAME" "$LEN" "$EXT" "$SLOW_COW"
 dev=/dev/mapper/$NAME
-TABLE=$(rc_table "$LEN" "$cow" "$EXT" "file://$base")
-dm_create "$NAME" "$TABLE" || tap_bail "cannot create $NAME"
+TABLE=$DEV_TABLE
 
 ID=$(nl_dev_id "$NAME")
 [ -n "$ID" ] || tap_bail "no dev_id for $NAME"
@@ -94,10 +91,7 @@ write_fails() { ! write_extent "$1" 99 2>/dev/null; }
 # --- before: extents 0-7 written ------------------------------------------
 for e in 0 1 2 3 4 5 6 7; do write_extent "$e" $((65 + e)); done
 check_eq "8 extents written" 8 "$(dm_status_field "$NAME" 3)"
-nl_session_start
-sess register
-check_eq "the session registers as the helper" "0 connected" \
-	"$SESS_RC $(dm_status_field "$NAME" 5)"
+nl_session_helper "$NAME"
 
 # --- bad destinations --------------------------------------------------------
 for bad in nohost :7000 host: host:0 host:65536 host:7x "-h:80" "a_b:80" "[zz]:80" \

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "rc.h"
+#include "rcow/mig-proto.h"
 
 static const char migrate_help[] =
 	"Usage: " PROG " migrate NAME --to HOST:PORT --psk FILE [--wait]\n"
@@ -87,19 +88,14 @@ bool rc_valid_hostport(const char *s)
 }
 
 /* Copy the key where remote-cowd looks for it at MIGRATE_START.  0 or an exit code. */
-static int hand_key(const char *name, const char *psk, const char *run_dir, char *path,
-		    size_t cap)
+static int hand_key(const char *name, const char *text, size_t len, const char *run_dir,
+		    char *path, size_t cap)
 {
-	char text[4200], file[300];
-	size_t len;
+	char file[300];
 	int r;
 
-	r = rc_read_psk("migrate", psk, text, sizeof(text), &len);
-	if (r)
-		return r;
 	snprintf(file, sizeof(file), "send-%s.psk", name);
 	r = rc_put_secret(run_dir, file, text, len, path, cap);
-	explicit_bzero(text, sizeof(text));
 	if (r) {
 		rc_err("migrate %s: cannot write the key for remote-cowd under %s: %s", name,
 		       run_dir, strerror(-r));
@@ -188,9 +184,15 @@ int cmd_migrate(int argc, char **argv)
 			return rc_usage_err("migrate", "bad destination '%s': HOST:PORT, port 1-65535",
 					    dest);
 		if (psk) {
-			r = rc_dev_check(name, &(struct rc_dev){ 0 });
+			char text[MIG_PSK_FILE_MAX + 1];
+			size_t len;
+
+			r = rc_read_psk("migrate", psk, text, &len);
 			if (!r)
-				r = hand_key(name, psk, run_dir, key, sizeof(key));
+				r = rc_dev_check(name, &(struct rc_dev){ 0 });
+			if (!r)
+				r = hand_key(name, text, len, run_dir, key, sizeof(key));
+			explicit_bzero(text, sizeof(text));
 			if (r)
 				return r;
 		}

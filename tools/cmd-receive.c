@@ -89,28 +89,19 @@ int rc_put_secret(const char *run_dir, const char *file, const char *text, size_
 	return close(fd) ? -errno : 0;
 }
 
-/* The PSK file's text, checked.  0 or an exit code (printed). */
-int rc_read_psk(const char *cmd, const char *file, char *text, size_t cap, size_t *len)
+/* The PSK file's text, read once and checked.  0 or an exit code (printed). */
+int rc_read_psk(const char *cmd, const char *file, char *text, size_t *len)
 {
 	struct rcow_err err = { 0 };
 	struct mig_psk psk;
-	ssize_t n;
-	int fd;
+	int r;
 
-	if (mig_psk_load(file, &psk, &err)) {
+	r = mig_psk_read(file, text, len, &psk, &err);
+	mig_psk_wipe(&psk);
+	if (r) {
 		rc_err("%s: %s", cmd, err.msg);
 		return RC_EXIT_USAGE;
 	}
-	mig_psk_wipe(&psk);
-	fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || (n = read(fd, text, cap)) < 0) {
-		rc_err("%s: cannot read %s: %s", cmd, file, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return RC_EXIT_FAIL;
-	}
-	close(fd);
-	*len = (size_t)n;
 	return 0;
 }
 
@@ -120,7 +111,7 @@ int cmd_receive(int argc, char **argv)
 			     .max_args = 8 };
 	const char *name = NULL, *cow = NULL, *uri = NULL, *listen = NULL, *psk = NULL;
 	const char *ext = NULL, *size = NULL, *tmo = NULL, *run_dir = RC_RUN_DIR, *arg;
-	char text[4200], spec[PATH_MAX], file[300];
+	char text[MIG_RECV_SPEC_MAX + 1], spec[PATH_MAX], file[300];
 	char *cargv[16];
 	size_t len = 0;
 	int id, n, r, cargc = 0;
@@ -167,17 +158,18 @@ int cmd_receive(int argc, char **argv)
 		return rc_usage_err("receive", "missing the device NAME");
 	if (!cow || !uri || !listen || !psk)
 		return rc_usage_err("receive", "needs --cow DEV --base URI --listen HOST:PORT --psk FILE");
-	if (strlen(listen) > 255 || !rc_valid_hostport(listen))
+	if (strlen(listen) > MIG_ADDR_MAX || !rc_valid_hostport(listen))
 		return rc_usage_err("receive", "bad listen address '%s': HOST:PORT, port 1-65535",
 				    listen);
+	n = snprintf(text, sizeof(text), "listen %s\n", listen);
+	r = rc_read_psk("receive", psk, text + n, &len);
+	if (r)
+		return r;
 	if (rc_dm_info(name, &(struct rc_dm_info){ 0 }) == 1) {
+		explicit_bzero(text, sizeof(text));
 		rc_err("receive %s: a device-mapper device of that name exists already", name);
 		return RC_EXIT_FAIL;
 	}
-	n = snprintf(text, sizeof(text), "listen %s\n", listen);
-	r = rc_read_psk("receive", psk, text + n, sizeof(text) - (size_t)n - 1, &len);
-	if (r)
-		return r;
 	snprintf(file, sizeof(file), "recv-%s", name);
 	r = rc_put_secret(run_dir, file, text, (size_t)n + len, spec, sizeof(spec));
 	explicit_bzero(text, sizeof(text));

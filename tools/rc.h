@@ -340,8 +340,13 @@ int rc_check_uri(const char *cmd, const char *uri);
  */
 int rc_put_secret(const char *run_dir, const char *file, const char *text, size_t len,
 		  char *path, size_t cap);
-/* A PSK file's text (checked: psktool's format).  0 or an exit code (printed). */
-int rc_read_psk(const char *cmd, const char *file, char *text, size_t cap, size_t *len);
+/*
+ * A PSK file's text, read once (mig_psk_read(): at most MIG_PSK_FILE_MAX
+ * bytes, psktool's format) into text, which has room for
+ * MIG_PSK_FILE_MAX + 1 bytes.  0, or RC_EXIT_USAGE after printing why
+ * (missing, unreadable, too large, not a PSK file).
+ */
+int rc_read_psk(const char *cmd, const char *file, char *text, size_t *len);
 /* HOST:PORT, [IPv6]:PORT (cmd-message.c) */
 bool rc_valid_hostport(const char *s);
 

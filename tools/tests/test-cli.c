@@ -5,14 +5,19 @@
  * prefixes, short options, the messages of each mistake), JSON strings
  * (escapes; UTF-8 passed, anything else refused) and the target's status
  * line (with commit_gen and before it), parsed and printed.  Then the real
- * binary: exit codes and messages of the top level, of check/dump's -v and
- * of commit's command line.
+ * binary: exit codes and messages of the top level, of check/dump's -v, of
+ * commit's command line and of the PSK file of migrate and receive (missing,
+ * malformed, too large: refused before any device is looked at, nothing
+ * written under the run directory).
  *
  *   test-cli PATH_TO_REMOTE_COW
  */
+#include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -246,6 +251,57 @@ static void bin_case(struct tap *t, const char *bin, const char *const *args, in
 		printf("#   got exit %d: %s\n", r, out);
 }
 
+static bool put_file(const char *path, const char *text, size_t len)
+{
+	FILE *f = fopen(path, "we");
+	bool ok = f && fwrite(text, 1, len, f) == len;
+
+	return f && !fclose(f) && ok;
+}
+
+/* migrate and receive with one PSK file: exit 2, want_msg, no run directory made. */
+static void psk_case(struct tap *t, const char *bin, const char *dir, const char *psk,
+		     const char *want_msg)
+{
+	char run[600];
+	struct stat st;
+
+	snprintf(run, sizeof(run), "%s/run", dir);
+	bin_case(t, bin, (const char *const[]){ "receive", "vm1", "--cow", "/dev/null", "--base",
+						"file:///x", "--listen", "127.0.0.1:7777",
+						"--psk", psk, "--run-dir", run, NULL },
+		 2, want_msg);
+	bin_case(t, bin, (const char *const[]){ "migrate", "vm1", "--to", "10.0.0.2:7777",
+						"--psk", psk, "--run-dir", run, NULL },
+		 2, want_msg);
+	tap_ok(t, stat(run, &st) && errno == ENOENT, "... nothing written under --run-dir");
+}
+
+static void psk_tests(struct tap *t, const char *bin)
+{
+	char *dir = tap_tmpdir(t), path[512], msg[700], big[4097];
+
+	if (!tap_ok(t, dir != NULL, "temporary directory"))
+		return;
+	snprintf(path, sizeof(path), "%s/missing.psk", dir);
+	snprintf(msg, sizeof(msg), ": cannot open PSK file %s: No such file or directory", path);
+	psk_case(t, bin, dir, path, msg);
+
+	snprintf(path, sizeof(path), "%s/bad.psk", dir);
+	snprintf(msg, sizeof(msg), ": %s: not a PSK file: its first line is not identity:hexkey",
+		 path);
+	tap_ok(t, put_file(path, "alice 0011223344556677\n", 23), "a malformed PSK file");
+	psk_case(t, bin, dir, path, msg);
+
+	snprintf(path, sizeof(path), "%s/big.psk", dir);
+	snprintf(msg, sizeof(msg), ": PSK file %s is too large: over 4096 bytes", path);
+	memset(big, '#', sizeof(big));
+	tap_ok(t, put_file(path, big, sizeof(big)), "a PSK file of 4097 bytes");
+	psk_case(t, bin, dir, path, msg);
+	tap_rmtree(dir);
+	free(dir);
+}
+
 int main(int argc, char **argv)
 {
 	struct tap t = { .group = "cli" };
@@ -341,6 +397,8 @@ int main(int argc, char **argv)
 		 2, "--since-last goes with --to URI");
 	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--s", "--to", "nbd://h/x",
 						 "--bogus", NULL }, 2, "unknown option '--bogus'");
+
+	psk_tests(&t, bin);
 
 	printf("1..%d\n", t.n);
 	if (t.failed)

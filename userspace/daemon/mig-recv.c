@@ -47,18 +47,13 @@ struct receiver {
 /* recv-NAME: "listen HOST:PORT\n" then the PSK file's lines. */
 static int read_spec(struct receiver *r, struct mig_psk *psk)
 {
-	char text[4096], *nl;
-	ssize_t n;
-	int fd, e;
+	char text[MIG_RECV_SPEC_MAX + 1], *nl;
+	size_t n;
+	int e;
 
-	fd = open(r->j->spec, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return rcow_err_set(&r->err, errno, "cannot open receive spec %s: %s", r->j->spec,
-				    strerror(errno));
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n < 0)
-		return rcow_err_set(&r->err, EIO, "cannot read %s", r->j->spec);
+	e = mig_read_small(r->j->spec, "receive spec", text, sizeof(text), &n, &r->err);
+	if (e)
+		return e;
 	text[n] = 0;
 	nl = strchr(text, '\n');
 	if (strncmp(text, "listen ", 7) || !nl || (size_t)(nl - text - 7) >= sizeof(r->listen)) {

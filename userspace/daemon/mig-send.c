@@ -216,7 +216,7 @@ static int migrate(struct sender *s)
 
 	r = mig_psk_load(s->j->spec, &psk, &s->err);
 	if (r) {
-		rcow_err_prefix(&s->err, "no key for the migration (remote-cow migrate --psk): ");
+		rcow_err_prefix(&s->err, "no key for the migration (remote-cow migrate --psk)");
 		return r;
 	}
 	/* a destination still setting up refuses the connection: try for a while */

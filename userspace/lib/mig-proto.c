@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * mig-proto.c - live migration frames and PSK files (rcow/mig-proto.h):
- * pure encoding and checking, no I/O but mig_psk_load()'s file read.
+ * pure encoding and checking, no I/O but the read of a small secret file
+ * (mig_read_small(): the PSK file, remote-cowd's receive spec).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -330,27 +331,64 @@ int mig_psk_parse(const char *text, size_t len, struct mig_psk *psk, struct rcow
 	return rcow_err_set(err, EINVAL, "PSK file has no identity:hexkey line");
 }
 
-int mig_psk_load(const char *path, struct mig_psk *psk, struct rcow_err *err)
+int mig_read_small(const char *path, const char *what, char *buf, size_t cap, size_t *len,
+		   struct rcow_err *err)
 {
-	char text[4096];
+	size_t got = 0;
 	ssize_t n;
-	int fd, r;
+	int fd, e;
 
+	*len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return rcow_err_set(err, errno, "cannot open PSK file %s: %s", path,
+		return rcow_err_set(err, errno, "cannot open %s %s: %s", what, path,
 				    strerror(errno));
-	n = read(fd, text, sizeof(text));
-	r = errno;
+	do {
+		n = read(fd, buf + got, cap - got);
+		if (n > 0)
+			got += (size_t)n;
+	} while (got < cap && (n > 0 || (n < 0 && errno == EINTR)));
+	e = errno;
 	close(fd);
-	if (n < 0)
-		return rcow_err_set(err, r, "cannot read PSK file %s: %s", path, strerror(r));
-	if (n == (ssize_t)sizeof(text))
-		return rcow_err_set(err, EFBIG, "PSK file %s is over 4 KiB", path);
-	r = mig_psk_parse(text, (size_t)n, psk, err);
-	explicit_bzero(text, sizeof(text));
+	if (n < 0) {
+		explicit_bzero(buf, got);
+		return rcow_err_set(err, e, "cannot read %s %s: %s", what, path, strerror(e));
+	}
+	if (got == cap) {
+		explicit_bzero(buf, got);
+		return rcow_err_set(err, EFBIG, "%s %s is too large: over %zu bytes", what, path,
+				    cap - 1);
+	}
+	*len = got;
+	return 0;
+}
+
+int mig_psk_read(const char *path, char *text, size_t *len, struct mig_psk *psk,
+		 struct rcow_err *err)
+{
+	int r;
+
+	memset(psk, 0, sizeof(*psk));
+	r = mig_read_small(path, "PSK file", text, MIG_PSK_FILE_MAX + 1, len, err);
 	if (r)
-		rcow_err_prefix(err, "%s: ", path);
+		return r;
+	r = mig_psk_parse(text, *len, psk, err);
+	if (r) {
+		explicit_bzero(text, *len);
+		*len = 0;
+		rcow_err_prefix(err, "%s", path);
+	}
+	return r;
+}
+
+int mig_psk_load(const char *path, struct mig_psk *psk, struct rcow_err *err)
+{
+	char text[MIG_PSK_FILE_MAX + 1];
+	size_t len;
+	int r;
+
+	r = mig_psk_read(path, text, &len, psk, err);
+	explicit_bzero(text, sizeof(text));
 	return r;
 }
 

@@ -3,12 +3,19 @@
  * test-mig.c - the live migration frame codec and PSK files
  * (rcow/mig-proto.h): every frame round-trips; truncated, oversized,
  * padded and garbage frames are refused; HELLO mismatches are named;
- * psktool's file format parses and bad keys are refused.
+ * psktool's file format parses and bad keys are refused; PSK files are
+ * read whole in one pass (through a pipe that gives them in pieces), and a
+ * missing, malformed or too large one is refused with its reason.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "rcow/mig-proto.h"
 #include "tap.h"
@@ -161,8 +168,116 @@ static void test_psk(struct tap *t)
 	mig_psk_wipe(&psk);
 }
 
+static const char key_line[] = "alice:000102030405060708090a0b0c0d0e0f"
+			       "101112131415161718191a1b1c1d1e1f\n";
+
+static int put_file(const char *path, const char *text, size_t len)
+{
+	FILE *f = fopen(path, "we");
+	int r;
+
+	if (!f)
+		return -1;
+	r = fwrite(text, 1, len, f) == len ? 0 : -1;
+	return fclose(f) || r ? -1 : 0;
+}
+
+/*
+ * A FIFO whose writer gives the file in three pieces with pauses between
+ * them: read(2) returns each piece alone, so one read would see only the
+ * comment line.
+ */
+static int read_through_fifo(const char *fifo, char *text, size_t *len, struct mig_psk *psk,
+			     struct rcow_err *err)
+{
+	static const char *const piece[] = { "# psktool\n", "alice:000102030405060708090a0b",
+					     "0c0d0e0f101112131415161718191a1b1c1d1e1f\n" };
+	int r, status;
+	pid_t pid;
+
+	if (mkfifo(fifo, 0600))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (!pid) {
+		int fd = open(fifo, O_WRONLY | O_CLOEXEC);
+
+		for (int i = 0; fd >= 0 && i < 3; i++) {
+			if (write(fd, piece[i], strlen(piece[i])) < 0)
+				_exit(1);
+			usleep(50000);
+		}
+		_exit(fd < 0);
+	}
+	r = mig_psk_read(fifo, text, len, psk, err);
+	waitpid(pid, &status, 0);
+	unlink(fifo);
+	return r;
+}
+
+static void test_psk_files(struct tap *t, const char *dir)
+{
+	char path[512], big[MIG_PSK_FILE_MAX + 2], text[MIG_PSK_FILE_MAX + 1];
+	struct rcow_err err = { 0 };
+	struct mig_psk psk;
+	size_t len = 99;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	r = read_through_fifo(path, text, &len, &psk, &err);
+	tap_ok(t, !r && len == strlen("# psktool\n") + sizeof(key_line) - 1 &&
+	       !memcmp(text + 10, key_line, sizeof(key_line) - 1) && psk.key_len == 32 &&
+	       !strcmp(psk.identity, "alice"),
+	       "a PSK file given in pieces (a pipe) is read whole: %d %s", r, err.msg);
+
+	/* exactly the largest size: comment lines, then the key */
+	memset(big, '#', sizeof(big));
+	for (size_t i = 79; i < MIG_PSK_FILE_MAX; i += 80)
+		big[i] = '\n';
+	memcpy(big + MIG_PSK_FILE_MAX - (sizeof(key_line) - 1), key_line, sizeof(key_line) - 1);
+	big[MIG_PSK_FILE_MAX - sizeof(key_line)] = '\n';
+	snprintf(path, sizeof(path), "%s/max.psk", dir);
+	r = put_file(path, big, MIG_PSK_FILE_MAX) ? -1 : mig_psk_read(path, text, &len, &psk, &err);
+	tap_ok(t, !r && len == MIG_PSK_FILE_MAX && !memcmp(text, big, len) && psk.key_len == 32,
+	       "a PSK file of MIG_PSK_FILE_MAX bytes is read: %d %s", r, err.msg);
+
+	big[MIG_PSK_FILE_MAX] = '\n';
+	snprintf(path, sizeof(path), "%s/big.psk", dir);
+	r = put_file(path, big, MIG_PSK_FILE_MAX + 1) ? -1 :
+	    mig_psk_read(path, text, &len, &psk, &err);
+	tap_ok(t, r == -EFBIG && !len && strstr(err.msg, "PSK file") && strstr(err.msg, path) &&
+	       strstr(err.msg, "too large: over 4096 bytes"),
+	       "one byte more is refused, too large: %s", err.msg);
+
+	snprintf(path, sizeof(path), "%s/bad.psk", dir);
+	r = put_file(path, "alice 00112233\n", 15) ? -1 :
+	    mig_psk_read(path, text, &len, &psk, &err);
+	tap_ok(t, r == -EINVAL && !len && !strncmp(err.msg, path, strlen(path)) &&
+	       !strncmp(err.msg + strlen(path), ": not a PSK file", 16) &&
+	       !strstr(err.msg, "00112233"),
+	       "a malformed file is refused, named, the key not shown: %s", err.msg);
+
+	snprintf(path, sizeof(path), "%s/missing.psk", dir);
+	r = mig_psk_read(path, text, &len, &psk, &err);
+	tap_ok(t, r == -ENOENT && strstr(err.msg, "cannot open PSK file") && strstr(err.msg, path),
+	       "a missing file: ENOENT, named: %s", err.msg);
+
+	r = mig_psk_read(dir, text, &len, &psk, &err);
+	tap_ok(t, r == -EISDIR && strstr(err.msg, "cannot read PSK file"),
+	       "a directory: cannot read: %s", err.msg);
+	mig_psk_wipe(&psk);
+	explicit_bzero(text, sizeof(text));
+}
+
 void test_mig(struct tap *t)
 {
+	char *dir = tap_tmpdir(t);
+
 	test_frames(t);
 	test_psk(t);
+	if (tap_ok(t, dir != NULL, "temporary directory"))
+		test_psk_files(t, dir);
+	tap_rmtree(dir);
+	free(dir);
 }

@@ -145,8 +145,37 @@ struct mig_psk {
 	size_t key_len;
 };
 
+/* The largest PSK file read: 4 KiB. */
+#define MIG_PSK_FILE_MAX 4096
+/*
+ * remote-cowd's receive spec, written by remote-cow receive: "listen
+ * HOST:PORT\n" (HOST:PORT of at most MIG_ADDR_MAX characters), then the
+ * PSK file as it is.
+ */
+#define MIG_ADDR_MAX 255
+#define MIG_RECV_SPEC_MAX (sizeof("listen \n") - 1 + MIG_ADDR_MAX + MIG_PSK_FILE_MAX)
+
+/*
+ * Read the whole of a small file into buf: short reads and EINTR are
+ * continued until end of file, so a pipe or a slow file system gives all
+ * of it.  The file must be shorter than cap (then buf[*len] can take a
+ * terminating 0); -EFBIG "too large" if not.  -errno of open or read
+ * otherwise; what names the file in the messages ("PSK file").  On a
+ * failure what was read is wiped (the files hold secrets).
+ */
+int mig_read_small(const char *path, const char *what, char *buf, size_t cap, size_t *len,
+		   struct rcow_err *err);
+
 int mig_psk_parse(const char *text, size_t len, struct mig_psk *psk, struct rcow_err *err);
-/* Read and parse a PSK file (at most 4 KiB). */
+/*
+ * Read a PSK file (at most MIG_PSK_FILE_MAX bytes) once: its text into
+ * text (MIG_PSK_FILE_MAX + 1 bytes; *len of them), parsed into psk.  The
+ * caller wipes both.  On a failure (missing, unreadable, too large, not
+ * psktool's format) err names the file and the reason, never the key.
+ */
+int mig_psk_read(const char *path, char *text, size_t *len, struct mig_psk *psk,
+		 struct rcow_err *err);
+/* mig_psk_read() without the text. */
 int mig_psk_load(const char *path, struct mig_psk *psk, struct rcow_err *err);
 /* Overwrite the key (before freeing or returning). */
 void mig_psk_wipe(struct mig_psk *psk);
