@@ -407,20 +407,34 @@ void rcow_nl_announce(struct rcow *rc)
 	mutex_unlock(&rcow_nl_lock);
 }
 
-int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count)
+/* FAULT (with RCOW_FAULT_F_* @flags) or PROMOTE of a run of @rc. */
+static int send_run(struct rcow *rc, u8 cmd, u64 cookie, u64 extent,
+		    u32 count, u32 flags)
 {
 	struct sk_buff *skb;
 	bool bad;
 
-	skb = event_new(RCOW_CMD_FAULT, nla_total_size(sizeof(u32)) * 2 +
+	skb = event_new(cmd, nla_total_size(sizeof(u32)) * 3 +
 			nla_total_size_64bit(sizeof(u64)) * 2, GFP_NOIO);
 	if (!skb)
 		return -ENOMEM;
 	bad = nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
 	      nla_put_u64_64bit(skb, RCOW_A_FIRST_EXTENT, extent, RCOW_A_PAD) ||
 	      nla_put_u32(skb, RCOW_A_EXTENT_COUNT, count) ||
-	      nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie, RCOW_A_PAD);
+	      nla_put_u64_64bit(skb, RCOW_A_COOKIE, cookie, RCOW_A_PAD) ||
+	      (flags && nla_put_u32(skb, RCOW_A_FLAGS, flags));
 	return event_send_unlocked(skb, bad);
+}
+
+int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count,
+		       u32 flags)
+{
+	return send_run(rc, RCOW_CMD_FAULT, cookie, extent, count, flags);
+}
+
+int rcow_nl_send_promote(struct rcow *rc, u64 cookie, u64 extent, u32 count)
+{
+	return send_run(rc, RCOW_CMD_PROMOTE, cookie, extent, count, 0);
 }
 
 /*

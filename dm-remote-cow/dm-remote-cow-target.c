@@ -37,6 +37,14 @@
  * a write to one extent of a run in flight waits on that extent's pending
  * like any other.
  *
+ * Priority.  A run whose extents have a bio waiting is sent flagged
+ * RCOW_FAULT_F_WAITING; one without (a HYDRATE range) is speculative, and
+ * the helper fills it at its own pace (a streaming rate limit).  When a
+ * bio then comes to wait on an extent of such a run already sent, the
+ * extent is marked "promote" and the worker sends PROMOTE for it under
+ * the run's cookie, once per extent and send, so that the helper fills it
+ * ahead of its speculative work: a guest never waits for the stream.
+ *
  * Faults are kept until answered.  With no helper registered they wait in
  * the "unsent" list and go out when one registers; when the helper's socket
  * closes, the faults it had been sent move back there.  So I/O to missing
@@ -136,6 +144,7 @@ struct rcow_pending {
 	u64 cookie;			/* of the run it was sent in, or 0 */
 	enum rcow_pending_kind kind;
 	bool sent;			/* on the sent list: the helper has it */
+	bool promote;			/* sent with no waiter; one came since */
 	struct bio_list waiters;
 };
 
@@ -402,6 +411,7 @@ static void unsend(struct rcow_pending *pe)
 {
 	hlist_del(&pe->cookie_node);
 	pe->sent = false;
+	pe->promote = false;
 	pe->cookie = 0;
 }
 
@@ -424,6 +434,7 @@ static void add_fault(struct rcow *rc, struct rcow_pending *pe, u64 extent)
 	pe->extent = extent;
 	pe->kind = RCOW_PE_FAULT;
 	pe->sent = false;
+	pe->promote = false;
 	pe->cookie = 0;
 	bio_list_init(&pe->waiters);
 	hlist_add_head(&pe->extent_node, &rc->extent_hash[hash_u64(extent)]);
@@ -636,6 +647,12 @@ static void process_missing(struct rcow *rc, struct bio *bio, u64 extent)
 		}
 		pe = find_extent(rc, extent);
 		if (pe) {
+			/* Sent with nothing waiting: the helper must hurry. */
+			if (pe->kind == RCOW_PE_FAULT && pe->sent &&
+			    bio_list_empty(&pe->waiters)) {
+				pe->promote = true;
+				set_bit(RCOW_F_PROMOTE, &rc->flags);
+			}
 			bio_list_add(&pe->waiters, bio);
 			spin_unlock_irq(&rc->lock);
 			goto out;
@@ -814,9 +831,9 @@ static u32 max_run(struct rcow *rc)
  * rc->lock held.  Takes the run of unsent faults around the oldest one:
  * the adjacent extents whose faults wait to be sent too, up to max_run().
  * They move to the sent list under a new cookie.  Returns the run's
- * length (0: nothing to send) and its first extent and cookie.
+ * length (0: nothing to send), its first extent, cookie and FAULT flags.
  */
-static u32 take_run(struct rcow *rc, u64 *first, u64 *cookie)
+static u32 take_run(struct rcow *rc, u64 *first, u64 *cookie, u32 *flags)
 {
 	struct rcow_pending *pe;
 	u32 n = 1, limit = max_run(rc);
@@ -836,8 +853,11 @@ static u32 take_run(struct rcow *rc, u64 *first, u64 *cookie)
 
 	*first = start;
 	*cookie = rcow_nl_new_cookie();
+	*flags = 0;
 	for (e = start; e < start + n; e++) {
 		pe = find_extent(rc, e);
+		if (!bio_list_empty(&pe->waiters))
+			*flags = RCOW_FAULT_F_WAITING;
 		pe->sent = true;
 		pe->cookie = *cookie;
 		hlist_add_head(&pe->cookie_node,
@@ -870,7 +890,7 @@ static void put_back_run(struct rcow *rc, u64 first, u32 count, u64 cookie)
 static void send_unsent_faults(struct rcow *rc)
 {
 	u64 cookie, first;
-	u32 count;
+	u32 count, flags;
 	int r;
 
 	for (;;) {
@@ -878,12 +898,12 @@ static void send_unsent_faults(struct rcow *rc)
 		if (test_bit(RCOW_F_QUIESCED, &rc->flags))
 			return;
 		spin_lock_irq(&rc->lock);
-		count = take_run(rc, &first, &cookie);
+		count = take_run(rc, &first, &cookie, &flags);
 		spin_unlock_irq(&rc->lock);
 		if (!count)
 			return;
 
-		r = rcow_nl_send_fault(rc, cookie, first, count);
+		r = rcow_nl_send_fault(rc, cookie, first, count, flags);
 		if (!r)
 			continue;
 
@@ -893,6 +913,76 @@ static void send_unsent_faults(struct rcow *rc)
 		spin_unlock_irq(&rc->lock);
 		if (r != -ENOTCONN && !test_bit(RCOW_F_QUIESCED, &rc->flags))
 			mod_delayed_work(rc->wq, &rc->waker, RCOW_RESEND_DELAY);
+		return;
+	}
+}
+
+/*
+ * rc->lock held.  Takes the promote marks of a run of adjacent extents of
+ * one sent FAULT (see "Priority" at the top), up to max_run(); returns
+ * its length (0: none marked), first extent and cookie.
+ */
+static u32 take_promote(struct rcow *rc, u64 *first, u64 *cookie)
+{
+	struct rcow_pending *pe, *found = NULL;
+	u32 n = 0, limit = max_run(rc);
+
+	list_for_each_entry(pe, &rc->sent, list)
+		if (pe->promote) {
+			found = pe;
+			break;
+		}
+	if (!found)
+		return 0;
+	*first = found->extent;
+	*cookie = found->cookie;
+	for (pe = found; pe && pe->promote && n < limit;
+	     pe = find_in_run(rc, *first + n, *cookie)) {
+		pe->promote = false;
+		n++;
+	}
+	return n;
+}
+
+/* rc->lock held.  PROMOTE of this run was not delivered: mark it again. */
+static void put_back_promote(struct rcow *rc, u64 first, u32 count,
+			     u64 cookie)
+{
+	struct rcow_pending *pe;
+	u64 e;
+
+	for (e = first; e < first + count; e++) {
+		pe = find_in_run(rc, e, cookie);
+		if (pe) {
+			pe->promote = true;
+			set_bit(RCOW_F_PROMOTE, &rc->flags);
+		}
+	}
+}
+
+static void send_promotes(struct rcow *rc)
+{
+	u64 cookie, first;
+	u32 count;
+	int r;
+
+	while (!test_bit(RCOW_F_QUIESCED, &rc->flags) &&
+	       test_bit(RCOW_F_PROMOTE, &rc->flags)) {
+		spin_lock_irq(&rc->lock);
+		count = take_promote(rc, &first, &cookie);
+		if (!count)
+			clear_bit(RCOW_F_PROMOTE, &rc->flags);
+		spin_unlock_irq(&rc->lock);
+		if (!count)
+			return;
+		r = rcow_nl_send_promote(rc, cookie, first, count);
+		/* Gone: the faults are sent again, flagged waiting. */
+		if (!r || r == -ENOTCONN)
+			continue;
+		spin_lock_irq(&rc->lock);
+		put_back_promote(rc, first, count, cookie);
+		spin_unlock_irq(&rc->lock);
+		mod_delayed_work(rc->wq, &rc->waker, RCOW_RESEND_DELAY);
 		return;
 	}
 }
@@ -931,6 +1021,7 @@ static void do_worker(struct work_struct *ws)
 	rcow_commit_work(rc);
 	rcow_migrate_work(rc);
 	send_unsent_faults(rc);
+	send_promotes(rc);
 	check_hydrated(rc);
 	if (test_and_clear_bit(RCOW_F_EVENT, &rc->flags))
 		dm_table_event(rc->ti->table);

@@ -199,6 +199,8 @@ struct rcow {
 #define RCOW_F_FENCED		7
 /* Destination of a migration not yet complete: guest I/O is held. */
 #define RCOW_F_INCOMING		8
+/* Some sent fault is marked promote: the worker sends PROMOTE. */
+#define RCOW_F_PROMOTE		9
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
@@ -260,7 +262,9 @@ void rcow_nl_exit(void);
 int rcow_nl_add_device(struct rcow *rc);
 void rcow_nl_remove_device(struct rcow *rc);
 void rcow_nl_announce(struct rcow *rc);
-int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count);
+int rcow_nl_send_fault(struct rcow *rc, u64 cookie, u64 extent, u32 count,
+		       u32 flags);
+int rcow_nl_send_promote(struct rcow *rc, u64 cookie, u64 extent, u32 count);
 u64 rcow_nl_new_cookie(void);
 int rcow_nl_quiesce(struct rcow *rc, unsigned int timeout_ms);
 bool rcow_nl_cow_fenced(dev_t cow);

@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		4
+#define REMOTE_COW_GENL_VERSION		5
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -54,7 +54,9 @@ enum remote_cow_cmd {
 	 */
 	RCOW_CMD_GET_DEVICE,
 	/*
-	 * kernel -> helper.  DEV_ID, FIRST_EXTENT, EXTENT_COUNT, COOKIE.
+	 * kernel -> helper.  DEV_ID, FIRST_EXTENT, EXTENT_COUNT, COOKIE,
+	 * optional FLAGS (RCOW_FAULT_F_WAITING: I/O waits on the run; later
+	 * waiters on a run sent without it come as PROMOTE).
 	 * Fill extents [first, first + count) from the base into the COW
 	 * device, then answer FILL_DONE with the same cookie.  One FAULT
 	 * names a run of adjacent missing extents (a bio spanning extents,
@@ -261,6 +263,17 @@ enum remote_cow_cmd {
 	 * Answered at once; ESTALE when the device is not incoming.
 	 */
 	RCOW_CMD_MIGRATE_COMPLETE,
+	/*
+	 * kernel -> helper (version 5).  DEV_ID, FIRST_EXTENT, EXTENT_COUNT,
+	 * COOKIE: I/O now waits on these extents of a FAULT already sent
+	 * (under COOKIE) with no I/O waiting on them - a HYDRATE range,
+	 * prefetch or background streaming.  The helper should fill them
+	 * ahead of its speculative work and outside any streaming rate
+	 * limit; they are still answered with FILL_DONE under COOKIE as
+	 * before.  Sent at most once per extent and FAULT; a helper that
+	 * does not know it may ignore it (the fill comes in its turn).
+	 */
+	RCOW_CMD_PROMOTE,
 
 	__RCOW_CMD_MAX,
 };
@@ -290,7 +303,8 @@ enum remote_cow_attr {
 				 * too, while hydrating
 				 */
 	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
-	RCOW_A_FLAGS,		/* u32: RCOW_DEV_F_* (in GET_DEVICE) */
+	/* u32: RCOW_DEV_F_* in GET_DEVICE, RCOW_FAULT_F_* in FAULT */
+	RCOW_A_FLAGS,
 	RCOW_A_RUN_LENGTH,	/* u64: extents in a run (GET_RUNS) */
 	RCOW_A_COMMIT_GEN,	/* u64: snapshot commit generation, from 1 */
 	RCOW_A_TARGET_URI,	/* string: where the commit uploads to */
@@ -361,7 +375,14 @@ enum remote_cow_migrate_state {
 #define RCOW_MARK_PRESERVED	1
 #define RCOW_MARK_UPLOADED	2
 
-/* RCOW_A_FLAGS bits */
+/*
+ * RCOW_A_FLAGS bits of a FAULT (version 5; absent means 0): I/O waits on
+ * at least one extent of the run (else: nothing waits yet, the run comes
+ * from a HYDRATE range).
+ */
+#define RCOW_FAULT_F_WAITING	_BITUL(0)
+
+/* RCOW_A_FLAGS bits of GET_DEVICE */
 #define RCOW_DEV_F_HYDRATING	_BITUL(0)	/* hydrate start is in force */
 #define RCOW_DEV_F_READ_ONLY	_BITUL(1)	/* metadata mode is not rw */
 #define RCOW_DEV_F_INACTIVE	_BITUL(2)	/* loaded, not (yet) resumed:

@@ -421,6 +421,9 @@ static int handle_event(struct helper *h, const struct rcow_event *ev)
 		return 0;
 	case RCOW_CMD_QUIESCE:
 		return handle_quiesce(h, &ev->u.quiesce);
+	case RCOW_CMD_PROMOTE:
+		/* it fills every fault at once, in order: nothing to move ahead */
+		return 0;
 	case RCOW_CMD_HYDRATE_CTL:
 		if (h->opt.verbose)
 			logmsg("device %u: hydrate %s ignored (rcow-fill does not stream)",

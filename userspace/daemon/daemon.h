@@ -221,6 +221,8 @@ struct stats {
 	unsigned long long faults, answered, extents, bytes_read, bytes_zero, bytes_written;
 	unsigned long long fill_errors, stale_cookies, devices_added, devices_removed;
 	unsigned long long guest_faults, prefetch_faults, hydrate_faults;
+	/* speculative reads moved ahead because I/O waits on them (PROMOTE, FAULT flag) */
+	unsigned long long promoted;
 	unsigned long long prefetch_requests, prefetch_extents, hydrate_requests, hydrate_extents;
 	unsigned long long reconnects, retries, connect_failures;
 	/* extents FAULTs named; xfers merged into another's read; failed reads split */
@@ -322,6 +324,7 @@ uint64_t now_ns(void);
 int engine_add_device(const struct rcow_device_info *info, void *data);
 void engine_remove_device(struct daemon *d, uint32_t dev_id);
 void engine_fault(struct daemon *d, const struct rcow_fault *f);
+void engine_promote(struct daemon *d, const struct rcow_fault *f);
 void engine_hydrate_ctl(struct daemon *d, const struct rcow_hydrate_ctl *h);
 /*
  * QUIESCE: void the device's pending fills (queued ones dropped, reads in

@@ -524,7 +524,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	struct fault *ft;
 	uint32_t status, per;
 	uint64_t eb;
-	enum xclass cls;
+	enum xclass cls, qcls;
 
 	d->st.faults++;
 	if (!dev) {
@@ -572,8 +572,16 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		d->st.prefetch_faults++;
 	else
 		d->st.hydrate_faults++;
-	vlog(d, 2, "device %s: %s fault for extents %llu+%u, cookie %llu", dev->info.dm_name,
-	     class_name(cls), (unsigned long long)f->first, f->count, (unsigned long long)f->cookie);
+	/*
+	 * I/O waits on it (a HYDRATE range the guest reached before it was
+	 * sent): filled as a guest run, still counted as the stream's.
+	 */
+	qcls = f->flags & RCOW_FAULT_F_WAITING ? XC_GUEST : cls;
+	if (qcls != cls)
+		d->st.promoted++;
+	vlog(d, 2, "device %s: %s fault for extents %llu+%u, cookie %llu%s", dev->info.dm_name,
+	     class_name(cls), (unsigned long long)f->first, f->count, (unsigned long long)f->cookie,
+	     qcls != cls ? ", I/O waits on it" : "");
 	ft = calloc(1, sizeof(*ft));
 	if (!ft) {
 		answer(d, dev, f->cookie, f->first, 0, ENOMEM);
@@ -592,7 +600,7 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 	 * run, per piece of a prefetch or streaming run.
 	 */
 	eb = (uint64_t)dev->geom.extent_sectors * 512;
-	per = (uint32_t)(xfer_limit(dev->src, cls) / eb);
+	per = (uint32_t)(xfer_limit(dev->src, qcls) / eb);
 	if (per == 0)
 		per = 1;
 	ft->remaining = (f->count + per - 1) / per;
@@ -614,13 +622,48 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		x->off = x->ext * eb;
 		x->len = (uint64_t)(n - 1) * eb + rcow_geom_extent_bytes(&dev->geom, x->ext + n - 1);
 		x->io_len = rcow_cow_io_len(dev->cow, (size_t)x->len);
-		x->cls = cls;
+		x->cls = qcls;
 		x->conn = -1;
 		x->t_queued = now_ns() / 1000;
-		xq_push(&dev->src->q[cls], x);
+		xq_push(&dev->src->q[qcls], x);
 	}
 	if (cls == XC_GUEST)
 		prefetch(d, dev, f);
+}
+
+/*
+ * PROMOTE: I/O now waits on extents [first, first + count) of a
+ * speculative fault (prefetch or streaming) already here.  Its xfers not
+ * yet issued move to the guest queue, ahead of every speculative one and
+ * of the stream's rate limit (which holds back HYDRATE requests, not
+ * fills); one in flight completes as it is.
+ */
+void engine_promote(struct daemon *d, const struct rcow_fault *f)
+{
+	struct device *dev = find_device(d, f->dev_id);
+	struct src *s = dev ? dev->src : NULL;
+	unsigned int moved = 0;
+
+	if (!s)
+		return;
+	for (int c = XC_PREFETCH; c < XC_NR; c++) {
+		struct xfer *x = s->q[c].head, *next;
+
+		for (; x; x = next) {
+			next = x->next;
+			if (x->fault->dev != dev || x->fault->cookie != f->cookie ||
+			    x->ext >= f->first + f->count || x->ext + x->n <= f->first)
+				continue;
+			xq_del(&s->q[c], x);
+			x->cls = XC_GUEST;
+			xq_push(&s->q[XC_GUEST], x);
+			moved++;
+		}
+	}
+	d->st.promoted += moved;
+	vlog(d, 2, "device %s: I/O waits on extents %llu+%u of cookie %llu: %u queued read(s) promoted",
+	     dev->info.dm_name, (unsigned long long)f->first, f->count,
+	     (unsigned long long)f->cookie, moved);
 }
 
 /*
@@ -1000,6 +1043,9 @@ void engine_event(struct daemon *d, const struct rcow_event *ev)
 	switch (ev->cmd) {
 	case RCOW_CMD_FAULT:
 		engine_fault(d, &ev->u.fault);
+		break;
+	case RCOW_CMD_PROMOTE:
+		engine_promote(d, &ev->u.fault);
 		break;
 	case RCOW_CMD_DEVICE_ADD:
 		engine_add_device(&ev->u.dev, d);

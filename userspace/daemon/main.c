@@ -223,7 +223,7 @@ static int write_stats(const struct daemon *d)
 		"faults=%llu\nanswered=%llu\nextents=%llu\nbytes_read=%llu\nbytes_zero=%llu\n"
 		"bytes_written=%llu\nfill_errors=%llu\ninjected_errors=0\nstale_cookies=%llu\n"
 		"devices_added=%llu\ndevices_removed=%llu\nguest_faults=%llu\nprefetch_faults=%llu\n"
-		"hydrate_faults=%llu\nprefetch_requests=%llu\nprefetch_extents=%llu\n"
+		"hydrate_faults=%llu\npromoted=%llu\nprefetch_requests=%llu\nprefetch_extents=%llu\n"
 		"hydrate_requests=%llu\nhydrate_extents=%llu\nreconnects=%llu\nretries=%llu\n"
 		"connect_failures=%llu\nfault_extents=%llu\nmerged=%llu\nsplits=%llu\n"
 		"fills=%llu\nqueue_us=%llu\nread_us=%llu\nwrite_us=%llu\nwindow=%llu\nbw=%llu\n"
@@ -233,7 +233,8 @@ static int write_stats(const struct daemon *d)
 		"migrations_sent=%llu\nmigrations_received=%llu\n",
 		s->faults, s->answered, s->extents, s->bytes_read, s->bytes_zero, s->bytes_written,
 		s->fill_errors, s->stale_cookies, s->devices_added, s->devices_removed,
-		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->prefetch_requests,
+		s->guest_faults, s->prefetch_faults, s->hydrate_faults, s->promoted,
+		s->prefetch_requests,
 		s->prefetch_extents, s->hydrate_requests, s->hydrate_extents, s->reconnects,
 		s->retries, s->connect_failures, s->fault_extents, s->merged, s->splits, s->fills,
 		s->queue_us, s->read_us, s->write_us, s->window, s->bw, s->rtt_us, s->turns,

@@ -18,7 +18,10 @@
  *   the base's window is in flight: the window follows the bandwidth and
  *   delay the reads measure (rcow_flow, policy.h), from RCOW_MIN_WINDOW up
  *   to max_window; the size of prefetch pieces follows the bandwidth too
- *   (src->piece).  Completion callbacks only record the
+ *   (src->piece).  Prefetch and streaming reads start only while less
+ *   than about a quarter second of the link is in flight
+ *   (rcow_flow_spec()), so that a guest read never queues at the server
+ *   behind a window's worth of speculation.  Completion callbacks only record the
  *   result, the loop processes it after nbd_aio_notify_* returned (a
  *   callback must not call libnbd on its own handle).
  * - Holes: when the server offers base:allocation, block status is kept
@@ -779,6 +782,10 @@ static void nbd_pump(struct src *s)
 
 			if (ns->inflight >= s->pol.max_in_flight ||
 			    ns->inflight_bytes >= rcow_flow_window(&ns->flow))
+				goto out;
+			/* speculation leaves the link to a guest's next read */
+			if (c != XC_GUEST &&
+			    ns->inflight_bytes >= rcow_flow_spec(&ns->flow, 2 * s->piece))
 				goto out;
 			/* devices over this base take turns (engine_next()) */
 			x = engine_next(s, (enum xclass)c, nbd_usable);

@@ -45,6 +45,7 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_MIGRATE_END] = "MIGRATE_END",
 	[RCOW_CMD_MIGRATE_FILL] = "MIGRATE_FILL",
 	[RCOW_CMD_MIGRATE_COMPLETE] = "MIGRATE_COMPLETE",
+	[RCOW_CMD_PROMOTE] = "PROMOTE",
 };
 
 static const char *const attr_names[] = {
@@ -105,7 +106,8 @@ bool rcow_cmd_is_event(uint8_t cmd)
 	       cmd == RCOW_CMD_QUIESCE || cmd == RCOW_CMD_COMMIT_START ||
 	       cmd == RCOW_CMD_PRESERVE || cmd == RCOW_CMD_COMMIT_ABORT ||
 	       cmd == RCOW_CMD_MIGRATE_START || cmd == RCOW_CMD_MIGRATE_FINISH ||
-	       cmd == RCOW_CMD_MIGRATE_ABORT || cmd == RCOW_CMD_MIGRATE_ROUND;
+	       cmd == RCOW_CMD_MIGRATE_ABORT || cmd == RCOW_CMD_MIGRATE_ROUND ||
+	       cmd == RCOW_CMD_PROMOTE;
 }
 
 const char *rcow_cmd_name(uint8_t cmd, char *buf, size_t len)
@@ -302,15 +304,16 @@ struct nlmsghdr *rcow_msg_run(void *buf, uint16_t family, uint32_t seq, uint32_t
 	return nlh;
 }
 
-struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq,
+struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
 				const struct rcow_fault *f)
 {
-	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_FAULT, 0, seq);
+	struct nlmsghdr *nlh = rcow_msg_start(buf, family, cmd, 0, seq);
 
 	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, f->dev_id) ||
 	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, f->first) ||
 	    !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, f->count) ||
-	    !rcow_msg_put_u64(nlh, RCOW_A_COOKIE, f->cookie))
+	    !rcow_msg_put_u64(nlh, RCOW_A_COOKIE, f->cookie) ||
+	    (f->flags && !rcow_msg_put_u32(nlh, RCOW_A_FLAGS, f->flags)))
 		return NULL;
 	return nlh;
 }
@@ -672,13 +675,15 @@ int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, stru
 	ev->cmd = rcow_msg_cmd(nlh);
 	switch (ev->cmd) {
 	case RCOW_CMD_FAULT:
-		r = need(&at, "FAULT", fault_attrs, err);
+	case RCOW_CMD_PROMOTE:
+		r = need(&at, cmd_names[ev->cmd], fault_attrs, err);
 		if (r)
 			return r;
 		ev->u.fault.dev_id = u32_of(&at, RCOW_A_DEV_ID);
 		ev->u.fault.first = u64_of(&at, RCOW_A_FIRST_EXTENT);
 		ev->u.fault.count = u32_of(&at, RCOW_A_EXTENT_COUNT);
 		ev->u.fault.cookie = u64_of(&at, RCOW_A_COOKIE);
+		ev->u.fault.flags = u32_of(&at, RCOW_A_FLAGS);
 		return 0;
 	case RCOW_CMD_MIGRATE_START:
 	case RCOW_CMD_MIGRATE_FINISH:

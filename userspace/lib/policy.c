@@ -128,6 +128,21 @@ uint64_t rcow_flow_piece(const struct rcow_flow *f, uint64_t lo, uint64_t hi, ui
 	return p < lo ? lo : p > hi ? hi : p;
 }
 
+uint64_t rcow_flow_spec(const struct rcow_flow *f, uint64_t lo)
+{
+	uint64_t bw = rcow_flow_bw(f), w = rcow_flow_window(f), s;
+
+	if (!bw)
+		s = lo;
+	else if (bw > UINT64_MAX / RCOW_FLOW_SPEC_US)
+		s = w;
+	else
+		s = bw * RCOW_FLOW_SPEC_US / 1000000u;
+	if (s < lo)
+		s = lo;
+	return s < w ? s : w;
+}
+
 void rcow_prefetch_init(struct rcow_prefetch *p, uint64_t init_extents, uint64_t max_extents)
 {
 	memset(p, 0, sizeof(*p));

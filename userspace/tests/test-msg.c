@@ -144,7 +144,7 @@ static void test_requests(struct tap *t, void *buf)
 
 static void test_events(struct tap *t, void *buf)
 {
-	struct rcow_fault f = { 17, 123456789012ull, 4096, 0xdeadbeefcafef00dull };
+	struct rcow_fault f = { 17, 123456789012ull, 4096, 0xdeadbeefcafef00dull, 0 };
 	struct rcow_device_info d = { 0 }, d2;
 	struct rcow_hydrate_ctl h = { 4, true, 0 };
 	struct rcow_event ev = { 0 };
@@ -152,10 +152,20 @@ static void test_events(struct tap *t, void *buf)
 	struct nlmsghdr *nlh;
 	char line[2048];
 
-	nlh = rcow_msg_fault(buf, FAM, 0, &f);
+	nlh = rcow_msg_fault(buf, FAM, 0, RCOW_CMD_FAULT, &f);
 	tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == 0 && ev.cmd == RCOW_CMD_FAULT &&
 		  ev.u.fault.dev_id == 17 && ev.u.fault.first == f.first && ev.u.fault.count == 4096 &&
-		  ev.u.fault.cookie == f.cookie, "FAULT round trip");
+		  ev.u.fault.cookie == f.cookie && ev.u.fault.flags == 0, "FAULT round trip");
+	f.flags = RCOW_FAULT_F_WAITING;
+	nlh = rcow_msg_fault(buf, FAM, 0, RCOW_CMD_FAULT, &f);
+	tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == 0 && ev.cmd == RCOW_CMD_FAULT &&
+		  ev.u.fault.flags == RCOW_FAULT_F_WAITING, "FAULT with FLAGS waiting round trip");
+	f.flags = 0;
+	nlh = rcow_msg_fault(buf, FAM, 0, RCOW_CMD_PROMOTE, &f);
+	tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == 0 && ev.cmd == RCOW_CMD_PROMOTE &&
+		  rcow_cmd_is_event(RCOW_CMD_PROMOTE) && ev.u.fault.dev_id == 17 &&
+		  ev.u.fault.first == f.first && ev.u.fault.count == 4096 &&
+		  ev.u.fault.cookie == f.cookie, "PROMOTE round trip");
 
 	d.dev_id = 2;
 	strcpy(d.dm_name, "vm disk-1");
@@ -334,7 +344,7 @@ static void test_malformed(struct tap *t, void *buf)
 	tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == -EPROTO && strstr(err.msg, "too short"),
 	       "message shorter than a genl header is refused");
 
-	nlh = rcow_msg_fault(buf, FAM, 0, &(struct rcow_fault){ 1, 2, 3, 4 });
+	nlh = rcow_msg_fault(buf, FAM, 0, RCOW_CMD_FAULT, &(struct rcow_fault){ 1, 2, 3, 4, 0 });
 	((struct nlattr *)((char *)nlh + NLMSG_HDRLEN + GENL_HDRLEN))->nla_len = 200;
 	tap_ok(t, rcow_msg_parse_event(nlh, &ev, &err) == -EPROTO,
 	       "attribute length running past the message is refused");

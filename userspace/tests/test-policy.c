@@ -188,8 +188,9 @@ static void test_flow(struct tap *t)
 	uint64_t now = 1000, w, bdp;
 
 	rcow_flow_init(&f, 1 << 20, 256u << 20, now);
-	tap_ok(t, rcow_flow_window(&f) == 1 << 20 && rcow_flow_piece(&f, 1, 9, 5) == 5,
-	       "flow: the window starts at its minimum, the piece at its default");
+	tap_ok(t, rcow_flow_window(&f) == 1 << 20 && rcow_flow_piece(&f, 1, 9, 5) == 5 &&
+		  rcow_flow_spec(&f, 4096) == 4096,
+	       "flow: the window starts at its minimum, the piece at its default, speculation at lo");
 	/* 1.25 GB/s (10 Gbit/s), 5 ms round trip: BDP 6.25 MB */
 	bdp = 1250000000ull / 200;
 	w = flow_run(&f, &now, 3000, 1250000000ull, 5000, 1 << 20);
@@ -212,6 +213,17 @@ static void test_flow(struct tap *t)
 	tap_ok(t, rcow_flow_piece(&f, 128 << 10, 4 << 20, 1) == 128 << 10,
 	       "flow: a slow link reads in small pieces (%llu)",
 	       (unsigned long long)rcow_flow_piece(&f, 128 << 10, 4 << 20, 1));
+	/* 12.5 MB/s: a quarter second is 3.125 MB, above the 1 MiB window */
+	tap_ok(t, rcow_flow_spec(&f, 256 << 10) == 1 << 20,
+	       "flow: speculation stays within the window (%llu)",
+	       (unsigned long long)rcow_flow_spec(&f, 256 << 10));
+	/* 0.5 MB/s, window floor 8 MiB: a quarter second, at least lo */
+	rcow_flow_init(&f, 8 << 20, 64 << 20, now);
+	flow_run(&f, &now, 3000, 500000ull, 5000, 128 << 10);
+	tap_ok(t, rcow_flow_window(&f) == 8 << 20 && rcow_flow_spec(&f, 1) >= 100000 &&
+		  rcow_flow_spec(&f, 1) <= 150000 && rcow_flow_spec(&f, 256 << 10) == 256 << 10,
+	       "flow: at 0.5 MB/s speculation has a quarter second in flight (%llu), not the 8 MiB window",
+	       (unsigned long long)rcow_flow_spec(&f, 1));
 	/* 100 Mbit/s with 100 ms: BDP 1.25 MB, window 2.5 MB */
 	rcow_flow_init(&f, 1 << 20, 256u << 20, now);
 	w = flow_run(&f, &now, 10000, 12500000ull, 100000, 256 << 10);

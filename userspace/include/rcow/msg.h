@@ -64,6 +64,7 @@ struct rcow_fault {
 	uint64_t first;
 	uint32_t count;
 	uint64_t cookie;
+	uint32_t flags;		/* FAULT: RCOW_FAULT_F_* (0 from kernels before version 5) */
 };
 
 struct rcow_hydrate_ctl {
@@ -103,7 +104,7 @@ struct rcow_commit {
 struct rcow_event {
 	uint8_t cmd;		/* RCOW_CMD_*; others are returned unparsed */
 	union {
-		struct rcow_fault fault;		/* FAULT */
+		struct rcow_fault fault;		/* FAULT, PROMOTE */
 		/* DEVICE_ADD, DEVICE_REMOVE, MIGRATE_START, _FINISH, _ABORT, _ROUND */
 		struct rcow_device_info dev;
 		struct rcow_hydrate_ctl hydrate;	/* HYDRATE_CTL */
@@ -197,7 +198,8 @@ struct nlmsghdr *rcow_msg_commit_end(void *buf, uint16_t family, uint32_t seq,
 /* cmd: RCOW_CMD_COMMIT_START, RCOW_CMD_PRESERVE or RCOW_CMD_COMMIT_ABORT, with c's fields for it. */
 struct nlmsghdr *rcow_msg_commit_event(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
 				       const struct rcow_commit *c);
-struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq,
+/* cmd: RCOW_CMD_FAULT (with f->flags) or RCOW_CMD_PROMOTE. */
+struct nlmsghdr *rcow_msg_fault(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
 				const struct rcow_fault *f);
 struct nlmsghdr *rcow_msg_device(void *buf, uint16_t family, uint32_t seq, uint8_t cmd,
 				 const struct rcow_device_info *d);

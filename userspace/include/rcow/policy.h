@@ -105,8 +105,16 @@ uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t 
  * sizes, whose buffers the daemon reuses (bufcache.c), rather than in a
  * new size at every change of the measured rate.
  *
+ * speculative share (rcow_flow_spec()): what prefetch and streaming reads
+ * may have in flight, the bytes the link delivers in RCOW_FLOW_SPEC_US at
+ * the measured rate, at least lo (two pieces), at most the window; lo
+ * until a rate is measured.  A guest read issued behind them waits that
+ * long at most at the server, however far the stream ran ahead (the
+ * window's floor, RCOW_MIN_WINDOW, takes 16 s to cross at 0.5 MB/s).
+ *
  * Times are microseconds from any fixed origin; no clock is read here.
  */
+#define RCOW_FLOW_SPEC_US 250000ull
 #define RCOW_FLOW_BW_PERIOD_US 1000000ull
 #define RCOW_FLOW_RTT_PERIOD_US 10000000ull
 #define RCOW_FLOW_PIECE_US 10000ull
@@ -129,6 +137,8 @@ uint64_t rcow_flow_bw(const struct rcow_flow *f);	/* bytes per second, 0: unknow
 uint64_t rcow_flow_rtt(const struct rcow_flow *f);	/* us, 0: unknown */
 /* Bytes the base may have in flight (min until something was measured). */
 uint64_t rcow_flow_window(const struct rcow_flow *f);
+/* Bytes speculative reads may have in flight, within [lo, window]; lo while unknown. */
+uint64_t rcow_flow_spec(const struct rcow_flow *f, uint64_t lo);
 /* A read's size for the measured rate, within [lo, hi]; def while unknown. */
 uint64_t rcow_flow_piece(const struct rcow_flow *f, uint64_t lo, uint64_t hi, uint64_t def);
 

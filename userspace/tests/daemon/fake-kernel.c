@@ -323,13 +323,20 @@ int fake_send_device(struct daemon *d, uint8_t cmd, const struct rcow_device_inf
 	return deliver(d, rcow_msg_device(buf, FAKE_FAMILY, 0, cmd, info));
 }
 
+int fake_send_run(struct daemon *d, uint8_t cmd, uint32_t dev_id, uint64_t cookie,
+		  uint64_t first, uint32_t count, uint32_t flags)
+{
+	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
+	struct rcow_fault f = { .dev_id = dev_id, .first = first, .count = count, .cookie = cookie,
+				.flags = flags };
+
+	return deliver(d, rcow_msg_fault(buf, FAKE_FAMILY, 0, cmd, &f));
+}
+
 int fake_send_fault(struct daemon *d, uint32_t dev_id, uint64_t cookie, uint64_t first,
 		    uint32_t count)
 {
-	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
-	struct rcow_fault f = { .dev_id = dev_id, .first = first, .count = count, .cookie = cookie };
-
-	return deliver(d, rcow_msg_fault(buf, FAKE_FAMILY, 0, &f));
+	return fake_send_run(d, RCOW_CMD_FAULT, dev_id, cookie, first, count, 0);
 }
 
 int fake_send_quiesce(struct daemon *d, uint32_t dev_id, uint64_t cookie)

@@ -67,6 +67,9 @@ void fake_free(struct fake_kernel *k);
 int fake_send_device(struct daemon *d, uint8_t cmd, const struct rcow_device_info *info);
 int fake_send_fault(struct daemon *d, uint32_t dev_id, uint64_t cookie, uint64_t first,
 		    uint32_t count);
+/* cmd: RCOW_CMD_FAULT (flags: RCOW_FAULT_F_*) or RCOW_CMD_PROMOTE (flags 0) */
+int fake_send_run(struct daemon *d, uint8_t cmd, uint32_t dev_id, uint64_t cookie,
+		  uint64_t first, uint32_t count, uint32_t flags);
 int fake_send_quiesce(struct daemon *d, uint32_t dev_id, uint64_t cookie);
 
 /* Freeze extents v[0..n) of device info as commit gen (upload = held = them). */

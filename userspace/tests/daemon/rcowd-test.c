@@ -2063,6 +2063,89 @@ static void test_prefetch_pieces(struct tap *t)
 	env_fini(&e);
 }
 
+/* Index in the answers of the first FILL_DONE of cookie that covers extent ext; n if none. */
+static size_t answer_index(const struct env *e, uint64_t cookie, uint64_t ext)
+{
+	for (size_t i = 0; i < e->k.n; i++) {
+		const struct fake_answer *a = &e->k.v[i];
+
+		if (a->cmd == RCOW_CMD_FILL_DONE && a->cookie == cookie && !a->status &&
+		    ext >= a->first && ext < a->first + a->count)
+			return i;
+	}
+	return e->k.n;
+}
+
+/* Every extent of test_promote()'s runs (cookie 10 + x / 16, and 14: 64+2) is answered. */
+static bool streamed_answered(const struct env *e)
+{
+	for (uint64_t x = 0; x < 66; x++)
+		if (answer_index(e, x < 64 ? 10 + x / 16 : 14, x) == e->k.n)
+			return false;
+	return true;
+}
+
+/*
+ * A guest waiting on an extent that streaming already asked for never
+ * waits for the stream.  One read at a time from a base at 2 MB/s, four
+ * streaming FAULTs of 16 extents queued (2 s of reading): PROMOTE of
+ * extent 60 (the last run) and a FAULT flagged waiting over a streaming
+ * range (64+2) are both answered before anything of the third run
+ * (32..47), which was queued before them; every extent gets the base's
+ * data.  Without promotion they would come last.
+ */
+static void test_promote(struct tap *t)
+{
+	const char *args[] = { "--filter=noparallel", "--filter=rate", "pattern", "size=8M",
+			       "rate=16M", "burstiness=0.05", NULL };
+	struct device *dev;
+	struct env e;
+	size_t third, promoted, waiting;
+	uint64_t end;
+
+	NEED_NBDKIT(t);
+	if (env_init(&e, t, 128) || nbdkit_start(&e, args)) {
+		tap_ok(t, false, "set up nbdkit (pattern, rate 2 MB/s)");
+		env_fini(&e);
+		return;
+	}
+	e.d.opt.max_in_flight = 1;
+	if (add_device(&e, 1, e.uri) || !(dev = e.d.devices)) {
+		tap_ok(t, false, "set up device 1");
+		env_fini(&e);
+		return;
+	}
+	fake_send_fault(&e.d, 1, 1, 127, 1);
+	tap_ok(t, wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 1, 10000) != NULL,
+	       "guest FAULT 127+1 answered (connected)");
+	/* as if streaming had asked the kernel for extents 0..79 */
+	dev->ranges[dev->rhead] = (struct prange){ 0, 80, XC_HYDRATE };
+	dev->rhead = (dev->rhead + 1) % RANGE_RING;
+	dev->nranges++;
+	for (uint64_t r = 0; r < 4; r++)
+		fake_send_fault(&e.d, 1, 10 + r, 16 * r, 16);
+	spin_for(&e, 50);
+	fake_send_run(&e.d, RCOW_CMD_PROMOTE, 1, 13, 60, 1, 0);
+	fake_send_run(&e.d, RCOW_CMD_FAULT, 1, 14, 64, 2, RCOW_FAULT_F_WAITING);
+	end = now_ms() + 15000;
+	while (!streamed_answered(&e) && now_ms() < end)
+		turn(&e, 20);
+	third = answer_index(&e, 12, 32);
+	for (uint64_t x = 33; x < 48; x++)
+		if (answer_index(&e, 12, x) < third)
+			third = answer_index(&e, 12, x);
+	promoted = answer_index(&e, 13, 60);
+	waiting = answer_index(&e, 14, 64);
+	tap_ok(t, third < e.k.n && promoted < third,
+	       "PROMOTE of extent 60 is answered before the stream's earlier run 32..47 (answer %zu, that run's first %zu)",
+	       promoted, third);
+	tap_ok(t, waiting < third && answer_index(&e, 14, 65) < third,
+	       "a streaming FAULT flagged waiting is answered before it too (answer %zu)", waiting);
+	tap_ok(t, e.d.st.promoted >= 2, "promoted counts them (%llu)", e.d.st.promoted);
+	tap_ok(t, cow_pattern(&e, 0, 66), "extents 0..65 hold the base's data");
+	env_fini(&e);
+}
+
 /*
  * Two devices over one base, the first with a COW device that takes
  * 200 ms per write and 64 faults queued: the second device's 8 faults are
@@ -2205,6 +2288,7 @@ static const struct {
 	{ "prefetch-pieces", test_prefetch_pieces },
 	{ "merge-faults", test_merge_faults },
 	{ "split-on-error", test_split_on_error },
+	{ "promote", test_promote },
 	{ "inactive", test_inactive },
 	{ "many-bases", test_many_bases },
 	{ "safe-files", test_safe_files },
