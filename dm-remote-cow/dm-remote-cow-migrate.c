@@ -56,9 +56,6 @@
 
 #define DM_MSG_PREFIX "remote-cow"
 
-/* Longest HOST:PORT accepted: a DNS name, a colon, five digits. */
-#define RCOW_MAX_TARGET		(253 + 1 + 5)
-
 static const char * const state_names[] = {
 	[RCOW_MIGRATE_IDLE] = "idle",
 	[RCOW_MIGRATE_COPYING] = "copying",
@@ -371,7 +368,7 @@ static bool valid_target(const char *t)
 	size_t len = strlen(t);
 	unsigned int port;
 
-	if (!len || len > RCOW_MAX_TARGET || !colon || colon == t ||
+	if (!len || len > REMOTE_COW_MAX_TARGET || !colon || colon == t ||
 	    kstrtouint(colon + 1, 10, &port) || !port || port > 65535 ||
 	    !isdigit(colon[1]))
 		return false;

@@ -180,7 +180,7 @@ int cmd_migrate(int argc, char **argv)
 	if (!strcmp(verb, "send")) {
 		if (!dest)
 			return rc_usage_err("migrate", "send needs HOST:PORT");
-		if (strlen(dest) > 255 || !rc_valid_hostport(dest))
+		if (strlen(dest) > MIG_ADDR_MAX || !rc_valid_hostport(dest))
 			return rc_usage_err("migrate", "bad destination '%s': HOST:PORT, port 1-65535",
 					    dest);
 		if (psk) {

@@ -28,6 +28,12 @@
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
 
+/*
+ * Longest HOST:PORT of a migration (migrate send, remote-cow receive
+ * --listen): a 253-byte DNS name, the colon and five digits.
+ */
+#define REMOTE_COW_MAX_TARGET		(253 + 1 + 5)
+
 /* Most extents one FAULT or HYDRATE request may name. */
 #define REMOTE_COW_MAX_RANGE		4096
 

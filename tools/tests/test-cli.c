@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "rc.h"
+#include "remote_cow.h"
 #include "tap.h"
 
 enum { O_COW = 1, O_CONFIG, O_JSON, O_VERBOSE, O_RATE };
@@ -277,6 +278,34 @@ static void psk_case(struct tap *t, const char *bin, const char *dir, const char
 	tap_ok(t, stat(run, &st) && errno == ENOENT, "... nothing written under --run-dir");
 }
 
+/*
+ * HOST:PORT up to REMOTE_COW_MAX_TARGET (259) bytes, as the kernel takes
+ * it: a 253-byte name with a five-digit port gets past the address check
+ * (to the missing key), one byte more is a bad address.
+ */
+static void target_len_tests(struct tap *t, const char *bin)
+{
+	char at[REMOTE_COW_MAX_TARGET + 2], over[REMOTE_COW_MAX_TARGET + 2];
+	const char *psk = "/nonexistent/key.psk";
+
+	memset(at, 'a', 253);
+	strcpy(at + 253, ":65535");
+	memset(over, 'a', 254);
+	strcpy(over + 254, ":65535");
+	tap_ok(t, strlen(at) == REMOTE_COW_MAX_TARGET, "a HOST:PORT of %zu bytes", strlen(at));
+	bin_case(t, bin, (const char *const[]){ "migrate", "vm1", "--to", at, "--psk", psk, NULL },
+		 2, "cannot open PSK file");
+	bin_case(t, bin, (const char *const[]){ "migrate", "vm1", "--to", over, "--psk", psk,
+						NULL },
+		 2, "bad destination");
+	bin_case(t, bin, (const char *const[]){ "receive", "vm1", "--cow", "/dev/null", "--base",
+						"file:///x", "--listen", at, "--psk", psk, NULL },
+		 2, "cannot open PSK file");
+	bin_case(t, bin, (const char *const[]){ "receive", "vm1", "--cow", "/dev/null", "--base",
+						"file:///x", "--listen", over, "--psk", psk, NULL },
+		 2, "bad listen address");
+}
+
 static void psk_tests(struct tap *t, const char *bin)
 {
 	char *dir = tap_tmpdir(t), path[512], msg[700], big[4097];
@@ -399,6 +428,7 @@ int main(int argc, char **argv)
 						 "--bogus", NULL }, 2, "unknown option '--bogus'");
 
 	psk_tests(&t, bin);
+	target_len_tests(&t, bin);
 
 	printf("1..%d\n", t.n);
 	if (t.failed)

@@ -152,7 +152,7 @@ struct mig_psk {
  * HOST:PORT\n" (HOST:PORT of at most MIG_ADDR_MAX characters), then the
  * PSK file as it is.
  */
-#define MIG_ADDR_MAX 255
+#define MIG_ADDR_MAX REMOTE_COW_MAX_TARGET
 #define MIG_RECV_SPEC_MAX (sizeof("listen \n") - 1 + MIG_ADDR_MAX + MIG_PSK_FILE_MAX)
 
 /*

@@ -31,7 +31,7 @@
 /* Room for any message the helper builds. */
 #define RCOW_MSG_BUF_SIZE 8192
 
-#define RCOW_MIGRATE_TARGET_MAX 260	/* RCOW_A_MIGRATE_TARGET, with the NUL */
+#define RCOW_MIGRATE_TARGET_MAX (REMOTE_COW_MAX_TARGET + 1)	/* RCOW_A_MIGRATE_TARGET, with the NUL */
 
 struct rcow_device_info {
 	uint32_t dev_id;
