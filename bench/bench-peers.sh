@@ -73,7 +73,7 @@
 #   BENCH_SEQ_DEPTH    fio iodepth of the sequential reads [16]
 #   BENCH_NBD_CONNS    nbd-client connections (remote-cowd opens 4) [4]
 #   BENCH_TRACE_READS  scattered reads of the trace [300]
-#   BENCH_TRACE_SEQ_MB sequential stretch of the trace, MiB [16]
+#   BENCH_TRACE_SEQ_MB sequential stretch of the trace, MiB [16; at most half the device]
 #   BENCH_HOT          1: the hot workloads [1]
 #   BENCH_HOT_RUNTIME  seconds per hot fio run (after 1 s of ramp) [3]
 #   BENCH_HOT_DEPTH    fio iodepth of the hot runs [16]
@@ -331,7 +331,9 @@ r = random.Random(13)
 for _ in range(n):
     ln = r.choice((4, 4, 4, 8, 8, 16, 32, 64)) * 1024
     print(r.randrange(0, (size - ln) // 4096) * 4096, ln)
-start = r.randrange(0, (size - (seq_mb << 20)) >> 20) << 20
+# at most half the device, so that a small BENCH_SIZE_MB still has room
+seq_mb = max(1, min(seq_mb, (size >> 20) // 2))
+start = r.randrange(0, max(1, (size - (seq_mb << 20)) >> 20)) << 20
 for i in range(seq_mb):
     print(start + (i << 20), 1 << 20)
 EOF
