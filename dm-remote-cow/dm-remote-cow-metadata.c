@@ -388,6 +388,17 @@ static int stage_present_block(struct rcow_metadata *md, u64 k)
 	return 0;
 }
 
+/* Set in @dst the bits of block @k's words (a block as on disk). */
+static void copy_block_words(const void *block, u64 k, unsigned long *dst)
+{
+	const __le64 *words = block + RCOW_DISK_BM_HDR_SIZE;
+	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
+	unsigned int w;
+
+	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
+		set_bits_word(dst, bit, le64_to_cpu(words[w]));
+}
+
 /*
  * md->lock held.  Let go of the staged PRESENT buffers; @durable: the
  * commit wrote and flushed them, so their words are now PRESENT as on
@@ -404,16 +415,9 @@ static void release_staged(struct rcow_metadata *md, bool durable)
 
 		if (!buf)
 			continue;
-		if (durable) {
-			const __le64 *words =
-				bitmap_words(dm_bufio_get_block_data(buf));
-			u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
-			unsigned int w;
-
-			for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
-				set_bits_word(md->present_durable, bit,
-					      le64_to_cpu(words[w]));
-		}
+		if (durable)
+			copy_block_words(dm_bufio_get_block_data(buf), k,
+					 md->present_durable);
 		nr = dm_bufio_get_block_number(buf);
 		dm_bufio_release(buf);
 		if (!durable)
@@ -436,7 +440,10 @@ static bool bitmap_copy_valid(struct rcow_metadata *md, const void *block,
 	       le32_to_cpu(hdr->bitmap) == b && le32_to_cpu(hdr->index) == k;
 }
 
-/* Copy a valid block's words into memory; false if bits past the end. */
+/*
+ * Copy a valid block's words into memory (if @b is kept there); false,
+ * and nothing copied, if it has bits past the last extent.
+ */
 static bool load_bitmap_words(struct rcow_metadata *md, const void *block,
 			      enum remote_cow_bitmap b, u64 k)
 {
@@ -445,7 +452,6 @@ static bool load_bitmap_words(struct rcow_metadata *md, const void *block,
 	unsigned int w;
 
 	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64) {
-		u64 v = le64_to_cpu(words[w]);
 		u64 keep = ~0ULL;
 
 		/* Bits past the last extent are never set. */
@@ -453,11 +459,11 @@ static bool load_bitmap_words(struct rcow_metadata *md, const void *block,
 			keep = 0;
 		else if (bit + 64 > md->nr_extents)
 			keep = GENMASK_ULL(md->nr_extents - bit - 1, 0);
-		if (v & ~keep)
+		if (le64_to_cpu(words[w]) & ~keep)
 			return false;
-		if (md->bits[b])
-			set_bits_word(md->bits[b], bit, v);
 	}
+	if (md->bits[b])
+		copy_block_words(block, k, md->bits[b]);
 	return true;
 }
 
