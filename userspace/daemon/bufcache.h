@@ -18,7 +18,10 @@
  * many idle bytes as were ever out at once (reads in flight and fills
  * waiting for their COW write), so that memory stays at the peak the
  * daemon needed, but never more than max_bytes nor BUFCACHE_SLOTS
- * buffers; beyond that it unmaps its smallest ones first.
+ * buffers; beyond that it unmaps its smallest ones first.  Once no
+ * buffer was taken or given back for BUFCACHE_IDLE_MS, bufcache_tick()
+ * unmaps every idle one and forgets the peak: a daemon that went quiet
+ * does not keep a burst's memory locked.
  *
  * lock guards everything below it; no call is made under it but munmap.
  * Any thread may get and put (the loop reads into buffers, a COW writer
@@ -34,6 +37,8 @@
 #include "rcow/err.h"
 
 #define BUFCACHE_SLOTS 256
+/* Idle time after which the cached buffers go (ms). */
+#define BUFCACHE_IDLE_MS 30000
 /* The smallest buffer mapped. */
 #define BUFCACHE_GRAIN (64u << 10)
 
@@ -59,5 +64,12 @@ int bufcache_get(struct bufcache *c, struct rcow_buf *buf, size_t size, struct r
 /* Give buf back (any kind: a heap buffer is freed); buf is left empty. */
 void bufcache_put(struct bufcache *c, struct rcow_buf *buf);
 void bufcache_stats(struct bufcache *c, struct bufcache_stats *st);
+/*
+ * The loop's clock (CLOCK_MONOTONIC, ms): when bufcache_tick() has work,
+ * 0 if never; and the tick, which unmaps the idle buffers once
+ * BUFCACHE_IDLE_MS went by without a get or put.
+ */
+uint64_t bufcache_timer(struct bufcache *c);
+void bufcache_tick(struct bufcache *c, uint64_t now_ms);
 
 #endif

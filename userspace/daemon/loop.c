@@ -116,6 +116,10 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 	t = commit_timer(d, now);
 	if (t && (!next || t < next))
 		next = t;
+	bufcache_tick(d->bufs, now);
+	t = bufcache_timer(d->bufs);
+	if (t && (!next || t < next))
+		next = t;
 	if (next)
 		timeout_ms = min_timeout(timeout_ms, next <= now ? 0 : (int)(next - now));
 

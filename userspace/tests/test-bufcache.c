@@ -3,8 +3,8 @@
  * test-bufcache.c - the fills' buffer cache (daemon/bufcache.c): a freed
  * buffer serves the next request that fits (the smallest such), the cache
  * keeps its largest buffers within its byte and slot limits and never
- * more than was ever out at once, a heap buffer handed back is freed, and
- * two threads may share it.
+ * more than was ever out at once, a heap buffer handed back is freed, an
+ * idle cache empties after BUFCACHE_IDLE_MS, and two threads may share it.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -110,6 +110,31 @@ static void limits(struct tap *t)
 	bufcache_free(c);
 }
 
+static void idle(struct tap *t)
+{
+	struct bufcache *c = bufcache_new(64u << 20);
+	struct rcow_err err = { 0 };
+	struct rcow_buf a = { 0 }, b = { 0 };
+	uint64_t when;
+
+	tap_ok(t, bufcache_timer(c) == 0, "an empty cache needs no tick");
+	bufcache_get(c, &a, 1u << 20, &err);
+	bufcache_get(c, &b, 1u << 20, &err);
+	bufcache_put(c, &a);
+	when = bufcache_timer(c);
+	tap_ok(t, when != 0, "a cached buffer: a tick is due after the idle time");
+	bufcache_tick(c, when - 1);
+	tap_ok(t, stats_of(c).cached_bytes == 1u << 20, "before the idle time: kept");
+	bufcache_tick(c, when);
+	tap_ok(t, stats_of(c).cached_bytes == 0 && stats_of(c).peak_bytes == 1u << 20 &&
+	       bufcache_timer(c) == 0,
+	       "idle: unmapped, the peak forgotten down to what is out (%llu)",
+	       (unsigned long long)stats_of(c).peak_bytes);
+	bufcache_put(c, &b);
+	tap_ok(t, stats_of(c).cached_bytes == 1u << 20, "the buffer that was out is kept again");
+	bufcache_free(c);
+}
+
 static void *churn(void *arg)
 {
 	struct bufcache *c = arg;
@@ -145,5 +170,6 @@ void test_bufcache(struct tap *t)
 {
 	reuse(t);
 	limits(t);
+	idle(t);
 	threads(t);
 }
