@@ -13,6 +13,7 @@
 #   handshake and has nothing written, and stays incoming;
 # - a destination of another extent size refuses the HELLO, naming the
 #   mismatch, before anything is written; removing it removes its spec;
+# - migrate of an unknown device: exit 3, no key handed to the daemon;
 # - 'remote-cow migrate --to --psk' while fio keeps writing to the source:
 #   rounds go by (migrate_done grows); 'migrate finish --wait' with fio
 #   still writing (the fence fails its later writes: harder than a paused
@@ -38,7 +39,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool
-tap_plan 40
+tap_plan 42
 
 MIB=$((1 << 20))
 DEV_BYTES=$((32 * MIB))
@@ -114,6 +115,14 @@ check_eq "... nothing was written there" "0 incoming" \
 dm_remove rc-mig-other
 check "removing it stops its receive and removes its spec" \
 	wait_until 10 test ! -e "$RUN/migrate/recv-rc-mig-other"
+
+# --- an unknown device ---------------------------------------------------------
+out=$("$RC" migrate rc-mig-nosuch --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" \
+	--run-dir "$RUN" 2>&1)
+rc=$?
+check_eq "migrate of an unknown device: exit 3 (no such device)" \
+	"3 rc-mig-nosuch: no such device" "$rc $(grep -o 'rc-mig-nosuch: no such device' <<<"$out")"
+check "... no key handed to the daemon for it" test ! -e "$RUN/migrate/send-rc-mig-nosuch.psk"
 
 # --- the migration, while fio writes -------------------------------------------
 fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=4k --direct=1 \
