@@ -300,8 +300,8 @@ struct daemon {
 	struct rcow_nl *nl;		/* kernel_nl_ops only */
 	struct device *devices;
 	struct commit *commits;		/* snapshot commits being uploaded (commit.c) */
-	struct commit_resume *commit_resumes;
-	struct migs *mig;		/* live migration jobs (mig.c), NULL: none yet */	/* found uploading, started by commit_run() */
+	struct commit_resume *commit_resumes;	/* found uploading, started by commit_run() */
+	struct migs *mig;		/* live migration jobs (mig.c), NULL: none yet */
 	struct src *srcs;
 	struct src *dead_srcs;		/* unused, closed by engine_reap_sources() */
 	/* forgotten devices with COW writes in progress, and the writes behind them */

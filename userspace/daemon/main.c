@@ -204,7 +204,7 @@ bad:
 static int write_stats(const struct daemon *d)
 {
 	const struct stats *s = &d->st;
-	struct bufcache_stats bs = { 0 };
+	struct bufcache_stats bs;
 	char why[PATH_MAX + 160], *text = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -212,8 +212,7 @@ static int write_stats(const struct daemon *d)
 
 	if (!d->opt.stats_path)
 		return 0;
-	if (d->bufs)
-		bufcache_stats(d->bufs, &bs);
+	bufcache_stats(d->bufs, &bs);
 	f = open_memstream(&text, &len);
 	if (!f) {
 		logmsg("cannot write stats file %s: out of memory", d->opt.stats_path);
