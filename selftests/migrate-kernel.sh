@@ -40,7 +40,7 @@
 require_vm
 require_cmd dmsetup losetup dd cmp timeout blkdiscard
 require_dm_target delay
-tap_plan 105
+tap_plan 106
 
 NAME="rc-migrate-kernel"
 EXT=128				# 64 KiB extents
@@ -95,8 +95,8 @@ nl_session_helper "$NAME"
 
 # --- bad destinations --------------------------------------------------------
 for bad in nohost :7000 host: host:0 host:65536 host:7x "-h:80" "a_b:80" "[zz]:80" \
-	"$(printf 'h%.0s' {1..300}):80"; do
-	msg_refused "migrate send '${bad:0:20}' refused" "Invalid argument" \
+	"$(printf 'h%.0s' {1..300}):80" "$(printf 'h%.0s' {1..254}):65535"; do
+	msg_refused "migrate send '${bad:0:20}' (${#bad} bytes) refused" "Invalid argument" \
 		"is not HOST:PORT" migrate send "$bad"
 done
 msg_refused "migrate send with two destinations" "Invalid argument" \
