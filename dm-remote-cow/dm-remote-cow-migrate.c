@@ -24,6 +24,24 @@
  * reads each write of the round or a later one, and marks them sent
  * (MIGRATE_MARK): they leave the round set.
  *
+ * Mirroring (convergence).  When rounds stop shrinking (the guest writes
+ * faster than the link), the helper asks for a round with
+ * RCOW_MIGRATE_F_MIRROR: with that swap, state "mirroring", and from then
+ * on end_io holds every successful write (DM_ENDIO_INCOMPLETE, on the
+ * held list) after recording, with its extents in the change set, the
+ * round number then current.  A round taken after that (a larger number)
+ * carries the extents, read after the swap; once the helper has marked
+ * all of them sent (the destination flushed them) the write is ended
+ * again, and completes.  So the guest writes no faster than the helper
+ * sends, and what a last round has to send is bounded by the writes in
+ * flight.  The hold only paces the guest: the content is carried by the
+ * change set as always, so letting the writes go early loses nothing,
+ * and an abort, a failure, a suspend or the helper's exit does so.
+ * The number is read after the bit is set and before write_landed():
+ * with the writes drained for the swap, no held write can straddle it.
+ * When the first write starts to wait, the worker tells the helper
+ * (MIGRATE_WAITING) so that it takes a round at once.
+ *
  * `migrate finish` sets RCOW_F_FENCED and drains: from then on every
  * write fails with EIO (map, and the worker for the writes that passed map
  * before), so the source never accepts a write once the destination may
@@ -42,6 +60,11 @@
  * from end_io, without the lock, and replaced by the worker only with the
  * writes drained.  Both bitmaps are allocated by the first migrate send
  * and live as long as the table; the end of a migration clears them.
+ * mg->held_lock (irq-safe, taken from end_io) protects the held writes,
+ * their count and mirror_on; it is taken inside mg->lock only to switch
+ * holding on, nothing is taken inside it, and held writes are ended
+ * outside it.  RCOW_F_MIRROR follows
+ * mirror_on for end_io's unlocked look.
  * Messages are serialised with the snapshot commit's (cm->message_lock):
  * one of the two runs at a time.  rcow_migrated_lock (a mutex) protects
  * the list of migrated COW devices and their table counts; nothing is
@@ -93,6 +116,8 @@ void rcow_migrate_init(struct rcow *rc)
 	struct rcow_migrate *mg = mg_of(rc);
 
 	spin_lock_init(&mg->lock);
+	spin_lock_init(&mg->held_lock);
+	bio_list_init(&mg->held);
 	init_completion(&mg->req_done);
 	mg->state = RCOW_MIGRATE_IDLE;
 }
@@ -210,22 +235,155 @@ bool rcow_migrate_fenced(struct rcow *rc, struct bio *bio)
 	return true;
 }
 
-/* end_io of a write or discard that completed on extents [first, last]. */
-void rcow_migrate_written(struct rcow *rc, u64 first, u64 last)
+static void raise_event(struct rcow *rc)
 {
-	unsigned long *dirty = mg_of(rc)->dirty;
+	set_bit(RCOW_F_EVENT, &rc->flags);
+	queue_work(rc->wq, &rc->worker);
+}
+
+/*
+ * end_io of a write or discard that completed on extents [first, last]
+ * (before write_landed()).  Mirroring, @mh records it for holding.
+ */
+void rcow_migrate_written(struct rcow *rc, struct rcow_mirror_hold *mh,
+			  u64 first, u64 last)
+{
+	struct rcow_migrate *mg = mg_of(rc);
 	u64 e;
 
 	if (!test_bit(RCOW_F_MIGRATING, &rc->flags))
 		return;
 	for (e = first; e <= last; e++)
-		set_bit(e, dirty);
+		set_bit(e, mg->dirty);
+	if (!test_bit(RCOW_F_MIRROR, &rc->flags))
+		return;
+	/* After the bits: the next swap has them and a larger number. */
+	smp_mb__after_atomic();
+	mh->first = first;
+	mh->last = last;
+	mh->round = READ_ONCE(mg->round);
+	mh->hold = true;
 }
 
-static void raise_event(struct rcow *rc)
+/*
+ * end_io, after write_landed(): hold a write recorded for mirroring.
+ * True if held: the caller must not touch the bio any more.
+ */
+bool rcow_migrate_hold(struct rcow *rc, struct bio *bio)
 {
-	set_bit(RCOW_F_EVENT, &rc->flags);
-	queue_work(rc->wq, &rc->worker);
+	struct rcow_migrate *mg = mg_of(rc);
+	unsigned long flags;
+	bool kick;
+
+	rcow_bio_mirror(bio)->hold = false;
+	spin_lock_irqsave(&mg->held_lock, flags);
+	if (!mg->mirror_on) {
+		spin_unlock_irqrestore(&mg->held_lock, flags);
+		return false;
+	}
+	kick = bio_list_empty(&mg->held);
+	bio_list_add(&mg->held, bio);
+	mg->nr_held++;
+	spin_unlock_irqrestore(&mg->held_lock, flags);
+	if (kick) {
+		set_bit(RCOW_F_MIRROR_KICK, &rc->flags);
+		queue_work(rc->wq, &rc->worker);
+	}
+	return true;
+}
+
+/* A held write may go: a round after it sent all its extents. */
+static bool mirrored(struct rcow *rc, struct rcow_mirror_hold *mh, u64 round)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	u64 e;
+
+	if (mh->round >= round)
+		return false;
+	for (e = mh->first; e <= mh->last; e++)
+		if (test_bit(e, mg->round_set))
+			return false;
+	return true;
+}
+
+/*
+ * End the held writes that may go, or all of them (@all); with @stop,
+ * hold no more.  Not from interrupts.
+ */
+static void release_held(struct rcow *rc, bool all, bool stop)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	struct bio_list go, keep;
+	u64 round = READ_ONCE(mg->round);
+	struct bio *bio;
+
+	bio_list_init(&go);
+	bio_list_init(&keep);
+	spin_lock_irq(&mg->held_lock);
+	if (stop) {
+		mg->mirror_on = false;
+		clear_bit(RCOW_F_MIRROR, &rc->flags);
+	}
+	while ((bio = bio_list_pop(&mg->held))) {
+		if (all || mirrored(rc, rcow_bio_mirror(bio), round))
+			bio_list_add(&go, bio);
+		else
+			bio_list_add(&keep, bio);
+	}
+	bio_list_merge(&mg->held, &keep);
+	spin_unlock_irq(&mg->held_lock);
+	while ((bio = bio_list_pop(&go)))
+		bio_endio(bio);
+}
+
+/* mg->lock held, writes drained (the swap): hold from now on. */
+static void start_mirror(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	spin_lock_irq(&mg->held_lock);
+	mg->mirror_on = true;
+	set_bit(RCOW_F_MIRROR, &rc->flags);
+	spin_unlock_irq(&mg->held_lock);
+}
+
+/* Presuspend: held writes must not keep the suspend waiting. */
+void rcow_migrate_suspend(struct rcow *rc)
+{
+	release_held(rc, true, true);
+}
+
+/* Resume, or a suspend undone: mirroring again if it was. */
+void rcow_migrate_resume(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+
+	spin_lock(&mg->lock);
+	if (mg->state == RCOW_MIGRATE_MIRRORING)
+		start_mirror(rc);
+	spin_unlock(&mg->lock);
+}
+
+/*
+ * The helper is gone: nobody sends the rounds that would let held writes
+ * go.  Let them go and hold no more; the next helper asks again.
+ */
+void rcow_migrate_helper_left(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	bool was;
+
+	spin_lock(&mg->lock);
+	was = mg->state == RCOW_MIGRATE_MIRRORING;
+	if (was)
+		mg->state = RCOW_MIGRATE_COPYING;
+	spin_unlock(&mg->lock);
+	release_held(rc, true, true);
+	if (was) {
+		DMWARN("%s: helper gone while mirroring: writes no longer wait",
+		       rc->name);
+		raise_event(rc);
+	}
 }
 
 /* Worker: migrate send.  The first round's set is WRITTEN. */
@@ -259,6 +417,9 @@ static void do_start(struct rcow *rc)
 	mg->done = 0;
 	mg->state = RCOW_MIGRATE_COPYING;
 	spin_unlock(&mg->lock);
+	spin_lock_irq(&mg->held_lock);
+	mg->nr_held = 0;
+	spin_unlock_irq(&mg->held_lock);
 	/* Writes let through by the gate now mark the change set. */
 	set_bit(RCOW_F_MIGRATING, &rc->flags);
 	DMINFO("%s: migration to %s started: %llu written extents to send",
@@ -279,6 +440,7 @@ out:
 static void do_finish(struct rcow *rc)
 {
 	struct rcow_migrate *mg = mg_of(rc);
+	u64 left;
 	int r;
 
 	set_bit(RCOW_F_FENCED, &rc->flags);
@@ -289,9 +451,13 @@ static void do_finish(struct rcow *rc)
 	} else {
 		spin_lock(&mg->lock);
 		mg->state = RCOW_MIGRATE_FINISHING;
+		/* Drained: what the last round(s) must still send. */
+		left = bitmap_weight(mg->round_set, rc->nr_extents) +
+		       bitmap_weight(mg->dirty, rc->nr_extents);
 		spin_unlock(&mg->lock);
 		DMINFO("%s: migration to %s finishing: writes are refused from now on",
 		       rc->name, mg->target);
+		DMINFO("%s: %llu extents left to send", rc->name, left);
 	}
 	mg->req_result = r;
 	complete(&mg->req_done);
@@ -305,6 +471,7 @@ static void do_finish(struct rcow *rc)
 static void do_round(struct rcow *rc)
 {
 	struct rcow_migrate *mg = mg_of(rc);
+	bool mirror = false;
 	u64 left, now;
 	int r;
 
@@ -332,6 +499,13 @@ static void do_round(struct rcow *rc)
 		now = bitmap_weight(mg->round_set, rc->nr_extents);
 		mg->total += now - left;
 		mg->round++;
+		if (mg->req_mirror && mg->state == RCOW_MIGRATE_COPYING) {
+			/* Drained: every write from now on is held. */
+			mg->state = RCOW_MIGRATE_MIRRORING;
+			start_mirror(rc);
+			mirror = true;
+		}
+		mg->req_mirror = false;
 		spin_unlock(&mg->lock);
 	}
 	rcow_gate_open(rc);
@@ -341,6 +515,11 @@ static void do_round(struct rcow *rc)
 	}
 	DMINFO("%s: migration round %llu: %llu extents", rc->name, mg->round,
 	       now);
+	if (mirror) {
+		DMINFO("%s: migration to %s mirroring: writes wait for the destination",
+		       rc->name, mg->target);
+		raise_event(rc);
+	}
 	rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_ROUND);
 }
 
@@ -356,6 +535,9 @@ void rcow_migrate_work(struct rcow *rc)
 	}
 	if (READ_ONCE(mg->req_round))
 		do_round(rc);
+	if (test_bit(RCOW_F_MIRROR_KICK, &rc->flags) &&
+	    test_and_clear_bit(RCOW_F_MIRROR_KICK, &rc->flags))
+		rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_WAITING);
 }
 
 /*
@@ -464,7 +646,8 @@ static int message_finish(struct rcow *rc)
 
 /*
  * mg->lock held: back to @state, the fence lifted, the sets cleared (and
- * the counters, back to idle).
+ * the counters, back to idle).  The caller then lets the held writes go
+ * (release_held()).
  */
 static void stop_locked(struct rcow *rc, enum remote_cow_migrate_state state)
 {
@@ -495,6 +678,7 @@ static int message_abort(struct rcow *rc)
 		stop_locked(rc, RCOW_MIGRATE_IDLE);
 	spin_unlock(&mg->lock);
 	mutex_unlock(&cm->message_lock);
+	release_held(rc, true, true);
 
 	if (old == RCOW_MIGRATE_DONE) {
 		DMWARN("%s: migrate abort: the migration is done: the device stays fenced",
@@ -527,8 +711,11 @@ int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv)
 	return message_abort(rc);
 }
 
-/* Netlink (rcow_nl_lock held): MIGRATE_ROUND, done by the worker. */
-int rcow_migrate_round(struct rcow *rc)
+/*
+ * Netlink (rcow_nl_lock held): MIGRATE_ROUND, done by the worker; with
+ * RCOW_MIGRATE_F_MIRROR, mirroring from its swap on.
+ */
+int rcow_migrate_round(struct rcow *rc, u32 flags)
 {
 	struct rcow_migrate *mg = mg_of(rc);
 	int r = -ESTALE;
@@ -536,6 +723,8 @@ int rcow_migrate_round(struct rcow *rc)
 	spin_lock(&mg->lock);
 	if (running(mg->state)) {
 		mg->req_round = true;
+		if (flags & RCOW_MIGRATE_F_MIRROR)
+			mg->req_mirror = true;
 		r = 0;
 	}
 	spin_unlock(&mg->lock);
@@ -559,6 +748,7 @@ int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count)
 		if (test_and_clear_bit(e, mg->round_set))
 			mg->done++;
 	spin_unlock(&mg->lock);
+	release_held(rc, false, false);
 	return 0;
 }
 
@@ -588,11 +778,15 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg)
 	spin_unlock(&mg->lock);
 	if (r)
 		return r;
+	release_held(rc, true, true);
 	if (!status)
 		list_migrated(rc);
 	if (!status)
 		DMINFO("%s: migration to %s done: %llu extents in %llu rounds; fenced",
 		       rc->name, mg->target, total, round);
+	if (!status && READ_ONCE(mg->nr_held))
+		DMINFO("%s: %llu writes waited for the destination (mirroring)",
+		       rc->name, READ_ONCE(mg->nr_held));
 	else
 		DMERR("%s: migration to %s failed: the helper reports error %u: %s",
 		      rc->name, mg->target, status,

@@ -486,7 +486,10 @@ void rcow_nl_commit_abort(struct rcow *rc, u64 gen)
 	event_send_unlocked(skb, bad);
 }
 
-/* MIGRATE_START, _ROUND, _FINISH, _ABORT: the device's attributes. */
+/*
+ * MIGRATE_START, _ROUND, _FINISH, _ABORT, _WAITING: the device's
+ * attributes.
+ */
 void rcow_nl_migrate_event(struct rcow *rc, u8 cmd)
 {
 	mutex_lock(&rcow_nl_lock);
@@ -543,6 +546,8 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 	[RCOW_A_MIGRATE_ROUND]	= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_MIGRATE_TOTAL]	= { .type = NLA_REJECT },
 	[RCOW_A_MIGRATE_DONE]	= { .type = NLA_REJECT },
+	[RCOW_A_FLAGS]		= NLA_POLICY_MASK(NLA_U32,
+						  RCOW_MIGRATE_F_MIRROR),
 };
 
 /* A bitmap number a request may name. */
@@ -1119,7 +1124,9 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 	if (r)
 		return r;
 	if (cmd == RCOW_CMD_MIGRATE_ROUND) {
-		r = rcow_migrate_round(rc);
+		r = rcow_migrate_round(rc, info->attrs[RCOW_A_FLAGS] ?
+				       nla_get_u32(info->attrs[RCOW_A_FLAGS]) :
+				       0);
 	} else if (cmd == RCOW_CMD_MIGRATE_COMPLETE) {
 		r = rcow_incoming_complete(rc);
 	} else if (cmd == RCOW_CMD_MIGRATE_FILL) {

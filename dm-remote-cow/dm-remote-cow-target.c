@@ -155,6 +155,7 @@ struct rcow_bio {
 	bool counted;			/* in rc->wr_inflight */
 	bool wrote;			/* a write remapped to the COW device */
 	u64 last;			/* ... its last extent (extent: first) */
+	struct rcow_mirror_hold mirror;	/* see the migrate file */
 	bio_end_io_t *saved_end_io;
 	void *saved_private;
 };
@@ -165,6 +166,11 @@ static struct rcow_bio *rcow_bio(struct bio *bio)
 }
 
 /* The dm name, as the operator knows the device, for log lines. */
+struct rcow_mirror_hold *rcow_bio_mirror(struct bio *bio)
+{
+	return &rcow_bio(bio)->mirror;
+}
+
 static const char *rcow_name(struct rcow *rc)
 {
 	return rc->name;
@@ -310,6 +316,21 @@ static void write_landed(struct rcow *rc, struct bio *bio)
 	if (atomic_dec_and_test(&rc->wr_inflight) &&
 	    wq_has_sleeper(&rc->drain_wq))
 		wake_up(&rc->drain_wq);
+}
+
+/*
+ * Completion of a write remapped to the COW device: its extents go into
+ * the migration's change set (and, mirroring, it is recorded for holding)
+ * before write_landed(), so that a drained write has marked them.
+ */
+static void note_written(struct rcow *rc, struct bio *bio)
+{
+	struct rcow_bio *rb = rcow_bio(bio);
+
+	if (!rb->wrote)
+		return;
+	rb->wrote = false;
+	rcow_migrate_written(rc, &rb->mirror, rb->extent, rb->last);
 }
 
 /*
@@ -584,7 +605,10 @@ static void full_write_endio(struct bio *bio)
 		/* Marked written by the worker; durable once committed. */
 		commit = (bio->bi_opf & REQ_FUA) ||
 			 !rcow_md_dirty_durable(rc->md, pe->extent);
+		/* Not at end_io: it may wait for a commit after landing. */
+		note_written(rc, bio);
 	}
+	rb->wrote = false;
 	write_landed(rc, bio);
 
 	spin_lock_irqsave(&rc->lock, flags);
@@ -1277,6 +1301,7 @@ void rcow_helper_left(struct rcow *rc)
 		DMWARN("%s: helper gone during suspend: failing I/O to missing extents",
 		       rcow_name(rc));
 	end_bios(&bios, BLK_STS_IOERR);
+	rcow_migrate_helper_left(rc);
 }
 
 /*
@@ -1713,11 +1738,17 @@ static int rcow_end_io(struct dm_target *ti, struct bio *bio,
 	struct rcow *rc = ti->private;
 	struct rcow_bio *rb = rcow_bio(bio);
 
-	/* Before write_landed(): a drained write has marked its extents. */
-	if (rb->wrote && !*error)
-		rcow_migrate_written(rc, rb->extent, rb->last);
+	if (!*error)
+		note_written(rc, bio);
 	rb->wrote = false;
 	write_landed(rc, bio);
+	/*
+	 * Mirroring: the write completes once the destination has it; the
+	 * migrate file ends the bio again then (this end_io runs again and
+	 * finds nothing to do).  Nothing touches the bio after it is held.
+	 */
+	if (!*error && unlikely(rb->mirror.hold) && rcow_migrate_hold(rc, bio))
+		return DM_ENDIO_INCOMPLETE;
 	return DM_ENDIO_DONE;
 }
 
@@ -1736,6 +1767,7 @@ static int map_bio(struct rcow *rc, struct bio *bio, bool *more)
 	rb->pe = NULL;
 	rb->counted = false;
 	rb->wrote = false;
+	rb->mirror.hold = false;
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH)) {
 		if (rcow_mode(rc) == RCOW_MODE_RO) {
 			bio_set_dev(bio, rc->cow_dev->bdev);
@@ -1823,6 +1855,7 @@ static void rcow_presuspend(struct dm_target *ti)
 
 	/* Held writes must not keep the suspend waiting. */
 	rcow_commit_suspend(rc);
+	rcow_migrate_suspend(rc);
 
 	bio_list_init(&bios);
 	spin_lock_irq(&rc->lock);
@@ -1857,6 +1890,7 @@ static void rcow_presuspend_undo(struct dm_target *ti)
 	rc->suspending = false;
 	spin_unlock_irq(&rc->lock);
 	rcow_commit_resume(rc);
+	rcow_migrate_resume(rc);
 }
 
 /*
@@ -1975,6 +2009,7 @@ static void rcow_resume(struct dm_target *ti)
 
 	clear_bit(RCOW_F_QUIESCED, &rc->flags);
 	rcow_commit_resume(rc);
+	rcow_migrate_resume(rc);
 	rcow_nl_announce(rc);
 	queue_delayed_work(rc->wq, &rc->waker, RCOW_COMMIT_PERIOD);
 	wake_worker(rc);

@@ -77,11 +77,28 @@ struct rcow_migrate {
 	char *req_target;		/* migrate send */
 	bool req_finish;		/* migrate finish */
 	bool req_round;			/* MIGRATE_ROUND */
+	bool req_mirror;		/* ... with RCOW_MIGRATE_F_MIRROR */
 	int req_result;
 	struct completion req_done;
 	/* The list entry of a migrated COW device (see the .c file). */
 	struct rcow_migrated *listed;
 	bool in_list;
+	/*
+	 * Mirroring: the writes waiting for a round.  held_lock (irq-safe,
+	 * taken from end_io) protects held, nr_held (writes held so far)
+	 * and mirror_on; nothing is taken inside it.
+	 */
+	spinlock_t held_lock;
+	struct bio_list held;
+	u64 nr_held;
+	bool mirror_on;			/* end_io holds writes */
+};
+
+/* Per-bio record of a write's extents for mirroring (in struct rcow_bio). */
+struct rcow_mirror_hold {
+	u64 first, last;		/* the extents it wrote */
+	u64 round;			/* mg->round when it completed */
+	bool hold;			/* complete it only once sent */
 };
 
 struct rcow_migrate_info {
@@ -201,6 +218,13 @@ struct rcow {
 #define RCOW_F_INCOMING		8
 /* Some sent fault is marked promote: the worker sends PROMOTE. */
 #define RCOW_F_PROMOTE		9
+/* Mirroring: end_io records writes for holding (see the migrate file). */
+#define RCOW_F_MIRROR		10
+/* A write started to wait for a round: the worker sends MIGRATE_WAITING. */
+#define RCOW_F_MIRROR_KICK	11
+
+/* The mirroring record of a bio the target mapped. */
+struct rcow_mirror_hold *rcow_bio_mirror(struct bio *bio);
 
 /* Target side, called by the netlink handlers with rcow_nl_lock held. */
 int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
@@ -245,10 +269,15 @@ void rcow_migrate_free(struct rcow *rc);
 int rcow_migrate_ctr(struct rcow *rc);
 int rcow_migrate_busy(struct rcow *rc, const char *what);
 bool rcow_migrate_fenced(struct rcow *rc, struct bio *bio);
-void rcow_migrate_written(struct rcow *rc, u64 first, u64 last);
+void rcow_migrate_written(struct rcow *rc, struct rcow_mirror_hold *mh,
+			  u64 first, u64 last);
+bool rcow_migrate_hold(struct rcow *rc, struct bio *bio);
+void rcow_migrate_suspend(struct rcow *rc);
+void rcow_migrate_resume(struct rcow *rc);
+void rcow_migrate_helper_left(struct rcow *rc);
 void rcow_migrate_work(struct rcow *rc);
 int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv);
-int rcow_migrate_round(struct rcow *rc);
+int rcow_migrate_round(struct rcow *rc, u32 flags);
 int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count);
 int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg);
 bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,

@@ -36,6 +36,7 @@
 # shellcheck disable=SC2317	# functions called through check
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
+. "$(dirname "$0")/lib-mig-kernel.sh"
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout blkdiscard
@@ -62,31 +63,6 @@ TABLE=$DEV_TABLE
 ID=$(nl_dev_id "$NAME")
 [ -n "$ID" ] || tap_bail "no dev_id for $NAME"
 
-# migrate_status: "<state> <done>/<total>" from the status line.
-migrate_status() { dmsetup status "$NAME" | awk '{ print $12, $13 }'; }
-migrate_is() { [ "$(migrate_status)" = "$1" ]; }
-round() { sess raw migrate_round "dev_id:u32:$ID"; }
-mark() {	# mark <round> <first> <count>
-	sess raw migrate_mark "dev_id:u32:$ID" "migrate_round:u64:$1" \
-		"first_extent:u64:$2" "extent_count:u32:$3"
-}
-end_migration() {	# end_migration <status> [message]
-	local msg=()
-	[ -z "${2:-}" ] || msg=("message:str:$2")
-	sess raw migrate_end "dev_id:u32:$ID" "status:u32:$1" "${msg[@]}"
-}
-# event <text>: the next event the session hears is this one.
-event() { sess listen 1 10000; [ "$SESS_RC" = 0 ] && [ "$SESS_OUT" = "$1" ]; }
-ev() {	# ev <CMD> <state> <round> <total> <done>: the text of an event
-	echo "$1 dev_id=$ID state=$2 round=$3 total=$4 done=$5 target=$DEST"
-}
-# write_extent <extent> <byte>: one whole extent of that byte, direct.
-write_extent() { write_byte_extent "$dev" "$EXTB" "$@"; }
-extent_is() {	# extent_is <extent> <byte>
-	cmp -s <(dd if="$dev" bs="$EXTB" skip="$1" count=1 iflag=direct status=none) \
-		<(head -c "$EXTB" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
-}
-write_fails() { ! write_extent "$1" 99 2>/dev/null; }
 
 # --- before: extents 0-7 written ------------------------------------------
 for e in 0 1 2 3 4 5 6 7; do write_extent "$e" $((65 + e)); done
@@ -103,8 +79,6 @@ msg_refused "migrate send with two destinations" "Invalid argument" \
 	"usage: migrate send <host:port>" migrate send a:1 b:2
 check_eq "nothing started" "idle 0/0" "$(migrate_status)"
 
-# drain_events: what the session was sent and the test does not look at.
-drain_events() { for _ in 1 2 3 4 5 6 7 8; do sess listen 1 500; [ "$SESS_RC" = 0 ] || break; done; }
 
 # --- a snapshot commit running: no migration -----------------------------------
 msg_ok "snapshot commit" snapshot commit nbd://10.99.0.1:10809/x

@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		5
+#define REMOTE_COW_GENL_VERSION		6
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -230,7 +230,16 @@ enum remote_cow_cmd {
 	 * swap is in it, and it reads each extent after the swap, so it
 	 * reads that write or a later one (a later one is in the next
 	 * round).  Refused: EPERM (not the registered helper), ESTALE (no
-	 * migration copying or finishing).
+	 * migration copying, mirroring or finishing).
+	 *
+	 * Optional FLAGS (version 6): RCOW_MIGRATE_F_MIRROR switches a
+	 * copying migration to mirroring with this round's swap (state
+	 * "mirroring", a dm event): from then on a guest write or discard
+	 * completes only once a round taken after it has been marked sent
+	 * for all its extents, so the guest writes no faster than the
+	 * helper sends and what is left stays bounded.  The kernel sends
+	 * MIGRATE_WAITING when writes start to wait; they are let go at
+	 * once by an abort, a failure, a suspend or the helper's exit.
 	 */
 	RCOW_CMD_MIGRATE_ROUND,
 	/*
@@ -280,6 +289,13 @@ enum remote_cow_cmd {
 	 * does not know it may ignore it (the fill comes in its turn).
 	 */
 	RCOW_CMD_PROMOTE,
+	/*
+	 * kernel -> helper (version 6).  DEV_ID and the MIGRATE_*
+	 * attributes: while mirroring, a guest write now waits for the
+	 * next round (sent when the first write starts to wait after none
+	 * did): take a round.
+	 */
+	RCOW_CMD_MIGRATE_WAITING,
 
 	__RCOW_CMD_MAX,
 };
@@ -309,7 +325,10 @@ enum remote_cow_attr {
 				 * too, while hydrating
 				 */
 	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
-	/* u32: RCOW_DEV_F_* in GET_DEVICE, RCOW_FAULT_F_* in FAULT */
+	/*
+	 * u32: RCOW_DEV_F_* in GET_DEVICE, RCOW_FAULT_F_* in FAULT,
+	 * RCOW_MIGRATE_F_* in MIGRATE_ROUND
+	 */
 	RCOW_A_FLAGS,
 	RCOW_A_RUN_LENGTH,	/* u64: extents in a run (GET_RUNS) */
 	RCOW_A_COMMIT_GEN,	/* u64: snapshot commit generation, from 1 */
@@ -367,12 +386,15 @@ enum remote_cow_commit_state {
 enum remote_cow_migrate_state {
 	RCOW_MIGRATE_IDLE,	/* none running (never, aborted) */
 	RCOW_MIGRATE_COPYING,	/* rounds while the guest writes */
-	RCOW_MIGRATE_MIRRORING,	/* reserved: writes mirrored */
+	RCOW_MIGRATE_MIRRORING,	/* rounds; writes wait to be sent */
 	RCOW_MIGRATE_FINISHING,	/* fenced: last round, destination commit */
 	RCOW_MIGRATE_DONE,	/* the destination took over; fenced */
 	RCOW_MIGRATE_FAILED,	/* the helper reported an error */
 	RCOW_MIGRATE_INCOMING,	/* destination: not complete, I/O held */
 };
+
+/* RCOW_A_FLAGS bits of MIGRATE_ROUND */
+#define RCOW_MIGRATE_F_MIRROR	_BITUL(0)
 
 /* RCOW_A_COMMIT_FLAGS bits */
 #define RCOW_COMMIT_F_SINCE_LAST	_BITUL(0)

@@ -302,6 +302,7 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 		case RCOW_CMD_MIGRATE_FINISH:
 		case RCOW_CMD_MIGRATE_ABORT:
 		case RCOW_CMD_MIGRATE_ROUND:
+		case RCOW_CMD_MIGRATE_WAITING:
 			printf("%s dev_id=%u state=%u round=%llu total=%llu done=%llu target=%s\n",
 			       rcow_cmd_name(ev.cmd, b, sizeof(b)), ev.u.dev.dev_id,
 			       ev.u.dev.migrate_state, (unsigned long long)ev.u.dev.migrate_round,

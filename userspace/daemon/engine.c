@@ -1068,6 +1068,7 @@ void engine_event(struct daemon *d, const struct rcow_event *ev)
 	case RCOW_CMD_MIGRATE_FINISH:
 	case RCOW_CMD_MIGRATE_ABORT:
 	case RCOW_CMD_MIGRATE_ROUND:
+	case RCOW_CMD_MIGRATE_WAITING:
 		mig_event(d, ev);
 		break;
 	default:

@@ -11,6 +11,14 @@
  * flushed) are they marked sent (MIGRATE_MARK).  An empty round while the
  * guest still runs: wait a little (MIG_IDLE_MS) and take another.
  *
+ * Convergence: when the rounds stop shrinking (rcow_mirror_round(): the
+ * guest writes faster than the link carries), the next round is asked with
+ * RCOW_MIGRATE_F_MIRROR and the kernel mirrors from its swap on: a guest
+ * write completes only once a later round was marked sent for its
+ * extents.  Rounds then go back to back while they carry something; after
+ * an empty one the thread waits for MIGRATE_WAITING (a write waits) rather
+ * than MIG_IDLE_MS, so that a held write waits for one round, not a poll.
+ *
  * MIGRATE_FINISH (the kernel fenced the device): every round asked from
  * then on is after the fence, so rounds go on until one is empty; then
  * FINISH, wait for COMMITTED (the destination flushed, completed and
@@ -40,6 +48,8 @@ struct sender {
 	uint8_t *rbuf;			/* received payloads */
 	uint64_t eb, dev_bytes, data_off;
 	uint64_t seq, moved;
+	struct rcow_mirror_policy pace;
+	bool mirroring;			/* asked the kernel to mirror */
 	struct rcow_err err;
 };
 
@@ -149,10 +159,13 @@ static int send_run(struct sender *s, uint64_t first, uint64_t count)
 	return 0;
 }
 
-/* One round: take it, send it, have it flushed, mark it.  *sent: extents. */
-static int round_trip(struct sender *s, uint64_t *last_round, uint64_t *sent)
+/*
+ * One round: take it (with flags, RCOW_MIGRATE_F_*), send it, have it
+ * flushed, mark it.  *sent: extents.
+ */
+static int round_trip(struct sender *s, uint32_t flags, uint64_t *last_round, uint64_t *sent)
 {
-	struct mig_kreq q = { .op = MK_ROUND };
+	struct mig_kreq q = { .op = MK_ROUND, .flags = flags };
 	uint8_t f[MIG_HDR_SIZE + 8];
 	uint64_t round;
 	int r;
@@ -210,8 +223,8 @@ out:
 static int migrate(struct sender *s)
 {
 	struct mig_psk psk;
-	uint64_t last = s->j->round_seen, sent;
-	bool finishing = false;
+	uint64_t last = s->j->round_seen, sent, waiting;
+	bool finishing = false, mirror = false;
 	int r;
 
 	r = mig_psk_load(s->j->spec, &psk, &s->err);
@@ -245,14 +258,27 @@ static int migrate(struct sender *s)
 			finishing = true;	/* rounds asked from now on are after the fence */
 			logmsg("device %s: fenced; sending the last round(s)", s->j->info.dm_name);
 		}
-		r = round_trip(s, &last, &sent);
+		waiting = mig_waiting_seen(s->j);
+		mirror = mirror && !finishing && !s->mirroring;
+		r = round_trip(s, mirror ? RCOW_MIGRATE_F_MIRROR : 0, &last, &sent);
 		if (r)
 			return r;
+		if (mirror) {
+			s->mirroring = true;
+			logmsg("device %s: the rounds stopped shrinking: mirroring from round %llu (writes complete once the destination has them)",
+			       s->j->info.dm_name, (unsigned long long)last);
+		}
 		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", s->j->info.dm_name,
 		     (unsigned long long)last, (unsigned long long)sent);
 		if (finishing && !sent)
 			break;
-		if (!sent && !finishing)
+		if (finishing)
+			continue;
+		if (!s->mirroring)
+			mirror = rcow_mirror_round(&s->pace, sent);
+		if (!sent && s->mirroring)
+			mig_wait_writes(s->j, waiting, MIG_IDLE_MS);
+		else if (!sent)
 			mig_wait(s->j, UINT64_MAX, MIG_IDLE_MS);
 	}
 	r = send_empty(s, MIG_FINISH);

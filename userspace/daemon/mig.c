@@ -127,7 +127,7 @@ bool mig_stopping(struct mig_job *j)
 	return s;
 }
 
-void mig_wait(struct mig_job *j, uint64_t round_after, int ms)
+static struct timespec deadline(int ms)
 {
 	struct timespec ts;
 
@@ -138,9 +138,37 @@ void mig_wait(struct mig_job *j, uint64_t round_after, int ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
+	return ts;
+}
+
+void mig_wait(struct mig_job *j, uint64_t round_after, int ms)
+{
+	struct timespec ts = deadline(ms);
+
 	pthread_mutex_lock(&j->lock);
 	while (!j->stop && !j->abort && j->round_seen <= round_after &&
 	       !(round_after == UINT64_MAX && j->finish))
+		if (pthread_cond_timedwait(&j->cond, &j->lock, &ts))
+			break;
+	pthread_mutex_unlock(&j->lock);
+}
+
+uint64_t mig_waiting_seen(struct mig_job *j)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&j->lock);
+	n = j->waiting_seen;
+	pthread_mutex_unlock(&j->lock);
+	return n;
+}
+
+void mig_wait_writes(struct mig_job *j, uint64_t seen, int ms)
+{
+	struct timespec ts = deadline(ms);
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->stop && !j->abort && !j->finish && j->waiting_seen == seen)
 		if (pthread_cond_timedwait(&j->cond, &j->lock, &ts))
 			break;
 	pthread_mutex_unlock(&j->lock);
@@ -237,6 +265,8 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		return rcow_err_set(&q->err, EMSGSIZE, "netlink message too large");
 	if (q->op == MK_MARK)
 		ok = rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_ROUND, q->round);
+	if (q->op == MK_ROUND && q->flags)
+		ok = rcow_msg_put_u32(nlh, RCOW_A_FLAGS, q->flags);
 	if (q->op == MK_MARK || q->op == MK_FILL)
 		ok = ok && rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, q->first) &&
 		     rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, q->count);
@@ -428,6 +458,7 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 		}
 		return;
 	case RCOW_CMD_MIGRATE_ROUND:
+	case RCOW_CMD_MIGRATE_WAITING:
 	case RCOW_CMD_MIGRATE_FINISH:
 	case RCOW_CMD_MIGRATE_ABORT:
 		if (!j || !j->sender) {
@@ -437,6 +468,8 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 		pthread_mutex_lock(&j->lock);
 		if (ev->cmd == RCOW_CMD_MIGRATE_ROUND && info->migrate_round > j->round_seen)
 			j->round_seen = info->migrate_round;
+		if (ev->cmd == RCOW_CMD_MIGRATE_WAITING)
+			j->waiting_seen++;
 		if (ev->cmd == RCOW_CMD_MIGRATE_FINISH)
 			j->finish = true;
 		if (ev->cmd == RCOW_CMD_MIGRATE_ABORT) {

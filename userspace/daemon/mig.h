@@ -27,7 +27,7 @@
 #include "rcow/mig-proto.h"
 
 enum mig_kop {
-	MK_ROUND,		/* MIGRATE_ROUND */
+	MK_ROUND,		/* MIGRATE_ROUND, flags RCOW_MIGRATE_F_* */
 	MK_RUNS,		/* GET_RUNS on RCOW_BITMAP_MIGRATE_ROUND into runs */
 	MK_MARK,		/* MIGRATE_MARK round, first, count */
 	MK_END,			/* MIGRATE_END status, message */
@@ -41,7 +41,7 @@ DEFINE_VECTOR(run_vec, struct rcow_run);
 struct mig_kreq {
 	enum mig_kop op;
 	uint64_t round, first;
-	uint32_t count, status;
+	uint32_t count, status, flags;
 	const char *message;
 	struct run_vec runs;		/* MK_RUNS: filled by the loop */
 	uint32_t state;			/* MK_STATE */
@@ -64,6 +64,7 @@ struct mig_job {
 	struct mig_kreq *req;		/* waiting for the loop */
 	bool req_taken, req_done;
 	uint64_t round_seen;		/* number of the last MIGRATE_ROUND event */
+	uint64_t waiting_seen;		/* MIGRATE_WAITING events so far */
 	bool finish, abort, stop;
 	bool over;			/* the thread returned */
 	struct mig_conn *conn;
@@ -79,6 +80,13 @@ int mig_kcall(struct mig_job *j, struct mig_kreq *q);
 bool mig_stopping(struct mig_job *j);
 /* Thread side: wait up to ms for an event (round, finish, abort, stop). */
 void mig_wait(struct mig_job *j, uint64_t round_after, int ms);
+/* Thread side: the MIGRATE_WAITING events so far. */
+uint64_t mig_waiting_seen(struct mig_job *j);
+/*
+ * Thread side, mirroring: wait up to ms for a MIGRATE_WAITING event after
+ * the seen-th (writes wait for a round), or finish, abort, stop.
+ */
+void mig_wait_writes(struct mig_job *j, uint64_t seen, int ms);
 void mig_set_conn(struct mig_job *j, struct mig_conn *c);
 /*
  * Thread side, last call: log the bytes on the wire of c (if any) and

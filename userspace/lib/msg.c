@@ -46,6 +46,7 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_MIGRATE_FILL] = "MIGRATE_FILL",
 	[RCOW_CMD_MIGRATE_COMPLETE] = "MIGRATE_COMPLETE",
 	[RCOW_CMD_PROMOTE] = "PROMOTE",
+	[RCOW_CMD_MIGRATE_WAITING] = "MIGRATE_WAITING",
 };
 
 static const char *const attr_names[] = {
@@ -107,7 +108,7 @@ bool rcow_cmd_is_event(uint8_t cmd)
 	       cmd == RCOW_CMD_PRESERVE || cmd == RCOW_CMD_COMMIT_ABORT ||
 	       cmd == RCOW_CMD_MIGRATE_START || cmd == RCOW_CMD_MIGRATE_FINISH ||
 	       cmd == RCOW_CMD_MIGRATE_ABORT || cmd == RCOW_CMD_MIGRATE_ROUND ||
-	       cmd == RCOW_CMD_PROMOTE;
+	       cmd == RCOW_CMD_PROMOTE || cmd == RCOW_CMD_MIGRATE_WAITING;
 }
 
 const char *rcow_cmd_name(uint8_t cmd, char *buf, size_t len)
@@ -689,6 +690,7 @@ int rcow_msg_parse_event(const struct nlmsghdr *nlh, struct rcow_event *ev, stru
 	case RCOW_CMD_MIGRATE_FINISH:
 	case RCOW_CMD_MIGRATE_ABORT:
 	case RCOW_CMD_MIGRATE_ROUND:
+	case RCOW_CMD_MIGRATE_WAITING:
 	case RCOW_CMD_DEVICE_ADD:
 		r = need(&at, cmd_names[ev->cmd], device_attrs, err);
 		if (r)

@@ -271,3 +271,21 @@ int rcow_parse_duration_ms(const char *s, uint32_t *out)
 	*out = (uint32_t)(v + 0.5);
 	return 0;
 }
+
+void rcow_mirror_init(struct rcow_mirror_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent)
+{
+	bool big = sent >= RCOW_MIRROR_MIN_EXTENTS;
+
+	if (p->rounds++ && big && sent * 100 >= p->last * RCOW_MIRROR_SHRINK_PCT)
+		p->stalls++;
+	else
+		p->stalls = 0;
+	p->big += big;
+	p->last = sent;
+	return p->stalls >= RCOW_MIRROR_STALLS || p->big >= RCOW_MIRROR_MAX_ROUNDS;
+}

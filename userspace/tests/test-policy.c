@@ -290,6 +290,49 @@ static void test_fair(struct tap *t)
 	}
 }
 
+static bool feed(struct rcow_mirror_policy *p, const uint64_t *sent, size_t n)
+{
+	bool m = false;
+
+	for (size_t i = 0; i < n; i++)
+		m = rcow_mirror_round(p, sent[i]);
+	return m;
+}
+
+static void test_mirror(struct tap *t)
+{
+	static const uint64_t shrinking[] = { 5000, 1200, 600, 300, 150, 70, 30 };
+	static const uint64_t stuck[] = { 5000, 400, 390 };
+	static const uint64_t stuck2[] = { 5000, 400, 390, 380 };
+	static const uint64_t growing[] = { 300, 400, 500 };
+	static const uint64_t small[] = { 5000, 10, 12, 15, 15, 15, 15 };
+	static const uint64_t broken[] = { 5000, 400, 390, 100, 380 };
+	struct rcow_mirror_policy p;
+	uint64_t slow[40];
+
+	rcow_mirror_init(&p);
+	tap_ok(t, !feed(&p, shrinking, 7), "mirror: rounds that halve never mirror");
+	rcow_mirror_init(&p);
+	tap_ok(t, !feed(&p, stuck, 3), "mirror: one round that did not shrink by a tenth is not enough");
+	rcow_mirror_init(&p);
+	tap_ok(t, feed(&p, stuck2, 4), "mirror: two such rounds in a row mirror");
+	rcow_mirror_init(&p);
+	tap_ok(t, !feed(&p, growing, 2) && rcow_mirror_round(&p, growing[2]),
+	       "mirror: rounds that grow mirror from the third");
+	rcow_mirror_init(&p);
+	tap_ok(t, !feed(&p, small, 7), "mirror: rounds below %d extents never mirror",
+	       RCOW_MIRROR_MIN_EXTENTS);
+	rcow_mirror_init(&p);
+	tap_ok(t, !feed(&p, broken, 5), "mirror: a round that shrank resets the count");
+	rcow_mirror_init(&p);
+	for (int i = 0; i < 40; i++)
+		slow[i] = i % 2 ? 100 : 50;	/* shrinks every other round */
+	tap_ok(t, !feed(&p, slow, RCOW_MIRROR_MAX_ROUNDS - 1) &&
+	       rcow_mirror_round(&p, slow[RCOW_MIRROR_MAX_ROUNDS - 1]),
+	       "mirror: %d rounds that each sent something big mirror at last",
+	       RCOW_MIRROR_MAX_ROUNDS);
+}
+
 void test_policy(struct tap *t)
 {
 	test_backoff(t);
@@ -298,4 +341,5 @@ void test_policy(struct tap *t)
 	test_fair(t);
 	test_ratelimit(t);
 	test_parse(t);
+	test_mirror(t);
 }

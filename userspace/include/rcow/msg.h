@@ -105,7 +105,10 @@ struct rcow_event {
 	uint8_t cmd;		/* RCOW_CMD_*; others are returned unparsed */
 	union {
 		struct rcow_fault fault;		/* FAULT, PROMOTE */
-		/* DEVICE_ADD, DEVICE_REMOVE, MIGRATE_START, _FINISH, _ABORT, _ROUND */
+		/*
+		 * DEVICE_ADD, DEVICE_REMOVE, MIGRATE_START, _FINISH, _ABORT,
+		 * _ROUND, _WAITING
+		 */
 		struct rcow_device_info dev;
 		struct rcow_hydrate_ctl hydrate;	/* HYDRATE_CTL */
 		struct rcow_quiesce quiesce;		/* QUIESCE */

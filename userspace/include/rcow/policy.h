@@ -160,6 +160,33 @@ struct rcow_fair_cand {
 
 size_t rcow_fair_pick(const struct rcow_fair_cand *c, size_t n);
 
+/*
+ * When a live migration switches to mirroring (guest writes wait until the
+ * destination has them): once its rounds stop shrinking.  Fed the extents
+ * each round sent while copying (the first round, WRITTEN, is the bulk and
+ * is not compared): a round that is still at least RCOW_MIRROR_SHRINK_PCT
+ * percent of the round before, and at least RCOW_MIRROR_MIN_EXTENTS, is a
+ * stall; RCOW_MIRROR_STALLS stalls in a row, or RCOW_MIRROR_MAX_ROUNDS
+ * rounds that each sent at least RCOW_MIRROR_MIN_EXTENTS, and the next
+ * round should mirror.  Small rounds never do: what they leave is cheap
+ * for the last round.
+ */
+#define RCOW_MIRROR_SHRINK_PCT	90
+#define RCOW_MIRROR_MIN_EXTENTS	16
+#define RCOW_MIRROR_STALLS	2
+#define RCOW_MIRROR_MAX_ROUNDS	30
+
+struct rcow_mirror_policy {
+	uint64_t rounds;		/* rounds fed */
+	uint64_t big;			/* of those, at least MIN_EXTENTS */
+	uint64_t last;			/* extents the last one sent */
+	unsigned int stalls;		/* in a row */
+};
+
+void rcow_mirror_init(struct rcow_mirror_policy *p);
+/* A copying round sent @sent extents: true if the next should mirror. */
+bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent);
+
 /* Parse "64", "64k", "8M", "1G" (powers of 1024) into bytes.  0 or -EINVAL. */
 int rcow_parse_size(const char *s, uint64_t *out);
 /* Parse "250ms", "2s", "1.5s", "30" (seconds) into milliseconds.  0 or -EINVAL. */
