@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "mig.h"
+#include "rcow/smallfile.h"
 
 #define MIG_COMPLETE_MS 60000
 
@@ -51,7 +52,7 @@ static int read_spec(struct receiver *r, struct mig_psk *psk)
 	size_t n;
 	int e;
 
-	e = mig_read_small(r->j->spec, "receive spec", text, sizeof(text), &n, &r->err);
+	e = rcow_read_small(r->j->spec, "receive spec", text, sizeof(text), &n, &r->err);
 	if (e)
 		return e;
 	text[n] = 0;
