@@ -306,8 +306,7 @@ void *mig_recv_thread(void *arg)
 	r.dev_bytes = j->info.dev_sectors * 512;
 	r.data_off = j->info.data_offset * 512;
 	r.rbuf = malloc(MIG_MAX_PAYLOAD);
-	e = r.rbuf ? rcow_cow_open_dev(j->info.cow_major, j->info.cow_minor, j->d->opt.node_dir,
-				       &r.cow, &r.err)
+	e = r.rbuf ? j->d->kops->open_cow(j->d->kctx, &j->info, &r.cow, &r.err)
 		   : rcow_err_set(&r.err, ENOMEM, "out of memory");
 	if (!e)
 		e = receive(&r);
