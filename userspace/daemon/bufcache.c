@@ -6,9 +6,9 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "bufcache.h"
+#include "daemon.h"
 
 struct bufcache {
 	size_t max_bytes;		/* fixed at creation */
@@ -43,14 +43,6 @@ void bufcache_free(struct bufcache *c)
 	free(c);
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* What the cache may hold now.  Under lock. */
 static size_t limit(const struct bufcache *c)
 {
@@ -60,7 +52,7 @@ static size_t limit(const struct bufcache *c)
 /* Count size bytes given out.  Under lock. */
 static void given(struct bufcache *c, size_t size)
 {
-	c->last_ms = mono_ms();
+	c->last_ms = now_ms();
 	c->out += size;
 	if (c->out > c->peak)
 		c->peak = c->out;
@@ -153,7 +145,7 @@ void bufcache_put(struct bufcache *c, struct rcow_buf *buf)
 	}
 	pthread_mutex_lock(&c->lock);
 	c->out -= buf->cap;
-	c->last_ms = mono_ms();
+	c->last_ms = now_ms();
 	if (can_fit(c, buf)) {
 		while (c->nidle == BUFCACHE_SLOTS || c->bytes + buf->cap > limit(c))
 			take(c, (unsigned int)smallest(c), &drop[ndrop++]);
@@ -179,28 +171,21 @@ void bufcache_stats(struct bufcache *c, struct bufcache_stats *st)
 	pthread_mutex_unlock(&c->lock);
 }
 
-uint64_t bufcache_timer(struct bufcache *c)
-{
-	uint64_t t;
-
-	pthread_mutex_lock(&c->lock);
-	t = c->nidle ? c->last_ms + BUFCACHE_IDLE_MS : 0;
-	pthread_mutex_unlock(&c->lock);
-	return t;
-}
-
-void bufcache_tick(struct bufcache *c, uint64_t now_ms)
+uint64_t bufcache_tick(struct bufcache *c, uint64_t now)
 {
 	struct rcow_buf drop[BUFCACHE_SLOTS];
 	unsigned int ndrop = 0;
+	uint64_t next;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->nidle && now_ms >= c->last_ms + BUFCACHE_IDLE_MS) {
+	if (c->nidle && now >= c->last_ms + BUFCACHE_IDLE_MS) {
 		while (c->nidle)
 			take(c, c->nidle - 1, &drop[ndrop++]);
 		c->peak = c->out;
 	}
+	next = c->nidle ? c->last_ms + BUFCACHE_IDLE_MS : 0;
 	pthread_mutex_unlock(&c->lock);
 	while (ndrop)
 		rcow_buf_free(&drop[--ndrop]);
+	return next;
 }

@@ -65,11 +65,11 @@ int bufcache_get(struct bufcache *c, struct rcow_buf *buf, size_t size, struct r
 void bufcache_put(struct bufcache *c, struct rcow_buf *buf);
 void bufcache_stats(struct bufcache *c, struct bufcache_stats *st);
 /*
- * The loop's clock (CLOCK_MONOTONIC, ms): when bufcache_tick() has work,
- * 0 if never; and the tick, which unmaps the idle buffers once
- * BUFCACHE_IDLE_MS went by without a get or put.
+ * The loop's tick, on its clock (now_ms(): CLOCK_MONOTONIC, ms): unmaps
+ * the idle buffers once BUFCACHE_IDLE_MS went by without a get or put;
+ * returns when the next tick has work, 0 if never.  One lock round: a
+ * tick at a time before the deadline (0) only tells it.
  */
-uint64_t bufcache_timer(struct bufcache *c);
-void bufcache_tick(struct bufcache *c, uint64_t now_ms);
+uint64_t bufcache_tick(struct bufcache *c, uint64_t now);
 
 #endif

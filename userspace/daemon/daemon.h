@@ -277,6 +277,7 @@ struct kernel_ops {
 			  struct rcow_err *err);
 	int (*get_device)(void *ctx, uint32_t dev_id, struct rcow_device_info *info,
 			  struct rcow_err *err);
+	/* also called by migration jobs' threads (mig-send.c, mig-recv.c) */
 	int (*open_cow)(void *ctx, const struct rcow_device_info *info, struct rcow_cow **out,
 			struct rcow_err *err);
 	/* snapshot commit: COMMIT_MARK, COMMIT_END (-EAGAIN: extents still to upload) */
@@ -286,6 +287,13 @@ struct kernel_ops {
 	int (*get_runs)(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
 			int (*cb)(const struct rcow_run *run, void *data), void *data,
 			struct rcow_err *err);
+	/*
+	 * live migration (mig.c): a MIGRATE_ROUND, _MARK, _END, _FILL or
+	 * _COMPLETE request built in nlh (with ->family()'s id), sent and
+	 * acknowledged: 0 or the kernel's -errno; -ENOTCONN with no kernel
+	 */
+	int (*transact)(void *ctx, struct nlmsghdr *nlh, struct rcow_err *err);
+	uint16_t (*family)(void *ctx);
 };
 
 extern const struct kernel_ops kernel_nl_ops;	/* ctx: the struct daemon */

@@ -5,6 +5,8 @@
  * of rcow/cow.h.  ctx is the struct daemon, whose nl is connected.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+
 #include "daemon.h"
 
 static int k_fill_done(void *ctx, const struct rcow_fault *f, uint32_t status,
@@ -41,12 +43,17 @@ static int k_get_bitmap(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t fi
 				  err);
 }
 
+static int no_kernel(struct rcow_err *err)
+{
+	return rcow_err_set(err, ENOTCONN, "no kernel connection");
+}
+
 static int k_get_device(void *ctx, uint32_t dev_id, struct rcow_device_info *info,
 			struct rcow_err *err)
 {
 	struct daemon *d = ctx;
 
-	return rcow_nl_get_device(d->nl, dev_id, info, err);
+	return d->nl ? rcow_nl_get_device(d->nl, dev_id, info, err) : no_kernel(err);
 }
 
 static int k_open_cow(void *ctx, const struct rcow_device_info *info, struct rcow_cow **out,
@@ -77,7 +84,22 @@ static int k_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t firs
 {
 	struct daemon *d = ctx;
 
-	return rcow_nl_dump_runs(d->nl, dev_id, bitmap, first, cb, data, err);
+	return d->nl ? rcow_nl_dump_runs(d->nl, dev_id, bitmap, first, cb, data, err) :
+		       no_kernel(err);
+}
+
+static int k_transact(void *ctx, struct nlmsghdr *nlh, struct rcow_err *err)
+{
+	struct daemon *d = ctx;
+
+	return d->nl ? rcow_nl_transact(d->nl, nlh, NULL, NULL, err) : no_kernel(err);
+}
+
+static uint16_t k_family(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	return d->nl ? rcow_nl_family(d->nl) : 0;
 }
 
 const struct kernel_ops kernel_nl_ops = {
@@ -90,4 +112,6 @@ const struct kernel_ops kernel_nl_ops = {
 	.commit_mark = k_commit_mark,
 	.commit_end = k_commit_end,
 	.get_runs = k_get_runs,
+	.transact = k_transact,
+	.family = k_family,
 };

@@ -116,8 +116,7 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 	t = commit_timer(d, now);
 	if (t && (!next || t < next))
 		next = t;
-	bufcache_tick(d->bufs, now);
-	t = bufcache_timer(d->bufs);
+	t = bufcache_tick(d->bufs, now);
 	if (t && (!next || t < next))
 		next = t;
 	if (next)

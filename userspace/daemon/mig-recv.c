@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "mig.h"
+#include "rcow/smallfile.h"
 
 #define MIG_COMPLETE_MS 60000
 
@@ -51,7 +52,7 @@ static int read_spec(struct receiver *r, struct mig_psk *psk)
 	size_t n;
 	int e;
 
-	e = mig_read_small(r->j->spec, "receive spec", text, sizeof(text), &n, &r->err);
+	e = rcow_read_small(r->j->spec, "receive spec", text, sizeof(text), &n, &r->err);
 	if (e)
 		return e;
 	text[n] = 0;
@@ -305,8 +306,7 @@ void *mig_recv_thread(void *arg)
 	r.dev_bytes = j->info.dev_sectors * 512;
 	r.data_off = j->info.data_offset * 512;
 	r.rbuf = malloc(MIG_MAX_PAYLOAD);
-	e = r.rbuf ? rcow_cow_open_dev(j->info.cow_major, j->info.cow_minor, j->d->opt.node_dir,
-				       &r.cow, &r.err)
+	e = r.rbuf ? j->d->kops->open_cow(j->d->kctx, &j->info, &r.cow, &r.err)
 		   : rcow_err_set(&r.err, ENOMEM, "out of memory");
 	if (!e)
 		e = receive(&r);

@@ -307,8 +307,7 @@ void *mig_send_thread(void *arg)
 	s.dev_bytes = j->info.dev_sectors * 512;
 	s.data_off = j->info.data_offset * 512;
 	s.rbuf = malloc(MIG_MAX_HELLO + MIG_HDR_SIZE);
-	r = s.rbuf ? rcow_cow_open_dev(j->info.cow_major, j->info.cow_minor, j->d->opt.node_dir,
-				       &s.cow, &s.err)
+	r = s.rbuf ? j->d->kops->open_cow(j->d->kctx, &j->info, &s.cow, &s.err)
 		   : rcow_err_set(&s.err, ENOMEM, "out of memory");
 	if (!r)
 		r = migrate(&s);

@@ -225,7 +225,7 @@ static int runs_cb(const struct rcow_run *run, void *data)
 static int put_dev(struct daemon *d, uint8_t cmd, const struct mig_job *j, uint32_t *buf,
 		   struct nlmsghdr **out)
 {
-	*out = rcow_msg_start(buf, rcow_nl_family(d->nl), cmd, 0, 0);
+	*out = rcow_msg_start(buf, d->kops->family(d->kctx), cmd, 0, 0);
 	return rcow_msg_put_u32(*out, RCOW_A_DEV_ID, j->info.dev_id) ? 0 : -EMSGSIZE;
 }
 
@@ -243,18 +243,16 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 	bool ok = true;
 	int r;
 
-	if (!d->nl)
-		return rcow_err_set(&q->err, ENOTCONN, "no kernel connection");
 	switch (q->op) {
 	case MK_RUNS:
 		q->runs.len = 0;
-		return rcow_nl_dump_runs(d->nl, j->info.dev_id, RCOW_BITMAP_MIGRATE_ROUND, 0,
+		return d->kops->get_runs(d->kctx, j->info.dev_id, RCOW_BITMAP_MIGRATE_ROUND, 0,
 					 runs_cb, &q->runs, &q->err);
 	case MK_STATE:
 		info = malloc(sizeof(*info));
 		if (!info)
 			return rcow_err_set(&q->err, ENOMEM, "out of memory");
-		r = rcow_nl_get_device(d->nl, j->info.dev_id, info, &q->err);
+		r = d->kops->get_device(d->kctx, j->info.dev_id, info, &q->err);
 		q->state = info->migrate_state;
 		free(info);
 		return r;
@@ -277,7 +275,7 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 	}
 	if (!ok)
 		return rcow_err_set(&q->err, EMSGSIZE, "netlink message too large");
-	return rcow_nl_transact(d->nl, nlh, NULL, NULL, &q->err);
+	return d->kops->transact(d->kctx, nlh, &q->err);
 }
 
 /* Loop side, the thread joined: add the job's figures to the daemon's stats. */

@@ -51,7 +51,7 @@ struct mig_kreq {
 
 struct mig_job {
 	struct mig_job *next;		/* in migs->jobs (loop) */
-	struct daemon *d;		/* only for d->opt (read-only) and vlog */
+	struct daemon *d;		/* only d->opt, d->kops->open_cow (read-only), vlog */
 	int wake_fd;			/* the loop's eventfd */
 	bool sender;
 	struct rcow_device_info info;	/* as when it started */

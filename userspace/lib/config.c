@@ -16,6 +16,7 @@
 #include "rcow/config.h"
 #include "rcow/uri.h"
 #include "rcow/policy.h"
+#include "rcow/smallfile.h"
 
 #define MAX_CONFIG_BYTES (1 << 20)
 
@@ -323,29 +324,18 @@ const char *rcow_cred_tls_hint(const char *uri, const struct rcow_cred *cred)
 
 int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *err)
 {
-	FILE *f = fopen(path, "re");
-	char *buf;
+	char *buf = malloc(MAX_CONFIG_BYTES + 1);
 	size_t n;
 	int r;
 
-	if (!f)
-		return rcow_err_set(err, errno, "cannot open configuration file %s: %s", path,
-				    strerror(errno));
-	buf = malloc(MAX_CONFIG_BYTES + 1);
-	if (!buf) {
-		fclose(f);
+	if (!buf)
 		return rcow_err_set(err, ENOMEM, "out of memory reading %s", path);
-	}
-	n = fread(buf, 1, MAX_CONFIG_BYTES + 1, f);
-	if (ferror(f) || n > MAX_CONFIG_BYTES) {
-		r = rcow_err_set(err, EINVAL, "cannot read configuration file %s (error, or over 1 MiB)",
-				 path);
-	} else {
+	r = rcow_read_small(path, "configuration file", buf, MAX_CONFIG_BYTES + 1, &n, err);
+	if (!r) {
 		buf[n] = '\0';
 		r = rcow_config_parse(c, buf, path, err);
 	}
 	free(buf);
-	fclose(f);
 	return r;
 }
 

@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * mig-proto.c - live migration frames and PSK files (rcow/mig-proto.h):
- * pure encoding and checking, no I/O but the read of a small secret file
- * (mig_read_small(): the PSK file, remote-cowd's receive spec).
+ * pure encoding and checking, no I/O but the read of a PSK file
+ * (rcow_read_small()).
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "rcow/mig-proto.h"
+#include "rcow/smallfile.h"
 
 static const char *const type_names[MIG_NR_TYPES] = {
 	[MIG_HELLO] = "HELLO", [MIG_READY] = "READY", [MIG_DATA] = "DATA",
@@ -331,45 +330,13 @@ int mig_psk_parse(const char *text, size_t len, struct mig_psk *psk, struct rcow
 	return rcow_err_set(err, EINVAL, "PSK file has no identity:hexkey line");
 }
 
-int mig_read_small(const char *path, const char *what, char *buf, size_t cap, size_t *len,
-		   struct rcow_err *err)
-{
-	size_t got = 0;
-	ssize_t n;
-	int fd, e;
-
-	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return rcow_err_set(err, errno, "cannot open %s %s: %s", what, path,
-				    strerror(errno));
-	do {
-		n = read(fd, buf + got, cap - got);
-		if (n > 0)
-			got += (size_t)n;
-	} while (got < cap && (n > 0 || (n < 0 && errno == EINTR)));
-	e = errno;
-	close(fd);
-	if (n < 0) {
-		explicit_bzero(buf, got);
-		return rcow_err_set(err, e, "cannot read %s %s: %s", what, path, strerror(e));
-	}
-	if (got == cap) {
-		explicit_bzero(buf, got);
-		return rcow_err_set(err, EFBIG, "%s %s is too large: over %zu bytes", what, path,
-				    cap - 1);
-	}
-	*len = got;
-	return 0;
-}
-
 int mig_psk_read(const char *path, char *text, size_t *len, struct mig_psk *psk,
 		 struct rcow_err *err)
 {
 	int r;
 
 	memset(psk, 0, sizeof(*psk));
-	r = mig_read_small(path, "PSK file", text, MIG_PSK_FILE_MAX + 1, len, err);
+	r = rcow_read_small(path, "PSK file", text, MIG_PSK_FILE_MAX + 1, len, err);
 	if (r)
 		return r;
 	r = mig_psk_parse(text, *len, psk, err);

@@ -352,6 +352,17 @@ struct nlmsghdr *rcow_msg_device(void *buf, uint16_t family, uint32_t seq, uint8
 		    !rcow_msg_put_str(nlh, RCOW_A_TARGET_URI, d->target_uri))
 			return NULL;
 	}
+	/* a device with a migration (its events, GET_DEVICE replies: fakes) */
+	if (d->migrate_state != RCOW_MIGRATE_IDLE) {
+		if (!rcow_msg_put_u32(nlh, RCOW_A_MIGRATE_STATE, d->migrate_state) ||
+		    !rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_ROUND, d->migrate_round) ||
+		    !rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_TOTAL, d->migrate_total) ||
+		    !rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_DONE, d->migrate_done))
+			return NULL;
+		if (d->migrate_target[0] &&
+		    !rcow_msg_put_str(nlh, RCOW_A_MIGRATE_TARGET, d->migrate_target))
+			return NULL;
+	}
 	return nlh;
 }
 
@@ -792,6 +803,53 @@ int rcow_msg_parse_commit(const struct nlmsghdr *nlh, struct rcow_commit *c, str
 	if (r)
 		return r;
 	fill_commit(&at, c);
+	return 0;
+}
+
+int rcow_msg_parse_migrate(const struct nlmsghdr *nlh, struct rcow_migrate_req *m,
+			   struct rcow_err *err)
+{
+	static const int dev_attrs[] = { RCOW_A_DEV_ID, 0 };
+	static const int range_attrs[] = { RCOW_A_DEV_ID, RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT, 0 };
+	static const int mark_attrs[] = {
+		RCOW_A_DEV_ID, RCOW_A_MIGRATE_ROUND, RCOW_A_FIRST_EXTENT, RCOW_A_EXTENT_COUNT, 0
+	};
+	static const int end_attrs[] = { RCOW_A_DEV_ID, RCOW_A_STATUS, 0 };
+	const int *list;
+	struct attrs at;
+	int r;
+
+	r = parse_attrs(nlh, &at, err);
+	if (r)
+		return r;
+	memset(m, 0, sizeof(*m));
+	m->cmd = rcow_msg_cmd(nlh);
+	switch (m->cmd) {
+	case RCOW_CMD_MIGRATE_ROUND:
+	case RCOW_CMD_MIGRATE_COMPLETE:
+		list = dev_attrs;
+		break;
+	case RCOW_CMD_MIGRATE_FILL:
+		list = range_attrs;
+		break;
+	case RCOW_CMD_MIGRATE_MARK:
+		list = mark_attrs;
+		break;
+	case RCOW_CMD_MIGRATE_END:
+		list = end_attrs;
+		break;
+	default:
+		return rcow_err_set(err, EPROTO, "not a migration request (command %u)", m->cmd);
+	}
+	r = need(&at, "migration request", list, err);
+	if (r)
+		return r;
+	m->dev_id = u32_of(&at, RCOW_A_DEV_ID);
+	m->round = u64_of(&at, RCOW_A_MIGRATE_ROUND);
+	m->first = u64_of(&at, RCOW_A_FIRST_EXTENT);
+	m->count = u32_of(&at, RCOW_A_EXTENT_COUNT);
+	m->status = u32_of(&at, RCOW_A_STATUS);
+	str_of(&at, RCOW_A_MESSAGE, m->message, sizeof(m->message));
 	return 0;
 }
 

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* test-config.c - remote-cowd configuration file parsing and lookup. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rcow/config.h"
 #include "tap.h"
@@ -128,8 +131,59 @@ static void test_load_default(struct tap *t)
 	rcow_config_free(&c);
 }
 
+/* A file of size bytes of comment lines ending in "connections = 3\n"; 0 or -1. */
+static int put_config(const char *path, size_t size)
+{
+	static const char tail[] = "connections = 3\n";
+	char *text = malloc(size);
+	FILE *f;
+	int r;
+
+	if (!text)
+		return -1;
+	memset(text, '#', size);
+	for (size_t i = 79; i < size; i += 80)
+		text[i] = '\n';
+	memcpy(text + size - (sizeof(tail) - 1), tail, sizeof(tail) - 1);
+	text[size - sizeof(tail)] = '\n';
+	f = fopen(path, "w");
+	r = f && fwrite(text, 1, size, f) == size ? 0 : -1;
+	if (f && fclose(f))
+		r = -1;
+	free(text);
+	return r;
+}
+
+/* rcow_config_load: files of up to 1 MiB, a larger one refused whole. */
+static void test_load_size(struct tap *t)
+{
+	char path[] = "/tmp/rcow-test-config-XXXXXX";
+	struct rcow_config c;
+	struct rcow_err err = { 0 };
+	int fd = mkstemp(path), r;
+
+	if (fd < 0) {
+		tap_ok(t, 0, "cannot make a temporary file");
+		return;
+	}
+	close(fd);
+	rcow_config_init(&c);
+	r = put_config(path, 1 << 20) ? -1 : rcow_config_load(&c, path, &err);
+	tap_ok(t, r == 0 && c.global.connections == 3, "a 1 MiB configuration file is read whole (%s)",
+	       err.msg);
+	rcow_config_free(&c);
+	rcow_config_init(&c);
+	r = put_config(path, (1 << 20) + 1) ? -1 : rcow_config_load(&c, path, &err);
+	tap_ok(t, r == -EFBIG && strstr(err.msg, "configuration file") &&
+	       strstr(err.msg, "too large: over 1048576 bytes"),
+	       "one byte more is refused: %s", err.msg);
+	rcow_config_free(&c);
+	unlink(path);
+}
+
 void test_config(struct tap *t)
 {
+	test_load_size(t);
 	test_good(t);
 	test_boundaries(t);
 	test_tls_hint(t);

@@ -82,7 +82,7 @@ void rcow_config_init(struct rcow_config *c);
 /* Parse text (name is for messages).  On error c keeps what was parsed. */
 int rcow_config_parse(struct rcow_config *c, const char *text, const char *name,
 		      struct rcow_err *err);
-/* Read and parse a file. */
+/* Read (at most 1 MiB: rcow_read_small()) and parse a file. */
 int rcow_config_load(struct rcow_config *c, const char *path, struct rcow_err *err);
 /*
  * The file a program reads: path if given (it must exist), else

@@ -155,17 +155,6 @@ struct mig_psk {
 #define MIG_ADDR_MAX REMOTE_COW_MAX_TARGET
 #define MIG_RECV_SPEC_MAX (sizeof("listen \n") - 1 + MIG_ADDR_MAX + MIG_PSK_FILE_MAX)
 
-/*
- * Read the whole of a small file into buf: short reads and EINTR are
- * continued until end of file, so a pipe or a slow file system gives all
- * of it.  The file must be shorter than cap (then buf[*len] can take a
- * terminating 0); -EFBIG "too large" if not.  -errno of open or read
- * otherwise; what names the file in the messages ("PSK file").  On a
- * failure what was read is wiped (the files hold secrets).
- */
-int mig_read_small(const char *path, const char *what, char *buf, size_t cap, size_t *len,
-		   struct rcow_err *err);
-
 int mig_psk_parse(const char *text, size_t len, struct mig_psk *psk, struct rcow_err *err);
 /*
  * Read a PSK file (at most MIG_PSK_FILE_MAX bytes) once: its text into

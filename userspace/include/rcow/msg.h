@@ -100,6 +100,17 @@ struct rcow_commit {
 	char message[RCOW_MESSAGE_MAX];			/* COMMIT_END, "" if none */
 };
 
+/* A MIGRATE_ROUND, _MARK, _END, _FILL or _COMPLETE request, as the kernel reads it. */
+struct rcow_migrate_req {
+	uint8_t cmd;		/* RCOW_CMD_MIGRATE_* */
+	uint32_t dev_id;
+	uint64_t round;		/* MARK */
+	uint64_t first;		/* MARK, FILL */
+	uint32_t count;		/* MARK, FILL */
+	uint32_t status;	/* END: 0 or a positive errno */
+	char message[RCOW_MESSAGE_MAX];	/* END, "" if none */
+};
+
 /* A kernel -> helper message. */
 struct rcow_event {
 	uint8_t cmd;		/* RCOW_CMD_*; others are returned unparsed */
@@ -226,6 +237,13 @@ int rcow_msg_parse_bitmap(const struct nlmsghdr *nlh, struct rcow_bitmap_chunk *
 int rcow_msg_parse_run(const struct nlmsghdr *nlh, struct rcow_run *run, struct rcow_err *err);
 /* COMMIT_MARK or COMMIT_END, as the kernel reads them (tests, fakes). */
 int rcow_msg_parse_commit(const struct nlmsghdr *nlh, struct rcow_commit *c, struct rcow_err *err);
+/*
+ * A helper's migration request, with the attributes the kernel requires
+ * of each command (tests, fakes): -EPROTO for a missing one or another
+ * command.
+ */
+int rcow_msg_parse_migrate(const struct nlmsghdr *nlh, struct rcow_migrate_req *m,
+			   struct rcow_err *err);
 int rcow_msg_parse_family(const struct nlmsghdr *nlh, uint16_t *id, struct rcow_err *err);
 int rcow_msg_parse_ack(const struct nlmsghdr *nlh, struct rcow_ack *ack, struct rcow_err *err);
 

@@ -11,7 +11,6 @@
 
 #include "fake-kernel.h"
 
-#define FAKE_FAMILY 0x42
 
 static int record(struct fake_kernel *k, uint8_t cmd, uint32_t dev_id, uint64_t cookie,
 		  uint64_t first, uint32_t status)
@@ -86,6 +85,8 @@ static int f_get_device(void *ctx, uint32_t dev_id, struct rcow_device_info *inf
 {
 	struct fake_kernel *k = ctx;
 
+	if (!fake_mig_device(k, dev_id, info))
+		return 0;
 	if (k->c.have_dev && k->c.dev.dev_id == dev_id) {
 		*info = k->c.dev;
 		if (!k->c.running) {
@@ -102,7 +103,7 @@ bool fake_commit_bit(const uint8_t *set, uint64_t ext)
 	return (set[ext / 8] >> (ext % 8)) & 1;
 }
 
-static void set_bit(uint8_t *set, uint64_t ext, bool on)
+void fake_set_bit(uint8_t *set, uint64_t ext, bool on)
 {
 	if (on)
 		set[ext / 8] |= (uint8_t)(1u << (ext % 8));
@@ -135,9 +136,9 @@ static int f_commit_mark(void *ctx, const struct rcow_commit *c, struct rcow_err
 			fc->preserved_early++;
 		if (c->mark == RCOW_MARK_UPLOADED && fake_commit_bit(fc->upload, e))
 			fc->uploaded++;
-		set_bit(fc->held, e, false);
+		fake_set_bit(fc->held, e, false);
 		if (c->mark == RCOW_MARK_UPLOADED)
-			set_bit(fc->upload, e, false);
+			fake_set_bit(fc->upload, e, false);
 	}
 	r = record(k, RCOW_CMD_COMMIT_MARK, c->dev_id, c->gen, c->first, c->mark);
 	if (!r)
@@ -159,7 +160,7 @@ static int f_commit_end(void *ctx, const struct rcow_commit *c, struct rcow_err 
 	if (c->status == 0 && fc->eagain) {
 		fc->eagain--;
 		if (fc->eagain_ext >= 0)
-			set_bit(fc->upload, (uint64_t)fc->eagain_ext, true);
+			fake_set_bit(fc->upload, (uint64_t)fc->eagain_ext, true);
 	}
 	if (c->status == 0 && fake_commit_left(k))
 		return rcow_err_set(err, EAGAIN, "fake kernel: extents still to upload");
@@ -179,6 +180,8 @@ static int f_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t firs
 	struct fake_commit *fc = &k->c;
 	const uint8_t *set;
 
+	if (bitmap == RCOW_BITMAP_MIGRATE_ROUND)
+		return fake_mig_runs(k, dev_id, cb, data, err);
 	if (!fc->upload || fc->dev_id != dev_id)
 		return rcow_err_set(err, ENODEV, "fake kernel: no device %u", dev_id);
 	if (bitmap == RCOW_BITMAP_COMMIT_UPLOAD)
@@ -187,7 +190,13 @@ static int f_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t firs
 		set = fc->held;
 	else
 		return rcow_err_set(err, EINVAL, "fake kernel: bitmap %u not modelled", bitmap);
-	for (uint64_t e = first; e < fc->nr;) {
+	return fake_runs(set, fc->nr, first, cb, data);
+}
+
+int fake_runs(const uint8_t *set, uint64_t nr, uint64_t first,
+	      int (*cb)(const struct rcow_run *run, void *data), void *data)
+{
+	for (uint64_t e = first; e < nr;) {
 		struct rcow_run run = { e, 0 };
 		int r;
 
@@ -195,7 +204,7 @@ static int f_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t firs
 			e++;
 			continue;
 		}
-		while (e < fc->nr && fake_commit_bit(set, e)) {
+		while (e < nr && fake_commit_bit(set, e)) {
 			run.count++;
 			e++;
 		}
@@ -225,8 +234,8 @@ int fake_commit_begin(struct fake_kernel *k, const struct rcow_device_info *info
 	fc->end_tries = 0;
 	fc->preserved_early = fc->uploaded = 0;
 	for (size_t i = 0; i < n; i++) {
-		set_bit(fc->upload, v[i], true);
-		set_bit(fc->held, v[i], true);
+		fake_set_bit(fc->upload, v[i], true);
+		fake_set_bit(fc->held, v[i], true);
 	}
 	fc->dev = *info;
 	fc->dev.commit_state = RCOW_COMMIT_UPLOADING;
@@ -251,13 +260,27 @@ static int f_open_cow(void *ctx, const struct rcow_device_info *info, struct rco
 		      struct rcow_err *err)
 {
 	struct fake_kernel *k = ctx;
+	const char *mig = fake_mig_cow(k, info->dev_id);
 	int r;
 
-	(void)info;
+	/* a migration device's: maybe in its job's thread, k left alone */
+	if (mig)
+		return rcow_cow_open_path(mig, RCOW_COW_ALLOW_BUFFERED, out, err);
 	r = rcow_cow_open_path(k->cow_path, RCOW_COW_ALLOW_BUFFERED, out, err);
 	if (!r)
 		k->cow_fd = (*out)->fd;
 	return r;
+}
+
+static int f_transact(void *ctx, struct nlmsghdr *nlh, struct rcow_err *err)
+{
+	return fake_mig_request(ctx, nlh, err);
+}
+
+static uint16_t f_family(void *ctx)
+{
+	(void)ctx;
+	return FAKE_FAMILY;
 }
 
 const struct kernel_ops fake_kernel_ops = {
@@ -270,6 +293,8 @@ const struct kernel_ops fake_kernel_ops = {
 	.commit_mark = f_commit_mark,
 	.commit_end = f_commit_end,
 	.get_runs = f_get_runs,
+	.transact = f_transact,
+	.family = f_family,
 };
 
 const struct fake_answer *fake_find(const struct fake_kernel *k, uint8_t cmd, uint32_t dev_id,
@@ -295,13 +320,14 @@ void fake_free(struct fake_kernel *k)
 	free(k->c.upload);
 	free(k->c.held);
 	k->c.upload = k->c.held = NULL;
+	fake_mig_free(k);
 	free(k->v);
 	k->v = NULL;
 	k->n = k->cap = 0;
 }
 
 /* Parse a message the way rcow_nl_next_event() does and hand it to the engine. */
-static int deliver(struct daemon *d, const struct nlmsghdr *nlh)
+int fake_deliver(struct daemon *d, const struct nlmsghdr *nlh)
 {
 	struct rcow_event ev;
 	struct rcow_err err = { 0 };
@@ -320,7 +346,7 @@ int fake_send_device(struct daemon *d, uint8_t cmd, const struct rcow_device_inf
 {
 	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
 
-	return deliver(d, rcow_msg_device(buf, FAKE_FAMILY, 0, cmd, info));
+	return fake_deliver(d, rcow_msg_device(buf, FAKE_FAMILY, 0, cmd, info));
 }
 
 int fake_send_run(struct daemon *d, uint8_t cmd, uint32_t dev_id, uint64_t cookie,
@@ -330,7 +356,7 @@ int fake_send_run(struct daemon *d, uint8_t cmd, uint32_t dev_id, uint64_t cooki
 	struct rcow_fault f = { .dev_id = dev_id, .first = first, .count = count, .cookie = cookie,
 				.flags = flags };
 
-	return deliver(d, rcow_msg_fault(buf, FAKE_FAMILY, 0, cmd, &f));
+	return fake_deliver(d, rcow_msg_fault(buf, FAKE_FAMILY, 0, cmd, &f));
 }
 
 int fake_send_fault(struct daemon *d, uint32_t dev_id, uint64_t cookie, uint64_t first,
@@ -344,7 +370,7 @@ int fake_send_quiesce(struct daemon *d, uint32_t dev_id, uint64_t cookie)
 	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
 	struct rcow_quiesce q = { .dev_id = dev_id, .cookie = cookie };
 
-	return deliver(d, rcow_msg_quiesce(buf, FAKE_FAMILY, 0, RCOW_CMD_QUIESCE, &q));
+	return fake_deliver(d, rcow_msg_quiesce(buf, FAKE_FAMILY, 0, RCOW_CMD_QUIESCE, &q));
 }
 
 int fake_send_commit(struct daemon *d, struct fake_kernel *k, uint8_t cmd, uint64_t first,
@@ -363,5 +389,5 @@ int fake_send_commit(struct daemon *d, struct fake_kernel *k, uint8_t cmd, uint6
 	c.first = first;
 	c.count = count;
 	snprintf(c.target_uri, sizeof(c.target_uri), "%s", k->c.dev.target_uri);
-	return deliver(d, rcow_msg_commit_event(buf, FAKE_FAMILY, 0, cmd, &c));
+	return fake_deliver(d, rcow_msg_commit_event(buf, FAKE_FAMILY, 0, cmd, &c));
 }

@@ -11,6 +11,9 @@
 
 #include "daemon.h"
 
+/* the generic netlink family id of the fake kernel's messages */
+#define FAKE_FAMILY 0x42
+
 struct fake_answer {
 	uint8_t cmd;		/* RCOW_CMD_FILL_DONE, QUIESCE_DONE, COMMIT_MARK or COMMIT_END */
 	uint32_t dev_id;
@@ -44,6 +47,40 @@ struct fake_commit {
 	void (*on_preserved)(struct fake_kernel *k, uint64_t first, uint32_t count);
 };
 
+/*
+ * The kernel's side of one live migration (fake-mig.c), source and
+ * destination devices in the same fake, as dm-remote-cow-migrate.c and
+ * the incoming state of dm-remote-cow-target.c keep it: the source's
+ * change set (dirty: WRITTEN at the start, then the writes) and round
+ * set; a round, done at the next fake_mig_pump() after MIGRATE_ROUND,
+ * adds the change set to the round set (what was not marked sent stays)
+ * and clears it; MIGRATE_MARK of another round is refused (ESTALE);
+ * MIGRATE_END 0 is refused with EAGAIN unless finishing with both sets
+ * empty.  The destination is incoming until MIGRATE_COMPLETE, taken at
+ * the next pump.  Requests arrive as the netlink messages the daemon
+ * built (rcow_msg_parse_migrate()).  Loop thread only, but for the
+ * device ids and COW paths, set before the devices are added and
+ * read-only after (open_cow runs in the jobs' threads).
+ */
+struct fake_mig {
+	uint32_t src_id, dst_id;	/* 0: none */
+	const char *src_cow, *dst_cow;	/* their COW files */
+	struct rcow_device_info src, dst;	/* what GET_DEVICE and the events report */
+	uint64_t nr;			/* source extents */
+	uint8_t *dirty, *round_set;	/* source bitmaps */
+	uint32_t *fills, *marks;	/* per source extent: FILLs seen, MARKs that cleared it */
+	bool round_asked, complete_asked;
+	uint64_t marked;		/* extents that left the round set */
+	uint64_t mark_unfilled;		/* of them, marked before the destination FILLed them */
+	unsigned int rounds_asked, fill_reqs, completes;
+	unsigned int end_tries, eagain;	/* MIGRATE_ENDs (any); of them, refused with EAGAIN */
+	bool ended;			/* a MIGRATE_END was taken */
+	uint32_t end_status;
+	char end_msg[RCOW_MESSAGE_MAX];
+	/* called before round's swap (a guest writing between rounds) */
+	void (*on_round)(struct fake_kernel *k, uint64_t round);
+};
+
 struct fake_kernel {
 	struct fake_answer *v;
 	size_t n, cap;
@@ -53,6 +90,7 @@ struct fake_kernel {
 	void (*on_quiesce_done)(struct fake_kernel *k, const struct rcow_quiesce *q);
 	void *data;
 	struct fake_commit c;
+	struct fake_mig m;
 };
 
 extern const struct kernel_ops fake_kernel_ops;	/* ctx: struct fake_kernel */
@@ -76,10 +114,37 @@ int fake_send_quiesce(struct daemon *d, uint32_t dev_id, uint64_t cookie);
 int fake_commit_begin(struct fake_kernel *k, const struct rcow_device_info *info, uint64_t gen,
 		      const char *target_uri, const uint64_t *v, size_t n);
 bool fake_commit_bit(const uint8_t *set, uint64_t ext);
+void fake_set_bit(uint8_t *set, uint64_t ext, bool on);
+/* The runs of set bits of set[0, nr) from first, to cb (GET_RUNS). */
+int fake_runs(const uint8_t *set, uint64_t nr, uint64_t first,
+	      int (*cb)(const struct rcow_run *run, void *data), void *data);
 uint64_t fake_commit_left(const struct fake_kernel *k);	/* extents still to upload */
 /* cmd: RCOW_CMD_COMMIT_START (with k->c's target), RCOW_CMD_PRESERVE, RCOW_CMD_COMMIT_ABORT */
 int fake_send_commit(struct daemon *d, struct fake_kernel *k, uint8_t cmd, uint64_t first,
 		     uint32_t count);
 size_t fake_count_mark(const struct fake_kernel *k, uint32_t mark);
+
+/* fake-mig.c: see struct fake_mig.  src, dst: the two devices as added. */
+int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
+		   const char *src_cow, const struct rcow_device_info *dst, const char *dst_cow);
+/* migrate send target: the change set starts as written[0..n); MIGRATE_START */
+int fake_mig_start(struct daemon *d, struct fake_kernel *k, const char *target,
+		   const uint64_t *written, size_t n);
+/* A guest write to ext completed (its data is on the source COW already). */
+void fake_mig_write(struct fake_kernel *k, uint64_t ext);
+/* migrate finish (the fence: MIGRATE_FINISH), migrate abort (MIGRATE_ABORT) */
+int fake_mig_finish(struct daemon *d, struct fake_kernel *k);
+int fake_mig_abort(struct daemon *d, struct fake_kernel *k);
+/* The kernel's worker: the asked round (its event) and completion. */
+void fake_mig_pump(struct daemon *d, struct fake_kernel *k);
+/* Requests and queries of the migration devices; -ENODEV: not one of them. */
+int fake_mig_request(struct fake_kernel *k, const struct nlmsghdr *nlh, struct rcow_err *err);
+int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_info *info);
+int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id,
+		  int (*cb)(const struct rcow_run *run, void *data), void *data,
+		  struct rcow_err *err);
+const char *fake_mig_cow(const struct fake_kernel *k, uint32_t dev_id);
+void fake_mig_free(struct fake_kernel *k);
+int fake_deliver(struct daemon *d, const struct nlmsghdr *nlh);
 
 #endif

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * rcowd-test.c - remote-cowd's core (engine, loop, sources, pool, writer)
- * on the host, against nbdkit and local files, with a fake kernel side
- * (fake-kernel.c).  Built twice, under AddressSanitizer+UBSan and under
+ * rcowd-test.c - remote-cowd's core (engine, loop, sources, pool, writer,
+ * commits, migration jobs) on the host, against nbdkit, local files and
+ * loopback TLS, with a fake kernel side (fake-kernel.c, fake-mig.c).
+ * Built twice, under AddressSanitizer+UBSan and under
  * ThreadSanitizer (userspace/Makefile: check-asan, check-tsan).
  *
  *   rcowd-test GROUP     run one group (a crash fails only that group)
@@ -18,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2278,6 +2282,409 @@ static void test_run_holes(struct tap *t)
 	env_fini(&e);
 }
 
+/* ---- live migration: a source job and a destination job over loopback TLS ---- */
+
+#define MNR 32u				/* extents of the migration tests' devices */
+
+struct menv {
+	struct env e;
+	struct rcow_device_info src, dst;
+	char dcow[PATH_MAX];		/* the destination's COW file (the source's: e.cow) */
+	char run[PATH_MAX];		/* the daemon's run directory */
+	char target[64];		/* 127.0.0.1:PORT */
+	unsigned int *ver;		/* per source extent: the version written, 0: none */
+	uint64_t *written;		/* the extents written before the start */
+	size_t nwritten;
+};
+
+/* A port that was free a moment ago on 127.0.0.1, or -1. */
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+
+	if (fd < 0)
+		return -1;
+	if (!bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+	    !getsockname(fd, (struct sockaddr *)&a, &len))
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* A root-only file as the CLI writes them under the run directory. */
+static int put_secret(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* A PSK file's line in psktool's format: identity, 32 key bytes of fill in hex. */
+static void psk_line(char *buf, size_t len, unsigned int fill)
+{
+	size_t n = (size_t)snprintf(buf, len, "rcowd-test:");
+
+	for (int i = 0; i < 32 && n + 3 < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%02x", (fill + (unsigned int)i * 7) & 0xff);
+	snprintf(buf + n, len - n, "\n");
+}
+
+/* The keys (send-test1.psk, recv-test2) in the run directory. */
+static int put_keys(struct menv *m, unsigned int src_key, unsigned int dst_key)
+{
+	char path[PATH_MAX + 300], line[128], spec[256];
+
+	snprintf(path, sizeof(path), "%s/migrate", m->run);
+	if (mkdir(m->run, 0700) || mkdir(path, 0700))
+		return -1;
+	psk_line(line, sizeof(line), src_key);
+	snprintf(path, sizeof(path), "%s/migrate/send-%s.psk", m->run, m->src.dm_name);
+	if (put_secret(path, line))
+		return -1;
+	psk_line(line, sizeof(line), dst_key);
+	snprintf(spec, sizeof(spec), "listen %s\n%s", m->target, line);
+	snprintf(path, sizeof(path), "%s/migrate/recv-%s", m->run, m->dst.dm_name);
+	return put_secret(path, spec);
+}
+
+/*
+ * Devices test1 (source, COW e.cow) and test2 (destination, incoming,
+ * extents of dst_ext sectors, COW dcow) over the same file base, with
+ * their keys; the destination's job starts listening at its DEVICE_ADD.
+ */
+static int menv_init(struct menv *m, struct tap *t, uint64_t nr, uint32_t dst_ext,
+		     unsigned int src_key, unsigned int dst_key)
+{
+	char ua[PATH_MAX + 16];
+	int fd, port;
+
+	memset(m, 0, sizeof(*m));
+	if (env_init(&m->e, t, nr))
+		return -1;
+	snprintf(m->dcow, sizeof(m->dcow), "%s/dcow", m->e.dir);
+	snprintf(m->run, sizeof(m->run), "%s/run", m->e.dir);
+	port = free_port();
+	snprintf(m->target, sizeof(m->target), "127.0.0.1:%d", port);
+	m->ver = calloc(nr, sizeof(*m->ver));
+	m->written = calloc(nr, sizeof(*m->written));
+	fd = open(m->dcow, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)(DATA_OFFSET * 512 + nr * EXT_BYTES)) < 0 || port < 0 ||
+	    !m->ver || !m->written || file_base_uri(&m->e, "base.img", 0x11, ua, sizeof(ua))) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	dev_info(&m->e, &m->src, 1, ua);
+	dev_info(&m->e, &m->dst, 2, ua);
+	m->dst.extent_sectors = dst_ext;
+	m->dst.nr_extents = m->dst.dev_sectors / dst_ext;
+	m->dst.migrate_state = RCOW_MIGRATE_INCOMING;
+	m->e.d.opt.run_dir = m->run;
+	m->e.k.data = m;
+	if (put_keys(m, src_key, dst_key) ||
+	    fake_mig_setup(&m->e.k, &m->src, m->e.cow, &m->dst, m->dcow) ||
+	    fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &m->dst))
+		return -1;
+	return fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &m->src);
+}
+
+static void menv_fini(struct menv *m)
+{
+	free(m->ver);
+	free(m->written);
+	env_fini(&m->e);
+}
+
+/* menv_init() with the source's key 0x5a; on a failure, a failed test and -1. */
+static int msetup(struct menv *m, struct tap *t, uint64_t nr, uint32_t dst_ext,
+		  unsigned int dst_key)
+{
+	if (!menv_init(m, t, nr, dst_ext, 0x5a, dst_key))
+		return 0;
+	tap_ok(t, false, "set up two devices, their keys, the destination listening");
+	menv_fini(m);
+	return -1;
+}
+
+/* The guest writes version v of ext on the source (then its change bit). */
+static void mwrite(struct menv *m, uint64_t ext, unsigned int v)
+{
+	if (fill_cow(&m->e, ext, v) == 0)
+		m->ver[ext] = v;
+	fake_mig_write(&m->e.k, ext);
+}
+
+/* Written before the migration starts: the change set starts as these. */
+static void mwritten(struct menv *m, uint64_t first, uint64_t count, unsigned int v)
+{
+	for (uint64_t x = first; x < first + count; x++) {
+		if (fill_cow(&m->e, x, v) == 0)
+			m->ver[x] = v;
+		m->written[m->nwritten++] = x;
+	}
+}
+
+static int mstart(struct menv *m)
+{
+	return fake_mig_start(&m->e.d, &m->e.k, m->target, m->written, m->nwritten);
+}
+
+/* Loop turns and the fake kernel's worker until done(m) or ms went by. */
+static bool mwait(struct menv *m, bool (*done)(const struct menv *m), int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (!done(m) && now_ms() < end) {
+		turn(&m->e, 20);
+		fake_mig_pump(&m->e.d, &m->e.k);
+	}
+	return done(m);
+}
+
+static bool src_over(const struct menv *m)
+{
+	return m->e.d.st.migrations_sent > 0;
+}
+
+static bool both_over(const struct menv *m)
+{
+	return m->e.d.st.migrations_sent > 0 && m->e.d.st.migrations_received > 0;
+}
+
+static bool some_filled(const struct menv *m)
+{
+	return m->e.k.m.fill_reqs > 0;
+}
+
+static bool round4(const struct menv *m)
+{
+	return m->e.k.m.src.migrate_round >= 4 || m->e.k.m.ended;
+}
+
+/* The data areas of the two COW files; *bad: the first extent that differs. */
+static bool cows_equal(const struct menv *m, long long *bad)
+{
+	unsigned char *a = malloc(EXT_BYTES), *b = malloc(EXT_BYTES);
+	int fa = open(m->e.cow, O_RDONLY), fb = open(m->dcow, O_RDONLY);
+	bool ok = a && b && fa >= 0 && fb >= 0;
+
+	*bad = -1;
+	for (uint64_t x = 0; ok && x < m->e.nr_extents; x++) {
+		off_t off = (off_t)(DATA_OFFSET * 512 + x * EXT_BYTES);
+
+		if (pread(fa, a, EXT_BYTES, off) != (ssize_t)EXT_BYTES ||
+		    pread(fb, b, EXT_BYTES, off) != (ssize_t)EXT_BYTES || memcmp(a, b, EXT_BYTES)) {
+			*bad = (long long)x;
+			ok = false;
+		}
+	}
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	free(a);
+	free(b);
+	return ok;
+}
+
+/* Nothing in the destination's data area. */
+static bool dcow_zero(const struct menv *m)
+{
+	unsigned char *b = malloc(EXT_BYTES);
+	int fd = open(m->dcow, O_RDONLY);
+	bool ok = b && fd >= 0;
+
+	for (uint64_t x = 0; ok && x < m->e.nr_extents; x++)
+		ok = pread(fd, b, EXT_BYTES, (off_t)(DATA_OFFSET * 512 + x * EXT_BYTES)) ==
+		     (ssize_t)EXT_BYTES && is_zero(b, EXT_BYTES);
+	if (fd >= 0)
+		close(fd);
+	free(b);
+	return ok;
+}
+
+/* Source extent ext holds version v on the destination's COW file. */
+static bool dcow_has(const struct menv *m, uint64_t ext, unsigned int v)
+{
+	uint64_t *b = malloc(EXT_BYTES);
+	int fd = open(m->dcow, O_RDONLY);
+	bool ok = b && fd >= 0 &&
+		  pread(fd, b, EXT_BYTES, (off_t)(DATA_OFFSET * 512 + ext * EXT_BYTES)) ==
+		  (ssize_t)EXT_BYTES;
+
+	for (size_t i = 0; ok && i < EXT_BYTES / 8; i++)
+		ok = b[i] == cword(ext, v, i);
+	if (fd >= 0)
+		close(fd);
+	free(b);
+	return ok;
+}
+
+/* Extents 0..9 written, the migration started, until the source's job ended. */
+static const struct fake_mig *mig_until_source_over(struct menv *m, struct tap *t)
+{
+	mwritten(m, 0, 10, 1);
+	mstart(m);
+	tap_ok(t, mwait(m, src_over, 30000), "the source's job ended");
+	return &m->e.k.m;
+}
+
+/* The guest between rounds: before round 2 and round 3 take their sets. */
+static void writes_between_rounds(struct fake_kernel *k, uint64_t round)
+{
+	struct menv *m = k->data;
+
+	if (round == 2) {
+		mwrite(m, 3, 2);	/* sent in round 1: goes again */
+		mwrite(m, 15, 2);	/* new */
+	} else if (round == 3) {
+		mwrite(m, 3, 3);
+		mwrite(m, 25, 3);
+	}
+}
+
+/*
+ * Pre-copy: the written extents in round 1, the guest's writes between
+ * rounds in the next ones, a last write before the fence in the rounds
+ * after it; FINISH, the destination completes, MIGRATE_END 0.  The
+ * destination's COW data area then equals the source's, every extent
+ * was marked sent only after the destination FILLed it, and the kernel
+ * never had to refuse END.
+ */
+static void test_mig_rounds(struct tap *t)
+{
+	const struct fake_mig *k;
+	struct menv m;
+	bool ok;
+	long long bad;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	mwritten(&m, 0, 10, 1);
+	mwritten(&m, 20, 1, 1);
+	mwritten(&m, MNR - 1, 1, 1);
+	m.e.k.m.on_round = writes_between_rounds;
+	mstart(&m);
+	ok = mwait(&m, round4, 30000);
+	tap_ok(t, ok && !k->ended,
+	       "rounds 1 to 4 taken (round %llu)", (unsigned long long)k->src.migrate_round);
+	mwrite(&m, 7, 4);		/* before the fence: the last rounds carry it */
+	fake_mig_finish(&m.e.d, &m.e.k);
+	ok = mwait(&m, both_over, 30000);
+	tap_ok(t, ok, "both jobs ended (sent %llu, received %llu)",
+	       m.e.d.st.migrations_sent, m.e.d.st.migrations_received);
+	tap_ok(t, k->ended && k->end_status == 0, "MIGRATE_END 0 (%s%s%s)",
+	       k->ended ? strerror((int)k->end_status) : "no MIGRATE_END", k->end_msg[0] ? ": " : "",
+	       k->end_msg);
+	tap_ok(t, k->eagain == 0 && k->end_tries == 1,
+	       "END came with nothing left to send (%u ENDs, %u refused)", k->end_tries, k->eagain);
+	tap_ok(t, k->completes == 1 && k->dst.migrate_state != RCOW_MIGRATE_INCOMING,
+	       "the destination completed (%u MIGRATE_COMPLETE)", k->completes);
+	ok = cows_equal(&m, &bad);
+	tap_ok(t, ok, "the destination's COW data area equals the source's (first difference: extent %lld)",
+	       bad);
+	tap_ok(t, dcow_has(&m, 3, 3) && dcow_has(&m, 7, 4) && dcow_has(&m, 15, 2) &&
+	       dcow_has(&m, 25, 3) && dcow_has(&m, 20, 1),
+	       "the destination holds the last version of each written extent");
+	tap_ok(t, k->marked >= m.nwritten + 4 && k->mark_unfilled == 0,
+	       "%llu extents marked sent, each after the destination's FILL (%llu before it)",
+	       (unsigned long long)k->marked, (unsigned long long)k->mark_unfilled);
+	tap_ok(t, k->src.migrate_round >= 5, "a round after the fence (%llu rounds)",
+	       (unsigned long long)k->src.migrate_round);
+	menv_fini(&m);
+}
+
+/*
+ * migrate abort while the first round is on the wire: both jobs end, the
+ * source does not report (the kernel already lifted everything) and the
+ * destination never completes.
+ */
+static void test_mig_abort(struct tap *t)
+{
+	const uint64_t nr = 256;	/* 16 MiB: several DATA frames */
+	const struct fake_mig *k;
+	struct menv m;
+	bool ok;
+
+	if (msetup(&m, t, nr, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	mwritten(&m, 0, nr, 1);
+	mstart(&m);
+	ok = mwait(&m, some_filled, 30000);
+	tap_ok(t, ok, "the destination took data (%u FILLs)",
+	       k->fill_reqs);
+	fake_mig_abort(&m.e.d, &m.e.k);
+	ok = mwait(&m, both_over, 10000);
+	tap_ok(t, ok, "both jobs ended (sent %llu, received %llu)",
+	       m.e.d.st.migrations_sent, m.e.d.st.migrations_received);
+	tap_ok(t, k->end_tries == 0, "the source sent no MIGRATE_END after the abort (%u)",
+	       k->end_tries);
+	tap_ok(t, k->completes == 0 && k->dst.migrate_state == RCOW_MIGRATE_INCOMING,
+	       "the destination did not complete: still incoming (%u MIGRATE_COMPLETE)",
+	       k->completes);
+	tap_diag(t, "%u FILLs at the destination before it ended", k->fill_reqs);
+	menv_fini(&m);
+}
+
+/*
+ * The destination's key differs: the TLS handshake fails, the source
+ * reports the failure with its reason (MIGRATE_END), the destination
+ * writes nothing and keeps waiting for a source with the right key.
+ */
+static void test_mig_wrong_key(struct tap *t)
+{
+	const struct fake_mig *k;
+	struct menv m;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0xa5))
+		return;
+	k = mig_until_source_over(&m, t);
+	tap_ok(t, k->ended && k->end_status != 0 && k->end_msg[0],
+	       "the source reported the failure with a reason: MIGRATE_END %u '%s'", k->end_status,
+	       k->end_msg);
+	spin_for(&m.e, 200);
+	tap_ok(t, k->fill_reqs == 0 && dcow_zero(&m),
+	       "the destination wrote nothing (%u FILLs)", k->fill_reqs);
+	tap_ok(t, k->dst.migrate_state == RCOW_MIGRATE_INCOMING &&
+	       m.e.d.st.migrations_received == 0,
+	       "the destination is still incoming, its job waiting for another source");
+	menv_fini(&m);
+}
+
+/*
+ * The destination has 128 KiB extents, the source 64 KiB: the destination
+ * answers HELLO with ABORT, the source reports it, and no data moved.
+ */
+static void test_mig_extent_size(struct tap *t)
+{
+	const struct fake_mig *k;
+	struct menv m;
+
+	if (msetup(&m, t, MNR, 2 * EXT_SECTORS, 0x5a))
+		return;
+	k = mig_until_source_over(&m, t);
+	tap_ok(t, k->ended && k->end_status == EINVAL &&
+	       strstr(k->end_msg, "the destination aborted") &&
+	       strstr(k->end_msg, "extents of 128 sectors on the source, 256 here"),
+	       "the source reported the destination's ABORT: MIGRATE_END %u '%s'", k->end_status,
+	       k->end_msg);
+	tap_ok(t, m.e.d.st.migrate_data_bytes == 0 && k->fill_reqs == 0 && dcow_zero(&m),
+	       "no data moved (%llu DATA bytes, %u FILLs)", m.e.d.st.migrate_data_bytes,
+	       k->fill_reqs);
+	tap_ok(t, k->dst.migrate_state == RCOW_MIGRATE_INCOMING, "the destination is still incoming");
+	menv_fini(&m);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
@@ -2313,6 +2720,10 @@ static const struct {
 	{ "commit-restart", test_commit_restart },
 	{ "commit-restart-lost", test_commit_restart_lost },
 	{ "commit-abort", test_commit_abort },
+	{ "mig-rounds", test_mig_rounds },
+	{ "mig-abort", test_mig_abort },
+	{ "mig-wrong-key", test_mig_wrong_key },
+	{ "mig-extent-size", test_mig_extent_size },
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fake-mig.c - the fake kernel's live migration (see struct fake_mig in
+ * fake-kernel.h): the source's change and round sets, the destination's
+ * incoming state, with the kernel's rules for each request.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake-kernel.h"
+
+static bool any_bit(const uint8_t *set, uint64_t nr)
+{
+	for (uint64_t e = 0; e < nr; e++)
+		if (fake_commit_bit(set, e))
+			return true;
+	return false;
+}
+
+/* Copying, mirroring or finishing: rounds may be taken. */
+static bool running(const struct fake_mig *m)
+{
+	uint32_t s = m->src.migrate_state;
+
+	return s == RCOW_MIGRATE_COPYING || s == RCOW_MIGRATE_MIRRORING ||
+	       s == RCOW_MIGRATE_FINISHING;
+}
+
+int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
+		   const char *src_cow, const struct rcow_device_info *dst, const char *dst_cow)
+{
+	struct fake_mig *m = &k->m;
+	size_t bytes = (size_t)((src->nr_extents + 7) / 8);
+
+	fake_mig_free(k);
+	m->src_id = src->dev_id;
+	m->dst_id = dst->dev_id;
+	m->src_cow = src_cow;
+	m->dst_cow = dst_cow;
+	m->src = *src;
+	m->dst = *dst;
+	m->dst.migrate_state = RCOW_MIGRATE_INCOMING;
+	m->nr = src->nr_extents;
+	m->dirty = calloc(1, bytes);
+	m->round_set = calloc(1, bytes);
+	m->fills = calloc(m->nr, sizeof(*m->fills));
+	m->marks = calloc(m->nr, sizeof(*m->marks));
+	return m->dirty && m->round_set && m->fills && m->marks ? 0 : -ENOMEM;
+}
+
+void fake_mig_free(struct fake_kernel *k)
+{
+	struct fake_mig *m = &k->m;
+
+	free(m->dirty);
+	free(m->round_set);
+	free(m->fills);
+	free(m->marks);
+	memset(m, 0, sizeof(*m));
+}
+
+const char *fake_mig_cow(const struct fake_kernel *k, uint32_t dev_id)
+{
+	if (dev_id && dev_id == k->m.src_id)
+		return k->m.src_cow;
+	if (dev_id && dev_id == k->m.dst_id)
+		return k->m.dst_cow;
+	return NULL;
+}
+
+static int send_src(struct daemon *d, struct fake_kernel *k, uint8_t cmd)
+{
+	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
+
+	return fake_deliver(d, rcow_msg_device(buf, FAKE_FAMILY, 0, cmd, &k->m.src));
+}
+
+int fake_mig_start(struct daemon *d, struct fake_kernel *k, const char *target,
+		   const uint64_t *written, size_t n)
+{
+	struct fake_mig *m = &k->m;
+
+	memset(m->dirty, 0, (size_t)((m->nr + 7) / 8));
+	memset(m->round_set, 0, (size_t)((m->nr + 7) / 8));
+	for (size_t i = 0; i < n; i++)
+		fake_set_bit(m->dirty, written[i], true);
+	m->src.migrate_state = RCOW_MIGRATE_COPYING;
+	m->src.migrate_round = m->src.migrate_total = m->src.migrate_done = 0;
+	snprintf(m->src.migrate_target, sizeof(m->src.migrate_target), "%s", target);
+	return send_src(d, k, RCOW_CMD_MIGRATE_START);
+}
+
+void fake_mig_write(struct fake_kernel *k, uint64_t ext)
+{
+	fake_set_bit(k->m.dirty, ext, true);
+}
+
+int fake_mig_finish(struct daemon *d, struct fake_kernel *k)
+{
+	if (k->m.src.migrate_state != RCOW_MIGRATE_COPYING)
+		return -EINVAL;
+	k->m.src.migrate_state = RCOW_MIGRATE_FINISHING;
+	return send_src(d, k, RCOW_CMD_MIGRATE_FINISH);
+}
+
+/* migrate abort: everything lifted, the sets cleared, then the event. */
+int fake_mig_abort(struct daemon *d, struct fake_kernel *k)
+{
+	struct fake_mig *m = &k->m;
+
+	if (!running(m))
+		return -EINVAL;
+	m->src.migrate_state = RCOW_MIGRATE_IDLE;
+	memset(m->dirty, 0, (size_t)((m->nr + 7) / 8));
+	memset(m->round_set, 0, (size_t)((m->nr + 7) / 8));
+	return send_src(d, k, RCOW_CMD_MIGRATE_ABORT);
+}
+
+void fake_mig_pump(struct daemon *d, struct fake_kernel *k)
+{
+	struct fake_mig *m = &k->m;
+
+	if (m->round_asked) {
+		m->round_asked = false;
+		if (running(m)) {
+			uint64_t left = m->src.migrate_total - m->src.migrate_done, now = 0;
+
+			if (m->on_round)
+				m->on_round(k, m->src.migrate_round + 1);
+			for (uint64_t e = 0; e < m->nr; e++) {
+				if (fake_commit_bit(m->dirty, e))
+					fake_set_bit(m->round_set, e, true);
+				now += fake_commit_bit(m->round_set, e);
+			}
+			memset(m->dirty, 0, (size_t)((m->nr + 7) / 8));
+			m->src.migrate_total += now - left;
+			m->src.migrate_round++;
+			send_src(d, k, RCOW_CMD_MIGRATE_ROUND);
+		}
+	}
+	if (m->complete_asked) {
+		m->complete_asked = false;
+		m->dst.migrate_state = RCOW_MIGRATE_IDLE;
+	}
+}
+
+static int check_range(const struct fake_mig *m, uint64_t nr, const struct rcow_migrate_req *q,
+		       struct rcow_err *err)
+{
+	(void)m;
+	if (q->count == 0 || q->first >= nr || q->count > nr - q->first)
+		return rcow_err_set(err, EINVAL, "fake kernel: extents %llu+%u outside the device",
+				    (unsigned long long)q->first, q->count);
+	return 0;
+}
+
+static int source_request(struct fake_mig *m, const struct rcow_migrate_req *q,
+			  struct rcow_err *err)
+{
+	int r;
+
+	switch (q->cmd) {
+	case RCOW_CMD_MIGRATE_ROUND:
+		if (!running(m))
+			return rcow_err_set(err, ESTALE, "fake kernel: no migration running");
+		m->round_asked = true;
+		m->rounds_asked++;
+		return 0;
+	case RCOW_CMD_MIGRATE_MARK:
+		r = check_range(m, m->nr, q, err);
+		if (r)
+			return r;
+		if (!running(m) || q->round != m->src.migrate_round)
+			return rcow_err_set(err, ESTALE, "fake kernel: round %llu is not the current one",
+					    (unsigned long long)q->round);
+		for (uint64_t e = q->first; e < q->first + q->count; e++) {
+			if (!fake_commit_bit(m->round_set, e))
+				continue;
+			fake_set_bit(m->round_set, e, false);
+			m->src.migrate_done++;
+			m->marked++;
+			/* the destination has it on disk only after its FILL */
+			if (m->fills[e] <= m->marks[e])
+				m->mark_unfilled++;
+			m->marks[e]++;
+		}
+		return 0;
+	case RCOW_CMD_MIGRATE_END:
+		m->end_tries++;
+		if (!running(m))
+			return rcow_err_set(err, ESTALE, "fake kernel: no migration running");
+		if (q->status == 0 && (m->src.migrate_state != RCOW_MIGRATE_FINISHING ||
+				       any_bit(m->round_set, m->nr) || any_bit(m->dirty, m->nr))) {
+			m->eagain++;
+			return rcow_err_set(err, EAGAIN, "fake kernel: extents still to send");
+		}
+		m->src.migrate_state = q->status ? RCOW_MIGRATE_FAILED : RCOW_MIGRATE_DONE;
+		m->ended = true;
+		m->end_status = q->status;
+		snprintf(m->end_msg, sizeof(m->end_msg), "%s", q->message);
+		return 0;
+	default:
+		return rcow_err_set(err, EINVAL, "fake kernel: %u is not a source's request", q->cmd);
+	}
+}
+
+static int dest_request(struct fake_mig *m, const struct rcow_migrate_req *q,
+			struct rcow_err *err)
+{
+	int r;
+
+	if (m->dst.migrate_state != RCOW_MIGRATE_INCOMING)
+		return rcow_err_set(err, ESTALE, "fake kernel: the device is not incoming");
+	switch (q->cmd) {
+	case RCOW_CMD_MIGRATE_FILL:
+		r = check_range(m, m->dst.nr_extents, q, err);
+		if (r)
+			return r;
+		m->fill_reqs++;
+		for (uint64_t e = q->first; e < q->first + q->count && e < m->nr; e++)
+			m->fills[e]++;
+		return 0;
+	case RCOW_CMD_MIGRATE_COMPLETE:
+		m->complete_asked = true;
+		m->completes++;
+		return 0;
+	default:
+		return rcow_err_set(err, EINVAL, "fake kernel: %u is not a destination's request",
+				    q->cmd);
+	}
+}
+
+int fake_mig_request(struct fake_kernel *k, const struct nlmsghdr *nlh, struct rcow_err *err)
+{
+	struct rcow_migrate_req q;
+	int r = rcow_msg_parse_migrate(nlh, &q, err);
+
+	if (r)
+		return r;
+	if (q.dev_id && q.dev_id == k->m.src_id)
+		return source_request(&k->m, &q, err);
+	if (q.dev_id && q.dev_id == k->m.dst_id)
+		return dest_request(&k->m, &q, err);
+	return rcow_err_set(err, ENODEV, "fake kernel: no device %u", q.dev_id);
+}
+
+int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_info *info)
+{
+	if (dev_id && dev_id == k->m.src_id)
+		*info = k->m.src;
+	else if (dev_id && dev_id == k->m.dst_id)
+		*info = k->m.dst;
+	else
+		return -ENODEV;
+	return 0;
+}
+
+int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id,
+		  int (*cb)(const struct rcow_run *run, void *data), void *data,
+		  struct rcow_err *err)
+{
+	struct fake_mig *m = &k->m;
+
+	if (!dev_id || dev_id != m->src_id)
+		return rcow_err_set(err, ENODEV, "fake kernel: no migration on device %u", dev_id);
+	return fake_runs(m->round_set, m->nr, 0, cb, data);
+}
