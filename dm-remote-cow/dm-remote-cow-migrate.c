@@ -215,6 +215,11 @@ int rcow_migrate_busy(struct rcow *rc, const char *what)
 		       rc->name, what);
 		return -EBUSY;
 	}
+	if (s == RCOW_MIGRATE_FAILED && test_bit(RCOW_F_FENCED, &rc->flags)) {
+		DMWARN("%s: %s: the last migration's outcome is unknown (fenced)",
+		       rc->name, what);
+		return -EBUSY;
+	}
 	if (!running(s) && s != RCOW_MIGRATE_DONE)
 		return 0;
 	DMWARN("%s: %s: %s", rc->name, what,
@@ -752,10 +757,15 @@ int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count)
 	return 0;
 }
 
-/* Netlink (rcow_nl_lock held). */
-int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg)
+/*
+ * Netlink (rcow_nl_lock held).  @flags: RCOW_MIGRATE_F_KEEP_FENCE with an
+ * error: the outcome is unknown (the destination may have taken over),
+ * so the device fails but stays fenced until migrate abort.
+ */
+int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags)
 {
 	struct rcow_migrate *mg = mg_of(rc);
+	bool keep = status && (flags & RCOW_MIGRATE_F_KEEP_FENCE);
 	u64 round, total;
 	int r = 0;
 
@@ -772,6 +782,8 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg)
 			mg->state = RCOW_MIGRATE_DONE;
 	} else {
 		stop_locked(rc, RCOW_MIGRATE_FAILED);
+		if (keep)
+			set_bit(RCOW_F_FENCED, &rc->flags);
 	}
 	round = mg->round;
 	total = mg->total;
@@ -779,18 +791,24 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg)
 	if (r)
 		return r;
 	release_held(rc, true, true);
-	if (!status)
+	if (!status) {
 		list_migrated(rc);
-	if (!status)
 		DMINFO("%s: migration to %s done: %llu extents in %llu rounds; fenced",
 		       rc->name, mg->target, total, round);
-	if (!status && READ_ONCE(mg->nr_held))
-		DMINFO("%s: %llu writes waited for the destination (mirroring)",
-		       rc->name, READ_ONCE(mg->nr_held));
-	else
+		if (READ_ONCE(mg->nr_held))
+			DMINFO("%s: %llu writes waited for the destination (mirroring)",
+			       rc->name, READ_ONCE(mg->nr_held));
+	} else {
 		DMERR("%s: migration to %s failed: the helper reports error %u: %s",
 		      rc->name, mg->target, status,
 		      msg ? msg : "(no reason given)");
+	}
+	if (keep) {
+		DMERR("%s: the destination may have taken over: the device stays fenced",
+		      rc->name);
+		DMERR("%s: 'migrate abort' makes it writable: only if the destination is unused",
+		      rc->name);
+	}
 	raise_event(rc);
 	return 0;
 }

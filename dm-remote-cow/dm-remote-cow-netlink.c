@@ -547,7 +547,8 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 	[RCOW_A_MIGRATE_TOTAL]	= { .type = NLA_REJECT },
 	[RCOW_A_MIGRATE_DONE]	= { .type = NLA_REJECT },
 	[RCOW_A_FLAGS]		= NLA_POLICY_MASK(NLA_U32,
-						  RCOW_MIGRATE_F_MIRROR),
+						  RCOW_MIGRATE_F_MIRROR |
+						  RCOW_MIGRATE_F_KEEP_FENCE),
 };
 
 /* A bitmap number a request may name. */
@@ -1106,9 +1107,19 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 					  RCOW_A_EXTENT_COUNT };
 	u8 cmd = info->genlhdr->cmd;
 	struct rcow *rc;
+	u32 count, flags = 0;
 	u64 first;
-	u32 count;
 	int r;
+
+	/* FLAGS: RCOW_MIGRATE_F_MIRROR in ROUND, _KEEP_FENCE in END only. */
+	if (info->attrs[RCOW_A_FLAGS])
+		flags = nla_get_u32(info->attrs[RCOW_A_FLAGS]);
+	if (flags & ~(cmd == RCOW_CMD_MIGRATE_ROUND ? RCOW_MIGRATE_F_MIRROR :
+		      cmd == RCOW_CMD_MIGRATE_END ? RCOW_MIGRATE_F_KEEP_FENCE : 0)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[RCOW_A_FLAGS],
+				    "flags not known for this command");
+		return -EINVAL;
+	}
 
 	if (cmd == RCOW_CMD_MIGRATE_ROUND || cmd == RCOW_CMD_MIGRATE_COMPLETE)
 		r = helper_request(info, round_attrs, ARRAY_SIZE(round_attrs),
@@ -1124,9 +1135,7 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 	if (r)
 		return r;
 	if (cmd == RCOW_CMD_MIGRATE_ROUND) {
-		r = rcow_migrate_round(rc, info->attrs[RCOW_A_FLAGS] ?
-				       nla_get_u32(info->attrs[RCOW_A_FLAGS]) :
-				       0);
+		r = rcow_migrate_round(rc, flags);
 	} else if (cmd == RCOW_CMD_MIGRATE_COMPLETE) {
 		r = rcow_incoming_complete(rc);
 	} else if (cmd == RCOW_CMD_MIGRATE_FILL) {
@@ -1145,7 +1154,7 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 					      first, count);
 	} else {
 		r = rcow_migrate_end(rc, nla_get_u32(info->attrs[RCOW_A_STATUS]),
-				     nl_message(info));
+				     nl_message(info), flags);
 	}
 	mutex_unlock(&rcow_nl_lock);
 	if (r == -ESTALE)

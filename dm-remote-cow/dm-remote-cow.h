@@ -279,7 +279,7 @@ void rcow_migrate_work(struct rcow *rc);
 int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv);
 int rcow_migrate_round(struct rcow *rc, u32 flags);
 int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count);
-int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg);
+int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags);
 bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 		       bool want_target);
 const char *rcow_migrate_state_name(enum remote_cow_migrate_state s);

@@ -20,7 +20,11 @@
 #   again), by the helper's exit (state back to copying, logged);
 # - migrate finish while mirroring logs how many extents are left; a
 #   held write is let go by the last round's mark; the migration ends
-#   done.
+#   done;
+# - MIGRATE_END with an error and RCOW_MIGRATE_F_KEEP_FENCE (the helper
+#   cannot tell whether the destination took over): failed, but writes
+#   still fail, a new migrate send is refused (EBUSY), and only migrate
+#   abort makes the device writable; an unknown flag is refused (EINVAL).
 # TIMEOUT=600
 # shellcheck disable=SC2317	# functions called through check
 . "$(dirname "$0")/lib.sh"
@@ -29,7 +33,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout
-tap_plan 73
+tap_plan 87
 
 NAME="rc-migrate-mirror"
 EXT=128				# 64 KiB extents
@@ -203,5 +207,32 @@ check_eq "... successfully" 0 "$?"
 sess raw migrate_end "dev_id:u32:$ID" status:u32:0
 check_eq "MIGRATE_END 0 accepted: done" "0 done 13/13" "$SESS_RC $(migrate_status)"
 expect_dmesg "log: the writes that waited" "$NAME: 3 writes waited for the destination \(mirroring\)"
+
+# --- a failure whose outcome is unknown keeps the fence -------------------------
+kill "$NLS_PID" 2>/dev/null
+wait "$NLS_PID" 2>/dev/null
+dm_remove "$NAME"
+dm_create "$NAME" "$DEV_TABLE" || tap_bail "cannot create $NAME again"
+ID=$(nl_dev_id "$NAME")
+nl_session_helper "$NAME"
+msg_ok "a new table: migrate send" migrate send "$DEST"
+check "MIGRATE_START" event "$(ev MIGRATE_START 1 0 0 0)"
+msg_ok "migrate finish" migrate finish
+check "MIGRATE_FINISH" event "$(ev MIGRATE_FINISH 3 0 0 0)"
+sess_refused "MIGRATE_END with an unknown flag" EINVAL raw migrate_end "dev_id:u32:$ID" \
+	status:u32:5 flags:u32:4
+kmsg_mark
+sess raw migrate_end "dev_id:u32:$ID" status:u32:5 flags:u32:2 message:str:committed_lost
+check_eq "MIGRATE_END 5 with RCOW_MIGRATE_F_KEEP_FENCE: failed" "0 failed 0/0" \
+	"$SESS_RC $(migrate_status)"
+check "... and still fenced: a write fails" write_fails 1
+expect_dmesg "log: the destination may have taken over" \
+	"the destination may have taken over: the device stays fenced"
+msg_refused "migrate send while the outcome is unknown (EBUSY)" "Device or resource busy" \
+	"the last migration's outcome is unknown" migrate send "$DEST"
+msg_ok "migrate abort: the operator's decision" migrate abort
+check_eq "status: idle" "idle 0/0" "$(migrate_status)"
+check "writable again" write_extent 1 128
+check "... and reads it back" extent_is 1 128
 kill "$NLS_PID" 2>/dev/null
 tap_done

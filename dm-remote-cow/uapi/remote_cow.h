@@ -256,7 +256,11 @@ enum remote_cow_cmd {
 	 * RCOW_BITMAP_DIRTY_MIGRATE (EAGAIN otherwise): the migration is
 	 * done, the device stays fenced until its table is removed.  Any
 	 * other STATUS: the migration failed, the fence is lifted and the
-	 * device is usable again.  Either way a dm event is raised.
+	 * device is usable again - unless FLAGS has
+	 * RCOW_MIGRATE_F_KEEP_FENCE (version 6): the helper cannot tell
+	 * whether the destination took over (it failed after FINISH), so
+	 * the device stays fenced in state failed until `migrate abort`.
+	 * Either way a dm event is raised.
 	 */
 	RCOW_CMD_MIGRATE_END,
 	/*
@@ -327,7 +331,7 @@ enum remote_cow_attr {
 	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
 	/*
 	 * u32: RCOW_DEV_F_* in GET_DEVICE, RCOW_FAULT_F_* in FAULT,
-	 * RCOW_MIGRATE_F_* in MIGRATE_ROUND
+	 * RCOW_MIGRATE_F_* in MIGRATE_ROUND and MIGRATE_END
 	 */
 	RCOW_A_FLAGS,
 	RCOW_A_RUN_LENGTH,	/* u64: extents in a run (GET_RUNS) */
@@ -393,8 +397,9 @@ enum remote_cow_migrate_state {
 	RCOW_MIGRATE_INCOMING,	/* destination: not complete, I/O held */
 };
 
-/* RCOW_A_FLAGS bits of MIGRATE_ROUND */
-#define RCOW_MIGRATE_F_MIRROR	_BITUL(0)
+/* RCOW_A_FLAGS bits of MIGRATE_ROUND and MIGRATE_END */
+#define RCOW_MIGRATE_F_MIRROR	_BITUL(0)	/* ROUND: mirror from now */
+#define RCOW_MIGRATE_F_KEEP_FENCE _BITUL(1)	/* END: outcome unknown */
 
 /* RCOW_A_COMMIT_FLAGS bits */
 #define RCOW_COMMIT_F_SINCE_LAST	_BITUL(0)

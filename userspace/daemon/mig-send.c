@@ -25,7 +25,11 @@
  * committed), then MIGRATE_END(0), which the kernel refuses (EAGAIN)
  * while anything is left unsent.  MIGRATE_ABORT: ABORT to the peer, stop
  * (the kernel already lifted everything).  Any error: ABORT to the peer
- * if connected, MIGRATE_END(errno, message).
+ * if connected, MIGRATE_END(errno, message).  An error once FINISH was
+ * sent (COMMITTED lost, the connection gone, END 0 refused) leaves the
+ * outcome unknown: the destination may serve already.  Then the END has
+ * RCOW_MIGRATE_F_KEEP_FENCE: failed, but the device stays fenced until an
+ * operator who knows the destination is not used runs migrate abort.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,6 +54,7 @@ struct sender {
 	uint64_t seq, moved;
 	struct rcow_mirror_policy pace;
 	bool mirroring;			/* asked the kernel to mirror */
+	bool finish_sent;		/* from then on the outcome may be unknown */
 	struct rcow_err err;
 };
 
@@ -281,6 +286,7 @@ static int migrate(struct sender *s)
 		else if (!sent)
 			mig_wait(s->j, UINT64_MAX, MIG_IDLE_MS);
 	}
+	s->finish_sent = true;
 	r = send_empty(s, MIG_FINISH);
 	if (!r)
 		r = wait_for(s, MIG_COMMITTED, 0);
@@ -337,6 +343,11 @@ void *mig_send_thread(void *arg)
 
 		logmsg("device %s: migration to %s failed: %s", j->info.dm_name, j->target,
 		       s.err.msg);
+		if (s.finish_sent) {
+			q.flags = RCOW_MIGRATE_F_KEEP_FENCE;
+			logmsg("device %s: FINISH was sent: the destination may have taken over; this device stays fenced until 'migrate abort' (only if the destination is not used)",
+			       j->info.dm_name);
+		}
 		if (mig_kcall(j, &q))
 			logmsg("device %s: MIGRATE_END: %s", j->info.dm_name, q.err.msg);
 	}

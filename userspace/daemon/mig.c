@@ -263,13 +263,14 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		return rcow_err_set(&q->err, EMSGSIZE, "netlink message too large");
 	if (q->op == MK_MARK)
 		ok = rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_ROUND, q->round);
-	if (q->op == MK_ROUND && q->flags)
+	if (q->op == MK_ROUND && q->flags)	/* RCOW_MIGRATE_F_MIRROR */
 		ok = rcow_msg_put_u32(nlh, RCOW_A_FLAGS, q->flags);
 	if (q->op == MK_MARK || q->op == MK_FILL)
 		ok = ok && rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, q->first) &&
 		     rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, q->count);
 	if (q->op == MK_END) {
-		ok = rcow_msg_put_u32(nlh, RCOW_A_STATUS, q->status);
+		ok = rcow_msg_put_u32(nlh, RCOW_A_STATUS, q->status) &&
+		     (!q->flags || rcow_msg_put_u32(nlh, RCOW_A_FLAGS, q->flags));
 		if (q->message && q->message[0])
 			ok = ok && rcow_msg_put_str(nlh, RCOW_A_MESSAGE, q->message);
 	}

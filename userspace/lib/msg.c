@@ -849,6 +849,7 @@ int rcow_msg_parse_migrate(const struct nlmsghdr *nlh, struct rcow_migrate_req *
 	m->first = u64_of(&at, RCOW_A_FIRST_EXTENT);
 	m->count = u32_of(&at, RCOW_A_EXTENT_COUNT);
 	m->status = u32_of(&at, RCOW_A_STATUS);
+	m->flags = u32_of(&at, RCOW_A_FLAGS);
 	str_of(&at, RCOW_A_MESSAGE, m->message, sizeof(m->message));
 	return 0;
 }

@@ -108,6 +108,7 @@ struct rcow_migrate_req {
 	uint64_t first;		/* MARK, FILL */
 	uint32_t count;		/* MARK, FILL */
 	uint32_t status;	/* END: 0 or a positive errno */
+	uint32_t flags;		/* ROUND, END: RCOW_MIGRATE_F_* */
 	char message[RCOW_MESSAGE_MAX];	/* END, "" if none */
 };
 

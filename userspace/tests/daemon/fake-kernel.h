@@ -75,7 +75,10 @@ struct fake_mig {
 	unsigned int rounds_asked, fill_reqs, completes;
 	unsigned int end_tries, eagain;	/* MIGRATE_ENDs (any); of them, refused with EAGAIN */
 	bool ended;			/* a MIGRATE_END was taken */
-	uint32_t end_status;
+	uint32_t end_status, end_flags;
+	bool refuse_done;		/* END 0 refused (EAGAIN) whatever is left */
+	uint64_t mirror_round;		/* the round that switched to mirroring, 0 */
+	bool mirror_asked;
 	char end_msg[RCOW_MESSAGE_MAX];
 	/* called before round's swap (a guest writing between rounds) */
 	void (*on_round)(struct fake_kernel *k, uint64_t round);

@@ -101,7 +101,8 @@ void fake_mig_write(struct fake_kernel *k, uint64_t ext)
 
 int fake_mig_finish(struct daemon *d, struct fake_kernel *k)
 {
-	if (k->m.src.migrate_state != RCOW_MIGRATE_COPYING)
+	if (k->m.src.migrate_state != RCOW_MIGRATE_COPYING &&
+	    k->m.src.migrate_state != RCOW_MIGRATE_MIRRORING)
 		return -EINVAL;
 	k->m.src.migrate_state = RCOW_MIGRATE_FINISHING;
 	return send_src(d, k, RCOW_CMD_MIGRATE_FINISH);
@@ -139,6 +140,11 @@ void fake_mig_pump(struct daemon *d, struct fake_kernel *k)
 			memset(m->dirty, 0, (size_t)((m->nr + 7) / 8));
 			m->src.migrate_total += now - left;
 			m->src.migrate_round++;
+			if (m->mirror_asked && m->src.migrate_state == RCOW_MIGRATE_COPYING) {
+				m->src.migrate_state = RCOW_MIGRATE_MIRRORING;
+				m->mirror_round = m->src.migrate_round;
+			}
+			m->mirror_asked = false;
 			send_src(d, k, RCOW_CMD_MIGRATE_ROUND);
 		}
 	}
@@ -167,8 +173,13 @@ static int source_request(struct fake_mig *m, const struct rcow_migrate_req *q,
 	case RCOW_CMD_MIGRATE_ROUND:
 		if (!running(m))
 			return rcow_err_set(err, ESTALE, "fake kernel: no migration running");
+		if (q->flags & ~(uint32_t)RCOW_MIGRATE_F_MIRROR)
+			return rcow_err_set(err, EINVAL, "fake kernel: unknown round flags %#x",
+					    q->flags);
 		m->round_asked = true;
 		m->rounds_asked++;
+		if (q->flags & RCOW_MIGRATE_F_MIRROR)
+			m->mirror_asked = true;
 		return 0;
 	case RCOW_CMD_MIGRATE_MARK:
 		r = check_range(m, m->nr, q, err);
@@ -194,6 +205,7 @@ static int source_request(struct fake_mig *m, const struct rcow_migrate_req *q,
 		if (!running(m))
 			return rcow_err_set(err, ESTALE, "fake kernel: no migration running");
 		if (q->status == 0 && (m->src.migrate_state != RCOW_MIGRATE_FINISHING ||
+				       m->refuse_done ||
 				       any_bit(m->round_set, m->nr) || any_bit(m->dirty, m->nr))) {
 			m->eagain++;
 			return rcow_err_set(err, EAGAIN, "fake kernel: extents still to send");
@@ -201,6 +213,7 @@ static int source_request(struct fake_mig *m, const struct rcow_migrate_req *q,
 		m->src.migrate_state = q->status ? RCOW_MIGRATE_FAILED : RCOW_MIGRATE_DONE;
 		m->ended = true;
 		m->end_status = q->status;
+		m->end_flags = q->flags;
 		snprintf(m->end_msg, sizeof(m->end_msg), "%s", q->message);
 		return 0;
 	default:

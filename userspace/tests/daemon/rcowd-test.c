@@ -2600,6 +2600,102 @@ static void test_mig_rounds(struct tap *t)
 	       (unsigned long long)k->marked, (unsigned long long)k->mark_unfilled);
 	tap_ok(t, k->src.migrate_round >= 5, "a round after the fence (%llu rounds)",
 	       (unsigned long long)k->src.migrate_round);
+	tap_ok(t, k->mirror_round == 0, "rounds of 1 or 2 extents never ask for mirroring");
+	menv_fini(&m);
+}
+
+/* A guest that outruns the link: 20 new extents before rounds 2, 3, ... */
+static void writes_outrun(struct fake_kernel *k, uint64_t round)
+{
+	struct menv *m = k->data;
+
+	if (round < 2 || k->m.src.migrate_state != RCOW_MIGRATE_COPYING)
+		return;
+	for (uint64_t i = 0; i < 20; i++)
+		mwrite(m, (i + round * 7) % MNR, (unsigned int)round + 1);
+}
+
+static bool never(const struct menv *m)
+{
+	(void)m;
+	return false;
+}
+
+static bool mirroring(const struct menv *m)
+{
+	return m->e.k.m.mirror_round || m->e.k.m.ended;
+}
+
+/*
+ * Convergence: rounds that do not shrink (20 extents written before each)
+ * make the source ask for mirroring (RCOW_MIGRATE_F_MIRROR) on the round
+ * after the second that did not shrink: round 4 (round 1 is the bulk);
+ * the migration then finishes with both sides equal.
+ */
+static void test_mig_mirror(struct tap *t)
+{
+	const struct fake_mig *k;
+	struct menv m;
+	bool ok;
+	long long bad;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	mwritten(&m, 0, 10, 1);
+	m.e.k.m.on_round = writes_outrun;
+	mstart(&m);
+	ok = mwait(&m, mirroring, 30000);
+	tap_ok(t, ok && k->mirror_round == 4 && !k->ended,
+	       "the source asked for mirroring with round 4 (round %llu)",
+	       (unsigned long long)k->mirror_round);
+	mwrite(&m, 5, 9);
+	fake_send_device(&m.e.d, RCOW_CMD_MIGRATE_WAITING, &k->src);
+	mwait(&m, never, 300);
+	fake_mig_finish(&m.e.d, &m.e.k);
+	ok = mwait(&m, both_over, 30000);
+	tap_ok(t, ok && k->ended && k->end_status == 0 && k->eagain == 0,
+	       "finished from mirroring: MIGRATE_END 0 (%u ENDs refused)", k->eagain);
+	ok = cows_equal(&m, &bad);
+	tap_ok(t, ok && dcow_has(&m, 5, 9),
+	       "the destination's COW data area equals the source's (first difference: extent %lld)",
+	       bad);
+	menv_fini(&m);
+}
+
+static bool dst_completed(const struct menv *m)
+{
+	return m->e.k.m.completes > 0 && m->e.d.st.migrations_sent > 0;
+}
+
+/*
+ * The destination committed but the kernel refuses MIGRATE_END 0: the
+ * outcome is unknown, so the source reports the failure with
+ * RCOW_MIGRATE_F_KEEP_FENCE (the device stays fenced), never a plain
+ * failure that would make it writable next to a destination that serves.
+ */
+static void test_mig_unknown_outcome(struct tap *t)
+{
+	const struct fake_mig *k;
+	struct menv m;
+	bool ok;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	m.e.k.m.refuse_done = true;
+	mwritten(&m, 0, 10, 1);
+	mstart(&m);
+	mwait(&m, never, 300);
+	fake_mig_finish(&m.e.d, &m.e.k);
+	ok = mwait(&m, dst_completed, 30000);
+	tap_ok(t, ok, "the destination completed (%u MIGRATE_COMPLETE)", k->completes);
+	tap_ok(t, k->ended && k->eagain == 1 && k->end_status == EAGAIN,
+	       "END 0 refused once, then the failure reported (END %u: %s)", k->end_status,
+	       k->end_msg);
+	tap_ok(t, k->end_flags == RCOW_MIGRATE_F_KEEP_FENCE,
+	       "... with RCOW_MIGRATE_F_KEEP_FENCE: the device stays fenced (flags %#x)",
+	       k->end_flags);
 	menv_fini(&m);
 }
 
@@ -2724,6 +2820,8 @@ static const struct {
 	{ "mig-abort", test_mig_abort },
 	{ "mig-wrong-key", test_mig_wrong_key },
 	{ "mig-extent-size", test_mig_extent_size },
+	{ "mig-mirror", test_mig_mirror },
+	{ "mig-unknown-outcome", test_mig_unknown_outcome },
 };
 
 int main(int argc, char **argv)
