@@ -148,6 +148,8 @@ void mig_wait(struct mig_job *j, uint64_t round_after, int ms)
 
 void mig_set_conn(struct mig_job *j, struct mig_conn *c)
 {
+	if (c)
+		mig_conn_watch_peer(c, j->peer_timeout_ms);
 	pthread_mutex_lock(&j->lock);
 	j->conn = c;
 	pthread_mutex_unlock(&j->lock);
@@ -352,6 +354,8 @@ static int start_job(struct daemon *d, const struct rcow_device_info *info, bool
 	j->info = *info;
 	j->lfd = -1;
 	j->round_seen = info->migrate_round;
+	j->peer_timeout_ms = d->opt.mig_peer_timeout_ms ? d->opt.mig_peer_timeout_ms :
+			     d->cfg.mig_peer_timeout_ms;
 	snprintf(j->target, sizeof(j->target), "%s", info->migrate_target);
 	if (mig_spec_path(d, sender, info->dm_name, j->spec, sizeof(j->spec))) {
 		free(j);
@@ -437,6 +441,8 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 		pthread_mutex_lock(&j->lock);
 		if (ev->cmd == RCOW_CMD_MIGRATE_ROUND && info->migrate_round > j->round_seen)
 			j->round_seen = info->migrate_round;
+	j->peer_timeout_ms = d->opt.mig_peer_timeout_ms ? d->opt.mig_peer_timeout_ms :
+			     d->cfg.mig_peer_timeout_ms;
 		if (ev->cmd == RCOW_CMD_MIGRATE_FINISH)
 			j->finish = true;
 		if (ev->cmd == RCOW_CMD_MIGRATE_ABORT) {

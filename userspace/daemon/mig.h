@@ -57,6 +57,7 @@ struct mig_job {
 	struct rcow_device_info info;	/* as when it started */
 	char target[RCOW_MIGRATE_TARGET_MAX];	/* sender: HOST:PORT */
 	char spec[4096];		/* path of its spec / PSK file */
+	unsigned int peer_timeout_ms;	/* migrate_peer_timeout as the job started */
 	pthread_t th;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -79,6 +80,11 @@ int mig_kcall(struct mig_job *j, struct mig_kreq *q);
 bool mig_stopping(struct mig_job *j);
 /* Thread side: wait up to ms for an event (round, finish, abort, stop). */
 void mig_wait(struct mig_job *j, uint64_t round_after, int ms);
+/*
+ * Thread side: publish c (NULL: none) for the loop; a new connection is
+ * first set to find a dead peer within the job's peer timeout
+ * (mig_conn_watch_peer()).
+ */
 void mig_set_conn(struct mig_job *j, struct mig_conn *c);
 /*
  * Thread side, last call: log the bytes on the wire of c (if any) and
