@@ -29,7 +29,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool tc
-tap_plan 26
+tap_plan 27
 
 PORT=17721
 TIMEOUT_S=12
@@ -118,8 +118,10 @@ mig_link_restore || tap_bail "cannot restore lo"
 sleep 2
 check_eq "with the link back: the destination is still incoming, the source failed" \
 	"incoming failed" "$(state "$DST2") $(state "$SRC2")"
-check_fails "no line calls either side's migration done" \
+check_fails "no line of remote-cowd calls either side's migration done" \
 	grep -E "$SRC2: migration to .* done|$DST2: migration received" "$HELPER_LOG"
+expect_no_dmesg "... nor of the kernel (the destination never completed)" \
+	"$DST2: incoming migration complete"
 check "abort returns the source to idle" "$RC" migrate "$SRC2" abort
 check_eq "... its state" idle "$(state "$SRC2")"
 tap_done
