@@ -166,7 +166,7 @@ void test_config(struct tap *t)
 		tap_ok(t, !rcow_config_parse(&c, "migrate_peer_timeout = 15s\n", "t", &err) &&
 		       c.mig_peer_timeout_ms == 15000, "migrate_peer_timeout = 15s parsed (%s)",
 		       err.msg);
-		tap_ok(t, !rcow_config_parse(&c, "migrate_peer_timeout = 1000ms\n", "t", &err) &&
+		tap_ok(t, !rcow_config_parse(&c, "migrate_peer_timeout=1000ms\n", "t", &err) &&
 		       c.mig_peer_timeout_ms == 1000, "... 1000ms, the least, parsed (%s)", err.msg);
 		tap_ok(t, rcow_parse_mig_peer_timeout("3600s", &ms) == 0 && ms == 3600000 &&
 		       rcow_parse_mig_peer_timeout("3601s", &ms) == -EINVAL && ms == 3600000 &&
