@@ -30,53 +30,19 @@
 #   destination accepts one source only and no longer listens), never
 #   done; the destination stays incoming; abort makes the source writable.
 #
-# One VM has one helper (the kernel takes one registered helper per host),
-# so the same remote-cowd plays both sides, over loopback TCP: the
-# protocol, the keys and the kernel sides are those of two hosts.
+# One VM has one helper, so the same remote-cowd plays both sides, over
+# loopback TCP (lib-mig.sh).
 # shellcheck disable=SC2317	# callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
+. "$(dirname "$0")/lib-mig.sh"
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool
 tap_plan 42
 
-MIB=$((1 << 20))
-DEV_BYTES=$((32 * MIB))
 PORT=17711
-RC=$RC_TREE/tools/remote-cow
-require_built "$RC"
-
-load_module || tap_bail "cannot load $RC_MODULE"
-test_base_image "$DEV_BYTES" migrate-daemon
-tmp=$NET_WORKDIR
-RUN=$tmp/run
-BASE="file://$BASE_IMG"
-helper_start --run-dir "$RUN" -v || tap_bail "remote-cowd does not start"
-
-psktool -u migtest -p "$tmp/key.psk" >/dev/null 2>&1 || tap_bail "psktool cannot make a key"
-psktool -u migtest -p "$tmp/wrong.psk" >/dev/null 2>&1 || tap_bail "psktool cannot make a key"
-
-# new_pair <src> <dst>: a source device with 8 MiB written from 4 MiB on,
-# and a destination made by receive; COW loop devices in SRC_COW, DST_COW.
-new_pair() {
-	make_cow $((DEV_BYTES + (4 << 20))) || return 1
-	SRC_COW=$COW_DEV
-	make_cow $((DEV_BYTES + (4 << 20))) || return 1
-	DST_COW=$COW_DEV
-	at_exit "dm_remove $1"
-	at_exit "dm_remove $2"
-	"$RC" create "$1" --cow "$SRC_COW" --base "$BASE" >/dev/null || return 1
-	image_data "migrate-daemon-$1" $((8 * MIB)) |
-		dd of="/dev/mapper/$1" bs=1M seek=4 oflag=direct iflag=fullblock status=none ||
-		return 1
-	"$RC" receive "$2" --cow "$DST_COW" --base "$BASE" --listen "127.0.0.1:$PORT" \
-		--psk "$tmp/key.psk" --run-dir "$RUN" --fault-timeout 60000 >/dev/null
-}
-state() { rc_status "$1" migrate_state; }
-state_is() { [ "$(state "$1")" = "$2" ]; }
-logged() { grep -q "$1" "$HELPER_LOG"; }
-listening() { logged "$1: waiting for the migration on"; }
+mig_setup migrate-daemon
 
 SRC="rc-mig-src"
 DST="rc-mig-dst"
@@ -125,11 +91,7 @@ check_eq "migrate of an unknown device: exit 3 (no such device)" \
 check "... no key handed to the daemon for it" test ! -e "$RUN/migrate/send-rc-mig-nosuch.psk"
 
 # --- the migration, while fio writes -------------------------------------------
-fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=4k --direct=1 \
-	--ioengine=psync --offset=2M --size=20M --rate=1m --time_based --runtime=600 \
-	--output="$tmp/fio.out" >/dev/null 2>&1 &
-FIO=$!
-at_exit "kill $FIO 2>/dev/null"
+mig_fio "$SRC"
 sleep 1
 # counter <key>: the daemon's counter now (SIGUSR1 rewrites its --stats file)
 counter() { kill -USR1 "$HELPER_PID"; sleep 0.5; helper_stat "$1"; }
@@ -138,15 +100,13 @@ ms0=$(helper_stat migrate_bytes_sent) mr0=$(helper_stat migrate_bytes_received)
 mj0=$(($(helper_stat migrations_sent) + $(helper_stat migrations_received)))
 check "migrate --to --psk: started" \
 	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
-sent_some() { [ "$(rc_status "$SRC" migrate_done)" -gt 128 ]; }
 check "rounds go by while fio writes (migrate_done past the first 8 MiB)" \
-	wait_until 120 sent_some
+	wait_until 120 sent_past "$SRC" 128
 check_eq "... still copying while fio writes" copying "$(state "$SRC")"
 # finish with fio still writing (harder than a paused guest): writes done
 # before the fence are in the last round, later ones fail
 check "migrate finish --wait: done" "$RC" migrate "$SRC" finish --wait
-kill -INT "$FIO" 2>/dev/null
-wait "$FIO"
+mig_fio_stop
 dd if="/dev/mapper/$SRC" of="$tmp/ref" bs=1M iflag=direct status=none
 check_eq "the destination is no longer incoming" idle "$(state "$DST")"
 check "the destination equals the source byte for byte" \

@@ -258,6 +258,7 @@ struct options {
 	int verbose;
 	/* command-line overrides of the global policy (-1: not given) */
 	long long connections, max_in_flight, prefetch_max;
+	uint32_t mig_peer_timeout_ms;	/* --migrate-peer-timeout, 0: not given */
 };
 
 /*

@@ -52,6 +52,9 @@ static void usage(FILE *f)
 		"      --node-dir DIR      where to make private COW device nodes (default /run)\n"
 		"      --run-dir DIR       live migration keys and receive specs (default "
 		RCOWD_RUN_DIR ")\n"
+		"      --migrate-peer-timeout DURATION\n"
+		"                          a live migration's peer silent this long is dead\n"
+		"                          (e.g. 30s; default: migrate_peer_timeout, 60s)\n"
 		"  -v, --verbose           more log lines (twice: every fault)\n"
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version\n"
@@ -118,7 +121,7 @@ static void bad_option(int c, char **argv, const struct option *longopts)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF, O_RUN };
+	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF, O_RUN, O_MPT };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "config", required_argument, NULL, 'c' },
@@ -129,6 +132,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "ready", required_argument, NULL, O_READY },
 		{ "node-dir", required_argument, NULL, O_NODE },
 		{ "run-dir", required_argument, NULL, O_RUN },
+		{ "migrate-peer-timeout", required_argument, NULL, O_MPT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -175,6 +179,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case O_RUN:
 			o->run_dir = optarg;
+			break;
+		case O_MPT:
+			range = RCOW_MIG_PEER_TIMEOUT_RANGE;
+			if (rcow_parse_mig_peer_timeout(optarg, &o->mig_peer_timeout_ms))
+				goto bad;
 			break;
 		case 'v':
 			o->verbose++;

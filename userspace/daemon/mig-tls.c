@@ -40,6 +40,7 @@ struct mig_conn {
 	gnutls_psk_server_credentials_t scred;
 	struct mig_psk psk;		/* server: for the key callback */
 	bool up;			/* handshake done, no fatal error since */
+	unsigned int peer_timeout_ms;	/* mig_conn_watch_peer(), 0: kernel defaults */
 	char peer[INET6_ADDRSTRLEN + 16];
 	struct mig_counts n;
 };
@@ -309,20 +310,48 @@ const struct mig_counts *mig_conn_counts(const struct mig_conn *c)
 	return &c->n;
 }
 
+void mig_conn_watch_peer(struct mig_conn *c, unsigned int ms)
+{
+	int one = 1, every = ms / 3000 ? (int)(ms / 3000) : 1, probes = 3;
+
+	c->peer_timeout_ms = ms;
+	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &every, sizeof(every));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &every, sizeof(every));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
+/*
+ * A send or receive that failed with gr: the connection is down.  The
+ * kernel's ETIMEDOUT (errno of the failed send(2)/recv(2), kept by
+ * GnuTLS) is the peer timeout of mig_conn_watch_peer(): EHOSTDOWN, never
+ * -ETIMEDOUT, which means "no frame yet" to mig_recv()'s callers.
+ */
+static int conn_failed(struct mig_conn *c, int gr, int e, const char *dir,
+		       struct rcow_err *err)
+{
+	c->up = false;
+	if ((gr == GNUTLS_E_PUSH_ERROR || gr == GNUTLS_E_PULL_ERROR) && e == ETIMEDOUT)
+		return rcow_err_set(err, EHOSTDOWN,
+				    "%s %s: the peer answered nothing for %.1f s (migrate_peer_timeout)",
+				    dir, c->peer, c->peer_timeout_ms / 1000.0);
+	return rcow_err_set(err, ECONNRESET, "%s %s: %s", dir, c->peer, gnutls_strerror(gr));
+}
+
 static int send_all(struct mig_conn *c, const void *p, size_t len, struct rcow_err *err)
 {
 	const uint8_t *b = p;
 
 	while (len) {
-		ssize_t n = gnutls_record_send(c->s, b, len);
+		ssize_t n;
 
+		errno = 0;
+		n = gnutls_record_send(c->s, b, len);
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			continue;
-		if (n < 0) {
-			c->up = false;
-			return rcow_err_set(err, ECONNRESET, "sending to %s: %s", c->peer,
-					    gnutls_strerror((int)n));
-		}
+		if (n < 0)
+			return conn_failed(c, (int)n, errno, "sending to", err);
 		b += n;
 		len -= (size_t)n;
 	}
@@ -357,13 +386,11 @@ int mig_send_data(struct mig_conn *c, const uint8_t *head, const void *data, siz
 		r = send_all(c, data, nbytes, err);
 	if (!r) {
 		do {
+			errno = 0;
 			r = gnutls_record_uncork(c->s, GNUTLS_RECORD_WAIT);
 		} while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
-		if (r < 0) {
-			c->up = false;
-			return rcow_err_set(err, ECONNRESET, "sending to %s: %s", c->peer,
-					    gnutls_strerror(r));
-		}
+		if (r < 0)
+			return conn_failed(c, r, errno, "sending to", err);
 		r = 0;
 		count(&c->n.sent, MIG_DATA, MIG_HDR_SIZE + MIG_DATA_HEAD + nbytes);
 	}
@@ -381,8 +408,10 @@ static int recv_all(struct mig_conn *c, uint8_t *b, size_t len, int timeout_ms, 
 
 	gnutls_record_set_timeout(c->s, timeout_ms < 0 ? 0 : (unsigned int)timeout_ms);
 	while (got < len) {
-		ssize_t n = gnutls_record_recv(c->s, b + got, len - got);
+		ssize_t n;
 
+		errno = 0;
+		n = gnutls_record_recv(c->s, b + got, len - got);
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			continue;
 		if (n == GNUTLS_E_TIMEDOUT && !got && !started)
@@ -391,11 +420,8 @@ static int recv_all(struct mig_conn *c, uint8_t *b, size_t len, int timeout_ms, 
 			c->up = false;
 			return rcow_err_set(err, ECONNRESET, "%s closed the connection", c->peer);
 		}
-		if (n < 0) {
-			c->up = false;
-			return rcow_err_set(err, ECONNRESET, "receiving from %s: %s", c->peer,
-					    gnutls_strerror((int)n));
-		}
+		if (n < 0)
+			return conn_failed(c, (int)n, errno, "receiving from", err);
 		got += (size_t)n;
 	}
 	return 0;

@@ -56,6 +56,14 @@ int mig_send_data(struct mig_conn *c, const uint8_t *head, const void *data, siz
  */
 int mig_recv(struct mig_conn *c, struct mig_hdr *h, uint8_t *buf, size_t cap, int timeout_ms,
 	     struct rcow_err *err);
+/*
+ * Find a dead peer within ms: TCP_USER_TIMEOUT (data unacknowledged that
+ * long fails the connection, ETIMEDOUT) and keepalive probes every third
+ * of it while the connection is idle (an unanswered probe counts the
+ * same), so that a side that only waits for the other notices too.  A
+ * send or receive that fails so says so, naming the timeout.
+ */
+void mig_conn_watch_peer(struct mig_conn *c, unsigned int ms);
 /* Wake a thread blocked on c (shutdown(2) of the socket); any thread. */
 void mig_conn_shutdown(struct mig_conn *c);
 /* Say goodbye (TLS close_notify) if still up, then free. */

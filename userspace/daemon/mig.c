@@ -176,6 +176,8 @@ void mig_wait_writes(struct mig_job *j, uint64_t seen, int ms)
 
 void mig_set_conn(struct mig_job *j, struct mig_conn *c)
 {
+	if (c)
+		mig_conn_watch_peer(c, j->peer_timeout_ms);
 	pthread_mutex_lock(&j->lock);
 	j->conn = c;
 	pthread_mutex_unlock(&j->lock);
@@ -381,6 +383,8 @@ static int start_job(struct daemon *d, const struct rcow_device_info *info, bool
 	j->info = *info;
 	j->lfd = -1;
 	j->round_seen = info->migrate_round;
+	j->peer_timeout_ms = d->opt.mig_peer_timeout_ms ? d->opt.mig_peer_timeout_ms :
+			     d->cfg.mig_peer_timeout_ms;
 	snprintf(j->target, sizeof(j->target), "%s", info->migrate_target);
 	if (mig_spec_path(d, sender, info->dm_name, j->spec, sizeof(j->spec))) {
 		free(j);

@@ -57,6 +57,7 @@ struct mig_job {
 	struct rcow_device_info info;	/* as when it started */
 	char target[RCOW_MIGRATE_TARGET_MAX];	/* sender: HOST:PORT */
 	char spec[4096];		/* path of its spec / PSK file */
+	unsigned int peer_timeout_ms;	/* migrate_peer_timeout as the job started */
 	pthread_t th;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -87,6 +88,11 @@ uint64_t mig_waiting_seen(struct mig_job *j);
  * the seen-th (writes wait for a round), or finish, abort, stop.
  */
 void mig_wait_writes(struct mig_job *j, uint64_t seen, int ms);
+/*
+ * Thread side: publish c (NULL: none) for the loop; a new connection is
+ * first set to find a dead peer within the job's peer timeout
+ * (mig_conn_watch_peer()).
+ */
 void mig_set_conn(struct mig_job *j, struct mig_conn *c);
 /*
  * Thread side, last call: log the bytes on the wire of c (if any) and

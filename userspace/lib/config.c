@@ -27,6 +27,18 @@ void rcow_config_init(struct rcow_config *c)
 	memset(c, 0, sizeof(*c));
 	c->global = def;
 	c->spool_max = RCOW_DEFAULT_SPOOL_MAX;
+	c->mig_peer_timeout_ms = RCOW_DEFAULT_MIG_PEER_TIMEOUT_MS;
+}
+
+int rcow_parse_mig_peer_timeout(const char *v, uint32_t *ms)
+{
+	uint32_t x;
+
+	if (rcow_parse_duration_ms(v, &x) || x < RCOW_MIN_MIG_PEER_TIMEOUT_MS ||
+	    x > RCOW_MAX_MIG_PEER_TIMEOUT_MS)
+		return -EINVAL;
+	*ms = x;
+	return 0;
 }
 
 const char *rcow_config_spool_dir(const struct rcow_config *c)
@@ -218,13 +230,14 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 	if (r == -EINVAL)
 		return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s", name, lineno,
 				    k, v, range);
+	if (s && (!strcmp(k, "spool_dir") || !strcmp(k, "spool_max") ||
+		  !strcmp(k, "migrate_peer_timeout")))
+		return rcow_err_set(err, EINVAL,
+			"%s line %u: %s is a global key: put it before the first [section]",
+			name, lineno, k);
 	if (!strcmp(k, "spool_dir") || !strcmp(k, "spool_max")) {
 		uint64_t sz;
 
-		if (s)
-			return rcow_err_set(err, EINVAL,
-				"%s line %u: %s is a global key: put it before the first [section]",
-				name, lineno, k);
 		if (!strcmp(k, "spool_max")) {
 			if (rcow_parse_size(v, &sz) || sz < (1u << 20))
 				return rcow_err_set(err, EINVAL,
@@ -239,6 +252,12 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 				name, lineno, v);
 		if (set_str(v, &c->spool_dir))
 			return rcow_err_set(err, ENOMEM, "out of memory reading %s", name);
+		return 0;
+	}
+	if (!strcmp(k, "migrate_peer_timeout")) {
+		if (rcow_parse_mig_peer_timeout(v, &c->mig_peer_timeout_ms))
+			return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s",
+					    name, lineno, k, v, RCOW_MIG_PEER_TIMEOUT_RANGE);
 		return 0;
 	}
 	if (!strncmp(k, "tls_", 4)) {
@@ -264,7 +283,7 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 	}
 unknown:
 	return rcow_err_set(err, EINVAL,
-		"%s line %u: unknown key '%s' (known: connections, max_in_flight, max_window, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, commit_retry_timeout, spool_dir, spool_max, tls_psk_file, tls_certificates, tls_username)",
+		"%s line %u: unknown key '%s' (known: connections, max_in_flight, max_window, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, commit_retry_timeout, spool_dir, spool_max, migrate_peer_timeout, tls_psk_file, tls_certificates, tls_username)",
 		name, lineno, k);
 }
 

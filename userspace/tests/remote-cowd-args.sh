@@ -33,6 +33,13 @@ expect 2 "option '--connections': '99' is not a number from 1 to 16" --connectio
 expect 2 "option '--connections': 'x' is not a number from 1 to 16" --conn=x
 expect 2 "option '--max-in-flight': '0' is not a number from 1 to 1024" --max-in-flight 0
 expect 2 "option '--prefetch-max': '1G' is not a size from 0 to 64M" --prefetch-max 1G
+expect 2 "option '--migrate-peer-timeout': '0' is not a duration from 1s to 1h" \
+	--migrate-peer-timeout 0
+expect 2 "option '--migrate-peer-timeout': '2h' is not a duration from 1s to 1h" \
+	--migrate-peer=2h
+expect 2 "option '--migrate-peer-timeout': 'x' is not a duration from 1s to 1h" \
+	--migrate-peer-timeout x
+expect 2 "option '--migrate-peer-timeout' needs a value" --migrate-peer-timeout
 expect 2 "unknown option '--bogus'" --bogus
 expect 2 "unknown option '--bogus'" --bogus=1
 expect 2 "unknown option '-x'" -x

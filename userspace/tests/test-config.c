@@ -203,6 +203,33 @@ void test_config(struct tap *t)
 	bad(t, "spool_dir = relative\n", "absolute directory");
 	bad(t, "spool_max = 4k\n", "at least 1M");
 	bad(t, "commit_retry_timeout = 0\n", "commit_retry_timeout");
+	bad(t, "migrate_peer_timeout = 500ms\n",
+	    "line 1: migrate_peer_timeout = '500ms': expected a duration from 1s to 1h");
+	bad(t, "migrate_peer_timeout = 2h\n", "expected a duration from 1s to 1h");
+	bad(t, "migrate_peer_timeout = soon\n", "migrate_peer_timeout = 'soon'");
+	bad(t, "migrate_peer_timeout = \n", "migrate_peer_timeout = ''");
+	bad(t, "[nbd://a/]\nmigrate_peer_timeout = 10s\n",
+	    "line 2: migrate_peer_timeout is a global key");
+	{
+		struct rcow_config c;
+		struct rcow_err err = { 0 };
+		uint32_t ms = 7;
+
+		rcow_config_init(&c);
+		tap_ok(t, c.mig_peer_timeout_ms == 60000, "migrate_peer_timeout: default 60s");
+		tap_ok(t, !rcow_config_parse(&c, "migrate_peer_timeout = 15s\n", "t", &err) &&
+		       c.mig_peer_timeout_ms == 15000, "migrate_peer_timeout = 15s parsed (%s)",
+		       err.msg);
+		tap_ok(t, !rcow_config_parse(&c, "migrate_peer_timeout=1000ms\n", "t", &err) &&
+		       c.mig_peer_timeout_ms == 1000, "... 1000ms, the least, parsed (%s)", err.msg);
+		tap_ok(t, rcow_parse_mig_peer_timeout("3600s", &ms) == 0 && ms == 3600000 &&
+		       rcow_parse_mig_peer_timeout("3601s", &ms) == -EINVAL && ms == 3600000 &&
+		       rcow_parse_mig_peer_timeout("999ms", &ms) == -EINVAL &&
+		       rcow_parse_mig_peer_timeout("-5s", &ms) == -EINVAL &&
+		       rcow_parse_mig_peer_timeout("10 s", &ms) == -EINVAL,
+		       "rcow_parse_mig_peer_timeout: 1s to 1h, a refused value changes nothing");
+		rcow_config_free(&c);
+	}
 	{
 		struct rcow_config c;
 		struct rcow_err err = { 0 };

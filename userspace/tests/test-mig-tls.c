@@ -3,16 +3,20 @@
  * test-mig-tls.c - the live migration connection (daemon/mig-tls.c) over
  * loopback: with the right key the frames cross both ways and are
  * counted; a wrong key or identity fails the handshake on both sides and
- * the listener reads no frame; a malformed HOST:PORT is refused.
+ * the listener reads no frame; a malformed HOST:PORT is refused; a
+ * watched connection (mig_conn_watch_peer()) to a peer that takes
+ * nothing fails within the peer timeout, saying so.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mig-tls.h"
@@ -139,6 +143,84 @@ static int run(struct tap *t, const struct mig_psk *ckey, struct server *sv, boo
 	return r;
 }
 
+/* Accept one connection, then read nothing until the client is done. */
+static void *stall(void *arg)
+{
+	struct server *sv = arg;
+	struct rcow_err err = { 0 };
+	struct mig_conn *c = NULL;
+
+	sv->accept_rc = mig_accept(sv->lfd, &sv->psk, 5000, &c, &err);
+	if (!sv->accept_rc) {
+		struct pollfd p = { .fd = sv->recv_rc, .events = POLLIN };
+
+		/*
+		 * The client closes its end of the pipe when its send has
+		 * failed; 10 s at most, so that a send that never fails ends.
+		 */
+		while (poll(&p, 1, 10000) < 0 && errno == EINTR)
+			;
+		mig_conn_close(c);
+	}
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * A peer that takes nothing (its receive window closed, as behind a dead
+ * link the data is never acknowledged): with a peer timeout of 1 s the
+ * source's send fails within a few seconds (8 s; the peer gives up at
+ * 10 s), EHOSTDOWN, naming the timeout.
+ */
+static void test_dead_peer(struct tap *t, const struct mig_psk *psk)
+{
+	struct rcow_err err = { 0 };
+	struct mig_conn *c = NULL;
+	struct server sv = { .psk = *psk };
+	uint8_t head[MIG_HDR_SIZE + MIG_DATA_HEAD], *data = calloc(1, 65536);
+	int pfd[2] = { -1, -1 }, r = -1;
+	double t0, took = 0;
+	pthread_t th;
+	char hp[32];
+
+	if (!data || pipe(pfd) || mig_listen("127.0.0.1:0", &sv.lfd, &err)) {
+		tap_ok(t, false, "a dead peer: setup: %s", err.msg);
+		free(data);
+		return;
+	}
+	sv.recv_rc = pfd[0];
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port_of(sv.lfd));
+	pthread_create(&th, NULL, stall, &sv);
+	if (!mig_connect(hp, psk, 5000, &c, &err)) {
+		mig_conn_watch_peer(c, 1000);
+		mig_enc_data_head(head, 0, 0, 1, 65536, &err);
+		t0 = now_s();
+		/* the socket buffers fill, then the window stays closed */
+		do {
+			r = mig_send_data(c, head, data, 65536, &err);
+			took = now_s() - t0;
+		} while (!r && took < 30);
+	}
+	close(pfd[1]);
+	pthread_join(th, NULL);
+	tap_ok(t, r == -EHOSTDOWN && took < 8 &&
+	       strstr(err.msg, "answered nothing for 1.0 s (migrate_peer_timeout)"),
+	       "a peer that takes nothing: the send fails after %.1f s (peer timeout 1 s): %s",
+	       took, err.msg);
+	if (c)
+		mig_conn_close(c);
+	close(pfd[0]);
+	close(sv.lfd);
+	free(data);
+}
+
 void test_mig_tls(struct tap *t)
 {
 	struct rcow_err err = { 0 };
@@ -170,4 +252,5 @@ void test_mig_tls(struct tap *t)
 	       mig_listen("127.0.0.1:70000", &fd, &err) == -EINVAL &&
 	       mig_listen("[::1:80", &fd, &err) == -EINVAL,
 	       "a malformed HOST:PORT is refused: %s", err.msg);
+	test_dead_peer(t, &good);
 }

@@ -44,6 +44,15 @@ struct rcow_policy {
 #define RCOW_DEFAULT_SPOOL_DIR "/var/lib/remote-cowd/spool"
 #define RCOW_DEFAULT_SPOOL_MAX (1ull << 30)
 
+/*
+ * Live migration (global key migrate_peer_timeout): a peer whose TCP
+ * acknowledges nothing this long, data or keepalive probe, is dead.
+ */
+#define RCOW_DEFAULT_MIG_PEER_TIMEOUT_MS 60000u
+#define RCOW_MIN_MIG_PEER_TIMEOUT_MS 1000u
+#define RCOW_MAX_MIG_PEER_TIMEOUT_MS 3600000u
+#define RCOW_MIG_PEER_TIMEOUT_RANGE "a duration from 1s to 1h (e.g. 30s)"
+
 /* Bits of rcow_config_section.set: which policy fields the section sets. */
 enum {
 	RCOW_SET_CONNECTIONS = 1 << 0,
@@ -74,6 +83,7 @@ struct rcow_config {
 	struct rcow_policy global;
 	char *spool_dir;		/* NULL: RCOW_DEFAULT_SPOOL_DIR */
 	uint64_t spool_max;		/* bytes */
+	uint32_t mig_peer_timeout_ms;	/* migrate_peer_timeout */
 	struct rcow_config_section *sec;
 	size_t nsec;
 };
@@ -99,6 +109,12 @@ int rcow_config_load_default(struct rcow_config *c, const char *path, const char
 void rcow_config_lookup(const struct rcow_config *c, const char *uri, struct rcow_policy *pol,
 			const struct rcow_cred **cred);
 void rcow_config_free(struct rcow_config *c);
+/*
+ * A migrate_peer_timeout value (config key or remote-cowd's
+ * --migrate-peer-timeout): a duration within RCOW_MIN/MAX_MIG_PEER_TIMEOUT_MS,
+ * else -EINVAL (RCOW_MIG_PEER_TIMEOUT_RANGE says what is expected).
+ */
+int rcow_parse_mig_peer_timeout(const char *v, uint32_t *ms);
 /* The spool directory: spool_dir, or RCOW_DEFAULT_SPOOL_DIR. */
 const char *rcow_config_spool_dir(const struct rcow_config *c);
 /*

@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# Live migration between remote-cowd's two sides in the test VM
+# (selftests/migrate-*.sh).  One VM has one helper (the kernel takes one
+# registered helper per host), so the same remote-cowd plays the source
+# and the destination, over loopback TCP: the protocol, the keys and the
+# kernel sides are those of two hosts.  Source it after lib.sh and
+# lib-net.sh:
+#
+#   PORT=17711                      # the destinations listen on 127.0.0.1:PORT
+#   mig_setup migrate-foo [remote-cowd args...]
+#   new_pair rc-src rc-dst || tap_bail "..."
+#   "$RC" migrate rc-src --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
+#
+# What mig_setup leaves: RC (the CLI), tmp (the scratch directory), RUN
+# (remote-cowd's run directory), BASE (a file:// base of DEV_BYTES bytes),
+# the keys $tmp/key.psk and $tmp/wrong.psk (psktool), remote-cowd running
+# (HELPER_PID, HELPER_LOG, with -v).
+#
+# mig_link_cut drops every packet on the loopback interface (tc netem loss
+# 100% on lo): the migration's TCP connection is cut without either end
+# being told, as a dead link or a crashed switch would.  Nothing else of
+# these tests goes over loopback (the base is a file, the kernel is talked
+# to over netlink).
+
+# shellcheck disable=SC2034	# for the tests that source this
+MIB=$((1 << 20))
+DEV_BYTES=$((32 * MIB))
+RC=$RC_TREE/tools/remote-cow
+MIG_TEST=
+MIG_FIO=
+
+# mig_setup <test name> [remote-cowd args...]: dm-remote-cow loaded, the
+# scratch directory and a base image (seeded by the test name), remote-cowd
+# started on the run directory with the args, the two keys.  Bails out on
+# any failure.
+mig_setup() {
+	MIG_TEST=$1
+	shift
+	require_built "$RC"
+	load_module || tap_bail "cannot load $RC_MODULE"
+	test_base_image "$DEV_BYTES" "$MIG_TEST"
+	tmp=$NET_WORKDIR
+	RUN=$tmp/run
+	BASE="file://$BASE_IMG"
+	helper_start --run-dir "$RUN" -v "$@" || tap_bail "remote-cowd does not start"
+	psktool -u migtest -p "$tmp/key.psk" >/dev/null 2>&1 || tap_bail "psktool cannot make a key"
+	psktool -u migtest -p "$tmp/wrong.psk" >/dev/null 2>&1 ||
+		tap_bail "psktool cannot make a key"
+}
+
+# new_pair <src> <dst>: a source device with 8 MiB written from 4 MiB on,
+# and a destination made by receive, listening on 127.0.0.1:$PORT; COW
+# loop devices in SRC_COW, DST_COW.  Both removed at exit.
+new_pair() {
+	make_cow $((DEV_BYTES + (4 << 20))) || return 1
+	SRC_COW=$COW_DEV
+	make_cow $((DEV_BYTES + (4 << 20))) || return 1
+	DST_COW=$COW_DEV
+	at_exit "dm_remove $1"
+	at_exit "dm_remove $2"
+	"$RC" create "$1" --cow "$SRC_COW" --base "$BASE" >/dev/null || return 1
+	image_data "$MIG_TEST-$1" $((8 * MIB)) |
+		dd of="/dev/mapper/$1" bs=1M seek=4 oflag=direct iflag=fullblock status=none ||
+		return 1
+	"$RC" receive "$2" --cow "$DST_COW" --base "$BASE" --listen "127.0.0.1:$PORT" \
+		--psk "$tmp/key.psk" --run-dir "$RUN" --fault-timeout 60000 >/dev/null
+}
+state() { rc_status "$1" migrate_state; }
+state_is() { [ "$(state "$1")" = "$2" ]; }
+logged() { grep -q "$1" "$HELPER_LOG"; }
+listening() { logged "$1: waiting for the migration on"; }
+# sent_past <src> <extents>: the source's migrate_done is past that.
+sent_past() { [ "$(rc_status "$1" migrate_done)" -gt "$2" ]; }
+
+# mig_fio <dm name>: a guest writing 4 KiB blocks at random, 1 MiB/s,
+# over 20 MiB from 2 MiB on, in the background (MIG_FIO; its report in
+# $tmp/fio-<dm name>.out); killed at exit.  A fenced device fails its
+# writes, which ends it.
+mig_fio() {
+	fio --name=guest --filename="/dev/mapper/$1" --rw=randwrite --bs=4k --direct=1 \
+		--ioengine=psync --offset=2M --size=20M --rate=1m --time_based --runtime=600 \
+		--output="$tmp/fio-$1.out" >/dev/null 2>&1 &
+	MIG_FIO=$!
+	at_exit "kill $MIG_FIO 2>/dev/null"
+}
+# mig_fio_stop: stop it (SIGINT) and wait for it.
+mig_fio_stop() {
+	kill -INT "$MIG_FIO" 2>/dev/null
+	wait "$MIG_FIO"
+}
+
+# mig_link_cut: drop every packet on lo from now on; restored at exit.
+mig_link_cut() {
+	modprobe sch_netem 2>/dev/null
+	at_exit mig_link_restore
+	tc qdisc replace dev lo root netem loss 100%
+}
+# mig_link_restore: lo carries packets again.
+mig_link_restore() {
+	tc qdisc del dev lo root 2>/dev/null
+	! tc qdisc show dev lo | grep -q netem
+}
