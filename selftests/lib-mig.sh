@@ -97,6 +97,13 @@ mig_link_cut() {
 	at_exit mig_link_restore
 	tc qdisc replace dev lo root netem loss 100%
 }
+# mig_link_shape <rate>: lo carries at most <rate> (tc netem, e.g. 16mbit)
+# from now on; restored at exit.
+mig_link_shape() {
+	modprobe sch_netem 2>/dev/null
+	at_exit mig_link_restore
+	tc qdisc replace dev lo root netem rate "$1"
+}
 # mig_link_restore: lo carries packets again.
 mig_link_restore() {
 	tc qdisc del dev lo root 2>/dev/null

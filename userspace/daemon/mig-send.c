@@ -265,14 +265,14 @@ static int migrate(struct sender *s)
 		}
 		waiting = mig_waiting_seen(s->j);
 		mirror = mirror && !finishing && !s->mirroring;
-		r = round_trip(s, mirror ? RCOW_MIGRATE_F_MIRROR : 0, &last, &sent);
-		if (r)
-			return r;
 		if (mirror) {
 			s->mirroring = true;
 			logmsg("device %s: the rounds stopped shrinking: mirroring from round %llu (writes complete once the destination has them)",
-			       s->j->info.dm_name, (unsigned long long)last);
+			       s->j->info.dm_name, (unsigned long long)last + 1);
 		}
+		r = round_trip(s, mirror ? RCOW_MIGRATE_F_MIRROR : 0, &last, &sent);
+		if (r)
+			return r;
 		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", s->j->info.dm_name,
 		     (unsigned long long)last, (unsigned long long)sent);
 		if (finishing && !sent)

@@ -1,0 +1,70 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# TIMEOUT=900
+#
+# Live migration converges when the guest writes faster than the link
+# (remote-cow migrate / receive, one remote-cowd playing both sides over
+# loopback TCP, lib-mig.sh).  The loopback link carries 16 Mbit/s (tc
+# netem) and fio writes 64 KiB blocks at random over 16 MiB of the source,
+# as fast as it can (4 in flight): every round finds most of the region
+# written again, so rounds stop shrinking.
+#
+# - remote-cowd switches the migration to mirroring (migrate_state
+#   mirroring, its log says the rounds stopped shrinking); from then on
+#   the guest's writes complete only once the destination has them;
+# - the guest is paused (fio stopped) and 'migrate finish --wait' ends
+#   done with at most a handful of extents left for the last round (the
+#   kernel logs the number at the fence; without mirroring it is most of
+#   the region), and the kernel counted the writes that waited;
+# - the destination serves and equals, byte for byte, a reference read
+#   from the source after the fence; the source refuses writes.
+# shellcheck disable=SC2317	# callbacks of wait_until
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-net.sh"
+. "$(dirname "$0")/lib-mig.sh"
+
+require_vm
+require_cmd dmsetup losetup dd cmp fio psktool tc
+tap_plan 10
+
+PORT=17731
+LEFT_MAX=8		# 4 writes in flight, each over at most 2 extents
+mig_setup migrate-mirror
+
+SRC="rc-mir-src"
+DST="rc-mir-dst"
+new_pair "$SRC" "$DST" || tap_bail "cannot set up the source and the destination"
+wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
+mig_link_shape 16mbit || tap_bail "cannot shape lo (tc netem)"
+
+fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=64k --direct=1 \
+	--ioengine=libaio --iodepth=4 --offset=2M --size=16M --time_based --runtime=600 \
+	--output="$tmp/fio-$SRC.out" >/dev/null 2>&1 &
+MIG_FIO=$!
+at_exit "kill $MIG_FIO 2>/dev/null"
+sleep 1
+check "migrate while fio writes faster than the link: started" \
+	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
+check "the migration switches to mirroring" wait_until 1200 state_is "$SRC" mirroring
+check "remote-cowd logged why" logged "$SRC: the rounds stopped shrinking: mirroring from round"
+sleep 5
+check_eq "still mirroring after 5 s, nothing failed" mirroring "$(state "$SRC")"
+
+# The guest pauses: its writes in flight complete once the destination has them.
+mig_fio_stop
+kmsg_mark
+check "migrate finish --wait: done" timeout 300 "$RC" migrate "$SRC" finish --wait
+check_eq "state: done" done "$(state "$SRC")"
+left=$(dmesg_since_mark | sed -n "s/.*remote-cow: $SRC: \([0-9]*\) extents left to send.*/\1/p")
+check "finish had at most $LEFT_MAX extents left to send (${left:-none logged})" \
+	test -n "$left" -a "${left:-999}" -le "$LEFT_MAX"
+expect_dmesg "the kernel counted the writes that waited for the destination" \
+	"$SRC: [0-9]+ writes waited for the destination \(mirroring\)"
+mig_link_restore
+dd if="/dev/mapper/$SRC" of="$tmp/src.img" bs=1M iflag=direct status=none ||
+	tap_bail "cannot read the source"
+check "the destination equals the source, byte for byte" \
+	cmp "$tmp/src.img" "/dev/mapper/$DST"
+check "the source refuses writes" \
+	bash -c "! dd if=/dev/zero of=/dev/mapper/$SRC bs=4k count=1 oflag=direct status=none 2>/dev/null"
+tap_done
