@@ -54,7 +54,7 @@ check_eq "still mirroring after 5 s, nothing failed" mirroring "$(state "$SRC")"
 mig_fio_stop
 kmsg_mark
 check "migrate finish --wait: done" timeout 300 "$RC" migrate "$SRC" finish --wait
-check_eq "state: done" done "$(state "$SRC")"
+check_eq "state: done" "done" "$(state "$SRC")"
 left=$(dmesg_since_mark | sed -n "s/.*remote-cow: $SRC: \([0-9]*\) extents left to send.*/\1/p")
 check "finish had at most $LEFT_MAX extents left to send (${left:-none logged})" \
 	test -n "$left" -a "${left:-999}" -le "$LEFT_MAX"
