@@ -145,8 +145,8 @@ check "abort it" "$RC" migrate "$SRC2" abort
 check_eq "the source is idle" idle "$(state "$SRC2")"
 check "... and takes writes" dd if=/dev/zero of="/dev/mapper/$SRC2" bs=4k count=1 seek=100 \
 	oflag=direct status=none
-check "the destination stays incoming, and the log says so" \
-	wait_until 30 logged "$DST2: migration not received: .*stays incoming"
+check "the destination stays incoming, and the log says so, with the source's reason" \
+	wait_until 30 logged "$DST2: migration not received: the source aborted: the source aborted the migration; the device stays incoming"
 check_eq "... its state" incoming "$(state "$DST2")"
 
 # --- remote-cowd killed mid-copy ------------------------------------------------

@@ -457,6 +457,11 @@ void mig_conn_shutdown(struct mig_conn *c)
 	shutdown(c->fd, SHUT_RDWR);
 }
 
+void mig_conn_shutdown_read(struct mig_conn *c)
+{
+	shutdown(c->fd, SHUT_RD);
+}
+
 void mig_conn_close(struct mig_conn *c)
 {
 	if (c && c->up) {

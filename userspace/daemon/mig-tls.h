@@ -9,7 +9,8 @@
  * listener never reads a frame from it.  Every call blocks, with a
  * timeout (ms, -1: none); it is meant for a migration's own thread
  * (mig.c).  A struct mig_conn belongs to one thread, except
- * mig_conn_shutdown(), which any thread may call to wake it up.
+ * mig_conn_shutdown() and mig_conn_shutdown_read(), which any thread may
+ * call to wake it up.
  *
  * Bytes on the wire (frame headers and payloads, before TLS) are counted
  * per frame type and direction in conn->sent and conn->recvd.
@@ -66,6 +67,12 @@ int mig_recv(struct mig_conn *c, struct mig_hdr *h, uint8_t *buf, size_t cap, in
 void mig_conn_watch_peer(struct mig_conn *c, unsigned int ms);
 /* Wake a thread blocked on c (shutdown(2) of the socket); any thread. */
 void mig_conn_shutdown(struct mig_conn *c);
+/*
+ * Wake a thread waiting to receive on c, which may still send (a last
+ * ABORT with its reason); any thread.  A send blocked on a dead peer is
+ * not woken (the peer timeout ends it).
+ */
+void mig_conn_shutdown_read(struct mig_conn *c);
 /* Say goodbye (TLS close_notify) if still up, then free. */
 void mig_conn_close(struct mig_conn *c);
 

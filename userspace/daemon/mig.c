@@ -477,8 +477,9 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 			j->finish = true;
 		if (ev->cmd == RCOW_CMD_MIGRATE_ABORT) {
 			j->abort = true;
+			/* the thread still tells the destination why */
 			if (j->conn)
-				mig_conn_shutdown(j->conn);
+				mig_conn_shutdown_read(j->conn);
 		}
 		pthread_cond_broadcast(&j->cond);
 		pthread_mutex_unlock(&j->lock);
