@@ -255,7 +255,7 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		if (!info)
 			return rcow_err_set(&q->err, ENOMEM, "out of memory");
 		r = d->kops->get_device(d->kctx, j->info.dev_id, info, &q->err);
-		q->state = info->migrate_state;
+		q->state = r ? 0 : info->migrate_state;
 		free(info);
 		return r;
 	default:
