@@ -427,6 +427,14 @@ nl_session_start() {
 	coproc NLS { "$RC_TREE/selftests/progs/rcow-nl" session 2>&1; }
 	at_exit "kill $NLS_PID 2>/dev/null"
 }
+# nl_session_stop: end the session (the helper's socket closes) and reap it.
+nl_session_stop() {
+	local pid=${NLS_PID:-}
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
 # nl_session_helper <dm name>: nl_session_start, then one test: the session
 # registers as the helper and <dm name> shows it connected.
 nl_session_helper() {

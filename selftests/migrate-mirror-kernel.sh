@@ -174,8 +174,7 @@ check "... (still waiting)" still_waits "$tmp/f"
 
 # --- the helper's exit lets them go -----------------------------------------------
 kmsg_mark
-kill "$NLS_PID" 2>/dev/null
-wait "$NLS_PID" 2>/dev/null
+nl_session_stop
 check "the helper gone: the held write completes" done_soon "$tmp/f"
 wait_pid "$wf" 10
 check_eq "... successfully" 0 "$?"
@@ -209,8 +208,7 @@ check_eq "MIGRATE_END 0 accepted: done" "0 done 13/13" "$SESS_RC $(migrate_statu
 expect_dmesg "log: the writes that waited" "$NAME: 3 writes waited for the destination \(mirroring\)"
 
 # --- a failure whose outcome is unknown keeps the fence -------------------------
-kill "$NLS_PID" 2>/dev/null
-wait "$NLS_PID" 2>/dev/null
+nl_session_stop
 dm_remove "$NAME"
 dm_create "$NAME" "$DEV_TABLE" || tap_bail "cannot create $NAME again"
 ID=$(nl_dev_id "$NAME")
@@ -234,5 +232,5 @@ msg_ok "migrate abort: the operator's decision" migrate abort
 check_eq "status: idle" "idle 0/0" "$(migrate_status)"
 check "writable again" write_extent 1 128
 check "... and reads it back" extent_is 1 128
-kill "$NLS_PID" 2>/dev/null
+nl_session_stop
 tap_done

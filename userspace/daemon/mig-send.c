@@ -18,6 +18,13 @@
  * extents.  Rounds then go back to back while they carry something; after
  * an empty one the thread waits for MIGRATE_WAITING (a write waits) rather
  * than MIG_IDLE_MS, so that a held write waits for one round, not a poll.
+ * A mirroring round is not sent whole: its slice (about MIG_SLICE_MS of the
+ * link, rcow_mirror_pick()) starts with the extents written since the
+ * round before - where the waiting writes are - and goes on through the
+ * rest of the round set from where the last slice stopped; the rest stays
+ * in the round set for the next rounds.  So a guest write waits for about
+ * a slice, not for the whole (possibly huge) round that switched to
+ * mirroring.  After the fence, rounds are sent whole again.
  *
  * MIGRATE_FINISH (the kernel fenced the device): every round asked from
  * then on is after the fence, so rounds go on until one is empty; then
@@ -36,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mig.h"
 
@@ -43,6 +51,8 @@
 #define MIG_CONNECT_MS 10000
 #define MIG_CONNECT_TRIES 20		/* refused connections retried, 0.5 s apart */
 #define MIG_ACK_MS 120000		/* longest wait for FLUSHED / COMMITTED */
+#define MIG_SLICE_MS 250		/* mirroring: link time a round's slice takes */
+#define MIG_SLICE_MIN 16		/* ... at least this many extents */
 
 struct sender {
 	struct mig_job *j;
@@ -52,6 +62,8 @@ struct sender {
 	uint8_t *rbuf;			/* received payloads */
 	uint64_t eb, dev_bytes, data_off;
 	uint64_t seq, moved;
+	uint64_t rate;			/* bytes per second, measured; 0: not yet */
+	uint64_t cursor;		/* mirroring: where the next slice goes on */
 	struct rcow_mirror_policy pace;
 	bool mirroring;			/* asked the kernel to mirror */
 	bool finish_sent;		/* from then on the outcome may be unknown */
@@ -164,18 +176,13 @@ static int send_run(struct sender *s, uint64_t first, uint64_t count)
 	return 0;
 }
 
-/*
- * One round: take it (with flags, RCOW_MIGRATE_F_*), send it, have it
- * flushed, mark it.  *sent: extents.
- */
-static int round_trip(struct sender *s, uint32_t flags, uint64_t *last_round, uint64_t *sent)
+/* Ask for a round (with flags, RCOW_MIGRATE_F_*) and wait for its swap. */
+static int take_round(struct sender *s, uint32_t flags, uint64_t *last_round)
 {
 	struct mig_kreq q = { .op = MK_ROUND, .flags = flags };
-	uint8_t f[MIG_HDR_SIZE + 8];
 	uint64_t round;
 	int r;
 
-	*sent = 0;
 	r = mig_kcall(s->j, &q);
 	if (r) {
 		s->err = q.err;
@@ -191,22 +198,61 @@ static int round_trip(struct sender *s, uint32_t flags, uint64_t *last_round, ui
 		return rcow_err_set(&s->err, ETIMEDOUT, "the kernel did not take round %llu",
 				    (unsigned long long)*last_round + 1);
 	*last_round = round;
-	q = (struct mig_kreq){ .op = MK_RUNS };
-	r = mig_kcall(s->j, &q);
-	if (r) {
+	return 0;
+}
+
+/* GET_RUNS of op's set (MK_RUNS: the round set, MK_FRESH: the change set). */
+static int get_runs(struct sender *s, enum mig_kop op, struct run_vec *runs)
+{
+	struct mig_kreq q = { .op = op };
+	int r = mig_kcall(s->j, &q);
+
+	if (r)
 		s->err = q.err;
-		goto out;
+	*runs = q.runs;
+	return r;
+}
+
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)(t.tv_sec - t0->tv_sec) * 1000 +
+	       (uint64_t)((t.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/*
+ * Send runs v[0, n) of round, have them flushed, then mark them sent.
+ * *sent: extents.  Measures the rate (bytes per second) for the slices.
+ */
+static int ship(struct sender *s, uint64_t round, const struct rcow_run *v, size_t n,
+		uint64_t *sent)
+{
+	uint8_t f[MIG_HDR_SIZE + 8];
+	struct timespec t0;
+	uint64_t ms, bytes = 0;
+	int r = 0;
+
+	*sent = 0;
+	if (!n)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (size_t i = 0; i < n && !r; i++) {
+		r = send_run(s, v[i].first, v[i].count);
+		bytes += v[i].count * s->eb;
 	}
-	for (size_t i = 0; i < q.runs.len && !r; i++)
-		r = send_run(s, q.runs.ptr[i].first, q.runs.ptr[i].count);
-	if (r || !q.runs.len)
-		goto out;
-	r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq), &s->err);
+	if (!r)
+		r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq),
+			     &s->err);
 	if (!r)
 		r = wait_for(s, MIG_FLUSHED, s->seq);
+	ms = ms_since(&t0);
+	if (!r && ms)
+		s->rate = s->rate ? (s->rate + bytes * 1000 / ms) / 2 : bytes * 1000 / ms;
 	/* on the destination's disk: now they may leave the round set */
-	for (size_t i = 0; i < q.runs.len && !r; i++) {
-		uint64_t first = q.runs.ptr[i].first, left = q.runs.ptr[i].count;
+	for (size_t i = 0; i < n && !r; i++) {
+		uint64_t first = v[i].first, left = v[i].count;
 
 		while (left && !r) {
 			struct mig_kreq m = { .op = MK_MARK, .round = round, .first = first };
@@ -220,15 +266,71 @@ static int round_trip(struct sender *s, uint32_t flags, uint64_t *last_round, ui
 			*sent += m.count;
 		}
 	}
-out:
-	run_vec_free(&q.runs);
+	return r;
+}
+
+/* One round: take it, send it whole, have it flushed, mark it.  *sent: extents. */
+static int round_trip(struct sender *s, uint64_t *last_round, uint64_t *sent)
+{
+	struct run_vec runs = { 0 };
+	int r;
+
+	*sent = 0;
+	r = take_round(s, 0, last_round);
+	if (!r)
+		r = get_runs(s, MK_RUNS, &runs);
+	if (!r)
+		r = ship(s, *last_round, runs.ptr, runs.len, sent);
+	run_vec_free(&runs);
+	return r;
+}
+
+/*
+ * Mirroring: one round (with flags), of which only a slice is sent (about
+ * MIG_SLICE_MS of the link, rcow_mirror_pick()): first the extents written
+ * since the round before, where the writes that wait are.  *sent: extents
+ * sent, *left: extents of the round set left for the next rounds.
+ */
+static int mirror_trip(struct sender *s, uint32_t flags, uint64_t *last_round, uint64_t *sent,
+		       uint64_t *left)
+{
+	struct run_vec fresh = { 0 }, runs = { 0 };
+	struct rcow_run *pick = NULL;
+	uint64_t budget = s->rate * MIG_SLICE_MS / 1000 / s->eb, total = 0;
+	size_t n;
+	int r;
+
+	*sent = *left = 0;
+	if (budget < MIG_SLICE_MIN)
+		budget = MIG_SLICE_MIN;
+	r = get_runs(s, MK_FRESH, &fresh);
+	if (!r)
+		r = take_round(s, flags, last_round);
+	if (!r)
+		r = get_runs(s, MK_RUNS, &runs);
+	if (!r) {
+		pick = calloc(fresh.len + runs.len + 1, sizeof(*pick));
+		if (!pick)
+			r = rcow_err_set(&s->err, ENOMEM, "out of memory");
+	}
+	if (!r) {
+		for (size_t i = 0; i < runs.len; i++)
+			total += runs.ptr[i].count;
+		n = rcow_mirror_pick(fresh.ptr, fresh.len, runs.ptr, runs.len, &s->cursor, budget,
+				     pick);
+		r = ship(s, *last_round, pick, n, sent);
+		*left = total - *sent;
+	}
+	free(pick);
+	run_vec_free(&fresh);
+	run_vec_free(&runs);
 	return r;
 }
 
 static int migrate(struct sender *s)
 {
 	struct mig_psk psk;
-	uint64_t last = s->j->round_seen, sent, waiting;
+	uint64_t last = s->j->round_seen, sent, left = 0, waiting;
 	bool finishing = false, mirror = false;
 	int r;
 
@@ -270,7 +372,10 @@ static int migrate(struct sender *s)
 			logmsg("device %s: the rounds stopped shrinking: mirroring from round %llu (writes complete once the destination has them)",
 			       s->j->info.dm_name, (unsigned long long)last + 1);
 		}
-		r = round_trip(s, mirror ? RCOW_MIGRATE_F_MIRROR : 0, &last, &sent);
+		if (s->mirroring && !finishing)
+			r = mirror_trip(s, mirror ? RCOW_MIGRATE_F_MIRROR : 0, &last, &sent, &left);
+		else
+			r = round_trip(s, &last, &sent);
 		if (r)
 			return r;
 		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", s->j->info.dm_name,
@@ -281,9 +386,9 @@ static int migrate(struct sender *s)
 			continue;
 		if (!s->mirroring)
 			mirror = rcow_mirror_round(&s->pace, sent);
-		if (!sent && s->mirroring)
+		if (!sent && !left && s->mirroring)
 			mig_wait_writes(s->j, waiting, MIG_IDLE_MS);
-		else if (!sent)
+		else if (!sent && !s->mirroring)
 			mig_wait(s->j, UINT64_MAX, MIG_IDLE_MS);
 	}
 	s->finish_sent = true;

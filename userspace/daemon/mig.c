@@ -247,9 +247,12 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 
 	switch (q->op) {
 	case MK_RUNS:
+	case MK_FRESH:
 		q->runs.len = 0;
-		return d->kops->get_runs(d->kctx, j->info.dev_id, RCOW_BITMAP_MIGRATE_ROUND, 0,
-					 runs_cb, &q->runs, &q->err);
+		return d->kops->get_runs(d->kctx, j->info.dev_id,
+					 q->op == MK_RUNS ? RCOW_BITMAP_MIGRATE_ROUND :
+							    RCOW_BITMAP_DIRTY_MIGRATE,
+					 0, runs_cb, &q->runs, &q->err);
 	case MK_STATE:
 		info = malloc(sizeof(*info));
 		if (!info)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "remote_cow.h"
+#include "rcow/msg.h"
 #include "rcow/policy.h"
 
 void rcow_backoff_init(struct rcow_backoff *b, uint32_t initial_ms, uint32_t max_ms)
@@ -288,4 +289,79 @@ bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent)
 	p->big += big;
 	p->last = sent;
 	return p->stalls >= RCOW_MIRROR_STALLS || p->big >= RCOW_MIRROR_MAX_ROUNDS;
+}
+
+/* Append [first, first + count) to out, at most *budget extents. */
+static void take(struct rcow_run *out, size_t *n, uint64_t first, uint64_t count,
+		 uint64_t *budget)
+{
+	if (count > *budget)
+		count = *budget;
+	if (!count)
+		return;
+	out[(*n)++] = (struct rcow_run){ first, count };
+	*budget -= count;
+}
+
+/* Is extent e in the sorted runs v[0, n)?  *i: a hint, moves forward. */
+static bool in_runs(const struct rcow_run *v, size_t n, size_t *i, uint64_t e)
+{
+	while (*i < n && v[*i].first + v[*i].count <= e)
+		(*i)++;
+	return *i < n && v[*i].first <= e;
+}
+
+/*
+ * The extents of [a, b) (of the round set) that are not fresh, into out,
+ * within *budget; returns where it stopped (b, or past it).
+ */
+static uint64_t take_rest(const struct rcow_run *fresh, size_t nf, uint64_t a, uint64_t b,
+			  struct rcow_run *out, size_t *n, uint64_t *budget)
+{
+	size_t fi = 0;
+
+	while (a < b && *budget) {
+		uint64_t end, got;
+
+		if (in_runs(fresh, nf, &fi, a)) {
+			a = fresh[fi].first + fresh[fi].count;	/* taken already */
+			continue;
+		}
+		/* fi is now the first fresh run after a, if any */
+		end = fi < nf && fresh[fi].first < b ? fresh[fi].first : b;
+		got = end - a < *budget ? end - a : *budget;
+		take(out, n, a, got, budget);
+		a += got;
+	}
+	return a;
+}
+
+size_t rcow_mirror_pick(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
+			size_t nr, uint64_t *cursor, uint64_t budget, struct rcow_run *out)
+{
+	uint64_t start = *cursor, next = *cursor;
+	size_t n = 0;
+
+	if (!budget)
+		budget = 1;
+	for (size_t i = 0; i < nf && budget; i++)
+		take(out, &n, fresh[i].first, fresh[i].count, &budget);
+	/* the rest from the cursor to the end, then from the start to the cursor */
+	for (int pass = 0; pass < 2 && budget; pass++) {
+		for (size_t i = 0; i < nr && budget; i++) {
+			uint64_t a = round[i].first, b = a + round[i].count;
+
+			if (pass == 0 && b <= start)
+				continue;
+			if (pass == 0 && a < start)
+				a = start;
+			if (pass == 1 && a >= start)
+				break;
+			if (pass == 1 && b > start)
+				b = start;
+			next = take_rest(fresh, nf, a, b, out, &n, &budget);
+		}
+	}
+	*cursor = next;
+	return n;
 }

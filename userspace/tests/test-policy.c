@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "rcow/msg.h"
 #include "rcow/policy.h"
 #include "tap.h"
 
@@ -333,6 +336,62 @@ static void test_mirror(struct tap *t)
 	       RCOW_MIRROR_MAX_ROUNDS);
 }
 
+/* pick's runs as "first+count ..." */
+static const char *picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
+			  size_t nr, uint64_t *cursor, uint64_t budget, char *buf, size_t cap)
+{
+	struct rcow_run out[16];
+	size_t n = rcow_mirror_pick(fresh, nf, round, nr, cursor, budget, out), len = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < n && len < cap; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s%llu+%llu", i ? " " : "",
+					(unsigned long long)out[i].first,
+					(unsigned long long)out[i].count);
+	return buf;
+}
+
+static void test_mirror_pick(struct tap *t)
+{
+	static const struct rcow_run fresh[] = { { 5, 1 }, { 9, 2 } };
+	static const struct rcow_run all[] = { { 0, 20 } };
+	static const struct rcow_run left[] = { { 1, 4 }, { 6, 3 }, { 11, 9 } };
+	static const struct rcow_run wrap[] = { { 2, 3 }, { 16, 2 } };
+	static const struct rcow_run big[] = { { 0, 10 } };
+	char b[256];
+	uint64_t c = 0;
+
+	picked(fresh, 2, all, 1, &c, 100, b, sizeof(b));
+	tap_ok(t, !strcmp(b, "5+1 9+2 0+5 6+3 11+9") && c == 20,
+	       "mirror pick: fresh first, then the rest once each (%s; cursor %llu)", b,
+	       (unsigned long long)c);
+	c = 0;
+	picked(fresh, 2, all, 1, &c, 4, b, sizeof(b));
+	tap_ok(t, !strcmp(b, "5+1 9+2 0+1") && c == 1,
+	       "mirror pick: a budget of 4: fresh, then one of the rest (%s; cursor %llu)", b,
+	       (unsigned long long)c);
+	picked(NULL, 0, left, 3, &c, 5, b, sizeof(b));
+	tap_ok(t, !strcmp(b, "1+4 6+1") && c == 7,
+	       "mirror pick: the next slice goes on from the cursor (%s; cursor %llu)", b,
+	       (unsigned long long)c);
+	c = 15;
+	picked(NULL, 0, wrap, 2, &c, 10, b, sizeof(b));
+	tap_ok(t, !strcmp(b, "16+2 2+3") && c == 5,
+	       "mirror pick: from the cursor to the end, then from the start (%s; cursor %llu)", b,
+	       (unsigned long long)c);
+	c = 3;
+	picked(big, 1, big, 1, &c, 4, b, sizeof(b));
+	tap_ok(t, !strcmp(b, "0+4") && c == 3,
+	       "mirror pick: fresh larger than the budget: its first part (%s; cursor %llu)", b,
+	       (unsigned long long)c);
+	c = 0;
+	picked(NULL, 0, all, 1, &c, 0, b, sizeof(b));
+	tap_ok(t, !strcmp(b, "0+1"), "mirror pick: a budget of 0 still takes one extent (%s)", b);
+	c = 0;
+	picked(NULL, 0, NULL, 0, &c, 8, b, sizeof(b));
+	tap_ok(t, !strcmp(b, ""), "mirror pick: an empty round: nothing");
+}
+
 void test_policy(struct tap *t)
 {
 	test_backoff(t);
@@ -342,4 +401,5 @@ void test_policy(struct tap *t)
 	test_ratelimit(t);
 	test_parse(t);
 	test_mirror(t);
+	test_mirror_pick(t);
 }

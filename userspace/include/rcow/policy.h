@@ -187,6 +187,22 @@ void rcow_mirror_init(struct rcow_mirror_policy *p);
 /* A copying round sent @sent extents: true if the next should mirror. */
 bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent);
 
+/*
+ * While mirroring, a guest write waits until a round taken after it was
+ * sent: a round must not be sent whole when it is large (the round that
+ * switches to mirroring carries a whole round's worth), or the guest
+ * waits for all of it.  So each mirroring round sends a slice: first the
+ * extents written since the round before (fresh: where the writes that
+ * wait are), then the rest of the round set from *cursor on (wrapping
+ * round, so that every extent gets its turn), at most budget extents in
+ * all (at least one run).  Runs are sorted and disjoint; out needs room
+ * for nf + nr + 1 runs.  Returns the number of runs in out; *cursor moves
+ * past the last extent taken from the rest.
+ */
+struct rcow_run;
+size_t rcow_mirror_pick(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
+			size_t nr, uint64_t *cursor, uint64_t budget, struct rcow_run *out);
+
 /* Parse "64", "64k", "8M", "1G" (powers of 1024) into bytes.  0 or -EINVAL. */
 int rcow_parse_size(const char *s, uint64_t *out);
 /* Parse "250ms", "2s", "1.5s", "30" (seconds) into milliseconds.  0 or -EINVAL. */

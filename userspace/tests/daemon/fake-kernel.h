@@ -143,7 +143,8 @@ void fake_mig_pump(struct daemon *d, struct fake_kernel *k);
 /* Requests and queries of the migration devices; -ENODEV: not one of them. */
 int fake_mig_request(struct fake_kernel *k, const struct nlmsghdr *nlh, struct rcow_err *err);
 int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_info *info);
-int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id,
+/* bitmap: RCOW_BITMAP_MIGRATE_ROUND or RCOW_BITMAP_DIRTY_MIGRATE */
+int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap,
 		  int (*cb)(const struct rcow_run *run, void *data), void *data,
 		  struct rcow_err *err);
 const char *fake_mig_cow(const struct fake_kernel *k, uint32_t dev_id);

@@ -272,7 +272,7 @@ int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_i
 	return 0;
 }
 
-int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id,
+int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap,
 		  int (*cb)(const struct rcow_run *run, void *data), void *data,
 		  struct rcow_err *err)
 {
@@ -280,5 +280,6 @@ int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id,
 
 	if (!dev_id || dev_id != m->src_id)
 		return rcow_err_set(err, ENODEV, "fake kernel: no migration on device %u", dev_id);
-	return fake_runs(m->round_set, m->nr, 0, cb, data);
+	return fake_runs(bitmap == RCOW_BITMAP_MIGRATE_ROUND ? m->round_set : m->dirty, m->nr, 0,
+			 cb, data);
 }
