@@ -337,8 +337,8 @@ static void test_mirror(struct tap *t)
 }
 
 /* pick's runs as "first+count ..." */
-static const char *picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
-			  size_t nr, uint64_t *cursor, uint64_t budget, char *buf, size_t cap)
+static void picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
+		   size_t nr, uint64_t *cursor, uint64_t budget, char *buf, size_t cap)
 {
 	struct rcow_run out[16];
 	size_t n = rcow_mirror_pick(fresh, nf, round, nr, cursor, budget, out), len = 0;
@@ -348,7 +348,6 @@ static const char *picked(const struct rcow_run *fresh, size_t nf, const struct 
 		len += (size_t)snprintf(buf + len, cap - len, "%s%llu+%llu", i ? " " : "",
 					(unsigned long long)out[i].first,
 					(unsigned long long)out[i].count);
-	return buf;
 }
 
 static void test_mirror_pick(struct tap *t)
@@ -358,38 +357,34 @@ static void test_mirror_pick(struct tap *t)
 	static const struct rcow_run left[] = { { 1, 4 }, { 6, 3 }, { 11, 9 } };
 	static const struct rcow_run wrap[] = { { 2, 3 }, { 16, 2 } };
 	static const struct rcow_run big[] = { { 0, 10 } };
+	static const struct {
+		const char *what;
+		const struct rcow_run *fresh, *round;
+		size_t nf, nr;
+		uint64_t cursor, budget;
+		const char *want;
+		uint64_t cursor_after;
+	} c[] = {
+		{ "fresh first, then the rest once each", fresh, all, 2, 1, 0, 100,
+		  "5+1 9+2 0+5 6+3 11+9", 20 },
+		{ "a budget of 4: fresh, then one of the rest", fresh, all, 2, 1, 0, 4,
+		  "5+1 9+2 0+1", 1 },
+		{ "the next slice goes on from the cursor", NULL, left, 0, 3, 1, 5, "1+4 6+1", 7 },
+		{ "from the cursor to the end, then from the start", NULL, wrap, 0, 2, 15, 10,
+		  "16+2 2+3", 5 },
+		{ "fresh larger than the budget: its first part", big, big, 1, 1, 3, 4, "0+4", 3 },
+		{ "a budget of 0 still takes one extent", NULL, all, 0, 1, 0, 0, "0+1", 1 },
+		{ "an empty round: nothing", NULL, NULL, 0, 0, 0, 8, "", 0 },
+	};
 	char b[256];
-	uint64_t c = 0;
 
-	picked(fresh, 2, all, 1, &c, 100, b, sizeof(b));
-	tap_ok(t, !strcmp(b, "5+1 9+2 0+5 6+3 11+9") && c == 20,
-	       "mirror pick: fresh first, then the rest once each (%s; cursor %llu)", b,
-	       (unsigned long long)c);
-	c = 0;
-	picked(fresh, 2, all, 1, &c, 4, b, sizeof(b));
-	tap_ok(t, !strcmp(b, "5+1 9+2 0+1") && c == 1,
-	       "mirror pick: a budget of 4: fresh, then one of the rest (%s; cursor %llu)", b,
-	       (unsigned long long)c);
-	picked(NULL, 0, left, 3, &c, 5, b, sizeof(b));
-	tap_ok(t, !strcmp(b, "1+4 6+1") && c == 7,
-	       "mirror pick: the next slice goes on from the cursor (%s; cursor %llu)", b,
-	       (unsigned long long)c);
-	c = 15;
-	picked(NULL, 0, wrap, 2, &c, 10, b, sizeof(b));
-	tap_ok(t, !strcmp(b, "16+2 2+3") && c == 5,
-	       "mirror pick: from the cursor to the end, then from the start (%s; cursor %llu)", b,
-	       (unsigned long long)c);
-	c = 3;
-	picked(big, 1, big, 1, &c, 4, b, sizeof(b));
-	tap_ok(t, !strcmp(b, "0+4") && c == 3,
-	       "mirror pick: fresh larger than the budget: its first part (%s; cursor %llu)", b,
-	       (unsigned long long)c);
-	c = 0;
-	picked(NULL, 0, all, 1, &c, 0, b, sizeof(b));
-	tap_ok(t, !strcmp(b, "0+1"), "mirror pick: a budget of 0 still takes one extent (%s)", b);
-	c = 0;
-	picked(NULL, 0, NULL, 0, &c, 8, b, sizeof(b));
-	tap_ok(t, !strcmp(b, ""), "mirror pick: an empty round: nothing");
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		uint64_t cur = c[i].cursor;
+
+		picked(c[i].fresh, c[i].nf, c[i].round, c[i].nr, &cur, c[i].budget, b, sizeof(b));
+		tap_ok(t, !strcmp(b, c[i].want) && cur == c[i].cursor_after,
+		       "mirror pick: %s (%s; cursor %llu)", c[i].what, b, (unsigned long long)cur);
+	}
 }
 
 void test_policy(struct tap *t)
