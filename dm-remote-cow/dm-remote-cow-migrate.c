@@ -51,7 +51,10 @@
  * COW device whose table migrated away is listed (rcow_migrated) while a
  * table over it exists, and a new table over it starts done and fenced;
  * the removal of the last one drops it.  `migrate abort` (any time before
- * done) or a helper's error (MIGRATE_END with an error) lifts it.
+ * done) or a helper's error (MIGRATE_END with an error) lifts it - but an
+ * error with RCOW_MIGRATE_F_KEEP_FENCE (the helper cannot tell whether the
+ * destination took over) keeps it: state failed, listed as "unknown" (a
+ * new table starts failed and fenced), until migrate abort unlists it.
  *
  * Locking: mg->lock (a spinlock, never taken from interrupts) protects
  * the state, the counters, the target and the requests, and the round
@@ -94,6 +97,7 @@ struct rcow_migrated {
 	struct list_head node;
 	dev_t cow;
 	unsigned int tables;
+	bool unknown;			/* failed, outcome unknown: abort lifts it */
 };
 
 static DEFINE_MUTEX(rcow_migrated_lock);
@@ -153,18 +157,22 @@ int rcow_migrate_ctr(struct rcow *rc)
 		kfree(mg->listed);
 		mg->listed = m;
 		mg->in_list = true;
-		mg->state = RCOW_MIGRATE_DONE;
+		mg->state = m->unknown ? RCOW_MIGRATE_FAILED : RCOW_MIGRATE_DONE;
 		set_bit(RCOW_F_FENCED, &rc->flags);
 	}
 	mutex_unlock(&rcow_migrated_lock);
 	if (m)
-		DMINFO("%s: COW device %s migrated away: the table is fenced",
-		       rc->name, rc->cow_dev->name);
+		DMINFO("%s: COW device %s %s: the table is fenced", rc->name,
+		       rc->cow_dev->name, mg->state == RCOW_MIGRATE_DONE ?
+		       "migrated away" : "may have migrated away (migrate abort lifts it)");
 	return 0;
 }
 
-/* The migration is done: list the COW device. */
-static void list_migrated(struct rcow *rc)
+/*
+ * The migration is done, or its outcome is unknown (@unknown): list the
+ * COW device, so that a new table over it starts fenced.
+ */
+static void list_migrated(struct rcow *rc, bool unknown)
 {
 	struct rcow_migrate *mg = mg_of(rc);
 	struct rcow_migrated *m;
@@ -183,7 +191,40 @@ static void list_migrated(struct rcow *rc)
 		m->tables++;
 		mg->in_list = true;
 	}
+	mg->listed->unknown = unknown;
 	mutex_unlock(&rcow_migrated_lock);
+}
+
+/*
+ * migrate abort of a migration whose outcome was unknown: the operator
+ * says the destination is not used.  Unlist the COW device (a new table
+ * over it is writable again), keeping an entry for a later migration.
+ */
+static int unlist_migrated(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	struct rcow_migrated *m, *spare = NULL;
+	int r = 0;
+
+	mutex_lock(&rcow_migrated_lock);
+	m = mg->in_list ? mg->listed : NULL;
+	if (m && m->tables > 1) {
+		/* Another table over it still uses the entry. */
+		spare = kzalloc(sizeof(*spare), GFP_KERNEL);
+		if (!spare) {
+			r = -ENOMEM;
+			goto out;
+		}
+		m->tables--;
+		mg->listed = spare;
+	} else if (m) {
+		list_del(&m->node);
+		memset(m, 0, sizeof(*m));
+	}
+	mg->in_list = false;
+out:
+	mutex_unlock(&rcow_migrated_lock);
+	return r;
 }
 
 void rcow_migrate_free(struct rcow *rc)
@@ -666,8 +707,11 @@ static void stop_locked(struct rcow *rc, enum remote_cow_migrate_state state)
 	}
 	clear_bit(RCOW_F_MIGRATING, &rc->flags);
 	clear_bit(RCOW_F_FENCED, &rc->flags);
-	bitmap_zero(mg->round_set, rc->nr_extents);
-	bitmap_zero(mg->dirty, rc->nr_extents);
+	/* A table that started failed (listed) never had sets. */
+	if (mg->round_set)
+		bitmap_zero(mg->round_set, rc->nr_extents);
+	if (mg->dirty)
+		bitmap_zero(mg->dirty, rc->nr_extents);
 }
 
 static int message_abort(struct rcow *rc)
@@ -675,8 +719,17 @@ static int message_abort(struct rcow *rc)
 	struct rcow_commit *cm = &rc->commit;
 	struct rcow_migrate *mg = mg_of(rc);
 	enum remote_cow_migrate_state old;
+	int r;
 
 	mutex_lock(&cm->message_lock);
+	/* An unknown outcome (listed, failed): writable from now on. */
+	if (READ_ONCE(mg->state) == RCOW_MIGRATE_FAILED && mg->in_list) {
+		r = unlist_migrated(rc);
+		if (r) {
+			mutex_unlock(&cm->message_lock);
+			return r;
+		}
+	}
 	spin_lock(&mg->lock);
 	old = mg->state;
 	if (running(old) || old == RCOW_MIGRATE_FAILED)
@@ -695,7 +748,7 @@ static int message_abort(struct rcow *rc)
 		return -ENOENT;
 	}
 	DMWARN("%s: migration to %s aborted (was %s): the device is writable",
-	       rc->name, mg->target, state_names[old]);
+	       rc->name, mg->target ?: "(an earlier table's)", state_names[old]);
 	if (running(old))
 		rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_ABORT);
 	raise_event(rc);
@@ -792,7 +845,7 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags)
 		return r;
 	release_held(rc, true, true);
 	if (!status) {
-		list_migrated(rc);
+		list_migrated(rc, false);
 		DMINFO("%s: migration to %s done: %llu extents in %llu rounds; fenced",
 		       rc->name, mg->target, total, round);
 		if (READ_ONCE(mg->nr_held))
@@ -804,6 +857,7 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags)
 		      msg ? msg : "(no reason given)");
 	}
 	if (keep) {
+		list_migrated(rc, true);
 		DMERR("%s: the destination may have taken over: the device stays fenced",
 		      rc->name);
 		DMERR("%s: 'migrate abort' makes it writable: only if the destination is unused",

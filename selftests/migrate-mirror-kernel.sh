@@ -23,8 +23,10 @@
 #   done;
 # - MIGRATE_END with an error and RCOW_MIGRATE_F_KEEP_FENCE (the helper
 #   cannot tell whether the destination took over): failed, but writes
-#   still fail, a new migrate send is refused (EBUSY), and only migrate
-#   abort makes the device writable; an unknown flag is refused (EINVAL).
+#   still fail, a new migrate send is refused (EBUSY), a table reload
+#   keeps the fence (the new table starts failed), and only migrate abort
+#   makes the device writable (also after a reload); an unknown flag is
+#   refused (EINVAL).
 # TIMEOUT=600
 # shellcheck disable=SC2317	# functions called through check
 . "$(dirname "$0")/lib.sh"
@@ -33,7 +35,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout
-tap_plan 87
+tap_plan 92
 
 NAME="rc-migrate-mirror"
 EXT=128				# 64 KiB extents
@@ -228,9 +230,16 @@ expect_dmesg "log: the destination may have taken over" \
 	"the destination may have taken over: the device stays fenced"
 msg_refused "migrate send while the outcome is unknown (EBUSY)" "Device or resource busy" \
 	"the last migration's outcome is unknown" migrate send "$DEST"
+reload() { dmsetup suspend "$NAME" && dmsetup load "$NAME" --table "$DEV_TABLE" &&
+	dmsetup resume "$NAME"; }
+check "a table reload" reload
+check_eq "the new table: failed, still fenced" "failed 0/0" "$(migrate_status)"
+check "... a write fails" write_fails 1
 msg_ok "migrate abort: the operator's decision" migrate abort
 check_eq "status: idle" "idle 0/0" "$(migrate_status)"
 check "writable again" write_extent 1 128
 check "... and reads it back" extent_is 1 128
+check "another reload" reload
+check "... still writable" write_extent 1 129
 nl_session_stop
 tap_done
