@@ -94,18 +94,20 @@ lo_bytes() { cat /sys/class/net/lo/statistics/tx_bytes; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
 
-# lat <log prefix> <from> <to>: "p50 p99 count" (ms) of the completion
-# latencies in fio's per-write log (unix epoch ms, ns) between two
-# $EPOCHREALTIME stamps ("- - 0" when none).
+# lat <log prefix> <from> <to> [<issued after>]: "p50 p99 count" (ms) of
+# the completion latencies in fio's per-write log (unix epoch ms, ns) of
+# the writes completed between two $EPOCHREALTIME stamps (and issued after
+# the third); "- - 0" when none.
 lat() {
 	python3 - "$@" <<'EOF'
 import glob, sys
 lo, hi = float(sys.argv[2]) * 1000, float(sys.argv[3]) * 1000
+after = float(sys.argv[4]) * 1000 if len(sys.argv) > 4 else 0
 v = []
 for f in glob.glob(sys.argv[1] + "_clat*.log"):
 	for line in open(f):
 		t, ns = line.split(",")[:2]
-		if lo <= int(t) <= hi:
+		if lo <= int(t) <= hi and int(t) - int(ns) / 1e6 > after:
 			v.append(int(ns) / 1e6)
 v.sort()
 if not v:
@@ -163,11 +165,22 @@ pair_remove() {
 # not_incoming <dm name>: its status no longer says incoming (one dmsetup).
 not_incoming() { [[ $(dmsetup status "$1") != *" incoming "* ]]; }
 
+# kernel_downtime <src> <dst>: ms from the source's "finishing" to the
+# destination's "incoming migration complete" in the kernel log ("-" when
+# either is missing).
+kernel_downtime() {
+	dmesg | awk -v s="$1: migration to .* finishing" -v d="$2: incoming migration complete" '
+	function t(l) { sub(/^\[ */, "", l); sub(/\].*/, "", l); return l }
+	$0 ~ s { a = t($0) } $0 ~ d { b = t($0) }
+	END { if (a != "" && b != "") printf "%.1f\n", (b - a) * 1000; else print "-" }'
+}
+
 # run_rc <link name> <rep>: one remote-cow migration; its figures appended
 # to R_<field>_<link> arrays.
 n_run=0
 run_rc() {
-	local L=$1 src dst p t0 tm tp tf ts td st lo0 lo1 line sent data wr fw idle mir
+	local L=$1 src dst p t0 tm tr tp tf ts td st lo0 lo1 line sent data wr fw idle mir steady
+	local tot polls kd tc0 tc1
 	n_run=$((n_run + 1))
 	src=rc-mb-src$n_run dst=rc-mb-dst$n_run p=$tmp/lat$n_run
 	pair "$src" "$dst" || die "cannot set up the pair $src, $dst"
@@ -192,6 +205,12 @@ run_rc() {
 		sleep 0.1
 	done
 	if [ -n "$tm" ]; then
+		# the round taken at the switch carries what was dirty then:
+		# the writes held at the switch wait for all of it
+		tot=$(rc_status "$src" migrate_total)
+		wait_until "$CONVERGE_S" sent_past "$src" $((tot - 1)) >/dev/null ||
+			log "warning: $L run $n_run: the switch's round not sent in $CONVERGE_S s"
+		tr=$(now)
 		sleep "$MIRROR_S"
 		state_is "$src" mirroring || log "warning: $src left mirroring: $(state "$src")"
 	else
@@ -200,10 +219,14 @@ run_rc() {
 	kill -INT "$FIO_PID"
 	wait "$FIO_PID"
 	tp=$(now)
+	# one dmsetup call of nothing: what the process alone costs here
+	tc0=$(now)
+	dmsetup status "$dst" >/dev/null
+	tc1=$(now)
 	# the guest is paused: finish, and wait for the destination to serve
 	tf=$(now)
 	dmsetup message "$src" 0 migrate finish || die "migrate finish refused"
-	for ((i = 0; i < 100000; i++)); do
+	for ((polls = 1; polls < 100000; polls++)); do
 		not_incoming "$dst" && break
 	done
 	ts=$(now)
@@ -221,9 +244,11 @@ run_rc() {
 		die "$dst differs from $src in the written region"
 	if [ -n "$tm" ]; then
 		read -r -a mir <<<"$(lat "$p" "$tm" "$tp")"
+		read -r -a steady <<<"$(lat "$p" "$tm" "$tp" "$tr")"
 	else
-		mir=(- - 0)
+		mir=(- - 0) steady=(- - 0)
 	fi
+	kd=$(kernel_downtime "$src" "$dst")
 	eval "R_time_$L+=($(secs "$t0" "$td"))"
 	eval "R_conv_$L+=(${tm:+$(secs "$t0" "$tm")})"
 	eval "R_sent_$L+=($sent)"
@@ -234,12 +259,19 @@ run_rc() {
 	eval "R_down_$L+=($(awk -v a="$tf" -v b="$ts" 'BEGIN { printf "%.1f", (b - a) * 1000 }'))"
 	eval "R_ip50_$L+=(${idle[0]}) R_ip99_$L+=(${idle[1]})"
 	[ "${mir[0]}" = - ] || eval "R_mp50_$L+=(${mir[0]}) R_mp99_$L+=(${mir[1]})"
+	[ "${steady[0]}" = - ] || eval "R_sp50_$L+=(${steady[0]}) R_sp99_$L+=(${steady[1]})"
+	[ "$kd" = - ] || eval "R_kdown_$L+=($kd)"
+	eval "R_dmcall_$L+=($(awk -v a="$tc0" -v b="$tc1" 'BEGIN { printf "%.1f", (b - a) * 1000 }'))"
 	log "$L run $n_run (remote-cow): $(secs "$t0" "$td") s (mirroring after" \
 		"${tm:+$(secs "$t0" "$tm")} s, paused at $(secs "$t0" "$tp") s, finish to done" \
-		"$(secs "$tf" "$td") s); downtime $(secs "$tf" "$ts") s; sent $(mib "$sent") MiB" \
+		"$(secs "$tf" "$td") s); downtime $(secs "$tf" "$ts") s ($polls polls; one dmsetup" \
+		"call $(secs "$tc0" "$tc1") s;" \
+		"kernel log $kd ms); sent $(mib "$sent") MiB" \
 		"(DATA $(mib "$data") MiB), lo $(mib $((lo1 - lo0))) MiB; written $(mib "$wr") MiB" \
 		"(WRITTEN), fio wrote $(mib "$fw") MiB; idle p50/p99 ${idle[0]}/${idle[1]} ms" \
-		"(${idle[2]} writes), mirroring ${mir[0]}/${mir[1]} ms (${mir[2]} writes)"
+		"(${idle[2]} writes), mirroring ${mir[0]}/${mir[1]} ms (${mir[2]} writes), after" \
+		"the switch's round (${tr:+$(secs "$t0" "$tr")} s) ${steady[0]}/${steady[1]} ms" \
+		"(${steady[2]} writes)"
 	log "$L run $n_run: remote-cowd: $line"
 	pair_remove "$src" "$dst"
 }
@@ -283,7 +315,7 @@ bench_link() {
 }
 
 for l in lan wan; do
-	for f in time conv sent lo ratio dratio gratio down ip50 ip99 mp50 mp99; do
+	for f in time conv sent lo ratio dratio gratio down kdown dmcall ip50 ip99 mp50 mp99 sp50 sp99; do
 		eval "R_${f}_$l=()"
 	done
 	eval "C_time_$l=() C_lo_$l=()"
@@ -310,10 +342,14 @@ row "remote-cow: sent / written (WRITTEN extents; goal <= 1.05)" ratio
 row "remote-cow: DATA sent / written" dratio
 row "remote-cow: sent / guest writes (initial + fio)" gratio
 row "remote-cow: storage downtime, finish to destination serving (ms; goal <= 100 on the LAN)" down
+row "of which one dmsetup call of nothing (ms)" dmcall
+row "storage downtime in the kernel log: source fenced to destination complete (ms)" kdown
 row "guest 64 KiB write p50, idle (ms)" ip50
 row "guest 64 KiB write p99, idle (ms)" ip99
 row "guest 64 KiB write p50, mirroring (ms)" mp50
 row "guest 64 KiB write p99, mirroring (ms)" mp99
+row "guest 64 KiB write p50, mirroring after the switch's round (ms)" sp50
+row "guest 64 KiB write p99, mirroring after the switch's round (ms)" sp99
 crow "nbdcopy (whole device): time (s)" time
 echo "| nbdcopy (whole device): bytes on loopback (MiB) | $(mibs C_lo_lan) | $(mibs C_lo_wan) |"
 echo
