@@ -165,14 +165,18 @@ pair_remove() {
 # not_incoming <dm name>: its status no longer says incoming (one dmsetup).
 not_incoming() { [[ $(dmsetup status "$1") != *" incoming "* ]]; }
 
-# kernel_downtime <src> <dst>: ms from the source's "finishing" to the
-# destination's "incoming migration complete" in the kernel log ("-" when
-# either is missing).
+# kernel_downtime <src> <dst>: from the kernel log's clock, ms from the
+# finish issued (the marker written to /dev/kmsg before dmsetup ran) to the
+# destination's "incoming migration complete", then the parts: to the
+# source fenced ("finishing"), fenced to complete, and to dmsetup's return
+# ("-" when a line is missing).
 kernel_downtime() {
-	dmesg | awk -v s="$1: migration to .* finishing" -v d="$2: incoming migration complete" '
+	dmesg | awk -v i="bench-migrate: $1: finish issued" -v r="bench-migrate: $1: finish returned" \
+		-v s="$1: migration to .* finishing" -v d="$2: incoming migration complete" '
 	function t(l) { sub(/^\[ */, "", l); sub(/\].*/, "", l); return l }
-	$0 ~ s { a = t($0) } $0 ~ d { b = t($0) }
-	END { if (a != "" && b != "") printf "%.1f\n", (b - a) * 1000; else print "-" }'
+	function ms(x, y) { return (x != "" && y != "") ? sprintf("%.1f", (y - x) * 1000) : "-" }
+	$0 ~ i { a = t($0) } $0 ~ s { b = t($0) } $0 ~ d { c = t($0) } $0 ~ r { e = t($0) }
+	END { print ms(a, c), ms(a, b), ms(b, c), ms(a, e) }'
 }
 
 # run_rc <link name> <rep>: one remote-cow migration; its figures appended
@@ -225,7 +229,9 @@ run_rc() {
 	tc1=$(now)
 	# the guest is paused: finish, and wait for the destination to serve
 	tf=$(now)
+	echo "bench-migrate: $src: finish issued" >/dev/kmsg
 	dmsetup message "$src" 0 migrate finish || die "migrate finish refused"
+	echo "bench-migrate: $src: finish returned" >/dev/kmsg
 	for ((polls = 1; polls < 100000; polls++)); do
 		not_incoming "$dst" && break
 	done
@@ -248,7 +254,7 @@ run_rc() {
 	else
 		mir=(- - 0) steady=(- - 0)
 	fi
-	kd=$(kernel_downtime "$src" "$dst")
+	read -r -a kd <<<"$(kernel_downtime "$src" "$dst")"
 	eval "R_time_$L+=($(secs "$t0" "$td"))"
 	eval "R_conv_$L+=(${tm:+$(secs "$t0" "$tm")})"
 	eval "R_sent_$L+=($sent)"
@@ -260,13 +266,16 @@ run_rc() {
 	eval "R_ip50_$L+=(${idle[0]}) R_ip99_$L+=(${idle[1]})"
 	[ "${mir[0]}" = - ] || eval "R_mp50_$L+=(${mir[0]}) R_mp99_$L+=(${mir[1]})"
 	[ "${steady[0]}" = - ] || eval "R_sp50_$L+=(${steady[0]}) R_sp99_$L+=(${steady[1]})"
-	[ "$kd" = - ] || eval "R_kdown_$L+=($kd)"
+	[ "${kd[0]}" = - ] || eval "R_kdown_$L+=(${kd[0]})"
+	[ "${kd[1]}" = - ] || eval "R_kfence_$L+=(${kd[1]})"
+	[ "${kd[2]}" = - ] || eval "R_kcomplete_$L+=(${kd[2]})"
 	eval "R_dmcall_$L+=($(awk -v a="$tc0" -v b="$tc1" 'BEGIN { printf "%.1f", (b - a) * 1000 }'))"
 	log "$L run $n_run (remote-cow): $(secs "$t0" "$td") s (mirroring after" \
 		"${tm:+$(secs "$t0" "$tm")} s, paused at $(secs "$t0" "$tp") s, finish to done" \
 		"$(secs "$tf" "$td") s); downtime $(secs "$tf" "$ts") s ($polls polls; one dmsetup" \
 		"call $(secs "$tc0" "$tc1") s;" \
-		"kernel log $kd ms); sent $(mib "$sent") MiB" \
+		"kernel log: ${kd[0]} ms, fenced after ${kd[1]} ms, then complete after ${kd[2]} ms;" \
+		"dmsetup returned after ${kd[3]} ms); sent $(mib "$sent") MiB" \
 		"(DATA $(mib "$data") MiB), lo $(mib $((lo1 - lo0))) MiB; written $(mib "$wr") MiB" \
 		"(WRITTEN), fio wrote $(mib "$fw") MiB; idle p50/p99 ${idle[0]}/${idle[1]} ms" \
 		"(${idle[2]} writes), mirroring ${mir[0]}/${mir[1]} ms (${mir[2]} writes), after" \
@@ -315,7 +324,7 @@ bench_link() {
 }
 
 for l in lan wan; do
-	for f in time conv sent lo ratio dratio gratio down kdown dmcall ip50 ip99 mp50 mp99 sp50 sp99; do
+	for f in time conv sent lo ratio dratio gratio down kdown kfence kcomplete dmcall ip50 ip99 mp50 mp99 sp50 sp99; do
 		eval "R_${f}_$l=()"
 	done
 	eval "C_time_$l=() C_lo_$l=()"
@@ -343,7 +352,9 @@ row "remote-cow: DATA sent / written" dratio
 row "remote-cow: sent / guest writes (initial + fio)" gratio
 row "remote-cow: storage downtime, finish to destination serving (ms; goal <= 100 on the LAN)" down
 row "of which one dmsetup call of nothing (ms)" dmcall
-row "storage downtime in the kernel log: source fenced to destination complete (ms)" kdown
+row "storage downtime in the kernel log: finish issued to destination complete (ms)" kdown
+row "of which finish issued to the source fenced (ms)" kfence
+row "of which the source fenced to the destination complete (ms)" kcomplete
 row "guest 64 KiB write p50, idle (ms)" ip50
 row "guest 64 KiB write p99, idle (ms)" ip99
 row "guest 64 KiB write p50, mirroring (ms)" mp50
