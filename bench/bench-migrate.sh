@@ -286,10 +286,12 @@ run_rc() {
 }
 
 # run_copy <link name>: the baseline, nbdcopy of the whole device's worth
-# to nbdkit (file plugin, TLS with the same key) over the link.
+# to nbdkit (file plugin, TLS with the same key) over the link.  The
+# target file is in /dev/shm: /tmp (half the VM's memory) holds the base.
 run_copy() {
-	local L=$1 t0 t1 lo0 lo1 pid img=$tmp/copy-target.img
+	local L=$1 t0 t1 lo0 lo1 pid img=/dev/shm/bench-migrate-copy.img
 	truncate -s "$DEV_BYTES" "$img"
+	at_exit "rm -f $img"
 	nbdkit -f -i 127.0.0.1 -p "$NBD_PORT" --tls=require --tls-psk="$tmp/key.psk" \
 		file "$img" >>"$tmp/nbdkit.log" 2>&1 &
 	pid=$!
