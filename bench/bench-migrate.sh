@@ -6,8 +6,9 @@
 # the guest's write latency while mirroring; beside the copy of the whole
 # device that it replaces (nbdcopy).
 #
-# Runs inside the test VM (make bench-migrate, or scripts/vm-run.sh
-# --timeout 7200 bench/bench-migrate.sh).  Prints figures; it is not a
+# Runs inside the test VM (make bench-migrate, or VM_MEM=4096
+# scripts/vm-run.sh --timeout 7200 bench/bench-migrate.sh: the VM's /tmp,
+# half its memory, holds the base).  Prints figures; it is not a
 # pass/fail test and is not part of make check.  See
 # Documentation/benchmarks-migration.rst.
 #
