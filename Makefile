@@ -166,6 +166,17 @@ bench-peers: all
 bench-commit: all
 	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- "$(ROOT)/bench/bench-commit.sh"
 
+# Live migration: time, bytes sent against bytes written, storage downtime,
+# guest write latency while mirroring, beside nbdcopy of the whole device,
+# over a LAN-like and a WAN-like link shaped on loopback
+# (Documentation/benchmarks-migration.rst); figures, not in make check.
+# BENCH_MIG_* (sizes, links, repetitions) pass through to the VM.
+MIGRATE_BENCH_ENV = $(foreach v,$(filter BENCH_MIG_%,$(.VARIABLES)),'$(v)=$($(v))')
+.PHONY: bench-migrate
+bench-migrate: all
+	VM_MEM=$${VM_MEM:-4096} "$(ROOT)/scripts/vm-run.sh" --timeout 7200 -- \
+		env $(MIGRATE_BENCH_ENV) "$(ROOT)/bench/bench-migrate.sh"
+
 # Kernel memory per TiB of virtual device: remote-cow beside dm-clone, dm-era,
 # dm-thin and dm-linear (Documentation/benchmarks.rst, "Kernel memory");
 # figures, not in make check.  dm-clone is built out of tree first.

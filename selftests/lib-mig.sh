@@ -18,7 +18,8 @@
 # the keys $tmp/key.psk and $tmp/wrong.psk (psktool), remote-cowd running
 # (HELPER_PID, HELPER_LOG, with -v).
 #
-# mig_link_cut drops every packet on the loopback interface (tc netem loss
+# mig_link_shape gives loopback a link's delay and rate (the benchmark,
+# bench/bench-migrate.sh); mig_link_cut drops every packet on the loopback interface (tc netem loss
 # 100% on lo): the migration's TCP connection is cut without either end
 # being told, as a dead link or a crashed switch would.  Nothing else of
 # these tests goes over loopback (the base is a file, the kernel is talked
@@ -97,12 +98,14 @@ mig_link_cut() {
 	at_exit mig_link_restore
 	tc qdisc replace dev lo root netem loss 100%
 }
-# mig_link_shape <rate>: lo carries at most <rate> (tc netem, e.g. 16mbit)
-# from now on; restored at exit.
+# mig_link_shape <delay> <rate>: every packet on lo held <delay> and the
+# loopback limited to <rate> (tc netem, tc's syntax: 1ms, 1gbit); a packet
+# crosses lo once per direction, so the round trip is twice <delay>.
+# Restored at exit.
 mig_link_shape() {
 	modprobe sch_netem 2>/dev/null
 	at_exit mig_link_restore
-	tc qdisc replace dev lo root netem rate "$1"
+	tc qdisc replace dev lo root netem limit 10000 delay "$1" rate "$2"
 }
 # mig_link_restore: lo carries packets again.
 mig_link_restore() {

@@ -43,7 +43,7 @@ SRC="rc-mir-src"
 DST="rc-mir-dst"
 new_pair "$SRC" "$DST" || tap_bail "cannot set up the source and the destination"
 wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
-mig_link_shape 16mbit || tap_bail "cannot shape lo (tc netem)"
+mig_link_shape 0ms 16mbit || tap_bail "cannot shape lo (tc netem)"
 
 fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=64k --direct=1 \
 	--ioengine=libaio --iodepth=4 --offset=2M --size=16M --time_based --runtime=600 \
