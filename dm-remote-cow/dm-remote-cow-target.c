@@ -165,12 +165,12 @@ static struct rcow_bio *rcow_bio(struct bio *bio)
 	return dm_per_bio_data(bio, sizeof(struct rcow_bio));
 }
 
-/* The dm name, as the operator knows the device, for log lines. */
 struct rcow_mirror_hold *rcow_bio_mirror(struct bio *bio)
 {
 	return &rcow_bio(bio)->mirror;
 }
 
+/* The dm name, as the operator knows the device, for log lines. */
 static const char *rcow_name(struct rcow *rc)
 {
 	return rc->name;
