@@ -309,7 +309,7 @@ static int mirror_trip(struct sender *s, uint32_t flags, uint64_t *last_round, u
 	if (!r)
 		r = get_runs(s, MK_RUNS, &runs);
 	if (!r) {
-		pick = calloc(fresh.len + runs.len + 1, sizeof(*pick));
+		pick = calloc(RCOW_MIRROR_PICK_MAX(fresh.len, runs.len), sizeof(*pick));
 		if (!pick)
 			r = rcow_err_set(&s->err, ENOMEM, "out of memory");
 	}

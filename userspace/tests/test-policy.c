@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rcow/msg.h"
@@ -336,18 +337,19 @@ static void test_mirror(struct tap *t)
 	       RCOW_MIRROR_MAX_ROUNDS);
 }
 
-/* pick's runs as "first+count ..." */
+/* pick's runs as "first+count ..." (out as large as documented: ASan checks it) */
 static void picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
 		   size_t nr, uint64_t *cursor, uint64_t budget, char *buf, size_t cap)
 {
-	struct rcow_run out[16];
-	size_t n = rcow_mirror_pick(fresh, nf, round, nr, cursor, budget, out), len = 0;
+	struct rcow_run *out = calloc(RCOW_MIRROR_PICK_MAX(nf, nr), sizeof(*out));
+	size_t n = out ? rcow_mirror_pick(fresh, nf, round, nr, cursor, budget, out) : 0, len = 0;
 
 	buf[0] = 0;
 	for (size_t i = 0; i < n && len < cap; i++)
 		len += (size_t)snprintf(buf + len, cap - len, "%s%llu+%llu", i ? " " : "",
 					(unsigned long long)out[i].first,
 					(unsigned long long)out[i].count);
+	free(out);
 }
 
 static void test_mirror_pick(struct tap *t)

@@ -196,9 +196,12 @@ bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent);
  * wait are), then the rest of the round set from *cursor on (wrapping
  * round, so that every extent gets its turn), at most budget extents in
  * all (at least one run).  Runs are sorted and disjoint; out needs room
- * for nf + nr + 1 runs.  Returns the number of runs in out; *cursor moves
- * past the last extent taken from the rest.
+ * for RCOW_MIRROR_PICK_MAX(nf, nr) runs (the fresh ones, the round's runs
+ * each cut by the fresh ones inside it, one more where the rest wraps).
+ * Returns the number of runs in out; *cursor moves past the last extent
+ * taken from the rest.
  */
+#define RCOW_MIRROR_PICK_MAX(nf, nr) (2 * (nf) + (nr) + 1)
 struct rcow_run;
 size_t rcow_mirror_pick(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
 			size_t nr, uint64_t *cursor, uint64_t budget, struct rcow_run *out);
