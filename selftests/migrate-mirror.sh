@@ -11,7 +11,10 @@
 #
 # - remote-cowd switches the migration to mirroring (migrate_state
 #   mirroring, its log says the rounds stopped shrinking); from then on
-#   the guest's writes complete only once the destination has them;
+#   the guest's writes complete only once the destination has them, and
+#   with fio still writing, what the rounds have to send drains to a
+#   handful of extents and stays there (the round taken at the switch is
+#   sent in slices: it takes a while);
 # - the guest is paused (fio stopped) and 'migrate finish --wait' ends
 #   done with at most a handful of extents left for the last round (the
 #   kernel logs the number at the fence; without mirroring it is most of
@@ -27,7 +30,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool tc
-tap_plan 10
+tap_plan 12
 
 PORT=17731
 LEFT_MAX=8		# 4 writes in flight, each over at most 2 extents
@@ -55,8 +58,16 @@ check "migrate while fio writes faster than the link: started" \
 	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
 check "the migration switches to mirroring" wait_until 1200 state_is "$SRC" mirroring
 check "remote-cowd logged why" logged "$SRC: the rounds stopped shrinking: mirroring from round"
+# remains_at_most <n>: what the rounds taken still have to send (status
+# migrate_total - migrate_done) is at most n extents.
+remains_at_most() {
+	[ $(($(rc_status "$SRC" migrate_total) - $(rc_status "$SRC" migrate_done))) -le "$1" ]
+}
+check "with the guest still writing, what the rounds have to send drains to at most $LEFT_MAX extents" \
+	wait_until 1200 remains_at_most "$LEFT_MAX"
 sleep 5
-check_eq "still mirroring after 5 s, nothing failed" mirroring "$(state "$SRC")"
+check_eq "still mirroring 5 s later, nothing failed" mirroring "$(state "$SRC")"
+check "... and what is left stays small" remains_at_most $((2 * LEFT_MAX))
 
 # The guest pauses: its writes in flight complete once the destination has them.
 mig_fio_stop
