@@ -43,7 +43,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mig.h"
 
@@ -213,15 +212,6 @@ static int get_runs(struct sender *s, enum mig_kop op, struct run_vec *runs)
 	return r;
 }
 
-static uint64_t ms_since(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)(t.tv_sec - t0->tv_sec) * 1000 +
-	       (uint64_t)((t.tv_nsec - t0->tv_nsec) / 1000000);
-}
-
 /*
  * Send runs v[0, n) of round, have them flushed, then mark them sent.
  * *sent: extents.  Measures the rate (bytes per second) for the slices.
@@ -230,14 +220,13 @@ static int ship(struct sender *s, uint64_t round, const struct rcow_run *v, size
 		uint64_t *sent)
 {
 	uint8_t f[MIG_HDR_SIZE + 8];
-	struct timespec t0;
-	uint64_t ms, bytes = 0;
+	uint64_t t0, ms, bytes = 0;
 	int r = 0;
 
 	*sent = 0;
 	if (!n)
 		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = now_ms();
 	for (size_t i = 0; i < n && !r; i++) {
 		r = send_run(s, v[i].first, v[i].count);
 		bytes += v[i].count * s->eb;
@@ -247,7 +236,7 @@ static int ship(struct sender *s, uint64_t round, const struct rcow_run *v, size
 			     &s->err);
 	if (!r)
 		r = wait_for(s, MIG_FLUSHED, s->seq);
-	ms = ms_since(&t0);
+	ms = now_ms() - t0;
 	if (!r && ms)
 		s->rate = s->rate ? (s->rate + bytes * 1000 / ms) / 2 : bytes * 1000 / ms;
 	/* on the destination's disk: now they may leave the round set */
