@@ -259,6 +259,8 @@ struct options {
 	/* command-line overrides of the global policy (-1: not given) */
 	long long connections, max_in_flight, prefetch_max;
 	uint32_t mig_peer_timeout_ms;	/* --migrate-peer-timeout, 0: not given */
+	bool mig_mirror_set;		/* --migrate-mirror given: */
+	enum rcow_mig_mirror mig_mirror;
 };
 
 /*

@@ -320,7 +320,7 @@ static int migrate(struct sender *s)
 {
 	struct mig_psk psk;
 	uint64_t last = s->j->round_seen, sent, left = 0, waiting;
-	bool finishing = false, mirror = false;
+	bool finishing = false, mirror = s->j->mirror_always;
 	int r;
 
 	r = mig_psk_load(s->j->spec, &psk, &s->err);
@@ -358,8 +358,11 @@ static int migrate(struct sender *s)
 		mirror = mirror && !finishing && !s->mirroring;
 		if (mirror) {
 			s->mirroring = true;
-			logmsg("device %s: the rounds stopped shrinking: mirroring from round %llu (writes complete once the destination has them)",
-			       s->j->info.dm_name, (unsigned long long)last + 1);
+			logmsg("device %s: %s: mirroring from round %llu (writes complete once the destination has them)",
+			       s->j->info.dm_name,
+			       s->j->mirror_always ? "migrate_mirror always" :
+						     "the rounds stopped shrinking",
+			       (unsigned long long)last + 1);
 		}
 		if (s->mirroring && !finishing)
 			r = mirror_trip(s, mirror ? RCOW_MIGRATE_F_MIRROR : 0, &last, &sent, &left);

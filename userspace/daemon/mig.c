@@ -388,6 +388,8 @@ static int start_job(struct daemon *d, const struct rcow_device_info *info, bool
 	j->round_seen = info->migrate_round;
 	j->peer_timeout_ms = d->opt.mig_peer_timeout_ms ? d->opt.mig_peer_timeout_ms :
 			     d->cfg.mig_peer_timeout_ms;
+	j->mirror_always = (d->opt.mig_mirror_set ? d->opt.mig_mirror : d->cfg.mig_mirror) ==
+			   RCOW_MIG_MIRROR_ALWAYS;
 	snprintf(j->target, sizeof(j->target), "%s", info->migrate_target);
 	if (mig_spec_path(d, sender, info->dm_name, j->spec, sizeof(j->spec))) {
 		free(j);

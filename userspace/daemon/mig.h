@@ -59,6 +59,7 @@ struct mig_job {
 	char target[RCOW_MIGRATE_TARGET_MAX];	/* sender: HOST:PORT */
 	char spec[4096];		/* path of its spec / PSK file */
 	unsigned int peer_timeout_ms;	/* migrate_peer_timeout as the job started */
+	bool mirror_always;		/* migrate_mirror always, as the job started */
 	pthread_t th;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
