@@ -42,7 +42,11 @@
  * handed to the target's deferred list after it is dropped.  The upload
  * and held bitmaps are changed with atomic bitops and read without locks
  * (map tests the held bitmap only while RCOW_F_HOLDING is set).  The
- * bitmaps are allocated by the first commit and live as long as the table.
+ * bitmaps are allocated by each freeze and given back by the worker once
+ * the commit ended (trim_sets()): the pointers change only in the worker,
+ * and under cm->lock while no commit uploads; netlink handlers look at
+ * them only under cm->lock or after seeing a commit uploading, map only
+ * with RCOW_F_HOLDING set, in an RCU read section.
  */
 
 #include <linux/jiffies.h>
@@ -313,8 +317,10 @@ void rcow_gate_open(struct rcow *rc)
 }
 
 /*
- * Worker: two in-memory sets of one bit per extent, allocated once (the
- * commit's, the migration's) and kept with the table.
+ * Worker: two in-memory sets of one bit per extent for a job (the commit's,
+ * the migration's), unless it still has them.  They take 2 bits per
+ * extent, 4 MiB per TiB at 64 KiB extents, so they exist only while their
+ * job may use them: see rcow_free_sets().
  */
 int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b)
 {
@@ -330,6 +336,50 @@ int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b)
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+/*
+ * Worker: give back a job's two sets.  The job is over, the flag that let
+ * map or end_io look at them was cleared and an RCU grace period passed
+ * since (those look in RCU read sections), and the caller then took them
+ * out of the job (its pointers NULL from now on) under the job's lock.  A
+ * netlink handler that saw the job running may still hold them: it runs
+ * under rcow_nl_lock, so wait for it.
+ */
+void rcow_free_sets(unsigned long *a, unsigned long *b)
+{
+	rcow_nl_barrier();
+	kvfree(a);
+	kvfree(b);
+}
+
+/* Worker: the commit is over (done or failed): its sets go. */
+static void trim_sets(struct rcow *rc)
+{
+	struct rcow_commit *cm = cm_of(rc);
+	unsigned long *upload, *held;
+
+	if (!cm->upload)		/* written only by the worker */
+		return;
+	spin_lock(&cm->lock);
+	if (cm->state == RCOW_COMMIT_UPLOADING) {
+		spin_unlock(&cm->lock);
+		return;
+	}
+	spin_unlock(&cm->lock);
+	/*
+	 * end_commit() cleared RCOW_F_HOLDING with the state: once the map
+	 * calls that saw it set are over, map looks no more.  Only this
+	 * worker starts a commit, so none starts meanwhile.
+	 */
+	synchronize_rcu();
+	spin_lock(&cm->lock);
+	upload = cm->upload;
+	held = cm->held;
+	cm->upload = NULL;
+	cm->held = NULL;
+	spin_unlock(&cm->lock);
+	rcow_free_sets(upload, held);
 }
 
 /* Worker: the freeze asked by rcow_commit_message(). */
@@ -450,6 +500,8 @@ void rcow_commit_work(struct rcow *rc)
 	if (READ_ONCE(cm->state) == RCOW_COMMIT_UPLOADING) {
 		check_preserve_timeout(rc);
 		send_preserves(rc);
+	} else {
+		trim_sets(rc);
 	}
 }
 
@@ -709,10 +761,14 @@ const char *rcow_commit_state_name(enum remote_cow_commit_state s)
 const unsigned long *rcow_commit_set(struct rcow *rc, u32 set)
 {
 	struct rcow_commit *cm = cm_of(rc);
+	const unsigned long *p = NULL;
 
-	if (READ_ONCE(cm->state) != RCOW_COMMIT_UPLOADING)
-		return NULL;
-	return set == RCOW_BITMAP_COMMIT_UPLOAD ? cm->upload : cm->held;
+	/* Netlink (rcow_nl_lock held): valid until the handler returns. */
+	spin_lock(&cm->lock);
+	if (cm->state == RCOW_COMMIT_UPLOADING)
+		p = set == RCOW_BITMAP_COMMIT_UPLOAD ? cm->upload : cm->held;
+	spin_unlock(&cm->lock);
+	return p;
 }
 
 int __init rcow_commit_module_init(void)

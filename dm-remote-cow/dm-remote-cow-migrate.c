@@ -60,9 +60,13 @@
  * the state, the counters, the target and the requests, and the round
  * set's changes: the swap and the marks.  It nests inside nothing and
  * nothing is taken inside it.  The change set is set with atomic bitops
- * from end_io, without the lock, and replaced by the worker only with the
- * writes drained.  Both bitmaps are allocated by the first migrate send
- * and live as long as the table; the end of a migration clears them.
+ * from end_io, without the lock (in an RCU read section, while
+ * RCOW_F_MIGRATING is set), and replaced by the worker only with the
+ * writes drained.  Both bitmaps are allocated by migrate send and given
+ * back by the worker once the migration is over (trim_sets()): their
+ * pointers change only in the worker, and under mg->lock while no
+ * migration runs; netlink handlers look at them only under mg->lock or
+ * after seeing a migration running.
  * mg->held_lock (irq-safe, taken from end_io) protects the held writes,
  * their count and mirror_on; it is taken inside mg->lock only to switch
  * holding on, nothing is taken inside it, and held writes are ended
@@ -297,10 +301,14 @@ void rcow_migrate_written(struct rcow *rc, struct rcow_mirror_hold *mh,
 	struct rcow_migrate *mg = mg_of(rc);
 	u64 e;
 
-	if (!test_bit(RCOW_F_MIGRATING, &rc->flags))
+	rcu_read_lock();	/* pairs with trim_sets() */
+	if (!test_bit(RCOW_F_MIGRATING, &rc->flags)) {
+		rcu_read_unlock();
 		return;
+	}
 	for (e = first; e <= last; e++)
 		set_bit(e, mg->dirty);
+	rcu_read_unlock();
 	if (!test_bit(RCOW_F_MIRROR, &rc->flags))
 		return;
 	/* After the bits: the next swap has them and a larger number. */
@@ -341,13 +349,16 @@ bool rcow_migrate_hold(struct rcow *rc, struct bio *bio)
 /* A held write may go: a round after it sent all its extents. */
 static bool mirrored(struct rcow *rc, struct rcow_mirror_hold *mh, u64 round)
 {
-	struct rcow_migrate *mg = mg_of(rc);
+	/* Netlink (MARK): none, the migration is over (trim_sets()). */
+	const unsigned long *set = READ_ONCE(mg_of(rc)->round_set);
 	u64 e;
 
 	if (mh->round >= round)
 		return false;
+	if (!set)
+		return true;
 	for (e = mh->first; e <= mh->last; e++)
-		if (test_bit(e, mg->round_set))
+		if (test_bit(e, set))
 			return false;
 	return true;
 }
@@ -569,6 +580,36 @@ static void do_round(struct rcow *rc)
 	rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_ROUND);
 }
 
+/* Worker: the migration is over (done, failed, aborted): its sets go. */
+static void trim_sets(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	unsigned long *dirty, *round_set;
+
+	if (!mg->dirty)			/* written only by the worker */
+		return;
+	spin_lock(&mg->lock);
+	if (running(mg->state)) {
+		spin_unlock(&mg->lock);
+		return;
+	}
+	/* Still set once done: end_io stops looking at the change set. */
+	clear_bit(RCOW_F_MIGRATING, &rc->flags);
+	spin_unlock(&mg->lock);
+	/*
+	 * Once the end_io calls that saw the flag set are over.  Only this
+	 * worker starts a migration, so none starts meanwhile.
+	 */
+	synchronize_rcu();
+	spin_lock(&mg->lock);
+	dirty = mg->dirty;
+	round_set = mg->round_set;
+	mg->dirty = NULL;
+	WRITE_ONCE(mg->round_set, NULL);
+	spin_unlock(&mg->lock);
+	rcow_free_sets(dirty, round_set);
+}
+
 void rcow_migrate_work(struct rcow *rc)
 {
 	struct rcow_migrate *mg = mg_of(rc);
@@ -584,6 +625,7 @@ void rcow_migrate_work(struct rcow *rc)
 	if (test_bit(RCOW_F_MIRROR_KICK, &rc->flags) &&
 	    test_and_clear_bit(RCOW_F_MIRROR_KICK, &rc->flags))
 		rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_WAITING);
+	trim_sets(rc);
 }
 
 /*
@@ -905,8 +947,12 @@ const char *rcow_migrate_state_name(enum remote_cow_migrate_state s)
 const unsigned long *rcow_migrate_set(struct rcow *rc, u32 set)
 {
 	struct rcow_migrate *mg = mg_of(rc);
+	const unsigned long *p = NULL;
 
-	if (!running(READ_ONCE(mg->state)))
-		return NULL;
-	return set == RCOW_BITMAP_MIGRATE_ROUND ? mg->round_set : mg->dirty;
+	/* Netlink (rcow_nl_lock held): valid until the handler returns. */
+	spin_lock(&mg->lock);
+	if (running(mg->state))
+		p = set == RCOW_BITMAP_MIGRATE_ROUND ? mg->round_set : mg->dirty;
+	spin_unlock(&mg->lock);
+	return p;
 }

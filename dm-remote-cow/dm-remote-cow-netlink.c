@@ -174,6 +174,17 @@ static int event_send(struct sk_buff *skb, bool put_failed)
 	return send_to_helper(skb);
 }
 
+/*
+ * Wait until the netlink handler running now, if any, is done: one that
+ * looked at a device's job sets before they were taken away (see
+ * rcow_free_sets()).  Not with rcow_nl_lock held.
+ */
+void rcow_nl_barrier(void)
+{
+	mutex_lock(&rcow_nl_lock);
+	mutex_unlock(&rcow_nl_lock);
+}
+
 static int event_send_unlocked(struct sk_buff *skb, bool put_failed)
 {
 	int r;

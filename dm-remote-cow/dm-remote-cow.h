@@ -258,6 +258,7 @@ void rcow_commit_resume(struct rcow *rc);
 const char *rcow_commit_state_name(enum remote_cow_commit_state s);
 const unsigned long *rcow_commit_set(struct rcow *rc, u32 set);
 int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b);
+void rcow_free_sets(unsigned long *a, unsigned long *b);
 int rcow_gate_close(struct rcow *rc, const char *what);
 void rcow_gate_open(struct rcow *rc);
 int rcow_commit_module_init(void);
@@ -303,6 +304,7 @@ void rcow_nl_commit_start(struct rcow *rc);
 int rcow_nl_send_preserve(struct rcow *rc, u64 gen, u64 first, u32 count);
 void rcow_nl_commit_abort(struct rcow *rc, u64 gen);
 void rcow_nl_migrate_event(struct rcow *rc, u8 cmd);
+void rcow_nl_barrier(void);
 
 /*
  * Compatibility with kernels newer than Debian 12's 6.1: from 6.9 on the
