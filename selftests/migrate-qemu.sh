@@ -297,8 +297,9 @@ tap_diag "the guest's messages on the destination:" \
 	"$(grep -a "RCOW-GUEST" "$tmp/dst.console" | tr -d '\r' | head -n 5)"
 max=$(last_ack src)
 [ "$(last_ack dst)" -gt "$max" ] && max=$(last_ack dst)
+# (a read error leaves the image short: the checks below fail)
 dd if="/dev/mapper/$DST" of="$tmp/dst.img" bs=1M iflag=direct status=none ||
-	tap_bail "cannot read $DST"
+	tap_diag "cannot read $DST"
 cat >"$tmp/verify.py" <<'EOF'
 import hashlib, sys
 
