@@ -36,9 +36,10 @@
 #   the last ack, which may have been in flight) it equals the base with
 #   the data written before; the source refuses writes, its state is done.
 #
-# Nested TCG is slow: the guest's boot takes a minute or two, the RAM
-# migration some seconds; the whole test about five minutes.
-# shellcheck disable=SC2317	# callbacks of wait_until
+# Nested TCG is slow: the guest's boot takes about four minutes (seven with
+# other VMs running on the machine), each RAM migration some seconds; the
+# whole test eight or nine minutes.
+# shellcheck disable=SC2317	# callbacks of wait_until and within
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
 . "$(dirname "$0")/lib-mig.sh"
@@ -55,7 +56,7 @@ DST_FAULT_MS=5000
 GUEST_MEM=128		# MiB
 GUEST_OFF=4096		# the guest's block k is 4 KiB block GUEST_OFF + k of the disk
 GUEST_BLOCKS=4096	# at most (to the end of the 32 MiB disk)
-GUEST_WAIT=${GUEST_WAIT:-600}	# seconds for the guest to boot
+GUEST_WAIT=${GUEST_WAIT:-900}	# seconds for the guest to boot
 mig_setup migrate-qemu
 
 SRC="rc-qm-src"
@@ -194,14 +195,25 @@ keep_consoles() {
 	done
 }
 at_exit keep_consoles
+# within <seconds> <command...>: until the command succeeds, by the clock
+# (wait_until counts tries, and each try here spawns processes, slow in
+# the VM)
+within() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.5
+	done
+}
 secs() { date +%s.%N | cut -c1-14; }
 since() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
 
 t0=$(secs)
 qemu_start src "$SRC"
 SRC_QEMU=$QEMU_PID
-if wait_until "$GUEST_WAIT" console_has src RCOW-GUEST-UP &&
-	wait_until 60 acks_past src 4; then
+if within "$GUEST_WAIT" console_has src RCOW-GUEST-UP &&
+	within 60 acks_past src 4; then
 	tap_ok "the guest boots on $SRC and writes (booted in $(since "$t0") s)"
 else
 	tap_not_ok "the guest boots on $SRC and writes" "$(tail -n 30 "$tmp/src.console" 2>/dev/null)" \
@@ -230,7 +242,7 @@ to_switchover() {
 	check "the first round went by (the 8 MiB written before)" \
 		wait_until 120 sent_past "$SRC" 127
 	a=$(last_ack src)
-	check "... the guest goes on writing (acks past $a)" wait_until 60 acks_past src $((a + 2))
+	check "... the guest goes on writing (acks past $a)" within 60 acks_past src $((a + 2))
 	# the guest's migration, paused before the switchover
 	t=$(secs)
 	check "QMP: migrate to the destination QEMU" qmp src \
@@ -258,7 +270,7 @@ check "QMP: migrate_cancel" qmp src '{"execute": "migrate_cancel"}'
 check "remote-cow migrate $SRC abort" "$RC" migrate "$SRC" abort
 check "the guest's migration is cancelled" qmp src --wait-migrate cancelled 120
 a=$(last_ack src)
-check "the guest goes on on the source (acks past $a)" wait_until 120 acks_past src $((a + 2))
+check "the guest goes on on the source (acks past $a)" within 120 acks_past src $((a + 2))
 check_eq "$SRC is idle (writable)" idle "$(state "$SRC")"
 check_eq "$ABORTED stays incoming" incoming "$(state "$ABORTED")"
 check_fails "... and serves nothing (a read fails at its fault_timeout)" \
@@ -285,7 +297,7 @@ else
 	tap_not_ok "the guest's migration completes" "$r" "$(cat "$tmp/src.out" "$tmp/dst.out")"
 fi
 check "the guest goes on on the destination: new acks past $src_ack" \
-	wait_until 120 acks_past dst $((src_ack + 3))
+	within 120 acks_past dst $((src_ack + 3))
 check_eq "the destination's QEMU runs" running "$(qmp dst '{"execute": "query-status"}' | jq -r .status)"
 
 # --- the disk, block by block --------------------------------------------------
