@@ -33,7 +33,8 @@ PACKAGES=(
 	# lint
 	sparse linux-source-6.1 cppcheck clang clang-tidy libclang-rt-14-dev
 	shellcheck
-	# VM harness
+	# VM harness; also the QEMU guests inside the VM (selftests/lib-guest.sh:
+	# libvirt-guest.sh, migrate-qemu.sh) with busybox-static and cpio
 	qemu-system-x86 busybox-static cpio xz-utils
 	# tools used by tests and the demo, inside the VM
 	dmsetup libnbd-bin nbdkit qemu-utils fio iproute2 iputils-ping

@@ -51,22 +51,28 @@ mig_setup() {
 		tap_bail "psktool cannot make a key"
 }
 
-# new_pair <src> <dst>: a source device with 8 MiB written from 4 MiB on,
-# and a destination made by receive, listening on 127.0.0.1:$PORT; COW
-# loop devices in SRC_COW, DST_COW.  Both removed at exit.
+# new_pair <src> <dst> [ms]: a source device with 8 MiB written from 4 MiB
+# on, and a destination (new_dst <dst> [ms]); COW loop devices in SRC_COW,
+# DST_COW.  Both removed at exit.
 new_pair() {
 	make_cow $((DEV_BYTES + (4 << 20))) || return 1
 	SRC_COW=$COW_DEV
-	make_cow $((DEV_BYTES + (4 << 20))) || return 1
-	DST_COW=$COW_DEV
 	at_exit "dm_remove $1"
-	at_exit "dm_remove $2"
 	"$RC" create "$1" --cow "$SRC_COW" --base "$BASE" >/dev/null || return 1
 	image_data "$MIG_TEST-$1" $((8 * MIB)) |
 		dd of="/dev/mapper/$1" bs=1M seek=4 oflag=direct iflag=fullblock status=none ||
 		return 1
-	"$RC" receive "$2" --cow "$DST_COW" --base "$BASE" --listen "127.0.0.1:$PORT" \
-		--psk "$tmp/key.psk" --run-dir "$RUN" --fault-timeout 60000 >/dev/null
+	new_dst "$2" "${3:-60000}"
+}
+# new_dst <dst> [ms [port]]: a destination made by receive, listening on
+# 127.0.0.1:<port> ($PORT unless given), its fault_timeout <ms> (60000
+# unless given); its COW loop device in DST_COW.  Removed at exit.
+new_dst() {
+	make_cow $((DEV_BYTES + (4 << 20))) || return 1
+	DST_COW=$COW_DEV
+	at_exit "dm_remove $1"
+	"$RC" receive "$1" --cow "$DST_COW" --base "$BASE" --listen "127.0.0.1:${3:-$PORT}" \
+		--psk "$tmp/key.psk" --run-dir "$RUN" --fault-timeout "${2:-60000}" >/dev/null
 }
 state() { rc_status "$1" migrate_state; }
 state_is() { [ "$(state "$1")" = "$2" ]; }

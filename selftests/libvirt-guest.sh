@@ -10,8 +10,8 @@
 #   extent-size=>), so the hook creates /dev/mapper/<name> at "prepare"
 #   (virsh start) and removes it at "release" (after the guest stopped).
 # - The guest: Debian's kernel (the VM's own, from build/vm/kernel) and a
-#   busybox initramfs built here, holding virtio_pci/virtio_blk and their
-#   dependencies (modules in Debian's kernel) and a payload.  Its init
+#   busybox initramfs built here (lib-guest.sh), holding
+#   virtio_pci/virtio_blk and their dependencies and a payload.  Its init
 #   prints the sha256 of the first MiB of /dev/vda, writes the payload at
 #   8 MiB with fsync, prints a marker and powers off (on_poweroff destroy).
 # - Checked: the guest printed the base's checksum; the hook removed the
@@ -28,6 +28,7 @@
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
+. "$(dirname "$0")/lib-guest.sh"
 
 require_vm
 require_cmd libvirtd virsh qemu-system-x86_64 busybox cpio python3 modprobe \
@@ -52,53 +53,24 @@ image_data libvirt-guest-payload "$PAYLOAD_BYTES" >"$tmp/payload"
 make_cow $((BASE_BYTES + 4 * MIB)) || tap_bail "no COW loop device"
 helper_start || tap_bail "remote-cowd does not start"
 
-# --- the guest: kernel and initramfs ---------------------------------------
-ABI=$(uname -r)
-KERNEL=$RC_TREE/build/vm/kernel/$ABI/boot/vmlinux-$ABI	# PVH entry, no decompression
-[ -s "$KERNEL" ] || KERNEL=$RC_TREE/build/vm/kernel/$ABI/boot/vmlinuz-$ABI
-[ -s "$KERNEL" ] || tap_bail "no kernel for the guest in build/vm/kernel/$ABI"
+# --- the guest: kernel and initramfs (lib-guest.sh) ------------------------
+guest_kernel || tap_bail "no kernel for the guest"
 ird=$tmp/initramfs
-mkdir -p "$ird"/{bin,dev,proc,sys,mod}
-cp "$(command -v busybox)" "$ird/bin/busybox" || tap_bail "cannot copy busybox"
-for a in sh mount insmod dd sha256sum sync sleep poweroff cat echo dmesg tail; do
-	ln -s busybox "$ird/bin/$a"
-done
-# insmod order of virtio_pci and virtio_blk with their dependencies
-# (one module per modprobe: further names would be module parameters)
-for m in virtio_pci virtio_blk; do
-	modprobe --show-depends "$m" || tap_bail "modprobe --show-depends $m failed"
-done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' >"$tmp/modlist"
-grep -q '/virtio_blk\.ko' "$tmp/modlist" ||
-	tap_bail "no virtio_blk.ko among the guest's modules: $(cat "$tmp/modlist")"
-while read -r ko; do
-	cp "$ko" "$ird/mod/" || tap_bail "cannot copy $ko"
-	basename "$ko" >>"$ird/mod/order"
-done <"$tmp/modlist"
+guest_initramfs_tree "$ird" || tap_bail "cannot build the guest's initramfs"
 cp "$tmp/payload" "$ird/payload"
-cat >"$ird/init" <<EOF
-#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t devtmpfs devtmpfs /dev
-for m in \$(cat /mod/order); do insmod /mod/\$m || echo "RCOW-GUEST insmod \$m failed"; done
-i=0
-while [ ! -b /dev/vda ] && [ \$i -lt 120 ]; do sleep 1; i=\$((i + 1)); done
-if [ -b /dev/vda ]; then
-	sum=\$(dd if=/dev/vda bs=65536 count=16 | sha256sum)
-	echo "RCOW-GUEST-SHA256 \${sum%% *}"
-	dd if=/payload of=/dev/vda bs=65536 seek=128 conv=notrunc,fsync
-	echo "RCOW-GUEST-WRITE \$?"
-	sync
-else
-	echo "RCOW-GUEST no /dev/vda after \$i s; kernel log:"
-	dmesg | tail -n 30
-fi
+{
+	guest_init_head
+	cat <<'EOF'
+sum=$(dd if=/dev/vda bs=65536 count=16 | sha256sum)
+echo "RCOW-GUEST-SHA256 ${sum%% *}"
+dd if=/payload of=/dev/vda bs=65536 seek=128 conv=notrunc,fsync
+echo "RCOW-GUEST-WRITE $?"
+sync
 echo "RCOW-GUEST-DONE"
 poweroff -f
 EOF
-chmod 755 "$ird/init"
-(cd "$ird" && find . | cpio -o -H newc --quiet) >"$tmp/initrd.cpio" ||
-	tap_bail "cannot build the guest's initramfs"
+} >"$ird/init"
+guest_initramfs_pack "$ird" "$tmp/initrd.cpio" || tap_bail "cannot build the guest's initramfs"
 
 # --- libvirtd, on private state directories --------------------------------
 etc=$tmp/etc-libvirt
@@ -158,9 +130,9 @@ cat >"$tmp/domain.xml" <<EOF
   </metadata>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$KERNEL</kernel>
+    <kernel>$GUEST_KERNEL</kernel>
     <initrd>$tmp/initrd.cpio</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 mitigations=off no_timer_check tsc=unstable i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 random.trust_cpu=on audit=0 cryptomgr.notests</cmdline>
+    <cmdline>$GUEST_CMDLINE</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
