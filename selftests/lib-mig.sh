@@ -92,6 +92,21 @@ mig_fio() {
 	MIG_FIO=$!
 	at_exit "kill $MIG_FIO 2>/dev/null"
 }
+# mig_fio_outrun <dm name>: as mig_fio, a guest that outruns any link the
+# tests shape: 64 KiB blocks at random over 16 MiB from 2 MiB on, as fast
+# as it can (4 in flight, libaio).
+mig_fio_outrun() {
+	fio --name=guest --filename="/dev/mapper/$1" --rw=randwrite --bs=64k --direct=1 \
+		--ioengine=libaio --iodepth=4 --offset=2M --size=16M --time_based --runtime=600 \
+		--output="$tmp/fio-$1.out" >/dev/null 2>&1 &
+	MIG_FIO=$!
+	at_exit "kill $MIG_FIO 2>/dev/null"
+}
+# remains_at_most <src> <n>: what the rounds taken still have to send
+# (status migrate_total - migrate_done) is at most n extents.
+remains_at_most() {
+	[ $(($(rc_status "$1" migrate_total) - $(rc_status "$1" migrate_done))) -le "$2" ]
+}
 # mig_fio_stop: stop it (SIGINT) and wait for it.
 mig_fio_stop() {
 	kill -INT "$MIG_FIO" 2>/dev/null

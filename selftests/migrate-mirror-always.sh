@@ -37,11 +37,7 @@ new_pair "$SRC" "$DST" || tap_bail "cannot set up the source and the destination
 wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
 mig_link_shape 0ms 16mbit || tap_bail "cannot shape lo (tc netem)"
 
-fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=64k --direct=1 \
-	--ioengine=libaio --iodepth=4 --offset=2M --size=16M --time_based --runtime=600 \
-	--output="$tmp/fio-$SRC.out" >/dev/null 2>&1 &
-MIG_FIO=$!
-at_exit "kill $MIG_FIO 2>/dev/null"
+mig_fio_outrun "$SRC"
 sleep 1
 check "migrate while fio writes faster than the link: started" \
 	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
@@ -51,11 +47,8 @@ written_at=$(rc_status "$SRC" written)
 check "mirroring while the bulk is on its way ($done_at of $written_at written extents sent)" \
 	test "$(state "$SRC")" = mirroring -a $((2 * done_at)) -lt "$written_at"
 check "remote-cowd logged why" logged "$SRC: migrate_mirror always: mirroring from round 1"
-remains_at_most() {
-	[ $(($(rc_status "$SRC" migrate_total) - $(rc_status "$SRC" migrate_done))) -le "$1" ]
-}
 check "with the guest still writing, what is left drains to at most $LEFT_MAX extents" \
-	wait_until 1200 remains_at_most "$LEFT_MAX"
+	wait_until 1200 remains_at_most "$SRC" "$LEFT_MAX"
 
 mig_fio_stop
 kmsg_mark

@@ -48,26 +48,17 @@ new_pair "$SRC" "$DST" || tap_bail "cannot set up the source and the destination
 wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
 mig_link_shape 0ms 16mbit || tap_bail "cannot shape lo (tc netem)"
 
-fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=64k --direct=1 \
-	--ioengine=libaio --iodepth=4 --offset=2M --size=16M --time_based --runtime=600 \
-	--output="$tmp/fio-$SRC.out" >/dev/null 2>&1 &
-MIG_FIO=$!
-at_exit "kill $MIG_FIO 2>/dev/null"
+mig_fio_outrun "$SRC"
 sleep 1
 check "migrate while fio writes faster than the link: started" \
 	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
 check "the migration switches to mirroring" wait_until 1200 state_is "$SRC" mirroring
 check "remote-cowd logged why" logged "$SRC: the rounds stopped shrinking: mirroring from round"
-# remains_at_most <n>: what the rounds taken still have to send (status
-# migrate_total - migrate_done) is at most n extents.
-remains_at_most() {
-	[ $(($(rc_status "$SRC" migrate_total) - $(rc_status "$SRC" migrate_done))) -le "$1" ]
-}
 check "with the guest still writing, what the rounds have to send drains to at most $LEFT_MAX extents" \
-	wait_until 1200 remains_at_most "$LEFT_MAX"
+	wait_until 1200 remains_at_most "$SRC" "$LEFT_MAX"
 sleep 5
 check_eq "still mirroring 5 s later, nothing failed" mirroring "$(state "$SRC")"
-check "... and what is left stays small" remains_at_most $((2 * LEFT_MAX))
+check "... and what is left stays small" remains_at_most "$SRC" $((2 * LEFT_MAX))
 
 # The guest pauses: its writes in flight complete once the destination has them.
 mig_fio_stop
