@@ -433,6 +433,8 @@ void mig_device(struct daemon *d, const struct rcow_device_info *info);
 void mig_stop(struct daemon *d, uint32_t dev_id);
 void mig_run(struct daemon *d);
 int mig_pollfd(struct daemon *d, struct pollfd *p);
+/* When a group being gathered must be whole (ms, now_ms()'s clock); 0: none. */
+uint64_t mig_timer(struct daemon *d, uint64_t now);
 void mig_fini(struct daemon *d);
 
 /*
