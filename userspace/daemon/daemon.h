@@ -259,6 +259,7 @@ struct options {
 	/* command-line overrides of the global policy (-1: not given) */
 	long long connections, max_in_flight, prefetch_max;
 	uint32_t mig_peer_timeout_ms;	/* --migrate-peer-timeout, 0: not given */
+	uint32_t mig_gather_ms;		/* a group's members started within; 0: MIG_GATHER_MS (tests) */
 };
 
 /*

@@ -446,8 +446,9 @@ static const char *gather_broken(struct mig_job *j, uint64_t now, char *why, siz
 	if (j->sender && now >= j->gather_until) {
 		for (unsigned int i = 0; i < j->n; i++)
 			if (!j->m[i].started) {
-				snprintf(why, cap, "member %s did not start within %d s (remote-cow migrate names every member)",
-					 j->m[i].name, MIG_GATHER_MS / 1000);
+				snprintf(why, cap, "member %s did not start within %u ms (remote-cow migrate names every member)",
+					 j->m[i].name, j->d->opt.mig_gather_ms ?
+					 j->d->opt.mig_gather_ms : MIG_GATHER_MS);
 				break;
 			}
 		return why;
@@ -676,7 +677,8 @@ static void start_source(struct daemon *d, const struct rcow_device_info *info)
 			fail_start(d, info, ENOMEM, "cannot start the migration job: out of memory");
 			return;
 		}
-		j->gather_until = now_ms() + MIG_GATHER_MS;
+		j->gather_until = now_ms() + (d->opt.mig_gather_ms ? d->opt.mig_gather_ms :
+					      MIG_GATHER_MS);
 		for (i = 0; i < n && strcmp(names[i], info->dm_name); i++)
 			;
 	}
