@@ -618,9 +618,16 @@ static void stop_thread(struct daemon *d, struct mig_job *j)
 	account(d, j);
 }
 
-static void stop_job(struct daemon *d, struct mig_job *j)
+/*
+ * Stop a job and forget it.  why: the members of a source's group that
+ * nothing ended yet get MIGRATE_END with it (NULL at the daemon's exit:
+ * the kernel keeps them, and the next daemon's MIGRATE_START fails them).
+ */
+static void stop_job(struct daemon *d, struct mig_job *j, const char *why)
 {
 	stop_thread(d, j);
+	if (why && j->sender && j->n > 1)
+		end_rest(d, j, ECANCELED, why);
 	drop_job(d, j);
 }
 
@@ -701,10 +708,21 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 	const struct rcow_device_info *info = &ev->u.dev;
 	unsigned int i = 0;
 	struct mig_job *j = find_job(d, info->dev_id, &i);
+	char why[256];
 	bool all;
 
 	switch (ev->cmd) {
 	case RCOW_CMD_MIGRATE_START:
+		if (j && !j->running && j->sender) {
+			/* a member of a group being gathered: sent again after its abort? */
+			if (!gather_broken(j, now_ms(), why, sizeof(why))) {
+				vlog(d, 1, "device %s: MIGRATE_START again: the group is being gathered",
+				     info->dm_name);
+				return;
+			}
+			gather_fail(d, j, why);
+			j = NULL;
+		}
 		if (j) {
 			bool ended;
 
@@ -716,7 +734,9 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 				     info->dm_name);
 				return;
 			}
-			stop_job(d, j);		/* a new migration after an old one's end */
+			/* a new migration after an old one's end */
+			snprintf(why, sizeof(why), "member %s started a new migration", info->dm_name);
+			stop_job(d, j, why);
 		}
 		start_source(d, info);
 		return;
@@ -834,12 +854,8 @@ void mig_stop(struct daemon *d, uint32_t dev_id)
 		return;
 	}
 	logmsg("device %s: gone; stopping the migration of %s", j->m[i].name, j->label);
-	stop_thread(d, j);
-	if (j->sender && j->n > 1) {
-		snprintf(why, sizeof(why), "member %s of the group was removed", j->m[i].name);
-		end_rest(d, j, ECANCELED, why);
-	}
-	drop_job(d, j);
+	snprintf(why, sizeof(why), "member %s of the group was removed", j->m[i].name);
+	stop_job(d, j, why);
 }
 
 void mig_fini(struct daemon *d)
@@ -847,7 +863,7 @@ void mig_fini(struct daemon *d)
 	if (!d->mig)
 		return;
 	while (d->mig->jobs)
-		stop_job(d, d->mig->jobs);
+		stop_job(d, d->mig->jobs, NULL);
 	close(d->mig->efd);
 	free(d->mig);
 	d->mig = NULL;

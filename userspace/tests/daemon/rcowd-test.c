@@ -3086,6 +3086,108 @@ static void test_mig_group_mismatch(struct tap *t)
 	menv_fini(&g.m);
 }
 
+/*
+ * The first member's kernel refuses done after the destination committed:
+ * the outcome is unknown for the group, so both members end failed with
+ * RCOW_MIGRATE_F_KEEP_FENCE (fenced), never one writable.
+ */
+static void test_mig_group_unknown(struct tap *t)
+{
+	const struct fake_mig *k1, *k2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	g.m.e.k.m.refuse_done = true;
+	mwritten(&g.m, 0, 10, 1);
+	gwritten2(&g, 0, 10, 2);
+	mstart(&g.m);
+	gstart2(&g);
+	mwait(&g.m, both_rounds2, 30000);
+	fake_mig_finish(&g.m.e.d, &g.m.e.k);
+	fake_mig_finish_pair(&g.m.e.d, &g.m.e.k.m2);
+	ok = mwait(&g.m, both_ended, 30000);
+	tap_ok(t, ok && k1->completes == 1 && k2->completes == 1,
+	       "both destinations completed (%u, %u)", k1->completes, k2->completes);
+	tap_ok(t, k1->end_status != 0 && k1->end_flags == RCOW_MIGRATE_F_KEEP_FENCE &&
+	       k2->end_status != 0 && k2->end_flags == RCOW_MIGRATE_F_KEEP_FENCE,
+	       "both members failed and stay fenced: END %u flags %#x, END %u flags %#x",
+	       k1->end_status, k1->end_flags, k2->end_status, k2->end_flags);
+	menv_fini(&g.m);
+}
+
+/*
+ * The second source's COW device fails (its file cut short, then a write
+ * to an extent past the cut): the job ends for both, each member failed
+ * with the reason, the fence lifted, neither destination completes.
+ */
+static void test_mig_group_cow_fail(struct tap *t)
+{
+	const struct fake_mig *k1, *k2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	mwritten(&g.m, 0, 10, 1);
+	gwritten2(&g, 0, 10, 2);
+	mstart(&g.m);
+	gstart2(&g);
+	ok = mwait(&g.m, both_rounds2, 30000);
+	tap_ok(t, ok, "both members copying");
+	ok = truncate(g.scow2, (off_t)(DATA_OFFSET * 512)) == 0;
+	fake_set_bit(g.m.e.k.m2.dirty, 20, true);
+	ok = ok && mwait(&g.m, both_ended, 30000);
+	tap_ok(t, ok && k1->end_status != 0 && k2->end_status != 0 && k1->end_flags == 0 &&
+	       k2->end_flags == 0 && strstr(k1->end_msg, "COW"),
+	       "both members failed, writable: END %u '%s', END %u", k1->end_status, k1->end_msg,
+	       k2->end_status);
+	ok = mwait(&g.m, both_over, 10000);
+	tap_ok(t, ok && k1->completes == 0 && k2->completes == 0 &&
+	       k1->dst.migrate_state == RCOW_MIGRATE_INCOMING &&
+	       k2->dst.migrate_state == RCOW_MIGRATE_INCOMING,
+	       "neither destination completed: both incoming");
+	menv_fini(&g.m);
+}
+
+/*
+ * The second source device is removed while the group runs: the job
+ * stops, the first member ends failed with the reason, the destinations
+ * stay incoming.
+ */
+static void test_mig_group_remove(struct tap *t)
+{
+	const struct fake_mig *k1;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	mwritten(&g.m, 0, 10, 1);
+	gwritten2(&g, 0, 10, 2);
+	mstart(&g.m);
+	gstart2(&g);
+	ok = mwait(&g.m, both_rounds2, 30000);
+	tap_ok(t, ok, "both members copying");
+	fake_send_device(&g.m.e.d, RCOW_CMD_DEVICE_REMOVE, &g.src2);
+	ok = mwait(&g.m, m1_ended, 10000);
+	tap_ok(t, ok && k1->end_status == ECANCELED &&
+	       strstr(k1->end_msg, "member test3 of the group was removed") && k1->end_flags == 0,
+	       "the first member failed, writable, with the reason: END %u '%s'", k1->end_status,
+	       k1->end_msg);
+	mwait(&g.m, never, 300);
+	tap_ok(t, k1->completes == 0 && g.m.e.k.m2.completes == 0 &&
+	       k1->dst.migrate_state == RCOW_MIGRATE_INCOMING,
+	       "the destinations did not complete");
+	menv_fini(&g.m);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
@@ -3131,6 +3233,9 @@ static const struct {
 	{ "mig-group-abort", test_mig_group_abort },
 	{ "mig-group-gather", test_mig_group_gather },
 	{ "mig-group-mismatch", test_mig_group_mismatch },
+	{ "mig-group-unknown", test_mig_group_unknown },
+	{ "mig-group-cow-fail", test_mig_group_cow_fail },
+	{ "mig-group-remove", test_mig_group_remove },
 };
 
 int main(int argc, char **argv)
