@@ -444,6 +444,7 @@ static const char *gather_broken(struct mig_job *j, uint64_t now, char *why, siz
 		}
 	}
 	if (j->sender && now >= j->gather_until) {
+		snprintf(why, cap, "the group was not whole in time");
 		for (unsigned int i = 0; i < j->n; i++)
 			if (!j->m[i].started) {
 				snprintf(why, cap, "member %s did not start within %u ms (remote-cow migrate names every member)",

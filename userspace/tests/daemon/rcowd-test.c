@@ -2925,6 +2925,16 @@ static bool both_rounds2(const struct menv *m)
 	       m->e.k.m.ended || m->e.k.m2.ended;
 }
 
+/* Extents 0..9 written on both sources, both started; until both took round 2. */
+static bool gstart_both(struct genv *g)
+{
+	mwritten(&g->m, 0, 10, 1);
+	gwritten2(g, 0, 10, 2);
+	mstart(&g->m);
+	gstart2(g);
+	return mwait(&g->m, both_rounds2, 30000);
+}
+
 static bool both_ended(const struct menv *m)
 {
 	return m->e.k.m.ended && m->e.k.m2.ended;
@@ -3006,11 +3016,7 @@ static void test_mig_group_abort(struct tap *t)
 		return;
 	k1 = &g.m.e.k.m;
 	k2 = &g.m.e.k.m2;
-	mwritten(&g.m, 0, 10, 1);
-	gwritten2(&g, 0, 10, 2);
-	mstart(&g.m);
-	gstart2(&g);
-	ok = mwait(&g.m, both_rounds2, 30000);
+	ok = gstart_both(&g);
 	tap_ok(t, ok && k1->fill_reqs + k2->fill_reqs > 0, "both members copying (%u, %u FILLs)",
 	       k1->fill_reqs, k2->fill_reqs);
 	fake_mig_abort_pair(&g.m.e.d, &g.m.e.k.m2);
@@ -3102,11 +3108,7 @@ static void test_mig_group_unknown(struct tap *t)
 	k1 = &g.m.e.k.m;
 	k2 = &g.m.e.k.m2;
 	g.m.e.k.m.refuse_done = true;
-	mwritten(&g.m, 0, 10, 1);
-	gwritten2(&g, 0, 10, 2);
-	mstart(&g.m);
-	gstart2(&g);
-	mwait(&g.m, both_rounds2, 30000);
+	gstart_both(&g);
 	fake_mig_finish(&g.m.e.d, &g.m.e.k);
 	fake_mig_finish_pair(&g.m.e.d, &g.m.e.k.m2);
 	ok = mwait(&g.m, both_ended, 30000);
@@ -3134,11 +3136,7 @@ static void test_mig_group_cow_fail(struct tap *t)
 		return;
 	k1 = &g.m.e.k.m;
 	k2 = &g.m.e.k.m2;
-	mwritten(&g.m, 0, 10, 1);
-	gwritten2(&g, 0, 10, 2);
-	mstart(&g.m);
-	gstart2(&g);
-	ok = mwait(&g.m, both_rounds2, 30000);
+	ok = gstart_both(&g);
 	tap_ok(t, ok, "both members copying");
 	ok = truncate(g.scow2, (off_t)(DATA_OFFSET * 512)) == 0;
 	fake_set_bit(g.m.e.k.m2.dirty, 20, true);
@@ -3169,11 +3167,7 @@ static void test_mig_group_remove(struct tap *t)
 	if (gsetup(&g, t, EXT_SECTORS))
 		return;
 	k1 = &g.m.e.k.m;
-	mwritten(&g.m, 0, 10, 1);
-	gwritten2(&g, 0, 10, 2);
-	mstart(&g.m);
-	gstart2(&g);
-	ok = mwait(&g.m, both_rounds2, 30000);
+	ok = gstart_both(&g);
 	tap_ok(t, ok, "both members copying");
 	fake_send_device(&g.m.e.d, RCOW_CMD_DEVICE_REMOVE, &g.src2);
 	ok = mwait(&g.m, m1_ended, 10000);
