@@ -200,8 +200,11 @@ static int start_all(char **names, int n, const char *dest, const char *psk,
 	}
 	if (!r)
 		r = check_all(names, n, check_busy);
-	for (; psk && !r && nk < n; nk++)
+	while (psk && !r && nk < n) {
 		r = hand_key(names[nk], text, (size_t)at + len, run_dir, keys[nk], sizeof(keys[nk]));
+		if (!r)
+			nk++;
+	}
 	if (text) {
 		explicit_bzero(text, MIG_SPEC_MAX + 1);
 		free(text);
