@@ -55,6 +55,9 @@
 #   BENCH_MIG_MIRROR_S    seconds of mirroring before the guest pauses [10]
 #   BENCH_MIG_CONVERGE_S  seconds to wait for mirroring before finishing
 #                         anyway (no mirroring latency then) [600]
+#   BENCH_MIG_MIRROR      remote-cowd's --migrate-mirror: auto (mirror once
+#                         the rounds stop shrinking) or always (from the
+#                         first round) [auto]
 #
 # Exit status: 0 when every run completed, 1 otherwise.
 # shellcheck disable=SC2317	# callbacks of wait_until
@@ -74,6 +77,7 @@ WAN_REPS=${BENCH_MIG_WAN_REPS:-1}
 IDLE_S=${BENCH_MIG_IDLE_S:-10}
 MIRROR_S=${BENCH_MIG_MIRROR_S:-10}
 CONVERGE_S=${BENCH_MIG_CONVERGE_S:-600}
+MIRROR_MODE=${BENCH_MIG_MIRROR:-auto}
 PORT=17811
 NBD_PORT=17812
 
@@ -82,11 +86,12 @@ log() { echo "# $*"; }
 
 bench_require bench-migrate fio nbdcopy nbdkit psktool tc dmsetup losetup python3
 ((WRITTEN_MB > 0 && WRITTEN_MB <= SIZE_MB)) || die "BENCH_MIG_WRITTEN_MB: 1 to BENCH_MIG_SIZE_MB"
+case $MIRROR_MODE in auto | always) ;; *) die "BENCH_MIG_MIRROR: auto or always" ;; esac
 DEV_BYTES=$((SIZE_MB * MIB))
 written=$((WRITTEN_MB * MIB))
 log "device $SIZE_MB MiB, $WRITTEN_MB MiB written before the start; LAN ${LAN[*]}" \
-	"($REPS runs), WAN ${WAN[*]} ($WAN_REPS runs)"
-mig_setup bench-migrate
+	"($REPS runs), WAN ${WAN[*]} ($WAN_REPS runs); remote-cowd --migrate-mirror $MIRROR_MODE"
+mig_setup bench-migrate --migrate-mirror "$MIRROR_MODE"
 [ -n "$BASE_IMG" ] || die "no base image"
 
 now() { echo "$EPOCHREALTIME"; }

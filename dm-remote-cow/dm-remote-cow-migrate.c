@@ -806,7 +806,14 @@ int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count)
 		if (test_and_clear_bit(e, mg->round_set))
 			mg->done++;
 	spin_unlock(&mg->lock);
-	release_held(rc, false, false);
+	/*
+	 * Only a mirroring table holds writes (the flag and mirror_on are set
+	 * together, and cleared together only by a release of them all); a
+	 * write held after this test has this round's number and could not
+	 * go on this mark anyway.
+	 */
+	if (test_bit(RCOW_F_MIRROR, &rc->flags))
+		release_held(rc, false, false);
 	return 0;
 }
 

@@ -260,6 +260,8 @@ struct options {
 	long long connections, max_in_flight, prefetch_max;
 	uint32_t mig_peer_timeout_ms;	/* --migrate-peer-timeout, 0: not given */
 	uint32_t mig_gather_ms;		/* a group's members started within; 0: MIG_GATHER_MS (tests) */
+	bool mig_mirror_set;		/* --migrate-mirror given: */
+	enum rcow_mig_mirror mig_mirror;
 };
 
 /*

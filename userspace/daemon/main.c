@@ -55,6 +55,10 @@ static void usage(FILE *f)
 		"      --migrate-peer-timeout DURATION\n"
 		"                          a live migration's peer silent this long is dead\n"
 		"                          (e.g. 30s; default: migrate_peer_timeout, 60s)\n"
+		"      --migrate-mirror MODE\n"
+		"                          when a live migration's source mirrors writes:\n"
+		"                          auto (once rounds stop shrinking) or always\n"
+		"                          (default: migrate_mirror, auto)\n"
 		"  -v, --verbose           more log lines (twice: every fault)\n"
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version\n"
@@ -121,7 +125,7 @@ static void bad_option(int c, char **argv, const struct option *longopts)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF, O_RUN, O_MPT };
+	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF, O_RUN, O_MPT, O_MMIR };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "config", required_argument, NULL, 'c' },
@@ -133,6 +137,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "node-dir", required_argument, NULL, O_NODE },
 		{ "run-dir", required_argument, NULL, O_RUN },
 		{ "migrate-peer-timeout", required_argument, NULL, O_MPT },
+		{ "migrate-mirror", required_argument, NULL, O_MMIR },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -184,6 +189,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 			range = RCOW_MIG_PEER_TIMEOUT_RANGE;
 			if (rcow_parse_mig_peer_timeout(optarg, &o->mig_peer_timeout_ms))
 				goto bad;
+			break;
+		case O_MMIR:
+			range = RCOW_MIG_MIRROR_CHOICES;
+			if (rcow_parse_mig_mirror(optarg, &o->mig_mirror))
+				goto bad;
+			o->mig_mirror_set = true;
 			break;
 		case 'v':
 			o->verbose++;

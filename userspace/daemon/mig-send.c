@@ -368,7 +368,7 @@ static int migrate(struct sender *s)
 {
 	struct mig_spec *sp = malloc(sizeof(*sp));
 	uint64_t sent, left = 0, waiting;
-	bool finishing = false, mirror = false;
+	bool finishing = false, mirror = s->j->mirror_always;
 	int r;
 
 	if (!sp)
@@ -409,8 +409,11 @@ static int migrate(struct sender *s)
 		mirror = mirror && !finishing && !s->mirroring;
 		if (mirror) {
 			s->mirroring = true;
-			logmsg("%s: the rounds stopped shrinking: mirroring from round %llu (writes complete once the destination has them)",
-			       s->j->label, (unsigned long long)s->dv[0].last + 1);
+			logmsg("%s: %s: mirroring from round %llu (writes complete once the destination has them)",
+			       s->j->label,
+			       s->j->mirror_always ? "migrate_mirror always" :
+						     "the rounds stopped shrinking",
+			       (unsigned long long)s->dv[0].last + 1);
 		}
 		r = group_round(s, finishing, mirror, &sent, &left);
 		if (r)

@@ -547,6 +547,8 @@ static struct mig_job *new_job(struct daemon *d, bool sender, char (*names)[MIG_
 	j->lfd = -1;
 	j->peer_timeout_ms = d->opt.mig_peer_timeout_ms ? d->opt.mig_peer_timeout_ms :
 			     d->cfg.mig_peer_timeout_ms;
+	j->mirror_always = (d->opt.mig_mirror_set ? d->opt.mig_mirror : d->cfg.mig_mirror) ==
+			   RCOW_MIG_MIRROR_ALWAYS;
 	at = (size_t)snprintf(j->label, sizeof(j->label), "%s ", n > 1 ? "group" : "device");
 	for (unsigned int i = 0; i < n; i++) {
 		snprintf(j->m[i].name, sizeof(j->m[i].name), "%s", names[i]);

@@ -87,6 +87,7 @@ struct mig_job {
 	struct mig_member *m;		/* [n] */
 	uint64_t gather_until;		/* loop: a group being gathered (no thread) until then */
 	bool running;			/* loop: the thread was started */
+	bool mirror_always;		/* migrate_mirror always, as the job started */
 	pthread_t th;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

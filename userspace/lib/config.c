@@ -41,6 +41,17 @@ int rcow_parse_mig_peer_timeout(const char *v, uint32_t *ms)
 	return 0;
 }
 
+int rcow_parse_mig_mirror(const char *v, enum rcow_mig_mirror *m)
+{
+	if (!strcmp(v, "auto"))
+		*m = RCOW_MIG_MIRROR_AUTO;
+	else if (!strcmp(v, "always"))
+		*m = RCOW_MIG_MIRROR_ALWAYS;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 const char *rcow_config_spool_dir(const struct rcow_config *c)
 {
 	return c->spool_dir ? c->spool_dir : RCOW_DEFAULT_SPOOL_DIR;
@@ -231,7 +242,7 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 		return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s", name, lineno,
 				    k, v, range);
 	if (s && (!strcmp(k, "spool_dir") || !strcmp(k, "spool_max") ||
-		  !strcmp(k, "migrate_peer_timeout")))
+		  !strcmp(k, "migrate_peer_timeout") || !strcmp(k, "migrate_mirror")))
 		return rcow_err_set(err, EINVAL,
 			"%s line %u: %s is a global key: put it before the first [section]",
 			name, lineno, k);
@@ -258,6 +269,12 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 		if (rcow_parse_mig_peer_timeout(v, &c->mig_peer_timeout_ms))
 			return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s",
 					    name, lineno, k, v, RCOW_MIG_PEER_TIMEOUT_RANGE);
+		return 0;
+	}
+	if (!strcmp(k, "migrate_mirror")) {
+		if (rcow_parse_mig_mirror(v, &c->mig_mirror))
+			return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s",
+					    name, lineno, k, v, RCOW_MIG_MIRROR_CHOICES);
 		return 0;
 	}
 	if (!strncmp(k, "tls_", 4)) {

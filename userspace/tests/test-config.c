@@ -210,6 +210,29 @@ void test_config(struct tap *t)
 	bad(t, "migrate_peer_timeout = \n", "migrate_peer_timeout = ''");
 	bad(t, "[nbd://a/]\nmigrate_peer_timeout = 10s\n",
 	    "line 2: migrate_peer_timeout is a global key");
+	bad(t, "migrate_mirror = sometimes\n",
+	    "line 1: migrate_mirror = 'sometimes': expected auto or always");
+	bad(t, "migrate_mirror =\n", "migrate_mirror = ''");
+	bad(t, "[nbd://a/]\nmigrate_mirror = always\n",
+	    "line 2: migrate_mirror is a global key");
+	{
+		struct rcow_config c;
+		struct rcow_err err = { 0 };
+		enum rcow_mig_mirror m = RCOW_MIG_MIRROR_ALWAYS;
+
+		rcow_config_init(&c);
+		tap_ok(t, c.mig_mirror == RCOW_MIG_MIRROR_AUTO, "migrate_mirror: default auto");
+		tap_ok(t, !rcow_config_parse(&c, "migrate_mirror = always\n", "t", &err) &&
+		       c.mig_mirror == RCOW_MIG_MIRROR_ALWAYS, "migrate_mirror = always parsed (%s)",
+		       err.msg);
+		tap_ok(t, !rcow_config_parse(&c, "migrate_mirror=auto\n", "t", &err) &&
+		       c.mig_mirror == RCOW_MIG_MIRROR_AUTO, "migrate_mirror=auto parsed (%s)",
+		       err.msg);
+		tap_ok(t, rcow_parse_mig_mirror("Always", &m) == -EINVAL &&
+		       rcow_parse_mig_mirror("", &m) == -EINVAL && m == RCOW_MIG_MIRROR_ALWAYS,
+		       "rcow_parse_mig_mirror: exact words, a refused value changes nothing");
+		rcow_config_free(&c);
+	}
 	{
 		struct rcow_config c;
 		struct rcow_err err = { 0 };

@@ -53,6 +53,21 @@ struct rcow_policy {
 #define RCOW_MAX_MIG_PEER_TIMEOUT_MS 3600000u
 #define RCOW_MIG_PEER_TIMEOUT_RANGE "a duration from 1s to 1h (e.g. 30s)"
 
+/*
+ * Live migration (global key migrate_mirror): when the source starts to
+ * mirror (a guest write completes only once the destination has it).
+ * auto: once the rounds stop shrinking (rcow_mirror_round()); always: from
+ * the first round, so that an extent the guest rewrites goes again only
+ * once per write, never in a whole round (fewer bytes, every write waits
+ * about a slice from the start).
+ */
+enum rcow_mig_mirror {
+	RCOW_MIG_MIRROR_AUTO,
+	RCOW_MIG_MIRROR_ALWAYS,
+};
+
+#define RCOW_MIG_MIRROR_CHOICES "auto or always"
+
 /* Bits of rcow_config_section.set: which policy fields the section sets. */
 enum {
 	RCOW_SET_CONNECTIONS = 1 << 0,
@@ -84,6 +99,7 @@ struct rcow_config {
 	char *spool_dir;		/* NULL: RCOW_DEFAULT_SPOOL_DIR */
 	uint64_t spool_max;		/* bytes */
 	uint32_t mig_peer_timeout_ms;	/* migrate_peer_timeout */
+	enum rcow_mig_mirror mig_mirror;	/* migrate_mirror */
 	struct rcow_config_section *sec;
 	size_t nsec;
 };
@@ -115,6 +131,8 @@ void rcow_config_free(struct rcow_config *c);
  * else -EINVAL (RCOW_MIG_PEER_TIMEOUT_RANGE says what is expected).
  */
 int rcow_parse_mig_peer_timeout(const char *v, uint32_t *ms);
+/* A migrate_mirror value (RCOW_MIG_MIRROR_CHOICES), else -EINVAL. */
+int rcow_parse_mig_mirror(const char *v, enum rcow_mig_mirror *m);
 /* The spool directory: spool_dir, or RCOW_DEFAULT_SPOOL_DIR. */
 const char *rcow_config_spool_dir(const struct rcow_config *c);
 /*

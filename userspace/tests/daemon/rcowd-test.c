@@ -2681,6 +2681,43 @@ static void test_mig_mirror(struct tap *t)
 	menv_fini(&m);
 }
 
+/*
+ * migrate_mirror always: the first round (the bulk) already mirrors, so
+ * no round is ever sent whole while the guest writes; a write during the
+ * bulk reaches the destination and the migration finishes equal.
+ */
+static void test_mig_mirror_always(struct tap *t)
+{
+	const struct fake_mig *k;
+	struct menv m;
+	bool ok;
+	long long bad;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	m.e.d.opt.mig_mirror_set = true;
+	m.e.d.opt.mig_mirror = RCOW_MIG_MIRROR_ALWAYS;
+	mwritten(&m, 0, 10, 1);
+	mstart(&m);
+	ok = mwait(&m, mirroring, 30000);
+	tap_ok(t, ok && k->mirror_round == 1 && !k->ended,
+	       "migrate_mirror always: the first round asked for mirroring (round %llu)",
+	       (unsigned long long)k->mirror_round);
+	mwrite(&m, 30, 9);
+	fake_send_device(&m.e.d, RCOW_CMD_MIGRATE_WAITING, &k->src);
+	mwait(&m, never, 300);
+	fake_mig_finish(&m.e.d, &m.e.k);
+	ok = mwait(&m, both_over, 30000);
+	tap_ok(t, ok && k->ended && k->end_status == 0 && k->eagain == 0,
+	       "finished: MIGRATE_END 0 (%u ENDs refused)", k->eagain);
+	ok = cows_equal(&m, &bad);
+	tap_ok(t, ok && dcow_has(&m, 30, 9) && dcow_has(&m, 3, 1),
+	       "the destination's COW data area equals the source's (first difference: extent %lld)",
+	       bad);
+	menv_fini(&m);
+}
+
 static bool m1_ended(const struct menv *m)
 {
 	return m->e.k.m.ended;
@@ -3222,6 +3259,7 @@ static const struct {
 	{ "mig-wrong-key", test_mig_wrong_key },
 	{ "mig-extent-size", test_mig_extent_size },
 	{ "mig-mirror", test_mig_mirror },
+	{ "mig-mirror-always", test_mig_mirror_always },
 	{ "mig-unknown-outcome", test_mig_unknown_outcome },
 	{ "mig-group", test_mig_group },
 	{ "mig-group-abort", test_mig_group_abort },

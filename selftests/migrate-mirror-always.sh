@@ -1,0 +1,77 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# TIMEOUT=900
+#
+# remote-cowd --migrate-mirror always: the source mirrors from its first
+# round (the bulk of the written extents), so an extent the guest rewrites
+# goes again once per write that waited for it, never as part of a whole
+# round the guest outran.  The same guest and link as migrate-mirror.sh:
+# 16 Mbit/s on loopback, fio writing 64 KiB blocks at random over 16 MiB
+# as fast as it can.
+#
+# - the state is mirroring while the bulk is still on its way (less than
+#   half of the written extents sent), and remote-cowd logs why;
+# - with fio still writing, what is left drains to a handful of extents;
+# - after the pause, 'migrate finish --wait' ends done, and the extents
+#   sent in all (migrate_done) are at most the written extents plus the
+#   writes that waited (each rewrote one extent) plus the writes in
+#   flight: nothing went twice but for a write.  (In auto mode this guest
+#   makes the rounds resend the whole region before mirroring begins.)
+# - the destination equals the source, byte for byte.
+# shellcheck disable=SC2317	# callbacks of wait_until
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-net.sh"
+. "$(dirname "$0")/lib-mig.sh"
+
+require_vm
+require_cmd dmsetup losetup dd cmp fio psktool tc
+tap_plan 9
+
+PORT=17741
+LEFT_MAX=8		# 4 writes in flight, each over at most 2 extents
+mig_setup migrate-mirror-always --migrate-mirror always
+
+SRC="rc-mia-src"
+DST="rc-mia-dst"
+new_pair "$SRC" "$DST" || tap_bail "cannot set up the source and the destination"
+wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
+mig_link_shape 0ms 16mbit || tap_bail "cannot shape lo (tc netem)"
+
+fio --name=guest --filename="/dev/mapper/$SRC" --rw=randwrite --bs=64k --direct=1 \
+	--ioengine=libaio --iodepth=4 --offset=2M --size=16M --time_based --runtime=600 \
+	--output="$tmp/fio-$SRC.out" >/dev/null 2>&1 &
+MIG_FIO=$!
+at_exit "kill $MIG_FIO 2>/dev/null"
+sleep 1
+check "migrate while fio writes faster than the link: started" \
+	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
+wait_until 600 state_is "$SRC" mirroring >/dev/null
+done_at=$(rc_status "$SRC" migrate_done)
+written_at=$(rc_status "$SRC" written)
+check "mirroring while the bulk is on its way ($done_at of $written_at written extents sent)" \
+	test "$(state "$SRC")" = mirroring -a $((2 * done_at)) -lt "$written_at"
+check "remote-cowd logged why" logged "$SRC: migrate_mirror always: mirroring from round 1"
+remains_at_most() {
+	[ $(($(rc_status "$SRC" migrate_total) - $(rc_status "$SRC" migrate_done))) -le "$1" ]
+}
+check "with the guest still writing, what is left drains to at most $LEFT_MAX extents" \
+	wait_until 1200 remains_at_most "$LEFT_MAX"
+
+mig_fio_stop
+kmsg_mark
+check "migrate finish --wait: done" timeout 300 "$RC" migrate "$SRC" finish --wait
+check_eq "state: done" "done" "$(state "$SRC")"
+waited=$(dmesg_since_mark |
+	sed -n "s/.*remote-cow: $SRC: \([0-9]*\) writes waited for the destination (mirroring).*/\1/p")
+sent=$(rc_status "$SRC" migrate_done)
+written=$(rc_status "$SRC" written)
+check "extents sent $sent <= written $written + writes that waited ${waited:-?} + $LEFT_MAX" \
+	test -n "$waited" -a "$sent" -le $((written + ${waited:-0} + LEFT_MAX))
+mig_link_restore
+dd if="/dev/mapper/$SRC" of="$tmp/src.img" bs=1M iflag=direct status=none ||
+	tap_bail "cannot read the source"
+check "the destination equals the source, byte for byte" \
+	cmp "$tmp/src.img" "/dev/mapper/$DST"
+check "the source refuses writes" \
+	bash -c "! dd if=/dev/zero of=/dev/mapper/$SRC bs=4k count=1 oflag=direct status=none 2>/dev/null"
+tap_done
