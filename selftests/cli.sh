@@ -318,14 +318,15 @@ expect_exit "migrate with a file that is not a PSK: exit 2" 2 "no identity:hexke
 	"$RC" migrate "$NAME" --to 10.0.0.2:7777 --psk /dev/null
 expect_exit "migrate --postcopy: not supported yet, exit 1" 1 "not supported yet" \
 	"$RC" migrate "$NAME" --to 10.0.0.2:7777 --postcopy
-expect_exit "migrate of two devices as one unit: not supported yet, exit 1" 1 \
-	"not supported yet" "$RC" migrate "$NAME" "$NAME2" --to 10.0.0.2:7777 --psk /dev/null
+expect_exit "migrate of a group naming a device twice: exit 2" 2 "named twice" \
+	"$RC" migrate "$NAME" "$NAME" --to 10.0.0.2:7777 --psk /dev/null
 expect_exit "receive without --listen: exit 2" 2 "needs --cow DEV --base URI --listen" \
 	"$RC" receive rc-cli-recv --cow /dev/null --base file:///x --psk /dev/null
 expect_exit "receive with a bad listen address: exit 2" 2 "bad listen address" \
 	"$RC" receive rc-cli-recv --cow /dev/null --base file:///x --psk /dev/null --listen x
-expect_exit "receive of two devices as one unit: not supported yet, exit 1" 1 \
-	"not supported yet" "$RC" receive a b --cow /dev/null --base file:///x
+expect_exit "receive of two devices with one --cow and one --base: exit 2" 2 \
+	"one --cow and one --base per NAME" "$RC" receive a b --cow /dev/null --base file:///x \
+	--listen 127.0.0.1:7777 --psk /dev/null
 expect_exit "commit with a bad URI: exit 2" 2 "bad target URI" \
 	"$RC" commit "$NAME" --to ftp://x/y
 expect_exit "cow-size with neither --size nor --base: exit 2" 2 "give either" "$RC" cow-size

@@ -9,6 +9,7 @@
  */
 #include <ctype.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,9 +17,9 @@
 #include "rcow/mig-proto.h"
 
 static const char migrate_help[] =
-	"Usage: " PROG " migrate NAME --to HOST:PORT --psk FILE [--wait]\n"
-	"       " PROG " migrate NAME finish [--wait]\n"
-	"       " PROG " migrate NAME abort\n"
+	"Usage: " PROG " migrate NAME... --to HOST:PORT --psk FILE [--wait]\n"
+	"       " PROG " migrate NAME... finish [--wait]\n"
+	"       " PROG " migrate NAME... abort\n"
 	"       " PROG " migrate NAME send HOST:PORT [--psk FILE]\n"
 	"\n"
 	"Live migration of NAME to another host that shares the base, while NAME\n"
@@ -31,15 +32,20 @@ static const char migrate_help[] =
 	"'send HOST:PORT' is the kernel message alone (the key, if given, is\n"
 	"handed to remote-cowd as with --to).  Progress: '" PROG " status'.\n"
 	"\n"
+	"Several NAMEs migrate as one unit (a VM's disks), in one connection, to a\n"
+	"destination that receives as many devices ('" PROG " receive NAME...')\n"
+	"paired by position: all finish, or all abort.  Every NAME is checked\n"
+	"before anything starts.  The group finishes once every NAME was told to\n"
+	"finish ('migrate NAME... finish' tells each); 'abort' of any NAME aborts\n"
+	"them all.\n"
+	"\n"
 	"  --to HOST:PORT  the destination's listen address\n"
 	"  --psk FILE      the pre-shared key\n"
 	"  --wait          wait until the migration is over (with --to: until it\n"
 	"                  is finished from elsewhere, or fails); exit 1 unless done\n"
 	"  --postcopy      not supported yet\n"
 	"  --run-dir DIR   remote-cowd's run directory (default " RC_RUN_DIR ")\n"
-	"  -h, --help      this text\n"
-	"\n"
-	"Several devices migrating as one unit are not supported yet.\n";
+	"  -h, --help      this text\n";
 
 enum { O_ABORT = 1, O_TO, O_PSK, O_WAIT, O_POSTCOPY, O_RUNDIR };
 
@@ -122,15 +128,114 @@ static int wait_over(const char *name)
 	}
 }
 
+/* wait_over() of each NAME; the first failure's code. */
+static int wait_all(char **names, int n)
+{
+	int r = 0;
+
+	for (int i = 0; i < n; i++) {
+		int e = wait_over(names[i]);
+
+		if (!r)
+			r = e;
+	}
+	return r;
+}
+
+/*
+ * Every NAME a remote-cow device (exit 3, 4) and, to start a migration, in
+ * no migration (exit 7).  Checked before anything is written or sent.
+ */
+static int check_all(char **names, int n, bool to_send)
+{
+	static const char *const busy[] = { "incoming", "copying", "mirroring", "finishing",
+					    "postcopy", "done" };
+
+	for (int i = 0; i < n; i++) {
+		struct rc_dev d;
+		int r = rc_dev_check(names[i], &d);
+
+		if (r) {
+			if (n > 1)
+				rc_note("migrate: nothing started (every device is checked first)");
+			return r;
+		}
+		for (size_t k = 0; to_send && k < sizeof(busy) / sizeof(busy[0]); k++)
+			if (!strcmp(d.migrate_state, busy[k])) {
+				rc_err("migrate %s: %s (migrate_state %s)%s", names[i],
+				       !strcmp(busy[k], "done") ? "the device migrated away already" :
+				       !strcmp(busy[k], "incoming") ? "the device is a migration's destination" :
+				       "a migration is running on it", d.migrate_state,
+				       n > 1 ? "; nothing started" : "");
+				return RC_EXIT_BUSY;
+			}
+	}
+	return 0;
+}
+
+/*
+ * migrate NAME... --to: every device checked (check_busy: in no migration),
+ * the keys (with the member lines of a group), then 'migrate send' to
+ * each; a refusal aborts those already sent and takes back every key.  0
+ * or an exit code.
+ */
+static int start_all(char **names, int n, const char *dest, const char *psk,
+		     const char *run_dir, bool check_busy)
+{
+	char keys[MIG_GROUP_MAX][PATH_MAX], msg[300];
+	char *text = NULL;
+	size_t len = 0;
+	int r = 0, nk = 0, sent = 0, at = 0;
+
+	if (psk) {
+		text = malloc(MIG_SPEC_MAX + 1);
+		if (!text) {
+			rc_err("migrate: out of memory");
+			return RC_EXIT_FAIL;
+		}
+		for (int i = 0; n > 1 && i < n; i++)
+			at += snprintf(text + at, MIG_SPEC_MAX + 1 - (size_t)at, "member %s\n",
+				       names[i]);
+		r = rc_read_psk("migrate", psk, text + at, &len);
+	}
+	if (!r)
+		r = check_all(names, n, check_busy);
+	while (psk && !r && nk < n) {
+		r = hand_key(names[nk], text, (size_t)at + len, run_dir, keys[nk], sizeof(keys[nk]));
+		if (!r)
+			nk++;
+	}
+	if (text) {
+		explicit_bzero(text, MIG_SPEC_MAX + 1);
+		free(text);
+	}
+	snprintf(msg, sizeof(msg), "migrate send %s", dest);
+	for (; !r && sent < n; sent++) {
+		r = send_msg(names[sent], msg, "migrate send");
+		if (r)
+			break;
+	}
+	if (r) {
+		/* all or nothing: the ones already sent are aborted */
+		for (int i = 0; i < sent; i++)
+			if (!rc_dm_message(names[i], "migrate abort", "migrate abort"))
+				rc_note("migrate %s: aborted (another member was refused)",
+					names[i]);
+		for (int i = 0; i < nk; i++)
+			unlink(keys[i]);	/* refused: no migration will read them */
+	}
+	return r;
+}
+
 int cmd_migrate(int argc, char **argv)
 {
 	struct rc_args a = { .argc = argc, .argv = argv, .cmd = "migrate", .help = migrate_help,
-			     .max_args = 3 };
-	const char *name = NULL, *verb = NULL, *dest = NULL, *arg;
+			     .max_args = MIG_GROUP_MAX + 1 };
+	const char *verb = NULL, *dest = NULL, *arg;
 	const char *to = NULL, *psk = NULL, *run_dir = RC_RUN_DIR;
+	char *pos[MIG_GROUP_MAX + 1], msg[300];
 	bool wait = false;
-	char msg[300], key[PATH_MAX] = "";
-	int id, r;
+	int id, r, np = 0, nn;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
 		switch (id) {
@@ -154,59 +259,54 @@ int cmd_migrate(int argc, char **argv)
 			rc_err("migrate: --postcopy is not supported yet");
 			return RC_EXIT_FAIL;
 		default:
-			if (!name)
-				name = arg;
-			else if (!verb)
-				verb = arg;
-			else
-				dest = arg;
+			pos[np++] = (char *)arg;
 		}
 	}
-	if (!name)
-		return rc_usage_err("migrate", "expected: migrate NAME --to HOST:PORT --psk FILE | NAME finish | NAME abort");
+	nn = np;
 	if (to) {
-		if (verb) {
-			rc_err("migrate: several devices as one unit are not supported yet ('%s')",
-			       verb);
-			return RC_EXIT_FAIL;
-		}
 		verb = "send";
 		dest = to;
 		if (!psk)
 			return rc_usage_err("migrate", "--to needs --psk FILE");
+	} else if (np == 3 && !strcmp(pos[1], "send")) {
+		verb = "send";
+		dest = pos[2];
+		nn = 1;
+	} else if (np >= 2) {
+		verb = pos[--nn];
 	}
-	if (!verb)
-		return rc_usage_err("migrate", "expected: migrate NAME --to HOST:PORT --psk FILE | NAME finish | NAME abort");
+	if (!nn || !verb)
+		return rc_usage_err("migrate", "expected: migrate NAME... --to HOST:PORT --psk FILE | NAME... finish | NAME... abort");
+	if (nn > MIG_GROUP_MAX)
+		return rc_usage_err("migrate", "at most %d devices as one unit", MIG_GROUP_MAX);
+	for (int i = 0; i < nn; i++) {
+		if (strlen(pos[i]) > MIG_NAME_MAX)
+			return rc_usage_err("migrate", "device name longer than %d characters",
+					    MIG_NAME_MAX);
+		for (int k = 0; k < i; k++)
+			if (!strcmp(pos[i], pos[k]))
+				return rc_usage_err("migrate", "device %s named twice", pos[i]);
+	}
 	if (!strcmp(verb, "send")) {
-		if (!dest)
-			return rc_usage_err("migrate", "send needs HOST:PORT");
 		if (strlen(dest) > MIG_ADDR_MAX || !rc_valid_hostport(dest))
 			return rc_usage_err("migrate", "bad destination '%s': HOST:PORT, port 1-65535",
 					    dest);
-		if (psk) {
-			char text[MIG_PSK_FILE_MAX + 1];
-			size_t len;
-
-			r = rc_read_psk("migrate", psk, text, &len);
-			if (!r)
-				r = rc_dev_check(name, &(struct rc_dev){ 0 });
-			if (!r)
-				r = hand_key(name, text, len, run_dir, key, sizeof(key));
-			explicit_bzero(text, sizeof(text));
-			if (r)
-				return r;
-		}
-		snprintf(msg, sizeof(msg), "migrate send %s", dest);
-		r = send_msg(name, msg, "migrate send");
-		if (r && key[0])
-			unlink(key);	/* refused: no migration will read it */
-		return r || !wait ? r : wait_over(name);
+		/* 'send HOST:PORT' is the kernel's message alone: the kernel says why not */
+		r = start_all(pos, nn, dest, psk, run_dir, to != NULL);
+		return r || !wait ? r : wait_all(pos, nn);
 	}
 	if (strcmp(verb, "finish") && strcmp(verb, "abort"))
 		return rc_usage_err("migrate", "unknown action '%s': send, finish or abort", verb);
-	if (dest)
-		return rc_usage_err("migrate", "unexpected argument '%s'", dest);
+	r = check_all(pos, nn, false);
+	if (r)
+		return r;
 	snprintf(msg, sizeof(msg), "migrate %s", verb);
-	r = send_msg(name, msg, !strcmp(verb, "finish") ? "migrate finish" : "migrate abort");
-	return r || !wait || strcmp(verb, "finish") ? r : wait_over(name);
+	for (int i = 0; i < nn; i++) {
+		int e = send_msg(pos[i], msg, !strcmp(verb, "finish") ? "migrate finish" :
+								     "migrate abort");
+
+		if (!r)
+			r = e;
+	}
+	return r || !wait || strcmp(verb, "finish") ? r : wait_all(pos, nn);
 }

@@ -27,16 +27,17 @@ static const char usage[] =
 	"                                                copy every missing extent\n"
 	"  commit NAME --to URI [--since-last] [--wait] | commit NAME --abort\n"
 	"                                                snapshot commit\n"
-	"  migrate NAME --to HOST:PORT --psk FILE [--wait] | migrate NAME finish|abort\n"
+	"  migrate NAME... --to HOST:PORT --psk FILE [--wait] | migrate NAME... finish|abort\n"
 	"                                                live migration (source)\n"
-	"  receive NAME --cow DEV --base URI --listen HOST:PORT --psk FILE\n"
+	"  receive NAME... --cow DEV... --base URI... --listen HOST:PORT --psk FILE\n"
 	"                                                live migration (destination)\n"
 	"  check [--clear-needs-check] COW_DEV           verify a COW device's metadata\n"
 	"  dump COW_DEV                                  print its metadata as text\n"
 	"\n"
 	"Exit status: 0 success, 1 failure (check, dump: damage found), 2 bad\n"
 	"usage, 3 no such device, 4 not a remote-cow device, 5 COW device too\n"
-	"small, 6 not supported by the kernel yet, 7 a commit is already running.\n"
+	"small, 6 not supported by the kernel yet, 7 a commit is already running\n"
+	"(migrate --to: a device is migrating already).\n"
 	"See remote-cow(8).\n";
 
 static const struct {

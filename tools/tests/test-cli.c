@@ -331,6 +331,28 @@ static void psk_tests(struct tap *t, const char *bin)
 	free(dir);
 }
 
+/*
+ * Several devices as one unit: receive pairs NAMEs with --cow and --base
+ * by position, so counts that differ are a usage error (exit 2), as is a
+ * name given twice; nothing is read or written before.
+ */
+static void group_usage_tests(struct tap *t, const char *bin)
+{
+	bin_case(t, bin, (const char *const[]){ "receive", "a", "b", "--cow", "/dev/null", "--base",
+						"file:///x", "--base", "file:///y", "--listen",
+						"127.0.0.1:7777", "--psk", "/nonexistent", NULL },
+		 2, "2 device names, 1 --cow, 2 --base");
+	bin_case(t, bin, (const char *const[]){ "receive", "a", "--cow", "/dev/null", "--cow",
+						"/dev/zero", "--base", "file:///x", "--listen",
+						"127.0.0.1:7777", "--psk", "/nonexistent", NULL },
+		 2, "1 device name, 2 --cow, 1 --base");
+	bin_case(t, bin, (const char *const[]){ "migrate", "a", "b", "a", "--to", "10.0.0.2:7777",
+						"--psk", "/nonexistent", NULL },
+		 2, "device a named twice");
+	bin_case(t, bin, (const char *const[]){ "migrate", "a", "b", "go", NULL },
+		 2, "unknown action 'go'");
+}
+
 int main(int argc, char **argv)
 {
 	struct tap t = { .group = "cli" };
@@ -429,6 +451,7 @@ int main(int argc, char **argv)
 
 	psk_tests(&t, bin);
 	target_len_tests(&t, bin);
+	group_usage_tests(&t, bin);
 
 	printf("1..%d\n", t.n);
 	if (t.failed)

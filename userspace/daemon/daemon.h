@@ -259,6 +259,7 @@ struct options {
 	/* command-line overrides of the global policy (-1: not given) */
 	long long connections, max_in_flight, prefetch_max;
 	uint32_t mig_peer_timeout_ms;	/* --migrate-peer-timeout, 0: not given */
+	uint32_t mig_gather_ms;		/* a group's members started within; 0: MIG_GATHER_MS (tests) */
 	bool mig_mirror_set;		/* --migrate-mirror given: */
 	enum rcow_mig_mirror mig_mirror;
 };
@@ -435,6 +436,8 @@ void mig_device(struct daemon *d, const struct rcow_device_info *info);
 void mig_stop(struct daemon *d, uint32_t dev_id);
 void mig_run(struct daemon *d);
 int mig_pollfd(struct daemon *d, struct pollfd *p);
+/* When a group being gathered must be whole (ms, now_ms()'s clock); 0: none. */
+uint64_t mig_timer(struct daemon *d, uint64_t now);
 void mig_fini(struct daemon *d);
 
 /*

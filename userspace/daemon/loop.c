@@ -116,6 +116,9 @@ int loop_turn(struct daemon *d, struct pollfd *extra, unsigned int nextra, int t
 	t = commit_timer(d, now);
 	if (t && (!next || t < next))
 		next = t;
+	t = mig_timer(d, now);
+	if (t && (!next || t < next))
+		next = t;
 	t = bufcache_tick(d->bufs, now);
 	if (t && (!next || t < next))
 		next = t;

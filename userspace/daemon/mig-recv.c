@@ -20,6 +20,17 @@
  *
  * One migration per receive: once a source got past HELLO, the listener
  * is closed.
+ *
+ * A group (receive spec with member lines): the job starts once every
+ * member is incoming; HELLO must list as many devices, paired by position,
+ * each of the same size, extent size and base, or the whole group is
+ * refused (ABORT) before anything is written.  DATA carries the member's
+ * index.  FINISH flushes every member, then completes them one by one
+ * (MIGRATE_COMPLETE each), waits until every one has left incoming, and
+ * only then answers COMMITTED.  A destination that dies between two
+ * completions leaves the first members complete and the others incoming;
+ * the source then never hears COMMITTED and keeps every member fenced with
+ * an unknown outcome (see remote-cow.rst, "Several devices as one unit").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,35 +48,29 @@
 struct receiver {
 	struct mig_job *j;
 	struct mig_conn *c;
-	struct rcow_cow *cow;
+	struct rcow_cow **cow;		/* [j->n] */
 	struct rcow_buf buf;
 	uint8_t *rbuf;			/* MIG_MAX_PAYLOAD */
-	uint64_t eb, dev_bytes, data_off, moved;
-	char listen[300];
+	uint64_t moved;
+	char listen[MIG_ADDR_MAX + 1];
 	struct rcow_err err;
 };
 
-/* recv-NAME: "listen HOST:PORT\n" then the PSK file's lines. */
+/* recv-NAME: "listen HOST:PORT\n", the member lines, then the PSK file's lines. */
 static int read_spec(struct receiver *r, struct mig_psk *psk)
 {
-	char text[MIG_RECV_SPEC_MAX + 1], *nl;
-	size_t n;
+	struct mig_spec *sp = malloc(sizeof(*sp));
 	int e;
 
-	e = rcow_read_small(r->j->spec, "receive spec", text, sizeof(text), &n, &r->err);
-	if (e)
-		return e;
-	text[n] = 0;
-	nl = strchr(text, '\n');
-	if (strncmp(text, "listen ", 7) || !nl || (size_t)(nl - text - 7) >= sizeof(r->listen)) {
-		explicit_bzero(text, sizeof(text));
-		return rcow_err_set(&r->err, EINVAL, "%s: first line is not 'listen HOST:PORT'",
-				    r->j->spec);
+	if (!sp)
+		return rcow_err_set(&r->err, ENOMEM, "out of memory");
+	e = mig_spec_load(r->j->m[0].spec, true, sp, &r->err);
+	if (!e) {
+		memcpy(r->listen, sp->listen, sizeof(r->listen));
+		*psk = sp->psk;
 	}
-	memcpy(r->listen, text + 7, (size_t)(nl - text - 7));
-	r->listen[nl - text - 7] = 0;
-	e = mig_psk_parse(nl + 1, (size_t)(text + n - nl - 1), psk, &r->err);
-	explicit_bzero(text, sizeof(text));
+	mig_psk_wipe(&sp->psk);
+	free(sp);
 	return e;
 }
 
@@ -96,12 +101,17 @@ static int take_hello(struct receiver *r)
 		e = mig_dec_hello(r->rbuf, h.len, got, &r->err);
 	if (!e) {
 		want->version = MIG_VERSION;
-		want->ndev = 1;
-		snprintf(want->dev[0].name, sizeof(want->dev[0].name), "%s", r->j->info.dm_name);
-		want->dev[0].dev_sectors = r->j->info.dev_sectors;
-		want->dev[0].extent_sectors = r->j->info.extent_sectors;
-		snprintf(want->dev[0].base_uri, sizeof(want->dev[0].base_uri), "%s",
-			 r->j->info.base_uri);
+		want->ndev = r->j->n;
+		for (unsigned int i = 0; i < r->j->n; i++) {
+			const struct rcow_device_info *info = &r->j->m[i].info;
+
+			snprintf(want->dev[i].name, sizeof(want->dev[i].name), "%s",
+				 info->dm_name);
+			want->dev[i].dev_sectors = info->dev_sectors;
+			want->dev[i].extent_sectors = info->extent_sectors;
+			snprintf(want->dev[i].base_uri, sizeof(want->dev[i].base_uri), "%s",
+				 info->base_uri);
+		}
 		e = mig_hello_match(got, want, &r->err);
 		if (e)
 			send_abort(r, EINVAL, r->err.msg);
@@ -111,46 +121,64 @@ static int take_hello(struct receiver *r)
 	return e;
 }
 
-static int flush_cow(struct receiver *r)
+static int flush_cow(struct receiver *r, unsigned int dev)
 {
-	if (fsync(r->cow->fd) < 0)
-		return rcow_err_set(&r->err, errno, "flushing the COW device %s: %s", r->cow->name,
-				    strerror(errno));
+	if (fsync(r->cow[dev]->fd) < 0)
+		return rcow_err_set(&r->err, errno, "flushing the COW device %s: %s",
+				    r->cow[dev]->name, strerror(errno));
 	return 0;
+}
+
+/* Every member's COW device flushed. */
+static int flush_all(struct receiver *r)
+{
+	int e = 0;
+
+	for (unsigned int i = 0; i < r->j->n && !e; i++)
+		e = flush_cow(r, i);
+	return e;
 }
 
 static int take_data(struct receiver *r, const struct mig_hdr *h)
 {
 	struct mig_data dd;
 	struct mig_kreq q = { .op = MK_FILL };
-	uint64_t off, len;
+	const struct rcow_device_info *info;
+	struct rcow_cow *cow;
+	uint64_t off, len, eb, dev_bytes;
 	size_t io;
 	int e;
 
 	e = mig_dec_data(r->rbuf, h->len, &dd, &r->err);
 	if (e)
 		return e;
-	if (dd.dev != 0 || dd.first >= r->j->info.nr_extents ||
-	    dd.count > r->j->info.nr_extents - dd.first)
+	if (dd.dev >= r->j->n)
+		return rcow_err_set(&r->err, EPROTO, "DATA for device %u of %u", dd.dev, r->j->n);
+	info = &r->j->m[dd.dev].info;
+	cow = r->cow[dd.dev];
+	if (dd.first >= info->nr_extents || dd.count > info->nr_extents - dd.first)
 		return rcow_err_set(&r->err, EPROTO, "DATA for device %u extents %llu+%u: out of range",
 				    dd.dev, (unsigned long long)dd.first, dd.count);
-	off = dd.first * r->eb;
-	len = (uint64_t)dd.count * r->eb;
-	if (off + len > r->dev_bytes)
-		len = r->dev_bytes - off;
+	eb = (uint64_t)info->extent_sectors * 512;
+	dev_bytes = info->dev_sectors * 512;
+	off = dd.first * eb;
+	len = (uint64_t)dd.count * eb;
+	if (off + len > dev_bytes)
+		len = dev_bytes - off;
 	if (dd.len != len)
 		return rcow_err_set(&r->err, EPROTO, "DATA for extents %llu+%u has %zu bytes, not %llu",
 				    (unsigned long long)dd.first, dd.count, dd.len,
 				    (unsigned long long)len);
-	io = rcow_cow_io_len(r->cow, len);
+	io = rcow_cow_io_len(cow, len);
 	e = rcow_buf_reserve(&r->buf, io, &r->err);
 	if (e)
 		return e;
 	memcpy(r->buf.p, dd.data, len);
 	memset((uint8_t *)r->buf.p + len, 0, io - len);
-	e = rcow_cow_pwrite(r->cow, r->buf.p, io, r->data_off + off, &r->err);
+	e = rcow_cow_pwrite(cow, r->buf.p, io, info->data_offset * 512 + off, &r->err);
 	if (e)
 		return e;
+	q.dev = dd.dev;
 	q.first = dd.first;
 	q.count = dd.count;
 	e = mig_kcall(r->j, &q);
@@ -160,30 +188,38 @@ static int take_data(struct receiver *r, const struct mig_hdr *h)
 	return e;
 }
 
-/* FINISH: flush, complete, wait for the kernel's commit, answer COMMITTED. */
+/*
+ * FINISH: flush every member, complete each, wait for every kernel's
+ * commit, then answer COMMITTED.
+ */
 static int finish(struct receiver *r)
 {
 	struct mig_kreq q = { .op = MK_COMPLETE };
 	uint8_t f[MIG_HDR_SIZE];
+	unsigned int dev = 0;
 	int e, waited = 0;
 
-	e = flush_cow(r);
-	if (!e)
+	e = flush_all(r);
+	for (unsigned int i = 0; i < r->j->n && !e; i++) {
+		q = (struct mig_kreq){ .op = MK_COMPLETE, .dev = i };
 		e = mig_kcall(r->j, &q);
+	}
 	if (e) {
 		if (q.err.msg[0])
 			r->err = q.err;
 		return e;
 	}
-	for (;;) {
-		q = (struct mig_kreq){ .op = MK_STATE };
+	while (dev < r->j->n) {
+		q = (struct mig_kreq){ .op = MK_STATE, .dev = dev };
 		e = mig_kcall(r->j, &q);
 		if (e) {
 			r->err = q.err;
 			return e;
 		}
-		if (q.state != RCOW_MIGRATE_INCOMING)
-			break;
+		if (q.state != RCOW_MIGRATE_INCOMING) {
+			dev++;
+			continue;
+		}
 		if (waited >= MIG_COMPLETE_MS)
 			return rcow_err_set(&r->err, ETIMEDOUT,
 					    "the kernel did not complete the migration within %d s",
@@ -216,7 +252,7 @@ static int serve(struct receiver *r)
 		case MIG_FLUSH:
 			e = mig_dec_seq(r->rbuf, h.len, &seq, &r->err);
 			if (!e)
-				e = flush_cow(r);
+				e = flush_all(r);
 			if (!e)
 				e = mig_send(r->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSHED,
 									   seq), &r->err);
@@ -254,15 +290,14 @@ static int accept_source(struct receiver *r, int lfd, const struct mig_psk *psk)
 		if (e == -ETIMEDOUT)
 			continue;
 		if (e) {
-			logmsg("device %s: refused a migration connection: %s", r->j->info.dm_name,
-			       r->err.msg);
+			logmsg("%s: refused a migration connection: %s", r->j->label, r->err.msg);
 			continue;
 		}
 		mig_set_conn(r->j, r->c);
 		e = take_hello(r);
 		if (!e)
 			return 0;
-		logmsg("device %s: refused the migration from %s: %s", r->j->info.dm_name,
+		logmsg("%s: refused the migration from %s: %s", r->j->label,
 		       mig_conn_peer(r->c), r->err.msg);
 		mig_set_conn(r->j, NULL);
 		mig_conn_close(r->c);
@@ -283,15 +318,16 @@ static int receive(struct receiver *r)
 		mig_psk_wipe(&psk);
 		return e;
 	}
-	logmsg("device %s: waiting for the migration on %s", r->j->info.dm_name, r->listen);
+	logmsg("%s: waiting for the migration on %s", r->j->label, r->listen);
 	e = accept_source(r, lfd, &psk);
 	mig_psk_wipe(&psk);
 	close(lfd);
 	if (e)
 		return e;
 	/* the key is no longer needed, nor another source */
-	unlink(r->j->spec);
-	logmsg("device %s: receiving from %s", r->j->info.dm_name, mig_conn_peer(r->c));
+	for (unsigned int i = 0; i < r->j->n; i++)
+		unlink(r->j->m[i].spec);
+	logmsg("%s: receiving from %s", r->j->label, mig_conn_peer(r->c));
 	e = mig_send(r->c, f, (size_t)mig_enc_empty(f, sizeof(f), MIG_READY), &r->err);
 	return e ? e : serve(r);
 }
@@ -300,22 +336,25 @@ void *mig_recv_thread(void *arg)
 {
 	struct mig_job *j = arg;
 	struct receiver r = { .j = j };
-	int e;
+	int e = 0;
 
-	r.eb = (uint64_t)j->info.extent_sectors * 512;
-	r.dev_bytes = j->info.dev_sectors * 512;
-	r.data_off = j->info.data_offset * 512;
+	r.cow = calloc(j->n, sizeof(*r.cow));
 	r.rbuf = malloc(MIG_MAX_PAYLOAD);
-	e = r.rbuf ? j->d->kops->open_cow(j->d->kctx, &j->info, &r.cow, &r.err)
-		   : rcow_err_set(&r.err, ENOMEM, "out of memory");
+	if (!r.cow || !r.rbuf)
+		e = rcow_err_set(&r.err, ENOMEM, "out of memory");
+	for (unsigned int i = 0; i < j->n && !e; i++)
+		e = j->d->kops->open_cow(j->d->kctx, &j->m[i].info, &r.cow[i], &r.err);
 	if (!e)
 		e = receive(&r);
-	if (!e)
-		logmsg("device %s: migration received and committed; the device serves",
-		       j->info.dm_name);
-	else
-		logmsg("device %s: migration not received: %s; the device stays incoming (unusable: remove it)",
-		       j->info.dm_name, r.err.msg);
+	for (unsigned int i = 0; i < j->n; i++) {
+		if (!e)
+			logmsg("device %s: migration received and committed; the device serves",
+			       j->m[i].name);
+		else
+			logmsg("device %s: migration not received: %s; the device stays incoming (unusable: remove it)",
+			       j->m[i].name, r.err.msg);
+	}
 	mig_end(j, r.c, r.cow, &r.buf, r.rbuf, r.moved);
+	free(r.cow);
 	return NULL;
 }

@@ -37,6 +37,18 @@
  * outcome unknown: the destination may serve already.  Then the END has
  * RCOW_MIGRATE_F_KEEP_FENCE: failed, but the device stays fenced until an
  * operator who knows the destination is not used runs migrate abort.
+ *
+ * A group (several devices as one unit): one connection, one HELLO that
+ * lists the members in order, DATA frames carrying the member's index.  A
+ * round of the group is a round of each member in turn (its DATA, its
+ * FLUSH, its marks); the group's rounds shrink or not as a whole, and
+ * mirroring is asked of every member that is not fenced yet.  The group
+ * finishes once every member's kernel asked to finish (MIGRATE_FINISH of
+ * each): rounds of all until one carries nothing, FINISH, COMMITTED (the
+ * destination completed every member), then MIGRATE_END 0 of each member.
+ * Any member's abort, error or removal ends the job for all: every member
+ * the kernel did not abort itself gets MIGRATE_END with the reason
+ * (mig_end_members()), with KEEP_FENCE once FINISH was sent.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -53,19 +65,24 @@
 #define MIG_SLICE_MS 250		/* mirroring: link time a round's slice takes */
 #define MIG_SLICE_MIN 16		/* ... at least this many extents */
 
+/* A member's geometry and rounds. */
+struct smem {
+	uint64_t eb, dev_bytes, data_off;
+	uint64_t last;			/* its last round */
+	uint64_t cursor;		/* mirroring: where its next slice goes on */
+};
+
 struct sender {
 	struct mig_job *j;
 	struct mig_conn *c;
-	struct rcow_cow *cow;
+	struct rcow_cow **cow;		/* [j->n] */
+	struct smem *dv;		/* [j->n] */
 	struct rcow_buf buf;
 	uint8_t *rbuf;			/* received payloads */
-	uint64_t eb, dev_bytes, data_off;
 	uint64_t seq, moved;
 	uint64_t rate;			/* bytes per second, measured; 0: not yet */
-	uint64_t cursor;		/* mirroring: where the next slice goes on */
 	struct rcow_mirror_policy pace;
 	bool mirroring;			/* asked the kernel to mirror */
-	bool finish_sent;		/* from then on the outcome may be unknown */
 	struct rcow_err err;
 };
 
@@ -129,11 +146,15 @@ static int hello(struct sender *s)
 	if (!h)
 		return rcow_err_set(&s->err, ENOMEM, "out of memory");
 	h->version = MIG_VERSION;
-	h->ndev = 1;
-	snprintf(h->dev[0].name, sizeof(h->dev[0].name), "%s", s->j->info.dm_name);
-	h->dev[0].dev_sectors = s->j->info.dev_sectors;
-	h->dev[0].extent_sectors = s->j->info.extent_sectors;
-	snprintf(h->dev[0].base_uri, sizeof(h->dev[0].base_uri), "%s", s->j->info.base_uri);
+	h->ndev = s->j->n;
+	for (unsigned int i = 0; i < s->j->n; i++) {
+		const struct rcow_device_info *info = &s->j->m[i].info;
+
+		snprintf(h->dev[i].name, sizeof(h->dev[i].name), "%s", info->dm_name);
+		h->dev[i].dev_sectors = info->dev_sectors;
+		h->dev[i].extent_sectors = info->extent_sectors;
+		snprintf(h->dev[i].base_uri, sizeof(h->dev[i].base_uri), "%s", info->base_uri);
+	}
 	n = mig_enc_hello(s->rbuf, MIG_MAX_HELLO + MIG_HDR_SIZE, h, &s->err);
 	free(h);
 	if (n < 0)
@@ -142,28 +163,29 @@ static int hello(struct sender *s)
 	return r ? r : wait_for(s, MIG_READY, 0);
 }
 
-/* Extents [first, first + count) as DATA frames of at most MIG_MAX_DATA. */
-static int send_run(struct sender *s, uint64_t first, uint64_t count)
+/* Extents [first, first + count) of member dev as DATA frames of at most MIG_MAX_DATA. */
+static int send_run(struct sender *s, unsigned int dev, uint64_t first, uint64_t count)
 {
-	uint64_t per = MIG_MAX_DATA / s->eb;
+	const struct smem *dv = &s->dv[dev];
+	uint64_t per = MIG_MAX_DATA / dv->eb;
 	uint8_t head[MIG_HDR_SIZE + MIG_DATA_HEAD];
 
 	if (per > REMOTE_COW_MAX_RANGE)
 		per = REMOTE_COW_MAX_RANGE;
 	while (count) {
-		uint64_t n = count < per ? count : per, off = first * s->eb, len = n * s->eb;
+		uint64_t n = count < per ? count : per, off = first * dv->eb, len = n * dv->eb;
 		int r;
 
 		if (mig_stopping(s->j))
 			return rcow_err_set(&s->err, ECANCELED, "migration aborted");
-		if (off + len > s->dev_bytes)
-			len = s->dev_bytes - off;	/* the short last extent */
-		r = rcow_buf_reserve(&s->buf, rcow_cow_io_len(s->cow, len), &s->err);
+		if (off + len > dv->dev_bytes)
+			len = dv->dev_bytes - off;	/* the short last extent */
+		r = rcow_buf_reserve(&s->buf, rcow_cow_io_len(s->cow[dev], len), &s->err);
 		if (!r)
-			r = rcow_cow_pread(s->cow, s->buf.p, rcow_cow_io_len(s->cow, len),
-					   s->data_off + off, &s->err);
+			r = rcow_cow_pread(s->cow[dev], s->buf.p, rcow_cow_io_len(s->cow[dev], len),
+					   dv->data_off + off, &s->err);
 		if (!r)
-			r = mig_enc_data_head(head, 0, first, (uint32_t)n, len, &s->err) < 0;
+			r = mig_enc_data_head(head, dev, first, (uint32_t)n, len, &s->err) < 0;
 		if (!r)
 			r = mig_send_data(s->c, head, s->buf.p, len, &s->err);
 		if (r)
@@ -175,11 +197,11 @@ static int send_run(struct sender *s, uint64_t first, uint64_t count)
 	return 0;
 }
 
-/* Ask for a round (with flags, RCOW_MIGRATE_F_*) and wait for its swap. */
-static int take_round(struct sender *s, uint32_t flags, uint64_t *last_round)
+/* Ask member dev for a round (with flags, RCOW_MIGRATE_F_*) and wait for its swap. */
+static int take_round(struct sender *s, unsigned int dev, uint32_t flags)
 {
-	struct mig_kreq q = { .op = MK_ROUND, .flags = flags };
-	uint64_t round;
+	struct mig_kreq q = { .op = MK_ROUND, .dev = dev, .flags = flags };
+	uint64_t round, *last_round = &s->dv[dev].last;
 	int r;
 
 	r = mig_kcall(s->j, &q);
@@ -187,23 +209,21 @@ static int take_round(struct sender *s, uint32_t flags, uint64_t *last_round)
 		s->err = q.err;
 		return r;
 	}
-	mig_wait(s->j, *last_round, MIG_ACK_MS);
-	pthread_mutex_lock(&s->j->lock);
-	round = s->j->round_seen;
-	pthread_mutex_unlock(&s->j->lock);
+	mig_wait(s->j, dev, *last_round, MIG_ACK_MS);
+	round = mig_round_seen(s->j, dev, NULL);
 	if (mig_stopping(s->j))
 		return rcow_err_set(&s->err, ECANCELED, "migration aborted");
 	if (round <= *last_round)
-		return rcow_err_set(&s->err, ETIMEDOUT, "the kernel did not take round %llu",
-				    (unsigned long long)*last_round + 1);
+		return rcow_err_set(&s->err, ETIMEDOUT, "the kernel did not take round %llu of %s",
+				    (unsigned long long)*last_round + 1, s->j->m[dev].name);
 	*last_round = round;
 	return 0;
 }
 
-/* GET_RUNS of op's set (MK_RUNS: the round set, MK_FRESH: the change set). */
-static int get_runs(struct sender *s, enum mig_kop op, struct run_vec *runs)
+/* GET_RUNS of op's set of member dev (MK_RUNS: the round set, MK_FRESH: the change set). */
+static int get_runs(struct sender *s, unsigned int dev, enum mig_kop op, struct run_vec *runs)
 {
-	struct mig_kreq q = { .op = op };
+	struct mig_kreq q = { .op = op, .dev = dev };
 	int r = mig_kcall(s->j, &q);
 
 	if (r)
@@ -213,12 +233,14 @@ static int get_runs(struct sender *s, enum mig_kop op, struct run_vec *runs)
 }
 
 /*
- * Send runs v[0, n) of round, have them flushed, then mark them sent.
- * *sent: extents.  Measures the rate (bytes per second) for the slices.
+ * Send runs v[0, n) of member dev's round, have them flushed, then mark
+ * them sent.  *sent: extents.  Measures the rate (bytes per second) for
+ * the slices.
  */
-static int ship(struct sender *s, uint64_t round, const struct rcow_run *v, size_t n,
+static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, size_t n,
 		uint64_t *sent)
 {
+	uint64_t round = s->dv[dev].last;
 	uint8_t f[MIG_HDR_SIZE + 8];
 	uint64_t t0, ms, bytes = 0;
 	int r = 0;
@@ -228,8 +250,8 @@ static int ship(struct sender *s, uint64_t round, const struct rcow_run *v, size
 		return 0;
 	t0 = now_ms();
 	for (size_t i = 0; i < n && !r; i++) {
-		r = send_run(s, v[i].first, v[i].count);
-		bytes += v[i].count * s->eb;
+		r = send_run(s, dev, v[i].first, v[i].count);
+		bytes += v[i].count * s->dv[dev].eb;
 	}
 	if (!r)
 		r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq),
@@ -244,7 +266,8 @@ static int ship(struct sender *s, uint64_t round, const struct rcow_run *v, size
 		uint64_t first = v[i].first, left = v[i].count;
 
 		while (left && !r) {
-			struct mig_kreq m = { .op = MK_MARK, .round = round, .first = first };
+			struct mig_kreq m = { .op = MK_MARK, .dev = dev, .round = round,
+					      .first = first };
 
 			m.count = (uint32_t)(left < REMOTE_COW_MAX_RANGE ? left : REMOTE_COW_MAX_RANGE);
 			r = mig_kcall(s->j, &m);
@@ -258,18 +281,18 @@ static int ship(struct sender *s, uint64_t round, const struct rcow_run *v, size
 	return r;
 }
 
-/* One round: take it, send it whole, have it flushed, mark it.  *sent: extents. */
-static int round_trip(struct sender *s, uint64_t *last_round, uint64_t *sent)
+/* One round of member dev: take it, send it whole, have it flushed, mark it.  *sent: extents. */
+static int round_trip(struct sender *s, unsigned int dev, uint64_t *sent)
 {
 	struct run_vec runs = { 0 };
 	int r;
 
 	*sent = 0;
-	r = take_round(s, 0, last_round);
+	r = take_round(s, dev, 0);
 	if (!r)
-		r = get_runs(s, MK_RUNS, &runs);
+		r = get_runs(s, dev, MK_RUNS, &runs);
 	if (!r)
-		r = ship(s, *last_round, runs.ptr, runs.len, sent);
+		r = ship(s, dev, runs.ptr, runs.len, sent);
 	run_vec_free(&runs);
 	return r;
 }
@@ -280,23 +303,23 @@ static int round_trip(struct sender *s, uint64_t *last_round, uint64_t *sent)
  * since the round before, where the writes that wait are.  *sent: extents
  * sent, *left: extents of the round set left for the next rounds.
  */
-static int mirror_trip(struct sender *s, uint32_t flags, uint64_t *last_round, uint64_t *sent,
+static int mirror_trip(struct sender *s, unsigned int dev, uint32_t flags, uint64_t *sent,
 		       uint64_t *left)
 {
 	struct run_vec fresh = { 0 }, runs = { 0 };
 	struct rcow_run *pick = NULL;
-	uint64_t budget = s->rate * MIG_SLICE_MS / 1000 / s->eb, total = 0;
+	uint64_t budget = s->rate * MIG_SLICE_MS / 1000 / s->dv[dev].eb, total = 0;
 	size_t n;
 	int r;
 
 	*sent = *left = 0;
 	if (budget < MIG_SLICE_MIN)
 		budget = MIG_SLICE_MIN;
-	r = get_runs(s, MK_FRESH, &fresh);
+	r = get_runs(s, dev, MK_FRESH, &fresh);
 	if (!r)
-		r = take_round(s, flags, last_round);
+		r = take_round(s, dev, flags);
 	if (!r)
-		r = get_runs(s, MK_RUNS, &runs);
+		r = get_runs(s, dev, MK_RUNS, &runs);
 	if (!r) {
 		pick = calloc(RCOW_MIRROR_PICK_MAX(fresh.len, runs.len), sizeof(*pick));
 		if (!pick)
@@ -305,9 +328,9 @@ static int mirror_trip(struct sender *s, uint32_t flags, uint64_t *last_round, u
 	if (!r) {
 		for (size_t i = 0; i < runs.len; i++)
 			total += runs.ptr[i].count;
-		n = rcow_mirror_pick(fresh.ptr, fresh.len, runs.ptr, runs.len, &s->cursor, budget,
-				     pick);
-		r = ship(s, *last_round, pick, n, sent);
+		n = rcow_mirror_pick(fresh.ptr, fresh.len, runs.ptr, runs.len, &s->dv[dev].cursor,
+				     budget, pick);
+		r = ship(s, dev, pick, n, sent);
 		*left = total - *sent;
 	}
 	free(pick);
@@ -316,34 +339,62 @@ static int mirror_trip(struct sender *s, uint32_t flags, uint64_t *last_round, u
 	return r;
 }
 
+/* One round of the group: a round of each member; totals in *sent, *left. */
+static int group_round(struct sender *s, bool finishing, bool mirror, uint64_t *sent,
+		       uint64_t *left)
+{
+	*sent = *left = 0;
+	for (unsigned int i = 0; i < s->j->n; i++) {
+		uint64_t n = 0, l = 0;
+		bool fenced;
+		int r;
+
+		mig_round_seen(s->j, i, &fenced);
+		if (s->mirroring && !finishing)
+			r = mirror_trip(s, i, mirror && !fenced ? RCOW_MIGRATE_F_MIRROR : 0, &n, &l);
+		else
+			r = round_trip(s, i, &n);
+		if (r)
+			return r;
+		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", s->j->m[i].name,
+		     (unsigned long long)s->dv[i].last, (unsigned long long)n);
+		*sent += n;
+		*left += l;
+	}
+	return 0;
+}
+
 static int migrate(struct sender *s)
 {
-	struct mig_psk psk;
-	uint64_t last = s->j->round_seen, sent, left = 0, waiting;
+	struct mig_spec *sp = malloc(sizeof(*sp));
+	uint64_t sent, left = 0, waiting;
 	bool finishing = false, mirror = s->j->mirror_always;
 	int r;
 
-	r = mig_psk_load(s->j->spec, &psk, &s->err);
+	if (!sp)
+		return rcow_err_set(&s->err, ENOMEM, "out of memory");
+	r = mig_spec_load(s->j->m[0].spec, false, sp, &s->err);
 	if (r) {
+		free(sp);
 		rcow_err_prefix(&s->err, "no key for the migration (remote-cow migrate --psk)");
 		return r;
 	}
 	/* a destination still setting up refuses the connection: try for a while */
 	for (int tries = 0;; tries++) {
-		r = mig_connect(s->j->target, &psk, MIG_CONNECT_MS, &s->c, &s->err);
+		r = mig_connect(s->j->target, &sp->psk, MIG_CONNECT_MS, &s->c, &s->err);
 		if (r != -ECONNREFUSED || tries >= MIG_CONNECT_TRIES || mig_stopping(s->j))
 			break;
-		mig_wait(s->j, UINT64_MAX, 500);
+		mig_wait(s->j, 0, UINT64_MAX, 500);
 	}
-	mig_psk_wipe(&psk);
+	mig_psk_wipe(&sp->psk);
+	free(sp);
 	if (r)
 		return r;
 	mig_set_conn(s->j, s->c);
 	r = hello(s);
 	if (r)
 		return r;
-	logmsg("device %s: connected to %s; sending rounds", s->j->info.dm_name,
-	       mig_conn_peer(s->c));
+	logmsg("%s: connected to %s; sending rounds", s->j->label, mig_conn_peer(s->c));
 	for (;;) {
 		bool fin;
 
@@ -352,26 +403,21 @@ static int migrate(struct sender *s)
 		pthread_mutex_unlock(&s->j->lock);
 		if (fin && !finishing) {
 			finishing = true;	/* rounds asked from now on are after the fence */
-			logmsg("device %s: fenced; sending the last round(s)", s->j->info.dm_name);
+			logmsg("%s: fenced; sending the last round(s)", s->j->label);
 		}
 		waiting = mig_waiting_seen(s->j);
 		mirror = mirror && !finishing && !s->mirroring;
 		if (mirror) {
 			s->mirroring = true;
-			logmsg("device %s: %s: mirroring from round %llu (writes complete once the destination has them)",
-			       s->j->info.dm_name,
+			logmsg("%s: %s: mirroring from round %llu (writes complete once the destination has them)",
+			       s->j->label,
 			       s->j->mirror_always ? "migrate_mirror always" :
 						     "the rounds stopped shrinking",
-			       (unsigned long long)last + 1);
+			       (unsigned long long)s->dv[0].last + 1);
 		}
-		if (s->mirroring && !finishing)
-			r = mirror_trip(s, mirror ? RCOW_MIGRATE_F_MIRROR : 0, &last, &sent, &left);
-		else
-			r = round_trip(s, &last, &sent);
+		r = group_round(s, finishing, mirror, &sent, &left);
 		if (r)
 			return r;
-		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", s->j->info.dm_name,
-		     (unsigned long long)last, (unsigned long long)sent);
 		if (finishing && !sent)
 			break;
 		if (finishing)
@@ -381,37 +427,63 @@ static int migrate(struct sender *s)
 		if (!sent && !left && s->mirroring)
 			mig_wait_writes(s->j, waiting, MIG_IDLE_MS);
 		else if (!sent && !s->mirroring)
-			mig_wait(s->j, UINT64_MAX, MIG_IDLE_MS);
+			mig_wait(s->j, 0, UINT64_MAX, MIG_IDLE_MS);
 	}
-	s->finish_sent = true;
+	pthread_mutex_lock(&s->j->lock);
+	s->j->finish_sent = true;
+	pthread_mutex_unlock(&s->j->lock);
 	r = send_empty(s, MIG_FINISH);
 	if (!r)
 		r = wait_for(s, MIG_COMMITTED, 0);
-	if (r)
-		return r;
-	{
-		struct mig_kreq q = { .op = MK_END, .status = 0 };
+	for (unsigned int i = 0; i < s->j->n && !r; i++) {
+		struct mig_kreq q = { .op = MK_END, .dev = i, .status = 0 };
 
 		r = mig_kcall(s->j, &q);
-		if (r)
+		if (r) {
 			s->err = q.err;
+			rcow_err_prefix(&s->err, "%s", s->j->m[i].name);
+			break;
+		}
+		pthread_mutex_lock(&s->j->lock);
+		s->j->m[i].ended = true;
+		pthread_mutex_unlock(&s->j->lock);
 	}
 	return r;
+}
+
+/* The member whose kernel aborted, or NULL (the daemon stops the job). */
+static const char *aborted_member(struct mig_job *j)
+{
+	const char *name = NULL;
+
+	pthread_mutex_lock(&j->lock);
+	for (unsigned int i = 0; i < j->n && !name; i++)
+		if (j->m[i].aborted)
+			name = j->m[i].name;
+	pthread_mutex_unlock(&j->lock);
+	return name;
 }
 
 void *mig_send_thread(void *arg)
 {
 	struct mig_job *j = arg;
 	struct sender s = { .j = j };
+	const char *who;
 	bool aborted;
-	int r;
+	int r = 0;
 
-	s.eb = (uint64_t)j->info.extent_sectors * 512;
-	s.dev_bytes = j->info.dev_sectors * 512;
-	s.data_off = j->info.data_offset * 512;
+	s.cow = calloc(j->n, sizeof(*s.cow));
+	s.dv = calloc(j->n, sizeof(*s.dv));
 	s.rbuf = malloc(MIG_MAX_HELLO + MIG_HDR_SIZE);
-	r = s.rbuf ? j->d->kops->open_cow(j->d->kctx, &j->info, &s.cow, &s.err)
-		   : rcow_err_set(&s.err, ENOMEM, "out of memory");
+	if (!s.cow || !s.dv || !s.rbuf)
+		r = rcow_err_set(&s.err, ENOMEM, "out of memory");
+	for (unsigned int i = 0; i < j->n && !r; i++) {
+		s.dv[i].eb = (uint64_t)j->m[i].info.extent_sectors * 512;
+		s.dv[i].dev_bytes = j->m[i].info.dev_sectors * 512;
+		s.dv[i].data_off = j->m[i].info.data_offset * 512;
+		s.dv[i].last = mig_round_seen(j, i, NULL);
+		r = j->d->kops->open_cow(j->d->kctx, &j->m[i].info, &s.cow[i], &s.err);
+	}
 	if (!r)
 		r = migrate(&s);
 	pthread_mutex_lock(&j->lock);
@@ -431,23 +503,26 @@ void *mig_send_thread(void *arg)
 						       "the source aborted the migration"), &e2);
 	}
 	if (!r) {
-		logmsg("device %s: migration to %s done: the destination committed; this device stays fenced",
-		       j->info.dm_name, j->target);
+		logmsg("%s: migration to %s done: the destination committed; %s fenced", j->label,
+		       j->target, j->n > 1 ? "every member stays" : "this device stays");
 	} else if (aborted) {
-		logmsg("device %s: migration to %s aborted", j->info.dm_name, j->target);
-	} else {
-		struct mig_kreq q = { .op = MK_END, .status = (uint32_t)-r, .message = s.err.msg };
+		char why[200];
 
-		logmsg("device %s: migration to %s failed: %s", j->info.dm_name, j->target,
-		       s.err.msg);
-		if (s.finish_sent) {
-			q.flags = RCOW_MIGRATE_F_KEEP_FENCE;
-			logmsg("device %s: FINISH was sent: the destination may have taken over; this device stays fenced until 'migrate abort' (only if the destination is not used)",
-			       j->info.dm_name);
+		who = aborted_member(j);
+		logmsg("%s: migration to %s aborted", j->label, j->target);
+		if (who) {
+			snprintf(why, sizeof(why), "member %s of the group was aborted", who);
+			mig_end_members(j, ECANCELED, why);
 		}
-		if (mig_kcall(j, &q))
-			logmsg("device %s: MIGRATE_END: %s", j->info.dm_name, q.err.msg);
+	} else {
+		logmsg("%s: migration to %s failed: %s", j->label, j->target, s.err.msg);
+		if (s.j->finish_sent)
+			logmsg("%s: FINISH was sent: the destination may have taken over; %s fenced until 'migrate abort' (only if the destination is not used)",
+			       j->label, j->n > 1 ? "every member stays" : "this device stays");
+		mig_end_members(j, -r, s.err.msg);
 	}
 	mig_end(j, s.c, s.cow, &s.buf, s.rbuf, s.moved);
+	free(s.cow);
+	free(s.dv);
 	return NULL;
 }

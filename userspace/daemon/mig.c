@@ -16,6 +16,17 @@
  *                   then the PSK file; read when device NAME shows up
  *                   incoming (DEVICE_ADD or the device list).
  *
+ * A group (several devices as one unit) has one such file per member,
+ * all alike, that also name the members in order ("member NAME" lines
+ * before the PSK file, mig_spec_parse()).  Its job is gathered by name:
+ * the first member's MIGRATE_START (source) or incoming device
+ * (destination) makes it, each other member joins it, and its thread
+ * starts with the last.  A source's group must be whole within
+ * MIG_GATHER_MS; if not, or if a member is aborted or removed before,
+ * the members that started end failed (MIGRATE_END, the reason).  A
+ * destination's group waits as long as its devices exist: nothing listens
+ * before the last one is there.
+ *
  * Files owned by another user than the daemon's, or readable by group or
  * others, are refused.  The daemon removes a job's file when the job
  * ends, whatever the outcome.
@@ -65,11 +76,31 @@ static struct migs *migs_get(struct daemon *d)
 	return d->mig;
 }
 
-static struct mig_job *find_job(struct daemon *d, uint32_t dev_id)
+/* The job one of whose started members is dev_id (its index in *idx). */
+static struct mig_job *find_job(struct daemon *d, uint32_t dev_id, unsigned int *idx)
 {
 	for (struct mig_job *j = d->mig ? d->mig->jobs : NULL; j; j = j->next)
-		if (j->info.dev_id == dev_id)
-			return j;
+		for (unsigned int i = 0; i < j->n; i++)
+			if (j->m[i].started && j->m[i].info.dev_id == dev_id) {
+				*idx = i;
+				return j;
+			}
+	return NULL;
+}
+
+/* A group being gathered on this side with a member name not started yet. */
+static struct mig_job *find_gathering(struct daemon *d, bool sender, const char *name,
+				      unsigned int *idx)
+{
+	for (struct mig_job *j = d->mig ? d->mig->jobs : NULL; j; j = j->next) {
+		if (j->running || j->sender != sender)
+			continue;
+		for (unsigned int i = 0; i < j->n; i++)
+			if (!j->m[i].started && !strcmp(j->m[i].name, name)) {
+				*idx = i;
+				return j;
+			}
+	}
 	return NULL;
 }
 
@@ -141,16 +172,28 @@ static struct timespec deadline(int ms)
 	return ts;
 }
 
-void mig_wait(struct mig_job *j, uint64_t round_after, int ms)
+void mig_wait(struct mig_job *j, unsigned int dev, uint64_t round_after, int ms)
 {
 	struct timespec ts = deadline(ms);
 
 	pthread_mutex_lock(&j->lock);
-	while (!j->stop && !j->abort && j->round_seen <= round_after &&
+	while (!j->stop && !j->abort && j->m[dev].round_seen <= round_after &&
 	       !(round_after == UINT64_MAX && j->finish))
 		if (pthread_cond_timedwait(&j->cond, &j->lock, &ts))
 			break;
 	pthread_mutex_unlock(&j->lock);
+}
+
+uint64_t mig_round_seen(struct mig_job *j, unsigned int dev, bool *finish)
+{
+	uint64_t r;
+
+	pthread_mutex_lock(&j->lock);
+	r = j->m[dev].round_seen;
+	if (finish)
+		*finish = j->m[dev].finish;
+	pthread_mutex_unlock(&j->lock);
+	return r;
 }
 
 uint64_t mig_waiting_seen(struct mig_job *j)
@@ -192,15 +235,39 @@ static void log_counts(const struct mig_job *j, const struct mig_conn *c, uint64
 		sent += n->sent.bytes[t];
 		recvd += n->recvd.bytes[t];
 	}
-	logmsg("device %s: migration bytes on the wire: sent %llu (DATA %llu in %llu frames), received %llu; extents moved %llu (%llu bytes)",
-	       j->info.dm_name, (unsigned long long)sent,
+	logmsg("%s: migration bytes on the wire: sent %llu (DATA %llu in %llu frames), received %llu; extents moved %llu (%llu bytes)",
+	       j->label, (unsigned long long)sent,
 	       (unsigned long long)n->sent.bytes[MIG_DATA],
 	       (unsigned long long)n->sent.frames[MIG_DATA], (unsigned long long)recvd,
 	       (unsigned long long)extents,
-	       (unsigned long long)(extents * j->info.extent_sectors * 512ull));
+	       (unsigned long long)(extents * j->m[0].info.extent_sectors * 512ull));
 }
 
-void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow *cow, struct rcow_buf *buf,
+void mig_end_members(struct mig_job *j, int code, const char *why)
+{
+	for (unsigned int i = 0; i < j->n; i++) {
+		struct mig_kreq q = { .op = MK_END, .dev = i, .status = (uint32_t)code,
+				      .message = why };
+		bool skip;
+
+		pthread_mutex_lock(&j->lock);
+		skip = j->m[i].aborted || j->m[i].gone || j->m[i].ended || j->stop;
+		if (j->finish_sent)
+			q.flags = RCOW_MIGRATE_F_KEEP_FENCE;
+		pthread_mutex_unlock(&j->lock);
+		if (skip)
+			continue;
+		if (mig_kcall(j, &q)) {
+			logmsg("device %s: MIGRATE_END: %s", j->m[i].name, q.err.msg);
+			continue;
+		}
+		pthread_mutex_lock(&j->lock);
+		j->m[i].ended = true;
+		pthread_mutex_unlock(&j->lock);
+	}
+}
+
+void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow **cow, struct rcow_buf *buf,
 	     void *rbuf, uint64_t extents)
 {
 	j->moved = extents;
@@ -210,8 +277,9 @@ void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow *cow, struct
 		mig_set_conn(j, NULL);
 		mig_conn_close(c);
 	}
-	if (cow)
-		rcow_cow_close(cow);
+	for (unsigned int i = 0; cow && i < j->n; i++)
+		if (cow[i])
+			rcow_cow_close(cow[i]);
 	rcow_buf_free(buf);
 	free(rbuf);
 	mig_over(j);
@@ -224,11 +292,11 @@ static int runs_cb(const struct rcow_run *run, void *data)
 	return run_vec_push(data, *run);
 }
 
-static int put_dev(struct daemon *d, uint8_t cmd, const struct mig_job *j, uint32_t *buf,
+static int put_dev(struct daemon *d, uint8_t cmd, uint32_t dev_id, uint32_t *buf,
 		   struct nlmsghdr **out)
 {
 	*out = rcow_msg_start(buf, d->kops->family(d->kctx), cmd, 0, 0);
-	return rcow_msg_put_u32(*out, RCOW_A_DEV_ID, j->info.dev_id) ? 0 : -EMSGSIZE;
+	return rcow_msg_put_u32(*out, RCOW_A_DEV_ID, dev_id) ? 0 : -EMSGSIZE;
 }
 
 /* One kernel request of a job, in the loop thread, no lock held. */
@@ -243,13 +311,17 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 	struct rcow_device_info *info;
 	struct nlmsghdr *nlh;
 	bool ok = true;
+	uint32_t dev_id;
 	int r;
 
+	if (q->dev >= j->n || j->m[q->dev].gone)
+		return rcow_err_set(&q->err, ENODEV, "the device is gone");
+	dev_id = j->m[q->dev].info.dev_id;
 	switch (q->op) {
 	case MK_RUNS:
 	case MK_FRESH:
 		q->runs.len = 0;
-		return d->kops->get_runs(d->kctx, j->info.dev_id,
+		return d->kops->get_runs(d->kctx, dev_id,
 					 q->op == MK_RUNS ? RCOW_BITMAP_MIGRATE_ROUND :
 							    RCOW_BITMAP_DIRTY_MIGRATE,
 					 0, runs_cb, &q->runs, &q->err);
@@ -257,14 +329,14 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		info = malloc(sizeof(*info));
 		if (!info)
 			return rcow_err_set(&q->err, ENOMEM, "out of memory");
-		r = d->kops->get_device(d->kctx, j->info.dev_id, info, &q->err);
+		r = d->kops->get_device(d->kctx, dev_id, info, &q->err);
 		q->state = r ? 0 : info->migrate_state;
 		free(info);
 		return r;
 	default:
 		break;
 	}
-	if (put_dev(d, cmd[q->op], j, buf, &nlh))
+	if (put_dev(d, cmd[q->op], dev_id, buf, &nlh))
 		return rcow_err_set(&q->err, EMSGSIZE, "netlink message too large");
 	if (q->op == MK_MARK)
 		ok = rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_ROUND, q->round);
@@ -306,6 +378,7 @@ static void job_free(struct mig_job *j)
 {
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);
+	free(j->m);
 	free(j);
 }
 
@@ -320,10 +393,75 @@ static void unlink_job(struct daemon *d, struct mig_job *j)
 		}
 }
 
+/* Loop side: the job's files (every member's spec) removed, the job gone. */
+static void drop_job(struct daemon *d, struct mig_job *j)
+{
+	for (unsigned int i = 0; i < j->n; i++)
+		unlink(j->m[i].spec);
+	unlink_job(d, j);
+	job_free(j);
+}
+
+/*
+ * Loop side, the thread (if any) gone: MIGRATE_END(code, why) for the
+ * members that started and that nothing ended yet (KEEP_FENCE once FINISH
+ * was sent).
+ */
+static void end_rest(struct daemon *d, struct mig_job *j, int code, const char *why)
+{
+	for (unsigned int i = 0; i < j->n; i++) {
+		struct mig_member *mb = &j->m[i];
+		struct mig_kreq q = { .op = MK_END, .dev = i, .status = (uint32_t)code,
+				      .message = why };
+
+		if (!mb->started || mb->aborted || mb->gone || mb->ended)
+			continue;
+		if (j->finish_sent)
+			q.flags = RCOW_MIGRATE_F_KEEP_FENCE;
+		logmsg("device %s: migration to %s failed: %s", mb->name, j->target, why);
+		if (do_kreq(d, j, &q))
+			logmsg("device %s: MIGRATE_END: %s", mb->name, q.err.msg);
+		mb->ended = true;
+	}
+}
+
+/* A source's group that did not gather: every member that started fails. */
+static void gather_fail(struct daemon *d, struct mig_job *j, const char *why)
+{
+	logmsg("%s: the migration does not start: %s", j->label, why);
+	end_rest(d, j, ECANCELED, why);
+	drop_job(d, j);
+}
+
+/* Loop side: a group being gathered that must fail now (why), or NULL. */
+static const char *gather_broken(struct mig_job *j, uint64_t now, char *why, size_t cap)
+{
+	for (unsigned int i = 0; i < j->n; i++) {
+		if (j->m[i].aborted || j->m[i].gone) {
+			snprintf(why, cap, "member %s was %s before the group was whole",
+				 j->m[i].name, j->m[i].gone ? "removed" : "aborted");
+			return why;
+		}
+	}
+	if (j->sender && now >= j->gather_until) {
+		snprintf(why, cap, "the group was not whole in time");
+		for (unsigned int i = 0; i < j->n; i++)
+			if (!j->m[i].started) {
+				snprintf(why, cap, "member %s did not start within %u ms (remote-cow migrate names every member)",
+					 j->m[i].name, j->d->opt.mig_gather_ms ?
+					 j->d->opt.mig_gather_ms : MIG_GATHER_MS);
+				break;
+			}
+		return why;
+	}
+	return NULL;
+}
+
 void mig_run(struct daemon *d)
 {
 	struct mig_job *j, *next;
-	uint64_t v;
+	uint64_t v, now = now_ms();
+	char why[256];
 
 	if (!d->mig)
 		return;
@@ -335,6 +473,15 @@ void mig_run(struct daemon *d)
 		bool over;
 
 		next = j->next;
+		if (!j->running) {
+			if (gather_broken(j, now, why, sizeof(why))) {
+				if (j->sender)
+					gather_fail(d, j, why);
+				else
+					drop_job(d, j);
+			}
+			continue;
+		}
 		pthread_mutex_lock(&j->lock);
 		if (j->req && !j->req_taken && !j->req_done && !j->stop) {
 			q = j->req;
@@ -354,11 +501,20 @@ void mig_run(struct daemon *d)
 		if (over) {
 			pthread_join(j->th, NULL);
 			account(d, j);
-			unlink(j->spec);
-			unlink_job(d, j);
-			job_free(j);
+			drop_job(d, j);
 		}
 	}
+}
+
+uint64_t mig_timer(struct daemon *d, uint64_t now)
+{
+	uint64_t next = 0;
+
+	(void)now;
+	for (struct mig_job *j = d->mig ? d->mig->jobs : NULL; j; j = j->next)
+		if (!j->running && j->sender && (!next || j->gather_until < next))
+			next = j->gather_until;
+	return next;
 }
 
 int mig_pollfd(struct daemon *d, struct pollfd *p)
@@ -369,49 +525,79 @@ int mig_pollfd(struct daemon *d, struct pollfd *p)
 	return 1;
 }
 
-static int start_job(struct daemon *d, const struct rcow_device_info *info, bool sender)
+/* A job for the members names[0, n), none started yet, no thread; NULL: no memory. */
+static struct mig_job *new_job(struct daemon *d, bool sender, char (*names)[MIG_NAME_MAX + 1],
+			       unsigned int n)
 {
 	struct migs *m = migs_get(d);
-	struct mig_job *j;
-	int r;
+	struct mig_job *j = m ? calloc(1, sizeof(*j)) : NULL;
+	size_t at;
 
-	if (!m)
-		return -ENOMEM;
-	j = calloc(1, sizeof(*j));
 	if (!j)
-		return -ENOMEM;
+		return NULL;
+	j->m = calloc(n, sizeof(*j->m));
+	if (!j->m) {
+		free(j);
+		return NULL;
+	}
 	j->d = d;
 	j->wake_fd = m->efd;
 	j->sender = sender;
-	j->info = *info;
+	j->n = n;
 	j->lfd = -1;
-	j->round_seen = info->migrate_round;
 	j->peer_timeout_ms = d->opt.mig_peer_timeout_ms ? d->opt.mig_peer_timeout_ms :
 			     d->cfg.mig_peer_timeout_ms;
 	j->mirror_always = (d->opt.mig_mirror_set ? d->opt.mig_mirror : d->cfg.mig_mirror) ==
 			   RCOW_MIG_MIRROR_ALWAYS;
-	snprintf(j->target, sizeof(j->target), "%s", info->migrate_target);
-	if (mig_spec_path(d, sender, info->dm_name, j->spec, sizeof(j->spec))) {
-		free(j);
-		return -ENAMETOOLONG;
+	at = (size_t)snprintf(j->label, sizeof(j->label), "%s ", n > 1 ? "group" : "device");
+	for (unsigned int i = 0; i < n; i++) {
+		snprintf(j->m[i].name, sizeof(j->m[i].name), "%s", names[i]);
+		if (at < sizeof(j->label))
+			at += (size_t)snprintf(j->label + at, sizeof(j->label) - at, "%s%s",
+					       i ? "," : "", names[i]);
+		if (mig_spec_path(d, sender, names[i], j->m[i].spec, sizeof(j->m[i].spec))) {
+			free(j->m);
+			free(j);
+			return NULL;
+		}
 	}
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
-	r = pthread_create(&j->th, NULL, sender ? mig_send_thread : mig_recv_thread, j);
-	if (r) {
-		job_free(j);
-		return -r;
-	}
 	j->next = m->jobs;
 	m->jobs = j;
-	return 0;
+	return j;
+}
+
+/* Member i is there (info); true when the group is whole. */
+static bool join_member(struct mig_job *j, unsigned int i, const struct rcow_device_info *info)
+{
+	j->m[i].info = *info;
+	j->m[i].round_seen = info->migrate_round;
+	j->m[i].started = true;
+	if (j->sender && !j->target[0])
+		snprintf(j->target, sizeof(j->target), "%s", info->migrate_target);
+	for (i = 0; i < j->n; i++)
+		if (!j->m[i].started)
+			return false;
+	return true;
+}
+
+/* The whole group is there: its thread. */
+static int run_job(struct mig_job *j)
+{
+	int r = pthread_create(&j->th, NULL, j->sender ? mig_send_thread : mig_recv_thread, j);
+
+	if (!r)
+		j->running = true;
+	return -r;
 }
 
 /* A migration that cannot even start: say so to the kernel, from the loop. */
 static void fail_start(struct daemon *d, const struct rcow_device_info *info, int code,
 		       const char *why)
 {
-	struct mig_job tmp = { .info = *info };
+	struct mig_member mb = { .info = *info };
+	struct mig_job tmp = { .n = 1, .m = &mb };
 	struct mig_kreq q = { .op = MK_END, .status = (uint32_t)code, .message = why };
 
 	logmsg("device %s: migration to %s failed: %s", info->dm_name, info->migrate_target, why);
@@ -419,9 +605,11 @@ static void fail_start(struct daemon *d, const struct rcow_device_info *info, in
 		logmsg("device %s: MIGRATE_END: %s", info->dm_name, q.err.msg);
 }
 
-/* Stop a job and wait for its thread (it wakes within a second). */
-static void stop_job(struct daemon *d, struct mig_job *j)
+/* Stop a job's thread and wait for it (it wakes within a second). */
+static void stop_thread(struct daemon *d, struct mig_job *j)
 {
+	if (!j->running)
+		return;
 	pthread_mutex_lock(&j->lock);
 	j->stop = true;
 	if (j->conn)
@@ -429,21 +617,115 @@ static void stop_job(struct daemon *d, struct mig_job *j)
 	pthread_cond_broadcast(&j->cond);
 	pthread_mutex_unlock(&j->lock);
 	pthread_join(j->th, NULL);
+	j->running = false;
 	account(d, j);
-	unlink(j->spec);
-	unlink_job(d, j);
-	job_free(j);
+}
+
+/*
+ * Stop a job and forget it.  why: the members of a source's group that
+ * nothing ended yet get MIGRATE_END with it (NULL at the daemon's exit:
+ * the kernel keeps them, and the next daemon's MIGRATE_START fails them).
+ */
+static void stop_job(struct daemon *d, struct mig_job *j, const char *why)
+{
+	stop_thread(d, j);
+	if (why && j->sender && j->n > 1)
+		end_rest(d, j, ECANCELED, why);
+	drop_job(d, j);
+}
+
+/* Loop side: the members named by NAME's spec (single: NAME alone). */
+static int spec_members(struct daemon *d, bool sender, const char *name,
+			char (*names)[MIG_NAME_MAX + 1], unsigned int *n, struct rcow_err *err)
+{
+	struct mig_spec *sp = malloc(sizeof(*sp));
+	char path[4096];
+	int r;
+
+	if (!sp)
+		return rcow_err_set(err, ENOMEM, "out of memory");
+	r = mig_spec_path(d, sender, name, path, sizeof(path));
+	if (!r)
+		r = mig_spec_load(path, !sender, sp, err);
+	else
+		rcow_err_set(err, -r, "run directory path too long");
+	mig_psk_wipe(&sp->psk);
+	*n = 1;
+	snprintf(names[0], MIG_NAME_MAX + 1, "%s", name);
+	if (!r && sp->nmem > 1) {
+		*n = sp->nmem;
+		memcpy(names, sp->member, sizeof(sp->member));
+	}
+	free(sp);
+	for (unsigned int i = 0; !r && i < *n; i++)
+		if (!strcmp(names[i], name))
+			return 0;
+	return r ? r : rcow_err_set(err, EINVAL, "%s is not one of the members its spec names",
+				    name);
+}
+
+/* MIGRATE_START of a device that no running job has. */
+static void start_source(struct daemon *d, const struct rcow_device_info *info)
+{
+	char names[MIG_GROUP_MAX][MIG_NAME_MAX + 1], why[300];
+	struct rcow_err err = { 0 };
+	struct mig_job *j;
+	unsigned int i = 0, n;
+	int r;
+
+	j = find_gathering(d, true, info->dm_name, &i);
+	if (!j) {
+		/* no readable spec: a job alone, which fails for want of a key */
+		if (spec_members(d, true, info->dm_name, names, &n, &err) && err.code == EINVAL) {
+			fail_start(d, info, EINVAL, err.msg);
+			return;
+		}
+		if (n == 1)
+			logmsg("device %s: migrating to %s", info->dm_name, info->migrate_target);
+		j = new_job(d, true, names, n);
+		if (!j) {
+			fail_start(d, info, ENOMEM, "cannot start the migration job: out of memory");
+			return;
+		}
+		j->gather_until = now_ms() + (d->opt.mig_gather_ms ? d->opt.mig_gather_ms :
+					      MIG_GATHER_MS);
+		for (i = 0; i < n && strcmp(names[i], info->dm_name); i++)
+			;
+	}
+	if (!join_member(j, i, info)) {
+		logmsg("%s: member %s started; waiting for the others (migrating to %s)", j->label,
+		       info->dm_name, info->migrate_target);
+		return;
+	}
+	if (j->n > 1)
+		logmsg("%s: every member started: migrating as one unit to %s", j->label, j->target);
+	r = run_job(j);
+	if (r) {
+		snprintf(why, sizeof(why), "cannot start the migration job: %s", strerror(-r));
+		gather_fail(d, j, why);
+	}
 }
 
 void mig_event(struct daemon *d, const struct rcow_event *ev)
 {
 	const struct rcow_device_info *info = &ev->u.dev;
-	struct mig_job *j = find_job(d, info->dev_id);
-	char why[128];
-	int r;
+	unsigned int i = 0;
+	struct mig_job *j = find_job(d, info->dev_id, &i);
+	char why[256];
+	bool all;
 
 	switch (ev->cmd) {
 	case RCOW_CMD_MIGRATE_START:
+		if (j && !j->running && j->sender) {
+			/* a member of a group being gathered: sent again after its abort? */
+			if (!gather_broken(j, now_ms(), why, sizeof(why))) {
+				vlog(d, 1, "device %s: MIGRATE_START again: the group is being gathered",
+				     info->dm_name);
+				return;
+			}
+			gather_fail(d, j, why);
+			j = NULL;
+		}
 		if (j) {
 			bool ended;
 
@@ -455,15 +737,11 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 				     info->dm_name);
 				return;
 			}
-			stop_job(d, j);		/* a new migration after an old one's end */
+			/* a new migration after an old one's end */
+			snprintf(why, sizeof(why), "member %s started a new migration", info->dm_name);
+			stop_job(d, j, why);
 		}
-		logmsg("device %s: migrating to %s", info->dm_name, info->migrate_target);
-		r = start_job(d, info, true);
-		if (r) {
-			snprintf(why, sizeof(why), "cannot start the migration job: %s",
-				 strerror(-r));
-			fail_start(d, info, -r, why);
-		}
+		start_source(d, info);
 		return;
 	case RCOW_CMD_MIGRATE_ROUND:
 	case RCOW_CMD_MIGRATE_WAITING:
@@ -474,20 +752,35 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 			return;
 		}
 		pthread_mutex_lock(&j->lock);
-		if (ev->cmd == RCOW_CMD_MIGRATE_ROUND && info->migrate_round > j->round_seen)
-			j->round_seen = info->migrate_round;
+		if (ev->cmd == RCOW_CMD_MIGRATE_ROUND && info->migrate_round > j->m[i].round_seen)
+			j->m[i].round_seen = info->migrate_round;
 		if (ev->cmd == RCOW_CMD_MIGRATE_WAITING)
 			j->waiting_seen++;
-		if (ev->cmd == RCOW_CMD_MIGRATE_FINISH)
-			j->finish = true;
+		if (ev->cmd == RCOW_CMD_MIGRATE_FINISH) {
+			j->m[i].finish = true;
+			all = true;
+			for (unsigned int k = 0; k < j->n; k++)
+				all = all && j->m[k].finish;
+			j->finish = all;
+			if (j->n > 1)
+				logmsg("%s: member %s fenced; %s", j->label, info->dm_name,
+				       all ? "every member finishes: the last rounds" :
+					     "the group finishes once every member was told to");
+		}
 		if (ev->cmd == RCOW_CMD_MIGRATE_ABORT) {
+			j->m[i].aborted = true;
 			j->abort = true;
+			if (j->n > 1)
+				logmsg("%s: member %s aborted: the whole group aborts", j->label,
+				       info->dm_name);
 			/* the thread still tells the destination why */
 			if (j->conn)
 				mig_conn_shutdown_read(j->conn);
 		}
 		pthread_cond_broadcast(&j->cond);
 		pthread_mutex_unlock(&j->lock);
+		if (!j->running)
+			wake_loop(j);	/* mig_run() sees an aborted gathering */
 		return;
 	default:
 		return;
@@ -512,27 +805,60 @@ static bool have_spec(struct daemon *d, const char *name)
 
 void mig_device(struct daemon *d, const struct rcow_device_info *info)
 {
-	struct mig_job *j = find_job(d, info->dev_id);
+	char names[MIG_GROUP_MAX][MIG_NAME_MAX + 1];
+	struct rcow_err err = { 0 };
+	struct mig_job *j;
+	unsigned int i = 0, n;
 
-	if (j || info->migrate_state != RCOW_MIGRATE_INCOMING ||
+	if (find_job(d, info->dev_id, &i) || info->migrate_state != RCOW_MIGRATE_INCOMING ||
 	    (info->flags & RCOW_DEV_F_INACTIVE))
 		return;
 	if (!have_spec(d, info->dm_name)) {
 		vlog(d, 1, "device %s: incoming, no receive spec for it", info->dm_name);
 		return;
 	}
-	if (start_job(d, info, false))
-		logmsg("device %s: cannot start the receiving job", info->dm_name);
+	j = find_gathering(d, false, info->dm_name, &i);
+	if (!j) {
+		if (spec_members(d, false, info->dm_name, names, &n, &err) && err.code == EINVAL) {
+			logmsg("device %s: bad receive spec: %s", info->dm_name, err.msg);
+			return;
+		}
+		j = new_job(d, false, names, n);
+		if (!j) {
+			logmsg("device %s: cannot start the receiving job", info->dm_name);
+			return;
+		}
+		for (i = 0; i < n && strcmp(names[i], info->dm_name); i++)
+			;
+	}
+	if (!join_member(j, i, info)) {
+		logmsg("%s: member %s incoming; waiting for the others", j->label, info->dm_name);
+		return;
+	}
+	if (run_job(j)) {
+		logmsg("%s: cannot start the receiving job", j->label);
+		drop_job(d, j);
+	}
 }
 
 void mig_stop(struct daemon *d, uint32_t dev_id)
 {
-	struct mig_job *j = find_job(d, dev_id);
+	unsigned int i = 0;
+	struct mig_job *j = find_job(d, dev_id, &i);
+	char why[200];
 
-	if (j) {
-		logmsg("device %s: gone; stopping its migration", j->info.dm_name);
-		stop_job(d, j);
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->lock);
+	j->m[i].gone = true;
+	pthread_mutex_unlock(&j->lock);
+	if (!j->running) {
+		wake_loop(j);		/* mig_run() ends the gathering */
+		return;
 	}
+	logmsg("device %s: gone; stopping the migration of %s", j->m[i].name, j->label);
+	snprintf(why, sizeof(why), "member %s of the group was removed", j->m[i].name);
+	stop_job(d, j, why);
 }
 
 void mig_fini(struct daemon *d)
@@ -540,7 +866,7 @@ void mig_fini(struct daemon *d)
 	if (!d->mig)
 		return;
 	while (d->mig->jobs)
-		stop_job(d, d->mig->jobs);
+		stop_job(d, d->mig->jobs, NULL);
 	close(d->mig->efd);
 	free(d->mig);
 	d->mig = NULL;

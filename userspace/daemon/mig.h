@@ -2,14 +2,23 @@
 /*
  * Live migration jobs of remote-cowd (mig.c, mig-send.c, mig-recv.c).
  *
- * A job is one device's migration, source or destination, run by a
- * thread of its own: the network (mig-tls.c) and the COW device I/O block
+ * A job is one migration, source or destination, of one device or of a
+ * group of devices that migrate as one unit (its members, in the order
+ * the CLI named them; one connection, one HELLO listing them all), run by
+ * a thread of its own: the network (mig-tls.c) and the COW device I/O block
  * there, never in the loop.  The kernel is talked to by the loop thread
  * only (it owns the netlink socket, and the kernel takes MIGRATE_* only
  * from the registered socket): the job thread hands a struct mig_kreq to
  * the loop (mig_kcall()), which runs it in mig_run() and wakes the thread
- * with the answer.  Kernel events for the device (MIGRATE_ROUND, _FINISH,
+ * with the answer.  Kernel events for the members (MIGRATE_ROUND, _FINISH,
  * _ABORT) are recorded in the job by the loop (mig_event()).
+ *
+ * A group's job is first gathered by the loop, without a thread: the
+ * source's members each send MIGRATE_START (one `migrate send` each), the
+ * destination's show up incoming one by one; the thread starts once every
+ * member is there.  A source's group not whole within MIG_GATHER_MS, or
+ * one of whose members is aborted or removed meanwhile, fails whole: every
+ * member that started gets MIGRATE_END with the reason.
  *
  * Locking: each job's fields marked [lock] are under job->lock; the rest
  * is set before the thread starts and read-only after, except conn,
@@ -41,6 +50,7 @@ DEFINE_VECTOR(run_vec, struct rcow_run);
 
 struct mig_kreq {
 	enum mig_kop op;
+	unsigned int dev;		/* the member it is for */
 	uint64_t round, first;
 	uint32_t count, status, flags;
 	const char *message;
@@ -50,15 +60,33 @@ struct mig_kreq {
 	struct rcow_err err;
 };
 
+#define MIG_GATHER_MS 30000		/* a source's group: every member started by then */
+
+struct mig_member {
+	char name[MIG_NAME_MAX + 1];	/* dm name, set when the job is made */
+	struct rcow_device_info info;	/* as when it started (set before the thread) */
+	char spec[4096];		/* path of its spec / PSK file */
+	bool started;			/* loop: its MIGRATE_START came / seen incoming */
+	/* [lock] */
+	uint64_t round_seen;		/* number of its last MIGRATE_ROUND event */
+	bool finish;			/* its kernel asked to finish (MIGRATE_FINISH) */
+	bool aborted;			/* its kernel aborted: no MIGRATE_END for it */
+	bool gone;			/* its device was removed: no request for it */
+	bool ended;			/* MIGRATE_END taken by its kernel */
+};
+
 struct mig_job {
 	struct mig_job *next;		/* in migs->jobs (loop) */
 	struct daemon *d;		/* only d->opt, d->kops->open_cow (read-only), vlog */
 	int wake_fd;			/* the loop's eventfd */
 	bool sender;
-	struct rcow_device_info info;	/* as when it started */
+	char label[160];		/* "device NAME" or "group A,B,..." for the log */
 	char target[RCOW_MIGRATE_TARGET_MAX];	/* sender: HOST:PORT */
-	char spec[4096];		/* path of its spec / PSK file */
 	unsigned int peer_timeout_ms;	/* migrate_peer_timeout as the job started */
+	unsigned int n;			/* members */
+	struct mig_member *m;		/* [n] */
+	uint64_t gather_until;		/* loop: a group being gathered (no thread) until then */
+	bool running;			/* loop: the thread was started */
 	bool mirror_always;		/* migrate_mirror always, as the job started */
 	pthread_t th;
 	pthread_mutex_t lock;
@@ -66,9 +94,10 @@ struct mig_job {
 	/* [lock] */
 	struct mig_kreq *req;		/* waiting for the loop */
 	bool req_taken, req_done;
-	uint64_t round_seen;		/* number of the last MIGRATE_ROUND event */
-	uint64_t waiting_seen;		/* MIGRATE_WAITING events so far */
-	bool finish, abort, stop;
+	uint64_t waiting_seen;		/* MIGRATE_WAITING events so far (any member) */
+	bool finish;			/* every member's kernel asked to finish */
+	bool abort, stop;		/* a member aborted / the daemon stops the job */
+	bool finish_sent;		/* sender: FINISH went out: the outcome may be unknown */
 	bool over;			/* the thread returned */
 	struct mig_conn *conn;
 	int lfd;			/* destination's listener, -1 none */
@@ -81,8 +110,13 @@ struct mig_job {
 int mig_kcall(struct mig_job *j, struct mig_kreq *q);
 /* Thread side: the flags, under the lock. */
 bool mig_stopping(struct mig_job *j);
-/* Thread side: wait up to ms for an event (round, finish, abort, stop). */
-void mig_wait(struct mig_job *j, uint64_t round_after, int ms);
+/*
+ * Thread side: wait up to ms for member dev's round after round_after, or
+ * (round_after UINT64_MAX) for the group's finish; abort, stop.
+ */
+void mig_wait(struct mig_job *j, unsigned int dev, uint64_t round_after, int ms);
+/* Thread side: member dev's last round, and whether its kernel asked to finish. */
+uint64_t mig_round_seen(struct mig_job *j, unsigned int dev, bool *finish);
 /* Thread side: the MIGRATE_WAITING events so far. */
 uint64_t mig_waiting_seen(struct mig_job *j);
 /*
@@ -97,11 +131,18 @@ void mig_wait_writes(struct mig_job *j, uint64_t seen, int ms);
  */
 void mig_set_conn(struct mig_job *j, struct mig_conn *c);
 /*
- * Thread side, last call: log the bytes on the wire of c (if any) and
- * keep them in the job for the loop's stats, close it, the COW handle
- * and the buffers; then mig_over().
+ * Thread side, after a failure or an abort: MIGRATE_END(code, why) for
+ * every member that its kernel did not abort and that is still there
+ * (with RCOW_MIGRATE_F_KEEP_FENCE once FINISH was sent).  Members the loop
+ * cannot reach any more (the job stops) are ended by the loop.
  */
-void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow *cow, struct rcow_buf *buf,
+void mig_end_members(struct mig_job *j, int code, const char *why);
+/*
+ * Thread side, last call: log the bytes on the wire of c (if any) and
+ * keep them in the job for the loop's stats, close it, the COW handles
+ * (cow[0, n), NULL ones skipped) and the buffers; then mig_over().
+ */
+void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow **cow, struct rcow_buf *buf,
 	     void *rbuf, uint64_t extents);
 
 void *mig_send_thread(void *arg);

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rcow/mig-proto.h"
@@ -362,6 +363,70 @@ int mig_psk_load(const char *path, struct mig_psk *psk, struct rcow_err *err)
 void mig_psk_wipe(struct mig_psk *psk)
 {
 	explicit_bzero(psk, sizeof(*psk));
+}
+
+/* The line at text[*at, len) without its '\n' in *line, *n; false: no '\n'. */
+static bool spec_line(const char *text, size_t len, size_t *at, const char **line, size_t *n)
+{
+	const char *nl = memchr(text + *at, '\n', len - *at);
+
+	if (!nl)
+		return false;
+	*line = text + *at;
+	*n = (size_t)(nl - *line);
+	*at += *n + 1;
+	return true;
+}
+
+int mig_spec_parse(const char *text, size_t len, bool with_listen, struct mig_spec *s,
+		   struct rcow_err *err)
+{
+	const char *line;
+	size_t at = 0, n, keep;
+
+	memset(s, 0, sizeof(*s));
+	if (with_listen) {
+		if (!spec_line(text, len, &at, &line, &n) || n < 8 || strncmp(line, "listen ", 7) ||
+		    n - 7 > MIG_ADDR_MAX)
+			return rcow_err_set(err, EINVAL, "first line is not 'listen HOST:PORT'");
+		memcpy(s->listen, line + 7, n - 7);
+	}
+	for (keep = at; spec_line(text, len, &at, &line, &n) && n > 7 &&
+	     !strncmp(line, "member ", 7); keep = at) {
+		if (s->nmem == MIG_GROUP_MAX)
+			return rcow_err_set(err, EINVAL, "more than %d members", MIG_GROUP_MAX);
+		if (n - 7 > MIG_NAME_MAX || memchr(line + 7, 0, n - 7))
+			return rcow_err_set(err, EINVAL, "a member's name is not a device name");
+		memcpy(s->member[s->nmem], line + 7, n - 7);
+		s->member[s->nmem][n - 7] = 0;
+		for (unsigned int i = 0; i < s->nmem; i++)
+			if (!strcmp(s->member[i], s->member[s->nmem]))
+				return rcow_err_set(err, EINVAL, "member %s named twice",
+						    s->member[i]);
+		s->nmem++;
+	}
+	return mig_psk_parse(text + keep, len - keep, &s->psk, err);
+}
+
+int mig_spec_load(const char *path, bool with_listen, struct mig_spec *s, struct rcow_err *err)
+{
+	static const size_t cap = MIG_SPEC_MAX + 1;
+	char *text = malloc(cap);
+	size_t len;
+	int r;
+
+	if (!text)
+		return rcow_err_set(err, ENOMEM, "out of memory");
+	r = rcow_read_small(path, "migration spec", text, cap, &len, err);
+	if (!r)
+		r = mig_spec_parse(text, len, with_listen, s, err);
+	if (r) {
+		mig_psk_wipe(&s->psk);
+		rcow_err_prefix(err, "%s", path);
+	}
+	explicit_bzero(text, cap);
+	free(text);
+	return r;
 }
 
 int mig_hello_match(const struct mig_hello *got, const struct mig_hello *want,

@@ -270,12 +270,50 @@ static void test_psk_files(struct tap *t, const char *dir)
 	explicit_bzero(text, sizeof(text));
 }
 
+/* Migration specs: the listen line, the member lines of a group, the key. */
+static void test_spec(struct tap *t)
+{
+	static const char recv[] = "listen 10.0.0.2:7777\nmember vm1-a\nmember vm1-b\n"
+				   "# psktool\nalice:000102030405060708090a0b0c0d0e0f"
+				   "101112131415161718191a1b1c1d1e1f\n";
+	static const char twice[] = "member a\nmember a\nalice:000102030405060708090a0b0c0d0e0f\n";
+	struct mig_spec *sp = malloc(sizeof(*sp));
+	struct rcow_err err = { 0 };
+	char *big = malloc(MIG_SPEC_MAX);
+	size_t n = 0;
+
+	if (!tap_ok(t, sp && big, "allocation"))
+		goto out;
+	tap_ok(t, !mig_spec_parse(recv, sizeof(recv) - 1, true, sp, &err) &&
+	       !strcmp(sp->listen, "10.0.0.2:7777") && sp->nmem == 2 &&
+	       !strcmp(sp->member[0], "vm1-a") && !strcmp(sp->member[1], "vm1-b") &&
+	       !strcmp(sp->psk.identity, "alice"),
+	       "receive spec of a group: listen, two members in order, the key (%s)", err.msg);
+	tap_ok(t, !mig_spec_parse(key_line, sizeof(key_line) - 1, false, sp, &err) &&
+	       sp->nmem == 0 && !strcmp(sp->psk.identity, "alice"),
+	       "a key file alone: no member (one device)");
+	tap_ok(t, mig_spec_parse(key_line, sizeof(key_line) - 1, true, sp, &err) == -EINVAL &&
+	       strstr(err.msg, "listen"), "a receive spec without its listen line is refused");
+	tap_ok(t, mig_spec_parse(twice, sizeof(twice) - 1, false, sp, &err) == -EINVAL &&
+	       strstr(err.msg, "named twice"), "a member named twice is refused: %s", err.msg);
+	for (int i = 0; i <= MIG_GROUP_MAX; i++)
+		n += (size_t)snprintf(big + n, MIG_SPEC_MAX - n, "member d%d\n", i);
+	n += (size_t)snprintf(big + n, MIG_SPEC_MAX - n, "%s", key_line);
+	tap_ok(t, mig_spec_parse(big, n, false, sp, &err) == -EINVAL && strstr(err.msg, "more than"),
+	       "more than MIG_GROUP_MAX members are refused");
+	mig_psk_wipe(&sp->psk);
+out:
+	free(sp);
+	free(big);
+}
+
 void test_mig(struct tap *t)
 {
 	char *dir = tap_tmpdir(t);
 
 	test_frames(t);
 	test_psk(t);
+	test_spec(t);
 	if (tap_ok(t, dir != NULL, "temporary directory"))
 		test_psk_files(t, dir);
 	tap_rmtree(dir);

@@ -155,6 +155,39 @@ struct mig_psk {
 #define MIG_ADDR_MAX REMOTE_COW_MAX_TARGET
 #define MIG_RECV_SPEC_MAX (sizeof("listen \n") - 1 + MIG_ADDR_MAX + MIG_PSK_FILE_MAX)
 
+/*
+ * Several devices migrating as one unit (a group): at most MIG_GROUP_MAX.
+ * Their specs (remote-cow migrate, remote-cow receive; one file per member,
+ * all alike) name the members in order, one "member NAME\n" line each,
+ * after the "listen" line of a receive spec and before the PSK file:
+ *
+ *   send-NAME.psk   [member NAME\n]... PSK file
+ *   recv-NAME       listen HOST:PORT\n [member NAME\n]... PSK file
+ *
+ * No member line: NAME alone.  A PSK identity has no space, so a PSK
+ * line is never taken for a member line.
+ */
+#define MIG_GROUP_MAX 16
+#define MIG_MEMBER_LINE_MAX (sizeof("member \n") - 1 + MIG_NAME_MAX)
+#define MIG_SPEC_MAX (MIG_RECV_SPEC_MAX + MIG_GROUP_MAX * MIG_MEMBER_LINE_MAX)
+
+struct mig_spec {
+	char listen[MIG_ADDR_MAX + 1];		/* receive specs */
+	unsigned int nmem;			/* 0: no member line */
+	char member[MIG_GROUP_MAX][MIG_NAME_MAX + 1];
+	struct mig_psk psk;
+};
+
+/*
+ * A spec's text (len bytes): the "listen" line first if with_listen, the
+ * member lines (distinct names), the PSK file (mig_psk_parse()).  0 or
+ * -EINVAL with the reason.
+ */
+int mig_spec_parse(const char *text, size_t len, bool with_listen, struct mig_spec *s,
+		   struct rcow_err *err);
+/* The same, read from path (at most MIG_SPEC_MAX bytes); the text is wiped. */
+int mig_spec_load(const char *path, bool with_listen, struct mig_spec *s, struct rcow_err *err);
+
 int mig_psk_parse(const char *text, size_t len, struct mig_psk *psk, struct rcow_err *err);
 /*
  * Read a PSK file (at most MIG_PSK_FILE_MAX bytes) once: its text into

@@ -60,7 +60,9 @@ struct fake_commit {
  * the next pump.  Requests arrive as the netlink messages the daemon
  * built (rcow_msg_parse_migrate()).  Loop thread only, but for the
  * device ids and COW paths, set before the devices are added and
- * read-only after (open_cow runs in the jobs' threads).
+ * read-only after (open_cow runs in the jobs' threads).  A fake kernel has
+ * two such pairs (m, m2: a group of two devices); the *_pair functions
+ * take either, the others the first.
  */
 struct fake_mig {
 	uint32_t src_id, dst_id;	/* 0: none */
@@ -75,6 +77,7 @@ struct fake_mig {
 	unsigned int rounds_asked, fill_reqs, completes;
 	unsigned int end_tries, eagain;	/* MIGRATE_ENDs (any); of them, refused with EAGAIN */
 	bool ended;			/* a MIGRATE_END was taken */
+	bool aborted;			/* migrate abort (fake_mig_abort*) */
 	uint32_t end_status, end_flags;
 	bool refuse_done;		/* END 0 refused (EAGAIN) whatever is left */
 	uint64_t mirror_round;		/* the round that switched to mirroring, 0 */
@@ -93,7 +96,7 @@ struct fake_kernel {
 	void (*on_quiesce_done)(struct fake_kernel *k, const struct rcow_quiesce *q);
 	void *data;
 	struct fake_commit c;
-	struct fake_mig m;
+	struct fake_mig m, m2;
 };
 
 extern const struct kernel_ops fake_kernel_ops;	/* ctx: struct fake_kernel */
@@ -128,6 +131,13 @@ int fake_send_commit(struct daemon *d, struct fake_kernel *k, uint8_t cmd, uint6
 size_t fake_count_mark(const struct fake_kernel *k, uint32_t mark);
 
 /* fake-mig.c: see struct fake_mig.  src, dst: the two devices as added. */
+int fake_mig_setup_pair(struct fake_mig *m, const struct rcow_device_info *src,
+			const char *src_cow, const struct rcow_device_info *dst,
+			const char *dst_cow);
+int fake_mig_start_pair(struct daemon *d, struct fake_mig *m, const char *target,
+			const uint64_t *written, size_t n);
+int fake_mig_finish_pair(struct daemon *d, struct fake_mig *m);
+int fake_mig_abort_pair(struct daemon *d, struct fake_mig *m);
 int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
 		   const char *src_cow, const struct rcow_device_info *dst, const char *dst_cow);
 /* migrate send target: the change set starts as written[0..n); MIGRATE_START */

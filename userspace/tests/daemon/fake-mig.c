@@ -30,13 +30,22 @@ static bool running(const struct fake_mig *m)
 	       s == RCOW_MIGRATE_FINISHING;
 }
 
-int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
-		   const char *src_cow, const struct rcow_device_info *dst, const char *dst_cow)
+static void mig_free(struct fake_mig *m)
 {
-	struct fake_mig *m = &k->m;
+	free(m->dirty);
+	free(m->round_set);
+	free(m->fills);
+	free(m->marks);
+	memset(m, 0, sizeof(*m));
+}
+
+int fake_mig_setup_pair(struct fake_mig *m, const struct rcow_device_info *src,
+			const char *src_cow, const struct rcow_device_info *dst,
+			const char *dst_cow)
+{
 	size_t bytes = (size_t)((src->nr_extents + 7) / 8);
 
-	fake_mig_free(k);
+	mig_free(m);
 	m->src_id = src->dev_id;
 	m->dst_id = dst->dev_id;
 	m->src_cow = src_cow;
@@ -52,38 +61,53 @@ int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
 	return m->dirty && m->round_set && m->fills && m->marks ? 0 : -ENOMEM;
 }
 
+int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
+		   const char *src_cow, const struct rcow_device_info *dst, const char *dst_cow)
+{
+	return fake_mig_setup_pair(&k->m, src, src_cow, dst, dst_cow);
+}
+
 void fake_mig_free(struct fake_kernel *k)
 {
-	struct fake_mig *m = &k->m;
+	mig_free(&k->m);
+	mig_free(&k->m2);
+}
 
-	free(m->dirty);
-	free(m->round_set);
-	free(m->fills);
-	free(m->marks);
-	memset(m, 0, sizeof(*m));
+/* The pair with device dev_id (source or destination), or NULL. */
+static struct fake_mig *pair_of(struct fake_kernel *k, uint32_t dev_id)
+{
+	if (dev_id && (dev_id == k->m.src_id || dev_id == k->m.dst_id))
+		return &k->m;
+	if (dev_id && (dev_id == k->m2.src_id || dev_id == k->m2.dst_id))
+		return &k->m2;
+	return NULL;
 }
 
 const char *fake_mig_cow(const struct fake_kernel *k, uint32_t dev_id)
 {
-	if (dev_id && dev_id == k->m.src_id)
-		return k->m.src_cow;
-	if (dev_id && dev_id == k->m.dst_id)
-		return k->m.dst_cow;
-	return NULL;
+	const struct fake_mig *m = pair_of((struct fake_kernel *)k, dev_id);
+
+	if (!m)
+		return NULL;
+	return dev_id == m->src_id ? m->src_cow : m->dst_cow;
 }
 
-static int send_src(struct daemon *d, struct fake_kernel *k, uint8_t cmd)
+static int send_src(struct daemon *d, struct fake_mig *m, uint8_t cmd)
 {
 	alignas(8) unsigned char buf[RCOW_MSG_BUF_SIZE];
 
-	return fake_deliver(d, rcow_msg_device(buf, FAKE_FAMILY, 0, cmd, &k->m.src));
+	return fake_deliver(d, rcow_msg_device(buf, FAKE_FAMILY, 0, cmd, &m->src));
 }
 
 int fake_mig_start(struct daemon *d, struct fake_kernel *k, const char *target,
 		   const uint64_t *written, size_t n)
 {
-	struct fake_mig *m = &k->m;
+	return fake_mig_start_pair(d, &k->m, target, written, n);
+}
 
+int fake_mig_start_pair(struct daemon *d, struct fake_mig *m, const char *target,
+			const uint64_t *written, size_t n)
+{
 	memset(m->dirty, 0, (size_t)((m->nr + 7) / 8));
 	memset(m->round_set, 0, (size_t)((m->nr + 7) / 8));
 	for (size_t i = 0; i < n; i++)
@@ -91,7 +115,7 @@ int fake_mig_start(struct daemon *d, struct fake_kernel *k, const char *target,
 	m->src.migrate_state = RCOW_MIGRATE_COPYING;
 	m->src.migrate_round = m->src.migrate_total = m->src.migrate_done = 0;
 	snprintf(m->src.migrate_target, sizeof(m->src.migrate_target), "%s", target);
-	return send_src(d, k, RCOW_CMD_MIGRATE_START);
+	return send_src(d, m, RCOW_CMD_MIGRATE_START);
 }
 
 void fake_mig_write(struct fake_kernel *k, uint64_t ext)
@@ -101,30 +125,37 @@ void fake_mig_write(struct fake_kernel *k, uint64_t ext)
 
 int fake_mig_finish(struct daemon *d, struct fake_kernel *k)
 {
-	if (k->m.src.migrate_state != RCOW_MIGRATE_COPYING &&
-	    k->m.src.migrate_state != RCOW_MIGRATE_MIRRORING)
+	return fake_mig_finish_pair(d, &k->m);
+}
+
+int fake_mig_finish_pair(struct daemon *d, struct fake_mig *m)
+{
+	if (m->src.migrate_state != RCOW_MIGRATE_COPYING &&
+	    m->src.migrate_state != RCOW_MIGRATE_MIRRORING)
 		return -EINVAL;
-	k->m.src.migrate_state = RCOW_MIGRATE_FINISHING;
-	return send_src(d, k, RCOW_CMD_MIGRATE_FINISH);
+	m->src.migrate_state = RCOW_MIGRATE_FINISHING;
+	return send_src(d, m, RCOW_CMD_MIGRATE_FINISH);
+}
+
+int fake_mig_abort(struct daemon *d, struct fake_kernel *k)
+{
+	return fake_mig_abort_pair(d, &k->m);
 }
 
 /* migrate abort: everything lifted, the sets cleared, then the event. */
-int fake_mig_abort(struct daemon *d, struct fake_kernel *k)
+int fake_mig_abort_pair(struct daemon *d, struct fake_mig *m)
 {
-	struct fake_mig *m = &k->m;
-
 	if (!running(m))
 		return -EINVAL;
 	m->src.migrate_state = RCOW_MIGRATE_IDLE;
 	memset(m->dirty, 0, (size_t)((m->nr + 7) / 8));
 	memset(m->round_set, 0, (size_t)((m->nr + 7) / 8));
-	return send_src(d, k, RCOW_CMD_MIGRATE_ABORT);
+	m->aborted = true;
+	return send_src(d, m, RCOW_CMD_MIGRATE_ABORT);
 }
 
-void fake_mig_pump(struct daemon *d, struct fake_kernel *k)
+static void pump(struct daemon *d, struct fake_kernel *k, struct fake_mig *m)
 {
-	struct fake_mig *m = &k->m;
-
 	if (m->round_asked) {
 		m->round_asked = false;
 		if (running(m)) {
@@ -145,13 +176,20 @@ void fake_mig_pump(struct daemon *d, struct fake_kernel *k)
 				m->mirror_round = m->src.migrate_round;
 			}
 			m->mirror_asked = false;
-			send_src(d, k, RCOW_CMD_MIGRATE_ROUND);
+			send_src(d, m, RCOW_CMD_MIGRATE_ROUND);
 		}
 	}
 	if (m->complete_asked) {
 		m->complete_asked = false;
 		m->dst.migrate_state = RCOW_MIGRATE_IDLE;
 	}
+}
+
+void fake_mig_pump(struct daemon *d, struct fake_kernel *k)
+{
+	pump(d, k, &k->m);
+	if (k->m2.src_id)
+		pump(d, k, &k->m2);
 }
 
 static int check_range(const struct fake_mig *m, uint64_t nr, const struct rcow_migrate_req *q,
@@ -250,25 +288,26 @@ static int dest_request(struct fake_mig *m, const struct rcow_migrate_req *q,
 int fake_mig_request(struct fake_kernel *k, const struct nlmsghdr *nlh, struct rcow_err *err)
 {
 	struct rcow_migrate_req q;
+	struct fake_mig *m;
 	int r = rcow_msg_parse_migrate(nlh, &q, err);
 
 	if (r)
 		return r;
-	if (q.dev_id && q.dev_id == k->m.src_id)
-		return source_request(&k->m, &q, err);
-	if (q.dev_id && q.dev_id == k->m.dst_id)
-		return dest_request(&k->m, &q, err);
+	m = pair_of(k, q.dev_id);
+	if (m && q.dev_id == m->src_id)
+		return source_request(m, &q, err);
+	if (m)
+		return dest_request(m, &q, err);
 	return rcow_err_set(err, ENODEV, "fake kernel: no device %u", q.dev_id);
 }
 
 int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_info *info)
 {
-	if (dev_id && dev_id == k->m.src_id)
-		*info = k->m.src;
-	else if (dev_id && dev_id == k->m.dst_id)
-		*info = k->m.dst;
-	else
+	struct fake_mig *m = pair_of(k, dev_id);
+
+	if (!m)
 		return -ENODEV;
+	*info = dev_id == m->src_id ? m->src : m->dst;
 	return 0;
 }
 
@@ -276,9 +315,9 @@ int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap,
 		  int (*cb)(const struct rcow_run *run, void *data), void *data,
 		  struct rcow_err *err)
 {
-	struct fake_mig *m = &k->m;
+	struct fake_mig *m = pair_of(k, dev_id);
 
-	if (!dev_id || dev_id != m->src_id)
+	if (!m || dev_id != m->src_id)
 		return rcow_err_set(err, ENODEV, "fake kernel: no migration on device %u", dev_id);
 	return fake_runs(bitmap == RCOW_BITMAP_MIGRATE_ROUND ? m->round_set : m->dirty, m->nr, 0,
 			 cb, data);

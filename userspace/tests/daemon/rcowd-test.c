@@ -1011,10 +1011,11 @@ static uint64_t cword(uint64_t ext, unsigned int salt, size_t i)
 	return salt ? (uint64_t)salt << 56 | ext << 32 | (uint64_t)i : 0;
 }
 
-static int fill_cow(struct env *e, uint64_t ext, unsigned int salt)
+/* Extent ext of version salt into the COW file at path. */
+static int fill_path(const char *path, uint64_t ext, unsigned int salt)
 {
 	static uint64_t buf[EXT_BYTES / 8];
-	int fd = open(e->cow, O_WRONLY);
+	int fd = open(path, O_WRONLY);
 	ssize_t n;
 
 	for (size_t i = 0; i < EXT_BYTES / 8; i++)
@@ -1024,6 +1025,11 @@ static int fill_cow(struct env *e, uint64_t ext, unsigned int salt)
 	n = pwrite(fd, buf, EXT_BYTES, (off_t)(DATA_OFFSET * 512 + ext * EXT_BYTES));
 	close(fd);
 	return n == (ssize_t)EXT_BYTES ? 0 : -1;
+}
+
+static int fill_cow(struct env *e, uint64_t ext, unsigned int salt)
+{
+	return fill_path(e->cow, ext, salt);
 }
 
 /* Put extent ext of version salt into an image of the device (up to its end). */
@@ -2469,15 +2475,15 @@ static bool round4(const struct menv *m)
 	return m->e.k.m.src.migrate_round >= 4 || m->e.k.m.ended;
 }
 
-/* The data areas of the two COW files; *bad: the first extent that differs. */
-static bool cows_equal(const struct menv *m, long long *bad)
+/* The data areas of COW files pa and pb (nr extents); *bad: the first extent that differs. */
+static bool files_equal(const char *pa, const char *pb, uint64_t nr, long long *bad)
 {
 	unsigned char *a = malloc(EXT_BYTES), *b = malloc(EXT_BYTES);
-	int fa = open(m->e.cow, O_RDONLY), fb = open(m->dcow, O_RDONLY);
+	int fa = open(pa, O_RDONLY), fb = open(pb, O_RDONLY);
 	bool ok = a && b && fa >= 0 && fb >= 0;
 
 	*bad = -1;
-	for (uint64_t x = 0; ok && x < m->e.nr_extents; x++) {
+	for (uint64_t x = 0; ok && x < nr; x++) {
 		off_t off = (off_t)(DATA_OFFSET * 512 + x * EXT_BYTES);
 
 		if (pread(fa, a, EXT_BYTES, off) != (ssize_t)EXT_BYTES ||
@@ -2495,20 +2501,32 @@ static bool cows_equal(const struct menv *m, long long *bad)
 	return ok;
 }
 
-/* Nothing in the destination's data area. */
-static bool dcow_zero(const struct menv *m)
+/* The data areas of the two COW files; *bad: the first extent that differs. */
+static bool cows_equal(const struct menv *m, long long *bad)
+{
+	return files_equal(m->e.cow, m->dcow, m->e.nr_extents, bad);
+}
+
+/* Nothing in the data area of the COW file at path (nr extents). */
+static bool file_zero(const char *path, uint64_t nr)
 {
 	unsigned char *b = malloc(EXT_BYTES);
-	int fd = open(m->dcow, O_RDONLY);
+	int fd = open(path, O_RDONLY);
 	bool ok = b && fd >= 0;
 
-	for (uint64_t x = 0; ok && x < m->e.nr_extents; x++)
+	for (uint64_t x = 0; ok && x < nr; x++)
 		ok = pread(fd, b, EXT_BYTES, (off_t)(DATA_OFFSET * 512 + x * EXT_BYTES)) ==
 		     (ssize_t)EXT_BYTES && is_zero(b, EXT_BYTES);
 	if (fd >= 0)
 		close(fd);
 	free(b);
 	return ok;
+}
+
+/* Nothing in the destination's data area. */
+static bool dcow_zero(const struct menv *m)
+{
+	return file_zero(m->dcow, m->e.nr_extents);
 }
 
 /* Source extent ext holds version v on the destination's COW file. */
@@ -2682,6 +2700,11 @@ static void test_mig_mirror_always(struct tap *t)
 	mirror_case(t, true);
 }
 
+static bool m1_ended(const struct menv *m)
+{
+	return m->e.k.m.ended;
+}
+
 static bool dst_completed(const struct menv *m)
 {
 	return m->e.k.m.completes > 0 && m->e.d.st.migrations_sent > 0;
@@ -2800,6 +2823,384 @@ static void test_mig_extent_size(struct tap *t)
 	menv_fini(&m);
 }
 
+/* ---- several devices as one unit: two pairs, one job per side ---------------- */
+
+/*
+ * Pair 1: test1 -> test2 (k.m, as menv), pair 2: test3 -> test4 (k.m2,
+ * COW files scow2, dcow2).  The keys name the members (test1, test3 and
+ * test2, test4), so each side gathers one job of two.
+ */
+struct genv {
+	struct menv m;
+	struct rcow_device_info src2, dst2;
+	char scow2[PATH_MAX], dcow2[PATH_MAX];
+	uint64_t written2[MNR];
+	size_t nwritten2;
+};
+
+static int new_cow_file(const char *path, uint64_t nr)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600), r;
+
+	if (fd < 0)
+		return -1;
+	r = ftruncate(fd, (off_t)(DATA_OFFSET * 512 + nr * EXT_BYTES));
+	close(fd);
+	return r;
+}
+
+/* The group's keys: send-test1.psk, send-test3.psk, recv-test2, recv-test4. */
+static int put_group_keys(struct genv *g)
+{
+	char path[PATH_MAX + 300], line[128], text[512];
+	const char *send[] = { "test1", "test3" }, *recv[] = { "test2", "test4" };
+
+	snprintf(path, sizeof(path), "%s/migrate", g->m.run);
+	if (mkdir(g->m.run, 0700) || mkdir(path, 0700))
+		return -1;
+	psk_line(line, sizeof(line), 0x5a);
+	for (int i = 0; i < 2; i++) {
+		snprintf(text, sizeof(text), "member test1\nmember test3\n%s", line);
+		snprintf(path, sizeof(path), "%s/migrate/send-%s.psk", g->m.run, send[i]);
+		if (put_secret(path, text))
+			return -1;
+		snprintf(text, sizeof(text), "listen %s\nmember test2\nmember test4\n%s",
+			 g->m.target, line);
+		snprintf(path, sizeof(path), "%s/migrate/recv-%s", g->m.run, recv[i]);
+		if (put_secret(path, text))
+			return -1;
+	}
+	return 0;
+}
+
+/* dst2_ext: the second destination's extent size (another one: a mismatch). */
+static int genv_init(struct genv *g, struct tap *t, uint32_t dst2_ext)
+{
+	struct menv *m = &g->m;
+	char ua[PATH_MAX + 16];
+	int port;
+
+	memset(g, 0, sizeof(*g));
+	if (env_init(&m->e, t, MNR))
+		return -1;
+	snprintf(m->dcow, sizeof(m->dcow), "%s/dcow", m->e.dir);
+	snprintf(g->scow2, sizeof(g->scow2), "%s/scow2", m->e.dir);
+	snprintf(g->dcow2, sizeof(g->dcow2), "%s/dcow2", m->e.dir);
+	snprintf(m->run, sizeof(m->run), "%s/run", m->e.dir);
+	port = free_port();
+	snprintf(m->target, sizeof(m->target), "127.0.0.1:%d", port);
+	m->ver = calloc(MNR, sizeof(*m->ver));
+	m->written = calloc(MNR, sizeof(*m->written));
+	if (port < 0 || !m->ver || !m->written || new_cow_file(m->dcow, MNR) ||
+	    new_cow_file(g->scow2, MNR) || new_cow_file(g->dcow2, MNR) ||
+	    file_base_uri(&m->e, "base.img", 0x11, ua, sizeof(ua)))
+		return -1;
+	dev_info(&m->e, &m->src, 1, ua);
+	dev_info(&m->e, &m->dst, 2, ua);
+	dev_info(&m->e, &g->src2, 3, ua);
+	dev_info(&m->e, &g->dst2, 4, ua);
+	m->dst.migrate_state = g->dst2.migrate_state = RCOW_MIGRATE_INCOMING;
+	g->dst2.extent_sectors = dst2_ext;
+	g->dst2.nr_extents = g->dst2.dev_sectors / dst2_ext;
+	m->e.d.opt.run_dir = m->run;
+	m->e.k.data = m;
+	if (put_group_keys(g) ||
+	    fake_mig_setup(&m->e.k, &m->src, m->e.cow, &m->dst, m->dcow) ||
+	    fake_mig_setup_pair(&m->e.k.m2, &g->src2, g->scow2, &g->dst2, g->dcow2) ||
+	    fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &m->dst) ||
+	    fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &g->dst2) ||
+	    fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &m->src))
+		return -1;
+	return fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &g->src2);
+}
+
+static int gsetup(struct genv *g, struct tap *t, uint32_t dst2_ext)
+{
+	if (!genv_init(g, t, dst2_ext))
+		return 0;
+	tap_ok(t, false, "set up two pairs of devices, the group's keys");
+	menv_fini(&g->m);
+	return -1;
+}
+
+/* Written before the start on the second source: extents first.. of version v. */
+static void gwritten2(struct genv *g, uint64_t first, uint64_t count, unsigned int v)
+{
+	for (uint64_t x = first; x < first + count; x++) {
+		fill_path(g->scow2, x, v);
+		g->written2[g->nwritten2++] = x;
+	}
+}
+
+static int gstart2(struct genv *g)
+{
+	return fake_mig_start_pair(&g->m.e.d, &g->m.e.k.m2, g->m.target, g->written2,
+				   g->nwritten2);
+}
+
+static bool both_rounds2(const struct menv *m)
+{
+	return (m->e.k.m.src.migrate_round >= 2 && m->e.k.m2.src.migrate_round >= 2) ||
+	       m->e.k.m.ended || m->e.k.m2.ended;
+}
+
+/* Extents 0..9 written on both sources, both started; until both took round 2. */
+static bool gstart_both(struct genv *g)
+{
+	mwritten(&g->m, 0, 10, 1);
+	gwritten2(g, 0, 10, 2);
+	mstart(&g->m);
+	gstart2(g);
+	return mwait(&g->m, both_rounds2, 30000);
+}
+
+static bool both_ended(const struct menv *m)
+{
+	return m->e.k.m.ended && m->e.k.m2.ended;
+}
+
+/*
+ * A group of two: the first member's MIGRATE_START alone starts nothing
+ * (no round asked, no connection: the job waits for the second); with the
+ * second, one job sends both; a finish of the first member alone does not
+ * finish the group; once both are told to, both destinations complete and
+ * both sources end done, each destination equal to its source.
+ */
+static void test_mig_group(struct tap *t)
+{
+	const struct fake_mig *k1, *k2;
+	struct genv g;
+	long long bad1, bad2;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	mwritten(&g.m, 0, 10, 1);
+	gwritten2(&g, 5, 10, 7);
+	mstart(&g.m);
+	mwait(&g.m, never, 400);
+	tap_ok(t, k1->rounds_asked == 0 && k1->fill_reqs == 0 && !k1->ended,
+	       "the first member alone: the group waits (%u rounds asked)", k1->rounds_asked);
+	gstart2(&g);
+	ok = mwait(&g.m, both_rounds2, 30000);
+	tap_ok(t, ok && !k1->ended && !k2->ended,
+	       "with the second, rounds of both members (rounds %llu and %llu)",
+	       (unsigned long long)k1->src.migrate_round,
+	       (unsigned long long)k2->src.migrate_round);
+	tap_ok(t, g.m.e.d.st.migrations_sent == 0 && g.m.e.d.st.migrations_received == 0,
+	       "one job per side, still running");
+	mwrite(&g.m, 3, 2);
+	fake_mig_finish(&g.m.e.d, &g.m.e.k);
+	mwait(&g.m, never, 500);
+	tap_ok(t, !k1->ended && !k2->ended && k1->completes == 0 && k2->completes == 0,
+	       "the first member fenced alone: the group goes on (no END, no COMPLETE)");
+	fill_path(g.scow2, 20, 9);
+	fake_set_bit(g.m.e.k.m2.dirty, 20, true);
+	fake_mig_finish_pair(&g.m.e.d, &g.m.e.k.m2);
+	ok = mwait(&g.m, both_over, 30000);
+	tap_ok(t, ok && g.m.e.d.st.migrations_sent == 1 && g.m.e.d.st.migrations_received == 1,
+	       "both jobs ended: one sender, one receiver (sent %llu, received %llu)",
+	       g.m.e.d.st.migrations_sent, g.m.e.d.st.migrations_received);
+	tap_ok(t, k1->ended && k1->end_status == 0 && k2->ended && k2->end_status == 0 &&
+	       k1->eagain == 0 && k2->eagain == 0,
+	       "MIGRATE_END 0 for both members ('%s', '%s')", k1->end_msg, k2->end_msg);
+	tap_ok(t, k1->completes == 1 && k2->completes == 1 &&
+	       k1->dst.migrate_state != RCOW_MIGRATE_INCOMING &&
+	       k2->dst.migrate_state != RCOW_MIGRATE_INCOMING,
+	       "both destinations completed (%u, %u MIGRATE_COMPLETE)", k1->completes,
+	       k2->completes);
+	ok = cows_equal(&g.m, &bad1) && files_equal(g.scow2, g.dcow2, MNR, &bad2);
+	tap_ok(t, ok, "each destination equals its source (first differences: %lld, %lld)", bad1,
+	       bad2);
+	tap_ok(t, k1->mark_unfilled == 0 && k2->mark_unfilled == 0,
+	       "every extent marked sent after its FILL");
+	menv_fini(&g.m);
+}
+
+/*
+ * migrate abort of the second member mid-way ends the job for both: the
+ * first gets MIGRATE_END with an error naming the second (no KEEP_FENCE:
+ * FINISH was not sent, so it is writable again), the second none (its
+ * kernel lifted everything), and neither destination completes.
+ */
+static void test_mig_group_abort(struct tap *t)
+{
+	const struct fake_mig *k1, *k2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	ok = gstart_both(&g);
+	tap_ok(t, ok && k1->fill_reqs + k2->fill_reqs > 0, "both members copying (%u, %u FILLs)",
+	       k1->fill_reqs, k2->fill_reqs);
+	fake_mig_abort_pair(&g.m.e.d, &g.m.e.k.m2);
+	ok = mwait(&g.m, both_over, 10000);
+	tap_ok(t, ok, "both jobs ended");
+	tap_ok(t, k1->ended && k1->end_status == ECANCELED && strstr(k1->end_msg, "test3") &&
+	       k1->end_flags == 0,
+	       "the first member ended failed, writable, naming the second: END %u '%s' flags %#x",
+	       k1->end_status, k1->end_msg, k1->end_flags);
+	tap_ok(t, k2->end_tries == 0, "no MIGRATE_END for the aborted member (%u)", k2->end_tries);
+	tap_ok(t, k1->completes == 0 && k2->completes == 0 &&
+	       k1->dst.migrate_state == RCOW_MIGRATE_INCOMING &&
+	       k2->dst.migrate_state == RCOW_MIGRATE_INCOMING,
+	       "neither destination completed: both incoming");
+	menv_fini(&g.m);
+}
+
+/*
+ * The second member never starts: after the gathering time the first
+ * member's migration fails with the reason, nothing was sent and no
+ * destination was written.
+ */
+static void test_mig_group_gather(struct tap *t)
+{
+	const struct fake_mig *k1;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	g.m.e.d.opt.mig_gather_ms = 500;
+	mwritten(&g.m, 0, 10, 1);
+	mstart(&g.m);
+	ok = mwait(&g.m, m1_ended, 10000);
+	tap_ok(t, ok && k1->end_status == ECANCELED &&
+	       strstr(k1->end_msg, "member test3 did not start within 500 ms"),
+	       "the first member fails for want of the second: END %u '%s'", k1->end_status,
+	       k1->end_msg);
+	tap_ok(t, k1->rounds_asked == 0 && k1->fill_reqs == 0 && g.m.e.k.m2.fill_reqs == 0 &&
+	       dcow_zero(&g.m) && file_zero(g.dcow2, MNR),
+	       "no round, nothing written on either destination");
+	menv_fini(&g.m);
+}
+
+/*
+ * The second destination has other extents: the destination refuses the
+ * group's HELLO (ABORT) before writing anything; both members fail with
+ * the reason, which names the second device.
+ */
+static void test_mig_group_mismatch(struct tap *t)
+{
+	const struct fake_mig *k1, *k2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, 2 * EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	mwritten(&g.m, 0, 10, 1);
+	gwritten2(&g, 0, 10, 2);
+	mstart(&g.m);
+	gstart2(&g);
+	ok = mwait(&g.m, both_ended, 30000);
+	tap_ok(t, ok && k1->end_status == EINVAL && k2->end_status == EINVAL &&
+	       strstr(k2->end_msg, "device test3 (test4 here): extents of 128 sectors on the source, 256 here"),
+	       "both members fail: END %u '%s', END %u", k1->end_status, k1->end_msg,
+	       k2->end_status);
+	tap_ok(t, k1->fill_reqs == 0 && k2->fill_reqs == 0 && dcow_zero(&g.m) &&
+	       file_zero(g.dcow2, MNR) && g.m.e.d.st.migrate_data_bytes == 0,
+	       "nothing written on either destination");
+	menv_fini(&g.m);
+}
+
+/*
+ * The first member's kernel refuses done after the destination committed:
+ * the outcome is unknown for the group, so both members end failed with
+ * RCOW_MIGRATE_F_KEEP_FENCE (fenced), never one writable.
+ */
+static void test_mig_group_unknown(struct tap *t)
+{
+	const struct fake_mig *k1, *k2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	g.m.e.k.m.refuse_done = true;
+	gstart_both(&g);
+	fake_mig_finish(&g.m.e.d, &g.m.e.k);
+	fake_mig_finish_pair(&g.m.e.d, &g.m.e.k.m2);
+	ok = mwait(&g.m, both_ended, 30000);
+	tap_ok(t, ok && k1->completes == 1 && k2->completes == 1,
+	       "both destinations completed (%u, %u)", k1->completes, k2->completes);
+	tap_ok(t, k1->end_status != 0 && k1->end_flags == RCOW_MIGRATE_F_KEEP_FENCE &&
+	       k2->end_status != 0 && k2->end_flags == RCOW_MIGRATE_F_KEEP_FENCE,
+	       "both members failed and stay fenced: END %u flags %#x, END %u flags %#x",
+	       k1->end_status, k1->end_flags, k2->end_status, k2->end_flags);
+	menv_fini(&g.m);
+}
+
+/*
+ * The second source's COW device fails (its file cut short, then a write
+ * to an extent past the cut): the job ends for both, each member failed
+ * with the reason, the fence lifted, neither destination completes.
+ */
+static void test_mig_group_cow_fail(struct tap *t)
+{
+	const struct fake_mig *k1, *k2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	ok = gstart_both(&g);
+	tap_ok(t, ok, "both members copying");
+	ok = truncate(g.scow2, (off_t)(DATA_OFFSET * 512)) == 0;
+	fake_set_bit(g.m.e.k.m2.dirty, 20, true);
+	ok = ok && mwait(&g.m, both_ended, 30000);
+	tap_ok(t, ok && k1->end_status != 0 && k2->end_status != 0 && k1->end_flags == 0 &&
+	       k2->end_flags == 0 && strstr(k1->end_msg, "COW"),
+	       "both members failed, writable: END %u '%s', END %u", k1->end_status, k1->end_msg,
+	       k2->end_status);
+	ok = mwait(&g.m, both_over, 10000);
+	tap_ok(t, ok && k1->completes == 0 && k2->completes == 0 &&
+	       k1->dst.migrate_state == RCOW_MIGRATE_INCOMING &&
+	       k2->dst.migrate_state == RCOW_MIGRATE_INCOMING,
+	       "neither destination completed: both incoming");
+	menv_fini(&g.m);
+}
+
+/*
+ * The second source device is removed while the group runs: the job
+ * stops, the first member ends failed with the reason, the destinations
+ * stay incoming.
+ */
+static void test_mig_group_remove(struct tap *t)
+{
+	const struct fake_mig *k1;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	ok = gstart_both(&g);
+	tap_ok(t, ok, "both members copying");
+	fake_send_device(&g.m.e.d, RCOW_CMD_DEVICE_REMOVE, &g.src2);
+	ok = mwait(&g.m, m1_ended, 10000);
+	tap_ok(t, ok && k1->end_status == ECANCELED &&
+	       strstr(k1->end_msg, "member test3 of the group was removed") && k1->end_flags == 0,
+	       "the first member failed, writable, with the reason: END %u '%s'", k1->end_status,
+	       k1->end_msg);
+	mwait(&g.m, never, 300);
+	tap_ok(t, k1->completes == 0 && g.m.e.k.m2.completes == 0 &&
+	       k1->dst.migrate_state == RCOW_MIGRATE_INCOMING,
+	       "the destinations did not complete");
+	menv_fini(&g.m);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
@@ -2842,6 +3243,13 @@ static const struct {
 	{ "mig-mirror", test_mig_mirror },
 	{ "mig-mirror-always", test_mig_mirror_always },
 	{ "mig-unknown-outcome", test_mig_unknown_outcome },
+	{ "mig-group", test_mig_group },
+	{ "mig-group-abort", test_mig_group_abort },
+	{ "mig-group-gather", test_mig_group_gather },
+	{ "mig-group-mismatch", test_mig_group_mismatch },
+	{ "mig-group-unknown", test_mig_group_unknown },
+	{ "mig-group-cow-fail", test_mig_group_cow_fail },
+	{ "mig-group-remove", test_mig_group_remove },
 };
 
 int main(int argc, char **argv)
