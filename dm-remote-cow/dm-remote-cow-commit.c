@@ -339,47 +339,44 @@ int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b)
 }
 
 /*
- * Worker: give back a job's two sets.  The job is over, the flag that let
- * map or end_io look at them was cleared and an RCU grace period passed
- * since (those look in RCU read sections), and the caller then took them
- * out of the job (its pointers NULL from now on) under the job's lock.  A
- * netlink handler that saw the job running may still hold them: it runs
- * under rcow_nl_lock, so wait for it.
+ * Worker: give back a job's two sets (*@a, *@b of rcow_alloc_sets()).  The
+ * caller saw the job over and cleared the flag that let map or end_io look
+ * at them (they look in RCU read sections); only the worker starts a job,
+ * so none starts meanwhile.  Once the readers that saw the flag are gone
+ * (a grace period), the sets leave the job under @lock, the job's lock
+ * (its pointers NULL from then on).  A netlink handler that saw the job
+ * running may still hold them: it runs under rcow_nl_lock, so wait for it.
  */
-void rcow_free_sets(unsigned long *a, unsigned long *b)
+void rcow_free_sets(spinlock_t *lock, unsigned long **a, unsigned long **b)
 {
+	unsigned long *pa, *pb;
+
+	synchronize_rcu();
+	spin_lock(lock);
+	pa = *a;
+	pb = *b;
+	WRITE_ONCE(*a, NULL);
+	WRITE_ONCE(*b, NULL);
+	spin_unlock(lock);
 	rcow_nl_barrier();
-	kvfree(a);
-	kvfree(b);
+	kvfree(pa);
+	kvfree(pb);
 }
 
 /* Worker: the commit is over (done or failed): its sets go. */
 static void trim_sets(struct rcow *rc)
 {
 	struct rcow_commit *cm = cm_of(rc);
-	unsigned long *upload, *held;
+	bool over;
 
 	if (!cm->upload)		/* written only by the worker */
 		return;
 	spin_lock(&cm->lock);
-	if (cm->state == RCOW_COMMIT_UPLOADING) {
-		spin_unlock(&cm->lock);
-		return;
-	}
+	over = cm->state != RCOW_COMMIT_UPLOADING;
 	spin_unlock(&cm->lock);
-	/*
-	 * end_commit() cleared RCOW_F_HOLDING with the state: once the map
-	 * calls that saw it set are over, map looks no more.  Only this
-	 * worker starts a commit, so none starts meanwhile.
-	 */
-	synchronize_rcu();
-	spin_lock(&cm->lock);
-	upload = cm->upload;
-	held = cm->held;
-	cm->upload = NULL;
-	cm->held = NULL;
-	spin_unlock(&cm->lock);
-	rcow_free_sets(upload, held);
+	/* end_commit() cleared RCOW_F_HOLDING (map's look) with the state. */
+	if (over)
+		rcow_free_sets(&cm->lock, &cm->upload, &cm->held);
 }
 
 /* Worker: the freeze asked by rcow_commit_message(). */

@@ -584,30 +584,18 @@ static void do_round(struct rcow *rc)
 static void trim_sets(struct rcow *rc)
 {
 	struct rcow_migrate *mg = mg_of(rc);
-	unsigned long *dirty, *round_set;
+	bool over;
 
 	if (!mg->dirty)			/* written only by the worker */
 		return;
 	spin_lock(&mg->lock);
-	if (running(mg->state)) {
-		spin_unlock(&mg->lock);
-		return;
-	}
+	over = !running(mg->state);
 	/* Still set once done: end_io stops looking at the change set. */
-	clear_bit(RCOW_F_MIGRATING, &rc->flags);
+	if (over)
+		clear_bit(RCOW_F_MIGRATING, &rc->flags);
 	spin_unlock(&mg->lock);
-	/*
-	 * Once the end_io calls that saw the flag set are over.  Only this
-	 * worker starts a migration, so none starts meanwhile.
-	 */
-	synchronize_rcu();
-	spin_lock(&mg->lock);
-	dirty = mg->dirty;
-	round_set = mg->round_set;
-	mg->dirty = NULL;
-	WRITE_ONCE(mg->round_set, NULL);
-	spin_unlock(&mg->lock);
-	rcow_free_sets(dirty, round_set);
+	if (over)
+		rcow_free_sets(&mg->lock, &mg->dirty, &mg->round_set);
 }
 
 void rcow_migrate_work(struct rcow *rc)

@@ -258,7 +258,7 @@ void rcow_commit_resume(struct rcow *rc);
 const char *rcow_commit_state_name(enum remote_cow_commit_state s);
 const unsigned long *rcow_commit_set(struct rcow *rc, u32 set);
 int rcow_alloc_sets(struct rcow *rc, unsigned long **a, unsigned long **b);
-void rcow_free_sets(unsigned long *a, unsigned long *b);
+void rcow_free_sets(spinlock_t *lock, unsigned long **a, unsigned long **b);
 int rcow_gate_close(struct rcow *rc, const char *what);
 void rcow_gate_open(struct rcow *rc);
 int rcow_commit_module_init(void);
