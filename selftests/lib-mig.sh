@@ -102,6 +102,19 @@ mig_fio_outrun() {
 	MIG_FIO=$!
 	at_exit "kill $MIG_FIO 2>/dev/null"
 }
+# mig_outrun_start <src> <dst>: the convergence tests' start: a new pair
+# (new_pair), the destination listening, loopback shaped to 16 Mbit/s,
+# mig_fio_outrun on the source, then (one test) remote-cow migrate.  Bails
+# out if the setup fails.
+mig_outrun_start() {
+	new_pair "$1" "$2" || tap_bail "cannot set up the source and the destination"
+	wait_until 10 listening "$2" >/dev/null || tap_bail "remote-cowd does not listen for $2"
+	mig_link_shape 0ms 16mbit || tap_bail "cannot shape lo (tc netem)"
+	mig_fio_outrun "$1"
+	sleep 1
+	check "migrate while fio writes faster than the link: started" \
+		"$RC" migrate "$1" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
+}
 # remains_at_most <src> <n>: what the rounds taken still have to send
 # (status migrate_total - migrate_done) is at most n extents.
 remains_at_most() {

@@ -33,14 +33,7 @@ mig_setup migrate-mirror-always --migrate-mirror always
 
 SRC="rc-mia-src"
 DST="rc-mia-dst"
-new_pair "$SRC" "$DST" || tap_bail "cannot set up the source and the destination"
-wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
-mig_link_shape 0ms 16mbit || tap_bail "cannot shape lo (tc netem)"
-
-mig_fio_outrun "$SRC"
-sleep 1
-check "migrate while fio writes faster than the link: started" \
-	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
+mig_outrun_start "$SRC" "$DST"
 wait_until 600 state_is "$SRC" mirroring >/dev/null
 done_at=$(rc_status "$SRC" migrate_done)
 written_at=$(rc_status "$SRC" written)

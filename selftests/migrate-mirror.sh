@@ -44,14 +44,7 @@ mig_setup migrate-mirror
 
 SRC="rc-mir-src"
 DST="rc-mir-dst"
-new_pair "$SRC" "$DST" || tap_bail "cannot set up the source and the destination"
-wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
-mig_link_shape 0ms 16mbit || tap_bail "cannot shape lo (tc netem)"
-
-mig_fio_outrun "$SRC"
-sleep 1
-check "migrate while fio writes faster than the link: started" \
-	"$RC" migrate "$SRC" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
+mig_outrun_start "$SRC" "$DST"
 check "the migration switches to mirroring" wait_until 1200 state_is "$SRC" mirroring
 check "remote-cowd logged why" logged "$SRC: the rounds stopped shrinking: mirroring from round"
 check "with the guest still writing, what the rounds have to send drains to at most $LEFT_MAX extents" \
