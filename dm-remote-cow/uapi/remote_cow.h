@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		6
+#define REMOTE_COW_GENL_VERSION		7
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -300,6 +300,40 @@ enum remote_cow_cmd {
 	 * did): take a round.
 	 */
 	RCOW_CMD_MIGRATE_WAITING,
+	/*
+	 * Post-copy (version 7).  `migrate finish postcopy` on the source
+	 * fences as `migrate finish` does and sends MIGRATE_FINISH with
+	 * FLAGS RCOW_MIGRATE_F_POSTCOPY: take the last round, but instead of
+	 * sending it name it to the destination as still remote, have the
+	 * destination serve at once, then answer its fetches.
+	 *
+	 * MIGRATE_REMOTE, helper -> kernel, destination only.  DEV_ID,
+	 * FIRST_EXTENT, EXTENT_COUNT: these extents are still only on the
+	 * source; they join the in-memory set RCOW_BITMAP_MIGRATE_REMOTE.
+	 * Accepted while incoming and before MIGRATE_POSTCOPY (ESTALE
+	 * otherwise); EPERM, ERANGE as COMMIT_MARK.
+	 *
+	 * MIGRATE_POSTCOPY, helper -> kernel.  DEV_ID.
+	 * Destination (incoming): the worker commits the metadata (the
+	 * fills named before are durable), keeps the superblock's incoming
+	 * flag (a crash before completion leaves a device that refuses to
+	 * serve), and serves: held bios and new ones take the normal path,
+	 * migrate_state "postcopy", a dm event.  A missing extent in
+	 * RCOW_BITMAP_MIGRATE_REMOTE is faulted with RCOW_FAULT_F_REMOTE (a
+	 * run is never part remote, part not); an extent leaves the set
+	 * when it becomes PRESENT (a fill, a whole-extent write).
+	 * MIGRATE_FILL is refused from then on (ESTALE); MIGRATE_COMPLETE
+	 * is accepted only once the set is empty (EAGAIN otherwise).
+	 * Source (finishing; the helper may choose post-copy without the
+	 * flag, when the operator chose it at `remote-cow migrate
+	 * --postcopy`): the destination serves from now on; migrate_state
+	 * "postcopy" (fenced, a dm event); MIGRATE_END then as while
+	 * finishing; `migrate abort` is refused (the destination runs the
+	 * guest) until a MIGRATE_END that failed.  ESTALE in any other
+	 * state.
+	 */
+	RCOW_CMD_MIGRATE_REMOTE,
+	RCOW_CMD_MIGRATE_POSTCOPY,
 
 	__RCOW_CMD_MAX,
 };
@@ -379,6 +413,9 @@ enum remote_cow_bitmap {
 #define RCOW_BITMAP_MIGRATE_ROUND	18	/* taken by the rounds, not yet
 						 * marked sent
 						 */
+#define RCOW_BITMAP_MIGRATE_REMOTE	19	/* destination, post-copy: only
+						 * on the source, not present
+						 */
 
 enum remote_cow_commit_state {
 	RCOW_COMMIT_IDLE,	/* no commit since the table was loaded */
@@ -395,11 +432,18 @@ enum remote_cow_migrate_state {
 	RCOW_MIGRATE_DONE,	/* the destination took over; fenced */
 	RCOW_MIGRATE_FAILED,	/* the helper reported an error */
 	RCOW_MIGRATE_INCOMING,	/* destination: not complete, I/O held */
+	/*
+	 * Post-copy (version 7).  Source: fenced, the destination serves
+	 * and fetches what is left.  Destination: serving, extents still
+	 * fetched from the source.
+	 */
+	RCOW_MIGRATE_POSTCOPY,
 };
 
 /* RCOW_A_FLAGS bits of MIGRATE_ROUND and MIGRATE_END */
 #define RCOW_MIGRATE_F_MIRROR	_BITUL(0)	/* ROUND: mirror from now */
 #define RCOW_MIGRATE_F_KEEP_FENCE _BITUL(1)	/* END: outcome unknown */
+#define RCOW_MIGRATE_F_POSTCOPY	_BITUL(2)	/* FINISH: finish post-copy */
 
 /* RCOW_A_COMMIT_FLAGS bits */
 #define RCOW_COMMIT_F_SINCE_LAST	_BITUL(0)
@@ -414,6 +458,12 @@ enum remote_cow_migrate_state {
  * from a HYDRATE range).
  */
 #define RCOW_FAULT_F_WAITING	_BITUL(0)
+/*
+ * (version 7) The run's extents are still only on the source of a
+ * post-copy migration: fetch them from there, never from the base; a
+ * helper that cannot answers with an error (the I/O fails with EIO).
+ */
+#define RCOW_FAULT_F_REMOTE	_BITUL(1)
 
 /* RCOW_A_FLAGS bits of GET_DEVICE */
 #define RCOW_DEV_F_HYDRATING	_BITUL(0)	/* hydrate start is in force */
