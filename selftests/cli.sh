@@ -21,7 +21,9 @@
 #   extent is present, and fails when hydration is stopped;
 # - commit starts (a helper is registered), a second is refused (exit 7),
 #   abort stops it, a second abort exits 1; migrate send, finish and abort
-#   change migrate_state, a second send is refused with the kernel's reason.
+#   change migrate_state, a second send is refused with the kernel's reason;
+#   --postcopy puts "postcopy" first in the key file, finish --postcopy
+#   sends "migrate finish postcopy".
 # shellcheck disable=SC2119,SC2317	# helper_start: optional arguments; dm_gone called through check
 . "$(dirname "$0")/lib.sh"
 RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
@@ -29,7 +31,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl python3 dd cmp setpriv
-tap_plan 136
+tap_plan 144
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -316,8 +318,10 @@ expect_exit "migrate --to without --psk: exit 2" 2 "--to needs --psk" \
 	"$RC" migrate "$NAME" --to 10.0.0.2:7777
 expect_exit "migrate with a file that is not a PSK: exit 2" 2 "no identity:hexkey line" \
 	"$RC" migrate "$NAME" --to 10.0.0.2:7777 --psk /dev/null
-expect_exit "migrate --postcopy: not supported yet, exit 1" 1 "not supported yet" \
-	"$RC" migrate "$NAME" --to 10.0.0.2:7777 --postcopy
+expect_exit "migrate send --postcopy without a key: exit 2" 2 "--postcopy goes with the key" \
+	"$RC" migrate "$NAME" send 10.0.0.2:7777 --postcopy
+expect_exit "migrate abort --postcopy: exit 2" 2 "--postcopy goes with --to or finish" \
+	"$RC" migrate "$NAME" abort --postcopy
 expect_exit "migrate of a group naming a device twice: exit 2" 2 "named twice" \
 	"$RC" migrate "$NAME" "$NAME" --to 10.0.0.2:7777 --psk /dev/null
 expect_exit "receive without --listen: exit 2" 2 "needs --cow DEV --base URI --listen" \
@@ -370,6 +374,25 @@ expect_exit "migrate finish: accepted" 0 "accepted" "$RC" migrate "$NAME" finish
 check_eq "... status: finishing" finishing "$(rc_status "$NAME" migrate_state)"
 expect_exit "migrate abort: accepted" 0 "accepted" "$RC" migrate "$NAME" abort
 check_eq "... status: idle" idle "$(rc_status "$NAME" migrate_state)"
+# Post-copy chosen at the start: the key file handed to remote-cowd says
+# so on its first line; chosen at finish: the kernel message says so.
+PCDIR=$(mktemp -d)
+printf 'cli:%s\n' 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f \
+	>"$PCDIR/key.psk"
+expect_exit "migrate --to --postcopy: accepted" 0 "accepted" \
+	"$RC" migrate "$NAME" --to 10.0.0.2:7777 --psk "$PCDIR/key.psk" --postcopy \
+	--run-dir "$PCDIR/run"
+check_eq "... the key file's first line: postcopy" postcopy \
+	"$(head -n 1 "$PCDIR/run/migrate/send-$NAME.psk" 2>&1)"
+check_eq "... its second line: the key" "$(cat "$PCDIR/key.psk")" \
+	"$(sed -n 2p "$PCDIR/run/migrate/send-$NAME.psk" 2>&1)"
+expect_exit "migrate finish --postcopy: accepted" 0 "'migrate finish postcopy' accepted" \
+	"$RC" migrate "$NAME" finish --postcopy
+check_eq "... status: finishing" finishing "$(rc_status "$NAME" migrate_state)"
+expect_exit "migrate abort before the destination serves: accepted" 0 "accepted" \
+	"$RC" migrate "$NAME" abort
+check_eq "... status: idle" idle "$(rc_status "$NAME" migrate_state)"
+rm -rf "$PCDIR"
 
 # ---------------------------------------------------------------------------
 # hydrate

@@ -17,8 +17,8 @@
 #include "rcow/mig-proto.h"
 
 static const char migrate_help[] =
-	"Usage: " PROG " migrate NAME... --to HOST:PORT --psk FILE [--wait]\n"
-	"       " PROG " migrate NAME... finish [--wait]\n"
+	"Usage: " PROG " migrate NAME... --to HOST:PORT --psk FILE [--postcopy] [--wait]\n"
+	"       " PROG " migrate NAME... finish [--postcopy] [--wait]\n"
 	"       " PROG " migrate NAME... abort\n"
 	"       " PROG " migrate NAME send HOST:PORT [--psk FILE]\n"
 	"\n"
@@ -39,11 +39,18 @@ static const char migrate_help[] =
 	"finish ('migrate NAME... finish' tells each); 'abort' of any NAME aborts\n"
 	"them all.\n"
 	"\n"
+	"Post-copy: the destination serves at once from 'finish' on, and the\n"
+	"extents that only the source holds follow (fetched first when the guest\n"
+	"touches them); NAME stays fenced until the last one moved.  If the source\n"
+	"dies meanwhile, I/O to those extents fails on the destination with EIO.\n"
+	"Chosen at the start (--postcopy with --to) or at 'finish --postcopy'.\n"
+	"\n"
 	"  --to HOST:PORT  the destination's listen address\n"
 	"  --psk FILE      the pre-shared key\n"
 	"  --wait          wait until the migration is over (with --to: until it\n"
-	"                  is finished from elsewhere, or fails); exit 1 unless done\n"
-	"  --postcopy      not supported yet\n"
+	"                  is finished from elsewhere, or fails); exit 1 unless done;\n"
+	"                  with finish --postcopy: until the destination serves\n"
+	"  --postcopy      finish in post-copy (with --to: when finished later)\n"
 	"  --run-dir DIR   remote-cowd's run directory (default " RC_RUN_DIR ")\n"
 	"  -h, --help      this text\n";
 
@@ -120,7 +127,7 @@ static int wait_over(const char *name)
 		if (r)
 			return r;
 		if (strcmp(d.migrate_state, "copying") && strcmp(d.migrate_state, "mirroring") &&
-		    strcmp(d.migrate_state, "finishing")) {
+		    strcmp(d.migrate_state, "finishing") && strcmp(d.migrate_state, "postcopy")) {
 			printf("migrate %s: %s\n", name, d.migrate_state);
 			return strcmp(d.migrate_state, "done") ? RC_EXIT_FAIL : RC_EXIT_OK;
 		}
@@ -128,13 +135,37 @@ static int wait_over(const char *name)
 	}
 }
 
-/* wait_over() of each NAME; the first failure's code. */
-static int wait_all(char **names, int n)
+/*
+ * finish --postcopy: until the destination serves (migrate_state postcopy,
+ * or done already).  0 then; 1 if the migration failed or went away.
+ */
+static int wait_serving(const char *name)
+{
+	for (;;) {
+		struct rc_dev d;
+		int r = rc_dev_check(name, &d);
+
+		if (r)
+			return r;
+		if (strcmp(d.migrate_state, "copying") && strcmp(d.migrate_state, "mirroring") &&
+		    strcmp(d.migrate_state, "finishing")) {
+			printf("migrate %s: %s%s\n", name, d.migrate_state,
+			       !strcmp(d.migrate_state, "postcopy") ?
+			       " (the destination serves; the rest follows)" : "");
+			return strcmp(d.migrate_state, "done") &&
+			       strcmp(d.migrate_state, "postcopy") ? RC_EXIT_FAIL : RC_EXIT_OK;
+		}
+		usleep(100000);
+	}
+}
+
+/* wait_over() (serving: wait_serving()) of each NAME; the first failure's code. */
+static int wait_all(char **names, int n, bool serving)
 {
 	int r = 0;
 
 	for (int i = 0; i < n; i++) {
-		int e = wait_over(names[i]);
+		int e = serving ? wait_serving(names[i]) : wait_over(names[i]);
 
 		if (!r)
 			r = e;
@@ -180,7 +211,7 @@ static int check_all(char **names, int n, bool to_send)
  * or an exit code.
  */
 static int start_all(char **names, int n, const char *dest, const char *psk,
-		     const char *run_dir, bool check_busy)
+		     const char *run_dir, bool check_busy, bool postcopy)
 {
 	char keys[MIG_GROUP_MAX][PATH_MAX], msg[300];
 	char *text = NULL;
@@ -193,6 +224,9 @@ static int start_all(char **names, int n, const char *dest, const char *psk,
 			rc_err("migrate: out of memory");
 			return RC_EXIT_FAIL;
 		}
+		/* the spec's first line: post-copy at finish (mig-proto.h) */
+		if (postcopy)
+			at += snprintf(text + at, MIG_SPEC_MAX + 1 - (size_t)at, "postcopy\n");
 		for (int i = 0; n > 1 && i < n; i++)
 			at += snprintf(text + at, MIG_SPEC_MAX + 1 - (size_t)at, "member %s\n",
 				       names[i]);
@@ -234,7 +268,7 @@ int cmd_migrate(int argc, char **argv)
 	const char *verb = NULL, *dest = NULL, *arg;
 	const char *to = NULL, *psk = NULL, *run_dir = RC_RUN_DIR;
 	char *pos[MIG_GROUP_MAX + 1], msg[300];
-	bool wait = false;
+	bool wait = false, postcopy = false;
 	int id, r, np = 0, nn;
 
 	while ((id = rc_next_arg(&a, opts, &arg)) != -1) {
@@ -256,8 +290,8 @@ int cmd_migrate(int argc, char **argv)
 			run_dir = arg;
 			break;
 		case O_POSTCOPY:
-			rc_err("migrate: --postcopy is not supported yet");
-			return RC_EXIT_FAIL;
+			postcopy = true;
+			break;
 		default:
 			pos[np++] = (char *)arg;
 		}
@@ -291,16 +325,20 @@ int cmd_migrate(int argc, char **argv)
 		if (strlen(dest) > MIG_ADDR_MAX || !rc_valid_hostport(dest))
 			return rc_usage_err("migrate", "bad destination '%s': HOST:PORT, port 1-65535",
 					    dest);
+		if (postcopy && !psk)
+			return rc_usage_err("migrate", "--postcopy goes with the key: give --psk FILE, or 'finish --postcopy' later");
 		/* 'send HOST:PORT' is the kernel's message alone: the kernel says why not */
-		r = start_all(pos, nn, dest, psk, run_dir, to != NULL);
-		return r || !wait ? r : wait_all(pos, nn);
+		r = start_all(pos, nn, dest, psk, run_dir, to != NULL, postcopy);
+		return r || !wait ? r : wait_all(pos, nn, false);
 	}
 	if (strcmp(verb, "finish") && strcmp(verb, "abort"))
 		return rc_usage_err("migrate", "unknown action '%s': send, finish or abort", verb);
+	if (postcopy && strcmp(verb, "finish"))
+		return rc_usage_err("migrate", "--postcopy goes with --to or finish, not %s", verb);
 	r = check_all(pos, nn, false);
 	if (r)
 		return r;
-	snprintf(msg, sizeof(msg), "migrate %s", verb);
+	snprintf(msg, sizeof(msg), "migrate %s%s", verb, postcopy ? " postcopy" : "");
 	for (int i = 0; i < nn; i++) {
 		int e = send_msg(pos[i], msg, !strcmp(verb, "finish") ? "migrate finish" :
 								     "migrate abort");
@@ -308,5 +346,5 @@ int cmd_migrate(int argc, char **argv)
 		if (!r)
 			r = e;
 	}
-	return r || !wait || strcmp(verb, "finish") ? r : wait_all(pos, nn);
+	return r || !wait || strcmp(verb, "finish") ? r : wait_all(pos, nn, postcopy);
 }
