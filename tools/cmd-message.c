@@ -49,7 +49,7 @@ static const char migrate_help[] =
 	"  --psk FILE      the pre-shared key\n"
 	"  --wait          wait until the migration is over (with --to: until it\n"
 	"                  is finished from elsewhere, or fails); exit 1 unless done;\n"
-	"                  with finish --postcopy: until the destination serves\n"
+	"                  with finish in post-copy: until the destination serves\n"
 	"  --postcopy      finish in post-copy (with --to: when finished later)\n"
 	"  --run-dir DIR   remote-cowd's run directory (default " RC_RUN_DIR ")\n"
 	"  -h, --help      this text\n";
@@ -346,5 +346,6 @@ int cmd_migrate(int argc, char **argv)
 		if (!r)
 			r = e;
 	}
-	return r || !wait || strcmp(verb, "finish") ? r : wait_all(pos, nn, postcopy);
+	/* a finish in post-copy (asked now or at the start) is waited for until serving */
+	return r || !wait || strcmp(verb, "finish") ? r : wait_all(pos, nn, true);
 }
