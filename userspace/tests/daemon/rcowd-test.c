@@ -3201,6 +3201,221 @@ static void test_mig_group_remove(struct tap *t)
 	menv_fini(&g.m);
 }
 
+/* ---- post-copy ------------------------------------------------------------ */
+
+static bool dst_serving(const struct menv *m)
+{
+	return m->e.k.m.dst.migrate_state == RCOW_MIGRATE_POSTCOPY || m->e.k.m.ended ||
+	       m->e.d.st.migrations_sent > 0;
+}
+
+/* The FILL_DONE of the destination's cookie, the loop and the fake kernel running. */
+static const struct fake_answer *mwait_fill(struct menv *m, uint64_t cookie, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	const struct fake_answer *a;
+
+	while (!(a = fake_find(&m->e.k, RCOW_CMD_FILL_DONE, m->dst.dev_id, cookie)) &&
+	       now_ms() < end) {
+		turn(&m->e, 20);
+		fake_mig_pump(&m->e.d, &m->e.k);
+	}
+	return a;
+}
+
+/* Extents still remote on the destination. */
+static unsigned int remote_left(const struct fake_mig *k)
+{
+	unsigned int n = 0;
+
+	for (uint64_t e = 0; e < k->nr; e++)
+		n += fake_mig_remote(k, e);
+	return n;
+}
+
+/*
+ * Rounds, then writes the last round carries, then the finish: post-copy
+ * by MIGRATE_FINISH's flag (spec_line false) or by the send spec's
+ * "postcopy" line with a plain finish.  Until the destination serves.
+ */
+static bool pc_until_serving(struct menv *m, struct tap *t, bool spec_line)
+{
+	struct fake_mig *k = &m->e.k.m;
+	char path[PATH_MAX + 300], line[128], spec[256];
+	bool ok;
+
+	if (spec_line) {
+		psk_line(line, sizeof(line), 0x5a);
+		snprintf(spec, sizeof(spec), "postcopy\n%s", line);
+		snprintf(path, sizeof(path), "%s/migrate/send-%s.psk", m->run, m->src.dm_name);
+		put_secret(path, spec);
+	}
+	mwritten(m, 0, 10, 1);
+	mwritten(m, 20, 2, 1);
+	k->on_round = writes_between_rounds;
+	mstart(m);
+	ok = mwait(m, round4, 30000);
+	tap_ok(t, ok && !k->ended, "pre-copy rounds 1 to 4 (round %llu)",
+	       (unsigned long long)k->src.migrate_round);
+	/* after the last pre-copy round: only on the source when the guest moves */
+	mwrite(m, 5, 7);
+	mwrite(m, 12, 7);
+	mwrite(m, 13, 7);
+	mwrite(m, 28, 7);
+	mwrite(m, 29, 7);
+	mwrite(m, 30, 7);
+	k->hold_hyd = true;
+	if (spec_line)
+		fake_mig_finish(&m->e.d, &m->e.k);
+	else
+		fake_mig_finish_flags(&m->e.d, k, RCOW_MIGRATE_F_POSTCOPY);
+	ok = mwait(m, dst_serving, 30000) && k->dst.migrate_state == RCOW_MIGRATE_POSTCOPY;
+	tap_ok(t, ok && k->dst_postcopies == 1 && k->remote_reqs > 0 && remote_left(k) >= 6,
+	       "the destination serves in post-copy (%u MIGRATE_REMOTE, %u extents remote)",
+	       k->remote_reqs, remote_left(k));
+	return ok;
+}
+
+/* Post-copy to the end: guest reads while streaming, then the stream completes. */
+static void pc_to_end(struct menv *m, struct tap *t)
+{
+	struct fake_mig *k = &m->e.k.m;
+	const struct fake_answer *a1, *a2;
+	long long bad;
+	bool ok;
+
+	ok = fake_mig_guest_read(&m->e.d, k, 12, 501) && fake_mig_guest_read(&m->e.d, k, 29, 502);
+	a1 = mwait_fill(m, 501, 10000);
+	a2 = mwait_fill(m, 502, 10000);
+	tap_ok(t, ok && a1 && a2 && a1->status == 0 && a2->status == 0 && dcow_has(m, 12, 7) &&
+	       dcow_has(m, 29, 7),
+	       "guest reads of two remote extents, streaming held: fetched, written, answered 0");
+	k->hold_hyd = false;
+	ok = mwait(m, both_over, 30000);
+	tap_ok(t, ok, "both jobs ended (sent %llu, received %llu)", m->e.d.st.migrations_sent,
+	       m->e.d.st.migrations_received);
+	tap_ok(t, k->src_postcopies == 1 && k->ended && k->end_status == 0 && k->end_flags == 0 &&
+	       k->src.migrate_state == RCOW_MIGRATE_DONE,
+	       "the source went postcopy, then MIGRATE_END 0: done (%s)", k->end_msg);
+	tap_ok(t, k->completes == 1 && remote_left(k) == 0 &&
+	       k->dst.migrate_state != RCOW_MIGRATE_POSTCOPY,
+	       "the destination completed once nothing was remote (%u COMPLETE refused first)",
+	       k->complete_eagain);
+	ok = cows_equal(m, &bad);
+	tap_ok(t, ok, "every extent on the destination equals the source's (first difference: %lld)",
+	       bad);
+	tap_ok(t, k->remote_eio == 0 && m->e.d.st.bytes_read == 0,
+	       "no remote fault failed, nothing read from the base (%llu bytes)",
+	       m->e.d.st.bytes_read);
+	tap_ok(t, m->e.d.st.migrate_data_bytes >= 2 * (m->nwritten + 6) * EXT_BYTES &&
+	       m->e.d.st.migrate_bytes_sent > m->e.d.st.migrate_data_bytes / 2,
+	       "bytes counted: %llu DATA bytes (both sides), %llu sent", m->e.d.st.migrate_data_bytes,
+	       m->e.d.st.migrate_bytes_sent);
+}
+
+/*
+ * migrate finish postcopy: the last round is named REMOTE, the destination
+ * serves at once; a guest's reads of remote extents are fetched from the
+ * source ahead of the stream; the stream moves the rest; then the
+ * destination completes, the source ends done, every extent equal.
+ */
+static void test_mig_postcopy(struct tap *t)
+{
+	struct menv m;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	if (pc_until_serving(&m, t, false))
+		pc_to_end(&m, t);
+	menv_fini(&m);
+}
+
+/* The send spec's "postcopy" line chooses post-copy with a plain migrate finish. */
+static void test_mig_postcopy_spec(struct tap *t)
+{
+	struct menv m;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	if (pc_until_serving(&m, t, true))
+		pc_to_end(&m, t);
+	menv_fini(&m);
+}
+
+static bool src_ended(const struct menv *m)
+{
+	return m->e.k.m.ended;
+}
+
+/*
+ * The source fails after SERVING (its COW device can no longer be read,
+ * as a source host going away): the source ends failed but keeps its fence
+ * (RCOW_MIGRATE_F_KEEP_FENCE: the destination may be running the guest);
+ * the destination's remote faults, the one in flight and later ones, fail
+ * with EIO, and nothing is read from the base for them.
+ */
+static void test_mig_postcopy_lost(struct tap *t)
+{
+	const struct fake_answer *a1, *a2;
+	struct fake_mig *k;
+	struct menv m;
+	bool ok;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	if (!pc_until_serving(&m, t, false)) {
+		menv_fini(&m);
+		return;
+	}
+	ok = truncate(m.e.cow, (off_t)DATA_OFFSET * 512) == 0;
+	ok = ok && fake_mig_guest_read(&m.e.d, k, 13, 601);
+	a1 = mwait_fill(&m, 601, 10000);
+	tap_ok(t, ok && a1 && a1->status == EIO, "a remote read while the source fails: EIO (%u)",
+	       a1 ? a1->status : 0);
+	ok = mwait(&m, src_ended, 10000);
+	tap_ok(t, ok && k->end_status != 0 && k->end_flags == RCOW_MIGRATE_F_KEEP_FENCE,
+	       "the source ended failed with RCOW_MIGRATE_F_KEEP_FENCE (status %u flags %#x: %s)",
+	       k->end_status, k->end_flags, k->end_msg);
+	mwait(&m, both_over, 10000);
+	ok = fake_mig_guest_read(&m.e.d, k, 28, 602);
+	a2 = mwait_fill(&m, 602, 10000);
+	tap_ok(t, ok && a2 && a2->status == EIO, "a remote read after the job ended: EIO (%u)",
+	       a2 ? a2->status : 0);
+	tap_ok(t, m.e.d.st.bytes_read == 0 && !dcow_has(&m, 13, 7) && !dcow_has(&m, 28, 7) &&
+	       fake_mig_remote(k, 13) && fake_mig_remote(k, 28),
+	       "nothing read from the base, nothing written for them: still remote");
+	tap_ok(t, k->dst.migrate_state == RCOW_MIGRATE_POSTCOPY && k->completes == 0,
+	       "the destination stays in post-copy");
+	menv_fini(&m);
+}
+
+/* A REMOTE fault for a device no job receives (remote-cowd restarted): EIO, twice. */
+static void test_mig_postcopy_nojob(struct tap *t)
+{
+	const struct fake_answer *a1, *a2;
+	struct env e;
+	char uri[PATH_MAX + 16];
+
+	if (env_init(&e, t, 16) || file_base_uri(&e, "base.img", 0x11, uri, sizeof(uri)) ||
+	    add_device(&e, 1, uri)) {
+		tap_ok(t, false, "set up a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_run(&e.d, RCOW_CMD_FAULT, 1, 701, 3, 2, RCOW_FAULT_F_REMOTE | RCOW_FAULT_F_WAITING);
+	fake_send_run(&e.d, RCOW_CMD_FAULT, 1, 702, 8, 1, RCOW_FAULT_F_REMOTE);
+	a1 = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 701, 5000);
+	a2 = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 702, 5000);
+	spin_for(&e, 100);
+	tap_ok(t, a1 && a1->status == EIO && a2 && a2->status == EIO,
+	       "REMOTE faults with no migration job: EIO (%u, %u)", a1 ? a1->status : 0,
+	       a2 ? a2->status : 0);
+	tap_ok(t, e.d.st.bytes_read == 0 && cow_extent_is(&e, 3, false) &&
+	       cow_extent_is(&e, 8, false), "nothing read from the base, nothing written");
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
@@ -3250,6 +3465,10 @@ static const struct {
 	{ "mig-group-unknown", test_mig_group_unknown },
 	{ "mig-group-cow-fail", test_mig_group_cow_fail },
 	{ "mig-group-remove", test_mig_group_remove },
+	{ "mig-postcopy", test_mig_postcopy },
+	{ "mig-postcopy-spec", test_mig_postcopy_spec },
+	{ "mig-postcopy-lost", test_mig_postcopy_lost },
+	{ "mig-postcopy-nojob", test_mig_postcopy_nojob },
 };
 
 int main(int argc, char **argv)
