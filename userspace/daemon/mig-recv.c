@@ -18,6 +18,18 @@
  *   ABORT, a lost connection, a bad frame: the device stays incoming
  *              (unusable) and the log says so; the job ends.
  *
+ * Post-copy: REMOTE frames become MIGRATE_REMOTE (the runs are kept);
+ * POSTCOPY flushes, takes remote faults from then on, MIGRATE_POSTCOPY
+ * each member, waits for state postcopy, answers SERVING.  Then: remote
+ * faults (those I/O waits on first; mig_remote_take()) are fetched with
+ * FETCH and written and answered by the engine's fill path (MK_RFILL,
+ * engine_remote_fill()); the rest is streamed with HYDRATE over the runs
+ * (at most PC_STREAM_DEPTH extents asked and not yet fetched); then flush,
+ * MIGRATE_COMPLETE each member (EAGAIN while an extent is remote: another
+ * pass), wait until each left postcopy, COMMITTED.  A failure once serving
+ * fails every remote fault queued and later ones with EIO
+ * (mig_remote_close()): never filled from the base.
+ *
  * One migration per receive: once a source got past HELLO, the listener
  * is closed.
  *

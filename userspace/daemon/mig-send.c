@@ -38,6 +38,16 @@
  * RCOW_MIGRATE_F_KEEP_FENCE: failed, but the device stays fenced until an
  * operator who knows the destination is not used runs migrate abort.
  *
+ * Post-copy (the kernel's MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY, or
+ * the send spec's "postcopy" line): once fenced, one round of each member
+ * whose runs are named to the destination (REMOTE) instead of sent, FLUSH,
+ * POSTCOPY; at SERVING MIGRATE_POSTCOPY to each member's kernel; then the
+ * destination's FETCHes are answered with DATA read from the COW device
+ * until COMMITTED, when the runs are marked sent and each member ends with
+ * MIGRATE_END 0.  Any failure after POSTCOPY went out keeps the fence
+ * (KEEP_FENCE): the destination may be running the guest, and this device
+ * has the only copy of what it did not fetch yet.
+ *
  * A group (several devices as one unit): one connection, one HELLO that
  * lists the members in order, DATA frames carrying the member's index.  A
  * round of the group is a round of each member in turn (its DATA, its

@@ -3209,6 +3209,21 @@ static bool dst_serving(const struct menv *m)
 	       m->e.d.st.migrations_sent > 0;
 }
 
+/* The FILL_DONE of device dev_id's cookie, the loop and the fake kernel running. */
+static const struct fake_answer *mwait_fill_of(struct menv *m, uint32_t dev_id, uint64_t cookie,
+					       int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	const struct fake_answer *a;
+
+	while (!(a = fake_find(&m->e.k, RCOW_CMD_FILL_DONE, dev_id, cookie)) &&
+	       now_ms() < end) {
+		turn(&m->e, 20);
+		fake_mig_pump(&m->e.d, &m->e.k);
+	}
+	return a;
+}
+
 /* The FILL_DONE of the destination's cookie, the loop and the fake kernel running. */
 static const struct fake_answer *mwait_fill(struct menv *m, uint64_t cookie, int ms)
 {
@@ -3390,6 +3405,67 @@ static void test_mig_postcopy_lost(struct tap *t)
 	menv_fini(&m);
 }
 
+static bool both_serving(const struct menv *m)
+{
+	return (m->e.k.m.dst.migrate_state == RCOW_MIGRATE_POSTCOPY &&
+		m->e.k.m2.dst.migrate_state == RCOW_MIGRATE_POSTCOPY) || m->e.k.m.ended ||
+	       m->e.k.m2.ended;
+}
+
+/*
+ * A group of two, post-copy: the first member's finish asks it, the
+ * second's is plain; both destinations serve, a guest read on each is
+ * fetched, the stream moves the rest, both complete, both sources end
+ * done, each destination equal to its source.
+ */
+static void test_mig_postcopy_group(struct tap *t)
+{
+	const struct fake_answer *a1, *a2;
+	struct fake_mig *k1, *k2;
+	long long bad1, bad2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	ok = gstart_both(&g);
+	tap_ok(t, ok, "rounds of both members");
+	mwrite(&g.m, 4, 5);
+	mwrite(&g.m, 17, 5);
+	fill_path(g.scow2, 20, 9);
+	fake_set_bit(k2->dirty, 20, true);
+	fill_path(g.scow2, 21, 9);
+	fake_set_bit(k2->dirty, 21, true);
+	k1->hold_hyd = k2->hold_hyd = true;
+	fake_mig_finish_flags(&g.m.e.d, k1, RCOW_MIGRATE_F_POSTCOPY);
+	fake_mig_finish_pair(&g.m.e.d, k2);
+	ok = mwait(&g.m, both_serving, 30000) && k1->dst.migrate_state == RCOW_MIGRATE_POSTCOPY &&
+	     k2->dst.migrate_state == RCOW_MIGRATE_POSTCOPY;
+	tap_ok(t, ok && remote_left(k1) >= 2 && remote_left(k2) >= 2,
+	       "both destinations serve in post-copy (%u, %u extents remote)", remote_left(k1),
+	       remote_left(k2));
+	ok = ok && fake_mig_guest_read(&g.m.e.d, k1, 17, 801) &&
+	     fake_mig_guest_read(&g.m.e.d, k2, 21, 802);
+	a1 = mwait_fill_of(&g.m, g.m.dst.dev_id, 801, 10000);
+	a2 = mwait_fill_of(&g.m, g.dst2.dev_id, 802, 10000);
+	tap_ok(t, ok && a1 && a2 && a1->status == 0 && a2->status == 0,
+	       "a guest read on each member fetched from its source");
+	k1->hold_hyd = k2->hold_hyd = false;
+	ok = mwait(&g.m, both_over, 30000);
+	tap_ok(t, ok && k1->ended && k1->end_status == 0 && k2->ended && k2->end_status == 0 &&
+	       k1->src_postcopies == 1 && k2->src_postcopies == 1,
+	       "both sources went postcopy and ended done ('%s', '%s')", k1->end_msg, k2->end_msg);
+	tap_ok(t, k1->completes == 1 && k2->completes == 1 && !remote_left(k1) && !remote_left(k2),
+	       "both destinations completed with nothing remote");
+	ok = cows_equal(&g.m, &bad1) && files_equal(g.scow2, g.dcow2, MNR, &bad2);
+	tap_ok(t, ok, "each destination equals its source (first differences: %lld, %lld)", bad1,
+	       bad2);
+	tap_ok(t, g.m.e.d.st.bytes_read == 0, "nothing read from the base");
+	menv_fini(&g.m);
+}
+
 /* A REMOTE fault for a device no job receives (remote-cowd restarted): EIO, twice. */
 static void test_mig_postcopy_nojob(struct tap *t)
 {
@@ -3469,6 +3545,7 @@ static const struct {
 	{ "mig-postcopy-spec", test_mig_postcopy_spec },
 	{ "mig-postcopy-lost", test_mig_postcopy_lost },
 	{ "mig-postcopy-nojob", test_mig_postcopy_nojob },
+	{ "mig-postcopy-group", test_mig_postcopy_group },
 };
 
 int main(int argc, char **argv)
