@@ -3492,6 +3492,51 @@ static void test_mig_postcopy_nojob(struct tap *t)
 	env_fini(&e);
 }
 
+/*
+ * The answer to a remote fault goes the fill path's way: written into the
+ * COW data area by the writer threads, then FILL_DONE; one whose device
+ * was quiesced since the fault came (another epoch) writes and answers
+ * nothing (the kernel faults again after its resume).
+ */
+static void test_remote_fill_quiesce(struct tap *t)
+{
+	const struct fake_answer *a;
+	struct rcow_fault f = { .dev_id = 1, .cookie = 901, .first = 2, .count = 2 };
+	unsigned char *data = malloc(2 * EXT_BYTES);
+	unsigned int epoch;
+	char uri[PATH_MAX + 16];
+	struct env e;
+
+	if (!data || env_init(&e, t, 16) || file_base_uri(&e, "base.img", 0x11, uri, sizeof(uri)) ||
+	    add_device(&e, 1, uri) || !e.d.devices) {
+		tap_ok(t, false, "set up a device");
+		free(data);
+		env_fini(&e);
+		return;
+	}
+	for (size_t i = 0; i < 2 * EXT_BYTES; i++)	/* is_pattern() of extents 2 and 3 */
+		data[i] = (unsigned char)((2 * EXT_BYTES + (i & ~(size_t)7)) >> (8 * (7 - i % 8)));
+	epoch = atomic_load(&e.d.devices->epoch);
+	fake_send_quiesce(&e.d, 1, 77);
+	engine_remote_fill(&e.d, &f, epoch, data, 2 * EXT_BYTES, 0);
+	spin_for(&e, 200);
+	tap_ok(t, !fake_find(&e.k, RCOW_CMD_FILL_DONE, 1, 901) && cow_extent_is(&e, 2, false),
+	       "quiesced since the fault: nothing written, nothing answered");
+	f.cookie = 902;
+	engine_remote_fill(&e.d, &f, atomic_load(&e.d.devices->epoch), data, 2 * EXT_BYTES, 0);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 902, 5000);
+	tap_ok(t, a && a->status == 0 && a->first == 2 && a->count == 2 &&
+	       cow_extent_is(&e, 2, true) && cow_extent_is(&e, 3, true) && e.d.st.bytes_read == 0,
+	       "the same epoch: written by the writer threads, then FILL_DONE 2+2 (%u)",
+	       a ? a->status : 0);
+	f.cookie = 903;
+	engine_remote_fill(&e.d, &f, atomic_load(&e.d.devices->epoch), NULL, 0, EIO);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 903, 5000);
+	tap_ok(t, a && a->status == EIO, "an error answers the fault with it");
+	free(data);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
@@ -3546,6 +3591,7 @@ static const struct {
 	{ "mig-postcopy-lost", test_mig_postcopy_lost },
 	{ "mig-postcopy-nojob", test_mig_postcopy_nojob },
 	{ "mig-postcopy-group", test_mig_postcopy_group },
+	{ "remote-fill-quiesce", test_remote_fill_quiesce },
 };
 
 int main(int argc, char **argv)
