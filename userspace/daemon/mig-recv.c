@@ -507,8 +507,8 @@ static int pc_serve(struct receiver *r)
 			r->stream_out -= r->stream_out < q->f.count ? r->stream_out : q->f.count;
 		e = fetch(r, q);
 		if (e) {
-			struct mig_kreq k = { .op = MK_RFILL, .fault = q->f, .epoch = q->epoch,
-					      .status = EIO };
+			struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f,
+					      .epoch = q->epoch, .status = EIO };
 
 			mig_kcall(r->j, &k);	/* what it did not answer fails */
 			free(q);

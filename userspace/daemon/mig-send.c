@@ -244,6 +244,31 @@ static int get_runs(struct sender *s, unsigned int dev, enum mig_kop op, struct 
 	return r;
 }
 
+/* Mark runs v[0, n) of member dev's round sent (MIGRATE_MARK); *sent += extents. */
+static int mark(struct sender *s, unsigned int dev, uint64_t round, const struct rcow_run *v,
+		size_t n, uint64_t *sent)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n && !r; i++) {
+		uint64_t first = v[i].first, left = v[i].count;
+
+		while (left && !r) {
+			struct mig_kreq m = { .op = MK_MARK, .dev = dev, .round = round,
+					      .first = first };
+
+			m.count = (uint32_t)(left < REMOTE_COW_MAX_RANGE ? left : REMOTE_COW_MAX_RANGE);
+			r = mig_kcall(s->j, &m);
+			if (r)
+				s->err = m.err;
+			first += m.count;
+			left -= m.count;
+			*sent += m.count;
+		}
+	}
+	return r;
+}
+
 /*
  * Send runs v[0, n) of member dev's round, have them flushed, then mark
  * them sent.  *sent: extents.  Measures the rate (bytes per second) for
@@ -274,23 +299,7 @@ static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, si
 	if (!r && ms)
 		s->rate = s->rate ? (s->rate + bytes * 1000 / ms) / 2 : bytes * 1000 / ms;
 	/* on the destination's disk: now they may leave the round set */
-	for (size_t i = 0; i < n && !r; i++) {
-		uint64_t first = v[i].first, left = v[i].count;
-
-		while (left && !r) {
-			struct mig_kreq m = { .op = MK_MARK, .dev = dev, .round = round,
-					      .first = first };
-
-			m.count = (uint32_t)(left < REMOTE_COW_MAX_RANGE ? left : REMOTE_COW_MAX_RANGE);
-			r = mig_kcall(s->j, &m);
-			if (r)
-				s->err = m.err;
-			first += m.count;
-			left -= m.count;
-			*sent += m.count;
-		}
-	}
-	return r;
+	return r ? r : mark(s, dev, round, v, n, sent);
 }
 
 /* One round of member dev: take it, send it whole, have it flushed, mark it.  *sent: extents. */
@@ -421,30 +430,6 @@ static int serve_fetches(struct sender *s)
 	}
 }
 
-/* Mark member dev's post-copy runs sent (they are on the destination, committed). */
-static int mark_runs(struct sender *s, unsigned int dev)
-{
-	const struct run_vec *v = &s->pc_runs[dev];
-	int r = 0;
-
-	for (size_t i = 0; i < v->len && !r; i++) {
-		uint64_t first = v->ptr[i].first, left = v->ptr[i].count;
-
-		while (left && !r) {
-			struct mig_kreq m = { .op = MK_MARK, .dev = dev, .round = s->dv[dev].last,
-					      .first = first };
-
-			m.count = (uint32_t)(left < REMOTE_COW_MAX_RANGE ? left : REMOTE_COW_MAX_RANGE);
-			r = mig_kcall(s->j, &m);
-			if (r)
-				s->err = m.err;
-			first += m.count;
-			left -= m.count;
-		}
-	}
-	return r;
-}
-
 /*
  * Post-copy finish (every member fenced): the last round of each member is
  * named to the destination as REMOTE runs instead of sent; FLUSH for what
@@ -511,7 +496,9 @@ static int postcopy(struct sender *s)
 	for (unsigned int i = 0; i < j->n && !r; i++) {
 		struct mig_kreq q = { .op = MK_END, .dev = i, .status = 0 };
 
-		r = mark_runs(s, i);
+		uint64_t marked = 0;
+
+		r = mark(s, i, s->dv[i].last, s->pc_runs[i].ptr, s->pc_runs[i].len, &marked);
 		if (!r) {
 			r = mig_kcall(j, &q);
 			if (r)

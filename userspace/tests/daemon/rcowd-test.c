@@ -3328,6 +3328,18 @@ static void pc_to_end(struct menv *m, struct tap *t)
 	       m->e.d.st.migrate_bytes_sent);
 }
 
+/* Post-copy from the start to the end; spec_line: chosen by the send spec. */
+static void postcopy_case(struct tap *t, bool spec_line)
+{
+	struct menv m;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	if (pc_until_serving(&m, t, spec_line))
+		pc_to_end(&m, t);
+	menv_fini(&m);
+}
+
 /*
  * migrate finish postcopy: the last round is named REMOTE, the destination
  * serves at once; a guest's reads of remote extents are fetched from the
@@ -3336,25 +3348,13 @@ static void pc_to_end(struct menv *m, struct tap *t)
  */
 static void test_mig_postcopy(struct tap *t)
 {
-	struct menv m;
-
-	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
-		return;
-	if (pc_until_serving(&m, t, false))
-		pc_to_end(&m, t);
-	menv_fini(&m);
+	postcopy_case(t, false);
 }
 
 /* The send spec's "postcopy" line chooses post-copy with a plain migrate finish. */
 static void test_mig_postcopy_spec(struct tap *t)
 {
-	struct menv m;
-
-	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
-		return;
-	if (pc_until_serving(&m, t, true))
-		pc_to_end(&m, t);
-	menv_fini(&m);
+	postcopy_case(t, true);
 }
 
 static bool src_ended(const struct menv *m)
