@@ -3357,11 +3357,6 @@ static void test_mig_postcopy_spec(struct tap *t)
 	postcopy_case(t, true);
 }
 
-static bool src_ended(const struct menv *m)
-{
-	return m->e.k.m.ended;
-}
-
 /*
  * The source fails after SERVING (its COW device can no longer be read,
  * as a source host going away): the source ends failed but keeps its fence
@@ -3388,7 +3383,7 @@ static void test_mig_postcopy_lost(struct tap *t)
 	a1 = mwait_fill(&m, 601, 10000);
 	tap_ok(t, ok && a1 && a1->status == EIO, "a remote read while the source fails: EIO (%u)",
 	       a1 ? a1->status : 0);
-	ok = mwait(&m, src_ended, 10000);
+	ok = mwait(&m, m1_ended, 10000);
 	tap_ok(t, ok && k->end_status != 0 && k->end_flags == RCOW_MIGRATE_F_KEEP_FENCE,
 	       "the source ended failed with RCOW_MIGRATE_F_KEEP_FENCE (status %u flags %#x: %s)",
 	       k->end_status, k->end_flags, k->end_msg);
@@ -3464,6 +3459,42 @@ static void test_mig_postcopy_group(struct tap *t)
 	       bad2);
 	tap_ok(t, g.m.e.d.st.bytes_read == 0, "nothing read from the base");
 	menv_fini(&g.m);
+}
+
+static bool dst_over(const struct menv *m)
+{
+	return m->e.d.st.migrations_received > 0;
+}
+
+/*
+ * The source goes away after SERVING (its device removed: its job stops,
+ * the connection closes): the destination's job ends, a remote read fails
+ * with EIO, nothing is read from the base, the device stays in post-copy.
+ */
+static void test_mig_postcopy_gone(struct tap *t)
+{
+	const struct fake_answer *a;
+	struct fake_mig *k;
+	struct menv m;
+	bool ok;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	if (!pc_until_serving(&m, t, false)) {
+		menv_fini(&m);
+		return;
+	}
+	remove_device(&m.e, m.src.dev_id);
+	ok = mwait(&m, dst_over, 10000);
+	tap_ok(t, ok, "the destination's job ended once the source went away");
+	ok = fake_mig_guest_read(&m.e.d, k, 12, 651);
+	a = mwait_fill(&m, 651, 10000);
+	tap_ok(t, ok && a && a->status == EIO, "a remote read then: EIO (%u)", a ? a->status : 0);
+	tap_ok(t, m.e.d.st.bytes_read == 0 && !dcow_has(&m, 12, 7) && fake_mig_remote(k, 12) &&
+	       k->dst.migrate_state == RCOW_MIGRATE_POSTCOPY && k->completes == 0,
+	       "nothing read from the base; still remote; the destination stays in post-copy");
+	menv_fini(&m);
 }
 
 /* A REMOTE fault for a device no job receives (remote-cowd restarted): EIO, twice. */
@@ -3589,6 +3620,7 @@ static const struct {
 	{ "mig-postcopy", test_mig_postcopy },
 	{ "mig-postcopy-spec", test_mig_postcopy_spec },
 	{ "mig-postcopy-lost", test_mig_postcopy_lost },
+	{ "mig-postcopy-gone", test_mig_postcopy_gone },
 	{ "mig-postcopy-nojob", test_mig_postcopy_nojob },
 	{ "mig-postcopy-group", test_mig_postcopy_group },
 	{ "remote-fill-quiesce", test_remote_fill_quiesce },
