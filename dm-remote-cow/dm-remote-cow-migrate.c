@@ -94,6 +94,7 @@ static const char * const state_names[] = {
 	[RCOW_MIGRATE_DONE] = "done",
 	[RCOW_MIGRATE_FAILED] = "failed",
 	[RCOW_MIGRATE_INCOMING] = "incoming",
+	[RCOW_MIGRATE_POSTCOPY] = "postcopy",
 };
 
 /* A COW device whose table migrated away, while tables over it exist. */
@@ -112,11 +113,17 @@ static struct rcow_migrate *mg_of(struct rcow *rc)
 	return &rc->migrate;
 }
 
-/* Copying, mirroring or finishing: rounds may be taken. */
+/* Copying, mirroring, finishing or post-copy: rounds may be taken. */
 static bool running(enum remote_cow_migrate_state s)
 {
 	return s == RCOW_MIGRATE_COPYING || s == RCOW_MIGRATE_MIRRORING ||
-	       s == RCOW_MIGRATE_FINISHING;
+	       s == RCOW_MIGRATE_FINISHING || s == RCOW_MIGRATE_POSTCOPY;
+}
+
+/* Fenced, the destination may serve: the end may come. */
+static bool ending(enum remote_cow_migrate_state s)
+{
+	return s == RCOW_MIGRATE_FINISHING || s == RCOW_MIGRATE_POSTCOPY;
 }
 
 void rcow_migrate_init(struct rcow *rc)
@@ -493,10 +500,14 @@ out:
 	}
 }
 
-/* Worker: migrate finish.  The fence, then the writes drained. */
+/*
+ * Worker: migrate finish.  The fence, then the writes drained.  With
+ * postcopy, MIGRATE_FINISH asks the helper for a post-copy finish.
+ */
 static void do_finish(struct rcow *rc)
 {
 	struct rcow_migrate *mg = mg_of(rc);
+	bool postcopy = false;
 	u64 left;
 	int r;
 
@@ -511,15 +522,17 @@ static void do_finish(struct rcow *rc)
 		/* Drained: what the last round(s) must still send. */
 		left = bitmap_weight(mg->round_set, rc->nr_extents) +
 		       bitmap_weight(mg->dirty, rc->nr_extents);
+		postcopy = mg->req_postcopy;
 		spin_unlock(&mg->lock);
-		DMINFO("%s: migration to %s finishing: writes are refused from now on",
-		       rc->name, mg->target);
+		DMINFO("%s: migration to %s finishing%s: writes are refused from now on",
+		       rc->name, mg->target, postcopy ? " (post-copy)" : "");
 		DMINFO("%s: %llu extents left to send", rc->name, left);
 	}
 	mg->req_result = r;
 	complete(&mg->req_done);
 	if (!r) {
-		rcow_nl_migrate_event(rc, RCOW_CMD_MIGRATE_FINISH);
+		rcow_nl_migrate_finish_event(rc, postcopy ?
+					     RCOW_MIGRATE_F_POSTCOPY : 0);
 		raise_event(rc);
 	}
 }
@@ -693,7 +706,8 @@ static int message_send(struct rcow *rc, unsigned int argc, char **argv)
 	return r;
 }
 
-static int message_finish(struct rcow *rc)
+/* migrate finish [postcopy] */
+static int message_finish(struct rcow *rc, bool postcopy)
 {
 	struct rcow_commit *cm = &rc->commit;
 	struct rcow_migrate *mg = mg_of(rc);
@@ -703,8 +717,10 @@ static int message_finish(struct rcow *rc)
 	spin_lock(&mg->lock);
 	if (mg->state != RCOW_MIGRATE_COPYING &&
 	    mg->state != RCOW_MIGRATE_MIRRORING)
-		r = mg->state == RCOW_MIGRATE_FINISHING ||
+		r = ending(mg->state) ||
 		    mg->state == RCOW_MIGRATE_DONE ? -EALREADY : -ENOENT;
+	else
+		mg->req_postcopy = postcopy;
 	spin_unlock(&mg->lock);
 	if (r) {
 		mutex_unlock(&cm->message_lock);
@@ -762,10 +778,17 @@ static int message_abort(struct rcow *rc)
 	}
 	spin_lock(&mg->lock);
 	old = mg->state;
-	if (running(old) || old == RCOW_MIGRATE_FAILED)
+	/* Post-copy: the destination runs the guest and fetches from here. */
+	if (old != RCOW_MIGRATE_POSTCOPY &&
+	    (running(old) || old == RCOW_MIGRATE_FAILED))
 		stop_locked(rc, RCOW_MIGRATE_IDLE);
 	spin_unlock(&mg->lock);
 	mutex_unlock(&cm->message_lock);
+	if (old == RCOW_MIGRATE_POSTCOPY) {
+		DMWARN("%s: migrate abort refused: post-copy, the destination runs the guest and fetches from this device",
+		       rc->name);
+		return -EBUSY;
+	}
 	release_held(rc, true, true);
 
 	if (old == RCOW_MIGRATE_DONE) {
@@ -787,15 +810,18 @@ static int message_abort(struct rcow *rc)
 
 int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv)
 {
+	bool finish = !strcasecmp(argv[1], "finish");
+
 	if (!strcasecmp(argv[1], "send"))
 		return message_send(rc, argc, argv);
-	if (argc != 2) {
-		DMWARN("%s: usage: migrate send <host:port> | migrate finish | migrate abort",
+	if (argc != 2 &&
+	    !(finish && argc == 3 && !strcasecmp(argv[2], "postcopy"))) {
+		DMWARN("%s: usage: migrate send <host:port> | migrate finish [postcopy] | migrate abort",
 		       rc->name);
 		return -EINVAL;
 	}
-	if (!strcasecmp(argv[1], "finish"))
-		return message_finish(rc);
+	if (finish)
+		return message_finish(rc, argc == 3);
 	return message_abort(rc);
 }
 
@@ -860,10 +886,13 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags)
 	int r = 0;
 
 	spin_lock(&mg->lock);
+	/* Post-copy: the destination runs the guest, whatever failed. */
+	if (status && mg->state == RCOW_MIGRATE_POSTCOPY)
+		keep = true;
 	if (!running(mg->state)) {
 		r = -ESTALE;
 	} else if (!status) {
-		if (mg->state != RCOW_MIGRATE_FINISHING ||
+		if (!ending(mg->state) ||
 		    find_first_bit(mg->round_set, rc->nr_extents) <
 		    rc->nr_extents ||
 		    find_first_bit(mg->dirty, rc->nr_extents) < rc->nr_extents)
@@ -904,18 +933,52 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags)
 	return 0;
 }
 
-/* With @want_target, the caller kfree()s mi->target.  True while running. */
+/*
+ * MIGRATE_POSTCOPY on the source (netlink, rcow_nl_lock held): the
+ * destination serves from now on and fetches what is left from here.
+ * The fence stays; abort is refused from now on.
+ */
+int rcow_migrate_postcopy(struct rcow *rc)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	int r = -ESTALE;
+
+	spin_lock(&mg->lock);
+	if (mg->state == RCOW_MIGRATE_FINISHING) {
+		mg->state = RCOW_MIGRATE_POSTCOPY;
+		r = 0;
+	}
+	spin_unlock(&mg->lock);
+	if (r)
+		return r;
+	DMINFO("%s: migration to %s in post-copy: the destination serves; this device stays fenced",
+	       rc->name, mg->target);
+	raise_event(rc);
+	return 0;
+}
+
+/*
+ * With @want_target, the caller kfree()s mi->target.  True while running.
+ * A post-copy destination counts the extents named remote and, of those,
+ * the present ones.
+ */
 bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 		       bool want_target)
 {
 	struct rcow_migrate *mg = mg_of(rc);
 
 	spin_lock(&mg->lock);
-	mi->state = test_bit(RCOW_F_INCOMING, &rc->flags) ?
-		    RCOW_MIGRATE_INCOMING : mg->state;
+	mi->state = mg->state;
 	mi->round = mg->round;
 	mi->total = mg->total;
 	mi->done = mg->done;
+	if (test_bit(RCOW_F_INCOMING, &rc->flags)) {
+		mi->state = RCOW_MIGRATE_INCOMING;
+		if (test_bit(RCOW_F_POSTCOPY, &rc->flags)) {
+			mi->state = RCOW_MIGRATE_POSTCOPY;
+			rcow_incoming_counts(rc, &mi->total, &mi->done);
+		}
+	}
 	mi->target = NULL;
 	mi->nomem = false;
 	if (want_target && mg->target) {

@@ -238,22 +238,33 @@ static int put_migrate_attrs(struct sk_buff *skb, struct rcow *rc)
 	return r;
 }
 
-static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
+static u32 device_flags(struct rcow *rc)
 {
-	char name[DM_NAME_LEN] = "", uuid[DM_UUID_LEN] = "";
-	dev_t cow = rc->cow_dev->bdev->bd_dev;
 	u32 flags = 0;
 
-	if (dm_copy_name_and_uuid(dm_table_get_md(rc->ti->table), name, uuid)) {
-		name[0] = '\0';
-		uuid[0] = '\0';
-	}
 	if (rc->hydrating)
 		flags |= RCOW_DEV_F_HYDRATING;
 	if (READ_ONCE(rc->mode) != RCOW_MODE_RW)
 		flags |= RCOW_DEV_F_READ_ONLY;
 	if (test_bit(RCOW_F_QUIESCED, &rc->flags))
 		flags |= RCOW_DEV_F_INACTIVE;
+	return flags;
+}
+
+/*
+ * The device's attributes, FLAGS @flags: RCOW_DEV_F_* but in
+ * MIGRATE_FINISH, where they are RCOW_MIGRATE_F_*.
+ */
+static int put_device_attrs_flags(struct sk_buff *skb, struct rcow *rc,
+				  u32 flags)
+{
+	char name[DM_NAME_LEN] = "", uuid[DM_UUID_LEN] = "";
+	dev_t cow = rc->cow_dev->bdev->bd_dev;
+
+	if (dm_copy_name_and_uuid(dm_table_get_md(rc->ti->table), name, uuid)) {
+		name[0] = '\0';
+		uuid[0] = '\0';
+	}
 
 	if (nla_put_u32(skb, RCOW_A_DEV_ID, rc->id) ||
 	    nla_put_string(skb, RCOW_A_DM_NAME, name) ||
@@ -278,8 +289,17 @@ static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
 	return put_commit_attrs(skb, rc) ?: put_migrate_attrs(skb, rc);
 }
 
-/* rcow_nl_lock held.  @cmd with the device attributes. */
-static void send_device_event(struct rcow *rc, u8 cmd)
+static int put_device_attrs(struct sk_buff *skb, struct rcow *rc)
+{
+	return put_device_attrs_flags(skb, rc, device_flags(rc));
+}
+
+/*
+ * rcow_nl_lock held.  @cmd with the device attributes; FLAGS @flags, or
+ * the device's with @dev_flags.
+ */
+static void send_device_event_flags(struct rcow *rc, u8 cmd, bool dev_flags,
+				    u32 flags)
 {
 	struct sk_buff *skb;
 
@@ -287,7 +307,14 @@ static void send_device_event(struct rcow *rc, u8 cmd)
 		return;
 	skb = event_new(cmd, NLMSG_GOODSIZE, GFP_NOIO);
 	if (skb)
-		event_send(skb, put_device_attrs(skb, rc));
+		event_send(skb, put_device_attrs_flags(skb, rc, dev_flags ?
+						       device_flags(rc) : flags));
+}
+
+/* rcow_nl_lock held.  @cmd with the device attributes. */
+static void send_device_event(struct rcow *rc, u8 cmd)
+{
+	send_device_event_flags(rc, cmd, true, 0);
 }
 
 /*
@@ -508,6 +535,14 @@ void rcow_nl_migrate_event(struct rcow *rc, u8 cmd)
 	mutex_unlock(&rcow_nl_lock);
 }
 
+/* MIGRATE_FINISH: FLAGS are RCOW_MIGRATE_F_* (F_POSTCOPY), not the device's. */
+void rcow_nl_migrate_finish_event(struct rcow *rc, u32 flags)
+{
+	mutex_lock(&rcow_nl_lock);
+	send_device_event_flags(rc, RCOW_CMD_MIGRATE_FINISH, false, flags);
+	mutex_unlock(&rcow_nl_lock);
+}
+
 void rcow_nl_hydrate_ctl(struct rcow *rc, bool start, u32 rate)
 {
 	struct sk_buff *skb;
@@ -541,7 +576,7 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 	[RCOW_A_COOKIE]		= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_STATUS]		= NLA_POLICY_MAX(NLA_U32, MAX_ERRNO),
 	[RCOW_A_BITMAP]		= NLA_POLICY_MAX(NLA_U32,
-						 RCOW_BITMAP_MIGRATE_ROUND),
+						 RCOW_BITMAP_MIGRATE_REMOTE),
 	[RCOW_A_RUN_LENGTH]	= { .type = NLA_REJECT },
 	[RCOW_A_COMMIT_GEN]	= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_TARGET_URI]	= { .type = NLA_REJECT },
@@ -566,7 +601,8 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 static bool known_bitmap(u32 b)
 {
 	return b < RCOW_NR_BITMAPS || b == RCOW_BITMAP_COMMIT_UPLOAD ||
-	       b == RCOW_BITMAP_COMMIT_HELD || b == RCOW_BITMAP_MIGRATE_ROUND;
+	       b == RCOW_BITMAP_COMMIT_HELD || b == RCOW_BITMAP_MIGRATE_ROUND ||
+	       b == RCOW_BITMAP_MIGRATE_REMOTE;
 }
 
 /*
@@ -585,6 +621,11 @@ static bool mem_set(struct rcow *rc, u32 b, const unsigned long **set)
 	}
 	if (b == RCOW_BITMAP_MIGRATE_ROUND || b == RCOW_BITMAP_DIRTY_MIGRATE) {
 		*set = rcow_migrate_set(rc, b);
+		return true;
+	}
+	if (b == RCOW_BITMAP_MIGRATE_REMOTE) {
+		/* Freed with the table; NULL unless incoming. */
+		*set = rc->incoming_remote;
 		return true;
 	}
 	return false;
@@ -1104,8 +1145,9 @@ static const char *nl_message(struct genl_info *info)
 }
 
 /*
- * MIGRATE_ROUND, MIGRATE_MARK and MIGRATE_END (source), MIGRATE_FILL and
- * MIGRATE_COMPLETE (destination) from the helper.
+ * MIGRATE_ROUND, MIGRATE_MARK and MIGRATE_END (source), MIGRATE_FILL,
+ * MIGRATE_REMOTE and MIGRATE_COMPLETE (destination) and MIGRATE_POSTCOPY
+ * (either side) from the helper.
  */
 static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 {
@@ -1132,10 +1174,11 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 
-	if (cmd == RCOW_CMD_MIGRATE_ROUND || cmd == RCOW_CMD_MIGRATE_COMPLETE)
+	if (cmd == RCOW_CMD_MIGRATE_ROUND || cmd == RCOW_CMD_MIGRATE_COMPLETE ||
+	    cmd == RCOW_CMD_MIGRATE_POSTCOPY)
 		r = helper_request(info, round_attrs, ARRAY_SIZE(round_attrs),
 				   &rc);
-	else if (cmd == RCOW_CMD_MIGRATE_FILL)
+	else if (cmd == RCOW_CMD_MIGRATE_FILL || cmd == RCOW_CMD_MIGRATE_REMOTE)
 		r = helper_request(info, fill_attrs, ARRAY_SIZE(fill_attrs),
 				   &rc);
 	else if (cmd == RCOW_CMD_MIGRATE_MARK)
@@ -1149,12 +1192,18 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 		r = rcow_migrate_round(rc, flags);
 	} else if (cmd == RCOW_CMD_MIGRATE_COMPLETE) {
 		r = rcow_incoming_complete(rc);
-	} else if (cmd == RCOW_CMD_MIGRATE_FILL) {
+	} else if (cmd == RCOW_CMD_MIGRATE_POSTCOPY) {
+		r = test_bit(RCOW_F_INCOMING, &rc->flags) ?
+		    rcow_incoming_postcopy(rc) : rcow_migrate_postcopy(rc);
+	} else if (cmd == RCOW_CMD_MIGRATE_FILL ||
+		   cmd == RCOW_CMD_MIGRATE_REMOTE) {
 		first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
 		count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
 		r = check_range(info, rc, first, count);
-		if (!r)
+		if (!r && cmd == RCOW_CMD_MIGRATE_FILL)
 			r = rcow_incoming_fill(rc, first, count);
+		else if (!r)
+			r = rcow_incoming_remote(rc, first, count);
 	} else if (cmd == RCOW_CMD_MIGRATE_MARK) {
 		first = nla_get_u64(info->attrs[RCOW_A_FIRST_EXTENT]);
 		count = nla_get_u32(info->attrs[RCOW_A_EXTENT_COUNT]);
@@ -1169,9 +1218,9 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 	}
 	mutex_unlock(&rcow_nl_lock);
 	if (r == -ESTALE)
-		GENL_SET_ERR_MSG(info, "no migration running (in this round), or not incoming");
+		GENL_SET_ERR_MSG(info, "no migration running (in this round), or not incoming (or in post-copy)");
 	else if (r == -EAGAIN)
-		GENL_SET_ERR_MSG(info, "not finishing, or extents are left to send: take a round");
+		GENL_SET_ERR_MSG(info, "not finishing, or extents are left to send (or to fetch, in post-copy)");
 	return r;
 }
 
@@ -1297,6 +1346,16 @@ static const struct genl_small_ops rcow_nl_ops[] = {
 	},
 	{
 		.cmd = RCOW_CMD_MIGRATE_COMPLETE,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_REMOTE,
+		.flags = GENL_ADMIN_PERM,
+		.doit = rcow_nl_migrate,
+	},
+	{
+		.cmd = RCOW_CMD_MIGRATE_POSTCOPY,
 		.flags = GENL_ADMIN_PERM,
 		.doit = rcow_nl_migrate,
 	},

@@ -474,6 +474,25 @@ static void end_bios(struct bio_list *bios, blk_status_t status)
 }
 
 /*
+ * Post-copy: @extent became PRESENT; if it was still only on the source,
+ * it leaves the remote set.  Any context.  True if it was remote.
+ */
+static bool leave_remote(struct rcow *rc, u64 extent)
+{
+	if (!rc->incoming_remote ||
+	    !test_and_clear_bit(extent, rc->incoming_remote))
+		return false;
+	atomic64_dec(&rc->remote_left);
+	return true;
+}
+
+/* Post-copy: a fault of @extent must go to the source, not the base. */
+static bool is_remote(struct rcow *rc, u64 extent)
+{
+	return rc->incoming_remote && test_bit(extent, rc->incoming_remote);
+}
+
+/*
  * Issuing bios to present extents
  */
 
@@ -602,6 +621,7 @@ static void full_write_endio(struct bio *bio)
 
 	if (!bio->bi_status) {
 		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, pe->extent);
+		leave_remote(rc, pe->extent);
 		/* Marked written by the worker; durable once committed. */
 		commit = (bio->bi_opf & REQ_FUA) ||
 			 !rcow_md_dirty_durable(rc->md, pe->extent);
@@ -798,13 +818,61 @@ static void process_commit(struct rcow *rc)
 	}
 }
 
+/* Worker: the held bios take the normal path; @serve: post-copy, else done. */
+static void release_incoming(struct rcow *rc, bool serve)
+{
+	struct bio_list held;
+
+	bio_list_init(&held);
+	spin_lock_irq(&rc->lock);
+	if (serve) {
+		set_bit(RCOW_F_POSTCOPY, &rc->flags);
+	} else {
+		/* INCOMING first: map then never holds (see hold_incoming()). */
+		clear_bit(RCOW_F_INCOMING, &rc->flags);
+		clear_bit(RCOW_F_POSTCOPY, &rc->flags);
+	}
+	bio_list_merge(&held, &rc->incoming);
+	bio_list_init(&rc->incoming);
+	bio_list_merge(&rc->deferred, &held);
+	spin_unlock_irq(&rc->lock);
+	set_bit(RCOW_F_EVENT, &rc->flags);
+	wake_worker(rc);
+}
+
 /*
- * Worker: the extents the helper filled for an incoming migration, then
- * its completion.  The worker marks them (it owns DIRTY_COMMIT).
+ * Worker: MIGRATE_POSTCOPY.  The fills named before are committed; the
+ * superblock stays flagged incoming until the completion.
+ */
+static void start_postcopy(struct rcow *rc)
+{
+	int r;
+
+	if (!READ_ONCE(rc->postcopy_asked) ||
+	    test_bit(RCOW_F_POSTCOPY, &rc->flags) ||
+	    !test_bit(RCOW_F_INCOMING, &rc->flags) ||
+	    rcow_mode(rc) != RCOW_MODE_RW)
+		return;
+	r = rcow_md_commit(rc->md, false, true);
+	if (r) {
+		DMERR("%s: incoming migration: cannot start post-copy (metadata write failed: %d)",
+		      rcow_name(rc), r);
+		set_mode(rc, RCOW_MODE_FAIL);
+		return;
+	}
+	release_incoming(rc, true);
+	DMINFO("%s: incoming migration in post-copy: I/O flows; %lld of %llu extents still on the source",
+	       rcow_name(rc), (long long)atomic64_read(&rc->remote_left),
+	       READ_ONCE(rc->remote_total));
+}
+
+/*
+ * Worker: the extents the helper filled for an incoming migration (or,
+ * in post-copy, fetched from the source), then post-copy, then the
+ * completion.  The worker marks them (it owns DIRTY_COMMIT).
  */
 static void process_incoming(struct rcow *rc)
 {
-	struct bio_list held;
 	u64 e = 0;
 	int r;
 
@@ -815,8 +883,10 @@ static void process_incoming(struct rcow *rc)
 	       rc->nr_extents) {
 		clear_bit(e, rc->incoming_fill);
 		rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, e);
+		leave_remote(rc, e);
 		mark_written(rc, e);
 	}
+	start_postcopy(rc);
 	if (!READ_ONCE(rc->incoming_complete) ||
 	    !test_bit(RCOW_F_INCOMING, &rc->flags))
 		return;
@@ -830,17 +900,9 @@ static void process_incoming(struct rcow *rc)
 		set_mode(rc, RCOW_MODE_FAIL);
 		return;
 	}
-	bio_list_init(&held);
-	spin_lock_irq(&rc->lock);
-	clear_bit(RCOW_F_INCOMING, &rc->flags);
-	bio_list_merge(&held, &rc->incoming);
-	bio_list_init(&rc->incoming);
-	bio_list_merge(&rc->deferred, &held);
-	spin_unlock_irq(&rc->lock);
+	release_incoming(rc, false);
 	DMINFO("%s: incoming migration complete: %llu extents written; I/O flows",
 	       rcow_name(rc), rcow_md_count(rc->md, RCOW_BITMAP_WRITTEN));
-	set_bit(RCOW_F_EVENT, &rc->flags);
-	wake_worker(rc);
 }
 
 /* Most extents in one FAULT run of @rc. */
@@ -853,35 +915,42 @@ static u32 max_run(struct rcow *rc)
 
 /*
  * rc->lock held.  Takes the run of unsent faults around the oldest one:
- * the adjacent extents whose faults wait to be sent too, up to max_run().
- * They move to the sent list under a new cookie.  Returns the run's
- * length (0: nothing to send), its first extent, cookie and FAULT flags.
+ * the adjacent extents whose faults wait to be sent too, up to max_run(),
+ * all still only on a post-copy source or none (a run is never part
+ * remote).  They move to the sent list under a new cookie.  Returns the
+ * run's length (0: nothing to send), its first extent, cookie and FAULT
+ * flags.
  */
 static u32 take_run(struct rcow *rc, u64 *first, u64 *cookie, u32 *flags)
 {
 	struct rcow_pending *pe;
 	u32 n = 1, limit = max_run(rc);
 	u64 start, e;
+	bool remote;
 
 	pe = list_first_entry_or_null(&rc->unsent, struct rcow_pending, list);
 	if (!pe)
 		return 0;
 	start = pe->extent;
-	while (n < limit && start > 0 && find_unsent(rc, start - 1)) {
+	/* Stable here: a remote extent with a fault leaves only on its fill. */
+	remote = is_remote(rc, start);
+	while (n < limit && start > 0 && find_unsent(rc, start - 1) &&
+	       is_remote(rc, start - 1) == remote) {
 		start--;
 		n++;
 	}
 	while (n < limit && start + n < rc->nr_extents &&
-	       find_unsent(rc, start + n))
+	       find_unsent(rc, start + n) &&
+	       is_remote(rc, start + n) == remote)
 		n++;
 
 	*first = start;
 	*cookie = rcow_nl_new_cookie();
-	*flags = 0;
+	*flags = remote ? RCOW_FAULT_F_REMOTE : 0;
 	for (e = start; e < start + n; e++) {
 		pe = find_extent(rc, e);
 		if (!bio_list_empty(&pe->waiters))
-			*flags = RCOW_FAULT_F_WAITING;
+			*flags |= RCOW_FAULT_F_WAITING;
 		pe->sent = true;
 		pe->cookie = *cookie;
 		hlist_add_head(&pe->cookie_node,
@@ -1177,8 +1246,12 @@ int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
 	}
 	for (e = first; e < first + count; e++) {
 		pe = find_extent(rc, e);
-		if (!status)
+		if (!status) {
 			rcow_md_set(rc->md, RCOW_BITMAP_PRESENT, e);
+			/* From the source: the worker marks it WRITTEN. */
+			if (leave_remote(rc, e))
+				set_bit(e, rc->incoming_fill);
+		}
 		remove_pending(rc, pe);
 		/* Present now: the worker remaps them. */
 		bio_list_merge(status ? &failed : &rc->deferred, &pe->waiters);
@@ -1206,6 +1279,12 @@ int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued)
 		return -EROFS;
 	if (test_bit(RCOW_F_QUIESCED, &rc->flags))
 		return -EAGAIN;
+	/*
+	 * Incoming, not yet post-copy: MIGRATE_REMOTE may still name any
+	 * extent, and a fault sent now would not say that it is remote.
+	 */
+	if (test_bit(RCOW_F_INCOMING, &rc->flags) && !rc->postcopy_asked)
+		return -EBUSY;
 	for (e = first; e < first + count; e++) {
 		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e))
 			continue;
@@ -1229,12 +1308,12 @@ int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued)
 	return 0;
 }
 
-/* MIGRATE_FILL: the worker marks the extents. */
+/* MIGRATE_FILL: the worker marks the extents.  Not in post-copy. */
 int rcow_incoming_fill(struct rcow *rc, u64 first, u32 count)
 {
 	u64 e;
 
-	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags) || rc->postcopy_asked)
 		return -ESTALE;
 	for (e = first; e < first + count; e++)
 		set_bit(e, rc->incoming_fill);
@@ -1242,11 +1321,59 @@ int rcow_incoming_fill(struct rcow *rc, u64 first, u32 count)
 	return 0;
 }
 
-/* MIGRATE_COMPLETE: done by the worker, after the fills before it. */
+/*
+ * MIGRATE_REMOTE: the extents are still only on the source.  Those
+ * present already (or filled, not yet marked) are not remote.
+ */
+int rcow_incoming_remote(struct rcow *rc, u64 first, u32 count)
+{
+	u64 e;
+
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags) || rc->postcopy_asked)
+		return -ESTALE;
+	for (e = first; e < first + count; e++) {
+		if (rcow_md_test(rc->md, RCOW_BITMAP_PRESENT, e) ||
+		    test_bit(e, rc->incoming_fill) ||
+		    test_and_set_bit(e, rc->incoming_remote))
+			continue;
+		atomic64_inc(&rc->remote_left);
+		rc->remote_total++;
+	}
+	return 0;
+}
+
+/* MIGRATE_POSTCOPY, destination: the worker serves from now on. */
+int rcow_incoming_postcopy(struct rcow *rc)
+{
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags) || rc->postcopy_asked)
+		return -ESTALE;
+	WRITE_ONCE(rc->postcopy_asked, true);
+	wake_worker(rc);
+	return 0;
+}
+
+/*
+ * Post-copy: the extents MIGRATE_REMOTE named, and of those the present
+ * ones.  remote_total no longer changes once post-copy is asked.
+ */
+void rcow_incoming_counts(struct rcow *rc, u64 *total, u64 *done)
+{
+	u64 left = atomic64_read(&rc->remote_left);
+
+	*total = READ_ONCE(rc->remote_total);
+	*done = *total > left ? *total - left : 0;
+}
+
+/*
+ * MIGRATE_COMPLETE: done by the worker, after the fills before it; in
+ * post-copy only once no extent is left on the source.
+ */
 int rcow_incoming_complete(struct rcow *rc)
 {
 	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
 		return -ESTALE;
+	if (rc->postcopy_asked && atomic64_read(&rc->remote_left))
+		return -EAGAIN;
 	WRITE_ONCE(rc->incoming_complete, true);
 	wake_worker(rc);
 	return 0;
@@ -1456,6 +1583,7 @@ static int init_pending(struct rcow *rc, char **error)
 	INIT_LIST_HEAD(&rc->sent);
 	INIT_LIST_HEAD(&rc->nl_node);
 	atomic_set(&rc->wr_inflight, 0);
+	atomic64_set(&rc->remote_left, 0);
 	init_waitqueue_head(&rc->drain_wq);
 	rcow_migrate_init(rc);
 	if (rcow_commit_init(rc)) {
@@ -1503,6 +1631,7 @@ static void rcow_free(struct rcow *rc)
 	rcow_commit_free(rc);
 	rcow_migrate_free(rc);
 	kvfree(rc->incoming_fill);
+	kvfree(rc->incoming_remote);
 	if (rc->md)
 		rcow_md_close(rc->md);
 	if (rc->cow_dev)
@@ -1533,7 +1662,8 @@ static int check_incoming(struct rcow *rc, char **error)
 		return -EINVAL;
 	}
 	rc->incoming_fill = rcow_bitmap_zalloc(rc->nr_extents, GFP_KERNEL);
-	if (!rc->incoming_fill) {
+	rc->incoming_remote = rcow_bitmap_zalloc(rc->nr_extents, GFP_KERNEL);
+	if (!rc->incoming_fill || !rc->incoming_remote) {
 		*error = "Cannot allocate the incoming migration's set";
 		return -ENOMEM;
 	}
@@ -1702,7 +1832,8 @@ static int map_discard(struct rcow *rc, struct bio *bio)
 
 /*
  * From map, while incoming: hold @bio (its part in its first extent) until
- * the migration completes, as map's answer; -1 if it completed meanwhile.
+ * the migration completes or post-copy starts, as map's answer; -1 if one
+ * of them came meanwhile.
  * A discard is advisory: it ends at once.  While suspending, as for a
  * missing extent (see rcow_presuspend()).
  */
@@ -1720,7 +1851,8 @@ static int hold_incoming(struct rcow *rc, struct bio *bio, u64 extent)
 		dm_accept_partial_bio(bio, end_first - off);
 	rcow_bio(bio)->queued = jiffies;
 	spin_lock_irq(&rc->lock);
-	if (!test_bit(RCOW_F_INCOMING, &rc->flags))
+	if (!test_bit(RCOW_F_INCOMING, &rc->flags) ||
+	    test_bit(RCOW_F_POSTCOPY, &rc->flags))
 		r = -1;
 	else if (rc->requeue_io)
 		r = DM_MAPIO_REQUEUE;
@@ -1784,7 +1916,8 @@ static int map_bio(struct rcow *rc, struct bio *bio, bool *more)
 		return DM_MAPIO_KILL;
 	extent = bio_extent(rc, bio);
 	rb->extent = extent;
-	if (unlikely(test_bit(RCOW_F_INCOMING, &rc->flags))) {
+	if (unlikely(test_bit(RCOW_F_INCOMING, &rc->flags)) &&
+	    !test_bit(RCOW_F_POSTCOPY, &rc->flags)) {
 		int r = hold_incoming(rc, bio, extent);
 
 		if (r >= 0)

@@ -76,6 +76,7 @@ struct rcow_migrate {
 	/* Requests to the worker. */
 	char *req_target;		/* migrate send */
 	bool req_finish;		/* migrate finish */
+	bool req_postcopy;		/* ... postcopy (MIGRATE_FINISH's flag) */
 	bool req_round;			/* MIGRATE_ROUND */
 	bool req_mirror;		/* ... with RCOW_MIGRATE_F_MIRROR */
 	int req_result;
@@ -132,9 +133,29 @@ struct rcow {
 	/* Set by ctr and the fault_timeout message; read with READ_ONCE. */
 	unsigned int fault_timeout_ms;
 	bool discard_passdown;
-	/* Destination of a migration: extents filled (MIGRATE_FILL). */
+	/*
+	 * Destination of a migration: extents filled (MIGRATE_FILL, or a
+	 * remote extent's fill), for the worker to mark.  Allocated by ctr,
+	 * freed with the table; atomic bitops.
+	 */
 	unsigned long *incoming_fill;
 	bool incoming_complete;		/* MIGRATE_COMPLETE asked */
+	/*
+	 * Post-copy (destination): the extents still only on the source
+	 * (RCOW_BITMAP_MIGRATE_REMOTE).  Allocated with incoming_fill, freed
+	 * with the table.  Bits are set by MIGRATE_REMOTE (rcow_nl_lock held,
+	 * before post-copy) and cleared, with atomic bitops from any context,
+	 * where an extent becomes PRESENT; remote_left counts the set bits
+	 * (each change is a test_and_ bitop, so it stays exact).
+	 * remote_total (rcow_nl_lock) counts the extents MIGRATE_REMOTE named;
+	 * postcopy_asked (rcow_nl_lock; the worker reads it with READ_ONCE)
+	 * is set by MIGRATE_POSTCOPY and never cleared: the worker then
+	 * serves (RCOW_F_POSTCOPY).
+	 */
+	unsigned long *incoming_remote;
+	atomic64_t remote_left;
+	u64 remote_total;
+	bool postcopy_asked;
 
 	/* Written by the worker (or ctr); read anywhere with READ_ONCE. */
 	enum rcow_mode mode;
@@ -222,6 +243,13 @@ struct rcow {
 #define RCOW_F_MIRROR		10
 /* A write started to wait for a round: the worker sends MIGRATE_WAITING. */
 #define RCOW_F_MIRROR_KICK	11
+/*
+ * Post-copy destination: RCOW_F_INCOMING stays set (the superblock's flag
+ * too) but I/O is served; extents in rc->incoming_remote are faulted with
+ * RCOW_FAULT_F_REMOTE.  Set by the worker under rc->lock, cleared with
+ * RCOW_F_INCOMING by the completion.
+ */
+#define RCOW_F_POSTCOPY		12
 
 /* The mirroring record of a bio the target mapped. */
 struct rcow_mirror_hold *rcow_bio_mirror(struct bio *bio);
@@ -232,6 +260,9 @@ int rcow_fill_done(struct rcow *rc, u64 cookie, u64 first, u32 count,
 int rcow_hydrate(struct rcow *rc, u64 first, u32 count, u32 *queued);
 int rcow_incoming_fill(struct rcow *rc, u64 first, u32 count);
 int rcow_incoming_complete(struct rcow *rc);
+int rcow_incoming_remote(struct rcow *rc, u64 first, u32 count);
+int rcow_incoming_postcopy(struct rcow *rc);
+void rcow_incoming_counts(struct rcow *rc, u64 *total, u64 *done);
 void rcow_helper_arrived(struct rcow *rc);
 void rcow_helper_left(struct rcow *rc);
 void rcow_set_failed(struct rcow *rc);
@@ -281,6 +312,7 @@ int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv);
 int rcow_migrate_round(struct rcow *rc, u32 flags);
 int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count);
 int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags);
+int rcow_migrate_postcopy(struct rcow *rc);
 bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 		       bool want_target);
 const char *rcow_migrate_state_name(enum remote_cow_migrate_state s);
@@ -304,6 +336,7 @@ void rcow_nl_commit_start(struct rcow *rc);
 int rcow_nl_send_preserve(struct rcow *rc, u64 gen, u64 first, u32 count);
 void rcow_nl_commit_abort(struct rcow *rc, u64 gen);
 void rcow_nl_migrate_event(struct rcow *rc, u8 cmd);
+void rcow_nl_migrate_finish_event(struct rcow *rc, u32 flags);
 void rcow_nl_barrier(void);
 
 /*

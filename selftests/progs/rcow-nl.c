@@ -14,7 +14,11 @@
  *     hydrate DEV_ID FIRST COUNT      prints queued=N
  *     get-bitmap DEV_ID BITMAP FIRST  prints first=F count=C bits=0110...
  *     runs DEV_ID BITMAP [FIRST]      dump: one line "FIRST+COUNT" per run
- *     listen [COUNT [TIMEOUT_MS]]     register and print COUNT events
+ *     listen [COUNT [TIMEOUT_MS]]     register and print COUNT events (a
+ *                                     FAULT flagged RCOW_FAULT_F_REMOTE ends
+ *                                     in " remote", a MIGRATE_FINISH with
+ *                                     RCOW_MIGRATE_F_POSTCOPY in
+ *                                     " postcopy")
  *     quiesce-done DEV_ID COOKIE
  *     session                         read commands from stdin, one a line,
  *                                     all on this one socket; "= STATUS"
@@ -270,9 +274,10 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 			return fail(NULL, &err);
 		switch (ev.cmd) {
 		case RCOW_CMD_FAULT:
-			printf("FAULT dev_id=%u first_extent=%llu extent_count=%u cookie=%llu\n",
+			printf("FAULT dev_id=%u first_extent=%llu extent_count=%u cookie=%llu%s\n",
 			       ev.u.fault.dev_id, (unsigned long long)ev.u.fault.first, ev.u.fault.count,
-			       (unsigned long long)ev.u.fault.cookie);
+			       (unsigned long long)ev.u.fault.cookie,
+			       ev.u.fault.flags & RCOW_FAULT_F_REMOTE ? " remote" : "");
 			break;
 		case RCOW_CMD_DEVICE_ADD:
 		case RCOW_CMD_DEVICE_REMOVE:
@@ -303,11 +308,13 @@ static int cmd_listen(struct rcow_nl *nl, unsigned long long count, int timeout_
 		case RCOW_CMD_MIGRATE_ABORT:
 		case RCOW_CMD_MIGRATE_ROUND:
 		case RCOW_CMD_MIGRATE_WAITING:
-			printf("%s dev_id=%u state=%u round=%llu total=%llu done=%llu target=%s\n",
+			printf("%s dev_id=%u state=%u round=%llu total=%llu done=%llu target=%s%s\n",
 			       rcow_cmd_name(ev.cmd, b, sizeof(b)), ev.u.dev.dev_id,
 			       ev.u.dev.migrate_state, (unsigned long long)ev.u.dev.migrate_round,
 			       (unsigned long long)ev.u.dev.migrate_total,
-			       (unsigned long long)ev.u.dev.migrate_done, ev.u.dev.migrate_target);
+			       (unsigned long long)ev.u.dev.migrate_done, ev.u.dev.migrate_target,
+			       ev.cmd == RCOW_CMD_MIGRATE_FINISH &&
+			       (ev.u.dev.flags & RCOW_MIGRATE_F_POSTCOPY) ? " postcopy" : "");
 			break;
 		case RCOW_CMD_HYDRATE_CTL:
 			if (ev.u.hydrate.start)

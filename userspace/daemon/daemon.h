@@ -215,6 +215,7 @@ struct device {
 	uint64_t hydrate_wait_until;	/* ms */
 	uint64_t hydrate_start_ms;
 	unsigned int hydrate_pass;
+	bool remote_refused;		/* post-copy: a remote fault failed (logged once) */
 };
 
 struct stats {
@@ -439,6 +440,24 @@ int mig_pollfd(struct daemon *d, struct pollfd *p);
 /* When a group being gathered must be whole (ms, now_ms()'s clock); 0: none. */
 uint64_t mig_timer(struct daemon *d, uint64_t now);
 void mig_fini(struct daemon *d);
+/*
+ * Post-copy, loop side: a FAULT with RCOW_FAULT_F_REMOTE of a device
+ * (epoch: its engine epoch) goes to the migration job receiving it.
+ * false, with why: no job can fetch it (none, or its source is lost).
+ */
+bool mig_remote_fault(struct daemon *d, const struct rcow_fault *f, unsigned int epoch,
+		      char *why, size_t cap);
+/* PROMOTE of a remote fault queued: I/O waits on it now. */
+void mig_remote_promote(struct daemon *d, const struct rcow_fault *f);
+/*
+ * Post-copy, loop side: the answer to remote fault f (epoch as it came):
+ * status 0 writes data (len bytes, the run's) into the COW data area by
+ * the fill path (writer threads, the QUIESCE rules), then FILL_DONE; else
+ * FILL_DONE with status.  A fault voided since (QUIESCE, removal) is
+ * dropped.
+ */
+void engine_remote_fill(struct daemon *d, const struct rcow_fault *f, unsigned int epoch,
+			const void *data, size_t len, uint32_t status);
 
 /*
  * loop.c: one turn of the daemon's loop: finished writes, streaming,

@@ -517,6 +517,80 @@ static uint64_t xfer_limit(const struct src *s, enum xclass cls)
 	return s->piece;
 }
 
+/* ---- post-copy: extents still on a migration's source -------------------- */
+
+/*
+ * A FAULT with RCOW_FAULT_F_REMOTE: the run is still only on the source
+ * of a post-copy migration.  Its job fetches it from there; without one
+ * (remote-cowd restarted, the job ended) or with its source lost, the
+ * fault fails with EIO - never filled from the base, whose data is older.
+ */
+static void remote_fault(struct daemon *d, struct device *dev, const struct rcow_fault *f)
+{
+	char why[160];
+
+	if (mig_remote_fault(d, f, atomic_load(&dev->epoch), why, sizeof(why)))
+		return;
+	if (!dev->remote_refused) {
+		dev->remote_refused = true;
+		logmsg("device %s: extents %llu+%u are still only on the migration's source (post-copy), and %s: they fail with EIO, never read from the base; so do the device's later such faults (logged once)",
+		       dev->info.dm_name, (unsigned long long)f->first, f->count, why);
+	}
+	d->st.fill_errors++;
+	answer(d, dev, f->cookie, f->first, f->count, EIO);
+}
+
+void engine_remote_fill(struct daemon *d, const struct rcow_fault *f, unsigned int epoch,
+			const void *data, size_t len, uint32_t status)
+{
+	struct device *dev = find_device(d, f->dev_id);
+	struct rcow_err err = { 0 };
+	struct fault *ft = NULL;
+	struct xfer *x = NULL;
+	uint64_t now = now_ns() / 1000;
+
+	if (!dev || dev->removed || epoch != atomic_load(&dev->epoch))
+		return;		/* voided: the kernel faults again after its resume */
+	if (!status && !dev->cow && d->kops->open_cow(d->kctx, &dev->info, &dev->cow, &err)) {
+		logmsg("device %s: %s", dev->info.dm_name, err.msg);
+		status = err.code ? (uint32_t)err.code : EIO;
+	}
+	if (!status) {
+		ft = calloc(1, sizeof(*ft));
+		x = calloc(1, sizeof(*x));
+		status = ft && x ? 0 : ENOMEM;
+	}
+	if (!status && bufcache_get(d->bufs, &x->buf, rcow_cow_io_len(dev->cow, len), &err))
+		status = ENOMEM;
+	if (status) {
+		free(ft);
+		free(x);
+		d->st.fill_errors++;
+		answer(d, dev, f->cookie, f->first, f->count, status);
+		return;
+	}
+	*ft = (struct fault){ .dev = dev, .epoch = epoch, .cookie = f->cookie, .first = f->first,
+			      .count = f->count, .remaining = 1, .cls = XC_GUEST, .conn = -1 };
+	dev->refs++;
+	x->fault = ft;
+	x->ext = f->first;
+	x->n = f->count;
+	x->off = f->first * dev->geom.extent_sectors * 512ull;
+	x->len = len;
+	x->io_len = rcow_cow_io_len(dev->cow, len);
+	x->cls = XC_GUEST;
+	x->conn = -1;
+	x->state = X_DONE;
+	x->t_queued = x->t_issued = x->t_read = now;
+	memcpy(x->buf.p, data, len);
+	memset((uint8_t *)x->buf.p + len, 0, x->io_len - len);
+	/* as a fill from the base: the writer threads, then FILL_DONE */
+	if (cow_busy(d, dev))
+		xq_push(&d->parked, x);
+	else
+		writer_submit(d, x);
+}
+
 void engine_fault(struct daemon *d, const struct rcow_fault *f)
 {
 	struct device *dev = find_device(d, f->dev_id);
@@ -559,6 +633,10 @@ void engine_fault(struct daemon *d, const struct rcow_fault *f)
 		return;
 	}
 	d->st.fault_extents += f->count;
+	if (f->flags & RCOW_FAULT_F_REMOTE) {
+		remote_fault(d, dev, f);	/* never from the base */
+		return;
+	}
 	status = (uint32_t)dev_open(d, dev);
 	if (status) {
 		d->st.fill_errors++;
@@ -644,6 +722,7 @@ void engine_promote(struct daemon *d, const struct rcow_fault *f)
 	struct src *s = dev ? dev->src : NULL;
 	unsigned int moved = 0;
 
+	mig_remote_promote(d, f);
 	if (!s)
 		return;
 	for (int c = XC_PREFETCH; c < XC_NR; c++) {

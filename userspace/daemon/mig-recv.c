@@ -18,6 +18,18 @@
  *   ABORT, a lost connection, a bad frame: the device stays incoming
  *              (unusable) and the log says so; the job ends.
  *
+ * Post-copy: REMOTE frames become MIGRATE_REMOTE (the runs are kept);
+ * POSTCOPY flushes, takes remote faults from then on, MIGRATE_POSTCOPY
+ * each member, waits for state postcopy, answers SERVING.  Then: remote
+ * faults (those I/O waits on first; mig_remote_take()) are fetched with
+ * FETCH and written and answered by the engine's fill path (MK_RFILL,
+ * engine_remote_fill()); the rest is streamed with HYDRATE over the runs
+ * (at most PC_STREAM_DEPTH extents asked and not yet fetched); then flush,
+ * MIGRATE_COMPLETE each member (EAGAIN while an extent is remote: another
+ * pass), wait until each left postcopy, COMMITTED.  A failure once serving
+ * fails every remote fault queued and later ones with EIO
+ * (mig_remote_close()): never filled from the base.
+ *
  * One migration per receive: once a source got past HELLO, the listener
  * is closed.
  *
@@ -54,7 +66,22 @@ struct receiver {
 	uint64_t moved;
 	char listen[MIG_ADDR_MAX + 1];
 	struct rcow_err err;
+	/* post-copy */
+	struct run_vec *remote;		/* [j->n] the REMOTE runs of each member */
+	uint64_t nremote;		/* extents named REMOTE */
+	bool serving;			/* POSTCOPY taken: remote faults come */
+	bool *completed;		/* [j->n] MIGRATE_COMPLETE taken */
+	unsigned int cur_dev;		/* streaming cursor: member, run, offset in it */
+	size_t cur_run;
+	uint64_t cur_off;
+	uint64_t stream_out;		/* extents HYDRATE queued, not fetched yet */
+	uint64_t fetched;		/* extents fetched */
 };
+
+#define PC_STREAM_DEPTH 64		/* background extents asked and not yet fetched */
+#define PC_IDLE_MS 50			/* wait for a fault when there is nothing to do */
+#define PC_STALE_MS 1000		/* idle that long: the stream's count starts over */
+#define PC_FETCH_MS 120000		/* longest wait for the DATA of a FETCH */
 
 /* recv-NAME: "listen HOST:PORT\n", the member lines, then the PSK file's lines. */
 static int read_spec(struct receiver *r, struct mig_psk *psk)
@@ -189,6 +216,36 @@ static int take_data(struct receiver *r, const struct mig_hdr *h)
 }
 
 /*
+ * Wait until every member's migrate_state is state (reach) or is no longer
+ * state (!reach), at most MIG_COMPLETE_MS.
+ */
+static int wait_states(struct receiver *r, uint32_t state, bool reach, const char *what)
+{
+	unsigned int dev = 0;
+	int e, waited = 0;
+
+	while (dev < r->j->n) {
+		struct mig_kreq q = { .op = MK_STATE, .dev = dev };
+
+		e = mig_kcall(r->j, &q);
+		if (e) {
+			r->err = q.err;
+			return e;
+		}
+		if ((q.state == state) == reach) {
+			dev++;
+			continue;
+		}
+		if (waited >= MIG_COMPLETE_MS)
+			return rcow_err_set(&r->err, ETIMEDOUT, "the kernel did not %s within %d s",
+					    what, MIG_COMPLETE_MS / 1000);
+		usleep(20000);
+		waited += 20;
+	}
+	return 0;
+}
+
+/*
  * FINISH: flush every member, complete each, wait for every kernel's
  * commit, then answer COMMITTED.
  */
@@ -196,8 +253,7 @@ static int finish(struct receiver *r)
 {
 	struct mig_kreq q = { .op = MK_COMPLETE };
 	uint8_t f[MIG_HDR_SIZE];
-	unsigned int dev = 0;
-	int e, waited = 0;
+	int e;
 
 	e = flush_all(r);
 	for (unsigned int i = 0; i < r->j->n && !e; i++) {
@@ -209,25 +265,294 @@ static int finish(struct receiver *r)
 			r->err = q.err;
 		return e;
 	}
-	while (dev < r->j->n) {
-		q = (struct mig_kreq){ .op = MK_STATE, .dev = dev };
-		e = mig_kcall(r->j, &q);
+	e = wait_states(r, RCOW_MIGRATE_INCOMING, false, "complete the migration");
+	return e ? e : mig_send(r->c, f, (size_t)mig_enc_empty(f, sizeof(f), MIG_COMMITTED),
+				&r->err);
+}
+
+/* ---- post-copy ---------------------------------------------------------------- */
+
+/* REMOTE: the run is still only on the source; the kernel faults it as remote. */
+static int take_remote(struct receiver *r, const struct mig_hdr *h)
+{
+	struct mig_kreq q = { .op = MK_REMOTE };
+	struct mig_run run;
+	int e;
+
+	e = mig_dec_run(h->type, r->rbuf, h->len, &run, &r->err);
+	if (!e && run.dev >= r->j->n)
+		e = rcow_err_set(&r->err, EPROTO, "REMOTE for device %u of %u", run.dev, r->j->n);
+	if (!e)
+		e = mig_run_check(&run, r->j->n, r->j->m[run.dev].info.nr_extents,
+				  (uint64_t)r->j->m[run.dev].info.extent_sectors * 512, false, &r->err);
+	if (e)
+		return e;
+	q.dev = run.dev;
+	q.first = run.first;
+	q.count = run.count;
+	e = mig_kcall(r->j, &q);
+	if (e) {
+		r->err = q.err;
+		return e;
+	}
+	if (run_vec_push(&r->remote[run.dev], (struct rcow_run){ run.first, run.count }))
+		return rcow_err_set(&r->err, ENOMEM, "out of memory");
+	r->nremote += run.count;
+	return 0;
+}
+
+/* The DATA answering FETCH run, checked, in r->rbuf (dd points into it). */
+static int fetch_data(struct receiver *r, const struct mig_run *run, struct mig_data *dd)
+{
+	const struct rcow_device_info *info = &r->j->m[run->dev].info;
+	uint64_t eb = (uint64_t)info->extent_sectors * 512, len;
+	struct mig_abort a;
+	struct mig_hdr h;
+	int e, waited = 0;
+
+	for (;;) {
+		if (mig_stopping(r->j))
+			return rcow_err_set(&r->err, ECANCELED, "the daemon stopped the migration");
+		e = mig_recv(r->c, &h, r->rbuf, MIG_MAX_PAYLOAD, 1000, &r->err);
+		if (e == -ETIMEDOUT && (waited += 1000) < PC_FETCH_MS)
+			continue;
+		if (e == -ETIMEDOUT)
+			return rcow_err_set(&r->err, ETIMEDOUT, "the source did not answer a FETCH within %d s",
+					    PC_FETCH_MS / 1000);
+		if (e)
+			return e;
+		if (h.type == MIG_ABORT) {
+			e = mig_dec_abort(r->rbuf, h.len, &a, &r->err);
+			return e ? e : rcow_err_set(&r->err, ECANCELED, "the source aborted: %s", a.msg);
+		}
+		if (h.type != MIG_DATA)
+			return rcow_err_set(&r->err, EPROTO, "expected DATA from the source, got %s",
+					    mig_type_name(h.type));
+		e = mig_dec_data(r->rbuf, h.len, dd, &r->err);
+		if (e)
+			return e;
+		len = (uint64_t)run->count * eb;
+		if (run->first * eb + len > info->dev_sectors * 512)
+			len = info->dev_sectors * 512 - run->first * eb;
+		if (dd->dev != run->dev || dd->first != run->first || dd->count != run->count ||
+		    dd->len != len)
+			return rcow_err_set(&r->err, EPROTO,
+					    "DATA for device %u extents %llu+%u (%zu bytes) answers FETCH %u %llu+%u",
+					    dd->dev, (unsigned long long)dd->first, dd->count, dd->len,
+					    run->dev, (unsigned long long)run->first, run->count);
+		return 0;
+	}
+}
+
+/*
+ * Fetch remote fault q from the source, a DATA's worth at a time, each
+ * written and answered by the engine's fill path (MK_RFILL).  On a
+ * failure q keeps the part not answered.
+ */
+static int fetch(struct receiver *r, struct mig_rfault *q)
+{
+	const struct rcow_device_info *info = &r->j->m[q->dev].info;
+	uint64_t per = MIG_MAX_DATA / ((uint64_t)info->extent_sectors * 512);
+	uint8_t f[MIG_HDR_SIZE + MIG_RUN_SIZE];
+	struct mig_data dd;
+	int e;
+
+	if (per > REMOTE_COW_MAX_RANGE)
+		per = REMOTE_COW_MAX_RANGE;
+	if (!per)
+		per = 1;
+	while (q->f.count) {
+		struct mig_run run = { .dev = q->dev, .first = q->f.first };
+		struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f,
+				      .epoch = q->epoch };
+
+		run.count = (uint32_t)(q->f.count < per ? q->f.count : per);
+		e = mig_send(r->c, f, (size_t)mig_enc_run(f, sizeof(f), MIG_FETCH, &run), &r->err);
+		if (!e)
+			e = fetch_data(r, &run, &dd);
+		if (e)
+			return e;
+		k.fault.count = run.count;
+		k.data = dd.data;
+		k.len = dd.len;
+		e = mig_kcall(r->j, &k);
 		if (e) {
-			r->err = q.err;
+			r->err = k.err;
 			return e;
 		}
-		if (q.state != RCOW_MIGRATE_INCOMING) {
-			dev++;
+		q->f.first += run.count;
+		q->f.count -= run.count;
+		r->fetched += run.count;
+		r->moved += run.count;
+	}
+	return 0;
+}
+
+/* The next background piece of the remote runs asked (HYDRATE); false: none now. */
+static bool stream_step(struct receiver *r)
+{
+	while (r->cur_dev < r->j->n) {
+		const struct run_vec *v = &r->remote[r->cur_dev];
+		struct mig_kreq q = { .op = MK_HYDRATE, .dev = r->cur_dev };
+		uint64_t take;
+
+		if (r->cur_run >= v->len) {
+			r->cur_dev++;
+			r->cur_run = 0;
+			r->cur_off = 0;
 			continue;
 		}
-		if (waited >= MIG_COMPLETE_MS)
-			return rcow_err_set(&r->err, ETIMEDOUT,
-					    "the kernel did not complete the migration within %d s",
-					    MIG_COMPLETE_MS / 1000);
-		usleep(20000);
-		waited += 20;
+		if (r->stream_out >= PC_STREAM_DEPTH)
+			return false;
+		take = v->ptr[r->cur_run].count - r->cur_off;
+		if (take > PC_STREAM_DEPTH - r->stream_out)
+			take = PC_STREAM_DEPTH - r->stream_out;
+		q.first = v->ptr[r->cur_run].first + r->cur_off;
+		q.count = (uint32_t)take;
+		if (mig_kcall(r->j, &q))
+			vlog(r->j->d, 1, "%s: streaming extents %llu+%llu refused: %s", r->j->m[r->cur_dev].name,
+			     (unsigned long long)q.first, (unsigned long long)take, q.err.msg);
+		else
+			r->stream_out += q.count;
+		r->cur_off += take;
+		if (r->cur_off >= v->ptr[r->cur_run].count) {
+			r->cur_run++;
+			r->cur_off = 0;
+		}
+		return true;
 	}
-	return mig_send(r->c, f, (size_t)mig_enc_empty(f, sizeof(f), MIG_COMMITTED), &r->err);
+	return false;
+}
+
+/* Every remote extent present?  Flush, then MIGRATE_COMPLETE each member (EAGAIN: not yet). */
+static int try_complete(struct receiver *r, bool *done)
+{
+	int e = flush_all(r);
+
+	*done = true;
+	for (unsigned int i = 0; i < r->j->n && !e; i++) {
+		struct mig_kreq q = { .op = MK_COMPLETE, .dev = i };
+
+		if (r->completed[i])
+			continue;
+		e = mig_kcall(r->j, &q);
+		if (e == -EAGAIN) {
+			*done = false;
+			e = 0;
+		} else if (e) {
+			r->err = q.err;
+		} else {
+			r->completed[i] = true;
+		}
+	}
+	return e;
+}
+
+/* Anything from the source while idle: only ABORT (or the connection's end). */
+static int poll_source(struct receiver *r)
+{
+	struct mig_abort a;
+	struct mig_hdr h;
+	int e = mig_recv(r->c, &h, r->rbuf, MIG_MAX_PAYLOAD, 1, &r->err);
+
+	if (e == -ETIMEDOUT)
+		return 0;
+	if (e)
+		return e;
+	if (h.type == MIG_ABORT) {
+		e = mig_dec_abort(r->rbuf, h.len, &a, &r->err);
+		return e ? e : rcow_err_set(&r->err, ECANCELED, "the source aborted: %s", a.msg);
+	}
+	return rcow_err_set(&r->err, EPROTO, "unexpected %s from the source in post-copy",
+			    mig_type_name(h.type));
+}
+
+/* Serving: remote faults first, the stream, then completion and COMMITTED. */
+static int pc_serve(struct receiver *r)
+{
+	uint64_t idle_since = now_ms();
+	uint8_t f[MIG_HDR_SIZE];
+	struct mig_rfault *q;
+	bool done;
+	int e;
+
+	for (;;) {
+		if (mig_stopping(r->j))
+			return rcow_err_set(&r->err, ECANCELED, "the daemon stopped the migration");
+		q = mig_remote_take(r->j, 0);
+		if (!q && stream_step(r))
+			continue;
+		if (!q && r->cur_dev >= r->j->n && !r->stream_out) {
+			e = try_complete(r, &done);
+			if (e)
+				return e;
+			if (done)
+				break;
+			r->cur_dev = 0;		/* some are still missing: another pass */
+			r->cur_run = 0;
+			r->cur_off = 0;
+		}
+		if (!q)
+			q = mig_remote_take(r->j, PC_IDLE_MS);
+		if (!q) {
+			if (now_ms() - idle_since >= PC_STALE_MS)
+				r->stream_out = 0;	/* what it asked came as guest faults */
+			e = poll_source(r);
+			if (e)
+				return e;
+			continue;
+		}
+		idle_since = now_ms();
+		if (!(q->f.flags & RCOW_FAULT_F_WAITING))
+			r->stream_out -= r->stream_out < q->f.count ? r->stream_out : q->f.count;
+		e = fetch(r, q);
+		if (e) {
+			struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f,
+					      .epoch = q->epoch, .status = EIO };
+
+			mig_kcall(r->j, &k);	/* what it did not answer fails */
+			free(q);
+			return e;
+		}
+		free(q);
+	}
+	e = wait_states(r, RCOW_MIGRATE_POSTCOPY, false, "complete the post-copy migration");
+	if (!e)
+		logmsg("%s: post-copy complete: %llu extent(s) fetched from the source", r->j->label,
+		       (unsigned long long)r->fetched);
+	return e ? e : mig_send(r->c, f, (size_t)mig_enc_empty(f, sizeof(f), MIG_COMMITTED),
+				&r->err);
+}
+
+/*
+ * POSTCOPY: what came before is flushed; every member serves
+ * (MIGRATE_POSTCOPY, the kernel's commit, state postcopy); SERVING.
+ */
+static int postcopy(struct receiver *r)
+{
+	uint8_t f[MIG_HDR_SIZE];
+	int e = flush_all(r);
+
+	if (e)
+		return e;
+	mig_remote_serve(r->j);
+	r->serving = true;
+	for (unsigned int i = 0; i < r->j->n && !e; i++) {
+		struct mig_kreq q = { .op = MK_POSTCOPY, .dev = i };
+
+		e = mig_kcall(r->j, &q);
+		if (e)
+			r->err = q.err;
+	}
+	if (!e)
+		e = wait_states(r, RCOW_MIGRATE_POSTCOPY, true, "serve in post-copy");
+	if (!e)
+		e = mig_send(r->c, f, (size_t)mig_enc_empty(f, sizeof(f), MIG_SERVING), &r->err);
+	if (e)
+		return e;
+	logmsg("%s: post-copy: serving; %llu extent(s) still on the source, fetched on demand and streamed",
+	       r->j->label, (unsigned long long)r->nremote);
+	return pc_serve(r);
 }
 
 static int serve(struct receiver *r)
@@ -260,6 +585,16 @@ static int serve(struct receiver *r)
 		case MIG_FINISH:
 			e = mig_dec_empty(h.type, h.len, &r->err);
 			return e ? e : finish(r);
+		case MIG_REMOTE:
+			e = take_remote(r, &h);
+			break;
+		case MIG_POSTCOPY:
+			e = mig_dec_empty(h.type, h.len, &r->err);
+			if (!e)
+				e = postcopy(r);
+			if (!e)
+				return 0;
+			break;
 		case MIG_ABORT: {
 			struct mig_abort a;
 
@@ -332,6 +667,21 @@ static int receive(struct receiver *r)
 	return e ? e : serve(r);
 }
 
+/* No fetch any more: the remote faults still queued fail (EIO), later ones too. */
+static void fail_remote(struct receiver *r)
+{
+	struct mig_rfault *q = mig_remote_close(r->j), *n;
+
+	for (; q; q = n) {
+		struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f,
+				      .epoch = q->epoch, .status = EIO };
+
+		n = q->next;
+		mig_kcall(r->j, &k);
+		free(q);
+	}
+}
+
 void *mig_recv_thread(void *arg)
 {
 	struct mig_job *j = arg;
@@ -340,21 +690,31 @@ void *mig_recv_thread(void *arg)
 
 	r.cow = calloc(j->n, sizeof(*r.cow));
 	r.rbuf = malloc(MIG_MAX_PAYLOAD);
-	if (!r.cow || !r.rbuf)
+	r.remote = calloc(j->n, sizeof(*r.remote));
+	r.completed = calloc(j->n, sizeof(*r.completed));
+	if (!r.cow || !r.rbuf || !r.remote || !r.completed)
 		e = rcow_err_set(&r.err, ENOMEM, "out of memory");
 	for (unsigned int i = 0; i < j->n && !e; i++)
 		e = j->d->kops->open_cow(j->d->kctx, &j->m[i].info, &r.cow[i], &r.err);
 	if (!e)
 		e = receive(&r);
+	fail_remote(&r);
 	for (unsigned int i = 0; i < j->n; i++) {
 		if (!e)
 			logmsg("device %s: migration received and committed; the device serves",
 			       j->m[i].name);
+		else if (r.serving)
+			logmsg("device %s: post-copy migration failed: %s; the extents still on the source fail with EIO (never read from the base) and the device stays in post-copy: the source's device holds them (fenced); see remote-cowd(8)",
+			       j->m[i].name, r.err.msg);
 		else
 			logmsg("device %s: migration not received: %s; the device stays incoming (unusable: remove it)",
 			       j->m[i].name, r.err.msg);
 	}
 	mig_end(j, r.c, r.cow, &r.buf, r.rbuf, r.moved);
+	for (unsigned int i = 0; r.remote && i < j->n; i++)
+		run_vec_free(&r.remote[i]);
+	free(r.remote);
+	free(r.completed);
 	free(r.cow);
 	return NULL;
 }

@@ -38,6 +38,16 @@
  * RCOW_MIGRATE_F_KEEP_FENCE: failed, but the device stays fenced until an
  * operator who knows the destination is not used runs migrate abort.
  *
+ * Post-copy (the kernel's MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY, or
+ * the send spec's "postcopy" line): once fenced, one round of each member
+ * whose runs are named to the destination (REMOTE) instead of sent, FLUSH,
+ * POSTCOPY; at SERVING MIGRATE_POSTCOPY to each member's kernel; then the
+ * destination's FETCHes are answered with DATA read from the COW device
+ * until COMMITTED, when the runs are marked sent and each member ends with
+ * MIGRATE_END 0.  Any failure after POSTCOPY went out keeps the fence
+ * (KEEP_FENCE): the destination may be running the guest, and this device
+ * has the only copy of what it did not fetch yet.
+ *
  * A group (several devices as one unit): one connection, one HELLO that
  * lists the members in order, DATA frames carrying the member's index.  A
  * round of the group is a round of each member in turn (its DATA, its
@@ -83,6 +93,8 @@ struct sender {
 	uint64_t rate;			/* bytes per second, measured; 0: not yet */
 	struct rcow_mirror_policy pace;
 	bool mirroring;			/* asked the kernel to mirror */
+	bool spec_postcopy;		/* the send spec's "postcopy" line */
+	struct run_vec *pc_runs;	/* [j->n] post-copy: the last round, named REMOTE */
 	struct rcow_err err;
 };
 
@@ -232,6 +244,31 @@ static int get_runs(struct sender *s, unsigned int dev, enum mig_kop op, struct 
 	return r;
 }
 
+/* Mark runs v[0, n) of member dev's round sent (MIGRATE_MARK); *sent += extents. */
+static int mark(struct sender *s, unsigned int dev, uint64_t round, const struct rcow_run *v,
+		size_t n, uint64_t *sent)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n && !r; i++) {
+		uint64_t first = v[i].first, left = v[i].count;
+
+		while (left && !r) {
+			struct mig_kreq m = { .op = MK_MARK, .dev = dev, .round = round,
+					      .first = first };
+
+			m.count = (uint32_t)(left < REMOTE_COW_MAX_RANGE ? left : REMOTE_COW_MAX_RANGE);
+			r = mig_kcall(s->j, &m);
+			if (r)
+				s->err = m.err;
+			first += m.count;
+			left -= m.count;
+			*sent += m.count;
+		}
+	}
+	return r;
+}
+
 /*
  * Send runs v[0, n) of member dev's round, have them flushed, then mark
  * them sent.  *sent: extents.  Measures the rate (bytes per second) for
@@ -262,23 +299,7 @@ static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, si
 	if (!r && ms)
 		s->rate = s->rate ? (s->rate + bytes * 1000 / ms) / 2 : bytes * 1000 / ms;
 	/* on the destination's disk: now they may leave the round set */
-	for (size_t i = 0; i < n && !r; i++) {
-		uint64_t first = v[i].first, left = v[i].count;
-
-		while (left && !r) {
-			struct mig_kreq m = { .op = MK_MARK, .dev = dev, .round = round,
-					      .first = first };
-
-			m.count = (uint32_t)(left < REMOTE_COW_MAX_RANGE ? left : REMOTE_COW_MAX_RANGE);
-			r = mig_kcall(s->j, &m);
-			if (r)
-				s->err = m.err;
-			first += m.count;
-			left -= m.count;
-			*sent += m.count;
-		}
-	}
-	return r;
+	return r ? r : mark(s, dev, round, v, n, sent);
 }
 
 /* One round of member dev: take it, send it whole, have it flushed, mark it.  *sent: extents. */
@@ -364,6 +385,136 @@ static int group_round(struct sender *s, bool finishing, bool mirror, uint64_t *
 	return 0;
 }
 
+/* Post-copy: the destination's fetches, answered with DATA, until COMMITTED. */
+static int serve_fetches(struct sender *s)
+{
+	struct mig_run run;
+	struct mig_abort a;
+	struct mig_hdr h;
+	int r;
+
+	for (;;) {
+		if (mig_stopping(s->j))
+			return rcow_err_set(&s->err, ECANCELED, "the daemon stopped the migration");
+		/* no deadline: the destination fetches as its guest reads */
+		r = mig_recv(s->c, &h, s->rbuf, MIG_MAX_HELLO, 1000, &s->err);
+		if (r == -ETIMEDOUT)
+			continue;
+		if (r)
+			return r;
+		switch (h.type) {
+		case MIG_FETCH:
+			r = mig_dec_run(h.type, s->rbuf, h.len, &run, &s->err);
+			if (!r && run.dev >= s->j->n)
+				r = rcow_err_set(&s->err, EPROTO, "FETCH for device %u of %u", run.dev,
+						 s->j->n);
+			if (!r)
+				r = mig_run_check(&run, s->j->n, s->j->m[run.dev].info.nr_extents,
+						  s->dv[run.dev].eb, true, &s->err);
+			if (!r)
+				r = send_run(s, run.dev, run.first, run.count);
+			break;
+		case MIG_COMMITTED:
+			return mig_dec_empty(h.type, h.len, &s->err);
+		case MIG_ABORT:
+			if (mig_dec_abort(s->rbuf, h.len, &a, &s->err))
+				return -EPROTO;
+			return rcow_err_set(&s->err, a.error ? (int)a.error : EIO,
+					    "the destination aborted: %s", a.msg);
+		default:
+			r = rcow_err_set(&s->err, EPROTO, "unexpected %s from the destination in post-copy",
+					 mig_type_name(h.type));
+		}
+		if (r)
+			return r;
+	}
+}
+
+/*
+ * Post-copy finish (every member fenced): the last round of each member is
+ * named to the destination as REMOTE runs instead of sent; FLUSH for what
+ * came before; POSTCOPY; at SERVING, MIGRATE_POSTCOPY to each member's
+ * kernel; then the destination's FETCHes are answered until COMMITTED,
+ * when the runs are marked sent and each member ends (MIGRATE_END 0).
+ */
+static int postcopy(struct sender *s)
+{
+	struct mig_job *j = s->j;
+	uint8_t f[MIG_HDR_SIZE + MIG_RUN_SIZE + 8];
+	uint64_t remote = 0;
+	int r = 0;
+
+	logmsg("%s: fenced; finishing post-copy: the last round is named to the destination, which then serves",
+	       j->label);
+	for (unsigned int i = 0; i < j->n && !r; i++) {
+		r = take_round(s, i, 0);
+		if (!r)
+			r = get_runs(s, i, MK_RUNS, &s->pc_runs[i]);
+		for (size_t k = 0; !r && k < s->pc_runs[i].len; k++) {
+			uint64_t first = s->pc_runs[i].ptr[k].first, left = s->pc_runs[i].ptr[k].count;
+
+			while (left && !r) {
+				struct mig_run run = { .dev = i, .first = first };
+
+				run.count = (uint32_t)(left < REMOTE_COW_MAX_RANGE ? left :
+						       REMOTE_COW_MAX_RANGE);
+				r = mig_send(s->c, f, (size_t)mig_enc_run(f, sizeof(f), MIG_REMOTE, &run),
+					     &s->err);
+				first += run.count;
+				left -= run.count;
+				remote += run.count;
+			}
+		}
+	}
+	if (!r)
+		r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq),
+			     &s->err);
+	if (!r)
+		r = wait_for(s, MIG_FLUSHED, s->seq);
+	if (r)
+		return r;
+	pthread_mutex_lock(&j->lock);
+	j->finish_sent = j->postcopy_sent = true;
+	pthread_mutex_unlock(&j->lock);
+	r = send_empty(s, MIG_POSTCOPY);
+	if (!r)
+		r = wait_for(s, MIG_SERVING, 0);
+	for (unsigned int i = 0; i < j->n && !r; i++) {
+		struct mig_kreq q = { .op = MK_POSTCOPY, .dev = i };
+
+		r = mig_kcall(j, &q);
+		if (r) {
+			s->err = q.err;
+			rcow_err_prefix(&s->err, "%s: MIGRATE_POSTCOPY", j->m[i].name);
+		}
+	}
+	if (r)
+		return r;
+	logmsg("%s: post-copy: the destination serves; %llu extent(s) still only here, fetched on demand and streamed",
+	       j->label, (unsigned long long)remote);
+	r = serve_fetches(s);
+	for (unsigned int i = 0; i < j->n && !r; i++) {
+		struct mig_kreq q = { .op = MK_END, .dev = i, .status = 0 };
+
+		uint64_t marked = 0;
+
+		r = mark(s, i, s->dv[i].last, s->pc_runs[i].ptr, s->pc_runs[i].len, &marked);
+		if (!r) {
+			r = mig_kcall(j, &q);
+			if (r)
+				s->err = q.err;
+		}
+		if (r) {
+			rcow_err_prefix(&s->err, "%s", j->m[i].name);
+			break;
+		}
+		pthread_mutex_lock(&j->lock);
+		j->m[i].ended = true;
+		pthread_mutex_unlock(&j->lock);
+	}
+	return r;
+}
+
 static int migrate(struct sender *s)
 {
 	struct mig_spec *sp = malloc(sizeof(*sp));
@@ -386,6 +537,7 @@ static int migrate(struct sender *s)
 			break;
 		mig_wait(s->j, 0, UINT64_MAX, 500);
 	}
+	s->spec_postcopy = sp->postcopy;
 	mig_psk_wipe(&sp->psk);
 	free(sp);
 	if (r)
@@ -402,6 +554,13 @@ static int migrate(struct sender *s)
 		fin = s->j->finish;
 		pthread_mutex_unlock(&s->j->lock);
 		if (fin && !finishing) {
+			bool pc;
+
+			pthread_mutex_lock(&s->j->lock);
+			pc = s->j->postcopy || s->spec_postcopy;
+			pthread_mutex_unlock(&s->j->lock);
+			if (pc)
+				return postcopy(s);
 			finishing = true;	/* rounds asked from now on are after the fence */
 			logmsg("%s: fenced; sending the last round(s)", s->j->label);
 		}
@@ -475,7 +634,8 @@ void *mig_send_thread(void *arg)
 	s.cow = calloc(j->n, sizeof(*s.cow));
 	s.dv = calloc(j->n, sizeof(*s.dv));
 	s.rbuf = malloc(MIG_MAX_HELLO + MIG_HDR_SIZE);
-	if (!s.cow || !s.dv || !s.rbuf)
+	s.pc_runs = calloc(j->n, sizeof(*s.pc_runs));
+	if (!s.cow || !s.dv || !s.rbuf || !s.pc_runs)
 		r = rcow_err_set(&s.err, ENOMEM, "out of memory");
 	for (unsigned int i = 0; i < j->n && !r; i++) {
 		s.dv[i].eb = (uint64_t)j->m[i].info.extent_sectors * 512;
@@ -516,12 +676,18 @@ void *mig_send_thread(void *arg)
 		}
 	} else {
 		logmsg("%s: migration to %s failed: %s", j->label, j->target, s.err.msg);
-		if (s.j->finish_sent)
+		if (s.j->postcopy_sent)
+			logmsg("%s: post-copy: the destination may be serving the guest: the extents it did not fetch yet fail there with EIO; %s fenced until 'migrate abort' (only if the destination is not used)",
+			       j->label, j->n > 1 ? "every member stays" : "this device stays");
+		else if (s.j->finish_sent)
 			logmsg("%s: FINISH was sent: the destination may have taken over; %s fenced until 'migrate abort' (only if the destination is not used)",
 			       j->label, j->n > 1 ? "every member stays" : "this device stays");
 		mig_end_members(j, -r, s.err.msg);
 	}
 	mig_end(j, s.c, s.cow, &s.buf, s.rbuf, s.moved);
+	for (unsigned int i = 0; s.pc_runs && i < j->n; i++)
+		run_vec_free(&s.pc_runs[i]);
+	free(s.pc_runs);
 	free(s.cow);
 	free(s.dv);
 	return NULL;

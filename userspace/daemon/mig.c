@@ -241,6 +241,20 @@ static void log_counts(const struct mig_job *j, const struct mig_conn *c, uint64
 	       (unsigned long long)n->sent.frames[MIG_DATA], (unsigned long long)recvd,
 	       (unsigned long long)extents,
 	       (unsigned long long)(extents * j->m[0].info.extent_sectors * 512ull));
+	for (int dir = 0; dir < 2; dir++) {
+		const struct mig_count *k = dir ? &n->recvd : &n->sent;
+		char line[512];
+		size_t at = 0;
+
+		for (int t = 1; t < MIG_NR_TYPES && at < sizeof(line); t++)
+			if (k->frames[t])
+				at += (size_t)snprintf(line + at, sizeof(line) - at, " %s %llu/%llu",
+						       mig_type_name((unsigned int)t),
+						       (unsigned long long)k->frames[t],
+						       (unsigned long long)k->bytes[t]);
+		logmsg("%s: migration frames/bytes %s:%s", j->label, dir ? "received" : "sent",
+		       at ? line : " none");
+	}
 }
 
 void mig_end_members(struct mig_job *j, int code, const char *why)
@@ -285,6 +299,118 @@ void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow **cow, struc
 	mig_over(j);
 }
 
+/* ---- post-copy: remote faults (destination) -------------------------------- */
+
+static void rq_push(struct mig_job *j, int k, struct mig_rfault *q)
+{
+	q->next = NULL;
+	if (j->rq_tail[k])
+		j->rq_tail[k]->next = q;
+	else
+		j->rq_head[k] = q;
+	j->rq_tail[k] = q;
+}
+
+struct mig_rfault *mig_remote_take(struct mig_job *j, int ms)
+{
+	struct timespec ts = deadline(ms);
+	struct mig_rfault *q = NULL;
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->rq_head[0] && !j->rq_head[1] && !j->stop && !j->abort && ms > 0)
+		if (pthread_cond_timedwait(&j->cond, &j->lock, &ts))
+			break;
+	for (int k = 0; k < 2 && !q; k++) {
+		q = j->rq_head[k];
+		if (q) {
+			j->rq_head[k] = q->next;
+			if (!j->rq_head[k])
+				j->rq_tail[k] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&j->lock);
+	return q;
+}
+
+void mig_remote_serve(struct mig_job *j)
+{
+	pthread_mutex_lock(&j->lock);
+	j->serving = true;
+	pthread_mutex_unlock(&j->lock);
+}
+
+struct mig_rfault *mig_remote_close(struct mig_job *j)
+{
+	struct mig_rfault *all, **tail;
+
+	pthread_mutex_lock(&j->lock);
+	j->remote_dead = true;
+	all = j->rq_head[0];
+	for (tail = &all; *tail; tail = &(*tail)->next)
+		;
+	*tail = j->rq_head[1];
+	j->rq_head[0] = j->rq_head[1] = j->rq_tail[0] = j->rq_tail[1] = NULL;
+	pthread_mutex_unlock(&j->lock);
+	return all;
+}
+
+bool mig_remote_fault(struct daemon *d, const struct rcow_fault *f, unsigned int epoch,
+		      char *why, size_t cap)
+{
+	unsigned int i = 0;
+	struct mig_job *j = find_job(d, f->dev_id, &i);
+	struct mig_rfault *q;
+	bool ok;
+
+	if (!j || j->sender) {
+		snprintf(why, cap, "no migration job receives the device (remote-cowd restarted, or its job ended)");
+		return false;
+	}
+	q = calloc(1, sizeof(*q));
+	if (!q) {
+		snprintf(why, cap, "out of memory");
+		return false;
+	}
+	q->dev = i;
+	q->f = *f;
+	q->epoch = epoch;
+	pthread_mutex_lock(&j->lock);
+	ok = j->serving && !j->remote_dead && !j->stop && !j->over;
+	if (ok) {
+		rq_push(j, f->flags & RCOW_FAULT_F_WAITING ? 0 : 1, q);
+		pthread_cond_broadcast(&j->cond);
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (!ok) {
+		free(q);
+		snprintf(why, cap, "the migration's connection to its source is lost");
+	}
+	return ok;
+}
+
+void mig_remote_promote(struct daemon *d, const struct rcow_fault *f)
+{
+	unsigned int i = 0;
+	struct mig_job *j = find_job(d, f->dev_id, &i);
+	struct mig_rfault **pp, *q;
+
+	if (!j || j->sender)
+		return;
+	pthread_mutex_lock(&j->lock);
+	for (pp = &j->rq_head[1]; (q = *pp);) {
+		if (q->f.dev_id != f->dev_id || q->f.cookie != f->cookie) {
+			pp = &q->next;
+			continue;
+		}
+		*pp = q->next;
+		rq_push(j, 0, q);
+	}
+	for (j->rq_tail[1] = j->rq_head[1]; j->rq_tail[1] && j->rq_tail[1]->next;)
+		j->rq_tail[1] = j->rq_tail[1]->next;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
 /* ---- loop side -------------------------------------------------------------- */
 
 static int runs_cb(const struct rcow_run *run, void *data)
@@ -305,7 +431,8 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 	static const uint8_t cmd[] = {
 		[MK_ROUND] = RCOW_CMD_MIGRATE_ROUND, [MK_MARK] = RCOW_CMD_MIGRATE_MARK,
 		[MK_END] = RCOW_CMD_MIGRATE_END, [MK_FILL] = RCOW_CMD_MIGRATE_FILL,
-		[MK_COMPLETE] = RCOW_CMD_MIGRATE_COMPLETE,
+		[MK_COMPLETE] = RCOW_CMD_MIGRATE_COMPLETE, [MK_REMOTE] = RCOW_CMD_MIGRATE_REMOTE,
+		[MK_POSTCOPY] = RCOW_CMD_MIGRATE_POSTCOPY,
 	};
 	uint32_t buf[RCOW_MSG_BUF_SIZE / 4];
 	struct rcow_device_info *info;
@@ -333,6 +460,14 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		q->state = r ? 0 : info->migrate_state;
 		free(info);
 		return r;
+	case MK_HYDRATE:
+		r = d->kops->hydrate(d->kctx, dev_id, q->first, q->count, &q->count, &q->err);
+		if (r)
+			q->count = 0;
+		return r;
+	case MK_RFILL:
+		engine_remote_fill(d, &q->fault, q->epoch, q->data, q->len, q->status);
+		return 0;
 	default:
 		break;
 	}
@@ -342,7 +477,7 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		ok = rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_ROUND, q->round);
 	if (q->op == MK_ROUND && q->flags)	/* RCOW_MIGRATE_F_MIRROR */
 		ok = rcow_msg_put_u32(nlh, RCOW_A_FLAGS, q->flags);
-	if (q->op == MK_MARK || q->op == MK_FILL)
+	if (q->op == MK_MARK || q->op == MK_FILL || q->op == MK_REMOTE)
 		ok = ok && rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, q->first) &&
 		     rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, q->count);
 	if (q->op == MK_END) {
@@ -376,6 +511,10 @@ static void account(struct daemon *d, const struct mig_job *j)
 
 static void job_free(struct mig_job *j)
 {
+	for (struct mig_rfault *q = mig_remote_close(j), *n; q; q = n) {
+		n = q->next;
+		free(q);	/* the kernel's fault_timeout ends them */
+	}
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);
 	free(j->m);
@@ -758,6 +897,8 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 			j->waiting_seen++;
 		if (ev->cmd == RCOW_CMD_MIGRATE_FINISH) {
 			j->m[i].finish = true;
+			if (info->flags & RCOW_MIGRATE_F_POSTCOPY)
+				j->postcopy = true;	/* migrate finish postcopy */
 			all = true;
 			for (unsigned int k = 0; k < j->n; k++)
 				all = all && j->m[k].finish;

@@ -44,6 +44,10 @@ enum mig_kop {
 	MK_FILL,		/* MIGRATE_FILL first, count */
 	MK_COMPLETE,		/* MIGRATE_COMPLETE */
 	MK_STATE,		/* GET_DEVICE: state = migrate_state */
+	MK_REMOTE,		/* MIGRATE_REMOTE first, count (post-copy destination) */
+	MK_POSTCOPY,		/* MIGRATE_POSTCOPY (either side) */
+	MK_HYDRATE,		/* HYDRATE first, count; count = extents the kernel queued */
+	MK_RFILL,		/* a remote fault's answer: engine_remote_fill() */
 };
 
 DEFINE_VECTOR(run_vec, struct rcow_run);
@@ -56,8 +60,25 @@ struct mig_kreq {
 	const char *message;
 	struct run_vec runs;		/* MK_RUNS: filled by the loop */
 	uint32_t state;			/* MK_STATE */
+	/* MK_RFILL: the fault, its device's epoch, its data (len bytes) or status */
+	struct rcow_fault fault;
+	unsigned int epoch;
+	const void *data;
+	size_t len;
 	int result;			/* 0 or -errno */
 	struct rcow_err err;
+};
+
+/*
+ * Post-copy, destination: a FAULT with RCOW_FAULT_F_REMOTE, queued by the
+ * loop (mig_remote_fault()) for the job's thread, which fetches it from
+ * the source.
+ */
+struct mig_rfault {
+	struct mig_rfault *next;
+	unsigned int dev;		/* the member */
+	struct rcow_fault f;
+	unsigned int epoch;		/* the engine's device epoch when it came */
 };
 
 #define MIG_GATHER_MS 30000		/* a source's group: every member started by then */
@@ -98,6 +119,12 @@ struct mig_job {
 	bool finish;			/* every member's kernel asked to finish */
 	bool abort, stop;		/* a member aborted / the daemon stops the job */
 	bool finish_sent;		/* sender: FINISH went out: the outcome may be unknown */
+	bool postcopy;			/* sender: a member's MIGRATE_FINISH asked post-copy */
+	bool postcopy_sent;		/* sender: POSTCOPY went out: the destination may serve */
+	/* destination, post-copy: remote faults, those I/O waits on first (0), others (1) */
+	struct mig_rfault *rq_head[2], *rq_tail[2];
+	bool serving;			/* remote faults are taken */
+	bool remote_dead;		/* no fetch any more: remote faults fail (EIO) */
 	bool over;			/* the thread returned */
 	struct mig_conn *conn;
 	int lfd;			/* destination's listener, -1 none */
@@ -144,6 +171,19 @@ void mig_end_members(struct mig_job *j, int code, const char *why);
  */
 void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow **cow, struct rcow_buf *buf,
 	     void *rbuf, uint64_t extents);
+
+/*
+ * Thread side, post-copy destination: take the next remote fault (those
+ * I/O waits on first), waiting up to ms for one; NULL: none.
+ */
+struct mig_rfault *mig_remote_take(struct mig_job *j, int ms);
+/* Thread side: remote faults are taken from now on. */
+void mig_remote_serve(struct mig_job *j);
+/*
+ * Thread side: no fetch any more; the remote faults still queued are
+ * returned (a list, to answer with EIO), later ones are refused by the loop.
+ */
+struct mig_rfault *mig_remote_close(struct mig_job *j);
 
 void *mig_send_thread(void *arg);
 void *mig_recv_thread(void *arg);

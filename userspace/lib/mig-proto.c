@@ -16,7 +16,8 @@
 static const char *const type_names[MIG_NR_TYPES] = {
 	[MIG_HELLO] = "HELLO", [MIG_READY] = "READY", [MIG_DATA] = "DATA",
 	[MIG_FLUSH] = "FLUSH", [MIG_FLUSHED] = "FLUSHED", [MIG_FINISH] = "FINISH",
-	[MIG_COMMITTED] = "COMMITTED", [MIG_ABORT] = "ABORT",
+	[MIG_COMMITTED] = "COMMITTED", [MIG_ABORT] = "ABORT", [MIG_REMOTE] = "REMOTE",
+	[MIG_POSTCOPY] = "POSTCOPY", [MIG_SERVING] = "SERVING", [MIG_FETCH] = "FETCH",
 };
 
 const char *mig_type_name(unsigned int type)
@@ -76,6 +77,9 @@ static uint32_t max_payload(uint8_t type)
 		return 8;
 	case MIG_ABORT:
 		return 6 + MIG_MSG_MAX;
+	case MIG_REMOTE:
+	case MIG_FETCH:
+		return MIG_RUN_SIZE;
 	default:
 		return 0;
 	}
@@ -162,6 +166,20 @@ int mig_enc_abort(uint8_t *buf, size_t cap, uint32_t error, const char *msg)
 	put16(buf + MIG_HDR_SIZE + 4, (uint16_t)ml);
 	memcpy(buf + MIG_HDR_SIZE + 6, msg, ml);
 	return (int)(MIG_HDR_SIZE + 6 + ml);
+}
+
+int mig_enc_run(uint8_t *buf, size_t cap, uint8_t type, const struct mig_run *run)
+{
+	if (!run->count || run->count > REMOTE_COW_MAX_RANGE ||
+	    (type != MIG_REMOTE && type != MIG_FETCH))
+		return -EINVAL;
+	if (cap < MIG_HDR_SIZE + MIG_RUN_SIZE)
+		return -ENOSPC;
+	mig_hdr_put(buf, type, MIG_RUN_SIZE);
+	put32(buf + MIG_HDR_SIZE, run->dev);
+	put64(buf + MIG_HDR_SIZE + 4, run->first);
+	put32(buf + MIG_HDR_SIZE + 12, run->count);
+	return MIG_HDR_SIZE + MIG_RUN_SIZE;
 }
 
 int mig_enc_data_head(uint8_t *buf, uint32_t dev, uint64_t first, uint32_t count,
@@ -264,6 +282,35 @@ int mig_dec_abort(const uint8_t *p, size_t len, struct mig_abort *a, struct rcow
 int mig_dec_empty(uint8_t type, size_t len, struct rcow_err *err)
 {
 	return len ? bad(err, mig_type_name(type), len) : 0;
+}
+
+int mig_dec_run(uint8_t type, const uint8_t *p, size_t len, struct mig_run *run,
+		struct rcow_err *err)
+{
+	if (len != MIG_RUN_SIZE)
+		return bad(err, mig_type_name(type), len);
+	run->dev = get32(p);
+	run->first = get64(p + 4);
+	run->count = get32(p + 12);
+	if (!run->count || run->count > REMOTE_COW_MAX_RANGE || run->first > UINT64_MAX - run->count)
+		return bad(err, mig_type_name(type), len);
+	return 0;
+}
+
+int mig_run_check(const struct mig_run *run, uint32_t ndev, uint64_t nr_extents, uint64_t eb,
+		  bool fetch, struct rcow_err *err)
+{
+	const char *what = fetch ? "FETCH" : "REMOTE";
+
+	if (run->dev >= ndev)
+		return rcow_err_set(err, EPROTO, "%s for device %u of %u", what, run->dev, ndev);
+	if (run->first >= nr_extents || run->count > nr_extents - run->first)
+		return rcow_err_set(err, EPROTO, "%s for device %u extents %llu+%u: out of range",
+				    what, run->dev, (unsigned long long)run->first, run->count);
+	if (fetch && (uint64_t)run->count * eb > MIG_MAX_DATA)
+		return rcow_err_set(err, EPROTO, "FETCH of %u extents: more than one DATA carries",
+				    run->count);
+	return 0;
 }
 
 /* ---- PSK files ----------------------------------------------------------- */
@@ -390,6 +437,10 @@ int mig_spec_parse(const char *text, size_t len, bool with_listen, struct mig_sp
 		    n - 7 > MIG_ADDR_MAX)
 			return rcow_err_set(err, EINVAL, "first line is not 'listen HOST:PORT'");
 		memcpy(s->listen, line + 7, n - 7);
+	} else if (spec_line(text, len, &at, &line, &n) && n == 8 && !strncmp(line, "postcopy", 8)) {
+		s->postcopy = true;
+	} else {
+		at = 0;
 	}
 	for (keep = at; spec_line(text, len, &at, &line, &n) && n > 7 &&
 	     !strncmp(line, "member ", 7); keep = at) {

@@ -47,6 +47,8 @@ static const char *const cmd_names[] = {
 	[RCOW_CMD_MIGRATE_COMPLETE] = "MIGRATE_COMPLETE",
 	[RCOW_CMD_PROMOTE] = "PROMOTE",
 	[RCOW_CMD_MIGRATE_WAITING] = "MIGRATE_WAITING",
+	[RCOW_CMD_MIGRATE_REMOTE] = "MIGRATE_REMOTE",
+	[RCOW_CMD_MIGRATE_POSTCOPY] = "MIGRATE_POSTCOPY",
 };
 
 static const char *const attr_names[] = {
@@ -827,9 +829,11 @@ int rcow_msg_parse_migrate(const struct nlmsghdr *nlh, struct rcow_migrate_req *
 	switch (m->cmd) {
 	case RCOW_CMD_MIGRATE_ROUND:
 	case RCOW_CMD_MIGRATE_COMPLETE:
+	case RCOW_CMD_MIGRATE_POSTCOPY:
 		list = dev_attrs;
 		break;
 	case RCOW_CMD_MIGRATE_FILL:
+	case RCOW_CMD_MIGRATE_REMOTE:
 		list = range_attrs;
 		break;
 	case RCOW_CMD_MIGRATE_MARK:

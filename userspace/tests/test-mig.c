@@ -270,6 +270,93 @@ static void test_psk_files(struct tap *t, const char *dir)
 	explicit_bzero(text, sizeof(text));
 }
 
+/* The send spec's "postcopy" line: first, exact, never in a receive spec. */
+static void test_spec_postcopy(struct tap *t, struct mig_spec *sp)
+{
+	static const char pc[] = "postcopy\nmember vm1-a\nmember vm1-b\n"
+				 "alice:000102030405060708090a0b0c0d0e0f\n";
+	static const char pc_only[] = "postcopy\nalice:000102030405060708090a0b0c0d0e0f\n";
+	static const char late[] = "member vm1-a\npostcopy\nalice:000102030405060708090a0b0c0d0e0f\n";
+	static const char pcx[] = "postcopyx\nalice:000102030405060708090a0b0c0d0e0f\n";
+	static const char recv[] = "listen 10.0.0.2:7777\npostcopy\n"
+				   "alice:000102030405060708090a0b0c0d0e0f\n";
+	struct rcow_err err = { 0 };
+
+	tap_ok(t, !mig_spec_parse(pc, sizeof(pc) - 1, false, sp, &err) && sp->postcopy &&
+	       sp->nmem == 2 && !strcmp(sp->member[1], "vm1-b") &&
+	       !strcmp(sp->psk.identity, "alice"),
+	       "send spec 'postcopy' first, then the members and the key (%s)", err.msg);
+	tap_ok(t, !mig_spec_parse(pc_only, sizeof(pc_only) - 1, false, sp, &err) &&
+	       sp->postcopy && sp->nmem == 0, "'postcopy' then the key: one device, post-copy");
+	tap_ok(t, !mig_spec_parse(key_line, sizeof(key_line) - 1, false, sp, &err) &&
+	       !sp->postcopy, "no 'postcopy' line: not post-copy");
+	tap_ok(t, mig_spec_parse(late, sizeof(late) - 1, false, sp, &err) == -EINVAL,
+	       "'postcopy' after a member line is refused (taken for the key): %s", err.msg);
+	tap_ok(t, mig_spec_parse(pcx, sizeof(pcx) - 1, false, sp, &err) == -EINVAL,
+	       "'postcopyx' is not the postcopy line: %s", err.msg);
+	tap_ok(t, mig_spec_parse(recv, sizeof(recv) - 1, true, sp, &err) == -EINVAL &&
+	       !sp->postcopy, "a receive spec has no 'postcopy' line: %s", err.msg);
+	mig_psk_wipe(&sp->psk);
+}
+
+/* REMOTE and FETCH: round trip, bad lengths, counts, ranges. */
+static void test_runs(struct tap *t)
+{
+	struct mig_run run = { .dev = 1, .first = 1000, .count = 64 }, got;
+	struct rcow_err err = { 0 };
+	struct mig_hdr hdr;
+	uint8_t buf[64];
+	int n;
+
+	n = mig_enc_run(buf, sizeof(buf), MIG_REMOTE, &run);
+	tap_ok(t, n == MIG_HDR_SIZE + MIG_RUN_SIZE && !mig_hdr_parse(buf, &hdr, &err) &&
+	       hdr.type == MIG_REMOTE && hdr.len == MIG_RUN_SIZE &&
+	       !mig_dec_run(hdr.type, buf + MIG_HDR_SIZE, hdr.len, &got, &err) && got.dev == 1 &&
+	       got.first == 1000 && got.count == 64, "REMOTE round-trips");
+	n = mig_enc_run(buf, sizeof(buf), MIG_FETCH, &run);
+	tap_ok(t, n > 0 && !mig_hdr_parse(buf, &hdr, &err) && hdr.type == MIG_FETCH &&
+	       !strcmp(mig_type_name(MIG_FETCH), "FETCH") &&
+	       !strcmp(mig_type_name(MIG_SERVING), "SERVING") &&
+	       !strcmp(mig_type_name(MIG_POSTCOPY), "POSTCOPY"), "FETCH round-trips, names");
+	tap_ok(t, mig_dec_run(MIG_FETCH, buf + MIG_HDR_SIZE, MIG_RUN_SIZE - 1, &got, &err) ==
+	       -EPROTO && mig_dec_run(MIG_FETCH, buf + MIG_HDR_SIZE, MIG_RUN_SIZE + 1, &got,
+				      &err) == -EPROTO, "a FETCH one byte short or long is refused");
+	mig_hdr_put(buf, MIG_FETCH, MIG_RUN_SIZE + 1);
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO, "a FETCH header over 16 bytes is refused");
+	mig_hdr_put(buf, MIG_SERVING, 1);
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO, "a SERVING with a payload is refused");
+	mig_hdr_put(buf, MIG_NR_TYPES, 0);
+	tap_ok(t, mig_hdr_parse(buf, &hdr, &err) == -EPROTO, "type %u is unknown", MIG_NR_TYPES);
+	run.count = 0;
+	tap_ok(t, mig_enc_run(buf, sizeof(buf), MIG_REMOTE, &run) == -EINVAL,
+	       "a run of 0 extents does not encode");
+	run.count = 1;
+	mig_enc_run(buf, sizeof(buf), MIG_REMOTE, &run);
+	buf[MIG_HDR_SIZE + 15] = 0;	/* count 0 */
+	tap_ok(t, mig_dec_run(MIG_REMOTE, buf + MIG_HDR_SIZE, MIG_RUN_SIZE, &got, &err) == -EPROTO,
+	       "REMOTE of 0 extents is refused");
+	buf[MIG_HDR_SIZE + 14] = 0x10;	/* count 4096 */
+	buf[MIG_HDR_SIZE + 15] = 0x01;	/* 4097 */
+	tap_ok(t, mig_dec_run(MIG_REMOTE, buf + MIG_HDR_SIZE, MIG_RUN_SIZE, &got, &err) == -EPROTO,
+	       "REMOTE of 4097 extents is refused");
+	memset(buf + MIG_HDR_SIZE + 4, 0xff, 8);	/* first UINT64_MAX */
+	buf[MIG_HDR_SIZE + 14] = 0;
+	tap_ok(t, mig_dec_run(MIG_REMOTE, buf + MIG_HDR_SIZE, MIG_RUN_SIZE, &got, &err) == -EPROTO,
+	       "a run past UINT64_MAX is refused");
+	run = (struct mig_run){ .dev = 0, .first = 90, .count = 10 };
+	tap_ok(t, !mig_run_check(&run, 1, 100, 65536, true, &err), "FETCH of the last 10 extents");
+	run.count = 11;
+	tap_ok(t, mig_run_check(&run, 1, 100, 65536, false, &err) == -EPROTO &&
+	       strstr(err.msg, "out of range"), "a run past the device: %s", err.msg);
+	run = (struct mig_run){ .dev = 1, .first = 0, .count = 1 };
+	tap_ok(t, mig_run_check(&run, 1, 100, 65536, false, &err) == -EPROTO,
+	       "a run of device 1 of 1: %s", err.msg);
+	run = (struct mig_run){ .dev = 0, .first = 0, .count = 65 };
+	tap_ok(t, mig_run_check(&run, 1, 1000, 65536, true, &err) == -EPROTO &&
+	       !mig_run_check(&run, 1, 1000, 65536, false, &err),
+	       "a FETCH over 4 MiB is refused, a REMOTE of as many extents is not");
+}
+
 /* Migration specs: the listen line, the member lines of a group, the key. */
 static void test_spec(struct tap *t)
 {
@@ -302,6 +389,7 @@ static void test_spec(struct tap *t)
 	tap_ok(t, mig_spec_parse(big, n, false, sp, &err) == -EINVAL && strstr(err.msg, "more than"),
 	       "more than MIG_GROUP_MAX members are refused");
 	mig_psk_wipe(&sp->psk);
+	test_spec_postcopy(t, sp);
 out:
 	free(sp);
 	free(big);
@@ -312,6 +400,7 @@ void test_mig(struct tap *t)
 	char *dir = tap_tmpdir(t);
 
 	test_frames(t);
+	test_runs(t);
 	test_psk(t);
 	test_spec(t);
 	if (tap_ok(t, dir != NULL, "temporary directory"))

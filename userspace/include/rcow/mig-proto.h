@@ -23,6 +23,13 @@
  *   FINISH     empty                                          (source)
  *   COMMITTED  empty                                          (destination)
  *   ABORT      u32 errno, u16 length, message                 (either)
+ *   REMOTE     u32 device index, u64 first extent, u32 count: still only
+ *              on the source (post-copy)                     (source)
+ *   POSTCOPY   empty: every remote run is named, serve now   (source)
+ *   SERVING    empty: every member serves                  (destination)
+ *   FETCH      u32 device index, u64 first extent, u32 count (at most
+ *              the DATA limits): answered by a DATA of exactly that
+ *              range                                       (destination)
  *
  * Decoders refuse (-EPROTO, with a sentence) any payload whose length
  * does not match what its fields say, a name or URI with a NUL or over
@@ -58,6 +65,10 @@ enum mig_type {
 	MIG_FINISH,
 	MIG_COMMITTED,
 	MIG_ABORT,
+	MIG_REMOTE,		/* 9, post-copy from here on */
+	MIG_POSTCOPY,		/* 10 */
+	MIG_SERVING,		/* 11 */
+	MIG_FETCH,		/* 12 */
 	MIG_NR_TYPES,
 };
 
@@ -88,6 +99,15 @@ struct mig_data {
 	size_t len;
 };
 
+/* REMOTE and FETCH: a run of a device's extents. */
+struct mig_run {
+	uint32_t dev;
+	uint64_t first;
+	uint32_t count;
+};
+
+#define MIG_RUN_SIZE 16				/* REMOTE and FETCH payload */
+
 struct mig_abort {
 	uint32_t error;
 	char msg[MIG_MSG_MAX + 1];
@@ -114,6 +134,8 @@ int mig_enc_hello(uint8_t *buf, size_t cap, const struct mig_hello *h, struct rc
 int mig_enc_empty(uint8_t *buf, size_t cap, uint8_t type);
 int mig_enc_seq(uint8_t *buf, size_t cap, uint8_t type, uint64_t seq);
 int mig_enc_abort(uint8_t *buf, size_t cap, uint32_t error, const char *msg);
+/* REMOTE or FETCH (type) of run; -ENOSPC, -EINVAL (count 0, over REMOTE_COW_MAX_RANGE). */
+int mig_enc_run(uint8_t *buf, size_t cap, uint8_t type, const struct mig_run *run);
 /*
  * DATA's header and fixed part (MIG_HDR_SIZE + MIG_DATA_HEAD bytes into
  * buf); the caller sends nbytes of extent data right behind it.
@@ -128,6 +150,16 @@ int mig_dec_data(const uint8_t *p, size_t len, struct mig_data *d, struct rcow_e
 int mig_dec_seq(const uint8_t *p, size_t len, uint64_t *seq, struct rcow_err *err);
 int mig_dec_abort(const uint8_t *p, size_t len, struct mig_abort *a, struct rcow_err *err);
 int mig_dec_empty(uint8_t type, size_t len, struct rcow_err *err);
+/* REMOTE or FETCH: count 1 to REMOTE_COW_MAX_RANGE, first + count without overflow. */
+int mig_dec_run(uint8_t type, const uint8_t *p, size_t len, struct mig_run *run,
+		struct rcow_err *err);
+/*
+ * A received run checked against its device (ndev devices; nr_extents and
+ * extent bytes eb of run->dev): inside the device, and for a FETCH (fetch)
+ * at most what one DATA carries (MIG_MAX_DATA bytes).  -EPROTO with why.
+ */
+int mig_run_check(const struct mig_run *run, uint32_t ndev, uint64_t nr_extents, uint64_t eb,
+		  bool fetch, struct rcow_err *err);
 
 /*
  * A PSK in GnuTLS psktool's file format: lines "identity:hexkey" (the
@@ -161,26 +193,31 @@ struct mig_psk {
  * all alike) name the members in order, one "member NAME\n" line each,
  * after the "listen" line of a receive spec and before the PSK file:
  *
- *   send-NAME.psk   [member NAME\n]... PSK file
+ *   send-NAME.psk   [postcopy\n] [member NAME\n]... PSK file
  *   recv-NAME       listen HOST:PORT\n [member NAME\n]... PSK file
  *
  * No member line: NAME alone.  A PSK identity has no space, so a PSK
- * line is never taken for a member line.
+ * line is never taken for a member line.  A send spec's first line may be
+ * "postcopy" (remote-cow migrate --postcopy): finish post-copy even when
+ * the kernel's MIGRATE_FINISH does not ask it (a PSK line always has a
+ * colon, so it is never taken for it).
  */
 #define MIG_GROUP_MAX 16
 #define MIG_MEMBER_LINE_MAX (sizeof("member \n") - 1 + MIG_NAME_MAX)
-#define MIG_SPEC_MAX (MIG_RECV_SPEC_MAX + MIG_GROUP_MAX * MIG_MEMBER_LINE_MAX)
+#define MIG_SPEC_MAX (MIG_RECV_SPEC_MAX + MIG_GROUP_MAX * MIG_MEMBER_LINE_MAX + \
+		      sizeof("postcopy\n") - 1)
 
 struct mig_spec {
 	char listen[MIG_ADDR_MAX + 1];		/* receive specs */
+	bool postcopy;				/* send specs: "postcopy" line */
 	unsigned int nmem;			/* 0: no member line */
 	char member[MIG_GROUP_MAX][MIG_NAME_MAX + 1];
 	struct mig_psk psk;
 };
 
 /*
- * A spec's text (len bytes): the "listen" line first if with_listen, the
- * member lines (distinct names), the PSK file (mig_psk_parse()).  0 or
+ * A spec's text (len bytes): the "listen" line first if with_listen, else
+ * an optional "postcopy" line first, the member lines (distinct names), the PSK file (mig_psk_parse()).  0 or
  * -EINVAL with the reason.
  */
 int mig_spec_parse(const char *text, size_t len, bool with_listen, struct mig_spec *s,

@@ -41,6 +41,7 @@ static int f_fill_done(void *ctx, const struct rcow_fault *f, uint32_t status,
 	int r;
 
 	(void)err;
+	fake_mig_filled(k, f->dev_id, f->first, f->count, status);
 	r = record(k, RCOW_CMD_FILL_DONE, f->dev_id, f->cookie, f->first, status);
 	if (!r)
 		k->v[k->n - 1].count = f->count;
@@ -57,13 +58,18 @@ static int f_quiesce_done(void *ctx, const struct rcow_quiesce *q, struct rcow_e
 	return record(k, RCOW_CMD_QUIESCE_DONE, q->dev_id, q->cookie, 0, 0);
 }
 
-/* The kernel queues nothing for HYDRATE: no prefetch faults in these tests. */
+/*
+ * The kernel queues nothing for HYDRATE (no prefetch faults in these
+ * tests) but on a post-copy destination (fake_mig_hydrate()).
+ */
 static int f_hydrate(void *ctx, uint32_t dev_id, uint64_t first, uint32_t count,
 		     uint32_t *queued, struct rcow_err *err)
 {
-	(void)ctx, (void)dev_id, (void)first, (void)count, (void)err;
+	(void)err;
 	if (queued)
 		*queued = 0;
+	if (queued)
+		fake_mig_hydrate(ctx, dev_id, first, count, queued);
 	return 0;
 }
 

@@ -83,6 +83,18 @@ struct fake_mig {
 	uint64_t mirror_round;		/* the round that switched to mirroring, 0 */
 	bool mirror_asked;
 	char end_msg[RCOW_MESSAGE_MAX];
+	/*
+	 * Post-copy: the destination's remote set (MIGRATE_REMOTE, until its
+	 * extent is filled), the extents of it faulted and not answered yet
+	 * (pending), those HYDRATE asked whose FAULT the next pump sends
+	 * (hyd); MIGRATE_FILL, REMOTE refused once postcopy, COMPLETE refused
+	 * (EAGAIN) while the remote set is not empty.
+	 */
+	uint8_t *remote, *pending, *hyd;
+	uint64_t next_cookie;		/* of the FAULTs HYDRATE makes */
+	bool hold_hyd;			/* the pump holds HYDRATE's FAULTs back */
+	unsigned int remote_reqs, dst_postcopies, src_postcopies, complete_eagain;
+	unsigned int remote_faults, remote_eio;	/* REMOTE FAULTs sent; answered EIO */
 	/* called before round's swap (a guest writing between rounds) */
 	void (*on_round)(struct fake_kernel *k, uint64_t round);
 };
@@ -137,6 +149,20 @@ int fake_mig_setup_pair(struct fake_mig *m, const struct rcow_device_info *src,
 int fake_mig_start_pair(struct daemon *d, struct fake_mig *m, const char *target,
 			const uint64_t *written, size_t n);
 int fake_mig_finish_pair(struct daemon *d, struct fake_mig *m);
+/* migrate finish with MIGRATE_FINISH's FLAGS (RCOW_MIGRATE_F_POSTCOPY) */
+int fake_mig_finish_flags(struct daemon *d, struct fake_mig *m, uint32_t flags);
+/* Extent ext of the destination is still remote (only on the source). */
+bool fake_mig_remote(const struct fake_mig *m, uint64_t ext);
+/*
+ * A guest read of the destination's ext: a FAULT with cookie, flags
+ * REMOTE and WAITING if ext is remote; false if it is not (nothing sent).
+ */
+bool fake_mig_guest_read(struct daemon *d, struct fake_mig *m, uint64_t ext, uint64_t cookie);
+/* kernel_ops hooks: HYDRATE of a post-copy destination (-ENODEV: not one); FILL_DONE */
+int fake_mig_hydrate(struct fake_kernel *k, uint32_t dev_id, uint64_t first, uint32_t count,
+		     uint32_t *queued);
+void fake_mig_filled(struct fake_kernel *k, uint32_t dev_id, uint64_t first, uint32_t count,
+		     uint32_t status);
 int fake_mig_abort_pair(struct daemon *d, struct fake_mig *m);
 int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
 		   const char *src_cow, const struct rcow_device_info *dst, const char *dst_cow);

@@ -27,7 +27,7 @@ static bool running(const struct fake_mig *m)
 	uint32_t s = m->src.migrate_state;
 
 	return s == RCOW_MIGRATE_COPYING || s == RCOW_MIGRATE_MIRRORING ||
-	       s == RCOW_MIGRATE_FINISHING;
+	       s == RCOW_MIGRATE_FINISHING || s == RCOW_MIGRATE_POSTCOPY;
 }
 
 static void mig_free(struct fake_mig *m)
@@ -36,6 +36,9 @@ static void mig_free(struct fake_mig *m)
 	free(m->round_set);
 	free(m->fills);
 	free(m->marks);
+	free(m->remote);
+	free(m->pending);
+	free(m->hyd);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -58,7 +61,12 @@ int fake_mig_setup_pair(struct fake_mig *m, const struct rcow_device_info *src,
 	m->round_set = calloc(1, bytes);
 	m->fills = calloc(m->nr, sizeof(*m->fills));
 	m->marks = calloc(m->nr, sizeof(*m->marks));
-	return m->dirty && m->round_set && m->fills && m->marks ? 0 : -ENOMEM;
+	m->remote = calloc(1, bytes);
+	m->pending = calloc(1, bytes);
+	m->hyd = calloc(1, bytes);
+	m->next_cookie = 1ull << 40;
+	return m->dirty && m->round_set && m->fills && m->marks && m->remote && m->pending &&
+	       m->hyd ? 0 : -ENOMEM;
 }
 
 int fake_mig_setup(struct fake_kernel *k, const struct rcow_device_info *src,
@@ -130,11 +138,94 @@ int fake_mig_finish(struct daemon *d, struct fake_kernel *k)
 
 int fake_mig_finish_pair(struct daemon *d, struct fake_mig *m)
 {
+	return fake_mig_finish_flags(d, m, 0);
+}
+
+int fake_mig_finish_flags(struct daemon *d, struct fake_mig *m, uint32_t flags)
+{
+	uint32_t keep = m->src.flags;
+	int r;
+
 	if (m->src.migrate_state != RCOW_MIGRATE_COPYING &&
 	    m->src.migrate_state != RCOW_MIGRATE_MIRRORING)
 		return -EINVAL;
 	m->src.migrate_state = RCOW_MIGRATE_FINISHING;
-	return send_src(d, m, RCOW_CMD_MIGRATE_FINISH);
+	m->src.flags = flags;
+	r = send_src(d, m, RCOW_CMD_MIGRATE_FINISH);
+	m->src.flags = keep;
+	return r;
+}
+
+bool fake_mig_remote(const struct fake_mig *m, uint64_t ext)
+{
+	return ext < m->nr && fake_commit_bit(m->remote, ext);
+}
+
+static int send_remote_fault(struct daemon *d, struct fake_mig *m, uint64_t first, uint32_t count,
+			     uint64_t cookie, uint32_t flags)
+{
+	m->remote_faults++;
+	return fake_send_run(d, RCOW_CMD_FAULT, m->dst_id, cookie, first, count,
+			     RCOW_FAULT_F_REMOTE | flags);
+}
+
+bool fake_mig_guest_read(struct daemon *d, struct fake_mig *m, uint64_t ext, uint64_t cookie)
+{
+	if (m->dst.migrate_state != RCOW_MIGRATE_POSTCOPY || !fake_mig_remote(m, ext))
+		return false;
+	fake_set_bit(m->pending, ext, true);
+	fake_set_bit(m->hyd, ext, false);	/* streamed or not, the guest's fault now */
+	send_remote_fault(d, m, ext, 1, cookie, RCOW_FAULT_F_WAITING);
+	return true;
+}
+
+int fake_mig_hydrate(struct fake_kernel *k, uint32_t dev_id, uint64_t first, uint32_t count,
+		     uint32_t *queued)
+{
+	struct fake_mig *m = dev_id == k->m.dst_id ? &k->m : dev_id == k->m2.dst_id ? &k->m2 : NULL;
+
+	if (!dev_id || !m || m->dst.migrate_state != RCOW_MIGRATE_POSTCOPY)
+		return -ENODEV;
+	for (uint64_t e = first; e < first + count && e < m->nr; e++) {
+		if (!fake_commit_bit(m->remote, e) || fake_commit_bit(m->pending, e))
+			continue;
+		fake_set_bit(m->pending, e, true);
+		fake_set_bit(m->hyd, e, true);
+		(*queued)++;
+	}
+	return 0;
+}
+
+void fake_mig_filled(struct fake_kernel *k, uint32_t dev_id, uint64_t first, uint32_t count,
+		     uint32_t status)
+{
+	struct fake_mig *m = dev_id == k->m.dst_id ? &k->m : dev_id == k->m2.dst_id ? &k->m2 : NULL;
+
+	if (!dev_id || !m)
+		return;
+	for (uint64_t e = first; e < first + count && e < m->nr; e++) {
+		if (status && fake_commit_bit(m->remote, e))
+			m->remote_eio++;
+		if (!status)
+			fake_set_bit(m->remote, e, false);	/* PRESENT now */
+		fake_set_bit(m->pending, e, false);
+	}
+}
+
+/* The FAULTs of what HYDRATE queued, one per run. */
+static void hydrate_faults(struct daemon *d, struct fake_mig *m)
+{
+	for (uint64_t e = 0; e < m->nr;) {
+		uint64_t n = 0;
+
+		while (e + n < m->nr && fake_commit_bit(m->hyd, e + n)) {
+			fake_set_bit(m->hyd, e + n, false);
+			n++;
+		}
+		if (n)
+			send_remote_fault(d, m, e, (uint32_t)n, m->next_cookie++, 0);
+		e += n ? n : 1;
+	}
 }
 
 int fake_mig_abort(struct daemon *d, struct fake_kernel *k)
@@ -183,6 +274,8 @@ static void pump(struct daemon *d, struct fake_kernel *k, struct fake_mig *m)
 		m->complete_asked = false;
 		m->dst.migrate_state = RCOW_MIGRATE_IDLE;
 	}
+	if (m->dst.migrate_state == RCOW_MIGRATE_POSTCOPY && !m->hold_hyd)
+		hydrate_faults(d, m);
 }
 
 void fake_mig_pump(struct daemon *d, struct fake_kernel *k)
@@ -238,11 +331,18 @@ static int source_request(struct fake_mig *m, const struct rcow_migrate_req *q,
 			m->marks[e]++;
 		}
 		return 0;
+	case RCOW_CMD_MIGRATE_POSTCOPY:
+		if (m->src.migrate_state != RCOW_MIGRATE_FINISHING)
+			return rcow_err_set(err, ESTALE, "fake kernel: not finishing");
+		m->src.migrate_state = RCOW_MIGRATE_POSTCOPY;
+		m->src_postcopies++;
+		return 0;
 	case RCOW_CMD_MIGRATE_END:
 		m->end_tries++;
 		if (!running(m))
 			return rcow_err_set(err, ESTALE, "fake kernel: no migration running");
-		if (q->status == 0 && (m->src.migrate_state != RCOW_MIGRATE_FINISHING ||
+		if (q->status == 0 && ((m->src.migrate_state != RCOW_MIGRATE_FINISHING &&
+					m->src.migrate_state != RCOW_MIGRATE_POSTCOPY) ||
 				       m->refuse_done ||
 				       any_bit(m->round_set, m->nr) || any_bit(m->dirty, m->nr))) {
 			m->eagain++;
@@ -264,9 +364,30 @@ static int dest_request(struct fake_mig *m, const struct rcow_migrate_req *q,
 {
 	int r;
 
+	if (m->dst.migrate_state == RCOW_MIGRATE_POSTCOPY && q->cmd == RCOW_CMD_MIGRATE_COMPLETE) {
+		if (any_bit(m->remote, m->nr)) {
+			m->complete_eagain++;
+			return rcow_err_set(err, EAGAIN, "fake kernel: remote extents missing");
+		}
+		m->complete_asked = true;
+		m->completes++;
+		return 0;
+	}
 	if (m->dst.migrate_state != RCOW_MIGRATE_INCOMING)
 		return rcow_err_set(err, ESTALE, "fake kernel: the device is not incoming");
 	switch (q->cmd) {
+	case RCOW_CMD_MIGRATE_REMOTE:
+		r = check_range(m, m->dst.nr_extents, q, err);
+		if (r)
+			return r;
+		m->remote_reqs++;
+		for (uint64_t e = q->first; e < q->first + q->count && e < m->nr; e++)
+			fake_set_bit(m->remote, e, true);
+		return 0;
+	case RCOW_CMD_MIGRATE_POSTCOPY:
+		m->dst.migrate_state = RCOW_MIGRATE_POSTCOPY;
+		m->dst_postcopies++;
+		return 0;
 	case RCOW_CMD_MIGRATE_FILL:
 		r = check_range(m, m->dst.nr_extents, q, err);
 		if (r)

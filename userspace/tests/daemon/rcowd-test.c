@@ -3201,6 +3201,373 @@ static void test_mig_group_remove(struct tap *t)
 	menv_fini(&g.m);
 }
 
+/* ---- post-copy ------------------------------------------------------------ */
+
+static bool dst_serving(const struct menv *m)
+{
+	return m->e.k.m.dst.migrate_state == RCOW_MIGRATE_POSTCOPY || m->e.k.m.ended ||
+	       m->e.d.st.migrations_sent > 0;
+}
+
+/* The FILL_DONE of device dev_id's cookie, the loop and the fake kernel running. */
+static const struct fake_answer *mwait_fill_of(struct menv *m, uint32_t dev_id, uint64_t cookie,
+					       int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	const struct fake_answer *a;
+
+	while (!(a = fake_find(&m->e.k, RCOW_CMD_FILL_DONE, dev_id, cookie)) &&
+	       now_ms() < end) {
+		turn(&m->e, 20);
+		fake_mig_pump(&m->e.d, &m->e.k);
+	}
+	return a;
+}
+
+/* The FILL_DONE of the destination's cookie, the loop and the fake kernel running. */
+static const struct fake_answer *mwait_fill(struct menv *m, uint64_t cookie, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	const struct fake_answer *a;
+
+	while (!(a = fake_find(&m->e.k, RCOW_CMD_FILL_DONE, m->dst.dev_id, cookie)) &&
+	       now_ms() < end) {
+		turn(&m->e, 20);
+		fake_mig_pump(&m->e.d, &m->e.k);
+	}
+	return a;
+}
+
+/* Extents still remote on the destination. */
+static unsigned int remote_left(const struct fake_mig *k)
+{
+	unsigned int n = 0;
+
+	for (uint64_t e = 0; e < k->nr; e++)
+		n += fake_mig_remote(k, e);
+	return n;
+}
+
+/*
+ * Rounds, then writes the last round carries, then the finish: post-copy
+ * by MIGRATE_FINISH's flag (spec_line false) or by the send spec's
+ * "postcopy" line with a plain finish.  Until the destination serves.
+ */
+static bool pc_until_serving(struct menv *m, struct tap *t, bool spec_line)
+{
+	struct fake_mig *k = &m->e.k.m;
+	char path[PATH_MAX + 300], line[128], spec[256];
+	bool ok;
+
+	if (spec_line) {
+		psk_line(line, sizeof(line), 0x5a);
+		snprintf(spec, sizeof(spec), "postcopy\n%s", line);
+		snprintf(path, sizeof(path), "%s/migrate/send-%s.psk", m->run, m->src.dm_name);
+		put_secret(path, spec);
+	}
+	mwritten(m, 0, 10, 1);
+	mwritten(m, 20, 2, 1);
+	k->on_round = writes_between_rounds;
+	mstart(m);
+	ok = mwait(m, round4, 30000);
+	tap_ok(t, ok && !k->ended, "pre-copy rounds 1 to 4 (round %llu)",
+	       (unsigned long long)k->src.migrate_round);
+	/* after the last pre-copy round: only on the source when the guest moves */
+	mwrite(m, 5, 7);
+	mwrite(m, 12, 7);
+	mwrite(m, 13, 7);
+	mwrite(m, 28, 7);
+	mwrite(m, 29, 7);
+	mwrite(m, 30, 7);
+	k->hold_hyd = true;
+	if (spec_line)
+		fake_mig_finish(&m->e.d, &m->e.k);
+	else
+		fake_mig_finish_flags(&m->e.d, k, RCOW_MIGRATE_F_POSTCOPY);
+	ok = mwait(m, dst_serving, 30000) && k->dst.migrate_state == RCOW_MIGRATE_POSTCOPY;
+	tap_ok(t, ok && k->dst_postcopies == 1 && k->remote_reqs > 0 && remote_left(k) >= 6,
+	       "the destination serves in post-copy (%u MIGRATE_REMOTE, %u extents remote)",
+	       k->remote_reqs, remote_left(k));
+	return ok;
+}
+
+/* Post-copy to the end: guest reads while streaming, then the stream completes. */
+static void pc_to_end(struct menv *m, struct tap *t)
+{
+	struct fake_mig *k = &m->e.k.m;
+	const struct fake_answer *a1, *a2;
+	long long bad;
+	bool ok;
+
+	ok = fake_mig_guest_read(&m->e.d, k, 12, 501) && fake_mig_guest_read(&m->e.d, k, 29, 502);
+	a1 = mwait_fill(m, 501, 10000);
+	a2 = mwait_fill(m, 502, 10000);
+	tap_ok(t, ok && a1 && a2 && a1->status == 0 && a2->status == 0 && dcow_has(m, 12, 7) &&
+	       dcow_has(m, 29, 7),
+	       "guest reads of two remote extents, streaming held: fetched, written, answered 0");
+	k->hold_hyd = false;
+	ok = mwait(m, both_over, 30000);
+	tap_ok(t, ok, "both jobs ended (sent %llu, received %llu)", m->e.d.st.migrations_sent,
+	       m->e.d.st.migrations_received);
+	tap_ok(t, k->src_postcopies == 1 && k->ended && k->end_status == 0 && k->end_flags == 0 &&
+	       k->src.migrate_state == RCOW_MIGRATE_DONE,
+	       "the source went postcopy, then MIGRATE_END 0: done (%s)", k->end_msg);
+	tap_ok(t, k->completes == 1 && remote_left(k) == 0 &&
+	       k->dst.migrate_state != RCOW_MIGRATE_POSTCOPY,
+	       "the destination completed once nothing was remote (%u COMPLETE refused first)",
+	       k->complete_eagain);
+	ok = cows_equal(m, &bad);
+	tap_ok(t, ok, "every extent on the destination equals the source's (first difference: %lld)",
+	       bad);
+	tap_ok(t, k->remote_eio == 0 && m->e.d.st.bytes_read == 0,
+	       "no remote fault failed, nothing read from the base (%llu bytes)",
+	       m->e.d.st.bytes_read);
+	tap_ok(t, m->e.d.st.migrate_data_bytes >= 2 * (m->nwritten + 6) * EXT_BYTES &&
+	       m->e.d.st.migrate_bytes_sent > m->e.d.st.migrate_data_bytes / 2,
+	       "bytes counted: %llu DATA bytes (both sides), %llu sent", m->e.d.st.migrate_data_bytes,
+	       m->e.d.st.migrate_bytes_sent);
+}
+
+/* Post-copy from the start to the end; spec_line: chosen by the send spec. */
+static void postcopy_case(struct tap *t, bool spec_line)
+{
+	struct menv m;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	if (pc_until_serving(&m, t, spec_line))
+		pc_to_end(&m, t);
+	menv_fini(&m);
+}
+
+/*
+ * migrate finish postcopy: the last round is named REMOTE, the destination
+ * serves at once; a guest's reads of remote extents are fetched from the
+ * source ahead of the stream; the stream moves the rest; then the
+ * destination completes, the source ends done, every extent equal.
+ */
+static void test_mig_postcopy(struct tap *t)
+{
+	postcopy_case(t, false);
+}
+
+/* The send spec's "postcopy" line chooses post-copy with a plain migrate finish. */
+static void test_mig_postcopy_spec(struct tap *t)
+{
+	postcopy_case(t, true);
+}
+
+/*
+ * The source fails after SERVING (its COW device can no longer be read,
+ * as a source host going away): the source ends failed but keeps its fence
+ * (RCOW_MIGRATE_F_KEEP_FENCE: the destination may be running the guest);
+ * the destination's remote faults, the one in flight and later ones, fail
+ * with EIO, and nothing is read from the base for them.
+ */
+static void test_mig_postcopy_lost(struct tap *t)
+{
+	const struct fake_answer *a1, *a2;
+	struct fake_mig *k;
+	struct menv m;
+	bool ok;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	if (!pc_until_serving(&m, t, false)) {
+		menv_fini(&m);
+		return;
+	}
+	ok = truncate(m.e.cow, (off_t)DATA_OFFSET * 512) == 0;
+	ok = ok && fake_mig_guest_read(&m.e.d, k, 13, 601);
+	a1 = mwait_fill(&m, 601, 10000);
+	tap_ok(t, ok && a1 && a1->status == EIO, "a remote read while the source fails: EIO (%u)",
+	       a1 ? a1->status : 0);
+	ok = mwait(&m, m1_ended, 10000);
+	tap_ok(t, ok && k->end_status != 0 && k->end_flags == RCOW_MIGRATE_F_KEEP_FENCE,
+	       "the source ended failed with RCOW_MIGRATE_F_KEEP_FENCE (status %u flags %#x: %s)",
+	       k->end_status, k->end_flags, k->end_msg);
+	mwait(&m, both_over, 10000);
+	ok = fake_mig_guest_read(&m.e.d, k, 28, 602);
+	a2 = mwait_fill(&m, 602, 10000);
+	tap_ok(t, ok && a2 && a2->status == EIO, "a remote read after the job ended: EIO (%u)",
+	       a2 ? a2->status : 0);
+	tap_ok(t, m.e.d.st.bytes_read == 0 && !dcow_has(&m, 13, 7) && !dcow_has(&m, 28, 7) &&
+	       fake_mig_remote(k, 13) && fake_mig_remote(k, 28),
+	       "nothing read from the base, nothing written for them: still remote");
+	tap_ok(t, k->dst.migrate_state == RCOW_MIGRATE_POSTCOPY && k->completes == 0,
+	       "the destination stays in post-copy");
+	menv_fini(&m);
+}
+
+static bool both_serving(const struct menv *m)
+{
+	return (m->e.k.m.dst.migrate_state == RCOW_MIGRATE_POSTCOPY &&
+		m->e.k.m2.dst.migrate_state == RCOW_MIGRATE_POSTCOPY) || m->e.k.m.ended ||
+	       m->e.k.m2.ended;
+}
+
+/*
+ * A group of two, post-copy: the first member's finish asks it, the
+ * second's is plain; both destinations serve, a guest read on each is
+ * fetched, the stream moves the rest, both complete, both sources end
+ * done, each destination equal to its source.
+ */
+static void test_mig_postcopy_group(struct tap *t)
+{
+	const struct fake_answer *a1, *a2;
+	struct fake_mig *k1, *k2;
+	long long bad1, bad2;
+	struct genv g;
+	bool ok;
+
+	if (gsetup(&g, t, EXT_SECTORS))
+		return;
+	k1 = &g.m.e.k.m;
+	k2 = &g.m.e.k.m2;
+	ok = gstart_both(&g);
+	tap_ok(t, ok, "rounds of both members");
+	mwrite(&g.m, 4, 5);
+	mwrite(&g.m, 17, 5);
+	fill_path(g.scow2, 20, 9);
+	fake_set_bit(k2->dirty, 20, true);
+	fill_path(g.scow2, 21, 9);
+	fake_set_bit(k2->dirty, 21, true);
+	k1->hold_hyd = k2->hold_hyd = true;
+	fake_mig_finish_flags(&g.m.e.d, k1, RCOW_MIGRATE_F_POSTCOPY);
+	fake_mig_finish_pair(&g.m.e.d, k2);
+	ok = mwait(&g.m, both_serving, 30000) && k1->dst.migrate_state == RCOW_MIGRATE_POSTCOPY &&
+	     k2->dst.migrate_state == RCOW_MIGRATE_POSTCOPY;
+	tap_ok(t, ok && remote_left(k1) >= 2 && remote_left(k2) >= 2,
+	       "both destinations serve in post-copy (%u, %u extents remote)", remote_left(k1),
+	       remote_left(k2));
+	ok = ok && fake_mig_guest_read(&g.m.e.d, k1, 17, 801) &&
+	     fake_mig_guest_read(&g.m.e.d, k2, 21, 802);
+	a1 = mwait_fill_of(&g.m, g.m.dst.dev_id, 801, 10000);
+	a2 = mwait_fill_of(&g.m, g.dst2.dev_id, 802, 10000);
+	tap_ok(t, ok && a1 && a2 && a1->status == 0 && a2->status == 0,
+	       "a guest read on each member fetched from its source");
+	k1->hold_hyd = k2->hold_hyd = false;
+	ok = mwait(&g.m, both_over, 30000);
+	tap_ok(t, ok && k1->ended && k1->end_status == 0 && k2->ended && k2->end_status == 0 &&
+	       k1->src_postcopies == 1 && k2->src_postcopies == 1,
+	       "both sources went postcopy and ended done ('%s', '%s')", k1->end_msg, k2->end_msg);
+	tap_ok(t, k1->completes == 1 && k2->completes == 1 && !remote_left(k1) && !remote_left(k2),
+	       "both destinations completed with nothing remote");
+	ok = cows_equal(&g.m, &bad1) && files_equal(g.scow2, g.dcow2, MNR, &bad2);
+	tap_ok(t, ok, "each destination equals its source (first differences: %lld, %lld)", bad1,
+	       bad2);
+	tap_ok(t, g.m.e.d.st.bytes_read == 0, "nothing read from the base");
+	menv_fini(&g.m);
+}
+
+static bool dst_over(const struct menv *m)
+{
+	return m->e.d.st.migrations_received > 0;
+}
+
+/*
+ * The source goes away after SERVING (its device removed: its job stops,
+ * the connection closes): the destination's job ends, a remote read fails
+ * with EIO, nothing is read from the base, the device stays in post-copy.
+ */
+static void test_mig_postcopy_gone(struct tap *t)
+{
+	const struct fake_answer *a;
+	struct fake_mig *k;
+	struct menv m;
+	bool ok;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	if (!pc_until_serving(&m, t, false)) {
+		menv_fini(&m);
+		return;
+	}
+	remove_device(&m.e, m.src.dev_id);
+	ok = mwait(&m, dst_over, 10000);
+	tap_ok(t, ok, "the destination's job ended once the source went away");
+	ok = fake_mig_guest_read(&m.e.d, k, 12, 651);
+	a = mwait_fill(&m, 651, 10000);
+	tap_ok(t, ok && a && a->status == EIO, "a remote read then: EIO (%u)", a ? a->status : 0);
+	tap_ok(t, m.e.d.st.bytes_read == 0 && !dcow_has(&m, 12, 7) && fake_mig_remote(k, 12) &&
+	       k->dst.migrate_state == RCOW_MIGRATE_POSTCOPY && k->completes == 0,
+	       "nothing read from the base; still remote; the destination stays in post-copy");
+	menv_fini(&m);
+}
+
+/* A REMOTE fault for a device no job receives (remote-cowd restarted): EIO, twice. */
+static void test_mig_postcopy_nojob(struct tap *t)
+{
+	const struct fake_answer *a1, *a2;
+	struct env e;
+	char uri[PATH_MAX + 16];
+
+	if (env_init(&e, t, 16) || file_base_uri(&e, "base.img", 0x11, uri, sizeof(uri)) ||
+	    add_device(&e, 1, uri)) {
+		tap_ok(t, false, "set up a device");
+		env_fini(&e);
+		return;
+	}
+	fake_send_run(&e.d, RCOW_CMD_FAULT, 1, 701, 3, 2, RCOW_FAULT_F_REMOTE | RCOW_FAULT_F_WAITING);
+	fake_send_run(&e.d, RCOW_CMD_FAULT, 1, 702, 8, 1, RCOW_FAULT_F_REMOTE);
+	a1 = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 701, 5000);
+	a2 = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 702, 5000);
+	spin_for(&e, 100);
+	tap_ok(t, a1 && a1->status == EIO && a2 && a2->status == EIO,
+	       "REMOTE faults with no migration job: EIO (%u, %u)", a1 ? a1->status : 0,
+	       a2 ? a2->status : 0);
+	tap_ok(t, e.d.st.bytes_read == 0 && cow_extent_is(&e, 3, false) &&
+	       cow_extent_is(&e, 8, false), "nothing read from the base, nothing written");
+	env_fini(&e);
+}
+
+/*
+ * The answer to a remote fault goes the fill path's way: written into the
+ * COW data area by the writer threads, then FILL_DONE; one whose device
+ * was quiesced since the fault came (another epoch) writes and answers
+ * nothing (the kernel faults again after its resume).
+ */
+static void test_remote_fill_quiesce(struct tap *t)
+{
+	const struct fake_answer *a;
+	struct rcow_fault f = { .dev_id = 1, .cookie = 901, .first = 2, .count = 2 };
+	unsigned char *data = malloc(2 * EXT_BYTES);
+	unsigned int epoch;
+	char uri[PATH_MAX + 16];
+	struct env e;
+
+	if (!data || env_init(&e, t, 16) || file_base_uri(&e, "base.img", 0x11, uri, sizeof(uri)) ||
+	    add_device(&e, 1, uri) || !e.d.devices) {
+		tap_ok(t, false, "set up a device");
+		free(data);
+		env_fini(&e);
+		return;
+	}
+	for (size_t i = 0; i < 2 * EXT_BYTES; i++)	/* is_pattern() of extents 2 and 3 */
+		data[i] = (unsigned char)((2 * EXT_BYTES + (i & ~(size_t)7)) >> (8 * (7 - i % 8)));
+	epoch = atomic_load(&e.d.devices->epoch);
+	fake_send_quiesce(&e.d, 1, 77);
+	engine_remote_fill(&e.d, &f, epoch, data, 2 * EXT_BYTES, 0);
+	spin_for(&e, 200);
+	tap_ok(t, !fake_find(&e.k, RCOW_CMD_FILL_DONE, 1, 901) && cow_extent_is(&e, 2, false),
+	       "quiesced since the fault: nothing written, nothing answered");
+	f.cookie = 902;
+	engine_remote_fill(&e.d, &f, atomic_load(&e.d.devices->epoch), data, 2 * EXT_BYTES, 0);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 902, 5000);
+	tap_ok(t, a && a->status == 0 && a->first == 2 && a->count == 2 &&
+	       cow_extent_is(&e, 2, true) && cow_extent_is(&e, 3, true) && e.d.st.bytes_read == 0,
+	       "the same epoch: written by the writer threads, then FILL_DONE 2+2 (%u)",
+	       a ? a->status : 0);
+	f.cookie = 903;
+	engine_remote_fill(&e.d, &f, atomic_load(&e.d.devices->epoch), NULL, 0, EIO);
+	a = wait_answer(&e, RCOW_CMD_FILL_DONE, 1, 903, 5000);
+	tap_ok(t, a && a->status == EIO, "an error answers the fault with it");
+	free(data);
+	env_fini(&e);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct tap *t);
@@ -3250,6 +3617,13 @@ static const struct {
 	{ "mig-group-unknown", test_mig_group_unknown },
 	{ "mig-group-cow-fail", test_mig_group_cow_fail },
 	{ "mig-group-remove", test_mig_group_remove },
+	{ "mig-postcopy", test_mig_postcopy },
+	{ "mig-postcopy-spec", test_mig_postcopy_spec },
+	{ "mig-postcopy-lost", test_mig_postcopy_lost },
+	{ "mig-postcopy-gone", test_mig_postcopy_gone },
+	{ "mig-postcopy-nojob", test_mig_postcopy_nojob },
+	{ "mig-postcopy-group", test_mig_postcopy_group },
+	{ "remote-fill-quiesce", test_remote_fill_quiesce },
 };
 
 int main(int argc, char **argv)
