@@ -40,8 +40,9 @@
  *
  * Post-copy (the kernel's MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY, or
  * the send spec's "postcopy" line): once fenced, one round of each member
- * whose runs are named to the destination (REMOTE) instead of sent, FLUSH,
- * POSTCOPY; at SERVING MIGRATE_POSTCOPY to each member's kernel; then the
+ * whose extents never sent before are named to the destination (REMOTE)
+ * instead of sent - those sent before go as DATA (last_round_split()) -
+ * then FLUSH, POSTCOPY; at SERVING MIGRATE_POSTCOPY to each member's kernel; then the
  * destination's FETCHes are answered with DATA read from the COW device
  * until COMMITTED, when the runs are marked sent and each member ends with
  * MIGRATE_END 0.  Any failure after POSTCOPY went out keeps the fence
