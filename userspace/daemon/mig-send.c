@@ -474,8 +474,9 @@ static int last_round_split(struct sender *s, unsigned int dev)
 }
 
 /*
- * Post-copy finish (every member fenced): the last round of each member is
- * named to the destination as REMOTE runs instead of sent; FLUSH for what
+ * Post-copy finish (every member fenced): the last round of each member,
+ * but for what was sent before (last_round_split()), is named to the
+ * destination as REMOTE runs instead of sent; FLUSH for what
  * came before; POSTCOPY; at SERVING, MIGRATE_POSTCOPY to each member's
  * kernel; then the destination's FETCHes are answered until COMMITTED,
  * when the runs are marked sent and each member ends (MIGRATE_END 0).
