@@ -40,8 +40,9 @@
  *
  * Post-copy (the kernel's MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY, or
  * the send spec's "postcopy" line): once fenced, one round of each member
- * whose runs are named to the destination (REMOTE) instead of sent, FLUSH,
- * POSTCOPY; at SERVING MIGRATE_POSTCOPY to each member's kernel; then the
+ * whose extents never sent before are named to the destination (REMOTE)
+ * instead of sent - those sent before go as DATA (last_round_split()) -
+ * then FLUSH, POSTCOPY; at SERVING MIGRATE_POSTCOPY to each member's kernel; then the
  * destination's FETCHes are answered with DATA read from the COW device
  * until COMMITTED, when the runs are marked sent and each member ends with
  * MIGRATE_END 0.  Any failure after POSTCOPY went out keeps the fence
@@ -80,6 +81,7 @@ struct smem {
 	uint64_t eb, dev_bytes, data_off;
 	uint64_t last;			/* its last round */
 	uint64_t cursor;		/* mirroring: where its next slice goes on */
+	uint8_t *sent;			/* extents sent in a round before (post-copy) */
 };
 
 struct sender {
@@ -289,6 +291,8 @@ static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, si
 	for (size_t i = 0; i < n && !r; i++) {
 		r = send_run(s, dev, v[i].first, v[i].count);
 		bytes += v[i].count * s->dv[dev].eb;
+		for (uint64_t e = v[i].first; e < v[i].first + v[i].count; e++)
+			s->dv[dev].sent[e / 8] |= (uint8_t)(1u << (e % 8));
 	}
 	if (!r)
 		r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq),
@@ -431,8 +435,48 @@ static int serve_fetches(struct sender *s)
 }
 
 /*
- * Post-copy finish (every member fenced): the last round of each member is
- * named to the destination as REMOTE runs instead of sent; FLUSH for what
+ * Post-copy: member dev's last round, split.  Its extents sent in a round
+ * before are on the destination already, in an older version: the kernel
+ * there does not take them as remote (a present or filled extent is not),
+ * so they go as DATA now (shipped: flushed, marked).  The others, never
+ * sent, are the post-copy runs (s->pc_runs[dev]), named REMOTE.
+ */
+static int last_round_split(struct sender *s, unsigned int dev)
+{
+	struct run_vec runs = { 0 }, again = { 0 };
+	const uint8_t *sent = s->dv[dev].sent;
+	uint64_t shipped;
+	int r = get_runs(s, dev, MK_RUNS, &runs);
+
+	for (size_t k = 0; !r && k < runs.len; k++) {
+		uint64_t e = runs.ptr[k].first, end = e + runs.ptr[k].count;
+
+		while (e < end && !r) {
+			bool was = sent[e / 8] >> (e % 8) & 1;
+			struct rcow_run part = { e, 0 };
+
+			while (e < end && (bool)(sent[e / 8] >> (e % 8) & 1) == was) {
+				part.count++;
+				e++;
+			}
+			if (run_vec_push(was ? &again : &s->pc_runs[dev], part))
+				r = rcow_err_set(&s->err, ENOMEM, "out of memory");
+		}
+	}
+	if (!r && again.len)
+		r = ship(s, dev, again.ptr, again.len, &shipped);
+	if (!r && again.len)
+		vlog(s->j->d, 1, "device %s: post-copy: %llu extent(s) sent before and written since go now",
+		     s->j->m[dev].name, (unsigned long long)shipped);
+	run_vec_free(&runs);
+	run_vec_free(&again);
+	return r;
+}
+
+/*
+ * Post-copy finish (every member fenced): the last round of each member,
+ * but for what was sent before (last_round_split()), is named to the
+ * destination as REMOTE runs instead of sent; FLUSH for what
  * came before; POSTCOPY; at SERVING, MIGRATE_POSTCOPY to each member's
  * kernel; then the destination's FETCHes are answered until COMMITTED,
  * when the runs are marked sent and each member ends (MIGRATE_END 0).
@@ -449,7 +493,7 @@ static int postcopy(struct sender *s)
 	for (unsigned int i = 0; i < j->n && !r; i++) {
 		r = take_round(s, i, 0);
 		if (!r)
-			r = get_runs(s, i, MK_RUNS, &s->pc_runs[i]);
+			r = last_round_split(s, i);
 		for (size_t k = 0; !r && k < s->pc_runs[i].len; k++) {
 			uint64_t first = s->pc_runs[i].ptr[k].first, left = s->pc_runs[i].ptr[k].count;
 
@@ -642,6 +686,11 @@ void *mig_send_thread(void *arg)
 		s.dv[i].dev_bytes = j->m[i].info.dev_sectors * 512;
 		s.dv[i].data_off = j->m[i].info.data_offset * 512;
 		s.dv[i].last = mig_round_seen(j, i, NULL);
+		s.dv[i].sent = calloc(1, (size_t)((j->m[i].info.nr_extents + 7) / 8));
+		if (!s.dv[i].sent) {
+			r = rcow_err_set(&s.err, ENOMEM, "out of memory");
+			break;
+		}
 		r = j->d->kops->open_cow(j->d->kctx, &j->m[i].info, &s.cow[i], &s.err);
 	}
 	if (!r)
@@ -687,6 +736,8 @@ void *mig_send_thread(void *arg)
 	mig_end(j, s.c, s.cow, &s.buf, s.rbuf, s.moved);
 	for (unsigned int i = 0; s.pc_runs && i < j->n; i++)
 		run_vec_free(&s.pc_runs[i]);
+	for (unsigned int i = 0; s.dv && i < j->n; i++)
+		free(s.dv[i].sent);
 	free(s.pc_runs);
 	free(s.cow);
 	free(s.dv);

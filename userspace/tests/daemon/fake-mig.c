@@ -381,8 +381,10 @@ static int dest_request(struct fake_mig *m, const struct rcow_migrate_req *q,
 		if (r)
 			return r;
 		m->remote_reqs++;
+		/* as the kernel: an extent filled already (MIGRATE_FILL) is not remote */
 		for (uint64_t e = q->first; e < q->first + q->count && e < m->nr; e++)
-			fake_set_bit(m->remote, e, true);
+			if (!m->fills[e])
+				fake_set_bit(m->remote, e, true);
 		return 0;
 	case RCOW_CMD_MIGRATE_POSTCOPY:
 		m->dst.migrate_state = RCOW_MIGRATE_POSTCOPY;
