@@ -85,6 +85,7 @@
 #include "dm-remote-cow.h"
 
 #define DM_MSG_PREFIX "remote-cow"
+#define MIGRATE_USAGE "migrate send <host:port> | migrate finish [postcopy] | migrate abort"
 
 static const char * const state_names[] = {
 	[RCOW_MIGRATE_IDLE] = "idle",
@@ -785,7 +786,7 @@ static int message_abort(struct rcow *rc)
 	spin_unlock(&mg->lock);
 	mutex_unlock(&cm->message_lock);
 	if (old == RCOW_MIGRATE_POSTCOPY) {
-		DMWARN("%s: migrate abort refused: post-copy, the destination runs the guest and fetches from this device",
+		DMWARN("%s: migrate abort refused: post-copy (the destination runs the guest)",
 		       rc->name);
 		return -EBUSY;
 	}
@@ -816,8 +817,7 @@ int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv)
 		return message_send(rc, argc, argv);
 	if (argc != 2 &&
 	    !(finish && argc == 3 && !strcasecmp(argv[2], "postcopy"))) {
-		DMWARN("%s: usage: migrate send <host:port> | migrate finish [postcopy] | migrate abort",
-		       rc->name);
+		DMWARN("%s: usage: %s", rc->name, MIGRATE_USAGE);
 		return -EINVAL;
 	}
 	if (finish)
@@ -951,7 +951,7 @@ int rcow_migrate_postcopy(struct rcow *rc)
 	spin_unlock(&mg->lock);
 	if (r)
 		return r;
-	DMINFO("%s: migration to %s in post-copy: the destination serves; this device stays fenced",
+	DMINFO("%s: migration to %s in post-copy: the destination serves; fenced",
 	       rc->name, mg->target);
 	raise_event(rc);
 	return 0;

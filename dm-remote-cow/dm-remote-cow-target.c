@@ -861,7 +861,7 @@ static void start_postcopy(struct rcow *rc)
 		return;
 	}
 	release_incoming(rc, true);
-	DMINFO("%s: incoming migration in post-copy: I/O flows; %lld of %llu extents still on the source",
+	DMINFO("%s: incoming migration in post-copy: %lld of %llu extents on the source",
 	       rcow_name(rc), (long long)atomic64_read(&rc->remote_left),
 	       READ_ONCE(rc->remote_total));
 }
