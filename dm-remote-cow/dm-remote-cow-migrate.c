@@ -56,6 +56,14 @@
  * destination took over) keeps it: state failed, listed as "unknown" (a
  * new table starts failed and fenced), until migrate abort unlists it.
  *
+ * Post-copy: `migrate finish postcopy` fences as finish does and flags
+ * MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY; the helper names the last
+ * round to the destination as remote, has it serve, and sends
+ * MIGRATE_POSTCOPY here: state postcopy, still fenced, rounds and marks
+ * go on while the destination fetches, MIGRATE_END as while finishing.
+ * The destination runs the guest from then on, so migrate abort is
+ * refused and a failed end keeps the fence as KEEP_FENCE does.
+ *
  * Locking: mg->lock (a spinlock, never taken from interrupts) protects
  * the state, the counters, the target and the requests, and the round
  * set's changes: the swap and the marks.  It nests inside nothing and
@@ -278,6 +286,8 @@ int rcow_migrate_busy(struct rcow *rc, const char *what)
 	DMWARN("%s: %s: %s", rc->name, what,
 	       s == RCOW_MIGRATE_DONE ?
 	       "the device migrated away (fenced until its table is removed)" :
+	       s == RCOW_MIGRATE_POSTCOPY ?
+	       "post-copy: the destination serves and fetches from this device" :
 	       "a migration is running (migrate abort stops it)");
 	return -EBUSY;
 }

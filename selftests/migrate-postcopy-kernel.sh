@@ -38,6 +38,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
 . "$(dirname "$0")/lib-mig-kernel.sh"
+. "$(dirname "$0")/lib-mig-incoming.sh"
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout blkdiscard
@@ -59,46 +60,18 @@ CMD_POSTCOPY=30			# RCOW_CMD_MIGRATE_POSTCOPY
 BM_REMOTE=19			# RCOW_BITMAP_MIGRATE_REMOTE
 
 require_built "$NL" "$RC"
-file_test_setup "$BASE_BYTES" migrate-postcopy
-base=$BASE_IMG
-tmp=$NET_WORKDIR
-make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
-cow=$COW_DEV
-dev=/dev/mapper/$NAME
-TABLE=$(rc_table "$LEN" "$cow" "$EXT" "file://$base")
-TABLE_IN=$(rc_table "$LEN" "$cow" "$EXT" "file://$base" incoming)
-
 # The reference: the base with the migrated and the remote extents
 # changed (the source's data), and extent 21 written by the guest.
-cp "$base" "$tmp/ref"
-for e in $FILLED $REMOTE; do
-	head -c "$EXTB" /dev/urandom | dd of="$tmp/ref" bs="$EXTB" seek="$e" conv=notrunc status=none
-done
+# shellcheck disable=SC2086	# lists of extents
+incoming_setup migrate-postcopy $FILLED $REMOTE
 head -c "$EXTB" /dev/zero | tr '\0' 'w' >"$tmp/w21"
-dd if="$tmp/w21" of="$tmp/ref" bs="$EXTB" seek=21 conv=notrunc status=none
+ref_write 21 "$tmp/w21"
 
 data_offset() { "$NL" devices 2>/dev/null | sed -n "s/^dev_id=$ID name=$NAME .* data_offset=\([0-9]*\).*/\1/p"; }
-migrate_state() { dm_status_field "$NAME" 9; }
 state_is() { [ "$(migrate_state)" = "$1" ]; }
 faults_are() { [ "$(dm_status_field "$NAME" 4)" -eq "$1" ]; }
-fill() { sess raw migrate_fill "dev_id:u32:$ID" "first_extent:u64:$1" "extent_count:u32:$2"; }
 remote() { sess raw "$CMD_REMOTE" "dev_id:u32:$ID" "first_extent:u64:$1" "extent_count:u32:$2"; }
 postcopy() { sess raw "$CMD_POSTCOPY" "dev_id:u32:$ID"; }
-# copy_extents <from file> <first> [count]: the helper's part, the data of
-# those extents into the COW device's data area, written directly.
-copy_extents() {
-	dd if="$1" of="$cow" bs=512 skip=$(($2 * EXT)) seek=$((DATA_OFF + $2 * EXT)) \
-		count=$((EXT * ${3:-1})) conv=notrunc oflag=direct status=none
-}
-bg_io() {	# bg_io <name> <dd args...>: <name>.rc holds its exit status
-	local n=$1
-	shift
-	rm -f "$tmp/$n.rc"
-	{ dd "$@" status=none 2>/dev/null; echo $? >"$tmp/$n.rc"; } &
-	at_exit "kill $! 2>/dev/null"
-}
-io_rc() { cat "$tmp/$1.rc" 2>/dev/null; }
-ended() { [ -e "$tmp/$1.rc" ]; }
 bg_read() {	# bg_read <name> <first extent> [extents]: one direct read
 	bg_io "$1" if="$dev" of="$tmp/$1" bs=$((EXTB * ${3:-1})) skip=$(($2 * EXTB)) count=1 \
 		iflag=direct,skip_bytes
