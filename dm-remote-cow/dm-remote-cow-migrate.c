@@ -968,9 +968,10 @@ int rcow_migrate_postcopy(struct rcow *rc)
 }
 
 /*
- * With @want_target, the caller kfree()s mi->target.  True while running.
- * A post-copy destination counts the extents named remote and, of those,
- * the present ones.
+ * With @want_target, the caller kfree()s mi->target.  True while a
+ * migration runs from this device (a source: not a destination, even in
+ * post-copy).  A post-copy destination counts the extents named remote
+ * and, of those, the present ones.
  */
 bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 		       bool want_target)
@@ -996,7 +997,7 @@ bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 		mi->nomem = !mi->target;
 	}
 	spin_unlock(&mg->lock);
-	return running(mi->state);
+	return !test_bit(RCOW_F_INCOMING, &rc->flags) && running(mi->state);
 }
 
 const char *rcow_migrate_state_name(enum remote_cow_migrate_state s)

@@ -43,7 +43,7 @@
 require_vm
 require_cmd dmsetup losetup dd cmp timeout blkdiscard
 use_rcow_fill
-tap_plan 107
+tap_plan 108
 
 NAME="rc-migrate-postcopy"
 EXT=128				# 64 KiB extents
@@ -80,14 +80,17 @@ ref_is() {	# ref_is <file> <first extent> [extents]
 	cmp "$1" <(dd if="$tmp/ref" bs="$EXTB" skip="$2" count="${3:-1}" status=none)
 }
 # next_fault [timeout ms]: the next FAULT the session hears (other events
-# skipped) in FAULT_LINE, its cookie in COOKIE; false if none comes.
+# skipped, in SKIPPED) in FAULT_LINE, its cookie in COOKIE; false if none
+# comes.
 next_fault() {
 	local i
 	FAULT_LINE=
 	COOKIE=
+	SKIPPED=
 	for i in 1 2 3 4 5 6; do
 		sess listen 1 "${1:-10000}"
 		[ "$SESS_RC" = 0 ] || return 1
+		SKIPPED+="$SESS_OUT;"
 		if [[ $SESS_OUT == "FAULT dev_id=$ID "* ]]; then
 			FAULT_LINE=${SESS_OUT#FAULT dev_id="$ID" }
 			COOKIE=$(sed -n 's/.* cookie=\([0-9]*\).*/\1/p' <<<"$SESS_OUT")
@@ -195,6 +198,8 @@ bg_read r6 6 4
 check "4 faults queued with no helper" wait_until 20 faults_are 4
 sess register
 fault_seen
+check "a helper registering hears no MIGRATE_START for a post-copy destination" \
+	test "${SKIPPED/MIGRATE_START/}" = "$SKIPPED"
 check_eq "remote 6-7: one run, flagged remote" "first_extent=6 extent_count=2 cookie=C remote" "$FAULT_SHAPE"
 C1=$COOKIE
 fault_seen
