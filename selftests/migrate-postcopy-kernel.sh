@@ -32,8 +32,9 @@
 #   postcopy fences and sends MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY;
 #   MIGRATE_POSTCOPY: status postcopy, a dm event, writes still refused,
 #   migrate abort refused; MIGRATE_END with an error: failed, still
-#   fenced, then migrate abort is accepted; again, MIGRATE_END 0 once the
-#   last round is sent: done.
+#   fenced, then migrate abort is accepted; again, with a plain migrate
+#   finish (no flag) and MIGRATE_POSTCOPY all the same, MIGRATE_END 0 once
+#   the last round is sent: done.
 # shellcheck disable=SC2317	# functions called through check
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
@@ -43,7 +44,7 @@
 require_vm
 require_cmd dmsetup losetup dd cmp timeout blkdiscard
 use_rcow_fill
-tap_plan 108
+tap_plan 109
 
 NAME="rc-migrate-postcopy"
 EXT=128				# 64 KiB extents
@@ -310,10 +311,11 @@ msg_ok "migrate abort once failed" migrate abort
 check "writable again" write_extent 4 70
 
 msg_ok "migrate send again" migrate send "$DEST"
-msg_ok "migrate finish postcopy" migrate finish postcopy
 drain_events
+msg_ok "a plain migrate finish" migrate finish
+check "... MIGRATE_FINISH without RCOW_MIGRATE_F_POSTCOPY" event "$(ev MIGRATE_FINISH 3 0 0 0)"
 postcopy
-check_eq "MIGRATE_POSTCOPY" 0 "$SESS_RC"
+check_eq "MIGRATE_POSTCOPY (the helper chose post-copy) accepted" 0 "$SESS_RC"
 end_migration 0
 check_eq "MIGRATE_END 0 with extents left: refused" 1 "$SESS_RC"
 round
