@@ -56,6 +56,14 @@
  * destination took over) keeps it: state failed, listed as "unknown" (a
  * new table starts failed and fenced), until migrate abort unlists it.
  *
+ * Post-copy: `migrate finish postcopy` fences as finish does and flags
+ * MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY; the helper names the last
+ * round to the destination as remote, has it serve, and sends
+ * MIGRATE_POSTCOPY here: state postcopy, still fenced, rounds and marks
+ * go on while the destination fetches, MIGRATE_END as while finishing.
+ * The destination runs the guest from then on, so migrate abort is
+ * refused and a failed end keeps the fence as KEEP_FENCE does.
+ *
  * Locking: mg->lock (a spinlock, never taken from interrupts) protects
  * the state, the counters, the target and the requests, and the round
  * set's changes: the swap and the marks.  It nests inside nothing and
@@ -85,6 +93,7 @@
 #include "dm-remote-cow.h"
 
 #define DM_MSG_PREFIX "remote-cow"
+#define MIGRATE_USAGE "migrate send <host:port> | migrate finish [postcopy] | migrate abort"
 
 static const char * const state_names[] = {
 	[RCOW_MIGRATE_IDLE] = "idle",
@@ -277,6 +286,8 @@ int rcow_migrate_busy(struct rcow *rc, const char *what)
 	DMWARN("%s: %s: %s", rc->name, what,
 	       s == RCOW_MIGRATE_DONE ?
 	       "the device migrated away (fenced until its table is removed)" :
+	       s == RCOW_MIGRATE_POSTCOPY ?
+	       "post-copy: the destination serves and fetches from this device" :
 	       "a migration is running (migrate abort stops it)");
 	return -EBUSY;
 }
@@ -785,7 +796,7 @@ static int message_abort(struct rcow *rc)
 	spin_unlock(&mg->lock);
 	mutex_unlock(&cm->message_lock);
 	if (old == RCOW_MIGRATE_POSTCOPY) {
-		DMWARN("%s: migrate abort refused: post-copy, the destination runs the guest and fetches from this device",
+		DMWARN("%s: migrate abort refused: post-copy (the destination runs the guest)",
 		       rc->name);
 		return -EBUSY;
 	}
@@ -816,8 +827,7 @@ int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv)
 		return message_send(rc, argc, argv);
 	if (argc != 2 &&
 	    !(finish && argc == 3 && !strcasecmp(argv[2], "postcopy"))) {
-		DMWARN("%s: usage: migrate send <host:port> | migrate finish [postcopy] | migrate abort",
-		       rc->name);
+		DMWARN("%s: usage: %s", rc->name, MIGRATE_USAGE);
 		return -EINVAL;
 	}
 	if (finish)
@@ -951,16 +961,17 @@ int rcow_migrate_postcopy(struct rcow *rc)
 	spin_unlock(&mg->lock);
 	if (r)
 		return r;
-	DMINFO("%s: migration to %s in post-copy: the destination serves; this device stays fenced",
+	DMINFO("%s: migration to %s in post-copy: the destination serves; fenced",
 	       rc->name, mg->target);
 	raise_event(rc);
 	return 0;
 }
 
 /*
- * With @want_target, the caller kfree()s mi->target.  True while running.
- * A post-copy destination counts the extents named remote and, of those,
- * the present ones.
+ * With @want_target, the caller kfree()s mi->target.  True while a
+ * migration runs from this device (a source: not a destination, even in
+ * post-copy).  A post-copy destination counts the extents named remote
+ * and, of those, the present ones.
  */
 bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 		       bool want_target)
@@ -986,7 +997,7 @@ bool rcow_migrate_info(struct rcow *rc, struct rcow_migrate_info *mi,
 		mi->nomem = !mi->target;
 	}
 	spin_unlock(&mg->lock);
-	return running(mi->state);
+	return !test_bit(RCOW_F_INCOMING, &rc->flags) && running(mi->state);
 }
 
 const char *rcow_migrate_state_name(enum remote_cow_migrate_state s)

@@ -1218,9 +1218,9 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 	}
 	mutex_unlock(&rcow_nl_lock);
 	if (r == -ESTALE)
-		GENL_SET_ERR_MSG(info, "no migration running (in this round), or not incoming (or in post-copy)");
+		GENL_SET_ERR_MSG(info, "no migration (in this round), not incoming, or post-copy");
 	else if (r == -EAGAIN)
-		GENL_SET_ERR_MSG(info, "not finishing, or extents are left to send (or to fetch, in post-copy)");
+		GENL_SET_ERR_MSG(info, "not finishing, or extents are left to send or to fetch");
 	return r;
 }
 

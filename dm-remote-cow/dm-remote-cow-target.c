@@ -84,6 +84,19 @@
  * held bios to the one-extent path.  A table without the feature refuses
  * a COW device still flagged incoming.
  *
+ * Post-copy: MIGRATE_REMOTE names the extents still only on the source
+ * (rc->incoming_remote, in memory); MIGRATE_POSTCOPY has the worker
+ * commit and serve (RCOW_F_POSTCOPY: map stops holding, the held bios go
+ * to the worker) while the superblock stays flagged, so a crash or reload
+ * leaves a device that only an incoming table loads, held, with an empty
+ * remote set.  A fault of a remote extent is sent flagged
+ * RCOW_FAULT_F_REMOTE, and take_run() never lets a run mix remote and
+ * other extents: the helper fetches the former from the source, never
+ * from the base.  An extent leaves the set where it becomes PRESENT (a
+ * fill, which the worker also marks WRITTEN, or a whole-extent write);
+ * a discard of a remote extent, missing, ends without effect.
+ * MIGRATE_COMPLETE waits for the set to be empty.
+ *
  * Suspend: a noflush suspend pushes the bios waiting on faults back to dm,
  * which reissues them after resume.  A flush suspend waits for them while a
  * helper is connected (bounded by fault_timeout when set; the fault_timeout
@@ -861,7 +874,7 @@ static void start_postcopy(struct rcow *rc)
 		return;
 	}
 	release_incoming(rc, true);
-	DMINFO("%s: incoming migration in post-copy: I/O flows; %lld of %llu extents still on the source",
+	DMINFO("%s: incoming migration in post-copy: %lld of %llu extents on the source",
 	       rcow_name(rc), (long long)atomic64_read(&rc->remote_left),
 	       READ_ONCE(rc->remote_total));
 }

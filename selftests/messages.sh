@@ -126,7 +126,7 @@ msg_refused "snapshot abort with an argument" "$EINVAL" \
 msg_refused "migrate send without a destination" "$EINVAL" \
 	"usage: migrate send <host:port>" migrate send
 msg_refused "migrate finish with an argument" "$EINVAL" \
-	"usage: migrate send <host:port> | migrate finish | migrate abort" migrate finish now
+	"usage: migrate send <host:port> | migrate finish [postcopy] | migrate abort" migrate finish now
 msg_refused "snapshot alone" "$EINVAL" "unrecognised message 'snapshot'" snapshot
 msg_refused "snapshot with an unknown verb" "$EINVAL" "unrecognised message 'snapshot'" \
 	snapshot take

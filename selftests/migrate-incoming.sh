@@ -22,6 +22,7 @@
 # shellcheck disable=SC2317	# functions called through check
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
+. "$(dirname "$0")/lib-mig-incoming.sh"
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout
@@ -38,45 +39,17 @@ RC=$RC_TREE/tools/remote-cow
 MIGRATED="2 3 10"
 
 require_built "$NL" "$RC"
-file_test_setup "$BASE_BYTES" migrate-incoming
-base=$BASE_IMG
-tmp=$NET_WORKDIR
-make_cow $((BASE_BYTES + (4 << 20))) || tap_bail "no COW loop device"
-cow=$COW_DEV
-dev=/dev/mapper/$NAME
-TABLE=$(rc_table "$LEN" "$cow" "$EXT" "file://$base")
-TABLE_IN=$(rc_table "$LEN" "$cow" "$EXT" "file://$base" incoming)
-
 # The reference: the base with the migrated extents (and extent 20,
 # written by the guest once the migration completed) changed.
-cp "$base" "$tmp/ref"
-for e in $MIGRATED; do
-	head -c "$EXTB" /dev/urandom | dd of="$tmp/ref" bs="$EXTB" seek="$e" conv=notrunc status=none
-done
+# shellcheck disable=SC2086	# a list of extents
+incoming_setup migrate-incoming $MIGRATED
 head -c "$EXTB" /dev/zero | tr '\0' 'w' >"$tmp/w20"
-dd if="$tmp/w20" of="$tmp/ref" bs="$EXTB" seek=20 conv=notrunc status=none
+ref_write 20 "$tmp/w20"
 
 dev_line() { "$NL" devices 2>/dev/null | grep " name=$NAME "; }
 data_offset() { dev_line | sed -n 's/.* data_offset=\([0-9]*\).*/\1/p'; }
-migrate_state() { dm_status_field "$NAME" 9; }
-fill() { sess raw migrate_fill "dev_id:u32:$ID" "first_extent:u64:$1" "extent_count:u32:$2"; }
-# migrate_extent <extent>: the helper's part: the reference's data into
-# the COW device's data area, written directly.
-migrate_extent() {
-	dd if="$tmp/ref" of="$cow" bs=512 skip=$(($1 * EXT)) seek=$((DATA_OFF + $1 * EXT)) \
-		count="$EXT" conv=notrunc oflag=direct status=none
-}
-# bg_io <name> <dd args...>: dd in the background; <name>.rc holds its
-# exit status once it ended.
-bg_io() {
-	local n=$1
-	shift
-	rm -f "$tmp/$n.rc"
-	{ dd "$@" status=none 2>/dev/null; echo $? >"$tmp/$n.rc"; } &
-	at_exit "kill $! 2>/dev/null"
-}
-io_rc() { cat "$tmp/$1.rc" 2>/dev/null; }
-ended() { [ -e "$tmp/$1.rc" ]; }
+# migrate_extent <extent>: the reference's data into the data area.
+migrate_extent() { copy_extents "$tmp/ref" "$1"; }
 
 # --- an incoming table: the flag, held I/O, fault_timeout ----------------------
 dm_create "$NAME" "$(rc_table "$LEN" "$cow" "$EXT" "file://$base" fault_timeout 3000 incoming)" ||

@@ -365,7 +365,8 @@ enum remote_cow_attr {
 	RCOW_A_PRESENT,		/* u64: extents present (in GET_DEVICE) */
 	/*
 	 * u32: RCOW_DEV_F_* in GET_DEVICE, RCOW_FAULT_F_* in FAULT,
-	 * RCOW_MIGRATE_F_* in MIGRATE_ROUND and MIGRATE_END
+	 * RCOW_MIGRATE_F_* in MIGRATE_ROUND and MIGRATE_END, and in
+	 * MIGRATE_FINISH in place of the device's RCOW_DEV_F_*
 	 */
 	RCOW_A_FLAGS,
 	RCOW_A_RUN_LENGTH,	/* u64: extents in a run (GET_RUNS) */
@@ -440,7 +441,7 @@ enum remote_cow_migrate_state {
 	RCOW_MIGRATE_POSTCOPY,
 };
 
-/* RCOW_A_FLAGS bits of MIGRATE_ROUND and MIGRATE_END */
+/* RCOW_A_FLAGS bits of MIGRATE_ROUND, MIGRATE_END and MIGRATE_FINISH */
 #define RCOW_MIGRATE_F_MIRROR	_BITUL(0)	/* ROUND: mirror from now */
 #define RCOW_MIGRATE_F_KEEP_FENCE _BITUL(1)	/* END: outcome unknown */
 #define RCOW_MIGRATE_F_POSTCOPY	_BITUL(2)	/* FINISH: finish post-copy */
