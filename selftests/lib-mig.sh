@@ -132,14 +132,16 @@ mig_link_cut() {
 	at_exit mig_link_restore
 	tc qdisc replace dev lo root netem loss 100%
 }
-# mig_link_shape <delay> <rate>: every packet on lo held <delay> and the
-# loopback limited to <rate> (tc netem, tc's syntax: 1ms, 1gbit); a packet
-# crosses lo once per direction, so the round trip is twice <delay>.
+# mig_link_shape <delay> <rate> [limit]: every packet on lo held <delay>
+# and the loopback limited to <rate> (tc netem, tc's syntax: 1ms, 1gbit); a
+# packet crosses lo once per direction, so the round trip is twice <delay>.
+# At most <limit> packets queue (10000 unless given: at a low rate that
+# is a minute of queue, which a test of what is in flight shortens).
 # Restored at exit.
 mig_link_shape() {
 	modprobe sch_netem 2>/dev/null
 	at_exit mig_link_restore
-	tc qdisc replace dev lo root netem limit 10000 delay "$1" rate "$2"
+	tc qdisc replace dev lo root netem limit "${3:-10000}" delay "$1" rate "$2"
 }
 # mig_link_restore: lo carries packets again.
 mig_link_restore() {

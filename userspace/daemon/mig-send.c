@@ -177,8 +177,28 @@ static int hello(struct sender *s)
 	return r ? r : wait_for(s, MIG_READY, 0);
 }
 
-/* Extents [first, first + count) of member dev as DATA frames of at most MIG_MAX_DATA. */
-static int send_run(struct sender *s, unsigned int dev, uint64_t first, uint64_t count)
+/*
+ * A post-copy finish was asked (the kernel's flag or the send spec): a
+ * round in progress stops at its next DATA frame, and what it did not send
+ * stays in the kernel's round set, to be named REMOTE by postcopy().
+ */
+static bool postcopy_asked(struct sender *s)
+{
+	bool pc;
+
+	pthread_mutex_lock(&s->j->lock);
+	pc = s->j->finish && (s->j->postcopy || s->spec_postcopy);
+	pthread_mutex_unlock(&s->j->lock);
+	return pc;
+}
+
+/*
+ * Extents [first, first + count) of member dev as DATA frames of at most
+ * MIG_MAX_DATA; *done: the extents sent.  With cut, stops before a frame
+ * once a post-copy finish is asked (then *done < count).
+ */
+static int send_run(struct sender *s, unsigned int dev, uint64_t first, uint64_t count,
+		    bool cut, uint64_t *done)
 {
 	const struct smem *dv = &s->dv[dev];
 	uint64_t per = MIG_MAX_DATA / dv->eb;
@@ -192,6 +212,8 @@ static int send_run(struct sender *s, unsigned int dev, uint64_t first, uint64_t
 
 		if (mig_stopping(s->j))
 			return rcow_err_set(&s->err, ECANCELED, "migration aborted");
+		if (cut && postcopy_asked(s))
+			return 0;
 		if (off + len > dv->dev_bytes)
 			len = dv->dev_bytes - off;	/* the short last extent */
 		r = rcow_buf_reserve(&s->buf, rcow_cow_io_len(s->cow[dev], len), &s->err);
@@ -206,6 +228,7 @@ static int send_run(struct sender *s, unsigned int dev, uint64_t first, uint64_t
 			return r < 0 ? r : -EINVAL;
 		first += n;
 		count -= n;
+		*done += n;
 		s->moved += n;
 	}
 	return 0;
@@ -277,23 +300,31 @@ static int mark(struct sender *s, unsigned int dev, uint64_t round, const struct
  * the slices.
  */
 static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, size_t n,
-		uint64_t *sent)
+		bool cut, uint64_t *sent)
 {
 	uint64_t round = s->dv[dev].last;
 	uint8_t f[MIG_HDR_SIZE + 8];
-	uint64_t t0, ms, bytes = 0;
+	uint64_t t0, ms, bytes = 0, part = 0;
+	size_t full = 0;
 	int r = 0;
 
 	*sent = 0;
 	if (!n)
 		return 0;
 	t0 = now_ms();
-	for (size_t i = 0; i < n && !r; i++) {
-		r = send_run(s, dev, v[i].first, v[i].count);
-		bytes += v[i].count * s->dv[dev].eb;
-		for (uint64_t e = v[i].first; e < v[i].first + v[i].count; e++)
+	/* runs v[0, full) went whole, then part extents of v[full] (cut short) */
+	for (; full < n && !r; full++) {
+		part = 0;
+		r = send_run(s, dev, v[full].first, v[full].count, cut, &part);
+		bytes += part * s->dv[dev].eb;
+		for (uint64_t e = v[full].first; e < v[full].first + part; e++)
 			s->dv[dev].sent[e / 8] |= (uint8_t)(1u << (e % 8));
+		if (!r && part < v[full].count)
+			break;
+		part = 0;
 	}
+	if (!r && !bytes)
+		return 0;
 	if (!r)
 		r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq),
 			     &s->err);
@@ -303,7 +334,11 @@ static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, si
 	if (!r && ms)
 		s->rate = s->rate ? (s->rate + bytes * 1000 / ms) / 2 : bytes * 1000 / ms;
 	/* on the destination's disk: now they may leave the round set */
-	return r ? r : mark(s, dev, round, v, n, sent);
+	if (!r)
+		r = mark(s, dev, round, v, full, sent);
+	if (!r && part)
+		r = mark(s, dev, round, &(struct rcow_run){ v[full].first, part }, 1, sent);
+	return r;
 }
 
 /* One round of member dev: take it, send it whole, have it flushed, mark it.  *sent: extents. */
@@ -317,7 +352,7 @@ static int round_trip(struct sender *s, unsigned int dev, uint64_t *sent)
 	if (!r)
 		r = get_runs(s, dev, MK_RUNS, &runs);
 	if (!r)
-		r = ship(s, dev, runs.ptr, runs.len, sent);
+		r = ship(s, dev, runs.ptr, runs.len, true, sent);
 	run_vec_free(&runs);
 	return r;
 }
@@ -355,7 +390,7 @@ static int mirror_trip(struct sender *s, unsigned int dev, uint32_t flags, uint6
 			total += runs.ptr[i].count;
 		n = rcow_mirror_pick(fresh.ptr, fresh.len, runs.ptr, runs.len, &s->dv[dev].cursor,
 				     budget, pick);
-		r = ship(s, dev, pick, n, sent);
+		r = ship(s, dev, pick, n, true, sent);
 		*left = total - *sent;
 	}
 	free(pick);
@@ -415,8 +450,11 @@ static int serve_fetches(struct sender *s)
 			if (!r)
 				r = mig_run_check(&run, s->j->n, s->j->m[run.dev].info.nr_extents,
 						  s->dv[run.dev].eb, true, &s->err);
-			if (!r)
-				r = send_run(s, run.dev, run.first, run.count);
+			if (!r) {
+				uint64_t done = 0;
+
+				r = send_run(s, run.dev, run.first, run.count, false, &done);
+			}
 			break;
 		case MIG_COMMITTED:
 			return mig_dec_empty(h.type, h.len, &s->err);
@@ -464,7 +502,7 @@ static int last_round_split(struct sender *s, unsigned int dev)
 		}
 	}
 	if (!r && again.len)
-		r = ship(s, dev, again.ptr, again.len, &shipped);
+		r = ship(s, dev, again.ptr, again.len, false, &shipped);
 	if (!r && again.len)
 		vlog(s->j->d, 1, "device %s: post-copy: %llu extent(s) sent before and written since go now",
 		     s->j->m[dev].name, (unsigned long long)shipped);
