@@ -117,55 +117,38 @@ static int hand_key(const char *name, const char *text, size_t len, const char *
 	return 0;
 }
 
-/* Until migrate_state is no longer copying/mirroring/finishing: 0 if done. */
-static int wait_over(const char *name)
-{
-	for (;;) {
-		struct rc_dev d;
-		int r = rc_dev_check(name, &d);
-
-		if (r)
-			return r;
-		if (strcmp(d.migrate_state, "copying") && strcmp(d.migrate_state, "mirroring") &&
-		    strcmp(d.migrate_state, "finishing") && strcmp(d.migrate_state, "postcopy")) {
-			printf("migrate %s: %s\n", name, d.migrate_state);
-			return strcmp(d.migrate_state, "done") ? RC_EXIT_FAIL : RC_EXIT_OK;
-		}
-		usleep(100000);
-	}
-}
-
 /*
- * finish --postcopy: until the destination serves (migrate_state postcopy,
- * or done already).  0 then; 1 if the migration failed or went away.
+ * Until migrate_state is no longer copying, mirroring or finishing (nor,
+ * unless serving, postcopy): 0 if done, or with serving if postcopy (the
+ * destination serves, the rest follows: a finish in post-copy); else 1.
  */
-static int wait_serving(const char *name)
+static int wait_state(const char *name, bool serving)
 {
 	for (;;) {
 		struct rc_dev d;
 		int r = rc_dev_check(name, &d);
+		bool pc;
 
 		if (r)
 			return r;
+		pc = !strcmp(d.migrate_state, "postcopy");
 		if (strcmp(d.migrate_state, "copying") && strcmp(d.migrate_state, "mirroring") &&
-		    strcmp(d.migrate_state, "finishing")) {
+		    strcmp(d.migrate_state, "finishing") && (serving || !pc)) {
 			printf("migrate %s: %s%s\n", name, d.migrate_state,
-			       !strcmp(d.migrate_state, "postcopy") ?
-			       " (the destination serves; the rest follows)" : "");
-			return strcmp(d.migrate_state, "done") &&
-			       strcmp(d.migrate_state, "postcopy") ? RC_EXIT_FAIL : RC_EXIT_OK;
+			       pc ? " (the destination serves; the rest follows)" : "");
+			return !strcmp(d.migrate_state, "done") || pc ? RC_EXIT_OK : RC_EXIT_FAIL;
 		}
 		usleep(100000);
 	}
 }
 
-/* wait_over() (serving: wait_serving()) of each NAME; the first failure's code. */
+/* wait_state() of each NAME; the first failure's code. */
 static int wait_all(char **names, int n, bool serving)
 {
 	int r = 0;
 
 	for (int i = 0; i < n; i++) {
-		int e = serving ? wait_serving(names[i]) : wait_over(names[i]);
+		int e = wait_state(names[i], serving);
 
 		if (!r)
 			r = e;
