@@ -56,6 +56,18 @@
  * destination took over) keeps it: state failed, listed as "unknown" (a
  * new table starts failed and fenced), until migrate abort unlists it.
  *
+ * Throttle (delay-doubling, Bradford et al.): a policy of the helper for
+ * links where mirroring's wait for the destination is too long.  While
+ * copying, a MIGRATE_ROUND may carry a delay (RCOW_A_MIGRATE_DELAY_MS):
+ * from then on end_io holds every successful write for that long after it
+ * completed on the COW device (the slowed list, ended by slow_work), so
+ * the guest writes slower and the rounds can shrink.  The helper doubles
+ * the delay while they do not; the kernel only applies it.  Like a held
+ * write, a slowed one is on the COW device and in the change set: ending
+ * it late changes nothing but its latency, so mirroring, the fence, an
+ * abort, the end, a suspend or the helper's exit end them all at once and
+ * turn the throttle off (a ROUND without a delay does too).
+ *
  * Post-copy: `migrate finish postcopy` fences as finish does and flags
  * MIGRATE_FINISH with RCOW_MIGRATE_F_POSTCOPY; the helper names the last
  * round to the destination as remote, has it serve, and sends
@@ -76,9 +88,11 @@
  * migration runs; netlink handlers look at them only under mg->lock or
  * after seeing a migration running.
  * mg->held_lock (irq-safe, taken from end_io) protects the held writes,
- * their count and mirror_on; it is taken inside mg->lock only to switch
- * holding on, nothing is taken inside it, and held writes are ended
- * outside it.  RCOW_F_MIRROR follows
+ * their count and mirror_on, and the slowed writes, their count and the
+ * delay; it is taken inside mg->lock only to switch holding or the
+ * throttle on or off, nothing is taken inside it, and held or slowed
+ * writes are ended outside it.  RCOW_F_THROTTLE follows a non-zero delay
+ * as RCOW_F_MIRROR follows mirror_on.  RCOW_F_MIRROR follows
  * mirror_on for end_io's unlocked look.
  * Messages are serialised with the snapshot commit's (cm->message_lock):
  * one of the two runs at a time.  rcow_migrated_lock (a mutex) protects
@@ -135,6 +149,8 @@ static bool ending(enum remote_cow_migrate_state s)
 	return s == RCOW_MIGRATE_FINISHING || s == RCOW_MIGRATE_POSTCOPY;
 }
 
+static void slow_fn(struct work_struct *work);
+
 void rcow_migrate_init(struct rcow *rc)
 {
 	struct rcow_migrate *mg = mg_of(rc);
@@ -142,6 +158,8 @@ void rcow_migrate_init(struct rcow *rc)
 	spin_lock_init(&mg->lock);
 	spin_lock_init(&mg->held_lock);
 	bio_list_init(&mg->held);
+	bio_list_init(&mg->slowed);
+	INIT_DELAYED_WORK(&mg->slow_work, slow_fn);
 	init_completion(&mg->req_done);
 	mg->state = RCOW_MIGRATE_IDLE;
 }
@@ -260,6 +278,9 @@ void rcow_migrate_free(struct rcow *rc)
 	}
 	mutex_unlock(&rcow_migrated_lock);
 
+	/* Suspended first: presuspend ended every slowed write. */
+	cancel_delayed_work_sync(&mg->slow_work);
+	WARN_ON_ONCE(!bio_list_empty(&mg->slowed));
 	kvfree(mg->dirty);
 	kvfree(mg->round_set);
 	kfree(mg->target);
@@ -311,7 +332,8 @@ static void raise_event(struct rcow *rc)
 
 /*
  * end_io of a write or discard that completed on extents [first, last]
- * (before write_landed()).  Mirroring, @mh records it for holding.
+ * (before write_landed()).  Mirroring, @mh records it for holding;
+ * throttled, for slowing down.
  */
 void rcow_migrate_written(struct rcow *rc, struct rcow_mirror_hold *mh,
 			  u64 first, u64 last)
@@ -327,8 +349,13 @@ void rcow_migrate_written(struct rcow *rc, struct rcow_mirror_hold *mh,
 	for (e = first; e <= last; e++)
 		set_bit(e, mg->dirty);
 	rcu_read_unlock();
-	if (!test_bit(RCOW_F_MIRROR, &rc->flags))
+	if (!test_bit(RCOW_F_MIRROR, &rc->flags)) {
+		if (unlikely(test_bit(RCOW_F_THROTTLE, &rc->flags))) {
+			mh->slow = true;
+			mh->hold = true;
+		}
 		return;
+	}
 	/* After the bits: the next swap has them and a larger number. */
 	smp_mb__after_atomic();
 	mh->first = first;
@@ -347,8 +374,25 @@ bool rcow_migrate_hold(struct rcow *rc, struct bio *bio)
 	unsigned long flags;
 	bool kick;
 
-	rcow_bio_mirror(bio)->hold = false;
+	struct rcow_mirror_hold *mh = rcow_bio_mirror(bio);
+
+	mh->hold = false;
 	spin_lock_irqsave(&mg->held_lock, flags);
+	if (mh->slow) {
+		/* Mirroring since: not recorded for it, and not slowed. */
+		mh->slow = false;
+		if (mg->mirror_on || !mg->delay) {
+			spin_unlock_irqrestore(&mg->held_lock, flags);
+			return false;
+		}
+		mh->until = jiffies + mg->delay;
+		if (bio_list_empty(&mg->slowed))
+			queue_delayed_work(system_wq, &mg->slow_work, mg->delay);
+		bio_list_add(&mg->slowed, bio);
+		mg->nr_slowed++;
+		spin_unlock_irqrestore(&mg->held_lock, flags);
+		return true;
+	}
 	if (!mg->mirror_on) {
 		spin_unlock_irqrestore(&mg->held_lock, flags);
 		return false;
@@ -382,8 +426,65 @@ static bool mirrored(struct rcow *rc, struct rcow_mirror_hold *mh, u64 round)
 }
 
 /*
+ * The slowed writes whose time came, or all of them with the throttle
+ * off; then again when the next one's comes.  The list is in the order
+ * the writes completed, but the delay may have changed: look at each.
+ */
+static void slow_fn(struct work_struct *work)
+{
+	struct rcow_migrate *mg = container_of(to_delayed_work(work),
+					       struct rcow_migrate, slow_work);
+	unsigned long now = jiffies, next = 0;
+	struct bio_list go, keep;
+	struct rcow_mirror_hold *mh;
+	bool wait = false;
+	struct bio *bio;
+
+	bio_list_init(&go);
+	bio_list_init(&keep);
+	spin_lock_irq(&mg->held_lock);
+	while ((bio = bio_list_pop(&mg->slowed))) {
+		mh = rcow_bio_mirror(bio);
+		if (!mg->delay || time_after_eq(now, mh->until)) {
+			bio_list_add(&go, bio);
+			continue;
+		}
+		if (!wait || time_before(mh->until, next))
+			next = mh->until;
+		wait = true;
+		bio_list_add(&keep, bio);
+	}
+	bio_list_merge(&mg->slowed, &keep);
+	if (wait)
+		queue_delayed_work(system_wq, &mg->slow_work, next - now);
+	spin_unlock_irq(&mg->held_lock);
+	while ((bio = bio_list_pop(&go)))
+		bio_endio(bio);
+}
+
+/*
+ * Slow writes down by @delay jiffies from now on (0: no more, and the
+ * slowed ones go at once).  mg->lock held, or nothing else.
+ */
+static void set_delay(struct rcow *rc, unsigned long delay)
+{
+	struct rcow_migrate *mg = mg_of(rc);
+	unsigned long flags;
+
+	spin_lock_irqsave(&mg->held_lock, flags);
+	mg->delay = delay;
+	if (delay)
+		set_bit(RCOW_F_THROTTLE, &rc->flags);
+	else
+		clear_bit(RCOW_F_THROTTLE, &rc->flags);
+	if (!delay && !bio_list_empty(&mg->slowed))
+		mod_delayed_work(system_wq, &mg->slow_work, 0);
+	spin_unlock_irqrestore(&mg->held_lock, flags);
+}
+
+/*
  * End the held writes that may go, or all of them (@all); with @stop,
- * hold no more.  Not from interrupts.
+ * hold no more, and slow none down either.  Not from interrupts.
  */
 static void release_held(struct rcow *rc, bool all, bool stop)
 {
@@ -407,6 +508,8 @@ static void release_held(struct rcow *rc, bool all, bool stop)
 	}
 	bio_list_merge(&mg->held, &keep);
 	spin_unlock_irq(&mg->held_lock);
+	if (stop)
+		set_delay(rc, 0);
 	while ((bio = bio_list_pop(&go)))
 		bio_endio(bio);
 }
@@ -420,12 +523,14 @@ static void start_mirror(struct rcow *rc)
 	mg->mirror_on = true;
 	set_bit(RCOW_F_MIRROR, &rc->flags);
 	spin_unlock_irq(&mg->held_lock);
+	set_delay(rc, 0);
 }
 
-/* Presuspend: held writes must not keep the suspend waiting. */
+/* Presuspend: held or slowed writes must not keep the suspend waiting. */
 void rcow_migrate_suspend(struct rcow *rc)
 {
 	release_held(rc, true, true);
+	flush_delayed_work(&mg_of(rc)->slow_work);
 }
 
 /* Resume, or a suspend undone: mirroring again if it was. */
@@ -494,6 +599,7 @@ static void do_start(struct rcow *rc)
 	spin_unlock(&mg->lock);
 	spin_lock_irq(&mg->held_lock);
 	mg->nr_held = 0;
+	mg->nr_slowed = 0;
 	spin_unlock_irq(&mg->held_lock);
 	/* Writes let through by the gate now mark the change set. */
 	set_bit(RCOW_F_MIGRATING, &rc->flags);
@@ -530,6 +636,7 @@ static void do_finish(struct rcow *rc)
 	} else {
 		spin_lock(&mg->lock);
 		mg->state = RCOW_MIGRATE_FINISHING;
+		set_delay(rc, 0);
 		/* Drained: what the last round(s) must still send. */
 		left = bitmap_weight(mg->round_set, rc->nr_extents) +
 		       bitmap_weight(mg->dirty, rc->nr_extents);
@@ -839,9 +946,11 @@ int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv)
  * Netlink (rcow_nl_lock held): MIGRATE_ROUND, done by the worker; with
  * RCOW_MIGRATE_F_MIRROR, mirroring from its swap on.
  */
-int rcow_migrate_round(struct rcow *rc, u32 flags)
+int rcow_migrate_round(struct rcow *rc, u32 flags, u32 delay_ms)
 {
 	struct rcow_migrate *mg = mg_of(rc);
+	unsigned long delay = msecs_to_jiffies(delay_ms), was = 0;
+	bool copying = false;
 	int r = -ESTALE;
 
 	spin_lock(&mg->lock);
@@ -851,7 +960,21 @@ int rcow_migrate_round(struct rcow *rc, u32 flags)
 			mg->req_mirror = true;
 		r = 0;
 	}
+	/* Only while copying: mirroring or the fence turned it off. */
+	if (mg->state == RCOW_MIGRATE_COPYING) {
+		copying = true;
+		was = READ_ONCE(mg->delay);
+		set_delay(rc, flags & RCOW_MIGRATE_F_MIRROR ? 0 : delay);
+	}
 	spin_unlock(&mg->lock);
+	if (copying && was != delay && !(flags & RCOW_MIGRATE_F_MIRROR)) {
+		if (delay)
+			DMINFO("%s: migration to %s throttled: a write completes %u ms late",
+			       rc->name, mg->target, jiffies_to_msecs(delay));
+		else
+			DMINFO("%s: migration to %s: throttle off", rc->name,
+			       mg->target);
+	}
 	if (!r)
 		queue_work(rc->wq, &rc->worker);
 	return r;
@@ -927,6 +1050,9 @@ int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags)
 		if (READ_ONCE(mg->nr_held))
 			DMINFO("%s: %llu writes waited for the destination (mirroring)",
 			       rc->name, READ_ONCE(mg->nr_held));
+		if (READ_ONCE(mg->nr_slowed))
+			DMINFO("%s: %llu writes were slowed down (throttle)",
+			       rc->name, READ_ONCE(mg->nr_slowed));
 	} else {
 		DMERR("%s: migration to %s failed: the helper reports error %u: %s",
 		      rc->name, mg->target, status,

@@ -592,6 +592,8 @@ static const struct nla_policy rcow_nl_policy[RCOW_A_MAX + 1] = {
 	[RCOW_A_MIGRATE_ROUND]	= NLA_POLICY_MIN(NLA_U64, 1),
 	[RCOW_A_MIGRATE_TOTAL]	= { .type = NLA_REJECT },
 	[RCOW_A_MIGRATE_DONE]	= { .type = NLA_REJECT },
+	[RCOW_A_MIGRATE_DELAY_MS] = NLA_POLICY_MAX(NLA_U32,
+						   RCOW_MIGRATE_MAX_DELAY_MS),
 	[RCOW_A_FLAGS]		= NLA_POLICY_MASK(NLA_U32,
 						  RCOW_MIGRATE_F_MIRROR |
 						  RCOW_MIGRATE_F_KEEP_FENCE),
@@ -1160,10 +1162,20 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 					  RCOW_A_EXTENT_COUNT };
 	u8 cmd = info->genlhdr->cmd;
 	struct rcow *rc;
-	u32 count, flags = 0;
+	u32 count, flags = 0, delay_ms = 0;
 	u64 first;
 	int r;
 
+	/* A throttle's delay in ROUND only. */
+	if (info->attrs[RCOW_A_MIGRATE_DELAY_MS]) {
+		if (cmd != RCOW_CMD_MIGRATE_ROUND) {
+			NL_SET_ERR_MSG_ATTR(info->extack,
+					    info->attrs[RCOW_A_MIGRATE_DELAY_MS],
+					    "a delay in MIGRATE_ROUND only");
+			return -EINVAL;
+		}
+		delay_ms = nla_get_u32(info->attrs[RCOW_A_MIGRATE_DELAY_MS]);
+	}
 	/* FLAGS: RCOW_MIGRATE_F_MIRROR in ROUND, _KEEP_FENCE in END only. */
 	if (info->attrs[RCOW_A_FLAGS])
 		flags = nla_get_u32(info->attrs[RCOW_A_FLAGS]);
@@ -1189,7 +1201,7 @@ static int rcow_nl_migrate(struct sk_buff *skb, struct genl_info *info)
 	if (r)
 		return r;
 	if (cmd == RCOW_CMD_MIGRATE_ROUND) {
-		r = rcow_migrate_round(rc, flags);
+		r = rcow_migrate_round(rc, flags, delay_ms);
 	} else if (cmd == RCOW_CMD_MIGRATE_COMPLETE) {
 		r = rcow_incoming_complete(rc);
 	} else if (cmd == RCOW_CMD_MIGRATE_POSTCOPY) {

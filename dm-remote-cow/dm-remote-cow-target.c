@@ -1913,6 +1913,7 @@ static int map_bio(struct rcow *rc, struct bio *bio, bool *more)
 	rb->counted = false;
 	rb->wrote = false;
 	rb->mirror.hold = false;
+	rb->mirror.slow = false;
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH)) {
 		if (rcow_mode(rc) == RCOW_MODE_RO) {
 			bio_set_dev(bio, rc->cow_dev->bdev);

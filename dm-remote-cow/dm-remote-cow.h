@@ -93,13 +93,25 @@ struct rcow_migrate {
 	struct bio_list held;
 	u64 nr_held;
 	bool mirror_on;			/* end_io holds writes */
+	/*
+	 * Throttle (delay-doubling, see the .c file), also under held_lock:
+	 * the writes slowed down, each ended @delay jiffies after it
+	 * completed (0: no throttle), and how many were.  slow_work ends
+	 * them when their time comes.
+	 */
+	struct bio_list slowed;
+	unsigned long delay;
+	u64 nr_slowed;
+	struct delayed_work slow_work;
 };
 
 /* Per-bio record of a write's extents for mirroring (in struct rcow_bio). */
 struct rcow_mirror_hold {
 	u64 first, last;		/* the extents it wrote */
 	u64 round;			/* mg->round when it completed */
+	unsigned long until;		/* throttled: end it from this jiffy */
 	bool hold;			/* complete it only once sent */
+	bool slow;			/* ... or only once @until came */
 };
 
 struct rcow_migrate_info {
@@ -250,6 +262,8 @@ struct rcow {
  * RCOW_F_INCOMING by the completion.
  */
 #define RCOW_F_POSTCOPY		12
+/* Throttled: end_io records writes for slowing down (the migrate file). */
+#define RCOW_F_THROTTLE		13
 
 /* The mirroring record of a bio the target mapped. */
 struct rcow_mirror_hold *rcow_bio_mirror(struct bio *bio);
@@ -309,7 +323,7 @@ void rcow_migrate_resume(struct rcow *rc);
 void rcow_migrate_helper_left(struct rcow *rc);
 void rcow_migrate_work(struct rcow *rc);
 int rcow_migrate_message(struct rcow *rc, unsigned int argc, char **argv);
-int rcow_migrate_round(struct rcow *rc, u32 flags);
+int rcow_migrate_round(struct rcow *rc, u32 flags, u32 delay_ms);
 int rcow_migrate_mark(struct rcow *rc, u64 round, u64 first, u32 count);
 int rcow_migrate_end(struct rcow *rc, u32 status, const char *msg, u32 flags);
 int rcow_migrate_postcopy(struct rcow *rc);

@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		7
+#define REMOTE_COW_GENL_VERSION		8
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -36,6 +36,9 @@
 
 /* Most extents one FAULT or HYDRATE request may name. */
 #define REMOTE_COW_MAX_RANGE		4096
+
+/* Longest throttle delay of MIGRATE_ROUND (RCOW_A_MIGRATE_DELAY_MS). */
+#define RCOW_MIGRATE_MAX_DELAY_MS	10000
 
 /* Largest bitmap chunk returned by one GET_BITMAP reply (bytes). */
 #define REMOTE_COW_BITMAP_CHUNK		4096
@@ -240,6 +243,15 @@ enum remote_cow_cmd {
 	 * helper sends and what is left stays bounded.  The kernel sends
 	 * MIGRATE_WAITING when writes start to wait; they are let go at
 	 * once by an abort, a failure, a suspend or the helper's exit.
+	 *
+	 * Optional MIGRATE_DELAY_MS (version 8), while copying and without
+	 * RCOW_MIGRATE_F_MIRROR: the throttle.  From now on every guest
+	 * write or discard that completes on the COW device is completed to
+	 * the guest that many milliseconds later (rounded up to the
+	 * kernel's tick); 0 or absent turns it off, so the helper sends it
+	 * with every round it wants throttled.  Mirroring, the fence, the
+	 * end, an abort, a suspend and the helper's exit turn it off and let
+	 * the slowed writes go.
 	 */
 	RCOW_CMD_MIGRATE_ROUND,
 	/*
@@ -383,6 +395,7 @@ enum remote_cow_attr {
 	RCOW_A_MIGRATE_ROUND,	/* u64: round number, from 1 (0: none yet) */
 	RCOW_A_MIGRATE_TOTAL,	/* u64: extents handed out in rounds */
 	RCOW_A_MIGRATE_DONE,	/* u64: of those, marked sent */
+	RCOW_A_MIGRATE_DELAY_MS, /* u32: throttle, 0-10000 (MIGRATE_ROUND) */
 
 	__RCOW_A_MAX,
 };

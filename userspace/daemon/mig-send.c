@@ -94,6 +94,7 @@ struct sender {
 	uint64_t seq, moved;
 	uint64_t rate;			/* bytes per second, measured; 0: not yet */
 	struct rcow_mirror_policy pace;
+	struct rcow_throttle_policy thr;	/* migrate_mirror throttle */
 	bool mirroring;			/* asked the kernel to mirror */
 	bool spec_postcopy;		/* the send spec's "postcopy" line */
 	struct run_vec *pc_runs;	/* [j->n] post-copy: the last round, named REMOTE */
@@ -237,7 +238,8 @@ static int send_run(struct sender *s, unsigned int dev, uint64_t first, uint64_t
 /* Ask member dev for a round (with flags, RCOW_MIGRATE_F_*) and wait for its swap. */
 static int take_round(struct sender *s, unsigned int dev, uint32_t flags)
 {
-	struct mig_kreq q = { .op = MK_ROUND, .dev = dev, .flags = flags };
+	struct mig_kreq q = { .op = MK_ROUND, .dev = dev, .flags = flags,
+			      .delay_ms = s->mirroring ? 0 : s->thr.delay_ms };
 	uint64_t round, *last_round = &s->dv[dev].last;
 	int r;
 
@@ -597,6 +599,27 @@ static int postcopy(struct sender *s)
 	return r;
 }
 
+/*
+ * migrate_mirror throttle, a copying round sent @sent extents: slow the
+ * guest down more (the next rounds carry the delay), or give up and mirror
+ * (true).
+ */
+static bool slower(struct sender *s, uint64_t sent)
+{
+	switch (rcow_throttle_round(&s->thr, sent)) {
+	case RCOW_THROTTLE_SLOWER:
+		logmsg("%s: the rounds stopped shrinking (%llu extents): guest writes slowed down by %u ms each",
+		       s->j->label, (unsigned long long)sent, s->thr.delay_ms);
+		return false;
+	case RCOW_THROTTLE_MIRROR:
+		logmsg("%s: throttled at %u ms, the rounds still do not shrink: mirroring after all",
+		       s->j->label, s->thr.delay_ms);
+		return true;
+	default:
+		return false;
+	}
+}
+
 static int migrate(struct sender *s)
 {
 	struct mig_spec *sp = malloc(sizeof(*sp));
@@ -664,7 +687,7 @@ static int migrate(struct sender *s)
 		if (finishing)
 			continue;
 		if (!s->mirroring)
-			mirror = rcow_mirror_round(&s->pace, sent);
+			mirror = s->j->throttle ? slower(s, sent) : rcow_mirror_round(&s->pace, sent);
 		if (!sent && !left && s->mirroring)
 			mig_wait_writes(s->j, waiting, MIG_IDLE_MS);
 		else if (!sent && !s->mirroring)

@@ -477,6 +477,8 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		ok = rcow_msg_put_u64(nlh, RCOW_A_MIGRATE_ROUND, q->round);
 	if (q->op == MK_ROUND && q->flags)	/* RCOW_MIGRATE_F_MIRROR */
 		ok = rcow_msg_put_u32(nlh, RCOW_A_FLAGS, q->flags);
+	if (q->op == MK_ROUND && q->delay_ms)	/* the throttle */
+		ok = ok && rcow_msg_put_u32(nlh, RCOW_A_MIGRATE_DELAY_MS, q->delay_ms);
 	if (q->op == MK_MARK || q->op == MK_FILL || q->op == MK_REMOTE)
 		ok = ok && rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, q->first) &&
 		     rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, q->count);
@@ -670,6 +672,7 @@ static struct mig_job *new_job(struct daemon *d, bool sender, char (*names)[MIG_
 {
 	struct migs *m = migs_get(d);
 	struct mig_job *j = m ? calloc(1, sizeof(*j)) : NULL;
+	enum rcow_mig_mirror mode;
 	size_t at;
 
 	if (!j)
@@ -686,8 +689,9 @@ static struct mig_job *new_job(struct daemon *d, bool sender, char (*names)[MIG_
 	j->lfd = -1;
 	j->peer_timeout_ms = d->opt.mig_peer_timeout_ms ? d->opt.mig_peer_timeout_ms :
 			     d->cfg.mig_peer_timeout_ms;
-	j->mirror_always = (d->opt.mig_mirror_set ? d->opt.mig_mirror : d->cfg.mig_mirror) ==
-			   RCOW_MIG_MIRROR_ALWAYS;
+	mode = d->opt.mig_mirror_set ? d->opt.mig_mirror : d->cfg.mig_mirror;
+	j->mirror_always = mode == RCOW_MIG_MIRROR_ALWAYS;
+	j->throttle = mode == RCOW_MIG_MIRROR_THROTTLE;
 	at = (size_t)snprintf(j->label, sizeof(j->label), "%s ", n > 1 ? "group" : "device");
 	for (unsigned int i = 0; i < n; i++) {
 		snprintf(j->m[i].name, sizeof(j->m[i].name), "%s", names[i]);

@@ -57,6 +57,7 @@ struct mig_kreq {
 	unsigned int dev;		/* the member it is for */
 	uint64_t round, first;
 	uint32_t count, status, flags;
+	uint32_t delay_ms;		/* MK_ROUND: the throttle's, 0: none */
 	const char *message;
 	struct run_vec runs;		/* MK_RUNS: filled by the loop */
 	uint32_t state;			/* MK_STATE */
@@ -109,6 +110,7 @@ struct mig_job {
 	uint64_t gather_until;		/* loop: a group being gathered (no thread) until then */
 	bool running;			/* loop: the thread was started */
 	bool mirror_always;		/* migrate_mirror always, as the job started */
+	bool throttle;			/* migrate_mirror throttle, as the job started */
 	pthread_t th;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

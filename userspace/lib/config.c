@@ -47,6 +47,8 @@ int rcow_parse_mig_mirror(const char *v, enum rcow_mig_mirror *m)
 		*m = RCOW_MIG_MIRROR_AUTO;
 	else if (!strcmp(v, "always"))
 		*m = RCOW_MIG_MIRROR_ALWAYS;
+	else if (!strcmp(v, "throttle"))
+		*m = RCOW_MIG_MIRROR_THROTTLE;
 	else
 		return -EINVAL;
 	return 0;

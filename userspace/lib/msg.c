@@ -87,6 +87,7 @@ static const char *const attr_names[] = {
 	[RCOW_A_MIGRATE_ROUND] = "migrate_round",
 	[RCOW_A_MIGRATE_TOTAL] = "migrate_total",
 	[RCOW_A_MIGRATE_DONE] = "migrate_done",
+	[RCOW_A_MIGRATE_DELAY_MS] = "migrate_delay_ms",
 };
 
 static const char *const bitmap_names[] = {
@@ -494,6 +495,7 @@ static const struct {
 	[RCOW_A_MIGRATE_ROUND] = { K_U64, 0 },
 	[RCOW_A_MIGRATE_TOTAL] = { K_U64, 0 },
 	[RCOW_A_MIGRATE_DONE] = { K_U64, 0 },
+	[RCOW_A_MIGRATE_DELAY_MS] = { K_U32, 0 },
 };
 
 struct attrs {

@@ -291,6 +291,37 @@ bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent)
 	return p->stalls >= RCOW_MIRROR_STALLS || p->big >= RCOW_MIRROR_MAX_ROUNDS;
 }
 
+void rcow_throttle_init(struct rcow_throttle_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+enum rcow_throttle_step rcow_throttle_round(struct rcow_throttle_policy *p, uint64_t sent)
+{
+	struct rcow_mirror_policy *m = &p->until;
+	uint64_t last = m->last;
+
+	if (!p->delay_ms) {
+		if (!rcow_mirror_round(m, sent))
+			return RCOW_THROTTLE_KEEP;
+		p->delay_ms = RCOW_THROTTLE_START_MS;
+		return m->big >= RCOW_MIRROR_MAX_ROUNDS ? RCOW_THROTTLE_MIRROR :
+							  RCOW_THROTTLE_SLOWER;
+	}
+	m->rounds++;
+	m->big += sent >= RCOW_MIRROR_MIN_EXTENTS;
+	m->last = sent;
+	if (m->big >= RCOW_MIRROR_MAX_ROUNDS)
+		return RCOW_THROTTLE_MIRROR;
+	if (sent < RCOW_MIRROR_MIN_EXTENTS ||
+	    sent * 100 < last * RCOW_MIRROR_SHRINK_PCT)
+		return RCOW_THROTTLE_KEEP;
+	if (p->delay_ms >= RCOW_THROTTLE_MAX_MS)
+		return RCOW_THROTTLE_MIRROR;
+	p->delay_ms *= 2;
+	return RCOW_THROTTLE_SLOWER;
+}
+
 /* Append [first, first + count) to out, at most *budget extents. */
 static void take(struct rcow_run *out, size_t *n, uint64_t first, uint64_t count,
 		 uint64_t *budget)

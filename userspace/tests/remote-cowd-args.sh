@@ -40,7 +40,7 @@ expect 2 "option '--migrate-peer-timeout': '2h' is not a duration from 1s to 1h"
 expect 2 "option '--migrate-peer-timeout': 'x' is not a duration from 1s to 1h" \
 	--migrate-peer-timeout x
 expect 2 "option '--migrate-peer-timeout' needs a value" --migrate-peer-timeout
-expect 2 "option '--migrate-mirror': 'never' is not auto or always" --migrate-mirror never
+expect 2 "option '--migrate-mirror': 'never' is not auto, always or throttle" --migrate-mirror never
 expect 2 "unknown option '--bogus'" --bogus
 expect 2 "unknown option '--bogus'" --bogus=1
 expect 2 "unknown option '-x'" -x

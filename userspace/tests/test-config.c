@@ -211,7 +211,7 @@ void test_config(struct tap *t)
 	bad(t, "[nbd://a/]\nmigrate_peer_timeout = 10s\n",
 	    "line 2: migrate_peer_timeout is a global key");
 	bad(t, "migrate_mirror = sometimes\n",
-	    "line 1: migrate_mirror = 'sometimes': expected auto or always");
+	    "line 1: migrate_mirror = 'sometimes': expected auto, always or throttle");
 	bad(t, "migrate_mirror =\n", "migrate_mirror = ''");
 	bad(t, "[nbd://a/]\nmigrate_mirror = always\n",
 	    "line 2: migrate_mirror is a global key");

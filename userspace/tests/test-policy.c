@@ -337,6 +337,54 @@ static void test_mirror(struct tap *t)
 	       RCOW_MIRROR_MAX_ROUNDS);
 }
 
+/* Feed the throttle; the steps as letters: k(eep), s(lower), m(irror). */
+static void throttle_feed(struct rcow_throttle_policy *p, const uint64_t *sent, size_t n,
+			  char *steps)
+{
+	static const char letter[] = { [RCOW_THROTTLE_KEEP] = 'k', [RCOW_THROTTLE_SLOWER] = 's',
+				       [RCOW_THROTTLE_MIRROR] = 'm' };
+
+	for (size_t i = 0; i < n; i++)
+		steps[i] = letter[rcow_throttle_round(p, sent[i])];
+	steps[n] = 0;
+}
+
+static void test_throttle(struct tap *t)
+{
+	static const uint64_t shrinking[] = { 5000, 1200, 600, 300, 150, 70, 30 };
+	static const uint64_t stuck[] = { 5000, 400, 390, 380, 300, 200, 190, 20 };
+	static const uint64_t never[] = { 5000, 400, 400, 400, 400, 400, 400, 400, 400, 400,
+					  400, 400, 400, 400 };
+	struct rcow_throttle_policy p;
+	uint64_t slow[40];
+	char steps[41];
+
+	rcow_throttle_init(&p);
+	throttle_feed(&p, shrinking, 7, steps);
+	tap_ok(t, !strcmp(steps, "kkkkkkk"), "throttle: rounds that halve are never slowed down (%s)",
+	       steps);
+	tap_ok(t, p.delay_ms == 0, "throttle: ... no delay");
+	rcow_throttle_init(&p);
+	throttle_feed(&p, stuck, 8, steps);
+	tap_ok(t, !strcmp(steps, "kkkskksk"),
+	       "throttle: where auto mirrors, slow down; keep while rounds shrink, double when they stall (%s)",
+	       steps);
+	tap_ok(t, p.delay_ms == 2 * RCOW_THROTTLE_START_MS, "throttle: the delay doubled once (%u ms)",
+	       p.delay_ms);
+	rcow_throttle_init(&p);
+	throttle_feed(&p, never, 14, steps);
+	tap_ok(t, !strcmp(steps, "kkkssssssssssm"),
+	       "throttle: doubling up to %d ms, then mirroring (%s)", RCOW_THROTTLE_MAX_MS, steps);
+	tap_ok(t, p.delay_ms == RCOW_THROTTLE_MAX_MS, "throttle: the delay stops at %d ms (%u)",
+	       RCOW_THROTTLE_MAX_MS, p.delay_ms);
+	rcow_throttle_init(&p);
+	for (int i = 0; i < 40; i++)
+		slow[i] = i % 2 ? 100 : 50;	/* shrinks every other round */
+	throttle_feed(&p, slow, RCOW_MIRROR_MAX_ROUNDS, steps);
+	tap_ok(t, strchr(steps, 'm') == steps + RCOW_MIRROR_MAX_ROUNDS - 1,
+	       "throttle: %d big rounds mirror at last (%s)", RCOW_MIRROR_MAX_ROUNDS, steps);
+}
+
 /* pick's runs as "first+count ..." (out as large as documented: ASan checks it) */
 static void picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
 		   size_t nr, uint64_t *cursor, uint64_t budget, char *buf, size_t cap)
@@ -398,5 +446,6 @@ void test_policy(struct tap *t)
 	test_ratelimit(t);
 	test_parse(t);
 	test_mirror(t);
+	test_throttle(t);
 	test_mirror_pick(t);
 }

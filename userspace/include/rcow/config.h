@@ -59,14 +59,17 @@ struct rcow_policy {
  * auto: once the rounds stop shrinking (rcow_mirror_round()); always: from
  * the first round, so that an extent the guest rewrites goes again only
  * once per write, never in a whole round (fewer bytes, every write waits
- * about a slice from the start).
+ * about a slice from the start); throttle: once the rounds stop shrinking,
+ * slow the guest's writes down instead (rcow_throttle_round()), and mirror
+ * only if that does not make them shrink.
  */
 enum rcow_mig_mirror {
 	RCOW_MIG_MIRROR_AUTO,
 	RCOW_MIG_MIRROR_ALWAYS,
+	RCOW_MIG_MIRROR_THROTTLE,
 };
 
-#define RCOW_MIG_MIRROR_CHOICES "auto or always"
+#define RCOW_MIG_MIRROR_CHOICES "auto, always or throttle"
 
 /* Bits of rcow_config_section.set: which policy fields the section sets. */
 enum {

@@ -188,6 +188,36 @@ void rcow_mirror_init(struct rcow_mirror_policy *p);
 bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent);
 
 /*
+ * The throttle (migrate_mirror = throttle; delay-doubling, after Bradford
+ * et al.): where the auto policy would start mirroring, slow the guest's
+ * writes down instead, each by RCOW_THROTTLE_START_MS (the kernel holds a
+ * completed write that long), and double the delay after every round that
+ * still did not shrink (a stall as above).  A guest that writes with one
+ * request in flight then writes at most one request per delay, so the
+ * rounds shrink once the delay exceeds what the link needs per request.
+ * A stall at RCOW_THROTTLE_MAX_MS, or RCOW_MIRROR_MAX_ROUNDS big rounds in
+ * all, and the next round mirrors after all: convergence stays
+ * guaranteed.  The delay never goes down during a migration.
+ */
+#define RCOW_THROTTLE_START_MS	1
+#define RCOW_THROTTLE_MAX_MS	512
+
+enum rcow_throttle_step {
+	RCOW_THROTTLE_KEEP,		/* the same delay (maybe none) */
+	RCOW_THROTTLE_SLOWER,		/* a new, longer delay */
+	RCOW_THROTTLE_MIRROR,		/* give up: mirror from the next round */
+};
+
+struct rcow_throttle_policy {
+	struct rcow_mirror_policy until;	/* the first stalls */
+	uint32_t delay_ms;		/* 0: not throttling yet */
+};
+
+void rcow_throttle_init(struct rcow_throttle_policy *p);
+/* A copying round sent @sent extents: what the next does. */
+enum rcow_throttle_step rcow_throttle_round(struct rcow_throttle_policy *p, uint64_t sent);
+
+/*
  * While mirroring, a guest write waits until a round taken after it was
  * sent: a round must not be sent whole when it is large (the round that
  * switches to mirroring carries a whole round's worth), or the guest
