@@ -914,9 +914,12 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 			if (j->n > 1)
 				logmsg("%s: member %s aborted: the whole group aborts", j->label,
 				       info->dm_name);
-			/* the thread still tells the destination why */
-			if (j->conn)
-				mig_conn_shutdown_read(j->conn);
+			/*
+			 * The thread sees it within its 1 s receive slice and
+			 * still tells the destination why (ABORT, then a
+			 * graceful close: mig_conn_close()); no shutdown(2)
+			 * here, which would make it close without goodbye.
+			 */
 		}
 		pthread_cond_broadcast(&j->cond);
 		pthread_mutex_unlock(&j->lock);
