@@ -105,7 +105,10 @@ check "rounds go by while fio writes (migrate_done past the first 8 MiB)" \
 check_eq "... still copying while fio writes" copying "$(state "$SRC")"
 # finish with fio still writing (harder than a paused guest): writes done
 # before the fence are in the last round, later ones fail
-check "migrate finish --wait: done" "$RC" migrate "$SRC" finish --wait
+check "migrate finish --wait: done" "$RC" migrate "$SRC" finish --wait || {
+	tap_diag "$(grep -E "$SRC|$DST" "$HELPER_LOG" | tail -n 20)"
+	tap_bail "the migration failed: the checks that follow would wait on held reads"
+}
 mig_fio_stop
 dd if="/dev/mapper/$SRC" of="$tmp/ref" bs=1M iflag=direct status=none
 check_eq "the destination is no longer incoming" idle "$(state "$DST")"

@@ -17,9 +17,9 @@
 #   reference with that write (remote extents fetched from the source on
 #   demand, the rest from the base); it then completes (idle), the source
 #   is done and refuses writes, and the destination still equals;
-# The source dying mid-way is covered by rcowd-test mig-postcopy-lost
-# and -gone (the daemon) and migrate-postcopy-kernel (EIO, never base
-# data); here its timing on a shaped link is not yet controlled.
+# The source dying mid-way: migrate-postcopy-source-lost (end to end),
+# rcowd-test mig-postcopy-lost and -gone (the daemon) and
+# migrate-postcopy-kernel (EIO, never base data).
 # shellcheck disable=SC2317	# callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mig-tls.h"
@@ -457,16 +458,50 @@ void mig_conn_shutdown(struct mig_conn *c)
 	shutdown(c->fd, SHUT_RDWR);
 }
 
-void mig_conn_shutdown_read(struct mig_conn *c)
+/*
+ * After our close_notify and FIN: drop what the peer still sends until it
+ * closes its end too, for at most MIG_LINGER_MS.  A close(2) that finds
+ * unread bytes (a FLUSHED sent before the peer read our last frame) makes
+ * Linux answer with a reset instead of a FIN; the peer's next send then
+ * fails and it ends on that error, never reading our last frame (the
+ * ABORT with its reason).  The bytes are TLS records, dropped unread.
+ */
+static void drain_until_closed(int fd)
 {
-	shutdown(c->fd, SHUT_RD);
+	struct timespec t0, t;
+	char b[4096];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long ms;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ms = MIG_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 +
+				      (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (ms <= 0)
+			return;
+		n = poll(&p, 1, (int)ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		n = read(fd, b, sizeof(b));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;		/* closed (or failed): nothing left unread */
+	}
 }
 
 void mig_conn_close(struct mig_conn *c)
 {
 	if (c && c->up) {
 		gnutls_record_set_timeout(c->s, 1000);
-		gnutls_bye(c->s, GNUTLS_SHUT_WR);
+		if (gnutls_bye(c->s, GNUTLS_SHUT_WR) == GNUTLS_E_SUCCESS &&
+		    !shutdown(c->fd, SHUT_WR))
+			drain_until_closed(c->fd);
 	}
 	conn_free(c);
 }

@@ -9,8 +9,7 @@
  * listener never reads a frame from it.  Every call blocks, with a
  * timeout (ms, -1: none); it is meant for a migration's own thread
  * (mig.c).  A struct mig_conn belongs to one thread, except
- * mig_conn_shutdown() and mig_conn_shutdown_read(), which any thread may
- * call to wake it up.
+ * mig_conn_shutdown(), which any thread may call to wake it up.
  *
  * Bytes on the wire (frame headers and payloads, before TLS) are counted
  * per frame type and direction in conn->sent and conn->recvd.
@@ -67,13 +66,14 @@ int mig_recv(struct mig_conn *c, struct mig_hdr *h, uint8_t *buf, size_t cap, in
 void mig_conn_watch_peer(struct mig_conn *c, unsigned int ms);
 /* Wake a thread blocked on c (shutdown(2) of the socket); any thread. */
 void mig_conn_shutdown(struct mig_conn *c);
+/* How long mig_conn_close() waits for the peer to close its end. */
+#define MIG_LINGER_MS 2000
 /*
- * Wake a thread waiting to receive on c, which may still send (a last
- * ABORT with its reason); any thread.  A send blocked on a dead peer is
- * not woken (the peer timeout ends it).
+ * Free c.  If still up, first say goodbye: TLS close_notify, TCP FIN,
+ * then read and drop what the peer still sends until it closes too (at
+ * most MIG_LINGER_MS), so that the last frame sent (an ABORT) is always
+ * delivered: a close with unread bytes would reset the connection.
  */
-void mig_conn_shutdown_read(struct mig_conn *c);
-/* Say goodbye (TLS close_notify) if still up, then free. */
 void mig_conn_close(struct mig_conn *c);
 
 #endif

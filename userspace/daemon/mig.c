@@ -24,8 +24,10 @@
  * starts with the last.  A source's group must be whole within
  * MIG_GATHER_MS; if not, or if a member is aborted or removed before,
  * the members that started end failed (MIGRATE_END, the reason).  A
- * destination's group waits as long as its devices exist: nothing listens
- * before the last one is there.
+ * destination's group must have every member incoming within the same
+ * time, and nothing listens before the last one is there; if not (or if a
+ * member is removed before), the job is dropped with a log line, its
+ * files removed: the members stay incoming (unusable), nothing listens.
  *
  * Files owned by another user than the daemon's, or readable by group or
  * others, are refused.  The daemon removes a job's file when the job
@@ -566,12 +568,28 @@ static void end_rest(struct daemon *d, struct mig_job *j, int code, const char *
 	}
 }
 
+/*
+ * A destination's group that did not gather: nothing listened and nothing
+ * will (its files removed); the members that are there stay incoming.
+ */
+static void recv_gather_fail(struct daemon *d, struct mig_job *j, const char *why)
+{
+	logmsg("%s: the migration is not received: %s; nothing listens, and the members stay incoming (unusable: remove them)",
+	       j->label, why);
+	drop_job(d, j);
+}
+
 /* A source's group that did not gather: every member that started fails. */
 static void gather_fail(struct daemon *d, struct mig_job *j, const char *why)
 {
 	logmsg("%s: the migration does not start: %s", j->label, why);
 	end_rest(d, j, ECANCELED, why);
 	drop_job(d, j);
+}
+
+static unsigned int gather_ms(const struct daemon *d)
+{
+	return d->opt.mig_gather_ms ? d->opt.mig_gather_ms : MIG_GATHER_MS;
 }
 
 /* Loop side: a group being gathered that must fail now (why), or NULL. */
@@ -584,13 +602,14 @@ static const char *gather_broken(struct mig_job *j, uint64_t now, char *why, siz
 			return why;
 		}
 	}
-	if (j->sender && now >= j->gather_until) {
+	if (j->gather_until && now >= j->gather_until) {
 		snprintf(why, cap, "the group was not whole in time");
 		for (unsigned int i = 0; i < j->n; i++)
 			if (!j->m[i].started) {
-				snprintf(why, cap, "member %s did not start within %u ms (remote-cow migrate names every member)",
-					 j->m[i].name, j->d->opt.mig_gather_ms ?
-					 j->d->opt.mig_gather_ms : MIG_GATHER_MS);
+				snprintf(why, cap, j->sender ?
+					 "member %s did not start within %u ms (remote-cow migrate names every member)" :
+					 "member %s was not incoming within %u ms (remote-cow receive names every member)",
+					 j->m[i].name, gather_ms(j->d));
 				break;
 			}
 		return why;
@@ -619,7 +638,7 @@ void mig_run(struct daemon *d)
 				if (j->sender)
 					gather_fail(d, j, why);
 				else
-					drop_job(d, j);
+					recv_gather_fail(d, j, why);
 			}
 			continue;
 		}
@@ -653,7 +672,7 @@ uint64_t mig_timer(struct daemon *d, uint64_t now)
 
 	(void)now;
 	for (struct mig_job *j = d->mig ? d->mig->jobs : NULL; j; j = j->next)
-		if (!j->running && j->sender && (!next || j->gather_until < next))
+		if (!j->running && j->gather_until && (!next || j->gather_until < next))
 			next = j->gather_until;
 	return next;
 }
@@ -830,8 +849,7 @@ static void start_source(struct daemon *d, const struct rcow_device_info *info)
 			fail_start(d, info, ENOMEM, "cannot start the migration job: out of memory");
 			return;
 		}
-		j->gather_until = now_ms() + (d->opt.mig_gather_ms ? d->opt.mig_gather_ms :
-					      MIG_GATHER_MS);
+		j->gather_until = now_ms() + gather_ms(d);
 		for (i = 0; i < n && strcmp(names[i], info->dm_name); i++)
 			;
 	}
@@ -918,9 +936,12 @@ void mig_event(struct daemon *d, const struct rcow_event *ev)
 			if (j->n > 1)
 				logmsg("%s: member %s aborted: the whole group aborts", j->label,
 				       info->dm_name);
-			/* the thread still tells the destination why */
-			if (j->conn)
-				mig_conn_shutdown_read(j->conn);
+			/*
+			 * The thread sees it within its 1 s receive slice and
+			 * still tells the destination why (ABORT, then a
+			 * graceful close: mig_conn_close()); no shutdown(2)
+			 * here, which would make it close without goodbye.
+			 */
 		}
 		pthread_cond_broadcast(&j->cond);
 		pthread_mutex_unlock(&j->lock);
@@ -973,11 +994,13 @@ void mig_device(struct daemon *d, const struct rcow_device_info *info)
 			logmsg("device %s: cannot start the receiving job", info->dm_name);
 			return;
 		}
+		j->gather_until = now_ms() + gather_ms(d);
 		for (i = 0; i < n && strcmp(names[i], info->dm_name); i++)
 			;
 	}
 	if (!join_member(j, i, info)) {
-		logmsg("%s: member %s incoming; waiting for the others", j->label, info->dm_name);
+		logmsg("%s: member %s incoming; waiting for the others (%u ms at most)", j->label,
+		       info->dm_name, gather_ms(d));
 		return;
 	}
 	if (run_job(j)) {

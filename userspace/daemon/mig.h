@@ -18,7 +18,9 @@
  * destination's show up incoming one by one; the thread starts once every
  * member is there.  A source's group not whole within MIG_GATHER_MS, or
  * one of whose members is aborted or removed meanwhile, fails whole: every
- * member that started gets MIGRATE_END with the reason.
+ * member that started gets MIGRATE_END with the reason.  A destination's
+ * group not whole within MIG_GATHER_MS is dropped the same way, with a
+ * log line: nothing listens, the members stay incoming.
  *
  * Locking: each job's fields marked [lock] are under job->lock; the rest
  * is set before the thread starts and read-only after, except conn,
@@ -82,7 +84,7 @@ struct mig_rfault {
 	unsigned int epoch;		/* the engine's device epoch when it came */
 };
 
-#define MIG_GATHER_MS 30000		/* a source's group: every member started by then */
+#define MIG_GATHER_MS 30000		/* a group: every member started (incoming) by then */
 
 struct mig_member {
 	char name[MIG_NAME_MAX + 1];	/* dm name, set when the job is made */

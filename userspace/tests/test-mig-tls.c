@@ -5,7 +5,9 @@
  * counted; a wrong key or identity fails the handshake on both sides and
  * the listener reads no frame; a malformed HOST:PORT is refused; a
  * watched connection (mig_conn_watch_peer()) to a peer that takes
- * nothing fails within the peer timeout, saying so.
+ * nothing fails within the peer timeout, saying so; a last ABORT sent
+ * before mig_conn_close() reaches a peer that still answers the frames
+ * before it, although the closing side never read what the peer sent.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -221,6 +223,101 @@ static void test_dead_peer(struct tap *t, const struct mig_psk *psk)
 	free(data);
 }
 
+struct aborted {
+	struct server sv;
+	int go;			/* read end of a pipe: the client closes */
+	int flushed_rc, abort_rc;
+	uint64_t seq;
+	struct mig_abort a;
+	char msg[RCOW_ERR_MSG_MAX];
+};
+
+/*
+ * The destination's side: a FLUSHED the source will never read, then
+ * (once the source sent FLUSH, ABORT and is closing) FLUSH read and
+ * answered, and the next frame read: the ABORT.
+ */
+static void *abort_peer(void *arg)
+{
+	struct aborted *ab = arg;
+	struct rcow_err err = { 0 };
+	struct mig_conn *c = NULL;
+	uint8_t out[64], *buf = malloc(MIG_MAX_PAYLOAD);
+	struct pollfd p = { .fd = ab->go, .events = POLLIN };
+	struct mig_hdr h;
+
+	ab->flushed_rc = ab->abort_rc = -1;
+	ab->sv.accept_rc = mig_accept(ab->sv.lfd, &ab->sv.psk, 5000, &c, &err);
+	if (ab->sv.accept_rc || !buf) {
+		free(buf);
+		return NULL;
+	}
+	mig_send(c, out, (size_t)mig_enc_seq(out, sizeof(out), MIG_FLUSHED, 1), &err);
+	while (poll(&p, 1, 10000) < 0 && errno == EINTR)
+		;
+	usleep(200 * 1000);	/* the source's close(2) is done by now, or waits */
+	if (!mig_recv(c, &h, buf, MIG_MAX_PAYLOAD, 5000, &err) && h.type == MIG_FLUSH &&
+	    !mig_dec_seq(buf, h.len, &ab->seq, &err))
+		ab->flushed_rc = mig_send(c, out,
+					  (size_t)mig_enc_seq(out, sizeof(out), MIG_FLUSHED,
+							      ab->seq), &err);
+	if (!ab->flushed_rc) {
+		ab->abort_rc = mig_recv(c, &h, buf, MIG_MAX_PAYLOAD, 5000, &err);
+		if (!ab->abort_rc && (h.type != MIG_ABORT || mig_dec_abort(buf, h.len, &ab->a, &err)))
+			ab->abort_rc = -EPROTO;
+		if (!ab->abort_rc)
+			snprintf(ab->msg, sizeof(ab->msg), "%s", ab->a.msg);
+	}
+	if (ab->abort_rc)
+		snprintf(ab->msg, sizeof(ab->msg), "%s", err.msg);
+	mig_conn_close(c);
+	free(buf);
+	return NULL;
+}
+
+/*
+ * The source aborts: FLUSH, ABORT with its reason, close - with the
+ * destination's FLUSHED unread.  A close(2) with unread bytes resets the
+ * connection: the destination's answer to FLUSH would then fail and it
+ * would never read the ABORT (migrate-daemon check 37, flaky).
+ */
+static void test_abort_delivered(struct tap *t, const struct mig_psk *psk)
+{
+	struct rcow_err err = { 0 };
+	struct mig_conn *c = NULL;
+	struct aborted ab = { .sv.psk = *psk };
+	uint8_t out[MIG_HDR_SIZE + 6 + MIG_MSG_MAX];
+	int pfd[2] = { -1, -1 };
+	pthread_t th;
+	char hp[32];
+
+	if (pipe(pfd) || mig_listen("127.0.0.1:0", &ab.sv.lfd, &err)) {
+		tap_ok(t, false, "an ABORT before close: setup: %s", err.msg);
+		return;
+	}
+	ab.go = pfd[0];
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port_of(ab.sv.lfd));
+	pthread_create(&th, NULL, abort_peer, &ab);
+	if (!mig_connect(hp, psk, 5000, &c, &err)) {
+		usleep(100 * 1000);	/* the unsolicited FLUSHED is here */
+		mig_send(c, out, (size_t)mig_enc_seq(out, sizeof(out), MIG_FLUSH, 7), &err);
+		mig_send(c, out, (size_t)mig_enc_abort(out, sizeof(out), ECANCELED,
+						       "the source aborted the migration"), &err);
+		close(pfd[1]);
+		mig_conn_close(c);
+	} else {
+		close(pfd[1]);
+	}
+	pthread_join(th, NULL);
+	tap_ok(t, ab.flushed_rc == 0 && ab.seq == 7,
+	       "an ABORT before close, the peer's frame unread: the peer still answers FLUSH");
+	tap_ok(t, ab.abort_rc == 0 && ab.a.error == ECANCELED &&
+	       !strcmp(ab.msg, "the source aborted the migration"),
+	       "... and reads the ABORT with its reason: %s", ab.msg);
+	close(pfd[0]);
+	close(ab.sv.lfd);
+}
+
 void test_mig_tls(struct tap *t)
 {
 	struct rcow_err err = { 0 };
@@ -253,4 +350,5 @@ void test_mig_tls(struct tap *t)
 	       mig_listen("[::1:80", &fd, &err) == -EINVAL,
 	       "a malformed HOST:PORT is refused: %s", err.msg);
 	test_dead_peer(t, &good);
+	test_abort_delivered(t, &good);
 }

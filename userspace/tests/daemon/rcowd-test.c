@@ -2873,7 +2873,11 @@ static int put_group_keys(struct genv *g)
 	return 0;
 }
 
-/* dst2_ext: the second destination's extent size (another one: a mismatch). */
+/*
+ * dst2_ext: the second destination's extent size (another one: a
+ * mismatch; 0: the second destination never shows up incoming, and a
+ * group gathers for 500 ms).
+ */
 static int genv_init(struct genv *g, struct tap *t, uint32_t dst2_ext)
 {
 	struct menv *m = &g->m;
@@ -2900,15 +2904,17 @@ static int genv_init(struct genv *g, struct tap *t, uint32_t dst2_ext)
 	dev_info(&m->e, &g->src2, 3, ua);
 	dev_info(&m->e, &g->dst2, 4, ua);
 	m->dst.migrate_state = g->dst2.migrate_state = RCOW_MIGRATE_INCOMING;
-	g->dst2.extent_sectors = dst2_ext;
-	g->dst2.nr_extents = g->dst2.dev_sectors / dst2_ext;
+	g->dst2.extent_sectors = dst2_ext ? dst2_ext : EXT_SECTORS;
+	g->dst2.nr_extents = g->dst2.dev_sectors / g->dst2.extent_sectors;
 	m->e.d.opt.run_dir = m->run;
+	if (!dst2_ext)
+		m->e.d.opt.mig_gather_ms = 500;
 	m->e.k.data = m;
 	if (put_group_keys(g) ||
 	    fake_mig_setup(&m->e.k, &m->src, m->e.cow, &m->dst, m->dcow) ||
 	    fake_mig_setup_pair(&m->e.k.m2, &g->src2, g->scow2, &g->dst2, g->dcow2) ||
 	    fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &m->dst) ||
-	    fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &g->dst2) ||
+	    (dst2_ext && fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &g->dst2)) ||
 	    fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &m->src))
 		return -1;
 	return fake_send_device(&m->e.d, RCOW_CMD_DEVICE_ADD, &g->src2);
@@ -3078,6 +3084,60 @@ static void test_mig_group_gather(struct tap *t)
 	tap_ok(t, k1->rounds_asked == 0 && k1->fill_reqs == 0 && g.m.e.k.m2.fill_reqs == 0 &&
 	       dcow_zero(&g.m) && file_zero(g.dcow2, MNR),
 	       "no round, nothing written on either destination");
+	menv_fini(&g.m);
+}
+
+static bool recv_spec_gone(const struct menv *m)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/migrate/recv-test2", m->run);
+	return access(path, F_OK) != 0;
+}
+
+/* Something listens on m's target (127.0.0.1:PORT). */
+static bool listening(const struct menv *m)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool on;
+
+	a.sin_port = htons((uint16_t)atoi(strchr(m->target, ':') + 1));
+	on = fd >= 0 && !connect(fd, (struct sockaddr *)&a, sizeof(a));
+	if (fd >= 0)
+		close(fd);
+	return on;
+}
+
+/*
+ * The second destination member never shows up incoming: the first waits
+ * (its receive spec kept, nothing listens), then after the gathering
+ * time (500 ms here) the job is dropped: both receive specs removed,
+ * still nothing listening, the first destination incoming, not completed.
+ */
+static void test_mig_group_recv_gather(struct tap *t)
+{
+	const struct fake_mig *k1;
+	struct genv g;
+	char path[PATH_MAX + 64];
+	uint64_t t0 = now_ms();
+	bool ok;
+
+	if (gsetup(&g, t, 0))
+		return;
+	k1 = &g.m.e.k.m;
+	mwait(&g.m, never, 200);
+	tap_ok(t, !recv_spec_gone(&g.m) && !listening(&g.m),
+	       "a destination member alone: the group waits, nothing listens");
+	ok = mwait(&g.m, recv_spec_gone, 10000);
+	snprintf(path, sizeof(path), "%s/migrate/recv-test4", g.m.run);
+	tap_ok(t, ok && now_ms() - t0 >= 400 && access(path, F_OK) != 0,
+	       "after the gathering time the job is dropped: both receive specs removed (%llu ms)",
+	       (unsigned long long)(now_ms() - t0));
+	mwait(&g.m, never, 200);
+	tap_ok(t, !listening(&g.m) && k1->completes == 0 &&
+	       k1->dst.migrate_state == RCOW_MIGRATE_INCOMING,
+	       "nothing listens; the destination member stays incoming, not completed");
 	menv_fini(&g.m);
 }
 
@@ -3616,6 +3676,7 @@ static const struct {
 	{ "mig-group", test_mig_group },
 	{ "mig-group-abort", test_mig_group_abort },
 	{ "mig-group-gather", test_mig_group_gather },
+	{ "mig-group-recv-gather", test_mig_group_recv_gather },
 	{ "mig-group-mismatch", test_mig_group_mismatch },
 	{ "mig-group-unknown", test_mig_group_unknown },
 	{ "mig-group-cow-fail", test_mig_group_cow_fail },
