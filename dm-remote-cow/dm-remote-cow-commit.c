@@ -401,15 +401,15 @@ static void do_freeze(struct rcow *rc)
 	r = rcow_gate_close(rc, "snapshot commit");
 	if (r)
 		goto open_gate;
-	r = rcow_md_freeze(rc->md, cm->req_since_last, gen, &frozen);
+	r = rcow_md_freeze(rc->md, cm->req_since_last, gen, cm->upload,
+			   &frozen);
 	if (r) {
 		DMERR("%s: snapshot commit: cannot freeze (metadata write failed: %d)",
 		      rc->name, r);
 		rcow_set_failed(rc);
 		goto open_gate;
 	}
-	rcow_md_copy_set(rc->md, RCOW_BITMAP_FROZEN_COMMIT, cm->upload);
-	rcow_md_copy_set(rc->md, RCOW_BITMAP_FROZEN_COMMIT, cm->held);
+	bitmap_copy(cm->held, cm->upload, rc->nr_extents);
 
 	spin_lock(&cm->lock);
 	kfree(cm->uri);

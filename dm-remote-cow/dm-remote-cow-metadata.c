@@ -24,8 +24,12 @@
  * copy of another epoch reads as zeroes, so one atomic superblock write
  * clears a set (rcow_md_freeze(), rcow_md_commit_done()).
  *
- * The bitmaps live in memory (the target tests them without locks on every
- * bio) and reach the disk through dm-bufio in rcow_md_commit().  The rule
+ * PRESENT, WRITTEN and DIRTY_COMMIT live in memory (the target tests them
+ * without locks on every bio) and reach the disk through dm-bufio in
+ * rcow_md_commit().  FROZEN_COMMIT lives only in its blocks: the freeze
+ * merges the frozen extents into the copy of each block it writes, and
+ * readers (netlink, the commit's upload set) read it through dm-bufio
+ * under md->lock (see on_disk()).  The rule
  * that keeps a crash harmless is that no PRESENT bit may reach the disk
  * before the extent's data did.  A commit therefore stages the PRESENT
  * blocks that changed (their words as of now, in the held dm-bufio buffers
@@ -65,7 +69,11 @@
  * effort, the write may fail as well), and a writable table is refused
  * over it until `remote-cow check --clear-needs-check` cleared it.
  *
- * Locking: md->lock serialises load, commit and close.  The in-memory
+ * Locking: md->lock serialises load, commit, close and the reads of
+ * FROZEN_COMMIT's blocks (which copy is the newest, md->newest[], changes
+ * under it, and a block being written is not read half filled).  It is
+ * taken inside rcow_nl_lock (netlink reads of FROZEN_COMMIT) and nothing
+ * is taken inside it but dm-bufio's own locks.  The in-memory
  * bitmaps are read and set with atomic bitops from any context; the
  * per-bitmap "changed" block maps are set after the bit they cover and
  * test-and-cleared by the committer before it copies that block, so a bit
@@ -207,10 +215,20 @@ static u64 alloc_bits(struct rcow_metadata *md)
  * (dm-remote-cow-migrate.c).  So it has no in-memory copy here (NULL in
  * md->bits[]): its blocks are checked at load, rewritten as zeroes when
  * a crash tore one, and read as empty.
+ *
+ * FROZEN_COMMIT has no in-memory copy either (NULL in md->bits[]): it
+ * changes only in rcow_md_freeze() and rcow_md_commit_done(), and is read
+ * only from contexts that may sleep, so it lives in its bitmap blocks
+ * behind dm-bufio (on_disk(): read by the epoch rule under md->lock).
  */
+static bool on_disk(enum remote_cow_bitmap b)
+{
+	return b == RCOW_BITMAP_FROZEN_COMMIT;
+}
+
 static bool in_memory(enum remote_cow_bitmap b)
 {
-	return b != RCOW_BITMAP_DIRTY_MIGRATE;
+	return b != RCOW_BITMAP_DIRTY_MIGRATE && !on_disk(b);
 }
 
 static unsigned long *alloc_bitmap(u64 nbits)
@@ -300,16 +318,12 @@ static __le64 *bitmap_words(void *block)
 	return block + RCOW_DISK_BM_HDR_SIZE;
 }
 
-/* Fill a bitmap block copy: header, @src's bits of block @k, checksum. */
-static void fill_bitmap_block(struct rcow_metadata *md, void *block,
-			      enum remote_cow_bitmap b, u64 k,
-			      unsigned int copy, u64 seq,
-			      const unsigned long *src)
+/* The header of a bitmap block copy; the checksum comes last. */
+static void fill_bitmap_hdr(struct rcow_metadata *md, void *block,
+			    enum remote_cow_bitmap b, u64 k,
+			    unsigned int copy, u64 seq)
 {
 	struct rcow_disk_bm_hdr *hdr = block;
-	__le64 *words = bitmap_words(block);
-	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
-	unsigned int w;
 
 	memset(hdr, 0, sizeof(*hdr));
 	hdr->magic = cpu_to_le32(RCOW_DISK_BM_MAGIC);
@@ -318,9 +332,30 @@ static void fill_bitmap_block(struct rcow_metadata *md, void *block,
 	hdr->bitmap = cpu_to_le32(b);
 	hdr->index = cpu_to_le32(k);
 	hdr->epoch = cpu_to_le32(md->epoch[b]);
+}
+
+/* Seal a filled bitmap block copy: its checksum. */
+static void seal_bitmap_block(void *block)
+{
+	struct rcow_disk_bm_hdr *hdr = block;
+
+	hdr->csum = cpu_to_le32(block_checksum(block, RCOW_DISK_BM_CSUM_XOR));
+}
+
+/* Fill a bitmap block copy: header, @src's bits of block @k, checksum. */
+static void fill_bitmap_block(struct rcow_metadata *md, void *block,
+			      enum remote_cow_bitmap b, u64 k,
+			      unsigned int copy, u64 seq,
+			      const unsigned long *src)
+{
+	__le64 *words = bitmap_words(block);
+	u64 bit = k * RCOW_MD_BITS_PER_BLOCK;
+	unsigned int w;
+
+	fill_bitmap_hdr(md, block, b, k, copy, seq);
 	for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
 		words[w] = cpu_to_le64(src ? bits_word(src, bit) : 0);
-	hdr->csum = cpu_to_le32(block_checksum(block, RCOW_DISK_BM_CSUM_XOR));
+	seal_bitmap_block(block);
 }
 
 /* Copy 1 of block @k of bitmap @b is the newest now if it was not. */
@@ -441,6 +476,170 @@ static bool bitmap_copy_valid(struct rcow_metadata *md, const void *block,
 }
 
 /*
+ * md->lock held.  Block @k of on-disk bitmap @b as its newest copy holds
+ * it, by the epoch rule: 0 with *@words pointing into that copy's buffer,
+ * held in *@bufp until dm_bufio_release(), or 0 with both NULL when the
+ * copy is of an older epoch (the set was cleared: the block reads as
+ * zeroes).  The load made the newest copy a valid one, of the current
+ * epoch if there was one (read_bitmap_block()), and every later write of
+ * the block goes to the other copy, which then becomes the newest; so a
+ * newest copy that does not check is damage (-EILSEQ, logged).
+ */
+static int read_newest_copy(struct rcow_metadata *md,
+			    enum remote_cow_bitmap b, u64 k,
+			    const __le64 **words, struct dm_buffer **bufp)
+{
+	unsigned int copy = test_bit(k, md->newest[b]);
+	sector_t nr = bitmap_block_nr(md, b, k, copy);
+	const struct rcow_disk_bm_hdr *hdr;
+	struct dm_buffer *buf;
+	void *block;
+
+	*words = NULL;
+	*bufp = NULL;
+	block = dm_bufio_read(md->bufio, nr, &buf);
+	if (IS_ERR(block)) {
+		DMERR("cannot read bitmap %s block %llu (COW block %llu): %ld",
+		      bitmap_names[b], k, (unsigned long long)nr,
+		      PTR_ERR(block));
+		return PTR_ERR(block);
+	}
+	if (!bitmap_copy_valid(md, block, b, k, copy)) {
+		DMERR("bitmap %s block %llu damaged: newest copy %u (COW block %llu) invalid",
+		      bitmap_names[b], k, copy, (unsigned long long)nr);
+		dm_bufio_release(buf);
+		return -EILSEQ;
+	}
+	hdr = block;
+	if (le32_to_cpu(hdr->epoch) != md->epoch[b]) {
+		dm_bufio_release(buf);
+		return 0;
+	}
+	*words = bitmap_words(block);
+	*bufp = buf;
+	return 0;
+}
+
+/* Set in @dst (@nbits bits) the bits of @val, the word at bit @bit. */
+static void set_word_bits(unsigned long *dst, u64 bit, u64 val, u64 nbits)
+{
+	while (val) {
+		u64 i = bit + __ffs64(val);
+
+		if (WARN_ON_ONCE(i >= nbits))
+			return;
+		__set_bit(i, dst);
+		val &= val - 1;
+	}
+}
+
+/*
+ * md->lock held.  Block @k of on-disk bitmap @b ORed with @add & @mask
+ * (in-memory bitmaps; no @add: nothing) goes over the block's older copy,
+ * which becomes the newest (as write_bitmap_block() does, and dirty only:
+ * the commit writes it), if that sets a bit or with @rewrite (a crash
+ * tore the older copy).  Its bits are also set in @dst (if not NULL, of
+ * nr_extents bits) and counted in *@weight.
+ */
+static int merge_disk_block(struct rcow_metadata *md,
+			    enum remote_cow_bitmap b, u64 k,
+			    const unsigned long *add,
+			    const unsigned long *mask, bool rewrite,
+			    unsigned long *dst, u64 *weight)
+{
+	u64 first = k * RCOW_MD_BITS_PER_BLOCK, bit, val;
+	struct dm_buffer *obuf, *nbuf = NULL;
+	bool write = rewrite;
+	const __le64 *old;
+	__le64 *new = NULL;
+	unsigned int w, copy;
+	void *block = NULL;
+	int r;
+
+	r = read_newest_copy(md, b, k, &old, &obuf);
+	if (r)
+		return r;
+	for (w = 0, bit = first; add && !write && w < WORDS_PER_BLOCK;
+	     w++, bit += 64) {
+		val = bits_word(add, bit) & bits_word(mask, bit);
+		if (val & ~(old ? le64_to_cpu(old[w]) : 0))
+			write = true;
+	}
+	if (write) {
+		copy = !test_bit(k, md->newest[b]);
+		block = dm_bufio_new(md->bufio,
+				     bitmap_block_nr(md, b, k, copy), &nbuf);
+		if (IS_ERR(block)) {
+			r = PTR_ERR(block);
+			goto out;
+		}
+		fill_bitmap_hdr(md, block, b, k, copy, md->seq + 1);
+		new = bitmap_words(block);
+	}
+	for (w = 0, bit = first; w < WORDS_PER_BLOCK; w++, bit += 64) {
+		val = old ? le64_to_cpu(old[w]) : 0;
+		if (add)
+			val |= bits_word(add, bit) & bits_word(mask, bit);
+		if (new)
+			new[w] = cpu_to_le64(val);
+		*weight += hweight64(val);
+		if (dst)
+			set_word_bits(dst, bit, val, md->nr_extents);
+	}
+	if (new) {
+		seal_bitmap_block(block);
+		dm_bufio_mark_buffer_dirty(nbuf);
+		dm_bufio_release(nbuf);
+		flip_newest(md, b, k);
+		clear_bit(k, md->changed[b]);
+	}
+out:
+	if (obuf)
+		dm_bufio_release(obuf);
+	return r;
+}
+
+/*
+ * md->lock held.  *@next: the first extent from @from whose bit in
+ * on-disk bitmap @b is @val, the number of extents if none is.
+ */
+static int disk_next(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		     u64 from, bool val, u64 *next)
+{
+	struct dm_buffer *buf;
+	const __le64 *words;
+	unsigned int w;
+	u64 k, bit, x;
+	int r;
+
+	for (k = extent_block(from); k < md->bitmap_blocks; k++) {
+		r = read_newest_copy(md, b, k, &words, &buf);
+		if (r)
+			return r;
+		bit = k * RCOW_MD_BITS_PER_BLOCK;
+		for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64) {
+			if (bit + 64 <= from)
+				continue;
+			x = words ? le64_to_cpu(words[w]) : 0;
+			if (!val)
+				x = ~x;
+			if (bit < from)
+				x &= ~GENMASK_ULL(from - bit - 1, 0);
+			if (x)
+				break;
+		}
+		if (buf)
+			dm_bufio_release(buf);
+		if (w < WORDS_PER_BLOCK) {
+			*next = min(bit + __ffs64(x), md->nr_extents);
+			return 0;
+		}
+	}
+	*next = md->nr_extents;
+	return 0;
+}
+
+/*
  * Copy a valid block's words into memory (if @b is kept there); false,
  * and nothing copied, if it has bits past the last extent.
  */
@@ -464,6 +663,10 @@ static bool load_bitmap_words(struct rcow_metadata *md, const void *block,
 	}
 	if (md->bits[b])
 		copy_block_words(block, k, md->bits[b]);
+	else if (on_disk(b))
+		for (w = 0; w < WORDS_PER_BLOCK; w++)
+			atomic64_add(hweight64(le64_to_cpu(words[w])),
+				     &md->count[b]);
 	return true;
 }
 
@@ -573,6 +776,8 @@ static int read_bitmaps(struct rcow_metadata *md)
 	int b, r;
 
 	md->seq = 0;
+	for (b = 0; b < RCOW_NR_BITMAPS; b++)
+		atomic64_set(&md->count[b], 0);
 	dm_bufio_forget_buffers(md->bufio, 1, md_blocks(md) - 1);
 	dm_bufio_prefetch(md->bufio, 1, md_blocks(md) - 1);
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
@@ -920,9 +1125,11 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 	 */
 	*was_unclean = !(md->sb_flags & RCOW_SB_F_CLEAN);
 
+	/* read_bitmaps() counted the on-disk sets. */
 	for (b = 0; b < RCOW_NR_BITMAPS; b++)
-		atomic64_set(&md->count[b], md->bits[b] ?
-			     bitmap_weight(md->bits[b], nbits) : 0);
+		if (md->bits[b])
+			atomic64_set(&md->count[b],
+				     bitmap_weight(md->bits[b], nbits));
 	bitmap_copy(md->present_durable, md->bits[RCOW_BITMAP_PRESENT], nbits);
 	bitmap_copy(md->dirty_durable, md->bits[RCOW_BITMAP_DIRTY_COMMIT],
 		    nbits);
@@ -960,7 +1167,7 @@ static void mark_needs_check(struct rcow_metadata *md)
 /* md->lock held. */
 static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 {
-	u64 k;
+	u64 k, weight = 0;
 	int b, r = 0;
 	bool want_clean_change;
 
@@ -1019,7 +1226,11 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 		for (k = 0; k < md->bitmap_blocks; k++) {
 			if (!test_and_clear_bit(k, md->changed[b]))
 				continue;
-			r = write_bitmap_block(md, b, k, md->bits[b]);
+			if (on_disk(b))
+				r = merge_disk_block(md, b, k, NULL, NULL, true,
+						     NULL, &weight);
+			else
+				r = write_bitmap_block(md, b, k, md->bits[b]);
 			if (r)
 				goto fail;
 			if (b == RCOW_BITMAP_DIRTY_COMMIT)
@@ -1080,7 +1291,8 @@ static int clear_set(struct rcow_metadata *md, enum remote_cow_bitmap b)
 	u64 nbits = alloc_bits(md);
 	int r;
 
-	bitmap_zero(md->bits[b], nbits);
+	if (md->bits[b])
+		bitmap_zero(md->bits[b], nbits);
 	bitmap_zero(md->changed[b], md->bitmap_blocks);
 	if (b == RCOW_BITMAP_DIRTY_COMMIT)
 		bitmap_zero(md->dirty_durable, nbits);
@@ -1097,44 +1309,38 @@ static int clear_set(struct rcow_metadata *md, enum remote_cow_bitmap b)
 }
 
 int rcow_md_freeze(struct rcow_metadata *md, bool since_last, u64 gen,
-		   u64 *frozen)
+		   unsigned long *frozen_set, u64 *frozen)
 {
-	unsigned long *f = md->bits[RCOW_BITMAP_FROZEN_COMMIT];
 	const unsigned long *src = md->bits[since_last ?
 					    RCOW_BITMAP_DIRTY_COMMIT :
 					    RCOW_BITMAP_WRITTEN];
 	const unsigned long *present = md->bits[RCOW_BITMAP_PRESENT];
-	u64 k, bit, nbits = alloc_bits(md);
-	unsigned int w;
+	u64 k;
 	int r;
 
+	*frozen = 0;
 	mutex_lock(&md->lock);
 	if (md->failed || !md->writable) {
 		r = md->writable ? -EIO : -EROFS;
 		goto out;
 	}
-	/* FROZEN_COMMIT |= source & PRESENT, block by block. */
+	/*
+	 * FROZEN_COMMIT |= source & PRESENT, block by block, into the copy
+	 * of each block that changes (dirty, written by the commit below).
+	 */
 	for (k = 0; k < md->bitmap_blocks; k++) {
-		bool changed = false;
-
-		bit = k * RCOW_MD_BITS_PER_BLOCK;
-		for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64) {
-			u64 old = bits_word(f, bit);
-			u64 new = old | (bits_word(src, bit) &
-					 bits_word(present, bit));
-
-			if (new != old) {
-				set_bits_word(f, bit, new);
-				changed = true;
-			}
-		}
-		if (changed) {
-			set_bit(k, md->changed[RCOW_BITMAP_FROZEN_COMMIT]);
-			atomic_set(&md->changed_any, 1);
+		r = merge_disk_block(md, RCOW_BITMAP_FROZEN_COMMIT, k, src,
+				     present, false, frozen_set, frozen);
+		if (r) {
+			DMERR("cannot build the frozen set: %d", r);
+			md->failed = true;
+			mark_needs_check(md);
+			goto out;
 		}
 	}
-	*frozen = bitmap_weight(f, nbits);
 	atomic64_set(&md->count[RCOW_BITMAP_FROZEN_COMMIT], *frozen);
+	/* So that the commit writes the blocks merged above. */
+	atomic_set(&md->changed_any, 1);
 	r = __commit(md, false, true);
 	if (r)
 		goto out;
@@ -1175,6 +1381,7 @@ void rcow_md_commit_gens(struct rcow_metadata *md, u64 *started, u64 *done)
 void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		      unsigned long *dst)
 {
+	WARN_ON_ONCE(on_disk(b));
 	if (md->bits[b])
 		bitmap_copy(dst, md->bits[b], md->nr_extents);
 	else
@@ -1213,22 +1420,30 @@ bool rcow_md_was_formatted(struct rcow_metadata *md)
 	return md->formatted;
 }
 
-u64 rcow_md_next_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		     u64 from)
+int rcow_md_next_run(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		     u64 from, u64 *first, u64 *end)
 {
-	if (from >= md->nr_extents || !md->bits[b])
-		return md->nr_extents;
-	return find_next_bit(md->bits[b], md->nr_extents, from);
-}
+	int r = 0;
 
-u64 rcow_md_next_clear(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		       u64 from)
-{
+	*first = md->nr_extents;
+	*end = md->nr_extents;
 	if (from >= md->nr_extents)
-		return md->nr_extents;
-	if (!md->bits[b])
-		return from;
-	return find_next_zero_bit(md->bits[b], md->nr_extents, from);
+		return 0;
+	if (md->bits[b]) {
+		*first = find_next_bit(md->bits[b], md->nr_extents, from);
+		if (*first < md->nr_extents)
+			*end = find_next_zero_bit(md->bits[b], md->nr_extents,
+						  *first);
+		return 0;
+	}
+	if (!on_disk(b))
+		return 0;
+	mutex_lock(&md->lock);
+	r = disk_next(md, b, from, true, first);
+	if (!r && *first < md->nr_extents)
+		r = disk_next(md, b, *first, false, end);
+	mutex_unlock(&md->lock);
+	return r;
 }
 
 bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
@@ -1272,15 +1487,52 @@ bool rcow_md_changed(struct rcow_metadata *md)
 	return atomic_read(&md->changed_any);
 }
 
-void rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		       u64 first, u64 nr, u8 *buf)
+/* md->lock held.  rcow_md_read_bits() of an on-disk bitmap. */
+static int read_disk_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
+			  u64 first, u64 nr, u8 *buf)
+{
+	struct dm_buffer *bbuf;
+	const __le64 *words;
+	u64 i = 0, k, base, end;
+	u32 off;
+	int r;
+
+	while (i < nr) {
+		k = extent_block(first + i);
+		base = k * RCOW_MD_BITS_PER_BLOCK;
+		end = min(first + nr, base + RCOW_MD_BITS_PER_BLOCK);
+		r = read_newest_copy(md, b, k, &words, &bbuf);
+		if (r)
+			return r;
+		for (; first + i < end; i++) {
+			off = first + i - base;
+			if (words &&
+			    (le64_to_cpu(words[off / 64]) >> (off % 64)) & 1)
+				buf[i / 8] |= 1 << (i % 8);
+		}
+		if (bbuf)
+			dm_bufio_release(bbuf);
+	}
+	return 0;
+}
+
+int rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		      u64 first, u64 nr, u8 *buf)
 {
 	u64 i;
+	int r;
 
 	memset(buf, 0, DIV_ROUND_UP_ULL(nr, 8));
+	if (on_disk(b)) {
+		mutex_lock(&md->lock);
+		r = read_disk_bits(md, b, first, nr, buf);
+		mutex_unlock(&md->lock);
+		return r;
+	}
 	if (!md->bits[b])
-		return;
+		return 0;
 	for (i = 0; i < nr; i++)
 		if (test_bit(first + i, md->bits[b]))
 			buf[i / 8] |= 1 << (i % 8);
+	return 0;
 }

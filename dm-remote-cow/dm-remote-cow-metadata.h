@@ -95,16 +95,18 @@ int rcow_md_commit(struct rcow_metadata *md, bool clean, bool flush);
  * present extents of DIRTY_COMMIT (@since_last) or of WRITTEN, records
  * @gen as the last commit started, then clears DIRTY_COMMIT (crash-safe:
  * an epoch bump).  FROZEN_COMMIT keeps the extents of a commit that did
- * not complete, so the next one includes them.  *@frozen: its size.
+ * not complete, so the next one includes them.  FROZEN_COMMIT is not kept
+ * in memory: the freeze sets its bits in @frozen_set (nr_extents bits,
+ * zeroed by the caller), *@frozen is its size.
  * rcow_md_commit_done() records @gen as completed and clears
  * FROZEN_COMMIT.  Both are the worker's, with no write in flight that
  * could set DIRTY_COMMIT meanwhile.
  */
 int rcow_md_freeze(struct rcow_metadata *md, bool since_last, u64 gen,
-		   u64 *frozen);
+		   unsigned long *frozen_set, u64 *frozen);
 int rcow_md_commit_done(struct rcow_metadata *md, u64 gen);
 void rcow_md_commit_gens(struct rcow_metadata *md, u64 *started, u64 *done);
-/* Copy bitmap @b into @dst (nr_extents bits). */
+/* Copy in-memory bitmap @b into @dst (nr_extents bits). */
 void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		      unsigned long *dst);
 
@@ -115,9 +117,11 @@ int rcow_md_set_incoming(struct rcow_metadata *md, bool incoming);
 bool rcow_md_was_formatted(struct rcow_metadata *md);
 
 /*
- * In-memory bitmaps.  Bits only ever go from 0 to 1 while the device runs
- * (bitmap clears happen in the worker, for commit and migration), so
- * readers test them without locks.
+ * In-memory bitmaps (PRESENT, WRITTEN, DIRTY_COMMIT).  Bits only ever go
+ * from 0 to 1 while the device runs (bitmap clears happen in the worker,
+ * for commit and migration), so readers test them without locks.
+ * FROZEN_COMMIT lives on disk only: rcow_md_test() says false for it, and
+ * it is read with rcow_md_next_run() and rcow_md_read_bits().
  */
 bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		  u64 extent);
@@ -125,14 +129,14 @@ bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
 bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		 u64 extent);
 /*
- * The first extent from @from on whose bit in @b is set (next_set) or
- * clear (next_clear); the number of extents if there is none.  Lockless,
- * like rcow_md_test().
+ * The next run of set bits of @b at or after @from: [*@first, *@end);
+ * both the number of extents if there is none.  Lockless for an
+ * in-memory bitmap, like rcow_md_test(); for FROZEN_COMMIT it reads the
+ * bitmap's blocks under the metadata lock, so it may sleep (waiting for a
+ * metadata commit) and fail (-EIO, -EILSEQ: the block is logged).
  */
-u64 rcow_md_next_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		     u64 from);
-u64 rcow_md_next_clear(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		       u64 from);
+int rcow_md_next_run(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		     u64 from, u64 *first, u64 *end);
 /* True once the extent's PRESENT bit is on disk. */
 bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent);
 /*
@@ -150,8 +154,9 @@ bool rcow_md_changed(struct rcow_metadata *md);
 /*
  * Copy bits [first, first + nr) of bitmap @b into @buf, bit i of byte j
  * describing extent first + 8 * j + i.  @first must be a multiple of 8.
+ * May sleep and fail as rcow_md_next_run() does.
  */
-void rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		       u64 first, u64 nr, u8 *buf);
+int rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		      u64 first, u64 nr, u8 *buf);
 
 #endif /* DM_REMOTE_COW_METADATA_H */

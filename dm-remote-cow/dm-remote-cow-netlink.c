@@ -995,11 +995,16 @@ static int rcow_nl_get_bitmap(struct sk_buff *skb, struct genl_info *info)
 	if (set)
 		read_set_bits(set, first, count, nla_data(data));
 	else if (nla_get_u32(info->attrs[RCOW_A_BITMAP]) < RCOW_NR_BITMAPS)
-		rcow_md_read_bits(rc->md,
-				  nla_get_u32(info->attrs[RCOW_A_BITMAP]),
-				  first, count, nla_data(data));
+		r = rcow_md_read_bits(rc->md,
+				      nla_get_u32(info->attrs[RCOW_A_BITMAP]),
+				      first, count, nla_data(data));
 	else
 		memset(nla_data(data), 0, DIV_ROUND_UP(count, 8));
+	if (r) {
+		NL_SET_ERR_MSG(info->extack,
+			       "cannot read the bitmap from the COW device");
+		goto bad;
+	}
 	mutex_unlock(&rcow_nl_lock);
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
@@ -1097,6 +1102,7 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 		mutex_unlock(&rcow_nl_lock);
 		return 0;
 	}
+	r = 0;
 	for (e = cb->args[2]; e < rc->nr_extents; e = end) {
 		if (set) {
 			e = find_next_bit(set, rc->nr_extents, e);
@@ -1104,19 +1110,19 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 				break;
 			end = find_next_zero_bit(set, rc->nr_extents, e);
 		} else {
-			e = rcow_md_next_set(rc->md, b, e);
-			if (e >= rc->nr_extents)
+			/* FROZEN_COMMIT: read from its blocks, may sleep. */
+			r = rcow_md_next_run(rc->md, b, e, &e, &end);
+			if (r || e >= rc->nr_extents)
 				break;
-			end = rcow_md_next_clear(rc->md, b, e);
 		}
 		if (put_run(skb, cb, rc->id, b, e, end - e))
 			break;
 		cb->args[2] = end;
 	}
-	if (e >= rc->nr_extents)
+	if (!r && e >= rc->nr_extents)
 		cb->args[2] = rc->nr_extents;
 	mutex_unlock(&rcow_nl_lock);
-	return skb->len;
+	return r ? r : skb->len;
 }
 
 /*

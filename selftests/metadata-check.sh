@@ -22,6 +22,10 @@
 #   older copy keeps every bit; tearing the newest falls back to the
 #   previous commit.  After a clean shutdown both copies are valid again
 #   (the next commit rewrote the torn one) and `check` finds nothing.
+# - FROZEN_COMMIT, which the kernel keeps only on disk: a crash image with
+#   a bit in its newest copy and the older copy torn loads, and the commit
+#   at the clean shutdown rewrites the torn copy from the newest one (the
+#   bit is kept, `check` finds no damage and no torn copy).
 # - needs_check set in the superblock: a read-write table is refused with
 #   a message saying what to run, a read-only one loads, and `check
 #   --clear-needs-check` clears it so that the read-write table loads.
@@ -33,13 +37,13 @@ require_vm
 require_cmd dmsetup losetup dd python3 cmp
 RC=$RC_TREE/tools/remote-cow
 require_built "$RC"
-tap_plan 43
+tap_plan 47
 
 NAME="rc-mdcheck"
 EXT=128				# 64 KiB extents
 LEN=8192			# 4 MiB: 64 extents, one bitmap block each
 # Bitmap b's copy c of block 0 is COW block 1 + 2 * b + c (remote_cow_disk.h).
-PRESENT0=1 WRITTEN0=3
+PRESENT0=1 WRITTEN0=3 FROZEN0=7
 
 load_module || tap_bail "cannot load $RC_MODULE"
 net_tmpdir
@@ -216,6 +220,20 @@ present=$(dm_status_field "$NAME" 2)
 check_eq "present falls back to the previous commit's copy" 4/64 "$present"
 check "remove" dmsetup remove "$NAME"
 expect_exit "afterwards check finds no damage" 0 "no damage" "$RC" check "$cow"
+
+# --- a torn copy of FROZEN_COMMIT is rewritten from its newest copy --------------
+cp "$tmp/crash.img" "$cow_file"
+fnew=$(newest_copy "$cow" frozen-commit)
+[ "$fnew" = 0 ] || [ "$fnew" = 1 ] || tap_bail "cannot tell the newest frozen-commit copy: $fnew"
+stray_bit "$cow" $((FROZEN0 + fnew)) 2
+smash $((FROZEN0 + 1 - fnew)) 1
+check "frozen-commit with a torn older copy: the table loads" \
+	dmsetup create "$NAME" --table "$TABLE"
+check "remove (clean shutdown: its commit rewrites the torn copy)" dmsetup remove "$NAME"
+check_eq "frozen-commit keeps extent 2 (rewritten from the newest copy)" 2 \
+	"$("$RC_TREE/selftests/progs/rcow-md-edit.py" bits "$cow" frozen-commit)"
+check "... both copies valid: check finds no damage and no torn copy" \
+	bash -c "'$RC' check '$cow' | grep -q 'no damage' && ! '$RC' check '$cow' | grep -q torn"
 
 # --- needs_check ----------------------------------------------------------------
 cp "$tmp/clean.img" "$cow_file"
