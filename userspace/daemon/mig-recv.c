@@ -57,6 +57,10 @@
 
 #define MIG_COMPLETE_MS 60000
 
+#define PC_OUT_MAX 64			/* FETCHes in flight */
+#define PC_PIECE_BYTES (256u << 10)	/* a background FETCH */
+#define PC_WINDOW_BYTES (1u << 20)	/* background bytes asked and not yet answered */
+
 struct receiver {
 	struct mig_job *j;
 	struct mig_conn *c;
@@ -76,6 +80,15 @@ struct receiver {
 	uint64_t cur_off;
 	uint64_t stream_out;		/* extents HYDRATE queued, not fetched yet */
 	uint64_t fetched;		/* extents fetched */
+	struct mig_rfault *ask[2];	/* being asked: [0] I/O waits on it, [1] background */
+	struct pc_fetch {		/* a FETCH sent, its DATA not yet taken */
+		struct mig_rfault *q;	/* the fault it answers part of */
+		uint64_t first;
+		uint32_t count;
+		uint64_t bg_bytes;	/* its bytes, for a background piece; else 0 */
+	} out[PC_OUT_MAX];		/* a ring from out_head, in the order sent */
+	unsigned int out_head, out_n;
+	uint64_t out_bg_bytes;		/* background bytes asked, not yet answered */
 };
 
 #define PC_STREAM_DEPTH 64		/* background extents asked and not yet fetched */
@@ -345,47 +358,167 @@ static int fetch_data(struct receiver *r, const struct mig_run *run, struct mig_
 }
 
 /*
- * Fetch remote fault q from the source, a DATA's worth at a time, each
- * written and answered by the engine's fill path (MK_RFILL).  On a
- * failure q keeps the part not answered.
+ * The fetches in flight.  FETCHes go out ahead of their DATA (the source
+ * answers them in order), so the link stays busy across the round trip;
+ * out[] is that order.  A fault I/O waits on is asked at once, whole
+ * (MIG_MAX_DATA a FETCH); a background one (streaming) is asked in pieces
+ * of PC_PIECE_BYTES, and only while less than PC_WINDOW_BYTES of
+ * background pieces are unanswered: a guest fault that comes while the
+ * stream runs waits behind at most that much, not behind the stream's
+ * whole fault (PC_STREAM_DEPTH extents, 4 MiB at 64 KiB extents).  A fault
+ * is filled in order, piece by piece (MK_RFILL, the engine's fill path);
+ * its q->f keeps the part not yet answered, q->asked the first extent not
+ * yet asked, and it is freed once its last piece is filled.
  */
-static int fetch(struct receiver *r, struct mig_rfault *q)
+static uint32_t piece_extents(const struct receiver *r, const struct mig_rfault *q)
 {
-	const struct rcow_device_info *info = &r->j->m[q->dev].info;
-	uint64_t per = MIG_MAX_DATA / ((uint64_t)info->extent_sectors * 512);
+	uint64_t eb = (uint64_t)r->j->m[q->dev].info.extent_sectors * 512;
+	uint64_t n = (q->urgent ? MIG_MAX_DATA : PC_PIECE_BYTES) / eb;
+
+	if (n > REMOTE_COW_MAX_RANGE)
+		n = REMOTE_COW_MAX_RANGE;
+	return n ? (uint32_t)n : 1;
+}
+
+/* FETCH the next piece of q; q->asked moves on.  The caller checked room in out[]. */
+static int ask_piece(struct receiver *r, struct mig_rfault *q)
+{
+	uint64_t end = q->f.first + q->f.count, eb;
 	uint8_t f[MIG_HDR_SIZE + MIG_RUN_SIZE];
-	struct mig_data dd;
+	struct mig_run run = { .dev = q->dev, .first = q->asked };
+	struct pc_fetch *p;
 	int e;
 
-	if (per > REMOTE_COW_MAX_RANGE)
-		per = REMOTE_COW_MAX_RANGE;
-	if (!per)
-		per = 1;
-	while (q->f.count) {
-		struct mig_run run = { .dev = q->dev, .first = q->f.first };
-		struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f,
-				      .epoch = q->epoch };
+	run.count = (uint32_t)(end - q->asked < piece_extents(r, q) ? end - q->asked :
+			       piece_extents(r, q));
+	e = mig_send(r->c, f, (size_t)mig_enc_run(f, sizeof(f), MIG_FETCH, &run), &r->err);
+	if (e)
+		return e;
+	eb = (uint64_t)r->j->m[q->dev].info.extent_sectors * 512;
+	p = &r->out[(r->out_head + r->out_n++) % PC_OUT_MAX];
+	p->q = q;
+	p->first = run.first;
+	p->count = run.count;
+	p->bg_bytes = q->urgent ? 0 : run.count * eb;
+	r->out_bg_bytes += p->bg_bytes;
+	q->asked += run.count;
+	return 0;
+}
 
-		run.count = (uint32_t)(q->f.count < per ? q->f.count : per);
-		e = mig_send(r->c, f, (size_t)mig_enc_run(f, sizeof(f), MIG_FETCH, &run), &r->err);
-		if (!e)
-			e = fetch_data(r, &run, &dd);
+/*
+ * Ask what may be asked now: every piece of the faults I/O waits on, then
+ * background pieces while the window has room.  A slot (r->ask[]) holds
+ * the fault of its kind being asked until its last piece went out.
+ */
+static struct mig_rfault *take_fault(struct receiver *r, bool urgent_only)
+{
+	struct mig_rfault *q = mig_remote_take(r->j, 0, urgent_only);
+
+	if (!q)
+		return NULL;
+	q->asked = q->f.first;
+	if (!(q->f.flags & RCOW_FAULT_F_WAITING))	/* the stream's */
+		r->stream_out -= r->stream_out < q->f.count ? r->stream_out : q->f.count;
+	return q;
+}
+
+static int ask_some(struct receiver *r)
+{
+	struct mig_rfault *q;
+	int e;
+
+	while (r->out_n < PC_OUT_MAX) {
+		if (!r->ask[0]) {
+			r->ask[0] = take_fault(r, true);
+			if (!r->ask[0])
+				break;
+		}
+		e = ask_piece(r, r->ask[0]);
 		if (e)
 			return e;
-		k.fault.count = run.count;
-		k.data = dd.data;
-		k.len = dd.len;
-		e = mig_kcall(r->j, &k);
-		if (e) {
-			r->err = k.err;
-			return e;
+		if (r->ask[0]->asked == r->ask[0]->f.first + r->ask[0]->f.count)
+			r->ask[0] = NULL;
+	}
+	while (!r->ask[0] && r->out_n < PC_OUT_MAX && r->out_bg_bytes < PC_WINDOW_BYTES) {
+		if (!r->ask[1]) {
+			q = take_fault(r, false);
+			if (!q)
+				break;
+			if (q->urgent) {	/* came between the two takes */
+				r->ask[0] = q;
+				return ask_some(r);
+			}
+			r->ask[1] = q;
 		}
-		q->f.first += run.count;
-		q->f.count -= run.count;
-		r->fetched += run.count;
-		r->moved += run.count;
+		e = ask_piece(r, r->ask[1]);
+		if (e)
+			return e;
+		if (r->ask[1]->asked == r->ask[1]->f.first + r->ask[1]->f.count)
+			r->ask[1] = NULL;
 	}
 	return 0;
+}
+
+/* The DATA of the oldest FETCH in flight: written and answered (MK_RFILL). */
+static int take_piece(struct receiver *r)
+{
+	struct pc_fetch *p = &r->out[r->out_head];
+	struct mig_rfault *q = p->q;
+	struct mig_run run = { .dev = q->dev, .first = p->first, .count = p->count };
+	struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f, .epoch = q->epoch };
+	struct mig_data dd;
+	int e = fetch_data(r, &run, &dd);
+
+	if (e)
+		return e;
+	k.fault.count = p->count;	/* q->f.first == p->first: filled in order */
+	k.data = dd.data;
+	k.len = dd.len;
+	e = mig_kcall(r->j, &k);
+	if (e) {
+		r->err = k.err;
+		return e;
+	}
+	q->f.first += p->count;
+	q->f.count -= p->count;
+	r->fetched += p->count;
+	r->moved += p->count;
+	r->out_bg_bytes -= p->bg_bytes;
+	r->out_head = (r->out_head + 1) % PC_OUT_MAX;
+	r->out_n--;
+	if (!q->f.count)
+		free(q);	/* its last piece: neither in a slot nor in out[] */
+	return 0;
+}
+
+/* A failure: every fault in flight or being asked fails (EIO) where not yet answered. */
+static void fail_fetches(struct receiver *r)
+{
+	struct mig_rfault *all[PC_OUT_MAX + 2];
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < r->out_n; i++)
+		all[n++] = r->out[(r->out_head + i) % PC_OUT_MAX].q;
+	all[n++] = r->ask[0];
+	all[n++] = r->ask[1];
+	for (unsigned int i = 0; i < n; i++) {
+		struct mig_rfault *q = all[i];
+		bool seen = false;
+
+		for (unsigned int k = 0; k < i && !seen; k++)
+			seen = all[k] == q;
+		if (!q || seen)
+			continue;
+		if (q->f.count) {
+			struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f,
+					      .epoch = q->epoch, .status = EIO };
+
+			mig_kcall(r->j, &k);
+		}
+		free(q);
+	}
+	r->out_n = 0;
+	r->ask[0] = r->ask[1] = NULL;
 }
 
 /* The next background piece of the remote runs asked (HYDRATE); false: none now. */
@@ -467,54 +600,53 @@ static int poll_source(struct receiver *r)
 			    mig_type_name(h.type));
 }
 
-/* Serving: remote faults first, the stream, then completion and COMMITTED. */
+/*
+ * Serving: the faults I/O waits on first, then background pieces within
+ * the window, the stream, then completion and COMMITTED.
+ */
 static int pc_serve(struct receiver *r)
 {
 	uint64_t idle_since = now_ms();
 	uint8_t f[MIG_HDR_SIZE];
-	struct mig_rfault *q;
 	bool done;
 	int e;
 
 	for (;;) {
-		if (mig_stopping(r->j))
-			return rcow_err_set(&r->err, ECANCELED, "the daemon stopped the migration");
-		q = mig_remote_take(r->j, 0);
-		if (!q && stream_step(r))
+		if (mig_stopping(r->j)) {
+			e = rcow_err_set(&r->err, ECANCELED, "the daemon stopped the migration");
+			break;
+		}
+		e = ask_some(r);
+		if (e)
+			break;
+		if (stream_step(r))	/* the next HYDRATE while pieces are on their way */
 			continue;
-		if (!q && r->cur_dev >= r->j->n && !r->stream_out) {
-			e = try_complete(r, &done);
+		if (r->out_n) {
+			idle_since = now_ms();
+			e = take_piece(r);
 			if (e)
-				return e;
-			if (done)
+				break;
+			continue;
+		}
+		if (r->cur_dev >= r->j->n && !r->stream_out) {
+			e = try_complete(r, &done);
+			if (e || done)
 				break;
 			r->cur_dev = 0;		/* some are still missing: another pass */
 			r->cur_run = 0;
 			r->cur_off = 0;
 		}
-		if (!q)
-			q = mig_remote_take(r->j, PC_IDLE_MS);
-		if (!q) {
-			if (now_ms() - idle_since >= PC_STALE_MS)
-				r->stream_out = 0;	/* what it asked came as guest faults */
-			e = poll_source(r);
-			if (e)
-				return e;
+		if (mig_remote_wait(r->j, PC_IDLE_MS))
 			continue;
-		}
-		idle_since = now_ms();
-		if (!(q->f.flags & RCOW_FAULT_F_WAITING))
-			r->stream_out -= r->stream_out < q->f.count ? r->stream_out : q->f.count;
-		e = fetch(r, q);
-		if (e) {
-			struct mig_kreq k = { .op = MK_RFILL, .dev = q->dev, .fault = q->f,
-					      .epoch = q->epoch, .status = EIO };
-
-			mig_kcall(r->j, &k);	/* what it did not answer fails */
-			free(q);
-			return e;
-		}
-		free(q);
+		if (now_ms() - idle_since >= PC_STALE_MS)
+			r->stream_out = 0;	/* what it asked came as guest faults */
+		e = poll_source(r);
+		if (e)
+			break;
+	}
+	if (e) {
+		fail_fetches(r);
+		return e;
 	}
 	e = wait_states(r, RCOW_MIGRATE_POSTCOPY, false, "complete the post-copy migration");
 	if (!e)

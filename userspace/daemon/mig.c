@@ -306,6 +306,7 @@ void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow **cow, struc
 static void rq_push(struct mig_job *j, int k, struct mig_rfault *q)
 {
 	q->next = NULL;
+	q->urgent = k == 0;
 	if (j->rq_tail[k])
 		j->rq_tail[k]->next = q;
 	else
@@ -313,16 +314,16 @@ static void rq_push(struct mig_job *j, int k, struct mig_rfault *q)
 	j->rq_tail[k] = q;
 }
 
-struct mig_rfault *mig_remote_take(struct mig_job *j, int ms)
+struct mig_rfault *mig_remote_take(struct mig_job *j, int ms, bool urgent_only)
 {
 	struct timespec ts = deadline(ms);
 	struct mig_rfault *q = NULL;
 
 	pthread_mutex_lock(&j->lock);
-	while (!j->rq_head[0] && !j->rq_head[1] && !j->stop && !j->abort && ms > 0)
+	while (!j->rq_head[0] && (urgent_only || !j->rq_head[1]) && !j->stop && !j->abort && ms > 0)
 		if (pthread_cond_timedwait(&j->cond, &j->lock, &ts))
 			break;
-	for (int k = 0; k < 2 && !q; k++) {
+	for (int k = 0; k < (urgent_only ? 1 : 2) && !q; k++) {
 		q = j->rq_head[k];
 		if (q) {
 			j->rq_head[k] = q->next;
@@ -332,6 +333,20 @@ struct mig_rfault *mig_remote_take(struct mig_job *j, int ms)
 	}
 	pthread_mutex_unlock(&j->lock);
 	return q;
+}
+
+bool mig_remote_wait(struct mig_job *j, int ms)
+{
+	struct timespec ts = deadline(ms);
+	bool any;
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->rq_head[0] && !j->rq_head[1] && !j->stop && !j->abort)
+		if (pthread_cond_timedwait(&j->cond, &j->lock, &ts))
+			break;
+	any = j->rq_head[0] || j->rq_head[1];
+	pthread_mutex_unlock(&j->lock);
+	return any;
 }
 
 void mig_remote_serve(struct mig_job *j)

@@ -82,6 +82,8 @@ struct mig_rfault {
 	unsigned int dev;		/* the member */
 	struct rcow_fault f;
 	unsigned int epoch;		/* the engine's device epoch when it came */
+	bool urgent;			/* queued for I/O that waits (or promoted) */
+	uint64_t asked;			/* mig-recv: next extent not yet asked (FETCH) */
 };
 
 #define MIG_GATHER_MS 30000		/* a group: every member started (incoming) by then */
@@ -178,9 +180,12 @@ void mig_end(struct mig_job *j, struct mig_conn *c, struct rcow_cow **cow, struc
 
 /*
  * Thread side, post-copy destination: take the next remote fault (those
- * I/O waits on first), waiting up to ms for one; NULL: none.
+ * I/O waits on first; with urgent_only, only those), waiting up to ms for
+ * one; NULL: none.
  */
-struct mig_rfault *mig_remote_take(struct mig_job *j, int ms);
+struct mig_rfault *mig_remote_take(struct mig_job *j, int ms, bool urgent_only);
+/* Thread side: wait up to ms for a remote fault to be queued; false: none. */
+bool mig_remote_wait(struct mig_job *j, int ms);
 /* Thread side: remote faults are taken from now on. */
 void mig_remote_serve(struct mig_job *j);
 /*

@@ -158,6 +158,9 @@ bool fake_mig_remote(const struct fake_mig *m, uint64_t ext);
  * REMOTE and WAITING if ext is remote; false if it is not (nothing sent).
  */
 bool fake_mig_guest_read(struct daemon *d, struct fake_mig *m, uint64_t ext, uint64_t cookie);
+/* A background (streaming) remote FAULT of first..+count, no I/O waiting on it. */
+int fake_mig_stream_fault(struct daemon *d, struct fake_mig *m, uint64_t first, uint32_t count,
+			  uint64_t cookie);
 /* kernel_ops hooks: HYDRATE of a post-copy destination (-ENODEV: not one); FILL_DONE */
 int fake_mig_hydrate(struct fake_kernel *k, uint32_t dev_id, uint64_t first, uint32_t count,
 		     uint32_t *queued);

@@ -179,6 +179,16 @@ bool fake_mig_guest_read(struct daemon *d, struct fake_mig *m, uint64_t ext, uin
 	return true;
 }
 
+int fake_mig_stream_fault(struct daemon *d, struct fake_mig *m, uint64_t first, uint32_t count,
+			  uint64_t cookie)
+{
+	for (uint64_t e = first; e < first + count && e < m->nr; e++) {
+		fake_set_bit(m->pending, e, true);
+		fake_set_bit(m->hyd, e, false);	/* this FAULT carries it */
+	}
+	return send_remote_fault(d, m, first, count, cookie, 0);
+}
+
 int fake_mig_hydrate(struct fake_kernel *k, uint32_t dev_id, uint64_t first, uint32_t count,
 		     uint32_t *queued)
 {

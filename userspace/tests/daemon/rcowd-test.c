@@ -3420,6 +3420,111 @@ static void test_mig_postcopy_spec(struct tap *t)
 	postcopy_case(t, true);
 }
 
+/* The loop and the fake kernel run for ms. */
+static void mrun(struct menv *m, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (now_ms() < end) {
+		turn(&m->e, 20);
+		fake_mig_pump(&m->e.d, &m->e.k);
+	}
+}
+
+/* Extents of the destination's FILL_DONEs for cookie, and the time of the last one. */
+static uint64_t fills_of(const struct menv *m, uint64_t cookie, uint64_t *last_ms)
+{
+	const struct fake_kernel *k = &m->e.k;
+	uint64_t n = 0;
+
+	*last_ms = 0;
+	for (size_t i = 0; i < k->n; i++) {
+		const struct fake_answer *a = &k->v[i];
+
+		if (a->cmd != RCOW_CMD_FILL_DONE || a->dev_id != m->dst.dev_id ||
+		    a->cookie != cookie || a->status)
+			continue;
+		n += a->count;
+		if (a->at_ms > *last_ms)
+			*last_ms = a->at_ms;
+	}
+	return n;
+}
+
+#define PCG_BG_COOKIE 700
+#define PCG_BG_FIRST 4
+#define PCG_BG_COUNT 24u		/* 1.5 MiB: six background pieces */
+
+/*
+ * Post-copy, a guest read while a large background fault is fetched: the
+ * source reads slowly (200 ms a read), so the background fault of 24
+ * extents takes six pieces of 256 KiB; the guest's fault is asked as soon
+ * as it comes, behind at most the window, and is answered while the
+ * background fault still has pieces to come.  (Fetched whole, as before
+ * 4 December 2026, the guest waited for all 24.)  Then everything moves
+ * and both sides are equal.
+ */
+static void test_mig_postcopy_guest_first(struct tap *t)
+{
+	const struct fake_answer *ga;
+	struct fake_mig *k;
+	uint64_t n, bg_last, asked;
+	long long bad;
+	struct menv m;
+	bool ok;
+
+	if (msetup(&m, t, MNR, EXT_SECTORS, 0x5a))
+		return;
+	k = &m.e.k.m;
+	mwritten(&m, 0, 2, 1);
+	mstart(&m);
+	ok = mwait(&m, round4, 30000);
+	tap_ok(t, ok && !k->ended, "pre-copy rounds 1 to 4");
+	/* after the last pre-copy round: only on the source when the guest moves */
+	for (uint64_t e = PCG_BG_FIRST; e < PCG_BG_FIRST + PCG_BG_COUNT; e++)
+		mwrite(&m, e, 7);
+	mwrite(&m, 30, 7);
+	k->hold_hyd = true;
+	fake_mig_finish_flags(&m.e.d, k, RCOW_MIGRATE_F_POSTCOPY);
+	ok = mwait(&m, dst_serving, 30000) && k->dst.migrate_state == RCOW_MIGRATE_POSTCOPY;
+	tap_ok(t, ok && remote_left(k) == PCG_BG_COUNT + 1,
+	       "the destination serves in post-copy (%u extents remote)", remote_left(k));
+	if (!ok) {
+		menv_fini(&m);
+		return;
+	}
+	slow_read_set(200, EXT_BYTES);
+	fake_mig_stream_fault(&m.e.d, k, PCG_BG_FIRST, PCG_BG_COUNT, PCG_BG_COOKIE);
+	mrun(&m, 100);
+	asked = now_ms();
+	ok = fake_mig_guest_read(&m.e.d, k, 30, 701);
+	ga = mwait_fill(&m, 701, 20000);
+	n = fills_of(&m, PCG_BG_COOKIE, &bg_last);
+	tap_ok(t, ok && ga && ga->status == 0 && dcow_has(&m, 30, 7),
+	       "the guest's read answered 0 after %llu ms, with the source's data",
+	       ga ? (unsigned long long)(ga->at_ms - asked) : 0ULL);
+	tap_ok(t, ga && n < PCG_BG_COUNT,
+	       "it did not wait for the background fault: %llu of its %u extents answered then",
+	       (unsigned long long)n, PCG_BG_COUNT);
+	for (uint64_t end = now_ms() + 20000; n < PCG_BG_COUNT && now_ms() < end;) {
+		mrun(&m, 50);
+		n = fills_of(&m, PCG_BG_COOKIE, &bg_last);
+	}
+	tap_ok(t, n == PCG_BG_COUNT && ga && bg_last > ga->at_ms,
+	       "the background fault answered in pieces, all %llu extents, its last %llu ms after the guest's",
+	       (unsigned long long)n, ga && bg_last > ga->at_ms ?
+	       (unsigned long long)(bg_last - ga->at_ms) : 0ULL);
+	slow_read_set(0, 0);
+	k->hold_hyd = false;
+	ok = mwait(&m, both_over, 30000);
+	tap_ok(t, ok && k->ended && k->end_status == 0 && remote_left(k) == 0 && k->remote_eio == 0,
+	       "both jobs ended, the source done, nothing remote, no EIO (%s)", k->end_msg);
+	ok = cows_equal(&m, &bad);
+	tap_ok(t, ok, "every extent on the destination equals the source's (first difference: %lld)",
+	       bad);
+	menv_fini(&m);
+}
+
 /*
  * The source fails after SERVING (its COW device can no longer be read,
  * as a source host going away): the source ends failed but keeps its fence
@@ -3684,6 +3789,7 @@ static const struct {
 	{ "mig-postcopy", test_mig_postcopy },
 	{ "mig-postcopy-spec", test_mig_postcopy_spec },
 	{ "mig-postcopy-lost", test_mig_postcopy_lost },
+	{ "mig-postcopy-guest-first", test_mig_postcopy_guest_first },
 	{ "mig-postcopy-gone", test_mig_postcopy_gone },
 	{ "mig-postcopy-nojob", test_mig_postcopy_nojob },
 	{ "mig-postcopy-group", test_mig_postcopy_group },
