@@ -35,7 +35,10 @@
 #           the upload's own load on the (shared) CPUs and COW device.
 #  time     a commit with the guest quiet: seconds from the message to
 #           done, against changed bytes / link rate (the ideal), and the
-#           same for the commits that ran under fio.
+#           same for the commits that ran under fio.  Beside it the peer:
+#           nbdcopy of the same bytes (a file of the written data) to a
+#           fresh overlay target over the same link, twice per repetition
+#           (the second against the first is the control ratio).
 #
 # Environment (defaults in brackets):
 #   BENCH_SIZE_MB     device size, MiB [256]
@@ -70,7 +73,7 @@ die() { echo "bench-commit: $*" >&2; exit 1; }
 log() { echo "# $*"; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root: run it in the VM (make bench-commit)"
-for c in fio nbdkit nbdinfo qemu-nbd qemu-img ip tc dmsetup losetup python3; do
+for c in fio nbdkit nbdinfo nbdcopy qemu-nbd qemu-img ip tc dmsetup losetup python3; do
 	command -v "$c" >/dev/null || die "$c is not installed"
 done
 case $RATE in
@@ -184,9 +187,25 @@ last_done() {
 	sed -n 's/.* commit [0-9]* to .* done: //p' "$HELPER_LOG" | tail -n 1
 }
 
+# nbdcopy_time: a fresh overlay target, then the seconds nbdcopy takes to
+# write the same bytes into it (the file of the written data) and flush, in
+# T_COPY; the overlay is deleted afterwards (the VM's /tmp is its memory).
+copy_src=$NET_WORKDIR/changed.raw
+image_data bench-commit-data "$changed" >"$copy_src" || die "cannot write $copy_src"
+nbdcopy_time() {
+	local t0 f=$NET_WORKDIR/copy.qcow2
+	target_stop
+	target_overlay "$f" "$BASE_IMG" raw copy || die "cannot serve the copy's overlay"
+	t0=$(date +%s.%N)
+	nbdcopy --flush "$copy_src" "$TARGET_URI" >/dev/null 2>&1 || die "nbdcopy to $TARGET_URI failed"
+	T_COPY=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
+	target_stop
+	rm -f "$f"
+}
+
 gen0=$(dmsetup status "$NAME" | awk '{ print $11 }')
 ideal=$(awk -v c="$changed" -v r="$rate_bps" 'BEGIN { printf "%.2f", c * 8 / r }')
-idle=() idle_odd=() idle_even=() busy=() fresh=() t_quiet=() t_busy=()
+idle=() idle_odd=() idle_even=() busy=() fresh=() t_quiet=() t_busy=() t_copy=() t_copy2=()
 for ((r = 1; r <= REPS; r++)); do
 	redirty
 	run_fio "$NET_WORKDIR/idle.$r.json" || die "fio failed"
@@ -209,14 +228,18 @@ for ((r = 1; r <= REPS; r++)); do
 		log "warning: repetition $r: the commit ended before fio did ($state): raise BENCH_CHANGED_MB"
 	done_busy=$(last_done)
 
+	nbdcopy_time
+	t_copy+=("$T_COPY")
 	commit_start
 	t_quiet+=("$(commit_wait)")
 	[ -n "${t_quiet[-1]}" ] || die "the quiet commit of repetition $r did not complete"
+	nbdcopy_time
+	t_copy2+=("$T_COPY")
 	run_fio "$NET_WORKDIR/fresh.$r.json" || die "fio failed"
 	fresh+=("$(p99 "$NET_WORKDIR/fresh.$r.json")")
 	log "repetition $r: p99 idle ${idle[-1]} us, during commit ${busy[-1]} us," \
 		"fresh interval ${fresh[-1]} us; commit ${t_quiet[-1]} s quiet," \
-		"${t_busy[-1]} s under fio"
+		"${t_busy[-1]} s under fio; nbdcopy ${t_copy[-1]} s and ${t_copy2[-1]} s"
 	log "repetition $r: writes per run: idle $(ios "$NET_WORKDIR/idle.$r.json")," \
 		"during commit $(ios "$NET_WORKDIR/busy.$r.json"), fresh interval $(ios "$NET_WORKDIR/fresh.$r.json")"
 	log "repetition $r: remote-cowd on the commit under fio: ${done_busy:-?}"
@@ -232,6 +255,8 @@ mb=$(printf '%s\n' "${busy[@]}" | median)
 mf=$(printf '%s\n' "${fresh[@]}" | median)
 tq=$(printf '%s\n' "${t_quiet[@]}" | median)
 tb=$(printf '%s\n' "${t_busy[@]}" | median)
+tc1=$(printf '%s\n' "${t_copy[@]}" | median)
+tc2=$(printf '%s\n' "${t_copy2[@]}" | median)
 
 echo
 echo "| figure (median of $REPS) | remote-cow | reference | ratio | control |"
@@ -241,6 +266,9 @@ echo "| 4 KiB random write p99, fresh interval (no commit) vs idle | $mf us | $m
 echo "| 4 KiB random write p99, during commit vs fresh interval | $mb us | $mf us | $(ratio "$mb" "$mf") | $ctl |"
 echo "| commit time, guest quiet vs changed bytes / link rate | $tq s | $ideal s | $(ratio "$tq" "$ideal") | - |"
 echo "| commit time, guest writing vs changed bytes / link rate | $tb s | $ideal s | $(ratio "$tb" "$ideal") | - |"
+echo "| commit time, guest quiet vs nbdcopy of the same bytes | $tq s | $tc1 s | $(ratio "$tq" "$tc1") | $(ratio "$tc2" "$tc1") |"
+echo "| commit time, guest writing vs nbdcopy of the same bytes | $tb s | $tc1 s | $(ratio "$tb" "$tc1") | $(ratio "$tc2" "$tc1") |"
+echo "| nbdcopy of the same bytes vs changed bytes / link rate | $tc1 s | $ideal s | $(ratio "$tc1" "$ideal") | - |"
 echo
 helper_stop >/dev/null 2>&1
 log "remote-cowd: $(echo "$HELPER_STATS" | tr '\n' ' ')"
