@@ -24,12 +24,17 @@
  * copy of another epoch reads as zeroes, so one atomic superblock write
  * clears a set (rcow_md_freeze(), rcow_md_commit_done()).
  *
- * PRESENT, WRITTEN and DIRTY_COMMIT live in memory (the target tests them
- * without locks on every bio) and reach the disk through dm-bufio in
- * rcow_md_commit().  FROZEN_COMMIT lives only in its blocks: the freeze
- * merges the frozen extents into the copy of each block it writes, and
- * readers (netlink, the commit's upload set) read it through dm-bufio
- * under md->lock (see on_disk()).  The rule
+ * PRESENT lives in memory (the target tests it without locks on every
+ * bio) and reaches the disk through dm-bufio in rcow_md_commit().
+ * FROZEN_COMMIT, WRITTEN and DIRTY_COMMIT live only in their blocks (see
+ * on_disk()): the freeze merges the frozen extents into the copy of each
+ * block it writes; a WRITTEN or DIRTY_COMMIT bit set by the worker waits
+ * on a short list of extents until the next commit merges it into its
+ * block (merge_pending(): read the newest copy, copy, set, write over the
+ * older copy); readers (netlink, the freeze, migrate send) read them
+ * through dm-bufio under md->lock.  The map function tests DIRTY_COMMIT's
+ * durable copy, dirty_durable, filled from the blocks a commit wrote.
+ * The rule
  * that keeps a crash harmless is that no PRESENT bit may reach the disk
  * before the extent's data did.  A commit therefore stages the PRESENT
  * blocks that changed (their words as of now, in the held dm-bufio buffers
@@ -37,9 +42,8 @@
  * and write that completed before the staging is now stable), and only
  * then dirties those buffers.  Bits set after the staging wait for the
  * next commit.  WRITTEN and the dirty bitmaps may safely be ahead of the
- * data (they only cost transfer), so they are copied straight from
- * memory, and a commit that stages no PRESENT block skips that first
- * flush.
+ * data (they only cost transfer), so their blocks need no staging, and a
+ * commit that stages no PRESENT block skips that first flush.
  *
  * Torn writes.  A 4 KiB block write is not atomic, and a torn bitmap block
  * would fail its checksum.  So each bitmap block has two copies, and a
@@ -69,16 +73,26 @@
  * effort, the write may fail as well), and a writable table is refused
  * over it until `remote-cow check --clear-needs-check` cleared it.
  *
- * Locking: md->lock serialises load, commit, close and the reads of
- * FROZEN_COMMIT's blocks (which copy is the newest, md->newest[], changes
- * under it, and a block being written is not read half filled).  It is
- * taken inside rcow_nl_lock (netlink reads of FROZEN_COMMIT) and nothing
- * is taken inside it but dm-bufio's own locks.  The in-memory
- * bitmaps are read and set with atomic bitops from any context; the
- * per-bitmap "changed" block maps are set after the bit they cover and
- * test-and-cleared by the committer before it copies that block, so a bit
- * set concurrently is either in this commit or flags its block for the
- * next one.
+ * Locking: md->lock serialises load, commit, close, the reads of the
+ * on-disk sets' blocks (which copy is the newest, md->newest[] and
+ * md->merged[], changes under it, and a block being written is not read
+ * half filled) and the pending lists of WRITTEN and DIRTY_COMMIT (set by
+ * the worker in rcow_md_set(), merged into the blocks by a commit, a full
+ * list or a reader).  It is taken inside rcow_nl_lock (netlink reads)
+ * and nothing is taken inside it but dm-bufio's own locks.  PRESENT is
+ * read and set with atomic bitops from any context; its "changed" block
+ * map is set after the bit it covers and test-and-cleared by the
+ * committer before it copies that block, so a bit set concurrently is
+ * either in this commit or flags its block for the next one.  Because a
+ * DIRTY_COMMIT bit is set under md->lock and a commit holds it from its
+ * merge to the update of dirty_durable, that copy never says durable a
+ * bit its commit did not write and flush.
+ *
+ * Two copies within one interval.  A block is merged at most once into
+ * its older copy between two commits; a later merge before the commit
+ * (a full pending list, a reader) changes that same copy in place
+ * (md->merged[]), so the other copy stays the block as last committed
+ * until the commit's flush: a crash tears at most the uncommitted copy.
  */
 
 #include <linux/crc32c.h>
@@ -86,6 +100,7 @@
 #include <linux/device-mapper.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/string.h>
 
 #include "dm-remote-cow-metadata.h"
@@ -137,6 +152,24 @@ struct rcow_metadata {
 	unsigned long *changed[RCOW_NR_BITMAPS];
 	/* One bit per bitmap block: copy 1 is the newest valid copy. */
 	unsigned long *newest[RCOW_NR_BITMAPS];
+	/*
+	 * One bit per bitmap block of an on-disk set: the block's newest
+	 * copy was filled since the last commit (it is not durable yet), so
+	 * a later merge before that commit changes that copy in place and
+	 * never the other one, which holds the block as last committed.
+	 * Cleared by a commit once it wrote and flushed them.
+	 */
+	unsigned long *merged[RCOW_NR_BITMAPS];
+	/*
+	 * Bits of WRITTEN and DIRTY_COMMIT set since they were last merged
+	 * into their blocks: a short list of extents per set (pending_nr[]
+	 * of RCOW_MD_PENDING_MAX; a full list is merged at once, see
+	 * rcow_md_set()), merged by the commit (merge_pending()).  Under
+	 * md->lock.  pending_words is the scratch block of a merge.
+	 */
+	u64 *pending[RCOW_NR_BITMAPS];
+	unsigned int pending_nr[RCOW_NR_BITMAPS];
+	__le64 *pending_words;
 	atomic64_t count[RCOW_NR_BITMAPS];
 
 	/*
@@ -148,10 +181,19 @@ struct rcow_metadata {
 	unsigned long *present_durable;
 	unsigned long *staged_blocks;
 	struct dm_buffer **staged_bufs;
-	unsigned long *dirty_blocks;
-	/* DIRTY_COMMIT as on disk (see rcow_md_durable()). */
+	/*
+	 * DIRTY_COMMIT as on disk (see rcow_md_dirty_durable()): filled at
+	 * load and after each commit from the blocks it wrote.
+	 */
 	unsigned long *dirty_durable;
 };
+
+/*
+ * Pending extents per on-disk set between two merges: 8 KiB per set.  The
+ * worker commits after each batch of bios, so a full list (a burst of
+ * first writes) only costs a merge into the blocks before the commit.
+ */
+#define RCOW_MD_PENDING_MAX	1024
 
 static u64 bitmap_blocks_for(u64 nr_extents)
 {
@@ -216,14 +258,23 @@ static u64 alloc_bits(struct rcow_metadata *md)
  * md->bits[]): its blocks are checked at load, rewritten as zeroes when
  * a crash tore one, and read as empty.
  *
- * FROZEN_COMMIT has no in-memory copy either (NULL in md->bits[]): it
- * changes only in rcow_md_freeze() and rcow_md_commit_done(), and is read
- * only from contexts that may sleep, so it lives in its bitmap blocks
- * behind dm-bufio (on_disk(): read by the epoch rule under md->lock).
+ * FROZEN_COMMIT, WRITTEN and DIRTY_COMMIT have no in-memory copy either
+ * (NULL in md->bits[]): they change only in the worker (the freeze,
+ * rcow_md_commit_done(), a first write) and are read only from contexts
+ * that may sleep, so they live in their bitmap blocks behind dm-bufio
+ * (on_disk(): read by the epoch rule under md->lock).  The map function
+ * tests only dirty_durable, DIRTY_COMMIT as on disk.
  */
 static bool on_disk(enum remote_cow_bitmap b)
 {
-	return b == RCOW_BITMAP_FROZEN_COMMIT;
+	return b == RCOW_BITMAP_FROZEN_COMMIT ||
+	       b == RCOW_BITMAP_WRITTEN || b == RCOW_BITMAP_DIRTY_COMMIT;
+}
+
+/* Sets whose bits the worker sets between commits (rcow_md_set()). */
+static bool has_pending(enum remote_cow_bitmap b)
+{
+	return b == RCOW_BITMAP_WRITTEN || b == RCOW_BITMAP_DIRTY_COMMIT;
 }
 
 static bool in_memory(enum remote_cow_bitmap b)
@@ -244,12 +295,14 @@ static void free_bitmaps(struct rcow_metadata *md)
 		kvfree(md->bits[b]);
 		kvfree(md->changed[b]);
 		kvfree(md->newest[b]);
+		kvfree(md->merged[b]);
+		kfree(md->pending[b]);
 	}
+	kfree(md->pending_words);
 	kvfree(md->present_durable);
 	kvfree(md->staged_blocks);
 	kvfree(md->staged_bufs);
 	kvfree(md->dirty_durable);
-	kvfree(md->dirty_blocks);
 }
 
 static int alloc_bitmaps(struct rcow_metadata *md)
@@ -263,19 +316,28 @@ static int alloc_bitmaps(struct rcow_metadata *md)
 			if (!md->bits[b])
 				return -ENOMEM;
 		}
+		if (has_pending(b)) {
+			md->pending[b] = kmalloc_array(RCOW_MD_PENDING_MAX,
+						       sizeof(u64),
+						       GFP_KERNEL);
+			if (!md->pending[b])
+				return -ENOMEM;
+		}
 		md->changed[b] = alloc_bitmap(md->bitmap_blocks);
 		md->newest[b] = alloc_bitmap(md->bitmap_blocks);
-		if (!md->changed[b] || !md->newest[b])
+		md->merged[b] = alloc_bitmap(md->bitmap_blocks);
+		if (!md->changed[b] || !md->newest[b] || !md->merged[b])
 			return -ENOMEM;
 	}
+	md->pending_words = kmalloc(RCOW_DISK_BM_WORDS * sizeof(__le64),
+				    GFP_KERNEL);
 	md->present_durable = alloc_bitmap(nbits);
 	md->staged_blocks = alloc_bitmap(md->bitmap_blocks);
 	md->staged_bufs = kvcalloc(md->bitmap_blocks, sizeof(*md->staged_bufs),
 				   GFP_KERNEL);
 	md->dirty_durable = alloc_bitmap(nbits);
-	md->dirty_blocks = alloc_bitmap(md->bitmap_blocks);
 	if (!md->present_durable || !md->staged_blocks || !md->staged_bufs ||
-	    !md->dirty_durable || !md->dirty_blocks)
+	    !md->dirty_durable || !md->pending_words)
 		return -ENOMEM;
 	return 0;
 }
@@ -535,21 +597,26 @@ static void set_word_bits(unsigned long *dst, u64 bit, u64 val, u64 nbits)
 
 /*
  * md->lock held.  Block @k of on-disk bitmap @b ORed with @add & @mask
- * (in-memory bitmaps; no @add: nothing) goes over the block's older copy,
- * which becomes the newest (as write_bitmap_block() does, and dirty only:
- * the commit writes it), if that sets a bit or with @rewrite (a crash
- * tore the older copy).  Its bits are also set in @dst (if not NULL, of
- * nr_extents bits) and counted in *@weight.
+ * (@add: the block's words, little-endian as on disk; @mask: an
+ * in-memory bitmap, NULL for all bits; no @add: nothing) goes over the
+ * block's older copy, which becomes the newest (as write_bitmap_block()
+ * does, and dirty only: the commit writes it), if that sets a bit or with
+ * @rewrite (a crash tore the older copy).  If the newest copy was already
+ * filled since the last commit (md->merged[]), it is changed in place
+ * instead: the older copy is the block as last committed and must stay
+ * so until the commit's flush.  The block's bits are also set in @dst (if
+ * not NULL, of nr_extents bits) and counted in *@weight, the bits it
+ * newly sets in *@added (if not NULL).
  */
 static int merge_disk_block(struct rcow_metadata *md,
 			    enum remote_cow_bitmap b, u64 k,
-			    const unsigned long *add,
-			    const unsigned long *mask, bool rewrite,
-			    unsigned long *dst, u64 *weight)
+			    const __le64 *add, const unsigned long *mask,
+			    bool rewrite, unsigned long *dst, u64 *weight,
+			    u64 *added)
 {
-	u64 first = k * RCOW_MD_BITS_PER_BLOCK, bit, val;
+	u64 first = k * RCOW_MD_BITS_PER_BLOCK, bit, val, more;
 	struct dm_buffer *obuf, *nbuf = NULL;
-	bool write = rewrite;
+	bool write = rewrite, in_place = test_bit(k, md->merged[b]);
 	const __le64 *old;
 	__le64 *new = NULL;
 	unsigned int w, copy;
@@ -559,13 +626,22 @@ static int merge_disk_block(struct rcow_metadata *md,
 	r = read_newest_copy(md, b, k, &old, &obuf);
 	if (r)
 		return r;
+	if (in_place && !old) {
+		/* A copy filled since the last commit is of this epoch. */
+		WARN_ON_ONCE(1);
+		r = -EILSEQ;
+		goto out;
+	}
 	for (w = 0, bit = first; add && !write && w < WORDS_PER_BLOCK;
 	     w++, bit += 64) {
-		val = bits_word(add, bit) & bits_word(mask, bit);
+		val = le64_to_cpu(add[w]) & (mask ? bits_word(mask, bit) : ~0ULL);
 		if (val & ~(old ? le64_to_cpu(old[w]) : 0))
 			write = true;
 	}
-	if (write) {
+	if (write && in_place) {
+		block = dm_bufio_get_block_data(obuf);
+		new = bitmap_words(block);
+	} else if (write) {
 		copy = !test_bit(k, md->newest[b]);
 		block = dm_bufio_new(md->bufio,
 				     bitmap_block_nr(md, b, k, copy), &nbuf);
@@ -578,8 +654,13 @@ static int merge_disk_block(struct rcow_metadata *md,
 	}
 	for (w = 0, bit = first; w < WORDS_PER_BLOCK; w++, bit += 64) {
 		val = old ? le64_to_cpu(old[w]) : 0;
-		if (add)
-			val |= bits_word(add, bit) & bits_word(mask, bit);
+		if (add) {
+			more = le64_to_cpu(add[w]) &
+			       (mask ? bits_word(mask, bit) : ~0ULL);
+			if (added)
+				*added += hweight64(more & ~val);
+			val |= more;
+		}
 		if (new)
 			new[w] = cpu_to_le64(val);
 		*weight += hweight64(val);
@@ -588,15 +669,84 @@ static int merge_disk_block(struct rcow_metadata *md,
 	}
 	if (new) {
 		seal_bitmap_block(block);
-		dm_bufio_mark_buffer_dirty(nbuf);
-		dm_bufio_release(nbuf);
-		flip_newest(md, b, k);
+		if (in_place) {
+			dm_bufio_mark_buffer_dirty(obuf);
+		} else {
+			dm_bufio_mark_buffer_dirty(nbuf);
+			dm_bufio_release(nbuf);
+			flip_newest(md, b, k);
+			set_bit(k, md->merged[b]);
+		}
 		clear_bit(k, md->changed[b]);
 	}
 out:
 	if (obuf)
 		dm_bufio_release(obuf);
 	return r;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * md->lock held.  Merge the pending extents of set @b into its blocks
+ * (merge_disk_block(): each block's next copy, dirty, written by the next
+ * commit), counting the bits that were not set yet.  The list is emptied
+ * only once every block took its extents: a merge that failed part way
+ * may run again (a bit set twice changes nothing).
+ */
+static int merge_pending_set(struct rcow_metadata *md,
+			     enum remote_cow_bitmap b)
+{
+	u64 *ext = md->pending[b];
+	unsigned int i = 0, n = md->pending_nr[b];
+	u64 k, base, weight = 0, added = 0;
+	int r;
+
+	if (!n)
+		return 0;
+	sort(ext, n, sizeof(*ext), cmp_u64, NULL);
+	while (i < n) {
+		k = extent_block(ext[i]);
+		base = k * RCOW_MD_BITS_PER_BLOCK;
+		memset(md->pending_words, 0,
+		       WORDS_PER_BLOCK * sizeof(*md->pending_words));
+		for (; i < n && extent_block(ext[i]) == k; i++) {
+			u64 off = ext[i] - base;
+
+			md->pending_words[off / 64] |=
+				cpu_to_le64(BIT_ULL(off % 64));
+		}
+		r = merge_disk_block(md, b, k, md->pending_words, NULL, false,
+				     NULL, &weight, &added);
+		if (r) {
+			DMERR("cannot merge bitmap %s block %llu: %d",
+			      bitmap_names[b], k, r);
+			return r;
+		}
+	}
+	md->pending_nr[b] = 0;
+	atomic64_add(added, &md->count[b]);
+	return 0;
+}
+
+/* md->lock held.  merge_pending_set() of every set with pending bits. */
+static int merge_pending(struct rcow_metadata *md)
+{
+	int b, r;
+
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
+		if (!md->pending[b])
+			continue;
+		r = merge_pending_set(md, b);
+		if (r)
+			return r;
+	}
+	return 0;
 }
 
 /*
@@ -640,6 +790,18 @@ static int disk_next(struct rcow_metadata *md, enum remote_cow_bitmap b,
 }
 
 /*
+ * Where the load copies bitmap @b's blocks: its in-memory bitmap, or for
+ * DIRTY_COMMIT the copy the map function tests (as on disk); NULL if none.
+ */
+static unsigned long *load_dst(struct rcow_metadata *md,
+			       enum remote_cow_bitmap b)
+{
+	if (b == RCOW_BITMAP_DIRTY_COMMIT)
+		return md->dirty_durable;
+	return md->bits[b];
+}
+
+/*
  * Copy a valid block's words into memory (if @b is kept there); false,
  * and nothing copied, if it has bits past the last extent.
  */
@@ -661,9 +823,9 @@ static bool load_bitmap_words(struct rcow_metadata *md, const void *block,
 		if (le64_to_cpu(words[w]) & ~keep)
 			return false;
 	}
-	if (md->bits[b])
-		copy_block_words(block, k, md->bits[b]);
-	else if (on_disk(b))
+	if (load_dst(md, b))
+		copy_block_words(block, k, load_dst(md, b));
+	if (on_disk(b))
 		for (w = 0; w < WORDS_PER_BLOCK; w++)
 			atomic64_add(hweight64(le64_to_cpu(words[w])),
 				     &md->count[b]);
@@ -748,8 +910,8 @@ static int read_bitmap_block(struct rcow_metadata *md,
 	else
 		clear_bit(k, md->newest[b]);
 	if (!in_epoch[use]) {
-		if (md->bits[b])
-			copy_block_bits(md->bits[b], NULL, k);
+		if (load_dst(md, b))
+			copy_block_bits(load_dst(md, b), NULL, k);
 		goto out;
 	}
 	if (!load_bitmap_words(md, block[use], b, k)) {
@@ -776,8 +938,11 @@ static int read_bitmaps(struct rcow_metadata *md)
 	int b, r;
 
 	md->seq = 0;
-	for (b = 0; b < RCOW_NR_BITMAPS; b++)
+	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
 		atomic64_set(&md->count[b], 0);
+		bitmap_zero(md->merged[b], md->bitmap_blocks);
+		md->pending_nr[b] = 0;
+	}
 	dm_bufio_forget_buffers(md->bufio, 1, md_blocks(md) - 1);
 	dm_bufio_prefetch(md->bufio, 1, md_blocks(md) - 1);
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
@@ -1130,9 +1295,8 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 		if (md->bits[b])
 			atomic64_set(&md->count[b],
 				     bitmap_weight(md->bits[b], nbits));
+	/* read_bitmaps() filled dirty_durable. */
 	bitmap_copy(md->present_durable, md->bits[RCOW_BITMAP_PRESENT], nbits);
-	bitmap_copy(md->dirty_durable, md->bits[RCOW_BITMAP_DIRTY_COMMIT],
-		    nbits);
 
 	/* From here on, a crash is an unclean shutdown. */
 	if (md->writable && (md->sb_flags & RCOW_SB_F_CLEAN)) {
@@ -1162,6 +1326,38 @@ static void mark_needs_check(struct rcow_metadata *md)
 		DMERR("cannot set needs_check in the COW superblock: %d", r);
 	else
 		DMERR("needs_check set in the COW superblock: run `remote-cow check`");
+}
+
+/*
+ * md->lock held, after a commit wrote and flushed the blocks it merged:
+ * DIRTY_COMMIT's blocks merged in it are on disk now, so the map
+ * function's copy takes their words (read back from dm-bufio's cache).
+ * Only the worker sets DIRTY_COMMIT bits, and it does not while it
+ * commits, so the blocks hold no bit that is not durable.
+ */
+static int update_dirty_durable(struct rcow_metadata *md)
+{
+	const enum remote_cow_bitmap b = RCOW_BITMAP_DIRTY_COMMIT;
+	struct dm_buffer *buf;
+	const __le64 *words;
+	u64 k, bit;
+	unsigned int w;
+	int r;
+
+	for (k = 0; k < md->bitmap_blocks; k++) {
+		if (!test_bit(k, md->merged[b]))
+			continue;
+		r = read_newest_copy(md, b, k, &words, &buf);
+		if (r)
+			return r;
+		bit = k * RCOW_MD_BITS_PER_BLOCK;
+		for (w = 0; w < WORDS_PER_BLOCK; w++, bit += 64)
+			set_bits_word(md->dirty_durable, bit,
+				      words ? le64_to_cpu(words[w]) : 0);
+		if (buf)
+			dm_bufio_release(buf);
+	}
+	return 0;
 }
 
 /* md->lock held. */
@@ -1219,7 +1415,15 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 		dm_bufio_mark_buffer_dirty(md->staged_bufs[k]);
 		flip_newest(md, RCOW_BITMAP_PRESENT, k);
 	}
-	bitmap_zero(md->dirty_blocks, md->bitmap_blocks);
+	/*
+	 * WRITTEN and DIRTY_COMMIT bits set since the last merge go into
+	 * their blocks (a block merged earlier in this interval is changed
+	 * in place), before the torn copies are rewritten below: a merge
+	 * writes over a block's torn copy and clears its flag.
+	 */
+	r = merge_pending(md);
+	if (r)
+		goto fail;
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
 		if (b == RCOW_BITMAP_PRESENT)
 			continue;
@@ -1228,13 +1432,11 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 				continue;
 			if (on_disk(b))
 				r = merge_disk_block(md, b, k, NULL, NULL, true,
-						     NULL, &weight);
+						     NULL, &weight, NULL);
 			else
 				r = write_bitmap_block(md, b, k, md->bits[b]);
 			if (r)
 				goto fail;
-			if (b == RCOW_BITMAP_DIRTY_COMMIT)
-				__set_bit(k, md->dirty_blocks);
 		}
 	}
 	r = dm_bufio_write_dirty_buffers(md->bufio);
@@ -1255,12 +1457,11 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 	}
 
 	release_staged(md, true);
-	for (k = 0; k < md->bitmap_blocks; k++) {
-		/* No DIRTY_COMMIT bit changes during a commit: see the .h */
-		if (test_bit(k, md->dirty_blocks))
-			copy_block_bits(md->dirty_durable,
-					md->bits[RCOW_BITMAP_DIRTY_COMMIT], k);
-	}
+	r = update_dirty_durable(md);
+	if (r)
+		goto fail;
+	for (b = 0; b < RCOW_NR_BITMAPS; b++)
+		bitmap_zero(md->merged[b], md->bitmap_blocks);
 	return 0;
 
 fail:
@@ -1291,6 +1492,9 @@ static int clear_set(struct rcow_metadata *md, enum remote_cow_bitmap b)
 	u64 nbits = alloc_bits(md);
 	int r;
 
+	/* Called right after a commit: nothing pending, nothing merged. */
+	WARN_ON_ONCE(md->pending_nr[b] ||
+		     !bitmap_empty(md->merged[b], md->bitmap_blocks));
 	if (md->bits[b])
 		bitmap_zero(md->bits[b], nbits);
 	bitmap_zero(md->changed[b], md->bitmap_blocks);
@@ -1311,10 +1515,12 @@ static int clear_set(struct rcow_metadata *md, enum remote_cow_bitmap b)
 int rcow_md_freeze(struct rcow_metadata *md, bool since_last, u64 gen,
 		   unsigned long *frozen_set, u64 *frozen)
 {
-	const unsigned long *src = md->bits[since_last ?
-					    RCOW_BITMAP_DIRTY_COMMIT :
-					    RCOW_BITMAP_WRITTEN];
+	const enum remote_cow_bitmap src = since_last ?
+					   RCOW_BITMAP_DIRTY_COMMIT :
+					   RCOW_BITMAP_WRITTEN;
 	const unsigned long *present = md->bits[RCOW_BITMAP_PRESENT];
+	struct dm_buffer *sbuf;
+	const __le64 *words;
 	u64 k;
 	int r;
 
@@ -1327,16 +1533,24 @@ int rcow_md_freeze(struct rcow_metadata *md, bool since_last, u64 gen,
 	/*
 	 * FROZEN_COMMIT |= source & PRESENT, block by block, into the copy
 	 * of each block that changes (dirty, written by the commit below).
+	 * The source is read from its blocks once its pending bits are in
+	 * them (the same interval: the commit below writes them too).
 	 */
-	for (k = 0; k < md->bitmap_blocks; k++) {
-		r = merge_disk_block(md, RCOW_BITMAP_FROZEN_COMMIT, k, src,
-				     present, false, frozen_set, frozen);
-		if (r) {
-			DMERR("cannot build the frozen set: %d", r);
-			md->failed = true;
-			mark_needs_check(md);
-			goto out;
-		}
+	r = merge_pending(md);
+	for (k = 0; !r && k < md->bitmap_blocks; k++) {
+		r = read_newest_copy(md, src, k, &words, &sbuf);
+		if (r)
+			break;
+		r = merge_disk_block(md, RCOW_BITMAP_FROZEN_COMMIT, k, words,
+				     present, false, frozen_set, frozen, NULL);
+		if (sbuf)
+			dm_bufio_release(sbuf);
+	}
+	if (r) {
+		DMERR("cannot build the frozen set: %d", r);
+		md->failed = true;
+		mark_needs_check(md);
+		goto out;
 	}
 	atomic64_set(&md->count[RCOW_BITMAP_FROZEN_COMMIT], *frozen);
 	/* So that the commit writes the blocks merged above. */
@@ -1378,14 +1592,55 @@ void rcow_md_commit_gens(struct rcow_metadata *md, u64 *started, u64 *done)
 	mutex_unlock(&md->lock);
 }
 
-void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		      unsigned long *dst)
+/*
+ * Take md->lock to read on-disk bitmaps: the bits set since the last
+ * merge go into their blocks first (dirty buffers, written by the next
+ * commit), so the blocks hold every bit set.
+ */
+static int lock_for_read(struct rcow_metadata *md)
 {
-	WARN_ON_ONCE(on_disk(b));
-	if (md->bits[b])
+	int r = 0;
+
+	mutex_lock(&md->lock);
+	if (!md->failed)
+		r = merge_pending(md);
+	if (r)
+		mutex_unlock(&md->lock);
+	return r;
+}
+
+int rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		     unsigned long *dst)
+{
+	struct dm_buffer *buf;
+	const __le64 *words;
+	unsigned int w;
+	u64 k, bit;
+	int r;
+
+	bitmap_zero(dst, md->nr_extents);
+	if (md->bits[b]) {
 		bitmap_copy(dst, md->bits[b], md->nr_extents);
-	else
-		bitmap_zero(dst, md->nr_extents);
+		return 0;
+	}
+	if (!on_disk(b))
+		return 0;
+	r = lock_for_read(md);
+	if (r)
+		return r;
+	for (k = 0; k < md->bitmap_blocks; k++) {
+		r = read_newest_copy(md, b, k, &words, &buf);
+		if (r)
+			break;
+		bit = k * RCOW_MD_BITS_PER_BLOCK;
+		for (w = 0; words && w < WORDS_PER_BLOCK; w++, bit += 64)
+			set_word_bits(dst, bit, le64_to_cpu(words[w]),
+				      md->nr_extents);
+		if (buf)
+			dm_bufio_release(buf);
+	}
+	mutex_unlock(&md->lock);
+	return r;
 }
 
 bool rcow_md_incoming(struct rcow_metadata *md)
@@ -1438,7 +1693,9 @@ int rcow_md_next_run(struct rcow_metadata *md, enum remote_cow_bitmap b,
 	}
 	if (!on_disk(b))
 		return 0;
-	mutex_lock(&md->lock);
+	r = lock_for_read(md);
+	if (r)
+		return r;
 	r = disk_next(md, b, from, true, first);
 	if (!r && *first < md->nr_extents)
 		r = disk_next(md, b, *first, false, end);
@@ -1452,9 +1709,52 @@ bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
 	return md->bits[b] && test_bit(extent, md->bits[b]);
 }
 
+/*
+ * md->lock held.  Set bit @extent of WRITTEN or DIRTY_COMMIT: onto the
+ * set's pending list (merged into its blocks by the next commit), unless
+ * it is there already.  A full list is merged into the blocks first; if
+ * that fails, the metadata failed (as a failed commit does) and the bit
+ * is lost with it: every later commit fails, so no write that needed it
+ * is issued.
+ */
+static bool set_pending(struct rcow_metadata *md, enum remote_cow_bitmap b,
+			u64 extent)
+{
+	unsigned int i;
+	int r;
+
+	if (md->failed || !md->writable)
+		return false;
+	if (b == RCOW_BITMAP_DIRTY_COMMIT && test_bit(extent, md->dirty_durable))
+		return false;
+	for (i = 0; i < md->pending_nr[b]; i++)
+		if (md->pending[b][i] == extent)
+			return false;
+	if (md->pending_nr[b] == RCOW_MD_PENDING_MAX) {
+		r = merge_pending_set(md, b);
+		if (r) {
+			md->failed = true;
+			mark_needs_check(md);
+			return false;
+		}
+	}
+	md->pending[b][md->pending_nr[b]++] = extent;
+	atomic_set(&md->changed_any, 1);
+	return true;
+}
+
 bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		 u64 extent)
 {
+	bool set;
+
+	if (has_pending(b)) {
+		might_sleep();
+		mutex_lock(&md->lock);
+		set = set_pending(md, b, extent);
+		mutex_unlock(&md->lock);
+		return set;
+	}
 	if (WARN_ON_ONCE(!md->bits[b]) || test_bit(extent, md->bits[b]) ||
 	    test_and_set_bit(extent, md->bits[b]))
 		return false;
@@ -1524,7 +1824,9 @@ int rcow_md_read_bits(struct rcow_metadata *md, enum remote_cow_bitmap b,
 
 	memset(buf, 0, DIV_ROUND_UP_ULL(nr, 8));
 	if (on_disk(b)) {
-		mutex_lock(&md->lock);
+		r = lock_for_read(md);
+		if (r)
+			return r;
 		r = read_disk_bits(md, b, first, nr, buf);
 		mutex_unlock(&md->lock);
 		return r;

@@ -106,9 +106,13 @@ int rcow_md_freeze(struct rcow_metadata *md, bool since_last, u64 gen,
 		   unsigned long *frozen_set, u64 *frozen);
 int rcow_md_commit_done(struct rcow_metadata *md, u64 gen);
 void rcow_md_commit_gens(struct rcow_metadata *md, u64 *started, u64 *done);
-/* Copy in-memory bitmap @b into @dst (nr_extents bits). */
-void rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
-		      unsigned long *dst);
+/*
+ * Copy bitmap @b into @dst (nr_extents bits).  For an on-disk set
+ * (WRITTEN, DIRTY_COMMIT, FROZEN_COMMIT) it reads the blocks, so it may
+ * sleep and fail as rcow_md_next_run() does.
+ */
+int rcow_md_copy_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
+		     unsigned long *dst);
 
 sector_t rcow_md_data_offset(struct rcow_metadata *md);
 /* The superblock's incoming flag (RCOW_DISK_F_INCOMING). */
@@ -117,23 +121,31 @@ int rcow_md_set_incoming(struct rcow_metadata *md, bool incoming);
 bool rcow_md_was_formatted(struct rcow_metadata *md);
 
 /*
- * In-memory bitmaps (PRESENT, WRITTEN, DIRTY_COMMIT).  Bits only ever go
- * from 0 to 1 while the device runs (bitmap clears happen in the worker,
- * for commit and migration), so readers test them without locks.
- * FROZEN_COMMIT lives on disk only: rcow_md_test() says false for it, and
- * it is read with rcow_md_next_run() and rcow_md_read_bits().
+ * PRESENT is the one in-memory bitmap.  Its bits only ever go from 0 to 1
+ * while the device runs, so readers test them without locks.  WRITTEN,
+ * DIRTY_COMMIT and FROZEN_COMMIT live on disk only: rcow_md_test() says
+ * false for them, and they are read with rcow_md_next_run(),
+ * rcow_md_read_bits() and rcow_md_copy_set() (the map function tests
+ * rcow_md_dirty_durable() instead).
  */
 bool rcow_md_test(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		  u64 extent);
-/* Set a bit; true if it was clear.  Atomic, callable from any context. */
+/*
+ * Set a bit.  PRESENT: true if it was clear; atomic, callable from any
+ * context.  WRITTEN and DIRTY_COMMIT: the worker's only; true if the bit
+ * was recorded (onto a short pending list, into the blocks by the next
+ * commit), false if it was there already or the metadata failed; takes
+ * the metadata lock and may sleep (a full list is merged into the blocks).
+ * Their counts (rcow_md_count()) take the bits when merged.
+ */
 bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		 u64 extent);
 /*
  * The next run of set bits of @b at or after @from: [*@first, *@end);
- * both the number of extents if there is none.  Lockless for an
- * in-memory bitmap, like rcow_md_test(); for FROZEN_COMMIT it reads the
- * bitmap's blocks under the metadata lock, so it may sleep (waiting for a
- * metadata commit) and fail (-EIO, -EILSEQ: the block is logged).
+ * both the number of extents if there is none.  Lockless for PRESENT,
+ * like rcow_md_test(); for an on-disk set it reads the bitmap's blocks
+ * under the metadata lock, so it may sleep (waiting for a metadata
+ * commit) and fail (-EIO, -EILSEQ: the block is logged).
  */
 int rcow_md_next_run(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		     u64 from, u64 *first, u64 *end);
@@ -141,10 +153,11 @@ int rcow_md_next_run(struct rcow_metadata *md, enum remote_cow_bitmap b,
 bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent);
 /*
  * True once the extent's DIRTY_COMMIT bit (and so its WRITTEN bit, set
- * before it) is on disk.  Exact because DIRTY_COMMIT bits are set only by
- * the target's worker, which also runs every commit while it may set them
- * (other commits run with the worker stopped): no bit changes between the
- * write of its block and the end of the commit.
+ * before it) is on disk.  Exact: the commit takes it from the blocks it
+ * wrote and flushed, under the metadata lock that every DIRTY_COMMIT
+ * bit is set under, so no bit changes between the write of its block and
+ * the end of the commit.  The one whole-device bitmap of DIRTY_COMMIT in
+ * memory.
  */
 bool rcow_md_dirty_durable(struct rcow_metadata *md, u64 extent);
 u64 rcow_md_count(struct rcow_metadata *md, enum remote_cow_bitmap b);

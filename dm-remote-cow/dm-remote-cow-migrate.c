@@ -586,7 +586,13 @@ static void do_start(struct rcow *rc)
 	r = rcow_gate_close(rc, "migrate send");
 	if (r)
 		goto open_gate;
-	rcow_md_copy_set(rc->md, RCOW_BITMAP_WRITTEN, mg->dirty);
+	/* Read from WRITTEN's blocks: may wait for a metadata commit. */
+	r = rcow_md_copy_set(rc->md, RCOW_BITMAP_WRITTEN, mg->dirty);
+	if (r) {
+		DMERR("%s: migrate send: cannot read the written set: %d",
+		      rc->name, r);
+		goto open_gate;
+	}
 	spin_lock(&mg->lock);
 	bitmap_zero(mg->round_set, rc->nr_extents);
 	kfree(mg->target);

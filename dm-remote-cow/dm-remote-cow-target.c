@@ -262,10 +262,15 @@ static bool bio_covers_extent(struct rcow *rc, struct bio *bio, u64 extent)
  * Change tracking.  A write (or discard) reaches the COW device only once
  * its extents are durably WRITTEN and in DIRTY_COMMIT (so after a crash
  * the sets hold every acknowledged write), and not while a snapshot commit
- * holds the extent.  Worker only: DIRTY_COMMIT has a single writer.
+ * holds the extent.  Worker only: DIRTY_COMMIT has a single writer.  The
+ * two sets live in their blocks on the COW device; a bit set here waits
+ * on a short list for the next commit (rcow_md_set(), which may sleep).
+ * A durable DIRTY_COMMIT bit means a durable WRITTEN bit (never cleared).
  */
 static void mark_written(struct rcow *rc, u64 extent)
 {
+	if (rcow_md_dirty_durable(rc->md, extent))
+		return;
 	rcow_md_set(rc->md, RCOW_BITMAP_WRITTEN, extent);
 	rcow_md_set(rc->md, RCOW_BITMAP_DIRTY_COMMIT, extent);
 }
