@@ -126,6 +126,19 @@ mig_fio_stop() {
 	wait "$MIG_FIO"
 }
 
+# mig_check_moved <src> <dst>: after a migration ended done, the link
+# restored; checks that the destination equals the source byte for byte
+# (the source read into $tmp/src.img) and that the source refuses writes.
+mig_check_moved() {
+	mig_link_restore
+	dd if="/dev/mapper/$1" of="$tmp/src.img" bs=1M iflag=direct status=none ||
+		tap_bail "cannot read the source"
+	check "the destination equals the source, byte for byte" \
+		cmp "$tmp/src.img" "/dev/mapper/$2"
+	check "the source refuses writes" \
+		bash -c "! dd if=/dev/zero of=/dev/mapper/$1 bs=4k count=1 oflag=direct status=none 2>/dev/null"
+}
+
 # mig_link_cut: drop every packet on lo from now on; restored at exit.
 mig_link_cut() {
 	modprobe sch_netem 2>/dev/null

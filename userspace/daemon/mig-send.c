@@ -602,14 +602,26 @@ static int postcopy(struct sender *s)
 /*
  * migrate_mirror throttle, a copying round sent @sent extents: slow the
  * guest down more (the next rounds carry the delay), or give up and mirror
- * (true).
+ * (true).  The first delay is the link time of one extent (the group's
+ * smallest) at the rate the rounds measured.
  */
 static bool slower(struct sender *s, uint64_t sent)
 {
-	switch (rcow_throttle_round(&s->thr, sent)) {
+	uint64_t eb = s->dv[0].eb;
+	bool first = !s->thr.delay_ms;
+
+	for (unsigned int i = 1; i < s->j->n; i++)
+		if (s->dv[i].eb < eb)
+			eb = s->dv[i].eb;
+	switch (rcow_throttle_round(&s->thr, sent, rcow_throttle_start_ms(eb, s->rate))) {
 	case RCOW_THROTTLE_SLOWER:
-		logmsg("%s: the rounds stopped shrinking (%llu extents): guest writes slowed down by %u ms each",
-		       s->j->label, (unsigned long long)sent, s->thr.delay_ms);
+		if (first)
+			logmsg("%s: the rounds stopped shrinking (%llu extents): guest writes slowed down by %u ms each (the link time of one extent at %llu KiB/s)",
+			       s->j->label, (unsigned long long)sent, s->thr.delay_ms,
+			       (unsigned long long)(s->rate >> 10));
+		else
+			logmsg("%s: the rounds stopped shrinking (%llu extents): guest writes slowed down by %u ms each",
+			       s->j->label, (unsigned long long)sent, s->thr.delay_ms);
 		return false;
 	case RCOW_THROTTLE_MIRROR:
 		logmsg("%s: throttled at %u ms, the rounds still do not shrink: mirroring after all",

@@ -296,29 +296,52 @@ void rcow_throttle_init(struct rcow_throttle_policy *p)
 	memset(p, 0, sizeof(*p));
 }
 
-enum rcow_throttle_step rcow_throttle_round(struct rcow_throttle_policy *p, uint64_t sent)
+uint32_t rcow_throttle_start_ms(uint64_t extent_bytes, uint64_t rate)
+{
+	uint64_t ms;
+
+	if (!rate)
+		return RCOW_THROTTLE_MIN_MS;
+	if (extent_bytes > UINT64_MAX / 1000)
+		return RCOW_THROTTLE_MAX_MS;
+	ms = (extent_bytes * 1000 + rate - 1) / rate;
+	if (ms < RCOW_THROTTLE_MIN_MS)
+		return RCOW_THROTTLE_MIN_MS;
+	return ms > RCOW_THROTTLE_MAX_MS ? RCOW_THROTTLE_MAX_MS : (uint32_t)ms;
+}
+
+enum rcow_throttle_step rcow_throttle_round(struct rcow_throttle_policy *p, uint64_t sent,
+					    uint32_t start_ms)
 {
 	struct rcow_mirror_policy *m = &p->until;
 	uint64_t last = m->last;
+	bool settling = p->settling;
 
 	if (!p->delay_ms) {
 		if (!rcow_mirror_round(m, sent))
 			return RCOW_THROTTLE_KEEP;
-		p->delay_ms = RCOW_THROTTLE_START_MS;
-		return m->big >= RCOW_MIRROR_MAX_ROUNDS ? RCOW_THROTTLE_MIRROR :
-							  RCOW_THROTTLE_SLOWER;
+		if (m->big >= RCOW_MIRROR_MAX_ROUNDS)
+			return RCOW_THROTTLE_MIRROR;
+		p->delay_ms = start_ms < RCOW_THROTTLE_MIN_MS ? RCOW_THROTTLE_MIN_MS :
+				start_ms > RCOW_THROTTLE_MAX_MS ? RCOW_THROTTLE_MAX_MS : start_ms;
+		p->settling = true;
+		return RCOW_THROTTLE_SLOWER;
 	}
+	p->settling = false;
 	m->rounds++;
 	m->big += sent >= RCOW_MIRROR_MIN_EXTENTS;
 	m->last = sent;
 	if (m->big >= RCOW_MIRROR_MAX_ROUNDS)
 		return RCOW_THROTTLE_MIRROR;
-	if (sent < RCOW_MIRROR_MIN_EXTENTS ||
+	/* written before the delay it was taken with: says nothing of it */
+	if (settling || sent < RCOW_MIRROR_MIN_EXTENTS ||
 	    sent * 100 < last * RCOW_MIRROR_SHRINK_PCT)
 		return RCOW_THROTTLE_KEEP;
 	if (p->delay_ms >= RCOW_THROTTLE_MAX_MS)
 		return RCOW_THROTTLE_MIRROR;
-	p->delay_ms *= 2;
+	p->delay_ms = p->delay_ms > RCOW_THROTTLE_MAX_MS / 2 ? RCOW_THROTTLE_MAX_MS :
+							       2 * p->delay_ms;
+	p->settling = true;
 	return RCOW_THROTTLE_SLOWER;
 }
 

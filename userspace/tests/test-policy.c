@@ -337,15 +337,15 @@ static void test_mirror(struct tap *t)
 	       RCOW_MIRROR_MAX_ROUNDS);
 }
 
-/* Feed the throttle; the steps as letters: k(eep), s(lower), m(irror). */
+/* Feed the throttle (first delay start_ms); the steps as letters: k(eep), s(lower), m(irror). */
 static void throttle_feed(struct rcow_throttle_policy *p, const uint64_t *sent, size_t n,
-			  char *steps)
+			  uint32_t start_ms, char *steps)
 {
 	static const char letter[] = { [RCOW_THROTTLE_KEEP] = 'k', [RCOW_THROTTLE_SLOWER] = 's',
 				       [RCOW_THROTTLE_MIRROR] = 'm' };
 
 	for (size_t i = 0; i < n; i++)
-		steps[i] = letter[rcow_throttle_round(p, sent[i])];
+		steps[i] = letter[rcow_throttle_round(p, sent[i], start_ms)];
 	steps[n] = 0;
 }
 
@@ -353,34 +353,58 @@ static void test_throttle(struct tap *t)
 {
 	static const uint64_t shrinking[] = { 5000, 1200, 600, 300, 150, 70, 30 };
 	static const uint64_t stuck[] = { 5000, 400, 390, 380, 300, 200, 190, 20 };
+	static const uint64_t settle[] = { 5000, 400, 400, 400, 400, 300 };
 	static const uint64_t never[] = { 5000, 400, 400, 400, 400, 400, 400, 400, 400, 400,
 					  400, 400, 400, 400 };
 	struct rcow_throttle_policy p;
 	uint64_t slow[40];
 	char steps[41];
 
+	/* the link time of one extent, rounded up, within [MIN, MAX] */
+	tap_ok(t, rcow_throttle_start_ms(65536, 2000000) == 33,
+	       "throttle: first delay, 64 KiB at 2 MB/s: 33 ms (%u)",
+	       rcow_throttle_start_ms(65536, 2000000));
+	tap_ok(t, rcow_throttle_start_ms(65536, 125000000) == 1 &&
+	       rcow_throttle_start_ms(4096, 0) == RCOW_THROTTLE_MIN_MS,
+	       "throttle: first delay at 1 Gbit/s, or no rate measured yet: %d ms",
+	       RCOW_THROTTLE_MIN_MS);
+	tap_ok(t, rcow_throttle_start_ms(64 << 20, 1000) == RCOW_THROTTLE_MAX_MS &&
+	       rcow_throttle_start_ms(UINT64_MAX / 2, 1) == RCOW_THROTTLE_MAX_MS,
+	       "throttle: first delay at most %d ms, no overflow", RCOW_THROTTLE_MAX_MS);
+
 	rcow_throttle_init(&p);
-	throttle_feed(&p, shrinking, 7, steps);
+	throttle_feed(&p, shrinking, 7, 33, steps);
 	tap_ok(t, !strcmp(steps, "kkkkkkk"), "throttle: rounds that halve are never slowed down (%s)",
 	       steps);
 	tap_ok(t, p.delay_ms == 0, "throttle: ... no delay");
 	rcow_throttle_init(&p);
-	throttle_feed(&p, stuck, 8, steps);
+	throttle_feed(&p, stuck, 8, 8, steps);
 	tap_ok(t, !strcmp(steps, "kkkskksk"),
 	       "throttle: where auto mirrors, slow down; keep while rounds shrink, double when they stall (%s)",
 	       steps);
-	tap_ok(t, p.delay_ms == 2 * RCOW_THROTTLE_START_MS, "throttle: the delay doubled once (%u ms)",
+	tap_ok(t, p.delay_ms == 16, "throttle: started at the first delay given, doubled once (%u ms)",
 	       p.delay_ms);
 	rcow_throttle_init(&p);
-	throttle_feed(&p, never, 14, steps);
-	tap_ok(t, !strcmp(steps, "kkkssssssssssm"),
-	       "throttle: doubling up to %d ms, then mirroring (%s)", RCOW_THROTTLE_MAX_MS, steps);
+	throttle_feed(&p, settle, 6, 10, steps);
+	tap_ok(t, !strcmp(steps, "kkkskk") && p.delay_ms == 10,
+	       "throttle: the round taken with a new delay is not judged (%s, %u ms)", steps,
+	       p.delay_ms);
+	rcow_throttle_init(&p);
+	throttle_feed(&p, never, 12, 64, steps);
+	tap_ok(t, !strcmp(steps, "kkkskskskskm"),
+	       "throttle: doubling every other round from 64 ms up to %d ms, then mirroring (%s)",
+	       RCOW_THROTTLE_MAX_MS, steps);
 	tap_ok(t, p.delay_ms == RCOW_THROTTLE_MAX_MS, "throttle: the delay stops at %d ms (%u)",
 	       RCOW_THROTTLE_MAX_MS, p.delay_ms);
 	rcow_throttle_init(&p);
+	throttle_feed(&p, never, 8, 300, steps);
+	tap_ok(t, !strcmp(steps, "kkkskskm") && p.delay_ms == RCOW_THROTTLE_MAX_MS,
+	       "throttle: 300 ms doubles to %d ms, not 600 (%s, %u ms)", RCOW_THROTTLE_MAX_MS,
+	       steps, p.delay_ms);
+	rcow_throttle_init(&p);
 	for (int i = 0; i < 40; i++)
 		slow[i] = i % 2 ? 100 : 50;	/* shrinks every other round */
-	throttle_feed(&p, slow, RCOW_MIRROR_MAX_ROUNDS, steps);
+	throttle_feed(&p, slow, RCOW_MIRROR_MAX_ROUNDS, 33, steps);
 	tap_ok(t, strchr(steps, 'm') == steps + RCOW_MIRROR_MAX_ROUNDS - 1,
 	       "throttle: %d big rounds mirror at last (%s)", RCOW_MIRROR_MAX_ROUNDS, steps);
 }

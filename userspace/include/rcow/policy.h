@@ -190,16 +190,29 @@ bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent);
 /*
  * The throttle (migrate_mirror = throttle; delay-doubling, after Bradford
  * et al.): where the auto policy would start mirroring, slow the guest's
- * writes down instead, each by RCOW_THROTTLE_START_MS (the kernel holds a
- * completed write that long), and double the delay after every round that
- * still did not shrink (a stall as above).  A guest that writes with one
- * request in flight then writes at most one request per delay, so the
- * rounds shrink once the delay exceeds what the link needs per request.
+ * writes down instead (the kernel holds every completed write that long),
+ * and double the delay after every round that still did not shrink (a
+ * stall as above).
+ *
+ * The first delay is the link time of one extent (rcow_throttle_start_ms():
+ * the extent size over the rate the rounds measured), not a fixed 1 ms: a
+ * guest with one write in flight, each write within one extent, is then
+ * held to the link's rate at most, and a delay shorter than that slows no
+ * writer below the link.  A guest with n writes in flight needs about n
+ * times that: log2(n) doublings.  From 1 ms, a 64 KiB extent on a
+ * 16 Mbit/s link took 5 doublings more - 5 rounds of the whole written set.
+ *
+ * The round taken together with a new delay was written before the delay
+ * applied: it is not judged (kept), the one after it is.  Judged anyway it
+ * always looks stalled, and every doubling is followed by a second before
+ * the first could show (the first end-to-end run: the rounds were already
+ * shrinking at 128 ms when the delay went to 256 ms).
+ *
  * A stall at RCOW_THROTTLE_MAX_MS, or RCOW_MIRROR_MAX_ROUNDS big rounds in
  * all, and the next round mirrors after all: convergence stays
  * guaranteed.  The delay never goes down during a migration.
  */
-#define RCOW_THROTTLE_START_MS	1
+#define RCOW_THROTTLE_MIN_MS	1
 #define RCOW_THROTTLE_MAX_MS	512
 
 enum rcow_throttle_step {
@@ -211,11 +224,22 @@ enum rcow_throttle_step {
 struct rcow_throttle_policy {
 	struct rcow_mirror_policy until;	/* the first stalls */
 	uint32_t delay_ms;		/* 0: not throttling yet */
+	bool settling;			/* the next round was taken with a new delay */
 };
 
 void rcow_throttle_init(struct rcow_throttle_policy *p);
-/* A copying round sent @sent extents: what the next does. */
-enum rcow_throttle_step rcow_throttle_round(struct rcow_throttle_policy *p, uint64_t sent);
+/*
+ * The first delay: the link time of one extent of @extent_bytes at @rate
+ * bytes per second, rounded up, within [RCOW_THROTTLE_MIN_MS,
+ * RCOW_THROTTLE_MAX_MS]; RCOW_THROTTLE_MIN_MS while no rate is known (0).
+ */
+uint32_t rcow_throttle_start_ms(uint64_t extent_bytes, uint64_t rate);
+/*
+ * A copying round sent @sent extents: what the next does.  @start_ms: the
+ * delay to start with (rcow_throttle_start_ms()), if this round starts it.
+ */
+enum rcow_throttle_step rcow_throttle_round(struct rcow_throttle_policy *p, uint64_t sent,
+					    uint32_t start_ms);
 
 /*
  * While mirroring, a guest write waits until a round taken after it was
