@@ -90,3 +90,126 @@ guest_initramfs_pack() {
 	(cd "$1" && find . | cpio -o -H newc --quiet) >"$2" ||
 		{ tap_diag "cannot build the guest's initramfs"; return 1; }
 }
+
+# ---------------------------------------------------------------------------
+# Guests that migrate (selftests/migrate-qemu-legs.sh): QEMU on a
+# /dev/mapper device, QMP, the consoles.  Set tmp (the scratch directory),
+# GUEST_MEM (MiB) and GUEST_INITRD first; guest_qmp_setup writes the QMP
+# client.
+# ---------------------------------------------------------------------------
+
+# guest_qmp_setup: $tmp/qmp.py, the QMP client of guest_qmp:
+# qmp.py <socket> <command JSON>: the command's return (JSON), exit 1 on an
+# error; qmp.py <socket> --wait-migrate <status> <seconds>: query-migrate
+# until that status (exit 1 at failed or cancelled, or past the time);
+# qmp.py <socket> --wait-up <seconds>: retry until QMP answers.
+# shellcheck disable=SC2154	# tmp: set by the test
+guest_qmp_setup() {
+	cat >"$tmp/qmp.py" <<'EOF'
+import json, socket, sys, time
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    f = s.makefile("rw")
+    json.loads(f.readline())
+    return f
+
+def cmd(f, c):
+    f.write(json.dumps(c) + "\n")
+    f.flush()
+    while True:
+        line = f.readline()
+        if not line:
+            raise EOFError("QMP closed")
+        r = json.loads(line)
+        if "return" in r or "error" in r:
+            return r
+
+def main():
+    path = sys.argv[1]
+    if sys.argv[2] == "--wait-up":
+        end = time.time() + float(sys.argv[3])
+        while True:
+            try:
+                f = connect(path)
+                cmd(f, {"execute": "qmp_capabilities"})
+                print(json.dumps(cmd(f, {"execute": "query-status"})["return"]))
+                return 0
+            except (OSError, EOFError, ValueError):
+                if time.time() > end:
+                    return 1
+                time.sleep(0.5)
+    f = connect(path)
+    cmd(f, {"execute": "qmp_capabilities"})
+    if sys.argv[2] == "--wait-migrate":
+        end = time.time() + float(sys.argv[4])
+        while True:
+            r = cmd(f, {"execute": "query-migrate"})["return"]
+            st = r.get("status")
+            if st == sys.argv[3]:
+                print(json.dumps(r))
+                return 0
+            if st in ("failed", "cancelled") or time.time() > end:
+                print(json.dumps(r))
+                return 1
+            time.sleep(0.2)
+    r = cmd(f, json.loads(sys.argv[2]))
+    print(json.dumps(r.get("return", r)))
+    return 0 if "return" in r else 1
+
+sys.exit(main())
+EOF
+}
+# guest_qmp <side> <args of qmp.py...>: QMP of that side's QEMU.
+guest_qmp() { python3 "$tmp/qmp.py" "$tmp/$1.qmp" "${@:2}"; }
+
+# guest_qemu_start <side> <dm name> [args...]: the guest's QEMU on that
+# device, in the background (QEMU_PID); console $tmp/<side>.console, QMP
+# $tmp/<side>.qmp, its output $tmp/<side>.out.  I/O errors are reported
+# to the guest (werror, rerror), never a paused VM.  Killed at exit.
+guest_qemu_start() {
+	local side=$1 dev=$2
+	shift 2
+	qemu-system-x86_64 -machine pc,accel=tcg -m "$GUEST_MEM" -nodefaults -display none \
+		-no-user-config -no-reboot \
+		-kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$GUEST_CMDLINE" \
+		-drive "file=/dev/mapper/$dev,if=none,id=disk0,format=raw,cache=none,aio=native,werror=report,rerror=report" \
+		-device virtio-blk-pci,drive=disk0 \
+		-serial "file:$tmp/$side.console" \
+		-qmp "unix:$tmp/$side.qmp,server=on,wait=off" \
+		"$@" >"$tmp/$side.out" 2>&1 &
+	QEMU_PID=$!
+	at_exit "kill $QEMU_PID 2>/dev/null"
+}
+# guest_console <side>: that console's lines, without carriage returns.
+guest_console() { tr -d '\r' <"$tmp/$1.console" 2>/dev/null; }
+# guest_last_ack <side>: the highest "ack k" on that console (-1 for none).
+guest_last_ack() {
+	guest_console "$1" |
+		awk 'BEGIN { m = -1 } /^ack [0-9]+$/ && $2 + 0 > m { m = $2 + 0 } END { print m }'
+}
+guest_acks_past() { [ "$(guest_last_ack "$1")" -gt "$2" ]; }
+guest_console_has() { grep -q "$2" "$tmp/$1.console" 2>/dev/null; }
+# guest_keep_consoles <side>...: copy those consoles to the run's results
+# (at exit).
+guest_keep_consoles() {
+	local side
+	for side in "$@"; do
+		cp "$tmp/$side.console" "${RC_RUN:-/tmp}/selftests/$TEST_NAME.$side.console" 2>/dev/null
+	done
+	return 0
+}
+# within <seconds> <command...>: until the command succeeds, by the clock
+# (wait_until counts tries, and each try here spawns processes, slow in
+# the VM)
+within() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.5
+	done
+}
+secs() { date +%s.%N | cut -c1-14; }
+since() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
