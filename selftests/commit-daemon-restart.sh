@@ -6,7 +6,7 @@
 # writes to frozen extents while it is down, remote-cowd started again:
 #
 # - a 32 MiB device, 24 MiB of it written (extents 64-447), committed to a
-#   qcow2 overlay over a 16 Mbit/s link (about 12 s of upload); remote-cowd
+#   qcow2 overlay over a 4 Mbit/s link (about 50 s of upload); remote-cowd
 #   with spool_max 4M, so that its copies ahead of the guest (up to half
 #   of it, 31 extents not yet uploaded) leave most frozen extents held;
 # - right after the freeze, writes to four frozen extents near the end
@@ -43,7 +43,7 @@ EARLY_FIRST=444			# frozen extents written right after the freeze
 EARLY_COUNT=4
 
 load_module || tap_bail "cannot load $RC_MODULE"
-net_test_setup 20ms 16mbit
+net_test_setup 20ms 4mbit
 net_serve_base "$DEV_BYTES" commit-daemon-restart
 cfg=$NET_WORKDIR/remote-cowd.conf
 commit_config "$cfg" "spool_max = 4M"
