@@ -35,7 +35,7 @@ PORT=17751
 SMALL=16		# a round below this does not count as stalled
 FIRST_MIN=20		# 64 KiB over 16 Mbit/s is 33 ms; the measured rate
 FIRST_MAX=64		# (FLUSH round trips, an emulator) is near it
-ROUNDS_MAX=24		# from the first round to the small one (30: mirroring)
+ROUNDS_MAX=28		# from the first round to the small one (30: mirroring)
 mig_setup migrate-throttle --migrate-mirror throttle
 
 SRC="rc-thr-src"
