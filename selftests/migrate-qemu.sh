@@ -72,6 +72,7 @@ image_data "migrate-qemu-$SRC" $((8 * MIB)) |
 # --- the guest ---------------------------------------------------------------
 guest_kernel || tap_bail "no kernel for the guest"
 guest_initramfs_tree "$tmp/ird" || tap_bail "cannot build the guest's initramfs"
+GUEST_INITRD=$tmp/initrd.cpio
 {
 	guest_init_head
 	cat <<EOF
@@ -100,120 +101,16 @@ echo "RCOW-GUEST-DONE"
 while :; do sleep 1000; done
 EOF
 } >"$tmp/ird/init"
-guest_initramfs_pack "$tmp/ird" "$tmp/initrd.cpio" || tap_bail "cannot build the guest's initramfs"
+guest_initramfs_pack "$tmp/ird" "$GUEST_INITRD" || tap_bail "cannot build the guest's initramfs"
 
-# qmp.py <socket> <command JSON>: the command's return (JSON), exit 1 on an
-# error; qmp.py <socket> --wait-migrate <status> <seconds>: query-migrate
-# until that status (exit 1 at failed or cancelled, or past the time);
-# qmp.py <socket> --wait-up <seconds>: retry until QMP answers.
-cat >"$tmp/qmp.py" <<'EOF'
-import json, socket, sys, time
-
-def connect(path):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(path)
-    f = s.makefile("rw")
-    json.loads(f.readline())
-    return f
-
-def cmd(f, c):
-    f.write(json.dumps(c) + "\n")
-    f.flush()
-    while True:
-        line = f.readline()
-        if not line:
-            raise EOFError("QMP closed")
-        r = json.loads(line)
-        if "return" in r or "error" in r:
-            return r
-
-def main():
-    path = sys.argv[1]
-    if sys.argv[2] == "--wait-up":
-        end = time.time() + float(sys.argv[3])
-        while True:
-            try:
-                f = connect(path)
-                cmd(f, {"execute": "qmp_capabilities"})
-                print(json.dumps(cmd(f, {"execute": "query-status"})["return"]))
-                return 0
-            except (OSError, EOFError, ValueError):
-                if time.time() > end:
-                    return 1
-                time.sleep(0.5)
-    f = connect(path)
-    cmd(f, {"execute": "qmp_capabilities"})
-    if sys.argv[2] == "--wait-migrate":
-        end = time.time() + float(sys.argv[4])
-        while True:
-            r = cmd(f, {"execute": "query-migrate"})["return"]
-            st = r.get("status")
-            if st == sys.argv[3]:
-                print(json.dumps(r))
-                return 0
-            if st in ("failed", "cancelled") or time.time() > end:
-                print(json.dumps(r))
-                return 1
-            time.sleep(0.2)
-    r = cmd(f, json.loads(sys.argv[2]))
-    print(json.dumps(r.get("return", r)))
-    return 0 if "return" in r else 1
-
-sys.exit(main())
-EOF
-qmp() { python3 "$tmp/qmp.py" "$tmp/$1.qmp" "${@:2}"; }
-
-# qemu_start <side> <dm name> [args...]: the guest's QEMU on that device, in
-# the background (QEMU_PID); console $tmp/<side>.console, QMP
-# $tmp/<side>.qmp, its output $tmp/<side>.out.  Killed at exit.
-qemu_start() {
-	local side=$1 dev=$2
-	shift 2
-	qemu-system-x86_64 -machine pc,accel=tcg -m "$GUEST_MEM" -nodefaults -display none \
-		-no-user-config -no-reboot \
-		-kernel "$GUEST_KERNEL" -initrd "$tmp/initrd.cpio" -append "$GUEST_CMDLINE" \
-		-drive "file=/dev/mapper/$dev,if=none,id=disk0,format=raw,cache=none,aio=native" \
-		-device virtio-blk-pci,drive=disk0 \
-		-serial "file:$tmp/$side.console" \
-		-qmp "unix:$tmp/$side.qmp,server=on,wait=off" \
-		"$@" >"$tmp/$side.out" 2>&1 &
-	QEMU_PID=$!
-	at_exit "kill $QEMU_PID 2>/dev/null"
-}
-# last_ack <side>: the highest "ack k" on that console (-1 for none).
-last_ack() {
-	tr -d '\r' <"$tmp/$1.console" 2>/dev/null |
-		awk 'BEGIN { m = -1 } /^ack [0-9]+$/ && $2 + 0 > m { m = $2 + 0 } END { print m }'
-}
-acks_past() { [ "$(last_ack "$1")" -gt "$2" ]; }
-console_has() { grep -q "$2" "$tmp/$1.console" 2>/dev/null; }
-# keep the consoles with the run's results
-keep_consoles() {
-	local side
-	for side in src dst; do
-		cp "$tmp/$side.console" "${RC_RUN:-/tmp}/selftests/$TEST_NAME.$side.console" 2>/dev/null
-	done
-}
-at_exit keep_consoles
-# within <seconds> <command...>: until the command succeeds, by the clock
-# (wait_until counts tries, and each try here spawns processes, slow in
-# the VM)
-within() {
-	local end=$((SECONDS + $1))
-	shift
-	until "$@"; do
-		[ "$SECONDS" -lt "$end" ] || return 1
-		sleep 0.5
-	done
-}
-secs() { date +%s.%N | cut -c1-14; }
-since() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
+guest_qmp_setup
+at_exit "guest_keep_consoles src dst"
 
 t0=$(secs)
-qemu_start src "$SRC"
+guest_qemu_start src "$SRC"
 SRC_QEMU=$QEMU_PID
-if within "$GUEST_WAIT" console_has src RCOW-GUEST-UP &&
-	within 60 acks_past src 4; then
+if within "$GUEST_WAIT" guest_console_has src RCOW-GUEST-UP &&
+	within 60 guest_acks_past src 4; then
 	tap_ok "the guest boots on $SRC and writes (booted in $(since "$t0") s)"
 else
 	tap_not_ok "the guest boots on $SRC and writes" "$(tail -n 30 "$tmp/src.console" 2>/dev/null)" \
@@ -229,8 +126,8 @@ fi
 to_switchover() {
 	local side=$1 dev=$2 port=$3 qport=$4 t a st r
 	t=$(secs)
-	qemu_start "$side" "$dev" -incoming "tcp:127.0.0.1:$qport"
-	if st=$(qmp "$side" --wait-up 300); then
+	guest_qemu_start "$side" "$dev" -incoming "tcp:127.0.0.1:$qport"
+	if st=$(guest_qmp "$side" --wait-up 300); then
 		tap_ok "the destination QEMU waits for the guest on $dev: $(jq -r .status <<<"$st") (up in $(since "$t") s)"
 	else
 		tap_not_ok "the destination QEMU waits for the guest on $dev" "$(cat "$tmp/$side.out")"
@@ -241,13 +138,13 @@ to_switchover() {
 		"$RC" migrate "$SRC" --to "127.0.0.1:$port" --psk "$tmp/key.psk" --run-dir "$RUN"
 	check "the first round went by (the 8 MiB written before)" \
 		wait_until 120 sent_past "$SRC" 127
-	a=$(last_ack src)
-	check "... the guest goes on writing (acks past $a)" within 60 acks_past src $((a + 2))
+	a=$(guest_last_ack src)
+	check "... the guest goes on writing (acks past $a)" within 60 guest_acks_past src $((a + 2))
 	# the guest's migration, paused before the switchover
 	t=$(secs)
-	check "QMP: migrate to the destination QEMU" qmp src \
+	check "QMP: migrate to the destination QEMU" guest_qmp src \
 		"{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"tcp:127.0.0.1:$qport\"}}"
-	if r=$(qmp src --wait-migrate pre-switchover 600); then
+	if r=$(guest_qmp src --wait-migrate pre-switchover 600); then
 		tap_ok "the guest's migration reaches pre-switchover ($(since "$t") s; state of $SRC: $(state "$SRC"))"
 	else
 		tap_not_ok "the guest's migration reaches pre-switchover" "$r" \
@@ -256,9 +153,9 @@ to_switchover() {
 	fi
 }
 
-check "QMP: pause-before-switchover" qmp src \
+check "QMP: pause-before-switchover" guest_qmp src \
 	'{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "pause-before-switchover", "state": true}]}}'
-qmp src '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1073741824, "downtime-limit": 1000}}' >/dev/null
+guest_qmp src '{"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1073741824, "downtime-limit": 1000}}' >/dev/null
 
 # --- abort at the switchover point ---------------------------------------------
 ABORTED="rc-qm-aborted"
@@ -266,11 +163,11 @@ new_dst "$ABORTED" "$DST_FAULT_MS" $((PORT + 2)) || tap_bail "cannot receive $AB
 wait_until 10 listening "$ABORTED" >/dev/null || tap_bail "remote-cowd does not listen for $ABORTED"
 to_switchover aborted "$ABORTED" $((PORT + 2)) $((QPORT + 2))
 ABORTED_QEMU=$QEMU_PID
-check "QMP: migrate_cancel" qmp src '{"execute": "migrate_cancel"}'
+check "QMP: migrate_cancel" guest_qmp src '{"execute": "migrate_cancel"}'
 check "remote-cow migrate $SRC abort" "$RC" migrate "$SRC" abort
-check "the guest's migration is cancelled" qmp src --wait-migrate cancelled 120
-a=$(last_ack src)
-check "the guest goes on on the source (acks past $a)" within 120 acks_past src $((a + 2))
+check "the guest's migration is cancelled" guest_qmp src --wait-migrate cancelled 120
+a=$(guest_last_ack src)
+check "the guest goes on on the source (acks past $a)" within 120 guest_acks_past src $((a + 2))
 check_eq "$SRC is idle (writable)" idle "$(state "$SRC")"
 check_eq "$ABORTED stays incoming" incoming "$(state "$ABORTED")"
 check_fails "... and serves nothing (a read fails at its fault_timeout)" \
@@ -283,32 +180,32 @@ dm_remove "$ABORTED"
 # --- the migration ------------------------------------------------------------------
 to_switchover dst "$DST" "$PORT" "$QPORT"
 DST_QEMU=$QEMU_PID
-src_ack=$(last_ack src)
+src_ack=$(guest_last_ack src)
 t=$(secs)
 check "remote-cow migrate $SRC finish --wait (the guest paused): done" \
 	timeout 300 "$RC" migrate "$SRC" finish --wait
 tap_diag "storage finish took $(since "$t") s; last ack on the source: $src_ack"
 check_eq "$DST serves (no longer incoming)" idle "$(state "$DST")"
-check "QMP: migrate-continue" qmp src \
+check "QMP: migrate-continue" guest_qmp src \
 	'{"execute": "migrate-continue", "arguments": {"state": "pre-switchover"}}'
-if r=$(qmp src --wait-migrate completed 300); then
+if r=$(guest_qmp src --wait-migrate completed 300); then
 	tap_ok "the guest's migration completes ($(jq -r '"downtime \(.downtime) ms, total \(."total-time") ms"' <<<"$r"))"
 else
 	tap_not_ok "the guest's migration completes" "$r" "$(cat "$tmp/src.out" "$tmp/dst.out")"
 fi
 check "the guest goes on on the destination: new acks past $src_ack" \
-	within 120 acks_past dst $((src_ack + 3))
-check_eq "the destination's QEMU runs" running "$(qmp dst '{"execute": "query-status"}' | jq -r .status)"
+	within 120 guest_acks_past dst $((src_ack + 3))
+check_eq "the destination's QEMU runs" running "$(guest_qmp dst '{"execute": "query-status"}' | jq -r .status)"
 
 # --- the disk, block by block --------------------------------------------------
-qmp dst '{"execute": "quit"}' >/dev/null
-qmp src '{"execute": "quit"}' >/dev/null
+guest_qmp dst '{"execute": "quit"}' >/dev/null
+guest_qmp src '{"execute": "quit"}' >/dev/null
 wait_pid "$DST_QEMU" 60 >/dev/null
 wait_pid "$SRC_QEMU" 60 >/dev/null
 tap_diag "the guest's messages on the destination:" \
 	"$(grep -a "RCOW-GUEST" "$tmp/dst.console" | tr -d '\r' | head -n 5)"
-max=$(last_ack src)
-[ "$(last_ack dst)" -gt "$max" ] && max=$(last_ack dst)
+max=$(guest_last_ack src)
+[ "$(guest_last_ack dst)" -gt "$max" ] && max=$(guest_last_ack dst)
 # (a read error leaves the image short: the checks below fail)
 dd if="/dev/mapper/$DST" of="$tmp/dst.img" bs=1M iflag=direct status=none ||
 	tap_diag "cannot read $DST"
