@@ -380,17 +380,21 @@ static uint32_t piece_extents(const struct receiver *r, const struct mig_rfault 
 	return n ? (uint32_t)n : 1;
 }
 
-/* FETCH the next piece of q; q->asked moves on.  The caller checked room in out[]. */
-static int ask_piece(struct receiver *r, struct mig_rfault *q)
+/*
+ * FETCH the next piece of the fault in slot @k; its q->asked moves on, and
+ * the slot is emptied once its last piece went out.  The caller checked
+ * room in out[].
+ */
+static int ask_piece(struct receiver *r, unsigned int k)
 {
-	uint64_t end = q->f.first + q->f.count, eb;
+	struct mig_rfault *q = r->ask[k];
+	uint64_t end = q->f.first + q->f.count, eb, per = piece_extents(r, q);
 	uint8_t f[MIG_HDR_SIZE + MIG_RUN_SIZE];
 	struct mig_run run = { .dev = q->dev, .first = q->asked };
 	struct pc_fetch *p;
 	int e;
 
-	run.count = (uint32_t)(end - q->asked < piece_extents(r, q) ? end - q->asked :
-			       piece_extents(r, q));
+	run.count = (uint32_t)(end - q->asked < per ? end - q->asked : per);
 	e = mig_send(r->c, f, (size_t)mig_enc_run(f, sizeof(f), MIG_FETCH, &run), &r->err);
 	if (e)
 		return e;
@@ -402,14 +406,12 @@ static int ask_piece(struct receiver *r, struct mig_rfault *q)
 	p->bg_bytes = q->urgent ? 0 : run.count * eb;
 	r->out_bg_bytes += p->bg_bytes;
 	q->asked += run.count;
+	if (q->asked == end)
+		r->ask[k] = NULL;
 	return 0;
 }
 
-/*
- * Ask what may be asked now: every piece of the faults I/O waits on, then
- * background pieces while the window has room.  A slot (r->ask[]) holds
- * the fault of its kind being asked until its last piece went out.
- */
+/* The next queued fault (with urgent_only, only one I/O waits on), or NULL. */
 static struct mig_rfault *take_fault(struct receiver *r, bool urgent_only)
 {
 	struct mig_rfault *q = mig_remote_take(r->j, 0, urgent_only);
@@ -422,6 +424,11 @@ static struct mig_rfault *take_fault(struct receiver *r, bool urgent_only)
 	return q;
 }
 
+/*
+ * Ask what may be asked now: every piece of the faults I/O waits on, then
+ * background pieces while the window has room.  A slot (r->ask[]) holds
+ * the fault of its kind being asked until its last piece went out.
+ */
 static int ask_some(struct receiver *r)
 {
 	struct mig_rfault *q;
@@ -433,11 +440,9 @@ static int ask_some(struct receiver *r)
 			if (!r->ask[0])
 				break;
 		}
-		e = ask_piece(r, r->ask[0]);
+		e = ask_piece(r, 0);
 		if (e)
 			return e;
-		if (r->ask[0]->asked == r->ask[0]->f.first + r->ask[0]->f.count)
-			r->ask[0] = NULL;
 	}
 	while (!r->ask[0] && r->out_n < PC_OUT_MAX && r->out_bg_bytes < PC_WINDOW_BYTES) {
 		if (!r->ask[1]) {
@@ -450,11 +455,9 @@ static int ask_some(struct receiver *r)
 			}
 			r->ask[1] = q;
 		}
-		e = ask_piece(r, r->ask[1]);
+		e = ask_piece(r, 1);
 		if (e)
 			return e;
-		if (r->ask[1]->asked == r->ask[1]->f.first + r->ask[1]->f.count)
-			r->ask[1] = NULL;
 	}
 	return 0;
 }
