@@ -213,3 +213,20 @@ within() {
 }
 secs() { date +%s.%N | cut -c1-14; }
 since() { awk -v a="$1" -v b="$(secs)" 'BEGIN { printf "%.1f", b - a }'; }
+# guest_boot <side> <dm name> <marker> <acks>: the guest's QEMU on that
+# device (guest_qemu_start; QEMU_PID), then one test: its console shows
+# <marker> within GUEST_WAIT seconds and acks past <acks> within a minute
+# after.  Bails out otherwise.
+guest_boot() {
+	local t0
+	t0=$(secs)
+	guest_qemu_start "$1" "$2"
+	if within "$GUEST_WAIT" guest_console_has "$1" "$3" &&
+		within 60 guest_acks_past "$1" "$4"; then
+		tap_ok "the guest boots on $2 and writes (booted in $(since "$t0") s)"
+	else
+		tap_not_ok "the guest boots on $2 and writes" \
+			"$(tail -n 30 "$tmp/$1.console" 2>/dev/null)" "$(cat "$tmp/$1.out")"
+		tap_bail "no guest"
+	fi
+}

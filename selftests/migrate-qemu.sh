@@ -106,17 +106,8 @@ guest_initramfs_pack "$tmp/ird" "$GUEST_INITRD" || tap_bail "cannot build the gu
 guest_qmp_setup
 at_exit "guest_keep_consoles src dst"
 
-t0=$(secs)
-guest_qemu_start src "$SRC"
+guest_boot src "$SRC" RCOW-GUEST-UP 4
 SRC_QEMU=$QEMU_PID
-if within "$GUEST_WAIT" guest_console_has src RCOW-GUEST-UP &&
-	within 60 guest_acks_past src 4; then
-	tap_ok "the guest boots on $SRC and writes (booted in $(since "$t0") s)"
-else
-	tap_not_ok "the guest boots on $SRC and writes" "$(tail -n 30 "$tmp/src.console" 2>/dev/null)" \
-		"$(cat "$tmp/src.out")"
-	tap_bail "no guest"
-fi
 
 # to_switchover <side> <dm name> <port> <qport>: a destination QEMU on
 # /dev/mapper/<dm name> (made by receive, listening on <port>) waiting on
