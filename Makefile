@@ -134,16 +134,20 @@ demo: deps
 	$(MAKE) all
 	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/tools/demo.sh"
 
+# Every BENCH_* variable (make's or the environment's) passes through to the
+# benchmark in the VM: sizes, links, repetitions (each script's header).
+VM_BENCH_ENV = env $(foreach v,$(filter BENCH_%,$(.VARIABLES)),'$(v)=$($(v))')
+
 # Remote-cow over a shaped NBD link vs the export read directly
 # (Documentation/benchmarks-nbd.rst); figures, not in make check.
 .PHONY: bench-nbd
 bench-nbd: all
-	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- "$(ROOT)/bench/bench-nbd.sh"
+	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- $(VM_BENCH_ENV) "$(ROOT)/bench/bench-nbd.sh"
 
 # Figures, not a test (Documentation/benchmarks.rst); not in make check.
 .PHONY: bench
 bench: all
-	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- "$(ROOT)/bench/bench-target.sh"
+	"$(ROOT)/scripts/vm-run.sh" --timeout 900 -- $(VM_BENCH_ENV) "$(ROOT)/bench/bench-target.sh"
 
 # remote-cow against dm-clone, dm-thin, nbd-client, nbdkit's cow filter,
 # dm-linear and nbdcopy in one VM run; tables and plots written to
@@ -156,7 +160,7 @@ bench-peers: all
 	"$(ROOT)/bench/build-dm-clone.sh" >/dev/null
 	rm -rf "$(PEERS_RUN)"
 	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 --run-dir "$(PEERS_RUN)" -- \
-		"$(ROOT)/bench/bench-peers.sh"
+		$(VM_BENCH_ENV) "$(ROOT)/bench/bench-peers.sh"
 	"$(ROOT)/bench/plot-peers.sh" "$(PEERS_RUN)/peers" "$(ROOT)/Documentation/benchmarks"
 	cp "$(PEERS_RUN)/output.log" "$(ROOT)/Documentation/benchmarks/peers-run.log"
 
@@ -164,18 +168,16 @@ bench-peers: all
 # the link (Documentation/benchmarks.rst); figures, not in make check.
 .PHONY: bench-commit
 bench-commit: all
-	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- "$(ROOT)/bench/bench-commit.sh"
+	"$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- $(VM_BENCH_ENV) "$(ROOT)/bench/bench-commit.sh"
 
 # Live migration: time, bytes sent against bytes written, storage downtime,
 # guest write latency while mirroring, beside nbdcopy of the whole device,
 # over a LAN-like and a WAN-like link shaped on loopback
 # (Documentation/benchmarks-migration.rst); figures, not in make check.
-# BENCH_MIG_* (sizes, links, repetitions) pass through to the VM.
-MIGRATE_BENCH_ENV = $(foreach v,$(filter BENCH_MIG_%,$(.VARIABLES)),'$(v)=$($(v))')
 .PHONY: bench-migrate
 bench-migrate: all
 	VM_MEM=$${VM_MEM:-4096} "$(ROOT)/scripts/vm-run.sh" --timeout 7200 -- \
-		env $(MIGRATE_BENCH_ENV) "$(ROOT)/bench/bench-migrate.sh"
+		$(VM_BENCH_ENV) "$(ROOT)/bench/bench-migrate.sh"
 
 # Kernel memory per TiB of virtual device: remote-cow beside dm-clone, dm-era,
 # dm-thin and dm-linear (Documentation/benchmarks.rst, "Kernel memory");
@@ -184,7 +186,7 @@ bench-migrate: all
 bench-memory: all
 	"$(ROOT)/bench/build-dm-clone.sh" >/dev/null
 	VM_MEM=$${VM_MEM:-3072} "$(ROOT)/scripts/vm-run.sh" --timeout 3600 -- \
-		"$(ROOT)/bench/bench-memory.sh"
+		$(VM_BENCH_ENV) "$(ROOT)/bench/bench-memory.sh"
 
 # ---------------------------------------------------------------------------
 # Install (DESTDIR for packaging; a real install runs depmod itself)

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The test driver behind 'make check' and 'make vm-test': host unit tests,
-# then selftests in one VM boot; counts every TAP result and ends with
+# then the selftests, split over RC_CHECK_VMS VMs (default 2) booted side
+# by side; counts every TAP result and ends with
 #
 #   N passed, N failed[, N skipped]
 #
@@ -13,6 +14,10 @@
 #   --klog-tail  print the end of the VM's kernel log afterwards
 #   --dir DIR    take the selftests from DIR (default selftests/)
 #   name...      selftests to run (file names without .sh; default all)
+#
+# Environment: RC_CHECK_VMS (VMs side by side, default 2), RC_VM_TIMEOUT_MAX
+# (bound on one VM's time limit, default 4800 s), RC_RUN_TIMEOUT (the time
+# limit of every VM, overriding the sum of its tests' timeouts).
 #
 # Exit status: 0 when everything ran and passed; 1 when something failed,
 # did not run to its end (timeout, VM died) or nothing ran at all.
@@ -104,94 +109,145 @@ if [ "$vm" = 1 ]; then
 			names+=("$n")
 		done
 	fi
-	# The VM's time limit: every test's timeout, plus boot and slack.
+	# Shards: the selftests are split over RC_CHECK_VMS VMs (default 2)
+	# that run side by side.  Most selftests spend much of their time
+	# waiting (timeouts, shaped links, polls), so two VMs on two cores
+	# finish the suite in far less than one VM's time.  Tests go to the
+	# least loaded shard, longest first, weighted by the seconds recorded
+	# in $dir/durations (a test not listed there weighs a quarter of its
+	# timeout); each shard runs its tests in name order.
 	default_timeout=$(sed -n 's/^timeout=\([0-9][0-9]*\)$/\1/p' "$dir/settings" 2>/dev/null)
 	default_timeout=${default_timeout:-300}
-	total=180
+	declare -A tmo=() weight=()
 	for n in "${names[@]}"; do
 		t=$(sed -n 's/^# *TIMEOUT=\([0-9][0-9]*\).*/\1/p' "$dir/$n.sh" 2>/dev/null | head -n1)
-		total=$((total + ${t:-$default_timeout}))
+		tmo[$n]=${t:-$default_timeout}
+		w=
+		[ ! -f "$dir/durations" ] ||
+			w=$(awk -v n="$n" '$1 == n && $2 ~ /^[0-9]+$/ { print $2; exit }' "$dir/durations")
+		weight[$n]=${w:-$((tmo[$n] / 4))}
 	done
-	[ "$total" -le 3600 ] || total=3600
-	total=${RC_RUN_TIMEOUT:-$total}
+	vms=${RC_CHECK_VMS:-2}
+	case $vms in '' | *[!0-9]* | 0) echo "check: RC_CHECK_VMS must be a positive number" >&2; exit 2 ;; esac
+	[ "$vms" -le ${#names[@]} ] || vms=${#names[@]}
+	declare -a load=() shard=()
+	for ((i = 0; i < vms; i++)); do load[i]=0 shard[i]=''; done
+	while read -r _ n; do
+		best=0
+		for ((i = 1; i < vms; i++)); do
+			[ "${load[i]}" -ge "${load[best]}" ] || best=$i
+		done
+		load[best]=$((load[best] + weight[$n]))
+		shard[best]="${shard[best]} $n"
+	done < <(for n in "${names[@]}"; do echo "${weight[$n]} $n"; done | sort -k1,1nr -k2,2)
 
 	mkdir -p "$BUILD/vm/runs"
-	run=$(mktemp -d "$BUILD/vm/runs/$(date +%Y%m%d-%H%M%S)-check-XXXX")
-	echo "== selftests in the VM (${names[*]}; time limit ${total}s)"
-	set +e
-	"$ROOT/scripts/vm-run.sh" --run-dir "$run" --timeout "$total" -- \
-		"$ROOT/selftests/run.sh" -d "$dir" "${names[@]}"
-	vrc=$?
-	set -e
+	stamp=$(date +%Y%m%d-%H%M%S)
+	declare -a runs=() totals=() pids=()
+	for ((i = 0; i < vms; i++)); do
+		# shellcheck disable=SC2206 # names hold no blanks or globs
+		list=(${shard[i]})
+		mapfile -t list < <(printf '%s\n' "${list[@]}" | LC_ALL=C sort)
+		shard[i]="${list[*]}"
+		# The VM's time limit: its tests' timeouts, plus boot and slack,
+		# at most RC_VM_TIMEOUT_MAX (default 4800 s).
+		total=180
+		for n in "${list[@]}"; do total=$((total + tmo[$n])); done
+		max=${RC_VM_TIMEOUT_MAX:-4800}
+		[ "$total" -le "$max" ] || total=$max
+		totals[i]=${RC_RUN_TIMEOUT:-$total}
+		runs[i]=$(mktemp -d "$BUILD/vm/runs/$stamp-check$i-XXXX")
+		echo "== selftests in VM $i (${shard[i]}; about ${load[i]}s; time limit ${totals[i]}s)"
+	done
+	for ((i = 0; i < vms; i++)); do
+		# shellcheck disable=SC2086 # the shard's names, split on purpose
+		{
+			rc=0
+			"$ROOT/scripts/vm-run.sh" --run-dir "${runs[i]}" --timeout "${totals[i]}" -- \
+				"$ROOT/selftests/run.sh" -d "$dir" ${shard[i]} || rc=$?
+			echo "$rc" >"${runs[i]}/vm-run.rc"
+		} 2>&1 | if [ "$vms" -gt 1 ]; then sed -u "s/^/[vm$i] /"; else cat; fi &
+		pids[i]=$!
+		# Let the first VM build the shared initramfs and depmod cache.
+		[ "$i" -gt 0 ] || [ "$vms" -eq 1 ] || sleep 10
+	done
+	for ((i = 0; i < vms; i++)); do wait "${pids[i]}" || true; done
 
 	declare -A state=()
-	current='' sub_fail=0 sub_count=0 klog_attributed=0
-	while IFS= read -r line; do
-		case $line in
-		"# selftests: remote-cow: "*)
-			current=${line#"# selftests: remote-cow: "}
-			state[$current]=started
-			sub_fail=0
-			sub_count=0
-			;;
-		"# not ok "[0-9]*)
-			[ -n "$current" ] || continue
-			sub_count=$((sub_count + 1))
-			sub_fail=$((sub_fail + 1))
-			note_fail "$current: $(sed -E 's/^# not ok [0-9]+ *-? *//' <<<"$line")"
-			;;
-		"# ok "[0-9]*)
-			[ -n "$current" ] || continue
-			sub_count=$((sub_count + 1))
-			if grep -qiE '#[[:space:]]*skip' <<<"${line#"# ok "}"; then
-				skip=$((skip + 1))
-			else
-				pass=$((pass + 1))
-			fi
-			;;
-		"ok "[0-9]*" selftests: remote-cow: "* | "not ok "[0-9]*" selftests: remote-cow: "*)
-			name=${line#*selftests: remote-cow: }
-			reason=
-			case $name in *" # "*) reason=${name#* # }; name=${name%% # *} ;; esac
-			state[$name]=finished
+	for ((i = 0; i < vms; i++)); do
+	run=${runs[i]}
+	total=${totals[i]}
+	vrc=$(cat "$run/vm-run.rc" 2>/dev/null || echo 125)
+	# shellcheck disable=SC2206 # names hold no blanks or globs
+	sh_names=(${shard[i]})
+		current='' sub_fail=0 sub_count=0 klog_attributed=0
+		while IFS= read -r line; do
 			case $line in
-			"not ok"*)
-				case $reason in *"kernel log"*) klog_attributed=1 ;; esac
-				# Failed subtests are already counted; add the
-				# failure that no subtest shows.
-				if [ "$sub_fail" -eq 0 ] || [[ $reason == *"kernel log"* ]] ||
-					[[ $reason == *TIMEOUT* ]]; then
-					note_fail "$name: $reason"
+			"# selftests: remote-cow: "*)
+				current=${line#"# selftests: remote-cow: "}
+				state[$current]=started
+				sub_fail=0
+				sub_count=0
+				;;
+			"# not ok "[0-9]*)
+				[ -n "$current" ] || continue
+				sub_count=$((sub_count + 1))
+				sub_fail=$((sub_fail + 1))
+				note_fail "$current: $(sed -E 's/^# not ok [0-9]+ *-? *//' <<<"$line")"
+				;;
+			"# ok "[0-9]*)
+				[ -n "$current" ] || continue
+				sub_count=$((sub_count + 1))
+				if grep -qiE '#[[:space:]]*skip' <<<"${line#"# ok "}"; then
+					skip=$((skip + 1))
+				else
+					pass=$((pass + 1))
 				fi
 				;;
-			*)
-				[ "$sub_count" -gt 0 ] || skip=$((skip + 1))
+			"ok "[0-9]*" selftests: remote-cow: "* | "not ok "[0-9]*" selftests: remote-cow: "*)
+				name=${line#*selftests: remote-cow: }
+				reason=
+				case $name in *" # "*) reason=${name#* # }; name=${name%% # *} ;; esac
+				state[$name]=finished
+				case $line in
+				"not ok"*)
+					case $reason in *"kernel log"*) klog_attributed=1 ;; esac
+					# Failed subtests are already counted; add the
+					# failure that no subtest shows.
+					if [ "$sub_fail" -eq 0 ] || [[ $reason == *"kernel log"* ]] ||
+						[[ $reason == *TIMEOUT* ]]; then
+						note_fail "$name: $reason"
+					fi
+					;;
+				*)
+					[ "$sub_count" -gt 0 ] || skip=$((skip + 1))
+					;;
+				esac
+				current=
 				;;
 			esac
-			current=
-			;;
-		esac
-	done <"$run/output.log"
+		done <"$run/output.log"
 
-	why=
-	[ "$vrc" != 124 ] || why=": the VM timed out after ${total}s"
-	[ "$vrc" != 125 ] || why=": the VM died (see $run/console.log)"
-	for n in "${names[@]}"; do
-		case ${state[$n]:-} in
-		finished) ;;
-		started) note_fail "$n: did not finish$why" ;;
-		*) note_fail "$n: did not run$why" ;;
-		esac
+		why=
+		[ "$vrc" != 124 ] || why=": the VM timed out after ${total}s"
+		[ "$vrc" != 125 ] || why=": the VM died (see $run/console.log)"
+		for n in "${sh_names[@]}"; do
+			case ${state[$n]:-} in
+			finished) ;;
+			started) note_fail "$n: did not finish$why" ;;
+			*) note_fail "$n: did not run$why" ;;
+			esac
+		done
+		if [ -f "$run/klog-check.txt" ] && [ "$klog_attributed" = 0 ]; then
+			note_fail "kernel log: $(grep -m1 -oE "$("$ROOT/scripts/klog-check.sh" --pattern)" \
+				"$run/dmesg.txt" "$run/console.log" 2>/dev/null | head -n1 | cut -d: -f2-) (see $run/klog-check.txt)"
+		fi
+		if [ "$klog_tail" = 1 ]; then
+			echo "== kernel log tail ($run/dmesg.txt)"
+			tail -n 30 "$run/dmesg.txt" 2>/dev/null || tail -n 30 "$run/console.log"
+		fi
+		echo "== results in $run"
 	done
-	if [ -f "$run/klog-check.txt" ] && [ "$klog_attributed" = 0 ]; then
-		note_fail "kernel log: $(grep -m1 -oE "$("$ROOT/scripts/klog-check.sh" --pattern)" \
-			"$run/dmesg.txt" "$run/console.log" 2>/dev/null | head -n1 | cut -d: -f2-) (see $run/klog-check.txt)"
-	fi
-	if [ "$klog_tail" = 1 ]; then
-		echo "== kernel log tail ($run/dmesg.txt)"
-		tail -n 30 "$run/dmesg.txt" 2>/dev/null || tail -n 30 "$run/console.log"
-	fi
-	echo "== results in $run"
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then
