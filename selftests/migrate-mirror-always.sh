@@ -53,11 +53,5 @@ sent=$(rc_status "$SRC" migrate_done)
 written=$(rc_status "$SRC" written)
 check "extents sent $sent <= written $written + writes that waited ${waited:-?} + $LEFT_MAX" \
 	test -n "$waited" -a "$sent" -le $((written + ${waited:-0} + LEFT_MAX))
-mig_link_restore
-dd if="/dev/mapper/$SRC" of="$tmp/src.img" bs=1M iflag=direct status=none ||
-	tap_bail "cannot read the source"
-check "the destination equals the source, byte for byte" \
-	cmp "$tmp/src.img" "/dev/mapper/$DST"
-check "the source refuses writes" \
-	bash -c "! dd if=/dev/zero of=/dev/mapper/$SRC bs=4k count=1 oflag=direct status=none 2>/dev/null"
+mig_check_moved "$SRC" "$DST"
 tap_done

@@ -65,11 +65,5 @@ waited=$(dmesg_since_mark |
 	sed -n "s/.*remote-cow: $SRC: \([0-9]*\) writes waited for the destination (mirroring).*/\1/p")
 check "the guest went on writing while mirroring: at least $WAITED_MIN writes waited (${waited:-none logged})" \
 	test -n "$waited" -a "${waited:-0}" -ge "$WAITED_MIN"
-mig_link_restore
-dd if="/dev/mapper/$SRC" of="$tmp/src.img" bs=1M iflag=direct status=none ||
-	tap_bail "cannot read the source"
-check "the destination equals the source, byte for byte" \
-	cmp "$tmp/src.img" "/dev/mapper/$DST"
-check "the source refuses writes" \
-	bash -c "! dd if=/dev/zero of=/dev/mapper/$SRC bs=4k count=1 oflag=direct status=none 2>/dev/null"
+mig_check_moved "$SRC" "$DST"
 tap_done
