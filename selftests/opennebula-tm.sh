@@ -18,7 +18,13 @@
 # disk's content back into its image file and removes the device; delete
 # leaves no device, COW file, loop device or symlink, is refused while the
 # device is open, and is idempotent; a failed clone leaves nothing; bad
-# arguments and the migration actions fail with a message.
+# arguments fail with a message.  Live migration of a VM's two disks from
+# h1 to h2: premigrate, writes while it runs, postmigrate: h2's devices read
+# exactly the sources after the last write, nothing is left on h1, repeats
+# are harmless, failmigrate then is refused; premigrate, writes, failmigrate:
+# the source reads what was written and takes writes, nothing is left on
+# h2; a wrong argument count, a missing key file and a postmigrate without
+# a migration fail with a message and change nothing.
 # shellcheck disable=SC2119,SC2317	# lib-net.sh helpers: optional arguments; cleanups through at_exit
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
@@ -27,8 +33,9 @@
 require_vm
 require_commit_env
 TM=$RC_TREE/tools/opennebula/tm/remote-cow
-require_built "$TM/clone" "$TM/delete" "$TM/cpds" "$TM/mvds" "$TM/snap_create" "$TM/premigrate"
-tap_plan 41
+require_built "$TM/clone" "$TM/delete" "$TM/cpds" "$TM/mvds" "$TM/snap_create" "$TM/premigrate" \
+	"$TM/postmigrate" "$TM/failmigrate"
+tap_plan 74
 
 EXT=128				# 64 KiB extents
 EXTB=$((EXT * 512))
@@ -82,12 +89,18 @@ ip netns exec one-h2 timeout 10 nbdinfo --size "$BASE_URI" >/dev/null ||
 helper_start || tap_bail "remote-cowd does not start"
 
 # The driver's "ssh": run the command in the host's namespace.
+# Each host also has a file tree of its own at $NET_WORKDIR/host (its
+# $NET_WORKDIR/h<i> mounted there, in the mount namespace of 'ip netns
+# exec'): a VM directory there is one path with a different content on
+# each host, as OpenNebula's REMOTE_SYSTEM_DIR is.
 cat >"$NET_WORKDIR/fake-ssh" <<'EOF'
 #!/bin/bash
 # fake-ssh HOST COMMAND: as 'ssh HOST COMMAND', HOST being a namespace.
 echo "$1" >>"${0%/*}/ssh.log"
-exec ip netns exec "one-$1" bash -c "$2"
+exec ip netns exec "one-$1" bash -c 'mount --bind "$1" "$2" && exec bash -c "$3"' \
+	fake-ssh "${0%/*}/$1" "${0%/*}/host" "$2"
 EOF
+mkdir -p "$NET_WORKDIR/host"
 chmod +x "$NET_WORKDIR/fake-ssh"
 export RCOW_ONE_SSH=$NET_WORKDIR/fake-ssh
 export RCOW_ONE_CLI=$RC_TREE/tools/remote-cow
@@ -110,6 +123,12 @@ cleanup_dev() {	# cleanup_dev <dm name> <cow file>
 for d in 1/7/disk.0 1/7/disk.2 2/8/disk.0 2/8/disk.1 1/9/disk.0; do
 	n=${d%/disk.*}
 	at_exit "cleanup_dev one-${n#*/}-${d##*.} '$NET_WORKDIR/h${d%%/*}/datastores/0/${d#*/}.rcow-cow'"
+done
+# The migration's devices (named one-h<i>-VMID-i, see below).
+for d in 10/disk.0 10/disk.1 11/disk.0; do
+	for i in 1 2; do
+		at_exit "cleanup_dev one-h$i-${d%/disk.*}-${d##*.} '$NET_WORKDIR/h$i/datastores/0/$d.rcow-cow'"
+	done
 done
 
 # tm_refused <desc> <text> <action> <args...>: one test, passed when the
@@ -232,10 +251,91 @@ tm_refused "delete with a VM id that is not a number" "is not a number" delete "
 tm_refused "cpds of a disk snapshot" "not supported" cpds "h1:$D90" "fe:$IMG/x" 2 9 1
 RCOW_ONE_SNAP_URI='' tm_refused "snap_create without RCOW_ONE_SNAP_URI" \
 	"RCOW_ONE_SNAP_URI is not set" snap_create "h1:$D90" 0 9 1
-for a in premigrate postmigrate failmigrate; do
-	tm_refused "$a fails: live migration not supported yet" \
-		"live migration of remote-cow disks is not supported yet" \
-		"$a" h1 h2 "$SYS1/9" 9 0 PFRFTVBMQVRFPg==
-done
+
+# ---------------------------------------------------------------------------
+# Live migration: premigrate, postmigrate, failmigrate
+# ---------------------------------------------------------------------------
+# One kernel serves both hosts, so their devices need different names: the
+# host's name in them (RCOW_ONE_DEV_NAME).  The one remote-cowd listens for
+# h2 on 127.0.0.1 (it lives in this namespace), the source connects there.
+export RCOW_ONE_DEV_NAME='one-%HOST%-%VMID%-%DISK_ID%'
+export RCOW_ONE_MIGRATE_ADDR=127.0.0.1 RCOW_ONE_MIGRATE_PORT=10851
+export RCOW_ONE_MIGRATE_PSK=$NET_WORKDIR/mig.psk
+# A destination device not finished fails reads after 30 s (nothing reads
+# it before postmigrate here), rather than holding them; postmigrate sets 0.
+export RCOW_ONE_MIGRATE_FAULT_TIMEOUT=30000
+psktool -u one -p "$RCOW_ONE_MIGRATE_PSK" >/dev/null 2>&1 || tap_bail "psktool cannot make a key"
+VD=$NET_WORKDIR/host/datastores/0	# the system datastore as OpenNebula names it
+H1=$NET_WORKDIR/h1/datastores/0		# what is in it on each host
+H2=$NET_WORKDIR/h2/datastores/0
+mstate() { rc_status "$1" migrate_state; }
+sum_range() {	# sum_range <dev> <first extent> <count>
+	dd if="$1" bs="$EXTB" skip="$2" count="$3" iflag=direct status=none | sha256sum | cut -d' ' -f1
+}
+
+check "clone fe:$BASE_URI h1:.../10/disk.0 10 1" "$TM/clone" "fe:$BASE_URI" "h1:$VD/10/disk.0" 10 1
+check "clone fe:$BASE_URI h1:.../10/disk.1 10 1" "$TM/clone" "fe:$BASE_URI" "h1:$VD/10/disk.1" 10 1
+write_extents "$H1/10/disk.0" "$EXTB" one-m1 10 20 || tap_bail "cannot write to disk.0 of VM 10"
+write_extents "$H1/10/disk.1" "$EXTB" one-m2 40 10 || tap_bail "cannot write to disk.1 of VM 10"
+check "premigrate h1 h2 .../10 10 0" "$TM/premigrate" h1 h2 "$VD/10" 10 0
+check_eq "... the destination devices are incoming on h2" "incoming incoming" \
+	"$(mstate one-h2-10-0) $(mstate one-h2-10-1)"
+check_eq "... h2's disk.1 is a symlink to /dev/mapper/one-h2-10-1" /dev/mapper/one-h2-10-1 \
+	"$(readlink "$H2/10/disk.1" 2>/dev/null)"
+st="$(mstate one-h1-10-0) $(mstate one-h1-10-1)"
+check "... the sources are migrating ($st)" \
+	grep -Eqx '(copying|mirroring) (copying|mirroring)' <<<"$st"
+write_extents "$H1/10/disk.0" "$EXTB" one-m3 25 20 || tap_bail "cannot write to disk.0 on h1"
+write_extents "$H1/10/disk.1" "$EXTB" one-m4 200 5 || tap_bail "cannot write to disk.1 on h1"
+ref0=$(sum_range "$H1/10/disk.0" 0 256)
+ref1=$(sum_range "$H1/10/disk.1" 0 256)
+out=$("$TM/premigrate" h1 h2 "$VD/10" 10 0 2>&1)
+check_eq "premigrate again while it runs: exit 0, says so" "0 1" \
+	"$? $(grep -c 'already running' <<<"$out")"
+check "postmigrate h1 h2 .../10 10 0" "$TM/postmigrate" h1 h2 "$VD/10" 10 0
+check_eq "h2's disk.0 reads exactly the source after its last write" "$ref0" \
+	"$(sum_range /dev/mapper/one-h2-10-0 0 256)"
+check_eq "h2's disk.1 too" "$ref1" "$(sum_range /dev/mapper/one-h2-10-1 0 256)"
+check "no device, COW file, loop device or symlink left of disk.0 on h1" \
+	gone one-h1-10-0 "$H1/10/disk.0"
+check "... nor of disk.1" gone one-h1-10-1 "$H1/10/disk.1"
+check "h2's disk.0 takes writes" write_extents "$H2/10/disk.0" "$EXTB" one-m5 100 2
+check "postmigrate again: nothing left to do, exit 0" "$TM/postmigrate" h1 h2 "$VD/10" 10 0
+tm_refused "failmigrate after the move is refused: the disks are on h2" "none on h1: not removed" \
+	failmigrate h1 h2 "$VD/10" 10 0
+check "... and keeps them" test -L "$H2/10/disk.0" -a -e /dev/mapper/one-h2-10-0
+check "delete h2:.../10 10 1" "$TM/delete" "h2:$VD/10" 10 1
+check "... no device one-h2-10-0 left, nor its COW or symlink" gone one-h2-10-0 "$H2/10/disk.0"
+
+# failmigrate: the source stays as it was and usable, nothing left on h2.
+check "clone fe:$BASE_URI h1:.../11/disk.0 11 1" "$TM/clone" "fe:$BASE_URI" "h1:$VD/11/disk.0" 11 1
+write_extents "$H1/11/disk.0" "$EXTB" one-f1 10 20 || tap_bail "cannot write to disk.0 of VM 11"
+check "premigrate h1 h2 .../11 11 0" "$TM/premigrate" h1 h2 "$VD/11" 11 0
+write_extents "$H1/11/disk.0" "$EXTB" one-f2 60 10 || tap_bail "cannot write to disk.0 of VM 11"
+ref=$(sum_range "$H1/11/disk.0" 0 256)
+check "failmigrate h1 h2 .../11 11 0" "$TM/failmigrate" h1 h2 "$VD/11" 11 0
+check_eq "... the source is idle" idle "$(mstate one-h1-11-0)"
+check_eq "... and reads what was written" "$ref" "$(sum_range "$H1/11/disk.0" 0 256)"
+check "... and takes writes" write_extents "$H1/11/disk.0" "$EXTB" one-f3 90 4
+check_eq "... which read back" \
+	"$(image_data one-f3 $((94 * EXTB)) | tail -c $((4 * EXTB)) | sha256sum | cut -d' ' -f1)" \
+	"$(sum_range "$H1/11/disk.0" 90 4)"
+check "nothing of VM 11 left on h2" gone one-h2-11-0 "$H2/11/disk.0"
+check "failmigrate again: nothing left to do, exit 0" "$TM/failmigrate" h1 h2 "$VD/11" 11 0
+
+# Bad input.
+tm_refused "premigrate with 4 arguments: usage" "usage: premigrate SRC_HOST DST_HOST" \
+	premigrate h1 h2 "$VD/11" 11
+tm_refused "postmigrate with 7 arguments: usage" "usage: postmigrate SRC_HOST DST_HOST" \
+	postmigrate h1 h2 "$VD/11" 11 0 x y
+RCOW_ONE_MIGRATE_PSK=$NET_WORKDIR/none.psk tm_refused "premigrate without the key file" \
+	"no migration key $NET_WORKDIR/none.psk" premigrate h1 h2 "$VD/11" 11 0
+check "... leaves nothing on h2" gone one-h2-11-0 "$H2/11/disk.0"
+check_eq "... and the source idle" idle "$(mstate one-h1-11-0)"
+tm_refused "postmigrate of a migration that was not started" "not migrating" \
+	postmigrate h1 h2 "$VD/11" 11 0
+check "... keeps the source" test -L "$H1/11/disk.0" -a -e /dev/mapper/one-h1-11-0
+check "delete h1:.../11 11 1" "$TM/delete" "h1:$VD/11" 11 1
+check "... no device one-h1-11-0 left" gone one-h1-11-0 "$H1/11/disk.0"
 check_eq "the base is unchanged" "$BASE_SUM" "$(sha256_of "$BASE_IMG")"
 tap_done

@@ -34,6 +34,12 @@ fi
 : "${RCOW_ONE_EXTENT_SIZE:=64K}"		# remote-cow create --extent-size
 : "${RCOW_ONE_COW_VG:=}"			# LVM volume group for COW devices (else files)
 : "${RCOW_ONE_SNAP_URI:=}"			# snap_create target, with %VMID% %DISK_ID% %SNAP_ID%
+: "${RCOW_ONE_DEV_NAME:=one-%VMID%-%DISK_ID%}"	# device names, with %HOST% %VMID% %DISK_ID%
+: "${RCOW_ONE_MIGRATE_PORT:=10850}"		# live migration: the destination's first port
+: "${RCOW_ONE_MIGRATE_PORTS:=100}"		# ... and how many (PORT + VMID mod PORTS)
+: "${RCOW_ONE_MIGRATE_PSK:=/etc/remote-cow/opennebula-migrate.psk}"	# its key, on the hosts
+: "${RCOW_ONE_MIGRATE_ADDR:=}"			# its address (empty: DST_HOST)
+: "${RCOW_ONE_MIGRATE_FAULT_TIMEOUT:=0}"	# ms, the destination's until postmigrate
 
 # ---------------------------------------------------------------------------
 # Messages and arguments (front-end side)
@@ -47,6 +53,12 @@ one_die() {
 	one_log "error: $*"
 	exit 1
 }
+
+# Two disks never share a device name.
+case $RCOW_ONE_DEV_NAME in
+*%VMID%*%DISK_ID%* | *%DISK_ID%*%VMID%*) ;;
+*) one_die "RCOW_ONE_DEV_NAME '$RCOW_ONE_DEV_NAME' (rcow.conf) lacks %VMID% or %DISK_ID%" ;;
+esac
 
 # one_args <count> <usage> "$@": exactly <count> arguments, else the usage
 # on standard error and exit 2.
@@ -88,8 +100,18 @@ one_id() {
 	esac
 }
 
-# one_disk <path> <vmid>: the path of a VM disk, <system ds>/<vmid>/disk.<i>;
-# sets DISK_PATH, DISK_ID, DEV_NAME (one-<vmid>-<i>) and COW_PATH.
+# one_devname <host> <vmid> <disk id>: the device name of a disk on the host
+# (RCOW_ONE_DEV_NAME, one-<vmid>-<i> by default).  With <disk id> '%DISK_ID%',
+# the pattern of the VM's disks on that host.
+one_devname() {
+	local n=${RCOW_ONE_DEV_NAME//%HOST%/$1}
+	n=${n//%VMID%/$2}
+	printf '%s\n' "${n//%DISK_ID%/$3}"
+}
+
+# one_disk <path> <vmid>: the path of a VM disk, <system ds>/<vmid>/disk.<i>,
+# on the host ARG_HOST (one_hostpath); sets DISK_PATH, DISK_ID, DEV_NAME
+# (one_devname) and COW_PATH.
 DISK_PATH=
 DISK_ID=
 DEV_NAME=
@@ -112,7 +134,7 @@ one_disk() {
 	[ "$(basename "$(dirname "$1")")" = "$2" ] ||
 		one_die "disk path '$1' is not in the directory of VM $2"
 	# shellcheck disable=SC2034	# for the actions
-	DEV_NAME=one-$2-$DISK_ID
+	DEV_NAME=$(one_devname "$ARG_HOST" "$2" "$DISK_ID")
 	# shellcheck disable=SC2034	# for the actions
 	COW_PATH=$DISK_PATH.rcow-cow
 }
@@ -160,8 +182,10 @@ one_quote() {	# one shell word, single-quoted
 one_rexec() {
 	local host=$1 fn=$2 code cmd a ssh
 	shift 2
-	code="$(declare -f host_init host_err host_dev_exists host_loops host_create \
-		host_remove host_remove_dir host_read host_commit)
+	code="$(declare -f host_init host_err host_dev_exists host_loops host_cow_make \
+		host_new_disk host_create host_cow_remove host_remove host_disks host_remove_dir \
+		host_read host_commit host_mig_state host_mig_disks host_psk host_mig_receive \
+		host_fault_timeout host_mig_start host_mig_finish host_mig_abort)
 host_init
 $fn \"\$@\""
 	cmd="env RCOW_CLI=$(one_quote "$RCOW_ONE_CLI")"
@@ -208,11 +232,35 @@ host_loops() {	# host_loops <file>: loop devices attached to it, one a line
 	"${SUDO[@]}" losetup -j "$1" -n -O NAME 2>/dev/null || true
 }
 
-# host_create <name> <base uri> <disk path> <cow path>: the COW device, the
-# remote-cow device over it and the disk symlink; nothing left on failure.
-# Refuses to touch a device, disk or COW that already exists.
-host_create() {
-	local name=$1 base=$2 disk=$3 cow=$4 size cowdev='' lv=''
+# host_cow_make <name> <base uri> <cow path>: a new zeroed COW device for a
+# device <name> over the base (RCOW_EXTENT extents) at <cow path> (a sparse
+# file on a loop device, or a symlink to an LV in RCOW_VG); sets COWDEV.
+# Nothing left on failure.
+host_cow_make() {
+	local name=$1 base=$2 cow=$3 size lv
+	COWDEV=
+	size=$("${SUDO[@]}" "$RC" cow-size --base "$base" --extent-size "$RCOW_EXTENT") ||
+		host_err "cannot size the COW device for $base"
+	if [ -n "$RCOW_VG" ]; then
+		lv=$RCOW_VG/$name-cow
+		"${SUDO[@]}" lvcreate -q -y -W y -Z y -L "${size}b" -n "$name-cow" "$RCOW_VG" >/dev/null ||
+			host_err "cannot create the LV $lv"
+		if ! ln -s "/dev/$lv" "$cow"; then
+			"${SUDO[@]}" lvremove -f -y "$lv" >/dev/null 2>&1 || true
+			host_err "cannot link $cow"
+		fi
+		COWDEV=/dev/$lv
+	else
+		truncate -s "$size" "$cow" || { rm -f "$cow"; host_err "cannot make $cow"; }
+		COWDEV=$("${SUDO[@]}" losetup -f --show "$cow") ||
+			{ rm -f "$cow"; host_err "cannot attach $cow to a loop device"; }
+	fi
+}
+
+# host_new_disk <name> <disk path> <cow path>: refuses a device, disk or COW
+# that already exists, and makes the disk's directory.
+host_new_disk() {
+	local name=$1 disk=$2 cow=$3
 	host_dev_exists "$name" && host_err "device $name already exists (delete the disk first)"
 	if [ -e "$disk" ] || [ -L "$disk" ]; then
 		host_err "$disk already exists"
@@ -220,46 +268,33 @@ host_create() {
 	if [ -e "$cow" ] || [ -L "$cow" ]; then
 		host_err "COW $cow already exists (left by an earlier disk? delete it first)"
 	fi
-	mkdir -p "$(dirname "$disk")"
-	size=$("${SUDO[@]}" "$RC" cow-size --base "$base" --extent-size "$RCOW_EXTENT") ||
-		host_err "cannot size the COW device for $base"
-	_undo() {
-		[ -z "$cowdev" ] || [ -n "$lv" ] || "${SUDO[@]}" losetup -d "$cowdev" 2>/dev/null || true
-		[ -z "$lv" ] || "${SUDO[@]}" lvremove -f -y "$lv" >/dev/null 2>&1 || true
-		rm -f "$cow"
-	}
-	if [ -n "$RCOW_VG" ]; then
-		lv=$RCOW_VG/$name-cow
-		"${SUDO[@]}" lvcreate -q -y -W y -Z y -L "${size}b" -n "$name-cow" "$RCOW_VG" >/dev/null ||
-			host_err "cannot create the LV $lv"
-		cowdev=/dev/$lv
-		ln -s "$cowdev" "$cow" || { _undo; host_err "cannot link $cow"; }
-	else
-		truncate -s "$size" "$cow" || { _undo; host_err "cannot make $cow"; }
-		cowdev=$("${SUDO[@]}" losetup -f --show "$cow") ||
-			{ _undo; host_err "cannot attach $cow to a loop device"; }
-	fi
-	if ! "${SUDO[@]}" "$RC" create "$name" --cow "$cowdev" --base "$base" \
+	mkdir -p "$(dirname "$disk")" || host_err "cannot make the directory of $disk"
+}
+
+# host_create <name> <base uri> <disk path> <cow path>: the COW device, the
+# remote-cow device over it and the disk symlink; nothing left on failure.
+# Refuses to touch a device, disk or COW that already exists.
+host_create() {
+	local name=$1 base=$2 disk=$3 cow=$4
+	host_new_disk "$name" "$disk" "$cow"
+	host_cow_make "$name" "$base" "$cow"
+	if ! "${SUDO[@]}" "$RC" create "$name" --cow "$COWDEV" --base "$base" \
 		--extent-size "$RCOW_EXTENT"; then
-		_undo
+		(host_cow_remove "$name" "$cow") || true
 		host_err "remote-cow create $name over $base failed"
 	fi
 	if ! ln -s "/dev/mapper/$name" "$disk"; then
 		"${SUDO[@]}" "$RC" remove "$name" || true
-		_undo
+		(host_cow_remove "$name" "$cow") || true
 		host_err "cannot link $disk"
 	fi
 }
 
-# host_remove <name> <disk path> <cow path>: the device, then its COW (loop
-# and file, or LV), then the disk symlink.  Whatever is already gone is
-# skipped; a device that cannot be removed (still open) keeps everything.
-host_remove() {
-	local name=$1 disk=$2 cow=$3 l t
-	if host_dev_exists "$name"; then
-		"${SUDO[@]}" "$RC" remove "$name" ||
-			host_err "cannot remove device $name (still in use?); its COW $cow is kept"
-	fi
+# host_cow_remove <name> <cow path>: the COW device of device <name>: its
+# loop device detached and the file deleted, or the LV removed.  Nothing to
+# do when it is gone already.
+host_cow_remove() {
+	local name=$1 cow=$2 l t
 	if [ -L "$cow" ]; then	# an LV
 		t=$(readlink "$cow")
 		case $t in
@@ -274,6 +309,18 @@ host_remove() {
 		done
 		rm -f "$cow"
 	fi
+}
+
+# host_remove <name> <disk path> <cow path>: the device, then its COW (loop
+# and file, or LV), then the disk symlink.  Whatever is already gone is
+# skipped; a device that cannot be removed (still open) keeps everything.
+host_remove() {
+	local name=$1 disk=$2 cow=$3 t
+	if host_dev_exists "$name"; then
+		"${SUDO[@]}" "$RC" remove "$name" ||
+			host_err "cannot remove device $name (still in use?); its COW $cow is kept"
+	fi
+	host_cow_remove "$name" "$cow"
 	if [ -L "$disk" ]; then
 		t=$(readlink "$disk")
 		[ "$t" = "/dev/mapper/$name" ] ||
@@ -284,18 +331,148 @@ host_remove() {
 	fi
 }
 
-# host_remove_dir <dir> <vmid>: host_remove of every disk.<i> of the VM
-# directory that is a device of this driver.
-host_remove_dir() {
-	local dir=$1 vmid=$2 d id
+# host_disks <dir> <name pattern>: the disks of this driver in a VM
+# directory, one "<disk id> <dm name>" a line: every disk.<i> that is a
+# symlink to /dev/mapper/<the pattern, %DISK_ID% replaced by i>.
+host_disks() {
+	local dir=$1 pat=$2 d id
 	[ -d "$dir" ] || return 0
 	for d in "$dir"/disk.*; do
 		[ -L "$d" ] || continue
 		id=${d##*/disk.}
 		case $id in "" | *[!0-9]*) continue ;; esac
-		[ "$(readlink "$d")" = "/dev/mapper/one-$vmid-$id" ] || continue
-		host_remove "one-$vmid-$id" "$d" "$d.rcow-cow"
+		[ "$(readlink "$d")" = "/dev/mapper/${pat//%DISK_ID%/$id}" ] || continue
+		printf '%s %s\n' "$id" "${pat//%DISK_ID%/$id}"
 	done
+}
+
+# host_remove_dir <dir> <name pattern>: host_remove of every disk of the VM
+# directory (host_disks).
+host_remove_dir() {
+	local dir=$1 l lines=()
+	mapfile -t lines < <(host_disks "$dir" "$2")
+	for l in "${lines[@]}"; do
+		host_remove "${l#* }" "$dir/disk.${l%% *}" "$dir/disk.${l%% *}.rcow-cow"
+	done
+}
+
+# host_mig_state <name>: the device's migrate_state (dmsetup status, the
+# field before migrate_done/total; Documentation/remote-cow.rst), "absent"
+# without the device.
+host_mig_state() {
+	host_dev_exists "$1" || { echo absent; return 0; }
+	"${SUDO[@]}" dmsetup status "$1" | awk '{ o = (NF - 3 >= 12); print $(11 + o) }'
+}
+
+# host_mig_disks <dir> <name pattern>: host_disks with the migration state,
+# the extent size in sectors and the base URI of each device (from its
+# table; "- -" without the device): "<id> <name> <state> <sectors> <base>".
+host_mig_disks() {
+	local l id name t lines=()
+	mapfile -t lines < <(host_disks "$1" "$2")
+	for l in "${lines[@]}"; do
+		id=${l%% *} name=${l#* }
+		if host_dev_exists "$name"; then
+			t=$("${SUDO[@]}" dmsetup table "$name" | awk '$3 == "remote-cow" { print $5, $6 }')
+			[ -n "$t" ] || host_err "$name is not a remote-cow device"
+			echo "$id $name $(host_mig_state "$name") $t"
+		else
+			echo "$id $name absent - -"
+		fi
+	done
+}
+
+# host_psk <file>: the migration key is there.
+host_psk() {	# (dd: already among the commands sudoers allows)
+	"${SUDO[@]}" dd if="$1" of=/dev/null bs=1 count=0 status=none 2>/dev/null ||
+		host_err "no migration key $1 (RCOW_ONE_MIGRATE_PSK; the same psktool file on every host)"
+}
+
+# host_mig_receive <listen> <psk> <fault timeout> <extent size>
+#                  {<name> <disk> <cow> <base>}...:
+# new COW devices, 'remote-cow receive' of all the devices as one unit
+# (incoming: I/O waits until the migration completes), the disk symlinks.
+# Refuses a device, disk or COW that already exists; nothing left on failure.
+host_mig_receive() {
+	local listen=$1 psk=$2 ms=$3 i n names=() disks=() cows=() bases=() args=() cowdev
+	RCOW_EXTENT=$4
+	shift 4
+	while [ "$#" -ge 4 ]; do
+		host_new_disk "$1" "$2" "$3"
+		names+=("$1") disks+=("$2") cows+=("$3") bases+=("$4")
+		shift 4
+	done
+	n=${#names[@]}
+	_undo_recv() {
+		local j
+		for ((j = 0; j < n; j++)); do
+			(host_remove "${names[$j]}" "${disks[$j]}" "${cows[$j]}") || true
+		done
+	}
+	for ((i = 0; i < n; i++)); do
+		if ! cowdev=$(host_cow_make "${names[$i]}" "${bases[$i]}" "${cows[$i]}" &&
+			printf '%s\n' "$COWDEV"); then
+			_undo_recv
+			host_err "cannot make the COW device of ${names[$i]}"
+		fi
+		args+=(--cow "$cowdev" --base "${bases[$i]}")
+	done
+	if ! "${SUDO[@]}" "$RC" receive "${names[@]}" "${args[@]}" --listen "$listen" \
+		--psk "$psk" --extent-size "$RCOW_EXTENT" --fault-timeout "$ms" >&2; then
+		_undo_recv
+		host_err "remote-cow receive ${names[*]} failed"
+	fi
+	for ((i = 0; i < n; i++)); do
+		if ! ln -s "/dev/mapper/${names[$i]}" "${disks[$i]}"; then
+			_undo_recv
+			host_err "cannot link ${disks[$i]}"
+		fi
+	done
+}
+
+# host_fault_timeout <ms> <name>...: the devices' fault timeout, at run time.
+host_fault_timeout() {
+	local ms=$1 n
+	shift
+	for n in "$@"; do
+		"${SUDO[@]}" dmsetup message "$n" 0 fault_timeout "$ms" ||
+			host_err "cannot set the fault timeout of $n to $ms ms"
+	done
+}
+
+# host_mig_start <host:port> <psk> <name>...: the migration of the devices
+# as one unit (pre-copy, then write mirroring if the rounds do not shrink).
+host_mig_start() {
+	local to=$1 psk=$2
+	shift 2
+	"${SUDO[@]}" "$RC" migrate "$@" --to "$to" --psk "$psk" >&2 ||
+		host_err "remote-cow migrate $* --to $to failed"
+}
+
+# host_mig_finish <name>...: the last round, waiting until done.
+host_mig_finish() {
+	"${SUDO[@]}" "$RC" migrate "$@" finish --wait >&2 ||
+		host_err "remote-cow migrate $* finish failed: the source devices are kept"
+}
+
+# host_mig_abort <name>...: abort, until every device is idle again (the
+# other members of a group end "failed" once one is aborted: abort them too).
+host_mig_abort() {
+	local t n left
+	"${SUDO[@]}" "$RC" migrate "$@" abort >&2 || host_err "remote-cow migrate $* abort failed"
+	for ((t = 0; t < 60; t++)); do
+		left=()
+		for n in "$@"; do
+			case $(host_mig_state "$n") in
+			idle | absent) ;;
+			failed) "${SUDO[@]}" "$RC" migrate "$n" abort >&2 || left+=("$n") ;;
+			*) left+=("$n") ;;
+			esac
+		done
+		[ ${#left[@]} -gt 0 ] || return 0
+		sleep 0.5
+	done
+	host_err "after migrate abort, not idle: ${left[*]}"
 }
 
 # host_read <name>: the device's whole content on standard output.
@@ -354,6 +531,87 @@ one_clone() {
 	one_log "creating $DEV_NAME on $host over $base for $DISK_PATH"
 	one_rexec "$host" host_create "$DEV_NAME" "$base" "$DISK_PATH" "$COW_PATH" ||
 		one_die "cannot create $DEV_NAME on $host"
+}
+
+# ---------------------------------------------------------------------------
+# Live migration (premigrate, postmigrate, failmigrate)
+# ---------------------------------------------------------------------------
+
+# one_mig_args "$@": SRC_HOST DST_HOST REMOTE_SYSTEM_DIR VMID DSID [TEMPLATE];
+# sets SRC, DST, VMDIR, VMID, MIG_TO (the destination's listen address: its
+# port RCOW_ONE_MIGRATE_PORT + VMID mod RCOW_ONE_MIGRATE_PORTS, so that VMs
+# migrating to one host at once do not share a listener) and MIG_PSK.  The
+# template (an argument or standard input) is not read.
+SRC=
+DST=
+VMDIR=
+VMID=
+MIG_TO=
+MIG_PSK=
+one_mig_args() {
+	local h port
+	if [ "$#" -lt 5 ] || [ "$#" -gt 6 ]; then
+		printf 'usage: %s SRC_HOST DST_HOST REMOTE_SYSTEM_DIR VMID DSID [TEMPLATE]\n' \
+			"$RCOW_ONE_ACTION" >&2
+		one_log "error: 5 or 6 arguments expected, got $#"
+		exit 2
+	fi
+	one_id VMID "$4"
+	one_id DSID "$5"
+	for h in "$1" "$2"; do
+		case $h in
+		"" | */* | *:* | *[[:space:]]*) one_die "bad host name '$h'" ;;
+		esac
+	done
+	[ "$1" != "$2" ] || one_die "source and destination are the same host '$1'"
+	# shellcheck disable=SC2034	# for the actions
+	SRC=$1 DST=$2 VMID=$4 VMDIR=${3%/}
+	case $VMDIR in
+	/*) ;;
+	*) one_die "'$3' is not an absolute path" ;;
+	esac
+	case $VMDIR in
+	*[[:space:]\'\"\\]*) one_die "'$3': white space or quotes in the path" ;;
+	esac
+	[ "${VMDIR##*/}" = "$VMID" ] || one_die "'$3' is not the directory of VM $VMID"
+	case $RCOW_ONE_MIGRATE_PORT:$RCOW_ONE_MIGRATE_PORTS in
+	[1-9]*:[1-9]*) ;;
+	*) one_die "RCOW_ONE_MIGRATE_PORT and RCOW_ONE_MIGRATE_PORTS must be positive numbers" ;;
+	esac
+	case $RCOW_ONE_MIGRATE_PORT$RCOW_ONE_MIGRATE_PORTS in
+	*[!0-9]*) one_die "RCOW_ONE_MIGRATE_PORT and RCOW_ONE_MIGRATE_PORTS must be positive numbers" ;;
+	esac
+	case $RCOW_ONE_MIGRATE_FAULT_TIMEOUT in
+	"" | *[!0-9]*) one_die "RCOW_ONE_MIGRATE_FAULT_TIMEOUT '$RCOW_ONE_MIGRATE_FAULT_TIMEOUT' is not a number of ms" ;;
+	esac
+	port=$((10#$RCOW_ONE_MIGRATE_PORT + 10#$VMID % 10#$RCOW_ONE_MIGRATE_PORTS))
+	[ "$port" -le 65535 ] || one_die "migration port $port (RCOW_ONE_MIGRATE_PORT...) is above 65535"
+	[ -n "$RCOW_ONE_MIGRATE_PSK" ] ||
+		one_die "RCOW_ONE_MIGRATE_PSK is not set (rcow.conf): no key for the migration"
+	# shellcheck disable=SC2034	# for the actions
+	MIG_TO=${RCOW_ONE_MIGRATE_ADDR:-$DST}:$port
+	# shellcheck disable=SC2034	# for the actions
+	MIG_PSK=$RCOW_ONE_MIGRATE_PSK
+}
+
+# one_mig_disks <host>: the VM's disks of this driver on the host (in
+# VMDIR, named as on that host), in M_ID, M_NAME, M_STATE (migrate_state, or
+# absent), M_SECT (extent sectors) and M_BASE.
+M_ID=()
+M_NAME=()
+M_STATE=()
+M_SECT=()
+M_BASE=()
+one_mig_disks() {
+	local out id name state sect base
+	out=$(one_rexec "$1" host_mig_disks "$VMDIR" "$(one_devname "$1" "$VMID" %DISK_ID%)") ||
+		one_die "cannot list the disks of VM $VMID on $1"
+	M_ID=() M_NAME=() M_STATE=() M_SECT=() M_BASE=()
+	while read -r id name state sect base; do
+		[ -n "$id" ] || continue
+		M_ID+=("$id") M_NAME+=("$name") M_STATE+=("$state") M_SECT+=("$sect")
+		M_BASE+=("$base")
+	done <<<"$out"
 }
 
 # one_unsupported <what>: the action is not implemented by this driver.
