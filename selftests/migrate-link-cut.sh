@@ -10,7 +10,8 @@
 # (mig_link_cut: nobody is told, as with a dead link).
 #
 # - a short cut (3 s, shorter than the timeout): nothing is marked sent
-#   while it lasts; then TCP recovers and the rounds go on, nothing failed;
+#   while it lasts; then TCP recovers and the rounds go on (copying, or
+#   mirroring once the rounds stop shrinking), nothing failed;
 #   'migrate finish --wait' ends done and the destination equals, byte for
 #   byte, a reference read from the source after the fence;
 # - a long cut (longer than the timeout), with 'migrate finish' given
@@ -61,7 +62,11 @@ mig_link_restore || tap_bail "cannot restore lo"
 check_eq "a 3 s cut: nothing marked sent while it lasts" "$d0" "$d1"
 check "after it TCP recovers: rounds go on (migrate_done past $d1 + 64)" \
 	wait_until 60 sent_past "$SRC" $((d1 + 64))
-check_eq "... still copying" copying "$(state "$SRC")"
+# Still running: copying, or mirroring if the rounds stopped shrinking
+# (fio outruns a loaded emulator's loopback, cut or not).
+st=$(state "$SRC")
+check "... still copying or mirroring (state: $st)" \
+	test "$st" = copying -o "$st" = mirroring
 check_fails "... neither side gave up" grep -E "$SRC: migration to|$DST: migration not received" \
 	"$HELPER_LOG"
 check "migrate finish --wait: done" "$RC" migrate "$SRC" finish --wait
