@@ -100,6 +100,83 @@ fi
 # ---------------------------------------------------------------------------
 # Selftests in the VM
 # ---------------------------------------------------------------------------
+
+# count_run <run dir> <vm-run exit status> <time limit> <name>...: add up
+# the TAP results of one VM's output.log; a test of <name>... that did not
+# finish, and a kernel log problem no test owned, count as failures.
+count_run() {
+	local run=$1 vrc=$2 total=$3 line name reason why n
+	local current='' sub_fail=0 sub_count=0 klog_attributed=0
+	local -A state=()
+	shift 3
+	while IFS= read -r line; do
+		case $line in
+		"# selftests: remote-cow: "*)
+			current=${line#"# selftests: remote-cow: "}
+			state[$current]=started
+			sub_fail=0
+			sub_count=0
+			;;
+		"# not ok "[0-9]*)
+			[ -n "$current" ] || continue
+			sub_count=$((sub_count + 1))
+			sub_fail=$((sub_fail + 1))
+			note_fail "$current: $(sed -E 's/^# not ok [0-9]+ *-? *//' <<<"$line")"
+			;;
+		"# ok "[0-9]*)
+			[ -n "$current" ] || continue
+			sub_count=$((sub_count + 1))
+			if grep -qiE '#[[:space:]]*skip' <<<"${line#"# ok "}"; then
+				skip=$((skip + 1))
+			else
+				pass=$((pass + 1))
+			fi
+			;;
+		"ok "[0-9]*" selftests: remote-cow: "* | "not ok "[0-9]*" selftests: remote-cow: "*)
+			name=${line#*selftests: remote-cow: }
+			reason=
+			case $name in *" # "*) reason=${name#* # }; name=${name%% # *} ;; esac
+			state[$name]=finished
+			case $line in
+			"not ok"*)
+				case $reason in *"kernel log"*) klog_attributed=1 ;; esac
+				# Failed subtests are already counted; add the
+				# failure that no subtest shows.
+				if [ "$sub_fail" -eq 0 ] || [[ $reason == *"kernel log"* ]] ||
+					[[ $reason == *TIMEOUT* ]]; then
+					note_fail "$name: $reason"
+				fi
+				;;
+			*)
+				[ "$sub_count" -gt 0 ] || skip=$((skip + 1))
+				;;
+			esac
+			current=
+			;;
+		esac
+	done <"$run/output.log"
+
+	why=
+	[ "$vrc" != 124 ] || why=": the VM timed out after ${total}s"
+	[ "$vrc" != 125 ] || why=": the VM died (see $run/console.log)"
+	for n in "$@"; do
+		case ${state[$n]:-} in
+		finished) ;;
+		started) note_fail "$n: did not finish$why" ;;
+		*) note_fail "$n: did not run$why" ;;
+		esac
+	done
+	if [ -f "$run/klog-check.txt" ] && [ "$klog_attributed" = 0 ]; then
+		note_fail "kernel log: $(grep -m1 -oE "$("$ROOT/scripts/klog-check.sh" --pattern)" \
+			"$run/dmesg.txt" "$run/console.log" 2>/dev/null | head -n1 | cut -d: -f2-) (see $run/klog-check.txt)"
+	fi
+	if [ "$klog_tail" = 1 ]; then
+		echo "== kernel log tail ($run/dmesg.txt)"
+		tail -n 30 "$run/dmesg.txt" 2>/dev/null || tail -n 30 "$run/console.log"
+	fi
+	echo "== results in $run"
+}
+
 if [ "$vm" = 1 ]; then
 	names=("$@")
 	if [ ${#names[@]} -eq 0 ]; then
@@ -115,56 +192,56 @@ if [ "$vm" = 1 ]; then
 	# finish the suite in far less than one VM's time.  Tests go to the
 	# least loaded shard, longest first, weighted by the seconds recorded
 	# in $dir/durations (a test not listed there weighs a quarter of its
-	# timeout); each shard runs its tests in name order.
+	# timeout); each shard runs its tests in the order of names.
 	default_timeout=$(sed -n 's/^timeout=\([0-9][0-9]*\)$/\1/p' "$dir/settings" 2>/dev/null)
 	default_timeout=${default_timeout:-300}
-	declare -A tmo=() weight=()
+	declare -A tmo=() weight=() recorded=() home=()
+	if [ -f "$dir/durations" ]; then
+		while read -r n t; do
+			case $n:$t in '#'* | *:*[!0-9]* | *:) continue ;; esac
+			recorded[$n]=$t
+		done <"$dir/durations"
+	fi
 	for n in "${names[@]}"; do
 		t=$(sed -n 's/^# *TIMEOUT=\([0-9][0-9]*\).*/\1/p' "$dir/$n.sh" 2>/dev/null | head -n1)
 		tmo[$n]=${t:-$default_timeout}
-		w=
-		[ ! -f "$dir/durations" ] ||
-			w=$(awk -v n="$n" '$1 == n && $2 ~ /^[0-9]+$/ { print $2; exit }' "$dir/durations")
-		weight[$n]=${w:-$((tmo[$n] / 4))}
+		weight[$n]=${recorded[$n]:-$((tmo[$n] / 4))}
 	done
 	vms=${RC_CHECK_VMS:-2}
 	case $vms in '' | *[!0-9]* | 0) echo "check: RC_CHECK_VMS must be a positive number" >&2; exit 2 ;; esac
 	[ "$vms" -le ${#names[@]} ] || vms=${#names[@]}
-	declare -a load=() shard=()
-	for ((i = 0; i < vms; i++)); do load[i]=0 shard[i]=''; done
+	declare -a load=()
+	for ((i = 0; i < vms; i++)); do load[i]=0; done
 	while read -r _ n; do
 		best=0
 		for ((i = 1; i < vms; i++)); do
 			[ "${load[i]}" -ge "${load[best]}" ] || best=$i
 		done
 		load[best]=$((load[best] + weight[$n]))
-		shard[best]="${shard[best]} $n"
+		home[$n]=$best
 	done < <(for n in "${names[@]}"; do echo "${weight[$n]} $n"; done | sort -k1,1nr -k2,2)
 
 	mkdir -p "$BUILD/vm/runs"
 	stamp=$(date +%Y%m%d-%H%M%S)
+	max=${RC_VM_TIMEOUT_MAX:-4800}
 	declare -a runs=() totals=() pids=()
 	for ((i = 0; i < vms; i++)); do
-		# shellcheck disable=SC2206 # names hold no blanks or globs
-		list=(${shard[i]})
-		mapfile -t list < <(printf '%s\n' "${list[@]}" | LC_ALL=C sort)
-		shard[i]="${list[*]}"
 		# The VM's time limit: its tests' timeouts, plus boot and slack,
 		# at most RC_VM_TIMEOUT_MAX (default 4800 s).
-		total=180
-		for n in "${list[@]}"; do total=$((total + tmo[$n])); done
-		max=${RC_VM_TIMEOUT_MAX:-4800}
+		total=180 list=()
+		for n in "${names[@]}"; do
+			[ "${home[$n]}" = "$i" ] || continue
+			list+=("$n")
+			total=$((total + tmo[$n]))
+		done
 		[ "$total" -le "$max" ] || total=$max
 		totals[i]=${RC_RUN_TIMEOUT:-$total}
 		runs[i]=$(mktemp -d "$BUILD/vm/runs/$stamp-check$i-XXXX")
-		echo "== selftests in VM $i (${shard[i]}; about ${load[i]}s; time limit ${totals[i]}s)"
-	done
-	for ((i = 0; i < vms; i++)); do
-		# shellcheck disable=SC2086 # the shard's names, split on purpose
+		echo "== selftests in VM $i (${list[*]}; about ${load[i]}s; time limit ${totals[i]}s)"
 		{
 			rc=0
 			"$ROOT/scripts/vm-run.sh" --run-dir "${runs[i]}" --timeout "${totals[i]}" -- \
-				"$ROOT/selftests/run.sh" -d "$dir" ${shard[i]} || rc=$?
+				"$ROOT/selftests/run.sh" -d "$dir" "${list[@]}" || rc=$?
 			echo "$rc" >"${runs[i]}/vm-run.rc"
 		} 2>&1 | if [ "$vms" -gt 1 ]; then sed -u "s/^/[vm$i] /"; else cat; fi &
 		pids[i]=$!
@@ -173,80 +250,11 @@ if [ "$vm" = 1 ]; then
 	done
 	for ((i = 0; i < vms; i++)); do wait "${pids[i]}" || true; done
 
-	declare -A state=()
 	for ((i = 0; i < vms; i++)); do
-	run=${runs[i]}
-	total=${totals[i]}
-	vrc=$(cat "$run/vm-run.rc" 2>/dev/null || echo 125)
-	# shellcheck disable=SC2206 # names hold no blanks or globs
-	sh_names=(${shard[i]})
-		current='' sub_fail=0 sub_count=0 klog_attributed=0
-		while IFS= read -r line; do
-			case $line in
-			"# selftests: remote-cow: "*)
-				current=${line#"# selftests: remote-cow: "}
-				state[$current]=started
-				sub_fail=0
-				sub_count=0
-				;;
-			"# not ok "[0-9]*)
-				[ -n "$current" ] || continue
-				sub_count=$((sub_count + 1))
-				sub_fail=$((sub_fail + 1))
-				note_fail "$current: $(sed -E 's/^# not ok [0-9]+ *-? *//' <<<"$line")"
-				;;
-			"# ok "[0-9]*)
-				[ -n "$current" ] || continue
-				sub_count=$((sub_count + 1))
-				if grep -qiE '#[[:space:]]*skip' <<<"${line#"# ok "}"; then
-					skip=$((skip + 1))
-				else
-					pass=$((pass + 1))
-				fi
-				;;
-			"ok "[0-9]*" selftests: remote-cow: "* | "not ok "[0-9]*" selftests: remote-cow: "*)
-				name=${line#*selftests: remote-cow: }
-				reason=
-				case $name in *" # "*) reason=${name#* # }; name=${name%% # *} ;; esac
-				state[$name]=finished
-				case $line in
-				"not ok"*)
-					case $reason in *"kernel log"*) klog_attributed=1 ;; esac
-					# Failed subtests are already counted; add the
-					# failure that no subtest shows.
-					if [ "$sub_fail" -eq 0 ] || [[ $reason == *"kernel log"* ]] ||
-						[[ $reason == *TIMEOUT* ]]; then
-						note_fail "$name: $reason"
-					fi
-					;;
-				*)
-					[ "$sub_count" -gt 0 ] || skip=$((skip + 1))
-					;;
-				esac
-				current=
-				;;
-			esac
-		done <"$run/output.log"
-
-		why=
-		[ "$vrc" != 124 ] || why=": the VM timed out after ${total}s"
-		[ "$vrc" != 125 ] || why=": the VM died (see $run/console.log)"
-		for n in "${sh_names[@]}"; do
-			case ${state[$n]:-} in
-			finished) ;;
-			started) note_fail "$n: did not finish$why" ;;
-			*) note_fail "$n: did not run$why" ;;
-			esac
-		done
-		if [ -f "$run/klog-check.txt" ] && [ "$klog_attributed" = 0 ]; then
-			note_fail "kernel log: $(grep -m1 -oE "$("$ROOT/scripts/klog-check.sh" --pattern)" \
-				"$run/dmesg.txt" "$run/console.log" 2>/dev/null | head -n1 | cut -d: -f2-) (see $run/klog-check.txt)"
-		fi
-		if [ "$klog_tail" = 1 ]; then
-			echo "== kernel log tail ($run/dmesg.txt)"
-			tail -n 30 "$run/dmesg.txt" 2>/dev/null || tail -n 30 "$run/console.log"
-		fi
-		echo "== results in $run"
+		list=()
+		for n in "${names[@]}"; do [ "${home[$n]}" != "$i" ] || list+=("$n"); done
+		count_run "${runs[i]}" "$(cat "${runs[i]}/vm-run.rc" 2>/dev/null || echo 125)" \
+			"${totals[i]}" "${list[@]}"
 	done
 fi
 
