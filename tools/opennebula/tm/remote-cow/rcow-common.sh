@@ -574,13 +574,12 @@ one_mig_args() {
 	*[[:space:]\'\"\\]*) one_die "'$3': white space or quotes in the path" ;;
 	esac
 	[ "${VMDIR##*/}" = "$VMID" ] || one_die "'$3' is not the directory of VM $VMID"
-	case $RCOW_ONE_MIGRATE_PORT:$RCOW_ONE_MIGRATE_PORTS in
-	[1-9]*:[1-9]*) ;;
-	*) one_die "RCOW_ONE_MIGRATE_PORT and RCOW_ONE_MIGRATE_PORTS must be positive numbers" ;;
-	esac
-	case $RCOW_ONE_MIGRATE_PORT$RCOW_ONE_MIGRATE_PORTS in
-	*[!0-9]*) one_die "RCOW_ONE_MIGRATE_PORT and RCOW_ONE_MIGRATE_PORTS must be positive numbers" ;;
-	esac
+	for h in "$RCOW_ONE_MIGRATE_PORT" "$RCOW_ONE_MIGRATE_PORTS"; do
+		case $h in
+		"" | 0* | *[!0-9]*)
+			one_die "RCOW_ONE_MIGRATE_PORT and RCOW_ONE_MIGRATE_PORTS must be positive numbers" ;;
+		esac
+	done
 	case $RCOW_ONE_MIGRATE_FAULT_TIMEOUT in
 	"" | *[!0-9]*) one_die "RCOW_ONE_MIGRATE_FAULT_TIMEOUT '$RCOW_ONE_MIGRATE_FAULT_TIMEOUT' is not a number of ms" ;;
 	esac
