@@ -22,13 +22,13 @@ expect() {	# expect <desc> <command...>
 has_line() { grep -qE -- "$2" "$1"; }
 
 echo "TAP version 13"
-echo "1..14"
+echo "1..17"
 
 # --- one VM: passing, failing, malformed, timed out, WARNING, skipped -----
 out=$BUILD/check/harness-1.log
-echo "# run 1: scripts/check.sh --dir selftests/harness (7 tests)"
+echo "# run 1: scripts/check.sh --dir selftests/harness (7 tests, one VM)"
 set +e
-"$ROOT/scripts/check.sh" --no-unit --dir "$ROOT/selftests/harness" \
+RC_CHECK_VMS=1 "$ROOT/scripts/check.sh" --no-unit --dir "$ROOT/selftests/harness" \
 	pass fail-named no-plan exit-status timeout kernel-warn skip >"$out" 2>&1
 rc=$?
 set -e
@@ -41,6 +41,12 @@ expect "fail-named is named with its failing check" \
 expect "no-plan is named" has_line "$out" '^  FAIL no-plan: no TAP plan'
 expect "exit-status is named" has_line "$out" '^  FAIL exit-status: exit status 3$'
 expect "timeout is named as timed out" has_line "$out" '^  FAIL timeout: TIMEOUT after 3s'
+expect "the timed-out test's last check is shown under its name" \
+	bash -c "grep -A3 -- '^  -- timeout, last lines' '$out' | grep -q 'ok 1 - starts'"
+expect "and its still-running sleep, with where it waits" \
+	has_line "$out" '^     # pid [0-9]+ S.*: sleep 600'
+expect "fail-named's failing check is shown under its name" \
+	bash -c "grep -A4 -- '^  -- fail-named, last lines' '$out' | grep -q 'not ok 2 - deliberate failure'"
 expect "kernel-warn fails on the WARNING in the kernel log" \
 	has_line "$out" '^  FAIL kernel-warn: kernel log: WARNING:'
 expect "the WARNING's log part is shown" \
@@ -52,7 +58,7 @@ expect "pass and skip are not reported as failed" \
 out=$BUILD/check/harness-2.log
 echo "# run 2: a kernel crash (sysrq c) during crash.sh, then pass"
 set +e
-"$ROOT/scripts/check.sh" --no-unit --dir "$ROOT/selftests/harness" crash pass >"$out" 2>&1
+RC_CHECK_VMS=1 "$ROOT/scripts/check.sh" --no-unit --dir "$ROOT/selftests/harness" crash pass >"$out" 2>&1
 rc=$?
 set -e
 sed 's/^/#   /' "$out"

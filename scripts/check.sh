@@ -258,9 +258,33 @@ if [ "$vm" = 1 ]; then
 	done
 fi
 
+# fail_detail <name>: a few lines on how a failed selftest ended, from its
+# log in its VM's run directory, so that the tail of the output (all a CI
+# report may keep) says where it stopped: its last TAP lines, and for a
+# timeout the processes still running and where they waited.
+fail_detail() {
+	local n=$1 log
+	[ "$vm" = 1 ] && [ -n "${home[$n]:-}" ] || return 0
+	log=${runs[${home[$n]}]}/selftests/$n.log
+	[ -f "$log" ] || return 0
+	echo "  -- $n, last lines ($log):"
+	{
+		grep -E '^(ok|not ok) [0-9]+' "$log" | tail -n 3 || :
+		sed -n '/^# TIMEOUT: /,$p' "$log" | grep -E '^# (TIMEOUT|pid |  )' | head -n 16 || :
+	} | cut -c1-160 | sed 's/^/     /' || :
+}
+
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "== failed:"
 	printf '  FAIL %s\n' "${failures[@]}"
+	shown=0
+	for f in "${failures[@]}"; do
+		[ "$shown" -lt 5 ] || break
+		n=${f%%:*}
+		case $n in *' '*) continue ;; esac
+		fail_detail "$n"
+		shown=$((shown + 1))
+	done
 fi
 summary="$pass passed, $fail failed"
 [ "$skip" -eq 0 ] || summary="$summary, $skip skipped"

@@ -70,7 +70,6 @@ fifo=$(mktemp -u /tmp/run-sh-fifo.XXXXXX)
 mkfifo "$fifo"
 exec 9<>"$fifo"
 rm -f "$fifo"
-trap 'timed_out=1' USR1
 
 pass=0 fail=0 skip=0 num=0
 failed_names=()
@@ -117,26 +116,36 @@ for name in "${names[@]}"; do
 	tail -n +1 -f "$log" 2>/dev/null | sed -u 's/^/# /' &
 	tailpid=$!
 
-	# Watchdog: SIGUSR1 to this shell after the timeout interrupts 'wait'.
+	# The deadline: poll the test once a second rather than a watchdog
+	# whose signal interrupts 'wait'.  Bash's 'wait' and a trapped signal
+	# race (a signal lost, or a wait that did not return), which once
+	# showed as a 3 s timeout that never fired.  The shell reaps the test
+	# when it ends (kill -0 then fails); 'wait' then only reads its status.
 	timed_out=0
-	(
-		for ((s = 0; s < timeout; s++)); do
-			read -r -t 1 -u 9 _
-		done
-		kill -USR1 $$
-	) &
-	watchdog=$!
-	wait "$pid"
-	rc=$?
-	kill "$watchdog" 2>/dev/null
-	wait "$watchdog" 2>/dev/null
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ $((SECONDS - start)) -ge "$timeout" ]; then
+			timed_out=1
+			break
+		fi
+		read -r -t 0.2 -u 9 _ || :
+	done
+	rc=0
+	[ "$timed_out" = 1 ] || wait "$pid" || rc=$?
 	if [ "$timed_out" = 1 ]; then
-		echo "# TIMEOUT: $name still running after ${timeout}s; blocked tasks:"
-		echo w >/proc/sysrq-trigger 2>/dev/null
-		for p in $(ps -o pid= -s "$pid" 2>/dev/null); do
-			echo "# pid $p: $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null)"
-			sed 's/^/#   /' /proc/"$p"/stack 2>/dev/null
-		done
+		# Into the test's log (tail prints it too): check.sh shows
+		# these lines under a failed test's name.
+		{
+			echo "# TIMEOUT: $name still running after ${timeout}s; its processes:"
+			echo w >/proc/sysrq-trigger 2>/dev/null
+			for p in $(ps -o pid= -s "$pid" 2>/dev/null); do
+				w=$(ps -o stat=,wchan:24= -p "$p" 2>/dev/null)
+				echo "# pid $p $w:" \
+					"$(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null | cut -c1-100)"
+				# A shell waiting for its children says nothing more.
+				case $w in *do_wait*) continue ;; esac
+				sed 's/^/#   /' /proc/"$p"/stack 2>/dev/null | head -n 6
+			done
+		} >>"$log"
 		kill -KILL -- -"$pid" 2>/dev/null
 		disown "$pid" 2>/dev/null
 		# Do not wait for a task that cannot die.
