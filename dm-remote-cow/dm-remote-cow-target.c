@@ -586,6 +586,19 @@ static bool hold_if_frozen(struct rcow *rc, struct bio *bio)
 }
 
 /*
+ * Worker: submit a bio it took over.  REQ_NOWAIT (io_uring, RWF_NOWAIT)
+ * promised that map would not block, and map did not: it deferred the
+ * bio.  Here the submitter is long gone; the lower device may make the
+ * worker wait rather than fail the bio with BLK_STS_AGAIN after its
+ * extent was marked.
+ */
+static void worker_submit(struct bio *bio)
+{
+	bio->bi_opf &= ~REQ_NOWAIT;
+	dm_submit_bio_remap(bio, NULL);
+}
+
+/*
  * Worker: a bio to present extents.  A write (or discard) waits while a
  * commit holds one of its extents, and for a commit when one of them is
  * not yet durably recorded as changed.
@@ -617,7 +630,7 @@ static void issue_present(struct rcow *rc, struct bio *bio, u64 extent)
 		count_write(rc, bio);
 	}
 	remap(rc, bio);
-	dm_submit_bio_remap(bio, NULL);
+	worker_submit(bio);
 }
 
 /*
@@ -677,7 +690,7 @@ static void issue_full_write(struct rcow *rc, struct bio *bio,
 	mark_written(rc, pe->extent);
 	count_write(rc, bio);
 	remap(rc, bio);
-	dm_submit_bio_remap(bio, NULL);
+	worker_submit(bio);
 }
 
 /*
@@ -2315,6 +2328,12 @@ static void rcow_io_hints(struct dm_target *ti, struct queue_limits *limits)
 static struct target_type rcow_target = {
 	.name = "remote-cow",
 	.version = {1, 1, 0},
+	/*
+	 * map never sleeps (spinlocks, no allocation, the worker for the
+	 * rest): REQ_NOWAIT bios are fine, and io_uring need not hand every
+	 * request of a device without it to a worker thread.
+	 */
+	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = rcow_ctr,
 	.dtr = rcow_dtr,
