@@ -12,6 +12,10 @@
 # - create / status / list / remove round trip: the table checked with
 #   dmsetup table, status --json parsed and compared with dmsetup status,
 #   data read through the device equal to the base;
+# - status --field: each key, and all in one comma list, equal to its
+#   position in dmsetup status (with a helper, while migrating, after a
+#   commit, when complete); an unknown key and --field with --json are
+#   usage errors (exit 2), a missing device exit 3;
 # - options: unique prefixes of long options; --json is valid JSON for any
 #   UTF-8 string (quotes escaped) and refused for bytes that are not UTF-8;
 # - every bad input gives its message and exit status (2 usage, 3 no such
@@ -31,7 +35,7 @@ RCOW_HELPER=$RC_TREE/selftests/progs/rcow-fill
 
 require_vm
 require_cmd dmsetup losetup openssl python3 dd cmp setpriv
-tap_plan 144
+tap_plan 169
 
 RC=$RC_TREE/tools/remote-cow
 NAME="rc-cli"
@@ -173,6 +177,39 @@ d['faults_in_flight'], d['helper'], d['commit_state'], \
 	check_eq "$1" "${st[1]} ${st[*]:3}" "$js"
 }
 compare_status "status --json: every field equals dmsetup status (nothing present)"
+
+# status_fields <name>: "key=value" a line for every field 'status --field'
+# knows, taken from dmsetup status by position (Documentation/
+# remote-cow.rst): commit_gen after the commit's progress in a line of 12
+# fields, 0 in one of 11.
+status_fields() {
+	local st o=0 g=0
+	read -r -a st <<<"$(dmsetup status "$1")"
+	if [ "${#st[@]}" -ge 15 ]; then
+		o=1 g=${st[10]}
+	fi
+	printf '%s\n' "extent_sectors=${st[3]}" "present=${st[4]%/*}" "total=${st[4]#*/}" \
+		"written=${st[5]}" "faults_in_flight=${st[6]}" "helper=${st[7]}" \
+		"commit_state=${st[8]}" "commit_done=${st[9]%/*}" "commit_total=${st[9]#*/}" \
+		"commit_gen=$g" "migrate_state=${st[10 + o]}" "migrate_done=${st[11 + o]%/*}" \
+		"migrate_total=${st[11 + o]#*/}" "hydrate_state=${st[12 + o]}" \
+		"metadata_mode=${st[13 + o]}"
+}
+
+# compare_fields <desc> [each]: status --field with every key as one comma
+# list (one value a line, in its order) against dmsetup status; with
+# "each", also every key on its own (15 more checks).
+compare_fields() {
+	local kv keys=() want=()
+	while IFS= read -r kv; do
+		keys+=("${kv%%=*}") want+=("${kv#*=}")
+		[ "${2-}" != each ] ||
+			check_eq "$1: --field ${kv%%=*}" "${kv#*=}" \
+				"$("$RC" status "$NAME" --field "${kv%%=*}" 2>&1)"
+	done < <(status_fields "$NAME")
+	check_eq "$1: --field with all ${#keys[@]} keys, in order" "$(printf '%s\n' "${want[@]}")" \
+		"$("$RC" status "$NAME" --field "$(IFS=,; echo "${keys[*]}")" 2>&1)"
+}
 check_eq "status --json: table fields" "$cow_mm file://$base 30000 True $NAME $uuid" \
 	"$(json "$NAME" "d['cow_dev'], d['base_uri'], d['fault_timeout_ms'], d['discard_passdown'], d['name'], d['uuid']" 2>&1 | tr -d "(),'")"
 check_eq "status --json: state partial, size in bytes" "partial $((LEN * 512)) 65536" \
@@ -186,6 +223,15 @@ check "read through the device equals the base" \
 compare_status "status --json after a read and with a helper: equals dmsetup status"
 check_eq "status --json: 8 extents present, helper connected" "8 connected" \
 	"$(json "$NAME" "d['extents_present'], d['helper']" 2>&1 | tr -d "(),'")"
+compare_fields "status --field after a read, with a helper" each
+check_eq "status --field: a comma list in the order given, a key twice" \
+	"$(printf '%s\n' connected 8 "$NR" connected)" \
+	"$("$RC" status "$NAME" --field helper,present,total,helper 2>&1)"
+expect_exit "status --field of an unknown key: exit 2, the keys listed" 2 \
+	"unknown field 'faults'; the fields are: extent_sectors present total written faults_in_flight" \
+	"$RC" status "$NAME" --field faults
+expect_exit "status --field with --json: exit 2" 2 "--field and --json do not go together" \
+	"$RC" status "$NAME" --json --field present
 human=$("$RC" status "$NAME" 2>&1)
 check "status: present line in words" grep -qx "present: *8 of $NR extents (.*)" <<<"$human"
 check "status: helper and base lines" \
@@ -305,6 +351,10 @@ expect_exit "remove of a missing device: exit 3" 3 "no such device" "$RC" remove
 expect_exit "hydrate of a missing device: exit 3" 3 "no such device" \
 	"$RC" hydrate nonexistent start
 expect_exit "status of a linear device: exit 4" 4 "not a remote-cow device" "$RC" status "$LIN"
+expect_exit "status --field of a missing device: exit 3" 3 "no such device" \
+	"$RC" status nonexistent --field present
+expect_exit "status --field of a linear device: exit 4" 4 "not a remote-cow device" \
+	"$RC" status "$LIN" --field present
 expect_exit "remove of a linear device: exit 4" 4 "not a remote-cow device" "$RC" remove "$LIN"
 check "... which still exists" dm_exists "$LIN"
 expect_exit "commit on a linear device: exit 4" 4 "not a remote-cow device" \
@@ -357,12 +407,16 @@ for m in "commit $NAME --to nbd://example.com/new|0|commit 1 frozen" \
 		tap_not_ok "$cmd: exit $want, '$text'" "exit $rc" "$out"
 	fi
 done
+compare_fields "status --field after a commit"
+check_eq "... commit_gen 1 (the commit's generation)" 1 \
+	"$("$RC" status "$NAME" --field commit_gen 2>&1)"
 # migrate: the kernel takes the migration (rcow-fill ignores its events,
 # so it stays where the messages put it); a second send is refused with
 # the kernel's reason; abort before done returns the device to idle.
 expect_exit "migrate send 10.0.0.2:7777: accepted" 0 "accepted" \
 	"$RC" migrate "$NAME" send 10.0.0.2:7777
 check_eq "... status: copying" copying "$(rc_status "$NAME" migrate_state)"
+compare_fields "status --field while copying"
 out=$("$RC" migrate "$NAME" send 10.0.0.2:7777 2>&1)
 rc=$?
 if [ "$rc" -eq 1 ] && [[ $out == *"kernel: device-mapper: remote-cow: "* ]]; then
@@ -425,6 +479,7 @@ expect_exit "hydrate start --wait on a complete device: exit 0" 0 \
 check_eq "status --json: complete, $NR/$NR" "complete $NR $NR" \
 	"$(json "$NAME" "d['state'], d['extents_present'], d['extents_total']" 2>&1 | tr -d "(),'")"
 compare_status "status --json when complete: equals dmsetup status"
+compare_fields "status --field when complete"
 
 # ---------------------------------------------------------------------------
 # remove

@@ -12,6 +12,9 @@
 # - the state is mirroring while the bulk is still on its way (less than
 #   half of the written extents sent), and remote-cowd logs why;
 # - with fio still writing, what is left drains to a handful of extents;
+# - once the guest stopped, the source takes an empty round every 0.2 s
+#   while it waits for migrate finish: remote-cowd -v logs the first (it
+#   waits for writes or finish), and no other in the next 3 s;
 # - after the pause, 'migrate finish --wait' ends done, and the extents
 #   sent in all (migrate_done) are at most the written extents plus the
 #   writes that waited (each rewrote one extent) plus the writes in
@@ -25,7 +28,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool tc
-tap_plan 9
+tap_plan 11
 
 PORT=17741
 LEFT_MAX=8		# 4 writes in flight, each over at most 2 extents
@@ -44,6 +47,19 @@ check "with the guest still writing, what is left drains to at most $LEFT_MAX ex
 	wait_until 1200 remains_at_most "$SRC" "$LEFT_MAX"
 
 mig_fio_stop
+# src_rounds: remote-cowd's lines for the source's rounds.
+src_rounds() { grep "device $SRC: round [0-9]*: [0-9]* extents sent" "$HELPER_LOG"; }
+# waits_logged: the last of them is an empty round that waits.
+waits_logged() {
+	src_rounds | tail -n 1 |
+		grep -q ": 0 extents sent; nothing left: waiting for writes or migrate finish"
+}
+check "guest stopped: remote-cowd logs an empty round, waiting for writes or migrate finish" \
+	wait_until 60 waits_logged
+sleep 3
+check_eq "... and no other empty round in the next 3 s (one every 0.2 s)" 1 \
+	"$(src_rounds | awk '/: 0 extents sent/ { n++; next } { n = 0 } END { print n + 0 }')"
+tap_diag "$(src_rounds | tail -n 4)"
 kmsg_mark
 check "migrate finish --wait: done" timeout 300 "$RC" migrate "$SRC" finish --wait
 check_eq "state: done" "done" "$(state "$SRC")"

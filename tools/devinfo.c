@@ -12,6 +12,7 @@
  */
 #include <inttypes.h>
 #include <libdevmapper.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +111,7 @@ int rc_dev_parse_status(struct rc_dev *d, const char *params)
 	    rc_parse_uint(f[2], UINT64_MAX, &d->written) ||
 	    rc_parse_uint(f[3], UINT64_MAX, &d->faults))
 		goto out;
+	d->extent_sectors = (uint32_t)v;	/* the table's, once more */
 	copy_field(d->helper, sizeof(d->helper), f[4]);
 	copy_field(d->metadata_mode, sizeof(d->metadata_mode), f[n - 1]);
 	if (n >= 11) {
@@ -130,6 +132,85 @@ int rc_dev_parse_status(struct rc_dev *d, const char *params)
 out:
 	free(buf);
 	return r;
+}
+
+/*
+ * The status line's fields by name, in its order (Documentation/
+ * remote-cow.rst, "Status"): what 'status --field' prints.
+ */
+enum field_kind { F_U32, F_U64, F_STR };
+
+struct dev_field {
+	const char *name;
+	enum field_kind kind;
+	size_t off;
+};
+
+#define FIELD(n, k, m) { n, k, offsetof(struct rc_dev, m) }
+static const struct dev_field dev_fields[] = {
+	FIELD("extent_sectors", F_U32, extent_sectors),
+	FIELD("present", F_U64, present),
+	FIELD("total", F_U64, total),
+	FIELD("written", F_U64, written),
+	FIELD("faults_in_flight", F_U64, faults),
+	FIELD("helper", F_STR, helper),
+	FIELD("commit_state", F_STR, commit_state),
+	FIELD("commit_done", F_U64, commit_done),
+	FIELD("commit_total", F_U64, commit_total),
+	FIELD("commit_gen", F_U64, commit_gen),
+	FIELD("migrate_state", F_STR, migrate_state),
+	FIELD("migrate_done", F_U64, migrate_done),
+	FIELD("migrate_total", F_U64, migrate_total),
+	FIELD("hydrate_state", F_STR, hydrate_state),
+	FIELD("metadata_mode", F_STR, metadata_mode),
+};
+#undef FIELD
+
+static const struct dev_field *find_field(const char *key)
+{
+	for (size_t i = 0; i < sizeof(dev_fields) / sizeof(dev_fields[0]); i++)
+		if (!strcmp(dev_fields[i].name, key))
+			return &dev_fields[i];
+	return NULL;
+}
+
+bool rc_dev_field_known(const char *key)
+{
+	return find_field(key) != NULL;
+}
+
+void rc_dev_field_names(char *buf, size_t len)
+{
+	size_t used = 0;
+
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(dev_fields) / sizeof(dev_fields[0]) && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? " " : "",
+					 dev_fields[i].name);
+}
+
+int rc_dev_field(const struct rc_dev *d, const char *key, char *buf, size_t len)
+{
+	const struct dev_field *f = find_field(key);
+	const char *p = (const char *)d;
+
+	if (!f)
+		return -1;
+	if (f->kind == F_STR) {
+		snprintf(buf, len, "%s", p + f->off);
+	} else if (f->kind == F_U32) {
+		uint32_t v;
+
+		memcpy(&v, p + f->off, sizeof(v));
+		snprintf(buf, len, "%" PRIu32, v);
+	} else {
+		uint64_t v;
+
+		memcpy(&v, p + f->off, sizeof(v));
+		snprintf(buf, len, "%" PRIu64, v);
+	}
+	return 0;
 }
 
 int rc_dev_read(const char *name, struct rc_dev *d, bool quiet_notrc)

@@ -20,7 +20,7 @@ static const char usage[] =
 	"  create NAME --cow DEV --base URI [options]   create a device\n"
 	"  remove NAME [--force]                         remove a device\n"
 	"  list [--json]                                 every remote-cow device\n"
-	"  status NAME [--json]                          one device in detail\n"
+	"  status NAME [--json | --field KEY[,KEY...]]   one device in detail\n"
 	"  cow-size --size SIZE | --base URI [--extent-size SIZE]\n"
 	"                                                bytes the COW device needs\n"
 	"  hydrate NAME start [--rate MiB/s] [--wait] | hydrate NAME stop\n"

@@ -322,6 +322,16 @@ const char *rc_dev_state(const struct rc_dev *d);
  */
 int rc_dev_print_json(FILE *f, const struct rc_dev *d, const char *indent);
 void rc_dev_print_human(FILE *f, const struct rc_dev *d);
+/*
+ * The status line's fields by name (status --field): those of
+ * Documentation/remote-cow.rst's table, each done/total pair as two
+ * (present, total; commit_done, commit_total; ...).
+ */
+bool rc_dev_field_known(const char *key);
+/* Their names, space-separated, in the status line's order, into buf. */
+void rc_dev_field_names(char *buf, size_t len);
+/* d's field KEY as text into buf.  0, or -1 if KEY is not a field. */
+int rc_dev_field(const struct rc_dev *d, const char *key, char *buf, size_t len);
 
 /* ---- cmd-create.c, shared with cow-size ---- */
 /* An --extent-size value (NULL: the default, 64K).  0 or an exit code (printed). */

@@ -207,6 +207,62 @@ static void status_tests(struct tap *t)
 	rc_dev_free(&d);
 }
 
+/*
+ * status --field: every field of d by name, against want ("key=value ..."
+ * in the status line's order, every field once).
+ */
+static void field_case(struct tap *t, const struct rc_dev *d, const char *want, const char *desc)
+{
+	char buf[512], names[512], got[512] = "", value[64];
+	char *save = NULL, *key;
+	size_t used = 0;
+
+	rc_dev_field_names(names, sizeof(names));
+	snprintf(buf, sizeof(buf), "%s", names);
+	for (key = strtok_r(buf, " ", &save); key; key = strtok_r(NULL, " ", &save)) {
+		if (rc_dev_field(d, key, value, sizeof(value)))
+			snprintf(value, sizeof(value), "(unknown)");
+		used += (size_t)snprintf(got + used, sizeof(got) - used, "%s%s=%s",
+					 used ? " " : "", key, value);
+	}
+	if (!tap_ok(t, !strcmp(got, want), "status --field: %s", desc))
+		printf("#   want %s\n#   got  %s\n", want, got);
+}
+
+static void field_tests(struct tap *t)
+{
+	/* every value distinct: a field read from another position shows */
+	static const struct { const char *line, *want, *desc; } cases[] = {
+		{ "128 3/64 2 1 connected uploading 5/9 4 copying 6/7 hydrating ro",
+		  "extent_sectors=128 present=3 total=64 written=2 faults_in_flight=1 "
+		  "helper=connected commit_state=uploading commit_done=5 commit_total=9 "
+		  "commit_gen=4 migrate_state=copying migrate_done=6 migrate_total=7 "
+		  "hydrate_state=hydrating metadata_mode=ro",
+		  "each of the 12 fields by its name" },
+		{ "8 7/11 5 6 absent done 3/4 mirroring 1/2 idle fail",
+		  "extent_sectors=8 present=7 total=11 written=5 faults_in_flight=6 "
+		  "helper=absent commit_state=done commit_done=3 commit_total=4 "
+		  "commit_gen=0 migrate_state=mirroring migrate_done=1 migrate_total=2 "
+		  "hydrate_state=idle metadata_mode=fail",
+		  "the 11-field layout (no commit_gen): commit_gen 0, the rest in place" },
+	};
+	struct rc_dev d;
+	char value[64] = "x";
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		tap_ok(t, !parse(&d, cases[i].line), "status --field: parse '%s'", cases[i].line);
+		field_case(t, &d, cases[i].want, cases[i].desc);
+		rc_dev_free(&d);
+	}
+	parse(&d, cases[0].line);
+	tap_ok(t, rc_dev_field(&d, "faults", value, sizeof(value)) == -1 &&
+	       rc_dev_field(&d, "", value, sizeof(value)) == -1 &&
+	       rc_dev_field(&d, "state", value, sizeof(value)) == -1 && !strcmp(value, "x") &&
+	       !rc_dev_field_known("mode") && rc_dev_field_known("metadata_mode"),
+	       "status --field: a name not in the status line is unknown, nothing written");
+	rc_dev_free(&d);
+}
+
 /* Run the binary; its exit status, and stdout+stderr in out. */
 static int run(const char *bin, const char *const *args, char *out, size_t olen)
 {
@@ -353,6 +409,42 @@ static void group_usage_tests(struct tap *t, const char *bin)
 		 2, "unknown action 'go'");
 }
 
+/*
+ * status --field's command line: refused (exit 2) before any device is
+ * looked at; the help names every field.
+ */
+static void field_usage_tests(struct tap *t, const char *bin)
+{
+	char names[512], msg[600], out[8192], *save = NULL, *key;
+	bool all = true;
+
+	rc_dev_field_names(names, sizeof(names));
+	snprintf(msg, sizeof(msg), "remote-cow status: unknown field 'mode'; the fields are: %s",
+		 names);
+	bin_case(t, bin, (const char *const[]){ "status", "vm1", "--field", "mode", NULL }, 2, msg);
+	bin_case(t, bin, (const char *const[]){ "status", "vm1", "--field", "present,bogus",
+						NULL }, 2, "unknown field 'bogus'");
+	bin_case(t, bin, (const char *const[]){ "status", "vm1", "--field=present,", NULL }, 2,
+		 "an empty field name in --field 'present,'");
+	bin_case(t, bin, (const char *const[]){ "status", "vm1", "--field", "present", "--json",
+						NULL }, 2, "--field and --json do not go together");
+	bin_case(t, bin, (const char *const[]){ "status", "vm1", "--fi", "total", "--field",
+						"present", NULL }, 2, "--field given twice");
+	bin_case(t, bin, (const char *const[]){ "status", "vm1", "--field", NULL }, 2,
+		 "option '--field' needs a value");
+	bin_case(t, bin, (const char *const[]){ "status", "--field", "total", NULL }, 2,
+		 "missing the device NAME");
+	bin_case(t, bin, (const char *const[]){ "list", "--field", "total", NULL }, 2,
+		 "unknown option '--field'");
+	run(bin, (const char *const[]){ "status", "--help", NULL }, out, sizeof(out));
+	for (key = strtok_r(names, " ", &save); key; key = strtok_r(NULL, " ", &save))
+		if (!strstr(out, key)) {
+			printf("#   status --help lacks %s\n", key);
+			all = false;
+		}
+	tap_ok(t, all, "status --help names every field");
+}
+
 int main(int argc, char **argv)
 {
 	struct tap t = { .group = "cli" };
@@ -400,6 +492,7 @@ int main(int argc, char **argv)
 	tap_ok(&t, rc_utf8_valid("") && rc_utf8_valid("\xf4\x8f\xbf\xbf"), "utf8: empty, U+10FFFF");
 
 	status_tests(&t);
+	field_tests(&t);
 
 	/* the binary */
 	bin_case(&t, bin, (const char *const[]){ "--bogus", NULL }, 2,
@@ -449,6 +542,7 @@ int main(int argc, char **argv)
 	bin_case(&t, bin, (const char *const[]){ "commit", "vm1", "--s", "--to", "nbd://h/x",
 						 "--bogus", NULL }, 2, "unknown option '--bogus'");
 
+	field_usage_tests(&t, bin);
 	psk_tests(&t, bin);
 	target_len_tests(&t, bin);
 	group_usage_tests(&t, bin);

@@ -82,6 +82,7 @@ struct smem {
 	uint64_t last;			/* its last round */
 	uint64_t cursor;		/* mirroring: where its next slice goes on */
 	uint8_t *sent;			/* extents sent in a round before (post-copy) */
+	struct rcow_round_log rlog;	/* its rounds' -v lines */
 };
 
 struct sender {
@@ -401,6 +402,36 @@ static int mirror_trip(struct sender *s, unsigned int dev, uint32_t flags, uint6
 	return r;
 }
 
+/*
+ * remote-cowd -v: member dev's round that sent n extents; of the empty
+ * rounds while the guest runs (one every MIG_IDLE_MS while the source
+ * waits for writes or migrate finish), only the first of a run and one
+ * every RCOW_ROUND_QUIET_MS (rcow_round_log()).
+ */
+static void log_round(struct sender *s, unsigned int dev, uint64_t n, bool finishing)
+{
+	const char *name = s->j->m[dev].name;
+	unsigned long long round = s->dv[dev].last;
+	uint64_t skipped;
+
+	switch (rcow_round_log(&s->dv[dev].rlog, n, finishing, now_ms(), &skipped)) {
+	case RCOW_ROUND_LOG:
+		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", name, round,
+		     (unsigned long long)n);
+		break;
+	case RCOW_ROUND_IDLE:
+		vlog(s->j->d, 1, "device %s: round %llu: 0 extents sent; nothing left: waiting for writes or migrate finish (empty rounds logged every %d s)",
+		     name, round, RCOW_ROUND_QUIET_MS / 1000);
+		break;
+	case RCOW_ROUND_STILL:
+		vlog(s->j->d, 1, "device %s: round %llu: 0 extents sent; still waiting for writes or migrate finish (%llu empty rounds not logged)",
+		     name, round, (unsigned long long)skipped);
+		break;
+	case RCOW_ROUND_SKIP:
+		break;
+	}
+}
+
 /* One round of the group: a round of each member; totals in *sent, *left. */
 static int group_round(struct sender *s, bool finishing, bool mirror, uint64_t *sent,
 		       uint64_t *left)
@@ -418,8 +449,7 @@ static int group_round(struct sender *s, bool finishing, bool mirror, uint64_t *
 			r = round_trip(s, i, &n);
 		if (r)
 			return r;
-		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", s->j->m[i].name,
-		     (unsigned long long)s->dv[i].last, (unsigned long long)n);
+		log_round(s, i, n, finishing);
 		*sent += n;
 		*left += l;
 	}

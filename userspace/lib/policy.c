@@ -419,3 +419,28 @@ size_t rcow_mirror_pick(const struct rcow_run *fresh, size_t nf, const struct rc
 	*cursor = next;
 	return n;
 }
+
+enum rcow_round_say rcow_round_log(struct rcow_round_log *l, uint64_t sent, bool fenced,
+				   uint64_t now_ms, uint64_t *skipped)
+{
+	*skipped = 0;
+	if (sent || fenced) {
+		l->idle = false;
+		l->skipped = 0;
+		return RCOW_ROUND_LOG;
+	}
+	if (!l->idle) {
+		l->idle = true;
+		l->logged_ms = now_ms;
+		l->skipped = 0;
+		return RCOW_ROUND_IDLE;
+	}
+	if (now_ms - l->logged_ms < RCOW_ROUND_QUIET_MS) {
+		l->skipped++;
+		return RCOW_ROUND_SKIP;
+	}
+	*skipped = l->skipped;
+	l->logged_ms = now_ms;
+	l->skipped = 0;
+	return RCOW_ROUND_STILL;
+}

@@ -461,6 +461,56 @@ static void test_mirror_pick(struct tap *t)
 	}
 }
 
+/*
+ * The rounds' log: a step is "<extents sent><f if fenced>@<ms>"; the
+ * answers one letter each: s(kip), l(og), i(dle), S(till, with its count).
+ */
+static void round_log_case(struct tap *t, const char *what, const char *steps, const char *want)
+{
+	struct rcow_round_log l = { 0 };
+	char buf[256] = "", *save = NULL, *step, copy[256];
+	size_t used = 0;
+
+	snprintf(copy, sizeof(copy), "%s", steps);
+	for (step = strtok_r(copy, " ", &save); step; step = strtok_r(NULL, " ", &save)) {
+		char *end;
+		uint64_t sent = strtoull(step, &end, 10), skipped = 0, ms;
+		bool fenced = *end == 'f';
+
+		ms = strtoull(strchr(step, '@') + 1, NULL, 10);
+		switch (rcow_round_log(&l, sent, fenced, ms, &skipped)) {
+		case RCOW_ROUND_SKIP:
+			used += (size_t)snprintf(buf + used, sizeof(buf) - used, "s ");
+			break;
+		case RCOW_ROUND_LOG:
+			used += (size_t)snprintf(buf + used, sizeof(buf) - used, "l ");
+			break;
+		case RCOW_ROUND_IDLE:
+			used += (size_t)snprintf(buf + used, sizeof(buf) - used, "i ");
+			break;
+		case RCOW_ROUND_STILL:
+			used += (size_t)snprintf(buf + used, sizeof(buf) - used, "S%llu ",
+						 (unsigned long long)skipped);
+			break;
+		}
+	}
+	if (used)
+		buf[used - 1] = '\0';
+	tap_ok(t, !strcmp(buf, want), "round log: %s (%s)", what, buf);
+}
+
+static void test_round_log(struct tap *t)
+{
+	round_log_case(t, "rounds that send something: each logged", "5@0 3@200 1@400", "l l l");
+	round_log_case(t, "empty rounds: the first, then one per 30 s with the count",
+		       "4@0 0@200 0@400 0@600 0@30199 0@30200 0@30400 0@60200",
+		       "l i s s s S3 s S1");
+	round_log_case(t, "a write ends the run: the next empty round is logged again",
+		       "0@0 0@200 2@400 0@600 0@800", "i s l i s");
+	round_log_case(t, "after the fence every round is logged, empty or not",
+		       "0@0 0@200 3f@400 0f@600 0f@800", "i s l l l");
+}
+
 void test_policy(struct tap *t)
 {
 	test_backoff(t);
@@ -472,4 +522,5 @@ void test_policy(struct tap *t)
 	test_mirror(t);
 	test_throttle(t);
 	test_mirror_pick(t);
+	test_round_log(t);
 }

@@ -260,6 +260,34 @@ struct rcow_run;
 size_t rcow_mirror_pick(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
 			size_t nr, uint64_t *cursor, uint64_t budget, struct rcow_run *out);
 
+/*
+ * The log of a live migration's rounds (remote-cowd -v).  While the guest
+ * runs and nothing is left to send, the source takes an empty round every
+ * few hundred ms, waiting for writes or for migrate finish: a line for
+ * each would fill the log.  So of a run of empty rounds the first is
+ * logged (RCOW_ROUND_IDLE), then one at most every RCOW_ROUND_QUIET_MS
+ * (RCOW_ROUND_STILL, with the count of those not logged); a round that
+ * sends something, and every round after the fence, is logged as before
+ * (RCOW_ROUND_LOG).
+ */
+#define RCOW_ROUND_QUIET_MS 30000
+
+enum rcow_round_say { RCOW_ROUND_SKIP, RCOW_ROUND_LOG, RCOW_ROUND_IDLE, RCOW_ROUND_STILL };
+
+struct rcow_round_log {		/* zero to start */
+	bool idle;		/* in a run of empty rounds (its first was logged) */
+	uint64_t logged_ms;	/* when an empty round was last logged */
+	uint64_t skipped;	/* empty rounds not logged since */
+};
+
+/*
+ * A round sent @sent extents at @now_ms (a monotonic clock), @fenced:
+ * after the fence.  What to log; *skipped: with RCOW_ROUND_STILL, the
+ * empty rounds not logged since the last one that was.
+ */
+enum rcow_round_say rcow_round_log(struct rcow_round_log *l, uint64_t sent, bool fenced,
+				   uint64_t now_ms, uint64_t *skipped);
+
 /* Parse "64", "64k", "8M", "1G" (powers of 1024) into bytes.  0 or -EINVAL. */
 int rcow_parse_size(const char *s, uint64_t *out);
 /* Parse "250ms", "2s", "1.5s", "30" (seconds) into milliseconds.  0 or -EINVAL. */

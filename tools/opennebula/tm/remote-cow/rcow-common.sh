@@ -356,26 +356,27 @@ host_remove_dir() {
 	done
 }
 
-# host_mig_state <name>: the device's migrate_state (dmsetup status, the
-# field before migrate_done/total; Documentation/remote-cow.rst), "absent"
-# without the device.
+# host_mig_state <name>: the device's migrate_state ('remote-cow status
+# --field'; Documentation/remote-cow.rst), "absent" without the device.
 host_mig_state() {
 	host_dev_exists "$1" || { echo absent; return 0; }
-	"${SUDO[@]}" dmsetup status "$1" | awk '{ o = (NF - 3 >= 12); print $(11 + o) }'
+	"${SUDO[@]}" "$RC" status "$1" --field migrate_state ||
+		host_err "cannot read the migration state of $1 ($RC status --field migrate_state)"
 }
 
 # host_mig_disks <dir> <name pattern>: host_disks with the migration state,
 # the extent size in sectors and the base URI of each device (from its
 # table; "- -" without the device): "<id> <name> <state> <sectors> <base>".
 host_mig_disks() {
-	local l id name t lines=()
+	local l id name t st lines=()
 	mapfile -t lines < <(host_disks "$1" "$2")
 	for l in "${lines[@]}"; do
 		id=${l%% *} name=${l#* }
 		if host_dev_exists "$name"; then
 			t=$("${SUDO[@]}" dmsetup table "$name" | awk '$3 == "remote-cow" { print $5, $6 }')
 			[ -n "$t" ] || host_err "$name is not a remote-cow device"
-			echo "$id $name $(host_mig_state "$name") $t"
+			st=$(host_mig_state "$name")	# (a failure ends here, not in echo)
+			echo "$id $name $st $t"
 		else
 			echo "$id $name absent - -"
 		fi
