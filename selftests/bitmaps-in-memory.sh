@@ -20,6 +20,12 @@
 # - the sets read from the blocks are exact: WRITTEN and DIRTY_COMMIT as
 #   runs, and the status count, before and after the reload, and with a
 #   write after it; the data reads back; `remote-cow check` is clean.
+# remote-cowd runs: the 128 MiB direct write reaches the target as bios
+# whose boundaries need not fall on extents (with physically contiguous
+# user pages, a bio's size is only page aligned), and an extent split
+# between two bios takes two partial writes, the first a fault.  Without
+# a helper that fault waited for ever (status "1999/65536 ... 1 absent":
+# the hang of 4 December 2026, about one run in five under load).
 # TIMEOUT=600
 # shellcheck disable=SC2317	# functions called through check
 . "$(dirname "$0")/lib.sh"
@@ -39,6 +45,7 @@ RC=$RC_TREE/tools/remote-cow
 
 require_built "$RC" "$RC_TREE/selftests/progs/rcow-nl"
 file_test_setup "$BASE_BYTES" bitmaps-in-memory
+helper_start || tap_bail "remote-cowd does not start"
 file_test_device "$NAME" "$LEN" "$EXT"
 dev=/dev/mapper/$NAME
 
