@@ -83,7 +83,21 @@
  * read and set with atomic bitops from any context; its "changed" block
  * map is set after the bit it covers and test-and-cleared by the
  * committer before it copies that block, so a bit set concurrently is
- * either in this commit or flags its block for the next one.  Because a
+ * either in this commit or flags its block for the next one.
+ *
+ * Durable PRESENT bits (FUA writes, rcow_md_present_durable()) have no
+ * copy of their own: a bit is durable if it is set and its block has no
+ * bit being set right now (md->present_setting, a counter per block,
+ * raised before the bit is set and dropped after the changed flag is),
+ * no change waiting (changed) and is not staged in a commit that has not
+ * flushed it (md->staged_blocks: set before the commit clears changed,
+ * cleared after its flush).  Writers go counter, bit, flag, counter with
+ * full barriers; the commit staged flag, clear changed, copy, flush,
+ * clear staged flag; the lockless reader bit, counter, changed, staged
+ * flag with read barriers.  So a reader that sees the bit sees one of
+ * the three set, unless the commit that cleared the flag copied the bit
+ * and flushed it.  Per block: a FUA write to a block with newer fills
+ * waits for a commit even if its own bit was durable.  Because a
  * DIRTY_COMMIT bit is set under md->lock and a commit holds it from its
  * merge to the update of dirty_durable, that copy never says durable a
  * bit its commit did not write and flush.
@@ -173,14 +187,22 @@ struct rcow_metadata {
 	atomic64_t count[RCOW_NR_BITMAPS];
 
 	/*
-	 * PRESENT as on disk; the blocks the commit in progress staged
-	 * (staged_blocks), each held in its dm-bufio buffer (staged_bufs,
-	 * one pointer per bitmap block) from the staging to the end of
-	 * the commit.
+	 * One bit per bitmap block: the commit in progress staged the
+	 * PRESENT block (set before its changed flag is cleared, cleared
+	 * once the commit's flush made it durable: see
+	 * rcow_md_present_durable()), each held in its dm-bufio buffer
+	 * (staged_bufs, one pointer per bitmap block) from the staging to
+	 * the end of the commit.  Set and cleared with atomic bitops under
+	 * md->lock, read without it.
 	 */
-	unsigned long *present_durable;
 	unsigned long *staged_blocks;
 	struct dm_buffer **staged_bufs;
+	/*
+	 * One counter per bitmap block: PRESENT bits of the block being
+	 * set right now, from before the bit is set to after its block's
+	 * changed flag is (rcow_md_set()).
+	 */
+	atomic_t *present_setting;
 	/*
 	 * DIRTY_COMMIT as on disk (see rcow_md_dirty_durable()): filled at
 	 * load and after each commit from the blocks it wrote.
@@ -299,8 +321,8 @@ static void free_bitmaps(struct rcow_metadata *md)
 		kfree(md->pending[b]);
 	}
 	kfree(md->pending_words);
-	kvfree(md->present_durable);
 	kvfree(md->staged_blocks);
+	kvfree(md->present_setting);
 	kvfree(md->staged_bufs);
 	kvfree(md->dirty_durable);
 }
@@ -331,12 +353,14 @@ static int alloc_bitmaps(struct rcow_metadata *md)
 	}
 	md->pending_words = kmalloc(RCOW_DISK_BM_WORDS * sizeof(__le64),
 				    GFP_KERNEL);
-	md->present_durable = alloc_bitmap(nbits);
 	md->staged_blocks = alloc_bitmap(md->bitmap_blocks);
 	md->staged_bufs = kvcalloc(md->bitmap_blocks, sizeof(*md->staged_bufs),
 				   GFP_KERNEL);
+	md->present_setting = kvcalloc(md->bitmap_blocks,
+				       sizeof(*md->present_setting),
+				       GFP_KERNEL);
 	md->dirty_durable = alloc_bitmap(nbits);
-	if (!md->present_durable || !md->staged_blocks || !md->staged_bufs ||
+	if (!md->staged_blocks || !md->staged_bufs || !md->present_setting ||
 	    !md->dirty_durable || !md->pending_words)
 		return -ENOMEM;
 	return 0;
@@ -481,7 +505,6 @@ static int stage_present_block(struct rcow_metadata *md, u64 k)
 	if (IS_ERR(buf))
 		return PTR_ERR(buf);
 	md->staged_bufs[k] = buf;
-	__set_bit(k, md->staged_blocks);
 	return 0;
 }
 
@@ -498,9 +521,12 @@ static void copy_block_words(const void *block, u64 k, unsigned long *dst)
 
 /*
  * md->lock held.  Let go of the staged PRESENT buffers; @durable: the
- * commit wrote and flushed them, so their words are now PRESENT as on
- * disk.  After a failed commit the buffers are dropped from the cache:
- * they may hold words that never reached the disk.
+ * commit wrote and flushed them, so the bits they hold are durable now
+ * and their blocks' staged flags go (see rcow_md_present_durable()).
+ * After a failed commit the buffers are dropped from the cache: they may
+ * hold words that never reached the disk; their blocks get their changed
+ * flags back and keep their staged flags, so that they never read as
+ * durable again (the metadata failed: every later commit fails).
  */
 static void release_staged(struct rcow_metadata *md, bool durable)
 {
@@ -508,18 +534,24 @@ static void release_staged(struct rcow_metadata *md, bool durable)
 
 	for (k = 0; k < md->bitmap_blocks; k++) {
 		struct dm_buffer *buf = md->staged_bufs[k];
-		sector_t nr;
 
-		if (!buf)
+		if (!test_bit(k, md->staged_blocks))
 			continue;
-		if (durable)
-			copy_block_words(dm_bufio_get_block_data(buf), k,
-					 md->present_durable);
-		nr = dm_bufio_get_block_number(buf);
-		dm_bufio_release(buf);
-		if (!durable)
-			dm_bufio_forget(md->bufio, nr);
-		md->staged_bufs[k] = NULL;
+		if (buf) {
+			sector_t nr = dm_bufio_get_block_number(buf);
+
+			dm_bufio_release(buf);
+			if (!durable)
+				dm_bufio_forget(md->bufio, nr);
+			md->staged_bufs[k] = NULL;
+		}
+		if (durable) {
+			/* After the flush (done): the words are on disk. */
+			smp_mb__before_atomic();
+			clear_bit(k, md->staged_blocks);
+		} else {
+			set_bit(k, md->changed[RCOW_BITMAP_PRESENT]);
+		}
 	}
 }
 
@@ -945,6 +977,8 @@ static int read_bitmaps(struct rcow_metadata *md)
 	}
 	dm_bufio_forget_buffers(md->bufio, 1, md_blocks(md) - 1);
 	dm_bufio_prefetch(md->bufio, 1, md_blocks(md) - 1);
+	/* No commit in progress: nothing staged. */
+	bitmap_zero(md->staged_blocks, md->bitmap_blocks);
 	for (b = 0; b < RCOW_NR_BITMAPS; b++) {
 		bitmap_zero(md->changed[b], md->bitmap_blocks);
 		for (k = 0; k < md->bitmap_blocks; k++) {
@@ -1295,8 +1329,10 @@ int rcow_md_load(struct rcow_metadata *md, bool *was_unclean)
 		if (md->bits[b])
 			atomic64_set(&md->count[b],
 				     bitmap_weight(md->bits[b], nbits));
-	/* read_bitmaps() filled dirty_durable. */
-	bitmap_copy(md->present_durable, md->bits[RCOW_BITMAP_PRESENT], nbits);
+	/*
+	 * read_bitmaps() filled dirty_durable; every PRESENT bit is durable
+	 * (no block changed or staged, see rcow_md_present_durable()).
+	 */
 
 	/* From here on, a crash is an unclean shutdown. */
 	if (md->writable && (md->sb_flags & RCOW_SB_F_CLEAN)) {
@@ -1386,11 +1422,24 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 		return 0;
 	}
 
-	/* Stage PRESENT before the flush: only those bits are covered. */
-	bitmap_zero(md->staged_blocks, md->bitmap_blocks);
+	/*
+	 * Stage PRESENT before the flush: only those bits are covered.  A
+	 * block's staged flag is set before its changed flag is cleared
+	 * (test_and_clear_bit() is fully ordered), so a lockless reader
+	 * that finds the changed flag cleared finds the staged flag set, or
+	 * cleared by release_staged() after this commit's flush; and the
+	 * words are copied after the clear (ordered by it too), so a bit
+	 * set before its block was flagged again is in this copy, see
+	 * rcow_md_set().  Only the committer clears a changed flag of
+	 * PRESENT, under md->lock, so one found set here stays set.
+	 */
+	WARN_ON_ONCE(!bitmap_empty(md->staged_blocks, md->bitmap_blocks));
 	for (k = 0; k < md->bitmap_blocks; k++) {
-		if (!test_and_clear_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
+		if (!test_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
 			continue;
+		set_bit(k, md->staged_blocks);
+		if (!test_and_clear_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
+			WARN_ON_ONCE(1);
 		r = stage_present_block(md, k);
 		if (r)
 			goto fail;
@@ -1747,6 +1796,7 @@ bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		 u64 extent)
 {
 	bool set;
+	u64 k;
 
 	if (has_pending(b)) {
 		might_sleep();
@@ -1755,21 +1805,71 @@ bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		mutex_unlock(&md->lock);
 		return set;
 	}
-	if (WARN_ON_ONCE(!md->bits[b]) || test_bit(extent, md->bits[b]) ||
-	    test_and_set_bit(extent, md->bits[b]))
+	if (WARN_ON_ONCE(b != RCOW_BITMAP_PRESENT || !md->bits[b]) ||
+	    test_bit(extent, md->bits[b]))
 		return false;
-	set_bit(extent_block(extent), md->changed[b]);
-	atomic64_inc(&md->count[b]);
-	/* Order the block flag before changed_any, see rcow_md_commit(). */
+	k = extent_block(extent);
+	/*
+	 * The setting count covers the bit from before it is set to after
+	 * its block's changed flag is, so a reader that sees the bit sees
+	 * the count, the flag, or what a commit made of the flag (see
+	 * rcow_md_present_durable()).  The flag comes after the bit so
+	 * that a commit that cleared it copies the bit (see __commit()).
+	 * test_and_set_bit() is fully ordered: the bit before the flag.
+	 */
+	atomic_inc(&md->present_setting[k]);
+	/* The count before the bit: pairs with the reader's first rmb. */
 	smp_mb__after_atomic();
-	if (!atomic_read(&md->changed_any))
+	set = !test_and_set_bit(extent, md->bits[b]);
+	if (set) {
+		set_bit(k, md->changed[b]);
+		atomic64_inc(&md->count[b]);
+	}
+	/* The block flag before changed_any (rcow_md_commit()) and count--. */
+	smp_mb__after_atomic();
+	if (set && !atomic_read(&md->changed_any))
 		atomic_set(&md->changed_any, 1);
-	return true;
+	atomic_dec(&md->present_setting[k]);
+	return set;
 }
 
+/*
+ * Lockless (the map function), never waits.  Extent @extent's PRESENT
+ * bit is durable iff it is set and its block k has no bit being set
+ * (present_setting[k]), no change waiting for a commit (changed[k]) and
+ * is not staged in a commit that has not flushed it yet (staged[k]).
+ * Read in the opposite order of their writes, with read barriers:
+ *
+ *   rcow_md_set():  count++ [mb] bit [mb] changed [mb] count--
+ *   __commit():     staged [mb] clear changed [mb] copy words ... flush,
+ *                   then clear staged
+ *   here:           bit [rmb] count [rmb] changed [rmb] staged
+ *
+ * A bit seen set was counted before it was set.  A count seen back at
+ * zero was dropped after the flag was set, so the flag is seen, or its
+ * clearing by a commit, which copied the bit (it read the flag after
+ * the bit was set); the staged flag was set before that clearing, so it
+ * is seen, or its clearing after that commit's flush.  Any other answer
+ * is "not durable": conservative (a FUA write then waits for a commit),
+ * never wrong the other way.
+ */
 bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent)
 {
-	return test_bit(extent, md->present_durable);
+	u64 k = extent_block(extent);
+
+	if (!test_bit(extent, md->bits[RCOW_BITMAP_PRESENT]))
+		return false;
+	/* The bit before the count: rcow_md_set() counts, then sets. */
+	smp_rmb();
+	if (atomic_read(&md->present_setting[k]))
+		return false;
+	/* The count before the flag: the flag is set before the count drops. */
+	smp_rmb();
+	if (test_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
+		return false;
+	/* The flag before staged: __commit() sets staged, then clears it. */
+	smp_rmb();
+	return !test_bit(k, md->staged_blocks);
 }
 
 bool rcow_md_dirty_durable(struct rcow_metadata *md, u64 extent)

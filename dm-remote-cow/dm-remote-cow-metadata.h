@@ -149,7 +149,11 @@ bool rcow_md_set(struct rcow_metadata *md, enum remote_cow_bitmap b,
  */
 int rcow_md_next_run(struct rcow_metadata *md, enum remote_cow_bitmap b,
 		     u64 from, u64 *first, u64 *end);
-/* True once the extent's PRESENT bit is on disk. */
+/*
+ * True only if the extent's PRESENT bit is on disk: lockless, never
+ * waits; may say false for a durable bit (a newer bit of its bitmap
+ * block is not yet on disk), never true for one that is not.
+ */
 bool rcow_md_present_durable(struct rcow_metadata *md, u64 extent);
 /*
  * True once the extent's DIRTY_COMMIT bit (and so its WRITTEN bit, set

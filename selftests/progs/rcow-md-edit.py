@@ -17,6 +17,10 @@ selftests that check what the kernel and `remote-cow check` refuse.
         commit_done, flags...), checksum recomputed
   rcow-md-edit.py bm-epoch DEV BLOCK EPOCH
         set the epoch of bitmap block copy BLOCK and reseal it
+  rcow-md-edit.py set-bit DEV BITMAP EXTENT
+        set EXTENT's bit of bitmap BITMAP (0-4 or its name) in the block
+        copy a load uses and reseal it; exit 1 if that block has no copy in
+        use (a block never written: write an extent of it first)
   rcow-md-edit.py info DEV
         the superblock's commit generations and epochs, then every bitmap
         block copy: bitmap, block, copy, COW block, valid or why not,
@@ -239,13 +243,33 @@ def cmd_bits(args):
     return rc
 
 
+def cmd_set_bit(args):
+    md = Metadata(args[0])
+    b = bitmap_arg(args[1])
+    e = int(args[2], 0)
+    if e >= md.nr_extents:
+        sys.stderr.write("extent %d: the device has %d\n" % (e, md.nr_extents))
+        return 1
+    k, i = divmod(e, BM_BITS)
+    copies, use, _ = md.choose(b, k)
+    if use is None:
+        sys.stderr.write("%s block %d: no copy in use\n" % (BITMAP_NAMES[b], k))
+        return 1
+
+    def change(block):
+        block[BITMAP_WORDS + i // 8] |= 1 << (i % 8)
+        seal(block, BITMAP_XOR)
+    edit_block(args[0], copies[use][0], change)
+    return 0
+
+
 def print_run(run):
     print("%d" % run[0] if run[0] == run[1] else "%d-%d" % (run[0], run[1]))
 
 
 COMMANDS = {"sb": (cmd_sb, 2), "sb-flags": (cmd_sb_flags, 2), "stray-bit": (cmd_stray_bit, 3),
             "sb-set": (cmd_sb_set, 2), "bm-epoch": (cmd_bm_epoch, 3), "info": (cmd_info, 1),
-            "bits": (cmd_bits, 2)}
+            "bits": (cmd_bits, 2), "set-bit": (cmd_set_bit, 3)}
 
 
 def main(argv):
