@@ -1438,8 +1438,7 @@ static int __commit(struct rcow_metadata *md, bool clean, bool flush)
 		if (!test_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
 			continue;
 		set_bit(k, md->staged_blocks);
-		if (!test_and_clear_bit(k, md->changed[RCOW_BITMAP_PRESENT]))
-			WARN_ON_ONCE(1);
+		WARN_ON_ONCE(!test_and_clear_bit(k, md->changed[RCOW_BITMAP_PRESENT]));
 		r = stage_present_block(md, k);
 		if (r)
 			goto fail;
