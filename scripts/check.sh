@@ -277,13 +277,15 @@ fail_detail() {
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "== failed:"
 	printf '  FAIL %s\n' "${failures[@]}"
-	shown=0
+	# One detail per test, however many of its checks failed.
+	declare -A shown=()
 	for f in "${failures[@]}"; do
-		[ "$shown" -lt 5 ] || break
+		[ ${#shown[@]} -lt 5 ] || break
 		n=${f%%:*}
 		case $n in *' '*) continue ;; esac
+		[ -z "${shown[$n]:-}" ] || continue
 		fail_detail "$n"
-		shown=$((shown + 1))
+		shown[$n]=1
 	done
 fi
 summary="$pass passed, $fail failed"

@@ -116,11 +116,10 @@ for name in "${names[@]}"; do
 	tail -n +1 -f "$log" 2>/dev/null | sed -u 's/^/# /' &
 	tailpid=$!
 
-	# The deadline: poll the test once a second rather than a watchdog
-	# whose signal interrupts 'wait'.  Bash's 'wait' and a trapped signal
-	# race (a signal lost, or a wait that did not return), which once
-	# showed as a 3 s timeout that never fired.  The shell reaps the test
-	# when it ends (kill -0 then fails); 'wait' then only reads its status.
+	# The deadline: poll the test every 0.2 s rather than have a
+	# watchdog's signal interrupt 'wait': such a signal was once lost (a
+	# 3 s timeout that never fired).  The shell reaps the test when it
+	# ends (kill -0 then fails); 'wait' then only reads its status.
 	timed_out=0
 	while kill -0 "$pid" 2>/dev/null; do
 		if [ $((SECONDS - start)) -ge "$timeout" ]; then
