@@ -47,8 +47,7 @@ dev=/dev/mapper/$NAME
 
 # Extent 0 written: the first WRITTEN and DIRTY_COMMIT blocks have a copy.
 check "first table, extent 0 written" dm_create "$NAME" "$TABLE"
-head -c "$EXTB" /dev/zero | tr '\0' '\141' |
-	dd of="$dev" bs="$EXTB" oflag=direct status=none
+write_byte_extent "$dev" "$EXTB" 0 97
 check "removed (clean)" dm_remove "$NAME"
 
 set_bits() {
@@ -84,13 +83,12 @@ for e in $EXTENTS; do
 done
 check_eq "each FUA write acknowledged with its extent's PRESENT bit on disk" "" "$missing"
 
-base_part() { dd if="$BASE_IMG" bs=4096 skip=$(($1 / 4096)) count=$(($2 / 4096)) status=none; }
 readback() {
 	local e off
 	for e in $EXTENTS; do
 		off=$((e * EXTB))
 		cmp -s <(dd if="$dev" bs=4096 skip=$((off / 4096)) count=16 iflag=direct status=none) \
-			<(base_part "$off" 8192; head -c 4096 /dev/zero | tr '\0' '\132'
+			<(base_part "$off" 8192; bytes_of 4096 90
 			  base_part $((off + 12288)) $((EXTB - 12288))) || return 1
 	done
 }

@@ -34,6 +34,6 @@ drain_events() { for _ in 1 2 3 4 5 6 7 8; do sess listen 1 500; [ "$SESS_RC" = 
 write_extent() { write_byte_extent "$dev" "$EXTB" "$@"; }
 extent_is() {	# extent_is <extent> <byte> [extents]
 	cmp -s <(dd if="$dev" bs="$EXTB" skip="$1" count="${3:-1}" iflag=direct status=none) \
-		<(head -c $((EXTB * ${3:-1})) /dev/zero | tr '\0' "\\$(printf '%03o' "$2")")
+		<(bytes_of $((EXTB * ${3:-1})) "$2")
 }
 write_fails() { ! write_extent "$1" 99 2>/dev/null; }

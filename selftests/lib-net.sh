@@ -429,6 +429,12 @@ test_base_image() {
 		tap_bail "cannot make the base image"
 }
 
+# base_part <offset> <bytes>: those bytes of BASE_IMG (multiples of 4 KiB).
+base_part() {
+	dd if="${BASE_IMG:?test_base_image first}" bs=4096 skip=$(($1 / 4096)) \
+		count=$(($2 / 4096)) status=none
+}
+
 # file_test_setup <bytes> <seed>: dm-remote-cow loaded (load_module), then
 # test_base_image: the scratch directory NET_WORKDIR, the base image
 # BASE_IMG and its sha256 BASE_SUM.

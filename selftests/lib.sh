@@ -414,10 +414,12 @@ nl_runs() {
 }
 # dm_events <dm name>: the device's dm event counter.
 dm_events() { dmsetup info -c --noheadings -o events "$1" | tr -d ' '; }
+# bytes_of <bytes> <byte>: that many bytes of one value (0-255), on stdout.
+bytes_of() { head -c "$1" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")"; }
 # write_byte_extent <dev> <extent bytes> <extent> <byte>: one whole extent
 # of that byte, written direct.
 write_byte_extent() {
-	head -c "$2" /dev/zero | tr '\0' "\\$(printf '%03o' "$4")" |
+	bytes_of "$2" "$4" |
 		dd of="$1" bs="$2" seek="$3" iflag=fullblock oflag=direct status=none
 }
 

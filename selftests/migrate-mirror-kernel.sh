@@ -183,7 +183,7 @@ check_eq "... successfully" 0 "$?"
 check_eq "status: copying again" "copying 9/9" "$(migrate_status)"
 expect_dmesg "log: helper gone while mirroring" \
 	"helper gone while mirroring: writes no longer wait"
-check "a write now completes at once" timeout 10 bash -c "$(declare -f write_byte_extent); write_byte_extent $dev $EXTB 2 126"
+check "a write now completes at once" timeout 10 bash -c "$(declare -f bytes_of write_byte_extent); write_byte_extent $dev $EXTB 2 126"
 
 # --- finish while mirroring --------------------------------------------------------
 nl_session_helper "$NAME"

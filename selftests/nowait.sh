@@ -43,16 +43,12 @@ dm_create "$NAME" "$(rc_table "$LEN" "$COW_DEV" "$EXT" "file://$BASE_IMG")" ||
 dev=/dev/mapper/$NAME
 tmp=$NET_WORKDIR
 
-# base_part <offset> <bytes>: those bytes of the base image.
-base_part() { dd if="$BASE_IMG" bs=4096 skip=$(($1 / 4096)) count=$(($2 / 4096)) status=none; }
 # dev_part <offset> <bytes>: those bytes of the device, read direct.
 dev_part() { dd if="$dev" bs=4096 skip=$(($1 / 4096)) count=$(($2 / 4096)) iflag=direct status=none; }
 # nowait_read_is_base <offset> <bytes>: an RWF_NOWAIT read equals the base.
 nowait_read_is_base() {
 	"$NW" read "$dev" "$1" "$2" "$tmp/nw.out" && cmp -s "$tmp/nw.out" <(base_part "$1" "$2")
 }
-# bytes_of <bytes> <byte>: that many bytes of one value.
-bytes_of() { head -c "$1" /dev/zero | tr '\0' "\\$(printf '%03o' "$2")"; }
 
 present() { rc_status "$NAME" present; }
 
