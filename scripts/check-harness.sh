@@ -22,7 +22,7 @@ expect() {	# expect <desc> <command...>
 has_line() { grep -qE -- "$2" "$1"; }
 
 echo "TAP version 13"
-echo "1..18"
+echo "1..19"
 
 # --- one VM: passing, failing, malformed, timed out, WARNING, skipped -----
 out=$BUILD/check/harness-1.log
@@ -43,12 +43,14 @@ expect "no-plan is named" has_line "$out" '^  FAIL no-plan: no TAP plan'
 expect "exit-status is named" has_line "$out" '^  FAIL exit-status: exit status 3$'
 expect "timeout is named as timed out" has_line "$out" '^  FAIL timeout: TIMEOUT after 3s'
 expect "the timed-out test's last check is shown under its name" \
-	bash -c "grep -A3 -- '^  -- timeout, last lines' '$out' | grep -q 'ok 1 - starts'"
+	bash -c "grep -A4 -- '^  -- timeout (' '$out' | grep -q 'ok 1 - starts'"
 expect "and its still-running sleep, with where it waits" \
 	has_line "$out" '^     # pid [0-9]+ S.*: sleep 600'
 expect "fail-named's failing checks are shown under its name, once" \
-	bash -c "grep -A4 -- '^  -- fail-named, last lines' '$out' | grep -q 'not ok 4 - second deliberate failure' &&
-		test \$(grep -c -- '^  -- fail-named, last lines' '$out') = 1"
+	bash -c "grep -A12 -- '^  -- fail-named (' '$out' | grep -q 'not ok 4 - second deliberate failure' &&
+		test \$(grep -c -- '^  -- fail-named (' '$out') = 1"
+expect "... each with the diagnostics under it (command, exit status)" \
+	bash -c "grep -A3 -- '^     not ok 2 - deliberate failure' '$out' | grep -q '#.*exit: 1'"
 expect "kernel-warn fails on the WARNING in the kernel log" \
 	has_line "$out" '^  FAIL kernel-warn: kernel log: WARNING:'
 expect "the WARNING's log part is shown" \

@@ -267,8 +267,13 @@ fail_detail() {
 	[ "$vm" = 1 ] && [ -n "${home[$n]:-}" ] || return 0
 	log=${runs[${home[$n]}]}/selftests/$n.log
 	[ -f "$log" ] || return 0
-	echo "  -- $n, last lines ($log):"
+	echo "  -- $n ($log):"
 	{
+		# the first failed checks with the diagnostics under them
+		awk '/^not ok [0-9]+/ { d = 1; if (++n > 3) exit; print; next }
+		     /^ok [0-9]+/ { d = 0 }
+		     d && /^#/ && ++k <= 30 { print }' "$log" || :
+		echo "(last lines)"
 		grep -E '^(ok|not ok) [0-9]+' "$log" | tail -n 3 || :
 		sed -n '/^# TIMEOUT: /,$p' "$log" | grep -E '^# (TIMEOUT|pid |  )' | head -n 16 || :
 	} | cut -c1-160 | sed 's/^/     /' || :
