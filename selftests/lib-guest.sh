@@ -191,12 +191,14 @@ guest_last_ack() {
 }
 guest_acks_past() { [ "$(guest_last_ack "$1")" -gt "$2" ]; }
 guest_console_has() { grep -q "$2" "$tmp/$1.console" 2>/dev/null; }
-# guest_keep_consoles <side>...: copy those consoles to the run's results
-# (at exit).
+# guest_keep_consoles <side>...: copy those consoles, and what their QEMUs
+# printed, to the run's results (at exit).
 guest_keep_consoles() {
-	local side
+	local side ext
 	for side in "$@"; do
-		cp "$tmp/$side.console" "${RC_RUN:-/tmp}/selftests/$TEST_NAME.$side.console" 2>/dev/null
+		for ext in console out; do
+			cp "$tmp/$side.$ext" "${RC_RUN:-/tmp}/selftests/$TEST_NAME.$side.$ext" 2>/dev/null
+		done
 	done
 	return 0
 }

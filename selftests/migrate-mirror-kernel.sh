@@ -35,7 +35,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp timeout
-tap_plan 92
+tap_plan 93
 
 NAME="rc-migrate-mirror"
 EXT=128				# 64 KiB extents
@@ -184,6 +184,7 @@ check_eq "status: copying again" "copying 9/9" "$(migrate_status)"
 expect_dmesg "log: helper gone while mirroring" \
 	"helper gone while mirroring: writes no longer wait"
 check "a write now completes at once" timeout 10 bash -c "$(declare -f bytes_of write_byte_extent); write_byte_extent $dev $EXTB 2 126"
+check "... and extent 2 reads it back" extent_is 2 126
 
 # --- finish while mirroring --------------------------------------------------------
 nl_session_helper "$NAME"
