@@ -191,6 +191,17 @@ guest_last_ack() {
 }
 guest_acks_past() { [ "$(guest_last_ack "$1")" -gt "$2" ]; }
 guest_console_has() { grep -q "$2" "$tmp/$1.console" 2>/dev/null; }
+# guest_why <side> <qemu pid> [<line>...]: TAP diagnostics for a guest that
+# stopped writing: whether that side's QEMU lives, its output and the
+# console's last lines, then the caller's own lines.
+guest_why() {
+	local side=$1 pid=$2 alive=no
+	shift 2
+	kill -0 "$pid" 2>/dev/null && alive=yes
+	tap_diag "the $side QEMU (pid $pid) alive: $alive; its output:" \
+		"$(tail -n 20 "$tmp/$side.out")" "its console's last lines:" \
+		"$(guest_console "$side" | tail -n 10)" "$@"
+}
 # guest_keep_consoles <side>...: copy those consoles, and what their QEMUs
 # printed, to the run's results (at exit).
 guest_keep_consoles() {

@@ -205,7 +205,8 @@ else
 	tap_not_ok "the guest's migration completes" "$r" "$(cat "$tmp/src.out" "$tmp/dst.out")"
 fi
 check "the guest goes on on $DST: acks past $src_ack" \
-	within 120 guest_acks_past dst $((src_ack + 2 * GUEST_BATCH))
+	within 120 guest_acks_past dst $((src_ack + 2 * GUEST_BATCH)) ||
+	guest_why dst "$DST_QEMU" "$DST: $(dmsetup status "$DST" 2>&1)"
 check_fails "$SRC refuses writes" dd if=/dev/zero of="/dev/mapper/$SRC" bs=4k count=1 \
 	seek=100 oflag=direct status=none
 guest_qmp src '{"execute": "quit"}' >/dev/null	# one QEMU less on the 2 CPUs
@@ -242,7 +243,8 @@ check "the guest's migration completes" guest_qmp dst --wait-migrate completed 3
 guest_qmp dst '{"execute": "quit"}' >/dev/null
 wait_pid "$DST_QEMU" 60 >/dev/null
 check "the guest goes on on $DST2: acks past $dst_ack (its extents fetched from $DST)" \
-	within 120 guest_acks_past dst2 $((dst_ack + GUEST_BATCH))
+	within 120 guest_acks_past dst2 $((dst_ack + GUEST_BATCH)) ||
+	guest_why dst2 "$DST2_QEMU" "$DST2: $(dmsetup status "$DST2" 2>&1)"
 # shellcheck disable=SC2207	# numbers, one per line
 remote_set() {
 	local r

@@ -184,15 +184,10 @@ if r=$(guest_qmp src --wait-migrate completed 300); then
 else
 	tap_not_ok "the guest's migration completes" "$r" "$(cat "$tmp/src.out" "$tmp/dst.out")"
 fi
-if ! check "the guest goes on on the destination: new acks past $src_ack" \
-	within 120 guest_acks_past dst $((src_ack + 3)); then
-	alive=no
-	kill -0 "$DST_QEMU" 2>/dev/null && alive=yes
-	tap_diag "the destination QEMU (pid $DST_QEMU) alive: $alive; its output:" \
-		"$(tail -n 20 "$tmp/dst.out")" "its console's last lines:" \
-		"$(guest_console dst | tail -n 10)" "$DST: $(dmsetup status "$DST" 2>&1)" \
+check "the guest goes on on the destination: new acks past $src_ack" \
+	within 120 guest_acks_past dst $((src_ack + 3)) ||
+	guest_why dst "$DST_QEMU" "$DST: $(dmsetup status "$DST" 2>&1)" \
 		"remote-cowd's last lines:" "$(tail -n 20 "$HELPER_LOG")"
-fi
 st=$(guest_qmp dst '{"execute": "query-status"}' 2>&1)
 check_eq "the destination's QEMU runs" running "$(jq -r .status <<<"$st" 2>/dev/null || echo "$st")"
 
