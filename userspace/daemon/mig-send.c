@@ -11,8 +11,17 @@
  * flushed) are they marked sent (MIGRATE_MARK).  An empty round while the
  * guest still runs: wait a little (MIG_IDLE_MS) and take another.
  *
- * Convergence: when the rounds stop shrinking (rcow_mirror_round(): the
- * guest writes faster than the link carries), the next round is asked with
+ * Copying rounds go in pieces (copy_trip(), rcow_copy_pick()): before each,
+ * the change set (GET_RUNS on RCOW_BITMAP_DIRTY_MIGRATE) names what the
+ * guest wrote again since the swap, and those extents are left out - they
+ * stay in the round set unmarked, the next swap keeps them, and they go
+ * once later instead of now and again then.  Safe because nothing leaves
+ * the round set unmarked, and only the marks of extents sent and flushed
+ * go to the kernel.
+ *
+ * Convergence: when the rounds stop shrinking (rcow_mirror_round() on the
+ * rounds' sizes, sent or left out: the guest writes faster than the link
+ * carries), the next round is asked with
  * RCOW_MIGRATE_F_MIRROR and the kernel mirrors from its swap on: a guest
  * write completes only once a later round was marked sent for its
  * extents.  Rounds then go back to back while they carry something; after
@@ -298,49 +307,74 @@ static int mark(struct sender *s, unsigned int dev, uint64_t round, const struct
 }
 
 /*
- * Send runs v[0, n) of member dev's round, have them flushed, then mark
- * them sent.  *sent: extents.  Measures the rate (bytes per second) for
- * the slices.
+ * After the DATA of a round's runs went out (bytes of them, from t0 on):
+ * have them flushed, measure the rate (bytes per second, for the slices
+ * and pieces), then mark runs v[0, n) sent - they are on the destination's
+ * disk, so now they may leave the round set.  *sent += extents marked.
  */
-static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, size_t n,
-		bool cut, uint64_t *sent)
+static int seal(struct sender *s, unsigned int dev, const struct rcow_run *v, size_t n,
+		uint64_t bytes, uint64_t t0, uint64_t *sent)
 {
-	uint64_t round = s->dv[dev].last;
 	uint8_t f[MIG_HDR_SIZE + 8];
-	uint64_t t0, ms, bytes = 0, part = 0;
-	size_t full = 0;
-	int r = 0;
+	uint64_t ms;
+	int r;
 
-	*sent = 0;
-	if (!n)
+	if (!bytes)
 		return 0;
-	t0 = now_ms();
-	/* runs v[0, full) went whole, then part extents of v[full] (cut short) */
-	for (; full < n && !r; full++) {
-		part = 0;
-		r = send_run(s, dev, v[full].first, v[full].count, cut, &part);
-		bytes += part * s->dv[dev].eb;
-		for (uint64_t e = v[full].first; e < v[full].first + part; e++)
-			s->dv[dev].sent[e / 8] |= (uint8_t)(1u << (e % 8));
-		if (!r && part < v[full].count)
-			break;
-		part = 0;
-	}
-	if (!r && !bytes)
-		return 0;
-	if (!r)
-		r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq),
-			     &s->err);
+	r = mig_send(s->c, f, (size_t)mig_enc_seq(f, sizeof(f), MIG_FLUSH, ++s->seq), &s->err);
 	if (!r)
 		r = wait_for(s, MIG_FLUSHED, s->seq);
 	ms = now_ms() - t0;
 	if (!r && ms)
 		s->rate = s->rate ? (s->rate + bytes * 1000 / ms) / 2 : bytes * 1000 / ms;
-	/* on the destination's disk: now they may leave the round set */
 	if (!r)
-		r = mark(s, dev, round, v, full, sent);
+		r = mark(s, dev, s->dv[dev].last, v, n, sent);
+	return r;
+}
+
+/*
+ * Send run [first, first + count) of member dev's round (with cut, it may
+ * stop short: *part < count), noting its extents as sent in a round
+ * (post-copy's split) and its bytes in *bytes.
+ */
+static int send_noted(struct sender *s, unsigned int dev, uint64_t first, uint64_t count,
+		      bool cut, uint64_t *part, uint64_t *bytes)
+{
+	int r;
+
+	*part = 0;
+	r = send_run(s, dev, first, count, cut, part);
+	*bytes += *part * s->dv[dev].eb;
+	for (uint64_t e = first; e < first + *part; e++)
+		s->dv[dev].sent[e / 8] |= (uint8_t)(1u << (e % 8));
+	return r;
+}
+
+/*
+ * Send runs v[0, n) of member dev's round, have them flushed, then mark
+ * them sent.  *sent: extents.
+ */
+static int ship(struct sender *s, unsigned int dev, const struct rcow_run *v, size_t n,
+		bool cut, uint64_t *sent)
+{
+	uint64_t t0 = now_ms(), bytes = 0, part = 0;
+	size_t full = 0;
+	int r = 0;
+
+	*sent = 0;
+	/* runs v[0, full) went whole, then part extents of v[full] (cut short) */
+	for (; full < n && !r; full++) {
+		r = send_noted(s, dev, v[full].first, v[full].count, cut, &part, &bytes);
+		if (!r && part < v[full].count)
+			break;
+		part = 0;
+	}
+	if (r)
+		return r;
+	r = seal(s, dev, v, full, bytes, t0, sent);
 	if (!r && part)
-		r = mark(s, dev, round, &(struct rcow_run){ v[full].first, part }, 1, sent);
+		r = mark(s, dev, s->dv[dev].last, &(struct rcow_run){ v[full].first, part }, 1,
+			 sent);
 	return r;
 }
 
@@ -356,6 +390,78 @@ static int round_trip(struct sender *s, unsigned int dev, uint64_t *sent)
 		r = get_runs(s, dev, MK_RUNS, &runs);
 	if (!r)
 		r = ship(s, dev, runs.ptr, runs.len, true, sent);
+	run_vec_free(&runs);
+	return r;
+}
+
+/*
+ * A copying round of member dev (rcow_copy_pick()): taken, then sent piece
+ * by piece (about MIG_SLICE_MS of the link each; MIG_SLICE_MIN extents
+ * while no rate is known), each piece less the extents the guest wrote
+ * again since the swap, read from the change set just before it: those
+ * stay in the round set and go once, in a later round, instead of now and
+ * again then.  One FLUSH at the end, then the marks.  *sent: extents sent;
+ * *size: the round set's extents (sent and left out: what the convergence
+ * rule compares, as the rounds' sizes).
+ */
+static int copy_trip(struct sender *s, unsigned int dev, uint64_t *sent, uint64_t *size)
+{
+	const uint64_t eb = s->dv[dev].eb;
+	struct run_vec runs = { 0 }, fresh = { 0 }, done = { 0 };
+	struct rcow_run *pick = NULL;
+	uint64_t t0, bytes = 0, cursor = 0, passed = 0, total = 0;
+	bool cut_short = false;
+	int r;
+
+	*sent = *size = 0;
+	r = take_round(s, dev, 0);
+	if (!r)
+		r = get_runs(s, dev, MK_RUNS, &runs);
+	for (size_t i = 0; !r && i < runs.len; i++)
+		total += runs.ptr[i].count;
+	*size = total;
+	t0 = now_ms();
+	while (!r && passed < total && !cut_short) {
+		uint64_t ms = now_ms() - t0, rate = ms >= 50 ? bytes * 1000 / ms : s->rate;
+		uint64_t budget = rate * MIG_SLICE_MS / 1000 / eb;
+		struct mig_kreq q = { .op = MK_FRESH, .dev = dev, .first = cursor };
+		size_t n;
+
+		if (budget < MIG_SLICE_MIN)
+			budget = MIG_SLICE_MIN;
+		run_vec_free(&fresh);
+		r = mig_kcall(s->j, &q);
+		fresh = q.runs;
+		if (r) {
+			s->err = q.err;
+			break;
+		}
+		free(pick);
+		pick = calloc(RCOW_COPY_PICK_MAX(fresh.len, runs.len) + 1, sizeof(*pick));
+		if (!pick) {
+			r = rcow_err_set(&s->err, ENOMEM, "out of memory");
+			break;
+		}
+		n = rcow_copy_pick(fresh.ptr, fresh.len, runs.ptr, runs.len, &cursor, budget, pick,
+				   &passed);
+		for (size_t i = 0; i < n && !r; i++) {
+			uint64_t part = 0;
+
+			r = send_noted(s, dev, pick[i].first, pick[i].count, true, &part, &bytes);
+			if (!r && part)
+				r = run_vec_push(&done, (struct rcow_run){ pick[i].first, part }) ?
+					rcow_err_set(&s->err, ENOMEM, "out of memory") : 0;
+			if (!r && part < pick[i].count)
+				cut_short = true;	/* post-copy asked: the rest stays */
+			if (cut_short)
+				break;
+		}
+	}
+	if (!r)
+		r = seal(s, dev, done.ptr, done.len, bytes, t0, sent);
+	free(pick);
+	run_vec_free(&done);
+	run_vec_free(&fresh);
 	run_vec_free(&runs);
 	return r;
 }
@@ -406,9 +512,11 @@ static int mirror_trip(struct sender *s, unsigned int dev, uint32_t flags, uint6
  * remote-cowd -v: member dev's round that sent n extents; of the empty
  * rounds while the guest runs (one every MIG_IDLE_MS while the source
  * waits for writes or migrate finish), only the first of a run and one
- * every RCOW_ROUND_QUIET_MS (rcow_round_log()).
+ * every RCOW_ROUND_QUIET_MS (rcow_round_log()).  later: extents of a
+ * copying round left for a later one (written again meanwhile).
  */
-static void log_round(struct sender *s, unsigned int dev, uint64_t n, bool finishing)
+static void log_round(struct sender *s, unsigned int dev, uint64_t n, uint64_t later,
+		      bool finishing)
 {
 	const char *name = s->j->m[dev].name;
 	unsigned long long round = s->dv[dev].last;
@@ -416,8 +524,12 @@ static void log_round(struct sender *s, unsigned int dev, uint64_t n, bool finis
 
 	switch (rcow_round_log(&s->dv[dev].rlog, n, finishing, now_ms(), &skipped)) {
 	case RCOW_ROUND_LOG:
-		vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", name, round,
-		     (unsigned long long)n);
+		if (later)
+			vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent, %llu written again meanwhile left for a later round",
+			     name, round, (unsigned long long)n, (unsigned long long)later);
+		else
+			vlog(s->j->d, 1, "device %s: round %llu: %llu extents sent", name, round,
+			     (unsigned long long)n);
 		break;
 	case RCOW_ROUND_IDLE:
 		vlog(s->j->d, 1, "device %s: round %llu: 0 extents sent; nothing left: waiting for writes or migrate finish (empty rounds logged every %d s)",
@@ -432,26 +544,33 @@ static void log_round(struct sender *s, unsigned int dev, uint64_t n, bool finis
 	}
 }
 
-/* One round of the group: a round of each member; totals in *sent, *left. */
+/*
+ * One round of the group: a round of each member; totals in *sent, *left
+ * (mirroring: left in the round sets) and *size (copying: the round sets'
+ * sizes, sent or left out).
+ */
 static int group_round(struct sender *s, bool finishing, bool mirror, uint64_t *sent,
-		       uint64_t *left)
+		       uint64_t *left, uint64_t *size)
 {
-	*sent = *left = 0;
+	*sent = *left = *size = 0;
 	for (unsigned int i = 0; i < s->j->n; i++) {
-		uint64_t n = 0, l = 0;
+		uint64_t n = 0, l = 0, z = 0;
 		bool fenced;
 		int r;
 
 		mig_round_seen(s->j, i, &fenced);
 		if (s->mirroring && !finishing)
 			r = mirror_trip(s, i, mirror && !fenced ? RCOW_MIGRATE_F_MIRROR : 0, &n, &l);
+		else if (!finishing)
+			r = copy_trip(s, i, &n, &z);
 		else
 			r = round_trip(s, i, &n);
 		if (r)
 			return r;
-		log_round(s, i, n, finishing);
+		log_round(s, i, n, z > n ? z - n : 0, finishing);
 		*sent += n;
 		*left += l;
+		*size += z;
 	}
 	return 0;
 }
@@ -665,7 +784,7 @@ static bool slower(struct sender *s, uint64_t sent)
 static int migrate(struct sender *s)
 {
 	struct mig_spec *sp = malloc(sizeof(*sp));
-	uint64_t sent, left = 0, waiting;
+	uint64_t sent, left = 0, size = 0, waiting;
 	bool finishing = false, mirror = s->j->mirror_always;
 	int r;
 
@@ -721,15 +840,15 @@ static int migrate(struct sender *s)
 						     "the rounds stopped shrinking",
 			       (unsigned long long)s->dv[0].last + 1);
 		}
-		r = group_round(s, finishing, mirror, &sent, &left);
+		r = group_round(s, finishing, mirror, &sent, &left, &size);
 		if (r)
 			return r;
 		if (finishing && !sent)
 			break;
 		if (finishing)
 			continue;
-		if (!s->mirroring)
-			mirror = s->j->throttle ? slower(s, sent) : rcow_mirror_round(&s->pace, sent);
+		if (!s->mirroring)	/* the rounds' sizes, whether sent or left for later */
+			mirror = s->j->throttle ? slower(s, size) : rcow_mirror_round(&s->pace, size);
 		if (!sent && !left && s->mirroring)
 			mig_wait_writes(s->j, waiting, MIG_IDLE_MS);
 		else if (!sent && !s->mirroring)

@@ -40,7 +40,7 @@
 enum mig_kop {
 	MK_ROUND,		/* MIGRATE_ROUND, flags RCOW_MIGRATE_F_* */
 	MK_RUNS,		/* GET_RUNS on RCOW_BITMAP_MIGRATE_ROUND into runs */
-	MK_FRESH,		/* GET_RUNS on RCOW_BITMAP_DIRTY_MIGRATE into runs */
+	MK_FRESH,		/* GET_RUNS on RCOW_BITMAP_DIRTY_MIGRATE from first into runs */
 	MK_MARK,		/* MIGRATE_MARK round, first, count */
 	MK_END,			/* MIGRATE_END status, message, flags */
 	MK_FILL,		/* MIGRATE_FILL first, count */

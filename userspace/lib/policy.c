@@ -420,6 +420,31 @@ size_t rcow_mirror_pick(const struct rcow_run *fresh, size_t nf, const struct rc
 	return n;
 }
 
+size_t rcow_copy_pick(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
+		      size_t nr, uint64_t *cursor, uint64_t budget, struct rcow_run *out,
+		      uint64_t *passed)
+{
+	size_t n = 0;
+
+	if (!budget)
+		budget = 1;
+	for (size_t i = 0; i < nr && budget; i++) {
+		uint64_t a = round[i].first, b = a + round[i].count, all = UINT64_MAX;
+
+		if (b <= *cursor)
+			continue;
+		if (a < *cursor)
+			a = *cursor;
+		if (b - a > budget)
+			b = a + budget;
+		take_rest(fresh, nf, a, b, out, &n, &all);
+		budget -= b - a;
+		*passed += b - a;
+		*cursor = b;
+	}
+	return n;
+}
+
 enum rcow_round_say rcow_round_log(struct rcow_round_log *l, uint64_t sent, bool fenced,
 				   uint64_t now_ms, uint64_t *skipped)
 {

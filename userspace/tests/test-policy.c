@@ -461,6 +461,64 @@ static void test_mirror_pick(struct tap *t)
 	}
 }
 
+/* rcow_copy_pick() as "first+count ..."; *passed grows by the piece's size. */
+static void copy_picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
+			size_t nr, uint64_t *cursor, uint64_t budget, uint64_t *passed, char *buf,
+			size_t cap)
+{
+	struct rcow_run *out = calloc(RCOW_COPY_PICK_MAX(nf, nr) + 1, sizeof(*out));
+	size_t n = out ? rcow_copy_pick(fresh, nf, round, nr, cursor, budget, out, passed) : 0;
+	size_t len = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < n && len < cap; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s%llu+%llu", i ? " " : "",
+					(unsigned long long)out[i].first,
+					(unsigned long long)out[i].count);
+	free(out);
+}
+
+static void test_copy_pick(struct tap *t)
+{
+	static const struct rcow_run fresh[] = { { 5, 1 }, { 9, 2 } };
+	static const struct rcow_run tail[] = { { 18, 4 } };
+	static const struct rcow_run all[] = { { 0, 20 } };
+	static const struct rcow_run left[] = { { 1, 4 }, { 6, 3 }, { 11, 9 } };
+	static const struct {
+		const char *what;
+		const struct rcow_run *fresh, *round;
+		size_t nf, nr;
+		uint64_t cursor, budget;
+		const char *want;
+		uint64_t cursor_after, passed;
+	} c[] = {
+		{ "the whole round less what was written again", fresh, all, 2, 1, 0, 100,
+		  "0+5 6+3 11+9", 20, 20 },
+		{ "a piece of 10 extents, 3 of them left out", fresh, all, 2, 1, 0, 10,
+		  "0+5 6+3", 10, 10 },
+		{ "the next piece goes on from the cursor", fresh, all, 2, 1, 10, 10, "11+9", 20, 10 },
+		{ "a piece counts extents of the round set, not of the device", NULL, left, 0, 3, 0,
+		  6, "1+4 6+2", 8, 6 },
+		{ "written again across the end of the round: left out", tail, all, 1, 1, 15, 10,
+		  "15+3", 20, 5 },
+		{ "all of a piece written again: nothing, the cursor moves on", all, left, 1, 3, 0,
+		  5, "", 7, 5 },
+		{ "a budget of 0 passes one extent", NULL, all, 0, 1, 3, 0, "3+1", 4, 1 },
+		{ "past the round's end: nothing", NULL, all, 0, 1, 20, 8, "", 20, 0 },
+	};
+	char b[256];
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		uint64_t cur = c[i].cursor, passed = 0;
+
+		copy_picked(c[i].fresh, c[i].nf, c[i].round, c[i].nr, &cur, c[i].budget, &passed, b,
+			    sizeof(b));
+		tap_ok(t, !strcmp(b, c[i].want) && cur == c[i].cursor_after &&
+		       passed == c[i].passed, "copy pick: %s (%s; cursor %llu, passed %llu)",
+		       c[i].what, b, (unsigned long long)cur, (unsigned long long)passed);
+	}
+}
+
 /*
  * The rounds' log: a step is "<extents sent><f if fenced>@<ms>"; the
  * answers one letter each: s(kip), l(og), i(dle), S(till, with its count).
@@ -522,5 +580,6 @@ void test_policy(struct tap *t)
 	test_mirror(t);
 	test_throttle(t);
 	test_mirror_pick(t);
+	test_copy_pick(t);
 	test_round_log(t);
 }

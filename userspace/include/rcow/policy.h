@@ -162,9 +162,10 @@ size_t rcow_fair_pick(const struct rcow_fair_cand *c, size_t n);
 
 /*
  * When a live migration switches to mirroring (guest writes wait until the
- * destination has them): once its rounds stop shrinking.  Fed the extents
- * each round sent while copying (the first round, WRITTEN, is the bulk and
- * is not compared): a round that is still at least RCOW_MIRROR_SHRINK_PCT
+ * destination has them): once its rounds stop shrinking.  Fed each copying
+ * round's size, the extents in its round set whether sent or left for a
+ * later round (rcow_copy_pick()); the first round, WRITTEN, is the bulk and
+ * is not compared: a round that is still at least RCOW_MIRROR_SHRINK_PCT
  * percent of the round before, and at least RCOW_MIRROR_MIN_EXTENTS, is a
  * stall; RCOW_MIRROR_STALLS stalls in a row, or RCOW_MIRROR_MAX_ROUNDS
  * rounds that each sent at least RCOW_MIRROR_MIN_EXTENTS, and the next
@@ -184,7 +185,7 @@ struct rcow_mirror_policy {
 };
 
 void rcow_mirror_init(struct rcow_mirror_policy *p);
-/* A copying round sent @sent extents: true if the next should mirror. */
+/* A copying round of @sent extents (its size): true if the next should mirror. */
 bool rcow_mirror_round(struct rcow_mirror_policy *p, uint64_t sent);
 
 /*
@@ -259,6 +260,22 @@ enum rcow_throttle_step rcow_throttle_round(struct rcow_throttle_policy *p, uint
 struct rcow_run;
 size_t rcow_mirror_pick(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
 			size_t nr, uint64_t *cursor, uint64_t budget, struct rcow_run *out);
+
+/*
+ * A copying round is sent piece by piece, and each piece leaves out what
+ * the guest wrote again since the round's swap (fresh: the change set):
+ * such an extent stays in the round set unmarked, the next round's swap
+ * keeps it there, and it goes once, with its newer content, instead of now
+ * and again in the next round.  The piece: the round set's extents from
+ * *cursor on, at most budget of them (at least one); those not in fresh go
+ * to out (sorted, disjoint; room for nr + nf runs), *cursor moves past the
+ * piece and *passed grows by its size (sent and left out alike).  Returns
+ * the number of runs in out.
+ */
+#define RCOW_COPY_PICK_MAX(nf, nr) ((nf) + (nr))
+size_t rcow_copy_pick(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
+		      size_t nr, uint64_t *cursor, uint64_t budget, struct rcow_run *out,
+		      uint64_t *passed);
 
 /*
  * The log of a live migration's rounds (remote-cowd -v).  While the guest

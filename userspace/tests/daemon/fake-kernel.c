@@ -187,7 +187,7 @@ static int f_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t firs
 	const uint8_t *set;
 
 	if (bitmap == RCOW_BITMAP_MIGRATE_ROUND || bitmap == RCOW_BITMAP_DIRTY_MIGRATE)
-		return fake_mig_runs(k, dev_id, bitmap, cb, data, err);
+		return fake_mig_runs(k, dev_id, bitmap, first, cb, data, err);
 	if (!fc->upload || fc->dev_id != dev_id)
 		return rcow_err_set(err, ENODEV, "fake kernel: no device %u", dev_id);
 	if (bitmap == RCOW_BITMAP_COMMIT_UPLOAD)

@@ -97,6 +97,8 @@ struct fake_mig {
 	unsigned int remote_faults, remote_eio;	/* REMOTE FAULTs sent; answered EIO */
 	/* called before round's swap (a guest writing between rounds) */
 	void (*on_round)(struct fake_kernel *k, uint64_t round);
+	/* called when the source reads the round set (a write after the swap) */
+	void (*on_round_runs)(struct fake_kernel *k, uint64_t round);
 };
 
 struct fake_kernel {
@@ -183,7 +185,7 @@ void fake_mig_pump(struct daemon *d, struct fake_kernel *k);
 int fake_mig_request(struct fake_kernel *k, const struct nlmsghdr *nlh, struct rcow_err *err);
 int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_info *info);
 /* bitmap: RCOW_BITMAP_MIGRATE_ROUND or RCOW_BITMAP_DIRTY_MIGRATE */
-int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap,
+int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap, uint64_t first,
 		  int (*cb)(const struct rcow_run *run, void *data), void *data,
 		  struct rcow_err *err);
 const char *fake_mig_cow(const struct fake_kernel *k, uint32_t dev_id);

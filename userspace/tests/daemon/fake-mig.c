@@ -444,7 +444,7 @@ int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_i
 	return 0;
 }
 
-int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap,
+int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap, uint64_t first,
 		  int (*cb)(const struct rcow_run *run, void *data), void *data,
 		  struct rcow_err *err)
 {
@@ -452,6 +452,8 @@ int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap,
 
 	if (!m || dev_id != m->src_id)
 		return rcow_err_set(err, ENODEV, "fake kernel: no migration on device %u", dev_id);
-	return fake_runs(bitmap == RCOW_BITMAP_MIGRATE_ROUND ? m->round_set : m->dirty, m->nr, 0,
-			 cb, data);
+	if (bitmap == RCOW_BITMAP_MIGRATE_ROUND && m->on_round_runs)
+		m->on_round_runs(k, m->src.migrate_round);
+	return fake_runs(bitmap == RCOW_BITMAP_MIGRATE_ROUND ? m->round_set : m->dirty, m->nr,
+			 first, cb, data);
 }
