@@ -39,6 +39,20 @@
  *   again extent by extent (engine_split()), so that only the extents
  *   the server cannot read fail.  While the base is unreachable nothing fails:
  *   the kernel's fault_timeout decides how long the guest's I/O waits.
+ * - Replies: libnbd does not pre-zero read buffers here
+ *   (nbd_set_pread_initialize false: that memset showed in profiles,
+ *   Documentation/benchmarks-peers.rst), and the buffers are reused
+ *   (bufcache.c), so a byte the server's reply leaves out would be
+ *   another extent's data.  libnbd 1.14 reports success for a structured
+ *   reply whose chunks do not cover the request (its own byte count is
+ *   checked only by nbd_aio_command_completed, not before the completion
+ *   callback, and strict mode has no such check), so every read on a
+ *   connection with structured replies records its chunks (struct cover;
+ *   libnbd zeroes the holes it is told of, and keeps chunks within the
+ *   request, but does not refuse overlapping ones), and a reply that does
+ *   not cover the request exactly once fails like a read the server
+ *   refused ("reply did not cover").  A simple reply always carries the
+ *   whole request.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -58,11 +72,37 @@
 #define STATUS_MAX_RUNS 65536
 #define MAX_REQUEST (32u << 20)
 #define SERVER_ERROR_RETRIES 3
+/* Gaps a read's reply may leave at once: tracked without allocating, at all (struct cover). */
+#define COVER_INLINE 4
+#define COVER_MAX 65536
+/* Malformed replies logged at once; after that every COVER_LOG_EVERY-th. */
+#define COVER_LOG_FIRST 5
+#define COVER_LOG_EVERY 100
 
 enum cstate { C_IDLE, C_CONNECTING, C_READY };
 enum chstate { CH_UNKNOWN, CH_PENDING, CH_KNOWN };
 
 struct nbd_src;
+
+/*
+ * What the chunks of one read's structured reply covered: disjoint
+ * spans, sorted, relative to the request, adjacent ones merged (chunks
+ * in order keep one span, chunks out of order one per gap).  In v, which
+ * is inline until a reply leaves more than COVER_INLINE gaps at once.
+ */
+struct span {
+	uint32_t s, e;
+};
+
+struct cover {
+	struct span *v;
+	uint32_t n, cap;
+	uint32_t len;			/* of the request */
+	uint64_t off;
+	uint64_t bad;			/* 1 + where a chunk overlapped or strayed, or 0 */
+	bool untracked;			/* more than COVER_MAX spans, or no memory */
+	struct span in[COVER_INLINE];
+};
 
 struct ticket {
 	struct ticket *prev, *next;	/* conn list, then completed list */
@@ -78,6 +118,9 @@ struct ticket {
 	bool status;
 	uint64_t q_off, q_end;
 	struct rcow_extent_list runs;
+	bool track;			/* a read with structured replies: cov */
+	bool short_reply;		/* cov found the reply did not cover the read */
+	struct cover cov;
 };
 
 struct conn {
@@ -88,6 +131,7 @@ struct conn {
 	unsigned int inflight, gen;
 	bool broken;
 	bool disc;			/* NBD_CMD_DISC sent (exiting) */
+	bool sr;			/* structured replies negotiated */
 };
 
 struct chunk {
@@ -112,6 +156,7 @@ struct nbd_src {
 	struct rcow_flow flow;
 	int slot_conn[MAX_CONNS];	/* pollfd slot -> connection */
 	int nslots;
+	uint64_t short_replies;		/* reads whose reply did not cover them */
 };
 
 static const char *nbd_err(void)
@@ -184,6 +229,149 @@ static struct ticket *t_new(struct nbd_src *ns, int ci)
 static int read_cb(void *opaque, int *error)
 {
 	t_complete(opaque, *error);
+	return 1;
+}
+
+/* ---- reply coverage ------------------------------------------------------ */
+
+static void cover_init(struct cover *c, uint64_t off, uint32_t len)
+{
+	c->v = c->in;
+	c->cap = COVER_INLINE;
+	c->off = off;
+	c->len = len;
+}
+
+static void cover_free(struct cover *c)
+{
+	if (c->v != c->in)
+		free(c->v);
+	c->v = NULL;
+}
+
+/* Room for one more span in c: -ENOMEM if none (the read then fails). */
+static int cover_grow(struct cover *c)
+{
+	struct span *v;
+	uint32_t cap;
+
+	if (c->n < c->cap)
+		return 0;
+	if (c->cap >= COVER_MAX)
+		return -ENOMEM;
+	cap = c->cap * 2;
+	v = malloc(cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, c->v, c->n * sizeof(*v));
+	cover_free(c);
+	c->v = v;
+	c->cap = cap;
+	return 0;
+}
+
+/*
+ * The reply filled or zeroed [off, off + len) of the buffer.  Chunks may
+ * come in any order; one that overlaps an earlier one is noted (the
+ * protocol forbids it, libnbd lets it through).  No allocation while the
+ * reply leaves at most COVER_INLINE gaps.
+ */
+static void cover_add(struct cover *c, uint64_t off, uint64_t len)
+{
+	uint32_t s, e, i = 0;
+
+	if (len == 0)
+		return;
+	if (off < c->off || off - c->off > c->len || len > c->len - (off - c->off)) {
+		/* libnbd refuses such a reply; never trust a span outside the read */
+		if (!c->bad)
+			c->bad = off + 1;
+		return;
+	}
+	s = (uint32_t)(off - c->off);
+	e = s + (uint32_t)len;
+	while (i < c->n && c->v[i].e < s)
+		i++;
+	if (i < c->n && c->v[i].e == s) {		/* continues span i */
+		if (i + 1 < c->n && c->v[i + 1].s < e)
+			goto overlap;
+		c->v[i].e = e;
+		if (i + 1 < c->n && c->v[i + 1].s == e) {	/* and closes a gap */
+			c->v[i].e = c->v[i + 1].e;
+			memmove(&c->v[i + 1], &c->v[i + 2], (c->n - i - 2) * sizeof(*c->v));
+			c->n--;
+		}
+		return;
+	}
+	if (i < c->n && c->v[i].s < e)
+		goto overlap;
+	if (i < c->n && c->v[i].s == e) {		/* just before span i */
+		c->v[i].s = s;
+		return;
+	}
+	if (cover_grow(c)) {
+		c->untracked = true;
+		return;
+	}
+	memmove(&c->v[i + 1], &c->v[i], (c->n - i) * sizeof(*c->v));
+	c->v[i] = (struct span){ s, e };
+	c->n++;
+	return;
+overlap:
+	if (!c->bad)
+		c->bad = off + 1;
+}
+
+/* The whole request, each byte once. */
+static bool cover_full(const struct cover *c)
+{
+	return !c->bad && !c->untracked && c->n == 1 && c->v[0].s == 0 && c->v[0].e == c->len;
+}
+
+/* Why c is not full, for the log. */
+static void cover_why(const struct cover *c, char *buf, size_t len)
+{
+	uint64_t got = 0;
+
+	if (c->bad) {
+		snprintf(buf, len, "a chunk at %llu overlaps another or lies outside the read",
+			 (unsigned long long)(c->bad - 1));
+		return;
+	}
+	if (c->untracked) {
+		snprintf(buf, len, "its chunks left more gaps than can be tracked");
+		return;
+	}
+	for (uint32_t i = 0; i < c->n; i++)
+		got += c->v[i].e - c->v[i].s;
+	snprintf(buf, len, "%llu of %u bytes came, the first missing one at %llu",
+		 (unsigned long long)got, c->len,
+		 (unsigned long long)(c->off + (c->n && c->v[0].s == 0 ? c->v[0].e : 0)));
+}
+
+static int pread_chunk_cb(void *opaque, const void *subbuf, size_t count, uint64_t offset,
+			  unsigned int status, int *error)
+{
+	struct ticket *t = opaque;
+
+	(void)subbuf;
+	(void)error;
+	/* LIBNBD_READ_ERROR has count 0, and the read fails anyway */
+	if (status == LIBNBD_READ_DATA || status == LIBNBD_READ_HOLE)
+		cover_add(&t->cov, offset, count);
+	return 0;
+}
+
+static int pread_done_cb(void *opaque, int *error)
+{
+	struct ticket *t = opaque;
+	int err = *error;
+
+	if (!err && t->track && !cover_full(&t->cov)) {
+		t->short_reply = true;
+		err = EIO;
+	}
+	t_complete(t, err);
 	return 1;
 }
 
@@ -287,7 +475,9 @@ static void conn_start(struct nbd_src *ns, int ci)
 	c->st = C_CONNECTING;
 	c->started_ms = now_ms();
 	nbd_set_handle_name(h, "remote-cowd");
-	if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+	/* no memset of every read buffer: the replies' coverage is checked instead */
+	if (nbd_set_pread_initialize(h, false) < 0 ||
+	    nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
 	    rcow_nbd_set_cred(h, s->cred) < 0 || nbd_aio_connect_uri(h, s->uri) < 0) {
 		snprintf(why, sizeof(why), "%s", nbd_err());
 		conn_fail(ns, ci, why);
@@ -349,6 +539,8 @@ static void conn_ready(struct nbd_src *ns, int ci)
 	if (ns->info_known && !same_export(ns, ci))
 		return;
 	c->st = C_READY;
+	/* with simple replies every successful read carries the whole request (-1: track) */
+	c->sr = nbd_get_structured_replies_negotiated(c->h) != 0;
 	if (!ns->info_known) {
 		int64_t size = nbd_get_size(c->h), maxb;
 
@@ -498,6 +690,16 @@ static void read_done(struct nbd_src *ns, struct ticket *t, bool lost)
 		s->d->st.rtt_us = rcow_flow_rtt(&ns->flow);
 	}
 
+	if (t->short_reply && !lost) {
+		char why[128];
+
+		ns->short_replies++;
+		cover_why(&t->cov, why, sizeof(why));
+		if (ns->short_replies <= COVER_LOG_FIRST || ns->short_replies % COVER_LOG_EVERY == 0)
+			logmsg("base %s: the server's reply did not cover the read of %llu bytes at %llu (%s); failing it like a server error (%llu such replies)",
+			       s->uri, (unsigned long long)t->bytes, (unsigned long long)t->cov.off,
+			       why, (unsigned long long)ns->short_replies);
+	}
 	if (t->err && !x->err)
 		x->err = t->err;
 	if (lost && t->err)
@@ -551,6 +753,7 @@ static void process_completed(struct nbd_src *ns)
 		else
 			read_done(ns, t, lost);
 		rcow_extent_list_free(&t->runs);
+		cover_free(&t->cov);
 		free(t);
 	}
 }
@@ -694,6 +897,21 @@ static void zero_gaps(struct xfer *x, const struct rcow_extent *runs, size_t n)
 		memset(b + (pos - x->off), 0, (size_t)(end - pos));
 }
 
+/* One read into buf; with structured replies its chunks are tracked (struct cover). */
+static int64_t issue_pread(struct conn *c, struct ticket *t, void *buf, uint64_t off,
+			   uint64_t len)
+{
+	nbd_completion_callback done = { .callback = pread_done_cb, .user_data = t };
+
+	if (!c->sr)
+		return nbd_aio_pread(c->h, buf, (size_t)len, off, done, 0);
+	t->track = true;
+	cover_init(&t->cov, off, (uint32_t)len);
+	return nbd_aio_pread_structured(c->h, buf, (size_t)len, off,
+					(nbd_chunk_callback){ .callback = pread_chunk_cb,
+							      .user_data = t }, done, 0);
+}
+
 static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 {
 	struct src *s = ns->s;
@@ -744,10 +962,8 @@ static void issue_read(struct nbd_src *ns, int ci, struct xfer *x)
 			t->delivered = ns->flow.delivered;
 			ns->inflight_bytes += l;
 			x->parts++;
-			if (nbd_aio_pread(ns->c[ci].h, (unsigned char *)x->buf.p + (o - x->off),
-					  (size_t)l, o,
-					  (nbd_completion_callback){ .callback = read_cb,
-								     .user_data = t }, 0) < 0) {
+			if (issue_pread(&ns->c[ci], t, (unsigned char *)x->buf.p + (o - x->off), o,
+					l) < 0) {
 				ns->c[ci].broken = true;
 				t_complete(t, ENOTCONN);
 			}

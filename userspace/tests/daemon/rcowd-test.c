@@ -32,6 +32,7 @@
 #include "daemon.h"
 #include "rcow/crc32c.h"
 #include "fake-kernel.h"
+#include "fake-nbd.h"
 #include "safefile.h"
 #include "slow-cow.h"
 #include "tap.h"
@@ -40,6 +41,7 @@
 #define EXT_BYTES (EXT_SECTORS * 512ull)
 #define DATA_OFFSET 8u			/* sectors */
 #define WRITERS_PER_DEV_TEST 4		/* writer.c's WRITER_PER_DEV */
+#define SERVER_ERROR_RETRIES_TEST 3	/* src-nbd.c's SERVER_ERROR_RETRIES */
 
 struct env {
 	struct daemon d;
@@ -2288,6 +2290,130 @@ static void test_run_holes(struct tap *t)
 	env_fini(&e);
 }
 
+/* Extent ext of the COW file holds fake-nbd's export at the same place. */
+static bool cow_is_fake(struct env *e, const struct fake_nbd *f, uint64_t ext)
+{
+	static unsigned char buf[EXT_BYTES];
+
+	if (read_cow_extent(e, ext, buf))
+		return false;
+	for (size_t i = 0; i < EXT_BYTES; i++)
+		if (buf[i] != fake_nbd_byte(f, ext * EXT_BYTES + i))
+			return false;
+	return true;
+}
+
+/* The second half of extent to in the COW file is what extent from holds there. */
+static bool stale_half(struct env *e, const struct fake_nbd *f, uint64_t from, uint64_t to)
+{
+	static unsigned char buf[EXT_BYTES];
+	size_t h = EXT_BYTES / 2;
+
+	if (read_cow_extent(e, to, buf))
+		return false;
+	for (size_t i = h; i < EXT_BYTES; i++)
+		if (buf[i] != fake_nbd_byte(f, from * EXT_BYTES + i))
+			return false;
+	return true;
+}
+
+/* FAULT of count extents; its FILL_DONE status, or -1 if none came. */
+static int fault_wait(struct env *e, uint64_t cookie, uint64_t ext, uint32_t count)
+{
+	const struct fake_answer *a;
+
+	fake_send_fault(&e->d, 1, cookie, ext, count);
+	a = wait_answer(e, RCOW_CMD_FILL_DONE, 1, cookie, 10000);
+	return a ? (int)a->status : -1;
+}
+
+/* env_init() with fake-nbd (structured replies or not) for 16 extents, and a device. */
+static int fenv_init(struct env *e, struct tap *t, struct fake_nbd *f, bool structured)
+{
+	memset(f, 0, sizeof(*f));
+	if (env_init(e, t, 16))
+		return -1;
+	e->d.opt.prefetch_max = 0;	/* only the reads the test asks for */
+	snprintf(f->path, sizeof(f->path), "%s", e->sock);
+	f->size = 16 * EXT_BYTES;
+	f->structured = structured;
+	f->bad_from = 8 * EXT_BYTES;
+	f->holes_from = 10 * EXT_BYTES;
+	return fake_nbd_start(f) || add_device(e, 1, e->uri) || !e->d.devices ? -1 : 0;
+}
+
+/*
+ * libnbd does not pre-zero the read buffers (src-nbd.c), which bufcache
+ * reuses: a structured reply whose chunks do not cover the read must fail
+ * it (EIO, like a server error) and never fill the COW device with what
+ * the buffer held before, here extent 0's data.  Chunks out of order
+ * with a hole that do cover it give the exact data; so does a server
+ * without structured replies.
+ */
+static void test_reply_cover(struct tap *t)
+{
+	struct bufcache_stats bs;
+	uint64_t reuses;
+	struct fake_nbd f;
+	struct env e;
+	int st;
+
+	if (fenv_init(&e, t, &f, true)) {
+		tap_ok(t, false, "set up fake-nbd (structured replies) and a device");
+		goto out;
+	}
+	st = fault_wait(&e, 1, 0, 1);
+	tap_ok(t, st == 0 && cow_is_fake(&e, &f, 0),
+	       "extent 0, one data chunk: filled with the export's data (status %d)", st);
+
+	atomic_store(&f.mode, FNBD_HALF);
+	st = fault_wait(&e, 2, 8, 1);
+	bufcache_stats(e.d.bufs, &bs);
+	tap_ok(t, st == EIO, "extent 8, a reply covering its first half: the fault fails with EIO (%d)",
+	       st);
+	tap_ok(t, cow_extent_is(&e, 8, false) && bs.reuses > 0,
+	       "nothing written to extent 8, though its buffer was reused (%llu reuses)",
+	       (unsigned long long)bs.reuses);
+	if (!cow_extent_is(&e, 8, false))
+		tap_diag(t, "extent 8's second half %s extent 0's", stale_half(&e, &f, 0, 8) ? "is" : "is not");
+	tap_ok(t, atomic_load(&f.bad_reads) == SERVER_ERROR_RETRIES_TEST,
+	       "tried %d times, like a read the server refused (%u)", SERVER_ERROR_RETRIES_TEST,
+	       atomic_load(&f.bad_reads));
+
+	atomic_store(&f.mode, FNBD_DUP);
+	st = fault_wait(&e, 3, 9, 1);
+	tap_ok(t, st == EIO && cow_extent_is(&e, 9, false),
+	       "extent 9, its first half twice (as many bytes as asked): EIO, nothing written (%d)",
+	       st);
+
+	atomic_store(&f.mode, FNBD_SPLIT);
+	reuses = bs.reuses;
+	st = fault_wait(&e, 4, 10, 1);
+	bufcache_stats(e.d.bufs, &bs);
+	tap_ok(t, st == 0 && cow_is_fake(&e, &f, 10) && atomic_load(&f.split_reads) == 1 &&
+	       bs.reuses > reuses,
+	       "extent 10, three chunks out of order, one a hole where the reused buffer held data: the exact data (status %d)",
+	       st);
+	st = fault_wait(&e, 5, 11, 4);
+	tap_ok(t, st == 0 && cow_is_fake(&e, &f, 11) && cow_is_fake(&e, &f, 12) && cow_is_fake(&e, &f, 13) &&
+	       cow_is_fake(&e, &f, 14) && atomic_load(&f.split_reads) == 2,
+	       "extents 11..14 in one read, 12 chunks in three passes from the last extent back: the exact data (status %d)",
+	       st);
+	env_fini(&e);
+	fake_nbd_stop(&f);
+
+	if (fenv_init(&e, t, &f, false)) {
+		tap_ok(t, false, "set up fake-nbd (simple replies) and a device");
+		goto out;
+	}
+	st = fault_wait(&e, 1, 2, 1);
+	tap_ok(t, st == 0 && cow_is_fake(&e, &f, 2) && atomic_load(&f.reads) == 1,
+	       "simple replies: extent 2 filled with the export's data (status %d)", st);
+out:
+	env_fini(&e);
+	fake_nbd_stop(&f);
+}
+
 /* ---- live migration: a source job and a destination job over loopback TLS ---- */
 
 #define MNR 32u				/* extents of the migration tests' devices */
@@ -3792,6 +3918,7 @@ static const struct {
 	void (*fn)(struct tap *t);
 } groups[] = {
 	{ "run-holes", test_run_holes },
+	{ "reply-cover", test_reply_cover },
 	{ "fair-share", test_fair_share },
 	{ "fault-run", test_fault_run },
 	{ "prefetch-pieces", test_prefetch_pieces },
