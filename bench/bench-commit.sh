@@ -48,6 +48,12 @@
 #   BENCH_DELAY       delay each way [5ms]
 #   BENCH_RUNTIME     seconds per fio run [5]
 #   BENCH_REPS        repetitions [3]
+#   BENCH_NICE        none, servers or all [none]: run the NBD servers in the
+#                     namespace (nbdkit for the base, qemu-nbd for the
+#                     target: other hosts in a real deployment) at nice 19,
+#                     and with all remote-cowd too, so that they take the
+#                     VM's two CPUs only when the guest's path does not
+#                     (how much of the commit's latency is their CPU)
 #
 # Exit status: 0 when every figure was measured, 1 otherwise.
 # shellcheck disable=SC2119	# lib-net.sh helpers take optional arguments
@@ -67,6 +73,7 @@ RATE=${BENCH_RATE:-100mbit}
 DELAY=${BENCH_DELAY:-5ms}
 RUNTIME=${BENCH_RUNTIME:-5}
 REPS=${BENCH_REPS:-3}
+NICE=${BENCH_NICE:-none}
 NAME=bench-commit
 
 die() { echo "bench-commit: $*" >&2; exit 1; }
@@ -76,6 +83,10 @@ log() { echo "# $*"; }
 for c in fio nbdkit nbdinfo nbdcopy qemu-nbd qemu-img ip tc dmsetup losetup python3; do
 	command -v "$c" >/dev/null || die "$c is not installed"
 done
+case $NICE in
+none | servers | all) ;;
+*) die "BENCH_NICE: none, servers or all" ;;
+esac
 case $RATE in
 *gbit) rate_bps=$((${RATE%gbit} * 1000000000)) ;;
 *mbit) rate_bps=$((${RATE%mbit} * 1000000)) ;;
@@ -95,13 +106,33 @@ make_cow $((bytes + (16 << 20))) || die "no COW device"
 cfg=$NET_WORKDIR/remote-cowd.conf
 commit_config "$cfg" "spool_dir = $NET_WORKDIR/spool" "spool_max = $((2 * changed))"
 helper_start --config "$cfg" || die "remote-cowd does not start"
+
+# nice_tasks <pid>...: every thread of these processes at nice 19 (threads
+# they start later inherit it from the thread that starts them).
+nice_tasks() {
+	local p t
+	for p in "$@"; do
+		for t in /proc/"$p"/task/*; do
+			renice -n 19 -p "${t##*/}" >/dev/null || die "cannot renice $p"
+		done
+	done
+}
+
+# nice_servers: BENCH_NICE (the servers' processes change with each target).
+nice_servers() {
+	[ "$NICE" = none ] && return 0
+	# shellcheck disable=SC2046	# one pid per word
+	nice_tasks $(pgrep -x qemu-nbd) $(pgrep -x nbdkit)
+	[ "$NICE" = all ] && nice_tasks "$HELPER_PID"
+	return 0
+}
 dmsetup create "$NAME" --table "$(rc_table "$len" "$COW_DEV" "$EXT" "$(net_uri)")" ||
 	die "cannot create the device"
 at_exit "dmsetup message $NAME 0 snapshot abort >/dev/null 2>&1; dm_remove $NAME"
 dev=/dev/mapper/$NAME
 
 log "device ${SIZE_MB} MiB, ${CHANGED_MB} MiB written, extents $((extb >> 10)) KiB," \
-	"link $RATE, $DELAY each way"
+	"link $RATE, $DELAY each way; BENCH_NICE=$NICE"
 image_data bench-commit-data "$changed" |
 	dd of="$dev" bs=1M oflag=direct iflag=fullblock status=none || die "cannot write"
 sync
@@ -140,6 +171,7 @@ commit_target() {
 	n_target=$((n_target + 1))
 	target_overlay "$NET_WORKDIR/v$n_target.qcow2" "$BASE_IMG" raw "v$n_target" ||
 		die "cannot serve the overlay"
+	nice_servers
 }
 
 # commit_cmd: the commit message as a command line; start time in t0.
@@ -196,6 +228,7 @@ nbdcopy_time() {
 	local t0 f=$NET_WORKDIR/copy.qcow2
 	target_stop
 	target_overlay "$f" "$BASE_IMG" raw copy || die "cannot serve the copy's overlay"
+	nice_servers
 	t0=$(date +%s.%N)
 	nbdcopy --flush "$copy_src" "$TARGET_URI" >/dev/null 2>&1 || die "nbdcopy to $TARGET_URI failed"
 	T_COPY=$(python3 -c "import sys, time; print('%.2f' % (time.time() - float(sys.argv[1])))" "$t0")
