@@ -1020,7 +1020,8 @@ free:
  * The runs of set bits of a bitmap, one message each: the iterator that
  * snapshot commit and migration use instead of bit-by-bit pages.  Dump
  * state: cb->args[0] device id, [1] bitmap, [2] next extent to look at,
- * [3] set once the request was parsed.
+ * [3] set once the request was parsed, [4] where the dump stops (the
+ * optional EXTENT_COUNT after the first extent; 0: the device's end).
  */
 static int put_run(struct sk_buff *skb, struct netlink_callback *cb,
 		   u32 id, u32 bitmap, u64 first, u64 len)
@@ -1064,6 +1065,8 @@ static int runs_start(struct netlink_callback *cb)
 	}
 	cb->args[2] = tb[RCOW_A_FIRST_EXTENT] ?
 		      nla_get_u64(tb[RCOW_A_FIRST_EXTENT]) : 0;
+	cb->args[4] = tb[RCOW_A_EXTENT_COUNT] ?
+		      cb->args[2] + nla_get_u32(tb[RCOW_A_EXTENT_COUNT]) : 0;
 	cb->args[3] = 1;
 	return 0;
 }
@@ -1073,7 +1076,7 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 	bool first_call = !cb->args[3];
 	const unsigned long *set = NULL;
 	struct rcow *rc;
-	u64 e, end;
+	u64 e, end, stop;
 	u32 b;
 	int r;
 
@@ -1103,24 +1106,28 @@ static int rcow_nl_dump_runs(struct sk_buff *skb, struct netlink_callback *cb)
 		return 0;
 	}
 	r = 0;
-	for (e = cb->args[2]; e < rc->nr_extents; e = end) {
+	stop = rc->nr_extents;
+	if (cb->args[4] && cb->args[4] < stop)
+		stop = cb->args[4];
+	for (e = cb->args[2]; e < stop; e = end) {
 		if (set) {
-			e = find_next_bit(set, rc->nr_extents, e);
-			if (e >= rc->nr_extents)
+			e = find_next_bit(set, stop, e);
+			if (e >= stop)
 				break;
-			end = find_next_zero_bit(set, rc->nr_extents, e);
+			end = find_next_zero_bit(set, stop, e);
 		} else {
 			/* FROZEN_COMMIT: read from its blocks, may sleep. */
 			r = rcow_md_next_run(rc->md, b, e, &e, &end);
-			if (r || e >= rc->nr_extents)
+			if (r || e >= stop)
 				break;
+			end = min(end, stop);
 		}
 		if (put_run(skb, cb, rc->id, b, e, end - e))
 			break;
 		cb->args[2] = end;
 	}
-	if (!r && e >= rc->nr_extents)
-		cb->args[2] = rc->nr_extents;
+	if (!r && e >= stop)
+		cb->args[2] = stop;
 	mutex_unlock(&rcow_nl_lock);
 	return r ? r : skb->len;
 }

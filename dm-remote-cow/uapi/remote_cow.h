@@ -23,7 +23,7 @@
 #include <linux/types.h>
 
 #define REMOTE_COW_GENL_NAME		"remote_cow"
-#define REMOTE_COW_GENL_VERSION		8
+#define REMOTE_COW_GENL_VERSION		9
 
 /* Largest base URI the target accepts (bytes, without the trailing NUL). */
 #define REMOTE_COW_MAX_URI		1023
@@ -139,10 +139,12 @@ enum remote_cow_cmd {
 	RCOW_CMD_QUIESCE_DONE,
 	/*
 	 * helper -> kernel, dump only.  DEV_ID, BITMAP, optional
-	 * FIRST_EXTENT (where to start, default 0).  One reply per run of
-	 * set bits, in extent order: DEV_ID, BITMAP, FIRST_EXTENT,
-	 * RUN_LENGTH.  The bits are read as the dump goes: bits that change
-	 * meanwhile may or may not be seen.
+	 * FIRST_EXTENT (where to start, default 0), optional EXTENT_COUNT
+	 * (since version 9: the dump stops that many extents after
+	 * FIRST_EXTENT, a run across that point is cut there; default: the
+	 * device's end).  One reply per run of set bits, in extent order:
+	 * DEV_ID, BITMAP, FIRST_EXTENT, RUN_LENGTH.  The bits are read as
+	 * the dump goes: bits that change meanwhile may or may not be seen.
 	 */
 	RCOW_CMD_GET_RUNS,
 	/*

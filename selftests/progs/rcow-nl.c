@@ -13,7 +13,7 @@
  *                                     (COUNT: EXTENT_COUNT, else left out)
  *     hydrate DEV_ID FIRST COUNT      prints queued=N
  *     get-bitmap DEV_ID BITMAP FIRST  prints first=F count=C bits=0110...
- *     runs DEV_ID BITMAP [FIRST]      dump: one line "FIRST+COUNT" per run
+ *     runs DEV_ID BITMAP [FIRST [COUNT]]  dump: one line "FIRST+COUNT" per run
  *     listen [COUNT [TIMEOUT_MS]]     register and print COUNT events (a
  *                                     FAULT flagged RCOW_FAULT_F_REMOTE ends
  *                                     in " remote", a MIGRATE_FINISH with
@@ -62,7 +62,7 @@ static void usage(FILE *f)
 		"usage: rcow-nl [--drop-caps] COMMAND [ARGS]\n"
 		"  family | register [HOLD_S] | unregister | devices | device DEV_ID\n"
 		"  fill-done DEV_ID COOKIE FIRST STATUS [COUNT] | hydrate DEV_ID FIRST COUNT\n"
-		"  get-bitmap DEV_ID BITMAP FIRST | runs DEV_ID BITMAP [FIRST]\n"
+		"  get-bitmap DEV_ID BITMAP FIRST | runs DEV_ID BITMAP [FIRST [COUNT]]\n"
 		"  listen [COUNT [TIMEOUT_MS]]\n"
 		"  quiesce-done DEV_ID COOKIE | session (commands from stdin, one socket)\n"
 		"  raw [--dump] CMD [ATTR:TYPE[:VALUE]]...   TYPE: u8 u16 u32 u64 str bytes hex empty\n"
@@ -403,17 +403,21 @@ static int dispatch(struct rcow_nl *nl, int argc, char **argv)
 		return rcow_nl_fill_done(nl, &f, (uint32_t)d, &err) ? fail(nl, &err) : 0;
 	}
 	if (!strcmp(c, "runs")) {
+		unsigned long long n = 0;
 		int bm;
 
-		if (argc != 3 && argc != 4) {
+		if (argc < 3 || argc > 5) {
 			usage(stderr);
 			return EXIT_USAGE;
 		}
 		NUM(argv[1], 0xffffffffull, &a);
 		bm = rcow_bitmap_from_name(argv[2]);
-		if (argc == 4)
+		if (argc >= 4)
 			NUM(argv[3], ~0ull, &e);
-		r = rcow_nl_dump_runs(nl, (uint32_t)a, (uint32_t)bm, e, print_run, NULL, &err);
+		if (argc == 5)
+			NUM(argv[4], 0xffffffffull, &n);
+		r = rcow_nl_dump_runs(nl, (uint32_t)a, (uint32_t)bm, e, (uint32_t)n, print_run, NULL,
+				      &err);
 		return r ? fail(nl, &err) : 0;
 	}
 	if (!strcmp(c, "quiesce-done")) {

@@ -496,7 +496,7 @@ static int read_runs(struct commit *c, uint32_t bitmap, struct runs_ctx *rc)
 
 	memset(rc, 0, sizeof(*rc));
 	rc->nr = c->geom.nr_extents;
-	r = c->d->kops->get_runs(c->d->kctx, c->dev_id, bitmap, 0, collect_run, rc, &err);
+	r = c->d->kops->get_runs(c->d->kctx, c->dev_id, bitmap, 0, 0, collect_run, rc, &err);
 	if (r) {
 		free(rc->v);
 		rc->v = NULL;

@@ -288,10 +288,14 @@ struct kernel_ops {
 	/* snapshot commit: COMMIT_MARK, COMMIT_END (-EAGAIN: extents still to upload) */
 	int (*commit_mark)(void *ctx, const struct rcow_commit *c, struct rcow_err *err);
 	int (*commit_end)(void *ctx, const struct rcow_commit *c, struct rcow_err *err);
-	/* GET_RUNS dump of a bitmap from extent first, run by run to cb */
+	/*
+	 * GET_RUNS dump of a bitmap from extent first, of count extents from
+	 * there (0: to the end; an older module may go on past it), run by
+	 * run to cb
+	 */
 	int (*get_runs)(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
-			int (*cb)(const struct rcow_run *run, void *data), void *data,
-			struct rcow_err *err);
+			uint32_t count, int (*cb)(const struct rcow_run *run, void *data),
+			void *data, struct rcow_err *err);
 	/*
 	 * live migration (mig.c): a MIGRATE_ROUND, _MARK, _END, _FILL or
 	 * _COMPLETE request built in nlh (with ->family()'s id), sent and

@@ -79,12 +79,12 @@ static int k_commit_end(void *ctx, const struct rcow_commit *c, struct rcow_err 
 }
 
 static int k_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
-		      int (*cb)(const struct rcow_run *run, void *data), void *data,
-		      struct rcow_err *err)
+		      uint32_t count, int (*cb)(const struct rcow_run *run, void *data),
+		      void *data, struct rcow_err *err)
 {
 	struct daemon *d = ctx;
 
-	return d->nl ? rcow_nl_dump_runs(d->nl, dev_id, bitmap, first, cb, data, err) :
+	return d->nl ? rcow_nl_dump_runs(d->nl, dev_id, bitmap, first, count, cb, data, err) :
 		       no_kernel(err);
 }
 

@@ -395,6 +395,43 @@ static int round_trip(struct sender *s, unsigned int dev, uint64_t *sent)
 }
 
 /*
+ * The change set of member dev over the piece of the round set (runs) that
+ * starts at cursor and holds budget of its extents, into *fresh: GET_RUNS
+ * from the cursor to the piece's end, REMOTE_COW_MAX_RANGE extents at a
+ * time, so that each costs the runs of the piece, not of the device.
+ */
+static int piece_fresh(struct sender *s, unsigned int dev, const struct run_vec *runs,
+		       uint64_t cursor, uint64_t budget, struct run_vec *fresh)
+{
+	uint64_t end = cursor, passed = 0;
+	struct rcow_run *dry = calloc(RCOW_COPY_PICK_MAX(0, runs->len) + 1, sizeof(*dry));
+	int r = 0;
+
+	if (!dry)
+		return rcow_err_set(&s->err, ENOMEM, "out of memory");
+	rcow_copy_pick(NULL, 0, runs->ptr, runs->len, &end, budget, dry, &passed);
+	free(dry);
+	*fresh = (struct run_vec){ 0 };
+	while (cursor < end && !r) {
+		uint64_t n = end - cursor < REMOTE_COW_MAX_RANGE ? end - cursor :
+								   REMOTE_COW_MAX_RANGE;
+		struct mig_kreq q = { .op = MK_FRESH, .dev = dev, .first = cursor,
+				      .count = (uint32_t)n };
+
+		r = mig_kcall(s->j, &q);
+		if (r)
+			s->err = q.err;
+		for (size_t i = 0; !r && i < q.runs.len; i++)
+			if (q.runs.ptr[i].first < cursor + n &&	/* an older module goes on */
+			    run_vec_push(fresh, q.runs.ptr[i]))
+				r = rcow_err_set(&s->err, ENOMEM, "out of memory");
+		run_vec_free(&q.runs);
+		cursor += n;
+	}
+	return r;
+}
+
+/*
  * A copying round of member dev (rcow_copy_pick()): taken, then sent piece
  * by piece (about MIG_SLICE_MS of the link each; MIG_SLICE_MIN extents
  * while no rate is known), each piece less the extents the guest wrote
@@ -424,18 +461,14 @@ static int copy_trip(struct sender *s, unsigned int dev, uint64_t *sent, uint64_
 	while (!r && passed < total && !cut_short) {
 		uint64_t ms = now_ms() - t0, rate = ms >= 50 ? bytes * 1000 / ms : s->rate;
 		uint64_t budget = rate * MIG_SLICE_MS / 1000 / eb;
-		struct mig_kreq q = { .op = MK_FRESH, .dev = dev, .first = cursor };
 		size_t n;
 
 		if (budget < MIG_SLICE_MIN)
 			budget = MIG_SLICE_MIN;
 		run_vec_free(&fresh);
-		r = mig_kcall(s->j, &q);
-		fresh = q.runs;
-		if (r) {
-			s->err = q.err;
+		r = piece_fresh(s, dev, &runs, cursor, budget, &fresh);
+		if (r)
 			break;
-		}
 		free(pick);
 		pick = calloc(RCOW_COPY_PICK_MAX(fresh.len, runs.len) + 1, sizeof(*pick));
 		if (!pick) {

@@ -468,7 +468,7 @@ static int do_kreq(struct daemon *d, const struct mig_job *j, struct mig_kreq *q
 		return d->kops->get_runs(d->kctx, dev_id,
 					 q->op == MK_RUNS ? RCOW_BITMAP_MIGRATE_ROUND :
 							    RCOW_BITMAP_DIRTY_MIGRATE,
-					 q->first, runs_cb, &q->runs, &q->err);
+					 q->first, q->count, runs_cb, &q->runs, &q->err);
 	case MK_STATE:
 		info = malloc(sizeof(*info));
 		if (!info)

@@ -284,13 +284,14 @@ struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, u
 }
 
 struct nlmsghdr *rcow_msg_get_runs(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
-				   uint32_t bitmap, uint64_t first)
+				   uint32_t bitmap, uint64_t first, uint32_t count)
 {
 	struct nlmsghdr *nlh = rcow_msg_start(buf, family, RCOW_CMD_GET_RUNS, NLM_F_DUMP, seq);
 
 	if (!rcow_msg_put_u32(nlh, RCOW_A_DEV_ID, dev_id) ||
 	    !rcow_msg_put_u32(nlh, RCOW_A_BITMAP, bitmap) ||
-	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first))
+	    !rcow_msg_put_u64(nlh, RCOW_A_FIRST_EXTENT, first) ||
+	    (count && !rcow_msg_put_u32(nlh, RCOW_A_EXTENT_COUNT, count)))
 		return NULL;
 	return nlh;
 }

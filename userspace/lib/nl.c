@@ -422,12 +422,13 @@ static int run_cb(const struct nlmsghdr *m, void *data)
 }
 
 int rcow_nl_dump_runs(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uint64_t first,
-		      int (*cb)(const struct rcow_run *run, void *data), void *data,
-		      struct rcow_err *err)
+		      uint32_t count, int (*cb)(const struct rcow_run *run, void *data),
+		      void *data, struct rcow_err *err)
 {
 	struct runs_ctx ctx = { cb, data, err };
 
-	return rcow_nl_transact(nl, rcow_msg_get_runs(nl->sbuf, nl->family, 0, dev_id, bitmap, first),
+	return rcow_nl_transact(nl, rcow_msg_get_runs(nl->sbuf, nl->family, 0, dev_id, bitmap, first,
+						      count),
 				run_cb, &ctx, err);
 }
 

@@ -96,12 +96,16 @@ static void test_requests(struct tap *t, void *buf)
 		       "QUIESCE_DONE carries DEV_ID u32, COOKIE u64");
 		struct rcow_run run = { 1ull << 40, 3 }, got;
 
-		nlh = rcow_msg_get_runs(buf, FAM, 14, 7, RCOW_BITMAP_WRITTEN, 64);
+		nlh = rcow_msg_get_runs(buf, FAM, 14, 7, RCOW_BITMAP_WRITTEN, 64, 0);
 		tap_ok(t, attrs_of(nlh, RCOW_CMD_GET_RUNS, &tb) && tb.count == 3 &&
 			  (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP &&
 			  u32_is(&tb, RCOW_A_DEV_ID, 7) && u32_is(&tb, RCOW_A_BITMAP, RCOW_BITMAP_WRITTEN) &&
 			  u64_is(&tb, RCOW_A_FIRST_EXTENT, 64),
 		       "GET_RUNS is a dump with DEV_ID, BITMAP, FIRST_EXTENT");
+		nlh = rcow_msg_get_runs(buf, FAM, 14, 7, RCOW_BITMAP_WRITTEN, 64, 100);
+		tap_ok(t, attrs_of(nlh, RCOW_CMD_GET_RUNS, &tb) && tb.count == 4 &&
+			  u64_is(&tb, RCOW_A_FIRST_EXTENT, 64) && u32_is(&tb, RCOW_A_EXTENT_COUNT, 100),
+		       "GET_RUNS with a count carries EXTENT_COUNT u32");
 		nlh = rcow_msg_run(buf, FAM, 15, 7, RCOW_BITMAP_WRITTEN, &run);
 		tap_ok(t, rcow_msg_parse_run(nlh, &got, &err) == 0 && got.first == run.first &&
 			  got.count == 3, "a GET_RUNS reply parses into its run");

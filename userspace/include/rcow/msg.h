@@ -199,9 +199,12 @@ struct nlmsghdr *rcow_msg_hydrate(void *buf, uint16_t family, uint32_t seq, uint
 				  uint64_t first, uint32_t count);
 struct nlmsghdr *rcow_msg_get_bitmap(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
 				     uint32_t bitmap, uint64_t first);
-/* GET_RUNS dump from extent first (0: the start). */
+/*
+ * GET_RUNS dump from extent first (0: the start), of count extents from
+ * there (0: to the device's end; at most REMOTE_COW_MAX_RANGE).
+ */
 struct nlmsghdr *rcow_msg_get_runs(void *buf, uint16_t family, uint32_t seq, uint32_t dev_id,
-				   uint32_t bitmap, uint64_t first);
+				   uint32_t bitmap, uint64_t first, uint32_t count);
 
 /* COMMIT_MARK (c: dev_id, gen, first, count, mark) and COMMIT_END (dev_id, gen, status, message). */
 struct nlmsghdr *rcow_msg_commit_mark(void *buf, uint16_t family, uint32_t seq,

@@ -87,13 +87,15 @@ int rcow_nl_get_bitmap(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uin
 		       struct rcow_err *err);
 
 /*
- * The runs of set bits of a bitmap from extent first, in order, through cb
+ * The runs of set bits of a bitmap from extent first (of count extents
+ * from there, 0: to the end; a module before version 9 dumps to the end
+ * whatever count says), in order, through cb
  * (a non-zero return stops and is returned): what changed, for snapshot
  * commit and migration, without reading the bitmap bit by bit.
  */
 int rcow_nl_dump_runs(struct rcow_nl *nl, uint32_t dev_id, uint32_t bitmap, uint64_t first,
-		      int (*cb)(const struct rcow_run *run, void *data), void *data,
-		      struct rcow_err *err);
+		      uint32_t count, int (*cb)(const struct rcow_run *run, void *data),
+		      void *data, struct rcow_err *err);
 
 /*
  * Snapshot commit answers, waiting for the kernel's ack: COMMIT_MARK

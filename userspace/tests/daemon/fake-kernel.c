@@ -179,15 +179,15 @@ static int f_commit_end(void *ctx, const struct rcow_commit *c, struct rcow_err 
 }
 
 static int f_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t first,
-		      int (*cb)(const struct rcow_run *run, void *data), void *data,
-		      struct rcow_err *err)
+		      uint32_t count, int (*cb)(const struct rcow_run *run, void *data),
+		      void *data, struct rcow_err *err)
 {
 	struct fake_kernel *k = ctx;
 	struct fake_commit *fc = &k->c;
 	const uint8_t *set;
 
 	if (bitmap == RCOW_BITMAP_MIGRATE_ROUND || bitmap == RCOW_BITMAP_DIRTY_MIGRATE)
-		return fake_mig_runs(k, dev_id, bitmap, first, cb, data, err);
+		return fake_mig_runs(k, dev_id, bitmap, first, count, cb, data, err);
 	if (!fc->upload || fc->dev_id != dev_id)
 		return rcow_err_set(err, ENODEV, "fake kernel: no device %u", dev_id);
 	if (bitmap == RCOW_BITMAP_COMMIT_UPLOAD)
@@ -196,6 +196,7 @@ static int f_get_runs(void *ctx, uint32_t dev_id, uint32_t bitmap, uint64_t firs
 		set = fc->held;
 	else
 		return rcow_err_set(err, EINVAL, "fake kernel: bitmap %u not modelled", bitmap);
+	(void)count;	/* the commit asks for whole sets */
 	return fake_runs(set, fc->nr, first, cb, data);
 }
 

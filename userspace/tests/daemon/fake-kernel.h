@@ -186,7 +186,7 @@ int fake_mig_request(struct fake_kernel *k, const struct nlmsghdr *nlh, struct r
 int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_info *info);
 /* bitmap: RCOW_BITMAP_MIGRATE_ROUND or RCOW_BITMAP_DIRTY_MIGRATE */
 int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap, uint64_t first,
-		  int (*cb)(const struct rcow_run *run, void *data), void *data,
+		  uint32_t count, int (*cb)(const struct rcow_run *run, void *data), void *data,
 		  struct rcow_err *err);
 const char *fake_mig_cow(const struct fake_kernel *k, uint32_t dev_id);
 void fake_mig_free(struct fake_kernel *k);

@@ -445,7 +445,7 @@ int fake_mig_device(struct fake_kernel *k, uint32_t dev_id, struct rcow_device_i
 }
 
 int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap, uint64_t first,
-		  int (*cb)(const struct rcow_run *run, void *data), void *data,
+		  uint32_t count, int (*cb)(const struct rcow_run *run, void *data), void *data,
 		  struct rcow_err *err)
 {
 	struct fake_mig *m = pair_of(k, dev_id);
@@ -454,6 +454,7 @@ int fake_mig_runs(struct fake_kernel *k, uint32_t dev_id, uint32_t bitmap, uint6
 		return rcow_err_set(err, ENODEV, "fake kernel: no migration on device %u", dev_id);
 	if (bitmap == RCOW_BITMAP_MIGRATE_ROUND && m->on_round_runs)
 		m->on_round_runs(k, m->src.migrate_round);
-	return fake_runs(bitmap == RCOW_BITMAP_MIGRATE_ROUND ? m->round_set : m->dirty, m->nr,
-			 first, cb, data);
+	/* with count the kernel stops there, cutting a run across it */
+	return fake_runs(bitmap == RCOW_BITMAP_MIGRATE_ROUND ? m->round_set : m->dirty,
+			 count && first + count < m->nr ? first + count : m->nr, first, cb, data);
 }
