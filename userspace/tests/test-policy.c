@@ -409,18 +409,26 @@ static void test_throttle(struct tap *t)
 	       "throttle: %d big rounds mirror at last (%s)", RCOW_MIRROR_MAX_ROUNDS, steps);
 }
 
+/* runs v[0, n) as "first+count ..." into buf */
+static void runs_str(const struct rcow_run *v, size_t n, char *buf, size_t cap)
+{
+	size_t len = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < n && len < cap; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s%llu+%llu", i ? " " : "",
+					(unsigned long long)v[i].first,
+					(unsigned long long)v[i].count);
+}
+
 /* pick's runs as "first+count ..." (out as large as documented: ASan checks it) */
 static void picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
 		   size_t nr, uint64_t *cursor, uint64_t budget, char *buf, size_t cap)
 {
 	struct rcow_run *out = calloc(RCOW_MIRROR_PICK_MAX(nf, nr), sizeof(*out));
-	size_t n = out ? rcow_mirror_pick(fresh, nf, round, nr, cursor, budget, out) : 0, len = 0;
+	size_t n = out ? rcow_mirror_pick(fresh, nf, round, nr, cursor, budget, out) : 0;
 
-	buf[0] = 0;
-	for (size_t i = 0; i < n && len < cap; i++)
-		len += (size_t)snprintf(buf + len, cap - len, "%s%llu+%llu", i ? " " : "",
-					(unsigned long long)out[i].first,
-					(unsigned long long)out[i].count);
+	runs_str(out, n, buf, cap);
 	free(out);
 }
 
@@ -461,20 +469,15 @@ static void test_mirror_pick(struct tap *t)
 	}
 }
 
-/* rcow_copy_pick() as "first+count ..."; *passed grows by the piece's size. */
+/* rcow_copy_pick() as "first+count ..." (out as documented); *passed grows by the piece. */
 static void copy_picked(const struct rcow_run *fresh, size_t nf, const struct rcow_run *round,
 			size_t nr, uint64_t *cursor, uint64_t budget, uint64_t *passed, char *buf,
 			size_t cap)
 {
-	struct rcow_run *out = calloc(RCOW_COPY_PICK_MAX(nf, nr) + 1, sizeof(*out));
+	struct rcow_run *out = calloc(RCOW_COPY_PICK_MAX(nf, nr), sizeof(*out));
 	size_t n = out ? rcow_copy_pick(fresh, nf, round, nr, cursor, budget, out, passed) : 0;
-	size_t len = 0;
 
-	buf[0] = 0;
-	for (size_t i = 0; i < n && len < cap; i++)
-		len += (size_t)snprintf(buf + len, cap - len, "%s%llu+%llu", i ? " " : "",
-					(unsigned long long)out[i].first,
-					(unsigned long long)out[i].count);
+	runs_str(out, n, buf, cap);
 	free(out);
 }
 
