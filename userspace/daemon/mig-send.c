@@ -395,21 +395,22 @@ static int round_trip(struct sender *s, unsigned int dev, uint64_t *sent)
 }
 
 /*
- * The change set of member dev over the piece of the round set (runs) that
- * starts at cursor and holds budget of its extents, into *fresh: GET_RUNS
- * from the cursor to the piece's end, REMOTE_COW_MAX_RANGE extents at a
- * time, so that each costs the runs of the piece, not of the device.
+ * The change set of member dev over the piece of the round set (its runs
+ * v[0, nr)) that starts at cursor and holds budget of its extents, into
+ * *fresh: GET_RUNS from the cursor to the piece's end, REMOTE_COW_MAX_RANGE
+ * extents at a time, so that each costs the runs of the piece, not of the
+ * device.
  */
-static int piece_fresh(struct sender *s, unsigned int dev, const struct run_vec *runs,
+static int piece_fresh(struct sender *s, unsigned int dev, const struct rcow_run *v, size_t nr,
 		       uint64_t cursor, uint64_t budget, struct run_vec *fresh)
 {
 	uint64_t end = cursor, passed = 0;
-	struct rcow_run *dry = calloc(RCOW_COPY_PICK_MAX(0, runs->len) + 1, sizeof(*dry));
+	struct rcow_run *dry = calloc(RCOW_COPY_PICK_MAX(0, nr), sizeof(*dry));
 	int r = 0;
 
 	if (!dry)
 		return rcow_err_set(&s->err, ENOMEM, "out of memory");
-	rcow_copy_pick(NULL, 0, runs->ptr, runs->len, &end, budget, dry, &passed);
+	rcow_copy_pick(NULL, 0, v, nr, &end, budget, dry, &passed);
 	free(dry);
 	*fresh = (struct run_vec){ 0 };
 	while (cursor < end && !r) {
@@ -439,7 +440,10 @@ static int piece_fresh(struct sender *s, unsigned int dev, const struct run_vec 
  * stay in the round set and go once, in a later round, instead of now and
  * again then.  One FLUSH at the end, then the marks.  *sent: extents sent;
  * *size: the round set's extents (sent and left out: what the convergence
- * rule compares, as the rounds' sizes).
+ * rule compares, as the rounds' sizes).  A piece is picked from the runs
+ * it can reach only: from the first that ends past the cursor, at most
+ * budget of them (each holds an extent at least), so that a piece costs
+ * its own runs, not the whole round's.
  */
 static int copy_trip(struct sender *s, unsigned int dev, uint64_t *sent, uint64_t *size)
 {
@@ -447,6 +451,7 @@ static int copy_trip(struct sender *s, unsigned int dev, uint64_t *sent, uint64_
 	struct run_vec runs = { 0 }, fresh = { 0 }, done = { 0 };
 	struct rcow_run *pick = NULL;
 	uint64_t t0, bytes = 0, cursor = 0, passed = 0, total = 0;
+	size_t ri = 0;			/* the first run that ends past the cursor */
 	bool cut_short = false;
 	int r;
 
@@ -461,21 +466,24 @@ static int copy_trip(struct sender *s, unsigned int dev, uint64_t *sent, uint64_
 	while (!r && passed < total && !cut_short) {
 		uint64_t ms = now_ms() - t0, rate = ms >= 50 ? bytes * 1000 / ms : s->rate;
 		uint64_t budget = rate * MIG_SLICE_MS / 1000 / eb;
-		size_t n;
+		size_t n, nr;
 
 		if (budget < MIG_SLICE_MIN)
 			budget = MIG_SLICE_MIN;
+		while (runs.ptr[ri].first + runs.ptr[ri].count <= cursor)
+			ri++;	/* passed < total: a run ends past the cursor */
+		nr = runs.len - ri < budget ? runs.len - ri : (size_t)budget;
 		run_vec_free(&fresh);
-		r = piece_fresh(s, dev, &runs, cursor, budget, &fresh);
+		r = piece_fresh(s, dev, runs.ptr + ri, nr, cursor, budget, &fresh);
 		if (r)
 			break;
 		free(pick);
-		pick = calloc(RCOW_COPY_PICK_MAX(fresh.len, runs.len) + 1, sizeof(*pick));
+		pick = calloc(RCOW_COPY_PICK_MAX(fresh.len, nr), sizeof(*pick));
 		if (!pick) {
 			r = rcow_err_set(&s->err, ENOMEM, "out of memory");
 			break;
 		}
-		n = rcow_copy_pick(fresh.ptr, fresh.len, runs.ptr, runs.len, &cursor, budget, pick,
+		n = rcow_copy_pick(fresh.ptr, fresh.len, runs.ptr + ri, nr, &cursor, budget, pick,
 				   &passed);
 		for (size_t i = 0; i < n && !r; i++) {
 			uint64_t part = 0;

@@ -226,12 +226,6 @@ static struct ticket *t_new(struct nbd_src *ns, int ci)
 	return t;
 }
 
-static int read_cb(void *opaque, int *error)
-{
-	t_complete(opaque, *error);
-	return 1;
-}
-
 /* ---- reply coverage ------------------------------------------------------ */
 
 static void cover_init(struct cover *c, uint64_t off, uint32_t len)
@@ -362,7 +356,8 @@ static int pread_chunk_cb(void *opaque, const void *subbuf, size_t count, uint64
 	return 0;
 }
 
-static int pread_done_cb(void *opaque, int *error)
+/* Any request's completion; a tracked read whose reply did not cover it fails. */
+static int done_cb(void *opaque, int *error)
 {
 	struct ticket *t = opaque;
 	int err = *error;
@@ -805,7 +800,7 @@ static void issue_status(struct nbd_src *ns, int ci, size_t i)
 		ns->chunks[i + k].st = CH_PENDING;
 	if (nbd_aio_block_status(ns->c[ci].h, t->q_end - t->q_off, t->q_off,
 				 (nbd_extent_callback){ .callback = status_extent_cb, .user_data = t },
-				 (nbd_completion_callback){ .callback = read_cb, .user_data = t },
+				 (nbd_completion_callback){ .callback = done_cb, .user_data = t },
 				 0) < 0) {
 		ns->c[ci].broken = true;
 		t_complete(t, ENOTCONN);
@@ -901,7 +896,7 @@ static void zero_gaps(struct xfer *x, const struct rcow_extent *runs, size_t n)
 static int64_t issue_pread(struct conn *c, struct ticket *t, void *buf, uint64_t off,
 			   uint64_t len)
 {
-	nbd_completion_callback done = { .callback = pread_done_cb, .user_data = t };
+	nbd_completion_callback done = { .callback = done_cb, .user_data = t };
 
 	if (!c->sr)
 		return nbd_aio_pread(c->h, buf, (size_t)len, off, done, 0);
