@@ -128,12 +128,18 @@ check_eq "... and by the kernel (migrate NAME send): exit 1" 1 "$rc"
 
 check "rounds go by for each member while fio writes (migrate_done past 8 MiB)" \
 	wait_until 120 all_past 128
-check_eq "... all still copying" "copying copying copying" "$(states "${SRCS[@]}")"
+# copying, or mirroring once the rounds stop shrinking (fio can outrun a
+# loaded emulator's loopback): either way, not finishing.
+running='(copying|mirroring)'
+st=$(states "${SRCS[@]}")
+check "... all still running, none finishing ($st)" \
+	grep -Eqx "$running $running $running" <<<"$st"
 
 check "migrate finish of the first member alone: accepted" "$RC" migrate rc-grp-a finish
 sleep 1
-check_eq "... the group does not finish before every member was told to" \
-	"finishing copying copying" "$(states "${SRCS[@]}")"
+st=$(states "${SRCS[@]}")
+check "... the group does not finish before every member was told to ($st)" \
+	grep -Eqx "finishing $running $running" <<<"$st"
 check "migrate rc-grp-b rc-grp-c finish --wait: done" \
 	"$RC" migrate rc-grp-b rc-grp-c finish --wait
 check_eq "every source is done" "done done done" "$(states "${SRCS[@]}")"

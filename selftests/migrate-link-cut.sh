@@ -63,9 +63,11 @@ check_eq "a 3 s cut: nothing marked sent while it lasts" "$d0" "$d1"
 check "after it TCP recovers: rounds go on (migrate_done past $d1 + 64)" \
 	wait_until 60 sent_past "$SRC" $((d1 + 64))
 # Still running: copying, or mirroring if the rounds stopped shrinking
-# (fio outruns a loaded emulator's loopback, cut or not).
+# (fio outruns a loaded emulator's loopback, cut or not).  If not, the
+# description carries remote-cowd's reason (a CI log keeps only that).
 st=$(state "$SRC")
-check "... still copying or mirroring (state: $st)" \
+why=$(grep -E "$SRC: migration to|$DST: migration not received" "$HELPER_LOG" | tr "\n" " " | cut -c1-600)
+check "... still copying or mirroring (state: $st${why:+; $why})" \
 	test "$st" = copying -o "$st" = mirroring
 check_fails "... neither side gave up" grep -E "$SRC: migration to|$DST: migration not received" \
 	"$HELPER_LOG"
