@@ -33,6 +33,8 @@
 
 #define PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+PSK"
 #define MIG_HANDSHAKE_MS 10000		/* a server's handshake, whatever accept's wait */
+#define MIG_FRAME_MS 60000		/* a frame started: the longest wait for more of it */
+#define MIG_PULL_MS 1000		/* SO_RCVTIMEO: the longest one recv(2) blocks */
 
 struct mig_conn {
 	int fd;
@@ -218,6 +220,10 @@ static int handshake(struct mig_conn *c, const struct mig_psk *psk, bool server,
 		return rcow_err_set(err, EACCES,
 				    "TLS handshake with %s failed (wrong or missing key?): %s",
 				    c->peer, gnutls_strerror(gr));
+	/* see recv_all(): a record in part is kept by GnuTLS, not waited on */
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO,
+		   &(struct timeval){ MIG_PULL_MS / 1000, MIG_PULL_MS % 1000 * 1000 },
+		   sizeof(struct timeval));
 	c->up = true;
 	return 0;
 }
@@ -311,9 +317,21 @@ const struct mig_counts *mig_conn_counts(const struct mig_conn *c)
 	return &c->n;
 }
 
+/*
+ * The peer is dead once it acknowledged nothing for ms: TCP_USER_TIMEOUT,
+ * which also ends keepalive (elapsed since the last segment received >= ms
+ * with a probe out).  So the probes' interval bounds how long after a cut
+ * ends the connection notices it is back: the first probe after it is
+ * answered.  A probe every twelfth of the timeout (at least a second)
+ * lets an idle connection live through a cut of all but about that much
+ * of the timeout.  With a probe every third (as before), a connection
+ * quiet just before a cut of a little over a third of the timeout lost
+ * two probes and died at the timeout, the link back for seconds by then
+ * (migrate-link-cut's idle cut).
+ */
 void mig_conn_watch_peer(struct mig_conn *c, unsigned int ms)
 {
-	int one = 1, every = ms / 3000 ? (int)(ms / 3000) : 1, probes = 3;
+	int one = 1, every = ms / 12000 ? (int)(ms / 12000) : 1, probes = 12;
 
 	c->peer_timeout_ms = ms;
 	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -398,25 +416,69 @@ int mig_send_data(struct mig_conn *c, const uint8_t *head, const void *data, siz
 	return r;
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
 /*
- * Exactly len bytes.  A timeout before the first byte is -ETIMEDOUT (the
- * caller may wait again); once a frame has started it must arrive whole.
+ * Wait up to timeout_ms (< 0: no limit) for something to read: true if
+ * there is (decrypted bytes GnuTLS holds, or bytes on the socket).
+ */
+static bool readable(struct mig_conn *c, int timeout_ms)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	int n;
+
+	if (gnutls_record_check_pending(c->s))
+		return true;
+	do
+		n = poll(&p, 1, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	return n != 0;	/* an error: the receive reports it */
+}
+
+/*
+ * Exactly len bytes.  Nothing of a frame within timeout_ms (< 0: no limit)
+ * is -ETIMEDOUT: the caller may wait again.  Once a frame has started it
+ * must go on arriving, MIG_FRAME_MS at most between two parts of it.
+ *
+ * The waits are poll(2) here and the socket's SO_RCVTIMEO (MIG_PULL_MS),
+ * never gnutls_record_set_timeout(): when its timeout fires in the middle
+ * of a record, GnuTLS 3.7 frees the part of the record it had read
+ * (_gnutls_stream_read()), those bytes are gone from the stream, and the
+ * next record fails to decrypt - a stall longer than the receive slice at
+ * the wrong moment ended the migration.  A recv(2) that times out instead
+ * is EAGAIN, and GnuTLS keeps the part it read for the next call.
  */
 static int recv_all(struct mig_conn *c, uint8_t *b, size_t len, int timeout_ms, bool started,
 		    struct rcow_err *err)
 {
+	uint64_t since = mono_ms();	/* the call, then the last part received */
 	size_t got = 0;
 
-	gnutls_record_set_timeout(c->s, timeout_ms < 0 ? 0 : (unsigned int)timeout_ms);
 	while (got < len) {
+		int limit = got || started ? MIG_FRAME_MS : timeout_ms, left = -1;
+		uint64_t waited = mono_ms() - since;
 		ssize_t n;
 
+		if (limit >= 0)
+			left = waited >= (uint64_t)limit ? 0 : limit - (int)waited;
+		if (!readable(c, left)) {
+			if (!got && !started)
+				return -ETIMEDOUT;
+			c->up = false;
+			return rcow_err_set(err, ETIMEDOUT,
+					    "receiving from %s: a frame stopped half-way for %d s",
+					    c->peer, MIG_FRAME_MS / 1000);
+		}
 		errno = 0;
 		n = gnutls_record_recv(c->s, b + got, len - got);
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-			continue;
-		if (n == GNUTLS_E_TIMEDOUT && !got && !started)
-			return -ETIMEDOUT;
+			continue;	/* SO_RCVTIMEO: a record in part, kept */
 		if (n == 0) {
 			c->up = false;
 			return rcow_err_set(err, ECONNRESET, "%s closed the connection", c->peer);
@@ -424,6 +486,7 @@ static int recv_all(struct mig_conn *c, uint8_t *b, size_t len, int timeout_ms, 
 		if (n < 0)
 			return conn_failed(c, (int)n, errno, "receiving from", err);
 		got += (size_t)n;
+		since = mono_ms();
 	}
 	return 0;
 }
@@ -447,7 +510,7 @@ int mig_recv(struct mig_conn *c, struct mig_hdr *h, uint8_t *buf, size_t cap, in
 		return rcow_err_set(err, EPROTO, "%s frame of %u bytes from %s: too large here",
 				    mig_type_name(h->type), h->len, c->peer);
 	}
-	r = recv_all(c, buf, h->len, 60000, true, err);
+	r = recv_all(c, buf, h->len, MIG_FRAME_MS, true, err);
 	if (!r)
 		count(&c->n.recvd, h->type, MIG_HDR_SIZE + h->len);
 	return r;

@@ -7,12 +7,16 @@
  * watched connection (mig_conn_watch_peer()) to a peer that takes
  * nothing fails within the peer timeout, saying so; a last ABORT sent
  * before mig_conn_close() reaches a peer that still answers the frames
- * before it, although the closing side never read what the peer sent.
+ * before it, although the closing side never read what the peer sent; a
+ * TLS record held up half-way by the link for several receive slices
+ * arrives whole, and the frame after it too.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +322,158 @@ static void test_abort_delivered(struct tap *t, const struct mig_psk *psk)
 	close(ab.sv.lfd);
 }
 
+/*
+ * A relay between the source and the destination (plain TCP) that, once
+ * told, passes hold more bytes towards the destination and then holds
+ * the rest back for STALL_MS, as a link that stalls in the middle of a
+ * TLS record.
+ */
+#define STALL_MS 1500
+struct relay {
+	int lfd, up_port;
+	atomic_long hold;		/* bytes still to pass before the stall; < 0: none */
+	double stall_from, stall_to;	/* now_s() */
+};
+
+static void *relay_run(void *arg)
+{
+	struct relay *rl = arg;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)rl->up_port) };
+	int down = accept(rl->lfd, NULL, NULL), up = socket(AF_INET, SOCK_STREAM, 0);
+	uint8_t b[4096];
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (down < 0 || up < 0 || connect(up, (struct sockaddr *)&sa, sizeof(sa)))
+		goto out;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = down, .events = POLLIN }, { .fd = up, .events = POLLIN } };
+		ssize_t n;
+
+		if (poll(p, 2, 10000) <= 0)
+			break;
+		if (p[1].revents) {	/* destination to source: as it comes */
+			n = read(up, b, sizeof(b));
+			if (n <= 0 || write(down, b, (size_t)n) != n)
+				break;
+		}
+		if (p[0].revents) {
+			long hold = atomic_load(&rl->hold);
+			size_t want = hold > 0 && hold < (long)sizeof(b) ? (size_t)hold : sizeof(b);
+
+			n = read(down, b, want);
+			if (n <= 0 || write(up, b, (size_t)n) != n)
+				break;
+			if (hold > 0 && atomic_fetch_sub(&rl->hold, n) == n) {
+				rl->stall_from = now_s();
+				usleep(STALL_MS * 1000);
+				rl->stall_to = now_s();
+				atomic_store(&rl->hold, -1);
+			}
+		}
+	}
+out:
+	if (down >= 0)
+		close(down);
+	if (up >= 0)
+		close(up);
+	return NULL;
+}
+
+struct slicer {
+	struct server sv;
+	int rc[2];
+	uint8_t type[2];
+	uint64_t sum[2];
+	double timeouts_at[64];	/* now_s() of each -ETIMEDOUT */
+	unsigned int timeouts;
+};
+
+/* The destination: two frames, read in 300 ms slices as the daemon reads in 1 s ones. */
+static void *slicer_run(void *arg)
+{
+	struct slicer *sl = arg;
+	struct rcow_err err = { 0 };
+	struct mig_conn *c = NULL;
+	uint8_t *buf = malloc(MIG_MAX_PAYLOAD);
+	struct mig_data dd;
+	struct mig_hdr h;
+
+	sl->rc[0] = sl->rc[1] = -1;
+	if (!buf || mig_accept(sl->sv.lfd, &sl->sv.psk, 5000, &c, &err)) {
+		free(buf);
+		return NULL;
+	}
+	for (int f = 0; f < 2; f++) {
+		int r;
+
+		while ((r = mig_recv(c, &h, buf, MIG_MAX_PAYLOAD, 300, &err)) == -ETIMEDOUT &&
+		       sl->timeouts < 64)
+			sl->timeouts_at[sl->timeouts++] = now_s();
+		sl->rc[f] = r;
+		if (r)
+			break;
+		sl->type[f] = (uint8_t)h.type;
+		if (h.type == MIG_DATA && !mig_dec_data(buf, h.len, &dd, &err))
+			for (size_t i = 0; i < dd.len; i++)
+				sl->sum[f] += dd.data[i];
+	}
+	mig_conn_close(c);
+	free(buf);
+	return NULL;
+}
+
+static void test_record_stall(struct tap *t, const struct mig_psk *psk)
+{
+	struct slicer sl = { .sv = { .psk = *psk } };
+	struct relay rl = { .lfd = -1 };
+	struct rcow_err err = { 0 };
+	struct mig_conn *c = NULL;
+	uint8_t head[64], *data = malloc(65536);
+	uint64_t sum = 0;
+	pthread_t th[2];
+	unsigned int in_stall = 0;
+	char hp[32];
+
+	atomic_init(&rl.hold, -1);
+	if (!data || mig_listen("127.0.0.1:0", &sl.sv.lfd, &err) ||
+	    mig_listen("127.0.0.1:0", &rl.lfd, &err)) {
+		tap_ok(t, false, "a record held up half-way: setup: %s", err.msg);
+		free(data);
+		return;
+	}
+	rl.up_port = port_of(sl.sv.lfd);
+	pthread_create(&th[0], NULL, slicer_run, &sl);
+	pthread_create(&th[1], NULL, relay_run, &rl);
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port_of(rl.lfd));
+	if (!mig_connect(hp, psk, 5000, &c, &err)) {
+		for (int i = 0; i < 65536; i++) {
+			data[i] = (uint8_t)(i * 13 + 1);
+			sum += data[i];
+		}
+		usleep(200 * 1000);		/* the handshake's last bytes went by */
+		atomic_store(&rl.hold, 3000);	/* into the first 16 KiB record */
+		mig_enc_data_head(head, 0, 0, 1, 65536, &err);
+		mig_send_data(c, head, data, 65536, &err);
+		mig_send(c, head, (size_t)mig_enc_seq(head, sizeof(head), MIG_FLUSH, 9), &err);
+	}
+	pthread_join(th[0], NULL);
+	for (unsigned int i = 0; i < sl.timeouts; i++)
+		in_stall += sl.timeouts_at[i] > rl.stall_from && sl.timeouts_at[i] < rl.stall_to;
+	tap_ok(t, rl.stall_to > rl.stall_from && in_stall >= 1,
+	       "a record held up half-way for %d ms: the destination's 300 ms receives timed out %u times meanwhile",
+	       STALL_MS, in_stall);
+	tap_ok(t, sl.rc[0] == 0 && sl.type[0] == MIG_DATA && sl.sum[0] == sum,
+	       "... then the DATA arrives whole, the bytes intact (rc %d)", sl.rc[0]);
+	tap_ok(t, sl.rc[1] == 0 && sl.type[1] == MIG_FLUSH,
+	       "... and the frame after it is read (rc %d): the stream was not cut", sl.rc[1]);
+	if (c)
+		mig_conn_close(c);
+	pthread_join(th[1], NULL);
+	close(rl.lfd);
+	close(sl.sv.lfd);
+	free(data);
+}
+
 void test_mig_tls(struct tap *t)
 {
 	struct rcow_err err = { 0 };
@@ -351,4 +507,5 @@ void test_mig_tls(struct tap *t)
 	       "a malformed HOST:PORT is refused: %s", err.msg);
 	test_dead_peer(t, &good);
 	test_abort_delivered(t, &good);
+	test_record_stall(t, &good);
 }
