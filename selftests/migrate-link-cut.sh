@@ -22,7 +22,11 @@
 #   source still equals the reference read while fenced, and takes writes
 #   again; the destination noticed the dead peer too, logged that it stays
 #   incoming, and is still incoming once the link is back: nothing
-#   half-migrated is called done.
+#   half-migrated is called done;
+# - an idle migration (nothing to send: only keepalive probes on the
+#   link) and a cut of 8 s, two thirds of the timeout: 8 s after it
+#   neither side gave up, a write then goes across, 'migrate finish
+#   --wait' ends done and the destination equals the source.
 # shellcheck disable=SC2317	# callbacks of wait_until
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-net.sh"
@@ -30,7 +34,7 @@
 
 require_vm
 require_cmd dmsetup losetup dd cmp fio psktool tc
-tap_plan 27
+tap_plan 34
 
 PORT=17721
 TIMEOUT_S=12
@@ -131,4 +135,38 @@ expect_no_dmesg "... nor of the kernel (the destination never completed)" \
 	"$DST2: incoming migration complete"
 check "abort returns the source to idle" "$RC" migrate "$SRC2" abort
 check_eq "... its state" idle "$(state "$SRC2")"
+
+# --- an idle migration, a cut of two thirds of the timeout --------------------
+# Nothing to send (no fio): only keepalive probes cross the link, and the
+# first one after the cut is answered.  A probe every twelfth of the
+# timeout (1 s here) finds the link back long before the timeout; with a
+# probe every third of it (4 s), the cut lost the two probes after the
+# last one answered and both sides died at the timeout, the link back
+# for seconds by then.
+PORT=$((PORT + 1))
+SRC3="rc-cut-src3"
+DST3="rc-cut-dst3"
+new_pair "$SRC3" "$DST3" || tap_bail "cannot set up the third pair"
+wait_until 10 listening "$DST3" >/dev/null || tap_bail "remote-cowd does not listen for $DST3"
+check "an idle migration (no writes): started" migrate "$SRC3"
+check "... its first round goes (the 8 MiB written)" wait_until 60 sent_past "$SRC3" 127
+sleep 3		# the link quiet but for the probes
+mig_link_cut || tap_bail "cannot cut lo (tc netem)"
+sleep 8
+mig_link_restore || tap_bail "cannot restore lo"
+sleep 8		# the cut's start plus the timeout is past
+st=$(state "$SRC3")
+why=$(grep -E "$SRC3: migration to|$DST3: migration not received" "$HELPER_LOG" | tr "\n" " " |
+	cut -c1-600)
+check "an 8 s cut (timeout $TIMEOUT_S s), 8 s after it: still copying or mirroring (state: $st${why:+; $why})" \
+	test "$st" = copying -o "$st" = mirroring
+check_fails "... neither side gave up" grep -E "$SRC3: migration to|$DST3: migration not received" \
+	"$HELPER_LOG"
+d=$(done_now "$SRC3")
+image_data "$MIG_TEST-$SRC3-after" $((64 << 10)) |
+	dd of="/dev/mapper/$SRC3" bs=64k seek=300 oflag=direct iflag=fullblock status=none
+check "... a write after it goes across (migrate_done past $d)" wait_until 60 sent_past "$SRC3" "$d"
+check "migrate finish --wait: done" "$RC" migrate "$SRC3" finish --wait
+dd if="/dev/mapper/$SRC3" of="$tmp/ref3" bs=1M iflag=direct status=none
+check "the destination equals the source byte for byte" cmp "$tmp/ref3" "/dev/mapper/$DST3"
 tap_done
