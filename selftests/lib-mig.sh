@@ -80,6 +80,8 @@ logged() { grep -q "$1" "$HELPER_LOG"; }
 listening() { logged "$1: waiting for the migration on"; }
 # sent_past <src> <extents>: the source's migrate_done is past that.
 sent_past() { [ "$(rc_status "$1" migrate_done)" -gt "$2" ]; }
+# ms_since <date +%s%N>: milliseconds since then.
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # mig_fio <dm name>: a guest writing 4 KiB blocks at random, 1 MiB/s,
 # over 20 MiB from 2 MiB on, in the background (MIG_FIO; its report in

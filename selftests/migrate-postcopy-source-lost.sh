@@ -86,7 +86,6 @@ read_ext() {
 ref_ext() { dd if="$tmp/ref.img" of="$2" bs="$EXT" skip="$1" count=1 status=none; }
 # is_eio <out>: read_ext failed with EIO.
 is_eio() { grep -q "Input/output error" "$1.err"; }
-ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # --- the switch: nearly everything still on the source ----------------------------
 check "migrate --postcopy: started" \

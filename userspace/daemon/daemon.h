@@ -263,6 +263,8 @@ struct options {
 	uint32_t mig_gather_ms;		/* a group's members started within; 0: MIG_GATHER_MS (tests) */
 	bool mig_mirror_set;		/* --migrate-mirror given: */
 	enum rcow_mig_mirror mig_mirror;
+	bool mig_postcopy_rate_set;	/* --migrate-postcopy-rate given: */
+	uint64_t mig_postcopy_rate;	/* bytes/s, 0: no limit */
 };
 
 /*

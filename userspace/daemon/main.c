@@ -60,6 +60,11 @@ static void usage(FILE *f)
 		"                          auto (once rounds stop shrinking), always, or\n"
 		"                          throttle (slow writes down first, then mirror)\n"
 		"                          (default: migrate_mirror, auto)\n"
+		"      --migrate-postcopy-rate RATE\n"
+		"                          a post-copy destination streams in the background\n"
+		"                          at most RATE bytes/s, e.g. 16M (guest reads are\n"
+		"                          never held back; 0: no limit; default:\n"
+		"                          migrate_postcopy_rate, 0)\n"
 		"  -v, --verbose           more log lines (twice: every fault)\n"
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version\n"
@@ -126,7 +131,7 @@ static void bad_option(int c, char **argv, const struct option *longopts)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF, O_RUN, O_MPT, O_MMIR };
+	enum { O_STATS = 256, O_READY, O_NODE, O_CONN, O_MIF, O_PF, O_RUN, O_MPT, O_MMIR, O_MPCR };
 	static const struct option longopts[] = {
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "config", required_argument, NULL, 'c' },
@@ -139,6 +144,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "run-dir", required_argument, NULL, O_RUN },
 		{ "migrate-peer-timeout", required_argument, NULL, O_MPT },
 		{ "migrate-mirror", required_argument, NULL, O_MMIR },
+		{ "migrate-postcopy-rate", required_argument, NULL, O_MPCR },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -196,6 +202,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (rcow_parse_mig_mirror(optarg, &o->mig_mirror))
 				goto bad;
 			o->mig_mirror_set = true;
+			break;
+		case O_MPCR:
+			range = RCOW_MIG_POSTCOPY_RATE_RANGE;
+			if (rcow_parse_mig_postcopy_rate(optarg, &o->mig_postcopy_rate))
+				goto bad;
+			o->mig_postcopy_rate_set = true;
 			break;
 		case 'v':
 			o->verbose++;

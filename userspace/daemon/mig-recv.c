@@ -24,7 +24,9 @@
  * faults (those I/O waits on first; mig_remote_take()) are fetched with
  * FETCH and written and answered by the engine's fill path (MK_RFILL,
  * engine_remote_fill()); the rest is streamed with HYDRATE over the runs
- * (at most PC_STREAM_DEPTH extents asked and not yet fetched); then flush,
+ * (at most PC_STREAM_DEPTH extents asked and not yet fetched, and with
+ * migrate_postcopy_rate no faster than that: a token bucket holds the
+ * HYDRATEs back, never a fault I/O waits on); then flush,
  * MIGRATE_COMPLETE each member (EAGAIN while an extent is remote: another
  * pass), wait until each left postcopy, COMMITTED.  A failure once serving
  * fails every remote fault queued and later ones with EIO
@@ -89,6 +91,7 @@ struct receiver {
 	} out[PC_OUT_MAX];		/* a ring from out_head, in the order sent */
 	unsigned int out_head, out_n;
 	uint64_t out_bg_bytes;		/* background bytes asked, not yet answered */
+	struct rcow_ratelimit rl;	/* the stream's, at j->postcopy_rate (0: none) */
 };
 
 #define PC_STREAM_DEPTH 64		/* background extents asked and not yet fetched */
@@ -524,13 +527,19 @@ static void fail_fetches(struct receiver *r)
 	r->ask[0] = r->ask[1] = NULL;
 }
 
-/* The next background piece of the remote runs asked (HYDRATE); false: none now. */
+/*
+ * The next background piece of the remote runs asked (HYDRATE); false:
+ * none now.  With migrate_postcopy_rate, only as many extents as the
+ * stream's bucket allows (rcow_ratelimit_units()): none, and it waits
+ * (false) while pc_serve() goes on with the faults.  What the kernel
+ * queued is charged, not extents already present.
+ */
 static bool stream_step(struct receiver *r)
 {
 	while (r->cur_dev < r->j->n) {
 		const struct run_vec *v = &r->remote[r->cur_dev];
 		struct mig_kreq q = { .op = MK_HYDRATE, .dev = r->cur_dev };
-		uint64_t take;
+		uint64_t take, eb = (uint64_t)r->j->m[r->cur_dev].info.extent_sectors * 512;
 
 		if (r->cur_run >= v->len) {
 			r->cur_dev++;
@@ -543,6 +552,9 @@ static bool stream_step(struct receiver *r)
 		take = v->ptr[r->cur_run].count - r->cur_off;
 		if (take > PC_STREAM_DEPTH - r->stream_out)
 			take = PC_STREAM_DEPTH - r->stream_out;
+		take = rcow_ratelimit_units(&r->rl, eb, take, now_ns());
+		if (!take)
+			return false;
 		q.first = v->ptr[r->cur_run].first + r->cur_off;
 		q.count = (uint32_t)take;
 		if (mig_kcall(r->j, &q))
@@ -550,6 +562,7 @@ static bool stream_step(struct receiver *r)
 			     (unsigned long long)q.first, (unsigned long long)take, q.err.msg);
 		else
 			r->stream_out += q.count;
+		rcow_ratelimit_spend(&r->rl, q.count * eb);
 		r->cur_off += take;
 		if (r->cur_off >= v->ptr[r->cur_run].count) {
 			r->cur_run++;
@@ -609,10 +622,18 @@ static int poll_source(struct receiver *r)
  */
 static int pc_serve(struct receiver *r)
 {
-	uint64_t idle_since = now_ms();
+	uint64_t idle_since = now_ms(), rate = r->j->postcopy_rate, eb = 0;
 	uint8_t f[MIG_HDR_SIZE];
 	bool done;
 	int e;
+
+	for (unsigned int i = 0; i < r->j->n; i++)
+		if ((uint64_t)r->j->m[i].info.extent_sectors * 512 > eb)
+			eb = (uint64_t)r->j->m[i].info.extent_sectors * 512;
+	rcow_ratelimit_init(&r->rl, rate, rcow_postcopy_burst(rate, eb), now_ns());
+	if (rate)
+		logmsg("%s: post-copy: background stream limited to %llu bytes/s (%.1f extent(s)/s, migrate_postcopy_rate); guest reads are not held back",
+		       r->j->label, (unsigned long long)rate, (double)rate / (double)eb);
 
 	for (;;) {
 		if (mig_stopping(r->j)) {

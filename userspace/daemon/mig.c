@@ -726,6 +726,8 @@ static struct mig_job *new_job(struct daemon *d, bool sender, char (*names)[MIG_
 	mode = d->opt.mig_mirror_set ? d->opt.mig_mirror : d->cfg.mig_mirror;
 	j->mirror_always = mode == RCOW_MIG_MIRROR_ALWAYS;
 	j->throttle = mode == RCOW_MIG_MIRROR_THROTTLE;
+	j->postcopy_rate = d->opt.mig_postcopy_rate_set ? d->opt.mig_postcopy_rate :
+			   d->cfg.mig_postcopy_rate;
 	at = (size_t)snprintf(j->label, sizeof(j->label), "%s ", n > 1 ? "group" : "device");
 	for (unsigned int i = 0; i < n; i++) {
 		snprintf(j->m[i].name, sizeof(j->m[i].name), "%s", names[i]);

@@ -115,6 +115,7 @@ struct mig_job {
 	bool running;			/* loop: the thread was started */
 	bool mirror_always;		/* migrate_mirror always, as the job started */
 	bool throttle;			/* migrate_mirror throttle, as the job started */
+	uint64_t postcopy_rate;		/* migrate_postcopy_rate as the job started (0: none) */
 	pthread_t th;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -41,6 +41,16 @@ int rcow_parse_mig_peer_timeout(const char *v, uint32_t *ms)
 	return 0;
 }
 
+int rcow_parse_mig_postcopy_rate(const char *v, uint64_t *rate)
+{
+	uint64_t x;
+
+	if (rcow_parse_size(v, &x) || (x && x < 1024) || x > RCOW_MAX_MIG_POSTCOPY_RATE)
+		return -EINVAL;
+	*rate = x;
+	return 0;
+}
+
 int rcow_parse_mig_mirror(const char *v, enum rcow_mig_mirror *m)
 {
 	if (!strcmp(v, "auto"))
@@ -244,7 +254,8 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 		return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s", name, lineno,
 				    k, v, range);
 	if (s && (!strcmp(k, "spool_dir") || !strcmp(k, "spool_max") ||
-		  !strcmp(k, "migrate_peer_timeout") || !strcmp(k, "migrate_mirror")))
+		  !strcmp(k, "migrate_peer_timeout") || !strcmp(k, "migrate_mirror") ||
+		  !strcmp(k, "migrate_postcopy_rate")))
 		return rcow_err_set(err, EINVAL,
 			"%s line %u: %s is a global key: put it before the first [section]",
 			name, lineno, k);
@@ -271,6 +282,12 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 		if (rcow_parse_mig_peer_timeout(v, &c->mig_peer_timeout_ms))
 			return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s",
 					    name, lineno, k, v, RCOW_MIG_PEER_TIMEOUT_RANGE);
+		return 0;
+	}
+	if (!strcmp(k, "migrate_postcopy_rate")) {
+		if (rcow_parse_mig_postcopy_rate(v, &c->mig_postcopy_rate))
+			return rcow_err_set(err, EINVAL, "%s line %u: %s = '%s': expected %s",
+					    name, lineno, k, v, RCOW_MIG_POSTCOPY_RATE_RANGE);
 		return 0;
 	}
 	if (!strcmp(k, "migrate_mirror")) {
@@ -302,7 +319,7 @@ static int parse_line(struct rcow_config *c, char *line, const char *name, unsig
 	}
 unknown:
 	return rcow_err_set(err, EINVAL,
-		"%s line %u: unknown key '%s' (known: connections, max_in_flight, max_window, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, commit_retry_timeout, spool_dir, spool_max, migrate_peer_timeout, tls_psk_file, tls_certificates, tls_username)",
+		"%s line %u: unknown key '%s' (known: connections, max_in_flight, max_window, prefetch_max, retry_initial, retry_max, request_timeout, connect_timeout, commit_retry_timeout, spool_dir, spool_max, migrate_peer_timeout, migrate_mirror, migrate_postcopy_rate, tls_psk_file, tls_certificates, tls_username)",
 		name, lineno, k);
 }
 

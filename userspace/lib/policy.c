@@ -194,24 +194,57 @@ void rcow_ratelimit_init(struct rcow_ratelimit *r, uint64_t rate, uint64_t burst
 	r->last_ns = now_ns;
 }
 
-uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t now_ns)
+/* The tokens saved up until now_ns, at most burst. */
+static void refill(struct rcow_ratelimit *r, uint64_t now_ns)
 {
-	double need;
-
-	if (r->rate == 0)
-		return 0;
 	if (now_ns > r->last_ns) {
 		r->tokens += (double)(now_ns - r->last_ns) * (double)r->rate / 1e9;
 		if (r->tokens > (double)r->burst)
 			r->tokens = (double)r->burst;
 	}
 	r->last_ns = now_ns;
+}
+
+uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t now_ns)
+{
+	double need;
+
+	if (r->rate == 0)
+		return 0;
+	refill(r, now_ns);
 	need = (double)(bytes < r->burst ? bytes : r->burst);
 	if (r->tokens >= need) {
 		r->tokens -= (double)bytes;	/* may go negative for big requests */
 		return 0;
 	}
 	return (uint64_t)((need - r->tokens) * 1e9 / (double)r->rate) + 1;
+}
+
+uint64_t rcow_ratelimit_units(struct rcow_ratelimit *r, uint64_t unit, uint64_t want,
+			      uint64_t now_ns)
+{
+	double n;
+
+	if (r->rate == 0 || !unit)
+		return want;
+	refill(r, now_ns);
+	if (r->tokens < (double)unit)
+		return r->burst < unit && r->tokens >= (double)r->burst && want ? 1 : 0;
+	n = r->tokens / (double)unit;
+	return n < (double)want ? (uint64_t)n : want;
+}
+
+void rcow_ratelimit_spend(struct rcow_ratelimit *r, uint64_t bytes)
+{
+	if (r->rate)
+		r->tokens -= (double)bytes;
+}
+
+uint64_t rcow_postcopy_burst(uint64_t rate, uint64_t extent_bytes)
+{
+	uint64_t b = rate / 1000 * RCOW_POSTCOPY_BURST_MS + rate % 1000 * RCOW_POSTCOPY_BURST_MS / 1000;
+
+	return b > extent_bytes ? b : extent_bytes;
 }
 
 int rcow_parse_size(const char *s, uint64_t *out)

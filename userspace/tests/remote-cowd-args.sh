@@ -41,6 +41,10 @@ expect 2 "option '--migrate-peer-timeout': 'x' is not a duration from 1s to 1h" 
 	--migrate-peer-timeout x
 expect 2 "option '--migrate-peer-timeout' needs a value" --migrate-peer-timeout
 expect 2 "option '--migrate-mirror': 'never' is not auto, always or throttle" --migrate-mirror never
+expect 2 "option '--migrate-postcopy-rate': '2mbit' is not 0 (no limit) or a rate from 1K to 1T" \
+	--migrate-postcopy-rate 2mbit
+expect 2 "option '--migrate-postcopy-rate': '100' is not 0 (no limit)" --migrate-po=100
+expect 2 "option '--migrate-postcopy-rate' needs a value" --migrate-postcopy-rate
 expect 2 "unknown option '--bogus'" --bogus
 expect 2 "unknown option '--bogus'" --bogus=1
 expect 2 "unknown option '-x'" -x

@@ -233,6 +233,34 @@ void test_config(struct tap *t)
 		       "rcow_parse_mig_mirror: exact words, a refused value changes nothing");
 		rcow_config_free(&c);
 	}
+	bad(t, "migrate_postcopy_rate = 16Mbit\n",
+	    "line 1: migrate_postcopy_rate = '16Mbit': expected 0 (no limit) or a rate from 1K to 1T bytes per second");
+	bad(t, "migrate_postcopy_rate = 512\n", "migrate_postcopy_rate = '512': expected 0 (no limit)");
+	bad(t, "migrate_postcopy_rate = 2048G\n", "migrate_postcopy_rate = '2048G'");
+	bad(t, "migrate_postcopy_rate = -1\n", "migrate_postcopy_rate = '-1'");
+	bad(t, "migrate_postcopy_rate =\n", "migrate_postcopy_rate = ''");
+	bad(t, "[nbd://a/]\nmigrate_postcopy_rate = 1M\n",
+	    "line 2: migrate_postcopy_rate is a global key");
+	{
+		struct rcow_config c;
+		struct rcow_err err = { 0 };
+		uint64_t rate = 7;
+
+		rcow_config_init(&c);
+		tap_ok(t, c.mig_postcopy_rate == 0, "migrate_postcopy_rate: default 0 (no limit)");
+		tap_ok(t, !rcow_config_parse(&c, "migrate_postcopy_rate = 16K\n", "t", &err) &&
+		       c.mig_postcopy_rate == 16384, "migrate_postcopy_rate = 16K parsed (%s)", err.msg);
+		tap_ok(t, !rcow_config_parse(&c, "migrate_postcopy_rate=0\n", "t", &err) &&
+		       c.mig_postcopy_rate == 0, "... 0 (no limit) parsed (%s)", err.msg);
+		tap_ok(t, rcow_parse_mig_postcopy_rate("1K", &rate) == 0 && rate == 1024 &&
+		       rcow_parse_mig_postcopy_rate("1024G", &rate) == 0 && rate == 1ull << 40 &&
+		       rcow_parse_mig_postcopy_rate("1023", &rate) == -EINVAL &&
+		       rcow_parse_mig_postcopy_rate("1025G", &rate) == -EINVAL &&
+		       rcow_parse_mig_postcopy_rate("8M/s", &rate) == -EINVAL &&
+		       rcow_parse_mig_postcopy_rate("", &rate) == -EINVAL && rate == 1ull << 40,
+		       "rcow_parse_mig_postcopy_rate: 0 or 1K to 1T, a refused value changes nothing");
+		rcow_config_free(&c);
+	}
 	{
 		struct rcow_config c;
 		struct rcow_err err = { 0 };

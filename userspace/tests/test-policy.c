@@ -129,6 +129,73 @@ static void test_ratelimit(struct tap *t)
 	       "a request larger than the burst goes once and is paid back");
 }
 
+/*
+ * A post-copy stream (migrate_postcopy_rate) asking for up to @want
+ * extents of 64 KiB every @step_ms over @secs seconds: the extents that
+ * went.  @idle_s: seconds it asks nothing first (the bucket saves up).
+ */
+static uint64_t stream_sim(uint64_t rate, uint64_t want, uint64_t step_ms, uint64_t secs,
+			   uint64_t idle_s)
+{
+	const uint64_t eb = 64 << 10, t0 = 5000000000ull;
+	struct rcow_ratelimit r;
+	uint64_t went = 0;
+
+	rcow_ratelimit_init(&r, rate, rcow_postcopy_burst(rate, eb), t0);
+	for (uint64_t ms = idle_s * 1000; ms < (idle_s + secs) * 1000; ms += step_ms) {
+		uint64_t n = rcow_ratelimit_units(&r, eb, want, t0 + ms * 1000000ull);
+
+		rcow_ratelimit_spend(&r, n * eb);
+		went += n;
+	}
+	return went;
+}
+
+static void test_postcopy_rate(struct tap *t)
+{
+	const uint64_t eb = 64 << 10, t0 = 1000000000ull;
+	struct rcow_ratelimit r;
+	uint64_t n, a, b;
+
+	tap_ok(t, rcow_postcopy_burst(64 << 10, eb) == eb && rcow_postcopy_burst(16 << 10, eb) == eb &&
+	       rcow_postcopy_burst(16 << 20, eb) == 4 << 20 && rcow_postcopy_burst(1000, 1) == 250,
+	       "burst: a quarter second of the rate, at least one extent");
+	n = stream_sim(64 << 10, 64, 1, 10, 0);
+	tap_ok(t, n >= 10 && n <= 11, "64K/s, 64 KiB extents: 10 s stream 10 extents, +1 burst (%llu)",
+	       (unsigned long long)n);
+	n = stream_sim(16 << 10, 64, 7, 40, 0);
+	tap_ok(t, n >= 10 && n <= 11, "16K/s: one extent per 4 s, 40 s stream 10 (+1) (%llu)",
+	       (unsigned long long)n);
+	a = stream_sim(64 << 10, 64, 1, 1, 60);
+	tap_ok(t, a <= 2, "a minute asking nothing saves up one extent, not 60 (%llu in the next s)",
+	       (unsigned long long)a);
+	n = stream_sim(8 << 20, 64, 50, 10, 0);
+	tap_ok(t, n >= 1270 && n <= 1280 + 32, "8M/s, asked every 50 ms: 10 s stream 1280 (+32) (%llu)",
+	       (unsigned long long)n);
+	n = stream_sim(0, 64, 50, 1, 0);
+	tap_ok(t, n == 20 * 64, "rate 0: no limit, every ask goes whole (%llu)", (unsigned long long)n);
+	/* fewer went than were allowed (extents already present): the rest stays */
+	rcow_ratelimit_init(&r, 4 * eb, rcow_postcopy_burst(4 * eb, eb), t0);
+	a = rcow_ratelimit_units(&r, eb, 64, t0);
+	rcow_ratelimit_spend(&r, 0);
+	b = rcow_ratelimit_units(&r, eb, 64, t0);
+	rcow_ratelimit_spend(&r, b * eb);
+	n = rcow_ratelimit_units(&r, eb, 64, t0);
+	tap_ok(t, a == 1 && b == 1 && n == 0 &&
+	       rcow_ratelimit_units(&r, eb, 64, t0 + 250000000ull) == 1,
+	       "only what went is charged; the next extent a quarter second later (%llu %llu %llu)",
+	       (unsigned long long)a, (unsigned long long)b, (unsigned long long)n);
+	/* a burst below one extent: one goes once the bucket is full, then it is paid back */
+	rcow_ratelimit_init(&r, 1024, 256, t0);
+	a = rcow_ratelimit_units(&r, eb, 8, t0);
+	rcow_ratelimit_spend(&r, a * eb);
+	b = rcow_ratelimit_units(&r, eb, 8, t0 + 60000000000ull);
+	n = rcow_ratelimit_units(&r, eb, 8, t0 + 64300000000ull);
+	tap_ok(t, a == 1 && b == 0 && n == 1,
+	       "a burst smaller than an extent: one at a time, every extent/rate (%llu %llu %llu)",
+	       (unsigned long long)a, (unsigned long long)b, (unsigned long long)n);
+}
+
 static void test_parse(struct tap *t)
 {
 	uint64_t v = 0;
@@ -579,6 +646,7 @@ void test_policy(struct tap *t)
 	test_flow(t);
 	test_fair(t);
 	test_ratelimit(t);
+	test_postcopy_rate(t);
 	test_parse(t);
 	test_mirror(t);
 	test_throttle(t);

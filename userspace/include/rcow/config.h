@@ -54,6 +54,16 @@ struct rcow_policy {
 #define RCOW_MIG_PEER_TIMEOUT_RANGE "a duration from 1s to 1h (e.g. 30s)"
 
 /*
+ * Live migration (global key migrate_postcopy_rate): the most bytes per
+ * second a post-copy destination streams in the background (the extents
+ * no guest read asked for); 0: no limit.  Guest faults are never held
+ * back by it.
+ */
+#define RCOW_MAX_MIG_POSTCOPY_RATE (1ull << 40)
+#define RCOW_MIG_POSTCOPY_RATE_RANGE \
+	"0 (no limit) or a rate from 1K to 1T bytes per second (e.g. 16M)"
+
+/*
  * Live migration (global key migrate_mirror): when the source starts to
  * mirror (a guest write completes only once the destination has it).
  * auto: once the rounds stop shrinking (rcow_mirror_round()); always: from
@@ -103,6 +113,7 @@ struct rcow_config {
 	uint64_t spool_max;		/* bytes */
 	uint32_t mig_peer_timeout_ms;	/* migrate_peer_timeout */
 	enum rcow_mig_mirror mig_mirror;	/* migrate_mirror */
+	uint64_t mig_postcopy_rate;	/* migrate_postcopy_rate, bytes/s (0: no limit) */
 	struct rcow_config_section *sec;
 	size_t nsec;
 };
@@ -134,6 +145,13 @@ void rcow_config_free(struct rcow_config *c);
  * else -EINVAL (RCOW_MIG_PEER_TIMEOUT_RANGE says what is expected).
  */
 int rcow_parse_mig_peer_timeout(const char *v, uint32_t *ms);
+/*
+ * A migrate_postcopy_rate value (config key or remote-cowd's
+ * --migrate-postcopy-rate): a size (rcow_parse_size(): 64K, 16M, 1G) per
+ * second, 0 or from 1K to RCOW_MAX_MIG_POSTCOPY_RATE, else -EINVAL and
+ * *rate unchanged (RCOW_MIG_POSTCOPY_RATE_RANGE says what is expected).
+ */
+int rcow_parse_mig_postcopy_rate(const char *v, uint64_t *rate);
 /* A migrate_mirror value (RCOW_MIG_MIRROR_CHOICES), else -EINVAL. */
 int rcow_parse_mig_mirror(const char *v, enum rcow_mig_mirror *m);
 /* The spool directory: spool_dir, or RCOW_DEFAULT_SPOOL_DIR. */

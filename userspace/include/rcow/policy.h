@@ -79,6 +79,26 @@ void rcow_ratelimit_init(struct rcow_ratelimit *r, uint64_t rate, uint64_t burst
  * A request larger than burst is allowed once the bucket is full.
  */
 uint64_t rcow_ratelimit_take(struct rcow_ratelimit *r, uint64_t bytes, uint64_t now_ns);
+/*
+ * How many units of @unit bytes may go now, at most @want: as many as the
+ * tokens cover (rate 0: @want); one when the bucket is full but its burst
+ * is smaller than a unit.  Takes nothing: rcow_ratelimit_spend() charges
+ * what went (it may be fewer than asked for).
+ */
+uint64_t rcow_ratelimit_units(struct rcow_ratelimit *r, uint64_t unit, uint64_t want,
+			      uint64_t now_ns);
+/* Bytes that went: their tokens are taken (the bucket may go below empty). */
+void rcow_ratelimit_spend(struct rcow_ratelimit *r, uint64_t bytes);
+
+/*
+ * A post-copy destination's background stream (migrate_postcopy_rate):
+ * the bucket saves up RCOW_POSTCOPY_BURST_MS of the rate, at least one
+ * extent, so that a stream that waited (a guest fault took the link) does
+ * not make up for it at once.  Returns the burst in bytes for @rate bytes
+ * per second and extents of @extent_bytes.
+ */
+#define RCOW_POSTCOPY_BURST_MS 250
+uint64_t rcow_postcopy_burst(uint64_t rate, uint64_t extent_bytes);
 
 /*
  * Window of a base (bytes of reads in flight), from what its reads
