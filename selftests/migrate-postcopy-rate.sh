@@ -5,12 +5,16 @@
 # Post-copy's background stream rate limit (remote-cowd's
 # migrate_postcopy_rate, --migrate-postcopy-rate), end to end: one
 # remote-cowd plays both sides over loopback TCP (lib-mig.sh), loopback
-# shaped to 2 Mbit/s (4 extents a second), the configuration saying 1M and
-# the command line 64K (one 64 KiB extent a second: the option wins).
+# shaped to 2 Mbit/s (4 extents a second) once the destination serves, the
+# configuration saying 1M and the command line 64K (one 64 KiB extent a
+# second: the option wins).
 #
 # - the source has 64 extents written, every other one from 4 MiB on;
-#   migrate --postcopy and at once finish --wait: the destination serves
-#   with most of them still remote, and logs the limit (65536 bytes/s);
+#   migrate --postcopy and at once finish --wait, loopback at 256 kbit/s
+#   until then (an extent every 2 s: the copying round before the finish
+#   moves a few, however long a loaded emulator takes to start the two
+#   commands): the destination serves with most of them still remote, and
+#   logs the limit (65536 bytes/s);
 # - a read of the last remote extent (O_DIRECT, as a guest's) is the
 #   source's bytes and is answered within 5 s, where the stream would
 #   take about a second per extent before it to get there;
@@ -60,7 +64,7 @@ new_dst "$DST" || tap_bail "cannot receive $DST"
 wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
 DST_ID=$(nl_dev_id "$DST")
 [ -n "$DST_ID" ] || tap_bail "no netlink id for $DST"
-mig_link_shape 2ms 2mbit 64 || tap_bail "cannot shape lo (tc netem)"
+mig_link_shape 2ms 256kbit 64 || tap_bail "cannot shape lo (tc netem)"
 
 # remote_count: the destination kernel's remote extents.
 remote_count() {
@@ -85,6 +89,7 @@ check "migrate --postcopy: started" \
 	--postcopy
 check "finish at once: --wait returns once the destination serves" \
 	timeout 120 "$RC" migrate "$SRC" finish --wait
+mig_link_shape 2ms 2mbit 64 || tap_bail "cannot shape lo (tc netem)"
 check_eq "the destination: postcopy" postcopy "$(state "$DST")"
 t0=$(date +%s%N)
 r0=$(remote_count)
