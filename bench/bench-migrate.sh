@@ -174,15 +174,18 @@ not_incoming() { [[ $(dmsetup status "$1") != *" incoming "* ]]; }
 # kernel_downtime <src> <dst>: from the kernel log's clock, ms from the
 # finish issued (the marker written to /dev/kmsg before dmsetup ran) to the
 # destination's "incoming migration complete", then the parts: to the
-# source fenced ("finishing"), fenced to complete, and to dmsetup's return
-# ("-" when a line is missing).
+# source fenced ("finishing"), fenced to complete, to dmsetup's return,
+# and from the kernel's receipt of the message ("migrate finish:
+# fencing") to complete ("-" when a line is missing).
 kernel_downtime() {
 	dmesg | awk -v i="bench-migrate: $1: finish issued" -v r="bench-migrate: $1: finish returned" \
-		-v s="$1: migration to .* finishing" -v d="$2: incoming migration complete" '
+		-v s="$1: migration to .* finishing" -v d="$2: incoming migration complete" \
+		-v g="$1: migrate finish: fencing" '
 	function t(l) { sub(/^\[ */, "", l); sub(/\].*/, "", l); return l }
 	function ms(x, y) { return (x != "" && y != "") ? sprintf("%.1f", (y - x) * 1000) : "-" }
 	$0 ~ i { a = t($0) } $0 ~ s { b = t($0) } $0 ~ d { c = t($0) } $0 ~ r { e = t($0) }
-	END { print ms(a, c), ms(a, b), ms(b, c), ms(a, e) }'
+	$0 ~ g { f = t($0) }
+	END { print ms(a, c), ms(a, b), ms(b, c), ms(a, e), ms(f, c) }'
 }
 
 # run_rc <link name> <rep>: one remote-cow migration; its figures appended
@@ -275,13 +278,15 @@ run_rc() {
 	[ "${kd[0]}" = - ] || eval "R_kdown_$L+=(${kd[0]})"
 	[ "${kd[1]}" = - ] || eval "R_kfence_$L+=(${kd[1]})"
 	[ "${kd[2]}" = - ] || eval "R_kcomplete_$L+=(${kd[2]})"
+	[ "${kd[4]}" = - ] || eval "R_krecv_$L+=(${kd[4]})"
 	eval "R_dmcall_$L+=($(awk -v a="$tc0" -v b="$tc1" 'BEGIN { printf "%.1f", (b - a) * 1000 }'))"
 	log "$L run $n_run (remote-cow): $(secs "$t0" "$td") s (mirroring after" \
 		"${tm:+$(secs "$t0" "$tm")} s, paused at $(secs "$t0" "$tp") s, finish to done" \
 		"$(secs "$tf" "$td") s); downtime $(secs "$tf" "$ts") s ($polls polls; one dmsetup" \
 		"call $(secs "$tc0" "$tc1") s;" \
 		"kernel log: ${kd[0]} ms, fenced after ${kd[1]} ms, then complete after ${kd[2]} ms;" \
-		"dmsetup returned after ${kd[3]} ms); sent $(mib "$sent") MiB" \
+		"dmsetup returned after ${kd[3]} ms; from the kernel's receipt ${kd[4]} ms);" \
+		"sent $(mib "$sent") MiB" \
 		"(DATA $(mib "$data") MiB), lo $(mib $((lo1 - lo0))) MiB; written $(mib "$wr") MiB" \
 		"(WRITTEN), fio wrote $(mib "$fw") MiB; idle p50/p99 ${idle[0]}/${idle[1]} ms" \
 		"(${idle[2]} writes), mirroring ${mir[0]}/${mir[1]} ms (${mir[2]} writes), after" \
@@ -332,7 +337,7 @@ bench_link() {
 }
 
 for l in lan wan; do
-	for f in time conv sent lo ratio dratio gratio down kdown kfence kcomplete dmcall ip50 ip99 mp50 mp99 sp50 sp99; do
+	for f in time conv sent lo ratio dratio gratio down kdown kfence kcomplete krecv dmcall ip50 ip99 mp50 mp99 sp50 sp99; do
 		eval "R_${f}_$l=()"
 	done
 	eval "C_time_$l=() C_lo_$l=()"
@@ -363,6 +368,7 @@ row "of which one dmsetup call of nothing (ms)" dmcall
 row "storage downtime in the kernel log: finish issued to destination complete (ms)" kdown
 row "of which finish issued to the source fenced (ms)" kfence
 row "of which the source fenced to the destination complete (ms)" kcomplete
+row "storage downtime in the kernel log: the message received to destination complete (ms)" krecv
 row "guest 64 KiB write p50, idle (ms)" ip50
 row "guest 64 KiB write p99, idle (ms)" ip99
 row "guest 64 KiB write p50, mirroring (ms)" mp50

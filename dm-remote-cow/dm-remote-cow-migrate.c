@@ -853,6 +853,9 @@ static int message_finish(struct rcow *rc, bool postcopy)
 		       "the migration is already finishing or done");
 		return r;
 	}
+	/* where the storage downtime starts (bench-migrate.sh) */
+	DMINFO("%s: migrate finish%s: fencing", rc->name,
+	       postcopy ? " postcopy" : "");
 	reinit_completion(&mg->req_done);
 	WRITE_ONCE(mg->req_finish, true);
 	r = ask_worker(rc);

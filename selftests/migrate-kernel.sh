@@ -41,7 +41,7 @@
 require_vm
 require_cmd dmsetup losetup dd cmp timeout blkdiscard
 require_dm_target delay
-tap_plan 108
+tap_plan 109
 
 NAME="rc-migrate-kernel"
 EXT=128				# 64 KiB extents
@@ -189,6 +189,8 @@ check "a write now fails" write_fails 20
 check "a write to a written extent fails" write_fails 0
 check "a discard fails" bash -c "! blkdiscard -f -o $((2 * EXTB)) -l $EXTB $dev"
 expect_dmesg "log: write refused, fenced" "refused: the device is migrating away \(fenced\)"
+expect_dmesg "log: the message received, before the fence (where the downtime starts)" \
+	"$NAME: migrate finish: fencing"
 check "reads go on: extent 0 as written" extent_is 0 65
 check "extent 7 holds the write that was in flight at finish" extent_is 7 115
 check_eq "the change set: 6 and 7 (the write in flight at finish)" "6+2" \
