@@ -50,7 +50,8 @@ mig_fio_stop
 dd if="/dev/mapper/$SRC" of="$tmp/ref.img" bs=1M iflag=direct status=none ||
 	tap_bail "cannot read the source"
 check "finish --wait returns once the destination serves" \
-	timeout 120 "$RC" migrate "$SRC" finish --wait
+	timeout 120 "$RC" migrate "$SRC" finish --wait ||
+	tap_diag "$(grep -E "$SRC|$DST" "$HELPER_LOG" | tail -n 12)"
 st_dst=$(state "$DST") st_src=$(state "$SRC") remote=$(rc_status "$DST" migrate_total)
 tap_diag "$(grep "post-copy" "$HELPER_LOG")"
 check_eq "the destination: postcopy" postcopy "$st_dst"
