@@ -99,6 +99,12 @@ struct receiver {
 #define PC_STALE_MS 1000		/* idle that long: the stream's count starts over */
 #define PC_FETCH_MS 120000		/* longest wait for the DATA of a FETCH */
 
+/* Member dev's extent size in bytes. */
+static uint64_t member_eb(const struct receiver *r, unsigned int dev)
+{
+	return (uint64_t)r->j->m[dev].info.extent_sectors * 512;
+}
+
 /* recv-NAME: "listen HOST:PORT\n", the member lines, then the PSK file's lines. */
 static int read_spec(struct receiver *r, struct mig_psk *psk)
 {
@@ -202,7 +208,7 @@ static int take_data(struct receiver *r, const struct mig_hdr *h)
 	if (dd.first >= info->nr_extents || dd.count > info->nr_extents - dd.first)
 		return rcow_err_set(&r->err, EPROTO, "DATA for device %u extents %llu+%u: out of range",
 				    dd.dev, (unsigned long long)dd.first, dd.count);
-	eb = (uint64_t)info->extent_sectors * 512;
+	eb = member_eb(r, dd.dev);
 	dev_bytes = info->dev_sectors * 512;
 	off = dd.first * eb;
 	len = (uint64_t)dd.count * eb;
@@ -300,7 +306,7 @@ static int take_remote(struct receiver *r, const struct mig_hdr *h)
 		e = rcow_err_set(&r->err, EPROTO, "REMOTE for device %u of %u", run.dev, r->j->n);
 	if (!e)
 		e = mig_run_check(&run, r->j->n, r->j->m[run.dev].info.nr_extents,
-				  (uint64_t)r->j->m[run.dev].info.extent_sectors * 512, false, &r->err);
+				  member_eb(r, run.dev), false, &r->err);
 	if (e)
 		return e;
 	q.dev = run.dev;
@@ -321,7 +327,7 @@ static int take_remote(struct receiver *r, const struct mig_hdr *h)
 static int fetch_data(struct receiver *r, const struct mig_run *run, struct mig_data *dd)
 {
 	const struct rcow_device_info *info = &r->j->m[run->dev].info;
-	uint64_t eb = (uint64_t)info->extent_sectors * 512, len;
+	uint64_t eb = member_eb(r, run->dev), len;
 	struct mig_abort a;
 	struct mig_hdr h;
 	int e, waited = 0;
@@ -375,7 +381,7 @@ static int fetch_data(struct receiver *r, const struct mig_run *run, struct mig_
  */
 static uint32_t piece_extents(const struct receiver *r, const struct mig_rfault *q)
 {
-	uint64_t eb = (uint64_t)r->j->m[q->dev].info.extent_sectors * 512;
+	uint64_t eb = member_eb(r, q->dev);
 	uint64_t n = (q->urgent ? MIG_MAX_DATA : PC_PIECE_BYTES) / eb;
 
 	if (n > REMOTE_COW_MAX_RANGE)
@@ -401,7 +407,7 @@ static int ask_piece(struct receiver *r, unsigned int k)
 	e = mig_send(r->c, f, (size_t)mig_enc_run(f, sizeof(f), MIG_FETCH, &run), &r->err);
 	if (e)
 		return e;
-	eb = (uint64_t)r->j->m[q->dev].info.extent_sectors * 512;
+	eb = member_eb(r, q->dev);
 	p = &r->out[(r->out_head + r->out_n++) % PC_OUT_MAX];
 	p->q = q;
 	p->first = run.first;
@@ -539,7 +545,7 @@ static bool stream_step(struct receiver *r)
 	while (r->cur_dev < r->j->n) {
 		const struct run_vec *v = &r->remote[r->cur_dev];
 		struct mig_kreq q = { .op = MK_HYDRATE, .dev = r->cur_dev };
-		uint64_t take, eb = (uint64_t)r->j->m[r->cur_dev].info.extent_sectors * 512;
+		uint64_t take, eb = member_eb(r, r->cur_dev);
 
 		if (r->cur_run >= v->len) {
 			r->cur_dev++;
@@ -628,8 +634,8 @@ static int pc_serve(struct receiver *r)
 	int e;
 
 	for (unsigned int i = 0; i < r->j->n; i++)
-		if ((uint64_t)r->j->m[i].info.extent_sectors * 512 > eb)
-			eb = (uint64_t)r->j->m[i].info.extent_sectors * 512;
+		if (member_eb(r, i) > eb)
+			eb = member_eb(r, i);
 	rcow_ratelimit_init(&r->rl, rate, rcow_postcopy_burst(rate, eb), now_ns());
 	if (rate)
 		logmsg("%s: post-copy: background stream limited to %llu bytes/s (%.1f extent(s)/s, migrate_postcopy_rate); guest reads are not held back",

@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "mig-tls.h"
 
 #define PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+PSK"
@@ -416,14 +416,6 @@ int mig_send_data(struct mig_conn *c, const uint8_t *head, const void *data, siz
 	return r;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /*
  * Wait up to timeout_ms (< 0: no limit) for something to read: true if
  * there is (decrypted bytes GnuTLS holds, or bytes on the socket).
@@ -457,12 +449,12 @@ static bool readable(struct mig_conn *c, int timeout_ms)
 static int recv_all(struct mig_conn *c, uint8_t *b, size_t len, int timeout_ms, bool started,
 		    struct rcow_err *err)
 {
-	uint64_t since = mono_ms();	/* the call, then the last part received */
+	uint64_t since = now_ms();	/* the call, then the last part received */
 	size_t got = 0;
 
 	while (got < len) {
 		int limit = got || started ? MIG_FRAME_MS : timeout_ms, left = -1;
-		uint64_t waited = mono_ms() - since;
+		uint64_t waited = now_ms() - since;
 		ssize_t n;
 
 		if (limit >= 0)
@@ -486,7 +478,7 @@ static int recv_all(struct mig_conn *c, uint8_t *b, size_t len, int timeout_ms, 
 		if (n < 0)
 			return conn_failed(c, (int)n, errno, "receiving from", err);
 		got += (size_t)n;
-		since = mono_ms();
+		since = now_ms();
 	}
 	return 0;
 }
@@ -531,21 +523,17 @@ void mig_conn_shutdown(struct mig_conn *c)
  */
 static void drain_until_closed(int fd)
 {
-	struct timespec t0, t;
+	uint64_t t0 = now_ms();
 	char b[4096];
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		long ms;
+		uint64_t waited = now_ms() - t0;
 		ssize_t n;
 
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		ms = MIG_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 +
-				      (t.tv_nsec - t0.tv_nsec) / 1000000);
-		if (ms <= 0)
+		if (waited >= MIG_LINGER_MS)
 			return;
-		n = poll(&p, 1, (int)ms);
+		n = poll(&p, 1, (int)(MIG_LINGER_MS - waited));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
