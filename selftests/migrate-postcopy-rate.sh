@@ -11,10 +11,10 @@
 #
 # - the source has 64 extents written, every other one from 4 MiB on;
 #   migrate --postcopy and at once finish --wait, loopback at 256 kbit/s
-#   until then (an extent every 2 s: the copying round before the finish
-#   moves a few, however long a loaded emulator takes to start the two
-#   commands): the destination serves with most of them still remote, and
-#   logs the limit (65536 bytes/s);
+#   with at most 4 packets queued until then (an extent every 2 s, and
+#   little in flight: lo's packets are up to 64 KiB, so a queue of 64 held
+#   the whole round, which then counted as sent): the destination serves
+#   with most of them still remote, and logs the limit (65536 bytes/s);
 # - a read of the last remote extent (O_DIRECT, as a guest's) is the
 #   source's bytes and is answered within 5 s, where the stream would
 #   take about a second per extent before it to get there;
@@ -64,7 +64,7 @@ new_dst "$DST" || tap_bail "cannot receive $DST"
 wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
 DST_ID=$(nl_dev_id "$DST")
 [ -n "$DST_ID" ] || tap_bail "no netlink id for $DST"
-mig_link_shape 2ms 256kbit 64 || tap_bail "cannot shape lo (tc netem)"
+mig_link_shape 2ms 256kbit 4 || tap_bail "cannot shape lo (tc netem)"
 
 # remote_count: the destination kernel's remote extents.
 remote_count() {
