@@ -150,13 +150,26 @@ mig_link_cut() {
 # mig_link_shape <delay> <rate> [limit]: every packet on lo held <delay>
 # and the loopback limited to <rate> (tc netem, tc's syntax: 1ms, 1gbit); a
 # packet crosses lo once per direction, so the round trip is twice <delay>.
-# At most <limit> packets queue (10000 unless given: at a low rate that
-# is a minute of queue, which a test of what is in flight shortens).
+# At most <limit> packets queue.  Unless given, about one second of the
+# rate (at least 4): lo's packets are up to 64 KiB, and both directions
+# share this one queue, so a deeper queue holds each side's acknowledgements
+# behind seconds of the other's data, and remote-cowd's peer timeout
+# (TCP_USER_TIMEOUT: nothing acknowledged for that long) ends a connection
+# whose peer is alive (64 packets at 2 Mbit/s: 16.8 s against a test's 10 s).
 # Restored at exit.
 mig_link_shape() {
 	modprobe sch_netem 2>/dev/null
 	at_exit mig_link_restore
-	tc qdisc replace dev lo root netem limit "${3:-10000}" delay "$1" rate "$2"
+	tc qdisc replace dev lo root netem limit "${3:-$(mig_queue_1s "$2")}" delay "$1" rate "$2"
+}
+# mig_queue_1s <rate>: how many 64 KiB packets <rate> (tc's syntax) carries
+# in one second, at least 4.
+mig_queue_1s() {
+	awk -v r="$1" 'BEGIN {
+		n = r + 0; u = tolower(r); sub(/^[0-9.]+/, "", u)
+		m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : (u == "bit") ? 1 : 0
+		if (m == 0) { print 4; exit }
+		p = int(n * m / 8 / 65536); print (p < 4) ? 4 : p }'
 }
 # mig_link_restore: lo carries packets again.
 mig_link_restore() {

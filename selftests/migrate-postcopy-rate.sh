@@ -89,7 +89,7 @@ check "migrate --postcopy: started" \
 	--postcopy
 check "finish at once: --wait returns once the destination serves" \
 	timeout 120 "$RC" migrate "$SRC" finish --wait
-mig_link_shape 2ms 2mbit 64 || tap_bail "cannot shape lo (tc netem)"
+mig_link_shape 2ms 2mbit || tap_bail "cannot shape lo (tc netem)"
 check_eq "the destination: postcopy" postcopy "$(state "$DST")"
 t0=$(date +%s%N)
 r0=$(remote_count)

@@ -66,7 +66,7 @@ dd if="/dev/mapper/$SRC" of="$tmp/ref.img" bs=1M iflag=direct status=none ||
 wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
 DST_ID=$(nl_dev_id "$DST")
 [ -n "$DST_ID" ] || tap_bail "no netlink id for $DST"
-mig_link_shape 1ms 8mbit 64 || tap_bail "cannot shape lo (tc netem)"
+mig_link_shape 1ms 8mbit || tap_bail "cannot shape lo (tc netem)"
 
 # remote_set: the destination kernel's remote extents (missing, named
 # remote), one per line.

@@ -41,7 +41,7 @@ SRC="rc-pc-src"
 DST="rc-pc-dst"
 new_pair "$SRC" "$DST" || tap_bail "cannot set up the first pair"
 wait_until 10 listening "$DST" >/dev/null || tap_bail "remote-cowd does not listen for $DST"
-mig_link_shape 2ms 2mbit 64 || tap_bail "cannot shape lo (tc netem)"
+mig_link_shape 2ms 2mbit || tap_bail "cannot shape lo (tc netem)"
 mig_fio "$SRC"
 sleep 1
 check "migrate --postcopy while fio writes: started" migrate_pc "$SRC"

@@ -103,22 +103,24 @@ image_data "migrate-qemu-legs-$SRC" $((8 * MIB)) |
 	tap_bail "cannot make the reference"
 
 # link_shape_port <rate> <port>...: only the TCP segments to those ports
-# on lo go through netem (that rate, at most 16 packets queued); the rest
-# of lo (QEMU's migrations) as it was.  (mig_link_restore undoes it.)
+# on lo go through netem (that rate, at most about a second of it queued,
+# mig_link_shape's reason: the peer timeout is 4 s); the rest of lo (QEMU's
+# migrations) as it was.  (mig_link_restore undoes it.)
 link_shape_port() {
 	local rate=$1 p
 	shift
 	modprobe -a sch_prio sch_netem cls_u32 2>/dev/null
 	tc qdisc del dev lo root 2>/dev/null
 	tc qdisc add dev lo root handle 1: prio bands 3 priomap 1 1 1 1 1 1 0 0 1 1 1 1 1 1 1 1 &&
-		tc qdisc add dev lo parent 1:3 handle 30: netem limit 16 rate "$rate" || return 1
+		tc qdisc add dev lo parent 1:3 handle 30: netem limit "$(mig_queue_1s "$rate")" \
+			rate "$rate" || return 1
 	for p in "$@"; do
 		tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dport "$p" 0xffff \
 			flowid 1:3 || return 1
 	done
 }
 # link_rate <rate>: the shaped ports' rate from now on.
-link_rate() { tc qdisc change dev lo parent 1:3 handle 30: netem limit 16 rate "$1"; }
+link_rate() { tc qdisc change dev lo parent 1:3 handle 30: netem limit "$(mig_queue_1s "$1")" rate "$1"; }
 # klog_count <dm name> <what>: the number before <what> in the kernel log
 # since the mark ("remote-cow: <dm name>: <n> <what>"), the last one.
 klog_count() {
