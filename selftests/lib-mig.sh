@@ -117,6 +117,17 @@ mig_outrun_start() {
 	check "migrate while fio writes faster than the link: started" \
 		"$RC" migrate "$1" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
 }
+# mig_start_idle <src> <dst>: a new pair (new_pair), the destination
+# listening, remote-cow migrate, and the first round (the 8 MiB written)
+# sent within 60 s; nothing written then: the migration is idle.  Bails
+# out if any of it fails.
+mig_start_idle() {
+	new_pair "$1" "$2" || tap_bail "cannot set up the source and the destination"
+	wait_until 10 listening "$2" >/dev/null || tap_bail "remote-cowd does not listen for $2"
+	"$RC" migrate "$1" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN" ||
+		tap_bail "remote-cow migrate fails"
+	wait_until 60 sent_past "$1" 127 >/dev/null || tap_bail "the first round of $1 is not sent"
+}
 # remains_at_most <src> <n>: what the rounds taken still have to send
 # (status migrate_total - migrate_done) is at most n extents.
 remains_at_most() {

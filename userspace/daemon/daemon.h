@@ -43,9 +43,11 @@
 #define REMOTE_COWD_H
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "bufcache.h"
 #include "rcow/config.h"
@@ -338,6 +340,14 @@ void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vlog(struct daemon *d, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 uint64_t now_ms(void);
 uint64_t now_ns(void);
+/*
+ * A condition variable whose timed waits (pthread_cond_timedwait()) take
+ * mono_deadline()'s: CLOCK_MONOTONIC, not moved by a step of the wall
+ * clock.  0 or -errno.
+ */
+int cond_init_mono(pthread_cond_t *c);
+/* ms from now on CLOCK_MONOTONIC: a deadline for cond_init_mono()'s condvars. */
+struct timespec mono_deadline(int ms);
 
 /* engine.c */
 int engine_add_device(const struct rcow_device_info *info, void *data);

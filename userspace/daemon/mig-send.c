@@ -40,8 +40,11 @@
  * FINISH, wait for COMMITTED (the destination flushed, completed and
  * committed), then MIGRATE_END(0), which the kernel refuses (EAGAIN)
  * while anything is left unsent.  MIGRATE_ABORT: ABORT to the peer, stop
- * (the kernel already lifted everything).  Any error: ABORT to the peer
- * if connected, MIGRATE_END(errno, message).  An error once FINISH was
+ * (the kernel already lifted everything).  Any error: MIGRATE_END(errno,
+ * message), then ABORT to the peer if connected - in that order: the END
+ * lifts the fence, and the ABORT, with the link down, may block until the
+ * peer timeout (a guest write held by mirroring or the fence waits for the
+ * END, not for that too).  An error once FINISH was
  * sent (COMMITTED lost, the connection gone, END 0 refused) leaves the
  * outcome unknown: the destination may serve already.  Then the END has
  * RCOW_MIGRATE_F_KEEP_FENCE: failed, but the device stays fenced until an
@@ -917,6 +920,15 @@ static int migrate(struct sender *s)
 	return r;
 }
 
+/* ABORT (error code, why) to the peer, best-effort: its failure is not reported. */
+static void send_abort(struct sender *s, int code, const char *why)
+{
+	uint8_t f[MIG_HDR_SIZE + 6 + MIG_MSG_MAX];
+	struct rcow_err e2;
+
+	mig_send(s->c, f, (size_t)mig_enc_abort(f, sizeof(f), (uint32_t)code, why), &e2);
+}
+
 /* The member whose kernel aborted, or NULL (the daemon stops the job). */
 static const char *aborted_member(struct mig_job *j)
 {
@@ -961,19 +973,6 @@ void *mig_send_thread(void *arg)
 	pthread_mutex_lock(&j->lock);
 	aborted = j->abort || j->stop;
 	pthread_mutex_unlock(&j->lock);
-	if (r && s.c && !aborted) {
-		uint8_t f[MIG_HDR_SIZE + 6 + MIG_MSG_MAX];
-		struct rcow_err e2;
-
-		mig_send(s.c, f, (size_t)mig_enc_abort(f, sizeof(f), (uint32_t)-r, s.err.msg),
-			 &e2);
-	} else if (aborted && s.c) {
-		uint8_t f[MIG_HDR_SIZE + 6 + MIG_MSG_MAX];
-		struct rcow_err e2;
-
-		mig_send(s.c, f, (size_t)mig_enc_abort(f, sizeof(f), ECANCELED,
-						       "the source aborted the migration"), &e2);
-	}
 	if (!r) {
 		logmsg("%s: migration to %s done: the destination committed; %s fenced", j->label,
 		       j->target, j->n > 1 ? "every member stays" : "this device stays");
@@ -996,6 +995,15 @@ void *mig_send_thread(void *arg)
 			       j->label, j->n > 1 ? "every member stays" : "this device stays");
 		mig_end_members(j, -r, s.err.msg);
 	}
+	/*
+	 * The members ended first (the fence lifted, unless KEEP_FENCE), the
+	 * peer told second, best-effort: with the link down this send may
+	 * block until the peer timeout, and the guest's writes must not wait
+	 * for it a second time.
+	 */
+	if (s.c && (aborted || r))
+		send_abort(&s, aborted ? ECANCELED : -r,
+			   aborted ? "the source aborted the migration" : s.err.msg);
 	mig_end(j, s.c, s.cow, &s.buf, s.rbuf, s.moved);
 	for (unsigned int i = 0; s.pc_runs && i < j->n; i++)
 		run_vec_free(&s.pc_runs[i]);

@@ -160,23 +160,9 @@ bool mig_stopping(struct mig_job *j)
 	return s;
 }
 
-static struct timespec deadline(int ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	return ts;
-}
-
 void mig_wait(struct mig_job *j, unsigned int dev, uint64_t round_after, int ms)
 {
-	struct timespec ts = deadline(ms);
+	struct timespec ts = mono_deadline(ms);
 
 	pthread_mutex_lock(&j->lock);
 	while (!j->stop && !j->abort && j->m[dev].round_seen <= round_after &&
@@ -210,7 +196,7 @@ uint64_t mig_waiting_seen(struct mig_job *j)
 
 void mig_wait_writes(struct mig_job *j, uint64_t seen, int ms)
 {
-	struct timespec ts = deadline(ms);
+	struct timespec ts = mono_deadline(ms);
 
 	pthread_mutex_lock(&j->lock);
 	while (!j->stop && !j->abort && !j->finish && j->waiting_seen == seen)
@@ -316,7 +302,7 @@ static void rq_push(struct mig_job *j, int k, struct mig_rfault *q)
 
 struct mig_rfault *mig_remote_take(struct mig_job *j, int ms, bool urgent_only)
 {
-	struct timespec ts = deadline(ms);
+	struct timespec ts = mono_deadline(ms);
 	struct mig_rfault *q = NULL;
 
 	pthread_mutex_lock(&j->lock);
@@ -337,7 +323,7 @@ struct mig_rfault *mig_remote_take(struct mig_job *j, int ms, bool urgent_only)
 
 bool mig_remote_wait(struct mig_job *j, int ms)
 {
-	struct timespec ts = deadline(ms);
+	struct timespec ts = mono_deadline(ms);
 	bool any;
 
 	pthread_mutex_lock(&j->lock);
@@ -740,8 +726,13 @@ static struct mig_job *new_job(struct daemon *d, bool sender, char (*names)[MIG_
 			return NULL;
 		}
 	}
+	/* the waits' deadlines are on CLOCK_MONOTONIC (mono_deadline()) */
+	if (cond_init_mono(&j->cond)) {
+		free(j->m);
+		free(j);
+		return NULL;
+	}
 	pthread_mutex_init(&j->lock, NULL);
-	pthread_cond_init(&j->cond, NULL);
 	j->next = m->jobs;
 	m->jobs = j;
 	return j;

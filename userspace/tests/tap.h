@@ -35,5 +35,6 @@ void test_bufcache(struct tap *t);
 void test_config(struct tap *t);
 void test_mig(struct tap *t);
 void test_mig_tls(struct tap *t);
+void test_util(struct tap *t);
 
 #endif

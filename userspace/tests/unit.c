@@ -25,6 +25,7 @@ int main(void)
 		{ "mig", test_mig },
 		{ "mig-tls", test_mig_tls },
 		{ "bufcache", test_bufcache },
+		{ "util", test_util },
 	};
 	struct tap t = { 0, 0, 0, NULL };
 	size_t i;
