@@ -23,10 +23,15 @@
 #   then the same fio again, and 'remote-cow migrate' while it writes; once
 #   the source says mirroring, BENCH_MIG_MIRROR_S s more, then fio stops
 #   (the guest paused) and 'migrate finish' goes to the source;
+#   post-copy: the same pair and fio, 'remote-cow migrate --postcopy', and
+#   BENCH_MIG_PC_PRE_S s later the guest pauses and 'migrate finish
+#   postcopy' switches it to the destination at once; fio reads there
+#   (randread, otherwise as above) for BENCH_MIG_PC_S s while the rest
+#   streams; the destination is then compared with the source;
 #   baseline: nbdcopy of a raw image of the device's size (the whole disk, as
 #   a migration without remote-cow copies it) to nbdkit serving a file,
 #   over the same link, with TLS and the same key.
-# The two alternate (rotate) over BENCH_MIG_REPS repetitions on the LAN and
+# The three alternate (rotate) over BENCH_MIG_REPS repetitions on the LAN and
 # BENCH_MIG_WAN_REPS on the WAN; the table has the medians.
 #
 # Figures (Documentation/benchmarks-migration.rst says more):
@@ -55,6 +60,10 @@
 #   BENCH_MIG_MIRROR_S    seconds of mirroring before the guest pauses [10]
 #   BENCH_MIG_CONVERGE_S  seconds to wait for mirroring before finishing
 #                         anyway (no mirroring latency then) [600]
+#   BENCH_MIG_PC_PRE_S    post-copy run: seconds from the start to the
+#                         pause and 'migrate finish postcopy' [2]
+#   BENCH_MIG_PC_S        post-copy run: seconds of fio reads on the
+#                         destination after the switch [10]
 #   BENCH_MIG_MIRROR      remote-cowd's --migrate-mirror: auto (mirror once
 #                         the rounds stop shrinking) or always (from the
 #                         first round) [auto]
@@ -78,6 +87,8 @@ IDLE_S=${BENCH_MIG_IDLE_S:-10}
 MIRROR_S=${BENCH_MIG_MIRROR_S:-10}
 CONVERGE_S=${BENCH_MIG_CONVERGE_S:-600}
 MIRROR_MODE=${BENCH_MIG_MIRROR:-auto}
+PC_PRE_S=${BENCH_MIG_PC_PRE_S:-2}
+PC_S=${BENCH_MIG_PC_S:-10}
 PORT=17811
 NBD_PORT=17812
 
@@ -124,10 +135,11 @@ else:
 EOF
 }
 
-# fio_guest <dm name> <log prefix> <seconds>: the guest's writes, in the
-# background (FIO_PID); a per-write latency log.
+# fio_guest <dm name> <log prefix> <seconds> [<rw>]: the guest's writes
+# (or fio's <rw>: randread), in the background (FIO_PID); a per-I/O
+# latency log.
 fio_guest() {
-	fio --name=guest --filename="/dev/mapper/$1" --rw=randwrite --bs=64k --direct=1 \
+	fio --name=guest --filename="/dev/mapper/$1" --rw="${4:-randwrite}" --bs=64k --direct=1 \
 		--ioengine=libaio --iodepth=4 --size="$written" --time_based --runtime="$3" \
 		--write_lat_log="$2" --log_unix_epoch=1 --output="$2.out" >/dev/null 2>&1 &
 	FIO_PID=$!
@@ -171,16 +183,22 @@ pair_remove() {
 # not_incoming <dm name>: its status no longer says incoming (one dmsetup).
 not_incoming() { [[ $(dmsetup status "$1") != *" incoming "* ]]; }
 
-# kernel_downtime <src> <dst>: from the kernel log's clock, ms from the
-# finish issued (the marker written to /dev/kmsg before dmsetup ran) to the
-# destination's "incoming migration complete", then the parts: to the
-# source fenced ("finishing"), fenced to complete, to dmsetup's return,
-# and from the kernel's receipt of the message ("migrate finish:
-# fencing") to complete ("-" when a line is missing).
+# kernel_downtime <src> <dst> [postcopy]: from the kernel log's clock, ms
+# from the finish issued (the marker written to /dev/kmsg before dmsetup
+# ran) to the destination's "incoming migration complete" (post-copy: "in
+# post-copy", serving), then the parts: to the source fenced ("finishing";
+# post-copy: "in post-copy"), fenced to complete, to dmsetup's return, and
+# from the kernel's receipt of the message ("migrate finish: fencing") to
+# complete ("-" when a line is missing).
 kernel_downtime() {
+	local s="$1: migration to .* finishing" d="$2: incoming migration complete"
+	local g="$1: migrate finish: fencing"
+	if [ "${3:-}" = postcopy ]; then
+		s="$1: migration to .* in post-copy" d="$2: incoming migration in post-copy"
+		g="$1: migrate finish postcopy: fencing"
+	fi
 	dmesg | awk -v i="bench-migrate: $1: finish issued" -v r="bench-migrate: $1: finish returned" \
-		-v s="$1: migration to .* finishing" -v d="$2: incoming migration complete" \
-		-v g="$1: migrate finish: fencing" '
+		-v s="$s" -v d="$d" -v g="$g" '
 	function t(l) { sub(/^\[ */, "", l); sub(/\].*/, "", l); return l }
 	function ms(x, y) { return (x != "" && y != "") ? sprintf("%.1f", (y - x) * 1000) : "-" }
 	$0 ~ i { a = t($0) } $0 ~ s { b = t($0) } $0 ~ d { c = t($0) } $0 ~ r { e = t($0) }
@@ -296,6 +314,65 @@ run_rc() {
 	pair_remove "$src" "$dst"
 }
 
+# run_pc <link name>: one post-copy migration, the guest's disk moving
+# each written extent once: fio writes on the source, 'remote-cow migrate
+# --postcopy' while it writes, PC_PRE_S s later the guest pauses and
+# 'migrate finish postcopy' switches it to the destination, where fio
+# reads for PC_S s (the guest running there; its reads of extents still on
+# the source are fetched from it first) while the rest streams.  Figures
+# appended to P_<field>_<link>.
+run_pc() {
+	local L=$1 src dst p t0 tf ts td lo0 lo1 line sent wr fw rd kd
+	n_run=$((n_run + 1))
+	src=rc-mb-src$n_run dst=rc-mb-dst$n_run p=$tmp/lat$n_run
+	pair "$src" "$dst" || die "cannot set up the pair $src, $dst"
+	fio_guest "$src" "$p" 3600
+	sleep 1
+	lo0=$(lo_bytes)
+	t0=$(now)
+	"$RC" migrate "$src" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN" \
+		--postcopy || die "migrate --postcopy refused"
+	sleep "$PC_PRE_S"
+	kill -INT "$FIO_PID"
+	wait "$FIO_PID"
+	tf=$(now)
+	echo "bench-migrate: $src: finish issued" >/dev/kmsg
+	dmsetup message "$src" 0 migrate finish postcopy || die "migrate finish postcopy refused"
+	echo "bench-migrate: $src: finish returned" >/dev/kmsg
+	while ! not_incoming "$dst"; do :; done
+	ts=$(now)
+	state_is "$dst" postcopy || log "warning: $dst: $(state "$dst") at the switch"
+	fio_guest "$dst" "$p-pc" "$PC_S" randread
+	wait "$FIO_PID" || die "fio on $dst failed: $(cat "$p-pc.out")"
+	read -r -a rd <<<"$(lat "$p-pc" 0 1e10)"
+	wait_until 600 state_is "$src" "done" || die "$src: not done: $(state "$src")"
+	td=$(now)
+	wait_until 60 state_is "$dst" idle || die "$dst: $(state "$dst") after the migration"
+	lo1=$(lo_bytes)
+	# fio only read on the destination: both still hold the disk as paused
+	cmp -n "$written" "/dev/mapper/$src" "/dev/mapper/$dst" ||
+		die "$dst differs from $src in the written region"
+	wait_until 10 logged "device $src: migration bytes on the wire" >/dev/null
+	line=$(grep "device $src: migration bytes on the wire" "$HELPER_LOG" | tail -1)
+	sent=$(sed -n 's/.*: sent \([0-9]*\) (DATA.*/\1/p' <<<"$line")
+	wr=$(($(rc_status "$src" written) * $(rc_status "$src" extent_sectors) * 512))
+	fw=$(($(fio_writes "$p") * 65536))
+	read -r -a kd <<<"$(kernel_downtime "$src" "$dst" postcopy)"
+	eval "P_time_$L+=($(secs "$t0" "$td")) P_sent_$L+=($sent) P_lo_$L+=($((lo1 - lo0)))"
+	eval "P_ratio_$L+=($(ratio "$sent" "$wr")) P_gratio_$L+=($(ratio "$sent" $((written + fw))))"
+	eval "P_down_$L+=($(awk -v a="$tf" -v b="$ts" 'BEGIN { printf "%.1f", (b - a) * 1000 }'))"
+	[ "${kd[4]}" = - ] || eval "P_krecv_$L+=(${kd[4]})"
+	[ "${rd[0]}" = - ] || eval "P_rp50_$L+=(${rd[0]}) P_rp99_$L+=(${rd[1]})"
+	log "$L run $n_run (post-copy): $(secs "$t0" "$td") s (paused at $(secs "$t0" "$tf") s," \
+		"serving on the destination after $(secs "$t0" "$ts") s); downtime $(secs "$tf" "$ts") s" \
+		"(kernel log: ${kd[0]} ms from the finish issued, ${kd[4]} ms from the kernel's" \
+		"receipt); sent $(mib "$sent") MiB, lo $(mib $((lo1 - lo0))) MiB; written" \
+		"$(mib "$wr") MiB (WRITTEN), fio wrote $(mib "$fw") MiB before the pause; reads on" \
+		"the destination p50/p99 ${rd[0]}/${rd[1]} ms (${rd[2]} reads)"
+	log "$L run $n_run: remote-cowd: $line"
+	pair_remove "$src" "$dst"
+}
+
 # run_copy <link name>: the baseline, nbdcopy of the whole device's worth
 # to nbdkit (file plugin, TLS with the same key) over the link.  The
 # target file is in /dev/shm: /tmp (half the VM's memory) holds the base.
@@ -326,10 +403,10 @@ run_copy() {
 # bench_link <name> <delay> <rate> <reps>: the runs on one link, alternating.
 bench_link() {
 	local r k
-	mig_link_shape "$2" "$3" || die "cannot shape lo"
+	mig_link_shape "$2" "$3" 10000 || die "cannot shape lo"
 	log "link $1: $2 each way, $3"
 	for ((r = 1; r <= $4; r++)); do
-		for k in $(rotate "$r" rc copy); do
+		for k in $(rotate "$r" rc pc copy); do
 			"run_$k" "$1"
 		done
 	done
@@ -339,6 +416,9 @@ bench_link() {
 for l in lan wan; do
 	for f in time conv sent lo ratio dratio gratio down kdown kfence kcomplete krecv dmcall ip50 ip99 mp50 mp99 sp50 sp99; do
 		eval "R_${f}_$l=()"
+	done
+	for f in time sent lo ratio gratio down krecv rp50 rp99; do
+		eval "P_${f}_$l=()"
 	done
 	eval "C_time_$l=() C_lo_$l=()"
 done
@@ -375,6 +455,17 @@ row "guest 64 KiB write p50, mirroring (ms)" mp50
 row "guest 64 KiB write p99, mirroring (ms)" mp99
 row "guest 64 KiB write p50, mirroring after the switch's round (ms)" sp50
 row "guest 64 KiB write p99, mirroring after the switch's round (ms)" sp99
+prow() { echo "| $1 | $(m "P_$2_lan")${3:-} | $(m "P_$2_wan")${3:-} |"; }
+prow "post-copy: migration time, start to done (s)" time
+echo "| post-copy: bytes sent by the source (MiB) | $(mibs P_sent_lan) | $(mibs P_sent_wan) |"
+prow "post-copy: sent / written (WRITTEN extents; goal <= 1.05)" ratio
+prow "post-copy: sent / guest writes (initial + fio)" gratio
+prow "post-copy: storage downtime, finish to destination serving (ms)" down
+prow "post-copy: the same in the kernel log, from the message received (ms)" krecv
+prow "post-copy: guest 64 KiB read p50 on the destination meanwhile (ms)" rp50
+prow "post-copy: guest 64 KiB read p99 on the destination meanwhile (ms)" rp99
 crow "nbdcopy (whole device): time (s)" time
 echo "| nbdcopy (whole device): bytes on loopback (MiB) | $(mibs C_lo_lan) | $(mibs C_lo_wan) |"
+lo_ratio() { local v; v=$(m "C_lo_$1"); if [ "$v" = - ]; then echo -; else ratio "$v" "$written"; fi; }
+echo "| nbdcopy (whole device): bytes on loopback / written | $(lo_ratio lan) | $(lo_ratio wan) |"
 echo
