@@ -209,13 +209,16 @@ static bool postcopy_asked(struct sender *s)
 /*
  * Extents [first, first + count) of member dev as DATA frames of at most
  * MIG_MAX_DATA; *done: the extents sent.  With cut, stops before a frame
- * once a post-copy finish is asked (then *done < count).
+ * once a post-copy finish is asked (then *done < count), and the frames
+ * are about 50 ms of the link each (rcow_cut_frame_extents()), so that
+ * the switch does not wait for a long one.
  */
 static int send_run(struct sender *s, unsigned int dev, uint64_t first, uint64_t count,
 		    bool cut, uint64_t *done)
 {
 	const struct smem *dv = &s->dv[dev];
-	uint64_t per = MIG_MAX_DATA / dv->eb;
+	uint64_t per = cut ? rcow_cut_frame_extents(s->rate, dv->eb, MIG_MAX_DATA) :
+			     MIG_MAX_DATA / dv->eb;
 	uint8_t head[MIG_HDR_SIZE + MIG_DATA_HEAD];
 
 	if (per > REMOTE_COW_MAX_RANGE)

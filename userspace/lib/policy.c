@@ -247,6 +247,18 @@ uint64_t rcow_postcopy_burst(uint64_t rate, uint64_t extent_bytes)
 	return b > extent_bytes ? b : extent_bytes;
 }
 
+uint64_t rcow_cut_frame_extents(uint64_t rate, uint64_t extent_bytes, uint64_t max_bytes)
+{
+	uint64_t b = rate ? rate / 1000 * RCOW_CUT_FRAME_MS + rate % 1000 * RCOW_CUT_FRAME_MS / 1000 :
+			    RCOW_CUT_FRAME_FIRST;
+
+	if (b > max_bytes)
+		b = max_bytes;
+	if (!extent_bytes || b < extent_bytes)
+		return 1;
+	return b / extent_bytes;
+}
+
 int rcow_parse_size(const char *s, uint64_t *out)
 {
 	char *end;

@@ -196,6 +196,22 @@ static void test_postcopy_rate(struct tap *t)
 	       (unsigned long long)a, (unsigned long long)b, (unsigned long long)n);
 }
 
+static void test_cut_frame(struct tap *t)
+{
+	const uint64_t eb = 64 << 10, max = 4 << 20;
+
+	tap_ok(t, rcow_cut_frame_extents(0, eb, max) == 4, "not measured yet: 256 KiB frames");
+	tap_ok(t, rcow_cut_frame_extents(8 << 20, eb, max) == 6,
+	       "8 MiB/s: 50 ms of the link, whole extents (%llu)",
+	       (unsigned long long)rcow_cut_frame_extents(8 << 20, eb, max));
+	tap_ok(t, rcow_cut_frame_extents(1000000000, eb, max) == 64,
+	       "1 GB/s: no more than a frame carries (4 MiB)");
+	tap_ok(t, rcow_cut_frame_extents(2500000, eb, max) == 1 &&
+	       rcow_cut_frame_extents(1, eb, max) == 1 &&
+	       rcow_cut_frame_extents(8 << 20, 8 << 20, max) == 1,
+	       "a slow link or an extent over 50 ms of it: one extent a frame");
+}
+
 static void test_parse(struct tap *t)
 {
 	uint64_t v = 0;
@@ -647,6 +663,7 @@ void test_policy(struct tap *t)
 	test_fair(t);
 	test_ratelimit(t);
 	test_postcopy_rate(t);
+	test_cut_frame(t);
 	test_parse(t);
 	test_mirror(t);
 	test_throttle(t);

@@ -101,6 +101,19 @@ void rcow_ratelimit_spend(struct rcow_ratelimit *r, uint64_t bytes);
 uint64_t rcow_postcopy_burst(uint64_t rate, uint64_t extent_bytes);
 
 /*
+ * The DATA frames of a copying round: a round in progress stops before its
+ * next frame once a post-copy finish is asked, so a frame's time on the
+ * link is what the switch waits for the round (a 4 MiB frame: half a
+ * second at 8 MiB/s, the emulator's TLS).  Frames of about
+ * RCOW_CUT_FRAME_MS of the link at @rate bytes per second (0: not measured
+ * yet, then RCOW_CUT_FRAME_FIRST bytes), whole extents of @extent_bytes,
+ * at least one and at most @max_bytes.  Returns extents per frame.
+ */
+#define RCOW_CUT_FRAME_MS 50
+#define RCOW_CUT_FRAME_FIRST (256u << 10)
+uint64_t rcow_cut_frame_extents(uint64_t rate, uint64_t extent_bytes, uint64_t max_bytes);
+
+/*
  * Window of a base (bytes of reads in flight), from what its reads
  * measure, in the manner of a delay-based TCP sender:
  *
