@@ -182,6 +182,23 @@ pair_remove() {
 
 # not_incoming <dm name>: its status no longer says incoming (one dmsetup).
 not_incoming() { [[ $(dmsetup status "$1") != *" incoming "* ]]; }
+# issue_finish <src> [postcopy]: 'dmsetup message <src> 0 migrate finish
+# [postcopy]' between two markers in the kernel log (kernel_downtime).
+issue_finish() {
+	echo "bench-migrate: $1: finish issued" >/dev/kmsg
+	dmsetup message "$1" 0 migrate finish ${2:+"$2"} || die "migrate finish${2:+ $2} refused"
+	echo "bench-migrate: $1: finish returned" >/dev/kmsg
+}
+# wire <src>: remote-cowd's line "migration bytes on the wire" of <src>'s
+# migration (WIRE), its bytes sent (WIRE_SENT) and of those DATA (WIRE_DATA).
+wire() {
+	wait_until 10 logged "device $1: migration bytes on the wire" >/dev/null
+	WIRE=$(grep "device $1: migration bytes on the wire" "$HELPER_LOG" | tail -1)
+	WIRE_SENT=$(sed -n 's/.*: sent \([0-9]*\) (DATA \([0-9]*\) in.*/\1/p' <<<"$WIRE")
+	WIRE_DATA=$(sed -n 's/.*: sent \([0-9]*\) (DATA \([0-9]*\) in.*/\2/p' <<<"$WIRE")
+}
+# written_bytes <dm name>: its WRITTEN extents times the extent size.
+written_bytes() { echo $(($(rc_status "$1" written) * $(rc_status "$1" extent_sectors) * 512)); }
 
 # kernel_downtime <src> <dst> [postcopy]: from the kernel log's clock, ms
 # from the finish issued (the marker written to /dev/kmsg before dmsetup
@@ -256,9 +273,7 @@ run_rc() {
 	tc1=$(now)
 	# the guest is paused: finish, and wait for the destination to serve
 	tf=$(now)
-	echo "bench-migrate: $src: finish issued" >/dev/kmsg
-	dmsetup message "$src" 0 migrate finish || die "migrate finish refused"
-	echo "bench-migrate: $src: finish returned" >/dev/kmsg
+	issue_finish "$src"
 	for ((polls = 1; polls < 100000; polls++)); do
 		not_incoming "$dst" && break
 	done
@@ -267,11 +282,9 @@ run_rc() {
 	td=$(now)
 	lo1=$(lo_bytes)
 	state_is "$dst" idle || die "$dst: $(state "$dst") after the migration"
-	wait_until 10 logged "device $src: migration bytes on the wire" >/dev/null
-	line=$(grep "device $src: migration bytes on the wire" "$HELPER_LOG" | tail -1)
-	sent=$(sed -n 's/.*: sent \([0-9]*\) (DATA \([0-9]*\) in.*/\1/p' <<<"$line")
-	data=$(sed -n 's/.*: sent \([0-9]*\) (DATA \([0-9]*\) in.*/\2/p' <<<"$line")
-	wr=$(($(rc_status "$src" written) * $(rc_status "$src" extent_sectors) * 512))
+	wire "$src"
+	line=$WIRE sent=$WIRE_SENT data=$WIRE_DATA
+	wr=$(written_bytes "$src")
 	fw=$(($(fio_writes "$p") * 65536))
 	cmp -n "$written" "/dev/mapper/$src" "/dev/mapper/$dst" ||
 		die "$dst differs from $src in the written region"
@@ -336,9 +349,7 @@ run_pc() {
 	kill -INT "$FIO_PID"
 	wait "$FIO_PID"
 	tf=$(now)
-	echo "bench-migrate: $src: finish issued" >/dev/kmsg
-	dmsetup message "$src" 0 migrate finish postcopy || die "migrate finish postcopy refused"
-	echo "bench-migrate: $src: finish returned" >/dev/kmsg
+	issue_finish "$src" postcopy
 	while ! not_incoming "$dst"; do :; done
 	ts=$(now)
 	state_is "$dst" postcopy || log "warning: $dst: $(state "$dst") at the switch"
@@ -352,10 +363,9 @@ run_pc() {
 	# fio only read on the destination: both still hold the disk as paused
 	cmp -n "$written" "/dev/mapper/$src" "/dev/mapper/$dst" ||
 		die "$dst differs from $src in the written region"
-	wait_until 10 logged "device $src: migration bytes on the wire" >/dev/null
-	line=$(grep "device $src: migration bytes on the wire" "$HELPER_LOG" | tail -1)
-	sent=$(sed -n 's/.*: sent \([0-9]*\) (DATA.*/\1/p' <<<"$line")
-	wr=$(($(rc_status "$src" written) * $(rc_status "$src" extent_sectors) * 512))
+	wire "$src"
+	line=$WIRE sent=$WIRE_SENT
+	wr=$(written_bytes "$src")
 	fw=$(($(fio_writes "$p") * 65536))
 	read -r -a kd <<<"$(kernel_downtime "$src" "$dst" postcopy)"
 	eval "P_time_$L+=($(secs "$t0" "$td")) P_sent_$L+=($sent) P_lo_$L+=($((lo1 - lo0)))"

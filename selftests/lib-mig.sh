@@ -128,6 +128,8 @@ mig_start_idle() {
 		tap_bail "remote-cow migrate fails"
 	wait_until 60 sent_past "$1" 127 >/dev/null || tap_bail "the first round of $1 is not sent"
 }
+# between <n> <lo> <hi>: lo <= n <= hi (integers).
+between() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 # remains_at_most <src> <n>: what the rounds taken still have to send
 # (status migrate_total - migrate_done) is at most n extents.
 remains_at_most() {

@@ -47,7 +47,6 @@ migrate() {
 	"$RC" migrate "$1" --to "127.0.0.1:$PORT" --psk "$tmp/key.psk" --run-dir "$RUN"
 }
 done_now() { rc_status "$1" migrate_done; }
-between() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 
 # --- a short cut ------------------------------------------------------------------
 SRC="rc-cut-src"

@@ -40,7 +40,6 @@ mono_ms() {
 	read -r up _ </proc/uptime
 	echo $((10#${up/./} * 10))
 }
-between() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 
 SRC="rc-mcut-src"
 DST="rc-mcut-dst"
